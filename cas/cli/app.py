@@ -1,0 +1,119 @@
+"""The one object every `cas`/`stb` command writes through (hatch-style ``Application``).
+
+``ctx.obj`` is an :class:`Application`.  People get rich tables; ``--json`` gets one JSON
+document on stdout.  Errors are one line on stderr and a non-zero exit code (:class:`Exit`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from enum import IntEnum
+from pathlib import Path
+from typing import Any, NoReturn, TypeVar
+
+import click
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskProgressColumn,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+
+from cas.errors import CasError
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class Exit(IntEnum):
+    OK = 0
+    ERROR = 1
+    USAGE = 2
+    FORMAT = 3
+    CRYPTO = 4
+    CARD = 5
+    STORE = 6
+    RULE = 7
+    STREAM = 8
+    PROTOCOL = 9
+    LOCKED = 10  # a report found locked channels where the caller asked for all open
+    MISMATCH = 11  # the demo / diagnostics found disagreeing explanations
+
+
+def default_data_dir() -> Path:
+    return Path(os.environ.get("CAS_DATA_DIR", Path.home() / ".local" / "share" / "cas-sim"))
+
+
+class Application:
+    def __init__(self, *, json_mode: bool = False, data_dir: Path | None = None,
+                 db_url: str | None = None, quiet: bool = False) -> None:
+        self.json_mode = json_mode
+        self.data_dir = data_dir or default_data_dir()
+        self.db_url = db_url or os.environ.get("CAS_DB_URL")
+        self.quiet = quiet
+        self.console = Console(highlight=False, soft_wrap=True)
+        self.err_console = Console(stderr=True, highlight=False, soft_wrap=True)
+
+    # --- output -------------------------------------------------------------------------------
+    def print(self, *objects: Any, **kwargs: Any) -> None:
+        if not self.json_mode and not self.quiet:
+            self.console.print(*objects, **kwargs)
+
+    def emit_json(self, data: Any) -> None:
+        sys.stdout.write(json.dumps(data, indent=2, ensure_ascii=False, default=str) + "\n")
+
+    def output(self, data: Any, render: Callable[[], None]) -> None:
+        """``--json``: dump ``data``; otherwise call ``render`` (which prints rich output)."""
+        if self.json_mode:
+            self.emit_json(data)
+        else:
+            render()
+
+    def fail(self, message: str, code: int = Exit.ERROR) -> NoReturn:
+        self.err_console.print(f"error: {message}", markup=False)
+        raise SystemExit(int(code))
+
+    @contextmanager
+    def progress(self, description: str, total: int | None) -> Iterator[Callable[[int], None]]:
+        """A progress bar with rate and ETA (stderr, hidden for --json/--quiet or non-tty)."""
+        show = not self.json_mode and not self.quiet and self.err_console.is_terminal
+        if not show:
+            yield lambda n: None
+            return
+        columns = (
+            TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+            TaskProgressColumn(), TextColumn("{task.speed} /s"), TimeElapsedColumn(),
+            TimeRemainingColumn(),
+        )
+        with Progress(*columns, console=self.err_console, transient=True) as bar:
+            task = bar.add_task(description, total=total)
+            yield lambda n: bar.advance(task, n)
+
+    # --- data dir ---------------------------------------------------------------------------
+    def ensure_data_dir(self) -> Path:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        return self.data_dir
+
+
+def run_guarded(fn: Callable[[], Any], app: Application | None = None) -> Any:
+    """Call ``fn``; turn our errors into one line + exit code, never a traceback."""
+    try:
+        return fn()
+    except CasError as exc:
+        console = app.err_console if app else Console(stderr=True)
+        console.print(f"error: {exc}", markup=False, highlight=False)
+        raise SystemExit(exc.exit_code) from None
+    except (OSError, ValueError) as exc:
+        console = app.err_console if app else Console(stderr=True)
+        console.print(f"error: {exc}", markup=False, highlight=False)
+        raise SystemExit(int(Exit.ERROR)) from None
+
+
+pass_app = click.make_pass_decorator(Application)

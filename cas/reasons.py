@@ -1,0 +1,110 @@
+"""Lock reasons: one table of every reason code, its on-screen code and its message (en/ru).
+
+Used by the card applet (status words), the STB lock report, ``cas why`` and the field
+diagnostics, so all of them speak the same words.  ``docs/field-guide.md`` prints this table.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+
+class Reason(StrEnum):
+    """Why a channel is open or locked.  ``OPEN`` is the only non-lock value."""
+
+    OPEN = "OPEN"
+    NO_CARD = "NO_CARD"
+    CARD_ERROR = "CARD_ERROR"
+    PAIRING_MISMATCH = "PAIRING_MISMATCH"
+    CARD_NOT_ACTIVE = "CARD_NOT_ACTIVE"
+    CARD_SUSPENDED = "CARD_SUSPENDED"
+    FINANCIAL_BLOCK = "FINANCIAL_BLOCK"
+    CARD_KILLED = "CARD_KILLED"
+    NOT_SUBSCRIBED = "NOT_SUBSCRIBED"
+    CHANNEL_NOT_IN_PACKAGE = "CHANNEL_NOT_IN_PACKAGE"
+    ENTITLEMENT_EXPIRED = "ENTITLEMENT_EXPIRED"
+    NOT_YET_VALID = "NOT_YET_VALID"
+    REGION_BLACKOUT = "REGION_BLACKOUT"
+    MATURITY_LOCKED = "MATURITY_LOCKED"
+    PIN_BLOCKED = "PIN_BLOCKED"
+    NO_ECM = "NO_ECM"
+    ECM_KEY_UNKNOWN = "ECM_KEY_UNKNOWN"
+    UNKNOWN_CHANNEL = "UNKNOWN_CHANNEL"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ReasonInfo:
+    reason: Reason
+    screen_code: str
+    en: str
+    ru: str
+    fix_en: str
+
+
+_TABLE: tuple[ReasonInfo, ...] = (
+    ReasonInfo(reason=Reason.OPEN, screen_code="", en="Channel open", ru="Канал доступен",
+               fix_en="nothing to do"),
+    ReasonInfo(reason=Reason.NO_CARD, screen_code="E04", en="Insert your smart card",
+               ru="Вставьте смарт-карту", fix_en="insert the smart card (chip facing down)"),
+    ReasonInfo(reason=Reason.CARD_ERROR, screen_code="E05", en="Smart card error",
+               ru="Ошибка смарт-карты", fix_en="reinsert the card; replace it if the error stays"),
+    ReasonInfo(reason=Reason.PAIRING_MISMATCH, screen_code="E30",
+               en="This card is paired with another receiver",
+               ru="Карта привязана к другому приёмнику",
+               fix_en="put the card back in its own box, or re-pair card and box at the head-end"),
+    ReasonInfo(reason=Reason.CARD_NOT_ACTIVE, screen_code="E06", en="Smart card not activated",
+               ru="Смарт-карта не активирована", fix_en="activate the card (register it to an account)"),
+    ReasonInfo(reason=Reason.CARD_SUSPENDED, screen_code="E16",
+               en="Service temporarily suspended", ru="Обслуживание временно приостановлено",
+               fix_en="resume the service in the personal account"),
+    ReasonInfo(reason=Reason.FINANCIAL_BLOCK, screen_code="E17",
+               en="Not enough money on the account: all channels locked",
+               ru="Недостаточно средств на счёте: все каналы заблокированы",
+               fix_en="top up the balance or take a promised payment"),
+    ReasonInfo(reason=Reason.CARD_KILLED, screen_code="E18", en="Smart card disabled",
+               ru="Смарт-карта отключена", fix_en="contact the operator: the card is withdrawn"),
+    ReasonInfo(reason=Reason.NOT_SUBSCRIBED, screen_code="E16A",
+               en="No package connected", ru="Пакет не подключён",
+               fix_en="connect a package (subscribe)"),
+    ReasonInfo(reason=Reason.CHANNEL_NOT_IN_PACKAGE, screen_code="E16B",
+               en="Channel not in your connected packages",
+               ru="Канал не входит в подключённые пакеты",
+               fix_en="subscribe to a package that carries this channel"),
+    ReasonInfo(reason=Reason.ENTITLEMENT_EXPIRED, screen_code="E19",
+               en="Subscription has expired", ru="Срок подписки истёк",
+               fix_en="pay to extend the subscription"),
+    ReasonInfo(reason=Reason.NOT_YET_VALID, screen_code="E20",
+               en="Subscription not yet started", ru="Подписка ещё не началась",
+               fix_en="wait until the subscription start date"),
+    ReasonInfo(reason=Reason.REGION_BLACKOUT, screen_code="E21",
+               en="Not available in your region", ru="Недоступно в вашем регионе",
+               fix_en="the service works only inside the country / licensed region"),
+    ReasonInfo(reason=Reason.MATURITY_LOCKED, screen_code="E22",
+               en="Parental control: enter PIN", ru="Родительский контроль: введите PIN",
+               fix_en="enter the parental PIN, or change the kids profile"),
+    ReasonInfo(reason=Reason.PIN_BLOCKED, screen_code="E23",
+               en="PIN blocked after too many wrong attempts",
+               ru="PIN заблокирован после неверных попыток",
+               fix_en="ask the operator to reset the PIN"),
+    ReasonInfo(reason=Reason.NO_ECM, screen_code="E100",
+               en="No access information for this channel", ru="Нет данных доступа для канала",
+               fix_en="check the head-end ECM generator / scrambler for this service"),
+    ReasonInfo(reason=Reason.ECM_KEY_UNKNOWN, screen_code="E101",
+               en="Card needs a key update", ru="Карте нужно обновление ключей",
+               fix_en="leave the box on the channel so key-update EMMs reach the card"),
+    ReasonInfo(reason=Reason.UNKNOWN_CHANNEL, screen_code="E102",
+               en="Channel not found", ru="Канал не найден",
+               fix_en="rescan channels"),
+)
+
+REASONS: dict[Reason, ReasonInfo] = {info.reason: info for info in _TABLE}
+
+
+def info(reason: Reason) -> ReasonInfo:
+    return REASONS[reason]
+
+
+def message(reason: Reason, lang: str = "en") -> str:
+    i = REASONS[reason]
+    return i.ru if lang == "ru" else i.en
