@@ -1,0 +1,159 @@
+"""The lock report: every channel of the lineup, OPEN or LOCKED, and why (DESIGN §5).
+
+One :class:`ChannelStatus` per service in the stream's PAT/PMT/SDT, with the reason code
+(:class:`cas.reasons.Reason`), the on-screen code and message a real box would show
+(:func:`cas.reasons.info`) and a one-line technical detail for field engineers.  The
+report also carries what the box saw on the way: card identity, EMM filter counts and the
+stream defects it survived.  ``to_json`` is the ``--json`` form; :func:`render` the table.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from rich.console import Console, Group
+from rich.table import Table
+from rich.text import Text
+
+from cas.reasons import Reason, info
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ChannelStatus:
+    """One channel's verdict."""
+
+    channel: int  # the number the viewer tunes: LCN when the stream has one, else service_id
+    service_id: int
+    name: str
+    reason: Reason
+    scrambled: bool
+    scrambling: str | None = None  # "CSA2" / "CISSA" / other mode text, None when clear
+    ecm_pid: int | None = None
+    detail: str = ""
+
+    @property
+    def open(self) -> bool:
+        return self.reason is Reason.OPEN
+
+    @property
+    def state(self) -> str:
+        return "OPEN" if self.open else "LOCKED"
+
+    @property
+    def screen_code(self) -> str:
+        return info(self.reason).screen_code
+
+    @property
+    def message(self) -> str:
+        return info(self.reason).en
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "channel": self.channel,
+            "service_id": self.service_id,
+            "name": self.name,
+            "state": self.state,
+            "reason": self.reason.value,
+            "screen_code": self.screen_code,
+            "message": self.message,
+            "message_ru": info(self.reason).ru,
+            "scrambled": self.scrambled,
+            "scrambling": self.scrambling,
+            "ecm_pid": self.ecm_pid,
+            "detail": self.detail,
+        }
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CardSummary:
+    """What the box knows about its card after boot (``None`` fields: no card / unreadable)."""
+
+    present: bool
+    reader: str | None = None
+    serial: int | None = None
+    shared_address: int | None = None
+    status: str | None = None
+    paired_chip_id: int | None = None
+    error: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "present": self.present,
+            "reader": self.reader,
+            "serial": None if self.serial is None else f"{self.serial:010d}",
+            "shared_address": self.shared_address,
+            "status": self.status,
+            "paired_chip_id": (None if self.paired_chip_id is None
+                               else f"{self.paired_chip_id:08X}"),
+            "error": self.error,
+        }
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LockReport:
+    """The box's answer for one stream."""
+
+    chip_id: int
+    card: CardSummary
+    channels: tuple[ChannelStatus, ...]
+    emm: Mapping[str, int] = field(default_factory=dict)
+    stream: Mapping[str, Any] = field(default_factory=dict)
+    pin: str | None = None  # outcome of VERIFY PIN when --pin was given
+
+    def channel(self, number: int) -> ChannelStatus:
+        for status in self.channels:
+            if status.channel == number:
+                return status
+        raise KeyError(number)
+
+    def reasons(self) -> dict[int, Reason]:
+        """channel number -> reason: the form tests and the demo compare."""
+        return {c.channel: c.reason for c in self.channels}
+
+    @property
+    def all_open(self) -> bool:
+        return all(c.open for c in self.channels)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "chip_id": f"{self.chip_id:08X}",
+            "card": self.card.to_json(),
+            "pin": self.pin,
+            "channels": [c.to_json() for c in self.channels],
+            "emm": dict(self.emm),
+            "stream": dict(self.stream),
+        }
+
+
+def render(report: LockReport, console: Console) -> None:
+    """Print the report as a rich table (what an integration tester reads)."""
+    card = report.card
+    if card.present and card.serial is not None:
+        head = (f"box chip {report.chip_id:08X} · card {card.serial:010d}"
+                f" ({card.status or 'status unknown'})")
+    elif card.present:
+        head = f"box chip {report.chip_id:08X} · card error: {card.error or 'unreadable'}"
+    else:
+        head = f"box chip {report.chip_id:08X} · no card"
+    table = Table(title=head, title_justify="left")
+    for col, justify in (("ch", "right"), ("name", "left"), ("state", "left"),
+                         ("reason", "left"), ("code", "left"), ("message", "left"),
+                         ("detail", "left")):
+        table.add_column(col, justify=justify)  # type: ignore[arg-type]
+    for c in report.channels:
+        state = Text(c.state, style="green" if c.open else "red")
+        table.add_row(str(c.channel), c.name, state, c.reason.value, c.screen_code,
+                      c.message, c.detail)
+    parts: list[Any] = [table]
+    emm = {k: v for k, v in report.emm.items() if v}
+    if emm:
+        parts.append(Text("EMMs: " + ", ".join(f"{k} {v}" for k, v in sorted(emm.items())),
+                          style="dim"))
+    issues = int(report.stream.get("issue_count", 0) or 0)
+    if issues:
+        parts.append(Text(f"stream defects survived: {issues}", style="yellow"))
+    if report.pin:
+        parts.append(Text(f"PIN: {report.pin}", style="dim"))
+    console.print(Group(*parts))
