@@ -934,7 +934,9 @@ def _describe_descriptor(d: Descriptor) -> dict[str, Any]:
             "service_provider_name": d.provider_text,
             "service_name": d.name_text,
         }
-    return {"descriptor": "unknown", "descriptor_tag": d.tag, "data": d.data.hex()}
+    if isinstance(d, RawDescriptor):
+        return {"descriptor": "unknown", "descriptor_tag": d.tag, "data": d.data.hex()}
+    raise TypeError(f"cannot describe {type(d).__name__}")
 
 
 def describe(obj: Pat | Cat | Pmt | Sdt | Descriptor) -> dict[str, Any]:
