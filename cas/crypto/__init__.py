@@ -8,6 +8,8 @@ Randomness (``rng``) and time are passed in.
 from __future__ import annotations
 
 from cas.crypto.aead import NONCE_LEN, TAG_LEN, aead_open, aead_seal, new_nonce
+from cas.crypto.cissa import Cissa
+from cas.crypto.csa2 import Csa2
 from cas.crypto.cw import (
     CISSA_CW_LEN,
     CSA2_CW_LEN,
@@ -55,7 +57,9 @@ __all__ = [
     "WRAPPED_CWS_LEN",
     "WRAPPED_KEY_LEN",
     "AuthenticationError",
+    "Cissa",
     "CryptoError",
+    "Csa2",
     "Key",
     "OperatorKeys",
     "Parity",
