@@ -100,10 +100,10 @@ def iter_chunks(source: BinaryIO, size: int = READ_SIZE) -> Iterator[bytes]:
 class PacketSplitter:
     """Cuts an arbitrary byte stream into 188-byte packets that start with 0x47.
 
-    A packet is accepted when its sync byte is there and the next packet's sync byte is
-    where it should be (or the data ends).  Otherwise the packet was cut short or the
-    stream lost sync: the bytes up to the next position that looks like two packets in a
-    row are skipped (counted once per loss, and a cut packet as truncated).
+    A packet is accepted when its sync byte is there and no other packet starts inside
+    its 188 bytes (a start is confirmed by a second sync byte 188 bytes later).  A packet
+    with another one starting inside it was cut short (dropped, counted as truncated);
+    bytes without a sync byte are skipped up to the next confirmed start (one sync loss).
     """
 
     def __init__(self, stats: StreamStats) -> None:
@@ -127,9 +127,15 @@ class PacketSplitter:
                 pos += PACKET_SIZE
                 continue
             nxt = self._next_start(data, pos + 1 if data[pos] == SYNC_BYTE else pos)
+            if nxt < 0 and n - pos <= 2 * PACKET_SIZE:
+                break  # too little data to judge: wait for the next chunk
+            if data[pos] == SYNC_BYTE and (nxt < 0 or nxt >= pos + PACKET_SIZE):
+                # A whole packet followed by garbage: keep the packet; the garbage is
+                # the sync loss, found at the next position.
+                yield data[pos:pos + PACKET_SIZE]
+                pos += PACKET_SIZE
+                continue
             if nxt < 0:
-                if n - pos <= 2 * PACKET_SIZE:
-                    break  # too little data to judge: wait for the next chunk
                 # No packet start can be confirmed: keep only what could still be one.
                 self._defect(data, pos, n)
                 keep_from = max(pos + 1, n - 2 * PACKET_SIZE)
@@ -241,7 +247,7 @@ class SectionFilter:
                 return out
             if self._buf:
                 self._buf += payload[1:1 + pointer]
-                self._complete(packet_index, out, at_start=False)
+                self._complete(packet_index, out)
                 if self._buf:  # the new section starts before the old one was complete
                     self.stats.sections_dropped += 1
                     self.stats.note(packet_index, self.pid, "section_dropped",
@@ -250,13 +256,13 @@ class SectionFilter:
                     self._need = 0
             self._buf += payload[1 + pointer:]
             self._need = 0
-            self._complete(packet_index, out, at_start=True)
+            self._complete(packet_index, out)
         elif self._buf:
             self._buf += payload
-            self._complete(packet_index, out, at_start=False)
+            self._complete(packet_index, out)
         return out
 
-    def _complete(self, packet_index: int, out: list[bytes], *, at_start: bool) -> None:
+    def _complete(self, packet_index: int, out: list[bytes]) -> None:
         buf = self._buf
         while buf:
             if buf[0] == 0xFF:  # stuffing: nothing more in this packet
@@ -280,8 +286,6 @@ class SectionFilter:
             self.stats.sections += 1
             del buf[:need]
             self._need = 0
-            if not at_start:
-                # Outside a PUSI packet nothing may start after a section: the rest is
-                # stuffing (a new section would have needed a pointer_field).
-                buf.clear()
-                return
+            # §2.4.4.2 wants a pointer_field wherever a section starts, but some muxes put
+            # the next section right after the last one without it; read on (sections are
+            # checked by CRC or MAC further up, so a misread costs nothing but a count).
