@@ -20,15 +20,18 @@ from cas.crypto.cw import (
 )
 from cas.crypto.keys import (
     DEFAULT_CHIPSET_VENDOR_ID,
+    DEFAULT_KEY_FILE_NAME,
     ENV_OPERATOR_KEY,
     KEY_LEN,
     Key,
     OperatorKeys,
     Purpose,
     Rng,
+    default_key_path,
     derive_cuks,
     derive_cuks_concat,
     kdf,
+    load_operator_keys,
 )
 from cas.crypto.pin import PIN_HASH_LEN, pin_hash, verify_pin
 from cas.crypto.wrap import (
@@ -49,6 +52,7 @@ __all__ = [
     "CISSA_CW_LEN",
     "CSA2_CW_LEN",
     "DEFAULT_CHIPSET_VENDOR_ID",
+    "DEFAULT_KEY_FILE_NAME",
     "ENV_OPERATOR_KEY",
     "KEY_LEN",
     "NONCE_LEN",
@@ -68,11 +72,13 @@ __all__ = [
     "aead_open",
     "aead_seal",
     "chip_blob",
+    "default_key_path",
     "derive_cuks",
     "derive_cuks_concat",
     "generate_cw",
     "is_reduced_cw",
     "kdf",
+    "load_operator_keys",
     "new_nonce",
     "open_chip_blob",
     "pin_hash",

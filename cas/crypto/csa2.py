@@ -102,10 +102,11 @@ def _check_cw(cw: bytes) -> bytes:
 class _KeyPair:
     """libdvbcsa key contexts (single-packet and bitslice) for one CW; freed with the object."""
 
-    __slots__ = ("__weakref__", "bs", "single")
+    __slots__ = ("__weakref__", "bs", "cw", "single")
 
     def __init__(self, cw: bytes) -> None:
         lib = load_library()
+        self.cw = cw
         self.single = lib.dvbcsa_key_alloc()
         self.bs = lib.dvbcsa_bs_key_alloc()
         if not self.single or not self.bs:
@@ -145,7 +146,10 @@ class Csa2:
         """Install the CW for ``parity`` (0 even, 1 odd)."""
         if parity not in (0, 1):
             raise CryptoError("parity must be 0 (even) or 1 (odd)")
-        self._keys[parity] = _KeyPair(_check_cw(cw))
+        cw = _check_cw(cw)
+        current = self._keys[parity]
+        if current is None or current.cw != cw:  # key setup is costly: skip when unchanged
+            self._keys[parity] = _KeyPair(cw)
 
     def _have(self) -> tuple[bool, bool]:
         return self._keys[0] is not None, self._keys[1] is not None

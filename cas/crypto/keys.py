@@ -52,6 +52,8 @@ ENV_CHIPSET_VENDOR_KEYS = "CAS_CHIPSET_VENDOR_KEYS"
 #: Vendor id of the simulated chipset vendor whose key ``cas keys init`` creates.
 DEFAULT_CHIPSET_VENDOR_ID = 0x0001
 KEY_FILE_FORMAT = 1
+#: File name of the operator key file inside the data dir (``cas keys init`` default).
+DEFAULT_KEY_FILE_NAME = "operator-keys.toml"
 
 _LABEL_PREFIX = b"cas-sim"
 
@@ -396,3 +398,25 @@ class OperatorKeys:
         for vid, k in sorted(self.vendor_keys.items()):
             out[f"chipset_vendor_key[{vid:04X}]"] = k.fingerprint()
         return out
+
+
+def default_key_path(data_dir: str | os.PathLike[str]) -> Path:
+    """Where ``cas keys init`` puts the key file by default."""
+    return Path(data_dir) / DEFAULT_KEY_FILE_NAME
+
+
+def load_operator_keys(path: str | os.PathLike[str] | None = None, *,
+                       data_dir: str | os.PathLike[str] | None = None,
+                       environ: Mapping[str, str] | None = None) -> OperatorKeys:
+    """The operator keys a command should use.
+
+    An explicit ``path`` wins; then ``$CAS_OPERATOR_KEY``; then ``<data_dir>/operator-keys.toml``.
+    """
+    if path is not None:
+        return OperatorKeys.load(path)
+    env = os.environ if environ is None else environ
+    if env.get(ENV_OPERATOR_KEY):
+        return OperatorKeys.from_env(env)
+    if data_dir is None:
+        raise CryptoError(f"no operator keys: pass a key file or set {ENV_OPERATOR_KEY}")
+    return OperatorKeys.load(default_key_path(data_dir))
