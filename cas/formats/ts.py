@@ -593,7 +593,8 @@ class SectionReassembler:
             return []
         pid = ((pkt[1] & 0x1F) << 8) | pkt[2]
         if pid != self.pid:
-            self._event("wrong_pid", f"PID {pid}", pid=pid)
+            # Counted only: a demux may hand every packet to every reassembler.
+            self.counts["wrong_pid"] += 1
             return []
         if pkt[1] & 0x80:
             self._event("transport_error", "transport_error_indicator set")
