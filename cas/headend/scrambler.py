@@ -796,7 +796,6 @@ def payload_cipher(algorithm: Algorithm) -> PayloadCipher:
         from cas.crypto.csa2 import Csa2
 
         return _EngineCipher(Csa2())
-    from cas.crypto.cissa import Cissa  # type: ignore[import-not-found,unused-ignore]
+    from cas.crypto.cissa import Cissa
 
-    engine: _Engine = Cissa()
-    return _EngineCipher(engine)
+    return _EngineCipher(Cissa())
