@@ -1,0 +1,206 @@
+"""Helpers shared by the format modules.
+
+* :func:`parse_struct` / :func:`build_struct` run a construct declaration and turn every
+  exception that can come out of it (construct's own errors, but also ``struct.error``,
+  ``UnicodeDecodeError``, ``IndexError`` ...) into our :class:`~cas.errors.FormatError`
+  (or :class:`~cas.errors.ChecksumError`) carrying the field path, so no construct exception
+  ever leaves ``cas.formats``.
+* :func:`key_summary` is how ``describe()`` shows key material: length and a fingerprint,
+  never the bytes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import mmap
+import struct
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import construct as cs
+
+from cas.errors import ChecksumError, FormatError
+
+T = TypeVar("T")
+
+#: Exceptions a parser of untrusted bytes may hit; all become FormatError.
+_LOW_LEVEL_ERRORS: tuple[type[BaseException], ...] = (
+    cs.ConstructError,
+    struct.error,
+    IndexError,
+    KeyError,
+    ValueError,  # includes UnicodeDecodeError
+    TypeError,
+    OverflowError,
+)
+
+
+def _construct_path(exc: BaseException, root: str) -> str:
+    """Turn construct's ``"(parsing) -> body -> value -> serial"`` into ``"root.body.serial"``."""
+    raw = getattr(exc, "path", None)
+    if not raw:
+        return root
+    parts = [p.strip() for p in str(raw).split("->")]
+    # drop the "(parsing)"/"(building)" marker and RawCopy's internal "value" level
+    names = [p for p in parts if p and not p.startswith("(") and p != "value"]
+    return ".".join([root, *names])
+
+
+def _message(exc: BaseException) -> str:
+    if isinstance(exc, cs.ConstructError):
+        # construct messages embed the path again; keep the part after it.
+        text = str(exc)
+        if "\n" in text:
+            text = text.splitlines()[-1]
+        if ")" in text and text.startswith("Error in path"):
+            text = text.split(")", 1)[-1].strip()
+        return text.strip() or type(exc).__name__
+    return f"{type(exc).__name__}: {exc}"
+
+
+def wrap_error(exc: BaseException, root: str, *, action: str = "parse") -> FormatError:
+    """Build the FormatError (or ChecksumError) to raise ``from exc``."""
+    if isinstance(exc, FormatError):
+        return exc
+    path = _construct_path(exc, root)
+    if isinstance(exc, cs.ChecksumError):
+        return ChecksumError("integrity check failed", path=path)
+    return FormatError(f"cannot {action}: {_message(exc)}", path=path)
+
+
+def parse_struct(schema: cs.Construct, data: bytes, root: str) -> Any:
+    """Parse ``data`` with ``schema``; every failure becomes a FormatError naming the field."""
+    try:
+        return schema.parse(data)
+    except FormatError:
+        raise
+    except _LOW_LEVEL_ERRORS as exc:
+        raise wrap_error(exc, root) from exc
+
+
+def build_struct(schema: cs.Construct, obj: Any, root: str) -> bytes:
+    """Build ``obj`` with ``schema``; out-of-range values become a FormatError naming the field."""
+    try:
+        out = schema.build(obj)
+    except FormatError:
+        raise
+    except _LOW_LEVEL_ERRORS as exc:
+        raise wrap_error(exc, root, action="build") from exc
+    assert isinstance(out, bytes)
+    return out
+
+
+def guarded(root: str, fn: Callable[[], T], *, action: str = "parse") -> T:
+    """Run ``fn`` and convert low-level exceptions into FormatError (for hand-written parsers)."""
+    try:
+        return fn()
+    except FormatError:
+        raise
+    except _LOW_LEVEL_ERRORS as exc:
+        raise wrap_error(exc, root, action=action) from exc
+
+
+def bytes_getter(data: Any) -> Callable[[slice], bytes]:
+    """``get(slice) -> bytes`` over ``bytes``, ``mmap`` or anything with the buffer protocol
+    (memoryview slices are copied so that callers always get hashable ``bytes``)."""
+    if isinstance(data, bytes | mmap.mmap):
+        return data.__getitem__  # type: ignore[return-value]
+    view = memoryview(data)
+
+    def get(s: slice) -> bytes:
+        return view[s].tobytes()
+
+    return get
+
+
+def fingerprint(data: bytes) -> str:
+    """First 8 hex digits of SHA-256 over ``data``: identifies key material without showing it."""
+    return hashlib.sha256(data).hexdigest()[:8]
+
+
+def key_summary(data: bytes) -> dict[str, Any]:
+    """How ``describe()`` shows key material (wrapped or clear): length + fingerprint only."""
+    return {"length": len(data), "fingerprint": fingerprint(data)}
+
+
+def check_range(value: int, bits: int, path: str) -> None:
+    """Raise FormatError unless ``0 <= value < 2**bits`` (used by builders)."""
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value < (1 << bits):
+        raise FormatError(f"value {value!r} does not fit in u{bits}", path=path)
+
+
+def check_len(value: bytes, length: int, path: str) -> None:
+    """Raise FormatError unless ``value`` is bytes of exactly ``length``."""
+    if not isinstance(value, bytes | bytearray) or len(value) != length:
+        got = len(value) if isinstance(value, bytes | bytearray) else type(value).__name__
+        raise FormatError(f"expected {length} bytes, got {got}", path=path)
+
+
+def decode_padded_ascii(raw: bytes, path: str) -> str:
+    """Fixed-width ASCII text, right-padded with NUL.  Canonical: printable ASCII, then only NULs."""
+    text, _, pad = raw.partition(b"\x00")
+    if pad.strip(b"\x00") or any(not 0x20 <= b <= 0x7E for b in text):
+        raise FormatError("not printable ASCII padded with NUL", path=path)
+    return text.decode("ascii")
+
+
+def encode_padded_ascii(text: str, width: int, path: str) -> bytes:
+    """Inverse of :func:`decode_padded_ascii`; FormatError if too long or not printable ASCII."""
+    raw = text.encode("ascii", "replace")
+    if len(raw) > width or any(not 0x20 <= b <= 0x7E for b in raw) or not text.isascii():
+        raise FormatError(f"must be printable ASCII of at most {width} characters", path=path)
+    return raw.ljust(width, b"\x00")
+
+
+# --- short MPEG-2 private sections (ECM/EMM) -----------------------------------------------------
+#: ECM/EMM sections are kept within 256 bytes (WIRE-FACTS §1.2): 3-byte header + ≤ 253.
+MAX_CA_SECTION_LENGTH = 253
+CA_SECTION_HEADER_SIZE = 3
+#: Second byte, high nibble: section_syntax_indicator 0, private_indicator 1, reserved '11'.
+_CA_FLAGS = 0x7
+
+
+def build_ca_section(table_id: int, payload: bytes, root: str) -> bytes:
+    """``table_id | 0 1 11 section_length(12) | payload`` (ISO/IEC 13818-1 private section,
+    short form, no CRC).  FormatError if the section would exceed 256 bytes."""
+    check_range(table_id, 8, f"{root}.table_id")
+    if len(payload) > MAX_CA_SECTION_LENGTH:
+        raise FormatError(
+            f"section_length {len(payload)} > {MAX_CA_SECTION_LENGTH} (section over 256 bytes)",
+            path=f"{root}.section_length",
+        )
+    n = len(payload)
+    return bytes((table_id, (_CA_FLAGS << 4) | (n >> 8), n & 0xFF)) + payload
+
+
+def parse_ca_section(data: bytes, root: str, *, strict_flags: bool = True) -> tuple[int, bytes]:
+    """Check a short CA section header and return ``(table_id, payload)``.
+
+    ``section_length`` must match the data exactly (the depacketiser strips 0xFF stuffing)
+    and be ≤ 253.  With ``strict_flags`` the flag bits must be ``0 1 11``; otherwise only
+    section_syntax_indicator = 0 is required (EMMs of other table ids).
+    """
+    if len(data) < CA_SECTION_HEADER_SIZE:
+        raise FormatError(f"a section has at least 3 bytes, got {len(data)}", path=root)
+    table_id = data[0]
+    flags = data[1] >> 4
+    if flags & 0x8:
+        raise FormatError(
+            "section_syntax_indicator is 1 (long section), ECM/EMM use short sections",
+            path=f"{root}.section_syntax_indicator",
+        )
+    if strict_flags and flags != _CA_FLAGS:
+        raise FormatError(
+            f"flag bits {flags:04b}, expected 0111", path=f"{root}.private_indicator"
+        )
+    length = ((data[1] & 0x0F) << 8) | data[2]
+    if length > MAX_CA_SECTION_LENGTH:
+        raise FormatError(
+            f"section_length {length} > {MAX_CA_SECTION_LENGTH}", path=f"{root}.section_length"
+        )
+    if length != len(data) - CA_SECTION_HEADER_SIZE:
+        raise FormatError(
+            f"section_length {length} but {len(data) - CA_SECTION_HEADER_SIZE} bytes follow",
+            path=f"{root}.section_length",
+        )
+    return table_id, bytes(data[CA_SECTION_HEADER_SIZE:])
