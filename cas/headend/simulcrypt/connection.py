@@ -48,7 +48,14 @@ from cas.formats.simulcrypt import EcmgScsError as EE
 from cas.formats.simulcrypt import EmmgMuxError as ME
 
 from . import ecmgscs, emmgmux
-from .events import Event, Kind, PeerProtocolError, decode_event, error_information_for
+from .events import (
+    Event,
+    Kind,
+    PeerProtocolError,
+    decode_event,
+    error_information_for,
+    ids_from,
+)
 from .state import ChannelState, Side, StreamState, next_channel_state, next_stream_state
 
 DEFAULT_VERSION = 2
@@ -241,11 +248,13 @@ class Connection:
             else:
                 self._reply_version = peer_version
         if peer_version != self._version:
+            channel_id, _ = ids_from(message, self._events.get(message.message_type))
             raise PeerProtocolError(
                 f"protocol_version {peer_version} (this connection speaks "
                 f"{self._version if self._version is not None else 'one of ' + str(sorted(self.spec.versions))})",
                 error_status=self.spec.status(ErrorKind.INV_PROTO_VERSION),
-                message_type=message.message_type, channel_id=self._channel.channel_id)
+                message_type=message.message_type,
+                channel_id=channel_id if channel_id is not None else self._channel.channel_id)
         event = decode_event(message, self._events, self.spec)
         self._apply(self.their_side, event)
         return event

@@ -7,8 +7,9 @@ the spec gives one (``delay_start_ms``, ``nominal_cp_duration_100ms``).  ``ecm_i
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from cas.formats.simulcrypt import ECMG_SCS, EcmgScsMessage, InterfaceSpec
 from cas.formats.simulcrypt import EcmgScsParam as P
@@ -236,7 +237,8 @@ class CwProvision(_StreamEvent):
         ("cp_number", P.CP_NUMBER), ("cw_encryption", P.CW_ENCRYPTION),
         ("cp_cw_combinations", P.CP_CW_COMBINATION), ("cp_duration_100ms", P.CP_DURATION),
         ("access_criteria", P.ACCESS_CRITERIA))
-    _DECODERS = {P.CP_CW_COMBINATION: CpCw.from_bytes}
+    _DECODERS: ClassVar[Mapping[int, Callable[[bytes], Any]]] = {
+        P.CP_CW_COMBINATION: CpCw.from_bytes}
 
     ecm_channel_id: int
     ecm_stream_id: int

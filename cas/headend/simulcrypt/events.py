@@ -252,7 +252,7 @@ def decode_event(message: Message, events: Mapping[int, type[Event]], spec: Inte
     try:
         grouped = check_message(message, spec, version=version)
     except SimulcryptFormatError as exc:
-        channel_id, stream_id = _ids_from(message, cls)
+        channel_id, stream_id = ids_from(message, cls)
         raise PeerProtocolError(
             str(exc), error_status=exc.error_status, channel_id=channel_id,
             stream_id=stream_id, parameter_type=exc.parameter_type,
@@ -262,7 +262,7 @@ def decode_event(message: Message, events: Mapping[int, type[Event]], spec: Inte
     return cls.from_message(message, grouped, message.protocol_version)
 
 
-def _ids_from(message: Message, cls: type[Event] | None) -> tuple[int | None, int | None]:
+def ids_from(message: Message, cls: type[Event] | None) -> tuple[int | None, int | None]:
     """Best-effort channel/stream ids from a message that failed the syntax check."""
     if cls is None:
         return None, None
