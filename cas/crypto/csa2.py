@@ -218,9 +218,11 @@ class Csa2:
                 key = self._key(parity).bs
                 ptrs = array(_WORD, [base + TS_PACKET_LEN * i + TS_HEADER_LEN for i in reg.full])
                 lens = array(_WORD, [(TS_PACKET_LEN - TS_HEADER_LEN) << _LEN_SHIFT]) * len(reg.full)
-                if reg.partial:
-                    ptrs.extend(base + off for off, _ in reg.partial)
-                    lens.extend(ln << _LEN_SHIFT for _, ln in reg.partial)
+                # libdvbcsa leaves payloads under 8 bytes alone: do not hand them over at all.
+                partial = [(off, ln) for off, ln in reg.partial if ln >= MIN_PAYLOAD_LEN]
+                if partial:
+                    ptrs.extend(base + off for off, _ in partial)
+                    lens.extend(ln << _LEN_SHIFT for _, ln in partial)
                 total += _run_batches(fn, key, ptrs, lens, self._batch)
         finally:
             del holder
