@@ -109,7 +109,9 @@ def test_find_ca_descriptors_agrees_with_full_parse(pmt: Pmt) -> None:
     data = build_pmt(pmt)
     assert find_ca_descriptors(data) == expected
     for system in {r.ca_system_id for r in expected}:
-        assert find_ca_descriptors(data, system) == [r for r in expected if r.ca_system_id == system]
+        assert find_ca_descriptors(data, system) == [
+            r for r in expected if r.ca_system_id == system
+        ]
         assert has_ca_system(data, system)
 
 
@@ -231,7 +233,9 @@ def test_bad_crc_is_checksum_error() -> None:
 
 def test_find_ca_descriptors_on_cat() -> None:
     refs = find_ca_descriptors(build_cat(samples.CAT), samples.CA_ID)
-    assert refs == [CaRef(ca_system_id=samples.CA_ID, ca_pid=samples.EMM_PID, private_data=b"\x00\x01")]
+    assert refs == [
+        CaRef(ca_system_id=samples.CA_ID, ca_pid=samples.EMM_PID, private_data=b"\x00\x01")
+    ]
     assert find_ca_descriptors(build_cat(samples.CAT), 0x0100) == []
     assert not has_ca_system(build_pmt(samples.PMT_CISSA), 0x0100)
     with pytest.raises(FormatError, match="neither CAT nor PMT"):
@@ -243,8 +247,9 @@ def test_pmt_must_be_single_section() -> None:
 
     body = bytes.fromhex(GOLDEN["pmt_program_1"])[8:-4]
     data = build_section(
-        LongSection(table_id=2, table_id_extension=1, section_number=0, last_section_number=1,
-                    payload=body)
+        LongSection(
+            table_id=2, table_id_extension=1, section_number=0, last_section_number=1, payload=body
+        )
     )
     with pytest.raises(FormatError, match="single section"):
         parse_pmt(data)
@@ -258,7 +263,11 @@ def test_build_rejects_out_of_range_and_oversize() -> None:
     huge = Pmt(
         program_number=1,
         streams=tuple(
-            PmtStream(stream_type=2, elementary_pid=i, descriptors=(RawDescriptor(tag=0x80, data=bytes(100)),))
+            PmtStream(
+                stream_type=2,
+                elementary_pid=i,
+                descriptors=(RawDescriptor(tag=0x80, data=bytes(100)),),
+            )
             for i in range(10)
         ),
     )

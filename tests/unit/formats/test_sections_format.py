@@ -140,7 +140,9 @@ def test_fuzz_random_bytes(data: bytes) -> None:
 
 
 @given(short_sections | long_sections(), st.data())
-def test_fuzz_truncated_and_bad_length(section: ShortSection | LongSection, data: st.DataObject) -> None:
+def test_fuzz_truncated_and_bad_length(
+    section: ShortSection | LongSection, data: st.DataObject
+) -> None:
     raw = build_section(section)
     cut = data.draw(st.integers(0, len(raw) - 1))
     with pytest.raises(FormatError):
