@@ -1,0 +1,300 @@
+"""``cas decode`` — the field engineer's knife.
+
+Takes hex on the command line, a file, or stdin; detects what the bytes are (TS file or
+packet, PSI section, ECM, EMM, APDU, smart-card record or batch, Chip ID record or batch,
+SimulCrypt message) or takes ``--as KIND``; prints a tree or ``--json``.  With ``--keys FILE``
+it also authenticates and decrypts ECM/EMM bodies and shows what is inside.
+"""
+
+from __future__ import annotations
+
+import binascii
+import re
+import sys
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.tree import Tree
+
+from cas.cli.app import Application, pass_app
+from cas.crypto import OperatorKeys
+from cas.errors import AuthenticationError, CasError, FormatError, UsageError
+from cas.formats import apdu, chipid, ecm, emm, psi, records, simulcrypt, ts
+from cas.formats.records import CARD_BATCH_MAGIC, CARD_RECORD_MAGIC, CHIP_BATCH_MAGIC
+from cas.messages import open_ecm_section, open_emm_section
+
+KINDS = (
+    "ts", "packet", "section", "ecm", "emm", "command-apdu", "response-apdu", "card-record",
+    "card-batch", "chip-record", "chip-batch", "simulcrypt",
+)
+_HEX_RE = re.compile(r"^[0-9a-fA-F\s:.\-]+$")
+
+
+def read_input(source: str | None) -> bytes:
+    """Hex text, a file path, or stdin (hex text or raw bytes)."""
+    if source is not None and source != "-":
+        path = Path(source)
+        if path.exists():
+            if path.is_dir():
+                raise UsageError(f"{source} is a directory")
+            return path.read_bytes()
+        return _from_hex(source)
+    raw = sys.stdin.buffer.read()
+    try:
+        text = raw.decode("ascii")
+    except UnicodeDecodeError:
+        return raw
+    if text.strip() and _HEX_RE.match(text.strip()):
+        return _from_hex(text)
+    return raw
+
+
+def _from_hex(text: str) -> bytes:
+    cleaned = re.sub(r"[\s:.\-]", "", text)
+    if cleaned.lower().startswith("0x"):
+        cleaned = cleaned[2:]
+    if not cleaned:
+        raise UsageError("no input bytes")
+    try:
+        return binascii.unhexlify(cleaned)
+    except (binascii.Error, ValueError):
+        raise UsageError(
+            f"{text[:40]!r} is neither an existing file nor hex bytes"
+        ) from None
+
+
+# --- detection ----------------------------------------------------------------------------
+def detect(data: bytes) -> str:
+    """Best guess of what ``data`` is (see KINDS).  FormatError if nothing fits."""
+    if not data:
+        raise FormatError("empty input")
+    head = data[:4]
+    if head == CARD_RECORD_MAGIC:
+        return "card-record"
+    if head == CARD_BATCH_MAGIC:
+        return "card-batch"
+    if head == CHIP_BATCH_MAGIC:
+        return "chip-batch"
+    if head == chipid.CHIP_ID_MAGIC:
+        return "chip-record"
+    if data[0] == ts.SYNC_BYTE and len(data) >= ts.PACKET_SIZE:
+        if len(data) == ts.PACKET_SIZE:
+            return "packet"
+        if data[ts.PACKET_SIZE] == ts.SYNC_BYTE or len(data) % ts.PACKET_SIZE == 0:
+            return "ts"
+    tid = data[0]
+    if tid in (0x80, 0x81):
+        return "ecm"
+    if 0x82 <= tid <= 0x8F:
+        return "emm"
+    if tid in (0x00, 0x01, 0x02, 0x42, 0x46) and len(data) >= 3 and data[1] & 0x80:
+        return "section"
+    if 1 <= data[0] <= 5 and len(data) >= 5:
+        try:
+            simulcrypt.parse_message(data)
+            return "simulcrypt"
+        except FormatError:
+            pass
+    try:
+        cmd = apdu.parse_command_apdu(data)
+        if cmd.cla != 0xFF and len(data) >= 4:
+            return "command-apdu"
+    except FormatError:
+        pass
+    if len(data) >= 2:
+        return "response-apdu"
+    raise FormatError("cannot tell what these bytes are; use --as KIND")
+
+
+# --- decoding -----------------------------------------------------------------------------
+class Decoder:
+    def __init__(self, keys: OperatorKeys | None) -> None:
+        self.keys = keys
+
+    def decode(self, kind: str, data: bytes) -> dict[str, Any]:
+        handler: Callable[[bytes], dict[str, Any]] = getattr(self, "_" + kind.replace("-", "_"))
+        out = handler(data)
+        return {"kind": kind, "length": len(data), **out}
+
+    def _card_record(self, data: bytes) -> dict[str, Any]:
+        return records.describe(records.parse_card_record(data))
+
+    def _card_batch(self, data: bytes) -> dict[str, Any]:
+        return records.describe(records.parse_card_batch(data))
+
+    def _chip_record(self, data: bytes) -> dict[str, Any]:
+        return chipid.describe(chipid.parse_chip_id_record(data))
+
+    def _chip_batch(self, data: bytes) -> dict[str, Any]:
+        return chipid.describe(chipid.parse_chip_batch(data))
+
+    def _section(self, data: bytes) -> dict[str, Any]:
+        return psi.describe(psi.parse_psi(data))
+
+    def _command_apdu(self, data: bytes) -> dict[str, Any]:
+        return apdu.describe(apdu.parse_command_apdu(data))
+
+    def _response_apdu(self, data: bytes) -> dict[str, Any]:
+        return apdu.describe(apdu.parse_response_apdu(data))
+
+    def _simulcrypt(self, data: bytes) -> dict[str, Any]:
+        return simulcrypt.describe(data)
+
+    def _packet(self, data: bytes) -> dict[str, Any]:
+        return ts.describe(ts.parse_packet(data))
+
+    def _ecm(self, data: bytes) -> dict[str, Any]:
+        parsed = ecm.parse_ecm(data)
+        out = ecm.describe(parsed)
+        if self.keys is not None:
+            try:
+                body = open_ecm_section(self.keys.ecm_key(parsed.header.ecm_key_index), parsed, data)
+            except AuthenticationError:
+                out["authenticated"] = False
+            else:
+                out["authenticated"] = True
+                out["body"] = ecm.describe(body)
+        return out
+
+    def _emm(self, data: bytes) -> dict[str, Any]:
+        parsed = emm.parse_emm_section(data)
+        out = emm.describe(parsed)
+        if self.keys is not None and isinstance(parsed, emm.Emm):
+            address = parsed.header.address
+            if isinstance(address, emm.UniqueAddress):
+                key = self.keys.cuk(address.serial)
+            elif isinstance(address, emm.SharedAddress):
+                key = self.keys.group_key(address.shared_address)
+            else:
+                key = self.keys.global_key()
+            try:
+                commands = open_emm_section(key, parsed, data)
+            except AuthenticationError:
+                out["authenticated"] = False
+            else:
+                out["authenticated"] = True
+                out["commands"] = [emm.describe_command(c) for c in commands]
+        return out
+
+    def _ts(self, data: bytes) -> dict[str, Any]:
+        pids: Counter[int] = Counter()
+        scrambled: Counter[int] = Counter()
+        packets = 0
+        psi_pids = {0x0000, 0x0001, 0x0011}
+        reassemblers: dict[int, ts.SectionReassembler] = {}
+        tables: list[dict[str, Any]] = []
+        seen_tables: set[tuple[int, int, int]] = set()
+        ca_sections: list[dict[str, Any]] = []
+        ca_counts: Counter[str] = Counter()
+        for pkt in ts.iter_packets(data):
+            packets += 1
+            pid = ts.pid_of(pkt)
+            pids[pid] += 1
+            if ts.scrambling_of(pkt):
+                scrambled[pid] += 1
+                continue
+            if pid not in psi_pids and pid not in reassemblers:
+                continue
+            r = reassemblers.get(pid)
+            if r is None:
+                r = reassemblers[pid] = ts.SectionReassembler(pid, check_crc=True)
+            for section in r.feed(pkt):
+                self._ts_section(pid, section, tables, seen_tables, ca_sections, ca_counts,
+                                 psi_pids, reassemblers)
+        if packets == 0:
+            raise FormatError("no TS packets found", path="ts")
+        return {
+            "packets": packets,
+            "pids": [
+                {"pid": f"0x{pid:04X}", "packets": n, "scrambled": scrambled.get(pid, 0)}
+                for pid, n in sorted(pids.items())
+            ],
+            "tables": tables,
+            "ca_section_counts": dict(ca_counts),
+            "ca_sections": ca_sections,
+        }
+
+    def _ts_section(self, pid: int, section: bytes, tables: list[dict[str, Any]],
+                    seen: set[tuple[int, int, int]], ca_sections: list[dict[str, Any]],
+                    ca_counts: Counter[str], psi_pids: set[int],
+                    reassemblers: dict[int, ts.SectionReassembler]) -> None:
+        tid = section[0]
+        if 0x80 <= tid <= 0x8F:
+            kind = "ecm" if tid < 0x82 else "emm"
+            ca_counts[kind] += 1
+            if len(ca_sections) < 20:
+                try:
+                    ca_sections.append({"pid": f"0x{pid:04X}", **self.decode(kind, section)})
+                except FormatError as exc:
+                    ca_sections.append({"pid": f"0x{pid:04X}", "kind": kind, "error": str(exc)})
+            return
+        try:
+            table = psi.parse_psi(section)
+        except FormatError:
+            return
+        key = (pid, tid, getattr(table, "section_number", 0))
+        if key in seen:
+            return
+        seen.add(key)
+        tables.append({"pid": f"0x{pid:04X}", **psi.describe(table)})
+        new_pids: list[int] = []
+        if isinstance(table, psi.Pat):
+            new_pids = [p.pid for p in table.programs]
+        elif isinstance(table, psi.Cat | psi.Pmt):
+            new_pids = [ref.ca_pid for ref in psi.find_ca_descriptors(section)]
+        for p in new_pids:
+            if p not in reassemblers:
+                psi_pids.add(p)
+                reassemblers[p] = ts.SectionReassembler(p, check_crc=True)
+
+
+# --- rendering ------------------------------------------------------------------------------
+def _tree(label: str, value: Any) -> Tree:
+    node = Tree(f"[bold]{label}[/bold]")
+    _fill(node, value)
+    return node
+
+
+def _fill(node: Tree, value: Any) -> None:
+    if isinstance(value, dict):
+        for k, v in value.items():
+            if isinstance(v, dict | list):
+                _fill(node.add(f"[cyan]{k}[/cyan]"), v)
+            else:
+                node.add(f"[cyan]{k}[/cyan]: {v}")
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            if isinstance(v, dict | list):
+                _fill(node.add(f"[dim][{i}][/dim]"), v)
+            else:
+                node.add(f"[dim][{i}][/dim] {v}")
+    else:
+        node.add(str(value))
+
+
+@click.command("decode")
+@click.argument("source", required=False)
+@click.option("--as", "kind", type=click.Choice(KINDS), help="Decode as this kind (no detection).")
+@click.option("--keys", "keys_path", type=click.Path(dir_okay=False, path_type=Path),
+              help="Operator key file: also authenticate and decrypt ECM/EMM bodies.")
+@pass_app
+def decode_cmd(app: Application, source: str | None, kind: str | None,
+               keys_path: Path | None) -> None:
+    """Decode SOURCE: hex bytes, a file path, or '-' / nothing for stdin."""
+    data = read_input(source)
+    keys = OperatorKeys.load(keys_path) if keys_path else None
+    chosen = kind or detect(data)
+    try:
+        result = Decoder(keys).decode(chosen, data)
+    except CasError:
+        raise
+    except Exception as exc:  # a parser bug must still be one line, never a traceback
+        raise FormatError(f"cannot decode as {chosen}: {exc.__class__.__name__}") from exc
+    app.output(result, lambda: app.console.print(_tree(chosen, result)))
+
+
+def register(cli: click.Group) -> None:
+    cli.add_command(decode_cmd)
