@@ -47,6 +47,11 @@ def _construct_path(exc: BaseException, root: str) -> str:
 
 
 def _message(exc: BaseException) -> str:
+    # these two would echo the offending value, which may be key material: keep them terse
+    if isinstance(exc, cs.ValidationError):
+        return "object failed validation"
+    if isinstance(exc, cs.StringError):
+        return "not valid text in its encoding"
     if isinstance(exc, cs.ConstructError):
         # construct messages embed the path again; keep the part after it.
         text = str(exc)

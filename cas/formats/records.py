@@ -121,18 +121,18 @@ class CardRecord:
 
 
 # --- declarative form ------------------------------------------------------------------------
-def _slots_ok(ctx: Any) -> bool:
+def _slots_ok(slots: Any, ctx: Any) -> bool:
     """Valid slots first; a valid flag is 0/1; an unused slot is all zero."""
     seen_empty = False
-    for slot in ctx.ecm_key_slots:
-        if slot.valid not in (0, 1):
+    for slot in slots:  # Containers when parsing, dicts when building: use item access
+        if slot["valid"] not in (0, 1):
             return False
-        if slot.valid:
+        if slot["valid"]:
             if seen_empty:
                 return False
         else:
             seen_empty = True
-            if slot.index or any(slot.wrapped_key):
+            if slot["index"] or any(slot["wrapped_key"]):
                 return False
     return True
 
@@ -143,10 +143,10 @@ def _pairing_ok(ctx: Any) -> bool:
     return bool(ctx.paired) or not (ctx.chip_id or any(ctx.wrapped_cwpk) or any(ctx.chip_blob))
 
 
-def _entitlement_slots_ok(ctx: Any) -> bool:
+def _entitlement_slots_ok(entitlements: Any, ctx: Any) -> bool:
     return all(
-        e.package_id == 0 and e.start_s == 0 and e.end_s == 0
-        for e in ctx.entitlements[ctx.entitlement_count :]
+        e["package_id"] == 0 and e["start_s"] == 0 and e["end_s"] == 0
+        for e in entitlements[ctx.entitlement_count :]
     )
 
 
@@ -176,16 +176,14 @@ CARD_RECORD_BODY = cs.Struct(
     "wrapped_cuk" / cs.Bytes(WRAPPED_KEY_SIZE),
     "wrapped_group_key" / cs.Bytes(WRAPPED_KEY_SIZE),
     "wrapped_global_key" / cs.Bytes(WRAPPED_KEY_SIZE),
-    "ecm_key_slots" / cs.Array(ECM_KEY_SLOTS, ECM_KEY_SLOT),
-    cs.Check(_slots_ok),
-    "status" / cs.Int8ub,
-    cs.Check(lambda ctx: ctx.status in _VALID_STATUS),
+    "ecm_key_slots" / cs.ExprValidator(cs.Array(ECM_KEY_SLOTS, ECM_KEY_SLOT), _slots_ok),
+    "status" / cs.ExprValidator(cs.Int8ub, lambda obj, ctx: obj in _VALID_STATUS),
     "region" / cs.Int16ub,
     "maturity_limit" / cs.Int8ub,
     "pin_hash" / cs.Bytes(PIN_HASH_SIZE),
     "pin_retries_left" / cs.Int8ub,
-    "pin_retries_max" / cs.Int8ub,
-    cs.Check(lambda ctx: ctx.pin_retries_left <= ctx.pin_retries_max),
+    "pin_retries_max"
+    / cs.ExprValidator(cs.Int8ub, lambda obj, ctx: ctx.pin_retries_left <= obj),
     "emm_seq_unique" / cs.Int32ub,
     "emm_seq_shared" / cs.Int32ub,
     "emm_seq_global" / cs.Int32ub,
@@ -203,14 +201,13 @@ CARD_RECORD_BODY = cs.Struct(
         OSD_AREA_SIZE,
         cs.Struct(
             "text" / cs.PascalString(cs.Int8ub, "utf8"),
-            "padding" / cs.GreedyBytes,
-            cs.Check(lambda ctx: not any(ctx.padding)),
+            "padding" / cs.ExprValidator(cs.GreedyBytes, lambda obj, ctx: not any(obj)),
         ),
     ),
-    "entitlement_count" / cs.Int8ub,
-    cs.Check(lambda ctx: ctx.entitlement_count <= ENTITLEMENT_SLOTS),
-    "entitlements" / cs.Array(ENTITLEMENT_SLOTS, ENTITLEMENT),
-    cs.Check(_entitlement_slots_ok),
+    "entitlement_count"
+    / cs.ExprValidator(cs.Int8ub, lambda obj, ctx: obj <= ENTITLEMENT_SLOTS),
+    "entitlements"
+    / cs.ExprValidator(cs.Array(ENTITLEMENT_SLOTS, ENTITLEMENT), _entitlement_slots_ok),
 )
 
 CARD_RECORD = cs.Struct(
@@ -397,15 +394,15 @@ def _unpack_record(b: Any) -> CardRecord:
         raise _fail("format_version", f"unsupported version {t[1]}")
     v0, i0, k0, v1, i1, k1 = t[12:18]
     if v0 > 1 or v1 > 1 or (v1 and not v0):
-        raise _fail("ecm_key_slots", "check failed")
+        raise _fail("ecm_key_slots", "object failed validation")
     if (not v0 and (i0 or k0 != _ZERO_KEY)) or (not v1 and (i1 or k1 != _ZERO_KEY)):
-        raise _fail("ecm_key_slots", "check failed")
+        raise _fail("ecm_key_slots", "object failed validation")
     (status, region, maturity, pin_hash, left, most, seq_u, seq_s, seq_g, last_ecm, paired,
      chip_id, cwpk, blob, osd_len, osd_raw, count) = t[18:]  # fmt: skip
     if status > _MAX_STATUS:
-        raise _fail("status", "check failed")
+        raise _fail("status", "object failed validation")
     if left > most:
-        raise _fail("pin_retries_left", "check failed")
+        raise _fail("pin_retries_max", "object failed validation")
     if paired:
         if paired > 1:
             raise _fail("pairing", "check failed")
@@ -421,21 +418,21 @@ def _unpack_record(b: Any) -> CardRecord:
         if osd_len > OSD_MAX_BYTES:
             raise _fail("last_osd_message.text", "stream read less than specified amount")
         if osd_raw[osd_len:] != _ZERO_OSD[osd_len:]:
-            raise _fail("last_osd_message", "check failed")
+            raise _fail("last_osd_message.padding", "object failed validation")
         try:
             osd = osd_raw[:osd_len].decode("utf-8")
         except UnicodeDecodeError as exc:
-            raise _fail("last_osd_message.text", "not valid UTF-8") from exc
+            raise _fail("last_osd_message.text", "not valid text in its encoding") from exc
     elif osd_raw != _ZERO_OSD:
-        raise _fail("last_osd_message", "check failed")
+        raise _fail("last_osd_message.padding", "object failed validation")
     else:
         osd = ""
     if count > ENTITLEMENT_SLOTS:
-        raise _fail("entitlement_count", "check failed")
+        raise _fail("entitlement_count", "object failed validation")
     # unused entitlement slots must be zero: compare the raw bytes, cheaper than the ints
     used_end = _ENT_OFFSET + 10 * count
     if b[used_end:_BODY_SIZE] != _ZERO_ENTS[10 * count :]:
-        raise _fail("entitlements", "check failed")
+        raise _fail("entitlements", "object failed validation")
     if _crc32(b[:_BODY_SIZE]) != _CRC.unpack_from(b, _BODY_SIZE)[0]:
         raise ChecksumError("integrity check failed", path="card_record.crc32")
     if not v0:
