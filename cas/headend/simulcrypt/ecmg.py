@@ -1,0 +1,496 @@
+"""The ECMG: answers an SCS's CW_provisions with ECMs (ETSI TS 103 197 §5).
+
+Three layers, so that each can be tested alone:
+
+* :class:`EcmgSession` — the ECMG's decisions for one SCS connection, without I/O: an event
+  from the :class:`~.connection.Connection` in, the events to answer with out.
+* :class:`EcmgRegistry` — what the sessions share: channel ids and ECM_ids in use, stream
+  counts (TS 103 197 makes ECM_channel_id unique per ECMG and ECM_id unique per Super_CAS_id).
+* :class:`EcmgServer` — asyncio TCP: one task per SCS connection, each isolated (an error in
+  one never touches another).
+
+The ECM itself comes from an :data:`EcmBuilder`: a plain callable from :class:`EcmRequest` to
+one ECM section.  :func:`sealed_ecm_builder` is cas-sim's (``cas.messages.seal_ecm`` with the
+operator's ECM key); tests and benches may plug any other.
+
+What we announce in channel_status and why (docs/simulcrypt.md has the table):
+
+* ``lead_CW = 1``, ``CW_per_msg = 2``: an ECM for crypto-period n carries CW(n) and CW(n+1),
+  so a box holds the next key before the switch.
+* ``delay_start = delay_stop = 0``: ECM(n) is broadcast exactly during period n.  Starting it
+  earlier would overwrite the register still in use: CW(n+1) has the parity of CW(n-1).
+* ``section_TSpkt_flag``: TS 103 197 lets the *ECMG* announce the datagram format in
+  channel_status (channel_setup has no such parameter); ``EcmgConfig.ts_packets`` picks it,
+  per Super_CAS_id if needed.  In packet form the ECM goes on the null PID with a per-stream
+  continuity counter: the SCS puts it on its ECM PID.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+import cas
+from cas.crypto import OperatorKeys
+from cas.errors import CasError, FormatError, LocalProtocolError
+from cas.formats import ts
+from cas.formats.ecm import ECM_TABLE_EVEN, NONCE_SIZE, EcmBody, EcmHeader
+from cas.formats.simulcrypt import EcmgScsError as Err
+from cas.formats.simulcrypt import EcmgScsParam as Param
+from cas.messages import seal_ecm
+
+from . import access_criteria as ac
+from .connection import NEED_DATA, Connection, ConnectionClosed, Role
+from .ecmgscs import (
+    ChannelClose,
+    ChannelError,
+    ChannelSetup,
+    ChannelStatus,
+    ChannelTest,
+    CwProvision,
+    EcmResponse,
+    StreamCloseRequest,
+    StreamCloseResponse,
+    StreamError,
+    StreamSetup,
+    StreamStatus,
+    StreamTest,
+)
+from .events import CpCw, Event, PeerProtocolError, error_information_for
+
+log = logging.getLogger("cas.simulcrypt.ecmg")
+
+NULL_PID = 0x1FFF
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class EcmRequest:
+    """Everything an ECM builder may use for one ECM.
+
+    ``cws`` holds every CP_CW_combination of the CW_provision (CP numbers wrap at 0xFFFF);
+    ``access_criteria`` is the SCS's opaque parameter (the last one it sent on this stream).
+    """
+
+    super_cas_id: int
+    channel_id: int
+    stream_id: int
+    ecm_id: int | None
+    cp_number: int
+    cws: tuple[CpCw, ...]
+    access_criteria: bytes
+    at: datetime
+    cp_duration_100ms: int | None = None
+
+    def cw_for(self, cp_number: int) -> bytes | None:
+        for combo in self.cws:
+            if combo.cp_number == cp_number & 0xFFFF:
+                return combo.cw
+        return None
+
+
+EcmBuilder = Callable[[EcmRequest], bytes]
+"""Builds one ECM section.  May raise FormatError (bad access_criteria: answered with
+inv_param_value) or LocalProtocolError carrying the error_status to answer with."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class EcmgConfig:
+    """What the ECMG accepts and announces."""
+
+    ca_system_id: int = cas.DEFAULT_CA_SYSTEM_ID
+    """Super_CAS_id accepted when its top 16 bits are this (any CA_subsystem_id)."""
+    ts_packets: bool = False
+    """Answer with ECMs as 188-byte TS packets rather than sections."""
+    ts_packets_for: Mapping[int, bool] = field(default_factory=dict)
+    """Per-Super_CAS_id override of :attr:`ts_packets`."""
+    delay_start_ms: int = 0
+    delay_stop_ms: int = 0
+    ecm_rep_period_ms: int = 100
+    max_streams_per_channel: int = 0
+    """0: no limit (announced as 0, as TS 103 197 allows)."""
+    max_channels: int = 0
+    max_streams: int = 0
+    """ECMG-wide stream limit; 0: none."""
+    min_cp_duration_100ms: int = 1
+    lead_cw: int = 1
+    cw_per_msg: int = 2
+    max_comp_time_ms: int = 100
+    max_message_length: int = 8192
+    idle_timeout_s: float | None = None
+    """Close a connection that sends nothing for this long (None: never)."""
+
+    def __post_init__(self) -> None:
+        if not 0 < self.ca_system_id <= 0xFFFF:
+            raise ValueError("ca_system_id must be 1..0xFFFF")
+        if self.lead_cw != 1 or self.cw_per_msg != 2:
+            raise ValueError("our ECM carries the current and the next CW: lead_CW 1, CW_per_msg 2")
+
+    def accepts(self, super_cas_id: int) -> bool:
+        return super_cas_id >> 16 == self.ca_system_id
+
+    def packets_for(self, super_cas_id: int) -> bool:
+        return self.ts_packets_for.get(super_cas_id, self.ts_packets)
+
+
+class EcmgRegistry:
+    """ECMG-wide bookkeeping shared by the sessions (single event loop: no locks)."""
+
+    def __init__(self) -> None:
+        self.channels: set[int] = set()
+        self.ecm_ids: set[tuple[int, int]] = set()    # (Super_CAS_id, ECM_id)
+        self.stream_count = 0
+        self.ecms_sent = 0
+        self.errors_sent = 0
+
+
+@dataclass(slots=True)
+class _Stream:
+    ecm_id: int | None
+    nominal_cp_duration_100ms: int
+    access_criteria: bytes = b""
+    packetizer: ts.Packetizer | None = None
+
+
+class EcmgSession:
+    """The ECMG side of one SCS connection, without I/O.
+
+    ``receive(data)`` returns the bytes to send back; ``closed`` tells the driver to close.
+    """
+
+    def __init__(self, config: EcmgConfig, builder: EcmBuilder, registry: EcmgRegistry, *,
+                 clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+                 peer: str = "?") -> None:
+        self.config = config
+        self.builder = builder
+        self.registry = registry
+        self.clock = clock
+        self.peer = peer
+        self.conn = Connection(Role.ECMG, max_message_length=config.max_message_length)
+        self.super_cas_id: int | None = None
+        self.streams: dict[int, _Stream] = {}
+        self.closed = False
+        self._channel_registered: int | None = None
+
+    # --- bytes in, bytes out ---------------------------------------------------------------
+    def receive(self, data: bytes) -> bytes:
+        """Feed bytes from the SCS (``b""`` at end of stream); return the answer bytes."""
+        self.conn.receive_data(data)
+        out: list[bytes] = []
+        while not self.closed:
+            try:
+                event = self.conn.next_event()
+            except PeerProtocolError as exc:
+                log.info("%s: refused: %s (0x%04X)", self.peer, exc, exc.error_status)
+                out.append(self._send(self.conn.error_event(exc)))
+                continue
+            if event is NEED_DATA:
+                break
+            if isinstance(event, ConnectionClosed):
+                self.close()
+                break
+            assert isinstance(event, Event)
+            try:
+                for reply in self.handle(event):
+                    out.append(self._send(reply))
+            except CasError as exc:  # our own bug or a builder failure: answer, carry on
+                log.warning("%s: %s failed: %s", self.peer, event.KIND.value, exc)
+                out.append(self._send(ChannelError(
+                    ecm_channel_id=self.conn.channel_id or 0,
+                    error_status=(getattr(exc, "error_status", Err.UNKNOWN_ERROR),))))
+        return b"".join(out)
+
+    def _send(self, event: Event) -> bytes:
+        if isinstance(event, ChannelError | StreamError):
+            self.registry.errors_sent += 1
+        elif isinstance(event, EcmResponse):
+            self.registry.ecms_sent += 1
+        return self.conn.send(event)
+
+    def close(self) -> None:
+        """Release everything this connection held in the registry."""
+        if self.closed:
+            return
+        self.closed = True
+        for sid in list(self.streams):
+            self._drop_stream(sid)
+        if self._channel_registered is not None:
+            self.registry.channels.discard(self._channel_registered)
+            self._channel_registered = None
+
+    def _drop_stream(self, stream_id: int) -> None:
+        stream = self.streams.pop(stream_id, None)
+        if stream is None:
+            return
+        self.registry.stream_count -= 1
+        if stream.ecm_id is not None and self.super_cas_id is not None:
+            self.registry.ecm_ids.discard((self.super_cas_id, stream.ecm_id))
+
+    # --- decisions ---------------------------------------------------------------------------
+    def handle(self, event: Event) -> list[Event]:
+        """The events that answer ``event`` (already accepted by the state machine)."""
+        if isinstance(event, CwProvision):
+            return [self._cw_provision(event)]
+        if isinstance(event, ChannelSetup):
+            return [self._channel_setup(event)]
+        if isinstance(event, ChannelTest):
+            return [self._channel_status(event.ecm_channel_id)]
+        if isinstance(event, StreamSetup):
+            return [self._stream_setup(event)]
+        if isinstance(event, StreamTest):
+            return [self._stream_status(event.ecm_channel_id, event.ecm_stream_id)]
+        if isinstance(event, StreamCloseRequest):
+            self._drop_stream(event.ecm_stream_id)
+            return [StreamCloseResponse(ecm_channel_id=event.ecm_channel_id,
+                                        ecm_stream_id=event.ecm_stream_id)]
+        if isinstance(event, ChannelClose):
+            self.close()
+            return []
+        if isinstance(event, ChannelError | StreamError):
+            log.info("%s: SCS reports %s", self.peer, event)
+        return []   # channel_status / stream_status answering our tests need nothing
+
+    def _channel_status(self, channel_id: int) -> ChannelStatus:
+        c = self.config
+        return ChannelStatus(
+            ecm_channel_id=channel_id,
+            section_tspkt_flag=int(c.packets_for(self.super_cas_id or 0)),
+            delay_start_ms=c.delay_start_ms, delay_stop_ms=c.delay_stop_ms,
+            ecm_rep_period_ms=c.ecm_rep_period_ms, max_streams=c.max_streams_per_channel,
+            min_cp_duration_100ms=c.min_cp_duration_100ms, lead_cw=c.lead_cw,
+            cw_per_msg=c.cw_per_msg, max_comp_time_ms=c.max_comp_time_ms)
+
+    def _channel_setup(self, event: ChannelSetup) -> Event:
+        cid = event.ecm_channel_id
+
+        def refuse(status: int, info: int | None = None) -> ChannelError:
+            return ChannelError(ecm_channel_id=cid, error_status=(status,),
+                                error_information=error_information_for(info))
+
+        if not self.config.accepts(event.super_cas_id):
+            return refuse(Err.INV_SUPER_CAS_ID, Param.SUPER_CAS_ID)
+        if cid in self.registry.channels:
+            return refuse(Err.CHANNEL_ID_IN_USE, Param.ECM_CHANNEL_ID)
+        if self.config.max_channels and len(self.registry.channels) >= self.config.max_channels:
+            return refuse(Err.TOO_MANY_CHANNELS)
+        self.registry.channels.add(cid)
+        self._channel_registered = cid
+        self.super_cas_id = event.super_cas_id
+        return self._channel_status(cid)
+
+    def _stream_status(self, channel_id: int, stream_id: int) -> StreamStatus:
+        stream = self.streams[stream_id]
+        return StreamStatus(ecm_channel_id=channel_id, ecm_stream_id=stream_id,
+                            ecm_id=stream.ecm_id if self.conn.version != 1 else None,
+                            access_criteria_transfer_mode=0)
+
+    def _stream_setup(self, event: StreamSetup) -> Event:
+        cid, sid = event.ecm_channel_id, event.ecm_stream_id
+
+        def refuse(status: int, info: int | None = None) -> StreamError:
+            return StreamError(ecm_channel_id=cid, ecm_stream_id=sid, error_status=(status,),
+                               error_information=error_information_for(info))
+
+        c = self.config
+        assert self.super_cas_id is not None
+        if event.nominal_cp_duration_100ms < c.min_cp_duration_100ms:
+            return refuse(Err.INV_PARAM_VALUE, Param.NOMINAL_CP_DURATION)
+        if c.max_streams_per_channel and len(self.streams) >= c.max_streams_per_channel:
+            return refuse(Err.TOO_MANY_STM_CHAN)
+        if c.max_streams and self.registry.stream_count >= c.max_streams:
+            return refuse(Err.TOO_MANY_STM_ECMG)
+        if event.ecm_id is not None:
+            key = (self.super_cas_id, event.ecm_id)
+            if key in self.registry.ecm_ids:
+                return refuse(Err.ECM_ID_IN_USE, Param.ECM_ID)
+            self.registry.ecm_ids.add(key)
+        self.registry.stream_count += 1
+        packetizer = ts.Packetizer(NULL_PID) if c.packets_for(self.super_cas_id) else None
+        self.streams[sid] = _Stream(ecm_id=event.ecm_id, packetizer=packetizer,
+                                    nominal_cp_duration_100ms=event.nominal_cp_duration_100ms)
+        return self._stream_status(cid, sid)
+
+    def _cw_provision(self, event: CwProvision) -> Event:
+        cid, sid, cp = event.ecm_channel_id, event.ecm_stream_id, event.cp_number
+
+        def refuse(status: int, info: int | None = None) -> StreamError:
+            return StreamError(ecm_channel_id=cid, ecm_stream_id=sid, error_status=(status,),
+                               error_information=error_information_for(info))
+
+        stream = self.streams[sid]
+        if event.cw_encryption is not None:
+            # CWs must come in clear: we know no CW_encryption scheme to agree on.
+            return refuse(Err.INV_PARAM_VALUE, Param.CW_ENCRYPTION)
+        wanted = {cp, (cp + 1) & 0xFFFF}
+        given = {c.cp_number for c in event.cp_cw_combinations}
+        if not wanted <= given or len(event.cp_cw_combinations) < self.config.cw_per_msg:
+            return refuse(Err.NOT_ENOUGH_CW, Param.CP_CW_COMBINATION)
+        if len({len(c.cw) for c in event.cp_cw_combinations}) != 1:
+            return refuse(Err.INV_PARAM_VALUE, Param.CP_CW_COMBINATION)
+        if event.access_criteria is not None:
+            stream.access_criteria = event.access_criteria
+        if not stream.access_criteria:
+            return refuse(Err.MISSING_PARAM, Param.ACCESS_CRITERIA)
+        assert self.super_cas_id is not None
+        request = EcmRequest(
+            super_cas_id=self.super_cas_id, channel_id=cid, stream_id=sid, ecm_id=stream.ecm_id,
+            cp_number=cp, cws=event.cp_cw_combinations, access_criteria=stream.access_criteria,
+            at=self.clock(), cp_duration_100ms=event.cp_duration_100ms)
+        try:
+            section = self.builder(request)
+        except LocalProtocolError as exc:
+            return refuse(exc.error_status)
+        except FormatError:
+            return refuse(Err.INV_PARAM_VALUE, Param.ACCESS_CRITERIA)
+        datagram = b"".join(stream.packetizer.packetize(section)) if stream.packetizer \
+            else section
+        return EcmResponse(ecm_channel_id=cid, ecm_stream_id=sid, cp_number=cp,
+                           ecm_datagram=datagram)
+
+
+# --- the default ECM builder ---------------------------------------------------------------------
+def sealed_ecm_builder(keys: OperatorKeys, *, ecm_key_index: int = 0,
+                       resolve: ac.CriteriaResolver | None = None,
+                       rng: Callable[[int], bytes] = os.urandom) -> EcmBuilder:
+    """cas-sim's ECMs: ``cas.messages.seal_ecm`` under ``keys.ecm_key(ecm_key_index)``.
+
+    The access criteria come from the SCS's
+    access_criteria parameter (:mod:`.access_criteria`: full form, or a lineup reference
+    looked up with ``resolve``).  table_id is 0x80 | (CP_number & 1); the body carries
+    CW(CP) and CW(CP+1) in their even/odd slots and CP_number as the crypto-period.
+    """
+    key = keys.ecm_key(ecm_key_index)
+
+    def build(request: EcmRequest) -> bytes:
+        criteria = ac.decode(request.access_criteria, resolve)
+        cp = request.cp_number
+        current, following = request.cw_for(cp), request.cw_for(cp + 1)
+        if current is None or following is None:
+            raise LocalProtocolError("CW_provision lacks CW(CP) or CW(CP+1)",
+                                     error_status=Err.NOT_ENOUGH_CW)
+        even, odd = (current, following) if cp % 2 == 0 else (following, current)
+        header = EcmHeader(channel_id=criteria.channel_id, ecm_key_index=ecm_key_index,
+                           timestamp_s=int(request.at.timestamp()),
+                           table_id=ECM_TABLE_EVEN | (cp & 1), nonce=rng(NONCE_SIZE))
+        body = EcmBody(crypto_period=cp, cw_even=even, cw_odd=odd,
+                       package_ids=criteria.package_ids, regions=criteria.regions,
+                       maturity_rating=criteria.maturity_rating)
+        return seal_ecm(key, header, body, header.nonce)
+
+    return build
+
+
+# --- asyncio server ------------------------------------------------------------------------------
+class EcmgServer:
+    """asyncio TCP ECMG: ``async with EcmgServer(...) as server: ... server.port``."""
+
+    def __init__(self, builder: EcmBuilder, config: EcmgConfig | None = None, *,
+                 host: str = "127.0.0.1", port: int = 0,
+                 clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
+        self.builder = builder
+        self.config = config or EcmgConfig()
+        self.host = host
+        self.requested_port = port
+        self.clock = clock
+        self.registry = EcmgRegistry()
+        self.connections = 0
+        self._server: asyncio.Server | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._writers: set[asyncio.StreamWriter] = set()
+
+    @property
+    def port(self) -> int:
+        if self._server is None or not self._server.sockets:
+            raise LocalProtocolError("the ECMG is not listening", error_status=Err.UNKNOWN_ERROR)
+        return int(self._server.sockets[0].getsockname()[1])
+
+    async def start(self) -> EcmgServer:
+        self._server = await asyncio.start_server(self._serve, self.host, self.requested_port)
+        log.info("ECMG listening on %s:%d", self.host, self.port)
+        return self
+
+    async def __aenter__(self) -> EcmgServer:
+        return await self.start()
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def serve_forever(self) -> None:
+        if self._server is None:
+            await self.start()
+        assert self._server is not None
+        await self._server.serve_forever()
+
+    async def close(self) -> None:
+        """Stop listening and end every connection (their tasks finish on their own)."""
+        if self._server is not None:
+            self._server.close()
+        await close_connections(self._writers, self._tasks)
+        if self._server is not None:
+            await self._server.wait_closed()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._tasks.add(task)
+        self._writers.add(writer)
+        self.connections += 1
+        peer = writer.get_extra_info("peername")
+        session = EcmgSession(self.config, self.builder, self.registry, clock=self.clock,
+                              peer=f"{peer[0]}:{peer[1]}" if peer else "?")
+        set_nodelay(writer)
+        try:
+            while not session.closed:
+                try:
+                    data = await asyncio.wait_for(reader.read(65536), self.config.idle_timeout_s)
+                except TimeoutError:
+                    log.info("%s: idle for %ss, closing", session.peer, self.config.idle_timeout_s)
+                    break
+                answer = session.receive(data)
+                if answer:
+                    writer.write(answer)
+                    await writer.drain()
+                if not data:
+                    break
+        except (ConnectionError, OSError) as exc:
+            log.info("%s: connection lost: %s", session.peer, exc)
+        except asyncio.CancelledError:
+            log.info("%s: closed by the server", session.peer)
+        except Exception:  # isolate: one broken connection never takes the server down
+            log.exception("%s: unexpected failure", session.peer)
+        finally:
+            session.close()
+            self._writers.discard(writer)
+            self._tasks.discard(task)
+            writer.close()
+            with contextlib.suppress(Exception):
+                await writer.wait_closed()
+
+
+async def close_connections(writers: set[asyncio.StreamWriter],
+                            tasks: set[asyncio.Task[None]], *, grace_s: float = 2.0) -> None:
+    """Close every connection's transport and let its task end; cancel what lingers."""
+    for writer in list(writers):
+        writer.close()
+    pending = [t for t in tasks if not t.done()]
+    if pending:
+        _, still = await asyncio.wait(pending, timeout=grace_s)
+        for task in still:
+            task.cancel()
+        if still:
+            await asyncio.wait(still, timeout=grace_s)
+
+
+def set_nodelay(writer: asyncio.StreamWriter) -> None:
+    """Small request/response messages: do not let Nagle hold them back."""
+    import socket
+
+    sock = writer.get_extra_info("socket")
+    if sock is not None:
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
