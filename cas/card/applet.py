@@ -1,0 +1,649 @@
+"""The smart-card applet: an ISO/IEC 7816-4 command dispatcher over the card's EEPROM record.
+
+Commands (docs/architecture.md "Card APDUs"; byte layouts in ``docs/card.md``):
+
+====================  =================  ==========================================
+command               CLA INS P1 P2      notes
+====================  =================  ==========================================
+SELECT                00  A4  04 00/0C   by AID (DF name), partial names accepted
+GET RESPONSE          00  C0  00 00      next chunk of a long answer (61xx)
+VERIFY                00  20  00 81      parental PIN; 63Cx / 6983; no data: tries left
+CHANGE REF. DATA      00  24  00 81      old PIN || new PIN
+GET DATA              80  CA  01 tag     tags in :class:`~cas.card.data.DataTag`
+READ ENTITLEMENTS     80  32  00 00      count + entries; chained when > Ne
+PROCESS ECM           80  30  00 00      wrapped CWs (40 bytes) or a 98xx reason
+PROCESS EMM           80  40  00 00      9000, + pairing info after a PAIR command
+====================  =================  ==========================================
+
+Length rules (ISO/IEC 7816-4 §5.1 and §5.3.4): a command that is not one of the four cases
+(short or extended) is ``6700``.  An answer of Na bytes against Ne expected: Na <= Ne is
+returned; Ne = 0 (no Le) gets ``61xx`` and the data wait for GET RESPONSE; Na <= 256 but
+> Ne gets ``6Cxx`` (repeat with Le = Na); longer answers are cut into chunks of Ne (at most
+256) bytes, each followed by ``61xx`` while data remain.
+
+Keys: the EEPROM holds the CUK wrapped under the card OS's ROM key (the card-factory
+transport key, given at construction — see ``docs/card.md``), and every other key wrapped
+under the CUK.  Unwrapped keys live only in this object's memory.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from cas.access import CardRights, Entitlement, decide
+from cas.card.atr import build_atr
+from cas.card.data import (
+    GET_DATA_P1,
+    CardInfo,
+    CardStatusInfo,
+    Counters,
+    DataTag,
+    PairingInfo,
+    build_card_info,
+    build_counters,
+    build_entitlements,
+    build_pairing,
+    build_status,
+)
+from cas.card.eeprom import Eeprom
+from cas.card.fastecm import parse_ecm_body_fast, parse_ecm_fast
+from cas.card.sw import SW, SW_BYTES_REMAINING, SW_NOT_ENOUGH_MEMORY, SW_VERIFY_FAILED, SW_WRONG_LE
+from cas.crypto import Key, aead_open, pin_hash, unwrap_key, wrap_cws, wrap_key
+from cas.errors import AuthenticationError, CasError, FormatError
+from cas.formats.apdu import sw_for_reason
+from cas.formats.emm import (
+    AddEntitlement,
+    ClearEntitlements,
+    EcmKeyUpdate,
+    EmmCommand,
+    OsdMessage,
+    Pair,
+    RemoveEntitlement,
+    ResetPin,
+    SetMaturity,
+    SetRegion,
+    SetStatus,
+    SharedAddress,
+    UniqueAddress,
+    parse_emm,
+)
+from cas.formats.records import (
+    ECM_KEY_SLOTS,
+    ENTITLEMENT_SLOTS,
+    OSD_MAX_BYTES,
+    CardRecord,
+    EcmKeySlot,
+    Pairing,
+)
+from cas.messages import open_emm_section
+from cas.reasons import Reason
+
+log = logging.getLogger(__name__)
+
+#: The applet's AID (docs/architecture.md): RID-less proprietary F0 + "CASSIM" + version 01.
+AID = bytes.fromhex("F043415353494D01")
+
+CLA_ISO = 0x00
+CLA_PROPRIETARY = 0x80
+
+INS_SELECT = 0xA4
+INS_GET_RESPONSE = 0xC0
+INS_VERIFY = 0x20
+INS_CHANGE_PIN = 0x24
+INS_GET_DATA = 0xCA
+INS_READ_ENTITLEMENTS = 0x32
+INS_PROCESS_ECM = 0x30
+INS_PROCESS_EMM = 0x40
+
+#: P2 of VERIFY / CHANGE REFERENCE DATA: specific reference data number 1 (the parental PIN).
+PIN_REFERENCE = 0x81
+PIN_LENGTH = 4
+
+#: The card's clock (last accepted ECM timestamp) is written to EEPROM when it has moved by at
+#: least this much since the last write — like a real card sparing its EEPROM cycles.  A crash
+#: loses at most this much clock, which the ECM staleness tolerance absorbs.
+CLOCK_PERSIST_STEP_S = 60
+#: An ECM older than the newest accepted one by more than this is stale (9814).
+ECM_STALE_TOLERANCE_S = 300
+
+
+class Refusal(Exception):
+    """Internal: a command refused with status word ``sw`` (never leaves the applet)."""
+
+    def __init__(self, sw: int) -> None:
+        self.sw = sw
+        super().__init__(f"{sw:04X}")
+
+
+@dataclass(frozen=True, slots=True)
+class Command:
+    """A parsed command APDU (ISO/IEC 7816-4 §5.1).  ``ne`` = 0 when Le is absent."""
+
+    cla: int
+    ins: int
+    p1: int
+    p2: int
+    data: bytes
+    ne: int
+    extended: bool = False
+
+
+def parse_command(apdu: bytes) -> Command:
+    """Split a command APDU into its fields; :class:`Refusal` (6700) if no case fits."""
+    n = len(apdu)
+    if n < 4:
+        raise Refusal(SW.WRONG_LENGTH)
+    cla, ins, p1, p2 = apdu[0], apdu[1], apdu[2], apdu[3]
+    if n == 4:  # case 1
+        return Command(cla, ins, p1, p2, b"", 0)
+    b4 = apdu[4]
+    if n == 5:  # case 2 short
+        return Command(cla, ins, p1, p2, b"", b4 or 256)
+    if b4:
+        lc = b4
+        if n == 5 + lc:  # case 3 short
+            return Command(cla, ins, p1, p2, apdu[5:], 0)
+        if n == 6 + lc:  # case 4 short
+            return Command(cla, ins, p1, p2, apdu[5 : 5 + lc], apdu[-1] or 256)
+        raise Refusal(SW.WRONG_LENGTH)
+    if n == 7:  # case 2 extended
+        return Command(cla, ins, p1, p2, b"", ((apdu[5] << 8) | apdu[6]) or 65536, True)
+    if n < 7:
+        raise Refusal(SW.WRONG_LENGTH)
+    lc = (apdu[5] << 8) | apdu[6]
+    if lc == 0:
+        raise Refusal(SW.WRONG_LENGTH)
+    if n == 7 + lc:  # case 3 extended
+        return Command(cla, ins, p1, p2, apdu[7:], 0, True)
+    if n == 9 + lc:  # case 4 extended
+        return Command(cla, ins, p1, p2, apdu[7 : 7 + lc],
+                       ((apdu[-2] << 8) | apdu[-1]) or 65536, True)
+    raise Refusal(SW.WRONG_LENGTH)
+
+
+def _sw_bytes(sw: int) -> bytes:
+    return bytes((sw >> 8, sw & 0xFF))
+
+
+_OK = b"\x90\x00"
+
+
+@dataclass(slots=True)
+class _Keys:
+    """The card's keys, unwrapped from the record (RAM only)."""
+
+    cuk: Key
+    group: Key | None
+    global_: Key | None
+    ecm: dict[int, Key]
+    cwpk: Key | None
+
+
+class Applet:
+    """One smart card.  Implements :class:`~cas.card.vpcd.VirtualCard`.
+
+    ``rom_key`` is the card OS's ROM key, i.e. the card-factory transport key the CUK in the
+    image is wrapped under.  A wrong ``rom_key`` raises :class:`AuthenticationError` at once:
+    such a card could never open a message.
+    """
+
+    def __init__(self, eeprom: Eeprom, *, rom_key: Key,
+                 ecm_stale_tolerance_s: int = ECM_STALE_TOLERANCE_S) -> None:
+        self.eeprom = eeprom
+        self._rom_key = rom_key
+        self.ecm_stale_tolerance_s = ecm_stale_tolerance_s
+        self._keys_for: CardRecord | None = None
+        self._rights_for: CardRecord | None = None
+        self._rights_cache = CardRights(status=eeprom.record.status, region=0)
+        self._keys: _Keys = self._unwrap_keys(eeprom.record)
+        self._atr = build_atr(eeprom.record.card_os_version)
+        # session state (cleared on power-off / reset)
+        self.powered = False
+        self.selected = False
+        self.pin_verified = False
+        self._pending = b""
+        #: The card's clock: the newest accepted ECM timestamp (RAM; persisted stepwise).
+        self.clock_s = eeprom.record.last_ecm_s
+        self._handlers: dict[tuple[int, int], Callable[[Command], bytes]] = {
+            (CLA_ISO, INS_SELECT): self._select,
+            (CLA_ISO, INS_GET_RESPONSE): self._get_response,
+            (CLA_ISO, INS_VERIFY): self._verify,
+            (CLA_ISO, INS_CHANGE_PIN): self._change_pin,
+            (CLA_PROPRIETARY, INS_GET_DATA): self._get_data,
+            (CLA_PROPRIETARY, INS_READ_ENTITLEMENTS): self._read_entitlements,
+            (CLA_PROPRIETARY, INS_PROCESS_ECM): self._process_ecm,
+            (CLA_PROPRIETARY, INS_PROCESS_EMM): self._process_emm,
+        }
+        self._ins_any_class = {ins for _, ins in self._handlers}
+
+    def __repr__(self) -> str:
+        return f"Applet(serial={self.record.serial:010d})"
+
+    # --- state --------------------------------------------------------------------------------
+    @property
+    def record(self) -> CardRecord:
+        return self.eeprom.record
+
+    def _unwrap_keys(self, rec: CardRecord) -> _Keys:
+        cuk = unwrap_key(self._rom_key, rec.wrapped_cuk, label="cuk")
+        zero = bytes(len(rec.wrapped_group_key))
+
+        def maybe(wrapped: bytes, label: str) -> Key | None:
+            if wrapped == zero:
+                return None
+            return unwrap_key(cuk, wrapped, label=label)
+
+        keys = _Keys(
+            cuk=cuk,
+            group=maybe(rec.wrapped_group_key, "group key"),
+            global_=maybe(rec.wrapped_global_key, "global key"),
+            ecm={s.index: unwrap_key(cuk, s.wrapped_key, label=f"ecm key {s.index}")
+                 for s in rec.ecm_keys},
+            cwpk=(unwrap_key(cuk, rec.pairing.wrapped_cwpk, label="cwpk")
+                  if rec.pairing is not None else None),
+        )
+        self._keys_for = rec
+        return keys
+
+    def _commit(self, rec: CardRecord) -> None:
+        """Persist ``rec`` (atomically) and refresh the key cache if keys changed."""
+        old = self.eeprom.record
+        self.eeprom.commit(rec)
+        if (rec.ecm_keys != old.ecm_keys or rec.pairing != old.pairing
+                or rec.wrapped_cuk != old.wrapped_cuk
+                or rec.wrapped_group_key != old.wrapped_group_key
+                or rec.wrapped_global_key != old.wrapped_global_key):
+            self._keys = self._unwrap_keys(rec)
+
+    def rights(self) -> CardRights:
+        """What the card holds now, as :func:`cas.access.decide` reads it."""
+        return self._rights()
+
+    # --- VirtualCard --------------------------------------------------------------------------
+    def atr(self) -> bytes:
+        return self._atr
+
+    def _new_session(self) -> None:
+        self.selected = False
+        self.pin_verified = False
+        self._pending = b""
+
+    def power_on(self) -> None:
+        self.powered = True
+        self._new_session()
+
+    def power_off(self) -> None:
+        self.powered = False
+        self._new_session()
+        self._flush_clock()
+
+    def reset(self) -> None:
+        self.powered = True
+        self._new_session()
+
+    def _flush_clock(self) -> None:
+        if self.clock_s > self.record.last_ecm_s:
+            try:
+                self._commit(dataclasses.replace(self.record, last_ecm_s=self.clock_s))
+            except CasError as exc:  # power-off path: nothing to answer to
+                log.warning("card %010d: could not save its clock: %s", self.record.serial, exc)
+
+    def transmit(self, apdu: bytes) -> bytes:
+        """Process one command APDU; always returns a response APDU (data + SW)."""
+        try:
+            cmd = parse_command(apdu)
+            if cmd.ins == INS_GET_RESPONSE and cmd.cla == CLA_ISO:
+                return self._get_response(cmd)
+            self._pending = b""
+            handler = self._handlers.get((cmd.cla, cmd.ins))
+            if handler is None:
+                if cmd.cla not in (CLA_ISO, CLA_PROPRIETARY) or cmd.ins in self._ins_any_class:
+                    return _sw_bytes(SW.CLA_NOT_SUPPORTED)
+                return _sw_bytes(SW.INS_NOT_SUPPORTED)
+            if not self.selected and cmd.ins != INS_SELECT:
+                return _sw_bytes(SW.CONDITIONS_NOT_SATISFIED)
+            return handler(cmd)
+        except Refusal as refusal:
+            return _sw_bytes(refusal.sw)
+        except CasError as exc:
+            # e.g. the EEPROM could not be written: the change did not happen.
+            log.error("card %010d: %s", self.record.serial, exc)
+            return _sw_bytes(SW.UNKNOWN_ERROR)
+        except Exception:
+            log.exception("card %010d: internal error", self.record.serial)
+            return _sw_bytes(SW.UNKNOWN_ERROR)
+
+    # --- response length handling (ISO/IEC 7816-4 §5.3.4) -------------------------------------
+    def _answer(self, data: bytes, ne: int) -> bytes:
+        na = len(data)
+        if na == 0:
+            return _OK
+        if na <= ne:
+            return data + _OK
+        if ne == 0:
+            self._pending = data
+            return _sw_bytes(SW_BYTES_REMAINING | (na & 0xFF if na < 256 else 0))
+        if na <= 256:  # fits one response, the host just asked for too little
+            return _sw_bytes(SW_WRONG_LE | (na & 0xFF))
+        chunk = min(ne, 256)
+        self._pending = data[chunk:]
+        rest = len(self._pending)
+        return data[:chunk] + _sw_bytes(SW_BYTES_REMAINING | (rest if rest < 256 else 0))
+
+    def _get_response(self, cmd: Command) -> bytes:
+        if cmd.p1 or cmd.p2:
+            raise Refusal(SW.INCORRECT_P1P2)
+        if cmd.data:
+            raise Refusal(SW.WRONG_LENGTH)
+        pending = self._pending
+        if not pending:
+            raise Refusal(SW.CONDITIONS_NOT_SATISFIED)
+        ne = cmd.ne or 256
+        chunk = min(ne, 256, len(pending))
+        if ne < len(pending) and len(pending) <= 256 and ne != 256:
+            return _sw_bytes(SW_WRONG_LE | len(pending))
+        self._pending = pending[chunk:]
+        rest = len(self._pending)
+        if rest:
+            return pending[:chunk] + _sw_bytes(SW_BYTES_REMAINING | (rest if rest < 256 else 0))
+        return pending[:chunk] + _OK
+
+    # --- SELECT -------------------------------------------------------------------------------
+    def _select(self, cmd: Command) -> bytes:
+        if cmd.p1 != 0x04 or cmd.p2 not in (0x00, 0x0C):
+            raise Refusal(SW.INCORRECT_P1P2)
+        if not cmd.data or not AID.startswith(cmd.data):
+            self.selected = False
+            raise Refusal(SW.FILE_NOT_FOUND)
+        self.selected = True
+        if cmd.p2 == 0x0C or cmd.ne == 0:
+            return _OK
+        # FCI template (ISO/IEC 7816-4 §7.4.1): DF name.
+        fci = b"\x6f" + bytes([len(AID) + 2]) + b"\x84" + bytes([len(AID)]) + AID
+        return self._answer(fci, cmd.ne)
+
+    # --- GET DATA -----------------------------------------------------------------------------
+    def card_info(self) -> CardInfo:
+        rec = self.record
+        return CardInfo(
+            serial=rec.serial, shared_address=rec.shared_address,
+            member_position=rec.member_position, ca_system_id=rec.ca_system_id,
+            operator_id=rec.operator_id, card_os_version=rec.card_os_version,
+            personalised_s=rec.personalised_s, expiry_s=rec.expiry_s, status=rec.status,
+            region=rec.region, maturity_limit=rec.maturity_limit,
+            pin_retries_left=rec.pin_retries_left, pin_retries_max=rec.pin_retries_max,
+            paired=rec.pairing is not None,
+            chip_id=rec.pairing.chip_id if rec.pairing is not None else 0,
+            emm_seq_unique=rec.emm_seq_unique, emm_seq_shared=rec.emm_seq_shared,
+            emm_seq_global=rec.emm_seq_global, last_ecm_s=max(self.clock_s, rec.last_ecm_s),
+            entitlement_count=len(rec.entitlements),
+            ecm_key_indexes=tuple(s.index for s in rec.ecm_keys),
+        )
+
+    def _get_data(self, cmd: Command) -> bytes:
+        if cmd.p1 != GET_DATA_P1:
+            raise Refusal(SW.INCORRECT_P1P2)
+        if cmd.data:
+            raise Refusal(SW.WRONG_LENGTH)
+        rec = self.record
+        tag = cmd.p2
+        if tag == DataTag.SERIAL:
+            data = rec.serial.to_bytes(4, "big")
+        elif tag == DataTag.CARD_INFO:
+            data = build_card_info(self.card_info())
+        elif tag == DataTag.STATUS:
+            data = build_status(CardStatusInfo(status=rec.status, region=rec.region,
+                                               maturity_limit=rec.maturity_limit,
+                                               paired=rec.pairing is not None))
+        elif tag == DataTag.COUNTERS:
+            data = build_counters(Counters(
+                emm_seq_unique=rec.emm_seq_unique, emm_seq_shared=rec.emm_seq_shared,
+                emm_seq_global=rec.emm_seq_global,
+                last_ecm_s=max(self.clock_s, rec.last_ecm_s),
+                pin_retries_left=rec.pin_retries_left, pin_retries_max=rec.pin_retries_max))
+        elif tag == DataTag.PAIRING:
+            if rec.pairing is None:
+                raise Refusal(SW.DATA_NOT_FOUND)
+            data = build_pairing(PairingInfo(chip_id=rec.pairing.chip_id,
+                                             chip_blob=rec.pairing.chip_blob))
+        elif tag == DataTag.OSD_MESSAGE:
+            data = rec.last_osd_message.encode("utf-8")
+            if not data:
+                return _OK
+        else:
+            raise Refusal(SW.DATA_NOT_FOUND)
+        return self._answer(data, cmd.ne)
+
+    # --- READ ENTITLEMENTS --------------------------------------------------------------------
+    def _read_entitlements(self, cmd: Command) -> bytes:
+        if cmd.p1 or cmd.p2:
+            raise Refusal(SW.INCORRECT_P1P2)
+        if cmd.data:
+            raise Refusal(SW.WRONG_LENGTH)
+        return self._answer(build_entitlements(self.record.entitlements), cmd.ne)
+
+    # --- PIN ----------------------------------------------------------------------------------
+    def _pin_checks(self, cmd: Command, length: int) -> None:
+        if cmd.p1 != 0x00:
+            raise Refusal(SW.INCORRECT_P1P2)
+        if cmd.p2 != PIN_REFERENCE:
+            raise Refusal(SW.DATA_NOT_FOUND)
+        if cmd.ne:
+            raise Refusal(SW.WRONG_LENGTH)
+        if cmd.data and len(cmd.data) != length:
+            raise Refusal(SW.WRONG_LENGTH)
+
+    def _check_pin(self, pin: bytes) -> None:
+        """Compare ``pin``; on a mismatch count the try down (persisted) and refuse."""
+        rec = self.record
+        if rec.pin_retries_left == 0:
+            raise Refusal(SW.PIN_BLOCKED)
+        if not pin.isdigit():
+            raise Refusal(SW.WRONG_DATA)
+        if pin_hash(self._keys.cuk, pin) != rec.pin_hash:
+            left = rec.pin_retries_left - 1
+            self._commit(dataclasses.replace(rec, pin_retries_left=left))
+            self.pin_verified = False
+            raise Refusal(SW.PIN_BLOCKED if left == 0 else SW_VERIFY_FAILED | left)
+
+    def _verify(self, cmd: Command) -> bytes:
+        self._pin_checks(cmd, PIN_LENGTH)
+        rec = self.record
+        if not cmd.data:  # ISO 7816-4 §7.5.6: no data = ask for the verification status
+            if rec.pin_retries_left == 0:
+                raise Refusal(SW.PIN_BLOCKED)
+            if self.pin_verified:
+                return _OK
+            raise Refusal(SW_VERIFY_FAILED | min(rec.pin_retries_left, 15))
+        self._check_pin(cmd.data)
+        if rec.pin_retries_left != rec.pin_retries_max:
+            self._commit(dataclasses.replace(rec, pin_retries_left=rec.pin_retries_max))
+        self.pin_verified = True
+        return _OK
+
+    def _change_pin(self, cmd: Command) -> bytes:
+        self._pin_checks(cmd, 2 * PIN_LENGTH)
+        if not cmd.data:
+            raise Refusal(SW.WRONG_LENGTH)
+        old, new = cmd.data[:PIN_LENGTH], cmd.data[PIN_LENGTH:]
+        if not new.isdigit():
+            raise Refusal(SW.WRONG_DATA)
+        self._check_pin(old)
+        rec = self.record
+        self._commit(dataclasses.replace(rec, pin_hash=pin_hash(self._keys.cuk, new),
+                                         pin_retries_left=rec.pin_retries_max))
+        self.pin_verified = True
+        return _OK
+
+    # --- PROCESS ECM ------------------------------------------------------------------------
+    def _rights(self) -> CardRights:
+        rec = self.record
+        if self._rights_for is not rec:
+            self._rights_cache = CardRights(status=rec.status, region=rec.region,
+                                            maturity_limit=rec.maturity_limit,
+                                            entitlements=rec.entitlements)
+            self._rights_for = rec
+        return self._rights_cache
+
+    def _advance_clock(self, now_s: int) -> None:
+        """Move the card's clock to ``now_s`` (an authenticated ECM time) if it is newer."""
+        if now_s <= self.clock_s:
+            return
+        self.clock_s = now_s
+        if now_s - self.record.last_ecm_s >= CLOCK_PERSIST_STEP_S:
+            self._commit(dataclasses.replace(self.record, last_ecm_s=now_s))
+
+    def _process_ecm(self, cmd: Command) -> bytes:
+        """Key index known (9815) → authentic (6982) → fresh (9814) → access decision
+        (:func:`cas.access.decide`, 98xx) → paired (9809) → CWs wrapped under the CWPK."""
+        if cmd.p1 or cmd.p2:
+            raise Refusal(SW.INCORRECT_P1P2)
+        section = cmd.data
+        if not section:
+            raise Refusal(SW.WRONG_LENGTH)
+        try:
+            ecm = parse_ecm_fast(section)
+        except FormatError:
+            raise Refusal(SW.WRONG_DATA) from None
+        header = ecm.header
+        key = self._keys.ecm.get(header.ecm_key_index)
+        if key is None:
+            raise Refusal(SW.KEY_INDEX_UNKNOWN)
+        try:
+            plain = aead_open(key, header.nonce, ecm.body, section[: len(section) - len(ecm.body)])
+        except AuthenticationError:
+            raise Refusal(SW.SECURITY_NOT_SATISFIED) from None
+        now_s = header.timestamp_s
+        if now_s + self.ecm_stale_tolerance_s < self.clock_s:
+            raise Refusal(SW.ECM_STALE)
+        try:
+            body = parse_ecm_body_fast(plain)
+        except FormatError:
+            raise Refusal(SW.WRONG_DATA) from None
+        self._advance_clock(now_s)
+        reason = decide(self._rights(), body.criteria(header.channel_id), now_s,
+                        pin_ok=self.pin_verified)
+        if reason is not Reason.OPEN:
+            raise Refusal(sw_for_reason(reason))
+        cwpk = self._keys.cwpk
+        if cwpk is None:
+            raise Refusal(SW.PAIRING_MISMATCH)
+        return self._answer(wrap_cws(cwpk, body.cw_even, body.cw_odd), cmd.ne)
+
+    # --- PROCESS EMM ------------------------------------------------------------------------
+    def _process_emm(self, cmd: Command) -> bytes:
+        """Addressed to us (9812) → authentic under the key of its address type (6982) →
+        newer than the last applied for that type (9811) → not expired by the card's clock
+        (9813) → every command applied in one EEPROM write, or none (6A80/6A84)."""
+        if cmd.p1 or cmd.p2:
+            raise Refusal(SW.INCORRECT_P1P2)
+        section = cmd.data
+        if not section:
+            raise Refusal(SW.WRONG_LENGTH)
+        try:
+            emm = parse_emm(section)
+        except FormatError:
+            raise Refusal(SW.WRONG_DATA) from None
+        rec = self.record
+        header = emm.header
+        address = header.address
+        key: Key | None
+        if isinstance(address, UniqueAddress):
+            if address.serial != rec.serial:
+                raise Refusal(SW.EMM_NOT_ADDRESSED)
+            key, last_seq, seq_field = self._keys.cuk, rec.emm_seq_unique, "emm_seq_unique"
+        elif isinstance(address, SharedAddress):
+            if (address.shared_address != rec.shared_address
+                    or not address.includes(rec.member_position)):
+                raise Refusal(SW.EMM_NOT_ADDRESSED)
+            key, last_seq, seq_field = self._keys.group, rec.emm_seq_shared, "emm_seq_shared"
+        else:
+            key, last_seq, seq_field = self._keys.global_, rec.emm_seq_global, "emm_seq_global"
+        if key is None:  # personalised without that key: it can open nothing of this type
+            raise Refusal(SW.KEY_INDEX_UNKNOWN)
+        try:
+            commands = open_emm_section(key, emm, section)
+        except AuthenticationError:
+            raise Refusal(SW.SECURITY_NOT_SATISFIED) from None
+        except FormatError:  # authentic, but the commands do not parse
+            raise Refusal(SW.WRONG_DATA) from None
+        if header.seq <= last_seq:
+            raise Refusal(SW.EMM_REPLAYED)
+        now_s = max(self.clock_s, rec.last_ecm_s)
+        if header.not_after_s < now_s:
+            raise Refusal(SW.EMM_EXPIRED)
+        new, pairing = self._apply(rec, commands, now_s)
+        seq_update: dict[str, int] = {seq_field: header.seq,
+                                      "last_ecm_s": max(new.last_ecm_s, self.clock_s)}
+        new = dataclasses.replace(new, **seq_update)  # type: ignore[arg-type]
+        self._commit(new)
+        if new.pin_hash != rec.pin_hash:
+            self.pin_verified = False
+        if pairing is None:
+            return _OK
+        return self._answer(build_pairing(pairing), cmd.ne)
+
+    def _apply(self, rec: CardRecord, commands: list[EmmCommand],
+               now_s: int) -> tuple[CardRecord, PairingInfo | None]:
+        """The record after all ``commands`` (nothing is written here)."""
+        changes: dict[str, object] = {}
+        entitlements = list(rec.entitlements)
+        ecm_keys = list(rec.ecm_keys)
+        pairing_out: PairingInfo | None = None
+        cuk = self._keys.cuk
+        for c in commands:
+            if isinstance(c, AddEntitlement):
+                ent = Entitlement(package_id=c.package_id, start_s=c.start_s, end_s=c.end_s)
+                same = [i for i, e in enumerate(entitlements) if e.package_id == c.package_id]
+                if same:
+                    entitlements[same[0]] = ent
+                    for i in reversed(same[1:]):
+                        del entitlements[i]
+                    continue
+                if len(entitlements) >= ENTITLEMENT_SLOTS:
+                    # make room by forgetting what has ended by the card's clock
+                    entitlements = [e for e in entitlements if e.end_s > now_s]
+                    if len(entitlements) >= ENTITLEMENT_SLOTS:
+                        raise Refusal(SW_NOT_ENOUGH_MEMORY)
+                entitlements.append(ent)
+            elif isinstance(c, RemoveEntitlement):
+                entitlements = [e for e in entitlements if e.package_id != c.package_id]
+            elif isinstance(c, ClearEntitlements):
+                entitlements = []
+            elif isinstance(c, SetStatus):
+                changes["status"] = c.status
+            elif isinstance(c, SetRegion):
+                changes["region"] = c.region
+            elif isinstance(c, SetMaturity):
+                changes["maturity_limit"] = c.maturity_limit
+            elif isinstance(c, ResetPin):
+                changes["pin_hash"] = c.pin_hash
+                changes["pin_retries_left"] = rec.pin_retries_max
+            elif isinstance(c, Pair):
+                cwpk = Key(c.cwpk, label="cwpk")
+                changes["pairing"] = Pairing(chip_id=c.chip_id, wrapped_cwpk=wrap_key(cuk, cwpk),
+                                             chip_blob=c.chip_blob)
+                pairing_out = PairingInfo(chip_id=c.chip_id, chip_blob=c.chip_blob)
+            elif isinstance(c, EcmKeyUpdate):
+                slot = EcmKeySlot(index=c.index,
+                                  wrapped_key=wrap_key(cuk, Key(c.key, label="ecm key")))
+                ecm_keys = [s for s in ecm_keys if s.index != c.index]
+                ecm_keys.append(slot)  # newest last; the oldest drops out of a full table
+                ecm_keys = ecm_keys[-ECM_KEY_SLOTS:]
+            elif isinstance(c, OsdMessage):
+                changes["last_osd_message"] = _fit_utf8(c.text, OSD_MAX_BYTES)
+            else:  # a command this card OS does not know: apply all or nothing
+                raise Refusal(SW.WRONG_DATA)
+        return dataclasses.replace(rec, entitlements=tuple(entitlements),
+                                   ecm_keys=tuple(ecm_keys), **changes), pairing_out  # type: ignore[arg-type]
+
+
+def _fit_utf8(text: str, limit: int) -> str:
+    """``text`` cut to at most ``limit`` bytes of UTF-8, on a character boundary."""
+    raw = text.encode("utf-8", "replace")
+    if len(raw) <= limit:
+        return text
+    return raw[:limit].decode("utf-8", "ignore")

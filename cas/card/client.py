@@ -1,0 +1,209 @@
+"""High-level card access over any :class:`~cas.card.transport.CardTransport`.
+
+:class:`CardClient` builds the command APDUs of docs/architecture.md "Card APDUs", follows
+``61xx`` with GET RESPONSE and ``6Cxx`` with a repeated command (ISO/IEC 7816-4 §5.3.4),
+parses the answers (:mod:`cas.card.data`) and turns every other status word into a typed
+:class:`~cas.errors.StatusWordError` (:mod:`cas.card.errors`).  It behaves the same over the
+in-process transport and over PC/SC.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from cas.access import Entitlement
+from cas.card.applet import (
+    AID,
+    CLA_ISO,
+    CLA_PROPRIETARY,
+    INS_CHANGE_PIN,
+    INS_GET_DATA,
+    INS_GET_RESPONSE,
+    INS_PROCESS_ECM,
+    INS_PROCESS_EMM,
+    INS_READ_ENTITLEMENTS,
+    INS_SELECT,
+    INS_VERIFY,
+    PIN_LENGTH,
+    PIN_REFERENCE,
+)
+from cas.card.data import (
+    GET_DATA_P1,
+    CardInfo,
+    CardStatusInfo,
+    Counters,
+    DataTag,
+    PairingInfo,
+    parse_card_info,
+    parse_counters,
+    parse_entitlements,
+    parse_pairing,
+    parse_status,
+)
+from cas.card.errors import WrongPinError, error_for
+from cas.card.sw import SW
+from cas.card.transport import CardTransport
+from cas.errors import CardError, FormatError, UsageError
+
+#: How many GET RESPONSE rounds we follow before calling the card broken.
+_MAX_CHAIN = 64
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class EmmResult:
+    """What PROCESS EMM answered: pairing info when the EMM carried a PAIR command."""
+
+    pairing: PairingInfo | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Response:
+    data: bytes
+    sw: int
+
+
+def build_apdu(cla: int, ins: int, p1: int, p2: int, data: bytes = b"",
+               le: int | None = None) -> bytes:
+    """A short command APDU (``le`` 1..256, 256 encoded as 00; None = absent)."""
+    if len(data) > 255:
+        raise UsageError(f"command data of {len(data)} bytes needs an extended APDU")
+    out = bytes((cla, ins, p1, p2))
+    if data:
+        out += bytes((len(data),)) + data
+    if le is not None:
+        if not 1 <= le <= 256:
+            raise UsageError(f"Le {le} out of range 1..256")
+        out += bytes((le & 0xFF,))
+    return out
+
+
+def _pin_bytes(pin: str | bytes) -> bytes:
+    raw = pin.encode("ascii", "replace") if isinstance(pin, str) else bytes(pin)
+    if len(raw) != PIN_LENGTH or not raw.isdigit():
+        raise UsageError(f"a PIN is {PIN_LENGTH} digits")
+    return raw
+
+
+class CardClient:
+    """Talk to our card applet through ``transport``.
+
+    ``select=True`` selects the applet at once (as every host does after power-up).
+    """
+
+    def __init__(self, transport: CardTransport, *, select: bool = True) -> None:
+        self.transport = transport
+        if select:
+            self.select()
+
+    # --- plumbing -----------------------------------------------------------------------------
+    def exchange(self, apdu: bytes) -> Response:
+        """Send ``apdu``; follow 61xx / 6Cxx; return the whole answer and the final SW."""
+        rapdu = self.transport.transmit(apdu)
+        if len(rapdu) < 2:
+            raise CardError(f"card answered {len(rapdu)} bytes, not even a status word")
+        sw = (rapdu[-2] << 8) | rapdu[-1]
+        if sw >> 8 == 0x6C:  # wrong Le: repeat with the exact length
+            if len(apdu) < 5:
+                raise CardError(f"card asked for Le={sw & 0xFF} on a command without Le")
+            rapdu = self.transport.transmit(apdu[:-1] + bytes((sw & 0xFF,)))
+            if len(rapdu) < 2:
+                raise CardError("card answered without a status word")
+            sw = (rapdu[-2] << 8) | rapdu[-1]
+        data = bytearray(rapdu[:-2])
+        rounds = 0
+        while sw >> 8 == 0x61:
+            rounds += 1
+            if rounds > _MAX_CHAIN:
+                raise CardError("card keeps answering 61xx: response chaining never ends")
+            rapdu = self.transport.transmit(
+                bytes((CLA_ISO, INS_GET_RESPONSE, 0, 0, sw & 0xFF)))
+            if len(rapdu) < 2:
+                raise CardError("card answered without a status word")
+            sw = (rapdu[-2] << 8) | rapdu[-1]
+            data += rapdu[:-2]
+        return Response(data=bytes(data), sw=sw)
+
+    def send(self, apdu: bytes, *, command: str = "command") -> bytes:
+        """Like :meth:`exchange` but any SW other than 9000 raises a typed error."""
+        resp = self.exchange(apdu)
+        if resp.sw != SW.OK:
+            raise error_for(resp.sw, resp.data, command=command)
+        return resp.data
+
+    # --- commands -----------------------------------------------------------------------------
+    def select(self) -> None:
+        self.send(build_apdu(CLA_ISO, INS_SELECT, 0x04, 0x00, AID), command="SELECT")
+
+    def get_data(self, tag: int) -> bytes:
+        return self.send(build_apdu(CLA_PROPRIETARY, INS_GET_DATA, GET_DATA_P1, tag, le=256),
+                         command=f"GET DATA {tag:02X}")
+
+    def serial(self) -> int:
+        data = self.get_data(DataTag.SERIAL)
+        if len(data) != 4:
+            raise FormatError(f"serial is 4 bytes, got {len(data)}", path="serial")
+        return int.from_bytes(data, "big")
+
+    def info(self) -> CardInfo:
+        return parse_card_info(self.get_data(DataTag.CARD_INFO))
+
+    def status(self) -> CardStatusInfo:
+        return parse_status(self.get_data(DataTag.STATUS))
+
+    def counters(self) -> Counters:
+        return parse_counters(self.get_data(DataTag.COUNTERS))
+
+    def pairing(self) -> PairingInfo | None:
+        resp = self.exchange(build_apdu(CLA_PROPRIETARY, INS_GET_DATA, GET_DATA_P1,
+                                        DataTag.PAIRING, le=256))
+        if resp.sw == SW.DATA_NOT_FOUND:
+            return None
+        if resp.sw != SW.OK:
+            raise error_for(resp.sw, resp.data, command="GET DATA 05")
+        return parse_pairing(resp.data)
+
+    def osd_message(self) -> str:
+        try:
+            return self.get_data(DataTag.OSD_MESSAGE).decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise FormatError("OSD message is not UTF-8", path="osd_message") from exc
+
+    def entitlements(self) -> tuple[Entitlement, ...]:
+        data = self.send(build_apdu(CLA_PROPRIETARY, INS_READ_ENTITLEMENTS, 0, 0, le=256),
+                         command="READ ENTITLEMENTS")
+        return parse_entitlements(data)
+
+    def process_emm(self, section: bytes) -> EmmResult:
+        """Hand an EMM section to the card; :class:`MessageRefusedError` & co if refused."""
+        data = self.send(build_apdu(CLA_PROPRIETARY, INS_PROCESS_EMM, 0, 0, section),
+                         command="PROCESS EMM")
+        return EmmResult(pairing=parse_pairing(data) if data else None)
+
+    def process_ecm(self, section: bytes) -> bytes:
+        """Hand an ECM section to the card; the CWs wrapped under the pairing key (40 bytes).
+
+        Locks raise :class:`~cas.card.errors.AccessDeniedError` (``.reason``).
+        """
+        return self.send(build_apdu(CLA_PROPRIETARY, INS_PROCESS_ECM, 0, 0, section, le=256),
+                         command="PROCESS ECM")
+
+    def verify_pin(self, pin: str | bytes) -> None:
+        """:class:`WrongPinError` (``tries_left``) or :class:`PinBlockedError` if refused."""
+        self.send(build_apdu(CLA_ISO, INS_VERIFY, 0x00, PIN_REFERENCE, _pin_bytes(pin)),
+                  command="VERIFY")
+
+    def pin_tries_left(self) -> int | None:
+        """Tries left, or ``None`` when the PIN is already verified in this card session."""
+        resp = self.exchange(build_apdu(CLA_ISO, INS_VERIFY, 0x00, PIN_REFERENCE))
+        if resp.sw == SW.OK:
+            return None
+        err = error_for(resp.sw, resp.data, command="VERIFY")
+        if isinstance(err, WrongPinError):
+            return err.tries_left
+        if resp.sw == SW.PIN_BLOCKED:
+            return 0
+        raise err
+
+    def change_pin(self, old: str | bytes, new: str | bytes) -> None:
+        self.send(build_apdu(CLA_ISO, INS_CHANGE_PIN, 0x00, PIN_REFERENCE,
+                             _pin_bytes(old) + _pin_bytes(new)), command="CHANGE PIN")

@@ -1,0 +1,131 @@
+"""Card personalisation: what the card factory writes into a blank card (DESIGN §2, §3).
+
+A personalised card is one :class:`~cas.formats.records.CardRecord`:
+
+* the CUK (derived from the OMK and the serial) wrapped under the card-factory transport key,
+  which is also the key the card OS has in ROM to unwrap it (see ``docs/card.md``);
+* the group key of its shared address, the global EMM key and the initial ECM key(s),
+  each wrapped under the CUK;
+* the parental PIN as a keyed hash (:func:`cas.crypto.pin_hash`);
+* status INACTIVE, no entitlements, zero counters: the head-end activates it by EMM.
+
+The factory's output is a personalisation batch (``docs/formats.md`` §4); ``cas card
+personalise`` also writes one EEPROM image per card.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from cas import DEFAULT_CA_SYSTEM_ID, DEFAULT_OPERATOR_ID
+from cas.access import NO_MATURITY_LIMIT, CardStatus
+from cas.card.eeprom import write_image_atomic
+from cas.crypto import Key, OperatorKeys, pin_hash, unwrap_key, wrap_key
+from cas.errors import AuthenticationError, CardError, UsageError
+from cas.formats.records import (
+    CardBatch,
+    CardRecord,
+    EcmKeySlot,
+    build_card_batch,
+    build_card_record,
+)
+
+DEFAULT_PIN = "0000"
+DEFAULT_CARD_OS_VERSION = 0x0100
+#: How long a card is valid after personalisation (printed on it; informative).
+CARD_VALIDITY_S = 10 * 365 * 86400
+#: First serial when nothing says otherwise (10 decimal digits, as printed on the card).
+DEFAULT_FIRST_SERIAL = 1_000_000_001
+GROUP_SIZE = 256
+IMAGE_SUFFIX = ".img"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CardSlot:
+    """A card's unique address and its place for shared EMMs."""
+
+    serial: int
+    shared_address: int
+    member_position: int
+
+
+def default_slot(serial: int) -> CardSlot:
+    """Slot when no head-end allocates one: groups of 256 consecutive serials."""
+    return CardSlot(serial=serial, shared_address=(serial >> 8) & 0xFFFFFF,
+                    member_position=serial & 0xFF)
+
+
+def personalise_card(keys: OperatorKeys, slot: CardSlot, *, now_s: int,
+                     pin: str = DEFAULT_PIN, ecm_key_indexes: Sequence[int] = (0,),
+                     region: int = 0, maturity_limit: int = NO_MATURITY_LIMIT,
+                     status: CardStatus = CardStatus.INACTIVE,
+                     ca_system_id: int = DEFAULT_CA_SYSTEM_ID,
+                     operator_id: int = DEFAULT_OPERATOR_ID,
+                     card_os_version: int = DEFAULT_CARD_OS_VERSION) -> CardRecord:
+    """The factory record of one card (see module docstring)."""
+    if not (len(pin) == 4 and pin.isdigit()):
+        raise UsageError("the PIN must be 4 digits")
+    if not 0 <= slot.member_position < GROUP_SIZE:
+        raise UsageError(f"member position {slot.member_position} out of range 0..255")
+    cuk = keys.cuk(slot.serial)
+    return CardRecord(
+        serial=slot.serial,
+        shared_address=slot.shared_address,
+        member_position=slot.member_position,
+        ca_system_id=ca_system_id,
+        operator_id=operator_id,
+        card_os_version=card_os_version,
+        personalised_s=now_s,
+        expiry_s=now_s + CARD_VALIDITY_S,
+        wrapped_cuk=wrap_key(keys.transport_key(), cuk),
+        wrapped_group_key=wrap_key(cuk, keys.group_key(slot.shared_address)),
+        wrapped_global_key=wrap_key(cuk, keys.global_key()),
+        ecm_keys=tuple(EcmKeySlot(index=i, wrapped_key=wrap_key(cuk, keys.ecm_key(i)))
+                       for i in ecm_key_indexes),
+        status=status,
+        region=region,
+        maturity_limit=maturity_limit,
+        pin_hash=pin_hash(cuk, pin),
+    )
+
+
+def check_record_keys(record: CardRecord, rom_key: Key) -> None:
+    """Refuse a record whose CUK does not unwrap under ``rom_key`` (wrong factory key)."""
+    try:
+        unwrap_key(rom_key, record.wrapped_cuk, label="cuk")
+    except AuthenticationError as exc:
+        raise CardError(f"card {record.serial:010d} was personalised under another "
+                        "transport key") from exc
+
+
+def image_path(directory: Path, serial: int) -> Path:
+    return directory / f"{serial:010d}{IMAGE_SUFFIX}"
+
+
+def write_images(records: Iterable[CardRecord], directory: Path, *,
+                 overwrite: bool = False) -> list[Path]:
+    """One EEPROM image per card, ``DIR/<serial>.img``.  Refuses to overwrite a card's
+    image (it holds that card's counters and rights) unless ``overwrite``."""
+    directory.mkdir(parents=True, exist_ok=True)
+    records = list(records)
+    paths = [image_path(directory, r.serial) for r in records]
+    if not overwrite:
+        existing = [p for p in paths if p.exists()]
+        if existing:
+            raise UsageError(f"{len(existing)} card image(s) already exist, e.g. {existing[0]} "
+                             "(use --force to overwrite)")
+    for record, path in zip(records, paths, strict=True):
+        write_image_atomic(path, build_card_record(record))
+    return paths
+
+
+def write_batch(records: Sequence[CardRecord], path: Path, *, now_s: int,
+                issuer: str = "cas-sim card factory") -> Path:
+    data = build_card_batch(CardBatch(created_s=now_s, issuer=issuer, records=tuple(records)))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_image_atomic(path, data)
+    os.chmod(path, 0o600)  # wrapped keys: not for everyone's eyes
+    return path
