@@ -38,8 +38,8 @@ from cas.headend.ecmgen import EcmSettings, channel_ecms_for
 from cas.headend.scrambler import (
     Algorithm,
     ScrambleConfig,
-    ScrambleReport,
     Scrambler,
+    ScrambleReport,
     payload_cipher,
 )
 from cas.messages import seal_emm

@@ -82,7 +82,7 @@ def test_sections_and_es_packets_are_routed() -> None:
     data = _psi(mux) + mux.sections(0x200, [ecm]) + mux.sections(0x300, [emm]) + \
         mux.sections(0x301, [emm]) + b"".join(mux.pes(0x100, b"video" * 50)) + \
         mux.packet(0x555, b"stray" * 10)
-    dmx, rec = _run(data)
+    _, rec = _run(data)
     assert rec.ecms == [(0x200, ecm)]
     assert rec.emms == [(0x300, emm)]  # the other CA system's EMM PID is not ours
     assert {pid for pid, _ in rec.es} == {0x100}
