@@ -42,7 +42,8 @@ def _construct_path(exc: BaseException, root: str) -> str:
         return root
     parts = [p.strip() for p in str(raw).split("->")]
     # drop the "(parsing)"/"(building)" marker and RawCopy's internal "value" level
-    names = [p for p in parts if p and not p.startswith("(") and p != "value"]
+    # (and PrefixedArray's "items")
+    names = [p for p in parts if p and not p.startswith("(") and p not in ("value", "items")]
     return ".".join([root, *names])
 
 

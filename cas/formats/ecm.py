@@ -105,8 +105,10 @@ ECM_HEADER_SIZE: int = ECM_HEADER.sizeof()
 
 ECM_BODY = cs.Struct(
     "crypto_period" / cs.Int32ub,
-    "cw_length" / cs.Rebuild(cs.Int8ub, cs.len_(cs.this.cw_even)),
-    cs.Check(lambda ctx: ctx.cw_length in CW_LENGTHS),
+    "cw_length"
+    / cs.Rebuild(
+        cs.ExprValidator(cs.Int8ub, lambda obj, ctx: obj in CW_LENGTHS), cs.len_(cs.this.cw_even)
+    ),
     "cw_even" / cs.Bytes(cs.this.cw_length),
     "cw_odd" / cs.Bytes(cs.this.cw_length),
     "maturity_rating" / cs.Int8ub,

@@ -237,7 +237,8 @@ _VALUES: dict[int, cs.Construct] = {
     EmmTag.REMOVE_ENTITLEMENT: cs.Struct("package_id" / cs.Int16ub, cs.Terminated),
     EmmTag.CLEAR_ENTITLEMENTS: cs.Struct(cs.Terminated),
     EmmTag.SET_STATUS: cs.Struct(
-        "status" / cs.Int8ub, cs.Check(lambda ctx: ctx.status in _VALID_STATUS), cs.Terminated
+        "status" / cs.ExprValidator(cs.Int8ub, lambda obj, ctx: obj in _VALID_STATUS),
+        cs.Terminated,
     ),
     EmmTag.SET_REGION: cs.Struct("region" / cs.Int16ub, cs.Terminated),
     EmmTag.SET_MATURITY: cs.Struct("maturity_limit" / cs.Int8ub, cs.Terminated),
