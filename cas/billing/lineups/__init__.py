@@ -1,0 +1,1 @@
+"""Shipped sample lineups (TOML), modelled on the seed operators."""

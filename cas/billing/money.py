@@ -1,0 +1,88 @@
+"""Money: integers of the smallest unit (tiyn, kopeck, qəpik, tiyin), never float.
+
+Text in major units (``"12"``, ``"12.50"``, ``"12,5"``) is parsed with :class:`~decimal.Decimal`
+and must land exactly on a minor unit.
+"""
+
+from __future__ import annotations
+
+import re
+from decimal import Decimal, InvalidOperation
+
+from cas.errors import ConfigError, ValidationError
+
+_AMOUNT = re.compile(r"^\s*([+-]?)(\d{1,15})(?:[.,](\d{1,6}))?\s*$")
+#: Upper bound of a single amount (10^13 minor units) — far above any real payment, and
+#: well inside a signed 64-bit column.
+MAX_AMOUNT_MINOR = 10**13
+
+
+def minor_digits(minor_per_major: int) -> int:
+    digits = len(str(minor_per_major)) - 1
+    if minor_per_major != 10**digits:
+        raise ConfigError(f"minor_per_major must be a power of ten, got {minor_per_major}")
+    return digits
+
+
+def parse_amount(text: str, minor_per_major: int, *, allow_zero: bool = False) -> int:
+    """Major-unit text to minor units.  Refuses negatives, non-numbers and sub-minor digits."""
+    m = _AMOUNT.match(text) if isinstance(text, str) else None
+    if m is None:
+        raise ValidationError(f"amount {text!r} is not a number", code="BAD_AMOUNT")
+    sign, whole, frac = m.group(1), m.group(2), m.group(3) or ""
+    if sign == "-":
+        raise ValidationError(f"amount {text.strip()} is negative", code="NEGATIVE_AMOUNT")
+    digits = minor_digits(minor_per_major)
+    frac = frac.rstrip("0")
+    if len(frac) > digits:
+        raise ValidationError(f"amount {text.strip()} has more decimals than the currency",
+                              code="BAD_AMOUNT")
+    minor = int(whole) * minor_per_major + (int(frac.ljust(digits, "0")) if frac else 0)
+    check_amount(minor, allow_zero=allow_zero)
+    return minor
+
+
+def check_amount(amount_minor: int, *, allow_zero: bool = False) -> int:
+    """An amount handed to the domain: an ``int`` (not bool, not float), positive, bounded."""
+    if isinstance(amount_minor, bool) or not isinstance(amount_minor, int):
+        raise ValidationError(f"amount must be an integer of minor units, got {amount_minor!r}",
+                              code="BAD_AMOUNT")
+    if amount_minor < 0:
+        raise ValidationError("amount is negative", code="NEGATIVE_AMOUNT")
+    if amount_minor == 0 and not allow_zero:
+        raise ValidationError("amount is zero", code="ZERO_AMOUNT")
+    if amount_minor > MAX_AMOUNT_MINOR:
+        raise ValidationError("amount is too large", code="BAD_AMOUNT")
+    return amount_minor
+
+
+def config_amount(value: object, minor_per_major: int, where: str) -> int:
+    """A money value from a TOML file: an integer or a quoted decimal (a TOML float is refused)."""
+    if isinstance(value, (bool, float)):
+        raise ConfigError(f"{where}: money must be an integer or a quoted decimal, not {value!r}")
+    if isinstance(value, int):
+        if value < 0:
+            raise ConfigError(f"{where}: money must not be negative")
+        return value * minor_per_major
+    if isinstance(value, str):
+        try:
+            return parse_amount(value, minor_per_major, allow_zero=True)
+        except ValidationError as exc:
+            raise ConfigError(f"{where}: {exc}") from exc
+    raise ConfigError(f"{where}: money must be an integer or a quoted decimal, not {value!r}")
+
+
+def format_amount(amount_minor: int, minor_per_major: int, currency: str = "") -> str:
+    """``1234, 100, "AZN"`` -> ``"12.34 AZN"``; negatives keep their sign."""
+    digits = minor_digits(minor_per_major)
+    sign = "-" if amount_minor < 0 else ""
+    whole, frac = divmod(abs(amount_minor), minor_per_major)
+    text = f"{sign}{whole}" + (f".{frac:0{digits}d}" if digits else "")
+    return f"{text} {currency}".rstrip()
+
+
+def to_decimal(amount_minor: int, minor_per_major: int) -> Decimal:
+    try:
+        return Decimal(amount_minor) / Decimal(minor_per_major)
+    except InvalidOperation as exc:  # pragma: no cover - ints always convert
+        raise ValidationError("bad amount", code="BAD_AMOUNT") from exc

@@ -1,0 +1,1 @@
+"""Shipped operator profiles (TOML), one per seed operator (DESIGN §6)."""

@@ -1,0 +1,196 @@
+"""Entitlement state per card at a time T — a pure function of the store's rows (DESIGN §4).
+
+This is the input of EMM generation and of ``cas why``:
+
+* card status: ``KILLED`` (card killed), ``INACTIVE`` (not on an account), ``SUSPENDED``
+  (account on holiday at T), ``FINANCIAL_BLOCK`` (account blocked at T), else ``ACTIVE``;
+* entitlements: the current window ``[start, paid_until)`` of every subscription that has
+  one (active, blocked or expired — a past window makes ``ENTITLEMENT_EXPIRED`` explainable;
+  pending and switched-away subscriptions carry none);
+* region and maturity limit from the card; the paired Chip ID.
+
+:func:`iter_card_states` streams the whole base in one ordered query (server-side cursor on
+PostgreSQL, ``yield_per`` batches everywhere) with a few tuple operations per row, in
+shared-address order so the EMM generator can build shared EMMs group by group.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Select, and_, select
+from sqlalchemy.orm import Session
+
+from cas.access import CardRights, CardStatus, Entitlement, decide
+from cas.billing._core import WINDOW_STATES
+from cas.billing.catalog import access_criteria, get_channel
+from cas.reasons import Reason
+from cas.store.errors import RecordNotFound
+from cas.store.models import Account, Card, Subscription
+from cas.store.repo import to_s
+
+_BATCH = 20_000
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CardState:
+    """One card's rights at T plus what addressing and pairing EMMs need."""
+
+    serial: int
+    shared_address: int
+    member_position: int
+    rights: CardRights
+    paired_chip_id: int | None
+    account_id: int | None
+    rights_version: int
+
+
+def _statement(serials: Collection[int] | None) -> Select[*tuple[Any, ...]]:
+    sub_join = and_(Subscription.account_id == Card.account_id,
+                    Subscription.status.in_(WINDOW_STATES),
+                    Subscription.paid_until_s.is_not(None))
+    stmt: Select[*tuple[Any, ...]] = (
+        select(Card.serial, Card.shared_address, Card.member_position, Card.status, Card.region,
+               Card.maturity_limit, Card.paired_chip_id, Card.rights_version, Card.account_id,
+               Account.suspended_from_s, Account.suspended_until_s, Account.blocked_since_s,
+               Subscription.package_id, Subscription.start_s, Subscription.paid_until_s)
+        .select_from(Card)
+        .outerjoin(Account, Account.id == Card.account_id)
+        .outerjoin(Subscription, sub_join)
+        .order_by(Card.shared_address, Card.member_position, Subscription.package_id)
+    )
+    if serials is not None:
+        stmt = stmt.where(Card.serial.in_(list(serials)))
+    return stmt
+
+
+_ACTIVE = CardStatus.ACTIVE
+_INACTIVE = CardStatus.INACTIVE
+_KILLED = CardStatus.KILLED
+_SUSPENDED = CardStatus.SUSPENDED
+_BLOCKED = CardStatus.FINANCIAL_BLOCK
+
+
+def _status(card_status: str, account_id: int | None, susp_from: int | None,
+            susp_until: int | None, blocked: int | None, at_s: int) -> CardStatus:
+    if card_status == "killed":
+        return _KILLED
+    if account_id is None:
+        return _INACTIVE
+    if susp_from is not None and susp_from <= at_s and (susp_until is None or at_s < susp_until):
+        return _SUSPENDED
+    if blocked is not None and blocked <= at_s:
+        return _BLOCKED
+    return _ACTIVE
+
+
+def _states(session: Session, at_s: int, serials: Collection[int] | None,
+            batch: int) -> Iterator[CardState]:
+    result = session.execute(_statement(serials).execution_options(yield_per=batch))
+    cur: list[object] | None = None
+    ents: list[Entitlement] = []
+    cache: dict[tuple[int, int, int], Entitlement] = {}
+    # Rows of one card are adjacent (ordered by slot); fold them into one CardState.
+    for row in result:
+        (serial, sa, pos, cstatus, region, maturity, chip, version, account_id, s_from, s_until,
+         blocked, package_id, start_s, end_s) = row
+        if cur is None or cur[0] != serial:
+            if cur is not None:
+                yield _emit(cur, ents)
+            cur = [serial, sa, pos, _status(cstatus, account_id, s_from, s_until, blocked, at_s),
+                   region, maturity, chip, account_id, version]
+            ents = []
+        if package_id is not None and start_s is not None and end_s is not None \
+                and end_s > start_s:
+            key = (package_id, start_s, end_s)
+            ent = cache.get(key)
+            if ent is None:
+                ent = Entitlement(package_id=package_id, start_s=start_s, end_s=end_s)
+                if len(cache) < 100_000:
+                    cache[key] = ent
+            ents.append(ent)
+    if cur is not None:
+        yield _emit(cur, ents)
+
+
+def _emit(cur: list[object], ents: list[Entitlement]) -> CardState:
+    serial, sa, pos, status, region, maturity, chip, account_id, version = cur
+    return CardState(
+        serial=serial,  # type: ignore[arg-type]
+        shared_address=sa,  # type: ignore[arg-type]
+        member_position=pos,  # type: ignore[arg-type]
+        rights=CardRights(status=status, region=region,  # type: ignore[arg-type]
+                          maturity_limit=maturity,  # type: ignore[arg-type]
+                          entitlements=tuple(ents)),
+        paired_chip_id=chip,  # type: ignore[arg-type]
+        account_id=account_id,  # type: ignore[arg-type]
+        rights_version=version,  # type: ignore[arg-type]
+    )
+
+
+def iter_card_states(session: Session, at: datetime, *, serials: Collection[int] | None = None,
+                     batch: int = _BATCH) -> Iterator[CardState]:
+    """Every card's state at ``at`` (or only ``serials``), ordered by shared address and member
+    position.  Streams: memory stays flat for any base size."""
+    at_s = to_s(at)
+    if serials is None:
+        yield from _states(session, at_s, None, batch)
+        return
+    wanted = sorted(set(serials))
+    for i in range(0, len(wanted), 1000):
+        yield from _states(session, at_s, wanted[i:i + 1000], batch)
+
+
+def card_state_at(session: Session, serial: int, at: datetime) -> CardState:
+    for state in iter_card_states(session, at, serials=[serial]):
+        return state
+    raise RecordNotFound(f"unknown card {serial:010d}", code="UNKNOWN_CARD")
+
+
+def card_rights_at(session: Session, serial: int, at: datetime) -> CardRights:
+    """What card ``serial`` should hold at ``at`` (docs/architecture.md)."""
+    return card_state_at(session, serial, at).rights
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Explanation:
+    """The head-end's answer to "why is this channel locked on this card"."""
+
+    serial: int
+    channel_number: int
+    channel_id: int
+    reason: Reason
+    rights: CardRights
+
+
+def explain(session: Session, *, serial: int, channel: str | int, at: datetime,
+            chip_id: int | None = None, pin_ok: bool = False) -> Explanation:
+    """``cas why``: :func:`cas.access.decide` on the head-end's own records, plus the checks
+    only the head-end can make (the card is in a box it is not paired with)."""
+    state = card_state_at(session, serial, at)
+    ch = get_channel(session, channel)
+    criteria = access_criteria(session, ch)
+    reason = decide(state.rights, criteria, to_s(at), pin_ok=pin_ok)
+    if reason == Reason.OPEN and chip_id is not None and state.paired_chip_id != chip_id:
+        reason = Reason.PAIRING_MISMATCH
+    return Explanation(serial=serial, channel_number=ch.number, channel_id=ch.service_id,
+                       reason=reason, rights=state.rights)
+
+
+def status_counts(session: Session, at: datetime) -> dict[str, int]:
+    """How many cards are in each status at ``at`` (for reports and benchmarks)."""
+    counts: dict[str, int] = {}
+    for state in iter_card_states(session, at):
+        name = state.rights.status.name
+        counts[name] = counts.get(name, 0) + 1
+    return counts
+
+
+def account_of(session: Session, serial: int) -> Account | None:
+    card = session.get(Card, serial)
+    if card is None:
+        raise RecordNotFound(f"unknown card {serial:010d}", code="UNKNOWN_CARD")
+    return session.get(Account, card.account_id) if card.account_id is not None else None

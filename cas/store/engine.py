@@ -1,0 +1,184 @@
+"""Opening the store: URL resolution, engine set-up, migrations, sessions and transactions.
+
+* SQLite by default: ``<data_dir>/cas.sqlite`` (DESIGN §4).  WAL journal, foreign keys on, a
+  30 s busy timeout, and write transactions that start with ``BEGIN IMMEDIATE`` so two
+  writers queue up instead of failing on a lock upgrade.  Read-only sessions
+  (:meth:`Store.reader`) start with a plain deferred ``BEGIN`` and never block writers.
+* PostgreSQL by URL (``postgresql+psycopg://user@host:port/db``; a bare ``postgresql://`` is
+  taken to mean psycopg 3).  Money rows are locked with ``SELECT … FOR UPDATE``.
+* Opening a store runs the Alembic migrations shipped in :mod:`cas.store.migrations` up to
+  ``head`` (under a PostgreSQL advisory lock, so concurrent openers do not race).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy.engine import Connection, make_url
+from sqlalchemy.exc import ArgumentError, DBAPIError, SQLAlchemyError
+from sqlalchemy.orm import Session, sessionmaker
+
+from cas.errors import ConfigError, StoreError
+
+SQLITE_FILE = "cas.sqlite"
+#: Execution option marking a read-only connection (SQLite: deferred BEGIN).
+READ_ONLY_OPTION = "cas_read_only"
+_MIGRATION_LOCK_ID = 0x0CA5_0001
+
+
+def resolve_url(*, db_url: str | None, data_dir: Path | None) -> str:
+    """The database URL to use: ``db_url`` if given, else SQLite in ``data_dir``."""
+    if db_url:
+        if db_url.startswith("postgresql://"):
+            return "postgresql+psycopg://" + db_url[len("postgresql://"):]
+        if db_url.startswith("postgres://"):
+            return "postgresql+psycopg://" + db_url[len("postgres://"):]
+        return db_url
+    if data_dir is None:
+        raise ConfigError("no database: give --db-url / CAS_DB_URL or a data directory")
+    data_dir.mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{data_dir / SQLITE_FILE}"
+
+
+def _sqlite_events(engine: Engine) -> None:
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+        # Let SQLAlchemy's "begin" event below emit BEGIN itself (pysqlite's own implicit
+        # transactions would defeat BEGIN IMMEDIATE and SAVEPOINTs).
+        dbapi_conn.isolation_level = None
+        cur = dbapi_conn.cursor()
+        cur.execute("PRAGMA foreign_keys=ON")
+        cur.execute("PRAGMA busy_timeout=30000")
+        cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute("PRAGMA synchronous=NORMAL")
+        cur.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Connection) -> None:
+        read_only = conn.get_execution_options().get(READ_ONLY_OPTION, False)
+        conn.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
+
+
+def make_engine(url: str, *, echo: bool = False) -> Engine:
+    """An engine for ``url`` with our per-dialect settings (see module doc)."""
+    try:
+        parsed = make_url(url)
+    except ArgumentError as exc:
+        raise ConfigError(f"bad database URL: {exc}") from exc
+    kwargs: dict[str, Any] = {"echo": echo, "future": True}
+    if parsed.get_backend_name() == "sqlite":
+        kwargs["connect_args"] = {"timeout": 30, "check_same_thread": False}
+    elif parsed.get_backend_name() == "postgresql":
+        kwargs["pool_size"] = 10
+        kwargs["max_overflow"] = 60
+        kwargs["pool_pre_ping"] = True
+    try:
+        engine = create_engine(parsed, **kwargs)
+    except (ArgumentError, ImportError) as exc:
+        raise ConfigError(f"cannot use database URL {parsed!r}: {exc}") from exc
+    if parsed.get_backend_name() == "sqlite":
+        _sqlite_events(engine)
+    return engine
+
+
+def _alembic_config(connection: Connection) -> Any:
+    from alembic.config import Config
+
+    cfg = Config()
+    cfg.set_main_option("script_location", "cas.store:migrations")
+    cfg.attributes["connection"] = connection
+    return cfg
+
+
+def upgrade(engine: Engine, revision: str = "head") -> None:
+    """Run the shipped migrations up to ``revision`` (idempotent)."""
+    from alembic import command
+
+    try:
+        with engine.begin() as conn:
+            if engine.dialect.name == "postgresql":
+                # Transaction-scoped: released at commit, so concurrent openers serialise.
+                conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _MIGRATION_LOCK_ID})
+            command.upgrade(_alembic_config(conn), revision)
+    except SQLAlchemyError as exc:
+        raise StoreError(f"cannot migrate the store: {_one_line(exc)}") from exc
+
+
+def current_revision(engine: Engine) -> str | None:
+    from alembic.runtime.migration import MigrationContext
+
+    with engine.connect() as conn:
+        return MigrationContext.configure(conn).get_current_revision()
+
+
+def _one_line(exc: BaseException) -> str:
+    msg = str(exc.orig) if isinstance(exc, DBAPIError) and exc.orig is not None else str(exc)
+    return msg.strip().splitlines()[0] if msg.strip() else type(exc).__name__
+
+
+class Store:
+    """An engine plus session factories.  Domain functions take a :class:`Session`; they
+    never commit — :meth:`transaction` commits on success and rolls back on any error."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.read_engine = engine.execution_options(**{READ_ONLY_OPTION: True})
+        self._factory = sessionmaker(bind=engine, expire_on_commit=False)
+        self._read_factory = sessionmaker(bind=self.read_engine, expire_on_commit=False)
+
+    @classmethod
+    def open(cls, url: str, *, migrate: bool = True, echo: bool = False) -> Store:
+        engine = make_engine(url, echo=echo)
+        try:
+            with engine.connect():
+                pass
+        except SQLAlchemyError as exc:
+            engine.dispose()
+            raise StoreError(f"cannot open the store: {_one_line(exc)}") from exc
+        if migrate:
+            upgrade(engine)
+        return cls(engine)
+
+    @property
+    def dialect(self) -> str:
+        return self.engine.dialect.name
+
+    def session(self) -> Session:
+        return self._factory()
+
+    @contextmanager
+    def transaction(self) -> Iterator[Session]:
+        """A session in one transaction: committed at the end, rolled back on any error."""
+        session = self._factory()
+        try:
+            with session.begin():
+                yield session
+        except SQLAlchemyError as exc:
+            raise StoreError(f"database error: {_one_line(exc)}") from exc
+        finally:
+            session.close()
+
+    @contextmanager
+    def reader(self) -> Iterator[Session]:
+        """A read-only session (never commits; on SQLite it does not take the write lock)."""
+        session = self._read_factory()
+        try:
+            yield session
+        except SQLAlchemyError as exc:
+            raise StoreError(f"database error: {_one_line(exc)}") from exc
+        finally:
+            session.rollback()
+            session.close()
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+
+def open_store(*, db_url: str | None = None, data_dir: Path | None = None,
+               migrate: bool = True) -> Store:
+    """Open (and migrate) the store named by ``db_url`` or ``<data_dir>/cas.sqlite``."""
+    return Store.open(resolve_url(db_url=db_url, data_dir=data_dir), migrate=migrate)

@@ -1,0 +1,25 @@
+"""Store errors that carry a stable machine-readable ``code`` (like :class:`BillingError`).
+
+They subclass the shared :class:`~cas.errors.NotFoundError` / :class:`~cas.errors.ConflictError`
+so callers may catch either; the API layer answers with ``code``.
+"""
+
+from __future__ import annotations
+
+from cas.errors import ConflictError, NotFoundError
+
+
+class RecordNotFound(NotFoundError):
+    """A looked-up record does not exist (``code`` e.g. ``"UNKNOWN_CARD"``)."""
+
+    def __init__(self, message: str, *, code: str = "NOT_FOUND") -> None:
+        self.code = code
+        super().__init__(message)
+
+
+class RecordConflict(ConflictError):
+    """The change would break a uniqueness rule (``code`` e.g. ``"DUPLICATE_PAYMENT"``)."""
+
+    def __init__(self, message: str, *, code: str = "CONFLICT") -> None:
+        self.code = code
+        super().__init__(message)
