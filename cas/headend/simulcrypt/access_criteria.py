@@ -101,21 +101,9 @@ def resolver_from(criteria: Iterable[AccessCriteria]) -> CriteriaResolver:
     return table.get
 
 
-def criteria_from_lineup(lineup: object) -> list[AccessCriteria]:
-    """Each channel's criteria from a :class:`cas.billing.catalog.Lineup`.
+def lineup_resolver(lineup: object) -> CriteriaResolver:
+    """A resolver over a :class:`cas.billing.catalog.Lineup` (service_id -> criteria), with
+    the catalog's rules (:func:`cas.headend.ecmgen.criteria_from_lineup`)."""
+    from cas.headend.ecmgen import criteria_from_lineup
 
-    Packages are every package listing the channel's number; regions and maturity come from
-    the channel (the same rules as :func:`cas.billing.catalog.access_criteria`, without a
-    database).
-    """
-    from cas.billing.catalog import Lineup
-
-    if not isinstance(lineup, Lineup):
-        raise TypeError("expected a cas.billing.catalog.Lineup")
-    out = []
-    for ch in lineup.channels:
-        packages = tuple(sorted(p.id for p in lineup.packages if ch.number in p.channel_numbers))
-        out.append(AccessCriteria(channel_id=ch.service_id, package_ids=packages,
-                                  regions=tuple(sorted(ch.regions)),
-                                  maturity_rating=ch.maturity_rating))
-    return out
+    return criteria_from_lineup(lineup).get

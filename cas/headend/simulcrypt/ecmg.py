@@ -39,10 +39,9 @@ import cas
 from cas.crypto import OperatorKeys
 from cas.errors import CasError, FormatError, LocalProtocolError
 from cas.formats import ts
-from cas.formats.ecm import ECM_TABLE_EVEN, NONCE_SIZE, EcmBody, EcmHeader
 from cas.formats.simulcrypt import EcmgScsError as Err
 from cas.formats.simulcrypt import EcmgScsParam as Param
-from cas.messages import seal_ecm
+from cas.headend.ecmgen import EcmGenerator, cw_slots
 
 from . import access_criteria as ac
 from .connection import NEED_DATA, Connection, ConnectionClosed, Role
@@ -356,14 +355,15 @@ class EcmgSession:
 def sealed_ecm_builder(keys: OperatorKeys, *, ecm_key_index: int = 0,
                        resolve: ac.CriteriaResolver | None = None,
                        rng: Callable[[int], bytes] = os.urandom) -> EcmBuilder:
-    """cas-sim's ECMs: ``cas.messages.seal_ecm`` under ``keys.ecm_key(ecm_key_index)``.
+    """cas-sim's ECMs, from :class:`cas.headend.ecmgen.EcmGenerator` (sealed with
+    ``keys.ecm_key(ecm_key_index)``).
 
-    The access criteria come from the SCS's
-    access_criteria parameter (:mod:`.access_criteria`: full form, or a lineup reference
-    looked up with ``resolve``).  table_id is 0x80 | (CP_number & 1); the body carries
-    CW(CP) and CW(CP+1) in their even/odd slots and CP_number as the crypto-period.
+    The access criteria come from the SCS's access_criteria parameter (:mod:`.access_criteria`:
+    full form, or a lineup reference looked up with ``resolve``).  ECM(CP) carries CW(CP) and
+    CW(CP+1) in their even/odd slots, table_id 0x80 | (CP & 1), CP_number as the crypto-period
+    and the request time as the timestamp.
     """
-    key = keys.ecm_key(ecm_key_index)
+    generator = EcmGenerator(keys, ecm_key_index=ecm_key_index, rng=rng)
 
     def build(request: EcmRequest) -> bytes:
         criteria = ac.decode(request.access_criteria, resolve)
@@ -372,14 +372,9 @@ def sealed_ecm_builder(keys: OperatorKeys, *, ecm_key_index: int = 0,
         if current is None or following is None:
             raise LocalProtocolError("CW_provision lacks CW(CP) or CW(CP+1)",
                                      error_status=Err.NOT_ENOUGH_CW)
-        even, odd = (current, following) if cp % 2 == 0 else (following, current)
-        header = EcmHeader(channel_id=criteria.channel_id, ecm_key_index=ecm_key_index,
-                           timestamp_s=int(request.at.timestamp()),
-                           table_id=ECM_TABLE_EVEN | (cp & 1), nonce=rng(NONCE_SIZE))
-        body = EcmBody(crypto_period=cp, cw_even=even, cw_odd=odd,
-                       package_ids=criteria.package_ids, regions=criteria.regions,
-                       maturity_rating=criteria.maturity_rating)
-        return seal_ecm(key, header, body, header.nonce)
+        even, odd = cw_slots(cp, current, following)
+        return generator.ecm(criteria, cp=cp, cw_even=even, cw_odd=odd,
+                             timestamp_s=int(request.at.timestamp()))
 
     return build
 
