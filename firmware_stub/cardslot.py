@@ -15,13 +15,24 @@ card's status words and transport failures into the box's vocabulary:
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from contextlib import ExitStack
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Protocol
+from pathlib import Path
+from typing import Any, Protocol
 
 from cas.card.data import CardInfo, PairingInfo
 from cas.card.sw import SW, SW_REASON, SW_VERIFY_FAILED, sw_name
-from cas.errors import CardError, CasError, FormatError, NoCardError, StatusWordError
+from cas.crypto import Key
+from cas.errors import (
+    CardError,
+    CasError,
+    FormatError,
+    NoCardError,
+    StatusWordError,
+    UsageError,
+)
 from cas.reasons import Reason
 
 #: Size of the card's PROCESS ECM answer: two CW slots wrapped with RFC 3394.
@@ -134,8 +145,8 @@ class CardSlot:
 
     def read_info(self) -> CardInfo | None:
         """GET DATA 02 at boot; a failure leaves the slot in the ``CARD_ERROR`` state."""
-        if self.client is None:
-            return None
+        if self.client is None or (self.error is not None and self.info is None):
+            return self.info
         try:
             self.info = self.client.info()
             self.error = None
@@ -215,3 +226,75 @@ class CardSlot:
             return EmmAnswer(sw=0, result=f"card_error: {_error_text(exc)}")
         pairing = getattr(result, "pairing", None)
         return EmmAnswer(sw=SW.OK, result="applied", pairing_changed=pairing is not None)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class InsertedCard:
+    """What :func:`insert_card` found: a client, or why there is none."""
+
+    client: CardClientLike | None
+    reader: str | None = None
+    error: str | None = None  # the card is there but does not work (CARD_ERROR)
+    note: str | None = None  # why there is no card (NO_CARD)
+
+
+def insert_card(*, reader: str | None = None, image: Path | None = None,
+                rom_key: Key | None = None, stack: ExitStack,
+                trace: Callable[[str], None] | None = None) -> InsertedCard:
+    """Find the box's card: a PC/SC reader (by name or substring) or an in-process card
+    from its EEPROM image.  No reader or no card is not an error (``NO_CARD``); a card
+    that does not answer SELECT properly is ``CARD_ERROR``."""
+    from cas.card.client import CardClient
+    from cas.card.transport import ApduTracer, InProcessTransport
+
+    if image is not None:
+        from cas.card.service import open_applets
+
+        if rom_key is None:
+            raise UsageError("an in-process card needs its ROM key (--rom-key-file)")
+        applet = open_applets([image], rom_key, stack)[0]
+        transport: Any = InProcessTransport(applet)
+        stack.callback(transport.close)
+        name = f"in-process:{image.name}"
+    elif reader is not None:
+        from cas.card.pcsc import PcscTransport
+
+        try:
+            transport = PcscTransport(reader)
+        except NoCardError as exc:
+            return InsertedCard(client=None, reader=reader, note=str(exc))
+        except CardError as exc:  # no pcscd, no such reader: the box sees no card
+            return InsertedCard(client=None, reader=reader, note=str(exc))
+        stack.callback(transport.close)
+        name = transport.reader
+    else:
+        return InsertedCard(client=None, note="no reader configured")
+    if trace is not None:
+        transport.add_observer(ApduTracer(trace))
+    try:
+        client = CardClient(transport)
+    except NoCardError as exc:
+        return InsertedCard(client=None, reader=name, note=str(exc))
+    except (CardError, FormatError) as exc:
+        return InsertedCard(client=_Unusable(), reader=name,
+                            error=f"card does not answer SELECT: {_error_text(exc)}")
+    return InsertedCard(client=client, reader=name)
+
+
+class _Unusable:
+    """A card that is physically there but cannot be talked to (the slot shows E05)."""
+
+    def info(self) -> CardInfo:
+        raise CardError("card unusable")
+
+    def pairing(self) -> PairingInfo | None:
+        raise CardError("card unusable")
+
+    def process_emm(self, section: bytes) -> object:
+        raise CardError("card unusable")
+
+    def process_ecm(self, section: bytes) -> bytes:
+        raise CardError("card unusable")
+
+    def verify_pin(self, pin: str) -> object:
+        raise CardError("card unusable")

@@ -20,7 +20,13 @@ from pathlib import Path
 from typing import Protocol
 
 from cas.crypto import Key, open_chip_blob, unwrap_cws, unwrap_key
-from cas.errors import AuthenticationError
+from cas.errors import AuthenticationError, ConfigError
+from cas.formats.chipid import (
+    CHIP_ID_RECORD_SIZE,
+    ChipIdRecord,
+    iter_chip_id_records,
+    parse_chip_id_record,
+)
 from firmware_stub.errors import ChipsetError, PairingError
 
 VENDOR_KEY_LEN = 16
@@ -36,12 +42,37 @@ class ChipRecordLike(Protocol):
     def wrapped_csk(self) -> bytes: ...
 
 
-def load_vendor_key(path: Path) -> Key:
-    """Read the chipset vendor key: 32 hex digits (whitespace allowed) or 16 raw bytes."""
+def load_chip_record(path: Path, chip_id: int | None = None) -> ChipIdRecord:
+    """A Chip ID record from ``path``: one record, or the vendor's batch file (then the
+    record of ``chip_id``, or its only record)."""
     try:
         data = path.read_bytes()
     except OSError as exc:
-        raise ChipsetError(f"cannot read the vendor key file {path}: {exc.strerror}") from exc
+        raise ConfigError(f"cannot read the Chip ID record {path}: {exc.strerror}") from exc
+    if len(data) == CHIP_ID_RECORD_SIZE:
+        record = parse_chip_id_record(data)
+        if chip_id is not None and record.chip_id != chip_id:
+            raise ConfigError(f"{path} is the record of chip {record.chip_id:08X}, "
+                              f"not {chip_id:08X}")
+        return record
+    records = list(iter_chip_id_records(data))
+    if chip_id is None:
+        if len(records) != 1:
+            raise ConfigError(f"{path} holds {len(records)} Chip ID records: "
+                              "say which chip with --chip-id")
+        return records[0]
+    for record in records:
+        if record.chip_id == chip_id:
+            return record
+    raise ConfigError(f"chip {chip_id:08X} is not in {path}")
+
+
+def load_key_file(path: Path, *, what: str, label: str) -> Key:
+    """A 16-byte key from a file: 32 hex digits (whitespace allowed) or 16 raw bytes."""
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise ChipsetError(f"cannot read the {what} file {path}: {exc.strerror}") from exc
     raw: bytes | None = None
     if len(data) == VENDOR_KEY_LEN:
         raw = data
@@ -52,8 +83,13 @@ def load_vendor_key(path: Path) -> Key:
         except (UnicodeDecodeError, ValueError):
             raw = None
     if raw is None or len(raw) != VENDOR_KEY_LEN:
-        raise ChipsetError(f"{path} is not a vendor key (32 hex digits or 16 bytes)")
-    return Key(raw, label="chipset vendor key")
+        raise ChipsetError(f"{path} is not a {what} (32 hex digits or 16 bytes)")
+    return Key(raw, label=label)
+
+
+def load_vendor_key(path: Path) -> Key:
+    """Read the chipset vendor key: 32 hex digits (whitespace allowed) or 16 raw bytes."""
+    return load_key_file(path, what="vendor key", label="chipset vendor key")
 
 
 def save_vendor_key(path: Path, key: Key) -> None:

@@ -1,14 +1,261 @@
-"""The ``stb`` command: the set-top-box stub."""
+"""The ``stb`` command: the set-top-box stub (docs/stb.md).
+
+* ``stb boot``  — power on: chipset, NVRAM, card; show what the box found.
+* ``stb info``  — the Chip ID record and the NVRAM, without powering on.
+* ``stb scan IN.ts`` — every channel of the stream's lineup, OPEN or LOCKED and why.
+* ``stb watch IN.ts --channel N -o OUT.ts`` — descramble one channel into a clear SPTS.
+
+The card is a PC/SC reader (``--reader NAME``) or an in-process card from its EEPROM image
+(``--card-image FILE --rom-key-file FILE``); without either the slot is empty.  Errors are
+one line on stderr and a non-zero exit code, as in ``cas``.
+"""
 
 from __future__ import annotations
 
+import sys
+from collections.abc import Callable
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Any, BinaryIO, TypeVar
+
 import click
 
+import cas
+from cas.cli.app import Application, Exit, pass_app
+from cas.errors import CasError, StreamError, UsageError
+from firmware_stub.box import Box
+from firmware_stub.cardslot import insert_card
+from firmware_stub.chipset import load_chip_record, load_key_file, load_vendor_key
+from firmware_stub.nvram import load_nvram
+from firmware_stub.report import render
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
-def cli() -> None:
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class _GuardedGroup(click.Group):
+    """Our errors become one line on stderr and their exit code; never a traceback."""
+
+    def invoke(self, ctx: click.Context) -> object:
+        try:
+            return super().invoke(ctx)
+        except CasError as exc:
+            click.echo(f"error: {exc}", err=True)
+            ctx.exit(exc.exit_code)
+        except (OSError, ValueError, UnicodeError) as exc:
+            click.echo(f"error: {exc}", err=True)
+            ctx.exit(1)
+
+
+def _hex_int(value: str | None) -> int | None:
+    if value is None:
+        return None
+    try:
+        return int(value, 16)
+    except ValueError:
+        raise UsageError(f"{value!r} is not a hexadecimal number") from None
+
+
+@click.group(cls=_GuardedGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(cas.__version__, prog_name="stb")
+@click.option("--json", "json_mode", is_flag=True, help="Machine-readable JSON output.")
+@click.option("-q", "--quiet", is_flag=True, help="Less output.")
+@click.pass_context
+def cli(ctx: click.Context, json_mode: bool, quiet: bool) -> None:
     """cas-sim set-top-box stub."""
+    ctx.obj = Application(json_mode=json_mode, quiet=quiet)
+
+
+def _chip_options(f: F) -> F:
+    f = click.option("--chip-id", "chip_id", metavar="HEX",
+                     help="Which chip of a vendor batch file.")(f)
+    f = click.option("--chip-record", "chip_record", required=True,
+                     type=click.Path(exists=True, dir_okay=False, path_type=Path),
+                     help="The box's Chip ID record (or the vendor's batch file).")(f)
+    return f
+
+
+def _box_options(f: F) -> F:
+    f = click.option("--ca-system-id", default=f"{cas.DEFAULT_CA_SYSTEM_ID:04X}",
+                     show_default=True, metavar="HEX", help="CA_system_ID to look for.")(f)
+    f = click.option("--trace", is_flag=True, help="Print every APDU to stderr.")(f)
+    f = click.option("--rom-key-file", type=click.Path(exists=True, dir_okay=False,
+                                                       path_type=Path),
+                     help="ROM key of the in-process card (32 hex digits).")(f)
+    f = click.option("--card-image", type=click.Path(exists=True, dir_okay=False,
+                                                     path_type=Path),
+                     help="Insert an in-process card from its EEPROM image.")(f)
+    f = click.option("--reader", metavar="NAME",
+                     help="PC/SC reader holding the card (name or part of it).")(f)
+    f = click.option("--nvram", required=True, type=click.Path(dir_okay=False, path_type=Path),
+                     help="The box's NVRAM file (created on first boot).")(f)
+    f = click.option("--vendor-key", "vendor_key", required=True,
+                     type=click.Path(exists=True, dir_okay=False, path_type=Path),
+                     help="The chipset vendor key (the chip's burned-in root; 32 hex digits).")(f)
+    return _chip_options(f)
+
+
+def _boot(app: Application, stack: ExitStack, *, chip_record: Path, chip_id: str | None,
+          vendor_key: Path, nvram: Path, reader: str | None, card_image: Path | None,
+          rom_key_file: Path | None, trace: bool, ca_system_id: str) -> Box:
+    if reader is not None and card_image is not None:
+        raise UsageError("use --reader or --card-image, not both")
+    if card_image is not None and rom_key_file is None:
+        raise UsageError("--card-image needs --rom-key-file")
+    record = load_chip_record(chip_record, _hex_int(chip_id))
+    rom_key = (load_key_file(rom_key_file, what="ROM key", label="card rom key")
+               if rom_key_file is not None else None)
+    tracer = (lambda line: click.echo(line, err=True)) if trace else None
+    inserted = insert_card(reader=reader, image=card_image, rom_key=rom_key, stack=stack,
+                           trace=tracer)
+    system = _hex_int(ca_system_id)
+    assert system is not None
+    return Box.boot(record, nvram, vendor_key=load_vendor_key(vendor_key),
+                    card=inserted.client, reader=inserted.reader, card_error=inserted.error,
+                    ca_system_id=system)
+
+
+def _print_info(app: Application, data: dict[str, Any]) -> None:
+    def show() -> None:
+        chip = data["chip"]
+        card = data["card"]
+        app.print(f"[bold]chip[/] {chip['chip_id']}  {chip['vendor']} {chip['model']}  "
+                  f"firmware {chip['firmware_version']}")
+        if "paired" in chip:
+            app.print(f"  pairing key: {'loaded (' + chip['cwpk_fingerprint'] + ')' if chip['paired'] else 'none'}")
+        if card is not None:
+            if not card["present"]:
+                app.print("[bold]card[/] none" + (f" (reader {card['reader']})"
+                                                  if card.get("reader") else ""))
+            elif card.get("error"):
+                app.print(f"[bold]card[/] error: {card['error']}")
+            else:
+                app.print(f"[bold]card[/] {card['serial']}  status {card['status']}  "
+                          f"group {card['shared_address']}  paired with chip "
+                          f"{card['paired_chip_id'] or '-'}  ({card['reader']})")
+        if data.get("pairing_note"):
+            app.print(f"  [yellow]{data['pairing_note']}[/]")
+        nv = data["nvram"]
+        app.print(f"[bold]nvram[/] boots {nv['boot_count']}  last channel "
+                  f"{nv['last_channel'] if nv['last_channel'] is not None else '-'}  "
+                  f"pairing {'card ' + str(nv['pairing']['card_serial']) if nv['pairing'] else '-'}")
+        if nv.get("last_ecm"):
+            e = nv["last_ecm"]
+            app.print(f"  last ECM: channel {e['channel']} {e['reason']}")
+        if nv.get("last_emm"):
+            e = nv["last_emm"]
+            app.print(f"  last EMM: {e['address_type']} {e['result']} (SW {e['sw']})")
+        counters = {k: v for k, v in nv["counters"].items() if v}
+        if counters:
+            app.print("  counters: " + ", ".join(f"{k} {v}" for k, v in counters.items()))
+
+    app.output(data, show)
+
+
+@cli.command()
+@_box_options
+@pass_app
+def boot(app: Application, /, **opts: Any) -> None:
+    """Power the box on: chipset, NVRAM, card, pairing."""
+    with ExitStack() as stack:
+        box = _boot(app, stack, **opts)
+        _print_info(app, box.info())
+
+
+@cli.command()
+@_chip_options
+@click.option("--nvram", required=True, type=click.Path(dir_okay=False, path_type=Path))
+@pass_app
+def info(app: Application, chip_record: Path, chip_id: str | None, nvram: Path) -> None:
+    """Show the Chip ID record and the NVRAM (no key, no card needed)."""
+    record = load_chip_record(chip_record, _hex_int(chip_id))
+    nv = load_nvram(nvram, chip_id=record.chip_id)
+    data = {
+        "chip": {"chip_id": f"{record.chip_id:08X}", "vendor": record.vendor,
+                 "model": record.model, "firmware_version": f"{record.firmware_version:08X}",
+                 "manufactured_s": record.manufactured_s},
+        "card": None,
+        "nvram": nv.to_json(),
+    }
+    _print_info(app, data)
+
+
+def _open_input(path: str, stack: ExitStack) -> BinaryIO:
+    if path == "-":
+        return sys.stdin.buffer
+    try:
+        return stack.enter_context(open(path, "rb"))
+    except OSError as exc:
+        raise StreamError(f"cannot read {path}: {exc.strerror}") from exc
+
+
+@cli.command()
+@click.argument("stream", metavar="IN.ts")
+@_box_options
+@click.option("--pin", help="Parental PIN for maturity-locked channels (4 digits).")
+@click.option("--fail-on-locked", is_flag=True,
+              help=f"Exit {int(Exit.LOCKED)} when any channel is locked.")
+@pass_app
+def scan(app: Application, /, stream: str, pin: str | None, fail_on_locked: bool,
+         **opts: Any) -> None:
+    """Report every channel of IN.ts (a file, or - for stdin) as OPEN or LOCKED, and why."""
+    with ExitStack() as stack:
+        box = _boot(app, stack, **opts)
+        report = box.scan(_open_input(stream, stack), pin=pin)
+    app.output(report.to_json(), lambda: render(report, app.console))
+    if fail_on_locked and not report.all_open:
+        raise SystemExit(int(Exit.LOCKED))
+
+
+@cli.command()
+@click.argument("stream", metavar="IN.ts")
+@click.option("--channel", "-c", required=True, type=int, help="Channel number to watch.")
+@click.option("-o", "--output", "output", required=True, metavar="OUT.ts",
+              help="Where the clear channel goes (- for stdout).")
+@_box_options
+@click.option("--pin", help="Parental PIN for a maturity-locked channel (4 digits).")
+@pass_app
+def watch(app: Application, /, stream: str, channel: int, output: str, pin: str | None,
+          **opts: Any) -> None:
+    """Descramble one channel of IN.ts and write it, clear, to OUT.ts."""
+    with ExitStack() as stack:
+        box = _boot(app, stack, **opts)
+        src = _open_input(stream, stack)
+        if output == "-":
+            out: BinaryIO = sys.stdout.buffer
+        else:
+            try:
+                out = stack.enter_context(open(output, "wb"))
+            except OSError as exc:
+                raise UsageError(f"cannot write {output}: {exc.strerror}") from exc
+        result = box.watch(src, channel, out, pin=pin)
+    status = result.status
+
+    def show() -> None:
+        console = app.err_console if output == "-" else app.console
+        if status is None:
+            console.print(f"channel {channel}: not found")
+            return
+        colour = "green" if status.open else "red"
+        console.print(f"channel {channel} {status.name}: [{colour}]{status.state}[/] "
+                      f"{status.reason.value} {status.screen_code} {status.message}"
+                      + (f" — {status.detail}" if status.detail else ""))
+        ms = result.first_ecm_to_clear_s
+        console.print(f"{result.packets_out} packets written, {result.packets_dropped} "
+                      "scrambled packets dropped"
+                      + (f", first ECM to first clear packet {ms * 1000:.2f} ms"
+                         if ms is not None else ""))
+
+    if output == "-" and app.json_mode:
+        app.err_console.print_json(data=result.to_json())
+    else:
+        app.output(result.to_json(), show)
+    if status is None or not status.open:
+        raise SystemExit(int(Exit.LOCKED))
 
 
 def main() -> None:
-    cli.main(prog_name="stb")
+    try:
+        cli.main(prog_name="stb", standalone_mode=True)
+    except CasError as exc:  # raised outside a command (e.g. during option parsing)
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(exc.exit_code)
