@@ -103,7 +103,7 @@ def command_apdus(draw: st.DrawFn) -> CommandApdu:
     if extended and not data and le is None:
         extended = False
     return CommandApdu(cla=cla, ins=ins, p1=draw(u8), p2=draw(u8), data=data, le=le,
-                       extended=extended)  # fmt: skip
+                       extended=extended)
 
 
 status_words = st.integers(0x6100, 0x6FFF) | st.integers(0x9000, 0x9FFF)

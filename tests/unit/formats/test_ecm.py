@@ -41,15 +41,15 @@ def test_body_round_trip(body: EcmBody) -> None:
 
 def test_layout_bytes() -> None:
     header = EcmHeader(channel_id=0x0102, ecm_key_index=3, timestamp_s=0x0A0B0C0D, table_id=0x81,
-                       nonce=b"N" * 12)  # fmt: skip
+                       nonce=b"N" * 12)
     raw = build_ecm(Ecm(header=header, body=b"T" * 16))
     assert raw.hex() == "81" "7023" "0102" "03" "0a0b0c0d" + (b"N" * 12).hex() + (b"T" * 16).hex()
     assert header.odd
     body = EcmBody(crypto_period=7, cw_even=b"\x01" * 8, cw_odd=b"\x02" * 8, package_ids=(5, 6),
-                   regions=(), maturity_rating=18)  # fmt: skip
+                   regions=(), maturity_rating=18)
     assert build_ecm_body(body).hex() == (
         "00000007" "08" + "01" * 8 + "02" * 8 + "12" "02" "0005" "0006" "00"
-    )  # fmt: skip
+    )
     assert body.criteria(0x0102) == AccessCriteria(
         channel_id=0x0102, package_ids=(5, 6), regions=(), maturity_rating=18
     )
@@ -77,7 +77,7 @@ def test_section_limits() -> None:
         build_ecm(Ecm(header=header, body=bytes(254 - ECM_HEADER_SIZE)))
     with pytest.raises(FormatError):
         build_ecm(Ecm(header=EcmHeader(channel_id=1, ecm_key_index=1, timestamp_s=1,
-                                       table_id=0x82), body=bytes(16)))  # fmt: skip
+                                       table_id=0x82), body=bytes(16)))
 
 
 @pytest.mark.parametrize("tid", [0x00, 0x7F, 0x82, 0x84, 0x8F, 0xFF])
@@ -152,5 +152,5 @@ def test_describe_hides_control_words() -> None:
     assert "7777" not in text and "8888" not in text and tree["cw_even"]["length"] == 16
     assert "7777" not in repr(body) and "\\x77" not in repr(body)
     head = describe(parse_ecm(build_ecm(Ecm(header=EcmHeader(channel_id=9, ecm_key_index=2,
-                                                            timestamp_s=5), body=bytes(16)))))  # fmt: skip
+                                                            timestamp_s=5), body=bytes(16)))))
     assert head["parity"] == "even" and head["channel_id"] == 9 and head["sealed_length"] == 16

@@ -86,7 +86,7 @@ def test_unique_layout_bytes() -> None:
     raw = build_emm(Emm(header=header, body=b"T" * 16))
     assert raw.hex() == (
         "82" "7028" f"{2256884759:08x}" "00000005" "01020304" + (b"N" * 12).hex() + (b"T" * 16).hex()
-    )  # fmt: skip
+    )
 
 
 def test_table_ids() -> None:
@@ -208,7 +208,7 @@ def test_describe_hides_keys() -> None:
             Emm(header=EmmHeader(address=SharedAddress.of(9, [1, 2]), seq=1, not_after_s=2),
                 body=bytes(16))
         )
-    )  # fmt: skip
+    )
     head = describe(emm)
     assert head["address"] == {"type": "SHARED", "shared_address": 9, "members": [1, 2]}
     json.dumps(head)

@@ -244,7 +244,7 @@ def test_bad_record_in_batch_names_its_index() -> None:
     raw = R.build_batch(
         magic=R.CARD_BATCH_MAGIC, record_version=1, record_size=CARD_RECORD_SIZE,
         created_s=0, issuer="F", records=[good, bad], root="card_batch",
-    )  # fmt: skip
+    )
     it = iter_card_records(raw)
     assert next(it) == SAMPLE
     with pytest.raises(ChecksumError) as err:
