@@ -1,0 +1,241 @@
+"""``cas card``: personalise cards and serve them to pcscd as virtual cards.
+
+* ``cas card personalise --count N [--start-serial S] --out DIR`` — N new cards: one EEPROM
+  image each (``DIR/<serial>.img``), a personalisation batch file, and the cards registered
+  with the head-end store.  ``--batch FILE`` takes the cards from a card-factory batch
+  instead.
+* ``cas card serve --image FILE [--image FILE ...] [--vpcd HOST:PORT]`` — serve each image on
+  its own vpcd reader slot (TCP port, port+1, ...) until SIGTERM/SIGINT.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from types import FrameType
+
+import click
+from rich.table import Table
+
+from cas.access import NO_MATURITY_LIMIT
+from cas.card.applet import Applet
+from cas.card.personalise import (
+    DEFAULT_FIRST_SERIAL,
+    DEFAULT_PIN,
+    CardSlot,
+    check_record_keys,
+    default_slot,
+    image_path,
+    personalise_card,
+    write_batch,
+    write_images,
+)
+from cas.card.service import serve_images
+from cas.card.vpcd import DEFAULT_VPCD_PORT, parse_endpoint
+from cas.cli.app import Application, pass_app
+from cas.cli.common import group
+from cas.crypto import load_operator_keys
+from cas.errors import UsageError
+from cas.formats.records import CardRecord, parse_card_batch
+
+_KEYS_HELP = ("Operator key file (default: $CAS_OPERATOR_KEY, then "
+              "<data-dir>/operator-keys.toml).")
+
+
+def register(cli: click.Group) -> None:
+    card = group(cli, "card", "Smart cards: personalise, serve over PC/SC (vpcd).")
+    card.add_command(personalise_cmd)
+    card.add_command(serve_cmd)
+
+
+# --- personalise -------------------------------------------------------------------------------
+def _store_slots(app: Application, serials: list[int], *, region: int,
+                 maturity_limit: int) -> list[CardSlot]:
+    """Register new cards with the head-end; the store allocates their group slots."""
+    from cas.store.engine import open_store
+    from cas.store.repo import register_card
+
+    store = open_store(db_url=app.db_url, data_dir=app.data_dir)
+    try:
+        at = datetime.now(UTC)
+        with store.transaction() as session:
+            out = []
+            for serial in serials:
+                slot = register_card(session, serial, at=at, region=region,
+                                     maturity_limit=maturity_limit)
+                out.append(CardSlot(serial=slot.serial, shared_address=slot.shared_address,
+                                    member_position=slot.member_position))
+            return out
+    finally:
+        store.dispose()
+
+
+def _store_register_records(app: Application, records: list[CardRecord]) -> None:
+    """Register cards personalised elsewhere (a factory batch) at their own slots."""
+    from cas.store.engine import open_store
+    from cas.store.repo import register_card
+
+    store = open_store(db_url=app.db_url, data_dir=app.data_dir)
+    try:
+        at = datetime.now(UTC)
+        with store.transaction() as session:
+            for r in records:
+                register_card(session, r.serial, r.shared_address, r.member_position, at=at,
+                              region=r.region, maturity_limit=r.maturity_limit)
+    finally:
+        store.dispose()
+
+
+def _next_free_serial(app: Application) -> int:
+    from sqlalchemy import func, select
+
+    from cas.store.engine import open_store
+    from cas.store.models import Card
+
+    store = open_store(db_url=app.db_url, data_dir=app.data_dir)
+    try:
+        with store.reader() as session:
+            top = session.execute(select(func.max(Card.serial))).scalar_one_or_none()
+    finally:
+        store.dispose()
+    return max(DEFAULT_FIRST_SERIAL, (top or 0) + 1)
+
+
+@click.command("personalise")
+@click.option("--count", "-n", type=click.IntRange(1, 1_000_000), help="How many new cards.")
+@click.option("--start-serial", type=click.IntRange(1, 0xFFFFFFFF),
+              help="First serial (default: after the highest registered card).")
+@click.option("--batch", "batch_in", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Take the cards from this card-factory personalisation batch.")
+@click.option("--out", "out_dir", required=True,
+              type=click.Path(file_okay=False, path_type=Path),
+              help="Directory for the EEPROM images (<serial>.img).")
+@click.option("--batch-out", type=click.Path(dir_okay=False, path_type=Path),
+              help="Where to write the personalisation batch (default: DIR/batch-<first>-<n>.casb).")
+@click.option("--pin", default=DEFAULT_PIN, show_default=True, help="Initial parental PIN.")
+@click.option("--region", type=click.IntRange(0, 0xFFFF), default=0, show_default=True)
+@click.option("--maturity-limit", type=click.IntRange(0, 0xFF), default=NO_MATURITY_LIMIT,
+              show_default=True)
+@click.option("--ecm-key-index", "ecm_key_indexes", type=click.IntRange(0, 255), multiple=True,
+              help="ECM key(s) to put on the cards (default: 0).")
+@click.option("--keys", "keys_path", type=click.Path(dir_okay=False, path_type=Path),
+              help=_KEYS_HELP)
+@click.option("--register/--no-register", default=True, show_default=True,
+              help="Register the cards with the head-end store.")
+@click.option("--force", is_flag=True, help="Overwrite existing card images.")
+@pass_app
+def personalise_cmd(app: Application, count: int | None, start_serial: int | None,
+                    batch_in: Path | None, out_dir: Path, batch_out: Path | None, pin: str,
+                    region: int, maturity_limit: int, ecm_key_indexes: tuple[int, ...],
+                    keys_path: Path | None, register: bool, force: bool) -> None:
+    """Create cards: EEPROM images, a personalisation batch, and head-end registration."""
+    if (count is None) == (batch_in is None):
+        raise UsageError("give either --count N or --batch FILE")
+    keys = load_operator_keys(keys_path, data_dir=app.data_dir)
+    now_s = int(time.time())
+    if batch_in is not None:
+        records = list(parse_card_batch(batch_in.read_bytes()).records)
+        rom_key = keys.transport_key()
+        for r in records:
+            check_record_keys(r, rom_key)
+        _refuse_existing(records_serials=[r.serial for r in records], out_dir=out_dir,
+                         force=force)
+        if register:
+            _store_register_records(app, records)
+        paths = write_images(records, out_dir, overwrite=force)
+        batch_path = None
+    else:
+        assert count is not None
+        first = start_serial if start_serial is not None else (
+            _next_free_serial(app) if register else DEFAULT_FIRST_SERIAL)
+        if first + count - 1 > 0xFFFFFFFF:
+            raise UsageError("serials would run past 4294967295")
+        serials = list(range(first, first + count))
+        _refuse_existing(records_serials=serials, out_dir=out_dir, force=force)
+        slots = (_store_slots(app, serials, region=region, maturity_limit=maturity_limit)
+                 if register else [default_slot(s) for s in serials])
+        records = []
+        with app.progress("personalising", total=count) as advance:
+            for slot in slots:
+                records.append(personalise_card(
+                    keys, slot, now_s=now_s, pin=pin, region=region,
+                    maturity_limit=maturity_limit, ecm_key_indexes=ecm_key_indexes or (0,)))
+                advance(1)
+        paths = write_images(records, out_dir, overwrite=force)
+        batch_path = write_batch(records, batch_out or out_dir / f"batch-{first:010d}-{count}.casb",
+                                 now_s=now_s)
+    cards: list[dict[str, str | int]] = [
+        {"serial": f"{r.serial:010d}", "shared_address": r.shared_address,
+         "member_position": r.member_position, "image": str(p)}
+        for r, p in zip(records, paths, strict=True)
+    ]
+    data = {"cards": cards, "batch": str(batch_path) if batch_path else None,
+            "registered": register}
+
+    def render() -> None:
+        table = Table(title=f"{len(cards)} card(s) personalised")
+        for col in ("serial", "group", "position", "image"):
+            table.add_column(col)
+        for c in cards[:50]:
+            table.add_row(str(c["serial"]), str(c["shared_address"]),
+                          str(c["member_position"]), str(c["image"]))
+        app.print(table)
+        if len(cards) > 50:
+            app.print(f"... and {len(cards) - 50} more")
+        if batch_path:
+            app.print(f"batch file: {batch_path}")
+        app.print("registered with the head-end" if register else "not registered (--no-register)")
+
+    app.output(data, render)
+
+
+def _refuse_existing(*, records_serials: list[int], out_dir: Path, force: bool) -> None:
+    if force:
+        return
+    for serial in records_serials:
+        path = image_path(out_dir, serial)
+        if path.exists():
+            raise UsageError(f"card image {path} already exists (use --force to overwrite)")
+
+
+# --- serve -------------------------------------------------------------------------------------
+@click.command("serve")
+@click.option("--image", "images", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              multiple=True, required=True,
+              help="Card EEPROM image; repeat for several cards on consecutive slots.")
+@click.option("--vpcd", "endpoint", default=f"127.0.0.1:{DEFAULT_VPCD_PORT}", show_default=True,
+              help="vpcd HOST:PORT of slot 0; card i uses PORT+i.")
+@click.option("--keys", "keys_path", type=click.Path(dir_okay=False, path_type=Path),
+              help=_KEYS_HELP + " Only the card-factory transport key (the card OS ROM key) is "
+                   "derived from it and kept.")
+@click.option("--no-fsync", is_flag=True, hidden=True,
+              help="Skip fsync on EEPROM writes (benchmarks on slow disks only).")
+@pass_app
+def serve_cmd(app: Application, images: tuple[Path, ...], endpoint: str,
+              keys_path: Path | None, no_fsync: bool) -> None:
+    """Serve card images as virtual cards in pcscd's vpcd reader until stopped."""
+    host, port = parse_endpoint(endpoint)
+    rom_key = load_operator_keys(keys_path, data_dir=app.data_dir).transport_key()
+    stop = threading.Event()
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+
+    def on_ready(applets: list[Applet]) -> None:
+        for slot, (path, applet) in enumerate(zip(images, applets, strict=True)):
+            app.err_console.print(
+                f"slot {slot}: card {applet.record.serial:010d} ({path}) -> vpcd {host}:{port + slot}",
+                markup=False, highlight=False)
+
+    def on_state(slot: int, state: str) -> None:
+        app.err_console.print(f"slot {slot}: {state}", markup=False, highlight=False)
+
+    serve_images(list(images), rom_key, host, port, stop=stop, sync=not no_fsync,
+                 on_ready=on_ready, on_state=on_state)
+    app.err_console.print("stopped", markup=False, highlight=False)
