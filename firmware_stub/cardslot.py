@@ -179,7 +179,7 @@ class CardSlot:
             reason = SW_REASON.get(exc.sw)
             if reason is not None:
                 return EcmAnswer(kind=EcmKind.DENIED, reason=reason, sw=exc.sw,
-                                 detail=f"card answered {sw_name(exc.sw)}")
+                                 detail=f"card: SW {exc.sw:04X}")
             if exc.sw in MESSAGE_REJECTED:
                 return EcmAnswer(kind=EcmKind.REJECTED, sw=exc.sw,
                                  detail=f"card rejected the ECM: {sw_name(exc.sw)}")

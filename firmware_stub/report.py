@@ -138,10 +138,14 @@ def render(report: LockReport, console: Console) -> None:
     else:
         head = f"box chip {report.chip_id:08X} · no card"
     table = Table(title=head, title_justify="left")
-    for col, justify in (("ch", "right"), ("name", "left"), ("state", "left"),
-                         ("reason", "left"), ("code", "left"), ("message", "left"),
-                         ("detail", "left")):
-        table.add_column(col, justify=justify)  # type: ignore[arg-type]
+    # Codes never wrap (testers grep for them); the free text does.
+    table.add_column("ch", justify="right", no_wrap=True)
+    table.add_column("name", no_wrap=True)
+    table.add_column("state", no_wrap=True)
+    table.add_column("reason", no_wrap=True)
+    table.add_column("code", no_wrap=True)
+    table.add_column("message", ratio=1, overflow="fold")
+    table.add_column("detail", ratio=2, overflow="fold")
     for c in report.channels:
         state = Text(c.state, style="green" if c.open else "red")
         table.add_row(str(c.channel), c.name, state, c.reason.value, c.screen_code,

@@ -1,0 +1,141 @@
+"""The ``stb`` command through click's CliRunner: files in, table or JSON out, exit codes."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from cas.access import AccessCriteria
+from cas.card.eeprom import write_image_atomic
+from cas.card.personalise import default_slot, personalise_card
+from cas.formats.chipid import build_chip_id_record
+from cas.formats.records import build_card_record
+from cas.headend.teststream import TestService, TestStreamOptions, make_test_stream
+from firmware_stub.chipset import save_vendor_key
+from firmware_stub.cli import cli
+from tests.integration.firmware_stub.headend import (
+    DAY_S,
+    START_S,
+    Card,
+    HeadEnd,
+    emm_packets,
+    es_payloads,
+    insert_after,
+)
+
+EMM_PID = 0x0BFF
+
+
+@pytest.fixture(scope="module")
+def bench(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Files a tester has on the bench: stream, chip record, vendor key, card image, ROM key."""
+    d = tmp_path_factory.mktemp("bench")
+    he = HeadEnd(seed=11)
+    clear = d / "clear.ts"
+    make_test_stream([TestService(service_id=201, name="Alpha"),
+                      TestService(service_id=202, name="Beta")], clear,
+                     TestStreamOptions(duration_s=2.0))
+    chip = he.chip(0x5EB0001)
+    (d / "chip.rec").write_bytes(build_chip_id_record(chip))
+    save_vendor_key(d / "vendor.key", he.vendor_key)
+    (d / "rom.key").write_text(he.keys.transport_key().raw().hex() + "\n")
+    serial = 3_000_000_001
+    record = personalise_card(he.keys, default_slot(serial), now_s=START_S - DAY_S, pin="2468")
+    write_image_atomic(d / "card.img", build_card_record(record))
+    card = Card(serial=serial, applet=None, transport=None, client=None)  # type: ignore[arg-type]
+    emms = [he.pair_emm(card, chip), he.activate_emm(card, [1])]
+    scrambled, _ = he.scramble(clear.read_bytes(), {
+        201: AccessCriteria(channel_id=201, package_ids=(1,)),
+        202: AccessCriteria(channel_id=202, package_ids=(2,)),
+    }, emm_pid=EMM_PID)
+    (d / "in.ts").write_bytes(insert_after(scrambled, emm_packets(EMM_PID, emms), pid=1))
+    return {"dir": d, "clear": clear}
+
+
+def _args(bench: dict[str, Path], *extra: str) -> list[str]:
+    d = bench["dir"]
+    return [*extra, "--chip-record", str(d / "chip.rec"), "--vendor-key", str(d / "vendor.key"),
+            "--nvram", str(d / "nvram.json"), "--card-image", str(d / "card.img"),
+            "--rom-key-file", str(d / "rom.key")]
+
+
+def test_scan_json(bench: dict[str, Path]) -> None:
+    result = CliRunner().invoke(cli, ["--json", *_args(bench, "scan", str(bench["dir"] / "in.ts"))])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.output)
+    got = {c["channel"]: (c["state"], c["reason"], c["screen_code"]) for c in data["channels"]}
+    assert got == {201: ("OPEN", "OPEN", ""),
+                   202: ("LOCKED", "CHANNEL_NOT_IN_PACKAGE", "E16B")}
+    assert data["card"]["serial"] == "3000000001"
+    assert data["chip_id"] == "05EB0001"
+
+
+def test_scan_table_and_fail_on_locked(bench: dict[str, Path]) -> None:
+    result = CliRunner().invoke(cli, _args(bench, "scan", str(bench["dir"] / "in.ts"),
+                                           "--fail-on-locked"), env={"COLUMNS": "160"})
+    assert result.exit_code == 10
+    assert "Alpha" in result.output and "CHANNEL_NOT_IN_PACKAGE" in result.output
+    assert "Channel not in your connected packages" in result.output
+
+
+def test_watch_writes_the_clear_channel(bench: dict[str, Path]) -> None:
+    out = bench["dir"] / "alpha.ts"
+    result = CliRunner().invoke(cli, _args(bench, "watch", str(bench["dir"] / "in.ts"),
+                                           "--channel", "201", "-o", str(out)))
+    assert result.exit_code == 0, result.output
+    assert "OPEN" in result.output
+    got = es_payloads(out.read_bytes(), 0x100)
+    want = es_payloads(bench["clear"].read_bytes(), 0x100)
+    assert got and got == want[len(want) - len(got):]
+
+
+def test_watch_a_locked_channel_exits_locked(bench: dict[str, Path]) -> None:
+    out = bench["dir"] / "beta.ts"
+    result = CliRunner().invoke(cli, _args(bench, "watch", str(bench["dir"] / "in.ts"),
+                                           "--channel", "202", "-o", str(out)))
+    assert result.exit_code == 10
+    assert "CHANNEL_NOT_IN_PACKAGE" in result.output
+
+
+def test_boot_and_info(bench: dict[str, Path]) -> None:
+    result = CliRunner().invoke(cli, ["--json", *_args(bench, "boot")])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.output)
+    assert data["chip"]["chip_id"] == "05EB0001"
+    assert data["card"]["serial"] == "3000000001"
+    d = bench["dir"]
+    result = CliRunner().invoke(cli, ["info", "--chip-record", str(d / "chip.rec"),
+                                      "--nvram", str(d / "nvram.json")])
+    assert result.exit_code == 0, result.output
+    assert "05EB0001" in result.output and "boots" in result.output
+
+
+def test_no_card_scan(bench: dict[str, Path]) -> None:
+    d = bench["dir"]
+    result = CliRunner().invoke(cli, ["--json", "scan", str(d / "in.ts"), "--chip-record",
+                                      str(d / "chip.rec"), "--vendor-key", str(d / "vendor.key"),
+                                      "--nvram", str(d / "nocard.json")])
+    assert result.exit_code == 0, result.output
+    assert {c["reason"] for c in json.loads(result.output)["channels"]} == {"NO_CARD"}
+
+
+def test_errors_are_one_line(bench: dict[str, Path], tmp_path: Path) -> None:
+    d = bench["dir"]
+    wrong = tmp_path / "wrong.key"
+    wrong.write_text("00" * 16)
+    result = CliRunner().invoke(cli, ["scan", str(d / "in.ts"), "--chip-record",
+                                      str(d / "chip.rec"), "--vendor-key", str(wrong),
+                                      "--nvram", str(tmp_path / "nv.json")])
+    assert result.exit_code == 4
+    assert result.output.strip().splitlines() == [
+        "error: Chip ID record 05EB0001 does not open with this vendor key"]
+    garbage = tmp_path / "garbage.rec"
+    garbage.write_bytes(b"\x00" * 10)
+    result = CliRunner().invoke(cli, ["info", "--chip-record", str(garbage),
+                                      "--nvram", str(tmp_path / "nv.json")])
+    assert result.exit_code == 3
+    assert len(result.output.strip().splitlines()) == 1
+    assert result.output.startswith("error: ")
