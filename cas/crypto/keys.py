@@ -371,10 +371,15 @@ class OperatorKeys:
         """Key of global EMMs (every card)."""
         return self._derive(Purpose.GLOBAL, 0, "global key")
 
-    def ecm_key(self, index: int) -> Key:
-        """ECM key with key index ``index`` (u8)."""
+    def ecm_key(self, index: int, *, epoch: int = 0) -> Key:
+        """ECM key with key index ``index`` (u8, carried in every ECM).
+
+        The index wraps after 256 rotations; ``epoch`` (u24, kept by the head-end, bumped at
+        each wrap) makes a reused index get a fresh key.  KDF context = ``epoch << 8 | index``.
+        """
         _check_u32(index, "ECM key index", 0xFF)
-        return self._derive(Purpose.ECM, index, f"ecm key {index}")
+        _check_u32(epoch, "ECM key epoch", 0xFFFFFF)
+        return self._derive(Purpose.ECM, epoch << 8 | index, f"ecm key {index}")
 
     def transport_key(self) -> Key:
         """Card-factory transport key: wraps the CUK in personalisation records."""

@@ -45,7 +45,7 @@ def test_stored_vectors(v: dict[str, str]) -> None:
 
 def test_packets_match_reference_with_mixed_parity() -> None:
     rnd = random.Random(5)
-    # > one bulk chunk of the descrambler, many packets so the CBC chain trick is exercised
+    # many packets of both parities interleaved: exercises the restart-from-IV chaining
     pkts = [full(0x100, rnd.randbytes(184)) for _ in range(20000)]
     pkts[7] = with_af(0x100, 50)
     buf = join(pkts)

@@ -134,6 +134,15 @@ def test_kdf_equals_sp800_108_kbkdf_cmac() -> None:
             assert kdf(OMK, purpose, context).raw() == expected
 
 
+def test_ecm_key_epoch() -> None:
+    keys = OperatorKeys(OMK)
+    assert keys.ecm_key(3, epoch=0) == keys.ecm_key(3)
+    assert keys.ecm_key(3, epoch=1) != keys.ecm_key(3)
+    assert keys.ecm_key(3, epoch=1).raw() == _cmac_reference(OMK.raw(), Purpose.ECM, 0x103)
+    with pytest.raises(CryptoError, match="epoch"):
+        keys.ecm_key(3, epoch=1 << 24)
+
+
 def test_ladder_keys_are_distinct() -> None:
     keys = OperatorKeys(OMK)
     derived = [keys.cuk(1), keys.group_key(1), keys.global_key(), keys.ecm_key(1),
@@ -143,6 +152,7 @@ def test_ladder_keys_are_distinct() -> None:
 
 @pytest.mark.parametrize(("method", "value"), [
     ("cuk", -1), ("cuk", 1 << 32), ("group_key", 1 << 24), ("ecm_key", 256), ("ecm_key", -1),
+    ("cuk", True),
 ])
 def test_ladder_range_checks(method: str, value: int) -> None:
     with pytest.raises(CryptoError, match="range"):
