@@ -1,0 +1,98 @@
+"""A small subscriber base in a real SQLite store, and in-process cards personalised for it."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from cas.billing.accounts import create_account, link_card
+from cas.billing.service import pay, subscribe
+from cas.billing.setup import use_profile
+from cas.card.applet import Applet
+from cas.card.client import CardClient
+from cas.card.eeprom import Eeprom
+from cas.card.personalise import CardSlot, personalise_card
+from cas.card.transport import InProcessTransport
+from cas.crypto import OperatorKeys
+from cas.errors import StatusWordError
+from cas.store.engine import Store, open_store
+from cas.store.repo import register_card
+
+T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+FIRST_SERIAL = 2_000_000_001
+
+
+@dataclass
+class Base:
+    store: Store
+    keys: OperatorKeys
+    serials: list[int]
+    slots: dict[int, CardSlot]
+    accounts: dict[int, str]  # serial -> account number
+
+
+def make_base(tmp_path: Path, keys: OperatorKeys, *, cards: int, subscribe_every: int = 1,
+              ) -> Base:
+    """``cards`` cards; every ``subscribe_every``-th has an account with the base package,
+    every 3rd of those the VIP Premiere add-on too; card 2 is left without an account."""
+    store = open_store(data_dir=tmp_path / "store")
+    serials = list(range(FIRST_SERIAL, FIRST_SERIAL + cards))
+    slots: dict[int, CardSlot] = {}
+    accounts: dict[int, str] = {}
+    with store.transaction() as s:
+        use_profile(s, "tvplus", clock_start=T0)
+        for i, serial in enumerate(serials):
+            slot = register_card(s, serial, at=T0)
+            slots[serial] = CardSlot(serial=serial, shared_address=slot.shared_address,
+                                     member_position=slot.member_position)
+            if i == 2 or i % subscribe_every:
+                continue
+            acc = create_account(s, surname="Test", name=f"N{i}", at=T0)
+            accounts[serial] = acc.account_number
+            link_card(s, serial=serial, account_number=acc.account_number, at=T0)
+            pay(s, by="account", ref=acc.account_number, amount_minor=10_000_000,
+                payment_id=f"p{i}", at=T0)
+            subscribe(s, account_number=acc.account_number, package="start", at=T0)
+            if i % 3 == 0:
+                subscribe(s, account_number=acc.account_number, package="vip-premiere",
+                          at=T0 + timedelta(minutes=1))
+    return Base(store=store, keys=keys, serials=serials, slots=slots, accounts=accounts)
+
+
+def make_card(keys: OperatorKeys, slot: CardSlot) -> CardClient:
+    rec = personalise_card(keys, slot, now_s=int(T0.timestamp()) - 86400)
+    applet = Applet(Eeprom(rec), rom_key=keys.transport_key())
+    return CardClient(InProcessTransport(applet))
+
+
+def feed(card: CardClient, sections: list[bytes]) -> int:
+    """Offer every section to the card the way a box's EMM filter would not bother to:
+    all of them; the card refuses what is not addressed to it.  Returns how many it took."""
+    taken = 0
+    for sec in sections:
+        try:
+            card.process_emm(sec)
+            taken += 1
+        except StatusWordError as exc:
+            assert exc.sw in (0x9812, 0x9811), hex(exc.sw)
+    return taken
+
+
+@pytest.fixture(scope="module")
+def keys() -> OperatorKeys:
+    import random
+
+    r = random.Random(7)
+    return OperatorKeys.generate(lambda n: r.randbytes(n))
+
+
+@pytest.fixture
+def base_factory(tmp_path: Path, keys: OperatorKeys) -> Callable[..., Base]:
+    def make(**kw: int) -> Base:
+        return make_base(tmp_path, keys, **kw)
+
+    return make
