@@ -106,17 +106,12 @@ def guarded(root: str, fn: Callable[[], T], *, action: str = "parse") -> T:
         raise wrap_error(exc, root, action=action) from exc
 
 
-def bytes_getter(data: Any) -> Callable[[slice], bytes]:
-    """``get(slice) -> bytes`` over ``bytes``, ``mmap`` or anything with the buffer protocol
-    (memoryview slices are copied so that callers always get hashable ``bytes``)."""
+def as_sliceable(data: Any) -> bytes | mmap.mmap:
+    """``data`` itself if slicing it gives ``bytes`` (bytes, mmap), else a ``bytes`` copy
+    (memoryview, bytearray), so that parsers get hashable, immutable slices."""
     if isinstance(data, bytes | mmap.mmap):
-        return data.__getitem__  # type: ignore[return-value]
-    view = memoryview(data)
-
-    def get(s: slice) -> bytes:
-        return view[s].tobytes()
-
-    return get
+        return data
+    return bytes(data)
 
 
 def fingerprint(data: bytes) -> str:

@@ -19,8 +19,8 @@ import construct as cs
 
 from cas.errors import ChecksumError, FormatError
 from cas.formats._common import (
+    as_sliceable,
     build_struct,
-    bytes_getter,
     check_len,
     check_range,
     encode_padded_ascii,
@@ -115,38 +115,68 @@ def _fail(name: str, message: str) -> FormatError:
     return FormatError(message, path=f"chip_id_record.body.{name}")
 
 
-def _text(raw: bytes, name: str) -> str:
-    # same rule as PaddedString + Check: strip trailing NULs, then printable ASCII only
+def _text(raw: bytes, name: str, cache: dict[bytes, str]) -> str:
+    """Same rule as PaddedString + Check: strip trailing NULs, then printable ASCII only.
+
+    A vendor's file repeats a handful of vendor/model names, so accepted names are cached by
+    their raw 16 bytes (bounded)."""
     text = raw.rstrip(b"\x00")
     if not text.isascii():
-        raise _fail(name, "not ASCII")
+        raise _fail(name, "not valid text in its encoding")
     s = text.decode("ascii")
     if not s.isprintable():
-        raise _fail(name, "check failed")
+        raise _fail(name, "object failed validation")
+    if len(cache) >= _TEXT_CACHE_MAX:
+        cache.clear()
+    cache[raw] = s
     return s
 
 
-def _unpack_record(b: Any) -> ChipIdRecord:
-    """Fast-path parse; ``b`` is exactly :data:`CHIP_ID_RECORD_SIZE` bytes."""
-    magic, version, chip_id, vendor, model, csk, firmware, made, crc = _FAST.unpack(b)
-    if magic != CHIP_ID_MAGIC:
-        raise _fail("magic", f"expected {CHIP_ID_MAGIC!r}")
-    if version != CHIP_ID_VERSION:
-        raise _fail("format_version", f"unsupported version {version}")
-    vendor_s = _text(vendor, "vendor")
-    model_s = _text(model, "model")
-    if _crc32(b[:_BODY_SIZE]) != crc:
-        raise ChecksumError("integrity check failed", path="chip_id_record.crc32")
-    rec = _new(ChipIdRecord)
-    rec.__dict__.update(
-        chip_id=chip_id,
-        vendor=vendor_s,
-        model=model_s,
-        wrapped_csk=csk,
-        firmware_version=firmware,
-        manufactured_s=made,
-    )
-    return rec
+_VENDORS: dict[bytes, str] = {}
+_MODELS: dict[bytes, str] = {}
+_TEXT_CACHE_MAX = 4096
+
+
+def _iter_records(buf: Any, offset: int, count: int, root: str) -> Iterator[ChipIdRecord]:
+    """Fast path: parse ``count`` records of ``buf`` (bytes or mmap) starting at ``offset``.
+
+    One generator for single records and whole batches, so that the per-record work runs
+    without a function call; ``tests/unit/formats/test_chipid.py`` checks it against the
+    construct form.
+    """
+    unpack = _FAST.unpack
+    crc32 = _crc32
+    vendors, models = _VENDORS, _MODELS
+    size, body = CHIP_ID_RECORD_SIZE, _BODY_SIZE
+    new, cls = _new, ChipIdRecord
+    for i in range(count):
+        b = buf[offset : offset + size]
+        offset += size
+        try:
+            magic, version, chip_id, vendor, model, csk, firmware, made, crc = unpack(b)
+            if magic != CHIP_ID_MAGIC:
+                raise _fail("magic", f"expected {CHIP_ID_MAGIC!r}")
+            if version != CHIP_ID_VERSION:
+                raise _fail("format_version", f"unsupported version {version}")
+            vendor_s = vendors.get(vendor) or _text(vendor, "vendor", vendors)
+            model_s = models.get(model) or _text(model, "model", models)
+            if crc32(b[:body]) != crc:
+                raise ChecksumError("integrity check failed", path="chip_id_record.crc32")
+        except FormatError as exc:
+            if root == "chip_id_record":
+                raise
+            path = (exc.path or "").replace("chip_id_record", f"{root}[{i}]", 1)
+            raise type(exc)(str(exc).split(": ", 1)[-1], path=path) from exc
+        rec = new(cls)
+        rec.__dict__.update(
+            chip_id=chip_id,
+            vendor=vendor_s,
+            model=model_s,
+            wrapped_csk=csk,
+            firmware_version=firmware,
+            manufactured_s=made,
+        )
+        yield rec
 
 
 def parse_chip_id_record(data: bytes) -> ChipIdRecord:
@@ -156,7 +186,7 @@ def parse_chip_id_record(data: bytes) -> ChipIdRecord:
             f"a Chip ID record is {CHIP_ID_RECORD_SIZE} bytes, got {len(data)}",
             path="chip_id_record",
         )
-    return _unpack_record(bytes(data))
+    return next(_iter_records(bytes(data), 0, 1, "chip_id_record"))
 
 
 def _validate(r: ChipIdRecord) -> tuple[bytes, bytes]:
@@ -228,19 +258,7 @@ def iter_chip_id_records(data: Any) -> Iterator[ChipIdRecord]:
     Header, length and SHA-256 are checked first; each record's CRC as it is parsed.
     """
     header = read_chip_batch_header(data)
-    size = CHIP_ID_RECORD_SIZE
-    offset = BATCH_HEADER_SIZE
-    get = bytes_getter(data)
-    unpack = _unpack_record
-    for i in range(header.count):
-        try:
-            yield unpack(get(slice(offset, offset + size)))
-        except FormatError as exc:
-            path = (exc.path or "chip_id_record").replace(
-                "chip_id_record", f"chip_batch.records[{i}]", 1
-            )
-            raise type(exc)(str(exc).split(": ", 1)[-1], path=path) from exc
-        offset += size
+    return _iter_records(as_sliceable(data), BATCH_HEADER_SIZE, header.count, "chip_batch.records")
 
 
 def parse_chip_batch(data: bytes) -> ChipBatch:
