@@ -35,6 +35,7 @@ from __future__ import annotations
 import multiprocessing
 import os
 import struct
+import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -507,6 +508,9 @@ def status_rights(status: CardStatus, region: int = 0,
 # packetised into a TS file that is then renamed, or copied to stdout.
 
 RUN_KEY = "emm.run"
+#: Pause after every committed chunk (seconds, from $CAS_EMM_THROTTLE_S): lets a demo or a
+#: test interrupt a run at a known pace.  Zero (no pause) unless set.
+_THROTTLE_S = float(os.environ.get("CAS_EMM_THROTTLE_S", "0") or 0)
 _UNIQUE = "unique"
 _SHARED = "shared"
 _GLOBAL = "global"
@@ -814,6 +818,8 @@ def _do_window(store: Store, rs: Session, keys: OperatorKeys, window: list[Any],
             set_setting(s, RUN_KEY, state.to_json())
         if progress is not None:
             progress(hi - lo)
+        if _THROTTLE_S:
+            time.sleep(_THROTTLE_S)
 
 
 def _split_sections(data: bytes) -> list[bytes]:

@@ -35,7 +35,7 @@ from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from itertools import compress
-from typing import IO, BinaryIO, Protocol
+from typing import IO, Protocol
 
 import cas
 from cas.errors import FormatError, StreamError, UsageError
@@ -430,7 +430,7 @@ class Scrambler:
         self.cw_log = cw_log
         self.progress = progress
 
-    def run(self, src: BinaryIO, dst: IO[bytes]) -> ScrambleReport:
+    def run(self, src: IO[bytes], dst: IO[bytes]) -> ScrambleReport:
         """Scramble ``src`` into ``dst``; returns what was done."""
         head = _read_packets(src, PRESCAN_LIMIT_BYTES)
         scan = _prescan(head)
@@ -723,7 +723,7 @@ def _pmt_programs_in(buf: bytearray, off: int, programs: list[int]) -> list[int]
     return [number] if number in programs else []
 
 
-def _read_packets(src: BinaryIO, limit: int) -> bytes:
+def _read_packets(src: IO[bytes], limit: int) -> bytes:
     """Up to ``limit`` bytes (a whole number of packets) from the start of ``src``."""
     data = src.read(limit - limit % PACKET_SIZE)
     if not data:
@@ -733,7 +733,7 @@ def _read_packets(src: BinaryIO, limit: int) -> bytes:
     return data
 
 
-def _chunks(head: bytes, src: BinaryIO, chunk_packets: int) -> Iterable[bytes]:
+def _chunks(head: bytes, src: IO[bytes], chunk_packets: int) -> Iterable[bytes]:
     size = chunk_packets * PACKET_SIZE
     carry = b""
     data = head
