@@ -451,22 +451,29 @@ class BoxView:
     imported_at: datetime
 
 
+def _box_view(session: Session, box: Box) -> BoxView:
+    acc = session.get(Account, box.account_id) if box.account_id is not None else None
+    paired = session.execute(select(Card.serial).where(Card.paired_chip_id == box.chip_id)).scalar()
+    return BoxView(chip_id=box.chip_id, vendor=box.vendor, model=box.model,
+                   firmware_version=box.firmware_version, manufactured=box.manufactured,
+                   account_number=acc.account_number if acc else None,
+                   paired_card=int(paired) if paired is not None else None,
+                   imported_at=from_s(box.imported_at_s))
+
+
+def get_box(session: Session, chip_id: int) -> BoxView:
+    box = session.get(Box, chip_id)
+    if box is None:
+        raise RecordNotFound(f"unknown box {chip_id:08X}", code="UNKNOWN_BOX")
+    return _box_view(session, box)
+
+
 def list_boxes(session: Session, *, account_number: str | None = None, limit: int = 100,
                offset: int = 0) -> list[BoxView]:
     stmt = select(Box).order_by(Box.chip_id).limit(limit).offset(offset)
     if account_number is not None:
         stmt = stmt.where(Box.account_id == account_by_number(session, account_number).id)
-    out = []
-    for box in session.execute(stmt).scalars():
-        acc = session.get(Account, box.account_id) if box.account_id is not None else None
-        paired = session.execute(select(Card.serial).where(
-            Card.paired_chip_id == box.chip_id)).scalar()
-        out.append(BoxView(chip_id=box.chip_id, vendor=box.vendor, model=box.model,
-                           firmware_version=box.firmware_version, manufactured=box.manufactured,
-                           account_number=acc.account_number if acc else None,
-                           paired_card=int(paired) if paired is not None else None,
-                           imported_at=from_s(box.imported_at_s)))
-    return out
+    return [_box_view(session, box) for box in session.execute(stmt).scalars()]
 
 
 # --- screens / devices ------------------------------------------------------------------------
@@ -670,7 +677,7 @@ __all__ = [
     "AccountView", "BoxView", "CardView", "ChipRecordLike", "DeviceLogin", "ImportReport",
     "VerificationChallenge", "VerificationResult", "account_view", "active_devices", "card_view",
     "confirm_verification", "create_account", "device_login", "device_logout",
-    "end_verification", "enforce_device_limit", "get_account", "import_boxes", "kill_card",
+    "end_verification", "enforce_device_limit", "get_account", "get_box", "import_boxes", "kill_card",
     "link_box", "link_card", "list_accounts", "list_boxes", "list_cards", "luhn_digit",
     "luhn_valid", "pair_card", "require_verified", "screens_limit", "set_card_region",
     "set_extra_screens", "set_kids_profile", "start_verification", "touch_rights",

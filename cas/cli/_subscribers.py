@@ -1,0 +1,147 @@
+"""Helpers shared by the subscriber command modules (``account``, ``billing``, ``box``,
+``card_admin``): opening the store, the simulated "now", parsing amounts and dates, and
+turning domain results into tables or JSON."""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from datetime import UTC, date, datetime
+from typing import Any
+
+import click
+from rich.table import Table
+from sqlalchemy.orm import Session
+
+from cas.cli.app import Application
+from cas.errors import UsageError
+from cas.store.engine import Store, open_store
+
+
+def open_app_store(app: Application) -> Store:
+    """The store named by ``--db-url``/``CAS_DB_URL``, else ``<data-dir>/cas.sqlite``."""
+    return open_store(db_url=app.db_url, data_dir=app.data_dir if not app.db_url else None)
+
+
+@contextmanager
+def transaction(app: Application) -> Iterator[Session]:
+    store = open_app_store(app)
+    try:
+        with store.transaction() as session:
+            yield session
+    finally:
+        store.dispose()
+
+
+@contextmanager
+def reader(app: Application) -> Iterator[Session]:
+    store = open_app_store(app)
+    try:
+        with store.reader() as session:
+            yield session
+    finally:
+        store.dispose()
+
+
+def now(session: Session) -> datetime:
+    from cas.billing.clock import clock_now
+
+    return clock_now(session)
+
+
+def parse_when(text: str) -> datetime:
+    """``2026-03-01`` (midnight UTC) or an ISO date-time (UTC unless it says otherwise)."""
+    try:
+        if re.fullmatch(r"\d{4}-\d{2}-\d{2}", text.strip()):
+            d = date.fromisoformat(text.strip())
+            return datetime(d.year, d.month, d.day, tzinfo=UTC)
+        moment = datetime.fromisoformat(text.strip())
+    except ValueError as exc:
+        raise UsageError(f"bad date {text!r}: use YYYY-MM-DD or an ISO date-time") from exc
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def parse_serial(text: str) -> int:
+    t = text.strip()
+    if not t.isdigit() or not 0 < int(t) <= 0xFFFF_FFFF:
+        raise UsageError(f"card number {text!r}: up to 10 decimal digits (u32)")
+    return int(t)
+
+
+def parse_chip_id(text: str) -> int:
+    t = text.strip().lower().removeprefix("0x")
+    if not re.fullmatch(r"[0-9a-f]{1,8}", t):
+        raise UsageError(f"Chip ID {text!r}: up to 8 hex digits")
+    return int(t, 16)
+
+
+def account_number_of(session: Session, ref: str) -> str:
+    """An account number, contract number or card number -> the account number."""
+    from cas.billing.service import find_account_any
+
+    return find_account_any(session, ref).account_number
+
+
+def money(session: Session, amount_minor: int) -> str:
+    from cas.billing.service import money_text
+
+    return money_text(session, amount_minor)
+
+
+def to_json(value: Any) -> Any:
+    """Dataclasses, datetimes and tuples as JSON-able values (times as ISO strings, money as
+    integer minor units)."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: to_json(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, (list, tuple)):
+        return [to_json(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): to_json(v) for k, v in value.items()}
+    if hasattr(value, "name") and hasattr(value, "value") and not isinstance(value, (str, int)):
+        return value.name
+    return value
+
+
+def table(title: str | None, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> Table:
+    t = Table(title=title, show_lines=False)
+    for c in columns:
+        t.add_column(c)
+    for r in rows:
+        t.add_row(*["" if v is None else str(v) for v in r])
+    return t
+
+
+def day(value: datetime | None) -> str:
+    return f"{value:%Y-%m-%d}" if value is not None else "-"
+
+
+def when(value: datetime | None) -> str:
+    return f"{value:%Y-%m-%d %H:%M}" if value is not None else "-"
+
+
+def show(app: Application, data: Any, render: Callable[[], None]) -> None:
+    app.output(to_json(data), render)
+
+
+def require_one(**options: Any) -> tuple[str, Any]:
+    given = [(k, v) for k, v in options.items() if v is not None]
+    if len(given) != 1:
+        names = ", ".join(f"--{k}" for k in options)
+        raise UsageError(f"give exactly one of {names}")
+    return given[0]
+
+
+def echo_kv(app: Application, pairs: Sequence[tuple[str, Any]]) -> None:
+    t = Table(show_header=False, box=None)
+    t.add_column(style="bold")
+    t.add_column()
+    for k, v in pairs:
+        t.add_row(k, "" if v is None else str(v))
+    app.print(t)
+
+
+pass_ctx = click.pass_context
