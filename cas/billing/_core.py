@@ -152,8 +152,8 @@ def open_subscriptions(session: Session, acc: Account) -> list[tuple[Subscriptio
         select(Subscription, Package).join(Package, Package.id == Subscription.package_id)
         .where(Subscription.account_id == acc.id, Subscription.status.in_(OPEN_STATES))
         .order_by(Subscription.id)
-    ).tuples().all()
-    return sorted(rows, key=lambda r: (r[1].kind != "base", r[0].id))
+    ).all()
+    return sorted(((r[0], r[1]) for r in rows), key=lambda r: (r[1].kind != "base", r[0].id))
 
 
 def base_of(subs: list[tuple[Subscription, Package]]) -> tuple[Subscription, Package] | None:

@@ -169,10 +169,11 @@ def subscriptions(session: Session, *, account_number: str, at: datetime,
     """The account's subscriptions (base first), as of ``at``."""
     at_s = to_s(at)
     acc = account_by_number(session, account_number)
+    rows: list[tuple[Subscription, Package]]
     if include_closed:
-        rows = session.execute(
+        rows = [(r[0], r[1]) for r in session.execute(
             select(Subscription, Package).join(Package, Package.id == Subscription.package_id)
-            .where(Subscription.account_id == acc.id).order_by(Subscription.id)).tuples().all()
+            .where(Subscription.account_id == acc.id).order_by(Subscription.id))]
     else:
         rows = open_subscriptions(session, acc)
     return [_view(session, s, p, at_s) for s, p in rows]

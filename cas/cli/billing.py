@@ -446,7 +446,7 @@ def promo_list(app: Application) -> None:
                  "max_uses": p.max_uses,
                  "valid_until": from_s(p.valid_until_s) if p.valid_until_s else None}
                 for p, pk in s.execute(select(PromoCode, Package).join(
-                    Package, Package.id == PromoCode.package_id).order_by(PromoCode.code)).tuples()]
+                    Package, Package.id == PromoCode.package_id).order_by(PromoCode.code))]
     show(app, rows, lambda: app.print(table(
         "Promo codes", ["code", "package", "days", "used", "max", "valid until"],
         [[r["code"], r["package"], r["days"], r["used"], r["max_uses"] or "-",
