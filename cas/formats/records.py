@@ -33,8 +33,10 @@ from cas import DEFAULT_CA_SYSTEM_ID, DEFAULT_OPERATOR_ID
 from cas.access import NO_MATURITY_LIMIT, CardStatus, Entitlement
 from cas.errors import ChecksumError, FormatError
 from cas.formats._common import (
+    CRC_CHUNK_RECORDS,
     as_sliceable,
     build_struct,
+    bulk_crc_ok,
     check_len,
     check_range,
     decode_padded_ascii,
@@ -444,95 +446,100 @@ def _iter_records(buf: Any, offset: int, count: int, root: str) -> Iterator[Card
     make_ent, make_slot = _entitlement, _ecm_slot
     set_chip, set_cwpk, set_blob = _SET_PAIR
     new, record_cls, pairing_cls = _new, CardRecord, Pairing
-    for i in range(count):
-        b = buf[offset : offset + size]
-        offset += size
-        t = unpack(b)
-        (magic, version, serial, shared, ca_system_id, operator_id, card_os_version,
-         personalised_s, expiry_s, cuk, group_key, global_key, v0, i0, k0, v1, i1, k1, status,
-         region, maturity, pin_hash, left, most, seq_u, seq_s, seq_g, last_ecm, paired,
-         chip_id, cwpk, blob, osd_len, osd_raw, n_ents) = t  # fmt: skip
-        used_end = ent0 + 10 * n_ents
-        if not (
-            magic == magic_ok
-            and version == version_ok
-            and status <= max_status
-            and left <= most
-            and osd_len <= max_osd
-            and n_ents <= max_ents
-            and (v0 == 1 or (v0 == 0 and v1 == 0 and i0 == 0 and k0 == zero_key))
-            and (v1 == 1 or (v1 == 0 and i1 == 0 and k1 == zero_key))
-            and (paired == 1 or (paired == 0 and chip_id == 0 and cwpk == zero_key
-                                 and blob == zero_key))
-            and osd_raw[osd_len:] == zero_osd[osd_len:]
-            and b[used_end:body] == zero_ents[10 * n_ents :]
-            and crc32(b[:body]) == crc_at(b, body)[0]
-        ):  # fmt: skip
-            exc = _record_error(t, b)
-            if root != "card_record":
-                path = (exc.path or "").replace("card_record", f"{root}[{i}]", 1)
-                exc = type(exc)(str(exc).split(": ", 1)[-1], path=path)
-            raise exc
-        if osd_len:
-            try:
-                osd = osd_raw[:osd_len].decode("utf-8")
-            except UnicodeDecodeError:
-                exc = _fail("last_osd_message.text", "not valid text in its encoding")
+    done = 0
+    while done < count:
+        n = min(CRC_CHUNK_RECORDS, count - done)
+        crc_checked = n >= 8 and bulk_crc_ok(buf, offset, n, size)
+        for i in range(done, done + n):
+            t = unpack(buf, offset)
+            (magic, version, serial, shared, ca_system_id, operator_id, card_os_version,
+             personalised_s, expiry_s, cuk, group_key, global_key, v0, i0, k0, v1, i1, k1,
+             status, region, maturity, pin_hash, left, most, seq_u, seq_s, seq_g, last_ecm,
+             paired, chip_id, cwpk, blob, osd_len, osd_raw, n_ents) = t  # fmt: skip
+            used_end = offset + ent0 + 10 * n_ents
+            if not (
+                magic == magic_ok
+                and version == version_ok
+                and status <= max_status
+                and left <= most
+                and osd_len <= max_osd
+                and n_ents <= max_ents
+                and (v0 == 1 or (v0 == 0 and v1 == 0 and i0 == 0 and k0 == zero_key))
+                and (v1 == 1 or (v1 == 0 and i1 == 0 and k1 == zero_key))
+                and (paired == 1 or (paired == 0 and chip_id == 0 and cwpk == zero_key
+                                     and blob == zero_key))
+                and osd_raw[osd_len:] == zero_osd[osd_len:]
+                and buf[used_end : offset + body] == zero_ents[10 * n_ents :]
+                and (crc_checked
+                     or crc32(buf[offset : offset + body]) == crc_at(buf, offset + body)[0])
+            ):  # fmt: skip
+                exc = _record_error(t, buf[offset : offset + size])
                 if root != "card_record":
                     path = (exc.path or "").replace("card_record", f"{root}[{i}]", 1)
-                    exc = FormatError(str(exc).split(": ", 1)[-1], path=path)
-                raise exc from None
-        else:
-            osd = ""
-        if paired:
-            pairing: Pairing | None = new(pairing_cls)
-            set_chip(pairing, chip_id)
-            set_cwpk(pairing, cwpk)
-            set_blob(pairing, blob)
-        else:
-            pairing = None
-        rec = new(record_cls)
-        rec.__dict__.update(
-            serial=serial,
-            shared_address=shared >> 8,
-            member_position=shared & 0xFF,
-            ca_system_id=ca_system_id,
-            operator_id=operator_id,
-            card_os_version=card_os_version,
-            personalised_s=personalised_s,
-            expiry_s=expiry_s,
-            wrapped_cuk=cuk,
-            wrapped_group_key=group_key,
-            wrapped_global_key=global_key,
-            ecm_keys=(
-                ((make_slot(i0, k0), make_slot(i1, k1)) if v1 else (make_slot(i0, k0),))
-                if v0
-                else ()
-            ),
-            status=statuses[status],
-            region=region,
-            maturity_limit=maturity,
-            pin_hash=pin_hash,
-            pin_retries_left=left,
-            pin_retries_max=most,
-            emm_seq_unique=seq_u,
-            emm_seq_shared=seq_s,
-            emm_seq_global=seq_g,
-            last_ecm_s=last_ecm,
-            pairing=pairing,
-            last_osd_message=osd,
-            entitlements=(
-                tuple(
-                    [
-                        cached(raw) or make_ent(raw)
-                        for raw in [b[o : o + 10] for o in range(ent0, used_end, 10)]
-                    ]
-                )
-                if n_ents
-                else ()
-            ),
-        )
-        yield rec
+                    exc = type(exc)(str(exc).split(": ", 1)[-1], path=path)
+                raise exc
+            if osd_len:
+                try:
+                    osd = osd_raw[:osd_len].decode("utf-8")
+                except UnicodeDecodeError:
+                    exc = _fail("last_osd_message.text", "not valid text in its encoding")
+                    if root != "card_record":
+                        path = (exc.path or "").replace("card_record", f"{root}[{i}]", 1)
+                        exc = FormatError(str(exc).split(": ", 1)[-1], path=path)
+                    raise exc from None
+            else:
+                osd = ""
+            if paired:
+                pairing: Pairing | None = new(pairing_cls)
+                set_chip(pairing, chip_id)
+                set_cwpk(pairing, cwpk)
+                set_blob(pairing, blob)
+            else:
+                pairing = None
+            rec = new(record_cls)
+            rec.__dict__.update(
+                serial=serial,
+                shared_address=shared >> 8,
+                member_position=shared & 0xFF,
+                ca_system_id=ca_system_id,
+                operator_id=operator_id,
+                card_os_version=card_os_version,
+                personalised_s=personalised_s,
+                expiry_s=expiry_s,
+                wrapped_cuk=cuk,
+                wrapped_group_key=group_key,
+                wrapped_global_key=global_key,
+                ecm_keys=(
+                    ((make_slot(i0, k0), make_slot(i1, k1)) if v1 else (make_slot(i0, k0),))
+                    if v0
+                    else ()
+                ),
+                status=statuses[status],
+                region=region,
+                maturity_limit=maturity,
+                pin_hash=pin_hash,
+                pin_retries_left=left,
+                pin_retries_max=most,
+                emm_seq_unique=seq_u,
+                emm_seq_shared=seq_s,
+                emm_seq_global=seq_g,
+                last_ecm_s=last_ecm,
+                pairing=pairing,
+                last_osd_message=osd,
+                entitlements=(
+                    tuple(
+                        [
+                            cached(raw) or make_ent(raw)
+                            for raw in [buf[o : o + 10] for o in range(offset + ent0, used_end, 10)]
+                        ]
+                    )
+                    if n_ents
+                    else ()
+                ),
+            )
+            offset += size
+            yield rec
+        done += n
 
 
 def parse_card_record(data: bytes) -> CardRecord:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import struct
 import zlib
@@ -12,6 +13,7 @@ from hypothesis import example, given
 from hypothesis import strategies as st
 
 from cas.errors import ChecksumError, FormatError
+from cas.formats import records as R
 from cas.formats.chipid import (
     CHIP_ID_RECORD_SIZE,
     ChipBatch,
@@ -173,3 +175,26 @@ def test_describe_hides_the_wrapped_key() -> None:
     assert SAMPLE.wrapped_csk.hex() not in text
     assert "wrapped_csk" not in repr(SAMPLE)
     assert describe(ChipBatch(created_s=0, issuer="A", records=(SAMPLE,)))["count"] == 1
+
+
+@given(st.integers(0, 19), st.integers(0, CHIP_ID_RECORD_SIZE - 1), st.integers(1, 255),
+       st.booleans())
+def test_bad_record_in_a_large_batch_is_named(bad: int, pos: int, xor: int, fix: bool) -> None:
+    good = [build_chip_id_record(dataclasses.replace(SAMPLE, chip_id=i)) for i in range(20)]
+    broken = bytearray(good[bad])
+    broken[pos] ^= xor
+    if fix and pos < CHIP_ID_RECORD_SIZE - 4:
+        _fix_crc(broken)
+    recs = [*good[:bad], bytes(broken), *good[bad + 1 :]]
+    raw = R.build_batch(
+        magic=R.CHIP_BATCH_MAGIC, record_version=1, record_size=CHIP_ID_RECORD_SIZE,
+        created_s=0, issuer="A", records=recs, root="chip_batch",
+    )
+    single = _outcome(parse_chip_id_record, bytes(broken))
+    if single[0] == "ok":
+        assert list(iter_chip_id_records(raw))[bad] == single[1]
+        return
+    with pytest.raises(FormatError) as err:
+        list(iter_chip_id_records(raw))
+    assert (single[0] == "checksum") == isinstance(err.value, ChecksumError)
+    assert err.value.path is not None and err.value.path.startswith(f"chip_batch.records[{bad}]")
