@@ -43,7 +43,7 @@ from cas.card.data import (
 from cas.card.errors import WrongPinError, error_for
 from cas.card.sw import SW
 from cas.card.transport import CardTransport
-from cas.errors import CardError, FormatError, UsageError
+from cas.errors import CardError, CardTransportError, FormatError, UsageError
 
 #: How many GET RESPONSE rounds we follow before calling the card broken.
 _MAX_CHAIN = 64
@@ -100,7 +100,7 @@ class CardClient:
         """Send ``apdu``; follow 61xx / 6Cxx; return the whole answer and the final SW."""
         rapdu = self.transport.transmit(apdu)
         if len(rapdu) < 2:
-            raise CardError(f"card answered {len(rapdu)} bytes, not even a status word")
+            raise CardTransportError(f"card answered {len(rapdu)} bytes, not even a status word")
         sw = (rapdu[-2] << 8) | rapdu[-1]
         if sw >> 8 == 0x6C:  # wrong Le: repeat with the exact length
             if len(apdu) < 5:

@@ -217,6 +217,10 @@ class PcscTransport(ObservableTransport):
         data = bytes(response)
         if self._observers:
             self._notify(apdu, data, time.perf_counter() - start)
+        if len(data) < 2:
+            # vpcd reports a vanished virtual card as an empty answer, not as an error
+            raise CardTransportError(f"no answer from the card in {self.reader!r} "
+                                     "(card removed?)")
         return data
 
     def reconnect(self, *, reset: bool = True) -> None:
