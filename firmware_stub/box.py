@@ -24,6 +24,7 @@ import io
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from itertools import compress
 from pathlib import Path
 from typing import BinaryIO
 
@@ -52,7 +53,7 @@ from firmware_stub.cardslot import (
     PinKind,
 )
 from firmware_stub.chipset import Chipset
-from firmware_stub.demux import Demux, ServiceInfo
+from firmware_stub.demux import Demux, ServiceInfo, pid_tables
 from firmware_stub.descrambler import KeySlot, pes_start_ok, scrambling_name, supported
 from firmware_stub.emmfilter import EmmFilter
 from firmware_stub.errors import PairingError, TuneError
@@ -66,6 +67,9 @@ SCAN_CHECKS_PER_KEY = 2
 WATCH_BATCH = 512
 #: PAT/PMT are repeated in the watch output every this many packets.
 PSI_REPEAT_PACKETS = 2000
+# byte 3 -> 0 clear, 1 reserved (01), 2 scrambled (10/11); byte 1 -> PUSI
+_TSC_CLASS = bytes((0, 1, 2, 2)[b >> 6] for b in range(256))
+_PUSI = bytes(1 if b & 0x40 else 0 for b in range(256))
 
 Source = BinaryIO | bytes | bytearray | Path
 
@@ -312,6 +316,8 @@ class _Run:
         self._pat_packetizer = Packetizer(PAT_PID)
         self._pmt_packetizer: Packetizer | None = None
         self.t_first_ecm: float | None = None
+        self._tables: dict[int, tuple[bytes, bytes]] = {}
+        self._tables_for: frozenset[int] = frozenset()
         self.t_first_clear: float | None = None
         self.last_emm: LastEmm | None = None
         self.last_ecm: LastEcm | None = None
@@ -367,6 +373,9 @@ class _Run:
         self.tuned_ecm_pids = frozenset(ecm_pids)
         if self.out is not None and tuned_sid is not None:
             self._make_psi(demux.service(tuned_sid))
+        # the fast path: the tuned service's streams (watch) or every service's (scan)
+        demux.bulk_pids = frozenset(pid for pid, e in es.items()
+                                    if e.tuned or self.out is None)
 
     def on_ecm(self, pid: int, section: bytes, packet_index: int) -> None:
         st = self.ecm.get(pid)
@@ -506,22 +515,26 @@ class _Run:
             es.reserved += 1
             return
         es.scrambled += 1
-        st = self.ecm.get(es.ecm_pid) if es.ecm_pid is not None else None
-        keys = st.keys if st is not None else None
-        if keys is None or not keys.cws_installed:
+        keys = self._keys_for(es)
+        if keys is None:
             es.undecodable += 1
             if es.tuned:
                 self.packets_dropped += 1
             return
         if self.out is not None:
             if es.tuned:
-                if packet[1] & 0x40:
-                    self.pending_checks.append((len(self.pending), es))
-                self._emit(packet)
+                self._emit(packet, check=es if packet[1] & 0x40 else None)
             return
-        # scan: check a few PES starts per key change
-        if not packet[1] & 0x40:
-            return
+        if packet[1] & 0x40:
+            self._scan_check(es, keys, packet)
+
+    def _keys_for(self, es: _EsState) -> KeySlot | None:
+        st = self.ecm.get(es.ecm_pid) if es.ecm_pid is not None else None
+        keys = st.keys if st is not None else None
+        return keys if keys is not None and keys.cws_installed else None
+
+    def _scan_check(self, es: _EsState, keys: KeySlot, packet: bytes) -> None:
+        """Scan: descramble a few PES starts per key change and look for 00 00 01."""
         if es.checked_generation != keys.generation:
             es.checked_generation = keys.generation
             es.checks_this_key = 0
@@ -531,6 +544,61 @@ class _Run:
         keys.descramble(buf)
         es.checks_this_key += 1
         self._record_check(es, pes_start_ok(buf))
+
+    def on_es_block(self, block: bytes, packet_index: int) -> None:
+        """A run of packets on the bulk PIDs (see :meth:`Demux._block`), handled at once:
+        per-PID counts and the PES starts to check come from strided slices; the packets
+        go to the output in one piece.  Anything the run cannot be handled as a whole for
+        (reserved scrambling bits, keys not there yet) goes packet by packet."""
+        n = len(block) // 188
+        b1 = block[1::188]
+        b3 = block[3::188]
+        tsc = b3.translate(_TSC_CLASS)
+        if b"\x01" in tsc:
+            self._per_packet(block, packet_index)
+            return
+        scr = int.from_bytes(tsc, "little")  # 2 per scrambled packet, 0 per clear one
+        b2 = block[2::188]
+        per_pid: list[tuple[_EsState, int]] = []
+        for pid, (hi, lo) in self._bulk_tables().items():
+            mask = int.from_bytes(b1.translate(hi), "little") & int.from_bytes(
+                b2.translate(lo), "little")
+            if not mask:
+                continue
+            es = self.es[pid]
+            scrambled = (scr & (mask << 1)).bit_count()
+            if scrambled and self._keys_for(es) is None:
+                self._per_packet(block, packet_index)
+                return
+            per_pid.append((es, mask))
+            es.scrambled += scrambled
+            es.clear += mask.bit_count() - scrambled
+        starts = int.from_bytes(b1.translate(_PUSI), "little") & (scr >> 1)
+        if not starts:
+            checks: list[int] = []
+        else:
+            checks = list(compress(range(n), starts.to_bytes(n, "little")))
+        if self.out is not None:
+            check_es = [(i, next(es for es, m in per_pid if (m >> (8 * i)) & 1)) for i in checks]
+            self._emit_block(block, check_es)
+            return
+        for i in checks:
+            es = next(es for es, m in per_pid if (m >> (8 * i)) & 1)
+            keys = self._keys_for(es)
+            if keys is not None:
+                self._scan_check(es, keys, block[i * 188:(i + 1) * 188])
+
+    def _per_packet(self, block: bytes, packet_index: int) -> None:
+        for i in range(0, len(block), 188):
+            packet = block[i:i + 188]
+            self.on_es(((packet[1] & 0x1F) << 8) | packet[2], packet, packet_index + i // 188)
+
+    def _bulk_tables(self) -> dict[int, tuple[bytes, bytes]]:
+        pids = self.demux.bulk_pids
+        if self._tables_for != pids:
+            self._tables = {pid: pid_tables(pid) for pid in pids}
+            self._tables_for = pids
+        return self._tables
 
     @staticmethod
     def _record_check(es: _EsState, ok: bool | None) -> None:
@@ -564,15 +632,29 @@ class _Run:
         self.psi_sections = (build_pat(pat), build_pmt(clear_pmt))
         self.since_psi = PSI_REPEAT_PACKETS  # send the new tables with the next packet
 
-    def _emit(self, packet: bytes) -> None:
+    def _psi_due(self) -> None:
         if self.since_psi >= PSI_REPEAT_PACKETS and self._pmt_packetizer is not None:
             pat_section, pmt_section = self.psi_sections
             for pkt in (self._pat_packetizer.packetize(pat_section)
                         + self._pmt_packetizer.packetize(pmt_section)):
                 self.pending += pkt
             self.since_psi = 0
+
+    def _emit(self, packet: bytes, check: _EsState | None = None) -> None:
+        self._psi_due()
+        if check is not None:
+            self.pending_checks.append((len(self.pending), check))
         self.pending += packet
         self.since_psi += 1
+        if len(self.pending) >= self.batch * 188:
+            self._flush()
+
+    def _emit_block(self, block: bytes, checks: list[tuple[int, _EsState]]) -> None:
+        self._psi_due()
+        base = len(self.pending)
+        self.pending_checks.extend((base + i * 188, es) for i, es in checks)
+        self.pending += block
+        self.since_psi += len(block) // 188
         if len(self.pending) >= self.batch * 188:
             self._flush()
 

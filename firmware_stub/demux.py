@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from itertools import compress
 from typing import Protocol
 
 from cas import DEFAULT_CA_SYSTEM_ID
@@ -42,6 +43,7 @@ from cas.formats.psi import (
 from cas.formats.sections import LongSection, SectionAssembler, build_section, parse_section
 from firmware_stub.tsreader import (
     NULL_PID,
+    PACKET_SIZE,
     PacketSplitter,
     SectionFilter,
     StreamStats,
@@ -116,6 +118,30 @@ class DemuxListener(Protocol):
     def on_es(self, pid: int, packet: bytes, packet_index: int) -> None: ...
 
 
+class BulkListener(DemuxListener, Protocol):
+    """A listener that also takes runs of elementary-stream packets at once (the fast path)."""
+
+    def on_es_block(self, block: bytes, packet_index: int) -> None:
+        """``block``: consecutive packets, all on :attr:`Demux.bulk_pids`, continuity
+        counters checked, no transport_error_indicator, each with a payload."""
+
+
+# byte 3 low nibble = continuity_counter; "+1 mod 16" for comparing a run with itself
+_CC_OF = bytes(b & 0x0F for b in range(256))
+_CC_NEXT = bytes(((b & 0x0F) + 1) & 0x0F for b in range(256))
+# byte 3 has a payload (adaptation_field_control 01 or 11)
+_HAS_PAYLOAD = bytes(1 if b & 0x10 else 0 for b in range(256))
+_NOT = bytes(1 if b == 0 else 0 for b in range(256))
+
+
+def pid_tables(pid: int) -> tuple[bytes, bytes]:
+    """translate() tables matching byte 1 (PID high bits, transport_error_indicator 0) and
+    byte 2 (PID low byte) of a packet on ``pid``."""
+    hi = bytes(1 if (b & 0x9F) == pid >> 8 else 0 for b in range(256))
+    lo = bytes(1 if b == pid & 0xFF else 0 for b in range(256))
+    return hi, lo
+
+
 def _ca_for_us(descriptors: Iterable[Descriptor], ca_system_id: int) -> tuple[int | None, set[int]]:
     """(ECM PID for our CA system or None, other CA_system_IDs) of one descriptor loop."""
     ours: int | None = None
@@ -167,6 +193,11 @@ class Demux:
         self.ecm_pids: dict[int, tuple[int, ...]] = {}  # ECM PID -> service ids
         self.es_pids: dict[int, int] = {}  # ES PID -> service id
         self._emm_pid_set: frozenset[int] = frozenset()
+        # fast path (see _block)
+        self._bulk_pids: frozenset[int] = frozenset()
+        self._bulk_tables: dict[int, tuple[bytes, bytes]] = {}
+        self._bulk_listener: BulkListener | None = (
+            listener if hasattr(listener, "on_es_block") else None)  # type: ignore[assignment]
 
     # --- lineup ------------------------------------------------------------------------------
     def services(self) -> list[ServiceInfo]:
@@ -226,10 +257,91 @@ class Demux:
         self.listener.on_lineup()
 
     # --- bytes in ----------------------------------------------------------------------------
+    # --- the fast path ------------------------------------------------------------------------
+    @property
+    def bulk_pids(self) -> frozenset[int]:
+        return self._bulk_pids
+
+    @bulk_pids.setter
+    def bulk_pids(self, pids: frozenset[int]) -> None:
+        """Elementary-stream PIDs whose packets go to ``on_es_block`` in runs (when the
+        listener has it).  Everything else still goes packet by packet."""
+        pids = frozenset(pids)
+        if pids != self._bulk_pids:
+            self._bulk_pids = pids
+            self._bulk_tables = {pid: pid_tables(pid) for pid in pids}
+
+    def _block(self, block: bytes) -> None:
+        """A run of sync-checked packets: the bulk packets in runs, the rest one by one.
+
+        Per-packet work is done with strided slices and ``bytes.translate`` (C loops): a
+        mask of the packets on bulk PIDs, and per PID a continuity check of the whole run
+        (each CC must be the previous + 1).  Anything unusual in a run (a CC error, a
+        duplicate, a discontinuity) sends that run down the per-packet path, which counts
+        and reports it exactly as for any other packet.
+        """
+        n = len(block) // PACKET_SIZE
+        b1 = block[1::PACKET_SIZE]
+        b2 = block[2::PACKET_SIZE]
+        b3 = block[3::PACKET_SIZE]
+        masks = {}
+        bulk = 0
+        for pid, (hi, lo) in self._bulk_tables.items():
+            m = int.from_bytes(b1.translate(hi), "little") & int.from_bytes(
+                b2.translate(lo), "little")
+            if m:
+                masks[pid] = m
+                bulk |= m
+        if not bulk:
+            for i in range(0, len(block), PACKET_SIZE):
+                self._packet(block[i:i + PACKET_SIZE])
+            return
+        bulk &= int.from_bytes(b3.translate(_HAS_PAYLOAD), "little")
+        is_bulk = bulk.to_bytes(n, "little")
+        lo_idx = 0
+        for i in compress(range(n), is_bulk.translate(_NOT)):
+            if i > lo_idx:
+                self._bulk_run(block, lo_idx, i, b3, masks)
+            self._packet(block[i * PACKET_SIZE:(i + 1) * PACKET_SIZE])
+            lo_idx = i + 1
+        if lo_idx < n:
+            self._bulk_run(block, lo_idx, n, b3, masks)
+
+    def _bulk_run(self, block: bytes, lo: int, hi: int, b3: bytes,
+                  masks: dict[int, int]) -> None:
+        """Packets ``lo``..``hi - 1`` of ``block``, all on bulk PIDs with a payload."""
+        ccs_of = b3[lo:hi].translate(_CC_OF)
+        width = hi - lo
+        last_cc: dict[int, int] = {}
+        for pid, mask in masks.items():
+            sel = ((mask >> (8 * lo)) & ((1 << (8 * width)) - 1)).to_bytes(width, "little")
+            ccs = bytes(compress(ccs_of, sel))
+            if not ccs:
+                continue
+            before = self._cc.get(pid)
+            if (before is not None and ccs[0] != (before + 1) & 0x0F) or (
+                    ccs[:-1].translate(_CC_NEXT) != ccs[1:]):
+                for i in range(lo, hi):  # something to count and report: packet by packet
+                    self._packet(block[i * PACKET_SIZE:(i + 1) * PACKET_SIZE])
+                return
+            last_cc[pid] = ccs[-1]
+        self._cc.update(last_cc)
+        index = self.stats.packets
+        self.stats.packets += width
+        listener = self._bulk_listener
+        assert listener is not None
+        listener.on_es_block(block[lo * PACKET_SIZE:hi * PACKET_SIZE], index)
+
+    # --- bytes in ----------------------------------------------------------------------------
     def feed(self, chunk: bytes) -> None:
         """Process ``chunk`` (any size; a partial packet at the end waits for the next)."""
-        for packet in self._splitter.split(chunk):
-            self._packet(packet)
+        bulk = self._bulk_pids and self._bulk_listener is not None
+        for block in self._splitter.blocks(chunk):
+            if bulk and len(block) >= 8 * PACKET_SIZE:
+                self._block(block)
+            else:
+                for i in range(0, len(block), PACKET_SIZE):
+                    self._packet(block[i:i + PACKET_SIZE])
         self.stats.bytes_read += len(chunk)
 
     def finish(self) -> None:

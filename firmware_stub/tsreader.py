@@ -112,19 +112,34 @@ class PacketSplitter:
         self._lost = False  # inside a sync loss that was already counted
 
     def split(self, chunk: bytes) -> Iterator[bytes]:
-        """Yield the whole packets in the held-back tail + ``chunk``; keep the new tail.
+        """Yield the whole packets in the held-back tail + ``chunk``, one by one."""
+        for block in self.blocks(chunk):
+            for pos in range(0, len(block), PACKET_SIZE):
+                yield block[pos:pos + PACKET_SIZE]
+
+    def blocks(self, chunk: bytes) -> Iterator[bytes]:
+        """Yield the whole packets in the held-back tail + ``chunk`` as runs of packets
+        (one ``bytes`` per run of good packets); keep the new tail.
 
         The last packet of the buffer is held back until the following bytes arrive, so
-        the next-sync check can be made (:meth:`finish` releases it at EOF).
+        the next-sync check can be made (:meth:`finish` releases it at EOF).  A clean
+        stream comes out as one block per chunk: the sync bytes are checked with one
+        strided slice, not packet by packet.
         """
         data = self._rest + chunk if self._rest else chunk
         n = len(data)
         pos = 0
         while n - pos > PACKET_SIZE:
-            if data[pos] == SYNC_BYTE and data[pos + PACKET_SIZE] == SYNC_BYTE:
+            # sync bytes of every packet that has its successor's sync byte in the buffer,
+            # plus that successor's: packet j is good when bytes j and j + 1 are 0x47
+            m = (n - pos - 1) // PACKET_SIZE
+            syncs = data[pos:pos + m * PACKET_SIZE + 1:PACKET_SIZE]
+            good = len(syncs) - len(syncs.lstrip(b"\x47"))
+            if good >= 2:
                 self._lost = False
-                yield data[pos:pos + PACKET_SIZE]
-                pos += PACKET_SIZE
+                end = pos + (good - 1) * PACKET_SIZE
+                yield data[pos:end]
+                pos = end
                 continue
             nxt = self._next_start(data, pos + 1 if data[pos] == SYNC_BYTE else pos)
             if nxt < 0 and n - pos <= 2 * PACKET_SIZE:
