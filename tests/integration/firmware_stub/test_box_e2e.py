@@ -7,6 +7,8 @@ channels descrambled back to the clear input's payloads byte for byte.
 from __future__ import annotations
 
 import io
+import json
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -228,7 +230,8 @@ def test_missing_and_garbage_ecms_give_no_ecm(he: HeadEnd, scrambled: bytes) -> 
 
 
 def test_watch_gives_back_the_clear_payloads_byte_for_byte(he: HeadEnd, clear_ts: bytes,
-                                                           scrambled: bytes) -> None:
+                                                           scrambled: bytes,
+                                                           tmp_path: Path) -> None:
     chip, card = he.chip(0x11000001), he.card(2_000_000_601)
     stream = with_emms(scrambled, [he.pair_emm(card, chip), he.activate_emm(card, [BASE])])
     out = io.BytesIO()
@@ -241,8 +244,16 @@ def test_watch_gives_back_the_clear_payloads_byte_for_byte(he: HeadEnd, clear_ts
         want = es_payloads(clear_ts, pid)
         assert len(got) > 0.9 * len(want)
         assert got == want[len(want) - len(got):]
-    # the output is a clear SPTS: no scrambled packet left
+    # the output is a clear SPTS: no scrambled packet left, and a program we did not write
+    # (ffprobe) finds the one programme with its video and audio
     assert all(clear_out[i + 3] >> 6 == 0 for i in range(0, len(clear_out), 188))
+    out_file = tmp_path / "news.ts"
+    out_file.write_bytes(clear_out)
+    probe = subprocess.run(["ffprobe", "-v", "error", "-show_programs", "-of", "json",
+                            str(out_file)], capture_output=True, text=True, check=True)
+    programs = json.loads(probe.stdout)["programs"]
+    assert [p["program_num"] for p in programs] == [NEWS]
+    assert sorted(s["codec_type"] for s in programs[0]["streams"]) == ["audio", "video"]
 
 
 def test_cissa_stream(he: HeadEnd, clear_ts: bytes) -> None:
