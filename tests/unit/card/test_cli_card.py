@@ -1,0 +1,101 @@
+"""``cas card personalise`` / ``cas card serve`` argument handling through click's CliRunner
+(the store is real SQLite in a temporary data dir)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from cas.card.eeprom import load_image
+from cas.card.personalise import check_record_keys
+from cas.cli.main import cli
+from cas.formats.records import parse_card_batch
+
+from .helpers import KEYS
+
+
+@pytest.fixture
+def data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.delenv("CAS_OPERATOR_KEY", raising=False)
+    monkeypatch.delenv("CAS_DB_URL", raising=False)
+    d = tmp_path / "data"
+    d.mkdir()
+    KEYS.save(d / "operator-keys.toml")
+    return d
+
+
+def invoke(data_dir: Path, *args: str):  # type: ignore[no-untyped-def]
+    return CliRunner().invoke(cli, ["--data-dir", str(data_dir), *args])
+
+
+def test_personalise_registers_and_writes_images_and_batch(data_dir: Path) -> None:
+    out = data_dir / "cards"
+    result = invoke(data_dir, "--json", "card", "personalise", "-n", "3", "--out", str(out))
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.output)
+    serials = [int(c["serial"]) for c in doc["cards"]]
+    assert serials == [1_000_000_001, 1_000_000_002, 1_000_000_003]
+    # the store gave them consecutive slots in one group
+    assert [(c["shared_address"], c["member_position"]) for c in doc["cards"]] == \
+        [(1, 0), (1, 1), (1, 2)]
+    batch = parse_card_batch(Path(doc["batch"]).read_bytes())
+    assert [r.serial for r in batch.records] == serials
+    for card, rec in zip(doc["cards"], batch.records, strict=True):
+        assert load_image(card["image"]) == rec
+        check_record_keys(rec, KEYS.transport_key())
+    # next run continues after the highest registered serial
+    again = invoke(data_dir, "--json", "card", "personalise", "-n", "1", "--out", str(out))
+    assert again.exit_code == 0, again.output
+    assert json.loads(again.output)["cards"][0]["serial"] == "1000000004"
+    assert (data_dir / "cas.sqlite").exists()
+
+
+def test_personalise_without_store_uses_serial_groups(data_dir: Path) -> None:
+    result = invoke(data_dir, "--json", "card", "personalise", "-n", "2", "--start-serial",
+                    "513", "--no-register", "--out", str(data_dir / "c"))
+    assert result.exit_code == 0, result.output
+    cards = json.loads(result.output)["cards"]
+    assert [(c["shared_address"], c["member_position"]) for c in cards] == [(2, 1), (2, 2)]
+    assert not (data_dir / "cas.sqlite").exists()
+
+
+@pytest.mark.parametrize("args", [
+    ["card", "personalise", "--out", "x"],  # neither --count nor --batch
+    ["card", "personalise", "-n", "1", "--batch", __file__, "--out", "x"],
+    ["card", "personalise", "-n", "1", "--pin", "12", "--no-register", "--out", "x"],
+])
+def test_personalise_usage_errors(data_dir: Path, args: list[str]) -> None:
+    result = invoke(data_dir, *args)
+    assert result.exit_code == 2
+    assert "Traceback" not in result.output
+
+
+def test_personalise_refuses_to_overwrite_a_card(data_dir: Path) -> None:
+    args = ["card", "personalise", "-n", "1", "--start-serial", "700", "--no-register",
+            "--out", str(data_dir / "c")]
+    assert invoke(data_dir, *args).exit_code == 0
+    second = invoke(data_dir, *args)
+    assert second.exit_code == 2 and "already exists" in second.output
+    assert invoke(data_dir, *args, "--force").exit_code == 0
+
+
+def test_personalise_without_keys_fails_cleanly(tmp_path: Path,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("CAS_OPERATOR_KEY", raising=False)
+    result = invoke(tmp_path, "card", "personalise", "-n", "1", "--no-register",
+                    "--out", str(tmp_path / "c"))
+    assert result.exit_code == 4 and "cas keys init" in result.output
+
+
+def test_serve_bad_endpoint(data_dir: Path) -> None:
+    result = invoke(data_dir, "card", "personalise", "-n", "1", "--no-register", "--out",
+                    str(data_dir / "c"))
+    image = json.loads(invoke(data_dir, "--json", "card", "personalise", "-n", "1",
+                              "--start-serial", "900", "--no-register", "--out",
+                              str(data_dir / "c")).output)["cards"][0]["image"]
+    assert result.exit_code == 0
+    bad = invoke(data_dir, "card", "serve", "--image", image, "--vpcd", "localhost:notaport")
+    assert bad.exit_code == 2 and "port must be a number" in bad.output
