@@ -12,6 +12,7 @@ from cas.access import CardStatus
 from cas.billing import service
 from cas.errors import BillingError, ValidationError
 from cas.reasons import Reason
+from cas.store.errors import RecordConflict, RecordNotFound
 from tests.unit.billing.helpers import Bench
 
 AZN = 100
@@ -152,9 +153,9 @@ def test_switch_without_money_refused_and_nothing_written(atv: Bench) -> None:
 def test_switch_to_the_same_or_an_unknown_package(atv: Bench) -> None:
     acc = atv.account()
     atv.pay(acc, 9 * AZN, package="standard")
-    with pytest.raises(service.RecordConflict), atv.tx() as s:
+    with pytest.raises(RecordConflict), atv.tx() as s:
         service.switch_package(s, account_number=acc, package="standard", at=atv.now())
-    with pytest.raises(service.RecordNotFound), atv.tx() as s:
+    with pytest.raises(RecordNotFound), atv.tx() as s:
         service.switch_package(s, account_number=acc, package="gold", at=atv.now())
 
 
