@@ -332,6 +332,12 @@ class ScsClient:
             self._dispatch(event)
 
     def _dispatch(self, event: Event) -> None:
+        # Remember statuses as they arrive: the ECMG may test right after answering a setup,
+        # before the coroutine that asked has run again.
+        if isinstance(event, ChannelStatus):
+            self.channel_status = event
+        elif isinstance(event, StreamStatus):
+            self.stream_statuses[event.ecm_stream_id] = event
         if isinstance(event, ChannelTest) and self.channel_status is not None:
             self._writer.write(self.conn.send(self.channel_status))   # echo: rule 2
             return
