@@ -403,15 +403,14 @@ class _Run:
         self.counters.ecm_sent += 1
         st.sent += 1
         answer = self.slot.ecm(section)
+        # VERIFY PIN: a wrong PIN is tried once per run (it costs the card a try); a right
+        # one again whenever the card asks (e.g. it was reset in between).
         if (answer.kind is EcmKind.DENIED and answer.reason is Reason.MATURITY_LOCKED
-                and self.pin is not None):
-            if self.pin_answer is None:
-                # VERIFY PIN once per run: a wrong PIN costs one try, not one per ECM.
-                self.pin_answer = self.slot.verify_pin(self.pin)
-                if self.pin_answer.kind is PinKind.OK:
-                    answer = self.slot.ecm(section)
-            elif self.pin_answer.kind is PinKind.OK:
-                answer = self.slot.ecm(section)  # e.g. the card was reset: not re-verified
+                and self.pin is not None
+                and (self.pin_answer is None or self.pin_answer.kind is PinKind.OK)):
+            self.pin_answer = self.slot.verify_pin(self.pin)
+            if self.pin_answer.kind is PinKind.OK:
+                answer = self.slot.ecm(section)
         if answer.kind is EcmKind.REJECTED:
             st.rejected += 1
             self.counters.ecm_rejected += 1
