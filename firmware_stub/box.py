@@ -441,8 +441,10 @@ class _Run:
             st.reason, st.detail, st.refused_sw = Reason.OPEN, "", None
             self._note_ecm(st, Reason.OPEN)
             return
-        self.counters.card_errors += answer.kind in (EcmKind.CARD_ERROR,)
-        self.counters.ecm_denied += answer.kind is EcmKind.DENIED
+        if answer.kind is EcmKind.DENIED:
+            self.counters.ecm_denied += 1
+        else:
+            self.counters.card_errors += 1
         reason = answer.reason or Reason.CARD_ERROR
         detail = answer.detail
         if reason is Reason.MATURITY_LOCKED and self.pin_answer is not None:
