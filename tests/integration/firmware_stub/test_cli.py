@@ -139,3 +139,11 @@ def test_errors_are_one_line(bench: dict[str, Path], tmp_path: Path) -> None:
     assert result.exit_code == 3
     assert len(result.output.strip().splitlines()) == 1
     assert result.output.startswith("error: ")
+
+
+def test_scan_reads_a_pipe(bench: dict[str, Path]) -> None:
+    data = (bench["dir"] / "in.ts").read_bytes()
+    result = CliRunner().invoke(cli, ["--json", *_args(bench, "scan", "-")], input=data)
+    assert result.exit_code == 0, result.output
+    reasons = {c["channel"]: c["reason"] for c in json.loads(result.output)["channels"]}
+    assert reasons == {201: "OPEN", 202: "CHANNEL_NOT_IN_PACKAGE"}
