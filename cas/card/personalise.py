@@ -60,6 +60,7 @@ def default_slot(serial: int) -> CardSlot:
 
 def personalise_card(keys: OperatorKeys, slot: CardSlot, *, now_s: int,
                      pin: str = DEFAULT_PIN, ecm_key_indexes: Sequence[int] = (0,),
+                     ecm_key_epoch: int = 0,
                      region: int = 0, maturity_limit: int = NO_MATURITY_LIMIT,
                      status: CardStatus = CardStatus.INACTIVE,
                      ca_system_id: int = DEFAULT_CA_SYSTEM_ID,
@@ -83,8 +84,9 @@ def personalise_card(keys: OperatorKeys, slot: CardSlot, *, now_s: int,
         wrapped_cuk=wrap_key(keys.transport_key(), cuk),
         wrapped_group_key=wrap_key(cuk, keys.group_key(slot.shared_address)),
         wrapped_global_key=wrap_key(cuk, keys.global_key()),
-        ecm_keys=tuple(EcmKeySlot(index=i, wrapped_key=wrap_key(cuk, keys.ecm_key(i)))
-                       for i in ecm_key_indexes),
+        ecm_keys=tuple(
+            EcmKeySlot(index=i, wrapped_key=wrap_key(cuk, keys.ecm_key(i, epoch=ecm_key_epoch)))
+            for i in ecm_key_indexes),
         status=status,
         region=region,
         maturity_limit=maturity_limit,

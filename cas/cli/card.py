@@ -121,6 +121,8 @@ def _next_free_serial(app: Application) -> int:
               show_default=True)
 @click.option("--ecm-key-index", "ecm_key_indexes", type=click.IntRange(0, 255), multiple=True,
               help="ECM key(s) to put on the cards (default: 0).")
+@click.option("--ecm-key-epoch", type=click.IntRange(0, 0xFFFFFF), default=0, show_default=True,
+              help="ECM key epoch of the head-end (docs/keys.md).")
 @click.option("--keys", "keys_path", type=click.Path(dir_okay=False, path_type=Path),
               help=_KEYS_HELP)
 @click.option("--register/--no-register", default=True, show_default=True,
@@ -130,7 +132,7 @@ def _next_free_serial(app: Application) -> int:
 def personalise_cmd(app: Application, count: int | None, start_serial: int | None,
                     batch_in: Path | None, out_dir: Path, batch_out: Path | None, pin: str,
                     region: int, maturity_limit: int, ecm_key_indexes: tuple[int, ...],
-                    keys_path: Path | None, register: bool, force: bool) -> None:
+                    ecm_key_epoch: int, keys_path: Path | None, register: bool, force: bool) -> None:
     """Create cards: EEPROM images, a personalisation batch, and head-end registration."""
     if (count is None) == (batch_in is None):
         raise UsageError("give either --count N or --batch FILE")
@@ -162,7 +164,8 @@ def personalise_cmd(app: Application, count: int | None, start_serial: int | Non
             for slot in slots:
                 records.append(personalise_card(
                     keys, slot, now_s=now_s, pin=pin, region=region,
-                    maturity_limit=maturity_limit, ecm_key_indexes=ecm_key_indexes or (0,)))
+                    maturity_limit=maturity_limit, ecm_key_indexes=ecm_key_indexes or (0,),
+                    ecm_key_epoch=ecm_key_epoch))
                 advance(1)
         paths = write_images(records, out_dir, overwrite=force)
         batch_path = write_batch(records, batch_out or out_dir / f"batch-{first:010d}-{count}.casb",
