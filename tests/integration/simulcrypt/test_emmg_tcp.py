@@ -1,0 +1,225 @@
+"""EMMG and mux over real TCP/UDP on 127.0.0.1: data, reconnection, error paths."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+
+from cas.formats import ts
+from cas.formats.simulcrypt import EMMG_MUX
+from cas.formats.simulcrypt import EmmgMuxError as ME
+from cas.formats.simulcrypt import EmmgMuxMessage as MM
+from cas.formats.simulcrypt import EmmgMuxParam as MP
+from cas.headend.simulcrypt import emmgmux as M
+from cas.headend.simulcrypt.emmg import (
+    EmmgClient,
+    EmmgConfig,
+    MuxRefused,
+    carousel,
+    iter_datagrams_file,
+)
+from cas.headend.simulcrypt.events import Event
+from cas.headend.simulcrypt.mux import MemorySink, MuxConfig, MuxServer, TsFileSink
+from cas.headend.simulcrypt.outbox import Outbox
+
+from ...unit.headend.simulcrypt.helpers import raw, u16, u32
+from .conftest import frame, read_event
+
+pytestmark = pytest.mark.asyncio
+CLIENT = 0xDEAD0001
+
+
+def section(i: int, size: int = 24) -> bytes:
+    body = i.to_bytes(4, "big") + bytes(size - 4)
+    return bytes((0x82, 0x70 | (len(body) >> 8), len(body) & 0xFF)) + body
+
+
+def numbers(datagrams: list[bytes]) -> list[int]:
+    return [int.from_bytes(d[3:7], "big") for d in datagrams]
+
+
+def _config(port: int, **changes: object) -> EmmgConfig:
+    settings: dict[str, object] = {"host": "127.0.0.1", "port": port, "client_id": CLIENT,
+                                   "bandwidth_kbps": 5000, "reconnect_delay_s": 0.05,
+                                   "max_reconnect_delay_s": 0.2, "timeout_s": 2.0}
+    settings.update(changes)
+    return EmmgConfig(**settings)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("udp", [False, True])
+async def test_emms_reach_the_mux_in_order(udp: bool) -> None:
+    sink = MemorySink()
+    async with asyncio.timeout(20), MuxServer(sink) as mux:
+        outbox = Outbox(section(i) for i in range(1500))
+        stats = await EmmgClient(_config(mux.port, udp=udp), outbox).run()
+        await asyncio.sleep(0.05)
+    assert numbers(sink.datagrams) == list(range(1500))
+    assert stats.datagrams_sent == 1500 and stats.connections == 1 and stats.resent == 0
+    assert stats.allocated_kbps == 2000          # the mux's cap, below the 5000 asked
+    assert outbox.done and outbox.acked == 1500
+    if udp:
+        assert mux.registry.udp_datagrams == 1500
+    else:
+        assert stats.confirmed == 1500
+
+
+async def test_reconnection_loses_and_duplicates_nothing() -> None:
+    """The mux goes away three times mid-run; every EMM is written exactly once, in order."""
+    sink = MemorySink()
+    async with asyncio.timeout(60):
+        mux = await MuxServer(sink).start()
+        port = mux.port
+        outbox = Outbox(section(i) for i in range(2500))
+        task = asyncio.create_task(EmmgClient(_config(port, bandwidth_kbps=400), outbox).run())
+        for _ in range(3):
+            written = len(sink.datagrams)
+            while len(sink.datagrams) < written + 200 and not task.done():
+                await asyncio.sleep(0.01)
+            await mux.close()                      # drops its connections
+            await asyncio.sleep(0.15)
+            mux = await MuxServer(sink, port=port).start()
+        stats = await task
+        await mux.close()
+    assert numbers(sink.datagrams) == list(range(2500))
+    assert stats.connections == 4
+    assert stats.resent > 0                        # unconfirmed EMMs did go again...
+    assert outbox.acked == 2500                    # ...and were written once
+
+
+async def test_restarted_emmg_resumes_from_its_state_file(tmp_path: Path) -> None:
+    state = tmp_path / "emmg-state.json"
+    sink = MemorySink()
+    async with asyncio.timeout(30), MuxServer(sink) as mux:
+        first = EmmgClient(_config(mux.port, bandwidth_kbps=300),
+                           Outbox((section(i) for i in range(1200)), state_path=state))
+        task = asyncio.create_task(first.run())
+        while len(sink.datagrams) < 300:
+            await asyncio.sleep(0.01)
+        first.stop()                               # the process "dies" mid-run
+        await task
+        second_outbox = Outbox((section(i) for i in range(1200)), state_path=state)
+        assert second_outbox.acked == len(sink.datagrams)
+        await EmmgClient(_config(mux.port), second_outbox).run()
+        await asyncio.sleep(0.05)
+    assert numbers(sink.datagrams) == list(range(1200))
+
+
+async def test_ts_file_output(tmp_path: Path) -> None:
+    out = tmp_path / "emm.ts"
+    sink = TsFileSink.open(out, pid=0x0C01)
+    async with asyncio.timeout(20), MuxServer(sink) as mux:
+        await EmmgClient(_config(mux.port), Outbox(section(i, 60) for i in range(300))).run()
+        await asyncio.sleep(0.05)
+    sink.close()
+    data = out.read_bytes()
+    assert len(data) % ts.PACKET_SIZE == 0
+    reassembler = ts.SectionReassembler(0x0C01, check_crc=False)
+    sections = reassembler.feed_many(data[i:i + 188] for i in range(0, len(data), 188))
+    assert numbers(sections) == list(range(300))
+    assert not reassembler.counts                # continuity counters and pointers all fine
+    # the file reads back as an EMMG source too
+    assert numbers(list(iter_datagrams_file(out))) == list(range(300))
+    assert len(list(iter_datagrams_file(out, section_tspkt_flag=1))) == len(data) // 188
+
+
+async def test_ts_packet_datagrams(tmp_path: Path) -> None:
+    source = tmp_path / "in.ts"
+    packetizer = ts.Packetizer(0x0C02)
+    source.write_bytes(b"".join(b"".join(packetizer.packetize(section(i))) for i in range(50)))
+    sink = MemorySink()
+    async with asyncio.timeout(20), MuxServer(sink) as mux:
+        config = _config(mux.port, section_tspkt_flag=1)
+        await EmmgClient(config, Outbox(carousel(source, section_tspkt_flag=1, rounds=2))).run()
+        await asyncio.sleep(0.05)
+    assert len(sink.datagrams) == 100
+    assert all(len(d) == 188 and d[0] == 0x47 for d in sink.datagrams)
+
+
+async def test_version_1_emmg() -> None:
+    sink = MemorySink()
+    async with asyncio.timeout(20), MuxServer(sink) as mux:
+        await EmmgClient(_config(mux.port, version=1), Outbox(section(i) for i in range(40))).run()
+        await asyncio.sleep(0.05)
+    assert numbers(sink.datagrams) == list(range(40))
+
+
+async def test_refused_client() -> None:
+    async with asyncio.timeout(10), MuxServer(MemorySink(),
+                                              MuxConfig(client_ids=frozenset({1}))) as mux:
+        with pytest.raises(MuxRefused) as info:
+            await EmmgClient(_config(mux.port), Outbox([section(0)])).run()
+    assert info.value.error_statuses == (ME.INV_CLIENT_ID,)
+
+
+async def test_unreachable_mux_gives_up_when_told() -> None:
+    async with asyncio.timeout(10):
+        server = await asyncio.start_server(lambda r, w: w.close(), "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        server.close()
+        await server.wait_closed()
+        client = EmmgClient(_config(port, max_connect_attempts=3), Outbox([section(0)]))
+        with pytest.raises(Exception, match="unreachable after 3 attempts"):
+            await client.run()
+
+
+# --- the mux's error paths over TCP -----------------------------------------------------------
+IDS = ((MP.CLIENT_ID, u32(CLIENT)), (MP.DATA_CHANNEL_ID, u16(1)), (MP.DATA_STREAM_ID, u16(1)))
+MUX_ERRORS: list[tuple[str, bytes, type[Event], int]] = [
+    ("unknown message type", raw(2, 0x0020, *IDS[:2]), M.ChannelError, ME.INV_MESSAGE_TYPE),
+    # client_id TLV says 6 bytes, the message has 2 left
+    ("bad length", bytes.fromhex("0200110006" "00010006" "0000"), M.ChannelError,
+     ME.INV_MESSAGE),
+    ("inconsistent parameter length", raw(2, MM.STREAM_TEST, *IDS[:2],
+                                          (MP.DATA_STREAM_ID, b"\x01")),
+     M.ChannelError, ME.INV_PARAM_LENGTH),
+    ("missing parameter", raw(2, MM.DATA_PROVISION, *IDS, (MP.DATA_ID, u16(9))), M.StreamError,
+     ME.MISSING_PARAM),
+    ("out-of-range parameter", raw(2, MM.STREAM_SETUP, *IDS[:2], (MP.DATA_STREAM_ID, u16(2)),
+                                   (MP.DATA_ID, u16(2)), (MP.DATA_TYPE, b"\x09")),
+     M.StreamError, ME.INV_PARAM_VALUE),
+    ("bad datagram", raw(2, MM.DATA_PROVISION, *IDS, (MP.DATA_ID, u16(9)),
+                         (MP.DATAGRAM, b"\x82\x70\x09\x00")), M.StreamError, ME.INV_PARAM_VALUE),
+    ("unknown channel", raw(2, MM.CHANNEL_TEST, IDS[0], (MP.DATA_CHANNEL_ID, u16(5))),
+     M.ChannelError, ME.INV_CHANNEL_ID),
+    ("unknown stream", raw(2, MM.STREAM_TEST, *IDS[:2], (MP.DATA_STREAM_ID, u16(5))),
+     M.StreamError, ME.INV_STREAM_ID),
+    ("wrong client_id", raw(2, MM.STREAM_TEST, (MP.CLIENT_ID, u32(7)), *IDS[1:]),
+     M.StreamError, ME.INV_CLIENT_ID),
+    ("wrong version", raw(3, MM.STREAM_TEST, *IDS), M.ChannelError, ME.INV_PROTO_VERSION),
+]
+
+
+@pytest.mark.parametrize(("data", "answer", "status"), [c[1:] for c in MUX_ERRORS],
+                         ids=[c[0] for c in MUX_ERRORS])
+async def test_mux_error_paths(data: bytes, answer: type[Event], status: int) -> None:
+    sink = MemorySink()
+    async with asyncio.timeout(10), MuxServer(sink) as mux:
+        reader, writer = await asyncio.open_connection("127.0.0.1", mux.port)
+        writer.write(frame(M.ChannelSetup(client_id=CLIENT, data_channel_id=1,
+                                          section_tspkt_flag=0)))
+        writer.write(frame(M.StreamSetup(client_id=CLIENT, data_channel_id=1, data_stream_id=1,
+                                         data_id=9, data_type=0)))
+        assert isinstance(await read_event(reader, EMMG_MUX), M.ChannelStatus)
+        assert isinstance(await read_event(reader, EMMG_MUX), M.StreamStatus)
+        writer.write(data)
+        got = await read_event(reader, EMMG_MUX)
+        assert isinstance(got, answer), got
+        assert got.error_status == (status,)  # type: ignore[attr-defined]
+        # the connection survives: data still flows
+        writer.write(frame(M.DataProvision(client_id=CLIENT, data_id=9,
+                                           datagrams=(section(1),))))
+        writer.write(frame(M.StreamTest(client_id=CLIENT, data_channel_id=1, data_stream_id=1)))
+        assert isinstance(await read_event(reader, EMMG_MUX), M.StreamStatus)
+        assert sink.datagrams == [section(1)]
+        writer.close()
+
+
+async def test_truncated_frame_then_end_of_stream_closes() -> None:
+    async with asyncio.timeout(10), MuxServer(MemorySink()) as mux:
+        reader, writer = await asyncio.open_connection("127.0.0.1", mux.port)
+        writer.write(bytes.fromhex("0200110040") + bytes(10))     # announces 64, sends 10
+        writer.write_eof()
+        assert await reader.read() == b""          # the mux closes; nothing hangs
+        writer.close()
