@@ -44,7 +44,7 @@ VENDOR_SIZE = 16
 MODEL_SIZE = 16
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class ChipIdRecord:
     """One chipset: its id (printed as 8 hex digits), who made it, and its chipset secret key
     (CSK) wrapped under the operator's transport key (RFC 3394, 24 bytes)."""
@@ -117,26 +117,49 @@ def _fail(name: str, message: str) -> FormatError:
     return FormatError(message, path=f"chip_id_record.body.{name}")
 
 
-def _text(raw: bytes, name: str, cache: dict[bytes, str]) -> str:
-    """Same rule as PaddedString + Check: strip trailing NULs, then printable ASCII only.
-
-    A vendor's file repeats a handful of vendor/model names, so accepted names are cached by
-    their raw 16 bytes (bounded)."""
+def _text(raw: bytes, name: str) -> str:
+    """Same rule as PaddedString + Check: strip trailing NULs, then printable ASCII only."""
     text = raw.rstrip(b"\x00")
     if not text.isascii():
         raise _fail(name, "not valid text in its encoding")
     s = text.decode("ascii")
     if not s.isprintable():
         raise _fail(name, "object failed validation")
-    if len(cache) >= _TEXT_CACHE_MAX:
-        cache.clear()
-    cache[raw] = s
     return s
 
 
-_VENDORS: dict[bytes, str] = {}
-_MODELS: dict[bytes, str] = {}
-_TEXT_CACHE_MAX = 4096
+# Accepted (vendor, model) texts by their raw 32 bytes: a vendor's file repeats a handful.
+_NAMES: dict[bytes, tuple[str, str]] = {}
+_NAMES_MAX = 4096
+# Parse layout: magic+version and vendor+model read as one field each, so each pair costs one
+# comparison / one dictionary lookup.  Same bytes as _FAST.
+_PARSE = struct.Struct(f">5sI{VENDOR_SIZE + MODEL_SIZE}s{WRAPPED_KEY_SIZE}sIII")
+assert _PARSE.size == CHIP_ID_RECORD_SIZE
+_HEAD_OK = CHIP_ID_MAGIC + bytes((CHIP_ID_VERSION,))
+_SETTERS = tuple(
+    ChipIdRecord.__dict__[name].__set__
+    for name in ("chip_id", "vendor", "model", "wrapped_csk", "firmware_version", "manufactured_s")
+)
+
+
+def _record_error(b: bytes) -> FormatError | None:
+    """Check one record field by field, in the construct form's order.  Returns the error, or
+    None if the record is fine (its vendor/model texts are then cached)."""
+    magic, version, _chip, vendor, model, _csk, _fw, _made, crc = _FAST.unpack(b)
+    try:
+        if magic != CHIP_ID_MAGIC:
+            raise _fail("magic", f"expected {CHIP_ID_MAGIC!r}")
+        if version != CHIP_ID_VERSION:
+            raise _fail("format_version", f"unsupported version {version}")
+        text = (_text(vendor, "vendor"), _text(model, "model"))
+        if _crc32(b[:_BODY_SIZE]) != crc:
+            raise ChecksumError("integrity check failed", path="chip_id_record.crc32")
+    except FormatError as exc:
+        return exc
+    if len(_NAMES) >= _NAMES_MAX:
+        _NAMES.clear()
+    _NAMES[vendor + model] = text
+    return None
 
 
 def _iter_records(buf: Any, offset: int, count: int, root: str) -> Iterator[ChipIdRecord]:
@@ -144,45 +167,52 @@ def _iter_records(buf: Any, offset: int, count: int, root: str) -> Iterator[Chip
 
     One generator for single records and whole batches, so that the per-record work runs
     without a function call.  In batches the CRC-32s are checked a chunk at a time with
-    :func:`~cas.formats._common.bulk_crc_ok` (per record only when a chunk fails, to name the
-    record).  ``tests/unit/formats/test_chipid.py`` checks it against the construct form.
+    :func:`~cas.formats._common.bulk_crc_ok`.  The common case costs one comparison and one
+    dictionary lookup; anything else goes to :func:`_record_error`, which checks field by
+    field (and per-record CRC) to accept the record or name the failing field.
+    ``tests/unit/formats/test_chipid.py`` checks this against the construct form.
     """
-    unpack = _FAST.unpack_from
+    iter_unpack = _PARSE.iter_unpack
     crc32 = _crc32
-    vendors, models = _VENDORS, _MODELS
+    names = _NAMES
+    head_ok = _HEAD_OK
     size, body = CHIP_ID_RECORD_SIZE, _BODY_SIZE
     new, cls = _new, ChipIdRecord
+    set_chip_id, set_vendor, set_model, set_csk, set_firmware, set_made = _SETTERS
     done = 0
     while done < count:
         n = min(CRC_CHUNK_RECORDS, count - done)
         crc_checked = n >= 8 and bulk_crc_ok(buf, offset, n, size)
-        for i in range(done, done + n):
-            magic, version, chip_id, vendor, model, csk, firmware, made, crc = unpack(buf, offset)
-            try:
-                if magic != CHIP_ID_MAGIC:
-                    raise _fail("magic", f"expected {CHIP_ID_MAGIC!r}")
-                if version != CHIP_ID_VERSION:
-                    raise _fail("format_version", f"unsupported version {version}")
-                vendor_s = vendors.get(vendor) or _text(vendor, "vendor", vendors)
-                model_s = models.get(model) or _text(model, "model", models)
-                if not crc_checked and crc32(buf[offset : offset + body]) != crc:
-                    raise ChecksumError("integrity check failed", path="chip_id_record.crc32")
-            except FormatError as exc:
-                if root == "chip_id_record":
-                    raise
-                path = (exc.path or "").replace("chip_id_record", f"{root}[{i}]", 1)
-                raise type(exc)(str(exc).split(": ", 1)[-1], path=path) from exc
-            offset += size
+        # iter_unpack walks the chunk at C speed, one tuple per record
+        for i, (head, chip_id, vendor_model, csk, firmware, made, crc) in enumerate(
+            iter_unpack(buf[offset : offset + n * size]), done
+        ):
+            text = names.get(vendor_model)
+            if head != head_ok or text is None or not crc_checked:
+                at = offset + (i - done) * size
+                record = buf[at : at + size]
+                # per-record CRC when the chunk check failed (or was not done)
+                exc = (
+                    _record_error(record)
+                    if head != head_ok or text is None or crc32(record[:body]) != crc
+                    else None
+                )
+                if exc is not None:
+                    if root != "chip_id_record":
+                        path = (exc.path or "").replace("chip_id_record", f"{root}[{i}]", 1)
+                        exc = type(exc)(str(exc).split(": ", 1)[-1], path=path)
+                    raise exc
+                text = names[vendor_model]
+            # fill the slots directly: the frozen dataclass __init__ would cost 3x more
             rec = new(cls)
-            rec.__dict__.update(
-                chip_id=chip_id,
-                vendor=vendor_s,
-                model=model_s,
-                wrapped_csk=csk,
-                firmware_version=firmware,
-                manufactured_s=made,
-            )
+            set_chip_id(rec, chip_id)
+            set_vendor(rec, text[0])
+            set_model(rec, text[1])
+            set_csk(rec, csk)
+            set_firmware(rec, firmware)
+            set_made(rec, made)
             yield rec
+        offset += n * size
         done += n
 
 

@@ -380,13 +380,6 @@ def _entitlement(raw: bytes) -> Entitlement:
     return e
 
 
-def _ecm_slot(index: int, wrapped_key: bytes) -> EcmKeySlot:
-    s = _new(EcmKeySlot)
-    _SET_SLOT[0](s, index)
-    _SET_SLOT[1](s, wrapped_key)
-    return s
-
-
 def _record_error(t: tuple[Any, ...], b: Any) -> FormatError:
     """Name the first failing check of a record the fast path rejected (docs/formats.md §2)."""
     (magic, version, _serial, _shared, _ca, _op, _osv, _pers, _exp, _cuk, _gk, _glk,
@@ -443,9 +436,10 @@ def _iter_records(buf: Any, offset: int, count: int, root: str) -> Iterator[Card
     magic_ok, version_ok = CARD_RECORD_MAGIC, CARD_RECORD_VERSION
     statuses = _STATUS
     cached = _ENT_CACHE.get
-    make_ent, make_slot = _entitlement, _ecm_slot
+    make_ent = _entitlement
+    set_index, set_key = _SET_SLOT
     set_chip, set_cwpk, set_blob = _SET_PAIR
-    new, record_cls, pairing_cls = _new, CardRecord, Pairing
+    new, record_cls, pairing_cls, slot_cls = _new, CardRecord, Pairing, EcmKeySlot
     done = 0
     while done < count:
         n = min(CRC_CHUNK_RECORDS, count - done)
@@ -489,6 +483,28 @@ def _iter_records(buf: Any, offset: int, count: int, root: str) -> Iterator[Card
                     raise exc from None
             else:
                 osd = ""
+            # (plain loops, not comprehensions: in 3.11 each comprehension is a function call)
+            if n_ents:
+                ents = []
+                for o in range(offset + ent0, used_end, 10):
+                    raw = buf[o : o + 10]
+                    ents.append(cached(raw) or make_ent(raw))
+                entitlements: tuple[Entitlement, ...] = tuple(ents)
+            else:
+                entitlements = ()
+            if v0:
+                slot0 = new(slot_cls)
+                set_index(slot0, i0)
+                set_key(slot0, k0)
+                if v1:
+                    slot1 = new(slot_cls)
+                    set_index(slot1, i1)
+                    set_key(slot1, k1)
+                    ecm_keys: tuple[EcmKeySlot, ...] = (slot0, slot1)
+                else:
+                    ecm_keys = (slot0,)
+            else:
+                ecm_keys = ()
             if paired:
                 pairing: Pairing | None = new(pairing_cls)
                 set_chip(pairing, chip_id)
@@ -509,11 +525,7 @@ def _iter_records(buf: Any, offset: int, count: int, root: str) -> Iterator[Card
                 wrapped_cuk=cuk,
                 wrapped_group_key=group_key,
                 wrapped_global_key=global_key,
-                ecm_keys=(
-                    ((make_slot(i0, k0), make_slot(i1, k1)) if v1 else (make_slot(i0, k0),))
-                    if v0
-                    else ()
-                ),
+                ecm_keys=ecm_keys,
                 status=statuses[status],
                 region=region,
                 maturity_limit=maturity,
@@ -526,16 +538,7 @@ def _iter_records(buf: Any, offset: int, count: int, root: str) -> Iterator[Card
                 last_ecm_s=last_ecm,
                 pairing=pairing,
                 last_osd_message=osd,
-                entitlements=(
-                    tuple(
-                        [
-                            cached(raw) or make_ent(raw)
-                            for raw in [buf[o : o + 10] for o in range(offset + ent0, used_end, 10)]
-                        ]
-                    )
-                    if n_ents
-                    else ()
-                ),
+                entitlements=entitlements,
             )
             offset += size
             yield rec
