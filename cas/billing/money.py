@@ -58,7 +58,10 @@ def check_amount(amount_minor: int, *, allow_zero: bool = False) -> int:
 
 def config_amount(value: object, minor_per_major: int, where: str) -> int:
     """A money value from a TOML file: an integer or a quoted decimal (a TOML float is refused)."""
-    if isinstance(value, (bool, float)):
+    if isinstance(value, float):
+        raise ConfigError(f"{where}: money must be an integer or a quoted decimal, never a float "
+                          f"({value!r})")
+    if isinstance(value, bool):
         raise ConfigError(f"{where}: money must be an integer or a quoted decimal, not {value!r}")
     if isinstance(value, int):
         if value < 0:
