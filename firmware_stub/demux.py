@@ -195,6 +195,7 @@ class Demux:
         self._emm_pid_set: frozenset[int] = frozenset()
         # fast path (see _block)
         self._bulk_pids: frozenset[int] = frozenset()
+        self._bulk_wanted: frozenset[int] = frozenset()
         self._bulk_tables: dict[int, tuple[bytes, bytes]] = {}
         self._bulk_listener: BulkListener | None = (
             listener if hasattr(listener, "on_es_block") else None)  # type: ignore[assignment]
@@ -254,9 +255,9 @@ class Demux:
         keep = {PAT_PID, CAT_PID, SDT_PID} | set(pmt_pids) | set(self.ecm_pids) | self._emm_pid_set
         for pid in [p for p in self._filters if p not in keep]:
             del self._filters[pid]
+        self._refresh_bulk()
         self.listener.on_lineup()
 
-    # --- bytes in ----------------------------------------------------------------------------
     # --- the fast path ------------------------------------------------------------------------
     @property
     def bulk_pids(self) -> frozenset[int]:
@@ -266,7 +267,13 @@ class Demux:
     def bulk_pids(self, pids: frozenset[int]) -> None:
         """Elementary-stream PIDs whose packets go to ``on_es_block`` in runs (when the
         listener has it).  Everything else still goes packet by packet."""
-        pids = frozenset(pids)
+        self._bulk_wanted = frozenset(pids)
+        self._refresh_bulk()
+
+    def _refresh_bulk(self) -> None:
+        # Only PIDs the lineup gives to an elementary stream: a PID the PAT/PMT no longer
+        # list must not be handed on as a service's packets.
+        pids = frozenset(p for p in self._bulk_wanted if p in self.es_pids)
         if pids != self._bulk_pids:
             self._bulk_pids = pids
             self._bulk_tables = {pid: pid_tables(pid) for pid in pids}
