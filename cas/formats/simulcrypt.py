@@ -678,12 +678,13 @@ def check_message(message: Message, spec: InterfaceSpec, *,
     (inv_proto_version), message_type known (inv_message_type), every parameter known for this
     message and version (inv_param_type; user-defined types pass), each value length
     (inv_param_length), then occurrence counts: too few is missing_param, too many is
-    inv_message.  ``version`` overrides the header's version for the schema lookup.
+    inv_message.  ``version`` overrides the header's version (e.g. to read an answer sent in
+    a version we do not support with our default's rules).
     """
     v = message.protocol_version if version is None else version
-    if message.protocol_version not in spec.versions:
+    if v not in spec.versions:
         raise SimulcryptFormatError(
-            f"protocol_version {message.protocol_version} is not supported "
+            f"protocol_version {v} is not supported "
             f"(supported: {sorted(spec.versions)})", path="protocol_version",
             error_status=spec.status(ErrorKind.INV_PROTO_VERSION))
     mspec = spec.messages.get(message.message_type)

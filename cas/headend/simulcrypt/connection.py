@@ -267,7 +267,8 @@ class Connection:
                 f"{type(event).__name__} belongs to {event.SPEC.interface.value}",
                 error_status=self.spec.status(ErrorKind.INV_MESSAGE_TYPE))
         version = self._send_version()
-        message = event.to_message(version)
+        syntax = version if version in self.spec.versions else DEFAULT_VERSION
+        message = event.to_message(version, syntax=syntax)
         self._apply(self.our_side, event)
         try:
             return build_message(message)

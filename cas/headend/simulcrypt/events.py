@@ -171,10 +171,16 @@ class Event:
     def message_spec(cls) -> MessageSpec:
         return cls.SPEC.messages[cls.MESSAGE_TYPE]
 
-    def to_message(self, version: int) -> Message:
-        """Encode as a message of protocol ``version`` (LocalProtocolError if it cannot be)."""
+    def to_message(self, version: int, *, syntax: int | None = None) -> Message:
+        """Encode as a message of protocol ``version`` (LocalProtocolError if it cannot be).
+
+        ``syntax`` picks the parameter rules when they must differ from the header's version
+        (an error answered in a version we do not support uses our default's rules).
+        """
         spec = self.SPEC
         mspec = self.message_spec()
+        header_version = version
+        version = version if syntax is None else syntax
         params: list[Parameter] = []
         for name, ptype in self._FIELDS:
             value = getattr(self, name)
@@ -196,7 +202,7 @@ class Event:
                         error_status=spec.status(ErrorKind.INV_PARAM_LENGTH))
                 params.append(Parameter(type=ptype, value=raw))
         params.extend(self.extra)
-        return Message(protocol_version=version, message_type=self.MESSAGE_TYPE,
+        return Message(protocol_version=header_version, message_type=self.MESSAGE_TYPE,
                        parameters=tuple(params))
 
     @classmethod
@@ -259,7 +265,8 @@ def decode_event(message: Message, events: Mapping[int, type[Event]], spec: Inte
             message_type=message.message_type,
             stream_level=cls is not None and not cls.KIND.is_channel_level) from exc
     assert cls is not None  # check_message rejected unknown message types
-    return cls.from_message(message, grouped, message.protocol_version)
+    return cls.from_message(message, grouped,
+                            message.protocol_version if version is None else version)
 
 
 def ids_from(message: Message, cls: type[Event] | None) -> tuple[int | None, int | None]:

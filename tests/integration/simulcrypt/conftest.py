@@ -44,8 +44,12 @@ def frame(event: Event, version: int = 2) -> bytes:
 
 
 def decode(data: bytes, spec: InterfaceSpec = ECMG_SCS) -> Event:
+    """Decode an answer; one in a version we do not speak (an error echoing the peer's
+    unsupported version byte) is read with version 2 rules."""
     events = ecmgscs.EVENTS if spec is ECMG_SCS else emmgmux.EVENTS
-    return decode_event(parse_message(data), events, spec)
+    message = parse_message(data)
+    version = None if message.protocol_version in spec.versions else 2
+    return decode_event(message, events, spec, version=version)
 
 
 async def read_frame(reader: asyncio.StreamReader) -> bytes:
