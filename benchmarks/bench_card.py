@@ -153,7 +153,15 @@ def bench_in_process(n: int, warmup: int) -> tuple[list[float], list[float]]:
 
 def bench_pcsc(n: int, warmup: int) -> tuple[list[float], list[float], str]:
     service = pcsc_fixture.make_service(_SESSION)
-    service.start()
+    service.start()  # stops its pcscd itself if it cannot start
+    try:
+        return _bench_pcsc_card(service, n, warmup)
+    finally:
+        service.stop()
+
+
+def _bench_pcsc_card(service: pcsc_fixture.PcscService, n: int,
+                     warmup: int) -> tuple[list[float], list[float], str]:
     data_dir = _SESSION / "data"
     data_dir.mkdir()
     KEYS.save(data_dir / "operator-keys.toml")
@@ -179,7 +187,6 @@ def bench_pcsc(n: int, warmup: int) -> tuple[list[float], list[float], str]:
     finally:
         server.terminate()
         server.wait(10)
-        service.stop()
 
 
 def main() -> None:
