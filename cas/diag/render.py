@@ -1,0 +1,176 @@
+"""Rich rendering of the diagnostics for people (``--json`` gives the same data to machines).
+
+Colours: OPEN green, LOCKED red; alarms red (error) or yellow (warning); clear PIDs dim,
+scrambled PIDs cyan.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from cas.diag.alarms import ALARM_TEXT, Alarm, AlarmCode, Severity
+from cas.diag.probe import ProbeReport
+from cas.reasons import REASONS, Reason
+
+STATE_STYLE = {"OPEN": "bold green", "LOCKED": "bold red"}
+SEVERITY_STYLE = {Severity.ERROR: "bold red", Severity.WARNING: "yellow"}
+
+
+def bitrate(bps: float) -> str:
+    if bps >= 1_000_000:
+        return f"{bps / 1_000_000:.2f} Mbit/s"
+    if bps >= 1000:
+        return f"{bps / 1000:.1f} kbit/s"
+    return f"{bps:.0f} bit/s"
+
+
+def pid_text(pid: int | None) -> str:
+    return "-" if pid is None else f"{pid} (0x{pid:04X})"
+
+
+def _ms(value: float | None) -> str:
+    return "-" if value is None else f"{value:.0f}"
+
+
+def _s(value: float | None, digits: int = 1) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
+def state_text(state: str) -> Text:
+    return Text(state, style=STATE_STYLE.get(state, ""))
+
+
+def alarm_table(alarms: tuple[Alarm, ...] | list[Alarm], *, title: str = "Alarms") -> Table:
+    table = Table(title=title, title_justify="left")
+    for col in ("severity", "code", "PID", "service", "at (s)", "message"):
+        table.add_column(col)
+    for a in alarms:
+        table.add_row(Text(a.severity.value, style=SEVERITY_STYLE[a.severity]), a.code.value,
+                      pid_text(a.pid), "-" if a.service_id is None else str(a.service_id),
+                      _s(a.at_s), a.message)
+    return table
+
+
+def render_probe(report: ProbeReport, console: Console) -> None:
+    """``cas diag stream`` for people."""
+    r = report
+    console.print(
+        f"[bold]{r.source}[/]  {r.size_bytes:,} bytes, {r.packets:,} packets, "
+        f"{r.duration_s:.1f} s, {bitrate(r.bitrate_bps)}  "
+        f"TSID {r.transport_stream_id if r.transport_stream_id is not None else '-'}")
+    console.print(f"time base: {r.time_base}"
+                  + (f", {r.pcr_discontinuities} PCR discontinuities"
+                     if r.pcr_discontinuities else "")
+                  + (f"; crypto-period {r.crypto_period_s:.1f} s"
+                     if r.crypto_period_s else ""), style="dim")
+
+    services = Table(title="Services", title_justify="left")
+    for col in ("SID", "name", "provider", "state", "PMT", "PCR", "components", "ECM PIDs",
+                "bitrate"):
+        services.add_column(col)
+    for s in r.services:
+        style = {"scrambled": "cyan", "clear": "green", "partly scrambled": "yellow"}.get(
+            s.state, "red")
+        comps = ", ".join(f"{c.pid} {c.kind}" for c in s.streams) or "-"
+        ecm_text = ", ".join(f"{c.ca_pid} (CA 0x{c.ca_system_id:04X}, {c.level})"
+                             for c in s.ca) or "-"
+        services.add_row(str(s.service_id), s.name or "-", s.provider or "-",
+                         Text(s.state, style=style), pid_text(s.pmt_pid), pid_text(s.pcr_pid),
+                         comps, ecm_text, bitrate(s.bitrate_bps))
+    console.print(services)
+
+    pids = Table(title="PIDs", title_justify="left")
+    for col in ("PID", "kind", "SIDs", "packets", "bitrate", "scrambling", "even", "odd",
+                "CC errors", "PCRs"):
+        pids.add_column(col, justify="right" if col in ("packets", "even", "odd", "CC errors",
+                                                           "PCRs") else "left")
+    for p in r.pids:
+        if p.pid < 0:
+            pids.add_row("…", p.kind, "", "", "", "", "", "", "", "")
+            continue
+        pids.add_row(pid_text(p.pid), p.kind, ",".join(map(str, p.service_ids)) or "-",
+                     f"{p.packets:,}", bitrate(p.bitrate_bps),
+                     Text(p.state, style="cyan" if p.scrambled else "dim"),
+                     f"{p.scrambled_even:,}", f"{p.scrambled_odd:,}",
+                     Text(str(p.cc_errors), style="bold red" if p.cc_errors else ""),
+                     str(p.pcrs or ""))
+    console.print(pids)
+
+    if r.cat:
+        console.print("CAT: " + ", ".join(f"CA 0x{c.ca_system_id:04X} → EMM PID {c.ca_pid}"
+                                          for c in r.cat))
+    if r.ecms:
+        ecm = Table(title="ECM PIDs", title_justify="left")
+        for col in ("PID", "CA", "SIDs", "sections", "distinct", "bitrate", "interval ms",
+                    "max gap ms", "last at s", "parity changes", "crypto-period s",
+                    "channel ids", "key idx"):
+            ecm.add_column(col)
+        for e in r.ecms:
+            ecm.add_row(pid_text(e.pid), f"0x{e.ca_system_id:04X}",
+                        ",".join(map(str, e.service_ids)) or "-", str(e.sections),
+                        str(e.distinct_sections), bitrate(e.bitrate_bps),
+                        _ms(e.mean_interval_ms), _ms(e.max_gap_ms), _s(e.last_at_s),
+                        str(e.parity_changes), _s(e.crypto_period_s),
+                        ",".join(map(str, e.channel_ids)) or "-",
+                        ",".join(map(str, e.ecm_key_indexes)) or "-")
+        console.print(ecm)
+    if r.emms:
+        emm = Table(title="EMM PIDs", title_justify="left")
+        for col in ("PID", "CA", "sections", "bitrate", "unique", "shared", "global", "other",
+                    "cards", "groups", "table ids"):
+            emm.add_column(col)
+        for m in r.emms:
+            emm.add_row(pid_text(m.pid), f"0x{m.ca_system_id:04X}", str(m.sections),
+                        bitrate(m.bitrate_bps),
+                        *(str(m.by_address.get(k, 0)) for k in ("unique", "shared", "global",
+                                                                "other")),
+                        str(len(m.unique)), str(len(m.shared)),
+                        " ".join(f"0x{t:02X}×{n}" for t, n in sorted(m.table_ids.items())))
+        console.print(emm)
+    if r.scrambling:
+        cw = Table(title="Control-word changes (scrambling parity)", title_justify="left")
+        for col in ("PID", "SID", "even", "odd", "changes", "crypto-period s",
+                    "longest unchanged s"):
+            cw.add_column(col)
+        for c in r.scrambling:
+            cw.add_row(pid_text(c.pid), "-" if c.service_id is None else str(c.service_id),
+                       f"{c.even:,}", f"{c.odd:,}", str(c.parity_changes),
+                       _s(c.crypto_period_s), _s(c.longest_same_parity_s))
+        console.print(cw)
+    if r.alarms:
+        console.print(alarm_table(r.alarms))
+    else:
+        console.print(Text("no alarms", style="bold green"))
+
+
+def codes_data(lang: str) -> dict[str, Any]:
+    return {
+        "reasons": [{"reason": i.reason.value, "screen_code": i.screen_code,
+                     "message": i.ru if lang == "ru" else i.en, "message_en": i.en,
+                     "message_ru": i.ru, "fix": (i.fix_ru or i.fix_en) if lang == "ru"
+                     else i.fix_en} for i in REASONS.values()],
+        "alarms": [{"code": code.value, "severity": sev.value, "meaning": text}
+                   for code, (sev, text) in ALARM_TEXT.items()],
+    }
+
+
+def render_codes(console: Console, lang: str) -> None:
+    table = Table(title="On-screen codes (cas.reasons)", title_justify="left")
+    for col in ("code", "reason", "message", "fix"):
+        table.add_column(col)
+    for i in REASONS.values():
+        style = "green" if i.reason is Reason.OPEN else ""
+        table.add_row(i.screen_code or "-", Text(i.reason.value, style=style),
+                      i.ru if lang == "ru" else i.en,
+                      (i.fix_ru or i.fix_en) if lang == "ru" else i.fix_en)
+    console.print(table)
+    alarms = Table(title="Stream probe alarms (cas diag stream)", title_justify="left")
+    for col in ("alarm", "severity", "meaning"):
+        alarms.add_column(col)
+    for code, (sev, text) in ALARM_TEXT.items():
+        alarms.add_row(AlarmCode(code).value, Text(sev.value, style=SEVERITY_STYLE[sev]), text)
+    console.print(alarms)
