@@ -494,7 +494,10 @@ class Applet:
             return
         self.clock_s = now_s
         if now_s - self.record.last_ecm_s >= CLOCK_PERSIST_STEP_S:
-            self._commit(dataclasses.replace(self.record, last_ecm_s=now_s))
+            try:
+                self._commit(dataclasses.replace(self.record, last_ecm_s=now_s))
+            except CasError as exc:  # best effort: the clock in RAM is still right
+                log.warning("card %010d: could not save its clock: %s", self.record.serial, exc)
 
     def _process_ecm(self, cmd: Command) -> bytes:
         """Key index known (9815) → authentic (6982) → fresh (9814) → access decision
