@@ -65,6 +65,18 @@ def cli(ctx: click.Context, json_mode: bool, quiet: bool) -> None:
     ctx.obj = Application(json_mode=json_mode, quiet=quiet)
 
 
+def _json_flag(f: F) -> F:
+    """``--json`` after the command too (``stb scan IN.ts --json``), as before it."""
+
+    def set_json(ctx: click.Context, param: click.Parameter, value: bool) -> bool:
+        if value:
+            ctx.find_object(Application).json_mode = True  # type: ignore[union-attr]
+        return value
+
+    return click.option("--json", "json_here", is_flag=True, expose_value=False,
+                        callback=set_json, help="Machine-readable JSON output.")(f)
+
+
 def _chip_options(f: F) -> F:
     f = click.option("--chip-id", "chip_id", metavar="HEX",
                      help="Which chip of a vendor batch file.")(f)
@@ -91,7 +103,7 @@ def _box_options(f: F) -> F:
     f = click.option("--vendor-key", "vendor_key", required=True,
                      type=click.Path(exists=True, dir_okay=False, path_type=Path),
                      help="The chipset vendor key (the chip's burned-in root; 32 hex digits).")(f)
-    return _chip_options(f)
+    return _json_flag(_chip_options(f))
 
 
 def _boot(app: Application, stack: ExitStack, *, chip_record: Path, chip_id: str | None,
@@ -162,6 +174,7 @@ def boot(app: Application, /, **opts: Any) -> None:
 
 
 @cli.command()
+@_json_flag
 @_chip_options
 @click.option("--nvram", required=True, type=click.Path(dir_okay=False, path_type=Path))
 @pass_app

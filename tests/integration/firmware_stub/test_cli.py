@@ -147,3 +147,9 @@ def test_scan_reads_a_pipe(bench: dict[str, Path]) -> None:
     assert result.exit_code == 0, result.output
     reasons = {c["channel"]: c["reason"] for c in json.loads(result.output)["channels"]}
     assert reasons == {201: "OPEN", 202: "CHANNEL_NOT_IN_PACKAGE"}
+
+
+def test_json_flag_after_the_command(bench: dict[str, Path]) -> None:
+    result = CliRunner().invoke(cli, _args(bench, "scan", str(bench["dir"] / "in.ts"), "--json"))
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output)["chip_id"] == "05EB0001"
