@@ -1,0 +1,139 @@
+"""The ASGI application: the operator API under ``/api/v1`` and the personal-account portal
+under ``/`` (one app, either half can be switched off), with one error mapping for both.
+
+``create_app(tenants, settings, parts=("api", "portal"))`` is what ``cas serve`` runs on
+uvicorn and what the tests drive in-process.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from fastapi.staticfiles import StaticFiles
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+import cas
+from cas.errors import CasError
+from cas.web import api, portal
+from cas.web.errors import ErrorAnswer, classify
+from cas.web.security import CookieSigner
+from cas.web.settings import Tenant, Tenants, WebSettings
+from cas.web.state import WebState
+
+log = logging.getLogger("cas.web")
+
+PARTS = ("api", "portal")
+STATIC_DIR = Path(__file__).parent / "static"
+#: Content-Security-Policy of portal pages: nothing but our own files, no inline script.
+CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+       "form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
+
+_HTTP_CODES = {404: ("NOT_FOUND", "NOT_FOUND"), 405: ("METHOD_NOT_ALLOWED", "METHOD_NOT_ALLOWED"),
+               400: ("BAD_REQUEST", "BAD_REQUEST"), 401: ("API_KEY_REQUIRED", "UNAUTHENTICATED"),
+               403: ("FORBIDDEN", "FORBIDDEN")}
+
+
+def _is_api(request: Request) -> bool:
+    return request.url.path.startswith(api.API_PREFIX) or request.url.path == "/openapi.json"
+
+
+def _answer(request: Request, ans: ErrorAnswer) -> Response:
+    if _is_api(request) or "portal" not in request.app.state.parts:
+        return JSONResponse(ans.body(), status_code=ans.status, headers=ans.headers)
+    page = portal.error_page(request, ans.status, ans.code, ans.message)
+    for k, v in ans.headers.items():
+        page.headers[k] = v
+    return page
+
+
+def _validation_message(exc: RequestValidationError) -> str:
+    parts = []
+    for err in exc.errors()[:3]:
+        loc = ".".join(str(x) for x in err.get("loc", ()))
+        parts.append(f"{loc}: {err.get('msg', 'invalid')}")
+    return "; ".join(parts) or "invalid request"
+
+
+def create_app(tenants: Sequence[Tenant], settings: WebSettings,
+               parts: Sequence[str] = PARTS) -> FastAPI:
+    """The app serving ``tenants`` (one store per operator); ``parts`` picks API, portal or
+    both."""
+    unknown = set(parts) - set(PARTS)
+    if unknown or not parts:
+        raise ValueError(f"parts must be some of {PARTS}")
+    app = FastAPI(
+        title="cas-sim operator API",
+        version=cas.__version__,
+        description=(
+            "Accounts, cards, boxes, packages, payments, subscriptions, suspension, promised "
+            "payment, promo, lookup, entitlement state, `why` and the EMM queue of one "
+            "operator's subscriber store.  Authenticate with `X-API-Key` (one operator per "
+            "key).  Errors: `{\"error\": {\"code\", \"category\", \"message\"}}`, codes in "
+            "docs/web.md.  Money: integer minor units; times: integer seconds UTC."),
+        openapi_url=f"{api.API_PREFIX}/openapi.json" if "api" in parts else None,
+        docs_url=None, redoc_url=None,  # their pages load scripts from a CDN: not here
+    )
+    app.state.web = WebState(tenants=Tenants(tenants), settings=settings,
+                             signer=CookieSigner(settings.secret_key))
+    app.state.parts = tuple(parts)
+
+    @app.middleware("http")
+    async def headers(request: Request,
+                      call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+        request_id = uuid.uuid4().hex[:16]
+        request.state.request_id = request_id
+        response = await call_next(request)
+        response.headers["X-Request-Id"] = request_id
+        response.headers["X-Content-Type-Options"] = "nosniff"
+        response.headers["Referrer-Policy"] = "same-origin"
+        if not _is_api(request):
+            response.headers["Content-Security-Policy"] = CSP
+            response.headers["X-Frame-Options"] = "DENY"
+            if not request.url.path.startswith("/static/"):
+                response.headers["Cache-Control"] = "no-store"
+        return response
+
+    @app.exception_handler(CasError)
+    async def on_cas_error(request: Request, exc: CasError) -> Response:
+        return _answer(request, classify(exc))
+
+    @app.exception_handler(RequestValidationError)
+    async def on_invalid(request: Request, exc: RequestValidationError) -> Response:
+        missing_key = any(e.get("loc", ())[:2] == ("header", "Idempotency-Key")
+                          for e in exc.errors())
+        code = "IDEMPOTENCY_KEY_REQUIRED" if missing_key else "INVALID_REQUEST"
+        body_broken = any(e.get("type") == "json_invalid" for e in exc.errors())
+        if body_broken:
+            return _answer(request, ErrorAnswer(status=400, code="BAD_REQUEST",
+                                                category="BAD_REQUEST",
+                                                message="the body is not valid JSON",
+                                                headers={}))
+        return _answer(request, ErrorAnswer(status=422, code=code, category="INVALID_INPUT",
+                                            message=_validation_message(exc)[:500], headers={}))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def on_http(request: Request, exc: StarletteHTTPException) -> Response:
+        code, category = _HTTP_CODES.get(exc.status_code, ("BAD_REQUEST", "BAD_REQUEST"))
+        status = exc.status_code if exc.status_code in _HTTP_CODES else 400
+        headers = dict(exc.headers or {})
+        return _answer(request, ErrorAnswer(status=status, code=code, category=category,
+                                            message=str(exc.detail), headers=headers))
+
+    @app.exception_handler(Exception)
+    async def on_bug(request: Request, exc: Exception) -> Response:
+        log.exception("unhandled error on %s %s (request %s)", request.method, request.url.path,
+                      getattr(request.state, "request_id", "-"))
+        return _answer(request, classify(exc))
+
+    if "api" in parts:
+        app.include_router(api.router)
+    if "portal" in parts:
+        app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+        app.include_router(portal.router)
+    return app

@@ -1,0 +1,124 @@
+"""Web settings and tenants.
+
+A *tenant* is one operator: one subscriber store running one operator profile (a store runs
+one profile at a time, ``cas.billing.setup.use_profile``).  One web process may serve several
+stores — e.g. the five seed operators on one demo machine — and keeps them apart: an API key
+belongs to one operator and only ever reaches that operator's store; the portal lives under
+``/<operator>/`` with its own session cookie per operator.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from cas.billing._core import current_profile
+from cas.errors import ConfigError, UsageError
+from cas.store.engine import Store
+
+#: Minimum length of the cookie-signing secret (bytes).
+SECRET_MIN_BYTES = 32
+SECRET_ENV = "CAS_WEB_SECRET"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RateLimit:
+    """At most ``limit`` counted attempts per ``window_s`` (a fixed window per key)."""
+
+    limit: int
+    window_s: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class WebSettings:
+    """Everything the app needs besides the tenants.  ``wall_clock`` (seconds since the epoch)
+    drives sessions and rate limits; business rules use each store's simulation clock."""
+
+    secret_key: bytes
+    secure_cookies: bool = False
+    session_idle_s: int = 30 * 60
+    session_max_s: int = 12 * 3600
+    #: Failed logins (password or SMS code) per account identifier, and per client address.
+    login_per_account: RateLimit = RateLimit(limit=5, window_s=15 * 60)
+    login_per_ip: RateLimit = RateLimit(limit=30, window_s=15 * 60)
+    #: SMS codes sent per account, and per client address.
+    sms_per_account: RateLimit = RateLimit(limit=3, window_s=15 * 60)
+    sms_per_ip: RateLimit = RateLimit(limit=20, window_s=15 * 60)
+    #: Public Chip ID + card lookups per client address (enumeration guard).
+    lookup_per_ip: RateLimit = RateLimit(limit=20, window_s=15 * 60)
+    wall_clock: Callable[[], float] = field(default=time.time)
+
+    def __post_init__(self) -> None:
+        if len(self.secret_key) < SECRET_MIN_BYTES:
+            raise ConfigError(f"the web secret must be at least {SECRET_MIN_BYTES} bytes")
+
+    def now_s(self) -> int:
+        return int(self.wall_clock())
+
+
+def load_secret(path: Path | None) -> bytes:
+    """The cookie-signing secret: ``$CAS_WEB_SECRET`` (hex), else the file at ``path``
+    (created with 32 random bytes, mode 0600, on first use), else a fresh random one (sessions
+    then end when the process does)."""
+    env = os.environ.get(SECRET_ENV)
+    if env:
+        try:
+            raw = bytes.fromhex(env.strip())
+        except ValueError as exc:
+            raise ConfigError(f"${SECRET_ENV} must be hex") from exc
+        if len(raw) < SECRET_MIN_BYTES:
+            raise ConfigError(f"${SECRET_ENV} must hold at least {SECRET_MIN_BYTES} bytes")
+        return raw
+    if path is None:
+        return secrets.token_bytes(SECRET_MIN_BYTES)
+    if path.exists():
+        raw = path.read_bytes()
+        if len(raw) < SECRET_MIN_BYTES:
+            raise ConfigError(f"{path}: the web secret is shorter than {SECRET_MIN_BYTES} bytes")
+        return raw
+    path.parent.mkdir(parents=True, exist_ok=True)
+    raw = secrets.token_bytes(SECRET_MIN_BYTES)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(raw)
+    return raw
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Tenant:
+    """One operator's store.  ``key`` is the profile key (``atvplus``, ``mts`` ...)."""
+
+    key: str
+    name: str
+    store: Store
+
+
+def tenant_of(store: Store) -> Tenant:
+    """The tenant a store is: its operator profile names it (ConfigError if it has none)."""
+    with store.reader() as session:
+        profile = current_profile(session)
+    return Tenant(key=profile.key, name=profile.name, store=store)
+
+
+class Tenants:
+    """The operators one process serves, by key."""
+
+    def __init__(self, tenants: Sequence[Tenant]) -> None:
+        self._by_key: dict[str, Tenant] = {}
+        for t in tenants:
+            if t.key in self._by_key:
+                raise UsageError(f"two stores run the same operator profile {t.key!r}")
+            self._by_key[t.key] = t
+
+    def get(self, key: str) -> Tenant | None:
+        return self._by_key.get(key)
+
+    def all(self) -> list[Tenant]:
+        return list(self._by_key.values())
+
+    def __len__(self) -> int:
+        return len(self._by_key)
