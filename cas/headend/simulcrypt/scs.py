@@ -16,8 +16,9 @@ Stable API (docs/simulcrypt.md, "SCS client")::
                                           access_criteria=ac_bytes)
         section = scs.section_of(response)       # sections or TS packets, as announced
 
-Refusals from the ECMG raise :class:`EcmgRefused` (with the error_status codes); no answer in
-time raises :class:`SimulcryptTimeout`.  The ECMG's own channel_test / stream_test are
+Refusals from the ECMG raise :class:`EcmgRefused` (with the error_status codes); no ECMG, a
+lost connection or no answer in time raise :class:`PeerUnavailable` (:class:`SimulcryptTimeout`
+for the last).  The ECMG's own channel_test / stream_test are
 answered automatically by echoing its last status.
 """
 
@@ -74,7 +75,11 @@ class EcmgRefused(RemoteProtocolError):
                          error_status=self.error_statuses[0])
 
 
-class SimulcryptTimeout(ProtocolError):
+class PeerUnavailable(ProtocolError):
+    """The ECMG cannot be reached, closed the connection, or did not answer in time."""
+
+
+class SimulcryptTimeout(PeerUnavailable):
     """No answer from the peer in time (or the connection ended first)."""
 
 
@@ -182,6 +187,9 @@ class ScsClient:
         except TimeoutError as exc:
             raise SimulcryptTimeout(f"no connection to ECMG {host}:{port} in {timeout_s}s",
                                     error_status=EcmgScsError.UNKNOWN_ERROR) from exc
+        except OSError as exc:
+            raise PeerUnavailable(f"cannot connect to ECMG {host}:{port}: {exc.strerror or exc}",
+                                  error_status=EcmgScsError.UNKNOWN_ERROR) from exc
         sock = writer.get_extra_info("socket")
         if sock is not None:
             with contextlib.suppress(OSError):
@@ -368,8 +376,8 @@ class BlockingScsClient:
         try:
             self._sock = socket.create_connection((host, port), timeout=timeout_s)
         except OSError as exc:
-            raise SimulcryptTimeout(f"no connection to ECMG {host}:{port}: {exc}",
-                                    error_status=EcmgScsError.UNKNOWN_ERROR) from exc
+            raise PeerUnavailable(f"cannot connect to ECMG {host}:{port}: {exc.strerror or exc}",
+                                  error_status=EcmgScsError.UNKNOWN_ERROR) from exc
         self._sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         status = self._request(ChannelSetup(ecm_channel_id=channel_id, super_cas_id=super_cas_id),
                                ChannelStatus)

@@ -13,7 +13,7 @@ from cas.headend.simulcrypt.scs import (
     BlockingScsClient,
     EcmgRefused,
     EcmgServiceCrypto,
-    SimulcryptTimeout,
+    PeerUnavailable,
 )
 from cas.messages import open_ecm
 
@@ -49,6 +49,6 @@ def test_blocking_client_and_scrambler_adapter(keys: OperatorKeys, ts_packets: b
                 client.cw_provision(1, 5, {5: bytes(8), 6: bytes(8)}, access_criteria=AC)
     finally:
         server.stop()
-    with pytest.raises(SimulcryptTimeout):
+    with pytest.raises(PeerUnavailable):
         BlockingScsClient("127.0.0.1", port, channel_id=1, super_cas_id=SUPER,
                           timeout_s=0.5)

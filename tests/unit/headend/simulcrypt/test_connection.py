@@ -11,6 +11,7 @@ from cas.formats.simulcrypt import EcmgScsParam as EP
 from cas.formats.simulcrypt import EmmgMuxError as ME
 from cas.formats.simulcrypt import EmmgMuxMessage as MM
 from cas.formats.simulcrypt import EmmgMuxParam as MP
+from cas.formats.simulcrypt import parse_message
 from cas.headend.simulcrypt import (
     NEED_DATA,
     ChannelState,
@@ -24,6 +25,7 @@ from cas.headend.simulcrypt import (
 )
 from cas.headend.simulcrypt import ecmgscs as E
 from cas.headend.simulcrypt import emmgmux as M
+from cas.headend.simulcrypt.events import decode_event
 
 from .conftest import CH, CLIENT_ID, ST, SUPER, Pair, ecmg_event, ecmg_pair, emmg_event, emmg_pair
 from .helpers import deliver, exchange, raw, refusal, u16, u32
@@ -357,3 +359,20 @@ def test_peer_error_carries_what_the_answer_needs(scs_ecmg: Pair) -> None:
     assert (exc.channel_id, exc.stream_id, exc.stream_level) == (CH, ST, True)
     assert exc.message_type == EM.CW_PROVISION
     assert exc.parameter_type == EP.CP_NUMBER
+
+
+@pytest.mark.parametrize("version", [0, 9, 255])
+def test_errors_in_any_unsupported_version_can_be_built_and_read(version: int) -> None:
+    """The answer echoes the peer's version byte and uses our default's parameter rules."""
+    for server, frame_ in ((Connection(Role.ECMG), raw(version, EM.CHANNEL_TEST,
+                                                       (EP.ECM_CHANNEL_ID, u16(1)))),
+                           (Connection(Role.MUX), raw(version, MM.CHANNEL_TEST,
+                                                      (MP.CLIENT_ID, u32(1)),
+                                                      (MP.DATA_CHANNEL_ID, u16(1))))):
+        exc = refusal(frame_, server)
+        answer = server.send(server.error_event(exc))
+        assert answer[0] == version
+        message = parse_message(answer)
+        decoded = decode_event(message, E.EVENTS if server.role is Role.ECMG else M.EVENTS,
+                               server.spec, version=2)
+        assert decoded.error_status[0] == exc.error_status  # type: ignore[attr-defined]
