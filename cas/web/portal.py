@@ -497,6 +497,24 @@ def _money(profile: OperatorProfile, amount_minor: int) -> str:
     return profile.money(amount_minor)
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PackageRow:
+    """A catalog package as the pages show it (plain values: ORM rows do not outlive their
+    session)."""
+
+    id: int
+    code: str
+    name: str
+    kind: str
+    price_minor: int
+    period_days: int
+
+
+def _package_rows(s: Session) -> list[PackageRow]:
+    return [PackageRow(id=p.id, code=p.code, name=p.name, kind=p.kind, price_minor=p.price_minor,
+                       period_days=p.period_days) for p in list_packages(s)]
+
+
 @router.get("/{op}/account", response_class=HTMLResponse)
 def account_page(request: Request, op: str) -> Response:
     v = _visit(request, op)
@@ -663,7 +681,7 @@ def pay_page(request: Request, op: str) -> Response:
         with v.tenant.store.reader() as s:
             profile = current_profile(s)
             cards = acc_mod.list_cards(s, account_number=user.account_number)
-            packages = list_packages(s)
+            packages = _package_rows(s)
             bal = service.balance(s, account_number=user.account_number)
         denominations = [(format_amount(d, profile.minor_per_major), profile.money(d))
                          for d in profile.payment_card_denominations_minor]
@@ -751,7 +769,7 @@ def packages_page(request: Request, op: str) -> Response:
         with v.tenant.store.reader() as s:
             now = clock_now(s)
             profile = current_profile(s)
-            pkgs = list_packages(s)
+            pkgs = _package_rows(s)
             counts = channel_counts(s, [p.id for p in pkgs])
             subs = service.subscriptions(s, account_number=user.account_number, at=now)
             acc = s.get(Account, user.account_id)
@@ -1100,10 +1118,11 @@ def notifications_page(request: Request, op: str) -> Response:
         from sqlalchemy import select
 
         with v.tenant.store.reader() as s:
-            rows = list(s.execute(
-                select(Notification).where(Notification.account_id == user.account_id,
-                                           Notification.kind != "verification_code")
-                .order_by(Notification.id.desc()).limit(50)).scalars())
+            rows = [{"at_s": n.at_s, "channel": n.channel, "text": n.text}
+                    for n in s.execute(
+                        select(Notification).where(Notification.account_id == user.account_id,
+                                                   Notification.kind != "verification_code")
+                        .order_by(Notification.id.desc()).limit(50)).scalars()]
         return render(v, "notifications.html", rows=rows,
                       when=lambda ts: v.t.date(datetime.fromtimestamp(ts, UTC)))
     return _guard(run, v)
