@@ -28,6 +28,7 @@ from cas.formats._common import (
     encode_padded_ascii,
     key_summary,
     parse_struct,
+    slots_builder,
 )
 from cas.formats.records import (
     BATCH_HEADER_SIZE,
@@ -136,10 +137,7 @@ _NAMES_MAX = 4096
 _PARSE = struct.Struct(f">5sI{VENDOR_SIZE + MODEL_SIZE}s{WRAPPED_KEY_SIZE}sIII")
 assert _PARSE.size == CHIP_ID_RECORD_SIZE
 _HEAD_OK = CHIP_ID_MAGIC + bytes((CHIP_ID_VERSION,))
-_SETTERS = tuple(
-    ChipIdRecord.__dict__[name].__set__
-    for name in ("chip_id", "vendor", "model", "wrapped_csk", "firmware_version", "manufactured_s")
-)
+_BUILDER = slots_builder(ChipIdRecord)
 
 
 def _record_error(b: bytes) -> FormatError | None:
@@ -177,8 +175,7 @@ def _iter_records(buf: Any, offset: int, count: int, root: str) -> Iterator[Chip
     names = _NAMES
     head_ok = _HEAD_OK
     size, body = CHIP_ID_RECORD_SIZE, _BODY_SIZE
-    new, cls = _new, ChipIdRecord
-    set_chip_id, set_vendor, set_model, set_csk, set_firmware, set_made = _SETTERS
+    new, cls, builder = _new, ChipIdRecord, _BUILDER
     done = 0
     while done < count:
         n = min(CRC_CHUNK_RECORDS, count - done)
@@ -203,14 +200,14 @@ def _iter_records(buf: Any, offset: int, count: int, root: str) -> Iterator[Chip
                         exc = type(exc)(str(exc).split(": ", 1)[-1], path=path)
                     raise exc
                 text = names[vendor_model]
-            # fill the slots directly: the frozen dataclass __init__ would cost 3x more
-            rec = new(cls)
-            set_chip_id(rec, chip_id)
-            set_vendor(rec, text[0])
-            set_model(rec, text[1])
-            set_csk(rec, csk)
-            set_firmware(rec, firmware)
-            set_made(rec, made)
+            # see slots_builder: fill a layout twin, then make it the frozen record
+            rec = new(builder)
+            rec.chip_id = chip_id
+            rec.vendor, rec.model = text
+            rec.wrapped_csk = csk
+            rec.firmware_version = firmware
+            rec.manufactured_s = made
+            rec.__class__ = cls
             yield rec
         offset += n * size
         done += n

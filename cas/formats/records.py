@@ -43,6 +43,7 @@ from cas.formats._common import (
     encode_padded_ascii,
     key_summary,
     parse_struct,
+    slots_builder,
 )
 
 CARD_RECORD_MAGIC = b"CASC"
@@ -81,8 +82,7 @@ class Pairing:
     chip_blob: bytes = field(repr=False)
 
 
-# Not ``slots=True``: the parse fast path fills ``__dict__`` in one call (see _iter_records).
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class CardRecord:
     """One smart card: its identity, keys (wrapped), state and entitlement table.
 
@@ -347,18 +347,11 @@ def _fail(field_name: str, message: str) -> FormatError:
     return FormatError(message, path=f"card_record.body.{field_name}")
 
 
-def _slot_setters(cls: type, *names: str) -> tuple[Any, ...]:
-    """Slot descriptors' ``__set__`` of a frozen slots dataclass, for the fast path below."""
-    return tuple(cls.__dict__[n].__set__ for n in names)
-
-
-# The fast path creates result objects without calling the dataclass ``__init__`` (which,
-# frozen, costs one ``object.__setattr__`` per field): the values were already checked above and
-# the dataclasses have no ``__post_init__``, so the objects are identical to constructed ones.
 _new = object.__new__
-_SET_ENT = _slot_setters(Entitlement, "package_id", "start_s", "end_s")
-_SET_SLOT = _slot_setters(EcmKeySlot, "index", "wrapped_key")
-_SET_PAIR = _slot_setters(Pairing, "chip_id", "wrapped_cwpk", "chip_blob")
+_ENT_B = slots_builder(Entitlement)
+_SLOT_B = slots_builder(EcmKeySlot)
+_PAIRING_B = slots_builder(Pairing)
+_RECORD_B = slots_builder(CardRecord)
 _STATUS = tuple(CardStatus(v) for v in range(max(_VALID_STATUS) + 1))
 
 
@@ -369,15 +362,13 @@ _ENT_CACHE_MAX = 1 << 16
 
 
 def _entitlement(raw: bytes) -> Entitlement:
-    package_id, start_s, end_s = _ENT.unpack(raw)
-    e = _new(Entitlement)
-    _SET_ENT[0](e, package_id)
-    _SET_ENT[1](e, start_s)
-    _SET_ENT[2](e, end_s)
+    e = _new(_ENT_B)
+    e.package_id, e.start_s, e.end_s = _ENT.unpack(raw)
+    e.__class__ = Entitlement
     if len(_ENT_CACHE) >= _ENT_CACHE_MAX:
         _ENT_CACHE.clear()
     _ENT_CACHE[raw] = e
-    return e
+    return e  # type: ignore[no-any-return]
 
 
 def _record_error(t: tuple[Any, ...], b: Any) -> FormatError:
@@ -437,8 +428,7 @@ def _iter_records(buf: Any, offset: int, count: int, root: str) -> Iterator[Card
     statuses = _STATUS
     cached = _ENT_CACHE.get
     make_ent = _entitlement
-    set_index, set_key = _SET_SLOT
-    set_chip, set_cwpk, set_blob = _SET_PAIR
+    slot_builder, pairing_builder, record_builder = _SLOT_B, _PAIRING_B, _RECORD_B
     new, record_cls, pairing_cls, slot_cls = _new, CardRecord, Pairing, EcmKeySlot
     done = 0
     while done < count:
@@ -492,54 +482,58 @@ def _iter_records(buf: Any, offset: int, count: int, root: str) -> Iterator[Card
                 entitlements: tuple[Entitlement, ...] = tuple(ents)
             else:
                 entitlements = ()
+            # objects are filled as layout twins and then turned into the frozen dataclasses
+            # (see cas.formats._common.slots_builder)
             if v0:
-                slot0 = new(slot_cls)
-                set_index(slot0, i0)
-                set_key(slot0, k0)
+                slot0 = new(slot_builder)
+                slot0.index = i0
+                slot0.wrapped_key = k0
+                slot0.__class__ = slot_cls
                 if v1:
-                    slot1 = new(slot_cls)
-                    set_index(slot1, i1)
-                    set_key(slot1, k1)
+                    slot1 = new(slot_builder)
+                    slot1.index = i1
+                    slot1.wrapped_key = k1
+                    slot1.__class__ = slot_cls
                     ecm_keys: tuple[EcmKeySlot, ...] = (slot0, slot1)
                 else:
                     ecm_keys = (slot0,)
             else:
                 ecm_keys = ()
             if paired:
-                pairing: Pairing | None = new(pairing_cls)
-                set_chip(pairing, chip_id)
-                set_cwpk(pairing, cwpk)
-                set_blob(pairing, blob)
+                pairing = new(pairing_builder)
+                pairing.chip_id = chip_id
+                pairing.wrapped_cwpk = cwpk
+                pairing.chip_blob = blob
+                pairing.__class__ = pairing_cls
             else:
                 pairing = None
-            rec = new(record_cls)
-            rec.__dict__.update(
-                serial=serial,
-                shared_address=shared >> 8,
-                member_position=shared & 0xFF,
-                ca_system_id=ca_system_id,
-                operator_id=operator_id,
-                card_os_version=card_os_version,
-                personalised_s=personalised_s,
-                expiry_s=expiry_s,
-                wrapped_cuk=cuk,
-                wrapped_group_key=group_key,
-                wrapped_global_key=global_key,
-                ecm_keys=ecm_keys,
-                status=statuses[status],
-                region=region,
-                maturity_limit=maturity,
-                pin_hash=pin_hash,
-                pin_retries_left=left,
-                pin_retries_max=most,
-                emm_seq_unique=seq_u,
-                emm_seq_shared=seq_s,
-                emm_seq_global=seq_g,
-                last_ecm_s=last_ecm,
-                pairing=pairing,
-                last_osd_message=osd,
-                entitlements=entitlements,
-            )
+            rec = new(record_builder)
+            rec.serial = serial
+            rec.shared_address = shared >> 8
+            rec.member_position = shared & 0xFF
+            rec.ca_system_id = ca_system_id
+            rec.operator_id = operator_id
+            rec.card_os_version = card_os_version
+            rec.personalised_s = personalised_s
+            rec.expiry_s = expiry_s
+            rec.wrapped_cuk = cuk
+            rec.wrapped_group_key = group_key
+            rec.wrapped_global_key = global_key
+            rec.ecm_keys = ecm_keys
+            rec.status = statuses[status]
+            rec.region = region
+            rec.maturity_limit = maturity
+            rec.pin_hash = pin_hash
+            rec.pin_retries_left = left
+            rec.pin_retries_max = most
+            rec.emm_seq_unique = seq_u
+            rec.emm_seq_shared = seq_s
+            rec.emm_seq_global = seq_g
+            rec.last_ecm_s = last_ecm
+            rec.pairing = pairing
+            rec.last_osd_message = osd
+            rec.entitlements = entitlements
+            rec.__class__ = record_cls
             offset += size
             yield rec
         done += n

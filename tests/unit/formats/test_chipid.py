@@ -198,3 +198,12 @@ def test_bad_record_in_a_large_batch_is_named(bad: int, pos: int, xor: int, fix:
         list(iter_chip_id_records(raw))
     assert (single[0] == "checksum") == isinstance(err.value, ChecksumError)
     assert err.value.path is not None and err.value.path.startswith(f"chip_batch.records[{bad}]")
+
+
+def test_fast_path_objects_are_genuine_frozen_records() -> None:
+    raw = build_chip_batch(ChipBatch(created_s=0, issuer="A", records=(SAMPLE,) * 9))
+    for rec in iter_chip_id_records(raw):
+        assert type(rec) is ChipIdRecord and rec == SAMPLE and hash(rec) == hash(SAMPLE)
+        with pytest.raises(dataclasses.FrozenInstanceError):
+            rec.chip_id = 1  # type: ignore[misc]
+        assert repr(rec) == repr(SAMPLE)

@@ -353,3 +353,19 @@ def test_bulk_crc_detects_any_single_bad_record(bodies: list[bytes], data: st.Da
     bad = bytearray(raw)
     bad[pos] ^= data.draw(st.integers(1, 255))
     assert not bulk_crc_ok(bytes(bad), 3, len(recs), 16)
+
+
+def test_fast_path_objects_are_genuine_frozen_records() -> None:
+    """The fast path builds objects through layout twins (slots_builder); they must be real,
+    frozen, hashable instances indistinguishable from constructed ones."""
+    raw = build_card_batch(CardBatch(created_s=0, issuer="F", records=(SAMPLE,) * 9))
+    for rec in iter_card_records(raw):
+        assert type(rec) is CardRecord and rec == SAMPLE and hash(rec) == hash(SAMPLE)
+        assert type(rec.entitlements[0]) is Entitlement and type(rec.ecm_keys[0]) is EcmKeySlot
+        assert type(rec.pairing) is Pairing
+        with pytest.raises(dataclasses.FrozenInstanceError):
+            rec.serial = 1  # type: ignore[misc]
+        with pytest.raises(dataclasses.FrozenInstanceError):
+            rec.entitlements[0].end_s = 1  # type: ignore[misc]
+        assert dataclasses.replace(rec, serial=5).serial == 5
+        assert repr(rec) == repr(SAMPLE)
