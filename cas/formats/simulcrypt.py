@@ -35,7 +35,7 @@ import struct
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from enum import Enum, IntEnum
-from typing import Any
+from typing import Any, TypeVar
 
 from construct import (
     Bytes,
@@ -60,6 +60,7 @@ MAX_MESSAGE_LENGTH = 0xFFFF
 USER_DEFINED_MIN = 0x8000
 """Message and parameter types from here on are user defined (TS 103 197 type tables)."""
 
+_T = TypeVar("_T")
 _HEADER = struct.Struct(">BHH")
 _TL = struct.Struct(">HH")
 
@@ -218,6 +219,15 @@ of TLV parameters that must be consumed exactly.  Declarative reference for the 
 fast path in :func:`parse_message` / :func:`build_message`."""
 
 
+def _trusted(cls: type[_T], **fields: Any) -> _T:
+    """Build a frozen record whose fields come straight from ``struct`` (already in range):
+    the parse hot path skips ``__post_init__``."""
+    obj = object.__new__(cls)
+    for name, value in fields.items():
+        object.__setattr__(obj, name, value)
+    return obj
+
+
 def frame_length(header: bytes | bytearray | memoryview) -> int:
     """Total frame size announced by a 5-byte header (header included)."""
     if len(header) < HEADER_SIZE:
@@ -258,11 +268,11 @@ def parse_message(data: bytes | bytearray | memoryview) -> Message:
                 f"parameter_length {plen} runs {end - size} bytes past the end of the message",
                 path=f"parameters[{index}].parameter_length", parameter_type=ptype,
                 error_status=EcmgScsError.INV_MESSAGE)
-        params.append(Parameter(type=ptype, value=data[pos:end]))
+        params.append(_trusted(Parameter, type=ptype, value=data[pos:end]))
         pos = end
         index += 1
-    return Message(protocol_version=version, message_type=message_type,
-                   parameters=tuple(params))
+    return _trusted(Message, protocol_version=version, message_type=message_type,
+                    parameters=tuple(params))
 
 
 def build_message(message: Message) -> bytes:
@@ -670,6 +680,34 @@ def interface_of(message_type: int) -> InterfaceSpec | None:
 
 
 # --- validation ----------------------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class _Rules:
+    """check_message's tables for one (interface, message_type, version), computed once."""
+
+    name: str
+    lengths: dict[int, tuple[int, int, str]]      # allowed parameter -> (min, max, name)
+    counts: tuple[tuple[int, int, int, str], ...]  # (parameter, min, max, name)
+
+
+_RULES: dict[tuple[int, int, int], _Rules] = {}
+
+
+def _rules(spec: InterfaceSpec, mspec: MessageSpec, version: int) -> _Rules:
+    key = (id(spec), mspec.type, version)
+    found = _RULES.get(key)
+    if found is None:
+        lengths: dict[int, tuple[int, int, str]] = {}
+        counts: list[tuple[int, int, int, str]] = []
+        for ptype, rule in mspec.params.items():
+            lo, hi = rule.count_range(version)
+            pspec = spec.params[ptype]
+            if hi > 0:
+                lengths[ptype] = (*pspec.length_range(version), pspec.name)
+            counts.append((ptype, lo, hi, pspec.name))
+        found = _RULES[key] = _Rules(name=mspec.name, lengths=lengths, counts=tuple(counts))
+    return found
+
+
 def check_message(message: Message, spec: InterfaceSpec, *,
                   version: int | None = None) -> dict[int, list[bytes]]:
     """Check ``message`` against the interface syntax; return values grouped by type.
@@ -692,11 +730,11 @@ def check_message(message: Message, spec: InterfaceSpec, *,
         raise SimulcryptFormatError(
             f"unknown {spec.interface.value} message_type 0x{message.message_type:04X}",
             path="message_type", error_status=spec.status(ErrorKind.INV_MESSAGE_TYPE))
+    rules = _rules(spec, mspec, v)
     grouped: dict[int, list[bytes]] = {}
     for index, p in enumerate(message.parameters):
-        rule = mspec.params.get(p.type)
-        allowed = rule is not None and rule.count_range(v)[1] > 0
-        if not allowed:
+        allowed = rules.lengths.get(p.type)
+        if allowed is None:
             if p.type >= USER_DEFINED_MIN:
                 grouped.setdefault(p.type, []).append(p.value)
                 continue
@@ -704,19 +742,20 @@ def check_message(message: Message, spec: InterfaceSpec, *,
                 f"parameter_type 0x{p.type:04X} is not part of {mspec.name} (version {v})",
                 path=f"parameters[{index}]", parameter_type=p.type,
                 error_status=spec.status(ErrorKind.INV_PARAM_TYPE))
-        pspec = spec.params[p.type]
-        lo, hi = pspec.length_range(v)
+        lo, hi, name = allowed
         if not lo <= len(p.value) <= hi:
             expected = f"{lo}" if lo == hi else f"{lo}..{hi}"
             raise SimulcryptFormatError(
-                f"{pspec.name} has {len(p.value)} byte(s), expected {expected}",
-                path=f"parameters[{index}].{pspec.name}", parameter_type=p.type,
+                f"{name} has {len(p.value)} byte(s), expected {expected}",
+                path=f"parameters[{index}].{name}", parameter_type=p.type,
                 error_status=spec.status(ErrorKind.INV_PARAM_LENGTH))
-        grouped.setdefault(p.type, []).append(p.value)
-    for ptype, rule in mspec.params.items():
-        lo, hi = rule.count_range(v)
+        values = grouped.get(p.type)
+        if values is None:
+            grouped[p.type] = [p.value]
+        else:
+            values.append(p.value)
+    for ptype, lo, hi, name in rules.counts:
         count = len(grouped.get(ptype, ()))
-        name = spec.params[ptype].name
         if count < lo:
             raise SimulcryptFormatError(
                 f"{mspec.name} lacks its mandatory {name}", path=f"{mspec.name}.{name}",

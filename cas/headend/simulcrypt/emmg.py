@@ -332,6 +332,10 @@ class _Session:
             batch = outbox.take(c.max_datagrams_per_message, c.max_message_bytes)
             size = sum(len(d) for d in batch)
             delay = self.bucket.delay_for(size)
+            if delay <= 0:
+                # A sender slower than its allocation never waits for tokens, and a UDP send
+                # (or a drain below the high-water mark) never yields: let the loop breathe.
+                await asyncio.sleep(0)
             while delay > 0:
                 await asyncio.sleep(delay)
                 if self.lost.is_set():

@@ -27,6 +27,7 @@ from cas.formats.simulcrypt import (
     MessageSpec,
     Parameter,
     ParamKind,
+    ParamSpec,
     SimulcryptFormatError,
     check_message,
 )
@@ -126,29 +127,20 @@ class Event:
 
     # --- validation -------------------------------------------------------------------------
     def __post_init__(self) -> None:
-        spec = self.SPEC
-        invalid = spec.status(ErrorKind.INV_PARAM_VALUE)
-        for name, ptype in self._FIELDS:
+        for name, lo, hi, pname in _ranges(type(self)):
             value = getattr(self, name)
-            pspec = spec.params[ptype]
-            if pspec.kind is ParamKind.BYTES or value is None:
+            if value is None:
                 continue
-            values = value if isinstance(value, tuple) else (value,)
-            width = pspec.length_range(2)[0] * 8
-            if pspec.kind is ParamKind.UINT:
-                lo, hi = 0, (1 << width) - 1
-            else:
-                lo, hi = -(1 << (width - 1)), (1 << (width - 1)) - 1
-            for v in values:
+            for v in value if isinstance(value, tuple) else (value,):
                 if not isinstance(v, int) or not lo <= v <= hi:
                     raise LocalProtocolError(
-                        f"{self.KIND.value}: {pspec.name}={v!r} is outside {lo}..{hi}",
-                        error_status=invalid)
+                        f"{self.KIND.value}: {pname}={v!r} is outside {lo}..{hi}",
+                        error_status=self.SPEC.status(ErrorKind.INV_PARAM_VALUE))
         for p in self.extra:
             if p.type < 0x8000:
                 raise LocalProtocolError(
                     f"extra parameter 0x{p.type:04X} is not user defined (0x8000-0xFFFF)",
-                    error_status=spec.status(ErrorKind.INV_PARAM_TYPE))
+                    error_status=self.SPEC.status(ErrorKind.INV_PARAM_TYPE))
         self._validate()
 
     def _validate(self) -> None:
@@ -177,32 +169,26 @@ class Event:
         ``syntax`` picks the parameter rules when they must differ from the header's version
         (an error answered in a version we do not support uses our default's rules).
         """
-        spec = self.SPEC
-        mspec = self.message_spec()
-        header_version = version
-        version = version if syntax is None else syntax
         params: list[Parameter] = []
-        for name, ptype in self._FIELDS:
+        for name, ptype, lo, hi, plo, phi, pspec in _wire_plan(
+                type(self), version if syntax is None else syntax):
             value = getattr(self, name)
-            lo, hi = mspec.params[ptype].count_range(version)
             values: tuple[Any, ...] = () if value is None else (
                 value if isinstance(value, tuple) else (value,))
-            pspec = spec.params[ptype]
             if not lo <= len(values) <= hi:
                 raise LocalProtocolError(
                     f"{self.KIND.value} in version {version} needs {lo}..{hi} {pspec.name}, "
-                    f"got {len(values)}", error_status=spec.status(
+                    f"got {len(values)}", error_status=self.SPEC.status(
                         ErrorKind.MISSING_PARAM if len(values) < lo else ErrorKind.INV_MESSAGE))
             for v in values:
-                raw = v.to_bytes() if isinstance(v, CpCw) else pspec.encode(v, version)
-                plo, phi = pspec.length_range(version)
+                raw = v.to_bytes() if isinstance(v, CpCw) else pspec.encode(v, 2)
                 if not plo <= len(raw) <= phi:
                     raise LocalProtocolError(
                         f"{pspec.name} of {len(raw)} bytes is not allowed in version {version}",
-                        error_status=spec.status(ErrorKind.INV_PARAM_LENGTH))
+                        error_status=self.SPEC.status(ErrorKind.INV_PARAM_LENGTH))
                 params.append(Parameter(type=ptype, value=raw))
         params.extend(self.extra)
-        return Message(protocol_version=header_version, message_type=self.MESSAGE_TYPE,
+        return Message(protocol_version=version, message_type=self.MESSAGE_TYPE,
                        parameters=tuple(params))
 
     @classmethod
@@ -214,20 +200,19 @@ class Event:
         validation chose.
         """
         spec = cls.SPEC
-        mspec = cls.message_spec()
         kwargs: dict[str, Any] = {}
-        for name, ptype in cls._FIELDS:
-            raws = grouped.get(ptype, [])
-            pspec = spec.params[ptype]
-            many = mspec.params[ptype].count_range(max(version, 2))[1] > 1
-            decoder = cls._DECODERS.get(ptype, pspec.decode)
-            decoded: list[Any] = [decoder(r) for r in raws]
+        for name, ptype, many, decoder in _decode_plan(cls):
+            raws = grouped.get(ptype)
+            if not raws:
+                if many:
+                    kwargs[name] = ()
+                continue
             if many:
-                kwargs[name] = tuple(decoded)
-            elif decoded:
-                kwargs[name] = decoded[0]
-        known = {ptype for _, ptype in cls._FIELDS}
-        kwargs["extra"] = tuple(p for p in message.parameters if p.type not in known)
+                kwargs[name] = tuple(decoder(r) for r in raws)
+            else:
+                kwargs[name] = decoder(raws[0])
+        kwargs["extra"] = tuple(p for p in message.parameters if p.type >= 0x8000
+                                and p.type not in _known_types(cls))
         try:
             return cls(**kwargs)
         except LocalProtocolError as exc:
@@ -245,6 +230,68 @@ class Event:
 
     def replace(self, **changes: Any) -> Event:
         return dataclasses.replace(self, **changes)
+
+
+# --- per-class plans, computed once: the generic code stays off the hot path ---------------
+_RANGE_CACHE: dict[type[Event], tuple[tuple[str, int, int, str], ...]] = {}
+_WIRE_CACHE: dict[tuple[type[Event], int], tuple[tuple[str, int, int, int, int, int, ParamSpec],
+                                                 ...]] = {}
+_DECODE_CACHE: dict[type[Event], tuple[tuple[str, int, bool, Callable[[bytes], Any]], ...]] = {}
+_KNOWN_CACHE: dict[type[Event], frozenset[int]] = {}
+
+
+def _ranges(cls: type[Event]) -> tuple[tuple[str, int, int, str], ...]:
+    """(field, min, max, parameter name) of every integer field."""
+    found = _RANGE_CACHE.get(cls)
+    if found is None:
+        out = []
+        for name, ptype in cls._FIELDS:
+            pspec = cls.SPEC.params[ptype]
+            if pspec.kind is ParamKind.BYTES:
+                continue
+            width = pspec.length_range(2)[0] * 8
+            if pspec.kind is ParamKind.UINT:
+                out.append((name, 0, (1 << width) - 1, pspec.name))
+            else:
+                out.append((name, -(1 << (width - 1)), (1 << (width - 1)) - 1, pspec.name))
+        found = _RANGE_CACHE[cls] = tuple(out)
+    return found
+
+
+def _wire_plan(cls: type[Event], version: int
+               ) -> tuple[tuple[str, int, int, int, int, int, ParamSpec], ...]:
+    """(field, type, min/max count, min/max length, spec) per field for ``version``."""
+    key = (cls, version)
+    found = _WIRE_CACHE.get(key)
+    if found is None:
+        mspec = cls.message_spec()
+        out = []
+        for name, ptype in cls._FIELDS:
+            pspec = cls.SPEC.params[ptype]
+            lo, hi = mspec.params[ptype].count_range(version)
+            plo, phi = pspec.length_range(version)
+            out.append((name, ptype, lo, hi, plo, phi, pspec))
+        found = _WIRE_CACHE[key] = tuple(out)
+    return found
+
+
+def _decode_plan(cls: type[Event]) -> tuple[tuple[str, int, bool, Callable[[bytes], Any]], ...]:
+    """(field, type, repeated, decoder) per field; the field shapes follow version 2."""
+    found = _DECODE_CACHE.get(cls)
+    if found is None:
+        mspec = cls.message_spec()
+        found = _DECODE_CACHE[cls] = tuple(
+            (name, ptype, mspec.params[ptype].count_range(2)[1] > 1,
+             cls._DECODERS.get(ptype, cls.SPEC.params[ptype].decode))
+            for name, ptype in cls._FIELDS)
+    return found
+
+
+def _known_types(cls: type[Event]) -> frozenset[int]:
+    found = _KNOWN_CACHE.get(cls)
+    if found is None:
+        found = _KNOWN_CACHE[cls] = frozenset(ptype for _, ptype in cls._FIELDS)
+    return found
 
 
 def decode_event(message: Message, events: Mapping[int, type[Event]], spec: InterfaceSpec,
