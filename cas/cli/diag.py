@@ -16,6 +16,7 @@ import click
 from cas import DEFAULT_CA_SYSTEM_ID
 from cas.cli.app import Application, Exit, pass_app
 from cas.cli.common import group
+from cas.crypto import Key
 from cas.diag.alarms import Thresholds
 from cas.diag.probe import probe_file, probe_stream
 from cas.diag.render import codes_data, render_codes, render_probe
@@ -88,7 +89,143 @@ def codes_cmd(app: Application, lang: str, json_flag: bool) -> None:
     app.output(codes_data(lang), lambda: render_codes(app.console, lang))
 
 
+_CHIP_HELP = "The box's Chip ID record (or the vendor's batch file, with --chip-id)."
+_FILE = click.Path(exists=True, dir_okay=False, path_type=Path)
+
+
+def _hex_id(text: str | None) -> int | None:
+    if text is None:
+        return None
+    from cas.cli._subscribers import parse_chip_id
+
+    return parse_chip_id(text)
+
+
+def _vendor_key(path: Path | None) -> Key | None:
+    if path is None:
+        return None
+    from firmware_stub.chipset import load_vendor_key
+
+    return load_vendor_key(path)
+
+
+@click.command("box")
+@click.option("--chip-record", required=True, type=_FILE, help=_CHIP_HELP)
+@click.option("--chip-id", metavar="HEX", help="Which chip of a vendor batch file.")
+@click.option("--nvram", type=click.Path(dir_okay=False, path_type=Path),
+              help="The box's NVRAM file.")
+@click.option("--vendor-key", type=_FILE,
+              help="Chipset vendor key: also check the chip and the stored pairing.")
+@_json_option
+@pass_app
+def box_cmd(app: Application, chip_record: Path, chip_id: str | None, nvram: Path | None,
+            vendor_key: Path | None, json_flag: bool) -> None:
+    """A box: Chip ID, firmware, pairing, last EMM and ECM results, counters (read only)."""
+    from cas.diag.boxinfo import read_box
+    from cas.diag.render import render_box
+
+    if json_flag:
+        app.json_mode = True
+    report = read_box(chip_record, chip_id=_hex_id(chip_id), nvram=nvram,
+                      vendor_key=_vendor_key(vendor_key))
+    data = report.to_json()
+    app.output(data, lambda: render_box(data, app.console))
+
+
+@click.command("visit")
+@click.option("--stream", "stream", required=True, type=_FILE, metavar="IN.ts",
+              help="The stream the box receives (a capture from the subscriber's dish/cable).")
+@click.option("--reader", metavar="NAME", help="PC/SC reader holding the subscriber's card.")
+@click.option("--card-image", type=_FILE, help="Or: the card's EEPROM image (not changed).")
+@click.option("--rom-key-file", type=_FILE, help="ROM key of the card image (32 hex digits).")
+@click.option("--chip-record", type=_FILE, help=_CHIP_HELP)
+@click.option("--chip-id", metavar="HEX", help="Which chip of a vendor batch file.")
+@click.option("--nvram", type=click.Path(dir_okay=False, path_type=Path),
+              help="The box's NVRAM file (copied, never changed).")
+@click.option("--vendor-key", type=_FILE,
+              help="Chipset vendor key: lets the box stub boot and scan the stream.")
+@click.option("--db", "db_url", metavar="URL",
+              help="The head-end's database (SQLAlchemy URL) to compare with.")
+@click.option("--headend", is_flag=True,
+              help="Compare with the head-end store of --data-dir / --db-url.")
+@click.option("--at", "at_text", help="Moment of the visit (default: the head-end's clock, "
+              "else now).")
+@click.option("--pin", help="Parental PIN, for maturity-locked channels.")
+@click.option("--ca-system-id", default=f"0x{DEFAULT_CA_SYSTEM_ID:04X}", show_default=True)
+@click.option("--bitrate", "bitrate_bps", type=int,
+              help="Nominal bitrate when the stream carries no PCR.")
+@click.option("--report", "report_path", type=click.Path(dir_okay=False, path_type=Path),
+              help="Write a support ticket: FILE.json or FILE.html.")
+@click.option("--complaint", help="The subscriber's description of the error (for --report).")
+@click.option("--city", help="Where the subscriber is (for --report).")
+@click.option("--account", "account_ref", help="Account number, when no head-end is given.")
+@click.option("--device", help="Device type and model, if not the box's Chip ID record.")
+@_json_option
+@pass_app
+def visit_cmd(app: Application, stream: Path, reader: str | None, card_image: Path | None,
+              rom_key_file: Path | None, chip_record: Path | None, chip_id: str | None,
+              nvram: Path | None, vendor_key: Path | None, db_url: str | None, headend: bool,
+              at_text: str | None, pin: str | None, ca_system_id: str,
+              bitrate_bps: int | None, report_path: Path | None, complaint: str | None,
+              city: str | None, account_ref: str | None, device: str | None,
+              json_flag: bool) -> None:
+    """Card + box + stream (+ head-end): a verdict per channel, cause and fix, worst first."""
+    from cas.diag.render import render_visit
+    from cas.diag.report import verification_for, write_report
+    from cas.diag.visit import VisitInput, run_visit
+
+    if json_flag:
+        app.json_mode = True
+    if reader is None and card_image is None:
+        raise UsageError("give the card: --reader NAME or --card-image FILE")
+    if (nvram is not None or vendor_key is not None) and chip_record is None:
+        raise UsageError("--nvram / --vendor-key need --chip-record")
+    rom_key = None
+    if rom_key_file is not None:
+        from firmware_stub.chipset import load_key_file
+
+        rom_key = load_key_file(rom_key_file, what="ROM key", label="card rom key")
+    at = None
+    if at_text is not None:
+        from cas.cli._subscribers import parse_when
+
+        at = parse_when(at_text)
+    inp = VisitInput(stream=stream, reader=reader, card_image=card_image, rom_key=rom_key,
+                     chip_record=chip_record, chip_id=_hex_id(chip_id), nvram=nvram,
+                     vendor_key=_vendor_key(vendor_key), at=at, pin=pin,
+                     ca_system_id=parse_int(ca_system_id, "--ca-system-id"),
+                     nominal_bitrate_bps=bitrate_bps)
+    store = None
+    if db_url is not None or headend:
+        from cas.store.engine import open_store
+
+        store = (open_store(db_url=db_url, migrate=False) if db_url is not None else
+                 open_store(db_url=app.db_url, data_dir=None if app.db_url else app.data_dir,
+                            migrate=False))
+    try:
+        with app.progress(f"probing {stream.name}", stream.stat().st_size) as advance:
+            visit = run_visit(inp, store=store, progress=advance)
+    finally:
+        if store is not None:
+            store.dispose()
+    data = visit.to_json()
+    if report_path is not None:
+        verification = verification_for(visit, complaint=complaint, city=city,
+                                        account=account_ref, device=device)
+        fmt = write_report(report_path, visit, verification)
+        data["report"] = {"path": str(report_path), "format": fmt}
+
+    def show() -> None:
+        render_visit(data, app.console)
+        if report_path is not None:
+            app.print(f"support ticket written: {report_path}")
+
+    app.output(data, show)
+
+
 def register(cli: click.Group) -> None:
     diag = group(cli, "diag", "Field-engineer diagnostics")
     diag.add_command(stream_cmd)
     diag.add_command(codes_cmd)
+    diag.add_command(box_cmd)
+    diag.add_command(visit_cmd)

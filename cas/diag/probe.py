@@ -234,6 +234,8 @@ class EcmReport:
     table_ids: Mapping[int, int]
     channel_ids: tuple[int, ...]
     ecm_key_indexes: tuple[int, ...]
+    #: the last ECM section seen (for a card-only check); not in the JSON
+    last_section: bytes = field(default=b"", repr=False)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -1304,7 +1306,7 @@ class _Finisher:
                 crypto_period_s=median(periods) if periods else None,
                 longest_same_parity_s=max(same) if same else None,
                 table_ids=dict(ca.tables), channel_ids=tuple(sorted(ca.channel_ids)),
-                ecm_key_indexes=tuple(sorted(ca.key_indexes))))
+                ecm_key_indexes=tuple(sorted(ca.key_indexes)), last_section=ca.last_section))
             self.ecm_alarms(ca, programs, base, times, same)
         return tuple(out)
 

@@ -174,3 +174,127 @@ def render_codes(console: Console, lang: str) -> None:
     for code, (sev, text) in ALARM_TEXT.items():
         alarms.add_row(AlarmCode(code).value, Text(sev.value, style=SEVERITY_STYLE[sev]), text)
     console.print(alarms)
+
+
+# --- box -------------------------------------------------------------------------------------------
+def render_box(data: dict[str, Any], console: Console) -> None:
+    """``cas diag box`` for people (from :meth:`BoxReport.to_json`)."""
+    head = Table(title=f"box {data['chip_id']}", title_justify="left", show_header=False)
+    head.add_column("field", style="bold")
+    head.add_column("value")
+    ok: dict[bool | None, Text] = {True: Text("yes", style="green"),
+                                   False: Text("NO", style="bold red"), None: Text("-")}
+    head.add_row("device", f"{data['device_type']}, {data['vendor']} {data['model']}")
+    head.add_row("firmware", data["firmware_version"])
+    head.add_row("manufactured", data["manufactured"] or "-")
+    head.add_row("chip genuine (vendor key)", ok[data["chip_ok"]])
+    head.add_row("NVRAM", f"{data['nvram'] or '-'}" + ("" if data["nvram_found"] else
+                                                       " (not found)"))
+    head.add_row("boots", str(data["boot_count"]))
+    head.add_row("last channel", str(data["last_channel"] if data["last_channel"] is not None
+                                     else "-"))
+    p = data["pairing"]
+    if p is None:
+        head.add_row("pairing", Text("none", style="yellow"))
+    else:
+        head.add_row("pairing", Text.assemble(f"card {p['card_serial']} on chip {p['chip_id']}, "
+                                              "blob opens here: ", ok[p["blob_opens_on_this_chip"]]))
+    e = data["last_emm"]
+    head.add_row("last EMM", "-" if e is None else
+                 f"{e['at']}  {e['address_type']}  {e['result']} (SW {e['sw']})")
+    c = data["last_ecm"]
+    if c is None:
+        head.add_row("last ECM", "-")
+    else:
+        style = "green" if c["reason"] == "OPEN" else "red"
+        head.add_row("last ECM", Text.assemble(f"{c['at']}  channel {c['channel']}  ",
+                                               (c["reason"], style),
+                                               f" {c['screen_code'] or ''} {c['message'] or ''}"))
+    console.print(head)
+    counters = data["counters"]
+    if counters:
+        table = Table(title="counters (NVRAM)", title_justify="left")
+        table.add_column("counter")
+        table.add_column("value", justify="right")
+        for name, value in counters.items():
+            style = "bold red" if name in data["trouble"] else ""
+            table.add_row(Text(name, style=style), Text(str(value), style=style))
+        console.print(table)
+    for note in data["notes"]:
+        console.print(Text(f"• {note}", style="yellow"))
+
+
+# --- visit -----------------------------------------------------------------------------------------
+def _state_cell(v: dict[str, Any]) -> Text:
+    if v["state"] == "OPEN" and v["at_risk"]:
+        return Text("OPEN!", style="bold yellow")
+    return state_text(v["state"])
+
+
+def render_visit(data: dict[str, Any], console: Console) -> None:
+    """``cas diag visit`` for people (from :meth:`VisitReport.to_json`)."""
+    card = data["card"]
+    box = data["box"]
+    stream = data["stream"]
+    he = data["headend"]
+    parts = [f"visit {data['at'][:19].replace('T', ' ')} UTC"]
+    if "serial" in card:
+        parts.append(f"card {card['serial']} ({card['status']})")
+    else:
+        parts.append(f"card: {card.get('error') or 'none'}")
+    if box is not None:
+        parts.append(f"box {box['chip_id']} {box['vendor']} {box['model']}")
+    parts.append(f"stream {stream['source']} ({len(stream['services'])} services, "
+                 f"{stream['duration_s']:.1f} s)")
+    console.print("[bold]" + " · ".join(parts) + "[/]")
+    if he is not None:
+        if he["registered"]:
+            console.print(f"account {he['account'] or '-'} {he['holder'] or ''} · balance "
+                          f"{he['balance'] or '-'}"
+                          + (f" · blocked since {he['blocked_since']}" if he["blocked_since"]
+                             else "")
+                          + f" · card paired with {he['paired_chip_id'] or 'no box'}"
+                          + f" · EMM seq issued {he['emm_issued_seq']}, card "
+                          f"{data['card_emm_seq_after_scan']}", style="dim")
+        else:
+            console.print("head-end: card not registered", style="yellow")
+    console.print(f"mode: {data['mode']}", style="dim")
+
+    roots = [r for r in data["root_causes"] if r["tier"] <= 5 or r["channels"]]
+    if roots:
+        console.print("[bold]Causes, most likely first[/]")
+        for n, r in enumerate(roots, start=1):
+            where = (f" (channels {', '.join(map(str, r['channels']))})" if r["channels"]
+                     else " (stream)")
+            style = "bold red" if r["tier"] <= 3 else ("red" if r["tier"] <= 5 else "yellow")
+            console.print(Text.assemble(f"{n:>2}. ", (r["summary"], style), where))
+            console.print(Text(f"     fix: {r['fix']}", style="cyan"))
+    else:
+        console.print(Text("every channel open, nothing wrong found", style="bold green"))
+
+    table = Table(title="Channels", title_justify="left")
+    for col in ("ch", "name", "state", "code", "box says", "head-end", "cause", "fix"):
+        table.add_column(col)
+    for v in data["verdicts"]:
+        table.add_row(str(v["channel"]), v["name"], _state_cell(v), v["screen_code"] or "",
+                      v["reason"], v["headend_reason"] or "-", v["cause"] or "",
+                      v["fix"] or "")
+    console.print(table)
+    for v in data["verdicts"]:
+        evidence = [e for f in v["findings"][:1] for e in f["evidence"]]
+        if evidence:
+            console.print(Text(f"channel {v['channel']} evidence:", style="dim"))
+            for e in evidence:
+                console.print(Text(f"   {e}", style="dim"))
+    alarms = stream["alarms"]
+    if alarms:
+        table = Table(title="Stream alarms", title_justify="left")
+        for col in ("severity", "code", "PID", "message"):
+            table.add_column(col)
+        for a in alarms:
+            sev = Severity(a["severity"])
+            table.add_row(Text(a["severity"], style=SEVERITY_STYLE[sev]), a["code"],
+                          pid_text(a["pid"]), a["message"])
+        console.print(table)
+    for note in data["notes"]:
+        console.print(Text(f"note: {note}", style="yellow"))
