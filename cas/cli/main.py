@@ -8,6 +8,7 @@ touches this file.
 from __future__ import annotations
 
 import importlib
+import os
 import pkgutil
 import sys
 from pathlib import Path
@@ -32,6 +33,15 @@ class _GuardedGroup(click.Group):
             ctx.exit(exc.exit_code)
         except (OSError, ValueError, UnicodeError) as exc:
             click.echo(f"error: {exc}", err=True)
+            ctx.exit(1)
+        except (click.exceptions.Exit, click.ClickException, SystemExit, KeyboardInterrupt):
+            raise
+        except Exception as exc:
+            # A bug of ours: still one line for the user; CAS_DEBUG=1 shows the traceback.
+            if os.environ.get("CAS_DEBUG"):
+                raise
+            click.echo(f"internal error: {type(exc).__name__}: {exc} "
+                       "(set CAS_DEBUG=1 for a traceback)", err=True)
             ctx.exit(1)
 
 

@@ -108,8 +108,10 @@ def explain(session: Session, serial: int, channel: int | str, at: datetime, *,
         fix = f"subscribe to {names}"
     elif reason is Reason.ENTITLEMENT_EXPIRED:
         wanted = set(criteria.package_ids)
-        ended = max((e.end_s for e in rights.entitlements if e.package_id in wanted), default=None)
-        cause = f"subscription to {names} ended on {_date(ended)}"
+        lapsed = [e for e in rights.entitlements if e.package_id in wanted]
+        ended = max((e.end_s for e in lapsed), default=None)
+        had = ", ".join(f"'{p.name}'" for p in packages if p.id in {e.package_id for e in lapsed})
+        cause = f"subscription to {had or names} ended on {_date(ended)}"
         fix = "pay to renew the subscription" if account is None else \
             f"pay to renew (balance {money_text(session, account.balance_minor)})"
     elif reason is Reason.NOT_YET_VALID:
