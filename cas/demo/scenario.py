@@ -39,7 +39,13 @@ from cas.billing.setup import use_profile
 from cas.card.applet import Applet
 from cas.card.client import CardClient
 from cas.card.eeprom import Eeprom
-from cas.card.personalise import DEFAULT_PIN, image_path, personalise_card, write_images
+from cas.card.personalise import (
+    DEFAULT_PIN,
+    CardSlot,
+    image_path,
+    personalise_card,
+    write_images,
+)
 from cas.card.transport import InProcessTransport
 from cas.crypto import Key, OperatorKeys, wrap_key
 from cas.errors import UsageError
@@ -304,7 +310,9 @@ def build_world(store: Store, keys: OperatorKeys, data_dir: Path,
             serial = FIRST_SERIAL + i if sit.card else None
             if serial is not None:
                 slot = register_card(session, serial, at=T0, region=HOME_REGION)
-                records.append(personalise_card(keys, slot, now_s=to_s(T0) - 86400,
+                factory_slot = CardSlot(serial=serial, shared_address=slot.shared_address,
+                                        member_position=slot.member_position)
+                records.append(personalise_card(keys, factory_slot, now_s=to_s(T0) - 86400,
                                                 region=HOME_REGION))
             number = _setup_subscriber(session, sit, serial, chips[i], i)
             subscribers.append(Subscriber(situation=sit, account_number=number, serial=serial,
@@ -321,23 +329,27 @@ def build_world(store: Store, keys: OperatorKeys, data_dir: Path,
 
 
 def make_stream(store: Store, keys: OperatorKeys, data_dir: Path, at: datetime,
-                rng: Callable[[int], bytes]) -> tuple[Path, int]:
-    """EMMs for the whole base, a clear ffmpeg stream of the lineup, scrambled with both."""
+                rng: Callable[[int], bytes], *, mode: str = "full",
+                name: str = "scrambled.ts") -> tuple[Path, int]:
+    """EMMs (``mode``: full refresh or incremental), a clear ffmpeg stream of the lineup (made
+    once), scrambled with both and ECMs stamped ``at``.  Returns the stream and EMM count."""
     streams = data_dir / "streams"
     streams.mkdir(parents=True, exist_ok=True)
-    emm_path = streams / "emms.sections"
-    emm_run(store, keys, mode="full", at=at, out=str(emm_path), workers=1)
+    emm_path = streams / f"{Path(name).stem}.emm.sections"
+    emm_run(store, keys, mode=mode, at=at, out=str(emm_path), workers=1)
     emms = list(iter_sections(emm_path.read_bytes()))
     with store.reader() as session:
         rows = [(ch.service_id, ch.name, crit) for ch, crit in all_access_criteria(session)]
     criteria = {sid: crit for sid, _name, crit in rows}
     clear = streams / "clear.ts"
-    make_test_stream([TestService(service_id=sid, name=name) for sid, name, _ in rows], clear, TestStreamOptions(duration_s=4.0, video_bitrate_kbps=150))
+    if not clear.exists():
+        make_test_stream([TestService(service_id=sid, name=name) for sid, name, _ in rows],
+                         clear, TestStreamOptions(duration_s=4.0, video_bitrate_kbps=150))
     settings = EcmSettings(crypto_period_ms=1000, repetition_ms=100)
     services = channel_ecms_for(keys, criteria, settings=settings, start_s=to_s(at), rng=rng)
     config = ScrambleConfig(algorithm=Algorithm.CSA2, crypto_period_ms=1000,
                             ecm_repetition_ms=100, emm_bitrate_bps=400_000, emm_repeat=True)
-    scrambled = streams / "scrambled.ts"
+    scrambled = streams / name
     with clear.open("rb") as fin, scrambled.open("wb") as fout:
         Scrambler(config, services, payload_cipher(Algorithm.CSA2),
                   emm_sections=emms).run(fin, fout)
@@ -352,8 +364,12 @@ def card_client(keys: OperatorKeys, image: Path) -> CardClient:
 
 def run_boxes(store: Store, keys: OperatorKeys, data_dir: Path, subscribers: list[Subscriber],
               spare: ChipIdRecord, stream: Path, at: datetime,
-              client_for: Callable[[int], CardClient | None] | None = None) -> list[BoxResult]:
-    """Boot a box per subscriber on ``stream`` and compare each verdict with ``cas why``."""
+              client_for: Callable[[int], CardClient | None] | None = None,
+              only: set[str] | None = None) -> list[BoxResult]:
+    """Boot a box per subscriber on ``stream`` and compare each verdict with ``cas why``.
+
+    ``client_for(serial)`` gives the card (default: in-process on its EEPROM image; tests
+    pass PC/SC clients); ``only`` limits the run to some situations."""
     by_key = {s.situation.key: s for s in subscribers}
     nvram_dir = data_dir / "boxes"
     vendor_key = keys.chipset_vendor_key(VENDOR_ID)
@@ -361,6 +377,8 @@ def run_boxes(store: Store, keys: OperatorKeys, data_dir: Path, subscribers: lis
     results: list[BoxResult] = []
     for sub in subscribers:
         sit = sub.situation
+        if only is not None and sit.key not in only:
+            continue
         chip = spare if sit.card_in_box_of == "spare" else (
             by_key[sit.card_in_box_of].chip if sit.card_in_box_of else sub.chip)
         client: CardClient | None = None
