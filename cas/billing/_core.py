@@ -69,11 +69,25 @@ def _parse_cached(text: str) -> OperatorProfile:
 
 
 def current_profile(session: Session) -> OperatorProfile:
-    """The operator profile this store runs (set by :func:`cas.billing.setup.use_profile`)."""
+    """The operator profile this store runs (set by :func:`cas.billing.setup.use_profile`).
+
+    Read once per session (``session.info``): a transaction sees one profile throughout."""
+    cached = session.info.get(_PROFILE_INFO)
+    if isinstance(cached, OperatorProfile):
+        return cached
     text = get_setting(session, PROFILE_TOML_KEY)
     if text is None:
         raise ConfigError("this store has no operator profile yet: run `cas operator use NAME`")
-    return _parse_cached(text)
+    profile = _parse_cached(text)
+    session.info[_PROFILE_INFO] = profile
+    return profile
+
+
+_PROFILE_INFO = "cas.billing.profile"
+
+
+def forget_profile(session: Session) -> None:
+    session.info.pop(_PROFILE_INFO, None)
 
 
 # --- accounts ---------------------------------------------------------------------------------
@@ -214,8 +228,8 @@ def settle(session: Session, profile: OperatorProfile, acc: Account, at_s: int,
     packages activated.  Records a rights change when anything the card sees changed."""
     activated: list[str] = []
     changed = False
+    subs = open_subscriptions(session, acc)
     if not is_suspended(acc, at_s):
-        subs = open_subscriptions(session, acc)
         base = base_of(subs)
         for sub, pkg in subs:
             if sub.status not in ("pending", "blocked"):
@@ -227,17 +241,18 @@ def settle(session: Session, profile: OperatorProfile, acc: Account, at_s: int,
                 changed = True
                 notify(session, acc, at_s, "activated",
                        f"{pkg.name} is active until {from_s(sub.paid_until_s or at_s):%Y-%m-%d}")
-    changed |= update_block(session, profile, acc, at_s)
+    changed |= update_block(session, profile, acc, at_s, subs=subs)
     if changed:
         touch_rights(session, acc, at_s, cause)
     return activated
 
 
-def update_block(session: Session, profile: OperatorProfile, acc: Account, at_s: int) -> bool:
+def update_block(session: Session, profile: OperatorProfile, acc: Account, at_s: int, *,
+                 subs: list[tuple[Subscription, Package]] | None = None) -> bool:
     """Financial block: the base renewal is unpaid, or the balance is below the floor (an
     expired promised payment, a postpaid account over its credit limit).  Returns whether
-    the block state changed."""
-    base = base_of(open_subscriptions(session, acc))
+    the block state changed.  ``subs``: the account's open subscriptions, if at hand."""
+    base = base_of(subs if subs is not None else open_subscriptions(session, acc))
     base_unpaid = base is not None and base[0].status == "blocked"
     in_debt = acc.balance_minor < floor_minor(acc)
     should = base_unpaid or in_debt

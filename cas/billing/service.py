@@ -289,10 +289,10 @@ def pay(session: Session, *, by: str, ref: str | int, amount_minor: int, payment
         except BillingError as exc:
             note = f"paid; switch to {switch_to.code} not done: {exc}"
     activated = settle(session, profile, acc, at_s, "payment")
-    pending = tuple(p.code for s, p in open_subscriptions(session, acc) if s.status == "pending")
-    if pending and not note:
-        sub, pkg = next((s, p) for s, p in open_subscriptions(session, acc)
-                        if s.status == "pending")
+    waiting = [(s, p) for s, p in open_subscriptions(session, acc) if s.status == "pending"]
+    pending = tuple(p.code for _s, p in waiting)
+    if waiting and not note:
+        sub, pkg = waiting[0]
         short = next_price(session, sub, pkg) - (acc.balance_minor - floor_minor(acc))
         note = f"{pkg.code} waits for {profile.money(max(short, 0))} more"
     return PaymentResult(payment_id=payment_id, account_number=acc.account_number,

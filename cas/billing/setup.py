@@ -9,7 +9,7 @@ from pathlib import Path
 
 from sqlalchemy.orm import Session
 
-from cas.billing._core import PROFILE_KEY, PROFILE_TOML_KEY, current_profile
+from cas.billing._core import PROFILE_KEY, PROFILE_TOML_KEY, current_profile, forget_profile
 from cas.billing.catalog import Lineup, install_lineup, load_lineup
 from cas.billing.clock import CLOCK_KEY, set_clock
 from cas.billing.profile import OperatorProfile, load_profile, parse_profile, shipped_profiles
@@ -45,6 +45,7 @@ def use_profile(session: Session, name_or_path: str | Path, *, lineup: str | Pat
                           minor_per_major=profile.minor_per_major)
     set_setting(session, PROFILE_KEY, name)
     set_setting(session, PROFILE_TOML_KEY, text)
+    forget_profile(session)
     install_lineup(session, catalog)
     if clock_start is not None and get_setting(session, CLOCK_KEY) is None:
         set_clock(session, clock_start)
