@@ -35,11 +35,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from cas.billing import accounts, service, state  # noqa: E402
-from cas.billing.setup import use_profile  # noqa: E402
-from cas.billing.synthetic import populate  # noqa: E402
-from cas.store.engine import Store  # noqa: E402
-from cas.store.repo import register_card  # noqa: E402
+from cas.billing import accounts, service, state
+from cas.billing.setup import use_profile
+from cas.billing.synthetic import populate
+from cas.store.engine import Store
+from cas.store.repo import register_card
 
 T0 = datetime(2026, 3, 1, tzinfo=UTC)
 
