@@ -123,6 +123,17 @@ class HeadendFacts:
         }
 
 
+def channel_numbers(session: Session, service_ids: Iterable[int]) -> dict[int, int]:
+    """service id -> the channel number of the head-end's lineup (no card needed)."""
+    from cas.store.models import Channel
+
+    wanted = list(service_ids)
+    if not wanted:
+        return {}
+    return {int(sid): int(num) for sid, num in session.execute(
+        select(Channel.service_id, Channel.number).where(Channel.service_id.in_(wanted)))}
+
+
 def _box_dict(session: Session, box: Box | None) -> dict[str, Any] | None:
     if box is None:
         return None

@@ -211,8 +211,9 @@ class VisitReport:
     at: datetime
     mode: str  # "box": the STB stub scanned; "card-only"; "stream-only"
     probe: ProbeReport
-    card: CardReport | None
+    card: CardReport | None  # after the scan (the stream's EMMs applied)
     card_error: str | None
+    card_at_arrival: CardReport | None  # as found, before the scan
     card_seq_after: int | None  # the card's unique EMM sequence after the stream's EMMs
     box: BoxReport | None
     lock: LockReport | None
@@ -242,6 +243,8 @@ class VisitReport:
             "card": (self.card.to_json() if self.card is not None
                      else {"error": self.card_error}),
             "card_emm_seq_after_scan": self.card_seq_after,
+            "card_at_arrival": (None if self.card_at_arrival is None
+                                else self.card_at_arrival.to_json()),
             "box": self.box.to_json() if self.box is not None else None,
             "box_scan": self.lock.to_json() if self.lock is not None else None,
             "headend": self.headend.to_json() if self.headend is not None else None,
@@ -261,6 +264,7 @@ class _Ctx:
     lock: LockReport | None
     headend: HeadendFacts | None
     chip_id: int | None
+    numbers: dict[int, int]
 
 
 def _ago(seconds: int) -> str:
@@ -553,7 +557,8 @@ def diagnose_channel(ctx: _Ctx, st: ChannelStatus) -> ChannelVerdict:
     return ChannelVerdict(channel=st.channel, service_id=st.service_id, name=st.name,
                           box_reason=box_r, box_detail=st.detail, headend_reason=he_reason,
                           findings=tuple(unique.values()),
-                          headend_number=ex.channel_number if ex is not None else None)
+                          headend_number=(ex.channel_number if ex is not None
+                                          else ctx.numbers.get(st.service_id)))
 
 
 def stream_wide_findings(probe: ProbeReport) -> list[Finding]:
@@ -578,10 +583,12 @@ def stream_wide_findings(probe: ProbeReport) -> list[Finding]:
 def diagnose(*, at_s: int, probe: ProbeReport, statuses: Sequence[ChannelStatus],
              card: CardReport | None, card_seq: int | None, box: BoxReport | None,
              lock: LockReport | None, headend: HeadendFacts | None,
-             chip_id: int | None) -> tuple[tuple[ChannelVerdict, ...], tuple[RootCause, ...]]:
-    """Verdict per channel and the root causes across channels, most likely first."""
+             chip_id: int | None, numbers: dict[int, int] | None = None,
+             ) -> tuple[tuple[ChannelVerdict, ...], tuple[RootCause, ...]]:
+    """Verdict per channel and the root causes across channels, most likely first.
+    ``numbers``: service id -> the head-end's channel number, when known without a card."""
     ctx = _Ctx(at_s=at_s, probe=probe, card=card, card_seq=card_seq, box=box, lock=lock,
-               headend=headend, chip_id=chip_id)
+               headend=headend, chip_id=chip_id, numbers=dict(numbers or {}))
     verdicts = tuple(diagnose_channel(ctx, st) for st in statuses)
     stream = stream_wide_findings(probe)
     emm_trouble = any(f.cause is Cause.EMM_NOT_IN_STREAM for v in verdicts for f in v.findings)
@@ -742,25 +749,34 @@ def run_visit(inp: VisitInput, *, store: Any = None, card: Any = None,
                                       detail=card_error or "no card given")
                         for s in probe.services if s.in_pat and s.has_pmt]
         card_seq_after: int | None = None
-        if client is not None and card_report is not None:
+        card_at_arrival = card_report
+        if client is not None and card_report is not None and mode == "box":
+            # Diagnose on what the card holds after the stream's EMMs: that is what answered
+            # the ECMs.  (A card that spent the day in the box had them already.)
             try:
-                card_seq_after = client.info().emm_seq_unique
-            except CasError:
-                card_seq_after = None
+                card_report = _with_now(read_report(client, reader=reader, now_s=0), at_s)
+            except CasError as exc:
+                notes.append(f"the card could not be read again after the scan: {exc}")
+        if card_report is not None:
+            card_seq_after = card_report.info.emm_seq_unique
         headend: HeadendFacts | None = None
-        if store is not None and card_report is not None:
-            from cas.diag.headend import collect
+        numbers: dict[int, int] = {}
+        if store is not None:
+            from cas.diag.headend import channel_numbers, collect
 
+            sids = [st.service_id for st in statuses]
             with store.reader() as s:
-                headend = collect(s, card_report.info.serial, at, chip_id=chip_id,
-                                  service_ids=[st.service_id for st in statuses],
-                                  pin_ok=False)
-        elif store is not None:
-            notes.append("no card read: the head-end's records were not consulted")
+                numbers = channel_numbers(s, sids)
+                if card_report is not None:
+                    headend = collect(s, card_report.info.serial, at, chip_id=chip_id,
+                                      service_ids=sids, pin_ok=False)
+            if card_report is None:
+                notes.append("no card read: only the head-end's lineup was consulted")
     verdicts, roots = diagnose(at_s=at_s, probe=probe, statuses=statuses, card=card_report,
                                card_seq=card_seq_after, box=box_report, lock=lock,
-                               headend=headend, chip_id=chip_id)
+                               headend=headend, chip_id=chip_id, numbers=numbers)
     return VisitReport(at=at, mode=mode, probe=probe, card=card_report, card_error=card_error,
+                       card_at_arrival=card_at_arrival,
                        card_seq_after=card_seq_after, box=box_report, lock=lock,
                        headend=headend, channels=verdicts, roots=roots, notes=tuple(notes))
 
