@@ -61,9 +61,9 @@ def verification_for(visit: VisitReport, *, complaint: str | None = None,
 
 
 def ticket(visit: VisitReport, verification: Verification) -> dict[str, Any]:
-    return {"kind": "support_ticket", "created": datetime.now(UTC).replace(
-        microsecond=0).isoformat(), "verification": verification.to_json(),
-        **visit.to_json()}
+    return {**visit.to_json(), "kind": "support_ticket",
+            "created": datetime.now(UTC).replace(microsecond=0).isoformat(),
+            "verification": verification.to_json()}
 
 
 def write_report(path: Path, visit: VisitReport, verification: Verification) -> str:

@@ -30,6 +30,7 @@ from cas.crypto import Key, OperatorKeys, wrap_key
 from cas.diag.visit import VisitInput, VisitReport, run_visit
 from cas.errors import StatusWordError
 from cas.formats.chipid import ChipIdRecord, build_chip_id_record
+from cas.formats.records import build_card_record
 from cas.formats.sections import iter_sections
 from cas.headend.ecmgen import EcmSettings, channel_ecms_for
 from cas.headend.emmgen import emm_run
@@ -119,6 +120,7 @@ class Home:
     nvram: Path
     applet: Applet
     client: CardClient
+    image: Path  # the card's EEPROM image as personalised (for --card-image)
 
     @property
     def chip_id(self) -> int:
@@ -149,6 +151,21 @@ class DiagBench:
     @property
     def vendor_key(self) -> Key:
         return self.keys.chipset_vendor_key(VENDOR_ID)
+
+    def key_files(self) -> tuple[Path, Path]:
+        """(ROM key file, chipset vendor key file) as the field engineer's laptop has them."""
+        from firmware_stub.chipset import save_vendor_key
+
+        rom = self.tmp / "rom.key"
+        vendor = self.tmp / "vendor.key"
+        if not rom.exists():
+            save_vendor_key(rom, self.keys.transport_key())  # same format: 32 hex digits
+            save_vendor_key(vendor, self.vendor_key)
+        return rom, vendor
+
+    @property
+    def db_url(self) -> str:
+        return f"sqlite:///{self.tmp / 'store' / 'cas.sqlite'}"
 
     def now(self) -> datetime:
         with self.store.reader() as s:
@@ -206,9 +223,11 @@ class DiagBench:
                                 member_position=slot.member_position),
             now_s=int((T0 - DAY).timestamp()))
         applet = Applet(Eeprom(record), rom_key=self.keys.transport_key())
+        image = home_dir / f"{serial:010d}.img"
+        image.write_bytes(build_card_record(record))
         home = Home(serial=serial, account=number, chip=chip, chip_path=chip_path,
                     nvram=home_dir / "nvram.json", applet=applet,
-                    client=CardClient(InProcessTransport(applet)))
+                    client=CardClient(InProcessTransport(applet)), image=image)
         if money:
             self.pay(home, money)
         for package in packages:

@@ -1,0 +1,113 @@
+"""``cas diag visit`` on the command line: a card image, a box's files, a stream capture and
+the head-end's database; the verdicts as JSON and as tables; the support ticket as JSON and
+self-contained HTML."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from cas.cli.main import cli
+from cas.headend.teststream import TestService, TestStreamOptions, make_test_stream
+from tests.integration.diag.bench import SPORT, DiagBench, Home
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory: pytest.TempPathFactory) -> tuple[DiagBench, Home, Path]:
+    tmp = tmp_path_factory.mktemp("visit-cli")
+    clear = tmp / "clear.ts"
+    make_test_stream([TestService(service_id=1001, name="Qazaqstan"),
+                      TestService(service_id=1024, name="Viasat Sport HD")], clear,
+                     TestStreamOptions(duration_s=3.0))
+    bench = DiagBench(tmp / "he", clear.read_bytes()) if (tmp / "he").mkdir() is None else None
+    assert bench is not None
+    home = bench.home()
+    stream = bench.stream(bench.emm_run("full"))
+    return bench, home, stream
+
+
+def args(bench: DiagBench, home: Home, stream: Path, *extra: str) -> list[str]:
+    rom, vendor = bench.key_files()
+    return ["diag", "visit", "--stream", str(stream), "--card-image", str(home.image),
+            "--rom-key-file", str(rom), "--chip-record", str(home.chip_path), "--nvram",
+            str(home.nvram), "--vendor-key", str(vendor), "--db", bench.db_url, *extra]
+
+
+def run(argv: list[str]) -> tuple[int, str, str]:
+    result = CliRunner().invoke(cli, argv, env={"COLUMNS": "250"})
+    return result.exit_code, result.stdout, result.stderr
+
+
+def test_visit_json(setup: tuple[DiagBench, Home, Path]) -> None:
+    bench, home, stream = setup
+    image = home.image.read_bytes()
+    code, out, err = run(args(bench, home, stream, "--json"))
+    assert code == 0, err
+    data = json.loads(out)
+    assert data["kind"] == "visit" and data["mode"] == "box"
+    by_ch = {v["channel"]: v for v in data["verdicts"]}
+    assert by_ch[1]["state"] == "OPEN" and by_ch[1]["findings"] == []
+    assert by_ch[SPORT]["state"] == "LOCKED" and by_ch[SPORT]["screen_code"] == "E16B"
+    assert by_ch[SPORT]["cause"] == "package 'Viasat Sport HD' not connected: subscribe"
+    assert data["root_causes"][0]["cause"] == "CHANNEL_NOT_IN_PACKAGE"
+    assert data["headend"]["account"] == home.account
+    assert data["card"]["serial"] == f"{home.serial:010d}"
+    assert data["card_at_arrival"]["status"] == "INACTIVE"  # the image as personalised
+    assert data["card"]["status"] == "ACTIVE"  # after the stream's EMMs
+    assert home.image.read_bytes() == image  # the image on disk is not changed
+
+
+def test_visit_for_people(setup: tuple[DiagBench, Home, Path]) -> None:
+    bench, home, stream = setup
+    code, out, _ = run(args(bench, home, stream))
+    assert code == 0
+    assert "Causes, most likely first" in out
+    assert "package 'Viasat Sport HD' not connected: subscribe" in out
+    assert re.search(r"24\s+│\s+Viasat Sport HD\s+│\s+LOCKED", out)
+
+
+def test_support_ticket_json_and_html(setup: tuple[DiagBench, Home, Path],
+                                      tmp_path: Path) -> None:
+    bench, home, stream = setup
+    complaint = "channel 24 says E16B since yesterday <evening>"
+    code, out, err = run(args(bench, home, stream, "--json", "--report",
+                              str(tmp_path / "t.json"), "--complaint", complaint,
+                              "--city", "Almaty"))
+    assert code == 0, err
+    assert json.loads(out)["report"] == {"path": str(tmp_path / "t.json"), "format": "json"}
+    ticket = json.loads((tmp_path / "t.json").read_text(encoding="utf-8"))
+    assert ticket["kind"] == "support_ticket"
+    assert ticket["verification"] == {
+        "account_number": home.account, "city": "Almaty", "device_type": "set-top box",
+        "device_model": "cas-sim chips STB-1", "complaint": complaint,
+        "time": "2026-11-01T12:00:00+00:00", "card_serial": f"{home.serial:010d}",
+        "chip_id": f"{home.chip_id:08X}"}
+    assert ticket["root_causes"][0]["summary"].startswith("package 'Viasat Sport HD'")
+    assert ticket["stream"]["services"] and ticket["headend"]["subscriptions"]
+
+    code, _, err = run(args(bench, home, stream, "--report", str(tmp_path / "t.html"),
+                            "--complaint", complaint, "--city", "Almaty"))
+    assert code == 0, err
+    page = (tmp_path / "t.html").read_text(encoding="utf-8")
+    assert page.startswith("<!DOCTYPE html>") and "<style>" in page
+    assert not re.search(r"(src|href)\s*=|<script|<link", page)  # self-contained
+    assert "channel 24 says E16B since yesterday &lt;evening&gt;" in page  # escaped
+    assert "Almaty" in page and home.account in page and "E16B" in page
+    assert "Канал не входит в подключённые пакеты" in page
+    assert "package &#x27;Viasat Sport HD&#x27; not connected: subscribe" in page
+
+    code, _, err = run(args(bench, home, stream, "--report", str(tmp_path / "t.txt")))
+    assert code == 2 and "FILE.json or FILE.html" in err
+
+
+def test_visit_usage_errors(setup: tuple[DiagBench, Home, Path]) -> None:
+    bench, home, stream = setup
+    code, _, err = run(["diag", "visit", "--stream", str(stream)])
+    assert code == 2 and "--reader NAME or --card-image" in err
+    code, _, err = run(["diag", "visit", "--stream", str(stream), "--card-image",
+                        str(home.image)])
+    assert code == 2 and "--rom-key-file" in err
