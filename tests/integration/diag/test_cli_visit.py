@@ -23,8 +23,8 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> tuple[DiagBench, Home, Pa
     make_test_stream([TestService(service_id=1001, name="Qazaqstan"),
                       TestService(service_id=1024, name="Viasat Sport HD")], clear,
                      TestStreamOptions(duration_s=3.0))
-    bench = DiagBench(tmp / "he", clear.read_bytes()) if (tmp / "he").mkdir() is None else None
-    assert bench is not None
+    (tmp / "he").mkdir()
+    bench = DiagBench(tmp / "he", clear.read_bytes())
     home = bench.home()
     stream = bench.stream(bench.emm_run("full"))
     return bench, home, stream
@@ -105,7 +105,7 @@ def test_support_ticket_json_and_html(setup: tuple[DiagBench, Home, Path],
 
 
 def test_visit_usage_errors(setup: tuple[DiagBench, Home, Path]) -> None:
-    bench, home, stream = setup
+    _, home, stream = setup
     code, _, err = run(["diag", "visit", "--stream", str(stream)])
     assert code == 2 and "--reader NAME or --card-image" in err
     code, _, err = run(["diag", "visit", "--stream", str(stream), "--card-image",
