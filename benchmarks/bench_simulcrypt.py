@@ -10,10 +10,14 @@ What it does:
    server's interpreter) with a fresh operator key file: real sealed ECMs.
 2. **Nominal load**: 500 ECM streams (50 SCS connections × 10 streams) at a 10 s crypto-period,
    each stream sending one CW_provision per period at evenly spread phases, for
-   ``--duration-s``.  Latency = CW_provision written → ECM_response read, on the SCS side.
-3. **Stress**: the same 500 streams at a 100 ms crypto-period (5 000 CW_provisions/s offered,
-   open loop), for ``--stress-duration-s``.  Reports what the ECMG sustained and the latency.
-4. **EMMG**: ``cas mux serve`` as its own process; our EMMG sends 100-byte EMM sections at the
+   ``--duration-s``.  Latency = CW_provision written → ECM_response read, on the SCS side; the ECMG also
+   reports its own compute time (CW_provision read → ECM_response built).
+3. **Mid load**: the same 500 streams at a 1 s crypto-period (500 CW_provisions/s), for
+   ``--mid-duration-s``.
+4. **Stress**: the same 500 streams at a 100 ms crypto-period (5 000 CW_provisions/s offered,
+   open loop), for ``--stress-duration-s``.  Reports what the ECMG sustained and the latency
+   (beyond its capacity the queue, and so the latency, grows for as long as the run lasts).
+5. **EMMG**: ``cas mux serve`` as its own process; our EMMG sends 100-byte EMM sections at the
    highest allocatable bandwidth (65 535 kbit/s) over TCP, then over UDP, for
    ``--emmg-duration-s`` each.  Reports EMMs/s and the delivered bit rate.
 
@@ -74,13 +78,6 @@ def wait_listening(port: int, proc: subprocess.Popen[bytes]) -> None:
             time.sleep(0.05)
     proc.kill()
     raise RuntimeError("server did not start")
-
-
-def start_server(args: list[str], port: int, env: dict[str, str]) -> subprocess.Popen[bytes]:
-    proc = subprocess.Popen([sys.executable, "-c", "from cas.cli.main import main; main()",
-                             *args], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
-    wait_listening(port, proc)
-    return proc
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -273,6 +270,7 @@ async def emmg_rate(port: int, *, udp: bool, duration_s: float,
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--duration-s", type=float, default=30.0)
+    parser.add_argument("--mid-duration-s", type=float, default=10.0)
     parser.add_argument("--stress-duration-s", type=float, default=10.0)
     parser.add_argument("--emmg-duration-s", type=float, default=5.0)
     parser.add_argument("--channels", type=int, default=50)
@@ -288,25 +286,28 @@ def main() -> None:
         keys_path = Path(tmp) / "keys.toml"
         OperatorKeys.generate(os.urandom).save(keys_path)
 
-        port = free_port()
-        ecmg = start_server(["ecmg", "serve", "--port", str(port), "--keys", str(keys_path),
-                             "--max-streams", "0"], port, env)
-        try:
-            nominal = asyncio.run(ecmg_load(
-                port, name="nominal", channels=args.channels,
-                streams_per_channel=args.streams_per_channel, period_ms=10_000,
-                duration_s=args.duration_s))
-            results["ecmg_nominal"] = nominal.summary()
-            print(json.dumps(results["ecmg_nominal"]), flush=True)
-            stress = asyncio.run(ecmg_load(
-                port, name="stress", channels=args.channels,
-                streams_per_channel=args.streams_per_channel, period_ms=100,
-                duration_s=args.stress_duration_s))
-            results["ecmg_stress"] = stress.summary()
-            print(json.dumps(results["ecmg_stress"]), flush=True)
-        finally:
-            ecmg.terminate()
-            ecmg.wait(10)
+        for name, period_ms, duration in (("nominal", 10_000, args.duration_s),
+                                          ("1s", 1_000, args.mid_duration_s),
+                                          ("stress", 100, args.stress_duration_s)):
+            # a fresh ECMG per scenario, so that its own compute-time summary is per scenario
+            port = free_port()
+            ecmg = subprocess.Popen(
+                [sys.executable, "-c", "from cas.cli.main import main; main()", "--json",
+                 "ecmg", "serve", "--port", str(port), "--keys", str(keys_path)],
+                stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+            wait_listening(port, ecmg)
+            try:
+                result = asyncio.run(ecmg_load(
+                    port, name=name, channels=args.channels,
+                    streams_per_channel=args.streams_per_channel, period_ms=period_ms,
+                    duration_s=duration))
+            finally:
+                ecmg.send_signal(signal.SIGINT)
+                out, _ = ecmg.communicate(timeout=60)
+            row = result.summary()
+            row["ecmg_compute"] = json.loads(out[out.index(b"{"):])["compute"]
+            results[f"ecmg_{name}"] = row
+            print(json.dumps(row), flush=True)
 
         results["emmg"] = []
         for udp in (False, True):

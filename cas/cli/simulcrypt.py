@@ -140,11 +140,13 @@ def ecmg_serve(app: Application, host: str, port: int, keys_path: Path | None,
 
     _run(serve)
     reg = server.registry
+    compute = reg.compute_summary()
     summary = {"connections": server.connections, "ecms": reg.ecms_sent,
-               "errors": reg.errors_sent}
+               "errors": reg.errors_sent, "compute": compute}
     app.output(summary, lambda: app.print(
         f"served {summary['connections']} connection(s), {summary['ecms']} ECM(s), "
-        f"{summary['errors']} error answer(s)"))
+        f"{summary['errors']} error answer(s); CW_provision compute p50 "
+        f"{compute.get('p50_ms', '-')} ms, p99 {compute.get('p99_ms', '-')} ms"))
 
 
 @click.command("access-criteria")

@@ -31,6 +31,8 @@ import asyncio
 import contextlib
 import logging
 import os
+import time
+from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -145,6 +147,20 @@ class EcmgRegistry:
         self.stream_count = 0
         self.ecms_sent = 0
         self.errors_sent = 0
+        #: CW_provision -> ECM_response compute times (ms), most recent first out.
+        self.compute_ms: deque[float] = deque(maxlen=200_000)
+
+    def compute_summary(self) -> dict[str, float | int]:
+        """p50 / p99 / max of the recent compute times (what max_comp_time promises)."""
+        values = sorted(self.compute_ms)
+        if not values:
+            return {"count": 0}
+
+        def pick(q: float) -> float:
+            return round(values[min(len(values) - 1, int(q * (len(values) - 1) + 0.5))], 3)
+
+        return {"count": len(values), "p50_ms": pick(0.50), "p99_ms": pick(0.99),
+                "max_ms": round(values[-1], 3)}
 
 
 @dataclass(slots=True)
@@ -314,6 +330,12 @@ class EcmgSession:
         return self._stream_status(cid, sid)
 
     def _cw_provision(self, event: CwProvision) -> Event:
+        started = time.perf_counter()
+        answer = self._cw_provision_answer(event)
+        self.registry.compute_ms.append((time.perf_counter() - started) * 1000)
+        return answer
+
+    def _cw_provision_answer(self, event: CwProvision) -> Event:
         cid, sid, cp = event.ecm_channel_id, event.ecm_stream_id, event.cp_number
 
         def refuse(status: int, info: int | None = None) -> StreamError:
