@@ -106,7 +106,7 @@ def create_app(tenants: Sequence[Tenant], settings: WebSettings,
     @app.exception_handler(RequestValidationError)
     async def on_invalid(request: Request, exc: RequestValidationError) -> Response:
         missing_key = any(e.get("loc", ())[:2] == ("header", "Idempotency-Key")
-                          for e in exc.errors())
+                          and e.get("type") == "missing" for e in exc.errors())
         code = "IDEMPOTENCY_KEY_REQUIRED" if missing_key else "INVALID_REQUEST"
         body_broken = any(e.get("type") == "json_invalid" for e in exc.errors())
         if body_broken:
