@@ -58,7 +58,9 @@ class Application:
         self.data_dir = data_dir or default_data_dir()
         self.db_url = db_url or os.environ.get("CAS_DB_URL")
         self.quiet = quiet
-        self.console = Console(highlight=False, soft_wrap=True)
+        # Piped output (CI logs, `| less`) gets wide tables instead of rich's 80 columns.
+        width = None if sys.stdout.isatty() or os.environ.get("COLUMNS") else 160
+        self.console = Console(highlight=False, soft_wrap=True, width=width)
         self.err_console = Console(stderr=True, highlight=False, soft_wrap=True)
 
     # --- output -------------------------------------------------------------------------------

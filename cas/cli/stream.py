@@ -110,12 +110,14 @@ def register(cli: click.Group) -> None:
                   help="Default: the first free PID from 0x0C00.")
     @click.option("--bitrate-kbps", type=click.IntRange(100, 1_000_000), default=2000,
                   show_default=True, help="Nominal rate to time ECMs when the input has no PCR.")
+    @click.option("--at", "at_text", help="Time stamped in the ECMs (YYYY-MM-DD or ISO); "
+                  "default: the store's simulation clock, or now without a store.")
     @pass_app
     def scramble(app: Application, src: Path, dst: Path, algo: str, crypto_period_s: float,
                  ecm_repetition_ms: int, cw_log: Path | None, emm_file: Path | None,
                  emm_kbps: int, no_emm_repeat: bool, lineup: str | None,
                  keys_path: Path | None, ecm_key_index: int, ca_system_id: int,
-                 emm_pid: int | None, bitrate_kbps: int) -> None:
+                 emm_pid: int | None, bitrate_kbps: int, at_text: str | None) -> None:
         """Scramble SRC into DST (CSA2 or CISSA) with ECMs, EMMs and CA descriptors."""
         from cas.crypto import load_operator_keys
         from cas.formats.sections import iter_sections
@@ -137,7 +139,7 @@ def register(cli: click.Group) -> None:
         settings = EcmSettings(crypto_period_ms=cp_ms, repetition_ms=ecm_repetition_ms,
                                cw_length=algorithm.cw_length, ecm_key_index=ecm_key_index)
         services = channel_ecms_for(keys, criteria, settings=settings,
-                                    start_s=int(time.time()))
+                                    start_s=_ecm_time_s(app, at_text))
         emms = list(iter_sections(emm_file.read_bytes())) if emm_file else []
         config = ScrambleConfig(algorithm=algorithm, crypto_period_ms=cp_ms,
                                 ecm_repetition_ms=ecm_repetition_ms, ca_system_id=ca_system_id,
@@ -168,6 +170,22 @@ def register(cli: click.Group) -> None:
             f"{report.crypto_periods} crypto-periods, {report.ecm_packets} ECM and "
             f"{report.emm_packets} EMM packets, EMM PID {report.emm_pid:#06x}, ECM PIDs "
             + ", ".join(f"{s.service_id}→{s.ecm_pid:#06x}" for s in report.services)))
+
+
+def _ecm_time_s(app: Application, at_text: str | None) -> int:
+    """ECM timestamps decide entitlement windows on the card, so they follow the head-end's
+    simulation clock when there is a store; the wall clock otherwise."""
+    from cas.cli._subscribers import parse_when
+    from cas.store.engine import SQLITE_FILE
+
+    if at_text is not None:
+        return int(parse_when(at_text).timestamp())
+    if app.db_url or (app.data_dir / SQLITE_FILE).exists():
+        from cas.cli._subscribers import now, reader
+
+        with reader(app) as session:
+            return int(now(session).timestamp())
+    return int(time.time())
 
 
 class _StdIn:
