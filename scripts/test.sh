@@ -7,7 +7,7 @@ here="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$here"
 bash scripts/setup.sh
 echo "== ruff"
-.venv/bin/ruff check cas firmware_stub tests tools benchmarks
+.venv/bin/ruff check .
 echo "== mypy --strict"
 .venv/bin/mypy
 echo "== pytest"
