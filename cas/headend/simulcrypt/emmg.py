@@ -24,7 +24,7 @@ import socket
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -539,17 +539,3 @@ def carousel(path: Path, *, section_tspkt_flag: int = 0, pid: int | None = None,
         if not produced:
             return
         done += 1
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class EmmgRunResult:
-    stats: EmmgStats
-    acked: int
-    remaining: int = field(default=0)
-
-
-async def run_emmg(config: EmmgConfig, outbox: Outbox) -> EmmgRunResult:
-    """Run an EMMG to completion; stops cleanly on cancellation (Ctrl-C)."""
-    client = EmmgClient(config, outbox)
-    stats = await client.run()
-    return EmmgRunResult(stats=stats, acked=outbox.acked, remaining=outbox.unsent)
