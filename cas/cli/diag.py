@@ -80,12 +80,18 @@ def stream_cmd(app: Application, stream: str, ca_system_id: str, bitrate_bps: in
 
 @click.command("codes")
 @click.option("--lang", type=click.Choice(["en", "ru"]), default="en", show_default=True)
+@click.option("--markdown", is_flag=True, help="A Markdown table (en and ru), for documents.")
 @_json_option
 @pass_app
-def codes_cmd(app: Application, lang: str, json_flag: bool) -> None:
+def codes_cmd(app: Application, lang: str, markdown: bool, json_flag: bool) -> None:
     """Every lock reason with its on-screen code, message and fix; the probe's alarms."""
     if json_flag:
         app.json_mode = True
+    if markdown and not app.json_mode:
+        from cas.diag.render import codes_markdown
+
+        click.echo(codes_markdown(), nl=False)
+        return
     app.output(codes_data(lang), lambda: render_codes(app.console, lang))
 
 

@@ -77,6 +77,11 @@ _MASK_RSVD = bytes(0xFF if b >> 6 == 1 else 0 for b in range(256))
 _TSC_CLEAR = bytes(range(0x40))  # delete: leaves the scrambled packets' byte 3
 _NOT_RSVD = bytes(range(0x80, 0x100))  # delete (after _TSC_CLEAR): leaves tsc 01
 _PAYLOAD = bytes(0xFF if b & 0x10 else 0 for b in range(256))
+_NO_PAYLOAD = bytes(0 if b & 0x10 else 0xFF for b in range(256))
+_AF_AND_PAYLOAD = bytes(0xFF if b & 0x30 == 0x30 else 0 for b in range(256))
+#: adaptation_field_length >= 168: at most 15 payload bytes, which scramblers leave clear
+#: (DVB-CSA2 scrambles whole 8-byte blocks, CISSA whole 16-byte blocks).
+_AF_GE168 = bytes(0xFF if b >= 168 else 0 for b in range(256))
 _CC = bytes(b & 0x0F for b in range(256))
 _AF = bytes(1 if b & 0x20 else 0 for b in range(256))
 _GE1 = bytes(1 if b >= 1 else 0 for b in range(256))
@@ -196,6 +201,9 @@ class PidReport:
     cc_errors: int
     duplicates: int
     pcrs: int
+    #: packets without payload (adaptation field only, e.g. PCR carriers) or with fewer than
+    #: 16 payload bytes: scramblers leave them clear
+    no_payload: int = 0
 
     @property
     def scrambled(self) -> int:
@@ -205,7 +213,7 @@ class PidReport:
     def state(self) -> str:
         if self.scrambled == 0:
             return "clear"
-        return "scrambled" if self.clear == 0 else "mixed"
+        return "scrambled" if self.clear <= self.no_payload else "mixed"
 
     def to_json(self) -> dict[str, Any]:
         return {"pid": self.pid, "kind": self.kind, "service_ids": list(self.service_ids),
@@ -213,7 +221,8 @@ class PidReport:
                 "state": self.state, "clear": self.clear, "scrambled_even": self.scrambled_even,
                 "scrambled_odd": self.scrambled_odd,
                 "scrambled_reserved": self.scrambled_reserved, "cc_errors": self.cc_errors,
-                "duplicates": self.duplicates, "pcrs": self.pcrs}
+                "duplicates": self.duplicates, "pcrs": self.pcrs,
+                "no_payload": self.no_payload}
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -426,8 +435,8 @@ def _r(value: float | None, digits: int = 3) -> float | None:
 # --- scan state --------------------------------------------------------------------------------
 class _Pid:
     __slots__ = ("cc_errors", "cc_events", "clear", "code", "duplicates", "even",
-                 "first_scrambled", "last_cc", "last_scrambled", "odd", "packets", "parity",
-                 "parity_changes", "pcr_idx", "pcr_ticks", "pid", "reserved")
+                 "first_scrambled", "last_cc", "last_scrambled", "no_payload", "odd", "packets",
+                 "parity", "parity_changes", "pcr_idx", "pcr_ticks", "pid", "reserved")
 
     def __init__(self, pid: int, code: int) -> None:
         self.pid = pid
@@ -437,6 +446,7 @@ class _Pid:
         self.even = 0
         self.odd = 0
         self.reserved = 0
+        self.no_payload = 0
         self.cc_errors = 0
         self.duplicates = 0
         self.cc_events: list[tuple[int, int, int]] = []
@@ -739,10 +749,12 @@ class StreamProbe:
         # adaptation fields: PCRs and discontinuity indicators
         disc: dict[int, list[int]] = {}
         af = c3.translate(_AF)
+        short = _int(c3.translate(_NO_PAYLOAD))  # 0xFF: no payload, or too short to scramble
         if af.find(1) >= 0:
             c4 = buf[start + 4:end:PACKET_SIZE]
             c5 = buf[start + 5:end:PACKET_SIZE]
             afi = _int(af)
+            short |= _int(c3.translate(_AF_AND_PAYLOAD)) & _int(c4.translate(_AF_GE168))
             pcr = (afi & _int(c4.translate(_GE7)) & _int(c5.translate(_PCR_FLAG))).to_bytes(
                 count, "big")
             j = pcr.find(1)
@@ -785,6 +797,10 @@ class StreamProbe:
 
         # continuity counters, 15 PIDs per group
         pm = _int(c3.translate(_PAYLOAD))
+        if short:
+            short_codes = (codes_i & short).to_bytes(count, "big")
+            for st in states:
+                st.no_payload += short_codes.count(st.code)
         cci = _int(c3.translate(_CC))
         for table, members in self._groups:
             gi = _int(codes.translate(table))
@@ -1208,7 +1224,8 @@ class _Finisher:
                 pid=pid, kind=self.pid_kind(pid), service_ids=tuple(sorted(services)),
                 packets=st.packets, bitrate_bps=self.rate(st.packets), clear=st.clear,
                 scrambled_even=st.even, scrambled_odd=st.odd, scrambled_reserved=st.reserved,
-                cc_errors=st.cc_errors, duplicates=st.duplicates, pcrs=len(st.pcr_idx)))
+                cc_errors=st.cc_errors, duplicates=st.duplicates, pcrs=len(st.pcr_idx),
+                no_payload=st.no_payload))
             if st.cc_errors:
                 first = st.cc_events[0][0] if st.cc_events else None
                 self.alarm(AlarmCode.CC_ERROR,

@@ -105,9 +105,8 @@ def render_probe(report: ProbeReport, console: Console) -> None:
                                           for c in r.cat))
     if r.ecms:
         ecm = Table(title="ECM PIDs", title_justify="left")
-        for col in ("PID", "CA", "SIDs", "sections", "distinct", "bitrate", "interval ms",
-                    "max gap ms", "last at s", "parity changes", "crypto-period s",
-                    "channel ids", "key idx"):
+        for col in ("PID", "CA", "SIDs", "sections", "distinct", "bitrate", "every ms",
+                    "max gap ms", "last at s", "changes", "CP s", "ch ids", "key"):
             ecm.add_column(col)
         for e in r.ecms:
             ecm.add_row(pid_text(e.pid), f"0x{e.ca_system_id:04X}",
@@ -156,6 +155,19 @@ def codes_data(lang: str) -> dict[str, Any]:
         "alarms": [{"code": code.value, "severity": sev.value, "meaning": text}
                    for code, (sev, text) in ALARM_TEXT.items()],
     }
+
+
+def codes_markdown() -> str:
+    """The reason table as Markdown (for docs/field-guide.md), en and ru side by side."""
+    lines = ["| screen | reason | message (en) | message (ru) | fix |",
+             "|---|---|---|---|---|"]
+    for i in REASONS.values():
+        lines.append(f"| {i.screen_code or '—'} | `{i.reason.value}` | {i.en} | {i.ru} | "
+                     f"{i.fix_en} |")
+    lines += ["", "| alarm | severity | meaning |", "|---|---|---|"]
+    for code, (sev, text) in ALARM_TEXT.items():
+        lines.append(f"| `{code.value}` | {sev.value} | {text} |")
+    return "\n".join(lines) + "\n"
 
 
 def render_codes(console: Console, lang: str) -> None:

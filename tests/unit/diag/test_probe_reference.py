@@ -27,6 +27,7 @@ class Reference:
     cc_errors: Counter[int] = field(default_factory=Counter)
     duplicates: Counter[int] = field(default_factory=Counter)
     changes: Counter[int] = field(default_factory=Counter)
+    no_payload: Counter[int] = field(default_factory=Counter)
     tei: int = 0
 
 
@@ -41,6 +42,7 @@ def reference(data: bytes) -> Reference:
         ref.tei += pkt[1] >> 7
         tsc, afc, cc = pkt[3] >> 6, (pkt[3] >> 4) & 3, pkt[3] & 15
         ref.tsc[pid, tsc] += 1
+        ref.no_payload[pid] += not afc & 1 or (afc == 3 and pkt[4] >= 168)
         if pid != 0x1FFF and afc & 1:
             disc = bool(afc & 2 and pkt[4] > 0 and pkt[5] & 0x80)
             if pid in last_cc and not disc:
@@ -78,7 +80,7 @@ def random_stream(seed: int, n: int, pids: list[int]) -> bytes:
         header = bytes((0x47, b1, pid & 0xFF, (tsc[pid] << 6) | (afc << 4) | cc[pid]))
         if afc & 2:
             disc = 0x80 if rng.random() < 0.1 else 0
-            af_len = 183 if afc == 2 else rng.choice((0, 1, 20))
+            af_len = 183 if afc == 2 else rng.choice((0, 1, 20, 167, 168, 182))
             af = bytes((af_len,)) + (bytes((disc,)) + b"\xff" * (af_len - 1) if af_len else b"")
         else:
             af = b""
@@ -110,6 +112,7 @@ def test_probe_equals_the_per_packet_reference(seed: int, n: int, pids: list[int
             ref.tsc[pid, t] for t in range(4))
         assert p.cc_errors == ref.cc_errors[pid], pid
         assert p.duplicates == ref.duplicates[pid], pid
+        assert p.no_payload == ref.no_payload[pid]
     changes = {s.pid: s.parity_changes for s in report.scrambling}
     for pid in ref.packets:
         if ref.tsc[pid, 2] or ref.tsc[pid, 3]:
