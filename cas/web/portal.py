@@ -323,10 +323,16 @@ def _throttle_fail(v: Visit, keys: list[tuple[str, RateLimit]]) -> None:
             throttle_count(s, key, rule, now_s)
 
 
-def _login_keys(v: Visit, identifier: str) -> list[tuple[str, RateLimit]]:
+def _login_keys(v: Visit, identifier: str, account_id: int | None) -> list[tuple[str,
+                                                                                 RateLimit]]:
+    """Failed-login counters: one per account (whichever identifier named it: account number
+    or phone), or per typed identifier when none matches; and one per client address."""
     settings = v.state.settings
-    ident = re.sub(r"[\s()\-+]", "", identifier)[:64].lower() or "-"
-    return [(f"login:id:{ident}", settings.login_per_account),
+    if account_id is not None:
+        who = f"acct:{account_id}"
+    else:
+        who = "id:" + (re.sub(r"[\s()\-+]", "", identifier)[:64].lower() or "-")
+    return [(f"login:{who}", settings.login_per_account),
             (f"login:ip:{v.ip}", settings.login_per_ip)]
 
 
@@ -370,13 +376,13 @@ def login_password(request: Request, op: str,
     wrong password give the same answer after the same argon2 work."""
     v = _visit(request, op, load_user=False)
     _check_csrf(v, csrf_token)
-    keys = _login_keys(v, identifier)
-    _throttle_check(v, keys)
     with v.tenant.store.reader() as s:
         acc = web_domain.account_for_login(s, identifier)
         stored = web_domain.password_hash_of(s, acc.id) if acc is not None else None
         account_id = acc.id if acc is not None else None
         number = acc.account_number if acc is not None else None
+    keys = _login_keys(v, identifier, account_id)
+    _throttle_check(v, keys)
     if not verify_password(stored, password[:256]) or account_id is None or number is None:
         _throttle_fail(v, keys)
         return render(v, "login.html", status=401, error=v.t("login.failed"),
@@ -413,13 +419,16 @@ def login_sms_send(request: Request, op: str,
     v = _visit(request, op, load_user=False)
     _check_csrf(v, csrf_token)
     settings = v.state.settings
-    ident = re.sub(r"[\s()\-+]", "", identifier)[:64].lower() or "-"
-    send_keys = [(f"sms:id:{ident}", settings.sms_per_account),
+    with v.tenant.store.reader() as s:
+        found = web_domain.account_for_login(s, identifier)
+        account_id = found.id if found is not None else None
+    login_keys = _login_keys(v, identifier, account_id)
+    send_keys = [("sms:" + login_keys[0][0].removeprefix("login:"), settings.sms_per_account),
                  (f"sms:ip:{v.ip}", settings.sms_per_ip)]
-    _throttle_check(v, _login_keys(v, identifier) + send_keys)
+    _throttle_check(v, login_keys + send_keys)
     _throttle_fail(v, send_keys)  # every send counts, found or not
     with v.tenant.store.transaction() as s:
-        acc = web_domain.account_for_login(s, identifier)
+        acc = s.get(Account, account_id) if account_id is not None else None
         token: str | None = None
         if acc is not None and acc.phone:
             at = clock_now(s)
@@ -457,7 +466,7 @@ def login_code_check(request: Request, op: str,
     if v.user is None or v.user.stage != "code_sent":
         return redirect(v, f"/{op}/login", error=v.t("login.code_expired"))
     user = v.user
-    keys = _login_keys(v, identifier)
+    keys = _login_keys(v, identifier, user.account_id)
     _throttle_check(v, keys)
     verified = False
     if user.verification_token is not None and user.account_id is not None:
@@ -843,9 +852,9 @@ def verify_page(request: Request, op: str) -> Response:
     return _guard(run, v)
 
 
-def _sms_send_keys(v: Visit, account_number: str) -> list[tuple[str, RateLimit]]:
+def _sms_send_keys(v: Visit, account_id: int | None) -> list[tuple[str, RateLimit]]:
     settings = v.state.settings
-    return [(f"sms:id:{account_number}", settings.sms_per_account),
+    return [(f"sms:acct:{account_id}", settings.sms_per_account),
             (f"sms:ip:{v.ip}", settings.sms_per_ip)]
 
 
@@ -853,7 +862,7 @@ def _send_code(v: Visit, user: PortalUser, phone: str | None, action: str) -> st
     """Send an SMS code for the logged-in account to ``phone`` (default: the account's) and
     keep its token in the session.  Returns an error text or None."""
     assert user.account_number is not None
-    keys = _sms_send_keys(v, user.account_number)
+    keys = _sms_send_keys(v, user.account_id)
     _throttle_check(v, keys)
     _throttle_fail(v, keys)
     try:
@@ -877,7 +886,7 @@ def _send_code(v: Visit, user: PortalUser, phone: str | None, action: str) -> st
 
 def _confirm_code(v: Visit, user: PortalUser, code: str) -> bool:
     assert user.account_number is not None
-    keys = [(f"code:id:{user.account_number}", v.state.settings.login_per_account),
+    keys = [(f"code:acct:{user.account_id}", v.state.settings.login_per_account),
             (f"code:ip:{v.ip}", v.state.settings.login_per_ip)]
     _throttle_check(v, keys)
     with v.tenant.store.reader() as s:

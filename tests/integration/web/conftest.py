@@ -23,7 +23,8 @@ from cas.store.engine import Store
 from cas.store.models import Base
 from cas.store.repo import register_card
 from cas.web.app import create_app
-from cas.web.settings import WebSettings, tenant_of
+from cas.web.settings import RateLimit, WebSettings, tenant_of
+from tests.integration.web.portal_client import PortalEnv, make_portal_env
 from tests.integration.web.seed import SeedAccount, SeededStore, seed_operator
 
 with warnings.catch_warnings():
@@ -112,3 +113,38 @@ def assert_error(resp: Any, status: int, code: str) -> dict[str, Any]:
     assert set(body) == {"error"} and body["error"]["code"] == code, body
     assert body["error"]["message"]
     return dict(body["error"])
+
+
+# --- the portal without a browser -------------------------------------------------------------
+PORTAL_OPERATORS = ("atvplus", "mts", "uzonline")
+PORTAL_LIMITS = {
+    "login_per_account": RateLimit(limit=5, window_s=900),
+    "login_per_ip": RateLimit(limit=12, window_s=900),
+    "sms_per_account": RateLimit(limit=3, window_s=900),
+    "sms_per_ip": RateLimit(limit=8, window_s=900),
+    "lookup_per_ip": RateLimit(limit=6, window_s=900),
+}
+
+
+@pytest.fixture(scope="module",
+                params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def portal_env_module(request: pytest.FixtureRequest,
+                      tmp_path_factory: pytest.TempPathFactory) -> Iterator[PortalEnv]:
+    if request.param == "sqlite":
+        root = tmp_path_factory.mktemp("web-portal")
+        urls = [f"sqlite:///{root / (op + '.sqlite')}" for op in PORTAL_OPERATORS]
+    else:
+        server: Any = request.getfixturevalue("postgres_server")
+        urls = [server.create_database("cas_portal") for _ in PORTAL_OPERATORS]
+    env, close = make_portal_env(request.param, urls, PORTAL_OPERATORS, limits=PORTAL_LIMITS)
+    try:
+        yield env
+    finally:
+        close()
+
+
+@pytest.fixture
+def portal_env(portal_env_module: PortalEnv) -> PortalEnv:
+    """The module's portal with every rate-limit window and session over (+1 hour)."""
+    portal_env_module.clock.advance(3600)
+    return portal_env_module
