@@ -155,7 +155,7 @@ def collect(session: Session, serial: int, at: datetime, *, chip_id: int | None,
     seq = session.get(EmmSequence, ("unique", serial))
     changes = tuple((int(r.at_s), r.cause) for r in session.scalars(
         select(RightsChange).where(RightsChange.card_serial == serial)
-        .order_by(RightsChange.at_s.desc(), RightsChange.id.desc()).limit(20)))
+        .order_by(RightsChange.id.desc()).limit(20)))  # journal order, newest first
     subs: list[dict[str, Any]] = []
     ledger: list[dict[str, Any]] = []
     if acc is not None:

@@ -1309,8 +1309,8 @@ class _Finisher:
             intervals = [b - a for a, b in pairwise(times)]
             changes = [base.at(i) for i in ca.parity_changes]
             periods = [b - a for a, b in pairwise(changes)]
-            same = ([b - a for a, b in zip([times[0], *changes], [*changes, times[-1]],
-                                           strict=True)] if times else [])
+            same = ([(b - a, a) for a, b in zip([times[0], *changes], [*changes, times[-1]],
+                                                strict=True)] if times else [])
             st = p._pids.get(pid)
             out.append(EcmReport(
                 pid=pid, ca_system_id=ca.ca_system_id, service_ids=tuple(programs),
@@ -1321,7 +1321,7 @@ class _Finisher:
                 max_gap_ms=max(intervals) * 1000 if intervals else None,
                 parity_changes=len(changes),
                 crypto_period_s=median(periods) if periods else None,
-                longest_same_parity_s=max(same) if same else None,
+                longest_same_parity_s=max(same)[0] if same else None,
                 table_ids=dict(ca.tables), channel_ids=tuple(sorted(ca.channel_ids)),
                 ecm_key_indexes=tuple(sorted(ca.key_indexes)), last_section=ca.last_section))
             self.ecm_alarms(ca, programs, base, times, same)
@@ -1339,7 +1339,7 @@ class _Finisher:
         return None if last is None else base.at(last)
 
     def ecm_alarms(self, ca: _CaPid, programs: list[int], base: TimeBase, times: list[float],
-                   same: list[float]) -> None:
+                   same: list[tuple[float, float]]) -> None:
         th = self.th
         sid = programs[0] if programs else None
         label = f"ECM PID {ca.pid} (0x{ca.pid:04X})" + (
@@ -1365,12 +1365,12 @@ class _Finisher:
                        f"{label}: last ECM at {times[-1]:.1f} s, none for the last {tail:.1f} s "
                        f"of the stream{still}",
                        pid=ca.pid, service_id=sid, at_s=times[-1], worst=tail)
-        longest = max(same) if same else 0.0
+        longest, since = max(same) if same else (0.0, 0.0)
         if longest >= th.cw_change_s:
             self.alarm(AlarmCode.CW_NOT_CHANGING,
                        f"{label}: ECM table_id parity unchanged for {longest:.1f} s "
                        f"(limit {th.cw_change_s:.0f} s)",
-                       pid=ca.pid, service_id=sid, worst=longest)
+                       pid=ca.pid, service_id=sid, worst=longest, at_s=since)
 
     def emm_reports(self) -> tuple[EmmReport, ...]:
         p = self.p
@@ -1412,9 +1412,10 @@ class _Finisher:
             last = base.at(st.last_scrambled)
             changes = [base.at(i) for i in st.parity_changes]
             periods = [b - a for a, b in pairwise(changes)]
-            spans = [b - a for a, b in zip([first, *changes], [*changes, last], strict=True)]
+            spans = [(b - a, a) for a, b in zip([first, *changes], [*changes, last],
+                                                 strict=True)]
             programs = self.es_programs.get(pid)
-            longest = max(spans)
+            longest, since = max(spans)
             out.append(ScramblingReport(
                 pid=pid, service_id=programs[0] if programs else None, even=st.even, odd=st.odd,
                 first_at_s=first, last_at_s=last, parity_changes=len(changes),
@@ -1426,7 +1427,7 @@ class _Finisher:
                 self.alarm(AlarmCode.CW_NOT_CHANGING,
                            f"{label}: scrambling parity unchanged for {longest:.1f} s "
                            f"(limit {self.th.cw_change_s:.0f} s): the control word is not "
-                           "changing", pid=pid, service_id=sid, worst=longest)
+                           "changing", pid=pid, service_id=sid, worst=longest, at_s=since)
             self.no_ecm_alarm(st, programs, label, first)
         return tuple(out)
 

@@ -368,24 +368,24 @@ def _stream_findings(ctx: _Ctx, st: ChannelStatus) -> list[Finding]:
 
 
 def _stream_finding(cause: Cause, a: Alarm, st: ChannelStatus) -> Finding:
-    pid = "" if a.pid is None else f" (PID {a.pid}, 0x{a.pid:04X})"
+    # The summary names no PID, so one fault of the head-end groups all its channels.
     if cause is Cause.ECM_STOPPED:
-        summary = (f"ECMs for this channel stopped at {a.at_s or 0:.1f} s into the stream{pid}: "
+        summary = (f"ECMs for this channel stopped at {a.at_s or 0:.1f} s into the stream: "
                    "boxes lose the picture at the next control-word change")
         fix = "restart the ECM generator / check the scrambler's ECMG connection for this service"
     elif cause is Cause.ECM_MISSING:
-        summary = f"no ECM at all for this channel{pid}"
+        summary = "no ECM at all for this channel"
         fix = "check that the ECM generator feeds this service's ECM PID"
     elif cause is Cause.ECM_GAP:
-        summary = (f"ECMs for this channel pause for up to {(a.worst or 0) * 1000:.0f} ms{pid}: "
+        summary = (f"ECMs for this channel pause for up to {(a.worst or 0) * 1000:.0f} ms: "
                    "black screens on channel change")
         fix = "check the ECM generator's load and the ECM repetition rate (≤ 500 ms)"
     elif cause is Cause.SCRAMBLED_NO_ECM:
-        summary = f"the channel is scrambled but its PMT names no ECM PID{pid}"
+        summary = "the channel is scrambled but its PMT names no ECM PID"
         fix = "add the CA_descriptor to the PMT (scrambler / multiplexer configuration)"
     else:
-        summary = (f"control word not changing on this channel for {a.worst or 0:.0f} s{pid}: "
-                   "the crypto-period is frozen")
+        summary = (f"control word not changing for {a.worst or 0:.0f} s: the crypto-period "
+                   "is frozen")
         fix = "check the scrambler's crypto-period and its ECMG CW_provision for this service"
     return Finding(cause=cause, scope="stream", reason=Reason.NO_ECM, summary=summary, fix=fix,
                    evidence=(a.message,))

@@ -139,8 +139,11 @@ def test_control_word_not_changing(tmp_path: Path, clear_long: bytes) -> None:
     report = bench.visit(home, bench.stream(bench.emm_run("full"), crypto_period_ms=60_000))
     cause, summary = first(report, QAZAQSTAN)
     assert cause is Cause.CW_NOT_CHANGING
-    assert summary.startswith("control word not changing on this channel for 2")
+    assert summary.startswith("control word not changing for 2")
     assert report.channel(QAZAQSTAN).state == "OPEN" and report.channel(QAZAQSTAN).at_risk
+    # one head-end fault, one root cause for every channel it hits
+    assert report.roots[0].finding.cause is Cause.CW_NOT_CHANGING
+    assert set(report.roots[0].channels) == {QAZAQSTAN, KHABAR, KINO, SPORT}
 
 
 # --- card and box --------------------------------------------------------------------------------
