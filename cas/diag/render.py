@@ -40,6 +40,13 @@ def _s(value: float | None, digits: int = 1) -> str:
     return "-" if value is None else f"{value:.{digits}f}"
 
 
+def _short_kind(kind: str) -> str:
+    for word in ("video", "audio"):
+        if word in kind:
+            return word
+    return kind
+
+
 def state_text(state: str) -> Text:
     return Text(state, style=STATE_STYLE.get(state, ""))
 
@@ -69,18 +76,20 @@ def render_probe(report: ProbeReport, console: Console) -> None:
                      if r.crypto_period_s else ""), style="dim")
 
     services = Table(title="Services", title_justify="left")
-    for col in ("SID", "name", "provider", "state", "PMT", "PCR", "components", "ECM PIDs",
-                "bitrate"):
+    for col in ("SID", "name", "provider", "state", "PMT", "PCR", "components",
+                "ECM PIDs (CA system)", "bitrate"):
         services.add_column(col)
     for s in r.services:
         style = {"scrambled": "cyan", "clear": "green", "partly scrambled": "yellow"}.get(
             s.state, "red")
-        comps = ", ".join(f"{c.pid} {c.kind}" for c in s.streams) or "-"
-        ecm_text = ", ".join(f"{c.ca_pid} (CA 0x{c.ca_system_id:04X}, {c.level})"
+        comps = ", ".join(f"{c.pid} {_short_kind(c.kind)}" for c in s.streams) or "-"
+        ecm_text = ", ".join(f"{c.ca_pid} (0x{c.ca_system_id:04X}"
+                             + (f", ES {c.es_pid})" if c.es_pid is not None else ")")
                              for c in s.ca) or "-"
         services.add_row(str(s.service_id), s.name or "-", s.provider or "-",
-                         Text(s.state, style=style), pid_text(s.pmt_pid), pid_text(s.pcr_pid),
-                         comps, ecm_text, bitrate(s.bitrate_bps))
+                         Text(s.state, style=style), "-" if s.pmt_pid is None else str(s.pmt_pid),
+                         "-" if s.pcr_pid is None else str(s.pcr_pid), comps, ecm_text,
+                         bitrate(s.bitrate_bps))
     console.print(services)
 
     pids = Table(title="PIDs", title_justify="left")
@@ -284,13 +293,13 @@ def render_visit(data: dict[str, Any], console: Console) -> None:
     else:
         console.print(Text("every channel open, nothing wrong found", style="bold green"))
 
-    table = Table(title="Channels", title_justify="left")
-    for col in ("ch", "name", "state", "code", "box says", "head-end", "cause", "fix"):
-        table.add_column(col)
+    table = Table(title="Channels (fixes above)", title_justify="left")
+    for col in ("ch", "name", "state", "code", "box says", "head-end"):
+        table.add_column(col, no_wrap=True)
+    table.add_column("cause", ratio=1)
     for v in data["verdicts"]:
         table.add_row(str(v["channel"]), v["name"], _state_cell(v), v["screen_code"] or "",
-                      v["reason"], v["headend_reason"] or "-", v["cause"] or "",
-                      v["fix"] or "")
+                      v["reason"], v["headend_reason"] or "-", v["cause"] or "")
     console.print(table)
     for v in data["verdicts"]:
         evidence = [e for f in v["findings"][:1] for e in f["evidence"]]
