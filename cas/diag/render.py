@@ -114,13 +114,13 @@ def render_probe(report: ProbeReport, console: Console) -> None:
                                           for c in r.cat))
     if r.ecms:
         ecm = Table(title="ECM PIDs", title_justify="left")
-        for col in ("PID", "CA", "SIDs", "sections", "distinct", "bitrate", "every ms",
+        for col in ("PID", "CA", "SIDs", "sections (new)", "bitrate", "every ms",
                     "max gap ms", "last at s", "changes", "CP s", "ch ids", "key"):
-            ecm.add_column(col)
+            ecm.add_column(col, no_wrap=col in ("PID", "bitrate"))
         for e in r.ecms:
             ecm.add_row(pid_text(e.pid), f"0x{e.ca_system_id:04X}",
-                        ",".join(map(str, e.service_ids)) or "-", str(e.sections),
-                        str(e.distinct_sections), bitrate(e.bitrate_bps),
+                        ",".join(map(str, e.service_ids)) or "-",
+                        f"{e.sections} ({e.distinct_sections})", bitrate(e.bitrate_bps),
                         _ms(e.mean_interval_ms), _ms(e.max_gap_ms), _s(e.last_at_s),
                         str(e.parity_changes), _s(e.crypto_period_s),
                         ",".join(map(str, e.channel_ids)) or "-",
