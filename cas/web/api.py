@@ -93,7 +93,7 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
     status: {"model": ErrorOut, "description": text} for status, text in (
         (400, "Malformed request"), (401, "Missing or invalid API key"),
         (404, "Unknown record"), (409, "Conflict or refused by a subscriber rule"),
-        (422, "Invalid input"), (429, "Rate limited"), (503, "Store unavailable"))
+        (422, "Invalid input"), (503, "Store unavailable"))
 }
 router = APIRouter(prefix=API_PREFIX, responses=_ERRORS)
 

@@ -42,6 +42,7 @@ WEB_CODES: dict[str, tuple[str, str]] = {
     "BAD_REQUEST": ("BAD_REQUEST", "the body is not JSON, or not the media type expected"),
     "INVALID_REQUEST": ("INVALID_INPUT",
                         "a field is missing, of the wrong type, out of range, or unknown"),
+    "IDEMPOTENCY_KEY_REQUIRED": ("INVALID_INPUT", "POST /payments without Idempotency-Key"),
     "API_KEY_REQUIRED": ("UNAUTHENTICATED", "no X-API-Key header"),
     "INVALID_API_KEY": ("UNAUTHENTICATED", "the API key is malformed, unknown or revoked"),
     "CSRF_FAILED": ("FORBIDDEN", "a portal form came without its CSRF token, or a wrong one"),
