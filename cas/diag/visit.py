@@ -514,6 +514,11 @@ def _rights_finding(ctx: _Ctx, st: ChannelStatus, reason: Reason) -> Finding | N
                    fix=info(reason).fix_en, evidence=tuple(evidence))
 
 
+def _explains(f: Finding, box_reason: Reason) -> bool:
+    """Does ``f`` account for the lock the box shows?  (Nothing "explains" OPEN.)"""
+    return box_reason is not Reason.OPEN and f.reason is box_reason
+
+
 def diagnose_channel(ctx: _Ctx, st: ChannelStatus) -> ChannelVerdict:
     he = ctx.headend
     view = he.channel(st.service_id) if he is not None else None
@@ -548,8 +553,11 @@ def diagnose_channel(ctx: _Ctx, st: ChannelStatus) -> ChannelVerdict:
         findings.append(Finding(cause=Cause.UNKNOWN_CHANNEL, scope="channel",
                                 summary=f"the head-end does not know this channel: {view.error}",
                                 fix="check the head-end's lineup (cas catalog)"))
-    # Most basic first; equal tiers keep the order above (observed before inferred).
-    order = sorted(range(len(findings)), key=lambda i: (findings[i].tier, i))
+    # What explains the lock the box shows comes first (a stream fault that did not cause
+    # this lock, e.g. a frozen CW on a channel the card is not entitled to, comes after it);
+    # then the most basic tier; equal tiers keep the order above (observed before inferred).
+    order = sorted(range(len(findings)),
+                   key=lambda i: (not _explains(findings[i], box_r), findings[i].tier, i))
     unique: dict[tuple[Cause, str], Finding] = {}
     for i in order:
         unique.setdefault(findings[i].key(), findings[i])
@@ -593,15 +601,22 @@ def diagnose(*, at_s: int, probe: ProbeReport, statuses: Sequence[ChannelStatus]
     stream = stream_wide_findings(probe)
     emm_trouble = any(f.cause is Cause.EMM_NOT_IN_STREAM for v in verdicts for f in v.findings)
     roots: dict[tuple[Cause, str], tuple[Finding, list[int]]] = {}
+    locks: set[tuple[Cause, str]] = set()  # findings that explain a lock somewhere
     for v in verdicts:
         for f in v.findings:
             roots.setdefault(f.key(), (f, []))[1].append(v.number)
+            if _explains(f, v.box_reason):
+                locks.add(f.key())
     for f in stream:
         if f.cause is Cause.EMM_BITRATE_LOW and emm_trouble:
             f = Finding(cause=Cause.EMM_PID_MISSING, scope=f.scope, summary=f.summary,
                         fix=f.fix, evidence=f.evidence)  # it explains the missing EMMs
         roots.setdefault(f.key(), (f, []))
-    ranked = sorted(roots.values(), key=lambda fc: (fc[0].tier, -len(fc[1])))
+    # Malfunctions (tiers 0-3: card, pairing, stream, EMM delivery) before the account's and
+    # the channels' commercial state; within each, what explains a lock first; then the most
+    # basic tier; then the fault that hits the most channels.
+    ranked = sorted(roots.values(), key=lambda fc: (fc[0].tier > 3, fc[0].key() not in locks,
+                                                    fc[0].tier, -len(fc[1])))
     return verdicts, tuple(RootCause(finding=f, channels=tuple(ch)) for f, ch in ranked)
 
 

@@ -125,11 +125,25 @@ def test_stopped_ecms(bench: DiagBench) -> None:
     healthy(report, QAZAQSTAN, KINO)
 
 
-def test_stream_fault_comes_before_the_rights_on_the_same_channel(bench: DiagBench) -> None:
-    home = bench.home()  # no add-on, and the add-on channel's ECMs stop too
+def test_the_lock_shown_comes_before_a_stream_fault_that_did_not_cause_it(
+        bench: DiagBench) -> None:
+    home = bench.home()  # no add-on, and the add-on channel's ECMs stop after 1 s
     report = bench.visit(home, bench.stream(bench.emm_run("full"), ecm_stop_s={1024: 1.0}))
+    assert report.channel(SPORT).box_reason is Reason.CHANNEL_NOT_IN_PACKAGE
     causes = [f.cause for f in report.channel(SPORT).findings]
-    assert causes[:2] == [Cause.ECM_STOPPED, Cause.CHANNEL_NOT_IN_PACKAGE]
+    assert causes[:2] == [Cause.CHANNEL_NOT_IN_PACKAGE, Cause.ECM_STOPPED]
+    # ... but across the visit the head-end's malfunction is named before the sales state
+    assert [r.finding.cause for r in report.roots][:2] == [Cause.ECM_STOPPED,
+                                                          Cause.CHANNEL_NOT_IN_PACKAGE]
+
+
+def test_no_ecm_at_all(bench: DiagBench) -> None:
+    home = bench.home()
+    report = bench.visit(home, bench.stream(bench.emm_run("full"), ecm_stop_s={1002: 0.0}))
+    v = report.channel(KHABAR)
+    assert v.box_reason is Reason.NO_ECM and v.state == "LOCKED"
+    assert first(report, KHABAR) == (Cause.ECM_MISSING, "no ECM at all for this channel")
+    assert report.roots[0].finding.cause is Cause.ECM_MISSING
 
 
 def test_control_word_not_changing(tmp_path: Path, clear_long: bytes) -> None:
