@@ -206,6 +206,18 @@ def find_account(session: Session, *, by: str, ref: str | int) -> Account:
     return acc
 
 
+def _account_id(session: Session, *, by: str, ref: str | int) -> int:
+    """:func:`find_account`'s answer as an id, without loading the account for a card (the
+    caller locks it next)."""
+    if by == "card":
+        text = str(ref).strip()
+        if text.isdigit() and 0 < int(text) <= 0xFFFF_FFFF:
+            card = session.get(Card, int(text))
+            if card is not None and card.account_id is not None:
+                return card.account_id
+    return find_account(session, by=by, ref=ref).id
+
+
 def find_account_any(session: Session, ref: str) -> Account:
     """A card number, contract number or account number — whichever matches (NTV Plus SMS:
     "ntvplus <card-or-contract-number> <amount>").  Two different accounts matching is an
@@ -262,11 +274,11 @@ def pay(session: Session, *, by: str, ref: str | int, amount_minor: int, payment
         if amount_minor not in profile.payment_card_denominations_minor:
             allowed = ", ".join(profile.money(d) for d in profile.payment_card_denominations_minor)
             raise ValidationError(f"payment cards come in {allowed}", code="BAD_DENOMINATION")
-    acc_ref = find_account(session, by=by, ref=ref)
+    account_id = _account_id(session, by=by, ref=ref)
     if session.execute(select(Payment.id).where(Payment.payment_id == payment_id)).first():
         raise RecordConflict(f"payment {payment_id!r} was already booked",
                              code="DUPLICATE_PAYMENT")
-    profile, acc = _prepare(session, acc_ref.id, at_s)
+    profile, acc = _prepare(session, account_id, at_s)
 
     switch_to: Package | None = None
     if package is not None:
