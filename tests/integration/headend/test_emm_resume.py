@@ -41,7 +41,9 @@ def test_killed_full_refresh_resumes_without_duplicate_or_missing_seq(
     out = tmp_path / "full.sections"
     partial = Path(str(out) + ".emm-partial")
     data_dir = tmp_path / "store"
-    env = {**os.environ, "CAS_EMM_THROTTLE_S": "0.05"}
+    # Slow enough per committed chunk that the watcher sees the run mid-way even on a
+    # loaded machine (24 chunks: the whole run takes ~7 s, the kill comes after 5).
+    env = {**os.environ, "CAS_EMM_THROTTLE_S": "0.3"}
     proc = subprocess.Popen(_cli(data_dir, key_file, out, env), env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     state: RunState | None = None
