@@ -183,6 +183,20 @@ def test_no_card_in_the_box(bench: DiagBench) -> None:
                                   vendor_key=bench.vendor_key), store=bench.store)
     assert first(report, QAZAQSTAN)[0] is Cause.NO_CARD
     assert report.roots[0].finding.cause is Cause.NO_CARD
+    # the people's form and the ticket work without a card too
+    import io
+
+    from rich.console import Console
+
+    from cas.diag.render import render_visit
+    from cas.diag.report import render_html, ticket, verification_for
+
+    out = io.StringIO()
+    render_visit(report.to_json(), Console(file=out, width=150))
+    text = " ".join(out.getvalue().split())
+    assert "no smart card in the box" in text and "card: none" in text
+    page = render_html(ticket(report, verification_for(report, complaint="E04 everywhere")))
+    assert "E04 everywhere" in page and "no smart card in the box" in page
 
 
 # --- the account and the channel's rights ----------------------------------------------------------
