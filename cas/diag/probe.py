@@ -49,7 +49,8 @@ from cas.diag.alarms import Alarm, AlarmCode, Thresholds
 from cas.diag.timebase import DEFAULT_NOMINAL_BITRATE_BPS, PACKET_BITS, TimeBase
 from cas.errors import FormatError, StreamError, UsageError
 from cas.formats import psi
-from cas.formats.ts import SectionReassembler
+from cas.formats.emm import EmmAddressType
+from cas.formats.ts import Pcr, SectionReassembler
 
 PACKET_SIZE = 188
 SYNC_BYTE = 0x47
@@ -763,9 +764,10 @@ class StreamProbe:
                 if owner is not None:
                     p = start + j * PACKET_SIZE
                     b = buf[p + 6:p + 12]
-                    base33 = (b[0] << 25) | (b[1] << 17) | (b[2] << 9) | (b[3] << 1) | (b[4] >> 7)
+                    pcr_value = Pcr(base=(b[0] << 25) | (b[1] << 17) | (b[2] << 9) | (b[3] << 1)
+                                    | (b[4] >> 7), extension=((b[4] & 1) << 8) | b[5])
                     owner.pcr_idx.append(base + j)
-                    owner.pcr_ticks.append(base33 * 300 + (((b[4] & 1) << 8) | b[5]))
+                    owner.pcr_ticks.append(pcr_value.ticks_27mhz)
                 j = pcr.find(1, j + 1)
             dmask = (afi & _int(c4.translate(_GE1)) & _int(c5.translate(_DISC_FLAG))).to_bytes(
                 count, "big")
@@ -1049,8 +1051,11 @@ class StreamProbe:
         if not ours:
             ca.address_counts["other"] += 1
             return
+        # Clear EMM headers (docs/formats.md §5.1, cas.formats.emm.EMM_HEADERS) after the
+        # 3-byte section header: unique serial u32, seq u32 | shared address u24, members
+        # 32 bytes, seq u32 | global seq u32.  Read with struct: only addresses are needed.
         n = len(section)
-        if tid == 0x82 and n >= 11:
+        if tid == EmmAddressType.UNIQUE and n >= 11:
             serial = _U32.unpack_from(section, 3)[0]
             seq = _U32.unpack_from(section, 7)[0]
             u = ca.unique.get(serial)
@@ -1061,7 +1066,7 @@ class StreamProbe:
                 u[1] = max(u[1], seq)
                 u[2] = index
             ca.address_counts["unique"] += 1
-        elif tid == 0x83 and n >= 42:
+        elif tid == EmmAddressType.SHARED and n >= 42:
             addr = (section[3] << 16) | (section[4] << 8) | section[5]
             members = int.from_bytes(section[6:38], "big")
             seq = _U32.unpack_from(section, 38)[0]
@@ -1074,7 +1079,7 @@ class StreamProbe:
                 g[2] = index
                 g[3] |= members
             ca.address_counts["shared"] += 1
-        elif tid == 0x84 and n >= 7:
+        elif tid == EmmAddressType.GLOBAL and n >= 7:
             seq = _U32.unpack_from(section, 3)[0]
             ca.global_last_seq = max(ca.global_last_seq or 0, seq)
             ca.address_counts["global"] += 1
