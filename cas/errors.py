@@ -88,17 +88,29 @@ class StatusWordError(CardError):
 
 # --- store / billing -------------------------------------------------------------------------
 class StoreError(CasError):
-    """Database-level failure (connection, migration, integrity)."""
+    """Database-level failure (connection, migration, integrity).
+
+    ``code`` is a stable machine-readable identifier (the API answers with it).
+    """
 
     exit_code = 6
+    default_code = "STORE_ERROR"
+
+    def __init__(self, message: str, *, code: str | None = None) -> None:
+        self.code = code or self.default_code
+        super().__init__(message)
 
 
 class NotFoundError(StoreError):
     """A looked-up account, card, box, package or payment does not exist."""
 
+    default_code = "NOT_FOUND"
+
 
 class ConflictError(StoreError):
     """Would violate uniqueness (duplicate payment id, account number, ...)."""
+
+    default_code = "CONFLICT"
 
 
 class BillingError(CasError):

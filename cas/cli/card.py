@@ -13,7 +13,6 @@ from __future__ import annotations
 import signal
 import threading
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
 
@@ -55,13 +54,14 @@ def register(cli: click.Group) -> None:
 def _store_slots(app: Application, serials: list[int], *, region: int,
                  maturity_limit: int) -> list[CardSlot]:
     """Register new cards with the head-end; the store allocates their group slots."""
+    from cas.billing.clock import clock_now
     from cas.store.engine import open_store
     from cas.store.repo import register_card
 
     store = open_store(db_url=app.db_url, data_dir=app.data_dir)
     try:
-        at = datetime.now(UTC)
         with store.transaction() as session:
+            at = clock_now(session)  # the head-end's simulation clock, not the wall clock
             out = []
             for serial in serials:
                 slot = register_card(session, serial, at=at, region=region,
@@ -75,13 +75,14 @@ def _store_slots(app: Application, serials: list[int], *, region: int,
 
 def _store_register_records(app: Application, records: list[CardRecord]) -> None:
     """Register cards personalised elsewhere (a factory batch) at their own slots."""
+    from cas.billing.clock import clock_now
     from cas.store.engine import open_store
     from cas.store.repo import register_card
 
     store = open_store(db_url=app.db_url, data_dir=app.data_dir)
     try:
-        at = datetime.now(UTC)
         with store.transaction() as session:
+            at = clock_now(session)
             for r in records:
                 register_card(session, r.serial, r.shared_address, r.member_position, at=at,
                               region=r.region, maturity_limit=r.maturity_limit)

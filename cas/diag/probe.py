@@ -540,12 +540,7 @@ class _CaPid:
         self.address_counts: Counter[str] = Counter()
 
 
-class _Reassembler(SectionReassembler):
-    """:class:`SectionReassembler` that says whether a section is in progress."""
-
-    @property
-    def idle(self) -> bool:
-        return getattr(self, "_buf", None) is None
+_Reassembler = SectionReassembler  # .idle says whether a section is in progress
 
 
 _ECM_HDR = struct.Struct(">HBI")  # channel_id, ecm_key_index, timestamp_s after the 3 bytes

@@ -573,6 +573,11 @@ class SectionReassembler:
                 )
             )
 
+    @property
+    def idle(self) -> bool:
+        """No section is in progress (the next bytes must start a new one)."""
+        return self._buf is None
+
     def reset(self) -> None:
         """Forget the continuity state and any partial section (e.g. after a retune)."""
         self._cc = None

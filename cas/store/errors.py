@@ -13,13 +13,11 @@ class RecordNotFound(NotFoundError):
     """A looked-up record does not exist (``code`` e.g. ``"UNKNOWN_CARD"``)."""
 
     def __init__(self, message: str, *, code: str = "NOT_FOUND") -> None:
-        self.code = code
-        super().__init__(message)
+        super().__init__(message, code=code)
 
 
 class RecordConflict(ConflictError):
     """The change would break a uniqueness rule (``code`` e.g. ``"DUPLICATE_PAYMENT"``)."""
 
     def __init__(self, message: str, *, code: str = "CONFLICT") -> None:
-        self.code = code
-        super().__init__(message)
+        super().__init__(message, code=code)
