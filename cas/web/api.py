@@ -138,7 +138,7 @@ def api_context(request: Request,
     if not ok:
         raise Unauthenticated("invalid API key")
     if stale:
-        with tenant.store.transaction() as s:
+        with tenant.transaction() as s:
             fresh = s.execute(select(WebApiKey).where(WebApiKey.key_id == presented.key_id)
                               ).scalar_one()
             fresh.last_used_at_s = now_s
@@ -159,7 +159,7 @@ def _read(ctx: ApiContext, fn: Callable[[Session, datetime], T]) -> T:
 def _write(ctx: ApiContext, action: str, target: str, fn: Callable[[Session, datetime], T],
            detail: dict[str, Any] | None = None) -> T:
     """One transaction: the domain call and its audit row commit together or not at all."""
-    with ctx.tenant.store.transaction() as s:
+    with ctx.tenant.transaction() as s:
         at = clock_now(s)
         result = fn(s, at)
         audit.record(s, ctx.actor, action, target, wall_s=ctx.wall_s, sim_at=at, detail=detail)

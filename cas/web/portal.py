@@ -185,7 +185,7 @@ def _load_user(v: Visit) -> PortalUser | None:
         _end_session(v, sha)
         return None
     if touch:
-        with v.tenant.store.transaction() as s:
+        with v.tenant.transaction() as s:
             fresh = s.get(WebSession, sha)
             if fresh is not None:
                 fresh.last_seen_at_s = now_s
@@ -195,7 +195,7 @@ def _load_user(v: Visit) -> PortalUser | None:
 def _end_session(v: Visit, sha: str) -> None:
     """End a portal session and the SMS verification it holds (the code was valid "until the
     end of the session", Uzonline seed)."""
-    with v.tenant.store.transaction() as s:
+    with v.tenant.transaction() as s:
         row = s.get(WebSession, sha)
         if row is None or row.ended_at_s is not None:
             return
@@ -318,7 +318,7 @@ def _throttle_check(v: Visit, keys: list[tuple[str, RateLimit]]) -> None:
 
 def _throttle_fail(v: Visit, keys: list[tuple[str, RateLimit]]) -> None:
     now_s = v.now_s
-    with v.tenant.store.transaction() as s:
+    with v.tenant.transaction() as s:
         for key, rule in keys:
             throttle_count(s, key, rule, now_s)
 
@@ -395,7 +395,7 @@ def _logged_in(v: Visit, *, account_id: int, number: str, method: str,
                verification_token: str | None, keys: list[tuple[str, RateLimit]],
                old_sha: str | None) -> Response:
     """A fresh session token on every login (no fixation); the pre-login session ends."""
-    with v.tenant.store.transaction() as s:
+    with v.tenant.transaction() as s:
         if old_sha is not None:
             old = s.get(WebSession, old_sha)
             if old is not None:
@@ -427,7 +427,7 @@ def login_sms_send(request: Request, op: str,
                  (f"sms:ip:{v.ip}", settings.sms_per_ip)]
     _throttle_check(v, login_keys + send_keys)
     _throttle_fail(v, send_keys)  # every send counts, found or not
-    with v.tenant.store.transaction() as s:
+    with v.tenant.transaction() as s:
         acc = s.get(Account, account_id) if account_id is not None else None
         token: str | None = None
         if acc is not None and acc.phone:
@@ -470,7 +470,7 @@ def login_code_check(request: Request, op: str,
     _throttle_check(v, keys)
     verified = False
     if user.verification_token is not None and user.account_id is not None:
-        with v.tenant.store.transaction() as s:
+        with v.tenant.transaction() as s:
             try:
                 res = acc_mod.confirm_verification(s, token=user.verification_token,
                                                    code=code.strip()[:16], at=clock_now(s))
@@ -494,7 +494,7 @@ def logout(request: Request, op: str,
     if v.user is not None:
         _end_session(v, v.user.token_sha256)
         if v.user.account_number is not None:
-            with v.tenant.store.transaction() as s:
+            with v.tenant.transaction() as s:
                 audit.record(s, v.actor(), "logout", v.user.account_number, wall_s=v.now_s,
                              sim_at=clock_now(s))
     v.clear_cookies.append((session_cookie_name(op), f"/{op}"))
@@ -580,7 +580,7 @@ def _run_action(v: Visit, action: str, back: str,
         user = _require_user(v)
         assert user.account_number is not None
         try:
-            with v.tenant.store.transaction() as s:
+            with v.tenant.transaction() as s:
                 at = clock_now(s)
                 message = fn(s, at, user)
                 audit.record(s, v.actor(), action, user.account_number, wall_s=v.now_s,
@@ -866,7 +866,7 @@ def _send_code(v: Visit, user: PortalUser, phone: str | None, action: str) -> st
     _throttle_check(v, keys)
     _throttle_fail(v, keys)
     try:
-        with v.tenant.store.transaction() as s:
+        with v.tenant.transaction() as s:
             at = clock_now(s)
             acc = s.get(Account, user.account_id)
             assert acc is not None
@@ -894,7 +894,7 @@ def _confirm_code(v: Visit, user: PortalUser, code: str) -> bool:
         token = row.verification_token if row is not None else None
     ok = False
     if token is not None:
-        with v.tenant.store.transaction() as s:
+        with v.tenant.transaction() as s:
             try:
                 ok = acc_mod.confirm_verification(s, token=token, code=code.strip()[:16],
                                                   at=clock_now(s)).verified
