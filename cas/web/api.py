@@ -156,13 +156,15 @@ def _read(ctx: ApiContext, fn: Callable[[Session, datetime], T]) -> T:
         return fn(s, clock_now(s))
 
 
-def _write(ctx: ApiContext, action: str, target: str, fn: Callable[[Session, datetime], T],
-           detail: dict[str, Any] | None = None) -> T:
-    """One transaction: the domain call and its audit row commit together or not at all."""
+def _write(ctx: ApiContext, action: str, target: str | Callable[[T], str],
+           fn: Callable[[Session, datetime], T], detail: dict[str, Any] | None = None) -> T:
+    """One transaction: the domain call and its audit row commit together or not at all.
+    ``target`` is the record changed, or a function of the result that names it."""
     with ctx.tenant.transaction() as s:
         at = clock_now(s)
         result = fn(s, at)
-        audit.record(s, ctx.actor, action, target, wall_s=ctx.wall_s, sim_at=at, detail=detail)
+        name = target(result) if callable(target) else target
+        audit.record(s, ctx.actor, action, name, wall_s=ctx.wall_s, sim_at=at, detail=detail)
     return result
 
 
@@ -231,8 +233,8 @@ def create_account(ctx: Ctx, body: AccountCreate) -> AccountOut:
     def run(s: Session, at: datetime) -> AccountOut:
         view = acc_mod.create_account(s, at=at, **body.model_dump())
         return AccountOut.of(view)
-    out = _write(ctx, "account.create", "", run, body.model_dump())
-    return out
+    return _write(ctx, "account.create", lambda out: out.account_number, run,
+                  body.model_dump())
 
 
 @router.get("/accounts", response_model=list[AccountOut], tags=["accounts"])
@@ -595,10 +597,17 @@ def start_verification(ctx: Ctx, body: VerificationIn) -> VerificationOut:
 def confirm_verification(ctx: Ctx, token: Annotated[str, Path(pattern=r"^[0-9a-f]{1,64}$")],
                          body: ConfirmIn) -> ConfirmOut:
     """Check an SMS code; wrong codes are counted and the session closes after the limit."""
+    account: list[str] = []
+
     def run(s: Session, at: datetime) -> ConfirmOut:
+        from cas.store.models import Account, VerificationSession
+
         res = acc_mod.confirm_verification(s, token=token, code=body.code, at=at)
+        row = s.get(VerificationSession, token)
+        acc = s.get(Account, row.account_id) if row is not None else None
+        account.append(acc.account_number if acc is not None else "")
         return ConfirmOut(verified=res.verified, attempts_left=res.attempts_left)
-    return _write(ctx, "verification.confirm", token[:16], run)
+    return _write(ctx, "verification.confirm", lambda _out: account[0], run)
 
 
 # --- audit ------------------------------------------------------------------------------------------------------------

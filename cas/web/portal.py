@@ -41,7 +41,7 @@ from cas.reasons import Reason, info
 from cas.store.models import Account, Notification
 from cas.web import audit
 from cas.web import domain as web_domain
-from cas.web.errors import Forbidden, RateLimited, WebError
+from cas.web.errors import Forbidden, RateLimited, WebError, classify
 from cas.web.i18n import LANG_COOKIE, Translator, pick_language
 from cas.web.models import WebSession
 from cas.web.security import (
@@ -296,14 +296,14 @@ def _guard(fn: Callable[[], Response], v: Visit) -> Response:
         return redirect(v, f"/{v.op}/login", error=v.t("login.required"))
 
 
-def error_text(v: Visit, exc: CasError, session: Session | None = None) -> str:
+def error_text(v: Visit, exc: CasError) -> str:
     """A refusal in the subscriber's language: a catalog text for the code when there is
     one (``err.SWITCH_LOCKED`` explains the 30-day rule), else the domain's message."""
-    code = str(getattr(exc, "code", "") or "")
-    key = f"err.{code}"
+    answer = classify(exc)  # hides database and internal details
+    key = f"err.{answer.code}"
     if v.t.has(key):
         return v.t(key)
-    return str(exc)
+    return answer.message
 
 
 # --- rate limits -----------------------------------------------------------------------------------------
@@ -449,11 +449,12 @@ def _q(text: str) -> str:
 
 @router.get("/{op}/login/code", response_class=HTMLResponse)
 def login_code_page(request: Request, op: str,
-                    id: Annotated[str, Query(max_length=64)] = "") -> Response:
+                    identifier: Annotated[str, Query(alias="id", max_length=64)] = ""
+                    ) -> Response:
     v = _visit(request, op)
     if v.user is None or v.user.stage != "code_sent":
         return redirect(v, f"/{op}/login")
-    return render(v, "login_code.html", identifier=id)
+    return render(v, "login_code.html", identifier=identifier)
 
 
 @router.post("/{op}/login/code", response_class=HTMLResponse)

@@ -44,9 +44,11 @@ def test_account_create_read_update_and_password(web_env: WebEnv) -> None:
     stmt = c.get(f"/api/v1/accounts/{n}/statement", headers=h).json()
     assert stmt["lines"] == [] and stmt["closing_balance_minor"] == 0
     audit = c.get("/api/v1/audit", headers=h, params={"target": n}).json()
-    assert [e["action"] for e in audit] == ["account.update", "password.set"]
-    assert all(e["actor_kind"] == "api_key" for e in audit)
-    assert "password" not in audit[1]["detail"]
+    assert [e["action"] for e in audit] == ["account.create", "account.update", "password.set"]
+    key_id = web_env.seeded["atvplus"].api_key.split(".")[2]
+    assert all(e["actor_kind"] == "api_key" and e["actor"] == key_id for e in audit)
+    assert audit[0]["detail"]["surname"] == "Quliyev"
+    assert "password" not in audit[2]["detail"] and "long enough" not in str(audit)
     with nothing_written(web_env):
         assert_error(c.post("/api/v1/accounts", headers=h, json={"surname": "", "name": "X"}),
                      422, "BAD_NAME")

@@ -163,6 +163,10 @@ def test_promo_on_tvplus_needs_the_sms_code(web_env: WebEnv) -> None:
     assert red.status_code == 201, red.text
     assert red.json()["package_code"] == "start" and red.json()["days_left"] == 30
     assert "promo" in _causes(web_env, "tvplus", acc.card)
+    trail = c.get("/api/v1/audit", headers=h, params={"target": n}).json()
+    assert [e["action"] for e in trail] == ["verification.start", "verification.confirm",
+                                            "verification.confirm", "promo.redeem"]
+    assert token not in str(trail) and all("code" not in e["detail"] for e in trail)
     with nothing_written(web_env):
         assert_error(c.post(f"/api/v1/accounts/{n}/promo", headers=h,
                             json={"code": "TVPLUS30", "verification": token}), 409,
