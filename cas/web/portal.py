@@ -285,7 +285,7 @@ def _require_user(v: Visit) -> PortalUser:
     return v.user
 
 
-class _LoginRequired(Exception):
+class _LoginRequired(CasError):
     """Raised inside a handler; turned into a redirect to the login page."""
 
 

@@ -145,3 +145,38 @@ def test_unknown_payment_id(web_env: WebEnv) -> None:
                  404, "UNKNOWN_PAYMENT")
     assert_error(web_env.client.get("/api/v1/payments/has%20space", headers=web_env.headers()),
                  422, "INVALID_REQUEST")
+
+
+def test_concurrent_retries_with_one_key_book_one_payment(web_env: WebEnv) -> None:
+    """Eight retries of one payment at the same moment: one booking, eight equal answers."""
+    import threading
+
+    acc = web_env.new_account("atvplus")
+    body = {"by": "card", "ref": str(acc.card), "amount_minor": 900}
+    app = web_env.client.app
+    answers: list[tuple[int, str]] = []
+    barrier = threading.Barrier(8)
+
+    def retry() -> None:
+        from tests.integration.web.conftest import TestClient
+
+        client = TestClient(app)
+        barrier.wait()
+        r = client.post("/api/v1/payments", json=body,
+                        headers=web_env.headers(**{"Idempotency-Key": f"race-{acc.card}"}))
+        answers.append((r.status_code, r.json()["payment_id"] if r.status_code == 201 else r.text))
+
+    threads = [threading.Thread(target=retry) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert len(answers) == 8 and {a[0] for a in answers} == {201}, answers
+    assert len({a[1] for a in answers}) == 1
+    with web_env.store().reader() as s:
+        from cas.billing._core import account_by_number
+
+        acct = account_by_number(s, acc.account_number)
+        assert s.execute(select(func.count()).select_from(Payment).where(
+            Payment.account_id == acct.id)).scalar_one() == 1
+        assert acct.balance_minor == 900
