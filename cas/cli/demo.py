@@ -41,7 +41,10 @@ def demo_cmd(app: Application, demo_dir: Path | None) -> None:
             for col in ("ch", "name", "the box says", "code", "cas why", "expected"):
                 t.add_column(col, no_wrap=True)
             for c in box.channels:
-                agree = "[green]agrees[/green]" if c.headend is c.box else _cell(c.headend)
+                if c.headend is None:
+                    agree = "[dim]n/a[/dim]"
+                else:
+                    agree = "[green]agrees[/green]" if c.headend is c.box else _cell(c.headend)
                 expected = "[green]✓[/green]" if c.expected is c.box else _cell(c.expected)
                 t.add_row(str(c.number), c.name, _cell(c.box), info(c.box).screen_code,
                           agree, expected)
@@ -51,8 +54,9 @@ def demo_cmd(app: Application, demo_dir: Path | None) -> None:
                 app.print(f"  [dim]cause (head-end): {locked[0].headend_cause}[/dim]\n")
         good = sum(b.ok for b in result.boxes)
         colour = "green" if result.ok else "red"
-        app.print(f"[{colour}]{good}/{len(result.boxes)} boxes agree with the head-end and the "
-                  f"expected situation[/{colour}]")
+        app.print(f"[{colour}]{good}/{len(result.boxes)} boxes agree with the head-end's `cas why` "
+                  f"(where there is a card to ask about) and with the expected situation"
+                  f"[/{colour}]")
     if not result.ok:
         raise SystemExit(int(Exit.MISMATCH))
 
