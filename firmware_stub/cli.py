@@ -21,7 +21,7 @@ from typing import Any, BinaryIO, TypeVar
 import click
 
 import cas
-from cas.cli.app import Application, Exit, pass_app
+from cas.cli.app import Application, Exit, pass_app, run_cli
 from cas.errors import CasError, StreamError, UsageError
 from firmware_stub.box import Box
 from firmware_stub.cardslot import insert_card
@@ -267,8 +267,4 @@ def watch(app: Application, /, stream: str, channel: int, output: str, pin: str 
 
 
 def main() -> None:
-    try:
-        cli.main(prog_name="stb", standalone_mode=True)
-    except CasError as exc:  # raised outside a command (e.g. during option parsing)
-        click.echo(f"error: {exc}", err=True)
-        sys.exit(exc.exit_code)
+    run_cli(cli, "stb")

@@ -119,3 +119,27 @@ def run_guarded(fn: Callable[[], Any], app: Application | None = None) -> Any:
 
 
 pass_app = click.make_pass_decorator(Application)
+
+
+def run_cli(group: click.Group, prog_name: str) -> None:
+    """Run a click group as a console script with one-line errors.
+
+    Bad arguments (click's usage errors) and our own errors are printed as one line,
+    ``error: ...`` on stderr, with a non-zero exit code (2 for usage) — never a traceback.
+    """
+    try:
+        rc = group.main(prog_name=prog_name, standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("error: aborted", err=True)
+        sys.exit(1)
+    except click.UsageError as exc:
+        hint = f" (try '{exc.ctx.command_path} --help')" if exc.ctx else ""
+        click.echo(f"error: {exc.format_message()}{hint}", err=True)
+        sys.exit(exc.exit_code)
+    except click.ClickException as exc:
+        click.echo(f"error: {exc.format_message()}", err=True)
+        sys.exit(exc.exit_code)
+    except CasError as exc:  # raised outside a command (e.g. during option parsing)
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(exc.exit_code)
+    sys.exit(rc if isinstance(rc, int) else 0)

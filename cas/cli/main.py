@@ -10,13 +10,12 @@ from __future__ import annotations
 import importlib
 import os
 import pkgutil
-import sys
 from pathlib import Path
 
 import click
 
 import cas
-from cas.cli.app import Application
+from cas.cli.app import Application, run_cli
 from cas.errors import CasError
 
 _SKIP = {"main", "app", "common"}
@@ -75,8 +74,4 @@ _register_all()
 
 
 def main() -> None:
-    try:
-        cli.main(prog_name="cas", standalone_mode=True)
-    except CasError as exc:  # raised outside a command (e.g. during option parsing)
-        click.echo(f"error: {exc}", err=True)
-        sys.exit(exc.exit_code)
+    run_cli(cli, "cas")
