@@ -82,8 +82,9 @@ def test_killed_full_refresh_resumes_without_duplicate_or_missing_seq(
     assert sorted(per_card) == base.serials and set(per_card.values()) == {1}
     assert {h.seq for h in headers} == {1}
     with base.store.reader() as s:
-        next_seqs = dict(s.execute(select(EmmSequence.address, EmmSequence.next_seq).where(
-            EmmSequence.address_kind == "unique")).tuples().all())
+        rows = s.execute(select(EmmSequence.address, EmmSequence.next_seq).where(
+            EmmSequence.address_kind == "unique")).all()
+        next_seqs = {address: seq for address, seq in rows}
     assert next_seqs == dict.fromkeys(base.serials, 2)
 
     # The cards that got their EMM before and after the kill hold the store's state.
