@@ -9,6 +9,7 @@ from __future__ import annotations
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
@@ -28,23 +29,41 @@ def _int_auto(text: str) -> int:
         raise click.BadParameter(f"{text!r} is not a number") from None
 
 
-def lineup_criteria(app: Application, lineup: str | None) -> tuple[dict[int, AccessCriteria],
-                                                                   dict[int, str]]:
-    """(criteria by service id, names by service id) from ``--lineup`` or the store's catalog."""
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LineupChannels:
+    """The lineup's channels as the stream tools need them, all keyed by service id."""
+
+    criteria: dict[int, AccessCriteria]
+    names: dict[int, str]
+    numbers: dict[int, int]  # the catalog's channel numbers (what subscribers tune)
+
+
+def lineup_channels(app: Application, lineup: str | None) -> LineupChannels:
+    """Criteria, names and channel numbers from ``--lineup`` or the store's catalog."""
     from cas.headend.ecmgen import criteria_from_lineup
 
     if lineup is not None:
         from cas.billing.catalog import load_lineup
 
         parsed = load_lineup(lineup, minor_per_major=100)
-        return criteria_from_lineup(parsed), {c.service_id: c.name for c in parsed.channels}
+        return LineupChannels(criteria=criteria_from_lineup(parsed),
+                              names={c.service_id: c.name for c in parsed.channels},
+                              numbers={c.service_id: c.number for c in parsed.channels})
     from cas.billing.catalog import all_access_criteria
     from cas.cli._subscribers import reader
 
     with reader(app) as s:
         rows = all_access_criteria(s)
-        return ({ch.service_id: crit for ch, crit in rows},
-                {ch.service_id: ch.name for ch, _ in rows})
+        return LineupChannels(criteria={ch.service_id: crit for ch, crit in rows},
+                              names={ch.service_id: ch.name for ch, _ in rows},
+                              numbers={ch.service_id: ch.number for ch, _ in rows})
+
+
+def lineup_criteria(app: Application, lineup: str | None) -> tuple[dict[int, AccessCriteria],
+                                                                   dict[int, str]]:
+    """(criteria by service id, names by service id) from ``--lineup`` or the store's catalog."""
+    channels = lineup_channels(app, lineup)
+    return channels.criteria, channels.names
 
 
 def register(cli: click.Group) -> None:
@@ -112,12 +131,15 @@ def register(cli: click.Group) -> None:
                   show_default=True, help="Nominal rate to time ECMs when the input has no PCR.")
     @click.option("--at", "at_text", help="Time stamped in the ECMs (YYYY-MM-DD or ISO); "
                   "default: the store's simulation clock, or now without a store.")
+    @click.option("--no-lcn", is_flag=True, help="Leave the SDT untouched (default: add a "
+                  "logical_channel_descriptor with the catalog's channel number per service).")
     @pass_app
     def scramble(app: Application, src: Path, dst: Path, algo: str, crypto_period_s: float,
                  ecm_repetition_ms: int, cw_log: Path | None, emm_file: Path | None,
                  emm_kbps: int, no_emm_repeat: bool, lineup: str | None,
                  keys_path: Path | None, ecm_key_index: int, ca_system_id: int,
-                 emm_pid: int | None, bitrate_kbps: int, at_text: str | None) -> None:
+                 emm_pid: int | None, bitrate_kbps: int, at_text: str | None,
+                 no_lcn: bool) -> None:
         """Scramble SRC into DST (CSA2 or CISSA) with ECMs, EMMs and CA descriptors."""
         from cas.crypto import load_operator_keys
         from cas.formats.sections import iter_sections
@@ -135,7 +157,13 @@ def register(cli: click.Group) -> None:
         cp_ms = round(crypto_period_s * 1000)
         cp_ms -= cp_ms % 100
         keys = load_operator_keys(keys_path, data_dir=app.data_dir)
-        criteria, _ = lineup_criteria(app, lineup)
+        channels = lineup_channels(app, lineup)
+        criteria = channels.criteria
+        numbers = {} if no_lcn else channels.numbers
+        too_big = sorted(n for n in numbers.values() if n > 1023)
+        if too_big:
+            raise UsageError(f"channel number(s) {too_big} do not fit a logical_channel_descriptor "
+                             "(at most 1023); use --no-lcn")
         settings = EcmSettings(crypto_period_ms=cp_ms, repetition_ms=ecm_repetition_ms,
                                cw_length=algorithm.cw_length, ecm_key_index=ecm_key_index)
         services = channel_ecms_for(keys, criteria, settings=settings,
@@ -145,7 +173,8 @@ def register(cli: click.Group) -> None:
                                 ecm_repetition_ms=ecm_repetition_ms, ca_system_id=ca_system_id,
                                 emm_pid=emm_pid, emm_bitrate_bps=emm_kbps * 1000,
                                 emm_repeat=not no_emm_repeat,
-                                nominal_bitrate_bps=bitrate_kbps * 1000)
+                                nominal_bitrate_bps=bitrate_kbps * 1000,
+                                channel_numbers=numbers)
         log_fh: IO[str] | None = cw_log.open("w", encoding="utf-8") if cw_log else None
         on_cw: Callable[[CwLogEntry], None] | None = None
         if log_fh is not None:

@@ -334,14 +334,17 @@ def make_stream(store: Store, keys: OperatorKeys, data_dir: Path, at: datetime,
                 rng: Callable[[int], bytes], *, mode: str = "full",
                 name: str = "scrambled.ts") -> tuple[Path, int]:
     """EMMs (``mode``: full refresh or incremental), a clear ffmpeg stream of the lineup (made
-    once), scrambled with both and ECMs stamped ``at``.  Returns the stream and EMM count."""
+    once), scrambled with both and ECMs stamped ``at``, the catalog's channel numbers carried as
+    LCNs in the SDT.  Returns the stream and EMM count."""
     streams = data_dir / "streams"
     streams.mkdir(parents=True, exist_ok=True)
     emm_path = streams / f"{Path(name).stem}.emm.sections"
     emm_run(store, keys, mode=mode, at=at, out=str(emm_path), workers=1)
     emms = list(iter_sections(emm_path.read_bytes()))
     with store.reader() as session:
-        rows = [(ch.service_id, ch.name, crit) for ch, crit in all_access_criteria(session)]
+        channels = all_access_criteria(session)
+        rows = [(ch.service_id, ch.name, crit) for ch, crit in channels]
+        numbers = {ch.service_id: ch.number for ch, _crit in channels}
     criteria = {sid: crit for sid, _name, crit in rows}
     clear = streams / "clear.ts"
     if not clear.exists():
@@ -350,7 +353,8 @@ def make_stream(store: Store, keys: OperatorKeys, data_dir: Path, at: datetime,
     settings = EcmSettings(crypto_period_ms=1000, repetition_ms=100)
     services = channel_ecms_for(keys, criteria, settings=settings, start_s=to_s(at), rng=rng)
     config = ScrambleConfig(algorithm=Algorithm.CSA2, crypto_period_ms=1000,
-                            ecm_repetition_ms=100, emm_bitrate_bps=400_000, emm_repeat=True)
+                            ecm_repetition_ms=100, emm_bitrate_bps=400_000, emm_repeat=True,
+                            channel_numbers=numbers)
     scrambled = streams / name
     with clear.open("rb") as fin, scrambled.open("wb") as fout:
         Scrambler(config, services, payload_cipher(Algorithm.CSA2),
@@ -395,7 +399,9 @@ def run_boxes(store: Store, keys: OperatorKeys, data_dir: Path, subscribers: lis
         box_reasons = report.reasons()
         with store.reader() as session:
             for ch, _crit in all_access_criteria(session):
-                status = report.channel(ch.service_id) if ch.service_id in box_reasons else None
+                # The stream carries the catalog's numbers as LCNs, so the box's report is
+                # keyed by channel number, as cas why and the subscriber are.
+                status = report.channel(ch.number) if ch.number in box_reasons else None
                 box_reason = status.reason if status is not None else Reason.UNKNOWN_CHANNEL
                 headend: Reason | None
                 if sub.serial is None:

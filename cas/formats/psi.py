@@ -45,7 +45,10 @@ from cas.formats.sections import (
 
 __all__ = [
     "CAT_PID",
+    "EACEM_PRIVATE_DATA_SPECIFIER",
+    "LOGICAL_CHANNEL_DESCRIPTOR_TAG",
     "PAT_PID",
+    "PRIVATE_DATA_SPECIFIER_DESCRIPTOR_TAG",
     "SDT_PID",
     "TABLE_ID_CAT",
     "TABLE_ID_PAT",
@@ -75,12 +78,15 @@ __all__ = [
     "encode_dvb_text",
     "find_ca_descriptors",
     "has_ca_system",
+    "logical_channel_descriptor",
+    "logical_channel_numbers",
     "parse_cat",
     "parse_descriptors",
     "parse_pat",
     "parse_pmt",
     "parse_psi",
     "parse_sdt",
+    "private_data_specifier_descriptor",
 ]
 
 PAT_PID = 0x0000
@@ -207,6 +213,47 @@ class RawDescriptor:
 
 
 Descriptor = CaDescriptor | ScramblingDescriptor | ServiceDescriptor | RawDescriptor
+
+
+#: private_data_specifier_descriptor (EN 300 468 §6.2.31) and the EACEM value (ETSI TS 101 162)
+#: under which tag 0x83 is the logical_channel_descriptor.
+PRIVATE_DATA_SPECIFIER_DESCRIPTOR_TAG = 0x5F
+EACEM_PRIVATE_DATA_SPECIFIER = 0x00000028
+#: logical_channel_descriptor (EACEM / IEC 62216, NorDig Unified): a private descriptor, so it
+#: is kept as a :class:`RawDescriptor` (parsing stays tag-agnostic); these helpers build and
+#: read its body.
+LOGICAL_CHANNEL_DESCRIPTOR_TAG = 0x83
+
+
+def private_data_specifier_descriptor(specifier: int) -> RawDescriptor:
+    """private_data_specifier_descriptor (EN 300 468 §6.2.31): a 32-bit specifier."""
+    _check("private_data_specifier_descriptor.private_data_specifier", specifier, 32)
+    return RawDescriptor(tag=PRIVATE_DATA_SPECIFIER_DESCRIPTOR_TAG,
+                         data=specifier.to_bytes(4, "big"))
+
+
+def logical_channel_descriptor(numbers: Iterable[tuple[int, int]], *,
+                               visible: bool = True) -> RawDescriptor:
+    """logical_channel_descriptor (EACEM / IEC 62216 §A.2.3): per service, service_id 16 bits,
+    visible_service_flag 1, reserved 5 (all ones), logical_channel_number 10."""
+    body = bytearray()
+    for service_id, number in numbers:
+        _check("logical_channel_descriptor.service_id", service_id, 16)
+        _check("logical_channel_descriptor.logical_channel_number", number, 10)
+        word = (0x8000 if visible else 0) | 0x7C00 | number
+        body += service_id.to_bytes(2, "big") + word.to_bytes(2, "big")
+    return RawDescriptor(tag=LOGICAL_CHANNEL_DESCRIPTOR_TAG, data=bytes(body))
+
+
+def logical_channel_numbers(descriptor: Descriptor) -> dict[int, int]:
+    """service_id → logical_channel_number of a logical_channel_descriptor (``{}`` for any
+    other descriptor; a trailing partial entry is ignored)."""
+    if not (isinstance(descriptor, RawDescriptor)
+            and descriptor.tag == LOGICAL_CHANNEL_DESCRIPTOR_TAG):
+        return {}
+    data = descriptor.data
+    return {(data[pos] << 8) | data[pos + 1]: ((data[pos + 2] & 0x03) << 8) | data[pos + 3]
+            for pos in range(0, len(data) - 3, 4)}
 
 
 def encode_dvb_text(text: str) -> bytes:

@@ -9,6 +9,12 @@ What it does to the stream (ISO/IEC 13818-1 §2.4.4, EN 300 468, ETSI TS 100 289
   — the input's PMT packets are dropped and ours put in their place. A CAT (PID 1) with one
   CA_descriptor pointing at the EMM PID follows every PAT; an input CAT is replaced by ours,
   keeping its other descriptors.
+* **SDT.** With ``channel_numbers`` (the catalog's numbers by service_id), every SDT actual
+  section (table_id 0x42, PID 0x0011) is rewritten so that each listed service carries a
+  private_data_specifier_descriptor (EACEM) and a logical_channel_descriptor (tag 0x83) with
+  its number; boxes then show the head-end's channel numbers, not service_ids. Other sections
+  on PID 0x0011 pass unchanged (re-packetised). Without ``channel_numbers`` the SDT is not
+  touched.
 * **Crypto-periods.** Stream time comes from the PCR of the first service (or, for a stream
   without PCR, from the packet position at a nominal bitrate). Crypto-period ``n`` covers
   ``[n·P, (n+1)·P)``; its packets carry parity ``n & 1`` in transport_scrambling_control
@@ -23,7 +29,7 @@ What it does to the stream (ISO/IEC 13818-1 §2.4.4, EN 300 468, ETSI TS 100 289
   one call per batch (libdvbcsa's bitslice batch API for CSA2, column-wise AES-CBC for CISSA,
   see :mod:`cas.headend.payload_ciphers`).
 
-Inserted packets (CAT, ECM, EMM, rewritten PMTs) are added to the stream — they do not
+Inserted packets (CAT, ECM, EMM, rewritten PMTs and SDTs) are added to the stream — they do not
 replace null packets — so the output is slightly longer than the input; PCR values are left
 as they are (a file-based test stream, not a constant-rate multiplex).
 """
@@ -50,6 +56,7 @@ NULL_PID = 0x1FFF
 TID_PAT = 0x00
 TID_CAT = 0x01
 TID_PMT = 0x02
+SDT_PID = psi.SDT_PID
 #: EN 300 468 scrambling_mode for DVB-CISSA version 1.
 SCRAMBLING_MODE_CISSA = 0x10
 #: Where PID allocation for EMM/ECM starts when not given (clear of ffmpeg's 0x100.. ES PIDs
@@ -112,6 +119,8 @@ class ScrambleConfig:
     #: Crypto-period number of the first period (ECM body and CW log carry it).
     first_cp: int = 0
     chunk_packets: int = CHUNK_PACKETS
+    #: Logical channel numbers by service id, carried in the SDT (empty: SDT left as it is).
+    channel_numbers: Mapping[int, int] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.crypto_period_ms <= 0 or self.ecm_repetition_ms <= 0:
@@ -129,6 +138,13 @@ class ScrambleConfig:
             raise UsageError("bitrates must be positive")
         if self.chunk_packets <= 0:
             raise UsageError("chunk size must be positive")
+        for sid, number in self.channel_numbers.items():
+            if not 0 <= sid <= 0xFFFF:
+                raise UsageError(f"service_id {sid} outside 0..65535")
+            # logical_channel_number is 10 bits; 0 means "no number" to EACEM receivers.
+            if not 1 <= number <= 1023:
+                raise UsageError(f"channel number {number} of service {sid} outside 1..1023 "
+                                 "(the logical_channel_descriptor has 10 bits)")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -210,6 +226,38 @@ def rewrite_pmt(section: bytes, *, ca_system_id: int, ecm_pid: int,
     if scrambling_mode is not None:
         kept.append(psi.ScramblingDescriptor(scrambling_mode=scrambling_mode))
     return psi.build_pmt(replace(pmt, descriptors=tuple(kept)))
+
+
+def _is_lcn_or_eacem_pds(desc: psi.Descriptor) -> bool:
+    return isinstance(desc, psi.RawDescriptor) and (
+        desc.tag == psi.LOGICAL_CHANNEL_DESCRIPTOR_TAG
+        or (desc.tag == psi.PRIVATE_DATA_SPECIFIER_DESCRIPTOR_TAG
+            and desc.data == psi.EACEM_PRIVATE_DATA_SPECIFIER.to_bytes(4, "big")))
+
+
+def rewrite_sdt(section: bytes, channel_numbers: Mapping[int, int]) -> bytes:
+    """The SDT section with a logical_channel_descriptor for every service in
+    ``channel_numbers`` (EN 300 468 §5.2.3 service loop; EACEM/IEC 62216 tag 0x83 after an
+    EACEM private_data_specifier_descriptor, §6.2.31, so it is in scope).
+
+    A listed service's earlier LCN and EACEM specifier descriptors are replaced; everything
+    else is kept in order. SDT other (0x46) and sections naming no listed service come back
+    unchanged, byte for byte.
+    """
+    sdt = psi.parse_sdt(section)
+    if not sdt.actual or not any(sv.service_id in channel_numbers for sv in sdt.services):
+        return section
+    services = []
+    for sv in sdt.services:
+        number = channel_numbers.get(sv.service_id)
+        if number is None:
+            services.append(sv)
+            continue
+        kept = [d for d in sv.descriptors if not _is_lcn_or_eacem_pds(d)]
+        kept.append(psi.private_data_specifier_descriptor(psi.EACEM_PRIVATE_DATA_SPECIFIER))
+        kept.append(psi.logical_channel_descriptor([(sv.service_id, number)]))
+        services.append(replace(sv, descriptors=tuple(kept)))
+    return psi.build_sdt(replace(sdt, services=tuple(services)))
 
 
 def build_cat(*, ca_system_id: int, emm_pid: int,
@@ -513,6 +561,13 @@ class _RunState:
                                      other_descriptors=scan.cat_descriptors)
         self.time_pid = services[0].pcr_pid if scan.has_pcr else -1
         self.psi_pids = {PAT_PID, CAT_PID, *self.pmt_programs}
+        # SDT rewriting (only with channel numbers): every section on PID 0x0011 is reassembled
+        # and sent again on our continuity counters, SDT actual with the LCNs added.
+        self.channel_numbers = dict(cfg.channel_numbers)
+        self.sdt_collector = _SectionCollector()
+        self.sdt_cache: dict[bytes, bytes] = {}
+        if self.channel_numbers:
+            self.psi_pids.add(SDT_PID)
         # The EMM carousel: sections packed back to back, continuity counters restamped as the
         # packets go out (the carousel loops).
         self.emm_packets = ts.Packetizer(emm_pid).packetize_many(owner.emm_sections)
@@ -557,6 +612,22 @@ class _RunState:
             self.emm_sent += 1
             due -= 1
         return b"".join(parts)
+
+    def _sdt(self, section: bytes) -> bytes:
+        """SDT actual with our LCNs; any other section on the SDT PID as it came."""
+        done = self.sdt_cache.get(section)
+        if done is None:
+            done = section
+            if section[0] == psi.TABLE_ID_SDT_ACTUAL:
+                try:
+                    done = rewrite_sdt(section, self.channel_numbers)
+                except FormatError:
+                    # A section that does not parse (bad CRC, truncated) is passed on as it
+                    # came: the box drops it just as it would have without us.
+                    done = section
+            if len(self.sdt_cache) < 64:
+                self.sdt_cache[section] = done
+        return done
 
     def _pcr_ms(self, buf: bytearray, off: int) -> int | None:
         if buf[off + 4] < 7 or not buf[off + 5] & 0x10:
@@ -624,6 +695,10 @@ class _RunState:
                 if buf[off + 1] & 0x40:
                     for number in _pmt_programs_in(buf, off, self.pmt_programs[pid]):
                         out += self.pk.packets(pid, self.pmt_sections[number])
+                inserts.append((i, out, True))
+            elif pid == SDT_PID and self.channel_numbers:
+                sections = self.sdt_collector.feed(pid, bytes(buf[off : off + PACKET_SIZE]))
+                out = b"".join(self.pk.packets(SDT_PID, self._sdt(sec)) for sec in sections)
                 inserts.append((i, out, True))
         last = _Segment(start=seg_start, end=n, cp=self.cp)
         self._scramble(last, hdr, inserts, buf)

@@ -80,7 +80,7 @@ def test_open_channel_descrambles_to_the_clear_payloads(world: World) -> None:
     box = Box.boot(sub.chip, None, vendor_key=world.keys.chipset_vendor_key(scenario.VENDOR_ID),
                    card=client)
     out = io.BytesIO()
-    result = box.watch(world.stream.read_bytes(), 1024, out)
+    result = box.watch(world.stream.read_bytes(), 24, out)  # LCN 24 = service 1024
     assert result.status is not None and result.status.open
     clear = (world.data_dir / "streams" / "clear.ts").read_bytes()
     got_all = out.getvalue()

@@ -11,10 +11,11 @@ from click.testing import CliRunner
 
 from cas.cli.main import cli
 from cas.crypto import OperatorKeys
+from cas.formats import psi
 from cas.formats.ecm import parse_ecm
 from cas.formats.sections import iter_sections
 from cas.headend.scrambler import read_cw_log
-from tests.unit.headend.helpers import descramble, packets, pid, without_pids
+from tests.unit.headend.helpers import descramble, packets, pid, sections_on, without_pids
 
 
 @pytest.fixture
@@ -47,9 +48,22 @@ def test_make_scramble_and_descramble_by_the_log(tmp_path: Path, key_file: Path)
     assert any(pk[3] >> 6 for pk in packets(data) if pid(pk) in es)
     back, n = descramble(data, entries, es, "cissa")
     assert n == report["scrambled_packets"]
-    drop = {1, report["emm_pid"], *(s["ecm_pid"] for s in report["services"]),
+    drop = {1, psi.SDT_PID, report["emm_pid"], *(s["ecm_pid"] for s in report["services"]),
             *(s["pmt_pid"] for s in report["services"])}
     assert without_pids(back, drop) == without_pids(clear.read_bytes(), drop)
+    # the SDT carries the lineup's channel numbers (atvplus: 3001 → 1, 3002 → 2)
+    lcns: dict[int, int] = {}
+    for _, section in sections_on(data, psi.SDT_PID):
+        for sv in psi.parse_sdt(section).services:
+            for d in sv.descriptors:
+                lcns.update(psi.logical_channel_numbers(d))
+    assert lcns == {3001: 1, 3002: 2}
+    # --no-lcn leaves the SDT as it came
+    _run(["stream", "scramble", str(clear), str(tmp_path / "plain.ts"), "--lineup",
+          "atvplus.toml", "--keys", str(key_file), "--no-lcn"])
+    sdt_packets = [pk for pk in packets((tmp_path / "plain.ts").read_bytes())
+                   if pid(pk) == psi.SDT_PID]
+    assert sdt_packets == [pk for pk in packets(clear.read_bytes()) if pid(pk) == psi.SDT_PID]
 
 
 def test_ecm_generate_writes_sections_and_cw_log(tmp_path: Path, key_file: Path) -> None:

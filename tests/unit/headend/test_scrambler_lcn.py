@@ -1,0 +1,107 @@
+"""The scrambler carries the catalog's channel numbers as logical_channel_descriptors in the
+SDT (EACEM tag 0x83), and leaves the SDT alone without them."""
+
+from __future__ import annotations
+
+import io
+import itertools
+
+import pytest
+
+from cas.errors import FormatError, UsageError
+from cas.formats import psi
+from cas.headend.scrambler import (
+    Algorithm,
+    ScrambleConfig,
+    Scrambler,
+    payload_cipher,
+    rewrite_sdt,
+)
+from cas.headend.teststream import TestService, TestStreamOptions, make_test_stream
+from tests.unit.headend.helpers import FakeServiceCrypto, packets, pid, sections_on
+
+SERVICES = (TestService(service_id=101, name="Alpha"), TestService(service_id=202, name="Beta"))
+NUMBERS = {101: 1, 202: 12}
+
+
+@pytest.fixture(scope="module")
+def clear_ts(tmp_path_factory: pytest.TempPathFactory) -> bytes:
+    out = tmp_path_factory.mktemp("ts") / "clear.ts"
+    make_test_stream(SERVICES, out, TestStreamOptions(duration_s=2.5))
+    return out.read_bytes()
+
+
+def _scramble(clear: bytes, **kw: object) -> bytes:
+    crypto = {101: FakeServiceCrypto(channel_id=1, cw_length=8),
+              202: FakeServiceCrypto(channel_id=2, cw_length=8)}
+    cfg = ScrambleConfig(algorithm=Algorithm.CSA2, crypto_period_ms=1000,
+                         ecm_repetition_ms=100, **kw)  # type: ignore[arg-type]
+    out = io.BytesIO()
+    Scrambler(cfg, crypto, payload_cipher(Algorithm.CSA2)).run(io.BytesIO(clear), out)
+    return out.getvalue()
+
+
+def _sdt_packets(data: bytes) -> list[bytes]:
+    return [pk for pk in packets(data) if pid(pk) == psi.SDT_PID]
+
+
+def test_sdt_carries_the_channel_numbers_with_a_valid_crc(clear_ts: bytes) -> None:
+    clear_sdts = [s for _, s in sections_on(clear_ts, psi.SDT_PID)]
+    assert clear_sdts, "ffmpeg's stream has an SDT to rewrite"
+    out = _scramble(clear_ts, channel_numbers=NUMBERS)
+    sdts = [s for _, s in sections_on(out, psi.SDT_PID)]
+    assert len(sdts) == len(clear_sdts)  # one rewritten section for every input one
+    for section in sdts:
+        sdt = psi.parse_sdt(section)  # checks the CRC_32
+        assert sdt.actual
+        for sv in sdt.services:
+            tags = [d.tag for d in sv.descriptors if isinstance(d, psi.RawDescriptor)]
+            # the EACEM private_data_specifier puts tag 0x83 in scope, right before it
+            assert tags[-2:] == [psi.PRIVATE_DATA_SPECIFIER_DESCRIPTOR_TAG,
+                                 psi.LOGICAL_CHANNEL_DESCRIPTOR_TAG]
+            lcn = sv.descriptors[-1]
+            assert isinstance(lcn, psi.RawDescriptor)
+            assert psi.logical_channel_numbers(lcn) == {sv.service_id: NUMBERS[sv.service_id]}
+            # bit layout: visible 1, reserved 11111, LCN 10 — what the box's parser reads
+            assert lcn.data[2] >> 2 == 0b111111
+            names = [d for d in sv.descriptors if isinstance(d, psi.ServiceDescriptor)]
+            assert [d.name_text for d in names] == [
+                next(s.name for s in SERVICES if s.service_id == sv.service_id)]
+    ccs = [pk[3] & 0x0F for pk in _sdt_packets(out)]
+    assert all((b - a) % 16 == 1 for a, b in itertools.pairwise(ccs))
+
+
+def test_without_channel_numbers_the_sdt_bytes_are_unchanged(clear_ts: bytes) -> None:
+    assert _sdt_packets(_scramble(clear_ts)) == _sdt_packets(clear_ts)
+
+
+def test_rewrite_replaces_an_earlier_lcn_and_keeps_other_services() -> None:
+    sdt = psi.Sdt(transport_stream_id=1, original_network_id=2, services=(
+        psi.SdtService(service_id=7, descriptors=(
+            psi.ServiceDescriptor.of(1, "p", "Seven"),
+            psi.private_data_specifier_descriptor(psi.EACEM_PRIVATE_DATA_SPECIFIER),
+            psi.logical_channel_descriptor([(7, 700)]))),
+        psi.SdtService(service_id=8, descriptors=(psi.ServiceDescriptor.of(1, "p", "Eight"),)),
+    ))
+    section = psi.build_sdt(sdt)
+    again = psi.parse_sdt(rewrite_sdt(section, {7: 3}))
+    seven, eight = again.services
+    assert [psi.logical_channel_numbers(d) for d in seven.descriptors] == [{}, {}, {7: 3}]
+    assert eight == sdt.services[1]
+    assert rewrite_sdt(section, {99: 1}) == section  # no listed service: byte for byte
+    other = psi.build_sdt(psi.Sdt(transport_stream_id=1, original_network_id=2, actual=False,
+                                  services=sdt.services))
+    assert rewrite_sdt(other, {7: 3}) == other  # SDT other is not ours to renumber
+
+
+def test_lcn_descriptor_round_trips_and_checks_its_range() -> None:
+    d = psi.logical_channel_descriptor([(1001, 1), (1024, 1023)], visible=False)
+    assert d.data == bytes.fromhex("03e9 7c01 0400 7fff")
+    assert psi.parse_descriptors(psi.build_descriptors([d])) == (d,)
+    assert psi.logical_channel_numbers(d) == {1001: 1, 1024: 1023}
+    with pytest.raises(FormatError):
+        psi.logical_channel_descriptor([(1, 1024)])
+    with pytest.raises(UsageError):
+        ScrambleConfig(channel_numbers={101: 0})
+    with pytest.raises(UsageError):
+        ScrambleConfig(channel_numbers={101: 1024})
