@@ -56,7 +56,7 @@ from firmware_stub.chipset import Chipset
 from firmware_stub.demux import Demux, ServiceInfo, pid_tables
 from firmware_stub.descrambler import KeySlot, pes_start_ok, scrambling_name, supported
 from firmware_stub.emmfilter import EmmFilter
-from firmware_stub.errors import PairingError, TuneError
+from firmware_stub.errors import NotTransportStreamError, PairingError, TuneError
 from firmware_stub.nvram import LastEcm, LastEmm, Nvram, PairingState, load_nvram, save_nvram
 from firmware_stub.report import CardSummary, ChannelStatus, LockReport
 from firmware_stub.tsreader import READ_SIZE
@@ -211,16 +211,21 @@ class Box:
         }
 
     # --- streams -----------------------------------------------------------------------------
-    def scan(self, source: Source, *, pin: str | None = None) -> LockReport:
-        """Read the whole stream; report every channel of its lineup."""
-        run = _Run(self, tuned_channel=None, out=None, pin=pin)
+    def scan(self, source: Source, *, pin: str | None = None,
+             require_ts: bool = False) -> LockReport:
+        """Read the whole stream; report every channel of its lineup.
+
+        ``require_ts``: raise :class:`NotTransportStreamError` (before the NVRAM is touched)
+        when the source holds no TS packet at all, instead of an empty report."""
+        run = _Run(self, tuned_channel=None, out=None, pin=pin, require_ts=require_ts)
         run.consume(source)
         return run.finish()
 
     def watch(self, source: Source, channel: int, out: BinaryIO, *,
-              pin: str | None = None) -> WatchResult:
-        """Descramble ``channel`` and write it, clear, to ``out`` (an SPTS: PAT, PMT, ES)."""
-        run = _Run(self, tuned_channel=channel, out=out, pin=pin)
+              pin: str | None = None, require_ts: bool = False) -> WatchResult:
+        """Descramble ``channel`` and write it, clear, to ``out`` (an SPTS: PAT, PMT, ES).
+        ``require_ts`` as in :meth:`scan`."""
+        run = _Run(self, tuned_channel=channel, out=out, pin=pin, require_ts=require_ts)
         run.consume(source)
         report = run.finish()
         try:
@@ -288,8 +293,9 @@ class _Run:
     """One pass of a stream through the box (the demux listener)."""
 
     def __init__(self, box: Box, *, tuned_channel: int | None, out: BinaryIO | None,
-                 pin: str | None) -> None:
+                 pin: str | None, require_ts: bool = False) -> None:
         self.box = box
+        self.require_ts = require_ts
         self.slot = box.slot
         self.tuned_channel = tuned_channel
         self.out = out
@@ -343,6 +349,15 @@ class _Run:
                 break
             demux.feed(bytes(chunk))
         demux.finish()
+        stats = demux.stats
+        # No packet, or only one "packet" behind skipped bytes: a lone 0x47 near the end of a
+        # sections file or a card image is taken for a last packet nothing confirms.
+        if self.require_ts and (stats.packets == 0
+                                or (stats.packets == 1 and stats.skipped_bytes > 0)):
+            # the same two refusals as `cas diag stream` (cas.diag.probe)
+            raise NotTransportStreamError(
+                "empty stream" if stats.bytes_read == 0
+                else "not an MPEG transport stream (no 188-byte packet sync found)")
 
     # --- demux listener ------------------------------------------------------------------------
     def on_lineup(self) -> None:

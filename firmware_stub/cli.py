@@ -13,8 +13,8 @@ one line on stderr and a non-zero exit code, as in ``cas``.
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable
-from contextlib import ExitStack
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any, BinaryIO, TypeVar
 
@@ -26,6 +26,7 @@ from cas.errors import CasError, StreamError, UsageError
 from firmware_stub.box import Box
 from firmware_stub.cardslot import insert_card
 from firmware_stub.chipset import load_chip_record, load_key_file, load_vendor_key
+from firmware_stub.errors import NotTransportStreamError
 from firmware_stub.nvram import load_nvram
 from firmware_stub.report import render
 
@@ -192,6 +193,15 @@ def info(app: Application, chip_record: Path, chip_id: str | None, nvram: Path) 
     _print_info(app, data)
 
 
+@contextmanager
+def _named(path: str) -> Iterator[None]:
+    """A stream that is not TS at all is one line naming the input, as in `cas diag stream`."""
+    try:
+        yield
+    except NotTransportStreamError as exc:
+        raise NotTransportStreamError(f"{'stdin' if path == '-' else path}: {exc}") from None
+
+
 def _open_input(path: str, stack: ExitStack) -> BinaryIO:
     if path == "-":
         return sys.stdin.buffer
@@ -213,7 +223,8 @@ def scan(app: Application, /, stream: str, pin: str | None, fail_on_locked: bool
     """Report every channel of IN.ts (a file, or - for stdin) as OPEN or LOCKED, and why."""
     with ExitStack() as stack:
         box = _boot(app, stack, **opts)
-        report = box.scan(_open_input(stream, stack), pin=pin)
+        with _named(stream):
+            report = box.scan(_open_input(stream, stack), pin=pin, require_ts=True)
     app.output(report.to_json(), lambda: render(report, app.console))
     if fail_on_locked and not report.all_open:
         raise SystemExit(int(Exit.LOCKED))
@@ -240,7 +251,8 @@ def watch(app: Application, /, stream: str, channel: int, output: str, pin: str 
                 out = stack.enter_context(open(output, "wb"))
             except OSError as exc:
                 raise UsageError(f"cannot write {output}: {exc.strerror}") from exc
-        result = box.watch(src, channel, out, pin=pin)
+        with _named(stream):
+            result = box.watch(src, channel, out, pin=pin, require_ts=True)
     status = result.status
 
     def show() -> None:

@@ -24,3 +24,8 @@ class PairingError(ChipsetError):
 
 class TuneError(StreamError):
     """The requested channel is not in the stream's lineup."""
+
+
+class NotTransportStreamError(StreamError):
+    """The input holds no MPEG-TS packet at all (empty, text, sections, a card image): raised
+    only when the caller asks for it (``require_ts``), as ``stb`` and ``cas diag stream`` do."""

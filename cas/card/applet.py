@@ -69,6 +69,7 @@ from cas.formats.emm import (
     SharedAddress,
     UniqueAddress,
     parse_emm,
+    seq_is_newer,
 )
 from cas.formats.records import (
     ECM_KEY_SLOTS,
@@ -539,7 +540,8 @@ class Applet:
     # --- PROCESS EMM ------------------------------------------------------------------------
     def _process_emm(self, cmd: Command) -> bytes:
         """Addressed to us (9812) → authentic under the key of its address type (6982) →
-        newer than the last applied for that type (9811) → not expired by the card's clock
+        newer than the last applied for that type, by at most ``SEQ_WINDOW`` modulo 2^32
+        (9811) → not expired by the card's clock
         (9813) → every command applied in one EEPROM write, or none (6A80/6A84)."""
         if cmd.p1 or cmd.p2:
             raise Refusal(SW.INCORRECT_P1P2)
@@ -573,7 +575,7 @@ class Applet:
             raise Refusal(SW.SECURITY_NOT_SATISFIED) from None
         except FormatError:  # authentic, but the commands do not parse
             raise Refusal(SW.WRONG_DATA) from None
-        if header.seq <= last_seq:
+        if not seq_is_newer(header.seq, last_seq):  # replayed, reordered or too far ahead
             raise Refusal(SW.EMM_REPLAYED)
         now_s = max(self.clock_s, rec.last_ecm_s)
         if header.not_after_s < now_s:

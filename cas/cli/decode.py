@@ -1,9 +1,12 @@
 """``cas decode`` — the field engineer's knife.
 
 Takes hex on the command line, a file, or stdin; detects what the bytes are (TS file or
-packet, PSI section, ECM, EMM, APDU, smart-card record or batch, Chip ID record or batch,
-SimulCrypt message) or takes ``--as KIND``; prints a tree or ``--json``.  With ``--keys FILE``
-it also authenticates and decrypts ECM/EMM bodies and shows what is inside.
+packet, PSI section, ECM, EMM, a file of back-to-back sections, APDU, smart-card record or
+batch, Chip ID record or batch, SimulCrypt message) or takes ``--as KIND``; prints a tree or
+``--json``.  With ``--keys FILE`` it also authenticates and decrypts ECM/EMM bodies and shows
+what is inside.  Bytes it cannot tell are refused ("cannot tell", exit 3), never guessed: a
+response APDU is recognised alone only as a 2-byte status word it knows (``--as
+response-apdu`` for one with data).
 """
 
 from __future__ import annotations
@@ -24,23 +27,31 @@ from cas.crypto import OperatorKeys
 from cas.errors import AuthenticationError, CasError, FormatError, UsageError
 from cas.formats import apdu, chipid, ecm, emm, psi, records, simulcrypt, ts
 from cas.formats.records import CARD_BATCH_MAGIC, CARD_RECORD_MAGIC, CHIP_BATCH_MAGIC
+from cas.formats.sections import section_total_length
 from cas.messages import open_ecm_section, open_emm_section
 
 KINDS = (
-    "ts", "packet", "section", "ecm", "emm", "command-apdu", "response-apdu", "card-record",
-    "card-batch", "chip-record", "chip-batch", "simulcrypt",
+    "ts", "packet", "section", "ecm", "emm", "sections", "command-apdu", "response-apdu",
+    "card-record", "card-batch", "chip-record", "chip-batch", "simulcrypt",
 )
+#: How many sections of a sections file are shown one by one (all are counted).
+SECTIONS_SHOWN = 100
 _HEX_RE = re.compile(r"^[0-9a-fA-F\s:.\-]+$")
 
 
 def read_input(source: str | None) -> bytes:
     """Hex text, a file path, or stdin (hex text or raw bytes)."""
     if source is not None and source != "-":
+        if not source.strip():
+            raise UsageError("empty argument: give hex bytes, a file, or '-' for stdin")
         path = Path(source)
-        if path.exists():
+        if _is_existing(path):
             if path.is_dir():
                 raise UsageError(f"{source} is a directory")
-            return path.read_bytes()
+            try:
+                return path.read_bytes()
+            except OSError as exc:
+                raise UsageError(f"cannot read {source}: {exc.strerror or exc}") from None
         return _from_hex(source)
     raw = sys.stdin.buffer.read()
     try:
@@ -50,6 +61,14 @@ def read_input(source: str | None) -> bytes:
     if text.strip() and _HEX_RE.match(text.strip()):
         return _from_hex(text)
     return raw
+
+
+def _is_existing(path: Path) -> bool:
+    """Whether ``path`` names something; a name no file system takes (too long, NUL) does not."""
+    try:
+        return path.exists()
+    except (OSError, ValueError):
+        return False
 
 
 def _from_hex(text: str) -> bytes:
@@ -85,6 +104,8 @@ def detect(data: bytes) -> str:
             return "packet"
         if data[ts.PACKET_SIZE] == ts.SYNC_BYTE or len(data) % ts.PACKET_SIZE == 0:
             return "ts"
+    if _several_sections(data):
+        return "sections"
     tid = data[0]
     if tid in (0x80, 0x81):
         return "ecm"
@@ -104,9 +125,49 @@ def detect(data: bytes) -> str:
             return "command-apdu"
     except FormatError:
         pass
-    if len(data) >= 2:
+    if len(data) == 2 and _known_status_word((data[0] << 8) | data[1]):
         return "response-apdu"
-    raise FormatError("cannot tell what these bytes are; use --as KIND")
+    # Any two bytes or more "parse" as data + SW1 SW2: that is no evidence, so no guess.
+    raise FormatError(f"cannot tell what these {len(data)} bytes are; use --as KIND")
+
+
+def _known_status_word(sw: int) -> bool:
+    try:
+        apdu.parse_response_apdu(sw.to_bytes(2, "big"))
+    except FormatError:
+        return False
+    return not apdu.describe_sw(sw).startswith("unknown")
+
+
+_SECTION_TABLE_IDS = frozenset((0x00, 0x01, 0x02, 0x42, 0x46, *range(0x80, 0x90)))
+#: The shortest section worth the name: a long section's 8 header bytes and its CRC_32.
+_MIN_SECTION_BYTES = 12
+
+
+def split_sections(data: bytes) -> list[bytes] | None:
+    """``data`` as back-to-back sections of tables ``cas decode`` knows (0xFF stuffing may
+    follow the last), or None when the lengths do not chain exactly to the end."""
+    out: list[bytes] = []
+    pos = 0
+    n = len(data)
+    while pos < n and data[pos] != 0xFF:
+        if data[pos] not in _SECTION_TABLE_IDS or pos + 3 > n:
+            return None
+        total = section_total_length(data[pos : pos + 3])
+        if pos + total > n or total < _MIN_SECTION_BYTES:
+            return None
+        if data[pos] < 0x80 and not data[pos + 1] & 0x80:  # PSI/SI: long sections only
+            return None
+        out.append(data[pos : pos + total])
+        pos += total
+    if not out or data[pos:].strip(b"\xff"):
+        return None
+    return out
+
+
+def _several_sections(data: bytes) -> bool:
+    sections = split_sections(data)
+    return sections is not None and len(sections) > 1
 
 
 # --- decoding -----------------------------------------------------------------------------
@@ -130,6 +191,29 @@ class Decoder:
 
     def _chip_batch(self, data: bytes) -> dict[str, Any]:
         return chipid.describe(chipid.parse_chip_batch(data))
+
+    def _sections(self, data: bytes) -> dict[str, Any]:
+        sections = split_sections(data)
+        if sections is None:
+            raise FormatError("not back-to-back sections (their lengths do not add up to the "
+                              "input)", path="sections")
+        counts: Counter[str] = Counter()
+        shown: list[dict[str, Any]] = []
+        offset = 0
+        for section in sections:
+            kind = _section_kind(section[0])
+            counts[kind] += 1
+            if len(shown) < SECTIONS_SHOWN:
+                try:
+                    shown.append({"offset": offset, **self.decode(kind, section)})
+                except FormatError as exc:
+                    shown.append({"offset": offset, "kind": kind, "length": len(section),
+                                  "error": str(exc)})
+            offset += len(section)
+        if all("error" in one for one in shown):
+            raise FormatError("cannot tell: none of the sections decodes", path="sections")
+        return {"count": len(sections), "counts": dict(counts),
+                "shown": len(shown), "sections": shown}
 
     def _section(self, data: bytes) -> dict[str, Any]:
         return psi.describe(psi.parse_psi(data))
@@ -249,6 +333,14 @@ class Decoder:
             if p not in reassemblers:
                 psi_pids.add(p)
                 reassemblers[p] = ts.SectionReassembler(p, check_crc=True)
+
+
+def _section_kind(table_id: int) -> str:
+    if table_id in (0x80, 0x81):
+        return "ecm"
+    if 0x82 <= table_id <= 0x8F:
+        return "emm"
+    return "section"
 
 
 # --- rendering ------------------------------------------------------------------------------

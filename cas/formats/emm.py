@@ -8,7 +8,7 @@ Byte layout in ``docs/formats.md`` §5.  An EMM is a short MPEG-2 private sectio
     flags|section_length u16   0 1 11 + 12-bit length
     address                    unique: serial u32 | shared: shared_address u24 + members[32]
                                | global: nothing
-    seq                 u32    per address kind, strictly increasing
+    seq                 u32    per address kind, newer = ahead by 1..SEQ_WINDOW modulo 2^32
     not_after_s         u32    the card ignores the EMM after this time
     nonce               12     AES-GCM nonce
     sealed body                AES-GCM(commands) || tag16; the AAD is every byte before it
@@ -47,6 +47,32 @@ NONCE_SIZE = 12
 TAG_SIZE = 16
 MEMBER_BITMAP_SIZE = 32  # 256 member positions, one bit each
 EMM_TABLE_IDS = range(0x82, 0x90)
+
+# --- sequence numbers (docs/card.md §4 "Sequence numbers") -----------------------------------
+#: ``seq`` is a u32 on the wire and compared in serial-number arithmetic (RFC 1982 style), so
+#: the space has no end: after 2^32 - 1 the head-end goes on with 0, 1, ...
+SEQ_MODULUS = 1 << 32
+#: The card applies an EMM only if its ``seq`` is ahead of the last applied one (same address
+#: kind) by 1 to SEQ_WINDOW.  Further ahead is refused like a replay (9811): one authentic EMM
+#: with a far-off number (a head-end fault, 2^32 - 1 on a new card) cannot make the card refuse
+#: every later EMM.  2^24 EMMs of one kind missed in a row is far beyond what a card can miss
+#: while its EMMs are still valid (``not_after_s``), and far below half the space.
+SEQ_WINDOW = 1 << 24
+
+
+def seq_ahead(seq: int, last: int) -> int:
+    """How far ``seq`` is ahead of ``last`` in the u32 sequence space (0 .. 2^32 - 1)."""
+    return (seq - last) % SEQ_MODULUS
+
+
+def seq_is_newer(seq: int, last: int) -> bool:
+    """The card's rule: ``seq`` follows ``last`` by 1 to :data:`SEQ_WINDOW` (modulo 2^32)."""
+    return 1 <= seq_ahead(seq, last) <= SEQ_WINDOW
+
+
+def wire_seq(counter: int) -> int:
+    """The u32 ``seq`` to send for the head-end's (unbounded) counter value: it wraps."""
+    return counter % SEQ_MODULUS
 
 
 class EmmAddressType(IntEnum):

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import codecs
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, ClassVar, TypeVar
 
 from construct import (
@@ -87,6 +87,7 @@ __all__ = [
     "parse_psi",
     "parse_sdt",
     "private_data_specifier_descriptor",
+    "split_sdt",
 ]
 
 PAT_PID = 0x0000
@@ -830,6 +831,42 @@ def build_sdt(sdt: Sdt) -> bytes:
         ),
         "sdt",
     )
+
+
+#: Bytes of an SDT section that are not service loop: the 3-byte section header, the 5 bytes
+#: from table_id_extension to last_section_number, original_network_id + reserved, CRC_32.
+_SDT_SECTION_OVERHEAD = 3 + 5 + 3 + 4
+
+
+def _sdt_service_size(sv: SdtService) -> int:
+    return 5 + len(build_descriptors(sv.descriptors))
+
+
+def split_sdt(sdt: Sdt) -> tuple[Sdt, ...]:
+    """``sdt``'s services spread over as many sections as they need (EN 300 468 §5.1.4: an SI
+    section is at most 1024 bytes), numbered 0..last_section_number, services in order.
+
+    One section (section_number 0 of 0) when they fit; an SDT without services is one section.
+    A single service too large for any section is a :class:`FormatError`.
+    """
+    room = 3 + MAX_PSI_SECTION_LENGTH - _SDT_SECTION_OVERHEAD
+    groups: list[list[SdtService]] = [[]]
+    used = 0
+    for i, sv in enumerate(sdt.services):
+        size = _sdt_service_size(sv)
+        if size > room:
+            raise FormatError(f"service {sv.service_id} does not fit an SDT section "
+                              f"({size} bytes)", path=f"sdt.services[{i}]")
+        if used + size > room:
+            groups.append([])
+            used = 0
+        groups[-1].append(sv)
+        used += size
+    if len(groups) > 256:
+        raise FormatError("the SDT needs more than 256 sections", path="sdt.services")
+    last = len(groups) - 1
+    return tuple(replace(sdt, services=tuple(g), section_number=n, last_section_number=last)
+                 for n, g in enumerate(groups))
 
 
 def parse_psi(data: bytes) -> Pat | Cat | Pmt | Sdt:

@@ -20,7 +20,9 @@ What a card gets
 
 Sequence numbers: unique EMMs count per card, shared per group, global once; the card refuses
 anything not newer than what it last applied of that kind (9811).  The caller passes the next
-free number and gets back how many were used.
+free number and gets back how many were used.  The counters are unbounded; the u32 on the wire
+is the counter modulo 2^32 (:func:`cas.formats.emm.wire_seq`), which the card compares in
+serial-number arithmetic, so the sequence space never runs out.
 
 Speed (the hot path is :func:`seal_unique_batch`): card keys come from
 :func:`cas.crypto.derive_cuks` (one AES-ECB call for a whole chunk), headers and command TLVs
@@ -56,6 +58,7 @@ from cas.crypto import (
 from cas.errors import UsageError
 from cas.formats.emm import (
     MEMBER_BITMAP_SIZE,
+    SEQ_MODULUS,
     EmmAddressType,
     EmmTag,
     max_emm_plaintext,
@@ -178,7 +181,7 @@ def seal_unique(cuk: bytes | Key, serial: int, seq: int, not_after_s: int, nonce
     ``cas.messages.seal_emm`` with a :class:`~cas.formats.emm.UniqueAddress`."""
     aad = _UNIQUE_AAD.pack(EmmAddressType.UNIQUE,
                            _SECTION_FLAGS | (_UNIQUE_HEADER_LEN + len(plaintext) + TAG_SIZE),
-                           serial, seq, not_after_s, nonce)
+                           serial, seq % SEQ_MODULUS, not_after_s, nonce)
     return aad + aead_seal(cuk, nonce, plaintext, aad)
 
 
@@ -189,7 +192,8 @@ def seal_shared(group_key: Key, shared_address: int, members: bytes, seq: int,
         raise UsageError("member bitmap is 32 bytes")
     aad = _SHARED_AAD.pack(EmmAddressType.SHARED,
                            _SECTION_FLAGS | (_SHARED_HEADER_LEN + len(plaintext) + TAG_SIZE),
-                           shared_address.to_bytes(3, "big"), members, seq, not_after_s, nonce)
+                           shared_address.to_bytes(3, "big"), members, seq % SEQ_MODULUS,
+                           not_after_s, nonce)
     return aad + aead_seal(group_key, nonce, plaintext, aad)
 
 
@@ -200,7 +204,7 @@ def seal_global(global_key: Key, seq: int, not_after_s: int, nonce: bytes,
         raise UsageError(f"global EMM commands exceed {MAX_GLOBAL_PLAINTEXT} bytes")
     aad = _GLOBAL_AAD.pack(EmmAddressType.GLOBAL,
                            _SECTION_FLAGS | (_GLOBAL_HEADER_LEN + len(plaintext) + TAG_SIZE),
-                           seq, not_after_s, nonce)
+                           seq % SEQ_MODULUS, not_after_s, nonce)
     return aad + aead_seal(global_key, nonce, plaintext, aad)
 
 
@@ -330,7 +334,7 @@ def build_batch(keys: OperatorKeys, cards: Sequence[CardTarget], *, at_s: int,
         texts = plains[i]
         for one in ((texts,) if isinstance(texts, bytes) else texts):
             nonce = nonces[pos : pos + NONCE_SIZE]
-            aad = pack(tid, base + len(one), serial, seq, not_after, nonce)
+            aad = pack(tid, base + len(one), serial, seq % SEQ_MODULUS, not_after, nonce)
             append(aad + seal(cuk, nonce, one, aad))
             pos += NONCE_SIZE
             seq += 1
@@ -369,7 +373,7 @@ def seal_unique_batch(keys: OperatorKeys | Key, job: UniqueJob, *, not_after_s: 
     for i in range(n):
         pl = plaintexts[i]
         nonce = nonces[12 * i : 12 * i + 12]
-        aad = pack(tid, base + len(pl), serials[i], seqs[i], not_after_s, nonce)
+        aad = pack(tid, base + len(pl), serials[i], seqs[i] % SEQ_MODULUS, not_after_s, nonce)
         append(aad)
         append(seal(cuks[16 * i : 16 * i + 16], nonce, pl, aad))
     return b"".join(out)

@@ -9,12 +9,13 @@ What it does to the stream (ISO/IEC 13818-1 §2.4.4, EN 300 468, ETSI TS 100 289
   — the input's PMT packets are dropped and ours put in their place. A CAT (PID 1) with one
   CA_descriptor pointing at the EMM PID follows every PAT; an input CAT is replaced by ours,
   keeping its other descriptors.
-* **SDT.** With ``channel_numbers`` (the catalog's numbers by service_id), every SDT actual
-  section (table_id 0x42, PID 0x0011) is rewritten so that each listed service carries a
+* **SDT.** With ``channel_numbers`` (the catalog's numbers by service_id), the SDT actual
+  (table_id 0x42, PID 0x0011) is rewritten so that each listed service carries a
   private_data_specifier_descriptor (EACEM) and a logical_channel_descriptor (tag 0x83) with
-  its number; boxes then show the head-end's channel numbers, not service_ids. Other sections
-  on PID 0x0011 pass unchanged (re-packetised). Without ``channel_numbers`` the SDT is not
-  touched.
+  its number, and each scrambled service free_CA_mode = 1; boxes then show the head-end's
+  channel numbers, not service_ids. The table is gathered until its last section and sent
+  whole, over as many sections as its services now need. Other sections on PID 0x0011 pass
+  unchanged (re-packetised). Without ``channel_numbers`` the SDT is not touched.
 * **Crypto-periods.** Stream time comes from the PCR of the first service (or, for a stream
   without PCR, from the packet position at a nominal bitrate). Crypto-period ``n`` covers
   ``[n·P, (n+1)·P)``; its packets carry parity ``n & 1`` in transport_scrambling_control
@@ -46,7 +47,12 @@ from typing import IO, Protocol
 import cas
 from cas.errors import FormatError, StreamError, UsageError
 from cas.formats import psi, ts
-from cas.formats.sections import section_total_length
+from cas.formats.sections import (
+    MAX_PSI_SECTION_LENGTH,
+    LongSection,
+    parse_section,
+    section_total_length,
+)
 
 PACKET_SIZE = 188
 SYNC_BYTE = 0x47
@@ -235,29 +241,53 @@ def _is_lcn_or_eacem_pds(desc: psi.Descriptor) -> bool:
             and desc.data == psi.EACEM_PRIVATE_DATA_SPECIFIER.to_bytes(4, "big")))
 
 
-def rewrite_sdt(section: bytes, channel_numbers: Mapping[int, int]) -> bytes:
-    """The SDT section with a logical_channel_descriptor for every service in
-    ``channel_numbers`` (EN 300 468 §5.2.3 service loop; EACEM/IEC 62216 tag 0x83 after an
-    EACEM private_data_specifier_descriptor, §6.2.31, so it is in scope).
-
-    A listed service's earlier LCN and EACEM specifier descriptors are replaced; everything
-    else is kept in order. SDT other (0x46) and sections naming no listed service come back
-    unchanged, byte for byte.
-    """
-    sdt = psi.parse_sdt(section)
-    if not sdt.actual or not any(sv.service_id in channel_numbers for sv in sdt.services):
-        return section
-    services = []
-    for sv in sdt.services:
-        number = channel_numbers.get(sv.service_id)
-        if number is None:
-            services.append(sv)
-            continue
-        kept = [d for d in sv.descriptors if not _is_lcn_or_eacem_pds(d)]
+def _rewrite_service(sv: psi.SdtService, channel_numbers: Mapping[int, int],
+                     scrambled: Collection[int]) -> psi.SdtService:
+    number = channel_numbers.get(sv.service_id)
+    descriptors = sv.descriptors
+    if number is not None:
+        kept = [d for d in descriptors if not _is_lcn_or_eacem_pds(d)]
         kept.append(psi.private_data_specifier_descriptor(psi.EACEM_PRIVATE_DATA_SPECIFIER))
         kept.append(psi.logical_channel_descriptor([(sv.service_id, number)]))
-        services.append(replace(sv, descriptors=tuple(kept)))
-    return psi.build_sdt(replace(sdt, services=tuple(services)))
+        descriptors = tuple(kept)
+    # EN 300 468 §5.2.3: free_CA_mode 1 = one or more components are controlled by a CA system.
+    return replace(sv, descriptors=descriptors,
+                   free_ca_mode=sv.free_ca_mode or sv.service_id in scrambled)
+
+
+def rewrite_sdt_table(sections: Sequence[bytes], channel_numbers: Mapping[int, int], *,
+                      scrambled: Collection[int] = ()) -> tuple[bytes, ...]:
+    """The complete SDT actual table ``sections`` (section 0..last, in order) with a
+    logical_channel_descriptor for every service in ``channel_numbers`` (EN 300 468 §5.2.3
+    service loop; EACEM/IEC 62216 tag 0x83 after an EACEM private_data_specifier_descriptor,
+    §6.2.31, so it is in scope) and free_CA_mode = 1 on every service in ``scrambled``.
+
+    A listed service's earlier LCN and EACEM specifier descriptors are replaced; everything
+    else is kept in order. The services are spread over as many sections as they now need
+    (:func:`cas.formats.psi.split_sdt`: the descriptors added to a full section would not fit
+    it). SDT other (0x46) and tables where nothing changes come back unchanged, byte for byte.
+    """
+    tables = [psi.parse_sdt(section) for section in sections]
+    first = tables[0]
+    if not first.actual:
+        return tuple(sections)
+    services = [sv for table in tables for sv in table.services]
+    new = [_rewrite_service(sv, channel_numbers, scrambled) for sv in services]
+    if new == services:
+        return tuple(sections)
+    whole = replace(first, services=tuple(new), section_number=0, last_section_number=0)
+    return tuple(psi.build_sdt(part) for part in psi.split_sdt(whole))
+
+
+def rewrite_sdt(section: bytes, channel_numbers: Mapping[int, int], *,
+                scrambled: Collection[int] = ()) -> bytes:
+    """:func:`rewrite_sdt_table` for an SDT that is one section and stays one section
+    (:class:`FormatError` when the rewritten services need more than one)."""
+    out = rewrite_sdt_table([section], channel_numbers, scrambled=scrambled)
+    if len(out) != 1:
+        raise FormatError(f"the rewritten SDT needs {len(out)} sections",
+                          path="sdt.section_length")
+    return out[0]
 
 
 def build_cat(*, ca_system_id: int, emm_pid: int,
@@ -564,8 +594,13 @@ class _RunState:
         # SDT rewriting (only with channel numbers): every section on PID 0x0011 is reassembled
         # and sent again on our continuity counters, SDT actual with the LCNs added.
         self.channel_numbers = dict(cfg.channel_numbers)
+        self.scrambled_sids = frozenset(svc.service_id for svc in services)
         self.sdt_collector = _SectionCollector()
-        self.sdt_cache: dict[bytes, bytes] = {}
+        self.sdt_cache: dict[tuple[bytes, ...], tuple[bytes, ...]] = {}
+        #: The SDT actual being gathered: (transport_stream_id, version, last_section_number)
+        #: and its sections by section_number.
+        self.sdt_table: tuple[int, int, int] | None = None
+        self.sdt_parts: dict[int, bytes] = {}
         if self.channel_numbers:
             self.psi_pids.add(SDT_PID)
         # The EMM carousel: sections packed back to back, continuity counters restamped as the
@@ -613,20 +648,38 @@ class _RunState:
             due -= 1
         return b"".join(parts)
 
-    def _sdt(self, section: bytes) -> bytes:
-        """SDT actual with our LCNs; any other section on the SDT PID as it came."""
-        done = self.sdt_cache.get(section)
+    def _sdt(self, section: bytes) -> tuple[bytes, ...]:
+        """What goes out for one section on the SDT PID: the SDT actual is gathered until its
+        last section and then sent whole, rewritten (it may now need more sections than it
+        came in); any other section, or one that does not parse, goes out as it came."""
+        if section[0] != psi.TABLE_ID_SDT_ACTUAL:
+            return (section,)
+        try:
+            head = parse_section(section, max_section_length=MAX_PSI_SECTION_LENGTH)
+        except FormatError:
+            # A section that does not parse (bad CRC, truncated) is passed on as it came: the
+            # box drops it just as it would have without us.
+            return (section,)
+        if not isinstance(head, LongSection) or not head.current_next_indicator:
+            return (section,)
+        table = (head.table_id_extension, head.version_number, head.last_section_number)
+        if table != self.sdt_table:
+            self.sdt_table, self.sdt_parts = table, {}
+        self.sdt_parts[head.section_number] = section
+        if head.section_number != head.last_section_number:
+            return ()
+        if len(self.sdt_parts) != head.last_section_number + 1:
+            return ()  # the table is not complete yet: it goes out at its next last section
+        sections = tuple(self.sdt_parts[n] for n in range(head.last_section_number + 1))
+        done = self.sdt_cache.get(sections)
         if done is None:
-            done = section
-            if section[0] == psi.TABLE_ID_SDT_ACTUAL:
-                try:
-                    done = rewrite_sdt(section, self.channel_numbers)
-                except FormatError:
-                    # A section that does not parse (bad CRC, truncated) is passed on as it
-                    # came: the box drops it just as it would have without us.
-                    done = section
+            try:
+                done = rewrite_sdt_table(sections, self.channel_numbers,
+                                         scrambled=self.scrambled_sids)
+            except FormatError:
+                done = sections  # a service loop we cannot rebuild: as it came
             if len(self.sdt_cache) < 64:
-                self.sdt_cache[section] = done
+                self.sdt_cache[sections] = done
         return done
 
     def _pcr_ms(self, buf: bytearray, off: int) -> int | None:
@@ -698,7 +751,8 @@ class _RunState:
                 inserts.append((i, out, True))
             elif pid == SDT_PID and self.channel_numbers:
                 sections = self.sdt_collector.feed(pid, bytes(buf[off : off + PACKET_SIZE]))
-                out = b"".join(self.pk.packets(SDT_PID, self._sdt(sec)) for sec in sections)
+                out = b"".join(self.pk.packets(SDT_PID, part)
+                               for sec in sections for part in self._sdt(sec))
                 inserts.append((i, out, True))
         last = _Segment(start=seg_start, end=n, cp=self.cp)
         self._scramble(last, hdr, inserts, buf)

@@ -8,17 +8,27 @@ service and provider names (EN 300 468 §5.2.3), so the result is a stream any d
 
 Small picture and low bitrates keep the files small and the tests fast; ``bitexact`` flags
 keep the output identical from run to run on one ffmpeg build.
+
+ffmpeg's muxer writes its SDT as one section and refuses to start when the services' names do
+not fit one (1024 bytes: about 50 services with short names).  A larger lineup is made in
+groups that each fit, one ffmpeg run per group with PIDs of its own (``-mpegts_start_pid``,
+``-mpegts_pmt_start_pid``); the group files are then interleaved packet by packet into one
+stream with one PAT for every program and a multi-section SDT (EN 300 468 §5.1.4), both sent
+where the first group's were.
 """
 
 from __future__ import annotations
 
+import heapq
 import shutil
 import subprocess
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 
-from cas.errors import ConfigError, StreamError, UsageError
+from cas.errors import ConfigError, FormatError, StreamError, UsageError
+from cas.formats import psi, ts
+from cas.formats.sections import section_total_length
 
 #: lavfi picture sources, used round-robin per service.
 VIDEO_PATTERNS: tuple[str, ...] = ("testsrc", "smptebars", "testsrc2", "rgbtestsrc", "smptehdbars")
@@ -59,9 +69,21 @@ class TestStreamOptions:
     muxrate_kbps: int | None = None
 
 
+#: ffmpeg's first elementary-stream and PMT PIDs (its defaults).
+FFMPEG_START_PID = 0x0100
+FFMPEG_PMT_START_PID = 0x1000
+#: DVB service_type of the test services: digital television (EN 300 468 table 87).
+SERVICE_TYPE_TV = 0x01
+_PACKET = 188
+
+
 def ffmpeg_command(services: Sequence[TestService], out: Path, options: TestStreamOptions,
-                   *, ffmpeg: str = "ffmpeg") -> list[str]:
-    """The ffmpeg argument vector that writes the test stream for ``services`` to ``out``."""
+                   *, ffmpeg: str = "ffmpeg", start_pid: int = FFMPEG_START_PID,
+                   pmt_start_pid: int = FFMPEG_PMT_START_PID) -> list[str]:
+    """The ffmpeg argument vector that writes the test stream for ``services`` to ``out``.
+
+    ``start_pid`` / ``pmt_start_pid``: the first PIDs ffmpeg gives the elementary streams (two
+    per service) and the PMTs (one per service)."""
     if not services:
         raise UsageError("a test stream needs at least one service")
     ids = [s.service_id for s in services]
@@ -92,10 +114,39 @@ def ffmpeg_command(services: Sequence[TestService], out: Path, options: TestStre
     cmd += ["-f", "mpegts",
             "-mpegts_transport_stream_id", str(options.transport_stream_id),
             "-mpegts_original_network_id", str(options.original_network_id)]
+    if start_pid != FFMPEG_START_PID or pmt_start_pid != FFMPEG_PMT_START_PID:
+        cmd += ["-mpegts_start_pid", str(start_pid), "-mpegts_pmt_start_pid", str(pmt_start_pid)]
     if options.muxrate_kbps is not None:
         cmd += ["-muxrate", f"{options.muxrate_kbps}k"]
     cmd.append(str(out))
     return cmd
+
+
+def _sdt_entry_size(svc: TestService) -> int:
+    """Bytes of one service in an SDT with a service_descriptor (what ffmpeg writes)."""
+    return 5 + 2 + 1 + 1 + len(psi.encode_dvb_text(svc.provider)) + 1 + len(
+        psi.encode_dvb_text(svc.name))
+
+
+#: Room for services in one SDT section (1024 bytes less header, network id and CRC), with a
+#: margin for what a muxer version may add.
+_SDT_ROOM = 1024 - 15 - 16
+
+
+def sdt_groups(services: Sequence[TestService]) -> list[list[TestService]]:
+    """``services`` in order, cut into groups whose SDT fits one section each."""
+    groups: list[list[TestService]] = [[]]
+    used = 0
+    for svc in services:
+        size = _sdt_entry_size(svc)
+        if size > _SDT_ROOM:
+            raise UsageError(f"the name of service {svc.service_id} is too long for an SDT")
+        if used + size > _SDT_ROOM:
+            groups.append([])
+            used = 0
+        groups[-1].append(svc)
+        used += size
+    return groups
 
 
 def make_test_stream(services: Sequence[TestService], out: Path,
@@ -105,8 +156,42 @@ def make_test_stream(services: Sequence[TestService], out: Path,
     exe = shutil.which(ffmpeg)
     if exe is None:
         raise ConfigError(f"{ffmpeg} not found: install Debian's ffmpeg (scripts/setup.sh does)")
+    ffmpeg_command(services, out, options, ffmpeg=exe)  # the argument checks, before any run
+    groups = sdt_groups(services)
     tmp = out.with_name(out.name + ".part")
-    cmd = ffmpeg_command(services, tmp, options, ffmpeg=exe)
+    if len(groups) == 1:
+        _run_ffmpeg(ffmpeg_command(services, tmp, options, ffmpeg=exe), tmp, ffmpeg)
+        tmp.replace(out)
+        return out
+    parts: list[Path] = []
+    try:
+        first = 0
+        for n, group in enumerate(groups):
+            part = out.with_name(f"{out.name}.part{n}")
+            parts.append(part)
+            share = options
+            if options.muxrate_kbps is not None:  # the merged stream keeps the asked rate
+                share = _with_muxrate(options, max(1, options.muxrate_kbps * len(group)
+                                                   // len(services)))
+            _run_ffmpeg(ffmpeg_command(group, part, share, ffmpeg=exe,
+                                       start_pid=FFMPEG_START_PID + 2 * first,
+                                       pmt_start_pid=FFMPEG_PMT_START_PID + first), part, ffmpeg)
+            first += len(group)
+        with tmp.open("wb") as fh:
+            fh.write(_merge([p.read_bytes() for p in parts], services, options))
+        tmp.replace(out)
+    finally:
+        tmp.unlink(missing_ok=True)
+        for part in parts:
+            part.unlink(missing_ok=True)
+    return out
+
+
+def _with_muxrate(options: TestStreamOptions, muxrate_kbps: int) -> TestStreamOptions:
+    return replace(options, muxrate_kbps=muxrate_kbps)
+
+
+def _run_ffmpeg(cmd: list[str], tmp: Path, ffmpeg: str) -> None:
     # The muxer is chosen with -f, so the ".part" suffix does not matter.
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
@@ -116,5 +201,59 @@ def make_test_stream(services: Sequence[TestService], out: Path,
         tmp.unlink(missing_ok=True)
         last = (proc.stderr.strip().splitlines() or ["(no message)"])[-1]
         raise StreamError(f"ffmpeg failed (exit {proc.returncode}): {last}")
-    tmp.replace(out)
-    return out
+
+
+def _pid(packet: bytes) -> int:
+    return ((packet[1] & 0x1F) << 8) | packet[2]
+
+
+def _first_section(data: bytes, pid: int) -> bytes:
+    """The first section starting in a packet of ``pid`` (a PAT of a group fits one packet)."""
+    for pos in range(0, len(data) - _PACKET + 1, _PACKET):
+        pkt = data[pos : pos + _PACKET]
+        if _pid(pkt) != pid or not pkt[1] & 0x40:
+            continue
+        afc = (pkt[3] >> 4) & 3
+        start = 4 + (1 + pkt[4] if afc == 3 else 0)
+        payload = pkt[start + 1 + pkt[start]:]
+        if len(payload) >= 3 and len(payload) >= section_total_length(payload):
+            return payload[: section_total_length(payload)]
+    raise StreamError(f"ffmpeg wrote no section on PID {pid:#06x}")
+
+
+def _merge(parts: list[bytes], services: Sequence[TestService],
+           options: TestStreamOptions) -> bytes:
+    """The group files interleaved by position, with one PAT and one SDT for all of them."""
+    try:
+        programs = [prog for part in parts
+                    for prog in psi.parse_pat(_first_section(part, psi.PAT_PID)).programs]
+        pat = psi.build_pat(psi.Pat(transport_stream_id=options.transport_stream_id,
+                                    programs=tuple(programs)))
+        sdt = psi.split_sdt(psi.Sdt(
+            transport_stream_id=options.transport_stream_id,
+            original_network_id=options.original_network_id,
+            services=tuple(psi.SdtService(service_id=s.service_id, descriptors=(
+                psi.ServiceDescriptor.of(SERVICE_TYPE_TV, s.provider, s.name),))
+                for s in services)))
+        sdt_sections = [psi.build_sdt(section) for section in sdt]
+    except FormatError as exc:
+        raise StreamError(f"cannot merge the test stream's groups: {exc}") from exc
+    pat_pk, sdt_pk = ts.Packetizer(psi.PAT_PID), ts.Packetizer(psi.SDT_PID)
+
+    def packets(n: int, data: bytes) -> Iterator[tuple[float, int, bytes]]:
+        count = len(data) // _PACKET
+        for i in range(count):
+            yield i / count, n, data[i * _PACKET : (i + 1) * _PACKET]
+
+    out: list[bytes] = []
+    for _, n, pkt in heapq.merge(*(packets(n, d) for n, d in enumerate(parts))):
+        pid = _pid(pkt)
+        if pid == psi.PAT_PID:
+            if n == 0 and pkt[1] & 0x40:
+                out += pat_pk.packetize(pat)
+        elif pid == psi.SDT_PID:
+            if n == 0 and pkt[1] & 0x40:
+                out += sdt_pk.packetize_many(sdt_sections)
+        else:
+            out.append(pkt)
+    return b"".join(out)

@@ -153,3 +153,56 @@ def test_json_flag_after_the_command(bench: dict[str, Path]) -> None:
     result = CliRunner().invoke(cli, _args(bench, "scan", str(bench["dir"] / "in.ts"), "--json"))
     assert result.exit_code == 0, result.output
     assert json.loads(result.output)["chip_id"] == "05EB0001"
+
+
+# --- issue 12 item 12: what is not a transport stream is refused, as `cas diag stream` does ---
+
+def _not_ts_inputs(bench: dict[str, Path], tmp_path: Path) -> dict[str, tuple[Path, str]]:
+    from cas.formats.emm import EmmHeader, SetRegion, UniqueAddress
+    from cas.messages import seal_emm
+
+    he = HeadEnd(seed=3)
+    sections = b"".join(seal_emm(he.keys.cuk(7), EmmHeader(
+        address=UniqueAddress(serial=7), seq=i + 1, not_after_s=START_S + DAY_S),
+        [SetRegion(region=i)], bytes(12)) for i in range(40))
+    files = {"empty": b"", "text": b"hello\nthis is a note, not a stream\n" * 20,
+             "sections": sections}
+    out = {}
+    for name, data in files.items():
+        (tmp_path / name).write_bytes(data)
+    for name in files:
+        out[name] = (tmp_path / name, "empty stream" if name == "empty" else
+                     "not an MPEG transport stream (no 188-byte packet sync found)")
+    out["card-image"] = (bench["dir"] / "card.img",
+                         "not an MPEG transport stream (no 188-byte packet sync found)")
+    return out
+
+
+@pytest.mark.parametrize("kind", ["empty", "text", "sections", "card-image"])
+@pytest.mark.parametrize("fail_on_locked", [False, True])
+def test_scan_refuses_what_is_not_a_transport_stream(bench: dict[str, Path], tmp_path: Path,
+                                                     kind: str, fail_on_locked: bool) -> None:
+    path, why = _not_ts_inputs(bench, tmp_path)[kind]
+    nvram = tmp_path / "nv.json"
+    args = _args(bench, "scan", str(path), *(["--fail-on-locked"] if fail_on_locked else []))
+    args[args.index("--nvram") + 1] = str(nvram)
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 8, result.output
+    assert result.output.strip().splitlines() == [f"error: {path}: {why}"]
+    if kind != "sections":  # (this sections file ends in a lone 0x47 the probe takes for a
+        # packet; the box does not)
+        from cas.cli.main import cli as cas_cli
+
+        diag = CliRunner().invoke(cas_cli, ["diag", "stream", str(path)])
+        assert diag.exit_code == 8 and why in diag.output
+
+
+def test_scan_and_watch_refuse_stdin_that_is_not_a_stream(bench: dict[str, Path]) -> None:
+    result = CliRunner().invoke(cli, _args(bench, "scan", "-"), input=b"hello")
+    assert result.exit_code == 8
+    assert result.output.strip().splitlines() == [
+        "error: stdin: not an MPEG transport stream (no 188-byte packet sync found)"]
+    result = CliRunner().invoke(cli, _args(bench, "watch", "-", "-c", "201", "-o",
+                                           str(bench["dir"] / "nothing.ts")), input=b"")
+    assert result.exit_code == 8
+    assert result.output.strip().splitlines() == ["error: stdin: empty stream"]

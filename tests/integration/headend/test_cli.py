@@ -77,6 +77,12 @@ def test_ecm_generate_writes_sections_and_cw_log(tmp_path: Path, key_file: Path)
     assert [parse_ecm(s).header.table_id for s in sections[::2]] == [0x80, 0x81, 0x80, 0x81]
     lines = [json.loads(x) for x in log.read_text().splitlines()]
     assert [(e["channel_id"], e["cp"]) for e in lines[:2]] == [(1001, 0), (1002, 0)]
+    # `cas decode` reads the file whole, section by section (it used to stop at the first)
+    result = CliRunner().invoke(cli, ["--json", "decode", str(out), "--keys", str(key_file)])
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.stdout)
+    assert (doc["kind"], doc["count"], doc["counts"]) == ("sections", 8, {"ecm": 8})
+    assert all(s["authenticated"] for s in doc["sections"])
 
 
 def test_bad_input_is_one_line_and_nonzero(tmp_path: Path, key_file: Path) -> None:

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import re
+from pathlib import Path
 
 import pytest
 from hypothesis import given
@@ -13,6 +16,7 @@ from cas.card.atr import build_atr, decode_atr, is_our_card
 from cas.card.data import (
     CardInfo,
     Counters,
+    DataTag,
     build_card_info,
     build_counters,
     build_entitlements,
@@ -23,6 +27,8 @@ from cas.card.data import (
     parse_status,
 )
 from cas.errors import FormatError
+
+from .helpers import make_applet, make_client
 
 
 def test_our_atr_bytes() -> None:
@@ -93,3 +99,39 @@ def test_answer_parsers_raise_only_format_error(raw: bytes) -> None:
                   parse_status):
         with contextlib.suppress(FormatError):
             parse(raw)
+
+
+# --- docs/card.md §3 pins the card-info answer ------------------------------------------------
+
+_CARD_MD = Path(__file__).resolve().parents[3] / "docs" / "card.md"
+
+
+def _card_info_doc() -> tuple[int, int]:
+    """(the size the heading of the tag 02 table announces, the sum of its bytes column),
+    both without the ``n`` ECM key indexes."""
+    text = _CARD_MD.read_text(encoding="utf-8")
+    head = re.search(r"GET DATA tag `02` card info \((\d+) \+ n bytes\):\n\n(.*?)\n\n", text,
+                     re.S)
+    assert head is not None, "docs/card.md lost the tag 02 card-info table"
+    total = 0
+    for row in head.group(2).splitlines()[2:]:
+        cell = row.strip().strip("|").rsplit("|", 1)[1]
+        terms = [t.strip() for t in cell.split("+")]
+        assert terms.count("n") <= 1 and all(t == "n" or t.isdigit() for t in terms), row
+        total += sum(int(t) for t in terms if t != "n")
+    return int(head.group(1)), total
+
+
+@pytest.mark.parametrize("n_keys", [0, 1, 2])
+def test_card_info_length_matches_docs(n_keys: int) -> None:
+    announced, table = _card_info_doc()
+    assert announced == table == 51  # the heading says what the field table adds up to
+    info = dataclasses.replace(make_applet().card_info(), ecm_key_indexes=tuple(range(n_keys)))
+    assert len(build_card_info(info)) == table + n_keys
+
+
+def test_card_answers_get_data_card_info_with_the_documented_length() -> None:
+    applet, client = make_client()
+    raw = client.get_data(DataTag.CARD_INFO)
+    _, table = _card_info_doc()
+    assert len(raw) == table + len(applet.record.ecm_keys)

@@ -12,6 +12,7 @@ from cas.card.errors import MessageRefusedError
 from cas.card.personalise import CardSlot
 from cas.crypto import Key, unwrap_cws
 from cas.formats.emm import (
+    SEQ_WINDOW,
     AddEntitlement,
     ClearEntitlements,
     EcmKeyUpdate,
@@ -99,6 +100,54 @@ def test_replayed_and_reordered_emms_are_9811() -> None:
     assert refused(client, older) == 0x9811  # reordered: older than the last applied
     assert applet.record.region == 1 and applet.record.emm_seq_unique == 5
     client.process_emm(head.unique(SERIAL, SetRegion(region=3), seq=6))
+    assert applet.record.region == 3
+
+
+def test_an_authentic_emm_at_the_end_of_the_sequence_space_cannot_wedge_the_card() -> None:
+    applet, client = make_client()
+    head = HeadEnd()
+    # 2^32 - 1 is far beyond the window ahead of a new card's counter (0): refused, no change.
+    assert refused(client, head.unique(SERIAL, SetRegion(region=9), seq=2**32 - 1)) == 0x9811
+    assert applet.record.region == 0 and applet.record.emm_seq_unique == 0
+    # ... and the head-end's next EMM still applies.
+    client.process_emm(head.unique(SERIAL, SetRegion(region=1), seq=1))
+    assert applet.record.region == 1 and applet.record.emm_seq_unique == 1
+
+
+def test_sequence_window_edges() -> None:
+    applet, client = make_client()
+    head = HeadEnd()
+    client.process_emm(head.unique(SERIAL, SetRegion(region=1), seq=10))
+    assert refused(client, head.unique(SERIAL, SetRegion(region=2),
+                                       seq=10 + SEQ_WINDOW + 1)) == 0x9811
+    client.process_emm(head.unique(SERIAL, SetRegion(region=3), seq=10 + SEQ_WINDOW))
+    assert applet.record.region == 3 and applet.record.emm_seq_unique == 10 + SEQ_WINDOW
+
+
+@pytest.mark.parametrize("kind", ["unique", "shared", "global"])
+def test_sequence_numbers_wrap_past_2_32(kind: str) -> None:
+    near_end = 2**32 - 2
+    applet, client = make_client(make_applet(dataclasses.replace(
+        make_record(), emm_seq_unique=near_end, emm_seq_shared=near_end,
+        emm_seq_global=near_end)))
+    head = HeadEnd()
+    rec = applet.record
+
+    def emm(seq: int, region: int) -> bytes:
+        if kind == "unique":
+            return head.unique(SERIAL, SetRegion(region=region), seq=seq)
+        if kind == "shared":
+            return head.shared(rec.shared_address, [rec.member_position],
+                               SetRegion(region=region), seq=seq)
+        return head.global_(SetRegion(region=region), seq=seq)
+
+    last = emm(2**32 - 1, 1)
+    client.process_emm(last)
+    client.process_emm(emm(0, 2))  # the head-end's counter went on: 2^32 is 0 on the wire
+    client.process_emm(emm(1, 3))
+    assert applet.record.region == 3
+    assert refused(client, last) == 0x9811  # what came before the wrap is still old
+    assert refused(client, emm(0, 4)) == 0x9811
     assert applet.record.region == 3
 
 

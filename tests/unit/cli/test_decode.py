@@ -132,3 +132,91 @@ def test_random_bytes_never_traceback(data: bytes) -> None:
     result = CliRunner().invoke(cli, ["--json", "decode", data.hex()])
     assert result.exit_code in (0, 3), result.output
     assert result.exception is None or isinstance(result.exception, SystemExit)
+
+
+# --- issue 12 item 11: sequences, any length, "" and what it cannot tell ----------------------
+
+def _emms(k: OperatorKeys, count: int) -> list[bytes]:
+    return [seal_emm(k.cuk(1000 + i), EmmHeader(address=UniqueAddress(serial=1000 + i), seq=i + 1,
+                                                not_after_s=2_000_000_000),
+                     [SetRegion(region=i)], bytes([i]) * 12) for i in range(count)]
+
+
+def test_a_file_of_back_to_back_sections_is_decoded_section_by_section(
+        keys: tuple[OperatorKeys, Path], tmp_path: Path) -> None:
+    k, key_path = keys
+    sections = [*_emms(k, 3), _ecm(k), build_cat(Cat(version_number=1))]
+    path = tmp_path / "emms.sections"  # what `cas emm generate` writes: sections back to back
+    path.write_bytes(b"".join(sections))
+    code, out, err = _run("--json", "decode", str(path), "--keys", str(key_path))
+    assert code == 0, err
+    doc = json.loads(out)
+    assert doc["kind"] == "sections" and doc["count"] == 5
+    assert doc["counts"] == {"emm": 3, "ecm": 1, "section": 1}
+    assert [s["kind"] for s in doc["sections"]] == ["emm", "emm", "emm", "ecm", "section"]
+    assert [s["offset"] for s in doc["sections"]] == [
+        sum(len(x) for x in sections[:i]) for i in range(5)]
+    assert all(s["authenticated"] for s in doc["sections"][:4])
+    assert doc["sections"][2]["commands"][0]["region"] == 2
+    # the same bytes as one hex argument (far beyond a file name's 255 characters)
+    hex_arg = b"".join(sections).hex()
+    assert len(hex_arg) > 255
+    code, out2, err = _run("--json", "decode", hex_arg)
+    assert code == 0, err
+    assert json.loads(out2)["count"] == 5
+
+
+def test_a_long_sections_file_is_counted_whole_and_shown_in_part(
+        keys: tuple[OperatorKeys, Path], tmp_path: Path) -> None:
+    from cas.cli.decode import SECTIONS_SHOWN
+
+    k, _ = keys
+    path = tmp_path / "many.sections"
+    path.write_bytes(b"".join(_emms(k, SECTIONS_SHOWN + 5)) + b"\xff" * 7)  # stuffing at the end
+    code, out, err = _run("--json", "decode", str(path))
+    assert code == 0, err
+    doc = json.loads(out)
+    assert doc["count"] == SECTIONS_SHOWN + 5 and doc["shown"] == SECTIONS_SHOWN
+    assert len(doc["sections"]) == SECTIONS_SHOWN
+
+
+def test_several_ts_packets_as_hex_decode_as_a_stream() -> None:
+    cat = build_cat(Cat(version_number=1))
+    data = b"".join(ts.Packetizer(0x0001).packetize(cat) + [ts.null_packet()] * 2)
+    code, out, err = _run("--json", "decode", data.hex())
+    assert code == 0, err
+    assert json.loads(out)["kind"] == "ts" and json.loads(out)["packets"] == 3
+
+
+@pytest.mark.parametrize("arg", ["", "  "])
+def test_an_empty_argument_is_refused_clearly(arg: str) -> None:
+    code, _, err = _run("decode", arg)
+    assert code == 2
+    assert err.strip() == "error: empty argument: give hex bytes, a file, or '-' for stdin"
+
+
+def test_hex_longer_than_a_file_name_is_hex() -> None:
+    body = "00" * 300  # 600 characters: no file system takes that as a name
+    code, _, err = _run("decode", body)
+    assert "File name too long" not in err and "Errno" not in err
+    assert code == 3 and err.startswith("error: cannot tell")
+
+
+def test_text_and_unknown_bytes_say_cannot_tell(tmp_path: Path) -> None:
+    (tmp_path / "hello.txt").write_bytes(b"hello")
+    for source in (str(tmp_path / "hello.txt"), "0102", b"hello world".hex(), "00" * 60):
+        code, out, err = _run("decode", source)
+        assert code == 3, (source, out)
+        assert err.startswith("error: cannot tell") and err.count("\n") == 1
+        assert "response" not in out
+
+
+def test_a_status_word_alone_is_still_recognised_and_longer_answers_need_as() -> None:
+    code, out, _ = _run("--json", "decode", "9000")
+    assert code == 0 and json.loads(out)["kind"] == "response-apdu"
+    code, out, _ = _run("--json", "decode", "6982")
+    assert code == 0 and json.loads(out)["sw"] == "6982"
+    code, out, _ = _run("--json", "decode", "--as", "response-apdu", "01029000")
+    assert code == 0 and json.loads(out)["data_length"] == 2
+    code, _, err = _run("decode", "--as", "sections", "0102")
+    assert code == 3 and err.startswith("error:")

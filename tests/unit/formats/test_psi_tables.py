@@ -281,3 +281,39 @@ def test_lists_become_tuples() -> None:
     pmt = Pmt(program_number=1, streams=[PmtStream(stream_type=2, elementary_pid=5)])  # type: ignore[arg-type]
     assert isinstance(pmt.streams, tuple)
     assert hash(pmt) == hash(parse_pmt(build_pmt(pmt)))
+
+
+def _named_services(count: int, name_len: int = 20) -> tuple[psi.SdtService, ...]:
+    return tuple(psi.SdtService(service_id=1000 + i, descriptors=(
+        psi.ServiceDescriptor.of(1, "provider", f"{i:0{name_len}d}"),)) for i in range(count))
+
+
+def test_split_sdt_keeps_one_section_when_it_fits() -> None:
+    sdt = Sdt(transport_stream_id=1, original_network_id=2, services=_named_services(3))
+    assert psi.split_sdt(sdt) == (sdt,)
+    assert psi.split_sdt(Sdt(transport_stream_id=1, original_network_id=2)) == (
+        Sdt(transport_stream_id=1, original_network_id=2),)
+
+
+def test_split_sdt_spreads_services_over_sections_that_each_fit() -> None:
+    sdt = Sdt(transport_stream_id=1, original_network_id=2, version_number=5,
+              services=_named_services(160))
+    with pytest.raises(FormatError):
+        psi.build_sdt(sdt)  # one section cannot carry them
+    parts = psi.split_sdt(sdt)
+    assert len(parts) > 1
+    built = [psi.build_sdt(p) for p in parts]
+    assert all(len(b) <= 1024 for b in built)
+    assert max(len(b) for b in built) > 1024 - 40  # filled, not one service per section
+    back = [psi.parse_sdt(b) for b in built]
+    assert [b.section_number for b in back] == list(range(len(parts)))
+    assert {b.last_section_number for b in back} == {len(parts) - 1}
+    assert {(b.version_number, b.transport_stream_id) for b in back} == {(5, 1)}
+    assert tuple(sv for b in back for sv in b.services) == sdt.services
+
+
+def test_split_sdt_refuses_a_service_no_section_can_carry() -> None:
+    huge = psi.SdtService(service_id=1, descriptors=tuple(
+        psi.RawDescriptor(tag=0x80, data=bytes(250)) for _ in range(5)))
+    with pytest.raises(FormatError):
+        psi.split_sdt(Sdt(transport_stream_id=1, original_network_id=2, services=(huge,)))

@@ -4,6 +4,7 @@ commands round-trip, big rights split, shared grouping, pairing, and the card ro
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import random
 from collections.abc import Callable
@@ -179,9 +180,10 @@ def test_settings_validation() -> None:
 
 # --- through the card ---------------------------------------------------------------------
 
-def _card(keys: OperatorKeys, serial: int) -> CardClient:
+def _card(keys: OperatorKeys, serial: int, *, seq_unique: int = 0) -> CardClient:
     rec = personalise_card(keys, CardSlot(serial=serial, shared_address=serial >> 8,
                                           member_position=serial & 0xFF), now_s=NOW_S - 86400)
+    rec = dataclasses.replace(rec, emm_seq_unique=seq_unique)
     return CardClient(InProcessTransport(Applet(Eeprom(rec), rom_key=keys.transport_key())))
 
 
@@ -211,6 +213,30 @@ def test_emm_to_card_gives_the_rights_and_the_pairing(keys: OperatorKeys) -> Non
     with pytest.raises(StatusWordError) as err:
         card.process_emm(res.sections[0])
     assert err.value.sw == 0x9811
+
+
+def test_head_end_counters_past_2_32_wrap_on_the_wire_and_the_card_follows(
+        keys: OperatorKeys) -> None:
+    serial = 4242
+    card = _card(keys, serial, seq_unique=2**32 - 2)  # a card near the end of the space
+    targets = [CardTarget(serial=serial, rights=_rights(1))]
+    for counter, region_seq in ((2**32 - 1, 2**32 - 1), (2**32, 0), (2**32 + 1, 1)):
+        # Before the rule a counter of 2^32 could not be packed into the u32 at all.
+        res = build_batch(keys, targets, at_s=NOW_S, unique_seq=lambda s, c=counter: c,
+                          shared_seq=lambda g: 1, rng=_rng(counter))
+        assert [parse_emm(s).header.seq for s in res.sections] == [region_seq]
+        assert res.unique_next == {serial: counter + 1}
+        card.process_emm(res.sections[0])
+        assert card.info().emm_seq_unique == region_seq
+    nonce = bytes(12)
+    text = rights_plaintexts(_rights(1))[0]
+    assert parse_emm(seal_global(keys.global_key(), 2**32 + 7, NOW_S, nonce,
+                                 text)).header.seq == 7
+    addr = SharedAddress.of(0x123456, [1])
+    assert parse_emm(seal_shared(keys.group_key(0x123456), 0x123456, addr.members, 2**33 + 3,
+                                 NOW_S, nonce, text)).header.seq == 3
+    assert parse_emm(seal_unique(keys.cuk(serial), serial, 2**32, NOW_S, nonce,
+                                 text)).header.seq == 0
 
 
 def test_ecm_key_rotation_reaches_the_card(keys: OperatorKeys) -> None:

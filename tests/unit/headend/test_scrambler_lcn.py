@@ -5,17 +5,19 @@ from __future__ import annotations
 
 import io
 import itertools
+from dataclasses import replace
 
 import pytest
 
 from cas.errors import FormatError, UsageError
-from cas.formats import psi
+from cas.formats import psi, ts
 from cas.headend.scrambler import (
     Algorithm,
     ScrambleConfig,
     Scrambler,
     payload_cipher,
     rewrite_sdt,
+    rewrite_sdt_table,
 )
 from cas.headend.teststream import TestService, TestStreamOptions, make_test_stream
 from tests.unit.headend.helpers import FakeServiceCrypto, packets, pid, sections_on
@@ -105,3 +107,86 @@ def test_lcn_descriptor_round_trips_and_checks_its_range() -> None:
         ScrambleConfig(channel_numbers={101: 0})
     with pytest.raises(UsageError):
         ScrambleConfig(channel_numbers={101: 1024})
+
+
+def test_rewritten_sdt_marks_scrambled_services_free_ca_mode(clear_ts: bytes) -> None:
+    # EN 300 468 §5.2.3 and docs/formats-transport.md: 1 = components controlled by a CA system
+    assert not any(sv.free_ca_mode for _, s in sections_on(clear_ts, psi.SDT_PID)
+                   for sv in psi.parse_sdt(s).services)
+    out = _scramble(clear_ts, channel_numbers=NUMBERS)
+    flags = {sv.service_id: sv.free_ca_mode for _, s in sections_on(out, psi.SDT_PID)
+             for sv in psi.parse_sdt(s).services}
+    assert flags == {101: True, 202: True}
+
+
+def test_rewrite_sets_free_ca_mode_only_on_scrambled_services() -> None:
+    sdt = psi.Sdt(transport_stream_id=1, original_network_id=2, services=(
+        psi.SdtService(service_id=7), psi.SdtService(service_id=8)))
+    again = psi.parse_sdt(rewrite_sdt(psi.build_sdt(sdt), {7: 3, 8: 4}, scrambled={7}))
+    assert [(sv.service_id, sv.free_ca_mode) for sv in again.services] == [(7, True), (8, False)]
+    # scrambled but without a number: still marked; not listed at all: byte for byte
+    section = psi.build_sdt(sdt)
+    only_flag = psi.parse_sdt(rewrite_sdt(section, {}, scrambled={8}))
+    assert [sv.free_ca_mode for sv in only_flag.services] == [False, True]
+    assert rewrite_sdt(section, {}, scrambled={99}) == section
+
+
+def _big_sdt(count: int, **kw: object) -> psi.Sdt:
+    return psi.Sdt(transport_stream_id=1, original_network_id=2, services=tuple(
+        psi.SdtService(service_id=1001 + i, descriptors=(
+            psi.ServiceDescriptor.of(1, "cas-sim", f"Channel name {i:03d}"),))
+        for i in range(count)), **kw)  # type: ignore[arg-type]
+
+
+def test_rewrite_spreads_a_full_sdt_over_more_sections() -> None:
+    sdt = _big_sdt(27)
+    section = psi.build_sdt(sdt)
+    assert len(section) > 1024 - 27 * 12  # the LCNs cannot be added within one section
+    numbers = {1001 + i: i + 1 for i in range(27)}
+    out = rewrite_sdt_table([section], numbers, scrambled=set(numbers))
+    assert len(out) == 2
+    parsed = [psi.parse_sdt(s) for s in out]
+    assert [(p.section_number, p.last_section_number) for p in parsed] == [(0, 1), (1, 1)]
+    services = [sv for p in parsed for sv in p.services]
+    assert [sv.service_id for sv in services] == list(numbers)
+    for sv in services:
+        lcn = [psi.logical_channel_numbers(d) for d in sv.descriptors]
+        assert lcn[-1] == {sv.service_id: numbers[sv.service_id]} and sv.free_ca_mode
+    with pytest.raises(FormatError):
+        rewrite_sdt(section, numbers)  # the single-section form says so instead of hiding it
+
+
+def test_rewrite_takes_a_multi_section_table_whole() -> None:
+    parts = psi.split_sdt(_big_sdt(70, version_number=3))
+    sections = [psi.build_sdt(p) for p in parts]
+    assert len(sections) >= 2
+    out = rewrite_sdt_table(sections, {1001: 1, 1070: 70})
+    parsed = [psi.parse_sdt(s) for s in out]
+    assert {p.version_number for p in parsed} == {3}
+    numbers = {sv.service_id: psi.logical_channel_numbers(sv.descriptors[-1])
+               for p in parsed for sv in p.services}
+    assert numbers[1001] == {1001: 1} and numbers[1070] == {1070: 70}
+    assert numbers[1002] == {}
+    assert rewrite_sdt_table(sections, {}) == tuple(sections)
+
+
+def test_scrambler_sends_a_multi_section_input_sdt_rewritten_whole(clear_ts: bytes) -> None:
+    """An input SDT of several sections goes out once complete, all its sections, with CRCs."""
+    own = psi.parse_sdt(next(s for _, s in sections_on(clear_ts, psi.SDT_PID)))
+    table = psi.split_sdt(replace(own, services=(*own.services, *_big_sdt(60).services)))
+    assert len(table) >= 2
+    pk = ts.Packetizer(psi.SDT_PID)
+    table_packets = b"".join(p for s in table for p in pk.packetize(psi.build_sdt(s)))
+    with_table = bytearray()
+    for packet in packets(clear_ts):  # the input's SDT replaced by the multi-section table
+        if pid(packet) != psi.SDT_PID:
+            with_table += packet
+        elif packet[1] & 0x40:
+            with_table += table_packets
+    out = _scramble(bytes(with_table), channel_numbers=NUMBERS)
+    sent = [psi.parse_sdt(s) for _, s in sections_on(out, psi.SDT_PID)]
+    assert sent and len(sent) % len(table) == 0
+    by_sid = {sv.service_id: sv for s in sent for sv in s.services}
+    assert len(by_sid) == 62
+    assert psi.logical_channel_numbers(by_sid[101].descriptors[-1]) == {101: 1}
+    assert by_sid[101].free_ca_mode and not by_sid[1001].free_ca_mode
