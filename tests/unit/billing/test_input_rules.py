@@ -128,9 +128,8 @@ def test_lookups_with_nul_answer_unknown_not_a_database_error(ntv: Bench) -> Non
     # PostgreSQL cannot even take U+0000 in a query parameter.
     from cas.store.errors import RecordNotFound
 
-    with ntv.store.reader() as s:
-        with pytest.raises(RecordNotFound):
-            service.balance(s, account_number="0000\x00")
+    with ntv.store.reader() as s, pytest.raises(RecordNotFound):
+        service.balance(s, account_number="0000\x00")
 
 
 # --- the CLI: one line, exit 2 ------------------------------------------------------------------
