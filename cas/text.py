@@ -76,3 +76,15 @@ def foreign_number_refusal(text: str, what: str) -> str | None:
     if not is_foreign_number(text):
         return None
     return f"{what} {text.strip()!r}: write numbers with the ASCII digits 0-9"
+
+
+def parse_int_auto(text: str) -> int | None:
+    """Decimal, or hex with ``0x`` (as ``int(text, 0)`` reads them), in ASCII only — else
+    ``None``.  (``int("１０", 0)`` is 10: full-width digits are not a number here.)"""
+    t = text.strip()
+    if not t.isascii():
+        return None
+    try:
+        return int(t, 0)
+    except ValueError:
+        return None
