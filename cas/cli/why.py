@@ -29,7 +29,8 @@ def why_cmd(app: Application, card: str, channel: str, at_text: str | None,
             chip_text: str | None, pin_ok: bool) -> None:
     """Explain, from the head-end's records, why CHANNEL is open or locked on CARD."""
     serial = parse_serial(card)
-    refuse_foreign_number(channel.removeprefix("sid:"), "channel")
+    refuse_foreign_number(channel[4:] if channel.lower().startswith("sid:") else channel,
+                          "channel")
     chip_id = parse_chip_id(chip_text) if chip_text else None
     with reader(app) as session:
         at = parse_when(at_text) if at_text else now(session)

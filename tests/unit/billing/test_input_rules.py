@@ -146,6 +146,7 @@ def _run(store: Store, *args: str) -> tuple[int, str, str]:
     (["pay", "10", "--contract", "７７０１２３４"], "ASCII digits 0-9"),
     (["why", "--card", "2256884759", "--channel", "²"], "channel '²'"),
     (["why", "--card", "2256884759", "--channel", "sid:²"], "channel '²'"),
+    (["why", "--card", "2256884759", "--channel", "SID:１２"], "channel '１２'"),
     (["why", "--card", "²", "--channel", "1"], "card number '²'"),
     (["card", "link", "²", "7701234"], "card number '²'"),
     (["card", "link", "2256884760", "٣"], "ASCII digits 0-9"),
