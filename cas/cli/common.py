@@ -28,7 +28,7 @@ def group(cli: click.Group, name: str, help_text: str) -> click.Group:
 _ASCII_INTEGER = re.compile(r"\s*[+-]?[0-9]+\s*")
 
 
-def _refuse_other_digits(ptype: click.ParamType, value: Any, param: click.Parameter | None,
+def _refuse_other_digits(ptype: click.ParamType[Any], value: Any, param: click.Parameter | None,
                          ctx: click.Context | None) -> None:
     if isinstance(value, str) and not _ASCII_INTEGER.fullmatch(value):
         ptype.fail(f"{value!r} is not an integer in ASCII digits 0-9", param, ctx)
