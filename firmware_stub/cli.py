@@ -22,6 +22,7 @@ import click
 
 import cas
 from cas.cli.app import Application, Exit, pass_app, run_cli
+from cas.cli.common import ascii_numbers
 from cas.errors import CasError, StreamError, UsageError
 from firmware_stub.box import Box
 from firmware_stub.cardslot import insert_card
@@ -51,9 +52,11 @@ def _hex_int(value: str | None) -> int | None:
     if value is None:
         return None
     try:
+        if not value.isascii():  # int(value, 16) also reads "１０"
+            raise ValueError(value)
         return int(value, 16)
     except ValueError:
-        raise UsageError(f"{value!r} is not a hexadecimal number") from None
+        raise UsageError(f"{value!r} is not a hexadecimal number (ASCII 0-9, a-f)") from None
 
 
 @click.group(cls=_GuardedGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -276,6 +279,9 @@ def watch(app: Application, /, stream: str, channel: int, output: str, pin: str 
         app.output(result.to_json(), show)
     if status is None or not status.open:
         raise SystemExit(int(Exit.LOCKED))
+
+
+ascii_numbers(cli)  # every integer option reads ASCII digits only (cas.text)
 
 
 def main() -> None:

@@ -32,6 +32,7 @@ from cas.store.models import (
     Subscription,
 )
 from cas.store.repo import account_card_serials, from_s, get_setting, record_rights_change
+from cas.text import is_ascii_digits
 
 DAY_S = 86_400
 PROFILE_KEY = "operator.profile"
@@ -104,9 +105,12 @@ def lock_account(session: Session, account_id: int) -> Account:
 
 
 def account_by_number(session: Session, account_number: str) -> Account:
+    text = str(account_number).strip()
+    # Account numbers are ASCII digits: anything else cannot match (and a U+0000 would not
+    # even reach PostgreSQL).
     acc = session.execute(
-        select(Account).where(Account.account_number == str(account_number).strip())
-    ).scalar_one_or_none()
+        select(Account).where(Account.account_number == text)
+    ).scalar_one_or_none() if is_ascii_digits(text) else None
     if acc is None:
         raise RecordNotFound(f"unknown account {account_number!r}", code="UNKNOWN_ACCOUNT")
     return acc

@@ -41,9 +41,12 @@ from cas.errors import BillingError, ValidationError
 from cas.store.errors import RecordConflict, RecordNotFound
 from cas.store.models import Account, Box, Card, Device, VerificationSession
 from cas.store.repo import from_s, get_card, next_counter, record_rights_change, to_s
+from cas.text import control_character, control_refusal, is_ascii_digits
 
 _PHONE = re.compile(r"^\+?[0-9]{7,15}$")
-_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+#: No spaces, no control characters (C0, DEL, C1), no lone surrogates: :mod:`cas.text`.
+_EMAIL_PART = r"[^@\s\x00-\x1f\x7f-\x9f\ud800-\udfff]+"
+_EMAIL = re.compile(rf"^{_EMAIL_PART}@{_EMAIL_PART}\.{_EMAIL_PART}$")
 _CONTRACT = re.compile(r"^[A-Za-z0-9\-/]{4,32}$")
 _DEVICE = re.compile(r"^[A-Za-z0-9._:\-]{1,64}$")
 
@@ -62,10 +65,13 @@ def luhn_digit(digits: str) -> str:
 
 
 def luhn_valid(number: str) -> bool:
-    return number.isdigit() and len(number) > 1 and luhn_digit(number[:-1]) == number[-1]
+    return is_ascii_digits(number) and len(number) > 1 and luhn_digit(number[:-1]) == number[-1]
 
 
 def normalise_phone(phone: str) -> str:
+    if control_character(str(phone)) is not None:
+        raise ValidationError("a phone number must not contain control characters",
+                              code="BAD_PHONE")
     text = re.sub(r"[\s()\-]", "", str(phone))
     if not _PHONE.match(text):
         raise ValidationError(f"phone {phone!r} is not a phone number", code="BAD_PHONE")
@@ -77,6 +83,9 @@ def _name(value: str | None, what: str, *, required: bool) -> str | None:
         if required:
             raise ValidationError(f"{what} is required", code="BAD_NAME")
         return None
+    refusal = control_refusal(str(value), what)
+    if refusal is not None:
+        raise ValidationError(refusal, code="BAD_NAME")
     text = " ".join(str(value).split())
     if len(text) > 128:
         raise ValidationError(f"{what} is too long", code="BAD_NAME")
@@ -160,7 +169,7 @@ def create_account(session: Session, *, surname: str, name: str, at: datetime,
         if not _CONTRACT.match(contract_number):
             raise ValidationError("contract number: 4-32 letters, digits, - or /",
                                   code="BAD_CONTRACT")
-        if contract_number.isdigit() and len(contract_number) == 10:
+        if is_ascii_digits(contract_number) and len(contract_number) == 10:
             # Card numbers are 10 digits; "ntvplus <card-or-contract> <amount>" must not guess.
             raise ValidationError("a contract number must not look like a 10-digit card number",
                                   code="BAD_CONTRACT")

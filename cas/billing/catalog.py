@@ -46,7 +46,7 @@ from sqlalchemy.orm import Session
 
 from cas.access import AccessCriteria
 from cas.billing.money import config_amount
-from cas.errors import ConfigError
+from cas.errors import ConfigError, ValidationError
 from cas.store.errors import RecordNotFound
 from cas.store.models import (
     Channel,
@@ -56,6 +56,7 @@ from cas.store.models import (
     PackagePriceTier,
     PromoCode,
 )
+from cas.text import control_refusal, foreign_number_refusal, is_ascii_digits, parse_digits
 
 PACKAGE_KINDS = ("base", "addon")
 
@@ -326,11 +327,31 @@ def install_lineup(session: Session, lineup: Lineup) -> None:
 
 
 # --- queries -----------------------------------------------------------------------------------
+def _check_ref(ref: str | int, what: str) -> None:
+    """A reference typed by someone: an ``int`` (not ``bool``), or text without control
+    characters (numbers in it are read as ASCII digits only, :mod:`cas.text`)."""
+    if isinstance(ref, bool) or not isinstance(ref, int | str):
+        raise ValidationError(f"{what} is named by a number or a name, not {ref!r}",
+                              code="BAD_TEXT")
+    if isinstance(ref, str):
+        refusal = control_refusal(ref, what)
+        if refusal is not None:
+            raise ValidationError(refusal, code="BAD_TEXT")
+        number = ref[4:] if ref.lower().startswith("sid:") else ref
+        refusal = foreign_number_refusal(number, what)
+        if refusal is not None:
+            raise ValidationError(refusal, code="BAD_NUMBER")
+
+
 def get_package(session: Session, ref: str | int) -> Package:
     """A package by code (``"sport"``) or numeric id."""
     row: Package | None
-    if isinstance(ref, int) or (isinstance(ref, str) and ref.isdigit()):
-        row = session.get(Package, int(ref))
+    _check_ref(ref, "a package")
+    number = ref if isinstance(ref, int) else parse_digits(ref, max_value=0xFFFF)
+    if number is not None:
+        row = session.get(Package, number)
+    elif is_ascii_digits(ref):
+        row = None  # digits, but beyond any package id
     else:
         row = session.execute(select(Package).where(Package.code == ref)).scalar_one_or_none()
     if row is None or row.retired:
@@ -353,12 +374,20 @@ def price_for_period(session: Session, package: Package, period_number: int) -> 
 def get_channel(session: Session, ref: str | int) -> Channel:
     """A channel by number (``12``), service id (``"sid:1012"``) or exact name."""
     row: Channel | None = None
-    if isinstance(ref, int) or (isinstance(ref, str) and ref.isdigit()):
-        row = session.execute(select(Channel).where(Channel.number == int(ref))).scalar_one_or_none()
-    elif isinstance(ref, str) and ref.lower().startswith("sid:") and ref[4:].isdigit():
-        row = session.get(Channel, int(ref[4:]))
-    elif isinstance(ref, str):
+    _check_ref(ref, "a channel")
+    if isinstance(ref, int):
+        number: int | None = ref
+    elif is_ascii_digits(ref):
+        number = parse_digits(ref, max_value=9999)  # None: digits, but no channel number
+    elif ref.lower().startswith("sid:") and is_ascii_digits(ref[4:]):
+        sid = parse_digits(ref[4:], max_value=0xFFFF)
+        row = session.get(Channel, sid) if sid is not None else None
+        number = None
+    else:
+        number = None
         row = session.execute(select(Channel).where(Channel.name == ref)).scalar_one_or_none()
+    if number is not None:
+        row = session.execute(select(Channel).where(Channel.number == number)).scalar_one_or_none()
     if row is None:
         raise RecordNotFound(f"unknown channel {ref!r}", code="UNKNOWN_CHANNEL")
     return row

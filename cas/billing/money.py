@@ -10,8 +10,10 @@ import re
 from decimal import Decimal, InvalidOperation
 
 from cas.errors import ConfigError, ValidationError
+from cas.text import is_foreign_number
 
-_AMOUNT = re.compile(r"^\s*([+-]?)(\d{1,15})(?:[.,](\d{1,6}))?\s*$")
+#: Digits are ASCII only (``\\d`` would take "１０" and "٣"): :mod:`cas.text`.
+_AMOUNT = re.compile(r"^[ \t]*([+-]?)([0-9]{1,15})(?:[.,]([0-9]{1,6}))?[ \t]*$")
 #: Upper bound of a single amount (10^13 minor units) — far above any real payment, and
 #: well inside a signed 64-bit column.
 MAX_AMOUNT_MINOR = 10**13
@@ -27,6 +29,9 @@ def minor_digits(minor_per_major: int) -> int:
 def parse_amount(text: str, minor_per_major: int, *, allow_zero: bool = False) -> int:
     """Major-unit text to minor units.  Refuses negatives, non-numbers and sub-minor digits."""
     m = _AMOUNT.match(text) if isinstance(text, str) else None
+    if m is None and isinstance(text, str) and is_foreign_number(text):
+        raise ValidationError(f"amount {text.strip()!r}: write numbers with the ASCII digits "
+                              "0-9", code="BAD_AMOUNT")
     if m is None:
         raise ValidationError(f"amount {text!r} is not a number", code="BAD_AMOUNT")
     sign, whole, frac = m.group(1), m.group(2), m.group(3) or ""

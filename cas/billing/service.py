@@ -59,6 +59,12 @@ from cas.store.models import (
     Subscription,
 )
 from cas.store.repo import from_s, to_s
+from cas.text import (
+    control_character,
+    control_refusal,
+    foreign_number_refusal,
+    parse_digits,
+)
 
 PAYMENT_METHODS = ("online", "terminal", "payment_card", "sms", "bank", "cash")
 _PAYMENT_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,64}$")
@@ -179,17 +185,33 @@ def subscriptions(session: Session, *, account_number: str, at: datetime,
     return [_view(session, s, p, at_s) for s, p in rows]
 
 
+def card_serial(ref: str | int) -> int:
+    """A card number as typed (ASCII digits, 1 to 4294967295), else ``BAD_SERIAL``."""
+    text = str(ref).strip()
+    serial = parse_digits(text, max_value=0xFFFF_FFFF)
+    if not serial:
+        shown = text if control_character(text) is None else "(with control characters)"
+        raise ValidationError(f"card number {shown!r} is not a card number (1 to 4294967295 "
+                              "in ASCII digits)", code="BAD_SERIAL")
+    return serial
+
+
 def find_account(session: Session, *, by: str, ref: str | int) -> Account:
     """Resolve a payer's reference: ``by`` is ``card`` (serial), ``contract`` or ``account``."""
     text = str(ref).strip()
+    refusal = control_refusal(text, "a payer's reference")
+    if refusal is not None:
+        raise ValidationError(refusal, code="BAD_TEXT")
+    refusal = foreign_number_refusal(text, f"{by} number")
+    if refusal is not None:
+        raise ValidationError(refusal, code="BAD_SERIAL" if by == "card" else "BAD_NUMBER")
     if by == "card":
-        if not text.isdigit() or not 0 < int(text) <= 0xFFFF_FFFF:
-            raise ValidationError(f"card number {text!r} is not a card number", code="BAD_SERIAL")
-        card = session.get(Card, int(text))
+        serial = card_serial(text)
+        card = session.get(Card, serial)
         if card is None:
-            raise RecordNotFound(f"unknown card {int(text):010d}", code="UNKNOWN_CARD")
+            raise RecordNotFound(f"unknown card {serial:010d}", code="UNKNOWN_CARD")
         if card.account_id is None:
-            raise RecordNotFound(f"card {int(text):010d} is not linked to an account",
+            raise RecordNotFound(f"card {serial:010d} is not linked to an account",
                                  code="CARD_NOT_LINKED")
         acc = session.get(Account, card.account_id)
     elif by == "contract":
@@ -210,9 +232,9 @@ def _account_id(session: Session, *, by: str, ref: str | int) -> int:
     """:func:`find_account`'s answer as an id, without loading the account for a card (the
     caller locks it next)."""
     if by == "card":
-        text = str(ref).strip()
-        if text.isdigit() and 0 < int(text) <= 0xFFFF_FFFF:
-            card = session.get(Card, int(text))
+        serial = parse_digits(str(ref).strip(), max_value=0xFFFF_FFFF)
+        if serial:
+            card = session.get(Card, serial)
             if card is not None and card.account_id is not None:
                 return card.account_id
     return find_account(session, by=by, ref=ref).id
@@ -313,7 +335,7 @@ def pay(session: Session, *, by: str, ref: str | int, amount_minor: int, payment
                          note=note)
 
 
-_SMS = re.compile(r"^\s*(\S+)\s+(\d{1,20})\s+(\d{1,12}(?:[.,]\d{1,2})?)\s*$")
+_SMS = re.compile(r"^\s*(\S+)\s+([0-9]{1,20})\s+([0-9]{1,12}(?:[.,][0-9]{1,2})?)\s*$")
 
 
 def parse_sms(text: str, keyword: str) -> tuple[str, str]:
@@ -348,6 +370,9 @@ def adjust_balance(session: Session, *, account_number: str, amount_minor: int, 
     check_amount(abs(amount_minor))
     if not reason.strip():
         raise ValidationError("an adjustment needs a reason", code="BAD_REASON")
+    refusal = control_refusal(reason, "the reason", multiline=True)
+    if refusal is not None:
+        raise ValidationError(refusal, code="BAD_TEXT")
     profile, acc = _prepare(session, account_by_number(session, account_number).id, at_s)
     post(session, acc, amount_minor, at_s=at_s, kind="adjustment", description=reason.strip())
     settle(session, profile, acc, at_s, "adjustment")
@@ -680,7 +705,7 @@ def redeem_promo(session: Session, *, account_number: str, code: str, at: dateti
     if profile.promo_requires_verification:
         _check_verification(session, profile, acc, verification, at_s)
     key = str(code).strip().upper()
-    promo_row = session.get(PromoCode, key) if key else None
+    promo_row = session.get(PromoCode, key) if key and control_character(key) is None else None
     if promo_row is None:
         raise RecordNotFound(f"unknown promo code {code!r}", code="UNKNOWN_PROMO")
     if promo_row.valid_until_s is not None and at_s >= promo_row.valid_until_s:

@@ -32,6 +32,7 @@ from cas.formats.records import (
     build_card_batch,
     build_card_record,
 )
+from cas.text import is_ascii_digits
 
 DEFAULT_PIN = "0000"
 DEFAULT_CARD_OS_VERSION = 0x0100
@@ -67,7 +68,7 @@ def personalise_card(keys: OperatorKeys, slot: CardSlot, *, now_s: int,
                      operator_id: int = DEFAULT_OPERATOR_ID,
                      card_os_version: int = DEFAULT_CARD_OS_VERSION) -> CardRecord:
     """The factory record of one card (see module docstring)."""
-    if not (len(pin) == 4 and pin.isdigit()):
+    if not (len(pin) == 4 and is_ascii_digits(pin)):
         raise UsageError("the PIN must be 4 digits")
     if not 0 <= slot.member_position < GROUP_SIZE:
         raise UsageError(f"member position {slot.member_position} out of range 0..255")

@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 from cas.cli.app import Application
 from cas.errors import UsageError
 from cas.store.engine import Store, open_store
+from cas.text import foreign_number_refusal, parse_digits
 
 
 def open_app_store(app: Application) -> Store:
@@ -54,7 +55,7 @@ def now(session: Session) -> datetime:
 def parse_when(text: str) -> datetime:
     """``2026-03-01`` (midnight UTC) or an ISO date-time (UTC unless it says otherwise)."""
     try:
-        if re.fullmatch(r"\d{4}-\d{2}-\d{2}", text.strip()):
+        if re.fullmatch(r"[0-9]{4}-[0-9]{2}-[0-9]{2}", text.strip()):
             d = date.fromisoformat(text.strip())
             return datetime(d.year, d.month, d.day, tzinfo=UTC)
         moment = datetime.fromisoformat(text.strip())
@@ -64,10 +65,20 @@ def parse_when(text: str) -> datetime:
 
 
 def parse_serial(text: str) -> int:
-    t = text.strip()
-    if not t.isdigit() or not 0 < int(t) <= 0xFFFF_FFFF:
-        raise UsageError(f"card number {text!r}: up to 10 decimal digits (u32)")
-    return int(t)
+    """A card number: ASCII digits, 1 to 4294967295 (u32)."""
+    serial = parse_digits(text.strip(), max_value=0xFFFF_FFFF)
+    if not serial:
+        raise UsageError(f"card number {text!r}: 1 to 4294967295 in ASCII digits 0-9")
+    return serial
+
+
+def refuse_foreign_number(text: str | None, what: str) -> None:
+    """A number typed with other digits (``²``, ``１０``) is a usage error (exit 2), before
+    anything is looked up: numbers are ASCII digits (:mod:`cas.text`)."""
+    if text is not None:
+        refusal = foreign_number_refusal(text, what)
+        if refusal is not None:
+            raise UsageError(refusal)
 
 
 def parse_chip_id(text: str) -> int:
@@ -81,6 +92,7 @@ def account_number_of(session: Session, ref: str) -> str:
     """An account number, contract number or card number -> the account number."""
     from cas.billing.service import find_account_any
 
+    refuse_foreign_number(ref, "account, contract or card number")
     return find_account_any(session, ref).account_number
 
 

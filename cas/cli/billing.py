@@ -30,6 +30,7 @@ from cas.cli._subscribers import (
     parse_serial,
     parse_when,
     reader,
+    refuse_foreign_number,
     require_one,
     show,
     table,
@@ -235,6 +236,10 @@ def pay_cmd(app: Application, amount: str, card: str | None, contract: str | Non
     from cas.billing.service import pay
 
     by, ref = require_one(card=card, contract=contract, account=account)
+    refuse_foreign_number(amount, "amount")
+    if by == "card":
+        ref = str(parse_serial(ref))
+    refuse_foreign_number(ref, f"{by} number")
     with transaction(app) as s:
         profile = current_profile(s)
         amount_minor = parse_amount(amount, profile.minor_per_major)

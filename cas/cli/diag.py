@@ -8,6 +8,7 @@ card, box, stream and the head-end's records together into one verdict per chann
 
 from __future__ import annotations
 
+import contextlib
 import sys
 from pathlib import Path
 
@@ -21,17 +22,18 @@ from cas.diag.alarms import Thresholds
 from cas.diag.probe import probe_file, probe_stream
 from cas.diag.render import codes_data, render_codes, render_probe
 from cas.errors import UsageError
+from cas.text import parse_int_auto
 
 
 def parse_int(text: str, what: str) -> int:
     """Decimal, or hex with 0x (CA_system_IDs are usually written in hex)."""
-    try:
-        return int(text, 0)
-    except ValueError:
-        try:
-            return int(text, 16)
-        except ValueError:
-            raise UsageError(f"{what}: {text!r} is not a number") from None
+    value = parse_int_auto(text)
+    if value is None and text.isascii():
+        with contextlib.suppress(ValueError):
+            value = int(text, 16)
+    if value is None:
+        raise UsageError(f"{what}: {text!r} is not a number (ASCII digits, or hex with 0x)")
+    return value
 
 
 def _json_option(f: click.decorators.FC) -> click.decorators.FC:

@@ -24,16 +24,17 @@ from cas.headend.emmgen import (
     emm_run,
     osd_command,
 )
+from cas.text import parse_int_auto
 
 if TYPE_CHECKING:
     from cas.store.engine import Store
 
 
 def _int_auto(text: str) -> int:
-    try:
-        return int(text, 0)
-    except ValueError:
-        raise click.BadParameter(f"{text!r} is not a number") from None
+    value = parse_int_auto(text)
+    if value is None:
+        raise click.BadParameter(f"{text!r} is not a number (ASCII digits, or hex with 0x)")
+    return value
 
 
 def _card_count(store: Store) -> int:

@@ -27,9 +27,11 @@ DEFAULT_VENDOR_ID = 0x0001
 
 def _hex(text: str) -> int:
     try:
+        if not text.isascii():  # int(text, 16) also reads "１０"
+            raise ValueError(text)
         return int(text, 16)
     except ValueError:
-        raise click.BadParameter(f"{text!r} is not hexadecimal") from None
+        raise click.BadParameter(f"{text!r} is not hexadecimal (ASCII 0-9, a-f)") from None
 
 
 def _write_secret(path: Path, key: Key, force: bool) -> None:

@@ -16,6 +16,7 @@ import click
 
 import cas
 from cas.cli.app import Application, run_cli
+from cas.cli.common import ascii_numbers
 from cas.errors import CasError
 
 _SKIP = {"main", "app", "common"}
@@ -71,6 +72,7 @@ def _register_all() -> None:
 
 
 _register_all()
+ascii_numbers(cli)
 
 
 def main() -> None:

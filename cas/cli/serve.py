@@ -58,24 +58,45 @@ def _run_command(part: str) -> click.Command:
                   help="Mark cookies Secure (needs HTTPS in front).")
     @click.option("--log-level", default="info", show_default=True,
                   type=click.Choice(["critical", "error", "warning", "info", "debug"]))
+    @click.option("--trusted-proxies", envvar="CAS_TRUSTED_PROXIES", default="",
+                  help="Comma-separated addresses or networks of reverse proxies whose "
+                       "X-Forwarded-For names the client (rate limits, audit log); "
+                       "default: none, the TCP peer is the client.  $CAS_TRUSTED_PROXIES.")
+    @click.option("--max-body-bytes", envvar="CAS_MAX_BODY_BYTES", type=click.IntRange(1, 1 << 30),
+                  help="Largest request body; larger ones get 413 before they are read "
+                       "whole.  Default: 1048576 (1 MiB).  $CAS_MAX_BODY_BYTES.")
     @pass_app
     def run(app: Application, host: str, port: int, db_urls: tuple[str, ...],
-            secret_file: Path | None, secure_cookies: bool, log_level: str) -> None:
+            secret_file: Path | None, secure_cookies: bool, log_level: str,
+            trusted_proxies: str, max_body_bytes: int | None) -> None:
         import uvicorn
 
         from cas.web.app import create_app
-        from cas.web.settings import WebSettings, load_secret, tenant_of
+        from cas.web.settings import (
+            DEFAULT_MAX_BODY_BYTES,
+            WebSettings,
+            load_secret,
+            parse_trusted_proxies,
+            tenant_of,
+        )
 
+        proxies = parse_trusted_proxies(trusted_proxies)
         stores = _stores(app, db_urls)
         tenants = [tenant_of(s) for s in stores]
         secret = load_secret(secret_file or app.ensure_data_dir() / "web-secret")
-        settings = WebSettings(secret_key=secret, secure_cookies=secure_cookies)
+        settings = WebSettings(secret_key=secret, secure_cookies=secure_cookies,
+                               trusted_proxies=proxies,
+                               max_body_bytes=max_body_bytes or DEFAULT_MAX_BODY_BYTES)
         parts = ("api", "portal") if part == "all" else (part,)
         web = create_app(tenants, settings, parts=parts)
         names = ", ".join(f"{t.key} ({t.store.dialect})" for t in tenants)
         app.print(f"serving {'+'.join(parts)} for {names} on http://{host}:{port}/")
         try:
-            uvicorn.run(web, host=host, port=port, log_level=log_level, access_log=False)
+            # proxy_headers=False: uvicorn would otherwise believe X-Forwarded-For from
+            # 127.0.0.1 (its default), letting anyone behind a local pass-through proxy pick
+            # their address; the app reads the header itself, from trusted proxies only.
+            uvicorn.run(web, host=host, port=port, log_level=log_level, access_log=False,
+                        proxy_headers=False)
         finally:
             for s in stores:
                 s.dispose()

@@ -28,6 +28,7 @@ import cas
 from cas.cli.app import Application, pass_app
 from cas.cli.common import group
 from cas.errors import UsageError
+from cas.text import parse_digits, parse_int_auto
 
 T = TypeVar("T")
 
@@ -40,20 +41,21 @@ class AutoInt(click.ParamType):  # type: ignore[type-arg]
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> int:
         if isinstance(value, int):
             return value
-        try:
-            return int(str(value), 0)
-        except ValueError:
-            self.fail(f"{value!r} is not an integer (decimal or 0x...)", param, ctx)
+        number = parse_int_auto(str(value))
+        if number is None:
+            self.fail(f"{value!r} is not an integer (ASCII decimal or 0x...)", param, ctx)
+        return number
 
 
 AUTO_INT = AutoInt()
 
 
 def _host_port(text: str) -> tuple[str, int]:
-    host, sep, port = text.rpartition(":")
-    if not sep or not port.isdigit():
-        raise UsageError(f"expected HOST:PORT, got {text!r}")
-    return host or "127.0.0.1", int(port)
+    host, sep, port_text = text.rpartition(":")
+    port = parse_digits(port_text, max_value=65535) if sep else None
+    if port is None:
+        raise UsageError(f"expected HOST:PORT (port 0-65535 in ASCII digits), got {text!r}")
+    return host or "127.0.0.1", port
 
 
 def _logging(verbose: int, app: Application) -> None:

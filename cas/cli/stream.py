@@ -20,13 +20,14 @@ from cas.access import AccessCriteria
 from cas.cli.app import Application, pass_app
 from cas.cli.common import group
 from cas.errors import UsageError
+from cas.text import parse_int_auto
 
 
 def _int_auto(text: str) -> int:
-    try:
-        return int(text, 0)
-    except ValueError:
-        raise click.BadParameter(f"{text!r} is not a number") from None
+    value = parse_int_auto(text)
+    if value is None:
+        raise click.BadParameter(f"{text!r} is not a number (ASCII digits, or hex with 0x)")
+    return value
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

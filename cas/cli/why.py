@@ -5,7 +5,14 @@ from __future__ import annotations
 import click
 from rich.table import Table
 
-from cas.cli._subscribers import now, parse_chip_id, parse_serial, parse_when, reader
+from cas.cli._subscribers import (
+    now,
+    parse_chip_id,
+    parse_serial,
+    parse_when,
+    reader,
+    refuse_foreign_number,
+)
 from cas.cli.app import Application, pass_app
 from cas.headend.why import explain
 
@@ -22,6 +29,8 @@ def why_cmd(app: Application, card: str, channel: str, at_text: str | None,
             chip_text: str | None, pin_ok: bool) -> None:
     """Explain, from the head-end's records, why CHANNEL is open or locked on CARD."""
     serial = parse_serial(card)
+    refuse_foreign_number(channel[4:] if channel.lower().startswith("sid:") else channel,
+                          "channel")
     chip_id = parse_chip_id(chip_text) if chip_text else None
     with reader(app) as session:
         at = parse_when(at_text) if at_text else now(session)

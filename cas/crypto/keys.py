@@ -219,9 +219,12 @@ def _parse_hex_key(text: object, what: str) -> Key:
 
 def _parse_vendor_id(text: str) -> int:
     try:
+        if not text.isascii():  # int(text, 0) also reads "１０"
+            raise ValueError(text)
         value = int(text, 0)
     except ValueError:
-        raise CryptoError(f"chipset vendor id {text!r} is not a number") from None
+        raise CryptoError(f"chipset vendor id {text!r} is not a number (ASCII digits, or "
+                          "hex with 0x)") from None
     return _check_u32(value, "chipset vendor id", 0xFFFF)
 
 

@@ -33,6 +33,7 @@ from cas.billing.clock import clock_now
 from cas.billing.state import card_state_at
 from cas.errors import CasError, ValidationError
 from cas.store.models import Channel
+from cas.text import SINGLE_LINE_PATTERN
 from cas.web import audit
 from cas.web import domain as web_domain
 from cas.web.errors import Unauthenticated, WebError
@@ -513,7 +514,9 @@ def get_entitlements(ctx: Ctx, serial: SerialPath, at_s: AtS = None) -> Entitlem
 @router.get("/cards/{serial}/why", response_model=WhyOut, tags=["cards"])
 def why(ctx: Ctx, serial: SerialPath,
         channel: Annotated[str, Query(min_length=1, max_length=128,
-                                      description="Channel number, 'sid:<id>' or name.")],
+                                      pattern=SINGLE_LINE_PATTERN,
+                                      description="Channel number (ASCII digits), "
+                                                  "'sid:<id>' or name.")],
         chip_id: Annotated[ChipIdHex | None, Query()] = None,
         pin_ok: bool = False, at_s: AtS = None) -> WhyOut:
     """Why a channel is open or locked on this card — the same explanation as `cas why`."""
@@ -612,7 +615,9 @@ def confirm_verification(ctx: Ctx, token: Annotated[str, Path(pattern=r"^[0-9a-f
 
 # --- audit ------------------------------------------------------------------------------------------------------------
 @router.get("/audit", response_model=list[AuditOut], tags=["audit"])
-def get_audit(ctx: Ctx, target: Annotated[str | None, Query(max_length=64)] = None,
+def get_audit(ctx: Ctx, target: Annotated[str | None,
+                                           Query(max_length=64, pattern=SINGLE_LINE_PATTERN)]
+              = None,
               after_id: Annotated[int, Query(ge=0, le=2**62)] = 0,
               limit: Limit = 100) -> list[AuditOut]:
     """The audit log of this operator's store: who changed what, when."""

@@ -20,8 +20,10 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 import cas
 from cas.errors import CasError
+from cas.text import SINGLE_LINE_PATTERN
 from cas.web import api, portal
 from cas.web.errors import ErrorAnswer, classify
+from cas.web.limits import BodyLimit
 from cas.web.security import CookieSigner
 from cas.web.settings import Tenant, Tenants, WebSettings
 from cas.web.state import WebState
@@ -56,7 +58,11 @@ def _validation_message(exc: RequestValidationError) -> str:
     parts = []
     for err in exc.errors()[:3]:
         loc = ".".join(str(x) for x in err.get("loc", ()))
-        parts.append(f"{loc}: {err.get('msg', 'invalid')}")
+        msg = str(err.get("msg", "invalid"))
+        if err.get("type") == "string_pattern_mismatch" \
+                and (err.get("ctx") or {}).get("pattern") == SINGLE_LINE_PATTERN:
+            msg = "must not contain control characters"
+        parts.append(f"{loc}: {msg}")
     return "; ".join(parts) or "invalid request"
 
 
@@ -82,6 +88,8 @@ def create_app(tenants: Sequence[Tenant], settings: WebSettings,
     app.state.web = WebState(tenants=Tenants(tenants), settings=settings,
                              signer=CookieSigner(settings.secret_key))
     app.state.parts = tuple(parts)
+    # Added before the headers middleware, so inside it: a 413 gets X-Request-Id too.
+    app.add_middleware(BodyLimit, limit_bytes=settings.max_body_bytes)
 
     @app.middleware("http")
     async def headers(request: Request,

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Annotated, Any, TypeVar
 
-from fastapi import APIRouter, Form, Query, Request
+from fastapi import APIRouter, Depends, Form, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from jinja2 import Environment, PackageLoader, select_autoescape
 from sqlalchemy.orm import Session
@@ -39,6 +39,7 @@ from cas.billing.profile import OperatorProfile
 from cas.errors import BillingError, CasError, ValidationError
 from cas.reasons import Reason, info
 from cas.store.models import Account, Notification
+from cas.text import control_refusal, parse_digits
 from cas.web import audit
 from cas.web import domain as web_domain
 from cas.web.errors import Forbidden, RateLimited, WebError, classify
@@ -55,7 +56,23 @@ from cas.web.security import (
 from cas.web.settings import RateLimit, Tenant
 from cas.web.state import WebState, client_ip, web_state
 
-router = APIRouter(include_in_schema=False)
+
+async def _scan_form(request: Request) -> None:
+    """Note a control character in any field of a posted form (:mod:`cas.text`; no portal
+    field is multi-line).  :func:`_check_csrf` refuses it, once the form's token is known
+    good, before anything is read or written."""
+    if request.method != "POST":
+        return
+    form = await request.form()  # parsed once: the handler's Form() fields reuse it
+    for name, value in form.multi_items():
+        if isinstance(value, str):
+            refusal = control_refusal(value, f"the field {name[:32]!r}")
+            if refusal is not None:
+                request.state.form_refusal = refusal
+                return
+
+
+router = APIRouter(include_in_schema=False, dependencies=[Depends(_scan_form)])
 R = TypeVar("R", bound=Response)
 
 CSRF_COOKIE = "cas_csrf"
@@ -157,6 +174,9 @@ def _check_csrf(v: Visit, token: str | None) -> None:
     cookie = v.request.cookies.get(CSRF_COOKIE)
     if not v.state.signer.csrf_ok(cookie, token):
         raise Forbidden("the form's security token is missing or wrong; reload the page")
+    refusal = getattr(v.request.state, "form_refusal", None)
+    if refusal is not None:
+        raise ValidationError(refusal, code="BAD_TEXT")
 
 
 # --- sessions -----------------------------------------------------------------------------------------
@@ -718,8 +738,8 @@ def pay(request: Request, op: str,
         assert user.account_id is not None
         profile = current_profile(s)
         serial_text = card.strip()
-        if not serial_text.isdigit() or not 0 < int(serial_text) <= 0xFFFF_FFFF \
-                or not web_domain.owns_card(s, user.account_id, int(serial_text)):
+        serial = parse_digits(serial_text, max_value=0xFFFF_FFFF)
+        if not serial or not web_domain.owns_card(s, user.account_id, serial):
             # The same words for "no such card" and "not your card".
             raise ValidationError("unknown card", code="CARD_NOT_YOURS")
         if profile.payment_card_denominations_minor:
@@ -1024,13 +1044,12 @@ def why_page(request: Request, op: str,
             result = None
             error = None
             if card and channel:
-                own = card.strip().isdigit() and web_domain.owns_card(
-                    s, user.account_id, int(card.strip()))
-                if not own:
+                serial = parse_digits(card.strip(), max_value=0xFFFF_FFFF)
+                if not serial or not web_domain.owns_card(s, user.account_id, serial):
                     error = v.t("err.CARD_NOT_YOURS")
                 else:
                     try:
-                        result = explain(s, int(card.strip()), channel.strip(), clock_now(s))
+                        result = explain(s, serial, channel.strip(), clock_now(s))
                     except CasError as exc:
                         error = error_text(v, exc)
         reason_text = fix_text = None

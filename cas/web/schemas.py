@@ -12,7 +12,14 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationInfo,
+)
 
 from cas.billing.accounts import AccountView, BoxView, CardView
 from cas.billing.service import (
@@ -22,13 +29,32 @@ from cas.billing.service import (
     SubscriptionView,
     SwitchResult,
 )
+from cas.text import SINGLE_LINE_PATTERN, control_refusal
 from cas.web.domain import CardEmmQueue, EmmQueueSummary, PaymentView
 
 MAX_SERIAL = 0xFFFF_FFFF
 AccountNumber = Annotated[str, StringConstraints(pattern=r"^[0-9]{4,20}$")]
 ChipIdHex = Annotated[str, StringConstraints(pattern=r"^[0-9A-Fa-f]{1,8}$")]
 Serial = Annotated[int, Field(ge=1, le=MAX_SERIAL)]
-ShortText = Annotated[str, StringConstraints(max_length=128)]
+
+
+def _single_line(value: str, info: ValidationInfo) -> str:
+    """Text fields hold no control characters (C0, DEL, C1): :mod:`cas.text`."""
+    refusal = control_refusal(value, info.field_name or "the text")
+    if refusal is not None:
+        raise ValueError(refusal)
+    return value
+
+
+_LINE = AfterValidator(_single_line)
+_LINE_SCHEMA = Field(json_schema_extra={"pattern": SINGLE_LINE_PATTERN})
+ShortText = Annotated[str, StringConstraints(max_length=128), _LINE, _LINE_SCHEMA]
+Text32 = Annotated[str, StringConstraints(max_length=32), _LINE, _LINE_SCHEMA]
+Text64 = Annotated[str, StringConstraints(max_length=64), _LINE, _LINE_SCHEMA]
+Text256 = Annotated[str, StringConstraints(max_length=256), _LINE, _LINE_SCHEMA]
+Name16 = Annotated[str, StringConstraints(min_length=1, max_length=16), _LINE, _LINE_SCHEMA]
+Name32 = Annotated[str, StringConstraints(min_length=1, max_length=32), _LINE, _LINE_SCHEMA]
+Name64 = Annotated[str, StringConstraints(min_length=1, max_length=64), _LINE, _LINE_SCHEMA]
 
 
 def _s(value: datetime | None) -> int | None:
@@ -95,10 +121,10 @@ class AccountCreate(_In):
     surname: ShortText
     name: ShortText
     patronymic: ShortText | None = None
-    phone: Annotated[str, StringConstraints(max_length=32)] | None = None
-    email: Annotated[str, StringConstraints(max_length=256)] | None = None
+    phone: Text32 | None = None
+    email: Text256 | None = None
     kind: Literal["prepaid", "postpaid"] | None = None
-    contract_number: Annotated[str, StringConstraints(max_length=32)] | None = None
+    contract_number: Text32 | None = None
     credit_limit_minor: int | None = None
     region: int | None = None
 
@@ -107,8 +133,8 @@ class AccountUpdate(_In):
     surname: ShortText | None = None
     name: ShortText | None = None
     patronymic: ShortText | None = None
-    phone: Annotated[str, StringConstraints(max_length=32)] | None = None
-    email: Annotated[str, StringConstraints(max_length=256)] | None = None
+    phone: Text32 | None = None
+    email: Text256 | None = None
     notify_sms: bool | None = None
     notify_email: bool | None = None
 
@@ -146,7 +172,7 @@ class AccountOut(_Out):
 
 
 class PasswordSet(_In):
-    password: Annotated[str, StringConstraints(max_length=256)]
+    password: Text256
 
 
 class BalanceOut(_Out):
@@ -221,13 +247,13 @@ class SubscriptionOut(_Out):
 
 
 class SubscribeIn(_In):
-    package: Annotated[str, StringConstraints(min_length=1, max_length=64)]
-    verification: Annotated[str, StringConstraints(max_length=64)] | None = Field(
+    package: Name64
+    verification: Text64 | None = Field(
         default=None, description="Token of a confirmed SMS verification (Uzonline).")
 
 
 class SwitchIn(_In):
-    package: Annotated[str, StringConstraints(min_length=1, max_length=64)]
+    package: Name64
 
 
 class SwitchOut(_Out):
@@ -254,7 +280,7 @@ class ExtendIn(_In):
 
 class RenewalIn(_In):
     on: bool
-    package: Annotated[str, StringConstraints(min_length=1, max_length=64)] | None = None
+    package: Name64 | None = None
 
 
 class SuspendIn(_In):
@@ -267,20 +293,20 @@ class PromiseIn(_In):
 
 
 class PromoIn(_In):
-    code: Annotated[str, StringConstraints(min_length=1, max_length=64)]
-    verification: Annotated[str, StringConstraints(max_length=64)] | None = None
+    code: Name64
+    verification: Text64 | None = None
 
 
 # --- payments -----------------------------------------------------------------------------------------------
 class PaymentIn(_In):
     by: Literal["card", "contract", "account"]
-    ref: Annotated[str, StringConstraints(min_length=1, max_length=32)] = Field(
+    ref: Name32 = Field(
         description="Card number, contract number or account number.")
     amount_minor: int
     method: Literal["online", "terminal", "payment_card", "sms", "bank", "cash"] = "online"
-    package: Annotated[str, StringConstraints(min_length=1, max_length=64)] | None = Field(
+    package: Name64 | None = Field(
         default=None, description="Package chosen with the payment (ATV+).")
-    payment_id: Annotated[str, StringConstraints(min_length=1, max_length=64)] | None = Field(
+    payment_id: Name64 | None = Field(
         default=None, description="The payment system's id; default: derived from the "
         "Idempotency-Key.")
 
@@ -450,7 +476,7 @@ class LookupOut(_Out):
 
 class VerificationIn(_In):
     account_number: AccountNumber
-    phone: Annotated[str, StringConstraints(min_length=1, max_length=32)]
+    phone: Name32
 
 
 class VerificationOut(_Out):
@@ -460,7 +486,7 @@ class VerificationOut(_Out):
 
 
 class ConfirmIn(_In):
-    code: Annotated[str, StringConstraints(min_length=1, max_length=16)]
+    code: Name16
 
 
 class ConfirmOut(_Out):

@@ -9,6 +9,7 @@ belongs to one operator and only ever reaches that operator's store; the portal 
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import secrets
 import threading
@@ -27,6 +28,39 @@ from cas.store.engine import Store
 #: Minimum length of the cookie-signing secret (bytes).
 SECRET_MIN_BYTES = 32
 SECRET_ENV = "CAS_WEB_SECRET"
+
+
+#: Default request-body limit: 1 MiB, far above any API request or portal form.
+DEFAULT_MAX_BODY_BYTES = 1 << 20
+#: The highest body limit that may be configured (1 GiB).
+MAX_BODY_LIMIT = 1 << 30
+TRUSTED_PROXIES_ENV = "CAS_TRUSTED_PROXIES"
+
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def parse_ip(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    """An IP address, or ``None`` for anything else (a forwarded header may hold garbage)."""
+    try:
+        return ipaddress.ip_address(text.strip())
+    except ValueError:
+        return None
+
+
+def parse_trusted_proxies(text: str) -> tuple[IPNetwork, ...]:
+    """``"10.0.0.1, 192.168.0.0/24, ::1"`` -> networks (a bare address is a /32 or /128).
+    Empty text: none."""
+    nets: list[IPNetwork] = []
+    for item in text.split(","):
+        item = item.strip()
+        if not item:
+            continue
+        try:
+            nets.append(ipaddress.ip_network(item, strict=False))
+        except ValueError as exc:
+            raise UsageError(f"trusted proxy {item!r} is not an IP address or network "
+                             "(e.g. 127.0.0.1 or 10.0.0.0/8)") from exc
+    return tuple(nets)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -55,10 +89,22 @@ class WebSettings:
     #: Public Chip ID + card lookups per client address (enumeration guard).
     lookup_per_ip: RateLimit = RateLimit(limit=20, window_s=15 * 60)
     wall_clock: Callable[[], float] = field(default=time.time)
+    #: Proxies whose ``X-Forwarded-For`` names the client (rate limits and the audit log
+    #: count per client address).  Empty: no forwarded header is believed, the peer of the
+    #: TCP connection is the client (``cas serve --trusted-proxies``).
+    trusted_proxies: tuple[IPNetwork, ...] = ()
+    #: Largest request body accepted (API JSON and portal forms); larger -> 413.
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
 
     def __post_init__(self) -> None:
         if len(self.secret_key) < SECRET_MIN_BYTES:
             raise ConfigError(f"the web secret must be at least {SECRET_MIN_BYTES} bytes")
+        if isinstance(self.max_body_bytes, bool) or not 0 < self.max_body_bytes <= MAX_BODY_LIMIT:
+            raise UsageError(f"the body limit must be 1 to {MAX_BODY_LIMIT} bytes")
+
+    def is_trusted_proxy(self, address: str) -> bool:
+        ip = parse_ip(address)
+        return ip is not None and any(ip in net for net in self.trusted_proxies)
 
     def now_s(self) -> int:
         return int(self.wall_clock())

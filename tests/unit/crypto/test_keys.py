@@ -276,3 +276,15 @@ def test_generate_uses_rng() -> None:
     c = OperatorKeys.generate(os.urandom)
     assert a.master == b.master
     assert a.master != c.master
+
+
+def test_vendor_ids_in_other_digits_are_refused() -> None:
+    # int("１", 0) is 1: a key file or $CAS_CHIPSET_VENDOR_KEYS must say it in ASCII.
+    vendor = SECRET.hex()
+    assert OperatorKeys.from_env({"CAS_OPERATOR_KEY": OMK.raw().hex(),
+                                  "CAS_CHIPSET_VENDOR_KEYS": f"0x1={vendor}"}
+                                 ).chipset_vendor_key(1) == Key(SECRET)
+    for vid in ("１", "٣", "0x１"):
+        with pytest.raises(CryptoError, match="is not a number"):
+            OperatorKeys.from_env({"CAS_OPERATOR_KEY": OMK.raw().hex(),
+                                   "CAS_CHIPSET_VENDOR_KEYS": f"{vid}={vendor}"})
