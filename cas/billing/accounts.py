@@ -160,10 +160,6 @@ def create_account(session: Session, *, surname: str, name: str, at: datetime,
         if not _CONTRACT.match(contract_number):
             raise ValidationError("contract number: 4-32 letters, digits, - or /",
                                   code="BAD_CONTRACT")
-        if contract_number.isdigit() and len(contract_number) == 10:
-            # Card numbers are 10 digits; "ntvplus <card-or-contract> <amount>" must not guess.
-            raise ValidationError("a contract number must not look like a 10-digit card number",
-                                  code="BAD_CONTRACT")
         if session.execute(select(Account.id).where(
                 Account.contract_number == contract_number)).first():
             raise RecordConflict(f"contract {contract_number} already exists",

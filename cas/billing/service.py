@@ -218,24 +218,49 @@ def _account_id(session: Session, *, by: str, ref: str | int) -> int:
     return find_account(session, by=by, ref=ref).id
 
 
-def find_account_any(session: Session, ref: str) -> Account:
-    """A card number, contract number or account number — whichever matches (NTV Plus SMS:
-    "ntvplus <card-or-contract-number> <amount>").  Two different accounts matching is an
-    error, never a guess."""
+#: The order in which a bare reference is tried, and the kind recorded when several kinds
+#: name the same account (docs/subscribers.md, "References").
+REFERENCE_ORDER = ("contract", "card", "account")
+
+
+def resolve_reference(session: Session, ref: str | int, *,
+                      kinds: tuple[str, ...] = REFERENCE_ORDER) -> tuple[str, Account]:
+    """A bare reference (NTV Plus SMS: "ntvplus <card-or-contract-number> <amount>"; the CLI's
+    REF) -> ``(kind, account)``.
+
+    Every kind in ``kinds`` is tried.  NTV Plus contract numbers have 10 digits like card
+    numbers, so one number can be both a contract and a card: if all the matches name the
+    same account, the first kind of :data:`REFERENCE_ORDER` that matched is reported; if they
+    name different accounts the reference is refused (``AMBIGUOUS_REFERENCE``, naming every
+    match) — money is never booked on a guess."""
     text = str(ref).strip()
-    found: dict[int, Account] = {}
-    for by in ("card", "contract", "account"):
+    found: list[tuple[str, Account]] = []
+    for by in REFERENCE_ORDER:
+        if by not in kinds:
+            continue
         try:
-            acc = find_account(session, by=by, ref=text)
+            found.append((by, find_account(session, by=by, ref=text)))
         except (RecordNotFound, ValidationError):
             continue
-        found[acc.id] = acc
     if not found:
-        raise RecordNotFound(f"no card, contract or account {text!r}",
-                             code="UNKNOWN_CARD_OR_CONTRACT")
-    if len(found) > 1:
-        raise ValidationError(f"{text!r} matches more than one account", code="AMBIGUOUS_REFERENCE")
-    return next(iter(found.values()))
+        what = " or ".join(k for k in REFERENCE_ORDER if k in kinds)
+        raise RecordNotFound(f"no {what} {text!r}", code="UNKNOWN_CARD_OR_CONTRACT")
+    if len({acc.id for _by, acc in found}) > 1:
+        named = " and ".join(f"{by} {_ref_text(by, text)} of account {acc.account_number}"
+                             for by, acc in found)
+        raise ValidationError(f"{text!r} is {named}: say which (pay by card or by contract)",
+                              code="AMBIGUOUS_REFERENCE")
+    return found[0]
+
+
+def _ref_text(by: str, text: str) -> str:
+    return f"{int(text):010d}" if by == "card" else text
+
+
+def find_account_any(session: Session, ref: str) -> Account:
+    """A card number, contract number or account number — whichever matches (see
+    :func:`resolve_reference`).  Two different accounts matching is an error, never a guess."""
+    return resolve_reference(session, ref)[1]
 
 
 def _check_verification(session: Session, profile: OperatorProfile, acc: Account,
@@ -332,9 +357,10 @@ def pay_by_sms(session: Session, *, text: str, payment_id: str, at: datetime) ->
         raise BillingError(f"{profile.name} takes no SMS payments", code="SMS_UNSUPPORTED")
     ref, amount_text = parse_sms(text, profile.sms_keyword)
     amount_minor = parse_amount(amount_text, profile.minor_per_major)
-    acc = find_account_any(session, ref)
-    return pay(session, by="account", ref=acc.account_number, amount_minor=amount_minor,
-               payment_id=payment_id, at=at, method="sms")
+    # Booked as what the payer wrote (card or contract number), so the statement says so.
+    by, _acc = resolve_reference(session, ref, kinds=profile.payment_by)
+    return pay(session, by=by, ref=ref, amount_minor=amount_minor, payment_id=payment_id,
+               at=at, method="sms")
 
 
 @atomic
@@ -808,9 +834,10 @@ def money_text(session: Session, amount_minor: int) -> str:
 
 
 __all__ = [
-    "PAYMENT_METHODS", "WINDOW_STATES", "BalanceView", "PaymentResult", "Statement",
+    "PAYMENT_METHODS", "REFERENCE_ORDER", "WINDOW_STATES", "BalanceView", "PaymentResult", "Statement",
     "StatementLine", "SubscriptionView", "SwitchResult", "adjust_balance", "balance",
     "can_afford", "extend", "find_account", "find_account_any", "lookup_by_chip_and_card",
-    "money_text", "parse_sms", "pay", "pay_by_sms", "promise", "redeem_promo", "resume",
+    "money_text", "parse_sms", "pay", "pay_by_sms", "promise", "redeem_promo",
+    "resolve_reference", "resume",
     "set_renewal", "statement", "subscribe", "subscriptions", "suspend", "switch_package",
 ]
