@@ -92,6 +92,9 @@ class PaymentResult:
     activated: tuple[str, ...]
     pending: tuple[str, ...]
     switched_to: str | None
+    #: The code of the rule that refused the package chosen with the payment (the money is
+    #: booked all the same), e.g. ``SWITCH_LOCKED``; ``None`` when nothing was refused.
+    choice_refused: str | None
     note: str
 
 
@@ -279,8 +282,15 @@ def pay(session: Session, *, by: str, ref: str | int, amount_minor: int, payment
     The money goes to the balance (one ledger row).  With ``package`` the payer also chooses
     a package (ATV+ "enter the smart-card number, choose the package, pay"): it is activated
     as soon as the balance covers its price, which is then debited; choosing another base
-    package while one is active is a switch, subject to the switch lock.  A payment id seen
-    before is refused (``DUPLICATE_PAYMENT``) and nothing is written.
+    package while one is active is a switch, subject to the switch lock.  The first
+    activation of a package is not a switch and does not start the lock.
+
+    A package choice the rules refuse (the switch lock, an add-on without a base, a package
+    already on the account, too little money for the switch) never refuses the money: the
+    top-up is booked, the choice is not, and the result says why (``choice_refused``,
+    ``note``) — ATV+ seed: the package option "does not appear".  An unknown package code is
+    bad input and refuses the whole payment.  A payment id seen before is refused
+    (``DUPLICATE_PAYMENT``); a refused payment writes nothing.
     """
     at_s = to_s(at)
     check_amount(amount_minor)
@@ -306,9 +316,15 @@ def pay(session: Session, *, by: str, ref: str | int, amount_minor: int, payment
     profile, acc = _prepare(session, account_id, at_s)
 
     switch_to: Package | None = None
+    refused: BillingError | RecordConflict | None = None
+    chosen: Package | None = None
     if package is not None:
-        pkg = get_package(session, package)
-        switch_to = _choose_package(session, profile, acc, pkg, at_s)
+        chosen = get_package(session, package)
+        try:
+            with session.begin_nested():  # a refused choice leaves no trace, the money stays
+                switch_to = _choose_package(session, profile, acc, chosen, at_s)
+        except (BillingError, RecordConflict) as exc:
+            refused = exc
 
     session.add(Payment(payment_id=payment_id, account_id=acc.id, at_s=at_s,
                         amount_minor=amount_minor, method=method, by_kind=by, ref=str(ref),
@@ -321,10 +337,16 @@ def pay(session: Session, *, by: str, ref: str | int, amount_minor: int, payment
     switched: str | None = None
     if switch_to is not None:
         try:
-            _do_switch(session, profile, acc, switch_to, at_s)
+            with session.begin_nested():
+                _do_switch(session, profile, acc, switch_to, at_s)
             switched = switch_to.code
-        except BillingError as exc:
-            note = f"paid; switch to {switch_to.code} not done: {exc}"
+        except (BillingError, RecordConflict) as exc:
+            refused = exc
+    if refused is not None:
+        assert chosen is not None
+        what = "switch to" if chosen.kind == "base" else "choice of"
+        note = (f"paid {profile.money(amount_minor)} to the balance; {what} {chosen.code} "
+                f"not done: {refused}")
     activated = settle(session, profile, acc, at_s, "payment")
     waiting = [(s, p) for s, p in open_subscriptions(session, acc) if s.status == "pending"]
     pending = tuple(p.code for _s, p in waiting)
@@ -335,6 +357,7 @@ def pay(session: Session, *, by: str, ref: str | int, amount_minor: int, payment
     return PaymentResult(payment_id=payment_id, account_number=acc.account_number,
                          amount_minor=amount_minor, balance_minor=acc.balance_minor,
                          activated=tuple(activated), pending=pending, switched_to=switched,
+                         choice_refused=(refused.code if refused is not None else None),
                          note=note)
 
 

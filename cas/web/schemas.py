@@ -293,6 +293,8 @@ class PaymentOut(_Out):
     activated: list[str]
     pending: list[str]
     switched_to: str | None
+    #: The rule that refused the package chosen with the payment (the money is booked).
+    choice_refused: str | None = None
     note: str
 
     @classmethod
@@ -300,7 +302,7 @@ class PaymentOut(_Out):
         return cls(payment_id=v.payment_id, account_number=v.account_number,
                    amount_minor=v.amount_minor, balance_minor=v.balance_minor,
                    activated=list(v.activated), pending=list(v.pending),
-                   switched_to=v.switched_to, note=v.note)
+                   switched_to=v.switched_to, choice_refused=v.choice_refused, note=v.note)
 
 
 class PaymentRecordOut(_Out):
