@@ -395,13 +395,17 @@ class WhyOut(_Out):
     channel: int
     channel_name: str
     at_s: int
-    state: Literal["OPEN", "LOCKED"]
+    #: OPEN_IF_PIN: open only once the card accepts the parental PIN (``pin_ok`` on a rated
+    #: channel), which the head-end cannot see.
+    state: Literal["OPEN", "LOCKED", "OPEN_IF_PIN"]
     reason: str
     screen_code: str
     message: str
     cause: str
     fix: str
     details: dict[str, Any]
+    #: What the answer depends on that the head-end's records do not hold.
+    cannot_know: list[str] = []
 
 
 class RightsChangeOut(_Out):
