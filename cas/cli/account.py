@@ -25,6 +25,7 @@ from cas.cli._subscribers import (
 )
 from cas.cli.app import Application, Exit, pass_app
 from cas.cli.common import group
+from cas.words import count
 
 
 def register(cli: click.Group) -> None:
@@ -279,7 +280,8 @@ def confirm_cmd(app: Application, token: str, code: str) -> None:
         r = confirm_verification(s, token=token, code=code, at=now(s))
     if not r.verified:
         # The attempt was counted and committed above; now report the refusal.
-        app.err_console.print(f"error: wrong confirmation code ({r.attempts_left} attempts left)",
+        left = count(r.attempts_left, "attempt", "attempts")
+        app.err_console.print(f"error: wrong confirmation code ({left} left)",
                               markup=False)
         raise SystemExit(int(Exit.RULE))
     show(app, r, lambda: app.print("phone confirmed for this session"))
