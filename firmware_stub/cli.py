@@ -21,7 +21,7 @@ from typing import Any, BinaryIO, TypeVar
 import click
 
 import cas
-from cas.cli.app import Application, Exit, pass_app, run_cli
+from cas.cli.app import Application, Exit, pass_app, refuse_repeated_options, run_cli
 from cas.errors import CasError, StreamError, UsageError
 from firmware_stub.box import Box
 from firmware_stub.cardslot import insert_card
@@ -264,6 +264,9 @@ def watch(app: Application, /, stream: str, channel: int, output: str, pin: str 
         app.output(result.to_json(), show)
     if status is None or not status.open:
         raise SystemExit(int(Exit.LOCKED))
+
+
+refuse_repeated_options(cli)
 
 
 def main() -> None:

@@ -187,7 +187,8 @@ def find_account(session: Session, *, by: str, ref: str | int) -> Account:
     text = str(ref).strip()
     if by == "card":
         if not text.isdigit() or not 0 < int(text) <= 0xFFFF_FFFF:
-            raise ValidationError(f"card number {text!r} is not a card number", code="BAD_SERIAL")
+            raise ValidationError(f"card number {text!r}: 1 to {0xFFFF_FFFF} (decimal digits)",
+                                  code="BAD_SERIAL")
         card = session.get(Card, int(text))
         if card is None:
             raise RecordNotFound(f"unknown card {int(text):010d}", code="UNKNOWN_CARD")
@@ -246,7 +247,8 @@ def resolve_reference(session: Session, ref: str | int, *,
         except (RecordNotFound, ValidationError):
             continue
     if not found:
-        what = " or ".join(k for k in REFERENCE_ORDER if k in kinds)
+        names = [k for k in ("card", "contract", "account") if k in kinds]
+        what = ", ".join(names[:-1]) + " or " + names[-1] if len(names) > 1 else names[0]
         raise RecordNotFound(f"no {what} {text!r}", code="UNKNOWN_CARD_OR_CONTRACT")
     if len({acc.id for _by, acc in found}) > 1:
         named = " and ".join(f"{by} {_ref_text(by, text)} of account {acc.account_number}"
@@ -736,7 +738,8 @@ def redeem_promo(session: Session, *, account_number: str, code: str, at: dateti
         raise BillingError("this promo code has expired", code="PROMO_EXPIRED")
     if session.execute(select(PromoRedemption.id).where(
             PromoRedemption.code == key, PromoRedemption.account_id == acc.id)).first():
-        raise RecordConflict("this account already used this promo code", code="PROMO_USED")
+        # A rule refusal (exit 7, like every rule), not a store conflict.
+        raise BillingError("this account already used this promo code", code="PROMO_USED")
     pkg = session.get(Package, promo_row.package_id)
     assert pkg is not None
     subs = open_subscriptions(session, acc)

@@ -66,7 +66,7 @@ def parse_when(text: str) -> datetime:
 def parse_serial(text: str) -> int:
     t = text.strip()
     if not t.isdigit() or not 0 < int(t) <= 0xFFFF_FFFF:
-        raise UsageError(f"card number {text!r}: up to 10 decimal digits (u32)")
+        raise UsageError(f"card number {text!r}: 1 to {0xFFFF_FFFF} (decimal digits)")
     return int(t)
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import click
 
 import cas
-from cas.cli.app import Application, run_cli
+from cas.cli.app import Application, refuse_repeated_options, run_cli
 from cas.errors import CasError
 
 _SKIP = {"main", "app", "common"}
@@ -71,6 +71,7 @@ def _register_all() -> None:
 
 
 _register_all()
+refuse_repeated_options(cli)
 
 
 def main() -> None:
