@@ -253,8 +253,8 @@ def resolve_reference(session: Session, ref: str | int, *,
     if len({acc.id for _by, acc in found}) > 1:
         named = " and ".join(f"{by} {_ref_text(by, text)} of account {acc.account_number}"
                              for by, acc in found)
-        raise ValidationError(f"{text!r} is {named}: say which (pay by card or by contract)",
-                              code="AMBIGUOUS_REFERENCE")
+        raise ValidationError(f"{text!r} is {named}: use the account number, or pay by card "
+                              "or by contract explicitly", code="AMBIGUOUS_REFERENCE")
     return found[0]
 
 

@@ -148,9 +148,11 @@ def explain(session: Session, serial: int, channel: int | str, at: datetime, *,
         unknown.append(CANNOT_KNOW_BOX)
     if rated:
         unknown.append(CANNOT_KNOW_PIN)
-    waiting = _waiting(session, account, {p.id for p in packages}) if account else None
-    if waiting is not None and reason in (Reason.NOT_SUBSCRIBED, Reason.CHANNEL_NOT_IN_PACKAGE,
+    waiting = None
+    if account is not None and reason in (Reason.NOT_SUBSCRIBED, Reason.CHANNEL_NOT_IN_PACKAGE,
                                           Reason.ENTITLEMENT_EXPIRED):
+        waiting = _waiting(session, account, {p.id for p in packages})
+    if waiting is not None:
         details["waiting_package"], cause, fix = waiting
     elif reason is Reason.NOT_SUBSCRIBED:
         cause = f"no package connected; channel {ch.number} is in {names}"
