@@ -6,6 +6,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable
 from datetime import datetime
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -189,18 +190,21 @@ def test_cli_promo_reuse_is_a_rule_refusal_exit_7(bench: Callable[[str], Bench])
     assert tv.snapshot() == before
 
 
-def test_a_root_option_twice_is_refused_too(monkeypatch: pytest.MonkeyPatch,
+def test_a_root_option_twice_is_refused_too(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
                                             capsys: pytest.CaptureFixture[str]) -> None:
-    """Options of `cas` itself are parsed before any command: the entry point's one line."""
+    """Options of `cas` itself are parsed before any command: the entry point's one line,
+    and no store is opened (neither of the two)."""
     from cas.cli.app import run_cli
 
-    monkeypatch.setattr(sys, "argv", ["cas", "--db-url", "sqlite://", "--db-url",
-                                      "sqlite:///x.sqlite", "clock", "show"])
+    first, second = tmp_path / "a.sqlite", tmp_path / "b.sqlite"
+    monkeypatch.setattr(sys, "argv", ["cas", "--db-url", f"sqlite:///{first}", "--db-url",
+                                      f"sqlite:///{second}", "clock", "show"])
     with pytest.raises(SystemExit) as exc:
         run_cli(cli, "cas")
     assert exc.value.code == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "option --db-url given more than once" in err
+    assert not first.exists() and not second.exists()
 
 
 def test_errors_carry_stable_codes() -> None:
