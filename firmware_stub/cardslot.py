@@ -34,6 +34,7 @@ from cas.errors import (
     UsageError,
 )
 from cas.reasons import Reason
+from cas.words import tries_left
 
 #: Size of the card's PROCESS ECM answer: two CW slots wrapped with RFC 3394.
 WRAPPED_CWS_LEN = 40
@@ -105,7 +106,7 @@ class PinAnswer:
 
     def text(self) -> str:
         if self.kind is PinKind.WRONG:
-            return f"wrong PIN ({self.tries_left} tries left)"
+            return f"wrong PIN ({tries_left(self.tries_left or 0)})"
         if self.kind is PinKind.BLOCKED:
             return "PIN blocked"
         if self.kind is PinKind.ERROR:

@@ -21,7 +21,7 @@ from typing import Any, BinaryIO, TypeVar
 import click
 
 import cas
-from cas.cli.app import Application, Exit, pass_app, run_cli
+from cas.cli.app import Application, Exit, pass_app, refuse_repeated_options, run_cli
 from cas.cli.common import ascii_numbers
 from cas.errors import CasError, StreamError, UsageError
 from firmware_stub.box import Box
@@ -282,6 +282,7 @@ def watch(app: Application, /, stream: str, channel: int, output: str, pin: str 
 
 
 ascii_numbers(cli)  # every integer option reads ASCII digits only (cas.text)
+refuse_repeated_options(cli)
 
 
 def main() -> None:

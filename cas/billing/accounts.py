@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
-from sqlalchemy import select
+from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
 from cas.access import NO_MATURITY_LIMIT
@@ -169,10 +169,6 @@ def create_account(session: Session, *, surname: str, name: str, at: datetime,
         if not _CONTRACT.match(contract_number):
             raise ValidationError("contract number: 4-32 letters, digits, - or /",
                                   code="BAD_CONTRACT")
-        if is_ascii_digits(contract_number) and len(contract_number) == 10:
-            # Card numbers are 10 digits; "ntvplus <card-or-contract> <amount>" must not guess.
-            raise ValidationError("a contract number must not look like a 10-digit card number",
-                                  code="BAD_CONTRACT")
         if session.execute(select(Account.id).where(
                 Account.contract_number == contract_number)).first():
             raise RecordConflict(f"contract {contract_number} already exists",
@@ -198,6 +194,35 @@ def create_account(session: Session, *, surname: str, name: str, at: datetime,
     session.add(acc)
     session.flush()
     return account_view(session, acc)
+
+
+def same_holder_accounts(session: Session, *, surname: str, name: str,
+                         patronymic: str | None = None, phone: str | None = None,
+                         email: str | None = None) -> list[str]:
+    """Account numbers whose holder looks like this one: the same surname, name and
+    patronymic (case and spacing ignored) and no contact detail that differs (a phone or
+    e-mail given on both sides must be equal).  ``cas account create`` warns with these, so
+    a repeated command does not silently open a second account for the same person."""
+    def key(v: str | None) -> str:
+        return " ".join(str(v or "").split()).casefold()
+
+    phone_v = normalise_phone(phone) if phone else None
+    stored = " ".join(str(surname).split())  # as _name stores it
+    # SQLite's lower() folds ASCII only: the exact match catches the rest.
+    rows = session.execute(select(Account).where(or_(
+        Account.surname == stored, func.lower(Account.surname) == stored.lower()))
+        .order_by(Account.id)).scalars()
+    found = []
+    for acc in rows:
+        if (key(acc.surname), key(acc.name), key(acc.patronymic)) != (
+                key(surname), key(name), key(patronymic)):
+            continue
+        if phone_v and acc.phone and acc.phone != phone_v:
+            continue
+        if email and acc.email and acc.email.casefold() != email.strip().casefold():
+            continue
+        found.append(acc.account_number)
+    return found
 
 
 @atomic
@@ -625,7 +650,12 @@ def start_verification(session: Session, *, account_number: str, phone: str, at:
 
 
 def _live_session(session: Session, token: str | None, at_s: int) -> VerificationSession:
-    row = session.get(VerificationSession, token, with_for_update=True) if token else None
+    if not token or not str(token).strip():
+        raise BillingError(
+            "this needs the phone number confirmed by SMS code, and no verification was "
+            "given: start a verification session, confirm the code, then give its token",
+            code="VERIFICATION_REQUIRED")
+    row = session.get(VerificationSession, token, with_for_update=True)
     if row is None:
         raise BillingError("no such verification session", code="VERIFICATION_REQUIRED")
     if row.ended_at_s is not None or at_s >= row.expires_at_s:
@@ -688,7 +718,8 @@ __all__ = [
     "confirm_verification", "create_account", "device_login", "device_logout",
     "end_verification", "enforce_device_limit", "get_account", "get_box", "import_boxes", "kill_card",
     "link_box", "link_card", "list_accounts", "list_boxes", "list_cards", "luhn_digit",
-    "luhn_valid", "pair_card", "require_verified", "screens_limit", "set_card_region",
+    "luhn_valid", "pair_card", "require_verified", "same_holder_accounts", "screens_limit",
+    "set_card_region",
     "set_extra_screens", "set_kids_profile", "start_verification", "touch_rights",
     "unlink_card", "update_account",
 ]

@@ -194,10 +194,6 @@ def parse_profile(text: str, *, source: str = "<profile>") -> OperatorProfile:
         raise ConfigError(f"{source}: home_region must be a u16")
     if not 6 <= profile.account_number_digits <= 20 or not 4 <= profile.contract_number_digits <= 20:
         raise ConfigError(f"{source}: account/contract number digits out of range")
-    if profile.contract_number_digits == 10:
-        # Card numbers are printed as 10 digits; a 10-digit contract number would make
-        # "ntvplus <card-or-contract-number> <amount>" ambiguous.
-        raise ConfigError(f"{source}: contract numbers must not have 10 digits (card numbers do)")
     if profile.switch_lock_days < 0 or profile.reminder_days < 0:
         raise ConfigError(f"{source}: day counts must not be negative")
     if not 1 <= profile.default_screens <= profile.max_screens_total:

@@ -98,6 +98,9 @@ class PaymentResult:
     activated: tuple[str, ...]
     pending: tuple[str, ...]
     switched_to: str | None
+    #: The code of the rule that refused the package chosen with the payment (the money is
+    #: booked all the same), e.g. ``SWITCH_LOCKED``; ``None`` when nothing was refused.
+    choice_refused: str | None
     note: str
 
 
@@ -240,24 +243,50 @@ def _account_id(session: Session, *, by: str, ref: str | int) -> int:
     return find_account(session, by=by, ref=ref).id
 
 
-def find_account_any(session: Session, ref: str) -> Account:
-    """A card number, contract number or account number — whichever matches (NTV Plus SMS:
-    "ntvplus <card-or-contract-number> <amount>").  Two different accounts matching is an
-    error, never a guess."""
+#: The order in which a bare reference is tried, and the kind recorded when several kinds
+#: name the same account (docs/subscribers.md, "References").
+REFERENCE_ORDER = ("contract", "card", "account")
+
+
+def resolve_reference(session: Session, ref: str | int, *,
+                      kinds: tuple[str, ...] = REFERENCE_ORDER) -> tuple[str, Account]:
+    """A bare reference (NTV Plus SMS: "ntvplus <card-or-contract-number> <amount>"; the CLI's
+    REF) -> ``(kind, account)``.
+
+    Every kind in ``kinds`` is tried.  NTV Plus contract numbers have 10 digits like card
+    numbers, so one number can be both a contract and a card: if all the matches name the
+    same account, the first kind of :data:`REFERENCE_ORDER` that matched is reported; if they
+    name different accounts the reference is refused (``AMBIGUOUS_REFERENCE``, naming every
+    match) — money is never booked on a guess."""
     text = str(ref).strip()
-    found: dict[int, Account] = {}
-    for by in ("card", "contract", "account"):
+    found: list[tuple[str, Account]] = []
+    for by in REFERENCE_ORDER:
+        if by not in kinds:
+            continue
         try:
-            acc = find_account(session, by=by, ref=text)
+            found.append((by, find_account(session, by=by, ref=text)))
         except (RecordNotFound, ValidationError):
             continue
-        found[acc.id] = acc
     if not found:
-        raise RecordNotFound(f"no card, contract or account {text!r}",
-                             code="UNKNOWN_CARD_OR_CONTRACT")
-    if len(found) > 1:
-        raise ValidationError(f"{text!r} matches more than one account", code="AMBIGUOUS_REFERENCE")
-    return next(iter(found.values()))
+        names = [k for k in ("card", "contract", "account") if k in kinds]
+        what = ", ".join(names[:-1]) + " or " + names[-1] if len(names) > 1 else names[0]
+        raise RecordNotFound(f"no {what} {text!r}", code="UNKNOWN_CARD_OR_CONTRACT")
+    if len({acc.id for _by, acc in found}) > 1:
+        named = " and ".join(f"{by} {_ref_text(by, text)} of account {acc.account_number}"
+                             for by, acc in found)
+        raise ValidationError(f"{text!r} is {named}: use the account number, or pay by card "
+                              "or by contract explicitly", code="AMBIGUOUS_REFERENCE")
+    return found[0]
+
+
+def _ref_text(by: str, text: str) -> str:
+    return f"{int(text):010d}" if by == "card" else text
+
+
+def find_account_any(session: Session, ref: str) -> Account:
+    """A card number, contract number or account number — whichever matches (see
+    :func:`resolve_reference`).  Two different accounts matching is an error, never a guess."""
+    return resolve_reference(session, ref)[1]
 
 
 def _check_verification(session: Session, profile: OperatorProfile, acc: Account,
@@ -276,8 +305,15 @@ def pay(session: Session, *, by: str, ref: str | int, amount_minor: int, payment
     The money goes to the balance (one ledger row).  With ``package`` the payer also chooses
     a package (ATV+ "enter the smart-card number, choose the package, pay"): it is activated
     as soon as the balance covers its price, which is then debited; choosing another base
-    package while one is active is a switch, subject to the switch lock.  A payment id seen
-    before is refused (``DUPLICATE_PAYMENT``) and nothing is written.
+    package while one is active is a switch, subject to the switch lock.  The first
+    activation of a package is not a switch and does not start the lock.
+
+    A package choice the rules refuse (the switch lock, an add-on without a base, a package
+    already on the account, too little money for the switch) never refuses the money: the
+    top-up is booked, the choice is not, and the result says why (``choice_refused``,
+    ``note``) — ATV+ seed: the package option "does not appear".  An unknown package code is
+    bad input and refuses the whole payment.  A payment id seen before is refused
+    (``DUPLICATE_PAYMENT``); a refused payment writes nothing.
     """
     at_s = to_s(at)
     check_amount(amount_minor)
@@ -303,9 +339,15 @@ def pay(session: Session, *, by: str, ref: str | int, amount_minor: int, payment
     profile, acc = _prepare(session, account_id, at_s)
 
     switch_to: Package | None = None
+    refused: BillingError | RecordConflict | None = None
+    chosen: Package | None = None
     if package is not None:
-        pkg = get_package(session, package)
-        switch_to = _choose_package(session, profile, acc, pkg, at_s)
+        chosen = get_package(session, package)
+        try:
+            with session.begin_nested():  # a refused choice leaves no trace, the money stays
+                switch_to = _choose_package(session, profile, acc, chosen, at_s)
+        except (BillingError, RecordConflict) as exc:
+            refused = exc
 
     session.add(Payment(payment_id=payment_id, account_id=acc.id, at_s=at_s,
                         amount_minor=amount_minor, method=method, by_kind=by, ref=str(ref),
@@ -318,10 +360,16 @@ def pay(session: Session, *, by: str, ref: str | int, amount_minor: int, payment
     switched: str | None = None
     if switch_to is not None:
         try:
-            _do_switch(session, profile, acc, switch_to, at_s)
+            with session.begin_nested():
+                _do_switch(session, profile, acc, switch_to, at_s)
             switched = switch_to.code
-        except BillingError as exc:
-            note = f"paid; switch to {switch_to.code} not done: {exc}"
+        except (BillingError, RecordConflict) as exc:
+            refused = exc
+    if refused is not None:
+        assert chosen is not None
+        what = "switch to" if chosen.kind == "base" else "choice of"
+        note = (f"paid {profile.money(amount_minor)} to the balance; {what} {chosen.code} "
+                f"not done: {refused}")
     activated = settle(session, profile, acc, at_s, "payment")
     waiting = [(s, p) for s, p in open_subscriptions(session, acc) if s.status == "pending"]
     pending = tuple(p.code for _s, p in waiting)
@@ -332,6 +380,7 @@ def pay(session: Session, *, by: str, ref: str | int, amount_minor: int, payment
     return PaymentResult(payment_id=payment_id, account_number=acc.account_number,
                          amount_minor=amount_minor, balance_minor=acc.balance_minor,
                          activated=tuple(activated), pending=pending, switched_to=switched,
+                         choice_refused=(refused.code if refused is not None else None),
                          note=note)
 
 
@@ -354,9 +403,10 @@ def pay_by_sms(session: Session, *, text: str, payment_id: str, at: datetime) ->
         raise BillingError(f"{profile.name} takes no SMS payments", code="SMS_UNSUPPORTED")
     ref, amount_text = parse_sms(text, profile.sms_keyword)
     amount_minor = parse_amount(amount_text, profile.minor_per_major)
-    acc = find_account_any(session, ref)
-    return pay(session, by="account", ref=acc.account_number, amount_minor=amount_minor,
-               payment_id=payment_id, at=at, method="sms")
+    # Booked as what the payer wrote (card or contract number), so the statement says so.
+    by, _acc = resolve_reference(session, ref, kinds=profile.payment_by)
+    return pay(session, by=by, ref=ref, amount_minor=amount_minor, payment_id=payment_id,
+               at=at, method="sms")
 
 
 @atomic
@@ -712,7 +762,8 @@ def redeem_promo(session: Session, *, account_number: str, code: str, at: dateti
         raise BillingError("this promo code has expired", code="PROMO_EXPIRED")
     if session.execute(select(PromoRedemption.id).where(
             PromoRedemption.code == key, PromoRedemption.account_id == acc.id)).first():
-        raise RecordConflict("this account already used this promo code", code="PROMO_USED")
+        # A rule refusal (exit 7, like every rule), not a store conflict.
+        raise BillingError("this account already used this promo code", code="PROMO_USED")
     pkg = session.get(Package, promo_row.package_id)
     assert pkg is not None
     subs = open_subscriptions(session, acc)
@@ -833,9 +884,10 @@ def money_text(session: Session, amount_minor: int) -> str:
 
 
 __all__ = [
-    "PAYMENT_METHODS", "WINDOW_STATES", "BalanceView", "PaymentResult", "Statement",
+    "PAYMENT_METHODS", "REFERENCE_ORDER", "WINDOW_STATES", "BalanceView", "PaymentResult", "Statement",
     "StatementLine", "SubscriptionView", "SwitchResult", "adjust_balance", "balance",
     "can_afford", "extend", "find_account", "find_account_any", "lookup_by_chip_and_card",
-    "money_text", "parse_sms", "pay", "pay_by_sms", "promise", "redeem_promo", "resume",
+    "money_text", "parse_sms", "pay", "pay_by_sms", "promise", "redeem_promo",
+    "resolve_reference", "resume",
     "set_renewal", "statement", "subscribe", "subscriptions", "suspend", "switch_package",
 ]

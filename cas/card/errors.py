@@ -10,6 +10,7 @@ from __future__ import annotations
 from cas.card.sw import SW, SW_REASON, SW_VERIFY_FAILED, sw_name
 from cas.errors import StatusWordError
 from cas.reasons import Reason, message
+from cas.words import tries_left
 
 
 class WrongPinError(StatusWordError):
@@ -17,7 +18,7 @@ class WrongPinError(StatusWordError):
 
     def __init__(self, sw: int, data: bytes = b"") -> None:
         self.tries_left = sw & 0x0F
-        super().__init__(sw, data, f"wrong PIN: {self.tries_left} tries left ({sw:04X})")
+        super().__init__(sw, data, f"wrong PIN: {tries_left(self.tries_left)} ({sw:04X})")
 
 
 class PinBlockedError(StatusWordError):

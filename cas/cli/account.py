@@ -25,6 +25,8 @@ from cas.cli._subscribers import (
 )
 from cas.cli.app import Application, Exit, pass_app
 from cas.cli.common import group
+from cas.errors import BillingError
+from cas.words import count
 
 
 def register(cli: click.Group) -> None:
@@ -76,19 +78,30 @@ def _render_account(app: Application, m: Any, v: AccountView, subs: list[Any]) -
 @click.option("--credit-limit", help="Postpaid credit limit (major units).")
 @click.option("--region", type=click.IntRange(0, 0xFFFF), help="Region code (default: the "
               "operator's country).")
+@click.option("--again", is_flag=True, help="Open another account even though the same holder "
+              "(names, no differing phone or e-mail) already has one.")
 @pass_app
 def create_cmd(app: Application, surname: str, name: str, patronymic: str | None,
                phone: str | None, email: str | None, kind: str | None, contract: str | None,
-               credit_limit: str | None, region: int | None) -> None:
-    """Open a personal account (the account number is assigned once, here)."""
+               credit_limit: str | None, region: int | None, again: bool) -> None:
+    """Open a personal account (the account number is assigned once, here).  The same
+    holder twice is refused unless --again."""
     from cas.billing._core import current_profile
-    from cas.billing.accounts import create_account
+    from cas.billing.accounts import create_account, same_holder_accounts
     from cas.billing.money import parse_amount
 
     with transaction(app) as s:
         m = _money(s)
         limit = (parse_amount(credit_limit, current_profile(s).minor_per_major, allow_zero=True)
                  if credit_limit is not None else None)
+        same = same_holder_accounts(s, surname=surname, name=name, patronymic=patronymic,
+                                    phone=phone, email=email)
+        if same and not again:
+            # A repeated command must not silently open a second account for one person.
+            holder = " ".join(x for x in (surname, name, patronymic) if x)
+            raise BillingError(
+                f"{holder} already holds account {', '.join(same)}: use it, or give --again "
+                "to open another account for the same holder", code="SAME_HOLDER")
         v = create_account(s, surname=surname, name=name, patronymic=patronymic, phone=phone,
                            email=email, kind=kind, contract_number=contract,
                            credit_limit_minor=limit, region=region, at=now(s))
@@ -279,7 +292,8 @@ def confirm_cmd(app: Application, token: str, code: str) -> None:
         r = confirm_verification(s, token=token, code=code, at=now(s))
     if not r.verified:
         # The attempt was counted and committed above; now report the refusal.
-        app.err_console.print(f"error: wrong confirmation code ({r.attempts_left} attempts left)",
+        left = count(r.attempts_left, "attempt", "attempts")
+        app.err_console.print(f"error: wrong confirmation code ({left} left)",
                               markup=False)
         raise SystemExit(int(Exit.RULE))
     show(app, r, lambda: app.print("phone confirmed for this session"))

@@ -27,7 +27,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from cas.errors import CasError
+from cas.errors import CasError, UsageError
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -119,6 +119,48 @@ def run_guarded(fn: Callable[[], Any], app: Application | None = None) -> Any:
 
 
 pass_app = click.make_pass_decorator(Application)
+
+
+def _single_value(param: click.Parameter) -> bool:
+    """An option that takes one value (not a flag, a counter or a ``multiple`` option)."""
+    return (isinstance(param, click.Option) and not param.multiple and not param.count
+            and not param.is_flag)
+
+
+def _refusing_parse_args(cmd: click.Command) -> Callable[[click.Context, list[str]], list[str]]:
+    original = cmd.parse_args
+
+    def parse_args(ctx: click.Context, args: list[str]) -> list[str]:
+        if args and not ctx.resilient_parsing:
+            # click keeps the last of a repeated option; a payment by `--card A --card B`
+            # must not silently go to B.  The parser lists every occurrence in order.
+            _opts, _rest, order = cmd.make_parser(ctx).parse_args(args=list(args))
+            seen: set[str | None] = set()
+            for param in order:
+                if not _single_value(param):
+                    continue
+                if param.name in seen:
+                    names = "/".join(param.opts)
+                    raise UsageError(f"option {names} given more than once (it takes one "
+                                     f"value; see '{ctx.command_path} --help')")
+                seen.add(param.name)
+        return original(ctx, args)
+
+    return parse_args
+
+
+def refuse_repeated_options(command: click.Command) -> None:
+    """Make ``command`` and every sub-command refuse a single-value option given twice
+    (``--card 1 --card 2``: usage error, exit 2) instead of click's last-wins.
+
+    Commands are plain ``click.command`` objects spread over many modules, so the check is
+    installed on the finished tree by the ``cas`` and ``stb`` entry modules."""
+    if not getattr(command, "_cas_refuses_repeats", False):
+        setattr(command, "parse_args", _refusing_parse_args(command))  # noqa: B010
+        setattr(command, "_cas_refuses_repeats", True)  # noqa: B010
+    if isinstance(command, click.Group):
+        for sub in command.commands.values():
+            refuse_repeated_options(sub)
 
 
 def run_cli(group: click.Group, prog_name: str) -> None:

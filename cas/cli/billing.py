@@ -40,6 +40,7 @@ from cas.cli._subscribers import (
 from cas.cli.app import Application, pass_app
 from cas.cli.common import group
 from cas.errors import UsageError
+from cas.words import count
 
 Money = Callable[[int], str]
 
@@ -301,10 +302,17 @@ def package_switch(app: Application, ref: str, package: str) -> None:
     with transaction(app) as s:
         m = _money(s)
         r = switch_package(s, account_number=account_number_of(s, ref), package=package, at=now(s))
-    show(app, r, lambda: app.print(
-        f"switched {r.from_package} -> {r.to_package}: {r.unused_days} unused days credited "
-        f"{m(r.credited_minor)}, charged {m(r.charged_minor)}; balance "
-        f"{m(r.balance_minor)}; next switch from {day(r.next_switch_from)}"))
+
+    def render() -> None:
+        text = (f"switched {r.from_package} -> {r.to_package}: "
+                f"{count(r.unused_days, 'unused day', 'unused days')} credited "
+                f"{m(r.credited_minor)}, charged {m(r.charged_minor)}; balance "
+                f"{m(r.balance_minor)}")
+        if r.next_switch_from is not None:  # operators without a switch lock have no date
+            text += f"; next switch from {day(r.next_switch_from)}"
+        app.print(text)
+
+    show(app, r, render)
 
 
 @click.command("extend")

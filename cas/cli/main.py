@@ -15,7 +15,7 @@ from pathlib import Path
 import click
 
 import cas
-from cas.cli.app import Application, run_cli
+from cas.cli.app import Application, refuse_repeated_options, run_cli
 from cas.cli.common import ascii_numbers
 from cas.errors import CasError
 
@@ -73,6 +73,7 @@ def _register_all() -> None:
 
 _register_all()
 ascii_numbers(cli)
+refuse_repeated_options(cli)
 
 
 def main() -> None:

@@ -14,7 +14,7 @@ from cas.cli._subscribers import (
     refuse_foreign_number,
 )
 from cas.cli.app import Application, pass_app
-from cas.headend.why import explain
+from cas.headend.why import WhyState, explain
 
 
 @click.command("why")
@@ -23,7 +23,9 @@ from cas.headend.why import explain
               help="Channel number, 'sid:<service id>' or exact name.")
 @click.option("--at", "at_text", help="Moment to explain (YYYY-MM-DD or ISO); default: the clock.")
 @click.option("--chip-id", "chip_text", help="Chip ID of the box the card sits in (hex).")
-@click.option("--pin-ok", is_flag=True, help="Assume the parental PIN was entered.")
+@click.option("--pin-ok", is_flag=True,
+              help="Assume the parental PIN was entered (the answer is then OPEN_IF_PIN for a "
+                   "rated channel: the head-end cannot see the card's PIN counter).")
 @pass_app
 def why_cmd(app: Application, card: str, channel: str, at_text: str | None,
             chip_text: str | None, pin_ok: bool) -> None:
@@ -38,17 +40,20 @@ def why_cmd(app: Application, card: str, channel: str, at_text: str | None,
     data = result.as_dict()
 
     def render() -> None:
-        colour = "green" if result.is_open else "red"
+        colour = {WhyState.OPEN: "green", WhyState.OPEN_IF_PIN: "yellow"}.get(result.state, "red")
         t = Table(show_header=False, box=None)
         t.add_row("card", data["card"])
         t.add_row("channel", f"{result.channel_number} {result.channel_name}")
         t.add_row("at", data["at"])
         t.add_row("state", f"[{colour}]{data['state']}[/{colour}]")
-        if not result.is_open:
+        if result.state is WhyState.LOCKED:
             t.add_row("reason", f"{result.reason.value} ({result.screen_code})")
             t.add_row("message", result.message)
+        if not result.is_open:
             t.add_row("cause", result.cause)
             t.add_row("fix", result.fix)
+        for i, fact in enumerate(result.cannot_know):
+            t.add_row("cannot know" if i == 0 else "", fact)
         app.console.print(t)
 
     app.output(data, render)

@@ -25,6 +25,7 @@ from typing import Any
 from cas.errors import FormatError
 from cas.formats._common import check_range
 from cas.reasons import Reason
+from cas.words import count, tries_left
 
 #: The cas-sim card applet's AID (docs/architecture.md, "Card APDUs").
 CAS_AID = bytes.fromhex("F0434153 53494D01".replace(" ", ""))
@@ -178,11 +179,11 @@ def pin_retries_left(sw: int) -> int | None:
 def describe_sw(sw: int) -> str:
     """Short human text for a status word (for traces and ``cas decode``)."""
     if (n := more_data_available(sw)) is not None:
-        return f"OK, {n} more bytes available"
+        return f"OK, {count(n, 'more byte', 'more bytes')} available"
     if (n := exact_le(sw)) is not None:
         return f"wrong Le, use {n}"
     if (n := pin_retries_left(sw)) is not None:
-        return f"wrong PIN, {n} tries left"
+        return f"wrong PIN, {tries_left(n)}"
     try:
         return SW(sw).name
     except ValueError:

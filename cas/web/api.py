@@ -532,7 +532,8 @@ def why(ctx: Ctx, serial: SerialPath,
                       channel_name=result.channel_name, at_s=int(at.timestamp()),
                       state=d["state"], reason=result.reason.value,
                       screen_code=result.screen_code, message=result.message,
-                      cause=result.cause, fix=result.fix, details=dict(result.details))
+                      cause=result.cause, fix=result.fix, details=dict(result.details),
+                      cannot_know=list(result.cannot_know))
     return _read(ctx, run)
 
 

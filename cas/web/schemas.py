@@ -319,6 +319,8 @@ class PaymentOut(_Out):
     activated: list[str]
     pending: list[str]
     switched_to: str | None
+    #: The rule that refused the package chosen with the payment (the money is booked).
+    choice_refused: str | None = None
     note: str
 
     @classmethod
@@ -326,7 +328,7 @@ class PaymentOut(_Out):
         return cls(payment_id=v.payment_id, account_number=v.account_number,
                    amount_minor=v.amount_minor, balance_minor=v.balance_minor,
                    activated=list(v.activated), pending=list(v.pending),
-                   switched_to=v.switched_to, note=v.note)
+                   switched_to=v.switched_to, choice_refused=v.choice_refused, note=v.note)
 
 
 class PaymentRecordOut(_Out):
@@ -419,13 +421,17 @@ class WhyOut(_Out):
     channel: int
     channel_name: str
     at_s: int
-    state: Literal["OPEN", "LOCKED"]
+    #: OPEN_IF_PIN: open only once the card accepts the parental PIN (``pin_ok`` on a rated
+    #: channel), which the head-end cannot see.
+    state: Literal["OPEN", "LOCKED", "OPEN_IF_PIN"]
     reason: str
     screen_code: str
     message: str
     cause: str
     fix: str
     details: dict[str, Any]
+    #: What the answer depends on that the head-end's records do not hold.
+    cannot_know: list[str] = []
 
 
 class RightsChangeOut(_Out):

@@ -228,6 +228,23 @@ def test_expired_subscription(bench: DiagBench) -> None:
     report = bench.visit(home, bench.stream(bench.emm_run("full")))
     assert first(report, QAZAQSTAN) == (Cause.ENTITLEMENT_EXPIRED,
                                         "subscription to 'TV+ Start' ended on 2026-12-01")
+    assert report.channel(QAZAQSTAN).cause.fix == (  # type: ignore[union-attr]
+        "turn auto-renewal on for 'TV+ Start' and pay 2490.00 KZT "
+        "(price 2490.00 KZT, balance 0.00 KZT)")
+
+
+def test_expired_subscription_with_the_money_there_is_not_fixed_by_paying(
+        bench: DiagBench) -> None:
+    """Renewal off, the balance covers the next month: the fix is renewal on, not "pay"."""
+    home = bench.home(renew=False)
+    bench.pay(home, 2490)
+    bench.advance(31)
+    report = bench.visit(home, bench.stream(bench.emm_run("full")))
+    assert first(report, QAZAQSTAN)[0] is Cause.ENTITLEMENT_EXPIRED
+    fix = report.channel(QAZAQSTAN).cause.fix  # type: ignore[union-attr]
+    assert fix == ("turn auto-renewal on for 'TV+ Start': the balance 2490.00 KZT covers its "
+                   "price 2490.00 KZT, so it restarts at once")
+    assert "pay" not in fix
 
 
 def test_region_blackout(bench: DiagBench) -> None:

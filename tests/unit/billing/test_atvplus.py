@@ -95,11 +95,14 @@ def test_switch_refused_inside_30_days_allowed_after_with_unused_days_credited(a
     assert exc.value.code == "SWITCH_LOCKED"
     assert atv.snapshot() == before
 
-    # Choosing the other package with a payment is refused the same way, payment and all.
-    with pytest.raises(BillingError) as exc2:
-        atv.pay(card, 10 * AZN, by="card", method="payment_card", package="standard")
-    assert exc2.value.code == "SWITCH_LOCKED"
-    assert atv.snapshot() == before
+    # Choosing the other package with a payment: the switch is refused the same way, but the
+    # money is booked ("the package option does not appear" — the payment still goes in).
+    bal = atv.balance(acc)
+    r = atv.pay(card, 10 * AZN, by="card", method="payment_card", package="standard")
+    assert r.switched_to is None and r.choice_refused == "SWITCH_LOCKED"
+    assert "switch to standard not done" in r.note and "possible from" in r.note
+    assert r.balance_minor == bal + 10 * AZN == atv.balance(acc)
+    assert set(atv.subs(acc)) == {"sport"}
 
     # Day 35 = 30 days after the switch: allowed.  The sport period began at the switch
     # (day 5) and renewed at day 35, so 30 unused days of 12 AZN come back.
@@ -169,3 +172,81 @@ def test_leftover_balance_pays_the_next_month(atv: Bench) -> None:
     assert [e.kind for e in rep.events] == ["renewed"]
     assert atv.balance(acc) == 700
     assert atv.subs(acc)["standard"].days_left == 30
+
+
+def test_a_refused_package_choice_books_the_money_and_says_so(atv: Bench) -> None:
+    """ATV+ seed: inside the 30 days the package option "does not appear" — the payment is
+    made all the same.  The top-up is booked (ledger, payment row), the switch is not, and
+    the answer says which rule refused it."""
+    acc = atv.account()
+    card = atv.card(acc)
+    atv.pay(card, 9 * AZN, by="card", method="payment_card", package="standard")
+    atv.pay(card, 12 * AZN, by="card", method="payment_card")
+    with atv.tx() as s:
+        service.switch_package(s, account_number=acc, package="sport", at=atv.now())
+    atv.advance(days=3)
+    before_lines = len(atv.statement(acc).lines)
+    bal = atv.balance(acc)
+    r = atv.pay(card, 15 * AZN, by="card", method="payment_card", package="standard")
+    assert r.choice_refused == "SWITCH_LOCKED" and r.switched_to is None
+    assert r.note.startswith("paid 15.00 AZN to the balance; switch to standard not done: ")
+    assert atv.balance(acc) == bal + 15 * AZN
+    lines = atv.statement(acc).lines
+    assert len(lines) == before_lines + 1 and lines[-1].kind == "payment"
+    assert {k: v.status for k, v in atv.subs(acc).items()} == {"sport": "active"}
+    # The same payment id is still a duplicate: the payment really was booked.
+    with pytest.raises(RecordConflict) as exc:
+        atv.pay(card, 9 * AZN, by="card", payment_id=r.payment_id, package="standard")
+    assert exc.value.code == "DUPLICATE_PAYMENT"
+
+
+def test_a_refused_add_on_choice_books_the_money(bench: Callable[[str], Bench]) -> None:
+    """An add-on without a base package (TV+ lineup): the choice is refused, the money is not."""
+    tv = bench("tvplus")
+    acc = tv.account()
+    r = tv.pay(acc, 5000 * 100, package="vip-comedy")
+    assert r.choice_refused == "ADDON_NEEDS_BASE"
+    assert "choice of vip-comedy not done" in r.note
+    assert tv.balance(acc) == 5000 * 100 and tv.subs(acc) == {}
+
+
+def test_an_unknown_package_with_a_payment_refuses_the_payment(atv: Bench) -> None:
+    """A package code that does not exist is bad input, not a rule: nothing is written."""
+    acc = atv.account()
+    before = atv.snapshot()
+    with pytest.raises(RecordNotFound):
+        atv.pay(acc, 10 * AZN, package="gold")
+    assert atv.snapshot() == before
+
+
+def test_the_first_activation_does_not_start_the_switch_lock(atv: Bench) -> None:
+    """Decision (docs/subscribers.md): the seed's lock is on a *repeated switch* ("повторное
+    переключение … с момента последнего перехода"), and its title tells connecting a package
+    apart from switching.  The first activation — choosing the package at payment — is a
+    connection, not a switch: a switch the next day is allowed, and that switch starts the
+    30 days."""
+    acc = atv.account()
+    card = atv.card(acc)
+    r0 = atv.pay(card, 9 * AZN, by="card", method="payment_card", package="standard")
+    assert r0.activated == ("standard",) and r0.choice_refused is None
+    atv.advance(days=1)
+    r1 = atv.pay(card, 12 * AZN, by="card", method="payment_card", package="sport")
+    assert r1.switched_to == "sport" and r1.choice_refused is None
+    atv.advance(days=1)
+    r2 = atv.pay(card, 9 * AZN, by="card", method="payment_card", package="standard")
+    assert r2.switched_to is None and r2.choice_refused == "SWITCH_LOCKED"
+    assert "switched on 2026-03-02" in r2.note and "possible from 2026-04-01" in r2.note
+
+
+def test_re_choosing_while_pending_is_not_a_switch(atv: Bench) -> None:
+    """A package chosen but not yet paid can be replaced by another choice at any time: no
+    package was active, so nothing was switched and no lock starts."""
+    acc = atv.account()
+    card = atv.card(acc)
+    r1 = atv.pay(card, 10 * AZN, by="card", method="payment_card", package="sport")
+    assert r1.pending == ("sport",)
+    r2 = atv.pay(card, 9 * AZN, by="card", method="payment_card", package="standard")
+    assert r2.activated == ("standard",) and r2.choice_refused is None
+    atv.advance(days=1)
+    r3 = atv.pay(card, 12 * AZN, by="card", method="payment_card", package="sport")
+    assert r3.switched_to == "sport"

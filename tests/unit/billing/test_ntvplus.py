@@ -9,7 +9,7 @@ from collections.abc import Callable
 import pytest
 
 from cas.access import CardStatus
-from cas.billing import service
+from cas.billing import accounts, service
 from cas.errors import BillingError, ValidationError
 from cas.reasons import Reason
 from cas.store.errors import RecordConflict, RecordNotFound
@@ -53,6 +53,62 @@ def test_sms_payment_by_card_and_by_contract(ntv: Bench) -> None:
     with ntv.tx() as s:
         service.pay_by_sms(s, text="  NTVPLUS 7701234 100.50 ", payment_id="sms-2", at=ntv.now())
     assert ntv.balance(acc) == 42500 + 10050
+    # The statement says how each SMS paid: by the card number, by the contract number.
+    assert [x.description for x in ntv.statement(acc).lines] == [
+        "payment by card 2256884759 (sms)", "payment by contract 7701234 (sms)"]
+    assert [x.ref for x in ntv.statement(acc).lines] == ["sms-1", "sms-2"]
+
+
+def test_sms_by_account_number_says_by_account(ntv: Bench) -> None:
+    acc, _card = _holder(ntv)
+    with ntv.tx() as s:
+        service.pay_by_sms(s, text=f"ntvplus {acc} 10", payment_id="sms-a", at=ntv.now())
+    assert [x.description for x in ntv.statement(acc).lines] == [f"payment by account {acc} (sms)"]
+
+
+def test_the_seed_contract_number_2256884759(ntv: Bench) -> None:
+    """Seed 001: "ntvplus 2256884759 425 — in the middle the contract number".  NTV Plus
+    contracts have 10 digits, like card numbers; such a contract is accepted, generated
+    contracts have 10 digits too, and the SMS pays it by contract."""
+    acc = ntv.account(surname="Petrov", name="Pyotr", contract_number="2256884759")
+    other = ntv.account()
+    with ntv.store.reader() as s:
+        assert len(accounts.get_account(s, other).contract_number) == 10
+    with ntv.tx() as s:
+        r = service.pay_by_sms(s, text="ntvplus 2256884759 425", payment_id="sms-1", at=ntv.now())
+    assert (r.account_number, r.amount_minor) == (acc, 42500)
+    assert [x.description for x in ntv.statement(acc).lines] == [
+        "payment by contract 2256884759 (sms)"]
+
+
+def test_a_number_that_is_a_contract_and_a_card_of_another_account_is_refused(ntv: Bench) -> None:
+    """The rule: a reference naming two accounts (a contract of one, a card of another) is
+    refused, naming both; nothing is booked.  Paying by card or by contract explicitly works."""
+    holder = ntv.account(surname="Petrov", name="Pyotr", contract_number="2256884759")
+    card_owner = ntv.account(surname="Sidorov", name="Sidor")
+    card = ntv.card(card_owner)
+    assert card == 2256884759
+    before = ntv.snapshot()
+    with pytest.raises(ValidationError) as exc, ntv.tx() as s:
+        service.pay_by_sms(s, text="ntvplus 2256884759 425", payment_id="sms-1", at=ntv.now())
+    assert exc.value.code == "AMBIGUOUS_REFERENCE"
+    msg = str(exc.value)
+    assert f"contract 2256884759 of account {holder}" in msg
+    assert f"card 2256884759 of account {card_owner}" in msg
+    assert ntv.snapshot() == before
+    ntv.pay("2256884759", 100 * RUB, by="contract")
+    ntv.pay("2256884759", 200 * RUB, by="card")
+    assert (ntv.balance(holder), ntv.balance(card_owner)) == (100 * RUB, 200 * RUB)
+
+
+def test_a_contract_and_a_card_of_the_same_account_is_booked_by_contract(ntv: Bench) -> None:
+    acc = ntv.account(surname="Petrov", name="Pyotr", contract_number="2256884759")
+    assert ntv.card(acc) == 2256884759
+    with ntv.tx() as s:
+        r = service.pay_by_sms(s, text="ntvplus 2256884759 425", payment_id="sms-1", at=ntv.now())
+    assert r.account_number == acc
+    assert [x.description for x in ntv.statement(acc).lines] == [
+        "payment by contract 2256884759 (sms)"]
 
 
 @pytest.mark.parametrize("text", [

@@ -65,7 +65,7 @@ minor_per_major = 100
 @pytest.mark.parametrize(("extra", "needle"), [
     ("[payments]\npayment_card_denominations = [9.5]\n", "float"),
     ("[accounts]\nkinds = [\"credit\"]\n", "accounts.kinds"),
-    ("[accounts]\ncontract_digits = 10\n", "10 digits"),
+    ("[accounts]\ncontract_digits = 3\n", "digits out of range"),
     ("[payments]\nsms_keyword = \"two words\"\n", "one word"),
     ("[devices]\ndefault_screens = 6\n", "default_screens"),
     ("[promised_payment]\nenabled = true\ndays = 3\nmax = 0.5\n", "float"),
@@ -79,6 +79,14 @@ def test_bad_profiles(extra: str, needle: str) -> None:
         parse_profile("not toml [")
     with pytest.raises(ConfigError, match="unknown operator profile"):
         load_profile("nosuch")
+
+
+def test_ten_digit_contract_numbers_are_allowed() -> None:
+    """NTV Plus numbers its contracts with 10 digits (seed 001: "ntvplus 2256884759 425",
+    the middle number being the contract): a profile may say so, and NTV Plus's does."""
+    assert parse_profile(_GOOD_PROFILE + "[accounts]\ncontract_digits = 10\n") \
+        .contract_number_digits == 10
+    assert load_profile("ntvplus").contract_number_digits == 10
 
 
 _CH = '[[channels]]\nnumber = 1\nname = "A"\nservice_id = 10\n'

@@ -162,6 +162,9 @@ def test_promo_code_needs_the_sms_code_then_activates_free(tv: Bench) -> None:
     with pytest.raises(BillingError) as exc, tv.tx() as s:
         service.redeem_promo(s, account_number=acc, code="TVPLUS30", at=tv.now())
     assert exc.value.code == "VERIFICATION_REQUIRED"
+    # No code given at all: say what is needed, not "no such verification session".
+    assert "no such verification session" not in str(exc.value)
+    assert "confirmed by SMS code" in str(exc.value)
 
     codes = iter([bytes(range(16)), (123456).to_bytes(8, "big")])
     with tv.tx() as s:
@@ -180,10 +183,14 @@ def test_promo_code_needs_the_sms_code_then_activates_free(tv: Bench) -> None:
     assert view.package_code == "start" and view.days_left == 30
     assert tv.balance(acc) == 0 and tv.statement(acc).lines == ()
     assert tv.why(card, 1) == Reason.OPEN
-    with pytest.raises(RecordConflict) as exc2, tv.tx() as s:
+    with pytest.raises(BillingError) as exc2, tv.tx() as s:  # a rule refusal: exit 7
         service.redeem_promo(s, account_number=acc, code="TVPLUS30", at=tv.now(),
                              verification=ch.token)
-    assert exc2.value.code == "PROMO_USED"
+    assert exc2.value.code == "PROMO_USED" and exc2.value.exit_code == 7
+    with pytest.raises(BillingError) as exc4, tv.tx() as s:  # an unknown token is still named
+        service.redeem_promo(s, account_number=acc, code="TVPLUS30", at=tv.now(),
+                             verification="f" * 32)
+    assert str(exc4.value) == "no such verification session"
     with pytest.raises(RecordNotFound) as exc3, tv.tx() as s:
         service.redeem_promo(s, account_number=acc, code="NOPE", at=tv.now(),
                              verification=ch.token)

@@ -113,6 +113,8 @@ def test_pin_answers() -> None:
     wrong = CardSlot(_Card(error_for(0x63C2))).verify_pin("1234")
     assert (wrong.kind, wrong.tries_left, wrong.text()) == (PinKind.WRONG, 2,
                                                            "wrong PIN (2 tries left)")
+    one = CardSlot(_Card(error_for(0x63C1))).verify_pin("1234")
+    assert one.text() == "wrong PIN (1 try left)"
     assert CardSlot(_Card(error_for(0x6983))).verify_pin("1234").kind is PinKind.BLOCKED
     assert CardSlot(None).verify_pin("1234").kind is PinKind.ERROR
 

@@ -178,7 +178,10 @@ def test_numbered_status_words() -> None:
     assert sw_wrong_le(40) == 0x6C28 and exact_le(0x6C28) == 40
     assert sw_pin_retries(2) == 0x63C2 and pin_retries_left(0x63C2) == 2
     assert pin_retries_left(0x9000) is None and more_data_available(0x9000) is None
-    assert describe_sw(0x63C1) == "wrong PIN, 1 tries left"
+    assert describe_sw(0x63C1) == "wrong PIN, 1 try left"
+    assert describe_sw(0x63C2) == "wrong PIN, 2 tries left"
+    assert describe_sw(0x6101) == "OK, 1 more byte available"
+    assert describe_sw(0x6128) == "OK, 40 more bytes available"
     assert describe_sw(0x9804) == "REGION_BLACKOUT"
     assert "unknown" in describe_sw(0x9FFF)
 

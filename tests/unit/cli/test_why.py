@@ -1,0 +1,68 @@
+"""``cas why`` through click's CliRunner on a real store (SQLite and PostgreSQL): the state
+word, what the head-end cannot know, a package waiting for money."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+
+from cas.cli.main import cli
+
+
+class Cas:
+    def __init__(self, db_url: str) -> None:
+        self.db_url = db_url
+        self.runner = CliRunner()
+
+    def __call__(self, *args: str, code: int = 0) -> str:
+        r = self.runner.invoke(cli, ["--db-url", self.db_url, *args], catch_exceptions=False,
+                               env={"COLUMNS": "250"})
+        assert r.exit_code == code, (args, r.stdout, r.stderr)
+        return r.stdout
+
+    def json(self, *args: str) -> Any:
+        return json.loads(self("--json", *args))
+
+
+@pytest.fixture
+def cas(db_url: str) -> Cas:
+    return Cas(db_url)
+
+
+def _holder(cas: Cas, operator: str) -> str:
+    cas("operator", "use", operator, "--clock-start", "2026-03-01")
+    number: str = cas.json("account", "create", "--surname", "Aliyev",
+                           "--name", "Rashad")["account_number"]
+    cas("card", "add", "2256884759", "--account", number)
+    return number
+
+
+def test_why_pin_ok_on_a_rated_channel_is_open_if_pin(cas: Cas) -> None:
+    number = _holder(cas, "tvplus")
+    cas("pay", "--account", number, "4990")
+    cas("package", "subscribe", number, "maximum")
+    cas("card", "kids", "2256884759", "on")
+    locked = cas.json("why", "--card", "2256884759", "--channel", "27")
+    assert (locked["state"], locked["reason"]) == ("LOCKED", "MATURITY_LOCKED")
+    data = cas.json("why", "--card", "2256884759", "--channel", "27", "--pin-ok")
+    assert data["state"] == "OPEN_IF_PIN"
+    assert any("PIN counter" in fact for fact in data["cannot_know"])
+    text = cas("why", "--card", "2256884759", "--channel", "27", "--pin-ok")
+    assert "OPEN_IF_PIN" in text and "cannot know" in text and "PIN_BLOCKED" in text
+    assert cas.json("why", "--card", "2256884759", "--channel", "1",
+                    "--pin-ok")["state"] == "OPEN"
+
+
+def test_why_sees_a_package_waiting_for_money(cas: Cas) -> None:
+    _holder(cas, "atvplus")
+    cas("pay", "--card", "2256884759", "1", "--method", "terminal")
+    cas("pay", "--card", "2256884759", "10", "--method", "payment_card", "--package", "sport")
+    data = cas.json("why", "--card", "2256884759", "--channel", "121")
+    assert data["reason"] == "NOT_SUBSCRIBED"
+    assert "waits for payment" in data["cause"] and "1.00 AZN short" in data["cause"]
+    assert data["fix"].startswith("pay 1.00 AZN more")
+    text = " ".join(cas("why", "--card", "2256884759", "--channel", "121").split())
+    assert "no package connected" not in text and "1.00 AZN short" in text
