@@ -16,8 +16,9 @@ from rich.table import Table
 from sqlalchemy.orm import Session
 
 from cas.cli.app import Application
-from cas.errors import UsageError
+from cas.errors import TimeRangeError, UsageError
 from cas.store.engine import Store, open_store
+from cas.wiretime import wire_time_s
 
 
 def open_app_store(app: Application) -> Store:
@@ -52,15 +53,25 @@ def now(session: Session) -> datetime:
 
 
 def parse_when(text: str) -> datetime:
-    """``2026-03-01`` (midnight UTC) or an ISO date-time (UTC unless it says otherwise)."""
+    """``2026-03-01`` (midnight UTC) or an ISO date-time (UTC unless it says otherwise).
+
+    Only times the wire can carry (1970 to 2106, u32 seconds: :mod:`cas.wiretime`) are
+    accepted; anything else is a :class:`~cas.errors.TimeRangeError` (exit 2).
+    """
     try:
         if re.fullmatch(r"\d{4}-\d{2}-\d{2}", text.strip()):
             d = date.fromisoformat(text.strip())
-            return datetime(d.year, d.month, d.day, tzinfo=UTC)
-        moment = datetime.fromisoformat(text.strip())
+            moment = datetime(d.year, d.month, d.day, tzinfo=UTC)
+        else:
+            moment = datetime.fromisoformat(text.strip())
     except ValueError as exc:
         raise UsageError(f"bad date {text!r}: use YYYY-MM-DD or an ISO date-time") from exc
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+    moment = moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+    try:
+        wire_time_s(moment, f"date {text.strip()!r}")
+    except OverflowError as exc:  # datetime's own range (year 1 / 9999 with an offset)
+        raise TimeRangeError(f"date {text.strip()!r}: out of range") from exc
+    return moment
 
 
 def parse_serial(text: str) -> int:
