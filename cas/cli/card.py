@@ -39,6 +39,7 @@ from cas.cli.common import group
 from cas.crypto import load_operator_keys
 from cas.errors import UsageError
 from cas.formats.records import CardRecord, parse_card_batch
+from cas.outpath import check_output_dir, check_output_file
 
 _KEYS_HELP = ("Operator key file (default: $CAS_OPERATOR_KEY, then "
               "<data-dir>/operator-keys.toml).")
@@ -137,6 +138,10 @@ def personalise_cmd(app: Application, count: int | None, start_serial: int | Non
     """Create cards: EEPROM images, a personalisation batch, and head-end registration."""
     if (count is None) == (batch_in is None):
         raise UsageError("give either --count N or --batch FILE")
+    # Cards are registered with the store before their images are written: check first.
+    check_output_dir(out_dir, "--out")
+    if batch_out is not None:
+        check_output_file(batch_out, "--batch-out")
     keys = load_operator_keys(keys_path, data_dir=app.data_dir)
     now_s = int(time.time())
     if batch_in is not None:

@@ -21,6 +21,7 @@ from cas.diag.alarms import Thresholds
 from cas.diag.probe import probe_file, probe_stream
 from cas.diag.render import codes_data, render_codes, render_probe
 from cas.errors import UsageError
+from cas.outpath import check_output_file
 
 
 def parse_int(text: str, what: str) -> int:
@@ -186,6 +187,8 @@ def visit_cmd(app: Application, stream: Path, reader: str | None, card_image: Pa
         raise UsageError("give the card: --reader NAME or --card-image FILE")
     if (nvram is not None or vendor_key is not None) and chip_record is None:
         raise UsageError("--nvram / --vendor-key need --chip-record")
+    if report_path is not None:
+        check_output_file(report_path, "--report")  # written after the whole probe
     rom_key = None
     if rom_key_file is not None:
         from firmware_stub.chipset import load_key_file

@@ -60,6 +60,7 @@ from cas.formats.emm import (
     EmmTag,
     max_emm_plaintext,
 )
+from cas.outpath import check_output_file
 from cas.wiretime import wire_duration_s, wire_end_s
 
 TAG_SIZE = 16
@@ -616,6 +617,11 @@ def emm_run(store: Store, keys: OperatorKeys, *, mode: str, at: datetime,
     # Every EMM of the run expires at at + validity (u32 not_after_s): refuse a run the wire
     # cannot carry before the partial file or a sequence number exists (cas/wiretime.py).
     wire_end_s(at, settings.validity_s, "EMM expiry (--at or the clock, + --validity-s)")
+    # The run commits sequence numbers chunk by chunk and renames its partial file to ``out``
+    # only at the end: an output that cannot be written must be refused now, not then.
+    if out is not None:
+        check_output_file(out, "EMM output")
+        check_output_file(_tmp_path(out), "EMM output (partial file)")
 
     # --- start or resume -------------------------------------------------------------------
     with store.transaction() as s:
