@@ -21,14 +21,20 @@ from cas.store.engine import Store, open_store
 from cas.wiretime import wire_time_s
 
 
-def open_app_store(app: Application) -> Store:
-    """The store named by ``--db-url``/``CAS_DB_URL``, else ``<data-dir>/cas.sqlite``."""
-    return open_store(db_url=app.db_url, data_dir=app.data_dir if not app.db_url else None)
+def open_app_store(app: Application, *, create: bool = False) -> Store:
+    """The store named by ``--db-url``/``CAS_DB_URL``, else ``<data-dir>/cas.sqlite``.
+
+    Only the commands that set up a store pass ``create=True`` (``cas operator use``); every
+    other command refuses a data dir or database without one (``StoreMissing``, one line
+    naming it and how to make one), so a mistyped ``CAS_DATA_DIR`` is not a new empty store.
+    """
+    return open_store(db_url=app.db_url, data_dir=app.data_dir if not app.db_url else None,
+                      create=create)
 
 
 @contextmanager
-def transaction(app: Application) -> Iterator[Session]:
-    store = open_app_store(app)
+def transaction(app: Application, *, create: bool = False) -> Iterator[Session]:
+    store = open_app_store(app, create=create)
     try:
         with store.transaction() as session:
             yield session

@@ -56,10 +56,10 @@ def _store_slots(app: Application, serials: list[int], *, region: int,
                  maturity_limit: int) -> list[CardSlot]:
     """Register new cards with the head-end; the store allocates their group slots."""
     from cas.billing.clock import clock_now
-    from cas.store.engine import open_store
+    from cas.cli._subscribers import open_app_store
     from cas.store.repo import register_card
 
-    store = open_store(db_url=app.db_url, data_dir=app.data_dir)
+    store = open_app_store(app)
     try:
         with store.transaction() as session:
             at = clock_now(session)  # the head-end's simulation clock, not the wall clock
@@ -77,10 +77,10 @@ def _store_slots(app: Application, serials: list[int], *, region: int,
 def _store_register_records(app: Application, records: list[CardRecord]) -> None:
     """Register cards personalised elsewhere (a factory batch) at their own slots."""
     from cas.billing.clock import clock_now
-    from cas.store.engine import open_store
+    from cas.cli._subscribers import open_app_store
     from cas.store.repo import register_card
 
-    store = open_store(db_url=app.db_url, data_dir=app.data_dir)
+    store = open_app_store(app)
     try:
         with store.transaction() as session:
             at = clock_now(session)
@@ -94,10 +94,10 @@ def _store_register_records(app: Application, records: list[CardRecord]) -> None
 def _next_free_serial(app: Application) -> int:
     from sqlalchemy import func, select
 
-    from cas.store.engine import open_store
+    from cas.cli._subscribers import open_app_store
     from cas.store.models import Card
 
-    store = open_store(db_url=app.db_url, data_dir=app.data_dir)
+    store = open_app_store(app)
     try:
         with store.reader() as session:
             top = session.execute(select(func.max(Card.serial))).scalar_one_or_none()

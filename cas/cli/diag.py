@@ -208,9 +208,10 @@ def visit_cmd(app: Application, stream: Path, reader: str | None, card_image: Pa
     if db_url is not None or headend:
         from cas.store.engine import open_store
 
-        store = (open_store(db_url=db_url, migrate=False) if db_url is not None else
-                 open_store(db_url=app.db_url, data_dir=None if app.db_url else app.data_dir,
-                            migrate=False))
+        store = (open_store(db_url=db_url, migrate=False, create=False) if db_url is not None
+                 else open_store(db_url=app.db_url,
+                                 data_dir=None if app.db_url else app.data_dir,
+                                 migrate=False, create=False))
     try:
         with app.progress(f"probing {stream.name}", stream.stat().st_size) as advance:
             visit = run_visit(inp, store=store, progress=advance)
