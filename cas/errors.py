@@ -22,6 +22,13 @@ class UsageError(CasError):
     exit_code = 2
 
 
+class TimeRangeError(UsageError):
+    """A time or duration the wire formats cannot carry (``cas.wiretime``): refused before
+    anything is written.  ``code`` is ``"TIME_OUT_OF_RANGE"`` for the API."""
+
+    code = "TIME_OUT_OF_RANGE"
+
+
 class ConfigError(CasError):
     """A configuration or lineup file is missing or invalid."""
 

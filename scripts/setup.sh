@@ -1,11 +1,15 @@
 #!/usr/bin/env bash
 # Sets up a fresh machine for cas-sim: system packages (apt) and a Python venv (.venv).
-# Idempotent: a second run only checks.  Used by `make demo` and `make test`.
+# Idempotent: a second run only checks.  Used by scripts/demo.sh and scripts/test.sh.
+# A minimal Debian 12 has python3 and nothing else: the venv module, a C compiler and the
+# Python headers (pyscard is built from source against libpcsclite) come from apt first.
+# scripts/check-fresh-debian.sh proves that on a debootstrapped Debian 12 root.
 set -euo pipefail
 here="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$here"
 
 APT_PACKAGES=(
+  python3-venv gcc libc6-dev python3-dev
   pcscd vsmartcard-vpcd pcsc-tools opensc libpcsclite-dev swig
   libdvbcsa1 libdvbcsa-dev
   postgresql

@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 from cas.errors import ValidationError
 from cas.store.models import Account, PromisedPayment, Subscription
 from cas.store.repo import from_s, get_setting, set_setting, to_s
+from cas.wiretime import clock_time_s
 
 CLOCK_KEY = "clock.now_s"
 
@@ -32,8 +33,10 @@ def clock_now(session: Session) -> datetime:
 
 
 def set_clock(session: Session, at: datetime) -> datetime:
-    """Set "now" without running anything (test benches); never backwards once set."""
-    at_s = to_s(at)
+    """Set "now" without running anything (test benches); never backwards once set, never
+    past what the wire can carry (:func:`cas.wiretime.clock_time_s`)."""
+    to_s(at)  # naive times are refused as everywhere in the store
+    at_s = clock_time_s(at, "clock")
     current = get_setting(session, CLOCK_KEY)
     if current is not None and at_s < int(current):
         raise ValidationError(f"the clock is at {from_s(int(current)):%Y-%m-%d %H:%M:%S} UTC and "
@@ -71,7 +74,8 @@ def advance_clock(session: Session, *, to: datetime | None = None, days: int | N
                 raise ValidationError("days and hours must be non-negative integers",
                                       code="BAD_CLOCK")
         to = start + timedelta(days=days or 0, hours=hours or 0)
-    target_s = to_s(to)
+    to_s(to)
+    target_s = clock_time_s(to, "clock")
     if target_s < to_s(start):
         raise ValidationError(f"the clock is at {start:%Y-%m-%d %H:%M:%S} UTC and never goes back",
                               code="CLOCK_BACKWARDS")

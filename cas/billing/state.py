@@ -32,6 +32,7 @@ from cas.reasons import Reason
 from cas.store.errors import RecordNotFound
 from cas.store.models import Account, Card, Subscription
 from cas.store.repo import to_s
+from cas.wiretime import WIRE_TIME_MAX_S
 
 _BATCH = 20_000
 
@@ -126,6 +127,10 @@ def _states(session: Session, at_s: int, serials: Collection[int] | None,
         package_id = row[12]
         if package_id is not None:
             start_s, end_s = row[13], row[14]
+            if end_s is not None and end_s > WIRE_TIME_MAX_S:
+                # Paid beyond 2106: the entitlement's u32 end_s says "to the end of wire
+                # time", the most the card can hold (cas/wiretime.py).
+                end_s = WIRE_TIME_MAX_S
             if start_s is not None and end_s is not None and end_s > start_s:
                 key = (package_id, start_s, end_s)
                 ent = cache.get(key)

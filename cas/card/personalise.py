@@ -33,6 +33,7 @@ from cas.formats.records import (
     build_card_record,
 )
 from cas.text import is_ascii_digits
+from cas.wiretime import WIRE_TIME_MAX_S, wire_time_s
 
 DEFAULT_PIN = "0000"
 DEFAULT_CARD_OS_VERSION = 0x0100
@@ -80,8 +81,9 @@ def personalise_card(keys: OperatorKeys, slot: CardSlot, *, now_s: int,
         ca_system_id=ca_system_id,
         operator_id=operator_id,
         card_os_version=card_os_version,
-        personalised_s=now_s,
-        expiry_s=now_s + CARD_VALIDITY_S,
+        personalised_s=wire_time_s(now_s, "personalisation time"),
+        # A card made in the last ten years of wire time is valid to its end (u32 expiry_s).
+        expiry_s=min(now_s + CARD_VALIDITY_S, WIRE_TIME_MAX_S),
         wrapped_cuk=wrap_key(keys.transport_key(), cuk),
         wrapped_group_key=wrap_key(cuk, keys.group_key(slot.shared_address)),
         wrapped_global_key=wrap_key(cuk, keys.global_key()),

@@ -16,19 +16,26 @@ from rich.table import Table
 from sqlalchemy.orm import Session
 
 from cas.cli.app import Application
-from cas.errors import UsageError
+from cas.errors import TimeRangeError, UsageError
 from cas.store.engine import Store, open_store
 from cas.text import foreign_number_refusal, parse_digits
+from cas.wiretime import wire_time_s
 
 
-def open_app_store(app: Application) -> Store:
-    """The store named by ``--db-url``/``CAS_DB_URL``, else ``<data-dir>/cas.sqlite``."""
-    return open_store(db_url=app.db_url, data_dir=app.data_dir if not app.db_url else None)
+def open_app_store(app: Application, *, create: bool = False) -> Store:
+    """The store named by ``--db-url``/``CAS_DB_URL``, else ``<data-dir>/cas.sqlite``.
+
+    Only the commands that set up a store pass ``create=True`` (``cas operator use``); every
+    other command refuses a data dir or database without one (``StoreMissing``, one line
+    naming it and how to make one), so a mistyped ``CAS_DATA_DIR`` is not a new empty store.
+    """
+    return open_store(db_url=app.db_url, data_dir=app.data_dir if not app.db_url else None,
+                      create=create)
 
 
 @contextmanager
-def transaction(app: Application) -> Iterator[Session]:
-    store = open_app_store(app)
+def transaction(app: Application, *, create: bool = False) -> Iterator[Session]:
+    store = open_app_store(app, create=create)
     try:
         with store.transaction() as session:
             yield session
@@ -53,15 +60,25 @@ def now(session: Session) -> datetime:
 
 
 def parse_when(text: str) -> datetime:
-    """``2026-03-01`` (midnight UTC) or an ISO date-time (UTC unless it says otherwise)."""
+    """``2026-03-01`` (midnight UTC) or an ISO date-time (UTC unless it says otherwise).
+
+    Only times the wire can carry (1970 to 2106, u32 seconds: :mod:`cas.wiretime`) are
+    accepted; anything else is a :class:`~cas.errors.TimeRangeError` (exit 2).
+    """
     try:
         if re.fullmatch(r"[0-9]{4}-[0-9]{2}-[0-9]{2}", text.strip()):
             d = date.fromisoformat(text.strip())
-            return datetime(d.year, d.month, d.day, tzinfo=UTC)
-        moment = datetime.fromisoformat(text.strip())
+            moment = datetime(d.year, d.month, d.day, tzinfo=UTC)
+        else:
+            moment = datetime.fromisoformat(text.strip())
     except ValueError as exc:
         raise UsageError(f"bad date {text!r}: use YYYY-MM-DD or an ISO date-time") from exc
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+    moment = moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+    try:
+        wire_time_s(moment, f"date {text.strip()!r}")
+    except OverflowError as exc:  # datetime's own range (year 1 / 9999 with an offset)
+        raise TimeRangeError(f"date {text.strip()!r}: out of range") from exc
+    return moment
 
 
 def parse_serial(text: str) -> int:

@@ -111,7 +111,8 @@ def operator_use(app: Application, profile: str, lineup: str | None,
     from cas.billing.setup import use_profile
 
     start = parse_when(clock_start) if clock_start else None
-    with transaction(app) as s:
+    # The one command that sets up a store: every other opens only an existing one.
+    with transaction(app, create=True) as s:
         installed = use_profile(s, profile, lineup=lineup, clock_start=start)
         clock = now(s)
     p = installed.profile

@@ -39,6 +39,7 @@ from cas.cli.common import group
 from cas.crypto import load_operator_keys
 from cas.errors import UsageError
 from cas.formats.records import CardRecord, parse_card_batch
+from cas.outpath import check_output_dir, check_output_file
 
 _KEYS_HELP = ("Operator key file (default: $CAS_OPERATOR_KEY, then "
               "<data-dir>/operator-keys.toml).")
@@ -55,10 +56,10 @@ def _store_slots(app: Application, serials: list[int], *, region: int,
                  maturity_limit: int) -> list[CardSlot]:
     """Register new cards with the head-end; the store allocates their group slots."""
     from cas.billing.clock import clock_now
-    from cas.store.engine import open_store
+    from cas.cli._subscribers import open_app_store
     from cas.store.repo import register_card
 
-    store = open_store(db_url=app.db_url, data_dir=app.data_dir)
+    store = open_app_store(app)
     try:
         with store.transaction() as session:
             at = clock_now(session)  # the head-end's simulation clock, not the wall clock
@@ -76,10 +77,10 @@ def _store_slots(app: Application, serials: list[int], *, region: int,
 def _store_register_records(app: Application, records: list[CardRecord]) -> None:
     """Register cards personalised elsewhere (a factory batch) at their own slots."""
     from cas.billing.clock import clock_now
-    from cas.store.engine import open_store
+    from cas.cli._subscribers import open_app_store
     from cas.store.repo import register_card
 
-    store = open_store(db_url=app.db_url, data_dir=app.data_dir)
+    store = open_app_store(app)
     try:
         with store.transaction() as session:
             at = clock_now(session)
@@ -93,10 +94,10 @@ def _store_register_records(app: Application, records: list[CardRecord]) -> None
 def _next_free_serial(app: Application) -> int:
     from sqlalchemy import func, select
 
-    from cas.store.engine import open_store
+    from cas.cli._subscribers import open_app_store
     from cas.store.models import Card
 
-    store = open_store(db_url=app.db_url, data_dir=app.data_dir)
+    store = open_app_store(app)
     try:
         with store.reader() as session:
             top = session.execute(select(func.max(Card.serial))).scalar_one_or_none()
@@ -137,6 +138,10 @@ def personalise_cmd(app: Application, count: int | None, start_serial: int | Non
     """Create cards: EEPROM images, a personalisation batch, and head-end registration."""
     if (count is None) == (batch_in is None):
         raise UsageError("give either --count N or --batch FILE")
+    # Cards are registered with the store before their images are written: check first.
+    check_output_dir(out_dir, "--out")
+    if batch_out is not None:
+        check_output_file(batch_out, "--batch-out")
     keys = load_operator_keys(keys_path, data_dir=app.data_dir)
     now_s = int(time.time())
     if batch_in is not None:

@@ -22,6 +22,7 @@ from cas.diag.alarms import Thresholds
 from cas.diag.probe import probe_file, probe_stream
 from cas.diag.render import codes_data, render_codes, render_probe
 from cas.errors import UsageError
+from cas.outpath import check_output_file
 from cas.text import parse_int_auto
 
 
@@ -188,6 +189,8 @@ def visit_cmd(app: Application, stream: Path, reader: str | None, card_image: Pa
         raise UsageError("give the card: --reader NAME or --card-image FILE")
     if (nvram is not None or vendor_key is not None) and chip_record is None:
         raise UsageError("--nvram / --vendor-key need --chip-record")
+    if report_path is not None:
+        check_output_file(report_path, "--report")  # written after the whole probe
     rom_key = None
     if rom_key_file is not None:
         from firmware_stub.chipset import load_key_file
@@ -207,9 +210,10 @@ def visit_cmd(app: Application, stream: Path, reader: str | None, card_image: Pa
     if db_url is not None or headend:
         from cas.store.engine import open_store
 
-        store = (open_store(db_url=db_url, migrate=False) if db_url is not None else
-                 open_store(db_url=app.db_url, data_dir=None if app.db_url else app.data_dir,
-                            migrate=False))
+        store = (open_store(db_url=db_url, migrate=False, create=False) if db_url is not None
+                 else open_store(db_url=app.db_url,
+                                 data_dir=None if app.db_url else app.data_dir,
+                                 migrate=False, create=False))
     try:
         with app.progress(f"probing {stream.name}", stream.stat().st_size) as advance:
             visit = run_visit(inp, store=store, progress=advance)

@@ -14,6 +14,7 @@ import click
 from cas.cli.app import Application, pass_app
 from cas.cli.common import group
 from cas.errors import UsageError
+from cas.outpath import check_output_file
 
 
 def register(cli: click.Group) -> None:
@@ -45,6 +46,9 @@ def register(cli: click.Group) -> None:
         from cas.crypto import load_operator_keys
         from cas.headend.ecmgen import EcmSettings, generate_ecms
 
+        check_output_file(out, "--out")
+        if cw_log is not None:
+            check_output_file(cw_log, "--cw-log")
         keys = load_operator_keys(keys_path, data_dir=app.data_dir)
         criteria, _ = lineup_criteria(app, lineup)
         if channels:

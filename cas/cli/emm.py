@@ -25,6 +25,7 @@ from cas.headend.emmgen import (
     osd_command,
 )
 from cas.text import parse_int_auto
+from cas.wiretime import MAX_DURATION_S
 
 if TYPE_CHECKING:
     from cas.store.engine import Store
@@ -70,7 +71,8 @@ def register(cli: click.Group) -> None:
     @click.option("--shared-min", type=click.IntRange(0, 256), default=2, show_default=True,
                   help="Fewest group members with identical commands sent as one shared "
                        "EMM (0: unique EMMs only).")
-    @click.option("--validity-s", type=click.IntRange(1, 2**31), default=DEFAULT_EMM_VALIDITY_S,
+    @click.option("--validity-s", type=click.IntRange(1, MAX_DURATION_S),
+                  default=DEFAULT_EMM_VALIDITY_S,
                   show_default=True, help="The card ignores an EMM after at + this.")
     @click.option("--osd", "osd", help="Also send this on-screen message to all cards.")
     @click.option("--ecm-key", "ecm_key", type=click.IntRange(0, 255), multiple=True,

@@ -21,6 +21,7 @@ from cas.cli.common import group
 from cas.crypto import Key, load_operator_keys, wrap_key
 from cas.errors import UsageError
 from cas.formats.chipid import ChipBatch, ChipIdRecord, build_chip_batch, build_chip_id_record
+from cas.outpath import check_output_dir
 
 DEFAULT_VENDOR_ID = 0x0001
 
@@ -64,6 +65,7 @@ def manufacture_cmd(app: Application, count: int, start_chip_id: int, vendor: st
     """Play the chipset vendor: make COUNT chips (Chip ID records, fresh CSKs)."""
     if start_chip_id + count - 1 > 0xFFFF_FFFF:
         raise UsageError("chip ids would run past FFFFFFFF")
+    check_output_dir(out_dir, "--out")
     keys = load_operator_keys(keys_path, data_dir=app.data_dir)
     vendor_key = keys.chipset_vendor_key(vendor_id)
     now_s = int(time.time())

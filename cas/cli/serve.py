@@ -33,7 +33,7 @@ def register(cli: click.Group) -> None:
 
 def _stores(app: Application, db_urls: tuple[str, ...]) -> list[Store]:
     if db_urls:
-        return [open_store(db_url=url) for url in db_urls]
+        return [open_store(db_url=url, create=False) for url in db_urls]
     return [open_app_store(app)]
 
 
@@ -105,7 +105,7 @@ def _run_command(part: str) -> click.Command:
 
 
 def _one_store(app: Application, db_url: str | None) -> Store:
-    return open_store(db_url=db_url) if db_url else open_app_store(app)
+    return open_store(db_url=db_url, create=False) if db_url else open_app_store(app)
 
 
 @click.command("create")

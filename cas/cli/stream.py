@@ -20,6 +20,7 @@ from cas.access import AccessCriteria
 from cas.cli.app import Application, pass_app
 from cas.cli.common import group
 from cas.errors import UsageError
+from cas.outpath import check_output_file
 from cas.text import parse_int_auto
 
 
@@ -91,6 +92,7 @@ def register(cli: click.Group) -> None:
         from cas.headend.teststream import TestService, TestStreamOptions
         from cas.headend.teststream import make_test_stream as make
 
+        check_output_file(out, "-o")  # ffmpeg runs first; the file is written at the end
         _, names = lineup_criteria(app, lineup)
         if not names:
             raise UsageError("the lineup has no channels")

@@ -63,6 +63,8 @@ from cas.formats.emm import (
     EmmTag,
     max_emm_plaintext,
 )
+from cas.outpath import check_output_file
+from cas.wiretime import wire_duration_s, wire_end_s
 
 TAG_SIZE = 16
 NONCE_SIZE = 12
@@ -226,8 +228,7 @@ class EmmSettings:
     shared_min_members: int = 2
 
     def __post_init__(self) -> None:
-        if self.validity_s <= 0:
-            raise UsageError("EMM validity must be positive")
+        wire_duration_s(self.validity_s, "EMM validity", minimum_s=1)
         if self.shared_min_members < 0 or self.shared_min_members == 1:
             raise UsageError("shared EMMs need at least 2 members (0 turns them off)")
 
@@ -479,7 +480,8 @@ def global_emm(keys: OperatorKeys, *, seq: int, at: datetime, commands: Sequence
     """One global EMM carrying the given command TLVs (ECM key update, OSD message)."""
     if not commands:
         raise UsageError("a global EMM needs at least one command")
-    return seal_global(keys.global_key(), seq, int(at.timestamp()) + validity_s,
+    return seal_global(keys.global_key(), seq,
+                       wire_end_s(at, validity_s, "EMM expiry (time + validity)"),
                        rng(NONCE_SIZE), b"".join(commands))
 
 
@@ -616,6 +618,14 @@ def emm_run(store: Store, keys: OperatorKeys, *, mode: str, at: datetime,
         raise UsageError("output format is 'sections' or 'ts'")
     if mode == "global" and not global_commands:
         raise UsageError("a global run needs at least one global command")
+    # Every EMM of the run expires at at + validity (u32 not_after_s): refuse a run the wire
+    # cannot carry before the partial file or a sequence number exists (cas/wiretime.py).
+    wire_end_s(at, settings.validity_s, "EMM expiry (--at or the clock, + --validity-s)")
+    # The run commits sequence numbers chunk by chunk and renames its partial file to ``out``
+    # only at the end: an output that cannot be written must be refused now, not then.
+    if out is not None:
+        check_output_file(out, "EMM output")
+        check_output_file(_tmp_path(out), "EMM output (partial file)")
 
     # --- start or resume -------------------------------------------------------------------
     with store.transaction() as s:

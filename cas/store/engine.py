@@ -8,6 +8,11 @@
   taken to mean psycopg 3).  Money rows are locked with ``SELECT … FOR UPDATE``.
 * Opening a store runs the Alembic migrations shipped in :mod:`cas.store.migrations` up to
   ``head`` (under a PostgreSQL advisory lock, so concurrent openers do not race).
+* Creating a store is explicit: ``create=True`` makes the data dir, the SQLite file and the
+  schema; ``create=False`` opens only a store that is there (a SQLite file or a database
+  with our schema) and otherwise raises :class:`~cas.store.errors.StoreMissing`, so a
+  mistyped data dir is an error, not a new empty store.  The ``cas`` commands that read or
+  change a store open it with ``create=False``; only those that set one up create it.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ from sqlalchemy.exc import ArgumentError, DBAPIError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from cas.errors import ConfigError, StoreError
+from cas.store.errors import StoreMissing
 
 SQLITE_FILE = "cas.sqlite"
 #: Execution option marking a read-only connection (SQLite: deferred BEGIN).
@@ -40,8 +46,37 @@ def resolve_url(*, db_url: str | None, data_dir: Path | None) -> str:
         return db_url
     if data_dir is None:
         raise ConfigError("no database: give --db-url / CAS_DB_URL or a data directory")
-    data_dir.mkdir(parents=True, exist_ok=True)
     return f"sqlite:///{data_dir / SQLITE_FILE}"
+
+
+def _sqlite_file(engine: Engine) -> Path | None:
+    """The file of a SQLite engine (None: not SQLite, or an in-memory database)."""
+    if engine.dialect.name != "sqlite":
+        return None
+    database = engine.url.database
+    if not database or database == ":memory:" or database.startswith("file::memory:"):
+        return None
+    return Path(database)
+
+
+def _missing(engine: Engine, why: str) -> StoreMissing:
+    sqlite_file = _sqlite_file(engine)
+    if sqlite_file is not None and sqlite_file.name == SQLITE_FILE:
+        where, check = f"{sqlite_file.parent} ({why})", "--data-dir/CAS_DATA_DIR"
+    elif sqlite_file is not None:
+        where, check = f"{sqlite_file} ({why})", "--db-url/CAS_DB_URL"
+    else:
+        url = engine.url.render_as_string(hide_password=True)
+        where, check = f"the database {url} ({why})", "--db-url/CAS_DB_URL"
+    return StoreMissing(f"no cas-sim store in {where}: check {check}, or set one up with "
+                        "'cas keys init' and 'cas operator use PROFILE'")
+
+
+def _has_schema(engine: Engine) -> bool:
+    from sqlalchemy import inspect
+
+    with engine.connect() as conn:
+        return bool(inspect(conn).has_table("alembic_version"))
 
 
 def _sqlite_events(engine: Engine) -> None:
@@ -135,11 +170,30 @@ class Store:
         self._read_factory = sessionmaker(bind=self.read_engine, expire_on_commit=False)
 
     @classmethod
-    def open(cls, url: str, *, migrate: bool = True, echo: bool = False) -> Store:
+    def open(cls, url: str, *, migrate: bool = True, create: bool = True,
+             echo: bool = False) -> Store:
+        """Open the store at ``url``; ``create=False`` refuses (:class:`StoreMissing`) a URL
+        that holds none instead of making a new, empty one."""
         engine = make_engine(url, echo=echo)
+        sqlite_file = _sqlite_file(engine)
+        if sqlite_file is not None:
+            if create:
+                try:
+                    sqlite_file.parent.mkdir(parents=True, exist_ok=True)
+                except OSError as exc:
+                    engine.dispose()
+                    raise StoreError(f"cannot make the data dir {sqlite_file.parent}: "
+                                     f"{exc.strerror or exc}") from exc
+            elif not sqlite_file.is_file():
+                # Checked before connecting: connecting would create the file.
+                engine.dispose()
+                raise _missing(engine, f"no {sqlite_file.name} there")
         try:
             with engine.connect():
                 pass
+            if not create and not _has_schema(engine):
+                engine.dispose()
+                raise _missing(engine, "no cas-sim tables")
         except SQLAlchemyError as exc:
             engine.dispose()
             raise StoreError(f"cannot open the store: {_one_line(exc)}") from exc
@@ -183,6 +237,11 @@ class Store:
 
 
 def open_store(*, db_url: str | None = None, data_dir: Path | None = None,
-               migrate: bool = True) -> Store:
-    """Open (and migrate) the store named by ``db_url`` or ``<data_dir>/cas.sqlite``."""
-    return Store.open(resolve_url(db_url=db_url, data_dir=data_dir), migrate=migrate)
+               migrate: bool = True, create: bool = True) -> Store:
+    """Open (and migrate) the store named by ``db_url`` or ``<data_dir>/cas.sqlite``.
+
+    ``create=True`` (library callers, tests, the demo) makes it when it is not there;
+    ``create=False`` raises :class:`~cas.store.errors.StoreMissing` instead.
+    """
+    return Store.open(resolve_url(db_url=db_url, data_dir=data_dir), migrate=migrate,
+                      create=create)

@@ -6,7 +6,7 @@ so callers may catch either; the API layer answers with ``code``.
 
 from __future__ import annotations
 
-from cas.errors import ConflictError, NotFoundError
+from cas.errors import ConflictError, NotFoundError, StoreError
 
 
 class RecordNotFound(NotFoundError):
@@ -21,3 +21,10 @@ class RecordConflict(ConflictError):
 
     def __init__(self, message: str, *, code: str = "CONFLICT") -> None:
         super().__init__(message, code=code)
+
+
+class StoreMissing(StoreError):
+    """The data dir (or database) holds no store, and the command only opens an existing one
+    (``code`` ``"NO_STORE"``): a mistyped data dir must not become a new, empty store."""
+
+    default_code = "NO_STORE"

@@ -19,6 +19,7 @@ import pytest
 from cas.card.client import CardClient
 from cas.card.pcsc import PcscTransport
 from cas.errors import CardError
+from cas.store.engine import open_store
 from tests.fixtures.pcsc import PcscService, VpcdSlot
 from tests.unit.card.helpers import KEYS
 
@@ -71,6 +72,9 @@ def workspace(pcscd: PcscService, tmp_path: Path) -> CardWorkspace:
     data_dir.mkdir()
     # The helpers' fixed OMK, so tests can seal EMMs/ECMs for these cards.
     KEYS.save(data_dir / "operator-keys.toml")
+    # `cas card personalise` registers cards in an existing store (only set-up commands
+    # create one): a bare store, as a head-end before `cas operator use`.
+    open_store(data_dir=data_dir, create=True).dispose()
     return CardWorkspace(data_dir=data_dir, env=cas_env(pcscd, data_dir))
 
 

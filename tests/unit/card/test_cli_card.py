@@ -13,6 +13,7 @@ from cas.card.eeprom import load_image
 from cas.card.personalise import check_record_keys
 from cas.cli.main import cli
 from cas.formats.records import parse_card_batch
+from cas.store.engine import open_store
 
 from .helpers import KEYS
 
@@ -27,11 +28,20 @@ def data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return d
 
 
+@pytest.fixture
+def store_dir(data_dir: Path) -> Path:
+    """The data dir with a store: card personalise registers cards in an existing store
+    (only set-up commands create one)."""
+    open_store(data_dir=data_dir, create=True).dispose()
+    return data_dir
+
+
 def invoke(data_dir: Path, *args: str):  # type: ignore[no-untyped-def]
     return CliRunner().invoke(cli, ["--data-dir", str(data_dir), *args])
 
 
-def test_personalise_registers_and_writes_images_and_batch(data_dir: Path) -> None:
+def test_personalise_registers_and_writes_images_and_batch(store_dir: Path) -> None:
+    data_dir = store_dir
     out = data_dir / "cards"
     result = invoke(data_dir, "--json", "card", "personalise", "-n", "3", "--out", str(out))
     assert result.exit_code == 0, result.output

@@ -18,7 +18,10 @@ from cas.store.repo import get_setting, next_counter, set_setting
 
 def test_resolve_url(tmp_path: Path) -> None:
     assert resolve_url(db_url=None, data_dir=tmp_path / "d") == f"sqlite:///{tmp_path}/d/cas.sqlite"
-    assert (tmp_path / "d").is_dir()
+    # resolving creates nothing; opening with create=True makes the data dir (issue 12, item 16)
+    assert not (tmp_path / "d").exists()
+    open_store(data_dir=tmp_path / "d", create=True).dispose()
+    assert (tmp_path / "d").is_dir() and (tmp_path / "d" / "cas.sqlite").is_file()
     assert resolve_url(db_url="postgresql://u@h/db", data_dir=None) == "postgresql+psycopg://u@h/db"
     assert resolve_url(db_url="postgres://u@h/db", data_dir=None) == "postgresql+psycopg://u@h/db"
     with pytest.raises(ConfigError):
