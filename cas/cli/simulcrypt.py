@@ -197,12 +197,16 @@ def ecmg_access_criteria(app: Application, service_id: int, lineup: str | None,
 @click.option("--state", "state_path", type=click.Path(dir_okay=False, path_type=Path),
               help="Outbox state file: a restarted run skips what the mux confirmed.")
 @click.option("--protocol-version", type=click.IntRange(1, 5), default=2, show_default=True)
+@click.option("--v1-data-id", is_flag=True,
+              help="Send data_id in protocol version 1 too (for muxes that expect it, e.g. "
+              "TSDuck's).")
 @click.option("-v", "--verbose", count=True)
 @pass_app
 def emmg_run(app: Application, mux_addr: str, client_id: int, data_id: int, channel_id: int,
              stream_id: int, bandwidth_kbps: int, input_path: Path, pid: int | None,
              ts_packets: bool, udp: bool, udp_port: int | None, rounds: int, loop: bool,
-             state_path: Path | None, protocol_version: int, verbose: int) -> None:
+             state_path: Path | None, protocol_version: int, v1_data_id: bool,
+             verbose: int) -> None:
     """Send EMMs from a file to a mux at the allocated bandwidth, reconnecting as needed."""
     from cas.headend.simulcrypt.emmg import EmmgClient, EmmgConfig, carousel
     from cas.headend.simulcrypt.outbox import Outbox
@@ -213,7 +217,7 @@ def emmg_run(app: Application, mux_addr: str, client_id: int, data_id: int, chan
     config = EmmgConfig(host=host, port=port, client_id=client_id, data_channel_id=channel_id,
                         data_stream_id=stream_id, data_id=data_id, bandwidth_kbps=bandwidth_kbps,
                         section_tspkt_flag=flag, udp=udp, udp_port=udp_port,
-                        version=protocol_version)
+                        version=protocol_version, v1_data_id=v1_data_id)
     outbox = Outbox(carousel(input_path, section_tspkt_flag=flag, pid=pid,
                              rounds=None if loop else rounds), state_path=state_path)
     client = EmmgClient(config, outbox)

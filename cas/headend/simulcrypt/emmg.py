@@ -98,6 +98,9 @@ class EmmgConfig:
     udp_port: int | None = None
     """The mux's UDP port for data_provision (default: the TCP port)."""
     version: int = 2
+    v1_data_id: bool = False
+    """Send data_id in protocol version 1 too (V1 has none; some muxes, e.g. TSDuck's, expect
+    it in every version)."""
     max_datagrams_per_message: int = 32
     max_message_bytes: int = 4096
     """data_provision size cap (UDP: one message per datagram, keep below the MTU-ish)."""
@@ -119,6 +122,11 @@ class EmmgConfig:
             raise ValueError("bandwidth is 1..65535 kbit/s")
         if self.section_tspkt_flag not in (0, 1):
             raise ValueError("section_TSpkt_flag is 0 or 1")
+
+    @property
+    def wire_data_id(self) -> int | None:
+        """The data_id our messages carry (None in V1 unless :attr:`v1_data_id`)."""
+        return self.data_id if self.version >= 2 or self.v1_data_id else None
 
 
 @dataclass(slots=True)
@@ -267,7 +275,7 @@ class _Session:
                          section_tspkt_flag=c.section_tspkt_flag), ChannelStatus)
         assert isinstance(status, ChannelStatus)
         self.channel_status = status
-        data_id = c.data_id if c.version >= 2 else None
+        data_id = c.wire_data_id
         stream = await self._setup_request(
             StreamSetup(client_id=cid, data_channel_id=chid, data_stream_id=sid, data_id=data_id,
                         data_type=c.data_type), StreamStatus)
@@ -344,7 +352,7 @@ class _Session:
             event = DataProvision(
                 client_id=c.client_id, data_channel_id=c.data_channel_id,
                 data_stream_id=c.data_stream_id,
-                data_id=c.data_id if c.version >= 2 else None, datagrams=tuple(batch))
+                data_id=c.wire_data_id, datagrams=tuple(batch))
             data = self.conn.send(event)
             if self.udp is not None:
                 self.udp.sendto(data)

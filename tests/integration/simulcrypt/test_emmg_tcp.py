@@ -223,3 +223,75 @@ async def test_truncated_frame_then_end_of_stream_closes() -> None:
         writer.write_eof()
         assert await reader.read() == b""          # the mux closes; nothing hangs
         writer.close()
+
+
+# --- version 1 with peers that always send data_id (issue 12, item 19) -------------------------
+async def test_mux_accepts_a_data_id_in_version_1() -> None:
+    """TSDuck sends data_id in every version: our mux takes it in V1 and echoes it."""
+    sink = MemorySink()
+    async with asyncio.timeout(10), MuxServer(sink) as mux:
+        reader, writer = await asyncio.open_connection("127.0.0.1", mux.port)
+        writer.write(frame(M.ChannelSetup(client_id=CLIENT, data_channel_id=1,
+                                          section_tspkt_flag=0), 1))
+        assert isinstance(await read_event(reader, EMMG_MUX), M.ChannelStatus)
+        writer.write(raw(1, MM.STREAM_SETUP, *IDS, (MP.DATA_ID, u16(7)), (MP.DATA_TYPE, b"\x00")))
+        status = await read_event(reader, EMMG_MUX)
+        assert isinstance(status, M.StreamStatus), status
+        assert status.data_id == 7
+        writer.write(raw(1, MM.DATA_PROVISION, *IDS, (MP.DATA_ID, u16(7)),
+                         (MP.DATAGRAM, section(1))))
+        writer.write(raw(1, MM.STREAM_TEST, *IDS))
+        assert isinstance(await read_event(reader, EMMG_MUX), M.StreamStatus)
+        assert sink.by_stream == {(CLIENT, 7): [section(1)]}
+        writer.close()
+
+
+@pytest.mark.parametrize("v1_data_id", [False, True])
+async def test_emmg_sends_data_id_in_version_1_when_told(v1_data_id: bool) -> None:
+    sink = MemorySink()
+    async with asyncio.timeout(20), MuxServer(sink) as mux:
+        outbox = Outbox(section(i) for i in range(50))
+        config = _config(mux.port, version=1, data_id=7, v1_data_id=v1_data_id)
+        stats = await EmmgClient(config, outbox).run()
+    assert stats.confirmed == 50 and outbox.done
+    assert list(sink.by_stream) == [(CLIENT, 7 if v1_data_id else None)]
+    assert numbers(sink.by_stream[(CLIENT, 7 if v1_data_id else None)]) == list(range(50))
+
+
+async def test_emmg_v1_data_id_satisfies_a_mux_that_insists_on_it() -> None:
+    """A mux that wants data_id in V1 (as TSDuck's does) refuses a stream_setup without it
+    with missing_param; with ``v1_data_id`` our EMMG gets through."""
+    seen: list[int | None] = []
+
+    async def strict_mux(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        setup = await read_event(reader, EMMG_MUX)
+        assert isinstance(setup, M.ChannelSetup)
+        writer.write(frame(M.ChannelStatus(client_id=CLIENT, data_channel_id=1,
+                                           section_tspkt_flag=0), 1))
+        stream = await read_event(reader, EMMG_MUX)
+        assert isinstance(stream, M.StreamSetup)
+        seen.append(stream.data_id)
+        if stream.data_id is None:
+            writer.write(frame(M.StreamError(client_id=CLIENT, data_channel_id=1,
+                                             data_stream_id=1, error_status=(ME.MISSING_PARAM,)),
+                               1))
+        else:
+            writer.write(frame(M.StreamStatus(client_id=CLIENT, data_channel_id=1,
+                                              data_stream_id=1, data_id=stream.data_id,
+                                              data_type=0), 1))
+        await reader.read()
+        writer.close()
+
+    async with asyncio.timeout(10):
+        server = await asyncio.start_server(strict_mux, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        with pytest.raises(MuxRefused) as info:
+            await EmmgClient(_config(port, version=1), Outbox([section(0)])).run()
+        assert info.value.error_statuses == (ME.MISSING_PARAM,)
+        client = EmmgClient(_config(port, version=1, v1_data_id=True, timeout_s=0.5,
+                                    max_connect_attempts=1), Outbox([section(0)]))
+        with pytest.raises(Exception, match="unreachable"):
+            await client.run()         # got past stream_setup; this mux allocates nothing
+        server.close()
+        await server.wait_closed()
+    assert seen == [None, 1]
