@@ -63,10 +63,14 @@ from .ecmgscs import (
     StreamTest,
 )
 from .events import CpCw, Event, PeerProtocolError, error_information_for
+from .serving import close_connections, peer_name, serve_connection
+from .state import ChannelState
 
 log = logging.getLogger("cas.simulcrypt.ecmg")
 
 NULL_PID = 0x1FFF
+DEFAULT_IDLE_TIMEOUT_S = 60.0
+"""Idle timeout of the ECMG's and the mux's connections (see :mod:`.serving`)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -122,14 +126,18 @@ class EcmgConfig:
     cw_per_msg: int = 2
     max_comp_time_ms: int = 100
     max_message_length: int = 8192
-    idle_timeout_s: float | None = None
-    """Close a connection that sends nothing for this long (None: never)."""
+    idle_timeout_s: float | None = DEFAULT_IDLE_TIMEOUT_S
+    """A connection silent this long is probed with channel_test, and closed if still silent
+    after as long again; one without an open channel is closed at once (None: never;
+    :mod:`.serving`)."""
 
     def __post_init__(self) -> None:
         if not 0 < self.ca_system_id <= 0xFFFF:
             raise ValueError("ca_system_id must be 1..0xFFFF")
         if self.lead_cw != 1 or self.cw_per_msg != 2:
             raise ValueError("our ECM carries the current and the next CW: lead_CW 1, CW_per_msg 2")
+        if self.idle_timeout_s is not None and not self.idle_timeout_s > 0:
+            raise ValueError("idle_timeout_s must be positive (None: no timeout)")
 
     def accepts(self, super_cas_id: int) -> bool:
         return super_cas_id >> 16 == self.ca_system_id
@@ -200,7 +208,8 @@ class EcmgSession:
             try:
                 event = self.conn.next_event()
             except PeerProtocolError as exc:
-                log.info("%s: refused: %s (0x%04X)", self.peer, exc, exc.error_status)
+                log.warning("%s: refused: %s (0x%04X %s)", self.peer, exc, exc.error_status,
+                            self.conn.spec.error_name(exc.error_status))
                 out.append(self._send(self.conn.error_event(exc)))
                 continue
             if event is NEED_DATA:
@@ -209,8 +218,14 @@ class EcmgSession:
                 self.close()
                 break
             assert isinstance(event, Event)
+            if log.isEnabledFor(logging.DEBUG):
+                log.debug("%s: <- %s", self.peer, event.summary())
             try:
                 for reply in self.handle(event):
+                    if isinstance(reply, ChannelError | StreamError):
+                        # a refusal the ECMG decided (Super_CAS_id, ids in use, CWs, ...)
+                        log.warning("%s: %s refused: %s", self.peer, event.KIND.value,
+                                    reply.summary())
                     out.append(self._send(reply))
             except CasError as exc:  # our own bug or a builder failure: answer, carry on
                 log.warning("%s: %s failed: %s", self.peer, event.KIND.value, exc)
@@ -219,11 +234,20 @@ class EcmgSession:
                     error_status=(getattr(exc, "error_status", Err.UNKNOWN_ERROR),))))
         return b"".join(out)
 
+    def probe(self) -> bytes | None:
+        """The channel_test that checks an idle connection (None: no open channel)."""
+        if self.closed or self.conn.channel_state is not ChannelState.OPEN:
+            return None
+        assert self.conn.channel_id is not None
+        return self._send(ChannelTest(ecm_channel_id=self.conn.channel_id))
+
     def _send(self, event: Event) -> bytes:
         if isinstance(event, ChannelError | StreamError):
             self.registry.errors_sent += 1
         elif isinstance(event, EcmResponse):
             self.registry.ecms_sent += 1
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("%s: -> %s", self.peer, event.summary())
         return self.conn.send(event)
 
     def close(self) -> None:
@@ -456,29 +480,11 @@ class EcmgServer:
         self._tasks.add(task)
         self._writers.add(writer)
         self.connections += 1
-        peer = writer.get_extra_info("peername")
         session = EcmgSession(self.config, self.builder, self.registry, clock=self.clock,
-                              peer=f"{peer[0]}:{peer[1]}" if peer else "?")
-        set_nodelay(writer)
+                              peer=peer_name(writer))
         try:
-            while not session.closed:
-                try:
-                    data = await asyncio.wait_for(reader.read(65536), self.config.idle_timeout_s)
-                except TimeoutError:
-                    log.info("%s: idle for %ss, closing", session.peer, self.config.idle_timeout_s)
-                    break
-                answer = session.receive(data)
-                if answer:
-                    writer.write(answer)
-                    await writer.drain()
-                if not data:
-                    break
-        except (ConnectionError, OSError) as exc:
-            log.info("%s: connection lost: %s", session.peer, exc)
-        except asyncio.CancelledError:
-            log.info("%s: closed by the server", session.peer)
-        except Exception:  # isolate: one broken connection never takes the server down
-            log.exception("%s: unexpected failure", session.peer)
+            await serve_connection(session, reader, writer,
+                                   idle_timeout_s=self.config.idle_timeout_s, log=log)
         finally:
             session.close()
             self._writers.discard(writer)
@@ -486,28 +492,3 @@ class EcmgServer:
             writer.close()
             with contextlib.suppress(Exception):
                 await writer.wait_closed()
-
-
-async def close_connections(writers: set[asyncio.StreamWriter],
-                            tasks: set[asyncio.Task[None]], *, grace_s: float = 2.0) -> None:
-    """Close every connection's transport and let its task end; cancel what lingers."""
-    for writer in list(writers):
-        writer.close()
-    pending = [t for t in tasks if not t.done()]
-    if pending:
-        _, still = await asyncio.wait(pending, timeout=grace_s)
-        for task in still:
-            task.cancel()
-        if still:
-            await asyncio.wait(still, timeout=grace_s)
-
-
-def set_nodelay(writer: asyncio.StreamWriter) -> None:
-    """Small request/response messages: do not let Nagle hold them back."""
-    import socket
-
-    sock = writer.get_extra_info("socket")
-    if sock is not None:
-        with contextlib.suppress(OSError):
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-
