@@ -112,7 +112,15 @@ def register(cli: click.Group) -> None:
 @click.option("--ts-packets", is_flag=True, help="Announce and send ECMs as TS packets.")
 @click.option("--rep-period-ms", type=click.IntRange(1, 0xFFFF), default=100, show_default=True)
 @click.option("--max-comp-time-ms", type=click.IntRange(1, 0xFFFF), default=100,
-              show_default=True)
+              show_default=True, help="Announced in channel_status, and kept: see "
+              "--shed-after-ms.")
+@click.option("--shed-after-ms", type=click.IntRange(0, 0xFFFF),
+              help="Answer a CW_provision out_of_compute when it waited this long in the "
+              "ECMG (overload) [default: half of --max-comp-time-ms; 0: never].")
+@click.option("--max-cw-per-s", type=click.FloatRange(0, min_open=True),
+              help="Accept streams up to this many CW_provisions per second in all (each "
+              "stream: one per nominal_CP_duration); beyond, stream_setup is refused "
+              "out_of_compute [default: no cap].")
 @click.option("--min-cp-100ms", type=click.IntRange(1, 0xFFFF), default=1, show_default=True,
               help="Shortest crypto-period accepted, in 100 ms units.")
 @click.option("--max-streams", type=click.IntRange(0, 0xFFFF), default=0, show_default=True,
@@ -123,14 +131,17 @@ def register(cli: click.Group) -> None:
 @pass_app
 def ecmg_serve(app: Application, host: str, port: int, keys_path: Path | None,
                ecm_key_index: int, lineup: str | None, ca_system_id: int, ts_packets: bool,
-               rep_period_ms: int, max_comp_time_ms: int, min_cp_100ms: int, max_streams: int,
-               idle_timeout_s: float, duration_s: float | None, verbose: int) -> None:
+               rep_period_ms: int, max_comp_time_ms: int, shed_after_ms: int | None,
+               max_cw_per_s: float | None, min_cp_100ms: int, max_streams: int, idle_timeout_s: float,
+               duration_s: float | None, verbose: int) -> None:
     """Serve ECMG⇔SCS on HOST:PORT; ECMs are sealed with the operator's ECM key."""
     from cas.crypto import load_operator_keys
     from cas.headend.simulcrypt import access_criteria as ac
     from cas.headend.simulcrypt.ecmg import EcmgConfig, EcmgServer, sealed_ecm_builder
 
     _logging(verbose, app)
+    if shed_after_ms is not None and shed_after_ms > max_comp_time_ms:
+        raise UsageError("--shed-after-ms cannot exceed --max-comp-time-ms")
     keys = load_operator_keys(keys_path, data_dir=app.data_dir)
     resolve = None
     if lineup is not None:
@@ -139,6 +150,8 @@ def ecmg_serve(app: Application, host: str, port: int, keys_path: Path | None,
         resolve = ac.lineup_resolver(load_lineup(lineup, minor_per_major=100))
     config = EcmgConfig(ca_system_id=ca_system_id, ts_packets=ts_packets,
                         ecm_rep_period_ms=rep_period_ms, max_comp_time_ms=max_comp_time_ms,
+                        shed_after_ms=max_comp_time_ms // 2 if shed_after_ms is None
+                        else shed_after_ms, max_cw_per_s=max_cw_per_s,
                         min_cp_duration_100ms=min_cp_100ms, max_streams_per_channel=max_streams,
                         idle_timeout_s=_idle_timeout(idle_timeout_s))
     server = EcmgServer(sealed_ecm_builder(keys, ecm_key_index=ecm_key_index, resolve=resolve),
@@ -157,10 +170,12 @@ def ecmg_serve(app: Application, host: str, port: int, keys_path: Path | None,
     reg = server.registry
     compute = reg.compute_summary()
     summary = {"connections": server.connections, "ecms": reg.ecms_sent,
-               "errors": reg.errors_sent, "compute": compute}
+               "errors": reg.errors_sent, "shed": reg.shed, "compute": compute,
+               "in_ecmg": reg.in_ecmg_summary()}
     app.output(summary, lambda: app.print(
         f"served {summary['connections']} connection(s), {summary['ecms']} ECM(s), "
-        f"{summary['errors']} error answer(s); CW_provision compute p50 "
+        f"{summary['errors']} error answer(s) ({summary['shed']} shed: overloaded); "
+        f"CW_provision compute p50 "
         f"{compute.get('p50_ms', '-')} ms, p99 {compute.get('p99_ms', '-')} ms"))
 
 

@@ -60,7 +60,7 @@ from .emmgmux import (
     StreamTest,
 )
 from .events import Event, PeerProtocolError, decode_event, error_information_for
-from .serving import close_connections, peer_name, serve_connection
+from .serving import close_connections, peer_name, serve_connection, start_server
 from .state import ChannelState
 
 log = logging.getLogger("cas.simulcrypt.mux")
@@ -208,7 +208,8 @@ class MuxSession:
     def ts_packets(self) -> bool:
         return bool(self.conn.section_tspkt_flag)
 
-    def receive(self, data: bytes) -> bytes:
+    def receive(self, data: bytes, *, received_at: float | None = None) -> bytes:
+        """Bytes from the EMMG in, the answer out (``received_at`` is not used here)."""
         self.conn.receive_data(data)
         out: list[bytes] = []
         while not self.closed:
@@ -457,7 +458,7 @@ class MuxServer:
         return int(self._server.sockets[0].getsockname()[1])
 
     async def start(self) -> MuxServer:
-        self._server = await asyncio.start_server(self._serve, self.host, self.requested_port)
+        self._server = await start_server(self._serve, self.host, self.requested_port)
         if self.config.udp:
             loop = asyncio.get_running_loop()
             self._udp, _ = await loop.create_datagram_endpoint(

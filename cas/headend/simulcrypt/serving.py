@@ -11,6 +11,10 @@ keeps the server from holding dead connections (issue 12, item 7):
   channel (never set up, or a half-open socket whose peer vanished) is closed at the first
   timeout.  So a quiet but live SCS (a long crypto-period) keeps its connection, and a dead
   or silent one is gone after at most two timeouts.
+* **Arrival times.**  Each connection's reader notes when the oldest bytes still in its
+  buffer came off the socket (:class:`StampedReader`), and the session gets that time with
+  the bytes, so the ECMG can tell how long a CW_provision waited for its turn — in the loop,
+  not only in its own processing — and shed what it can no longer answer in time.
 * **Logs.**  Connections at INFO (``-v``), refusals the server decides at WARNING (always),
   every message at DEBUG (``-vv``) — the sessions log messages and refusals, this module the
   connection's life.
@@ -22,7 +26,35 @@ import asyncio
 import contextlib
 import logging
 import socket
-from typing import Protocol
+import time
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Protocol, SupportsIndex
+
+
+class StampedReader(asyncio.StreamReader):
+    """A StreamReader that remembers when the oldest buffered bytes arrived."""
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        self.fed_at: float | None = None
+
+    def feed_data(self, data: Iterable[SupportsIndex]) -> None:
+        if not self._buffer:  # type: ignore[attr-defined]
+            self.fed_at = time.perf_counter()
+        super().feed_data(data)
+
+
+Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
+
+
+async def start_server(handler: Handler, host: str, port: int) -> asyncio.Server:
+    """``asyncio.start_server`` with a :class:`StampedReader` per connection."""
+    loop = asyncio.get_running_loop()
+
+    def factory() -> asyncio.StreamReaderProtocol:
+        return asyncio.StreamReaderProtocol(StampedReader(loop=loop), handler, loop=loop)
+
+    return await loop.create_server(factory, host, port)
 
 
 class ServerSession(Protocol):
@@ -33,8 +65,9 @@ class ServerSession(Protocol):
     @property
     def closed(self) -> bool: ...
 
-    def receive(self, data: bytes) -> bytes:
-        """Bytes from the client (``b""`` at end of stream) in, the bytes to answer out."""
+    def receive(self, data: bytes, *, received_at: float | None = None) -> bytes:
+        """Bytes from the client (``b""`` at end of stream) in, the bytes to answer out;
+        ``received_at``: when they were read (``time.perf_counter``)."""
 
     def probe(self) -> bytes | None:
         """A channel_test to send when the connection is idle (None: no open channel)."""
@@ -69,7 +102,8 @@ async def serve_connection(session: ServerSession, reader: asyncio.StreamReader,
                 await writer.drain()
                 continue
             probing = False
-            answer = session.receive(data)
+            stamp = reader.fed_at if isinstance(reader, StampedReader) else None
+            answer = session.receive(data, received_at=stamp or time.perf_counter())
             if answer:
                 writer.write(answer)
                 await writer.drain()

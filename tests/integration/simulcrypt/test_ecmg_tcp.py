@@ -385,3 +385,45 @@ async def test_raw_frames_split_anywhere(keys: OperatorKeys) -> None:
         assert isinstance(await read_event(reader), E.StreamStatus)
         await _still_alive(reader, writer)
         writer.close()
+
+
+async def test_an_overloaded_ecmg_sheds_what_it_cannot_answer_in_time(
+        keys: OperatorKeys) -> None:
+    """Issue 12, item 20: a burst the ECMG cannot compute within max_comp_time gets
+    stream_error out_of_compute (0x000D) at once for what would come late; the ECMs it does
+    send are on time, and it serves again as soon as it has caught up."""
+    import time
+
+    sealed = sealed_ecm_builder(keys)
+
+    def slow_builder(request: object) -> bytes:
+        time.sleep(0.04)                       # a compute of 40 ms, holding the event loop
+        return sealed(request)  # type: ignore[arg-type]
+
+    config = EcmgConfig(max_comp_time_ms=60, shed_after_ms=30)
+    async with asyncio.timeout(20), EcmgServer(slow_builder, config) as server:
+        reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+        writer.write(frame(E.ChannelSetup(ecm_channel_id=1, super_cas_id=SUPER)))
+        writer.write(frame(E.StreamSetup(ecm_channel_id=1, ecm_stream_id=1, ecm_id=1,
+                                         nominal_cp_duration_100ms=10)))
+        assert isinstance(await read_event(reader), E.ChannelStatus)
+        assert isinstance(await read_event(reader), E.StreamStatus)
+        burst = b"".join(frame(E.CwProvision(
+            ecm_channel_id=1, ecm_stream_id=1, cp_number=cp,
+            cp_cw_combinations=tuple(CpCw(cp_number=k, cw=v) for k, v in _cws(cp).items()),
+            access_criteria=AC)) for cp in range(6))
+        writer.write(burst)                    # six at once: one fits in 60 ms
+        answers = [await read_event(reader) for _ in range(6)]
+        assert isinstance(answers[0], E.EcmResponse) and answers[0].cp_number == 0
+        for shed in answers[1:]:
+            assert isinstance(shed, E.StreamError), shed
+            assert shed.error_status == (EE.OUT_OF_COMPUTE,)
+        cws = _cws(6)
+        writer.write(frame(E.CwProvision(
+            ecm_channel_id=1, ecm_stream_id=1, cp_number=6,
+            cp_cw_combinations=tuple(CpCw(cp_number=k, cw=v) for k, v in cws.items()))))
+        served = await read_event(reader)
+        assert isinstance(served, E.EcmResponse)
+        _assert_ecm(keys, served.ecm_datagram, 6, cws)
+        writer.close()
+    assert server.registry.shed == 5 and server.registry.ecms_sent == 2
