@@ -1,6 +1,6 @@
 """SimulCrypt benchmarks: the ECMG under load, and the EMMG's sustained data_provision rate.
 
-Run (about a minute and a half with the defaults; 127.0.0.1 only)::
+Run (about two minutes with the defaults; 127.0.0.1 only)::
 
     .venv/bin/python benchmarks/bench_simulcrypt.py [--json results.json]
 
@@ -84,6 +84,15 @@ def wait_listening(port: int, proc: subprocess.Popen[bytes]) -> None:
             time.sleep(0.05)
     proc.kill()
     raise RuntimeError("server did not start")
+
+
+def cpu_seconds(pid: int) -> float | None:
+    """User + system CPU time of a process so far (Linux /proc), None elsewhere."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -331,14 +340,21 @@ def main() -> None:
                  "ecmg", "serve", "--port", str(port), "--keys", str(keys_path),
                  *args.ecmg_arg], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
             wait_listening(port, ecmg)
+            cpu_before = cpu_seconds(ecmg.pid)
             try:
                 result = asyncio.run(ecmg_load(
                     port, name=name, channels=channels, streams_per_channel=per_channel,
                     period_ms=period_ms, duration_s=duration))
             finally:
+                cpu_after = cpu_seconds(ecmg.pid)
                 ecmg.send_signal(signal.SIGINT)
                 out, _ = ecmg.communicate(timeout=60)
             row = result.summary()
+            if cpu_before is not None and cpu_after is not None:
+                used = cpu_after - cpu_before
+                row["ecmg_cpu_s"] = round(used, 2)
+                row["ecmg_cpu_share_of_a_core"] = round(used / result.duration_s, 2)
+                row["ecmg_cpu_ms_per_cw_provision"] = round(used * 1000 / max(result.sent, 1), 3)
             ecmg_summary = json.loads(out[out.index(b"{"):])
             row["ecmg_compute"] = ecmg_summary["compute"]
             row["ecmg_read_to_answer"] = ecmg_summary.get("in_ecmg")
