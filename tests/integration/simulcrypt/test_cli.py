@@ -270,3 +270,33 @@ def test_emmg_run_closes_stream_and_channel_when_its_input_is_wrong(
     assert "Traceback" not in stderr
     log = mux_stderr.decode()
     assert "<- stream_close_request" in log and "<- channel_close" in log
+
+
+def test_emmg_run_over_udp_delivers_all_and_confirms_none(env: dict[str, str],
+                                                          tmp_path: Path) -> None:
+    """Issue 12, item 18: 100 of 100 EMMs over UDP between two processes, and the EMMG
+    reports them as sent unconfirmed, not as acknowledged."""
+    sections = [bytes((0x82, 0x70, 20)) + i.to_bytes(4, "big") + bytes(16) for i in range(100)]
+    source = tmp_path / "emm.sections"
+    source.write_bytes(b"".join(sections))
+    out = tmp_path / "mux.ts"
+    port = _free_port()
+    proc = _serve(["--json", "mux", "serve", "--port", str(port), "--output", str(out),
+                   "--duration-s", "30"], port, env)
+    try:
+        result = CliRunner().invoke(cli, [
+            "--json", "emmg", "run", "--mux", f"127.0.0.1:{port}", "--input", str(source),
+            "--udp", "--bandwidth", "2000"])
+        assert result.exit_code == 0, result.output
+        stats = json.loads(result.output[result.output.index("{"):])
+        assert stats["datagrams_sent"] == 100 and stats["udp_unconfirmed"] == 100
+        assert stats["acked"] == 0 and stats["confirmed"] == 0
+    finally:
+        proc.send_signal(signal.SIGINT)
+        stdout, _ = proc.communicate(timeout=20)
+    summary = json.loads(stdout[stdout.index(b"{"):])
+    assert summary["udp_datagrams"] == 100
+    data = out.read_bytes()
+    got = ts.SectionReassembler(0x0C00, check_crc=False).feed_many(
+        data[i:i + 188] for i in range(0, len(data), 188))
+    assert got == sections
