@@ -272,7 +272,11 @@ class EmmgClient:
                     # The mux has not noticed our previous connection is gone yet.
                     failures += 1
                     self.outbox.rewind()
-                    log.info("%s; retrying", exc)
+                    limit = c.max_connect_attempts
+                    if limit is not None and failures >= limit:
+                        raise
+                    log.warning("%s (attempt %d of %s); retrying in %.1f s", exc, failures,
+                                limit or "unlimited", delay)
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._stop.wait(), delay)
                 delay = min(delay * 2, c.max_reconnect_delay_s)
