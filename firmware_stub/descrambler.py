@@ -6,6 +6,12 @@ the descriptor is absent or says 0x02, DVB-CISSA v1 (AES-128-CBC, ETSI TS 103 12
 Each packet is descrambled with the CW its transport_scrambling_control names (10 even,
 11 odd), and its bits are reset to 00 (both done by :mod:`cas.crypto`).
 
+A DVB-CSA2 receiver reduces every 8-byte control word before it keys the descrambler
+(bytes 3 and 7 become the sums of the three bytes before them, :func:`cas.crypto.reduce_cw`),
+as a CSA2 descrambler chip does: a head-end may put the full 64-bit CW in its ECMs and scramble
+with the reduced one (TSDuck's scrambler does by default).  The reduction is idempotent, so an
+already-reduced CW is unchanged.  CISSA keys are used as they are.
+
 How a box knows that the result is right: a packet that starts a PES packet
 (payload_unit_start_indicator set) must begin with the start code prefix 00 00 01
 (ISO/IEC 13818-1 §2.4.3.6).  Wrong control words give random bytes there.
@@ -17,7 +23,7 @@ from collections.abc import Collection
 
 from cas.crypto.cissa import Cissa
 from cas.crypto.csa2 import Csa2
-from cas.crypto.cw import CISSA_CW_LEN, CSA2_CW_LEN
+from cas.crypto.cw import CISSA_CW_LEN, CSA2_CW_LEN, reduce_cw
 from cas.errors import CryptoError
 from firmware_stub.demux import SCRAMBLING_CISSA, SCRAMBLING_CSA2, SCRAMBLING_NAMES
 
@@ -81,6 +87,8 @@ class KeySlot:
             raise CryptoError(f"{scrambling_name(self.mode)} needs {want}-byte control words, "
                               f"the card returned {len(cw_even)} bytes")
         cws = (bytes(cw_even), bytes(cw_odd))
+        if self.mode != SCRAMBLING_CISSA:   # DVB-CSA2: the receiver's CW reduction
+            cws = (reduce_cw(cws[0]), reduce_cw(cws[1]))
         if cws == self._cws:
             return False
         self._cipher.set_cw(0, cws[0])

@@ -59,9 +59,22 @@ def _host_port(text: str) -> tuple[str, int]:
 
 
 def _logging(verbose: int, app: Application) -> None:
+    """-v: connections, -vv: every message; warnings (refusals, retries) always show."""
     level = logging.WARNING if app.quiet else (logging.DEBUG if verbose > 1 else
                                                logging.INFO if verbose else logging.WARNING)
-    logging.basicConfig(level=level, format="%(asctime)s %(name)s %(message)s")
+    logging.basicConfig(level=level, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    # basicConfig does nothing when logging is already set up: the level must still apply
+    logging.getLogger("cas.simulcrypt").setLevel(level)
+
+
+def _idle_timeout(value: float) -> float | None:
+    return value if value > 0 else None
+
+
+IDLE_TIMEOUT_OPTION = click.option(
+    "--idle-timeout-s", type=click.FloatRange(0), default=60.0, show_default=True,
+    help="A connection silent this long gets a channel_test and is closed if it stays silent "
+    "as long again (without an open channel: closed at once); 0: never.")
 
 
 def _run(coro_factory: Callable[[], Awaitable[T]]) -> T | None:
@@ -101,17 +114,27 @@ def register(cli: click.Group) -> None:
 @click.option("--ts-packets", is_flag=True, help="Announce and send ECMs as TS packets.")
 @click.option("--rep-period-ms", type=click.IntRange(1, 0xFFFF), default=100, show_default=True)
 @click.option("--max-comp-time-ms", type=click.IntRange(1, 0xFFFF), default=100,
-              show_default=True)
+              show_default=True, help="Announced in channel_status, and kept: see "
+              "--shed-after-ms.")
+@click.option("--shed-after-ms", type=click.IntRange(0, 0xFFFF),
+              help="Answer a CW_provision out_of_compute when it waited this long in the "
+              "ECMG (overload) [default: half of --max-comp-time-ms; 0: never].")
+@click.option("--max-cw-per-s", type=click.FloatRange(0, min_open=True),
+              help="Accept streams up to this many CW_provisions per second in all (each "
+              "stream: one per nominal_CP_duration); beyond, stream_setup is refused "
+              "out_of_compute [default: no cap].")
 @click.option("--min-cp-100ms", type=click.IntRange(1, 0xFFFF), default=1, show_default=True,
               help="Shortest crypto-period accepted, in 100 ms units.")
 @click.option("--max-streams", type=click.IntRange(0, 0xFFFF), default=0, show_default=True,
               help="Streams per channel (0: no limit).")
+@IDLE_TIMEOUT_OPTION
 @click.option("--duration-s", type=float, help="Stop after this long (default: run until Ctrl-C).")
 @click.option("-v", "--verbose", count=True, help="Log connections (-v) and messages (-vv).")
 @pass_app
 def ecmg_serve(app: Application, host: str, port: int, keys_path: Path | None,
                ecm_key_index: int, lineup: str | None, ca_system_id: int, ts_packets: bool,
-               rep_period_ms: int, max_comp_time_ms: int, min_cp_100ms: int, max_streams: int,
+               rep_period_ms: int, max_comp_time_ms: int, shed_after_ms: int | None,
+               max_cw_per_s: float | None, min_cp_100ms: int, max_streams: int, idle_timeout_s: float,
                duration_s: float | None, verbose: int) -> None:
     """Serve ECMG⇔SCS on HOST:PORT; ECMs are sealed with the operator's ECM key."""
     from cas.crypto import load_operator_keys
@@ -119,6 +142,8 @@ def ecmg_serve(app: Application, host: str, port: int, keys_path: Path | None,
     from cas.headend.simulcrypt.ecmg import EcmgConfig, EcmgServer, sealed_ecm_builder
 
     _logging(verbose, app)
+    if shed_after_ms is not None and shed_after_ms > max_comp_time_ms:
+        raise UsageError("--shed-after-ms cannot exceed --max-comp-time-ms")
     keys = load_operator_keys(keys_path, data_dir=app.data_dir)
     resolve = None
     if lineup is not None:
@@ -127,7 +152,10 @@ def ecmg_serve(app: Application, host: str, port: int, keys_path: Path | None,
         resolve = ac.lineup_resolver(load_lineup(lineup, minor_per_major=100))
     config = EcmgConfig(ca_system_id=ca_system_id, ts_packets=ts_packets,
                         ecm_rep_period_ms=rep_period_ms, max_comp_time_ms=max_comp_time_ms,
-                        min_cp_duration_100ms=min_cp_100ms, max_streams_per_channel=max_streams)
+                        shed_after_ms=max_comp_time_ms // 2 if shed_after_ms is None
+                        else shed_after_ms, max_cw_per_s=max_cw_per_s,
+                        min_cp_duration_100ms=min_cp_100ms, max_streams_per_channel=max_streams,
+                        idle_timeout_s=_idle_timeout(idle_timeout_s))
     server = EcmgServer(sealed_ecm_builder(keys, ecm_key_index=ecm_key_index, resolve=resolve),
                         config, host=host, port=port)
 
@@ -144,10 +172,12 @@ def ecmg_serve(app: Application, host: str, port: int, keys_path: Path | None,
     reg = server.registry
     compute = reg.compute_summary()
     summary = {"connections": server.connections, "ecms": reg.ecms_sent,
-               "errors": reg.errors_sent, "compute": compute}
+               "errors": reg.errors_sent, "shed": reg.shed, "compute": compute,
+               "in_ecmg": reg.in_ecmg_summary()}
     app.output(summary, lambda: app.print(
         f"served {summary['connections']} connection(s), {summary['ecms']} ECM(s), "
-        f"{summary['errors']} error answer(s); CW_provision compute p50 "
+        f"{summary['errors']} error answer(s) ({summary['shed']} shed: overloaded); "
+        f"CW_provision compute p50 "
         f"{compute.get('p50_ms', '-')} ms, p99 {compute.get('p99_ms', '-')} ms"))
 
 
@@ -199,12 +229,21 @@ def ecmg_access_criteria(app: Application, service_id: int, lineup: str | None,
 @click.option("--state", "state_path", type=click.Path(dir_okay=False, path_type=Path),
               help="Outbox state file: a restarted run skips what the mux confirmed.")
 @click.option("--protocol-version", type=click.IntRange(1, 5), default=2, show_default=True)
+@click.option("--connect-attempts", type=click.IntRange(0), default=10, show_default=True,
+              help="Give up after this many failed connections to the mux in a row, each "
+              "one reported (0: retry forever).")
+@click.option("--udp-end-wait-s", type=click.FloatRange(0), default=0.5, show_default=True,
+              help="UDP: wait this long after the last datagram before closing the stream.")
+@click.option("--v1-data-id", is_flag=True,
+              help="Send data_id in protocol version 1 too (for muxes that expect it, e.g. "
+              "TSDuck's).")
 @click.option("-v", "--verbose", count=True)
 @pass_app
 def emmg_run(app: Application, mux_addr: str, client_id: int, data_id: int, channel_id: int,
              stream_id: int, bandwidth_kbps: int, input_path: Path, pid: int | None,
              ts_packets: bool, udp: bool, udp_port: int | None, rounds: int, loop: bool,
-             state_path: Path | None, protocol_version: int, verbose: int) -> None:
+             state_path: Path | None, protocol_version: int, connect_attempts: int,
+             udp_end_wait_s: float, v1_data_id: bool, verbose: int) -> None:
     """Send EMMs from a file to a mux at the allocated bandwidth, reconnecting as needed."""
     from cas.headend.simulcrypt.emmg import EmmgClient, EmmgConfig, carousel
     from cas.headend.simulcrypt.outbox import Outbox
@@ -215,14 +254,18 @@ def emmg_run(app: Application, mux_addr: str, client_id: int, data_id: int, chan
     config = EmmgConfig(host=host, port=port, client_id=client_id, data_channel_id=channel_id,
                         data_stream_id=stream_id, data_id=data_id, bandwidth_kbps=bandwidth_kbps,
                         section_tspkt_flag=flag, udp=udp, udp_port=udp_port,
-                        version=protocol_version)
+                        version=protocol_version, v1_data_id=v1_data_id,
+                        max_connect_attempts=connect_attempts or None,
+                        udp_end_wait_s=udp_end_wait_s)
     outbox = Outbox(carousel(input_path, section_tspkt_flag=flag, pid=pid,
                              rounds=None if loop else rounds), state_path=state_path)
     client = EmmgClient(config, outbox)
     app.print(f"EMMG → {host}:{port} client_id 0x{client_id:08X} data_id {data_id}, "
               f"{bandwidth_kbps} kbit/s{' (UDP data)' if udp else ''}")
     _run(client.run)
-    stats = client.stats.as_dict() | {"acked": outbox.acked}
+    # "acked": what the mux confirmed.  Over UDP nothing can be confirmed: the datagrams
+    # handed to the network are counted as udp_unconfirmed instead.
+    stats = client.stats.as_dict() | {"acked": outbox.acked if not udp else 0}
 
     def render() -> None:
         table = Table(title="EMMG run")
@@ -248,12 +291,13 @@ def emmg_run(app: Application, mux_addr: str, client_id: int, data_id: int, chan
 @click.option("--client-id", "client_ids", type=AUTO_INT, multiple=True,
               help="Accepted client_id (repeat; default: any).")
 @click.option("--no-udp", is_flag=True, help="Do not listen for UDP data_provision.")
+@IDLE_TIMEOUT_OPTION
 @click.option("--duration-s", type=float)
-@click.option("-v", "--verbose", count=True)
+@click.option("-v", "--verbose", count=True, help="Log connections (-v) and messages (-vv).")
 @pass_app
 def mux_serve(app: Application, host: str, port: int, output: Path, pid: int,
               max_bandwidth_kbps: int, client_ids: tuple[int, ...], no_udp: bool,
-              duration_s: float | None, verbose: int) -> None:
+              idle_timeout_s: float, duration_s: float | None, verbose: int) -> None:
     """Accept EMMGs and write their datagrams into a TS file."""
     from cas.headend.simulcrypt.mux import MuxConfig, MuxServer, TsFileSink
 
@@ -262,7 +306,8 @@ def mux_serve(app: Application, host: str, port: int, output: Path, pid: int,
         raise UsageError(f"PID 0x{pid:X} outside 0x0000..0x1FFE")
     sink = TsFileSink.open(output, pid=pid)
     config = MuxConfig(max_bandwidth_kbps=max_bandwidth_kbps,
-                       client_ids=frozenset(client_ids) if client_ids else None, udp=not no_udp)
+                       client_ids=frozenset(client_ids) if client_ids else None, udp=not no_udp,
+                       idle_timeout_s=_idle_timeout(idle_timeout_s))
     server = MuxServer(sink, config, host=host, port=port)
 
     async def serve() -> None:

@@ -2,7 +2,10 @@
 
 CSA2 CWs follow the common entropy-reduction convention (TSDuck ``DVBCSA2::ReduceCW``):
 ``cw[3] = (cw[0] + cw[1] + cw[2]) & 0xFF`` and ``cw[7] = (cw[4] + cw[5] + cw[6]) & 0xFF``,
-leaving 48 effective bits.  libdvbcsa itself uses the 8 bytes as given.
+leaving 48 effective bits.  libdvbcsa itself uses the 8 bytes as given, so the places where a
+CW enters DVB-CSA2 reduce it first, as a CSA2 receiver does: the scrambler's CSA2 payload
+cipher and the box's key slot (a full 64-bit CW in an ECM then opens a stream scrambled with
+its reduction; an already-reduced CW is unchanged).
 """
 
 from __future__ import annotations

@@ -386,6 +386,10 @@ _MANY = _rule(0, 0xFFFF)
 _SOME = _rule(1, 0xFFFF)
 _V2_ONE = ParamRule(counts=((1, 0, 0), (2, 1, 1)))   # new and mandatory from V2 on
 _V2_OPT = ParamRule(counts=((1, 0, 0), (2, 0, 1)))   # new and optional from V2 on
+_DATA_ID = ParamRule(counts=((1, 0, 1), (2, 1, 1)))
+"""EMMG⇔MUX data_id: mandatory from V2 on.  V1 has no data_id, but peers that send it in
+every version (TSDuck) are common, so a V1 data_id is accepted when present (a deliberate
+deviation, docs/simulcrypt.md §1)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -627,12 +631,12 @@ _EMMG_MESSAGES: dict[int, MessageSpec] = {m.type: m for m in (
         _P.ERROR_INFORMATION: _MANY}),
     MessageSpec(type=_N.STREAM_SETUP, name="stream_setup", params={
         _P.CLIENT_ID: _ONE, _P.DATA_CHANNEL_ID: _ONE, _P.DATA_STREAM_ID: _ONE,
-        _P.DATA_ID: _V2_ONE, _P.DATA_TYPE: _ONE}),
+        _P.DATA_ID: _DATA_ID, _P.DATA_TYPE: _ONE}),
     MessageSpec(type=_N.STREAM_TEST, name="stream_test", params={
         _P.CLIENT_ID: _ONE, _P.DATA_CHANNEL_ID: _ONE, _P.DATA_STREAM_ID: _ONE}),
     MessageSpec(type=_N.STREAM_STATUS, name="stream_status", params={
         _P.CLIENT_ID: _ONE, _P.DATA_CHANNEL_ID: _ONE, _P.DATA_STREAM_ID: _ONE,
-        _P.DATA_ID: _V2_ONE, _P.DATA_TYPE: _ONE}),
+        _P.DATA_ID: _DATA_ID, _P.DATA_TYPE: _ONE}),
     MessageSpec(type=_N.STREAM_CLOSE_REQUEST, name="stream_close_request", params={
         _P.CLIENT_ID: _ONE, _P.DATA_CHANNEL_ID: _ONE, _P.DATA_STREAM_ID: _ONE}),
     MessageSpec(type=_N.STREAM_CLOSE_RESPONSE, name="stream_close_response", params={
@@ -646,13 +650,13 @@ _EMMG_MESSAGES: dict[int, MessageSpec] = {m.type: m for m in (
     MessageSpec(type=_N.STREAM_BW_ALLOCATION, name="stream_BW_allocation", params={
         _P.CLIENT_ID: _ONE, _P.DATA_CHANNEL_ID: _ONE, _P.DATA_STREAM_ID: _ONE,
         _P.BANDWIDTH: _OPT}),
-    # V1: the ids are mandatory and there is no data_id; from V2 on the ids are optional
-    # (UDP) and data_id is mandatory.
+    # V1: the ids are mandatory and data_id is optional (see _DATA_ID); from V2 on the ids
+    # are optional (UDP) and data_id is mandatory.
     MessageSpec(type=_N.DATA_PROVISION, name="data_provision", params={
         _P.CLIENT_ID: _ONE,
         _P.DATA_CHANNEL_ID: ParamRule(counts=((1, 1, 1), (2, 0, 1))),
         _P.DATA_STREAM_ID: ParamRule(counts=((1, 1, 1), (2, 0, 1))),
-        _P.DATA_ID: _V2_ONE, _P.DATAGRAM: _SOME}),
+        _P.DATA_ID: _DATA_ID, _P.DATAGRAM: _SOME}),
 )}
 
 ECMG_SCS = InterfaceSpec(

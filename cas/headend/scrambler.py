@@ -45,6 +45,7 @@ from itertools import compress
 from typing import IO, Protocol
 
 import cas
+from cas.crypto.cw import reduce_cw
 from cas.errors import FormatError, StreamError, UsageError
 from cas.formats import psi, ts
 from cas.formats.sections import (
@@ -919,12 +920,31 @@ class _Engine(Protocol):
     def scramble(self, buf: memoryview, parity: int, *, pids: Collection[int] | None) -> int: ...
 
 
-def payload_cipher(algorithm: Algorithm) -> PayloadCipher:
-    """The batch payload cipher for ``algorithm`` (libdvbcsa for CSA2, AES-CBC for CISSA)."""
-    if algorithm is Algorithm.CSA2:
+class _ReducedCsa2:
+    """libdvbcsa keyed with the entropy-reduced CW (:func:`cas.crypto.reduce_cw`).
+
+    A DVB-CSA2 receiver reduces the CW it gets from the ECM before descrambling, so whatever
+    CW a service's ECMs carry (full 64 bits from another vendor's SCS, or already reduced
+    from ours), scrambling with its reduction is what every box can open.
+    """
+
+    def __init__(self) -> None:
         from cas.crypto.csa2 import Csa2
 
-        return _EngineCipher(Csa2())
+        self._csa2 = Csa2()
+
+    def set_cw(self, parity: int, cw: bytes) -> None:
+        self._csa2.set_cw(parity, reduce_cw(cw))
+
+    def scramble(self, buf: memoryview, parity: int, *, pids: Collection[int] | None) -> int:
+        return self._csa2.scramble(buf, parity, pids=pids)
+
+
+def payload_cipher(algorithm: Algorithm) -> PayloadCipher:
+    """The batch payload cipher for ``algorithm`` (libdvbcsa for CSA2, keyed with the
+    reduced CW; AES-CBC for CISSA)."""
+    if algorithm is Algorithm.CSA2:
+        return _EngineCipher(_ReducedCsa2())
     from cas.crypto.cissa import Cissa
 
     return _EngineCipher(Cissa())

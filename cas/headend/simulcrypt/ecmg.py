@@ -23,6 +23,17 @@ What we announce in channel_status and why (docs/simulcrypt.md has the table):
   channel_status (channel_setup has no such parameter); ``EcmgConfig.ts_packets`` picks it,
   per Super_CAS_id if needed.  In packet form the ECM goes on the null PID with a per-stream
   continuity counter: the SCS puts it on its ECM PID.
+* ``max_comp_time`` (default 100 ms) is a promise kept by shedding: a CW_provision that has
+  waited ``shed_after_ms`` in the ECMG before its turn comes (``cas ecmg serve``: half of
+  max_comp_time by default) — the ECMG is overloaded — is answered at once with stream_error
+  ``out_of_compute`` (0x000D, "ECMG out of computational resources") instead of an ECM that
+  would come too late.  Shedding is cheap, so an overloaded ECMG catches up rather than
+  queueing without bound; the SCS learns immediately and may provide again.  The wait is
+  counted from when the bytes were read from the connection; time spent in the kernel or in
+  the SCS is not the ECMG's to see (benchmarks/simulcrypt.md measures both sides).
+* The load it accepts can be capped with ``max_cw_per_s``: a stream costs one CW_provision per
+  nominal_CP_duration, and a stream_setup that would take the ECMG past the cap is refused
+  with ``out_of_compute`` too, so the load an ECMG accepts is one it can serve in time.
 """
 
 from __future__ import annotations
@@ -63,10 +74,14 @@ from .ecmgscs import (
     StreamTest,
 )
 from .events import CpCw, Event, PeerProtocolError, error_information_for
+from .serving import close_connections, peer_name, serve_connection, start_server
+from .state import ChannelState
 
 log = logging.getLogger("cas.simulcrypt.ecmg")
 
 NULL_PID = 0x1FFF
+DEFAULT_IDLE_TIMEOUT_S = 60.0
+"""Idle timeout of the ECMG's and the mux's connections (see :mod:`.serving`)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -121,15 +136,35 @@ class EcmgConfig:
     lead_cw: int = 1
     cw_per_msg: int = 2
     max_comp_time_ms: int = 100
+    shed_after_ms: int | None = None
+    """Shed (answer out_of_compute) a CW_provision that waited this long before its turn
+    (``cas ecmg serve`` uses half of :attr:`max_comp_time_ms` unless told); None or 0: never
+    (an embedding that does its own load control, tests of other things)."""
+    max_cw_per_s: float | None = None
+    """Refuse stream_setups (out_of_compute) beyond this many CW_provisions per second in
+    all (each stream brings 1 / nominal_CP_duration); None: no cap."""
     max_message_length: int = 8192
-    idle_timeout_s: float | None = None
-    """Close a connection that sends nothing for this long (None: never)."""
+    idle_timeout_s: float | None = DEFAULT_IDLE_TIMEOUT_S
+    """A connection silent this long is probed with channel_test, and closed if still silent
+    after as long again; one without an open channel is closed at once (None: never;
+    :mod:`.serving`)."""
 
     def __post_init__(self) -> None:
         if not 0 < self.ca_system_id <= 0xFFFF:
             raise ValueError("ca_system_id must be 1..0xFFFF")
         if self.lead_cw != 1 or self.cw_per_msg != 2:
             raise ValueError("our ECM carries the current and the next CW: lead_CW 1, CW_per_msg 2")
+        if self.idle_timeout_s is not None and not self.idle_timeout_s > 0:
+            raise ValueError("idle_timeout_s must be positive (None: no timeout)")
+        if not 0 < self.max_comp_time_ms <= 0xFFFF:
+            raise ValueError("max_comp_time_ms is 1..65535")
+        if self.shed_after_ms is not None and not 0 <= self.shed_after_ms <= self.max_comp_time_ms:
+            raise ValueError("shed_after_ms is 0 (never) up to max_comp_time_ms")
+
+    @property
+    def shed_after_s(self) -> float | None:
+        """The wait after which a CW_provision is shed (None: never)."""
+        return self.shed_after_ms / 1000 if self.shed_after_ms else None
 
     def accepts(self, super_cas_id: int) -> bool:
         return super_cas_id >> 16 == self.ca_system_id
@@ -145,22 +180,55 @@ class EcmgRegistry:
         self.channels: set[int] = set()
         self.ecm_ids: set[tuple[int, int]] = set()    # (Super_CAS_id, ECM_id)
         self.stream_count = 0
+        self.cw_per_s = 0.0
+        """CW_provisions per second the accepted streams bring (their nominal periods)."""
         self.ecms_sent = 0
         self.errors_sent = 0
+        self.shed = 0
+        """CW_provisions answered out_of_compute because they waited too long."""
+        self._shed_logged = 0
+        self._shed_log_at = 0.0
         #: CW_provision -> ECM_response compute times (ms), most recent first out.
         self.compute_ms: deque[float] = deque(maxlen=200_000)
+        #: bytes read -> ECM_response built (ms): the wait for its turn plus the compute.
+        self.in_ecmg_ms: deque[float] = deque(maxlen=200_000)
 
     def compute_summary(self) -> dict[str, float | int]:
-        """p50 / p99 / max of the recent compute times (what max_comp_time promises)."""
-        values = sorted(self.compute_ms)
-        if not values:
-            return {"count": 0}
+        """p50 / p99 / max of the recent compute times."""
+        return _summary(self.compute_ms)
 
-        def pick(q: float) -> float:
-            return round(values[min(len(values) - 1, int(q * (len(values) - 1) + 0.5))], 3)
+    def in_ecmg_summary(self) -> dict[str, float | int]:
+        """p50 / p99 / max of read -> answer built (what the ECMG can vouch for against
+        max_comp_time)."""
+        return _summary(self.in_ecmg_ms)
 
-        return {"count": len(values), "p50_ms": pick(0.50), "p99_ms": pick(0.99),
-                "max_ms": round(values[-1], 3)}
+    def note_shed(self, now: float) -> None:
+        """Count a shed CW_provision; log a summary at most once a second (not one line
+        per request: an overloaded ECMG must not also flood its log)."""
+        self.shed += 1
+        if now - self._shed_log_at >= 1.0:
+            log.warning("overloaded: %d CW_provision(s) answered out_of_compute (0x000D) "
+                        "since the last report, %d in all", self.shed - self._shed_logged,
+                        self.shed)
+            self._shed_logged = self.shed
+            self._shed_log_at = now
+
+
+def _summary(times_ms: deque[float]) -> dict[str, float | int]:
+    values = sorted(times_ms)
+    if not values:
+        return {"count": 0}
+
+    def pick(q: float) -> float:
+        return round(values[min(len(values) - 1, int(q * (len(values) - 1) + 0.5))], 3)
+
+    return {"count": len(values), "p50_ms": pick(0.50), "p99_ms": pick(0.99),
+            "max_ms": round(values[-1], 3)}
+
+
+def cw_rate(nominal_cp_duration_100ms: int) -> float:
+    """CW_provisions per second a stream with this nominal crypto-period brings."""
+    return 10 / nominal_cp_duration_100ms
 
 
 @dataclass(slots=True)
@@ -179,12 +247,15 @@ class EcmgSession:
 
     def __init__(self, config: EcmgConfig, builder: EcmBuilder, registry: EcmgRegistry, *,
                  clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+                 monotonic: Callable[[], float] = time.perf_counter,
                  peer: str = "?") -> None:
         self.config = config
         self.builder = builder
         self.registry = registry
         self.clock = clock
+        self.monotonic = monotonic
         self.peer = peer
+        self._received_at: float | None = None
         self.conn = Connection(Role.ECMG, max_message_length=config.max_message_length)
         self.super_cas_id: int | None = None
         self.streams: dict[int, _Stream] = {}
@@ -192,15 +263,21 @@ class EcmgSession:
         self._channel_registered: int | None = None
 
     # --- bytes in, bytes out ---------------------------------------------------------------
-    def receive(self, data: bytes) -> bytes:
-        """Feed bytes from the SCS (``b""`` at end of stream); return the answer bytes."""
+    def receive(self, data: bytes, *, received_at: float | None = None) -> bytes:
+        """Feed bytes from the SCS (``b""`` at end of stream); return the answer bytes.
+
+        ``received_at``: when the bytes were read (``monotonic`` time), for shedding
+        CW_provisions that waited too long; None: they are never shed.
+        """
+        self._received_at = received_at
         self.conn.receive_data(data)
         out: list[bytes] = []
         while not self.closed:
             try:
                 event = self.conn.next_event()
             except PeerProtocolError as exc:
-                log.info("%s: refused: %s (0x%04X)", self.peer, exc, exc.error_status)
+                log.warning("%s: refused: %s (0x%04X %s)", self.peer, exc, exc.error_status,
+                            self.conn.spec.error_name(exc.error_status))
                 out.append(self._send(self.conn.error_event(exc)))
                 continue
             if event is NEED_DATA:
@@ -209,8 +286,16 @@ class EcmgSession:
                 self.close()
                 break
             assert isinstance(event, Event)
+            if log.isEnabledFor(logging.DEBUG):
+                log.debug("%s: <- %s", self.peer, event.summary())
             try:
                 for reply in self.handle(event):
+                    shed = isinstance(event, CwProvision) and isinstance(reply, StreamError) \
+                        and reply.error_status == (Err.OUT_OF_COMPUTE,)   # logged apart
+                    if isinstance(reply, ChannelError | StreamError) and not shed:
+                        # a refusal the ECMG decided (Super_CAS_id, ids in use, CWs, ...)
+                        log.warning("%s: %s refused: %s", self.peer, event.KIND.value,
+                                    reply.summary())
                     out.append(self._send(reply))
             except CasError as exc:  # our own bug or a builder failure: answer, carry on
                 log.warning("%s: %s failed: %s", self.peer, event.KIND.value, exc)
@@ -219,11 +304,20 @@ class EcmgSession:
                     error_status=(getattr(exc, "error_status", Err.UNKNOWN_ERROR),))))
         return b"".join(out)
 
+    def probe(self) -> bytes | None:
+        """The channel_test that checks an idle connection (None: no open channel)."""
+        if self.closed or self.conn.channel_state is not ChannelState.OPEN:
+            return None
+        assert self.conn.channel_id is not None
+        return self._send(ChannelTest(ecm_channel_id=self.conn.channel_id))
+
     def _send(self, event: Event) -> bytes:
         if isinstance(event, ChannelError | StreamError):
             self.registry.errors_sent += 1
         elif isinstance(event, EcmResponse):
             self.registry.ecms_sent += 1
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("%s: -> %s", self.peer, event.summary())
         return self.conn.send(event)
 
     def close(self) -> None:
@@ -242,6 +336,7 @@ class EcmgSession:
         if stream is None:
             return
         self.registry.stream_count -= 1
+        self.registry.cw_per_s -= cw_rate(stream.nominal_cp_duration_100ms)
         if stream.ecm_id is not None and self.super_cas_id is not None:
             self.registry.ecm_ids.discard((self.super_cas_id, stream.ecm_id))
 
@@ -318,21 +413,40 @@ class EcmgSession:
             return refuse(Err.TOO_MANY_STM_CHAN)
         if c.max_streams and self.registry.stream_count >= c.max_streams:
             return refuse(Err.TOO_MANY_STM_ECMG)
+        load = cw_rate(event.nominal_cp_duration_100ms)
+        if c.max_cw_per_s is not None and self.registry.cw_per_s + load > c.max_cw_per_s + 1e-9:
+            # more CW_provisions than it can answer in time: refuse now, not late later
+            return refuse(Err.OUT_OF_COMPUTE, Param.NOMINAL_CP_DURATION)
         if event.ecm_id is not None:
             key = (self.super_cas_id, event.ecm_id)
             if key in self.registry.ecm_ids:
                 return refuse(Err.ECM_ID_IN_USE, Param.ECM_ID)
             self.registry.ecm_ids.add(key)
         self.registry.stream_count += 1
+        self.registry.cw_per_s += load
         packetizer = ts.Packetizer(NULL_PID) if c.packets_for(self.super_cas_id) else None
         self.streams[sid] = _Stream(ecm_id=event.ecm_id, packetizer=packetizer,
                                     nominal_cp_duration_100ms=event.nominal_cp_duration_100ms)
         return self._stream_status(cid, sid)
 
     def _cw_provision(self, event: CwProvision) -> Event:
-        started = time.perf_counter()
+        started = self.monotonic()
+        shed_after = self.config.shed_after_s
+        if shed_after is not None and self._received_at is not None \
+                and started - self._received_at > shed_after:
+            # It has waited past its share of max_comp_time: an ECM now would come late.
+            # Its access_criteria still count (transfer mode 0: the SCS may not repeat them).
+            if event.access_criteria is not None:
+                self.streams[event.ecm_stream_id].access_criteria = event.access_criteria
+            self.registry.note_shed(started)
+            return StreamError(ecm_channel_id=event.ecm_channel_id,
+                               ecm_stream_id=event.ecm_stream_id,
+                               error_status=(Err.OUT_OF_COMPUTE,))
         answer = self._cw_provision_answer(event)
-        self.registry.compute_ms.append((time.perf_counter() - started) * 1000)
+        done = self.monotonic()
+        self.registry.compute_ms.append((done - started) * 1000)
+        if self._received_at is not None:
+            self.registry.in_ecmg_ms.append((done - self._received_at) * 1000)
         return answer
 
     def _cw_provision_answer(self, event: CwProvision) -> Event:
@@ -426,7 +540,7 @@ class EcmgServer:
         return int(self._server.sockets[0].getsockname()[1])
 
     async def start(self) -> EcmgServer:
-        self._server = await asyncio.start_server(self._serve, self.host, self.requested_port)
+        self._server = await start_server(self._serve, self.host, self.requested_port)
         log.info("ECMG listening on %s:%d", self.host, self.port)
         return self
 
@@ -456,29 +570,11 @@ class EcmgServer:
         self._tasks.add(task)
         self._writers.add(writer)
         self.connections += 1
-        peer = writer.get_extra_info("peername")
         session = EcmgSession(self.config, self.builder, self.registry, clock=self.clock,
-                              peer=f"{peer[0]}:{peer[1]}" if peer else "?")
-        set_nodelay(writer)
+                              peer=peer_name(writer))
         try:
-            while not session.closed:
-                try:
-                    data = await asyncio.wait_for(reader.read(65536), self.config.idle_timeout_s)
-                except TimeoutError:
-                    log.info("%s: idle for %ss, closing", session.peer, self.config.idle_timeout_s)
-                    break
-                answer = session.receive(data)
-                if answer:
-                    writer.write(answer)
-                    await writer.drain()
-                if not data:
-                    break
-        except (ConnectionError, OSError) as exc:
-            log.info("%s: connection lost: %s", session.peer, exc)
-        except asyncio.CancelledError:
-            log.info("%s: closed by the server", session.peer)
-        except Exception:  # isolate: one broken connection never takes the server down
-            log.exception("%s: unexpected failure", session.peer)
+            await serve_connection(session, reader, writer,
+                                   idle_timeout_s=self.config.idle_timeout_s, log=log)
         finally:
             session.close()
             self._writers.discard(writer)
@@ -486,28 +582,3 @@ class EcmgServer:
             writer.close()
             with contextlib.suppress(Exception):
                 await writer.wait_closed()
-
-
-async def close_connections(writers: set[asyncio.StreamWriter],
-                            tasks: set[asyncio.Task[None]], *, grace_s: float = 2.0) -> None:
-    """Close every connection's transport and let its task end; cancel what lingers."""
-    for writer in list(writers):
-        writer.close()
-    pending = [t for t in tasks if not t.done()]
-    if pending:
-        _, still = await asyncio.wait(pending, timeout=grace_s)
-        for task in still:
-            task.cancel()
-        if still:
-            await asyncio.wait(still, timeout=grace_s)
-
-
-def set_nodelay(writer: asyncio.StreamWriter) -> None:
-    """Small request/response messages: do not let Nagle hold them back."""
-    import socket
-
-    sock = writer.get_extra_info("socket")
-    if sock is not None:
-        with contextlib.suppress(OSError):
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-

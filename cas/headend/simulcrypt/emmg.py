@@ -8,7 +8,17 @@ stream_close_request → stream_close_response, channel_close.
 
 If the mux goes away, the EMMG reconnects (backing off up to ``max_reconnect_delay_s``) and
 resumes from the last confirmed position of its :class:`~.outbox.Outbox` — see that module for
-the delivery semantics (no loss; duplicates only in the unconfirmed window).
+the delivery semantics (no loss; duplicates only in the unconfirmed window).  Every failed
+attempt is logged (WARNING); after ``max_connect_attempts`` failures in a row (a connection
+that got through setup starts the count again) the run ends with a :class:`ProtocolError`
+saying why.  When the source itself fails (an unreadable or wrong-format input), the stream
+and the channel are closed properly before that error is raised.
+
+UDP (``udp``): data_provision goes as UDP datagrams, control stays on TCP.  Nothing confirms a
+UDP datagram, and it travels apart from the TCP connection, so it may arrive after a TCP
+message sent later.  The EMMG therefore waits ``udp_end_wait_s`` after its last datagram
+before stream_close_request (as other EMMGs do), and reports UDP datagrams as
+``udp_unconfirmed`` — handed to the network, never as confirmed by the mux.
 
 Pacing: a token bucket at the allocated bit rate, counting datagram bytes (sections, or 188
 per TS packet), so the average rate never exceeds the allocation.  A later
@@ -20,6 +30,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import socket
 import time
 from collections import deque
@@ -79,6 +90,28 @@ class _Disconnected(Exception):
     """The connection to the mux ended; reconnect."""
 
 
+def _why(exc: BaseException) -> str:
+    """A one-line reason for a failed connection."""
+    if isinstance(exc, TimeoutError):
+        return str(exc) or "timed out"
+    if isinstance(exc, OSError) and (exc.errno or exc.strerror):
+        text = os.strerror(exc.errno) if exc.errno else str(exc.strerror)
+        return text[:1].lower() + text[1:]
+    return str(exc) or type(exc).__name__
+
+
+class _UdpProtocol(asyncio.DatagramProtocol):
+    """Counts the errors the UDP socket reports (ICMP port unreachable, ...)."""
+
+    def __init__(self, stats: EmmgStats) -> None:
+        self.stats = stats
+
+    def error_received(self, exc: Exception) -> None:
+        self.stats.udp_errors += 1
+        if self.stats.udp_errors == 1:
+            log.warning("UDP data_provision: %s (EMMs sent over UDP may be lost)", _why(exc))
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class EmmgConfig:
     """Where and what the EMMG sends."""
@@ -98,6 +131,9 @@ class EmmgConfig:
     udp_port: int | None = None
     """The mux's UDP port for data_provision (default: the TCP port)."""
     version: int = 2
+    v1_data_id: bool = False
+    """Send data_id in protocol version 1 too (V1 has none; some muxes, e.g. TSDuck's, expect
+    it in every version)."""
     max_datagrams_per_message: int = 32
     max_message_bytes: int = 4096
     """data_provision size cap (UDP: one message per datagram, keep below the MTU-ish)."""
@@ -110,15 +146,27 @@ class EmmgConfig:
     timeout_s: float = 5.0
     reconnect_delay_s: float = 0.1
     max_reconnect_delay_s: float = 5.0
-    max_connect_attempts: int | None = None
+    max_connect_attempts: int | None = 10
     """Give up after this many failed connections in a row (None: never)."""
     close_when_done: bool = True
+    udp_end_wait_s: float = 0.5
+    """UDP: wait this long after the last datagram before closing the stream, so that the
+    datagrams still on their way reach the mux before stream_close_request does."""
 
     def __post_init__(self) -> None:
         if not 0 < self.bandwidth_kbps <= 0xFFFF:
             raise ValueError("bandwidth is 1..65535 kbit/s")
         if self.section_tspkt_flag not in (0, 1):
             raise ValueError("section_TSpkt_flag is 0 or 1")
+        if self.max_connect_attempts is not None and self.max_connect_attempts < 1:
+            raise ValueError("max_connect_attempts is at least 1 (None: never give up)")
+        if self.udp_end_wait_s < 0:
+            raise ValueError("udp_end_wait_s cannot be negative")
+
+    @property
+    def wire_data_id(self) -> int | None:
+        """The data_id our messages carry (None in V1 unless :attr:`v1_data_id`)."""
+        return self.data_id if self.version >= 2 or self.v1_data_id else None
 
 
 @dataclass(slots=True)
@@ -129,6 +177,11 @@ class EmmgStats:
     bytes_sent: int = 0
     resent: int = 0
     confirmed: int = 0
+    """Datagrams the mux confirmed (TCP: its stream_status after a batch)."""
+    udp_unconfirmed: int = 0
+    """Datagrams sent over UDP: handed to the network, which confirms nothing."""
+    udp_errors: int = 0
+    """Errors the UDP socket reported (e.g. nothing listening on the mux's UDP port)."""
     allocated_kbps: int | None = None
     elapsed_s: float = 0.0
 
@@ -176,6 +229,7 @@ class EmmgClient:
         self.outbox = outbox
         self.stats = EmmgStats()
         self._stop = asyncio.Event()
+        self._established = False    # the current connection got through setup
 
     def stop(self) -> None:
         """Ask :meth:`run` to end after the current step (without closing the stream)."""
@@ -188,6 +242,7 @@ class EmmgClient:
         failures = 0
         try:
             while not self._stop.is_set():
+                self._established = False
                 try:
                     finished = await self._session()
                     failures = 0
@@ -195,15 +250,20 @@ class EmmgClient:
                     if finished:
                         break
                 except (_Disconnected, OSError, TimeoutError) as exc:
+                    if self._established:       # it worked until now: a fresh count
+                        failures, delay = 0, c.reconnect_delay_s
                     failures += 1
                     resent = self.outbox.rewind()
                     self.stats.resent += resent
-                    log.info("mux connection lost (%s); %d unconfirmed EMMs will be resent",
-                             exc or type(exc).__name__, resent)
-                    if c.max_connect_attempts is not None and failures >= c.max_connect_attempts:
+                    why = _why(exc)
+                    limit = c.max_connect_attempts
+                    if limit is not None and failures >= limit:
                         raise ProtocolError(
-                            f"mux {c.host}:{c.port} unreachable after {failures} attempts",
-                            error_status=EmmgMuxError.UNKNOWN_ERROR) from exc
+                            f"mux {c.host}:{c.port} unreachable after {failures} attempts: "
+                            f"{why}", error_status=EmmgMuxError.UNKNOWN_ERROR) from exc
+                    log.warning("mux %s:%d: %s (attempt %d of %s); retrying in %.1f s%s",
+                                c.host, c.port, why, failures, limit or "unlimited", delay,
+                                f", {resent} unconfirmed EMMs will be resent" if resent else "")
                 except MuxRefused as exc:
                     if EmmgMuxError.CHANNEL_ID_IN_USE not in exc.error_statuses and \
                             EmmgMuxError.STREAM_ID_IN_USE not in exc.error_statuses and \
@@ -212,7 +272,11 @@ class EmmgClient:
                     # The mux has not noticed our previous connection is gone yet.
                     failures += 1
                     self.outbox.rewind()
-                    log.info("%s; retrying", exc)
+                    limit = c.max_connect_attempts
+                    if limit is not None and failures >= limit:
+                        raise
+                    log.warning("%s (attempt %d of %s); retrying in %.1f s", exc, failures,
+                                limit or "unlimited", delay)
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._stop.wait(), delay)
                 delay = min(delay * 2, c.max_reconnect_delay_s)
@@ -267,7 +331,7 @@ class _Session:
                          section_tspkt_flag=c.section_tspkt_flag), ChannelStatus)
         assert isinstance(status, ChannelStatus)
         self.channel_status = status
-        data_id = c.data_id if c.version >= 2 else None
+        data_id = c.wire_data_id
         stream = await self._setup_request(
             StreamSetup(client_id=cid, data_channel_id=chid, data_stream_id=sid, data_id=data_id,
                         data_type=c.data_type), StreamStatus)
@@ -281,21 +345,49 @@ class _Session:
         if c.udp:
             loop = asyncio.get_running_loop()
             self.udp, _ = await loop.create_datagram_endpoint(
-                asyncio.DatagramProtocol, remote_addr=(c.host, c.udp_port or c.port))
+                lambda: _UdpProtocol(self.stats), remote_addr=(c.host, c.udp_port or c.port))
         else:
             # A first confirmation point before any data: tells a mux like ours that this
             # stream confirms its batches (see .outbox).
             await self._setup_request(self._stream_test(), StreamStatus)
+        self.client._established = True
         self.reader_task = asyncio.create_task(self._read_loop())
-        await self._send_loop()
+        try:
+            await self._send_loop()
+        except CasError as exc:
+            # The source failed (e.g. a sections file where TS packets were asked for):
+            # leave the mux clean, then report the error.
+            log.warning("stopping: %s; closing the stream and the channel", exc)
+            with contextlib.suppress(CasError, _Disconnected, OSError, TimeoutError):
+                await self._close_stream_and_channel()
+            raise
         if not c.close_when_done or self.client._stop.is_set():
             return False
+        await self._udp_end_wait()
+        await self._close_stream_and_channel()
+        return True
+
+    async def _udp_end_wait(self) -> None:
+        """UDP: let the datagrams on their way reach the mux before the TCP close does."""
+        if self.udp is None:
+            return
+        # asyncio's UDP transports queue what the socket would not take at once (typeshed
+        # does not declare the buffer size on DatagramTransport)
+        buffered: Callable[[], int] = getattr(self.udp, "get_write_buffer_size", lambda: 0)
+        deadline = time.monotonic() + self.c.timeout_s
+        while buffered() and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
+        if self.c.udp_end_wait_s:
+            await asyncio.sleep(self.c.udp_end_wait_s)
+
+    async def _close_stream_and_channel(self) -> None:
+        c = self.c
+        cid, chid, sid = c.client_id, c.data_channel_id, c.data_stream_id
         await self._request_after_setup(
             StreamCloseRequest(client_id=cid, data_channel_id=chid, data_stream_id=sid),
             StreamCloseResponse)
         self._write(self.conn.send(ChannelClose(client_id=cid, data_channel_id=chid)))
         await self.writer.drain()
-        return True
 
     def _stream_test(self) -> StreamTest:
         return StreamTest(client_id=self.c.client_id, data_channel_id=self.c.data_channel_id,
@@ -344,11 +436,16 @@ class _Session:
             event = DataProvision(
                 client_id=c.client_id, data_channel_id=c.data_channel_id,
                 data_stream_id=c.data_stream_id,
-                data_id=c.data_id if c.version >= 2 else None, datagrams=tuple(batch))
+                data_id=c.wire_data_id, datagrams=tuple(batch))
             data = self.conn.send(event)
             if self.udp is not None:
+                if self.udp.is_closing():
+                    raise _Disconnected("UDP socket closed")
                 self.udp.sendto(data)
-                outbox.ack(outbox.sent)   # UDP: best effort, confirmed once written
+                # UDP is best effort: the outbox moves on (nothing will be resent), but the
+                # datagrams count as sent unconfirmed, never as confirmed.
+                outbox.ack(outbox.sent)
+                self.stats.udp_unconfirmed += len(batch)
             else:
                 self._write(data)
                 await self.writer.drain()

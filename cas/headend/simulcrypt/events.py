@@ -158,6 +158,38 @@ class Event:
     def stream_id(self) -> int | None:
         return getattr(self, self._STREAM_FIELD) if self._STREAM_FIELD else None
 
+    def summary(self) -> str:
+        """One line for logs: the message, its ids, CP number, sizes and error statuses —
+        never CWs or datagram bytes."""
+        parts = [self.KIND.value]
+        if self.channel_id is not None:
+            parts.append(f"channel={self.channel_id}")
+        if self.stream_id is not None:
+            parts.append(f"stream={self.stream_id}")
+        for name in ("client_id", "super_cas_id"):
+            value = getattr(self, name, None)
+            if value is not None:
+                parts.append(f"{name}=0x{value:08X}")
+        for name in ("ecm_id", "data_id", "cp_number", "bandwidth_kbps", "section_tspkt_flag",
+                     "nominal_cp_duration_100ms", "max_comp_time_ms"):
+            value = getattr(self, name, None)
+            if value is not None:
+                parts.append(f"{name}={value}")
+        combos = getattr(self, "cp_cw_combinations", None)
+        if combos:
+            parts.append("CWs for CP " + ",".join(str(c.cp_number) for c in combos))
+        datagram = getattr(self, "ecm_datagram", None)
+        if datagram is not None:
+            parts.append(f"ECM_datagram {len(datagram)} bytes")
+        datagrams = getattr(self, "datagrams", None)
+        if datagrams:
+            parts.append(f"{len(datagrams)} datagram(s), {sum(map(len, datagrams))} bytes")
+        statuses = getattr(self, "error_status", None)
+        if statuses:
+            parts.append("error_status " + ", ".join(
+                f"0x{s:04X} {self.SPEC.error_name(s)}" for s in statuses))
+        return " ".join(parts)
+
     # --- wire ---------------------------------------------------------------------------------
     @classmethod
     def message_spec(cls) -> MessageSpec:

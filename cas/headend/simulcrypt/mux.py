@@ -15,6 +15,11 @@ stream_close_request / channel_close), written, and only then answered with stre
 the connection breaks first, the held datagrams are dropped, because the EMMG will send them
 again (see :mod:`.outbox`).  A stream that never sends stream_test is written as it arrives,
 and UDP datagrams always are.
+
+UDP datagrams travel apart from the TCP connection, so the last ones may arrive just after the
+stream_close_request (or channel_close) that the EMMG sent after them.  A closed stream's
+data_id therefore keeps taking UDP datagrams for ``MuxConfig.udp_close_linger_s``, so that
+nothing sent before the close is dropped.
 """
 
 from __future__ import annotations
@@ -22,7 +27,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO, Protocol
@@ -35,7 +41,7 @@ from cas.formats.simulcrypt import EmmgMuxError as Err
 from cas.formats.simulcrypt import EmmgMuxParam as Param
 
 from .connection import NEED_DATA, Connection, ConnectionClosed, Role
-from .ecmg import close_connections, set_nodelay
+from .ecmg import DEFAULT_IDLE_TIMEOUT_S
 from .emmgmux import (
     EVENTS,
     ChannelClose,
@@ -54,6 +60,8 @@ from .emmgmux import (
     StreamTest,
 )
 from .events import Event, PeerProtocolError, decode_event, error_information_for
+from .serving import close_connections, peer_name, serve_connection, start_server
+from .state import ChannelState
 
 log = logging.getLogger("cas.simulcrypt.mux")
 
@@ -127,21 +135,50 @@ class MuxConfig:
     """Accepted client_ids (None: any)."""
     max_channels: int = 0
     max_streams_per_channel: int = 0
-    idle_timeout_s: float | None = None
+    idle_timeout_s: float | None = DEFAULT_IDLE_TIMEOUT_S
+    """Probe a silent connection with channel_test, close it if still silent (:mod:`.serving`)."""
     max_message_length: int = 0xFFFF
     udp: bool = True
+    udp_close_linger_s: float = 1.0
+    """UDP datagrams for a stream closed less than this long ago are still written."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Closed:
+    """A stream closed a moment ago: where its late UDP datagrams still go."""
+
+    until: float
+    ts_packets: bool
 
 
 class MuxRegistry:
     """Mux-wide bookkeeping (single event loop: no locks)."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, clock: Callable[[], float] = time.monotonic) -> None:
+        self.clock = clock
         self.channels: set[tuple[int, int]] = set()        # (client_id, data_channel_id)
         self.data_ids: dict[tuple[int, int], tuple[MuxSession, int]] = {}  # -> session, stream
+        self.closed_data_ids: dict[tuple[int, int], _Closed] = {}   # (client_id, data_id)
         self.datagrams = 0
         self.udp_datagrams = 0
         self.udp_dropped = 0
+        self.udp_after_close = 0
         self.errors_sent = 0
+        self.stream_closes = 0
+        """stream_close_requests answered (clean ends)."""
+        self.channel_closes = 0
+        """channel_closes received (clean ends)."""
+
+    def linger(self, key: tuple[int, int], seconds: float, *, ts_packets: bool) -> None:
+        now = self.clock()
+        for old in [k for k, v in self.closed_data_ids.items() if v.until <= now]:
+            del self.closed_data_ids[old]
+        if seconds > 0:
+            self.closed_data_ids[key] = _Closed(until=now + seconds, ts_packets=ts_packets)
+
+    def lingering(self, key: tuple[int, int]) -> _Closed | None:
+        closed = self.closed_data_ids.get(key)
+        return closed if closed is not None and closed.until > self.clock() else None
 
 
 @dataclass(slots=True)
@@ -171,16 +208,18 @@ class MuxSession:
     def ts_packets(self) -> bool:
         return bool(self.conn.section_tspkt_flag)
 
-    def receive(self, data: bytes) -> bytes:
+    def receive(self, data: bytes, *, received_at: float | None = None) -> bytes:
+        """Bytes from the EMMG in, the answer out (``received_at`` is not used here)."""
         self.conn.receive_data(data)
         out: list[bytes] = []
         while not self.closed:
             try:
                 event = self.conn.next_event()
             except PeerProtocolError as exc:
-                log.info("%s: refused: %s (0x%04X)", self.peer, exc, exc.error_status)
+                log.warning("%s: refused: %s (0x%04X %s)", self.peer, exc, exc.error_status,
+                            self.conn.spec.error_name(exc.error_status))
                 self.registry.errors_sent += 1
-                out.append(self.conn.send(self.conn.error_event(exc)))
+                out.append(self._send(self.conn.error_event(exc)))
                 continue
             if event is NEED_DATA:
                 break
@@ -188,17 +227,34 @@ class MuxSession:
                 self.close(commit=False)
                 break
             assert isinstance(event, Event)
+            if log.isEnabledFor(logging.DEBUG):
+                log.debug("%s: <- %s", self.peer, event.summary())
             try:
                 for reply in self.handle(event):
                     if isinstance(reply, ChannelError | StreamError):
+                        # a refusal the mux decided (client_id, ids in use, datagrams, ...)
+                        log.warning("%s: %s refused: %s", self.peer, event.KIND.value,
+                                    reply.summary())
                         self.registry.errors_sent += 1
-                    out.append(self.conn.send(reply))
+                    out.append(self._send(reply))
             except CasError as exc:
                 log.warning("%s: %s failed: %s", self.peer, event.KIND.value, exc)
-                out.append(self.conn.send(ChannelError(
+                out.append(self._send(ChannelError(
                     client_id=self.conn.client_id or 0, data_channel_id=self.conn.channel_id or 0,
                     error_status=(getattr(exc, "error_status", Err.UNKNOWN_ERROR),))))
         return b"".join(out)
+
+    def _send(self, event: Event) -> bytes:
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("%s: -> %s", self.peer, event.summary())
+        return self.conn.send(event)
+
+    def probe(self) -> bytes | None:
+        """The channel_test that checks an idle connection (None: no open channel)."""
+        if self.closed or self.conn.channel_state is not ChannelState.OPEN:
+            return None
+        return self._send(ChannelTest(client_id=self.conn.client_id or 0,
+                                      data_channel_id=self.conn.channel_id or 0))
 
     def close(self, *, commit: bool) -> None:
         """End the session; held datagrams are written only when ``commit``."""
@@ -222,7 +278,11 @@ class MuxSession:
                      len(stream.held), sid)
         client_id = self.conn.client_id
         if stream.data_id is not None and client_id is not None:
-            self.registry.data_ids.pop((client_id, stream.data_id), None)
+            key = (client_id, stream.data_id)
+            self.registry.data_ids.pop(key, None)
+            if commit:   # a clean close: datagrams already on their way over UDP still count
+                self.registry.linger(key, self.config.udp_close_linger_s,
+                                     ts_packets=self.ts_packets)
 
     def _commit(self, stream: _MuxStream) -> None:
         if stream.held:
@@ -259,11 +319,13 @@ class MuxSession:
                 data_stream_id=event.data_stream_id, bandwidth_kbps=stream.allocated_kbps)]
         if isinstance(event, StreamCloseRequest):
             self._drop_stream(event.data_stream_id, commit=True)
+            self.registry.stream_closes += 1
             return [StreamCloseResponse(client_id=event.client_id,
                                         data_channel_id=event.data_channel_id,
                                         data_stream_id=event.data_stream_id)]
         if isinstance(event, ChannelClose):
             self.close(commit=True)
+            self.registry.channel_closes += 1
             return []
         if isinstance(event, ChannelError | StreamError):
             log.info("%s: EMMG reports %s", self.peer, event)
@@ -396,7 +458,7 @@ class MuxServer:
         return int(self._server.sockets[0].getsockname()[1])
 
     async def start(self) -> MuxServer:
-        self._server = await asyncio.start_server(self._serve, self.host, self.requested_port)
+        self._server = await start_server(self._serve, self.host, self.requested_port)
         if self.config.udp:
             loop = asyncio.get_running_loop()
             self._udp, _ = await loop.create_datagram_endpoint(
@@ -440,7 +502,12 @@ class MuxServer:
             return
         target = None
         if event.data_id is not None:
-            target = self.registry.data_ids.get((event.client_id, event.data_id))
+            key = (event.client_id, event.data_id)
+            target = self.registry.data_ids.get(key)
+            closed = self.registry.lingering(key) if target is None else None
+            if closed is not None:
+                self._write_after_close(event, key, closed)
+                return
         if target is None or not target[0].receive_udp(event):
             self.registry.udp_dropped += 1
             log.info("UDP: no open stream for client 0x%08X data_id %s", event.client_id,
@@ -448,34 +515,34 @@ class MuxServer:
             return
         self.registry.udp_datagrams += len(event.datagrams)
 
+    def _write_after_close(self, event: DataProvision, key: tuple[int, int],
+                           closed: _Closed) -> None:
+        try:
+            for datagram in event.datagrams:
+                check_datagram(datagram, closed.ts_packets)
+        except FormatError as exc:
+            self.registry.udp_dropped += 1
+            log.info("UDP: bad datagram for closed data_id %d: %s", key[1], exc)
+            return
+        self.sink.write(client_id=key[0], data_id=key[1], datagrams=event.datagrams,
+                        ts_packets=closed.ts_packets)
+        count = len(event.datagrams)
+        self.registry.datagrams += count
+        self.registry.udp_datagrams += count
+        self.registry.udp_after_close += count
+        log.info("UDP: %d datagram(s) for client 0x%08X data_id %d just after its stream "
+                 "closed: written", count, key[0], key[1])
+
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
         assert task is not None
         self._tasks.add(task)
         self._writers.add(writer)
         self.connections += 1
-        peer = writer.get_extra_info("peername")
-        session = MuxSession(self.config, self.sink, self.registry,
-                             peer=f"{peer[0]}:{peer[1]}" if peer else "?")
-        set_nodelay(writer)
+        session = MuxSession(self.config, self.sink, self.registry, peer=peer_name(writer))
         try:
-            while not session.closed:
-                try:
-                    data = await asyncio.wait_for(reader.read(65536), self.config.idle_timeout_s)
-                except TimeoutError:
-                    break
-                answer = session.receive(data)
-                if answer:
-                    writer.write(answer)
-                    await writer.drain()
-                if not data:
-                    break
-        except (ConnectionError, OSError) as exc:
-            log.info("%s: connection lost: %s", session.peer, exc)
-        except asyncio.CancelledError:
-            log.info("%s: closed by the mux", session.peer)
-        except Exception:  # isolate connections from each other
-            log.exception("%s: unexpected failure", session.peer)
+            await serve_connection(session, reader, writer,
+                                   idle_timeout_s=self.config.idle_timeout_s, log=log)
         finally:
             session.close(commit=False)
             self._writers.discard(writer)

@@ -281,6 +281,43 @@ async def test_idle_connections_are_closed(keys: OperatorKeys) -> None:
         writer.close()
 
 
+async def test_the_ecmg_has_an_idle_timeout_by_default() -> None:
+    """Issue 12, item 7: idle half-open connections were held forever."""
+    assert EcmgConfig().idle_timeout_s == 60.0
+
+
+async def test_a_silent_channel_is_probed_then_closed(keys: OperatorKeys) -> None:
+    """An open channel that stops talking gets a channel_test; no answer: closed."""
+    config = EcmgConfig(idle_timeout_s=0.3)
+    async with asyncio.timeout(10), EcmgServer(sealed_ecm_builder(keys), config) as server:
+        reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+        writer.write(frame(E.ChannelSetup(ecm_channel_id=1, super_cas_id=SUPER)))
+        assert isinstance(await read_event(reader), E.ChannelStatus)
+        probe = await read_event(reader)
+        assert isinstance(probe, E.ChannelTest) and probe.ecm_channel_id == 1
+        assert await reader.read() == b""           # no channel_status back: closed
+        writer.close()
+        await asyncio.sleep(0.05)
+        assert server.registry.channels == set()    # and its channel id is free again
+
+
+async def test_a_quiet_scs_that_answers_the_probe_keeps_its_connection(
+        keys: OperatorKeys) -> None:
+    """A live SCS with a long crypto-period says nothing for a while: it answers the
+    ECMG's channel_test (our SCS client does) and keeps its channel."""
+    config = EcmgConfig(idle_timeout_s=0.2)
+    async with asyncio.timeout(10), EcmgServer(sealed_ecm_builder(keys), config) as server:
+        scs = await ScsClient.connect("127.0.0.1", server.port, channel_id=3,
+                                      super_cas_id=SUPER)
+        async with scs:
+            await scs.setup_stream(1, ecm_id=1, nominal_cp_duration_100ms=100)
+            await asyncio.sleep(1.0)                # five idle timeouts
+            cws = _cws(4)
+            response = await scs.cw_provision(1, 4, cws, access_criteria=AC)
+            _assert_ecm(keys, scs.section_of(response), 4, cws)
+        assert server.connections == 1
+
+
 async def test_scs_client_answers_the_ecmgs_tests() -> None:
     """channel_test / stream_test from the ECMG side: the SCS echoes its last status."""
     got: list[Event] = []
@@ -348,3 +385,45 @@ async def test_raw_frames_split_anywhere(keys: OperatorKeys) -> None:
         assert isinstance(await read_event(reader), E.StreamStatus)
         await _still_alive(reader, writer)
         writer.close()
+
+
+async def test_an_overloaded_ecmg_sheds_what_it_cannot_answer_in_time(
+        keys: OperatorKeys) -> None:
+    """Issue 12, item 20: a burst the ECMG cannot compute within max_comp_time gets
+    stream_error out_of_compute (0x000D) at once for what would come late; the ECMs it does
+    send are on time, and it serves again as soon as it has caught up."""
+    import time
+
+    sealed = sealed_ecm_builder(keys)
+
+    def slow_builder(request: object) -> bytes:
+        time.sleep(0.04)                       # a compute of 40 ms, holding the event loop
+        return sealed(request)  # type: ignore[arg-type]
+
+    config = EcmgConfig(max_comp_time_ms=60, shed_after_ms=30)
+    async with asyncio.timeout(20), EcmgServer(slow_builder, config) as server:
+        reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+        writer.write(frame(E.ChannelSetup(ecm_channel_id=1, super_cas_id=SUPER)))
+        writer.write(frame(E.StreamSetup(ecm_channel_id=1, ecm_stream_id=1, ecm_id=1,
+                                         nominal_cp_duration_100ms=10)))
+        assert isinstance(await read_event(reader), E.ChannelStatus)
+        assert isinstance(await read_event(reader), E.StreamStatus)
+        burst = b"".join(frame(E.CwProvision(
+            ecm_channel_id=1, ecm_stream_id=1, cp_number=cp,
+            cp_cw_combinations=tuple(CpCw(cp_number=k, cw=v) for k, v in _cws(cp).items()),
+            access_criteria=AC)) for cp in range(6))
+        writer.write(burst)                    # six at once: one fits in 60 ms
+        answers = [await read_event(reader) for _ in range(6)]
+        assert isinstance(answers[0], E.EcmResponse) and answers[0].cp_number == 0
+        for shed in answers[1:]:
+            assert isinstance(shed, E.StreamError), shed
+            assert shed.error_status == (EE.OUT_OF_COMPUTE,)
+        cws = _cws(6)
+        writer.write(frame(E.CwProvision(
+            ecm_channel_id=1, ecm_stream_id=1, cp_number=6,
+            cp_cw_combinations=tuple(CpCw(cp_number=k, cw=v) for k, v in cws.items()))))
+        served = await read_event(reader)
+        assert isinstance(served, E.EcmResponse)
+        _assert_ecm(keys, served.ecm_datagram, 6, cws)
+        writer.close()
+    assert server.registry.shed == 5 and server.registry.ecms_sent == 2

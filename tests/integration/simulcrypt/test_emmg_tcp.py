@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from pathlib import Path
 
 import pytest
 
+from cas.errors import FormatError, ProtocolError
 from cas.formats import ts
 from cas.formats.simulcrypt import EMMG_MUX
 from cas.formats.simulcrypt import EmmgMuxError as ME
@@ -223,3 +225,221 @@ async def test_truncated_frame_then_end_of_stream_closes() -> None:
         writer.write_eof()
         assert await reader.read() == b""          # the mux closes; nothing hangs
         writer.close()
+
+
+# --- version 1 with peers that always send data_id (issue 12, item 19) -------------------------
+async def test_mux_accepts_a_data_id_in_version_1() -> None:
+    """TSDuck sends data_id in every version: our mux takes it in V1 and echoes it."""
+    sink = MemorySink()
+    async with asyncio.timeout(10), MuxServer(sink) as mux:
+        reader, writer = await asyncio.open_connection("127.0.0.1", mux.port)
+        writer.write(frame(M.ChannelSetup(client_id=CLIENT, data_channel_id=1,
+                                          section_tspkt_flag=0), 1))
+        assert isinstance(await read_event(reader, EMMG_MUX), M.ChannelStatus)
+        writer.write(raw(1, MM.STREAM_SETUP, *IDS, (MP.DATA_ID, u16(7)), (MP.DATA_TYPE, b"\x00")))
+        status = await read_event(reader, EMMG_MUX)
+        assert isinstance(status, M.StreamStatus), status
+        assert status.data_id == 7
+        writer.write(raw(1, MM.DATA_PROVISION, *IDS, (MP.DATA_ID, u16(7)),
+                         (MP.DATAGRAM, section(1))))
+        writer.write(raw(1, MM.STREAM_TEST, *IDS))
+        assert isinstance(await read_event(reader, EMMG_MUX), M.StreamStatus)
+        assert sink.by_stream == {(CLIENT, 7): [section(1)]}
+        writer.close()
+
+
+@pytest.mark.parametrize("v1_data_id", [False, True])
+async def test_emmg_sends_data_id_in_version_1_when_told(v1_data_id: bool) -> None:
+    sink = MemorySink()
+    async with asyncio.timeout(20), MuxServer(sink) as mux:
+        outbox = Outbox(section(i) for i in range(50))
+        config = _config(mux.port, version=1, data_id=7, v1_data_id=v1_data_id)
+        stats = await EmmgClient(config, outbox).run()
+    assert stats.confirmed == 50 and outbox.done
+    assert list(sink.by_stream) == [(CLIENT, 7 if v1_data_id else None)]
+    assert numbers(sink.by_stream[(CLIENT, 7 if v1_data_id else None)]) == list(range(50))
+
+
+async def test_emmg_v1_data_id_satisfies_a_mux_that_insists_on_it() -> None:
+    """A mux that wants data_id in V1 (as TSDuck's does) refuses a stream_setup without it
+    with missing_param; with ``v1_data_id`` our EMMG gets through."""
+    seen: list[int | None] = []
+
+    async def strict_mux(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        setup = await read_event(reader, EMMG_MUX)
+        assert isinstance(setup, M.ChannelSetup)
+        writer.write(frame(M.ChannelStatus(client_id=CLIENT, data_channel_id=1,
+                                           section_tspkt_flag=0), 1))
+        stream = await read_event(reader, EMMG_MUX)
+        assert isinstance(stream, M.StreamSetup)
+        seen.append(stream.data_id)
+        if stream.data_id is None:
+            writer.write(frame(M.StreamError(client_id=CLIENT, data_channel_id=1,
+                                             data_stream_id=1, error_status=(ME.MISSING_PARAM,)),
+                               1))
+        else:
+            writer.write(frame(M.StreamStatus(client_id=CLIENT, data_channel_id=1,
+                                              data_stream_id=1, data_id=stream.data_id,
+                                              data_type=0), 1))
+        await reader.read()
+        writer.close()
+
+    async with asyncio.timeout(10):
+        server = await asyncio.start_server(strict_mux, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        with pytest.raises(MuxRefused) as info:
+            await EmmgClient(_config(port, version=1), Outbox([section(0)])).run()
+        assert info.value.error_statuses == (ME.MISSING_PARAM,)
+        client = EmmgClient(_config(port, version=1, v1_data_id=True, timeout_s=0.5,
+                                    max_connect_attempts=1), Outbox([section(0)]))
+        with pytest.raises(Exception, match="unreachable"):
+            await client.run()         # got past stream_setup; this mux allocates nothing
+        server.close()
+        await server.wait_closed()
+    assert seen == [None, 1]
+
+
+# --- idle connections (issue 12, item 7) ---------------------------------------------------------
+async def test_the_mux_has_an_idle_timeout_by_default() -> None:
+    assert MuxConfig().idle_timeout_s == 60.0
+
+
+async def test_mux_closes_connections_that_never_set_up() -> None:
+    async with asyncio.timeout(10), MuxServer(MemorySink(), MuxConfig(idle_timeout_s=0.2)) as mux:
+        reader, writer = await asyncio.open_connection("127.0.0.1", mux.port)
+        assert await reader.read() == b""
+        writer.close()
+
+
+async def test_mux_probes_a_silent_channel_then_closes_it() -> None:
+    async with asyncio.timeout(10), MuxServer(MemorySink(), MuxConfig(idle_timeout_s=0.3)) as mux:
+        reader, writer = await asyncio.open_connection("127.0.0.1", mux.port)
+        writer.write(frame(M.ChannelSetup(client_id=CLIENT, data_channel_id=1,
+                                          section_tspkt_flag=0)))
+        assert isinstance(await read_event(reader, EMMG_MUX), M.ChannelStatus)
+        probe = await read_event(reader, EMMG_MUX)
+        assert isinstance(probe, M.ChannelTest) and probe.client_id == CLIENT
+        assert await reader.read() == b""
+        writer.close()
+        await asyncio.sleep(0.05)
+        assert mux.registry.channels == set()
+
+
+async def test_an_emmg_that_answers_the_probe_keeps_its_connection() -> None:
+    """Our EMMG answers the mux's channel_test, so a slow EMMG is not cut off."""
+    sink = MemorySink()
+    async with asyncio.timeout(20), MuxServer(sink, MuxConfig(idle_timeout_s=0.15)) as mux:
+        outbox = Outbox(section(i) for i in range(12))
+        # 12 sections of 24 bytes at 1 kbit/s: about 2 s, far longer than the idle timeout
+        stats = await EmmgClient(_config(mux.port, bandwidth_kbps=1, confirm_every=1,
+                                         confirm_interval_s=5.0, timeout_s=5.0),
+                                 outbox).run()
+    assert numbers(sink.datagrams) == list(range(12))
+    assert stats.connections == 1
+
+
+# --- UDP: the last datagrams and the close (issue 12, item 18) ------------------------------------
+class _SlowUdpPath(asyncio.DatagramProtocol):
+    """A UDP relay that delivers every datagram ``delay_s`` late: a UDP path slower than the
+    TCP connection, so the EMMG's last datagrams arrive after a TCP message sent later."""
+
+    def __init__(self, target: tuple[str, int], delay_s: float) -> None:
+        self.target = target
+        self.delay_s = delay_s
+        self.transport: asyncio.DatagramTransport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def datagram_received(self, data: bytes, addr: tuple[str | object, int]) -> None:
+        assert self.transport is not None
+        asyncio.get_running_loop().call_later(self.delay_s, self.transport.sendto, data,
+                                              self.target)
+
+
+async def _slow_udp_path(mux_port: int, delay_s: float) -> tuple[asyncio.DatagramTransport, int]:
+    loop = asyncio.get_running_loop()
+    transport, _ = await loop.create_datagram_endpoint(
+        lambda: _SlowUdpPath(("127.0.0.1", mux_port), delay_s), local_addr=("127.0.0.1", 0))
+    return transport, transport.get_extra_info("sockname")[1]
+
+
+async def test_emmg_waits_for_its_udp_datagrams_before_closing() -> None:
+    """Against a mux that drops UDP data once the stream is closed (as TSDuck's datainject
+    does), the EMMG's end wait lets all 100 EMMs in; none is reported as confirmed."""
+    sink = MemorySink()
+    async with asyncio.timeout(20), MuxServer(sink, MuxConfig(udp_close_linger_s=0)) as mux:
+        relay, relay_port = await _slow_udp_path(mux.port, 0.1)
+        try:
+            outbox = Outbox(section(i) for i in range(100))
+            stats = await EmmgClient(_config(mux.port, udp=True, udp_port=relay_port),
+                                     outbox).run()
+        finally:
+            relay.close()
+    assert numbers(sink.datagrams) == list(range(100))
+    assert mux.registry.udp_dropped == 0 and mux.registry.stream_closes == 1
+    assert stats.udp_unconfirmed == 100 and stats.confirmed == 0 and stats.udp_errors == 0
+
+
+async def test_mux_keeps_udp_data_arriving_around_the_close() -> None:
+    """Without any end wait on the EMMG side, our mux still writes the datagrams that
+    arrive just after the stream_close_request: 100 of 100."""
+    sink = MemorySink()
+    async with asyncio.timeout(20), MuxServer(sink) as mux:
+        relay, relay_port = await _slow_udp_path(mux.port, 0.1)
+        try:
+            outbox = Outbox(section(i) for i in range(100))
+            await EmmgClient(_config(mux.port, udp=True, udp_port=relay_port,
+                                     udp_end_wait_s=0), outbox).run()
+            await asyncio.sleep(0.3)
+        finally:
+            relay.close()
+    assert numbers(sink.datagrams) == list(range(100))
+    assert mux.registry.udp_after_close > 0 and mux.registry.udp_dropped == 0
+
+
+async def test_mux_drops_udp_data_for_a_stream_closed_long_ago() -> None:
+    sink = MemorySink()
+    async with asyncio.timeout(10), MuxServer(sink, MuxConfig(udp_close_linger_s=0.1)) as mux:
+        await EmmgClient(_config(mux.port, udp=True, udp_end_wait_s=0),
+                         Outbox([section(0)])).run()
+        await asyncio.sleep(0.3)
+        loop = asyncio.get_running_loop()
+        udp, _ = await loop.create_datagram_endpoint(asyncio.DatagramProtocol,
+                                                     remote_addr=("127.0.0.1", mux.port))
+        udp.sendto(frame(M.DataProvision(client_id=CLIENT, data_id=1, datagrams=(section(1),))))
+        await asyncio.sleep(0.2)
+        udp.close()
+    assert sink.datagrams == [section(0)] and mux.registry.udp_dropped == 1
+
+
+# --- the EMMG's failures are reported and leave the mux clean (issue 12, item 14) ------------------
+async def test_a_source_error_closes_stream_and_channel(tmp_path: Path) -> None:
+    source = tmp_path / "emm.sections"
+    source.write_bytes(b"".join(section(i) for i in range(5)))
+    async with asyncio.timeout(10), MuxServer(MemorySink()) as mux:
+        outbox = Outbox(carousel(source, section_tspkt_flag=1))
+        with pytest.raises(FormatError, match="TS packets requested"):
+            await EmmgClient(_config(mux.port, section_tspkt_flag=1), outbox).run()
+        await asyncio.sleep(0.05)
+    assert mux.registry.stream_closes == 1 and mux.registry.channel_closes == 1
+
+
+async def test_the_emmg_gives_up_on_a_missing_mux_by_default_and_says_why(
+        caplog: pytest.LogCaptureFixture) -> None:
+    assert EmmgConfig(host="127.0.0.1", port=1).max_connect_attempts == 10
+    async with asyncio.timeout(10):
+        server = await asyncio.start_server(lambda r, w: w.close(), "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        server.close()
+        await server.wait_closed()
+        caplog.set_level(logging.WARNING, logger="cas.simulcrypt.emmg")
+        client = EmmgClient(_config(port, max_connect_attempts=3), Outbox([section(0)]))
+        with pytest.raises(ProtocolError) as info:
+            await client.run()
+    assert str(info.value) == f"mux 127.0.0.1:{port} unreachable after 3 attempts: " \
+        "connection refused"
+    attempts = [r.getMessage() for r in caplog.records if "attempt" in r.getMessage()]
+    assert len(attempts) == 2
+    assert "connection refused (attempt 1 of 3); retrying" in attempts[0]
+    assert "(attempt 2 of 3)" in attempts[1]

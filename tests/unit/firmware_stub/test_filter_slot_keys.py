@@ -7,6 +7,7 @@ import pytest
 from cas.card.errors import error_for
 from cas.crypto import Key
 from cas.crypto.csa2 import Csa2
+from cas.crypto.cw import reduce_cw
 from cas.errors import CardTransportError, CryptoError, NoCardError
 from cas.formats.emm import EmmHeader, GlobalAddress, SetRegion, SharedAddress, UniqueAddress
 from cas.messages import seal_emm
@@ -126,7 +127,7 @@ def test_emm_answers() -> None:
 
 
 def test_key_slot_descrambles_by_parity_and_checks_pes_starts() -> None:
-    even, odd = bytes.fromhex("0102030605060710"), bytes.fromhex("1112132336373850")
+    even, odd = bytes.fromhex("0102030605060712"), bytes.fromhex("11121336363738a5")  # reduced
     mux = Mux()
     clear = b"".join(mux.pes(0x100, bytes(range(256)) * 2))
     buf = bytearray(clear)
@@ -151,3 +152,31 @@ def test_key_slot_descrambles_by_parity_and_checks_pes_starts() -> None:
         slot.install(b"\x00" * 16, b"\x00" * 16)  # CISSA-sized CWs for a CSA2 slot
     with pytest.raises(CryptoError):
         KeySlot(0x03)  # CSA3: not a mode this box has
+
+
+def test_csa2_key_slot_reduces_full_64_bit_control_words() -> None:
+    """A CSA2 receiver reduces the CW before descrambling (issue 12, item 17): a stream
+    scrambled with the reduced CWs opens with the full 64-bit CWs the ECM carried, and
+    reducing an already-reduced CW changes nothing."""
+    full_even, full_odd = bytes.fromhex("0102030405060708"), bytes.fromhex("1112131415161718")
+    even, odd = reduce_cw(full_even), reduce_cw(full_odd)
+    assert (even, odd) != (full_even, full_odd)
+    clear = b"".join(Mux().pes(0x100, bytes(range(256)) * 2))
+    buf = bytearray(clear)
+    Csa2(even, odd).scramble(buf, bytes([1, 0, 1]))
+    slot = KeySlot(0x02)
+    slot.install(full_even, full_odd)
+    out = bytearray(buf)
+    slot.descramble(out)
+    assert out == bytearray(clear)
+    assert not slot.install(even, odd)           # the same keys once reduced: no change
+    out = bytearray(buf)
+    slot.descramble(out)
+    assert out == bytearray(clear)
+
+
+def test_cissa_key_slot_uses_its_keys_as_given() -> None:
+    slot = KeySlot(0x10)
+    key_even, key_odd = bytes(range(16)), bytes(range(16, 32))
+    assert slot.install(key_even, key_odd)
+    assert not slot.install(key_even, key_odd)

@@ -244,3 +244,25 @@ def test_cw_log_line_round_trip() -> None:
     buf = io.StringIO()
     write_cw_log_line(buf, entry)
     assert read_cw_log(buf.getvalue().splitlines()) == [entry.to_json()]
+
+
+def test_csa2_cipher_scrambles_with_the_reduced_cw() -> None:
+    """Issue 12, item 17: whatever 8-byte CW a service gives (e.g. a full 64-bit CW from
+    another vendor's SCS), the CSA2 scrambler keys libdvbcsa with its reduction — what every
+    CSA2 receiver descrambles with."""
+    from cas.crypto.csa2 import Csa2
+    from cas.crypto.cw import reduce_cw
+
+    full = bytes.fromhex("0102030405060708")
+    clear = bytearray()
+    for n in range(4):
+        clear += bytes((0x47, 0x01, 0x00, 0x10 | n)) + bytes([n]) * 184
+    ours = bytearray(clear)
+    assert payload_cipher(Algorithm.CSA2).scramble(memoryview(ours), parity=0, pids={0x100},
+                                                   cw=full) == 4
+    reference = bytearray(clear)
+    Csa2(reduce_cw(full), None).scramble(reference, 0)
+    assert ours == reference
+    unreduced = bytearray(clear)
+    Csa2(full, None).scramble(unreduced, 0)
+    assert ours != unreduced

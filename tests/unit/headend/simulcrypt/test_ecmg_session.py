@@ -294,3 +294,81 @@ def test_sealed_builder_with_a_lineup_reference() -> None:
     assert isinstance(unknown, E.StreamError)
     assert unknown.error_status == (EE.INV_PARAM_VALUE,)
     assert unknown.error_information == (u16(EP.ACCESS_CRITERIA),)
+
+
+# --- max_comp_time kept: shedding and the load accepted (issue 12, item 20) -----------------------
+class Clock:
+    """A monotonic clock the test moves by hand."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _timed(config: EcmgConfig, builder: FakeBuilder) -> tuple[Wire, EcmgSession, Clock]:
+    clock = Clock()
+    session = EcmgSession(config, builder, EcmgRegistry(), clock=lambda: NOW, monotonic=clock)
+    return Wire(session), session, clock
+
+
+def _at(wire: Wire, session: EcmgSession, event: Event, received_at: float) -> list[Event]:
+    answer = session.receive(wire.scs.send(event), received_at=received_at)
+    got = deliver(answer, wire.scs)
+    return [e for e in got if isinstance(e, Event)]
+
+
+def test_a_cw_provision_that_waited_past_its_share_of_max_comp_time_is_shed() -> None:
+    builder = FakeBuilder()
+    wire, session, clock = _timed(EcmgConfig(max_comp_time_ms=100, shed_after_ms=50), builder)
+    _open(wire)
+    # waited 60 ms before its turn (> 50 ms): shed at once
+    (shed,) = _at(wire, session, _cw(4), received_at=clock.now - 0.060)
+    assert isinstance(shed, E.StreamError) and shed.error_status == (EE.OUT_OF_COMPUTE,)
+    assert builder.requests == [] and session.registry.shed == 1
+    # its access_criteria still count (sent once, transfer mode 0); a fresh one is served
+    (ecm,) = _at(wire, session, _cw(5, criteria=None), received_at=clock.now - 0.040)
+    assert isinstance(ecm, E.EcmResponse) and ecm.cp_number == 5
+    assert builder.requests[0].access_criteria == AC_FULL
+    assert session.registry.in_ecmg_summary()["count"] == 1
+
+
+def test_shedding_follows_its_configuration() -> None:
+    builder = FakeBuilder()
+    for never in (None, 0):
+        wire, session, clock = _timed(EcmgConfig(max_comp_time_ms=100, shed_after_ms=never),
+                                      builder)
+        _open(wire)
+        (ecm,) = _at(wire, session, _cw(4), received_at=clock.now - 5.0)
+        assert isinstance(ecm, E.EcmResponse)
+    wire, session, clock = _timed(EcmgConfig(max_comp_time_ms=100, shed_after_ms=20), builder)
+    _open(wire)
+    (shed,) = _at(wire, session, _cw(4), received_at=clock.now - 0.021)
+    assert isinstance(shed, E.StreamError) and shed.error_status == (EE.OUT_OF_COMPUTE,)
+    with pytest.raises(ValueError):
+        EcmgConfig(max_comp_time_ms=100, shed_after_ms=101)
+
+
+def test_stream_setups_beyond_the_accepted_load_are_refused() -> None:
+    """max_cw_per_s: streams bring 1 / nominal_CP_duration CW_provisions per second each."""
+    registry = EcmgRegistry()
+    config = EcmgConfig(max_cw_per_s=2.5)
+    wire = Wire(EcmgSession(config, FakeBuilder(), registry, clock=lambda: NOW))
+    _open(wire, stream=0)
+    for sid in (1, 2):          # 1 CW_provision/s each
+        status = wire.one(E.StreamSetup(ecm_channel_id=1, ecm_stream_id=sid, ecm_id=sid,
+                                        nominal_cp_duration_100ms=10))
+        assert isinstance(status, E.StreamStatus)
+    refused = wire.one(E.StreamSetup(ecm_channel_id=1, ecm_stream_id=3, ecm_id=3,
+                                     nominal_cp_duration_100ms=10))
+    assert isinstance(refused, E.StreamError) and refused.error_status == (EE.OUT_OF_COMPUTE,)
+    slower = wire.one(E.StreamSetup(ecm_channel_id=1, ecm_stream_id=3, ecm_id=3,
+                                    nominal_cp_duration_100ms=20))   # 0.5/s fits
+    assert isinstance(slower, E.StreamStatus)
+    assert wire.one(E.StreamCloseRequest(ecm_channel_id=1, ecm_stream_id=1)) == \
+        E.StreamCloseResponse(ecm_channel_id=1, ecm_stream_id=1)
+    assert registry.cw_per_s == pytest.approx(1.5)
+    again = wire.one(E.StreamSetup(ecm_channel_id=1, ecm_stream_id=4, ecm_id=4,
+                                   nominal_cp_duration_100ms=10))
+    assert isinstance(again, E.StreamStatus)

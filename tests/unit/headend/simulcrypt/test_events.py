@@ -109,3 +109,21 @@ def test_ids_and_specs() -> None:
     assert ecmg_event(Kind.CHANNEL_TEST).stream_id is None
     assert event.SPEC is ECMG_SCS and emmg_event(Kind.DATA_PROVISION).SPEC is EMMG_MUX
     assert set(E.EVENTS) == set(ECMG_SCS.messages) and set(M.EVENTS) == set(EMMG_MUX.messages)
+
+
+def test_log_summaries_name_the_message_and_never_carry_key_or_data_bytes() -> None:
+    """The one-line summaries -vv logs (issue 12, item 14)."""
+    cw = bytes.fromhex("a1b2c3d4e5f60718")
+    provision = E.CwProvision(ecm_channel_id=3, ecm_stream_id=4, cp_number=9,
+                              cp_cw_combinations=(CpCw(cp_number=9, cw=cw),
+                                                  CpCw(cp_number=10, cw=cw)),
+                              access_criteria=b"\x02\x0b\xb9")
+    line = provision.summary()
+    assert line == "CW_provision channel=3 stream=4 cp_number=9 CWs for CP 9,10"
+    assert cw.hex() not in line.lower()
+    error = E.StreamError(ecm_channel_id=3, ecm_stream_id=4,
+                          error_status=(EE.OUT_OF_COMPUTE,))
+    assert error.summary() == "stream_error channel=3 stream=4 error_status 0x000D out_of_compute"
+    data = M.DataProvision(client_id=0xDEAD0001, data_id=2, datagrams=(b"\x82\x70\x01\xaa",) * 3)
+    assert data.summary() == ("data_provision client_id=0xDEAD0001 data_id=2 "
+                              "3 datagram(s), 12 bytes")

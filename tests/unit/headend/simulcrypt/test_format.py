@@ -235,6 +235,23 @@ def test_version_1_differences() -> None:
         (EmmgMuxParam.DATA_STREAM_ID, u16(1)))), EMMG_MUX)
 
 
+def test_version_1_takes_a_data_id_when_a_peer_sends_one() -> None:
+    """Issue 12, item 19: V1 has no data_id, but peers such as TSDuck send it in every
+    version; it is accepted (at most once) in V1 and stays mandatory from V2 on."""
+    ids = ((EmmgMuxParam.CLIENT_ID, u32(1)), (EmmgMuxParam.DATA_CHANNEL_ID, u16(1)),
+           (EmmgMuxParam.DATA_STREAM_ID, u16(1)))
+    for message_type, rest in (
+            (EmmgMuxMessage.STREAM_SETUP, ((EmmgMuxParam.DATA_TYPE, b"\x00"),)),
+            (EmmgMuxMessage.STREAM_STATUS, ((EmmgMuxParam.DATA_TYPE, b"\x00"),)),
+            (EmmgMuxMessage.DATA_PROVISION, ((EmmgMuxParam.DATAGRAM, b"\x82\x70\x00"),))):
+        check_message(parse_message(raw(1, message_type, *ids, *rest)), EMMG_MUX)
+        check_message(parse_message(raw(1, message_type, *ids, *rest,
+                                        (EmmgMuxParam.DATA_ID, u16(7)))), EMMG_MUX)
+        assert _check("emmg", 1, message_type, *ids, *rest, (EmmgMuxParam.DATA_ID, u16(7)),
+                      (EmmgMuxParam.DATA_ID, u16(8))) == EmmgMuxError.INV_MESSAGE
+        assert _check("emmg", 2, message_type, *ids, *rest) == EmmgMuxError.MISSING_PARAM
+
+
 def test_every_message_of_both_interfaces_has_a_schema() -> None:
     assert set(ECMG_SCS.messages) == set(EcmgScsMessage)
     assert set(EMMG_MUX.messages) == set(EmmgMuxMessage)
