@@ -19,11 +19,9 @@ one line on stderr and a non-zero exit code, as in ``cas``.
 from __future__ import annotations
 
 import json
-import signal
 import sys
-import threading
-from collections.abc import Callable, Iterator
-from contextlib import ExitStack, contextmanager
+from collections.abc import Callable
+from contextlib import ExitStack
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, BinaryIO, TypeVar
@@ -39,7 +37,7 @@ from firmware_stub.chipset import load_chip_record, load_key_file, load_vendor_k
 from firmware_stub.live import LiveResult, run_live, utc_text
 from firmware_stub.nvram import load_nvram
 from firmware_stub.report import ChannelStatus, render
-from firmware_stub.udpin import InputSpec, open_input, parse_input
+from firmware_stub.udpin import InputSpec, open_input, parse_input, stop_on_signals
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -234,22 +232,6 @@ def _live_spec(stream: str, *, live: bool, duration_s: float | None,
     return None
 
 
-@contextmanager
-def _stop_on_signals() -> Iterator[threading.Event]:
-    """SIGINT and SIGTERM end a live run cleanly (report, NVRAM) instead of killing it."""
-    stop = threading.Event()
-    if threading.current_thread() is not threading.main_thread():
-        yield stop
-        return
-    previous = {sig: signal.signal(sig, lambda signum, frame: stop.set())
-                for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield stop
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-
-
 def _json_line(data: dict[str, Any], *, err: bool = False) -> None:
     click.echo(json.dumps(data, ensure_ascii=False, default=str), err=err)
 
@@ -261,7 +243,7 @@ def _live(app: Application, stack: ExitStack, box: Box, spec: InputSpec, *,
     stack.callback(source.close)
     _json_line({"event": "start", "time": utc_text(datetime.now(UTC)), "input": source.url,
                 "mode": "watch" if channel is not None else "scan"}, err=events_to_err)
-    stop = stack.enter_context(_stop_on_signals())
+    stop = stack.enter_context(stop_on_signals())
     return run_live(box, source, stop=stop, duration_s=duration_s, channel=channel, out=out,
                     pin=pin, on_event=lambda e: _json_line(e.to_json(), err=events_to_err))
 

@@ -21,9 +21,13 @@ from __future__ import annotations
 
 import os
 import select
+import signal
 import socket
 import struct
 import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
@@ -334,3 +338,20 @@ def open_input(spec: InputSpec) -> LiveInput:
     except OSError as exc:
         raise StreamError(f"cannot read {spec.path}: {exc.strerror}") from exc
     return PipeInput(handle, url=str(spec.path), owned=True)  # type: ignore[arg-type]
+
+
+@contextmanager
+def stop_on_signals() -> Iterator[threading.Event]:
+    """SIGINT and SIGTERM set the event (a live run then ends cleanly: report, NVRAM)
+    instead of killing the process; the previous handlers come back afterwards."""
+    stop = threading.Event()
+    if threading.current_thread() is not threading.main_thread():
+        yield stop
+        return
+    previous = {sig: signal.signal(sig, lambda signum, frame: stop.set())
+                for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield stop
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)

@@ -156,11 +156,16 @@ def datagrams(stream: bytes, *, rtp: bool = False, ssrc: int = 0x1234,
 
 
 def udp_send(port: int, chunks: Sequence[bytes], *, host: str = "127.0.0.1",
-             seconds: float = 1.0) -> None:
+             seconds: float = 1.0, multicast_if: str | None = None) -> None:
     """Send ``chunks`` to ``host:port`` spread over about ``seconds`` (no precise pacing:
-    the box does not need it, only a receive buffer that is not flooded)."""
+    the box does not need it, only a receive buffer that is not flooded).  For a
+    multicast ``host``, ``multicast_if`` is the interface address to send from."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     try:
+        if multicast_if is not None:
+            sock.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_IF,
+                            socket.inet_aton(multicast_if))
+            sock.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_LOOP, 1)
         burst = 16
         pause = seconds / max(len(chunks) / burst, 1)
         for i in range(0, len(chunks), burst):

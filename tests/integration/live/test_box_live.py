@@ -145,6 +145,23 @@ def test_live_rtp_detected_on_udp_and_losses_counted(bench: dict[str, Path]) -> 
     assert report["stopped_by"] == "signal"
 
 
+def test_live_scan_on_multicast(bench: dict[str, Path]) -> None:
+    """udp://@group:port joins the group (here on the loopback interface)."""
+    box = StbProcess.start("scan", "udp://@239.255.14.1:0?interface=127.0.0.1",
+                           _box(bench, "mcast"))
+    try:
+        url = box.started()
+        assert url.startswith("udp://@239.255.14.1:")
+        stream = (bench["dir"] / "live.ts").read_bytes()
+        udp_send(port_of(url), datagrams(stream[:len(stream) // 3]), host="239.255.14.1",
+                 multicast_if="127.0.0.1", seconds=1.0)
+        box.channel_event(201, state="OPEN", timeout_s=TIMEOUT_S)
+        report = box.stop(signal.SIGINT)
+    finally:
+        box.kill()
+    assert report["input"]["datagrams"] > 0
+
+
 def test_live_watch_writes_the_clear_service(bench: dict[str, Path]) -> None:
     out = bench["dir"] / "watch-alpha.ts"
     box = StbProcess.start("watch", "udp://127.0.0.1:0", _box(bench, "watch"),
