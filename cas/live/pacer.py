@@ -109,13 +109,16 @@ class Pacer:
         self.stats.packets += len(datagram) // PACKET_SIZE
 
     def flush(self) -> None:
-        """Send what is left (fewer whole packets than a datagram) right away: at a clean stop."""
-        if self._pending:
-            self._send(bytes(self._pending))
+        """Send what is left right away, in datagrams of at most ``packets_per_datagram``
+        whole packets (the last may be shorter): at a clean stop."""
+        size = self.ppd * PACKET_SIZE
+        for pos in range(0, len(self._pending), size):
+            chunk = bytes(self._pending[pos : pos + size])
+            self._send(chunk)
             self.stats.datagrams += 1
-            self.stats.packets += len(self._pending) // PACKET_SIZE
-            self._pending = bytearray()
-            self._pending_times = array("d")
+            self.stats.packets += len(chunk) // PACKET_SIZE
+        self._pending = bytearray()
+        self._pending_times = array("d")
 
     @property
     def pending_packets(self) -> int:

@@ -165,7 +165,7 @@ class Multiplexer:
         assert self.crypto is not None
         crypto = self.crypto
         out = Block()
-        t = max(self._next_ecm_s, a_s) if self._next_ecm_s < a_s else self._next_ecm_s
+        t = self._next_ecm_s
         while t < b_s:
             cp = crypto.cp_at(t + 1e-9)
             self._note_period(cp)
