@@ -59,7 +59,6 @@ HELP: dict[str, str] = {
     "ecmg_round_trip_seconds": "ECM request to ECM response time at the ECMG, per service.",
     "cc_errors_total": "Continuity-counter discontinuities seen in a service's input.",
     "emmg_bytes_sent_total": "EMM section bytes sent to the external mux over EMMG/PDG<=>MUX.",
-    "emmg_connected": "1 while the EMMG channel to the external mux is set up, else 0.",
 }
 
 
