@@ -331,6 +331,8 @@ class _Run:
         self.last_ecm: LastEcm | None = None
         #: live mode: called after every card answer to an ECM (a verdict may have changed)
         self.on_ecm_answer: Callable[[], None] | None = None
+        #: live mode: called after the card answered an EMM (address type, section, SW, result)
+        self.on_emm_answer: Callable[[str, bytes, int, str], None] | None = None
 
     # --- input ---------------------------------------------------------------------------------
     def consume(self, source: Source) -> None:
@@ -512,6 +514,8 @@ class _Run:
         results[answer.result] = results.get(answer.result, 0) + 1
         self.last_emm = LastEmm(at_s=int(self.box.clock()), address_type=kind, sw=answer.sw,
                                 result=answer.result)
+        if self.on_emm_answer is not None:
+            self.on_emm_answer(kind, section, answer.sw, answer.result)
         if answer.result != "applied":
             return
         # The card's rights may have changed: ask again for every channel's current ECM,

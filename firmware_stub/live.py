@@ -6,7 +6,8 @@ ECMs to the card, CWs to the key slots, descrambling, PES start checks) is fed a
 datagrams arrive, every channel's verdict is taken again with the same rule as at the end
 of a file (:meth:`_Run.verdict`), and each *change* of a channel's verdict is an event:
 one JSON line with the time (UTC), the channel, OPEN/LOCKED, the reason, the on-screen
-code and message.  On stop (a signal, ``--duration``, the end of a pipe) the full report
+code and message.  Each EMM the card answers is an event too (its sequence number and the
+card's result: applied, replayed, ...).  On stop (a signal, ``--duration``, the end of a pipe) the full report
 is given as in file mode.
 
 :class:`ChannelWatch` is the pure part — verdicts in, events out; :func:`run_live` is the
@@ -22,6 +23,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import BinaryIO
 
+from cas.errors import FormatError
+from cas.formats.emm import parse_emm
 from cas.reasons import Reason
 from firmware_stub.box import Box
 from firmware_stub.report import ChannelStatus, LockReport
@@ -56,6 +59,29 @@ class ChannelEvent:
                 "reason": s.reason.value, "code": s.screen_code, "message": s.message,
                 "detail": s.detail,
                 "previous": self.previous.value if self.previous is not None else None}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class EmmEvent:
+    """The card answered an EMM addressed to it (the box hands each EMM over once)."""
+
+    at: datetime
+    address_type: str  # unique | shared | global
+    seq: int | None
+    sw: int
+    result: str  # applied | replayed | expired | bad_mac | ...
+
+    def to_json(self) -> dict[str, object]:
+        return {"event": "emm", "time": utc_text(self.at), "address": self.address_type,
+                "seq": self.seq, "sw": f"{self.sw:04X}", "result": self.result}
+
+
+def emm_seq(section: bytes) -> int | None:
+    """The sequence number in an EMM's clear header (None if it does not parse)."""
+    try:
+        return parse_emm(section).header.seq
+    except FormatError:
+        return None
 
 
 @dataclass(slots=True)
@@ -124,7 +150,8 @@ class LiveResult:
                    if self.packets_out or self.packets_dropped else {})}
 
 
-def run_live(box: Box, source: LiveInput, *, on_event: Callable[[ChannelEvent], None],
+def run_live(box: Box, source: LiveInput, *,
+             on_event: Callable[[ChannelEvent | EmmEvent], None],
              stop: threading.Event, duration_s: float | None = None,
              channel: int | None = None, out: BinaryIO | None = None, pin: str | None = None,
              clock: Callable[[], float] = time.monotonic,
@@ -156,6 +183,12 @@ def run_live(box: Box, source: LiveInput, *, on_event: Callable[[ChannelEvent], 
     # Verdicts change when the card answers an ECM: look then, in the middle of a read, so
     # a state that lasts less than one read (a fast pipe) is still announced.
     run.on_ecm_answer = check
+
+    def emm_answer(kind: str, section: bytes, sw: int, result: str) -> None:
+        on_event(EmmEvent(at=wall(), address_type=kind, seq=emm_seq(section), sw=sw,
+                          result=result))
+
+    run.on_emm_answer = emm_answer
     start = clock()
     deadline = start + duration_s if duration_s is not None else None
     last_check = float("-inf")
