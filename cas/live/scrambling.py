@@ -118,7 +118,7 @@ class CryptoSchedule:
             fut = self._futures.get(cp)
             if fut is None:
                 fut = self._futures[cp] = self._pool.submit(self._fetch, cp)
-                for old in [c for c in self._futures if c < cp - 1]:
+                for old in [c for c in self._futures if c < cp - 2]:
                     del self._futures[old]
             return fut
 

@@ -538,7 +538,8 @@ class _LiveSource:
     def set_pid_map(self, pid_map: Mapping[int, int]) -> None:
         program = self.wait_program()
         self._map = dict(pid_map)
-        self._timer = _LiveTimer(program.pcr_pid, self.latency_s)
+        # The timer sees packets after renumbering: it watches the output PCR PID.
+        self._timer = _LiveTimer(self._map.get(program.pcr_pid, program.pcr_pid), self.latency_s)
 
     def read(self, until_s: float, now_s: float) -> Block:
         timer = self._timer
