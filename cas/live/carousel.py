@@ -57,6 +57,10 @@ CYCLE_PAGE = 256
 GAP_TTL_S = 60.0
 #: A full ``rights_version`` scan runs at start and this often after.
 FULL_SCAN_INTERVAL_S = 60.0
+#: More missing journal ids than this are not tracked one by one (a full scan runs instead).
+MAX_GAPS = 1000
+#: Cards turned into EMMs per poll at most (journal first, then the full scan's backlog).
+MAX_CARDS_PER_POLL = 2000
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -94,6 +98,7 @@ class CarouselStats:
     sent_sections: dict[str, int]  # by kind: unique, global, cycle
     generated: int  # EMMs this process generated from rights changes
     journal_cursor: int  # highest rights-journal id read
+    backlog_cards: int  # stale cards found by the full scan, not yet turned into EMMs
 
 
 @dataclass(slots=True)
@@ -137,7 +142,8 @@ class EmmCarousel:
         self._poll_lock = threading.Lock()
         self._st = _State()
         self._cursor: int | None = None
-        self._gaps: dict[int, float] = {}
+        self._gaps: dict[int, float] = {}  # journal id -> re-read until (monotonic s)
+        self._backlog: set[int] = set()  # stale cards found by the full scan, not yet done
         self._next_full_scan = 0.0
         self._cycle_after = 0  # last card serial read into the cycle
         self._generated = 0
@@ -184,22 +190,30 @@ class EmmCarousel:
             raise
 
     def _generate_changes(self, at: datetime, mono: float) -> set[int]:
-        changed: dict[int, str] = {}
+        """Journal rows since the cursor first, then the backlog of the full scan, at most
+        :data:`MAX_CARDS_PER_POLL` cards per poll so a poll stays short (a first start on a
+        base that never had EMMs works through it poll by poll)."""
         with self._store.reader() as s:
             if self._cursor is None or mono >= self._next_full_scan:
                 top = outbox.max_journal_id(s)
-                changed = dict.fromkeys(outbox.stale_serials(s), "rights")
+                self._backlog.update(outbox.stale_serials(s))
                 self._next_full_scan = mono + FULL_SCAN_INTERVAL_S
                 if self._cursor is None:
                     self._cursor = top
                     self._gaps.clear()
-            causes, ids = outbox.journal_since(s, self._cursor, self._gaps.keys())
-        changed.update(causes)
+            causes, ids = outbox.journal_since(s, self._cursor, self._gaps.keys(),
+                                               limit=MAX_CARDS_PER_POLL)
         self._advance_cursor(ids, mono)
+        changed = dict(causes)
+        for serial in sorted(self._backlog):
+            if len(changed) >= MAX_CARDS_PER_POLL:
+                break
+            changed.setdefault(serial, "rights")
         if not changed:
             return set()
         gen = outbox.generate_for_cards(self._store, self._keys, sorted(changed), at=at,
                                         causes=changed, queued=True, only_changed=True)
+        self._backlog.difference_update(changed)
         if gen.ids:
             self._generated += len(gen.ids)
             if self._metrics is not None:
@@ -214,14 +228,23 @@ class EmmCarousel:
             self._gaps.pop(i, None)
         fresh = [i for i in ids if i > self._cursor]
         if fresh:
-            seen = set(fresh)
-            for missing in range(self._cursor + 1, max(fresh)):
-                if missing not in seen:
-                    self._gaps[missing] = mono + GAP_TTL_S
-            self._cursor = max(fresh)
+            top = max(fresh)
+            if top - self._cursor - len(fresh) > MAX_GAPS:
+                # Far too many missing ids (a rolled-back bulk import): let the next full
+                # scan find whatever they were instead of listing them.
+                self._next_full_scan = min(self._next_full_scan, mono + GAP_TTL_S)
+            else:
+                seen = set(fresh)
+                for missing in range(self._cursor + 1, top):
+                    if missing not in seen:
+                        self._gaps[missing] = mono + GAP_TTL_S
+            self._cursor = top
         for gap, deadline in list(self._gaps.items()):
             if deadline < mono:
                 del self._gaps[gap]
+        if len(self._gaps) > MAX_GAPS:
+            self._gaps.clear()
+            self._next_full_scan = mono
 
     def _load_queued(self, removed: set[int]) -> int:
         with self._store.reader() as s:
@@ -294,7 +317,8 @@ class EmmCarousel:
         stats = self.stats()
         self._metrics.set("carousel_queue_depth", stats.queue_depth)
         self._metrics.set("carousel_oldest_pending_seconds", stats.oldest_pending_age_s)
-        self._metrics.set("carousel_rights_version", stats.journal_cursor)
+        self._metrics.set("carousel_journal_cursor", stats.journal_cursor)
+        self._metrics.set("carousel_backlog_cards", stats.backlog_cards)
 
     # --- playout side ---------------------------------------------------------------------------
     def take(self, now_s: float, budget_bytes: int) -> list[bytes]:
@@ -394,7 +418,8 @@ class EmmCarousel:
                 oldest_pending_age_s=max(0.0, wall - oldest) if oldest is not None else 0.0,
                 sent_sections=dict(st.sent),
                 generated=self._generated,
-                journal_cursor=self._cursor or 0)
+                journal_cursor=self._cursor or 0,
+                backlog_cards=len(self._backlog))
 
     def close(self) -> None:
         """Record what finished airing (the rest stays queued for the next start)."""
