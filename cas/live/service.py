@@ -459,7 +459,6 @@ class HeadendService:
         a = 0.0
         last_counts = {s.service_id: 0 for s in self.services}
         last_ecms = {s.service_id: 0 for s in self.services}
-        last_emm = 0
         next_report = 1.0
         while not stop.is_set():
             b = a + WINDOW_S
@@ -482,9 +481,7 @@ class HeadendService:
                     metrics.inc("ecm_sections_total", s.ecm_sections - last_ecms[s.service_id],
                                 service=sid)
                     last_ecms[s.service_id] = s.ecm_sections
-                emm = mux.stats.emm_sections
-                metrics.inc("emm_sections_total", emm - last_emm, kind="all")
-                last_emm = emm
+                # emm_sections_total{kind} is counted by the carousel as it hands sections out
         with contextlib.suppress(queue.Full):
             windows.put_nowait(None)
 
