@@ -4,9 +4,10 @@ A tiny asyncio server (no framework, no new dependency): one request per connect
 (``Connection: close``), GET and HEAD only, a request head of at most 8 KiB read within
 5 seconds.
 
-* ``/health``: the ``health()`` callback's dict as JSON; 200 when its ``"healthy"`` key is
-  true (or absent), 503 otherwise, so a load balancer or ``systemd``'s watchdog script can
-  act on the status alone.  A callback that raises answers 503 with the error's one line.
+* ``/health``: the ``health()`` callback's dict as JSON, with ``"healthy"`` added; 200 when
+  healthy, 503 otherwise, so a load balancer or a watchdog script can act on the status
+  alone.  Healthy means: the dict's ``"healthy"`` key is true, or, without one, its
+  ``"status"`` is ``"ok"`` (or absent).  A callback that raises answers 503 with the error's one line.
 * ``/metrics``: :meth:`cas.live.metrics.LiveMetrics.render_prometheus`, content type
   ``text/plain; version=0.0.4``.
 
@@ -80,7 +81,8 @@ class OpsHandler:
             message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
             return _json(HTTPStatus.SERVICE_UNAVAILABLE, {"healthy": False, "error": message},
                          head_only=head_only)
-        healthy = bool(report.get("healthy", True))
+        healthy = (bool(report["healthy"]) if "healthy" in report
+                   else report.get("status", "ok") == "ok")
         report["healthy"] = healthy
         status = HTTPStatus.OK if healthy else HTTPStatus.SERVICE_UNAVAILABLE
         return _json(status, report, head_only=head_only)

@@ -62,6 +62,10 @@ def test_unhealthy_is_503_and_a_failing_probe_too() -> None:
     [(status, _, body)] = asyncio.run(_with_server(RuntimeError("store down\nmore"),
                                                    [("GET", "/health?x=1")]))
     assert status == 503 and json.loads(body) == {"healthy": False, "error": "store down"}
+    [(status, _, body)] = asyncio.run(_with_server({"status": "failing"}, [("GET", "/health")]))
+    assert status == 503 and json.loads(body) == {"healthy": False, "status": "failing"}
+    [(status, _, body)] = asyncio.run(_with_server({"status": "ok"}, [("GET", "/health")]))
+    assert status == 200 and json.loads(body) == {"healthy": True, "status": "ok"}
 
 
 def test_unknown_path_method_and_head() -> None:
