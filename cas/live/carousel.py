@@ -218,8 +218,8 @@ class EmmCarousel:
             self._generated += len(gen.ids)
             if self._metrics is not None:
                 self._metrics.inc("emm_generated_total", len(gen.ids), kind="unique")
-            log.info("emm generated", extra={"event": "emm_generated", "cards": gen.cards,
-                                              "emms": len(gen.ids)})
+            log.info("EMMs generated", extra={"fields": {"cards": gen.cards,
+                                                         "emms": len(gen.ids)}})
         return set(gen.removed_ids)
 
     def _advance_cursor(self, ids: Sequence[int], mono: float) -> None:
@@ -441,5 +441,5 @@ def poll_forever(carousel: EmmCarousel, stop: threading.Event) -> None:
         try:
             carousel.poll()
         except CasError as exc:
-            log.warning("emm poll failed: %s", exc, extra={"event": "emm_poll_failed"})
+            log.warning("carousel poll failed", extra={"fields": {"error": str(exc)}})
         stop.wait(max(0.0, interval - (time.monotonic() - started)))

@@ -95,8 +95,8 @@ async def run_emmg_feed(carousel: EmmCarousel, *, host: str, port: int, client_i
     client = EmmgClient(config, outbox)
     count = _ByteCounter(client, metrics)
     client_task = asyncio.create_task(client.run(), name="emmg-client")
-    log.info("emmg feed to %s:%d at %d kbit/s", host, port, bandwidth_kbps,
-             extra={"event": "emmg_feed_start"})
+    log.info("EMMG feed started", extra={"fields": {"mux": f"{host}:{port}",
+                                                    "bandwidth_kbps": bandwidth_kbps}})
     try:
         feeder = asyncio.create_task(_feed(carousel, outbox, count,
                                            bandwidth_kbps=bandwidth_kbps, stop=stop),
@@ -120,5 +120,4 @@ async def run_emmg_feed(carousel: EmmCarousel, *, host: str, port: int, client_i
         if not client_task.done():
             client_task.cancel()
         count()
-        log.info("emmg feed stopped", extra={"event": "emmg_feed_stop",
-                                             "bytes": client.stats.bytes_sent})
+        log.info("EMMG feed stopped", extra={"fields": {"bytes": client.stats.bytes_sent}})

@@ -119,7 +119,7 @@ async def serve_ops(host: str, port: int, metrics: LiveMetrics,
         raise UsageError(f"ops.listen: cannot listen on {host}:{port}: {exc.strerror or exc}") \
             from exc
     bound = server.sockets[0].getsockname()
-    log.info("ops endpoint listening", extra={"event": "ops_listening",
-                                              "address": f"{bound[0]}:{bound[1]}"})
+    log.info("ops endpoint listening",
+             extra={"fields": {"address": f"{bound[0]}:{bound[1]}"}})
     return server
 
