@@ -27,6 +27,7 @@ import contextlib
 import importlib
 import json
 import logging
+import math
 import queue
 import signal
 import sys
@@ -264,9 +265,18 @@ class HeadendService:
 
             gen = EcmGenerator(self.keys, ecm_key_index=sc.ecm_key_index)
             clock = StoreClock(self.store)
+            # ECM(cp) is made at the start of cp - 1 and on air until the end of cp: stamp it
+            # with that end, so a right that starts while it is on air (a payment) opens at
+            # once instead of up to two periods later (NOT_YET_VALID); one that ends is cut
+            # at most two periods early.
+            lead_s = math.ceil(2 * cp_s)
+
+            def stamp() -> int:
+                return clock() + lead_s
+
             for s in scrambled:
                 crypto[s.service_id] = InternalEcms(gen, by_sid[s.service_id].criteria,
-                                                    cw_length=cw_length, timestamp_s=clock)
+                                                    cw_length=cw_length, timestamp_s=stamp)
         else:
             from cas.headend.simulcrypt import access_criteria as ac
             from cas.headend.simulcrypt.scs import BlockingScsClient, EcmgServiceCrypto
