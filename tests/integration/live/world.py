@@ -139,7 +139,7 @@ def build_world(root: Path, *, db_url: str | None, serial: int = 2_256_900_001,
 
 
 def headend_config(world: World, port: int, *, crypto_period_s: float = 2.0,
-                   name: str = "headend.toml") -> Path:
+                   poll_interval_s: float = 0.2, name: str = "headend.toml") -> Path:
     """The live head-end's TOML file (docs/live.md): the world's channels to the box's port."""
     lines = ["[headend]", f'data_dir = "{world.data_dir}"']
     if world.db_url:
@@ -148,7 +148,7 @@ def headend_config(world: World, port: int, *, crypto_period_s: float = 2.0,
               "[scrambling]", 'algorithm = "csa2"', f"crypto_period_s = {crypto_period_s}", ""]
     for number, path in world.sources.items():
         lines += ["[[service]]", f"channel = {number}", f'source = "loop:{path}"', ""]
-    lines += ["[emm]", "poll_interval_s = 0.2", "repeat_count = 3", "repeat_window_s = 3.0",
+    lines += ["[emm]", f"poll_interval_s = {poll_interval_s}", "repeat_count = 3", "repeat_window_s = 3.0",
               "cycle_bitrate_bps = 50000", "", "[ops]", "listen = \"127.0.0.1:0\"",
               'log = "json"', ""]
     path = world.root / name
