@@ -26,6 +26,7 @@ from cas.errors import StatusWordError
 from cas.formats.emm import parse_emm
 from cas.live.carousel import CarouselSettings, EmmCarousel
 from cas.live.metrics import LiveMetrics
+from cas.live.outbox import stale_serials
 from cas.store.engine import Store, open_store
 from cas.store.models import EmmOutbox
 from cas.store.repo import register_card
@@ -273,3 +274,63 @@ def test_restart_reairs_pending_and_generates_nothing_twice(db_url: str,
     assert offer(card, before) == (1, 0)
     assert offer(card, after) == (0, 1)  # applied once
     again.close()
+
+
+def test_concurrent_payments_while_the_poll_thread_runs(db_url: str,
+                                                        keys: OperatorKeys) -> None:
+    """A writer (as the API process would) commits payments while the poll thread runs and
+    a reader takes sections: every payment is on air within 2 s of its commit (the issue's
+    bound, with the poll at 0.1 s) and every card ends up with its latest state."""
+    import threading
+    import time
+
+    from cas.live.carousel import poll_forever
+
+    base = make_base(db_url, keys, cards=8)
+    settings = CarouselSettings(repeat_count=1, repeat_window_s=0.0, cycle_bitrate_bps=0,
+                                poll_interval_s=0.1)
+    at = T0 + timedelta(minutes=1)
+    carousel = EmmCarousel(base.store, keys, settings, clock=lambda: at)
+    stop = threading.Event()
+    poller = threading.Thread(target=poll_forever, args=(carousel, stop), daemon=True)
+    poller.start()
+    aired: list[tuple[float, bytes]] = []
+    committed: dict[int, float] = {}
+
+    def collect() -> None:
+        while not stop.is_set():
+            now = time.monotonic()
+            aired.extend((now, s) for s in carousel.take(now, BIG))
+            time.sleep(0.01)
+
+    collector = threading.Thread(target=collect, daemon=True)
+    collector.start()
+    try:
+        for i, serial in enumerate(base.serials):
+            pay_and_subscribe(base, serial, at=at, payment_id=f"conc-{i}")
+            committed[serial] = time.monotonic()
+            time.sleep(0.03)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            with base.store.reader() as s:
+                behind = stale_serials(s)
+            if not behind and carousel.stats().unaired == 0:
+                break
+            time.sleep(0.05)
+    finally:
+        stop.set()
+        poller.join(5)
+        collector.join(5)
+    for serial in base.serials:
+        # when did the card first hold the paid package?
+        card = make_card(keys, base.slots[serial])
+        opened = None
+        for when, section in aired:
+            if unique_serials([section]) == [serial] and offer(card, [section])[0] \
+                    and card.entitlements() and opened is None:
+                opened = when
+        assert opened is not None, serial
+        assert opened - committed[serial] < 2.0, serial
+        with base.store.reader() as s:
+            assert card.entitlements() == card_state_at(s, serial, at).rights.entitlements
+    carousel.close()
