@@ -16,8 +16,9 @@ poll_interval_s``, default 0.5 s), the EMM sealed, stored and aired in the next 
 the box's EMM filter, the card applying it, the box re-sending the current ECM, the card's
 CWs, the verdict.  Same machine, so the two clocks are one.
 
-Run: ``.venv/bin/python benchmarks/bench_live_e2e.py`` (``--payments 50``, ``--db-url URL``
-for PostgreSQL, ``--poll-interval-s``, ``--crypto-period-s``).
+Run: ``.venv/bin/python benchmarks/bench_live_e2e.py`` (``--payments 50``; ``--postgres``
+for a throw-away PostgreSQL server or ``--db-url URL``; ``--poll-interval-s``,
+``--crypto-period-s``).
 """
 
 from __future__ import annotations
@@ -68,11 +69,24 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--payments", type=int, default=50)
     ap.add_argument("--db-url", help="PostgreSQL (an empty database); default SQLite")
+    ap.add_argument("--postgres", action="store_true",
+                    help="start a throw-away PostgreSQL server for the run")
     ap.add_argument("--poll-interval-s", type=float, default=0.5)
     ap.add_argument("--crypto-period-s", type=float, default=10.0)
     ap.add_argument("--keep", action="store_true", help="keep the lab directory")
     args = ap.parse_args()
+    if args.postgres:
+        sys.path.insert(0, str(ROOT / "benchmarks"))
+        from bench_api import throwaway_postgres
 
+        with throwaway_postgres() as url:
+            args.db_url = url
+            run(args)
+    else:
+        run(args)
+
+
+def run(args: argparse.Namespace) -> None:
     root = Path(tempfile.mkdtemp(prefix="bench-live-e2e-"))
     world = build_world(root, db_url=args.db_url)
     box = StbProcess.start("scan", "udp://127.0.0.1:0", world.box, cwd=root)
