@@ -278,8 +278,14 @@ def queue_global_emm(store: Store, keys: OperatorKeys, commands: Sequence[bytes]
         raise UsageError("a global EMM needs at least one command")
     validity = validity_s if validity_s is not None else EmmSettings().validity_s
     with store.transaction() as s:
-        row = s.get(EmmSequence, (_GLOBAL_SEQ, 0), with_for_update=True)
-        seq = row.next_seq if row is not None else 1
+        # Take the number atomically (two `cas headend osd` at once get two numbers).
+        dialect = s.get_bind().dialect.name
+        ins = (pg_insert if dialect == "postgresql" else sqlite_insert)(EmmSequence).values(
+            address_kind=_GLOBAL_SEQ, address=0, next_seq=2, sent_rights_version=0)
+        taken = s.execute(ins.on_conflict_do_update(
+            index_elements=[EmmSequence.address_kind, EmmSequence.address],
+            set_={"next_seq": EmmSequence.next_seq + 1}).returning(EmmSequence.next_seq))
+        seq = int(taken.scalar_one()) - 1
         section = seal_global(keys.global_key(), seq, to_s(at) + validity,
                               os.urandom(NONCE_SIZE), b"".join(commands))
         now_s = int(time.time())
@@ -287,8 +293,6 @@ def queue_global_emm(store: Store, keys: OperatorKeys, commands: Sequence[bytes]
             "card_serial": None, "shared_address": None, "kind": EmmKind.GLOBAL.value,
             "created_at_s": now_s, "payload": section, "status": OutboxStatus.QUEUED.value,
             "cause": cause[:32], "sent_at_s": None}]).scalar_one())
-        _upsert_sequences(s, [{"address_kind": _GLOBAL_SEQ, "address": 0, "next_seq": seq + 1,
-                               "sent_rights_version": 0}], with_version=False)
     return new_id
 
 
