@@ -26,6 +26,7 @@ PCR jumps (source restart, > 1 s gap or backwards), the anchor is taken again.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import queue
 import shutil
 import socket
@@ -51,6 +52,8 @@ PCR_HZ = 27_000_000
 #: PCR wraps at 2^33 × 300 ticks (§2.4.2.2), PTS/DTS at 2^33.
 PCR_MODULUS = (1 << 33) * 300
 PTS_MODULUS = 1 << 33
+#: Longest gap between two PCRs of a looped file; PCR-only packets fill longer ones.
+PCR_MAX_INTERVAL_S = 0.035
 #: How much of a file or live source is read to find its PAT and PMT.
 PROBE_LIMIT_BYTES = 8 * 1024 * 1024
 
@@ -322,20 +325,48 @@ class FileLoop:
         return None
 
 
+def _pcr_only_packet(pid: int, ticks: int) -> bytearray:
+    """An adaptation-field-only packet carrying a PCR (§2.4.3.4; no payload, so its
+    continuity_counter does not count, §2.4.3.3)."""
+    pkt = bytearray(b"\x47" + bytes(((pid >> 8) & 0x1F, pid & 0xFF, 0x20))
+                    + bytes((183, 0x10)) + bytes(6) + b"\xff" * 176)
+    write_pcr(pkt, 0, ticks)
+    return pkt
+
+
+def _media_duration(pkts: list[bytearray]) -> int | None:
+    """The loop's media duration in 90 kHz ticks: per PES stream, DTS (else PTS) span plus
+    one median frame interval; the longest stream wins.  ``None`` if a stream's timestamps
+    are not increasing (then the PCR span decides)."""
+    stamps: dict[int, list[int]] = {}
+    for pkt in pkts:
+        offsets = pes_timestamp_offsets(pkt, 0)
+        if offsets:
+            pid = ((pkt[1] & 0x1F) << 8) | pkt[2]
+            stamps.setdefault(pid, []).append(read_timestamp(pkt, offsets[-1]))
+    best = None
+    for values in stamps.values():
+        if len(values) < 2:
+            continue
+        steps = sorted(b - a for a, b in itertools.pairwise(values))
+        if steps[0] <= 0:
+            return None
+        span = values[-1] - values[0] + steps[len(steps) // 2]
+        best = span if best is None else max(best, span)
+    return best
+
+
 def _prepare(raw: bytes, program: ProgramInfo, pid_map: dict[int, int], name: str) -> _Prepared:
     keep = set(program.pids)
     missing = keep - set(pid_map)
     if missing:
         raise StreamError(f"{name}: no output PID for PID(s) {sorted(missing)}")
-    data = bytearray()
+    pcr_pid_out = pid_map[program.pcr_pid]
+    # 1. the program's packets, renumbered; where the PCRs are
+    pkts: list[bytearray] = []
     pcr_at: list[tuple[int, int]] = []  # (packet index, unwrapped PCR)
-    stamps: list[tuple[int, _Stamp, int]] = []
-    stamp_packets: list[int] = []
-    first_cc: dict[int, int] = {}
-    last_cc: dict[int, int] = {}
     wraps = 0
     prev = -1
-    i = 0
     for off in range(0, len(raw), PACKET_SIZE):
         if raw[off] != SYNC_BYTE:
             raise StreamError(f"{name}: lost TS sync at byte {off}")
@@ -345,53 +376,98 @@ def _prepare(raw: bytes, program: ProgramInfo, pid_map: dict[int, int], name: st
         if raw[off + 3] & 0xC0:
             raise StreamError(f"{name}: PID {pid:#x} is already scrambled")
         out_pid = pid_map[pid]
-        base = len(data)
-        data += raw[off : off + PACKET_SIZE]
-        data[base + 1] = (data[base + 1] & 0xE0) | (out_pid >> 8)
-        data[base + 2] = out_pid & 0xFF
-        if data[base + 3] & 0x10:
-            cc = data[base + 3] & 0x0F
-            first_cc.setdefault(out_pid, cc)
-            last_cc[out_pid] = cc
+        pkt = bytearray(raw[off : off + PACKET_SIZE])
+        pkt[1] = (pkt[1] & 0xE0) | (out_pid >> 8)
+        pkt[2] = out_pid & 0xFF
         if pid == program.pcr_pid:
-            pcr = pcr_of(data, base)
+            pcr = pcr_of(pkt)
             if pcr is not None:
                 if prev >= 0 and pcr < prev - PCR_MODULUS // 2:
                     wraps += 1
                 prev = pcr
-                pcr_at.append((i, pcr + wraps * PCR_MODULUS))
-                stamps.append((base, _Stamp.PCR, pcr + wraps * PCR_MODULUS))
-                stamp_packets.append(i)
-        for pos in pes_timestamp_offsets(data, base):
-            stamps.append((pos, _Stamp.PTS, read_timestamp(data, pos)))
-            stamp_packets.append(i)
-        i += 1
-    n = i
+                pcr_at.append((len(pkts), pcr + wraps * PCR_MODULUS))
+        pkts.append(pkt)
+    n = len(pkts)
     if len(pcr_at) < 2:
         raise StreamError(f"{name}: needs at least two PCRs on PID {program.pcr_pid:#x} "
                           "to be paced")
+    # 2. the loop's duration D and every packet's time
     (i0, p0), (i1, p1) = pcr_at[0], pcr_at[-1]
     if p1 <= p0 or i1 <= i0:
         raise StreamError(f"{name}: its PCRs do not increase")
     per_packet = (p1 - p0) / (i1 - i0)
-    span = (p1 - p0) + per_packet * (n - 1 - i1 + i0 + 1)
-    duration = max(300, round(span / 300) * 300)
+    by_rate = (p1 - p0) + per_packet * (n - i1 + i0)
+    media = _media_duration(pkts)
+    # D covers the PCR span plus at least one packet, and the media (so that timestamps of
+    # loop k+1 come after those of loop k); a multiple of 300 so PTS/DTS move by whole ticks.
+    span = max(p1 - p0 + per_packet, media * 300 if media is not None else by_rate)
+    duration = max(300, -(-round(span) // 300) * 300)
     start = p0 - per_packet * i0  # time of packet 0
+    # packets after the last PCR share what is left of D before the next loop's packet 0
+    tail_step = min(per_packet, (start + duration - p1) / max(1, n - i1))
     ticks: list[int] = []
     seg = 0
     for j in range(n):
         while seg + 1 < len(pcr_at) - 1 and pcr_at[seg + 1][0] <= j:
             seg += 1
         (ja, pa), (jb, pb) = pcr_at[seg], pcr_at[seg + 1]
-        if j <= i0 or j >= i1:
+        if j <= i0:
             t = p0 + (j - i0) * per_packet
+        elif j >= i1:
+            t = p1 + (j - i1) * tail_step
         else:
             t = pa + (j - ja) * (pb - pa) / (jb - ja)
         ticks.append(round(t - start))
-    # Monotonic even if the file's PCRs jitter (the pacer needs non-decreasing times).
-    for j in range(1, n):
+    for j in range(1, n):  # non-decreasing even if the file's PCRs jitter
         if ticks[j] < ticks[j - 1]:
             ticks[j] = ticks[j - 1]
+    # 3. PCR-only packets wherever two PCRs (the loop boundary included) are further apart
+    # than PCR_MAX_INTERVAL_S (EN 300 468 / TR 101 290 §5.2.2: at most 40 ms).
+    marks = [ticks[j] for j, _ in pcr_at] + [duration + ticks[i0]]
+    max_gap = round(PCR_MAX_INTERVAL_S * PCR_HZ)
+    extra: list[int] = []
+    for a, b in itertools.pairwise(marks):
+        k = -(-(b - a) // max_gap) - 1
+        extra.extend(a + (b - a) * m // (k + 1) for m in range(1, k + 1))
+    if extra:
+        merged: list[bytearray] = []
+        merged_ticks: list[int] = []
+        e = 0
+        for j in range(n):
+            while e < len(extra) and extra[e] <= ticks[j] and extra[e] < duration:
+                merged.append(_pcr_only_packet(pcr_pid_out, extra[e] + round(start)))
+                merged_ticks.append(extra[e])
+                e += 1
+            merged.append(pkts[j])
+            merged_ticks.append(ticks[j])
+        for t in extra[e:]:
+            if t < duration:
+                merged.append(_pcr_only_packet(pcr_pid_out, t + round(start)))
+                merged_ticks.append(t)
+        pkts, ticks = merged, merged_ticks
+        n = len(pkts)
+    # 4. the prepared buffer, its timestamps, continuity counters and PID masks
+    data = bytearray().join(pkts)
+    stamps: list[tuple[int, _Stamp, int]] = []
+    stamp_packets: list[int] = []
+    first_cc: dict[int, int] = {}
+    last_cc: dict[int, int] = {}
+    for i, pkt in enumerate(pkts):
+        base = i * PACKET_SIZE
+        pid = ((pkt[1] & 0x1F) << 8) | pkt[2]
+        if pkt[3] & 0x10:
+            cc = pkt[3] & 0x0F
+            first_cc.setdefault(pid, cc)
+            last_cc[pid] = cc
+        elif pid in last_cc:
+            # no payload: repeat the last counter (§2.4.3.3)
+            data[base + 3] = (data[base + 3] & 0xF0) | last_cc[pid]
+        if pid == pcr_pid_out and pcr_of(pkt) is not None:
+            stamps.append((base, _Stamp.PCR, round(start) + ticks[i]))
+            stamp_packets.append(i)
+        for pos in pes_timestamp_offsets(pkt, 0):
+            stamps.append((base + pos, _Stamp.PTS, read_timestamp(pkt, pos)))
+            stamp_packets.append(i)
     cc_step = {pid: (last_cc[pid] + 1 - first_cc[pid]) & 0x0F for pid in first_cc}
     b1 = bytes(data[1::PACKET_SIZE])
     b2 = bytes(data[2::PACKET_SIZE])

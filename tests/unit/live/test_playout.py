@@ -108,11 +108,12 @@ def test_scrambled_with_the_cw_of_each_packets_period(tmp_path: Path,
         mux.crypto.close()
     pkts = packets(bytes(out.data))
     clear_video = [p for p in packets(clear) if pid_of(p) == VIDEO_PID]
+    assert all(p[3] & 0x10 for p in clear_video)
     decrypt = csa2_decrypt_payload if algorithm is Algorithm.CSA2 else cissa_decrypt_payload
     k = 0
     checked = 0
     for i, p in enumerate(pkts):
-        if pid_of(p) != 0x100:
+        if pid_of(p) != 0x100 or not p[3] & 0x10:  # PCR-only packets carry no payload
             continue
         cp = FIRST_CP + int(out.times[i] // CP_S)
         assert p[3] >> 6 == 0b10 | (cp & 1), f"packet {i} at {out.times[i]:.4f} s"
@@ -151,13 +152,13 @@ def test_ecm_within_every_repetition_period_and_parity_at_boundaries(tmp_path: P
     pkts = packets(data)
     last = None
     for i, p in enumerate(pkts):
-        if pid_of(p) != 0x100:
+        if pid_of(p) != 0x100 or not p[3] & 0x10:
             continue
         parity = p[3] >> 6
         if last is not None and parity != last:
             boundary = round(out.times[i] / CP_S) * CP_S
             assert out.times[i] >= boundary - 1e-9
-            prev = max(j for j in range(i) if pid_of(pkts[j]) == 0x100)
+            prev = max(j for j in range(i) if pid_of(pkts[j]) == 0x100 and pkts[j][3] & 0x10)
             assert out.times[prev] < boundary
         last = parity
 

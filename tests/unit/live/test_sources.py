@@ -110,13 +110,31 @@ def test_payloads_are_unchanged_except_timestamps(tmp_path: Path) -> None:
     loop = src.FileLoop(_write(tmp_path, spts.data))
     d_s = loop.loop_duration_s
     pkts = packets(bytes(loop.read(2.5 * d_s).data))
-    video = [p for p in pkts if pid_of(p) == VIDEO_PID]
+    video = [p for p in pkts if pid_of(p) == VIDEO_PID and p[3] & 0x10]  # not PCR-only
     orig = spts.es_packets[VIDEO_PID]
     for i, p in enumerate(video):
         o = orig[i % len(orig)]
         if p[1] & 0x40:
             continue  # PES header: PTS/DTS moved
         assert p[payload_start(p):] == o[payload_start(o):]
+
+
+def test_pcr_gaps_are_filled_to_35_ms_across_loops(tmp_path: Path) -> None:
+    """The file's PCRs are 80 ms apart: PCR-only packets (no payload, so no CC step) make the
+    gaps at most 35 ms, at the loop boundary too, with every PCR on its packet's time."""
+    spts = make_spts(seconds=0.5, pcr_every=40)
+    loop = src.FileLoop(_write(tmp_path, spts.data))
+    block = loop.read(3 * loop.loop_duration_s)
+    pkts = packets(bytes(block.data))
+    marks = [(v, block.times[i]) for i, p in enumerate(pkts)
+             if pid_of(p) == VIDEO_PID and (v := pcr_of(p)) is not None]
+    gaps = [(b[0] - a[0]) / src.PCR_HZ for a, b in itertools.pairwise(marks)]
+    assert max(gaps) <= src.PCR_MAX_INTERVAL_S + 1e-6 and min(gaps) > 0
+    inserted = [p for p in pkts if pid_of(p) == VIDEO_PID and not p[3] & 0x10]
+    assert inserted and all(pcr_of(p) is not None for p in inserted)
+    for pcr, t in marks:
+        assert t - marks[0][1] == pytest.approx((pcr - marks[0][0]) / src.PCR_HZ, abs=2e-6)
+    assert cc_errors(pkts) == 0
 
 
 def test_incremental_reads_equal_one_read(tmp_path: Path) -> None:
