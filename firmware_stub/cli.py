@@ -236,7 +236,7 @@ def _json_line(data: dict[str, Any], *, err: bool = False) -> None:
     click.echo(json.dumps(data, ensure_ascii=False, default=str), err=err)
 
 
-def _live(app: Application, stack: ExitStack, box: Box, spec: InputSpec, *,
+def _live(stack: ExitStack, box: Box, spec: InputSpec, *,
           duration_s: float | None, pin: str | None, channel: int | None = None,
           out: BinaryIO | None = None, events_to_err: bool = False) -> LiveResult:
     source = open_input(spec)
@@ -266,7 +266,7 @@ def scan(app: Application, /, stream: str, pin: str | None, fail_on_locked: bool
         if spec is None:
             report = box.scan(_open_input(stream, stack), pin=pin)
         else:
-            result = _live(app, stack, box, spec, duration_s=duration_s, pin=pin)
+            result = _live(stack, box, spec, duration_s=duration_s, pin=pin)
             report = result.report
     if spec is None:
         app.output(report.to_json(), lambda: render(report, app.console))
@@ -341,7 +341,7 @@ def _live_watch(app: Application, stack: ExitStack, box: Box, spec: InputSpec, c
                 pin: str | None) -> WatchResult:
     """``stb watch`` on a live input: the tuned channel's events, the clear service out."""
     to_err = output == "-"
-    live = _live(app, stack, box, spec, duration_s=duration_s, pin=pin, channel=channel,
+    live = _live(stack, box, spec, duration_s=duration_s, pin=pin, channel=channel,
                  out=out, events_to_err=to_err)
     try:
         status: ChannelStatus | None = live.report.channel(channel)
