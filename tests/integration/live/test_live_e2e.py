@@ -7,9 +7,10 @@ store reaches the box as JSON-line events:
   ``FINANCIAL_BLOCK``; paying again opens it; a holiday suspension shows ``CARD_SUSPENDED``;
 * a payment made in the personal-account portal (login and payment forms with their CSRF
   tokens, as a browser posts them) turns it OPEN;
-* the head-end killed with SIGKILL right after a rights change was committed, and started
-  again: the change still reaches the box, and the card applies no EMM twice (a box
-  rebooted afterwards hands the re-aired EMMs to the card, which refuses them as replays).
+* the head-end frozen, a rights change committed, the head-end killed with SIGKILL and
+  started again: the change still reaches the box, and the card applies no EMM twice (a
+  box rebooted afterwards hands the re-aired EMMs to the card, which refuses them as
+  replays).
 
 On SQLite and on PostgreSQL.  Timeouts are generous liveness bounds (the machine is shared);
 the payment-to-OPEN latency is measured in ``benchmarks/bench_live_e2e.py``.
@@ -196,10 +197,14 @@ def test_sigkill_restart_loses_no_rights_change_and_applies_none_twice(lab: Lab)
                     payment_id="live-kill-1", at=world.now(), package=PACKAGE)
     opened = lab.wait(state="OPEN", after=locked)
 
-    # A rights change committed, and the head-end killed before it can have aired it all.
+    # A rights change committed while the head-end is frozen (so it cannot have aired any
+    # of it), then the head-end killed: nothing of the change left its process.
+    lab.headend.freeze()
     with world.store.transaction() as s:
         service.suspend(s, account_number=world.account_number, at=world.now())
     lab.headend.kill9()
+    with pytest.raises(AssertionError, match="no channel"):
+        lab.box.channel_event(CHANNEL, reason="CARD_SUSPENDED", after=opened, timeout_s=3.0)
     lab.headend = start_headend(world, lab.config, "headend-restarted.log")
     suspended = lab.wait(reason="CARD_SUSPENDED", after=opened)
     assert suspended["state"] == "LOCKED"

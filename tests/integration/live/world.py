@@ -178,6 +178,10 @@ class Proc:
                 os.killpg(self.proc.pid, signal.SIGKILL)
         return self.proc.wait(timeout=timeout_s)
 
+    def freeze(self) -> None:
+        """SIGSTOP: the process keeps its state but runs no more (until killed)."""
+        os.killpg(self.proc.pid, signal.SIGSTOP)
+
     def kill9(self) -> None:
         """SIGKILL, no chance to clean up (a power cut, the OOM killer)."""
         os.killpg(self.proc.pid, signal.SIGKILL)
