@@ -169,12 +169,11 @@ class Multiplexer:
         while t < b_s:
             cp = crypto.cp_at(t + 1e-9)
             self._note_period(cp)
-            keys = crypto.keys(cp)
             for svc in self.services:
                 pk = self._ecm_pk.get(svc.service_id)
                 if pk is None:
                     continue
-                packets = b"".join(pk.packetize(keys[svc.service_id].ecm))
+                packets = b"".join(pk.packetize(crypto.ecm(cp, svc.service_id)))
                 out.data += packets
                 out.times.extend([t] * (len(packets) // PACKET_SIZE))
                 svc.ecm_sections += 1

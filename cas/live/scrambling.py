@@ -42,7 +42,16 @@ def new_cipher(algorithm: Algorithm) -> PayloadCipher:
 
 
 class InternalEcms:
-    """CWs and ECM sections of one channel from our ECM generator (``ServiceCrypto``)."""
+    """CWs and ECM sections of one channel from our ECM generator (``ServiceCrypto``).
+
+    ECM(cp) is sealed again whenever ``timestamp_s()`` has moved on since it was last sealed
+    (the store's clock, in whole seconds): the ECM on air always carries the time it is aired
+    at, so the card's decision follows the store's "now" within a second.  Thread-safe (the
+    crypto worker prepares a period ahead while the playout repeats the current one).
+    """
+
+    #: Tells :class:`CryptoSchedule` to ask for the ECM at every repetition (fresh timestamp).
+    restamps = True
 
     def __init__(self, generator: EcmGenerator, criteria: AccessCriteria, *, cw_length: int,
                  timestamp_s: Callable[[], int], rng: Rng = os.urandom) -> None:
@@ -50,7 +59,8 @@ class InternalEcms:
         self.criteria = criteria
         self.schedule = CwSchedule(cw_length=cw_length, rng=rng)
         self._timestamp_s = timestamp_s
-        self._ecms: dict[int, bytes] = {}
+        self._ecms: dict[int, tuple[int, bytes]] = {}
+        self._lock = threading.Lock()
 
     def __repr__(self) -> str:
         return f"InternalEcms(channel_id={self.channel_id})"
@@ -60,17 +70,21 @@ class InternalEcms:
         return self.criteria.channel_id
 
     def cw(self, cp: int) -> bytes:
-        return self.schedule.cw(cp)
+        with self._lock:
+            return self.schedule.cw(cp)
 
     def ecm_section(self, cp: int) -> bytes:
-        found = self._ecms.get(cp)
-        if found is None:
-            even, odd = self.schedule.pair(cp)
-            found = self.generator.ecm(self.criteria, cp=cp, cw_even=even, cw_odd=odd,
-                                       timestamp_s=self._timestamp_s())
-            self._ecms[cp] = found
-            self._ecms.pop(cp - 2, None)
-        return found
+        stamp = self._timestamp_s()
+        with self._lock:
+            found = self._ecms.get(cp)
+            if found is None or found[0] != stamp:
+                even, odd = self.schedule.pair(cp)
+                found = (stamp, self.generator.ecm(self.criteria, cp=cp, cw_even=even,
+                                                   cw_odd=odd, timestamp_s=stamp))
+                self._ecms[cp] = found
+                for old in [c for c in self._ecms if c < cp - 1]:
+                    del self._ecms[old]
+            return found[1]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -130,6 +144,14 @@ class CryptoSchedule:
             return fut.result(timeout=max(5.0, 2 * self.crypto_period_s))
         except TimeoutError as exc:
             raise StreamError(f"no ECM for crypto-period {cp} in time") from exc
+
+    def ecm(self, cp: int, service_id: int) -> bytes:
+        """The ECM section of ``service_id`` to air now in period ``cp``: the prepared one, or,
+        for a generator that stamps the time of airing (:class:`InternalEcms`), a fresh one."""
+        crypto = self.services[service_id]
+        if getattr(crypto, "restamps", False):
+            return crypto.ecm_section(cp)
+        return self.keys(cp)[service_id].ecm
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)

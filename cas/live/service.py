@@ -27,7 +27,6 @@ import contextlib
 import importlib
 import json
 import logging
-import math
 import queue
 import signal
 import sys
@@ -103,25 +102,37 @@ def event(message: str, level: int = logging.INFO, **fields: object) -> None:
 # --- the store's clock for ECM timestamps --------------------------------------------------
 
 class StoreClock:
-    """The store's simulated "now" in whole seconds, read at most once a second (ECM
-    timestamps decide entitlement windows on the card, so they follow the head-end's clock)."""
+    """The store's "now" in whole seconds for ECM timestamps (they decide entitlement windows on
+    the card, so they follow the head-end's simulated clock), refreshed by a thread of its own
+    every ``refresh_s`` so that the playout never waits on the database."""
 
-    def __init__(self, store: Any) -> None:
+    def __init__(self, store: Any, *, refresh_s: float = 0.5) -> None:
         self._store = store
-        self._value = 0
-        self._read_at = -1e9
-        self._lock = threading.Lock()
+        self._value = self._read()
+        self._stop = threading.Event()
+        self._refresh_s = refresh_s
+        self._thread = threading.Thread(target=self._run, name="store-clock", daemon=True)
+        self._thread.start()
 
-    def __call__(self) -> int:
+    def _read(self) -> int:
         from cas.billing.clock import clock_now
 
-        with self._lock:
-            mono = time.monotonic()
-            if mono - self._read_at >= 1.0:
-                with self._store.reader() as session:
-                    self._value = int(clock_now(session).timestamp())
-                self._read_at = mono
-            return self._value
+        with self._store.reader() as session:
+            return int(clock_now(session).timestamp())
+
+    def _run(self) -> None:
+        while not self._stop.wait(self._refresh_s):
+            try:
+                self._value = self._read()
+            except CasError as exc:
+                event("store clock read failed", logging.WARNING, error=str(exc))
+
+    def __call__(self) -> int:
+        return self._value
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=2)
 
 
 # --- the service -------------------------------------------------------------------------------
@@ -158,6 +169,7 @@ class HeadendService:
         self.cw_log: CwLog | None = None
         self.pacer: Pacer | None = None
         self._scs: Any = None
+        self._clock: StoreClock | None = None
         self.stop_event = threading.Event()
         self.started_at = 0.0
         self._last_send = 0.0
@@ -264,19 +276,15 @@ class HeadendService:
             from cas.headend.ecmgen import EcmGenerator
 
             gen = EcmGenerator(self.keys, ecm_key_index=sc.ecm_key_index)
-            clock = StoreClock(self.store)
-            # ECM(cp) is made at the start of cp - 1 and on air until the end of cp: stamp it
-            # with that end, so a right that starts while it is on air (a payment) opens at
-            # once instead of up to two periods later (NOT_YET_VALID); one that ends is cut
-            # at most two periods early.
-            lead_s = math.ceil(2 * cp_s)
-
-            def stamp() -> int:
-                return clock() + lead_s
-
+            # ECMs carry the store's time at which they go out: InternalEcms seals ECM(cp)
+            # again whenever the clock has moved on (at most once a second), so a right that
+            # starts now (a payment) opens with the next repetition, and one that ends closes
+            # on time.
+            self._clock = StoreClock(self.store)
             for s in scrambled:
                 crypto[s.service_id] = InternalEcms(gen, by_sid[s.service_id].criteria,
-                                                    cw_length=cw_length, timestamp_s=stamp)
+                                                    cw_length=cw_length,
+                                                    timestamp_s=self._clock)
         else:
             from cas.headend.simulcrypt import access_criteria as ac
             from cas.headend.simulcrypt.scs import BlockingScsClient, EcmgServiceCrypto
@@ -528,6 +536,9 @@ class HeadendService:
                 s.source.close()
         if self.crypto is not None:
             self.crypto.close()
+        if self._clock is not None:
+            self._clock.close()
+            self._clock = None
         if self._scs is not None:
             with contextlib.suppress(Exception):
                 self._scs.close()

@@ -55,14 +55,34 @@ def test_ecm_carries_this_and_next_cw_in_parity_slots(cw_length: int) -> None:
         assert tuple(body.package_ids) == (1, 2)
 
 
-def test_ecm_timestamp_is_the_clock_at_the_period_start() -> None:
+def test_ecm_carries_the_clock_at_which_it_is_aired() -> None:
+    """Same second: the same bytes are repeated.  The store's clock moved on: ECM(cp) is sealed
+    again with the new time and the same CWs (a payment opens at the next repetition)."""
     clock = [1_800_000_000]
     ecms, keys = _ecms(clock=clock)
     first = ecms.ecm_section(10)
-    clock[0] += 10
-    assert ecms.ecm_section(10) == first  # repeated unchanged within the period
-    header, _ = open_ecm(keys.ecm_key(0), ecms.ecm_section(11))
-    assert header.timestamp_s == 1_800_000_010
+    assert ecms.ecm_section(10) == first
+    clock[0] += 3
+    again = ecms.ecm_section(10)
+    assert again != first
+    h1, b1 = open_ecm(keys.ecm_key(0), first)
+    h2, b2 = open_ecm(keys.ecm_key(0), again)
+    assert (h1.timestamp_s, h2.timestamp_s) == (1_800_000_000, 1_800_000_003)
+    assert (b1.cw_even, b1.cw_odd, b1.crypto_period) == (b2.cw_even, b2.cw_odd, 10)
+
+
+def test_schedule_asks_a_restamping_generator_at_every_repetition() -> None:
+    clock = [1_800_000_000]
+    ecms, keys = _ecms(clock=clock)
+    sched = CryptoSchedule({1001: ecms}, crypto_period_s=10.0, first_cp=10)
+    try:
+        prepared = sched.keys(10)[1001].ecm
+        clock[0] += 5
+        aired = sched.ecm(10, 1001)
+    finally:
+        sched.close()
+    assert open_ecm(keys.ecm_key(0), prepared)[0].timestamp_s == 1_800_000_000
+    assert open_ecm(keys.ecm_key(0), aired)[0].timestamp_s == 1_800_000_005
 
 
 def test_new_cw_every_period() -> None:
