@@ -43,6 +43,7 @@ from tests.integration.live.boxproc import (
 
 EMM_PID = 0x0BFF
 TIMEOUT_S = 60.0
+TS_PACKET = b"\x47\x1f\xff\x10" + bytes(184)
 
 
 @pytest.fixture(scope="module")
@@ -245,3 +246,20 @@ def test_port_in_use_is_one_line(bench: dict[str, Path]) -> None:
     err = proc.stderr.decode().strip()
     assert proc.returncode == 8, err
     assert err.startswith("error: cannot listen on") and len(err.splitlines()) == 1
+
+
+def test_source_specific_multicast_takes_only_its_sender() -> None:
+    """udp://SOURCE@GROUP:PORT joins source-specific: datagrams of another sender never
+    reach the box (loopback: our sender's address is 127.0.0.1)."""
+    from firmware_stub.udpin import UdpInput, parse_input
+
+    got = {}
+    for source in ("127.0.0.1", "127.0.0.2"):
+        inp = UdpInput(parse_input(f"udp://{source}@232.7.7.7:0?interface=127.0.0.1"))
+        try:
+            udp_send(port_of(inp.url), [TS_PACKET * 7], host="232.7.7.7",
+                     multicast_if="127.0.0.1", seconds=0.0)
+            got[source] = inp.read(2.0)
+        finally:
+            inp.close()
+    assert got == {"127.0.0.1": TS_PACKET * 7, "127.0.0.2": b""}
