@@ -24,6 +24,10 @@ The packets are then merged by due time (a stable sort: equal times keep the ord
 
 from __future__ import annotations
 
+import contextlib
+import queue
+import sys
+import threading
 from array import array
 from bisect import bisect_left
 from collections.abc import Callable, Sequence
@@ -32,6 +36,7 @@ from typing import Protocol
 
 from cas.formats import ts
 from cas.headend.scrambler import PayloadCipher
+from cas.live.pacer import Pacer
 from cas.live.psi import PsiSchedule, ServiceLayout
 from cas.live.scrambling import CryptoSchedule, CwLog
 from cas.live.sources import PACKET_SIZE, Block, Source
@@ -224,3 +229,66 @@ def merge(parts: Sequence[Block]) -> Block:
     out = bytearray().join([mv[i * PACKET_SIZE : (i + 1) * PACKET_SIZE] for i in order])
     mv.release()
     return Block(data=out, times=array("d", [times[i] for i in order]))
+
+
+#: Multiplex windows of 20 ms; the producer runs at most LOOKAHEAD windows ahead.
+WINDOW_S = 0.02
+LOOKAHEAD_WINDOWS = 4
+
+
+class RealTime:
+    """The multiplex played out in real time by two threads.
+
+    The **producer** builds window after window (:meth:`Multiplexer.window`: source reads,
+    scrambling, ECM sealing) into a short queue; the **sender** hands each window to the
+    :class:`~cas.live.pacer.Pacer`, which sends datagram by datagram at their times.  The
+    producer's work (much of it in libdvbcsa, which releases the GIL) happens while the sender
+    sleeps between datagrams; a short GIL switch interval lets the sender wake on time.
+    ``stop`` ends both between two datagrams; the sender then flushes what is left.
+    """
+
+    def __init__(self, mux: Multiplexer, pacer: Pacer, stop: threading.Event, *,
+                 window_s: float = WINDOW_S, lookahead: int = LOOKAHEAD_WINDOWS,
+                 on_window: Callable[[float], None] | None = None) -> None:
+        self.mux = mux
+        self.pacer = pacer
+        self.stop = stop
+        self.window_s = window_s
+        self._queue: queue.Queue[Block | None] = queue.Queue(maxsize=lookahead)
+        self._on_window = on_window
+
+    def threads(self, wrap: Callable[[Callable[[], None]], Callable[[], None]] = lambda f: f
+                ) -> list[threading.Thread]:
+        """The two threads, not started (``wrap`` may add error handling around each)."""
+        sys.setswitchinterval(0.0005)
+        return [threading.Thread(target=wrap(self.produce), name="live-producer", daemon=True),
+                threading.Thread(target=wrap(self.send), name="live-sender", daemon=True)]
+
+    def produce(self) -> None:
+        a = 0.0
+        while not self.stop.is_set():
+            b = a + self.window_s
+            block = self.mux.window(a, b, self.pacer.now_s())
+            while not self.stop.is_set():
+                try:
+                    self._queue.put(block, timeout=0.1)
+                    break
+                except queue.Full:
+                    continue
+            a = b
+            if self._on_window is not None:
+                self._on_window(a)
+        with contextlib.suppress(queue.Full):
+            self._queue.put_nowait(None)
+
+    def send(self) -> None:
+        while not self.stop.is_set():
+            try:
+                block = self._queue.get(timeout=0.1)
+            except queue.Empty:
+                continue
+            if block is None:
+                break
+            if len(block) and not self.pacer.feed(block.data, block.times, self.stop):
+                break
+        self.pacer.flush()

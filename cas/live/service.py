@@ -27,7 +27,6 @@ import contextlib
 import importlib
 import json
 import logging
-import queue
 import signal
 import sys
 import threading
@@ -43,15 +42,13 @@ from cas.formats import psi as psi_formats
 from cas.live.config import EcmSource, LiveConfig, LogFormat, ServiceConfig, SourceKind
 from cas.live.outputs import Output, open_output
 from cas.live.pacer import Pacer
-from cas.live.playout import EmmFeed, LiveService, Multiplexer
+from cas.live.playout import EmmFeed, LiveService, Multiplexer, RealTime
 from cas.live.psi import MuxSettings, PsiSchedule, ServiceLayout, build_tables
 from cas.live.scrambling import CryptoSchedule, CwLog, InternalEcms, new_cipher
 from cas.live.sources import FfmpegSource, FileLoop, Source, UdpSource
 
 log = logging.getLogger("cas.live")
 
-WINDOW_S = 0.02
-LOOKAHEAD_WINDOWS = 4
 FIRST_PMT_PID = 0x1000
 FIRST_ES_PID = 0x0100
 FIRST_ECM_PID = 0x0C10
@@ -419,30 +416,29 @@ class HeadendService:
         self.stop_event.set()
 
     def _start_threads(self, request_stop: Callable[[], None]) -> list[threading.Thread]:
-        assert self.output is not None
+        assert self.output is not None and self.mux is not None
         out = self.output
         metrics = self.metrics
 
         def on_late(late_s: float) -> None:
             metrics.inc("late_datagrams_total")
 
-        self.pacer = Pacer(self._sender(out), packets_per_datagram=self.cfg.output.packets_per_datagram,
+        def send(datagram: bytes) -> None:
+            out.send(datagram)
+            self._last_send = time.monotonic()
+
+        self.pacer = Pacer(send, packets_per_datagram=self.cfg.output.packets_per_datagram,
                            on_late=on_late)
-        windows: queue.Queue[Any] = queue.Queue(maxsize=LOOKAHEAD_WINDOWS)
-        # The sender must wake on time while the producer works: hand the GIL over often.
-        sys.setswitchinterval(0.0005)
         if self.crypto is not None:
             # The first period's keys before the clock starts (a store read or an ECMG round
             # trip), so the first datagrams are not late.
             self.crypto.keys(self.crypto.first_cp)
         self.started_at = time.monotonic()
         self.pacer.start(self.started_at + 0.1)
-        threads = [
-            threading.Thread(target=self._guard(self._produce, request_stop), args=(windows,),
-                             name="live-producer", daemon=True),
-            threading.Thread(target=self._guard(self._send_loop, request_stop), args=(windows,),
-                             name="live-sender", daemon=True),
-        ]
+        self._next_report = 1.0
+        self._counts: dict[int, tuple[int, int]] = {s.service_id: (0, 0) for s in self.services}
+        realtime = RealTime(self.mux, self.pacer, self.stop_event, on_window=self._report)
+        threads = realtime.threads(lambda fn: self._guard(fn, request_stop))
         if self.carousel is not None:
             threads.append(threading.Thread(target=self._guard(self._poll_loop, request_stop),
                                             name="live-carousel", daemon=True))
@@ -450,11 +446,11 @@ class HeadendService:
             t.start()
         return threads
 
-    def _guard(self, fn: Callable[..., None], request_stop: Callable[[], None]
-               ) -> Callable[..., None]:
-        def run(*args: Any) -> None:
+    def _guard(self, fn: Callable[[], None], request_stop: Callable[[], None]
+               ) -> Callable[[], None]:
+        def run() -> None:
             try:
-                fn(*args)
+                fn()
             except CasError as exc:
                 self._fail(str(exc))
                 request_stop()
@@ -464,58 +460,19 @@ class HeadendService:
                 request_stop()
         return run
 
-    def _sender(self, out: Output) -> Callable[[bytes], None]:
-        def send(datagram: bytes) -> None:
-            out.send(datagram)
-            self._last_send = time.monotonic()
-        return send
-
-    def _produce(self, windows: queue.Queue[Any]) -> None:
-        assert self.mux is not None and self.pacer is not None
-        mux, pacer, stop = self.mux, self.pacer, self.stop_event
-        metrics = self.metrics
-        a = 0.0
-        last_counts = {s.service_id: 0 for s in self.services}
-        last_ecms = {s.service_id: 0 for s in self.services}
-        next_report = 1.0
-        while not stop.is_set():
-            b = a + WINDOW_S
-            block = mux.window(a, b, pacer.now_s())
-            while not stop.is_set():
-                try:
-                    windows.put(block, timeout=0.1)
-                    break
-                except queue.Full:
-                    continue
-            a = b
-            if a >= next_report:
-                next_report += 1.0
-                for s in self.services:
-                    sid = str(s.service_id)
-                    delta = s.packets - last_counts[s.service_id]
-                    metrics.inc("packets_sent_total", delta, service=sid)
-                    metrics.set("service_bitrate_bps", delta * 188 * 8, service=sid)
-                    last_counts[s.service_id] = s.packets
-                    metrics.inc("ecm_sections_total", s.ecm_sections - last_ecms[s.service_id],
-                                service=sid)
-                    last_ecms[s.service_id] = s.ecm_sections
-                # emm_sections_total{kind} is counted by the carousel as it hands sections out
-        with contextlib.suppress(queue.Full):
-            windows.put_nowait(None)
-
-    def _send_loop(self, windows: queue.Queue[Any]) -> None:
-        assert self.pacer is not None
-        pacer, stop = self.pacer, self.stop_event
-        while not stop.is_set():
-            try:
-                block = windows.get(timeout=0.1)
-            except queue.Empty:
-                continue
-            if block is None:
-                break
-            if len(block) and not pacer.feed(block.data, block.times, stop):
-                break
-        pacer.flush()
+    def _report(self, mux_s: float) -> None:
+        """Once a second of multiplex time: per-service counters and bitrate gauges
+        (emm_sections_total{kind} is counted by the carousel as it hands sections out)."""
+        if mux_s < self._next_report:
+            return
+        self._next_report += 1.0
+        for s in self.services:
+            sid = str(s.service_id)
+            packets, ecms = self._counts[s.service_id]
+            self.metrics.inc("packets_sent_total", s.packets - packets, service=sid)
+            self.metrics.set("service_bitrate_bps", (s.packets - packets) * 188 * 8, service=sid)
+            self.metrics.inc("ecm_sections_total", s.ecm_sections - ecms, service=sid)
+            self._counts[s.service_id] = (s.packets, s.ecm_sections)
 
     def _poll_loop(self) -> None:
         interval = self.cfg.emm.poll_interval_s

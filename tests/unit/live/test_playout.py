@@ -202,3 +202,50 @@ def test_merge_is_stable_and_sorted() -> None:
     out = merge([a, b])
     assert list(out.times) == [0.1, 0.1, 0.2, 0.3]
     assert [p[1] for p in packets(bytes(out.data))] == [1, 2, 2, 1]
+
+
+def test_real_time_loop_sends_the_multiplex_in_order_and_stops_between_datagrams(
+        tmp_path: Path) -> None:
+    """The producer/sender pair with a pacer that does not wait: everything the multiplex made
+    leaves as whole datagrams, in order, and a stop ends it cleanly."""
+    import threading
+
+    from cas.live.pacer import Pacer
+    from cas.live.playout import RealTime
+
+    mux, _, _, _, _ = _rig(tmp_path)
+    sent: list[bytes] = []
+    stop = threading.Event()
+
+    def send(d: bytes) -> None:
+        sent.append(d)
+        if len(sent) == 500:
+            stop.set()
+
+    pacer = Pacer(send, realtime=False)
+    pacer.start()
+    made: list[bytes] = []
+    window = mux.window
+
+    def recording_window(a: float, b: float, now: float) -> Block:
+        block = window(a, b, now)
+        made.append(bytes(block.data))
+        return block
+
+    mux.window = recording_window  # type: ignore[method-assign,assignment]
+    rt = RealTime(mux, pacer, stop)
+    threads = rt.threads()
+    try:
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=30)
+    finally:
+        assert mux.crypto is not None
+        mux.crypto.close()
+    assert not any(t.is_alive() for t in threads)
+    assert len(sent) >= 500
+    assert all(len(d) % PACKET == 0 and len(d) <= 7 * PACKET for d in sent)
+    out = b"".join(sent)
+    assert b"".join(made).startswith(out)
+    assert cc_errors(packets(out)) == 0
