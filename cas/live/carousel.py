@@ -253,17 +253,22 @@ class EmmCarousel:
                 known = set(self._st.airings) | set(self._st.finished)
             rows = outbox.load_rows(s, [i for i in queued if i not in known])
         mono = time.monotonic()
+        self._drop(removed)
         with self._lock:
             st = self._st
-            for rid in removed:
-                gone = st.airings.pop(rid, None)
-                if gone is not None:
-                    gone.dropped = True  # the fresh/repeat queues skip it
             for emm in rows:
                 item = _Airing(emm=emm, left=self.settings.repeat_count, loaded_mono=mono)
                 st.airings[emm.id] = item
                 st.fresh.append(item)
         return len(rows)
+
+    def _drop(self, removed: set[int]) -> None:
+        """Forget EMMs whose rows a newer EMM of the same card replaced."""
+        with self._lock:
+            for rid in removed:
+                gone = self._st.airings.pop(rid, None)
+                if gone is not None:
+                    gone.dropped = True  # the fresh/repeat queues skip it
 
     def _top_up_cycle(self, at: datetime) -> None:
         rate = self.settings.cycle_bitrate_bps
@@ -301,6 +306,9 @@ class EmmCarousel:
                                                     cause="cycle", queued=False,
                                                     only_changed=False)
                     if gen.ids:
+                        self._drop(set(gen.removed_ids))
+                        if self._metrics is not None:
+                            self._metrics.inc("emm_generated_total", len(gen.ids), kind="cycle")
                         with self._store.reader() as s:
                             latest.update(outbox.latest_unique(s, stale))
                 batch = [latest[x] for x in serials if x in latest]

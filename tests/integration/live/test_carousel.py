@@ -26,7 +26,7 @@ from cas.errors import StatusWordError
 from cas.formats.emm import parse_emm
 from cas.live.carousel import CarouselSettings, EmmCarousel
 from cas.live.metrics import LiveMetrics
-from cas.live.outbox import stale_serials
+from cas.live.outbox import latest_unique, stale_serials
 from cas.store.engine import Store, open_store
 from cas.store.models import EmmOutbox
 from cas.store.repo import register_card
@@ -314,7 +314,9 @@ def test_concurrent_payments_while_the_poll_thread_runs(db_url: str,
         while time.monotonic() < deadline:
             with base.store.reader() as s:
                 behind = stale_serials(s)
-            if not behind and carousel.stats().unaired == 0:
+                latest = latest_unique(s, base.serials)
+            on_air = {sec for _, sec in list(aired)}
+            if not behind and all(set(e.sections) <= on_air for e in latest.values()):
                 break
             time.sleep(0.05)
     finally:

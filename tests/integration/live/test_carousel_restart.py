@@ -43,7 +43,7 @@ def run_carousel(db_url: str, key_file: str, out_path: str) -> None:
     from cas.store.engine import open_store
 
     store = open_store(db_url=db_url)
-    settings = CarouselSettings(repeat_count=3, repeat_window_s=3.0, cycle_bitrate_bps=0,
+    settings = CarouselSettings(repeat_count=3, repeat_window_s=6.0, cycle_bitrate_bps=0,
                                 poll_interval_s=0.1)
     carousel = EmmCarousel(store, OperatorKeys.load(key_file), settings)
     with open(out_path, "ab", buffering=0) as out:
@@ -103,7 +103,7 @@ def test_sigkill_mid_run_then_restart(db_url: str, tmp_path: Path) -> None:
             set_clock(s, T0 + timedelta(minutes=1))
         for i, serial in enumerate(paid):
             pay_and_subscribe(base, serial, at=T0 + timedelta(minutes=1), payment_id=f"k{i}")
-        # kill while the payments' EMMs are in their repeat window (aired once, 3 times in 3 s)
+        # kill while the payments' EMMs are in their repeat window (3 airings over 6 s)
         _wait(lambda: all(2 in _seqs(_sections(first_out), s) for s in paid), 30,
               "the payments' EMMs", proc)
         proc.send_signal(signal.SIGKILL)
