@@ -406,7 +406,7 @@ class HeadendService:
         try:
             await run_emmg_feed(self.carousel, host=e.mux_host, port=e.mux_port,
                                 client_id=e.client_id, data_id=e.data_id,
-                                bandwidth_kbps=e.bandwidth_kbps, stop=stop)
+                                bandwidth_kbps=e.bandwidth_kbps, stop=stop, metrics=self.metrics)
         except CasError as exc:
             self._fail(f"EMMG feed: {exc}")
 
