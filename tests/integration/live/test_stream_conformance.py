@@ -413,3 +413,61 @@ def test_file_capture_descrambles_to_the_source(lab: Path, tmp_path: Path,
         assert int(dts) > last.get(idx, -1), f"DTS went back on stream {idx}"
         last[idx] = int(dts)
     assert rows > 100
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_ecms_from_an_ecmg_over_simulcrypt(lab: Path, tmp_path: Path) -> None:
+    """``ecm_source = "simulcrypt"``: the CWs go to ``cas ecmg serve`` (a separate process, real
+    TCP) in CW_provisions; its ECMs are on air, open with the operator's ECM key and carry the
+    CWs that scrambled the service."""
+    from cas.crypto.keys import OperatorKeys as Keys
+    from cas.messages import open_ecm
+
+    port = _free_port()
+    env = dict(os.environ)
+    env.pop("CAS_DATA_DIR", None)
+    ecmg = subprocess.Popen([CAS, "--data-dir", str(lab / "data"), "ecmg", "serve", "--port",
+                             str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            env=env)
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            with socket.socket() as probe:
+                if probe.connect_ex(("127.0.0.1", port)) == 0:
+                    break
+            time.sleep(0.1)
+        out = tmp_path / "capture.ts"
+        cw_log = tmp_path / "cw.jsonl"
+        config = _config(lab, "simulcrypt.toml", url=f"file://{out}", cw_log=str(cw_log))
+        text = config.read_text().replace(
+            "[scrambling]\n", f'[scrambling]\necm_source = "simulcrypt"\necmg = "127.0.0.1:{port}"\n')
+        config.write_text(text)
+        _finish(_headend(config, 5.0))
+    finally:
+        ecmg.terminate()
+        ecmg.wait(timeout=10)
+    cap = Capture(data=out.read_bytes())
+    programs = _check_continuous(cap)
+    keys = Keys.load(default_key_path(lab / "data"))
+    log = [json.loads(line) for line in cw_log.read_text().splitlines()]
+    for prog in programs.values():
+        # SimulCrypt's CP_number is 16 bits (TS 103 197): the ECMG puts it in the ECM
+        cws = {int(str(e["cp"])) & 0xFFFF: bytes.fromhex(str(e["cw"])) for e in log
+               if e["service_id"] == prog.number}
+        opened = 0
+        for _, section in sections_on(cap.data, prog.ecm_pids[0]):
+            header, body = open_ecm(keys.ecm_key(0), section)
+            assert header.channel_id == prog.number
+            cp = body.crypto_period
+            slots = (body.cw_even, body.cw_odd)
+            if cp in cws:
+                assert slots[cp & 1] == cws[cp]
+                opened += 1
+        assert opened > 10
+    clear = _descramble(cap, programs, log, "csa2")
+    assert all(clear.values())

@@ -4,6 +4,7 @@ timing of live input, the UDP source on a real socket, RTP stripping."""
 from __future__ import annotations
 
 import itertools
+import shutil
 import socket
 import struct
 import time
@@ -249,3 +250,30 @@ def test_udp_source_port_in_use_is_a_config_error() -> None:
         port = taken.getsockname()[1]
         with pytest.raises(ConfigError, match=f"udp://127.0.0.1:{port}"):
             src.UdpSource("127.0.0.1", port).close()
+
+
+@pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="needs ffmpeg")
+def test_ffmpeg_lavfi_source_with_clock_overlay() -> None:
+    """A real ffmpeg encodes the test pattern (drawtext clock, tone) in real time; the source
+    finds its program, renumbers it and times it by its PCR."""
+    source = src.FfmpegSource("testsrc=size=160x90:rate=25", service_id=77, name="Live",
+                              latency_s=0.2, video_bitrate_kbps=300)
+    try:
+        assert "drawtext" in " ".join(source.argv) and "-re" in source.argv
+        program = source.wait_program()
+        assert program.program_number == 77
+        video = next(s.elementary_pid for s in program.streams if s.stream_type == 0x02)
+        audio = next(s.elementary_pid for s in program.streams if s.stream_type != 0x02)
+        source.set_pid_map({video: 0x500, audio: 0x501})
+        got = src.Block()
+        deadline = time.monotonic() + 20
+        while len(got) < 200 and time.monotonic() < deadline:
+            got.extend(source.read(1e9, 0.0))
+            time.sleep(0.05)
+    finally:
+        source.close()
+    pkts = packets(bytes(got.data))
+    assert len(pkts) >= 200
+    assert {pid_of(p) for p in pkts} <= {0x500, 0x501}
+    assert cc_errors(pkts) == 0
+    assert list(got.times) == sorted(got.times)
