@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import os
 import queue
 import shutil
 import socket
@@ -641,7 +642,11 @@ class _LiveSource:
 
 class FfmpegSource(_LiveSource):
     """ffmpeg's lavfi test pattern (``lavfi:testsrc``) with a wall-clock overlay and a tone,
-    encoded in real time and read from its stdout."""
+    encoded in real time and read from its stdout.  If ffmpeg exits, it is started again
+    after ``restart_delay_s`` (the new PCR re-anchors the timing; the receiver sees one CC
+    discontinuity, as with any restarted encoder)."""
+
+    restart_delay_s = 1.0
 
     def __init__(self, graph: str, *, service_id: int, name: str = "live",
                  latency_s: float = 0.5, video_bitrate_kbps: int = 1000,
@@ -652,37 +657,55 @@ class FfmpegSource(_LiveSource):
             raise ConfigError("lavfi sources need ffmpeg (Debian package ffmpeg)")
         self.argv = ffmpeg_argv(exe, graph, service_id=service_id, name=name,
                                 video_bitrate_kbps=video_bitrate_kbps)
-        self._proc = subprocess.Popen(self.argv, stdin=subprocess.DEVNULL,
-                                      stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+        self.restarts = 0
+        self._proc_lock = threading.Lock()
+        self._proc = self._spawn()
         self._thread = threading.Thread(target=self._pump, name=f"ffmpeg-{service_id}",
                                         daemon=True)
         self._thread.start()
 
-    def _pump(self) -> None:
-        out = self._proc.stdout
-        assert out is not None
-        while not self._stop.is_set():
-            data = out.read1(65536) if hasattr(out, "read1") else out.read(65536)
-            if not data:
-                break
-            self._put(data)
-        self._put_end()
+    def _spawn(self) -> subprocess.Popen[bytes]:
+        return subprocess.Popen(self.argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                stderr=subprocess.DEVNULL)
 
-    def _put_end(self) -> None:
-        with contextlib.suppress(queue.Full):
-            self._q.put(None, timeout=0.5)
+    def _pump(self) -> None:
+        while True:
+            out = self._proc.stdout
+            assert out is not None
+            while not self._stop.is_set():
+                try:
+                    data = os.read(out.fileno(), 65536)
+                except (OSError, ValueError):  # closed under us by close()
+                    data = b""
+                if not data:
+                    break
+                self._put(data)
+            if self._stop.wait(self.restart_delay_s):
+                return
+            with self._proc_lock:
+                if self._stop.is_set():
+                    return
+                self._reap(self._proc)
+                self._proc = self._spawn()
+                self.restarts += 1
+
+    @staticmethod
+    def _reap(proc: subprocess.Popen[bytes]) -> None:
+        if proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(timeout=3)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        if proc.stdout is not None:
+            proc.stdout.close()
 
     def close(self) -> None:
         super().close()
-        if self._proc.poll() is None:
-            self._proc.terminate()
-            try:
-                self._proc.wait(timeout=3)
-            except subprocess.TimeoutExpired:
-                self._proc.kill()
-                self._proc.wait()
-        if self._proc.stdout is not None:
-            self._proc.stdout.close()
+        with self._proc_lock:
+            self._reap(self._proc)
+        self._thread.join(timeout=5)
 
 
 def ffmpeg_argv(exe: str, graph: str, *, service_id: int, name: str,

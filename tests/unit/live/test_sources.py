@@ -277,3 +277,22 @@ def test_ffmpeg_lavfi_source_with_clock_overlay() -> None:
     assert {pid_of(p) for p in pkts} <= {0x500, 0x501}
     assert cc_errors(pkts) == 0
     assert list(got.times) == sorted(got.times)
+
+
+@pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="needs ffmpeg")
+def test_ffmpeg_is_started_again_when_it_exits() -> None:
+    source = src.FfmpegSource("testsrc=size=160x90:rate=25", service_id=78, latency_s=0.1,
+                              video_bitrate_kbps=200)
+    source.restart_delay_s = 0.1
+    try:
+        source.wait_program()
+        first = source._proc
+        first.kill()
+        deadline = time.monotonic() + 20
+        while source.restarts == 0 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert source.restarts == 1 and source._proc is not first
+        assert source._proc.poll() is None
+    finally:
+        source.close()
+    assert source._proc.poll() is not None  # close() stopped it
