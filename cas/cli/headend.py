@@ -34,7 +34,7 @@ def register(cli: click.Group) -> None:
             else None
         service = HeadendService(cfg, data_dir=data_dir, db_url=app.db_url)
         if check:
-            service.open()
+            service.open(check=True)
             layout = [{"channel": s.layout.channel_number, "service_id": s.service_id,
                        "name": s.layout.name, "pmt_pid": s.layout.pmt_pid,
                        "es_pids": list(s.layout.es_pids), "ecm_pid": s.layout.ecm_pid,

@@ -174,15 +174,17 @@ class HeadendService:
         self.ops_port: int | None = None
 
     # --- building -----------------------------------------------------------------------------
-    def open(self) -> None:
-        """Everything but the threads; raises our errors (the caller prints one line)."""
+    def open(self, *, check: bool = False) -> None:
+        """Everything but the threads; raises our errors (the caller prints one line).
+        ``check``: everything but the output (``--check`` must not truncate a file or need
+        the network)."""
         try:
-            self._open()
+            self._open(check)
         except BaseException:
             self.close()
             raise
 
-    def _open(self) -> None:
+    def _open(self, check: bool) -> None:
         from cas.crypto import load_operator_keys
         from cas.store.engine import open_store
 
@@ -236,7 +238,8 @@ class HeadendService:
                                emm_pid=cfg.emm.pid, emm_feed=emm_feed,
                                emm_max_bitrate_bps=cfg.emm.max_bitrate_bps, cw_log=self.cw_log,
                                on_period=self._on_period)
-        self.output = open_output(cfg.output)
+        if not check:
+            self.output = open_output(cfg.output)
 
     def _catalogue(self) -> dict[int, Channel]:
         from cas.billing.catalog import all_access_criteria
