@@ -440,6 +440,7 @@ class HeadendService:
         self.pacer.start(self.started_at + 0.1)
         self._next_report = 1.0
         self._counts: dict[int, tuple[int, int]] = {s.service_id: (0, 0) for s in self.services}
+        self._cc_seen: dict[int, int] = {}
         realtime = RealTime(self.mux, self.pacer, self.stop_event, on_window=self._report)
         threads = realtime.threads(lambda fn: self._guard(fn, request_stop))
         if self.carousel is not None:
@@ -476,6 +477,12 @@ class HeadendService:
             self.metrics.set("service_bitrate_bps", (s.packets - packets) * 188 * 8, service=sid)
             self.metrics.inc("ecm_sections_total", s.ecm_sections - ecms, service=sid)
             self._counts[s.service_id] = (s.packets, s.ecm_sections)
+            # Our output's counters are continuous by construction; what a live source lost
+            # on its way in shows here.
+            input_errors = getattr(s.source, "cc_errors", 0)
+            seen = self._cc_seen.get(s.service_id, 0)
+            self.metrics.inc("cc_errors_total", input_errors - seen, service=sid)
+            self._cc_seen[s.service_id] = input_errors
 
     def _poll_loop(self) -> None:
         interval = self.cfg.emm.poll_interval_s

@@ -555,6 +555,9 @@ class _LiveSource:
         self._timer: _LiveTimer | None = None
         self._stop = threading.Event()
         self.ended = False
+        #: Continuity errors seen in the input (a live source's own losses).
+        self.cc_errors = 0
+        self._last_cc: dict[int, int] = {}
 
     # the reader thread calls this
     def _put(self, data: bytes) -> None:
@@ -630,6 +633,12 @@ class _LiveSource:
             out_pid = mapping.get(pid)
             if out_pid is None or pkt[3] & 0xC0:
                 continue
+            if pkt[3] & 0x10:  # continuity of the input (§2.4.3.3): lost datagrams show here
+                cc = pkt[3] & 0x0F
+                last = self._last_cc.get(pid)
+                if last is not None and cc != (last + 1) & 0x0F and cc != last:
+                    self.cc_errors += 1
+                self._last_cc[pid] = cc
             if out_pid != pid:
                 pkt = (pkt[:1] + bytes(((pkt[1] & 0xE0) | (out_pid >> 8), out_pid & 0xFF))
                        + pkt[3:])

@@ -471,3 +471,24 @@ def test_ecms_from_an_ecmg_over_simulcrypt(lab: Path, tmp_path: Path) -> None:
         assert opened > 10
     clear = _descramble(cap, programs, log, "csa2")
     assert all(clear.values())
+
+
+def test_sigterm_stops_between_datagrams(lab: Path, tmp_path: Path) -> None:
+    """SIGTERM: exit 0, the stop is logged, the capture ends on a whole packet."""
+    import signal
+
+    out = tmp_path / "capture.ts"
+    env = dict(os.environ)
+    env.pop("CAS_DATA_DIR", None)
+    proc = subprocess.Popen([CAS, "headend", "run", str(_config(lab, "term.toml",
+                                                                url=f"file://{out}"))],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and (not out.exists() or out.stat().st_size < 50_000):
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGTERM)
+    logs = _finish(proc)
+    assert [e["event"] for e in logs][-1] == "head-end stopped"
+    data = out.read_bytes()
+    assert len(data) % PACKET == 0
+    assert Capture(data=data).cc_errors() == 0

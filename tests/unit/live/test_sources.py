@@ -296,3 +296,28 @@ def test_ffmpeg_is_started_again_when_it_exits() -> None:
     finally:
         source.close()
     assert source._proc.poll() is not None  # close() stopped it
+
+
+def test_udp_source_counts_what_was_lost_on_the_way_in() -> None:
+    spts = make_spts(seconds=0.5)
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    source = src.UdpSource("127.0.0.1", port, latency_s=0.05)
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as tx:
+            size = 7 * PACKET
+            for n, pos in enumerate(range(0, len(spts.data), size)):
+                if n == 20:
+                    continue  # this datagram is lost
+                tx.sendto(spts.data[pos : pos + size], ("127.0.0.1", port))
+                time.sleep(0.0005)
+            source.wait_program()
+            source.set_pid_map({VIDEO_PID: VIDEO_PID, AUDIO_PID: AUDIO_PID})
+            deadline = time.monotonic() + 10
+            while source.cc_errors == 0 and time.monotonic() < deadline:
+                source.read(1e9, 0.0)
+                time.sleep(0.01)
+    finally:
+        source.close()
+    assert source.cc_errors >= 1
