@@ -36,7 +36,7 @@ from typing import Protocol
 
 from cas.formats import ts
 from cas.headend.scrambler import PayloadCipher
-from cas.live.pacer import Pacer
+from cas.live.pacer import Pacer, tighten_timer_slack
 from cas.live.psi import PsiSchedule, ServiceLayout
 from cas.live.scrambling import CryptoSchedule, CwLog
 from cas.live.sources import PACKET_SIZE, Block, Source
@@ -282,6 +282,7 @@ class RealTime:
             self._queue.put_nowait(None)
 
     def send(self) -> None:
+        tighten_timer_slack()  # per thread: this is the one that sleeps between datagrams
         while not self.stop.is_set():
             try:
                 block = self._queue.get(timeout=0.1)
