@@ -199,7 +199,7 @@ def _jitter(pcrs: list[tuple[float, int]]) -> dict[str, float]:
 
 # --- the sender (this process, CPU 0) ---------------------------------------------------------
 
-def play(clear: Path, algorithm: Algorithm, seconds: float, port: int) -> dict[str, float]:
+def play(clear: Path, algorithm: Algorithm, seconds: float, port: int) -> dict[str, Any]:
     source = FileLoop(clear)
     source.set_pid_map({VIDEO: VIDEO, AUDIO: AUDIO})
     layout = ServiceLayout(service_id=1, channel_number=1, name="bench", pmt_pid=0x1000,
