@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import importlib
 import json
 import logging
 import signal
@@ -167,6 +166,7 @@ class HeadendService:
         self.pacer: Pacer | None = None
         self._scs: Any = None
         self._clock: StoreClock | None = None
+        self._request_stop: Callable[[], None] | None = None
         self.stop_event = threading.Event()
         self.started_at = 0.0
         self._last_send = 0.0
@@ -221,7 +221,7 @@ class HeadendService:
         if len(set(ids)) != len(ids):
             raise ConfigError(f"{cfg_name(cfg)}: [[service]]: two services have one service id")
         self.crypto = self._crypto()
-        if cfg.scrambling.cw_log is not None:
+        if cfg.scrambling.cw_log is not None and not check:
             self.cw_log = CwLog(cfg.scrambling.cw_log)
         self.carousel = self._carousel()
         settings = MuxSettings(ca_system_id=cfg.headend.ca_system_id, emm_pid=cfg.emm.pid,
@@ -305,11 +305,8 @@ class HeadendService:
                               on_fetch=on_fetch)
 
     def _carousel(self) -> Any:
-        try:
-            from cas.live.carousel import CarouselSettings, EmmCarousel
-        except ImportError:
-            event("EMM carousel not available: no EMMs on air", logging.WARNING)
-            return None
+        from cas.live.carousel import CarouselSettings, EmmCarousel
+
         e = self.cfg.emm
         settings = CarouselSettings(repeat_count=e.repeat_count, repeat_window_s=e.repeat_window_s,
                                     cycle_bitrate_bps=e.cycle_bitrate_bps,
@@ -351,6 +348,8 @@ class HeadendService:
             self.stop_event.set()
             loop.call_soon_threadsafe(stop_async.set)
 
+        self._request_stop = request_stop
+
         if install_signals:
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.add_signal_handler(sig, request_stop)
@@ -391,20 +390,17 @@ class HeadendService:
         ops = self.cfg.ops
         if ops.listen_port < 0:
             return None
-        try:
-            ops_module = importlib.import_module("cas.live.ops")
-        except ImportError:
-            event("ops endpoint not available", logging.WARNING)
-            return None
-        server = await ops_module.serve_ops(ops.listen_host, ops.listen_port, self.metrics,
-                                            self.health)
+        from cas.live.ops import serve_ops
+
+        server = await serve_ops(ops.listen_host, ops.listen_port, self.metrics, self.health)
         sockets = getattr(server, "sockets", None) or []
         if sockets:
             self.ops_port = int(sockets[0].getsockname()[1])
         return server
 
     async def _emmg_feed(self, stop: asyncio.Event) -> None:
-        run_emmg_feed = importlib.import_module("cas.live.emmg_out").run_emmg_feed
+        from cas.live.emmg_out import run_emmg_feed
+
         e = self.cfg.emm
         try:
             await run_emmg_feed(self.carousel, host=e.mux_host, port=e.mux_port,
@@ -417,6 +413,8 @@ class HeadendService:
         self._errors.append(message)
         event("failed", logging.ERROR, error=message)
         self.stop_event.set()
+        if self._request_stop is not None:
+            self._request_stop()
 
     def _start_threads(self, request_stop: Callable[[], None]) -> list[threading.Thread]:
         assert self.output is not None and self.mux is not None
