@@ -247,6 +247,10 @@ class RealTime:
     ``stop`` ends both between two datagrams; the sender then flushes what is left.
     """
 
+    #: How often the interpreter hands the GIL over between threads (the sender must wake
+    #: on time while the producer runs Python code).
+    switch_interval_s = 0.0005
+
     def __init__(self, mux: Multiplexer, pacer: Pacer, stop: threading.Event, *,
                  window_s: float = WINDOW_S, lookahead: int = LOOKAHEAD_WINDOWS,
                  on_window: Callable[[float], None] | None = None) -> None:
@@ -260,7 +264,7 @@ class RealTime:
     def threads(self, wrap: Callable[[Callable[[], None]], Callable[[], None]] = lambda f: f
                 ) -> list[threading.Thread]:
         """The two threads, not started (``wrap`` may add error handling around each)."""
-        sys.setswitchinterval(0.0005)
+        sys.setswitchinterval(self.switch_interval_s)
         return [threading.Thread(target=wrap(self.produce), name="live-producer", daemon=True),
                 threading.Thread(target=wrap(self.send), name="live-sender", daemon=True)]
 
