@@ -18,6 +18,7 @@ the payment-to-OPEN latency is measured in ``benchmarks/bench_live_e2e.py``.
 
 from __future__ import annotations
 
+import json
 import re
 import signal
 import subprocess
@@ -37,11 +38,14 @@ from tests.integration.live.world import (
     PACKAGE,
     PASSWORD,
     PRICE_MINOR,
+    SERVICE_ID,
     World,
     build_world,
+    free_udp_port,
     headend_config,
     start_headend,
     start_web,
+    wait_bound,
 )
 
 pytestmark = pytest.mark.slow
@@ -233,3 +237,34 @@ def test_sigkill_restart_loses_no_rights_change_and_applies_none_twice(lab: Lab)
     assert len(applied) == applied_first
     seqs = [e["seq"] for e in applied if e["address"] == "unique"]
     assert seqs == sorted(set(seqs))
+
+
+def test_diag_stream_probes_the_live_headend(tmp_path: Path) -> None:
+    """The field engineer's probe on the head-end's live feed: a clean multiplex — the
+    channel scrambled with its ECMs repeated and parity changing every crypto-period, the
+    EMM PID in the CAT, no error alarm."""
+    world = build_world(tmp_path, db_url=None)
+    port = free_udp_port()
+    probe = subprocess.Popen([CAS, "--json", "diag", "stream", f"udp://127.0.0.1:{port}",
+                              "--duration", "12"], env=world.env(), stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE)
+    headend = None
+    try:
+        wait_bound(port)
+        headend = start_headend(world, headend_config(world, port))
+        out, err = probe.communicate(timeout=120)
+    finally:
+        probe.kill()
+        if headend is not None:
+            headend.stop()
+        world.close()
+    assert probe.returncode == 0, err.decode()
+    report = json.loads(out)
+    assert report["input"]["datagrams"] > 0 and report["input"]["bad_datagrams"] == 0
+    assert [a for a in report["alarms"] if a["severity"] == "error"] == []
+    service = next(s for s in report["services"] if s["service_id"] == SERVICE_ID)
+    assert service["state"] == "scrambled"
+    (ecm,) = report["ecm"]
+    assert ecm["parity_changes"] >= 2 and ecm["crypto_period_s"] == pytest.approx(2.0, abs=0.2)
+    assert ecm["max_gap_ms"] < 500
+    assert report["emm"] and report["emm"][0]["pid"] in {c["ca_pid"] for c in report["cat"]}

@@ -10,6 +10,7 @@ The processes are the real commands: ``cas serve all`` (operator API and portal,
 
 from __future__ import annotations
 
+import errno
 import os
 import signal
 import socket
@@ -227,3 +228,24 @@ def start_web(world: World, timeout_s: float = 60.0) -> tuple[Proc, str]:
             time.sleep(0.1)
     web.stop()
     raise AssertionError(f"cas serve did not answer: {web.tail()}")
+
+
+def free_udp_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_bound(port: int, timeout_s: float = 60.0) -> None:
+    """Wait until another process holds UDP ``port`` on 127.0.0.1 (a receiver listens)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError as exc:
+                if exc.errno == errno.EADDRINUSE:
+                    return
+                raise
+        time.sleep(0.02)
+    raise AssertionError(f"nothing listens on UDP port {port}")
