@@ -5,7 +5,6 @@ give from a file (same services, PIDs, counts, alarms)."""
 from __future__ import annotations
 
 import errno
-import io
 import json
 import random
 import socket
@@ -16,16 +15,12 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from cas.access import AccessCriteria
 from cas.cli.main import cli
 from cas.crypto import OperatorKeys
 from cas.diag.liveprobe import probe_live
 from cas.diag.probe import probe_bytes
 from cas.errors import StreamError
 from cas.formats.emm import EmmHeader, SetStatus, UniqueAddress
-from cas.headend.ecmgen import EcmSettings, channel_ecms_for
-from cas.headend.scrambler import Algorithm, ScrambleConfig, Scrambler, payload_cipher
-from cas.headend.teststream import TestService, TestStreamOptions, make_test_stream
 from cas.messages import seal_emm
 from firmware_stub.udpin import UdpInput, parse_input
 from tests.integration.live.boxproc import datagrams, port_of, udp_send
@@ -35,27 +30,28 @@ START_S = 1_790_000_000
 
 @pytest.fixture(scope="module")
 def scrambled(tmp_path_factory: pytest.TempPathFactory) -> bytes:
-    clear = tmp_path_factory.mktemp("probe-live") / "clear.ts"
-    make_test_stream([TestService(service_id=101, name="News", provider="Op"),
-                      TestService(service_id=102, name="Sport", provider="Op")], clear,
-                     TestStreamOptions(duration_s=4.0))
+    """Two channels of the TV+ lineup, made and scrambled by the head-end's own commands
+    (``cas stream make-test-stream``, ``cas stream scramble``, 1 s crypto-periods, a
+    unique EMM on the EMM PID)."""
+    d = tmp_path_factory.mktemp("probe-live")
     r = random.Random(7)
-
-    def rng(n: int) -> bytes:
-        return r.randbytes(n)
-
-    keys = OperatorKeys.generate(rng, now_s=START_S)
-    criteria = {sid: AccessCriteria(channel_id=sid, package_ids=(1,)) for sid in (101, 102)}
-    settings = EcmSettings(crypto_period_ms=1000, cw_length=8)
-    services = channel_ecms_for(keys, criteria, settings=settings, start_s=START_S, rng=rng)
-    emms = [seal_emm(keys.cuk(2_000_000_001), EmmHeader(
+    keys = OperatorKeys.generate(lambda n: r.randbytes(n), now_s=START_S)
+    keys.save(d / "operator-keys.toml")
+    emm = seal_emm(keys.cuk(2_000_000_001), EmmHeader(
         address=UniqueAddress(serial=2_000_000_001), seq=1, not_after_s=START_S + 86400),
-        [SetStatus(status=1)], rng(12))]
-    out = io.BytesIO()
-    Scrambler(ScrambleConfig(algorithm=Algorithm.CSA2, crypto_period_ms=1000, emm_pid=0x0BFF,
-                             emm_repeat=True), services, payload_cipher(Algorithm.CSA2),
-              emm_sections=emms).run(clear.open("rb"), out)
-    return out.getvalue()
+        [SetStatus(status=1)], r.randbytes(12))
+    (d / "emm.bin").write_bytes(emm)
+    runner = CliRunner()
+    made = runner.invoke(cli, ["--data-dir", str(d), "stream", "make-test-stream", "--lineup",
+                               "tvplus.toml", "--channels", "2", "--duration", "4",
+                               "-o", str(d / "clear.ts")])
+    assert made.exit_code == 0, made.output
+    done = runner.invoke(cli, ["--data-dir", str(d), "stream", "scramble", str(d / "clear.ts"),
+                               str(d / "scrambled.ts"), "--lineup", "tvplus.toml", "--keys",
+                               str(d / "operator-keys.toml"), "--crypto-period-s", "1",
+                               "--emm", str(d / "emm.bin"), "--at", "2026-09-22"])
+    assert done.exit_code == 0, done.output
+    return (d / "scrambled.ts").read_bytes()
 
 
 def _summary(report: dict[str, object]) -> dict[str, object]:
@@ -85,7 +81,8 @@ def test_live_probe_gives_the_file_report(scrambled: bytes) -> None:
     assert report.source == source.url
     assert _summary(report.to_json()) == _summary(file_report.to_json())
     assert report.alarms == ()
-    assert {s.service_id for s in report.services} == {101, 102}
+    assert len(report.services) == 2
+    assert all(s.state == "scrambled" for s in report.services)
 
 
 def test_live_probe_raises_cc_alarm_for_a_lost_datagram(scrambled: bytes) -> None:
