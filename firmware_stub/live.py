@@ -21,6 +21,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from enum import StrEnum
 from typing import BinaryIO
 
 from cas.errors import FormatError
@@ -132,18 +133,24 @@ class ChannelWatch:
         return {sid: s.announced for sid, s in self._seen.items() if s.announced is not None}
 
 
+class StopCause(StrEnum):
+    SIGNAL = "signal"  # the stop event (SIGINT / SIGTERM in the CLI)
+    DURATION = "duration"
+    EOF = "eof"  # the pipe or file ended
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class LiveResult:
     report: LockReport
     input: InputStats
     duration_s: float
     events: int
-    stopped_by: str  # "signal" | "duration" | "eof"
+    stopped_by: StopCause
     packets_out: int = 0
     packets_dropped: int = 0
 
     def to_json(self) -> dict[str, object]:
-        return {"duration_s": round(self.duration_s, 3), "stopped_by": self.stopped_by,
+        return {"duration_s": round(self.duration_s, 3), "stopped_by": self.stopped_by.value,
                 "events": self.events, "input": self.input.to_json(),
                 **self.report.to_json(),
                 **({"packets_out": self.packets_out, "packets_dropped": self.packets_dropped}
@@ -192,16 +199,16 @@ def run_live(box: Box, source: LiveInput, *,
     start = clock()
     deadline = start + duration_s if duration_s is not None else None
     last_check = float("-inf")
-    stopped_by = "signal"
+    stopped_by = StopCause.SIGNAL
     while True:
         if stop.is_set():
             break
         now = clock()
         if deadline is not None and now >= deadline:
-            stopped_by = "duration"
+            stopped_by = StopCause.DURATION
             break
         if source.eof:
-            stopped_by = "eof"
+            stopped_by = StopCause.EOF
             break
         wait = POLL_S if deadline is None else min(POLL_S, deadline - now)
         data = source.read(wait)
