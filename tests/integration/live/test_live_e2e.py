@@ -10,9 +10,11 @@ store reaches the box as JSON-line events:
 * the head-end frozen, a rights change committed, the head-end killed with SIGKILL and
   started again: the change still reaches the box, and the card applies no EMM twice (a
   box rebooted afterwards hands the re-aired EMMs to the card, which refuses them as
-  replays).
+  replays);
+* ``stb watch`` on the feed writes the channel's clear bytes once it is paid;
+* ``cas diag stream udp://…`` on the feed finds a clean multiplex (no error alarm).
 
-On SQLite and on PostgreSQL.  Timeouts are generous liveness bounds (the machine is shared);
+The payment, block, suspension, portal and SIGKILL tests run on SQLite and on PostgreSQL.  Timeouts are generous liveness bounds (the machine is shared);
 the payment-to-OPEN latency is measured in ``benchmarks/bench_live_e2e.py``.
 """
 
