@@ -231,7 +231,6 @@ def play(clear: Path, algorithm: Algorithm, seconds: float, port: int) -> dict[s
     pacer = Pacer(out.send, on_late=lambda late_s: late_at.append(pacer.now_s()))
     stop = threading.Event()
     crypto.keys(0)
-    pacer.start(time.monotonic() + 0.1)
     cpu0 = time.process_time()
     rt = RealTime(mux, pacer, stop)
     threads = rt.threads()
@@ -289,12 +288,20 @@ def main() -> None:
                         help="Mbit/s steps of the ramp")
     parser.add_argument("--algorithms", default="csa2,cissa")
     parser.add_argument("--skip-jitter", action="store_true")
+    parser.add_argument("--rt", action="store_true",
+                        help="real-time scheduling (SCHED_RR 10; needs root/CAP_SYS_NICE)")
     parser.add_argument("--no-pin", action="store_true",
                         help="do not pin the sender to CPU 0 (the receiver stays on CPU 1)")
     args = parser.parse_args()
     if hasattr(os, "sched_setaffinity") and not args.no_pin:
         os.sched_setaffinity(0, {0})
-    print(f"load average before: {os.getloadavg()[0]:.2f}")
+    if args.rt:
+        # SCHED_RR for this process's threads (and the receiver it spawns): what
+        # CPUSchedulingPolicy=rr does for the systemd unit (docs/live.md).
+        os.sched_setscheduler(0, os.SCHED_RR, os.sched_param(10))
+    print(f"load average before: {os.getloadavg()[0]:.2f}; scheduling "
+          f"{'SCHED_RR' if args.rt else 'normal'}, sender on "
+          f"{'any CPU' if args.no_pin else 'CPU 0'}, receiver on CPU 1")
     with tempfile.TemporaryDirectory() as tmp:
         if not args.skip_jitter:
             clear = Path(tmp) / "40.ts"

@@ -28,6 +28,7 @@ import contextlib
 import queue
 import sys
 import threading
+import time
 from array import array
 from bisect import bisect_left
 from collections.abc import Callable, Sequence
@@ -287,6 +288,14 @@ class RealTime:
 
     def send(self) -> None:
         tighten_timer_slack()  # per thread: this is the one that sleeps between datagrams
+        if self.pacer.start_at is None:
+            # Multiplex time 0 starts once the producer is a full queue ahead (or after a
+            # second): the first windows' one-off costs never make the first datagrams late.
+            deadline = time.monotonic() + 1.0
+            while (not self._queue.full() and time.monotonic() < deadline
+                   and not self.stop.is_set()):
+                time.sleep(0.005)
+            self.pacer.start()
         while not self.stop.is_set():
             try:
                 block = self._queue.get(timeout=0.1)

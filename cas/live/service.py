@@ -434,8 +434,7 @@ class HeadendService:
             # The first period's keys before the clock starts (a store read or an ECMG round
             # trip), so the first datagrams are not late.
             self.crypto.keys(self.crypto.first_cp)
-        self.started_at = time.monotonic()
-        self.pacer.start(self.started_at + 0.1)
+        self.started_at = time.monotonic()  # the pacer's clock starts in RealTime.send
         self._next_report = 1.0
         self._counts: dict[int, tuple[int, int]] = {s.service_id: (0, 0) for s in self.services}
         self._cc_seen: dict[int, int] = {}
