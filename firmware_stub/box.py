@@ -221,6 +221,14 @@ class Box:
         run.consume(source)
         return run.finish()
 
+    def start(self, *, channel: int | None = None, out: BinaryIO | None = None,
+              pin: str | None = None) -> _Run:
+        """A pass fed piece by piece (a live input, :mod:`firmware_stub.live`): scan every
+        channel (``channel`` None) or watch one into ``out``; ``finish()`` at the end."""
+        if (channel is None) != (out is None):
+            raise TypeError("watch needs both a channel and an output")
+        return _Run(self, tuned_channel=channel, out=out, pin=pin)
+
     def watch(self, source: Source, channel: int, out: BinaryIO, *,
               pin: str | None = None, require_ts: bool = False) -> WatchResult:
         """Descramble ``channel`` and write it, clear, to ``out`` (an SPTS: PAT, PMT, ES).
@@ -327,6 +335,10 @@ class _Run:
         self.t_first_clear: float | None = None
         self.last_emm: LastEmm | None = None
         self.last_ecm: LastEcm | None = None
+        #: live mode: called after every card answer to an ECM (a verdict may have changed)
+        self.on_ecm_answer: Callable[[], None] | None = None
+        #: live mode: called after the card answered an EMM (address type, section, SW, result)
+        self.on_emm_answer: Callable[[str, bytes, int, str], None] | None = None
 
     # --- input ---------------------------------------------------------------------------------
     def consume(self, source: Source) -> None:
@@ -358,6 +370,20 @@ class _Run:
             raise NotTransportStreamError(
                 "empty stream" if stats.bytes_read == 0
                 else "not an MPEG transport stream (no 188-byte packet sync found)")
+
+    def feed(self, data: bytes) -> None:
+        """The next bytes of a live stream (any size; see :meth:`Demux.feed`)."""
+        self.demux.feed(data)
+
+    def statuses(self) -> list[ChannelStatus]:
+        """Every channel's verdict now (the same rule as at the end of a file)."""
+        return [self.verdict(svc) for svc in self.demux.services()]
+
+    def flush_output(self) -> None:
+        """Watch: write what is gathered now, not a whole batch later (a live viewer)."""
+        self._flush()
+        if self.out is not None:
+            self.out.flush()
 
     # --- demux listener ------------------------------------------------------------------------
     def on_lineup(self) -> None:
@@ -415,6 +441,11 @@ class _Run:
         self._ask_card(st, section)
 
     def _ask_card(self, st: _EcmState, section: bytes) -> None:
+        self._ask_card_once(st, section)
+        if self.on_ecm_answer is not None:
+            self.on_ecm_answer()
+
+    def _ask_card_once(self, st: _EcmState, section: bytes) -> None:
         self.counters.ecm_sent += 1
         st.sent += 1
         answer = self.slot.ecm(section)
@@ -498,6 +529,8 @@ class _Run:
         results[answer.result] = results.get(answer.result, 0) + 1
         self.last_emm = LastEmm(at_s=int(self.box.clock()), address_type=kind, sw=answer.sw,
                                 result=answer.result)
+        if self.on_emm_answer is not None:
+            self.on_emm_answer(kind, section, answer.sw, answer.result)
         if answer.result != "applied":
             return
         # The card's rights may have changed: ask again for every channel's current ECM,

@@ -5,6 +5,12 @@
 * ``stb scan IN.ts`` — every channel of the stream's lineup, OPEN or LOCKED and why.
 * ``stb watch IN.ts --channel N -o OUT.ts`` — descramble one channel into a clear SPTS.
 
+IN.ts is a file, ``-`` (stdin), or a network input (``udp://127.0.0.1:5000``,
+``udp://@239.1.1.1:1234``, ``rtp://…``: :mod:`firmware_stub.udpin`).  A network input (or
+``--live`` / ``--duration``) runs in live mode (:mod:`firmware_stub.live`): one JSON line
+per change of a channel's state while the stream goes on, the full report on SIGINT,
+SIGTERM or after ``--duration`` seconds.
+
 The card is a PC/SC reader (``--reader NAME``) or an in-process card from its EEPROM image
 (``--card-image FILE --rom-key-file FILE``); without either the slot is empty.  Errors are
 one line on stderr and a non-zero exit code, as in ``cas``.
@@ -12,9 +18,11 @@ one line on stderr and a non-zero exit code, as in ``cas``.
 
 from __future__ import annotations
 
+import json
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, BinaryIO, TypeVar
 
@@ -24,12 +32,14 @@ import cas
 from cas.cli.app import Application, Exit, pass_app, refuse_repeated_options, run_cli
 from cas.cli.common import ascii_numbers
 from cas.errors import CasError, StreamError, UsageError
-from firmware_stub.box import Box
+from firmware_stub.box import Box, WatchResult
 from firmware_stub.cardslot import insert_card
 from firmware_stub.chipset import load_chip_record, load_key_file, load_vendor_key
 from firmware_stub.errors import NotTransportStreamError
+from firmware_stub.live import LiveResult, run_live, utc_text
 from firmware_stub.nvram import load_nvram
-from firmware_stub.report import render
+from firmware_stub.report import ChannelStatus, render
+from firmware_stub.udpin import InputSpec, open_input, parse_input, stop_on_signals
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -214,21 +224,73 @@ def _open_input(path: str, stack: ExitStack) -> BinaryIO:
         raise StreamError(f"cannot read {path}: {exc.strerror}") from exc
 
 
+def _live_options(f: F) -> F:
+    f = click.option("--interface", metavar="ADDR",
+                     help="Local interface address for a multicast join.")(f)
+    f = click.option("--duration", "duration_s", type=click.FloatRange(min=0, min_open=True),
+                     metavar="S", help="Live mode: stop after S seconds.")(f)
+    f = click.option("--live", is_flag=True,
+                     help="Live mode for a file or stdin (implied by udp:// and rtp://).")(f)
+    return f
+
+
+def _live_spec(stream: str, *, live: bool, duration_s: float | None,
+               interface: str | None) -> InputSpec | None:
+    """The input of a live run, or None for file mode (which stays as it always was)."""
+    spec = parse_input(stream, interface=interface)
+    if spec.network or live or duration_s is not None:
+        return spec
+    if interface is not None:
+        raise UsageError("--interface is for udp:// and rtp:// inputs")
+    return None
+
+
+def _json_line(data: dict[str, Any], *, err: bool = False) -> None:
+    click.echo(json.dumps(data, ensure_ascii=False, default=str), err=err)
+
+
+def _live(stack: ExitStack, box: Box, spec: InputSpec, *,
+          duration_s: float | None, pin: str | None, channel: int | None = None,
+          out: BinaryIO | None = None, events_to_err: bool = False) -> LiveResult:
+    source = open_input(spec)
+    stack.callback(source.close)
+    _json_line({"event": "start", "time": utc_text(datetime.now(UTC)), "input": source.url,
+                "mode": "watch" if channel is not None else "scan"}, err=events_to_err)
+    stop = stack.enter_context(stop_on_signals())
+    return run_live(box, source, stop=stop, duration_s=duration_s, channel=channel, out=out,
+                    pin=pin, on_event=lambda e: _json_line(e.to_json(), err=events_to_err))
+
+
 @cli.command()
 @click.argument("stream", metavar="IN.ts")
 @_box_options
 @click.option("--pin", help="Parental PIN for maturity-locked channels (4 digits).")
 @click.option("--fail-on-locked", is_flag=True,
               help=f"Exit {int(Exit.LOCKED)} when any channel is locked.")
+@_live_options
 @pass_app
 def scan(app: Application, /, stream: str, pin: str | None, fail_on_locked: bool,
-         **opts: Any) -> None:
-    """Report every channel of IN.ts (a file, or - for stdin) as OPEN or LOCKED, and why."""
+         live: bool, duration_s: float | None, interface: str | None, **opts: Any) -> None:
+    """Report every channel of IN.ts (a file, - for stdin, or udp://… live) as OPEN or
+    LOCKED, and why."""
+    spec = _live_spec(stream, live=live, duration_s=duration_s, interface=interface)
     with ExitStack() as stack:
         box = _boot(app, stack, **opts)
-        with _named(stream):
-            report = box.scan(_open_input(stream, stack), pin=pin, require_ts=True)
-    app.output(report.to_json(), lambda: render(report, app.console))
+        if spec is None:
+            with _named(stream):
+                report = box.scan(_open_input(stream, stack), pin=pin, require_ts=True)
+        else:
+            result = _live(stack, box, spec, duration_s=duration_s, pin=pin)
+            report = result.report
+    if spec is None:
+        app.output(report.to_json(), lambda: render(report, app.console))
+    elif app.json_mode:
+        _json_line({"event": "report", "time": utc_text(datetime.now(UTC)),
+                    **result.to_json()})
+    else:
+        render(report, app.console)
+        app.print(f"{result.input.url}: {result.duration_s:.1f} s, {result.input.bytes} "
+                  f"bytes, {result.events} state changes, stopped by {result.stopped_by}")
     if fail_on_locked and not report.all_open:
         raise SystemExit(int(Exit.LOCKED))
 
@@ -240,13 +302,15 @@ def scan(app: Application, /, stream: str, pin: str | None, fail_on_locked: bool
               help="Where the clear channel goes (- for stdout).")
 @_box_options
 @click.option("--pin", help="Parental PIN for a maturity-locked channel (4 digits).")
+@_live_options
 @pass_app
 def watch(app: Application, /, stream: str, channel: int, output: str, pin: str | None,
-          **opts: Any) -> None:
-    """Descramble one channel of IN.ts and write it, clear, to OUT.ts."""
+          live: bool, duration_s: float | None, interface: str | None, **opts: Any) -> None:
+    """Descramble one channel of IN.ts (a file, - for stdin, or udp://… live) and write
+    it, clear, to OUT.ts."""
+    spec = _live_spec(stream, live=live, duration_s=duration_s, interface=interface)
     with ExitStack() as stack:
         box = _boot(app, stack, **opts)
-        src = _open_input(stream, stack)
         if output == "-":
             out: BinaryIO = sys.stdout.buffer
         else:
@@ -254,8 +318,13 @@ def watch(app: Application, /, stream: str, channel: int, output: str, pin: str 
                 out = stack.enter_context(open(output, "wb"))
             except OSError as exc:
                 raise UsageError(f"cannot write {output}: {exc.strerror}") from exc
-        with _named(stream):
-            result = box.watch(src, channel, out, pin=pin, require_ts=True)
+        if spec is None:
+            src = _open_input(stream, stack)
+            with _named(stream):
+                result = box.watch(src, channel, out, pin=pin, require_ts=True)
+        else:
+            result = _live_watch(app, stack, box, spec, channel, out, output=output,
+                                 duration_s=duration_s, pin=pin)
     status = result.status
 
     def show() -> None:
@@ -273,12 +342,34 @@ def watch(app: Application, /, stream: str, channel: int, output: str, pin: str 
                       + (f", first ECM to first clear packet {ms * 1000:.2f} ms"
                          if ms is not None else ""))
 
-    if output == "-" and app.json_mode:
+    if spec is not None and app.json_mode:
+        pass  # the report went out as the last JSON line, after the events
+    elif output == "-" and app.json_mode:
         app.err_console.print_json(data=result.to_json())
     else:
         app.output(result.to_json(), show)
     if status is None or not status.open:
         raise SystemExit(int(Exit.LOCKED))
+
+
+def _live_watch(app: Application, stack: ExitStack, box: Box, spec: InputSpec, channel: int,
+                out: BinaryIO, *, output: str, duration_s: float | None,
+                pin: str | None) -> WatchResult:
+    """``stb watch`` on a live input: the tuned channel's events, the clear service out."""
+    to_err = output == "-"
+    live = _live(stack, box, spec, duration_s=duration_s, pin=pin, channel=channel,
+                 out=out, events_to_err=to_err)
+    try:
+        status: ChannelStatus | None = live.report.channel(channel)
+    except KeyError:
+        status = None
+    result = WatchResult(channel=channel, status=status, packets_out=live.packets_out,
+                         packets_dropped=live.packets_dropped, first_ecm_to_clear_s=None,
+                         report=live.report)
+    if app.json_mode:
+        _json_line({"event": "report", "time": utc_text(datetime.now(UTC)),
+                    **result.to_json(), "live": live.to_json()}, err=to_err)
+    return result
 
 
 ascii_numbers(cli)  # every integer option reads ASCII digits only (cas.text)

@@ -1,6 +1,7 @@
 """``cas diag``: field-engineer diagnostics.
 
-``cas diag stream IN.ts`` probes a transport stream, ``cas diag codes`` prints the on-screen
+``cas diag stream IN.ts`` probes a transport stream (a file, stdin, or a live UDP/RTP input
+for ``--duration`` seconds), ``cas diag codes`` prints the on-screen
 code table, ``cas diag box`` reads a box's Chip ID record and NVRAM, ``cas diag visit`` puts
 card, box, stream and the head-end's records together into one verdict per channel.
 (``cas diag card`` comes from :mod:`cas.cli.diag_card`.)  Every command takes ``--json``.
@@ -44,6 +45,10 @@ def _json_option(f: click.decorators.FC) -> click.decorators.FC:
 
 @click.command("stream")
 @click.argument("stream", metavar="IN.ts")
+@click.option("--duration", "duration_s", type=click.FloatRange(min=0, min_open=True),
+              metavar="S", help="Live input (udp://, rtp://): probe for S seconds "
+              "(default: until Ctrl-C / SIGTERM).")
+@click.option("--interface", metavar="ADDR", help="Local interface for a multicast join.")
 @click.option("--ca-system-id", default=f"0x{DEFAULT_CA_SYSTEM_ID:04X}", show_default=True,
               help="CA system whose EMM addresses and ECM headers are read.")
 @click.option("--bitrate", "bitrate_bps", type=int,
@@ -58,15 +63,39 @@ def _json_option(f: click.decorators.FC) -> click.decorators.FC:
               help=f"Exit {int(Exit.STREAM)} when an error alarm is raised.")
 @_json_option
 @pass_app
-def stream_cmd(app: Application, stream: str, ca_system_id: str, bitrate_bps: int | None,
+def stream_cmd(app: Application, stream: str, duration_s: float | None,
+               interface: str | None, ca_system_id: str, bitrate_bps: int | None,
                ecm_gap_ms: float, cw_change_s: float, emm_min_bps: int, fail_on_alarm: bool,
                json_flag: bool) -> None:
-    """Probe IN.ts (a file, or - for stdin): services, PIDs, scrambling, ECM/EMM, alarms."""
+    """Probe IN.ts (a file, - for stdin, or udp://… / rtp://… live for --duration S):
+    services, PIDs, scrambling, ECM/EMM, alarms."""
     if json_flag:
         app.json_mode = True
     thresholds = Thresholds(ecm_gap_s=ecm_gap_ms / 1000, cw_change_s=cw_change_s,
                             emm_min_bps=emm_min_bps)
     system = parse_int(ca_system_id, "--ca-system-id")
+    from firmware_stub.udpin import parse_input
+
+    spec = parse_input(stream, interface=interface)
+    if spec.network:
+        from cas.diag.liveprobe import probe_live
+        from firmware_stub.udpin import open_input, stop_on_signals
+
+        source = open_input(spec)
+        try:
+            with stop_on_signals() as stop:
+                report, stats = probe_live(source, duration_s=duration_s, stop=stop,
+                                           ca_system_id=system, nominal_bitrate_bps=bitrate_bps,
+                                           thresholds=thresholds)
+        finally:
+            source.close()
+        app.output({**report.to_json(), "input": stats.to_json()},
+                   lambda: render_probe(report, app.console))
+        if fail_on_alarm and report.errors:
+            raise SystemExit(int(Exit.STREAM))
+        return
+    if duration_s is not None or interface is not None:
+        raise UsageError("--duration and --interface are for udp:// and rtp:// inputs")
     if stream == "-":
         report = probe_stream(sys.stdin.buffer, source="<stdin>", ca_system_id=system,
                               nominal_bitrate_bps=bitrate_bps, thresholds=thresholds)

@@ -2,7 +2,8 @@
 
 * :mod:`cas.diag.probe` — ``cas diag stream``: a head-end-style transport stream probe
   (services, PIDs, bitrates, scrambling, CA signalling, ECM/EMM timing, crypto-periods,
-  EMM address types) with TR 101 290-like alarms (:mod:`cas.diag.alarms`).
+  EMM address types) with TR 101 290-like alarms (:mod:`cas.diag.alarms`);
+  :mod:`cas.diag.liveprobe` runs it on a live UDP/RTP input for a while.
 * :mod:`cas.diag.boxinfo` — ``cas diag box``: the STB stub's Chip ID record and NVRAM.
 * :mod:`cas.diag.visit` — ``cas diag visit``: card + box + stream (+ head-end records) ->
   one verdict per channel with its cause and its fix, most likely root cause first.

@@ -351,7 +351,12 @@ class EmmSequence(Base):
 
 
 class EmmOutbox(Base):
-    """EMMs queued for sending (filled by the EMM generator; ``payload`` is the section)."""
+    """EMMs of the live carousel (:mod:`cas.live.outbox`): generated once, stored, then aired.
+
+    ``payload`` is one or more complete sections; ``kind`` ``unique`` (one card) or ``global``;
+    ``status`` ``queued`` (repeats to air, re-aired after a restart) or ``sent`` (a card's
+    latest EMM, kept for the background cycle).
+    """
 
     __tablename__ = "emm_outbox"
     __table_args__ = (Index("ix_emm_outbox_status_id", "status", "id"),)

@@ -1,0 +1,378 @@
+"""The durable side of the EMM carousel: rights changes -> sealed EMMs in ``emm_outbox``.
+
+An EMM is generated once, with its sequence number, and stored before it is aired (the
+"Restart semantics" of ``docs/live-ops.md``).  Every function here is one transaction:
+
+* :func:`generate_for_cards` reads the cards' entitlement state at T
+  (:func:`cas.billing.state.iter_card_states`), seals one unique EMM set per card (its
+  complete rights, so every EMM is idempotent; a card with many entitlements gets several
+  sections with consecutive sequence numbers, stored together as one row), inserts the
+  outbox rows, deletes the card's older rows, and advances ``emm_sequences.next_seq`` and
+  ``sent_rights_version`` — all or nothing.  A crash before the commit leaves no trace (the
+  sequence numbers were not taken, the change is found again); after it, the row is there
+  to be aired.
+* :func:`queue_global_emm` does the same for a global EMM (on-screen message, ECM-key
+  rollover), from the head-end or from another process (``cas headend osd``).
+* :func:`mark_aired` moves rows whose repeats are done from ``queued`` to ``sent``.
+
+Rows (``emm_outbox``): ``kind`` is ``unique`` or ``global``; ``status`` is ``queued`` (repeats
+to air; re-aired in full after a restart) or ``sent`` (kept as the card's latest EMM for the
+background cycle); ``payload`` is one or more complete sections back to back.
+
+The live carousel sends unique EMMs only (no shared ones): with one kind per card, the
+latest row of a card is always its complete current state, and a repeat of an older EMM
+aired after a newer one is refused by the card's sequence check (9811) instead of
+overwriting newer rights.
+
+What changed is found two ways (:func:`journal_since`, :func:`stale_serials`): the
+``rights_changes`` journal by id (cheap, every poll), and a comparison of
+``cards.rights_version`` with ``emm_sequences.sent_rights_version`` (at start and now and
+then), which also catches journal ids PostgreSQL allocated before a slow commit.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Collection, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+
+from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.orm import Session
+
+from cas.billing.state import CardState, iter_card_states
+from cas.crypto import Key, OperatorKeys
+from cas.errors import UsageError
+from cas.formats.sections import iter_sections
+from cas.headend.emmgen import (
+    NONCE_SIZE,
+    CardTarget,
+    EmmSettings,
+    PairingTarget,
+    _csk_of,
+    build_batch,
+    seal_global,
+)
+from cas.store.engine import Store
+from cas.store.models import Box, Card, EmmOutbox, EmmSequence, RightsChange
+from cas.store.repo import to_s
+
+#: Rows per IN (...) list, well under every database's bound-parameter limit.
+_IN_CHUNK = 500
+_UNIQUE_SEQ = "unique"
+_GLOBAL_SEQ = "global"
+
+
+class EmmKind(StrEnum):
+    UNIQUE = "unique"
+    GLOBAL = "global"
+
+
+class OutboxStatus(StrEnum):
+    QUEUED = "queued"
+    SENT = "sent"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class OutboxEmm:
+    """One outbox row: ``sections`` are aired together, in order."""
+
+    id: int
+    kind: EmmKind
+    card_serial: int | None
+    created_at_s: int
+    not_after_s: int
+    sections: tuple[bytes, ...]
+
+    @property
+    def size(self) -> int:
+        return sum(len(s) for s in self.sections)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Generated:
+    """What :func:`generate_for_cards` stored (``ids``) and deleted (``removed_ids``)."""
+
+    ids: tuple[int, ...] = ()
+    removed_ids: tuple[int, ...] = ()
+    cards: int = 0
+
+
+def not_after_of(section: bytes) -> int:
+    """``not_after_s`` from an EMM section's clear header (docs/formats.md §5)."""
+    table_id = section[0]
+    offset = {0x82: 11, 0x83: 42, 0x84: 7}.get(table_id)
+    if offset is None:
+        raise UsageError(f"not an EMM section (table_id 0x{table_id:02X})")
+    return int.from_bytes(section[offset : offset + 4], "big")
+
+
+def _row(row_id: int, kind: str, serial: int | None, created_at_s: int,
+         payload: bytes | None) -> OutboxEmm:
+    sections = tuple(iter_sections(payload or b""))
+    return OutboxEmm(id=int(row_id), kind=EmmKind(kind), card_serial=serial,
+                     created_at_s=int(created_at_s),
+                     not_after_s=min((not_after_of(s) for s in sections), default=0),
+                     sections=sections)
+
+
+def _chunks(items: Sequence[int]) -> Iterable[Sequence[int]]:
+    for i in range(0, len(items), _IN_CHUNK):
+        yield items[i : i + _IN_CHUNK]
+
+
+def _upsert_sequences(session: Session, rows: Sequence[Mapping[str, object]],
+                      with_version: bool) -> None:
+    if not rows:
+        return
+    dialect = session.get_bind().dialect.name
+    stmt = (pg_insert if dialect == "postgresql" else sqlite_insert)(EmmSequence)
+    set_: dict[str, object] = {"next_seq": stmt.excluded.next_seq}
+    if with_version:
+        set_["sent_rights_version"] = stmt.excluded.sent_rights_version
+    session.execute(stmt.on_conflict_do_update(
+        index_elements=[EmmSequence.address_kind, EmmSequence.address], set_=set_), rows)
+
+
+# --- what changed ------------------------------------------------------------------------------
+
+def journal_since(session: Session, after_id: int, gaps: Collection[int] = (),
+                  limit: int = 10_000) -> tuple[dict[int, str], list[int]]:
+    """Cards named by journal rows with ``id > after_id`` (or in ``gaps``): serial -> cause of
+    its latest row, and the ids read (ascending)."""
+    cond = RightsChange.id > after_id
+    if gaps:
+        cond = cond | RightsChange.id.in_(list(gaps))
+    rows = session.execute(
+        select(RightsChange.id, RightsChange.card_serial, RightsChange.cause)
+        .where(cond).order_by(RightsChange.id).limit(limit)).all()
+    causes = {int(serial): str(cause) for _, serial, cause in rows}
+    return causes, [int(r[0]) for r in rows]
+
+
+def max_journal_id(session: Session) -> int:
+    return int(session.execute(select(func.coalesce(func.max(RightsChange.id), 0))).scalar_one())
+
+
+def stale_serials(session: Session, limit: int | None = None) -> list[int]:
+    """Cards whose rights changed since their last EMM (``rights_version`` >
+    ``sent_rights_version``), in serial order."""
+    sent = (select(EmmSequence.address, EmmSequence.sent_rights_version)
+            .where(EmmSequence.address_kind == _UNIQUE_SEQ).subquery())
+    stmt = (select(Card.serial).outerjoin(sent, sent.c.address == Card.serial)
+            .where(Card.rights_version > func.coalesce(sent.c.sent_rights_version, 0))
+            .order_by(Card.serial))
+    if limit is not None:
+        stmt = stmt.limit(limit)
+    return [int(s) for s in session.execute(stmt).scalars()]
+
+
+# --- generation ----------------------------------------------------------------------------------
+
+def _pairings(session: Session, keys: OperatorKeys, chip_ids: Iterable[int]) -> dict[int, Key]:
+    wanted = sorted(set(chip_ids))
+    csks: dict[int, Key] = {}
+    for part in _chunks(wanted):
+        for chip_id, wrapped in session.execute(
+                select(Box.chip_id, Box.wrapped_csk).where(Box.chip_id.in_(list(part)))):
+            csk = _csk_of(keys, wrapped) if wrapped else None
+            if csk is not None:
+                csks[int(chip_id)] = csk
+    return csks
+
+
+def _sequences(session: Session, serials: Sequence[int]) -> dict[int, tuple[int, int]]:
+    """serial -> (next_seq, sent_rights_version) for the cards that have a row."""
+    out: dict[int, tuple[int, int]] = {}
+    for part in _chunks(serials):
+        for address, nxt, sent in session.execute(
+                select(EmmSequence.address, EmmSequence.next_seq,
+                       EmmSequence.sent_rights_version)
+                .where(EmmSequence.address_kind == _UNIQUE_SEQ,
+                       EmmSequence.address.in_(list(part)))):
+            out[int(address)] = (int(nxt), int(sent))
+    return out
+
+
+def generate_for_cards(store: Store, keys: OperatorKeys, serials: Collection[int], *,
+                       at: datetime, causes: Mapping[int, str] | None = None,
+                       cause: str = "rights", queued: bool = True, only_changed: bool = True,
+                       settings: EmmSettings = EmmSettings(shared_min_members=0),
+                       created_at_s: int | None = None) -> Generated:
+    """Seal and store each card's current rights as of ``at`` (one transaction).
+
+    ``only_changed``: skip cards already sent at their current ``rights_version`` (the change
+    path); otherwise skip cards with a change not yet sent (the background cycle refreshes
+    only cards the change path is not about to serve).  ``queued`` False stores the rows as
+    ``sent`` (background cycle only, no repeats).
+    """
+    if not serials:
+        return Generated()
+    at_s = to_s(at)
+    now_s = created_at_s if created_at_s is not None else int(time.time())
+    wanted = sorted(set(serials))
+    with store.transaction() as s:
+        seqs = _sequences(s, wanted)
+        states: list[CardState] = []
+        for part in _chunks(wanted):
+            for st in iter_card_states(s, at, serials=part):
+                sent = seqs.get(st.serial, (1, 0))[1]
+                if (st.rights_version > sent) == only_changed:
+                    states.append(st)
+        if not states:
+            return Generated()
+        states.sort(key=lambda st: st.serial)
+        csks = _pairings(s, keys, (st.paired_chip_id for st in states
+                                   if st.paired_chip_id is not None))
+        targets = [CardTarget(serial=st.serial, shared_address=st.shared_address,
+                              member_position=st.member_position, rights=st.rights,
+                              pairing=(PairingTarget(chip_id=st.paired_chip_id,
+                                                     csk=csks[st.paired_chip_id])
+                                       if st.paired_chip_id in csks else None))
+                   for st in states]
+        first = {st.serial: seqs.get(st.serial, (1, 0))[0] for st in states}
+        res = build_batch(keys, targets, at_s=at_s, unique_seq=lambda x: first[x],
+                          shared_seq=lambda _g: 1, settings=settings)
+        # build_batch emits each card's sections in input order, consecutive sequence numbers.
+        rows: list[dict[str, object]] = []
+        pos = 0
+        for st in states:
+            n = res.unique_next[st.serial] - first[st.serial]
+            payload = b"".join(res.sections[pos : pos + n])
+            pos += n
+            rows.append({"card_serial": st.serial, "shared_address": None,
+                         "kind": EmmKind.UNIQUE.value, "created_at_s": now_s,
+                         "payload": payload,
+                         "status": (OutboxStatus.QUEUED if queued else OutboxStatus.SENT).value,
+                         "cause": ((causes or {}).get(st.serial, cause))[:32],
+                         "sent_at_s": None if queued else now_s})
+        # Insert first, then delete the cards' older rows: SQLite hands out max(id) + 1, so
+        # deleting the newest row first would give its id to the new one.
+        ids = [int(i) for i in s.execute(
+            insert(EmmOutbox).returning(EmmOutbox.id, sort_by_parameter_order=True),
+            rows).scalars()]
+        removed: list[int] = []
+        for part in _chunks([st.serial for st in states]):
+            removed += [int(i) for i in s.execute(
+                delete(EmmOutbox).where(EmmOutbox.card_serial.in_(list(part)),
+                                        EmmOutbox.kind == EmmKind.UNIQUE.value,
+                                        EmmOutbox.id < min(ids))
+                .returning(EmmOutbox.id)).scalars()]
+        _upsert_sequences(s, [{"address_kind": _UNIQUE_SEQ, "address": st.serial,
+                               "next_seq": res.unique_next[st.serial],
+                               "sent_rights_version": st.rights_version} for st in states],
+                          with_version=True)
+    return Generated(ids=tuple(ids), removed_ids=tuple(removed), cards=len(states))
+
+
+def queue_global_emm(store: Store, keys: OperatorKeys, commands: Sequence[bytes], *,
+                     at: datetime, cause: str = "global",
+                     validity_s: int | None = None) -> int:
+    """Seal one global EMM carrying ``commands`` with the next global sequence number and
+    queue it in the outbox (one transaction).  Returns the outbox id."""
+    if not commands:
+        raise UsageError("a global EMM needs at least one command")
+    validity = validity_s if validity_s is not None else EmmSettings().validity_s
+    with store.transaction() as s:
+        # Take the number atomically (two `cas headend osd` at once get two numbers).
+        dialect = s.get_bind().dialect.name
+        ins = (pg_insert if dialect == "postgresql" else sqlite_insert)(EmmSequence).values(
+            address_kind=_GLOBAL_SEQ, address=0, next_seq=2, sent_rights_version=0)
+        taken = s.execute(ins.on_conflict_do_update(
+            index_elements=[EmmSequence.address_kind, EmmSequence.address],
+            set_={"next_seq": EmmSequence.next_seq + 1}).returning(EmmSequence.next_seq))
+        seq = int(taken.scalar_one()) - 1
+        section = seal_global(keys.global_key(), seq, to_s(at) + validity,
+                              os.urandom(NONCE_SIZE), b"".join(commands))
+        now_s = int(time.time())
+        new_id = int(s.execute(insert(EmmOutbox).returning(EmmOutbox.id), [{
+            "card_serial": None, "shared_address": None, "kind": EmmKind.GLOBAL.value,
+            "created_at_s": now_s, "payload": section, "status": OutboxStatus.QUEUED.value,
+            "cause": cause[:32], "sent_at_s": None}]).scalar_one())
+    return new_id
+
+
+# --- airing bookkeeping ------------------------------------------------------------------------
+
+def queued_ids(session: Session) -> list[int]:
+    return [int(i) for i in session.execute(
+        select(EmmOutbox.id).where(EmmOutbox.status == OutboxStatus.QUEUED.value)
+        .order_by(EmmOutbox.id)).scalars()]
+
+
+def load_rows(session: Session, ids: Sequence[int]) -> list[OutboxEmm]:
+    out: list[OutboxEmm] = []
+    for part in _chunks(sorted(ids)):
+        for row_id, kind, serial, created, payload in session.execute(
+                select(EmmOutbox.id, EmmOutbox.kind, EmmOutbox.card_serial,
+                       EmmOutbox.created_at_s, EmmOutbox.payload)
+                .where(EmmOutbox.id.in_(list(part))).order_by(EmmOutbox.id)):
+            out.append(_row(row_id, kind, serial, created, payload))
+    return out
+
+
+def mark_aired(store: Store, ids: Sequence[int], *, at_s: int | None = None) -> None:
+    """Rows whose repeats are all aired: ``queued`` -> ``sent``."""
+    if not ids:
+        return
+    sent_at = at_s if at_s is not None else int(time.time())
+    with store.transaction() as s:
+        for part in _chunks(sorted(ids)):
+            s.execute(update(EmmOutbox)
+                      .where(EmmOutbox.id.in_(list(part)),
+                             EmmOutbox.status == OutboxStatus.QUEUED.value)
+                      .values(status=OutboxStatus.SENT.value, sent_at_s=sent_at))
+
+
+# --- the background cycle ------------------------------------------------------------------------
+
+def cycle_cards(session: Session, after_serial: int, limit: int) -> list[int]:
+    return [int(x) for x in session.execute(
+        select(Card.serial).where(Card.serial > after_serial).order_by(Card.serial)
+        .limit(limit)).scalars()]
+
+
+def latest_unique(session: Session, serials: Sequence[int]) -> dict[int, OutboxEmm]:
+    """Each card's newest outbox row (its complete current state when it was generated)."""
+    out: dict[int, OutboxEmm] = {}
+    for part in _chunks(serials):
+        for row_id, kind, serial, created, payload in session.execute(
+                select(EmmOutbox.id, EmmOutbox.kind, EmmOutbox.card_serial,
+                       EmmOutbox.created_at_s, EmmOutbox.payload)
+                .where(EmmOutbox.card_serial.in_(list(part)),
+                       EmmOutbox.kind == EmmKind.UNIQUE.value)
+                .order_by(EmmOutbox.id)):
+            if serial is not None:
+                out[int(serial)] = _row(row_id, kind, serial, created, payload)
+    return out
+
+
+def live_globals(session: Session, at_s: int) -> list[OutboxEmm]:
+    """Global EMMs already aired and still valid at ``at_s`` (the cycle re-airs them, so a
+    box that was off still gets the ECM key of a rollover), oldest first."""
+    return [e for e in aired_globals(session) if e.not_after_s >= at_s]
+
+
+def prune_globals(store: Store, at_s: int) -> int:
+    """Delete aired global EMMs that expired before ``at_s``."""
+    with store.reader() as s:
+        expired = [e.id for e in aired_globals(s) if e.not_after_s < at_s]
+    if expired:
+        with store.transaction() as s:
+            s.execute(delete(EmmOutbox).where(EmmOutbox.id.in_(expired),
+                                              EmmOutbox.status == OutboxStatus.SENT.value))
+    return len(expired)
+
+
+def aired_globals(session: Session) -> list[OutboxEmm]:
+    rows = session.execute(
+        select(EmmOutbox.id, EmmOutbox.kind, EmmOutbox.card_serial, EmmOutbox.created_at_s,
+               EmmOutbox.payload)
+        .where(EmmOutbox.kind == EmmKind.GLOBAL.value,
+               EmmOutbox.status == OutboxStatus.SENT.value)
+        .order_by(EmmOutbox.id)).all()
+    return [_row(*r) for r in rows]

@@ -1,0 +1,118 @@
+"""The pacer on a fake clock: what it sends when, never how long it took."""
+
+from __future__ import annotations
+
+import itertools
+import threading
+from array import array
+
+import pytest
+
+from cas.live.pacer import PACKET_SIZE, Pacer
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.t = 100.0
+        self.sleeps: list[float] = []
+
+    def __call__(self) -> float:
+        return self.t
+
+    def sleep(self, s: float) -> None:
+        self.sleeps.append(s)
+        self.t += s
+
+
+def _packets(n: int, first: int = 0) -> bytes:
+    return b"".join(bytes((0x47, 0, 0x10, i & 0x0F)) + bytes(184)
+                    for i in range(first, first + n))
+
+
+def _rig(ppd: int = 7, lag: float = 0.0) -> tuple[Pacer, FakeClock, list[tuple[float, bytes]]]:
+    clock = FakeClock()
+    sent: list[tuple[float, bytes]] = []
+
+    def send(d: bytes) -> None:
+        sent.append((clock.t, d))
+        clock.t += lag
+
+    pacer = Pacer(send, packets_per_datagram=ppd, clock=clock, sleep=clock.sleep)
+    pacer.start()
+    return pacer, clock, sent
+
+
+def test_datagrams_of_seven_sent_when_their_last_packet_is_due() -> None:
+    pacer, _clock, sent = _rig()
+    times = array("d", [i * 0.001 for i in range(21)])
+    pacer.feed(_packets(21), times)
+    assert [len(d) for _, d in sent] == [7 * PACKET_SIZE] * 3
+    assert [round(t - 100.0, 9) for t, _ in sent] == [0.006, 0.013, 0.020]
+    assert pacer.stats.late == 0
+
+
+def test_remainder_waits_for_the_next_feed() -> None:
+    pacer, _clock, sent = _rig()
+    pacer.feed(_packets(10), array("d", [i * 0.001 for i in range(10)]))
+    assert len(sent) == 1 and pacer.pending_packets == 3
+    pacer.feed(_packets(4, 10), array("d", [0.010 + i * 0.001 for i in range(4)]))
+    assert len(sent) == 2
+    assert sent[1][1] == _packets(7, 7)
+
+
+def test_no_drift_over_a_simulated_minute() -> None:
+    """A minute of feeds in 20 ms windows: every datagram leaves exactly at start + its time,
+    however the sends before it went (absolute schedule)."""
+    pacer, _clock, sent = _rig(lag=0.0001)  # each send costs 100 µs of the fake clock
+    pps = 4000
+    n = 0
+    for _w in range(3000):  # 60 s
+        k = pps // 50
+        times = array("d", [(n + i) / pps for i in range(k)])
+        pacer.feed(_packets(k, n), times)
+        n += k
+    last_t, _ = sent[-1]
+    due_last = 100.0 + ((len(sent) * 7) - 1) / pps
+    assert last_t == pytest.approx(due_last, abs=1e-6)
+    assert pacer.stats.late == 0
+    gaps = {round(b[0] - a[0], 9) for a, b in itertools.pairwise(sent)}
+    assert gaps == {round(7 / pps, 9)}  # no bursts: one datagram per 7 packet intervals
+
+
+def test_late_datagrams_are_counted_and_sent() -> None:
+    late: list[float] = []
+    clock = FakeClock()
+    sent: list[bytes] = []
+    pacer = Pacer(sent.append, clock=clock, sleep=clock.sleep, on_late=late.append)
+    pacer.start()
+    clock.t += 0.020  # the sender was held up for 20 ms
+    pacer.feed(_packets(14), array("d", [i * 0.001 for i in range(14)]))
+    assert len(sent) == 2
+    assert pacer.stats.late == 2 and len(late) == 2
+    assert late[0] == pytest.approx(0.014)
+    assert pacer.stats.max_late_s == pytest.approx(0.014)
+
+
+def test_stop_is_between_datagrams_and_flush_sends_whole_packets() -> None:
+    stop = threading.Event()
+    clock = FakeClock()
+    sent: list[bytes] = []
+
+    def send(d: bytes) -> None:
+        sent.append(d)
+        if len(sent) == 2:
+            stop.set()
+
+    pacer = Pacer(send, clock=clock, sleep=clock.sleep)
+    pacer.start()
+    assert pacer.feed(_packets(30), array("d", [i * 0.001 for i in range(30)]), stop) is False
+    assert len(sent) == 2 and pacer.pending_packets == 16
+    pacer.flush()
+    assert [len(d) // PACKET_SIZE for d in sent] == [7, 7, 7, 7, 2]
+    assert all(len(d) % PACKET_SIZE == 0 for d in sent)
+    assert b"".join(sent) == _packets(30)
+
+
+def test_packets_per_datagram_is_checked() -> None:
+    with pytest.raises(ValueError):
+        Pacer(lambda d: None, packets_per_datagram=8)
