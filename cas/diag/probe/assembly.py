@@ -23,7 +23,7 @@ from cas.diag.probe.report import (
     ScramblingReport,
     ServiceReport,
 )
-from cas.diag.probe.state import CaPidState, PidState, ProgramState, ScanState
+from cas.diag.probe.state import CaKind, CaPidState, PidState, ProgramState, ScanState
 from cas.diag.timebase import DEFAULT_NOMINAL_BITRATE_BPS, PACKET_BITS, TimeBase
 
 
@@ -208,13 +208,14 @@ class Finisher:
                        count=len(late), worst=worst)
 
     # --- ECM / EMM -----------------------------------------------------------------------------
+    def ca_pids_of(self, kind: CaKind) -> list[tuple[int, CaPidState]]:
+        """The ECM (or EMM) PIDs, in PID order."""
+        return [(pid, ca) for pid, ca in sorted(self.p.ca_pids.items()) if ca.kind is kind]
+
     def ecm_reports(self) -> tuple[EcmReport, ...]:
         p = self.p
         out = []
-        for pid in sorted(p.ca_pids):
-            ca = p.ca_pids[pid]
-            if ca.kind != "ECM":
-                continue
+        for pid, ca in self.ca_pids_of(CaKind.ECM):
             programs = self.ecm_programs.get(pid, [])
             base = self.base_for_pid(pid)
             times = [base.at(i) for i in ca.times]
@@ -287,10 +288,7 @@ class Finisher:
     def emm_reports(self) -> tuple[EmmReport, ...]:
         p = self.p
         out = []
-        for pid in sorted(p.ca_pids):
-            ca = p.ca_pids[pid]
-            if ca.kind != "EMM":
-                continue
+        for pid, ca in self.ca_pids_of(CaKind.EMM):
             base = self.ref
             times = [base.at(i) for i in ca.times]
             gaps = [g for _, g in self.gaps(ca.times, base)] if ca.times else []

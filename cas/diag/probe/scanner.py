@@ -63,7 +63,7 @@ from cas.diag.probe.report import (
     CaEntry,
     ProbeReport,
 )
-from cas.diag.probe.state import CaPidState, PidState, ProgramState, ScanState
+from cas.diag.probe.state import CaKind, CaPidState, PidState, ProgramState, ScanState
 from cas.errors import FormatError, StreamError, UsageError
 from cas.formats import psi
 from cas.formats.emm import EmmAddressType
@@ -494,9 +494,9 @@ class StreamProbe(ScanState):
                    for r in refs]
         self.cat = list(dict.fromkeys([*self.cat, *entries]))
         for e in entries:
-            self._ca_pid(e.ca_pid, "EMM", e.ca_system_id)
+            self._ca_pid(e.ca_pid, CaKind.EMM, e.ca_system_id)
 
-    def _ca_pid(self, pid: int, kind: str, ca_system_id: int) -> None:
+    def _ca_pid(self, pid: int, kind: CaKind, ca_system_id: int) -> None:
         if pid not in self.ca_pids:
             self.ca_pids[pid] = CaPidState(pid, kind, ca_system_id)
             self._interest(pid)
@@ -528,7 +528,7 @@ class StreamProbe(ScanState):
                 mode = d.scrambling_mode
         prog.scrambling_mode = mode
         for e in prog.ca:
-            self._ca_pid(e.ca_pid, "ECM", e.ca_system_id)
+            self._ca_pid(e.ca_pid, CaKind.ECM, e.ca_system_id)
 
     def _on_ca_section(self, ca: CaPidState, section: bytes, index: int) -> None:
         tid = section[0]
@@ -540,7 +540,7 @@ class StreamProbe(ScanState):
             ca.distinct += 1
             ca.last_section = section
         ours = ca.ca_system_id == self.ca_system_id
-        if ca.kind == "ECM":
+        if ca.kind is CaKind.ECM:
             if tid in (0x80, 0x81):
                 if ca.last_tid is not None and tid != ca.last_tid:
                     ca.parity_changes.append(index)

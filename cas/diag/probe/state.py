@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from array import array
 from collections import Counter
+from enum import StrEnum
 
 from cas.diag.alarms import Thresholds
 from cas.diag.probe.report import (
@@ -79,6 +80,13 @@ class ProgramState:
         self.free_ca_mode: bool | None = None
 
 
+class CaKind(StrEnum):
+    """What a CA PID carries (the CA_descriptor's table: PMT -> ECM, CAT -> EMM)."""
+
+    ECM = "ECM"
+    EMM = "EMM"
+
+
 class CaPidState:
     """An ECM or EMM PID."""
 
@@ -101,9 +109,9 @@ class CaPidState:
         "unique",
     )
 
-    def __init__(self, pid: int, kind: str, ca_system_id: int) -> None:
+    def __init__(self, pid: int, kind: CaKind, ca_system_id: int) -> None:
         self.pid = pid
-        self.kind = kind  # "ECM" / "EMM"
+        self.kind = kind
         self.ca_system_id = ca_system_id
         self.times = array("q")  # packet index of every section
         self.tables: Counter[int] = Counter()

@@ -47,6 +47,8 @@ gives the words: package names, dates, balance, what to pay.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from cas.diag.alarms import Alarm, AlarmCode
 from cas.diag.headend import day
 from cas.diag.probe import ProbeReport
@@ -162,7 +164,7 @@ def _stream_findings(facts: VisitFacts, st: ChannelStatus) -> list[Finding]:
         if cause is None or cause in seen:
             continue
         seen.add(cause)
-        out.append(_stream_finding(cause, a, st))
+        out.append(_stream_finding(cause, a))
     if st.reason is Reason.NO_ECM and not out:
         out.append(Finding(cause=Cause.NO_USABLE_ECM, scope="stream", reason=Reason.NO_ECM,
                            summary=f"no usable ECM for this channel: {st.detail or 'none'}",
@@ -178,28 +180,34 @@ def _stream_findings(facts: VisitFacts, st: ChannelStatus) -> list[Finding]:
     return out
 
 
-def _stream_finding(cause: Cause, a: Alarm, st: ChannelStatus) -> Finding:
-    # The summary names no PID, so one fault of the head-end groups all its channels.
-    if cause is Cause.ECM_STOPPED:
-        summary = (f"ECMs for this channel stopped at {a.at_s or 0:.1f} s into the stream: "
-                   "boxes lose the picture at the next control-word change")
-        fix = "restart the ECM generator / check the scrambler's ECMG connection for this service"
-    elif cause is Cause.ECM_MISSING:
-        summary = "no ECM at all for this channel"
-        fix = "check that the ECM generator feeds this service's ECM PID"
-    elif cause is Cause.ECM_GAP:
-        summary = (f"ECMs for this channel pause for up to {(a.worst or 0) * 1000:.0f} ms: "
-                   "black screens on channel change")
-        fix = "check the ECM generator's load and the ECM repetition rate (≤ 500 ms)"
-    elif cause is Cause.SCRAMBLED_NO_ECM:
-        summary = "the channel is scrambled but its PMT names no ECM PID"
-        fix = "add the CA_descriptor to the PMT (scrambler / multiplexer configuration)"
-    else:
-        summary = (f"control word not changing for {a.worst or 0:.0f} s: the crypto-period "
-                   "is frozen")
-        fix = "check the scrambler's crypto-period and its ECMG CW_provision for this service"
-    return Finding(cause=cause, scope="stream", reason=Reason.NO_ECM, summary=summary, fix=fix,
-                   evidence=(a.message,))
+#: Rule 3's words for a stream cause: (the summary, from the alarm; the fix).  The summary
+#: names no PID, so one fault of the head-end groups all its channels.
+_STREAM_WORDS: dict[Cause, tuple[Callable[[Alarm], str], str]] = {
+    Cause.ECM_STOPPED: (
+        lambda a: (f"ECMs for this channel stopped at {a.at_s or 0:.1f} s into the stream: "
+                   "boxes lose the picture at the next control-word change"),
+        "restart the ECM generator / check the scrambler's ECMG connection for this service"),
+    Cause.ECM_MISSING: (
+        lambda a: "no ECM at all for this channel",
+        "check that the ECM generator feeds this service's ECM PID"),
+    Cause.ECM_GAP: (
+        lambda a: (f"ECMs for this channel pause for up to {(a.worst or 0) * 1000:.0f} ms: "
+                   "black screens on channel change"),
+        "check the ECM generator's load and the ECM repetition rate (≤ 500 ms)"),
+    Cause.SCRAMBLED_NO_ECM: (
+        lambda a: "the channel is scrambled but its PMT names no ECM PID",
+        "add the CA_descriptor to the PMT (scrambler / multiplexer configuration)"),
+    Cause.CW_NOT_CHANGING: (
+        lambda a: (f"control word not changing for {a.worst or 0:.0f} s: the crypto-period "
+                   "is frozen"),
+        "check the scrambler's crypto-period and its ECMG CW_provision for this service"),
+}
+
+
+def _stream_finding(cause: Cause, a: Alarm) -> Finding:
+    summary, fix = _STREAM_WORDS[cause]
+    return Finding(cause=cause, scope="stream", reason=Reason.NO_ECM, summary=summary(a),
+                   fix=fix, evidence=(a.message,))
 
 
 def _emm_finding(facts: VisitFacts, st: ChannelStatus, he_reason: Reason) -> Finding | None:
