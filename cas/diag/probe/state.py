@@ -130,11 +130,6 @@ class CaPidState:
         self.address_counts: Counter[str] = Counter()
 
 
-SectionReassembler = SectionReassembler  # .idle says whether a section is in progress
-
-
-
-
 class ScanState:
     """The facts a scan has gathered: counters, the PID / program / CA PID accumulators, the
     PSI tables seen.  The scanner writes them; report assembly only reads them."""

@@ -43,6 +43,8 @@ from firmware_stub.report import ChannelStatus, LockReport
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class VisitInput:
+    """What the engineer brings to the visit (``cas diag visit``'s options)."""
+
     stream: Path
     reader: str | None = None
     card_image: Path | None = None
