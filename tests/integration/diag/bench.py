@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import io
 import random
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -103,14 +104,6 @@ channels = [24]
 """
 
 
-class Rng:
-    def __init__(self, seed: int) -> None:
-        self._r = random.Random(seed)
-
-    def __call__(self, n: int) -> bytes:
-        return self._r.randbytes(n)
-
-
 @dataclass
 class Home:
     serial: int
@@ -132,7 +125,7 @@ class DiagBench:
     tmp: Path
     clear_ts: bytes
     seed: int = 1
-    rng: Rng = field(init=False)
+    rng: Callable[[int], bytes] = field(init=False)  # deterministic: tests reproduce
     keys: OperatorKeys = field(init=False)
     store: Store = field(init=False)
     _serial: int = 2_256_884_759
@@ -140,7 +133,7 @@ class DiagBench:
     _payments: int = 0
 
     def __post_init__(self) -> None:
-        self.rng = Rng(self.seed)
+        self.rng = random.Random(self.seed).randbytes
         self.keys = OperatorKeys.generate(self.rng, now_s=int(T0.timestamp()))
         self.store = open_store(data_dir=self.tmp / "store")
         lineup = self.tmp / "lineup.toml"
