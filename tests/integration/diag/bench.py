@@ -284,6 +284,21 @@ class DiagBench:
                          card_name="in-process")
 
 
+def two_channel_home(tmp: Path) -> tuple[DiagBench, Home, Path]:
+    """A head-end in ``tmp / "he"`` airing Qazaqstan and Viasat Sport HD (3 s), one home, and
+    the scrambled stream with the full EMM run."""
+    from cas.headend.teststream import TestService, TestStreamOptions, make_test_stream
+
+    clear = tmp / "clear.ts"
+    make_test_stream([TestService(service_id=1001, name="Qazaqstan"),
+                      TestService(service_id=1024, name="Viasat Sport HD")], clear,
+                     TestStreamOptions(duration_s=3.0))
+    (tmp / "he").mkdir()
+    bench = DiagBench(tmp / "he", clear.read_bytes())
+    home = bench.home()
+    return bench, home, bench.stream(bench.emm_run("full"))
+
+
 def report_ecm_pid(report: ScrambleReport, service_id: int) -> int:
     for svc in report.services:
         if svc.service_id == service_id:
