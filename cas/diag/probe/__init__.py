@@ -34,13 +34,7 @@ from typing import Any, BinaryIO
 
 from cas import DEFAULT_CA_SYSTEM_ID
 from cas.diag.alarms import Thresholds
-from cas.diag.probe.columns import (
-    CHUNK_PACKETS,
-    MAX_CC_EVENTS,
-    NULL_PID,
-    PACKET_SIZE,
-    SYNC_BYTE,
-)
+from cas.diag.probe.columns import CHUNK_PACKETS, MAX_CC_EVENTS, NULL_PID, PACKET_SIZE, SYNC_BYTE
 from cas.diag.probe.report import (
     STREAM_TYPES,
     AddressStats,

@@ -9,9 +9,7 @@ from statistics import median
 from typing import Any
 
 from cas.diag.alarms import Alarm, AlarmCode
-from cas.diag.probe.columns import (
-    NULL_PID,
-)
+from cas.diag.probe.columns import NULL_PID
 from cas.diag.probe.report import (
     STREAM_TYPES,
     AddressStats,

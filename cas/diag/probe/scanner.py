@@ -59,10 +59,7 @@ from cas.diag.probe.columns import (
     TSC_CLEAR,
     as_int,
 )
-from cas.diag.probe.report import (
-    CaEntry,
-    ProbeReport,
-)
+from cas.diag.probe.report import CaEntry, ProbeReport
 from cas.diag.probe.state import CaKind, CaPidState, PidState, ProgramState, ScanState
 from cas.errors import FormatError, StreamError, UsageError
 from cas.formats import psi

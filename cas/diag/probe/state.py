@@ -11,9 +11,7 @@ from collections import Counter
 from enum import StrEnum
 
 from cas.diag.alarms import Thresholds
-from cas.diag.probe.report import (
-    CaEntry,
-)
+from cas.diag.probe.report import CaEntry
 from cas.formats.ts import SectionReassembler
 
 

@@ -53,13 +53,7 @@ from cas.diag.alarms import Alarm, AlarmCode
 from cas.diag.headend import day
 from cas.diag.probe import ProbeReport
 from cas.diag.visit.facts import VisitFacts
-from cas.diag.visit.verdict import (
-    TIER,
-    Cause,
-    ChannelVerdict,
-    Finding,
-    RootCause,
-)
+from cas.diag.visit.verdict import TIER, Cause, ChannelVerdict, Finding, RootCause
 from cas.reasons import Reason, info
 from firmware_stub.report import ChannelStatus
 
