@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import io
 import random
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -103,14 +104,6 @@ channels = [24]
 """
 
 
-class Rng:
-    def __init__(self, seed: int) -> None:
-        self._r = random.Random(seed)
-
-    def __call__(self, n: int) -> bytes:
-        return self._r.randbytes(n)
-
-
 @dataclass
 class Home:
     serial: int
@@ -132,7 +125,7 @@ class DiagBench:
     tmp: Path
     clear_ts: bytes
     seed: int = 1
-    rng: Rng = field(init=False)
+    rng: Callable[[int], bytes] = field(init=False)  # deterministic: tests reproduce
     keys: OperatorKeys = field(init=False)
     store: Store = field(init=False)
     _serial: int = 2_256_884_759
@@ -140,7 +133,7 @@ class DiagBench:
     _payments: int = 0
 
     def __post_init__(self) -> None:
-        self.rng = Rng(self.seed)
+        self.rng = random.Random(self.seed).randbytes
         self.keys = OperatorKeys.generate(self.rng, now_s=int(T0.timestamp()))
         self.store = open_store(data_dir=self.tmp / "store")
         lineup = self.tmp / "lineup.toml"
@@ -289,6 +282,21 @@ class DiagBench:
                          vendor_key=self.vendor_key if with_box else None)
         return run_visit(inp, store=self.store if db else None, card=home.client,
                          card_name="in-process")
+
+
+def two_channel_home(tmp: Path) -> tuple[DiagBench, Home, Path]:
+    """A head-end in ``tmp / "he"`` airing Qazaqstan and Viasat Sport HD (3 s), one home, and
+    the scrambled stream with the full EMM run."""
+    from cas.headend.teststream import TestService, TestStreamOptions, make_test_stream
+
+    clear = tmp / "clear.ts"
+    make_test_stream([TestService(service_id=1001, name="Qazaqstan"),
+                      TestService(service_id=1024, name="Viasat Sport HD")], clear,
+                     TestStreamOptions(duration_s=3.0))
+    (tmp / "he").mkdir()
+    bench = DiagBench(tmp / "he", clear.read_bytes())
+    home = bench.home()
+    return bench, home, bench.stream(bench.emm_run("full"))
 
 
 def report_ecm_pid(report: ScrambleReport, service_id: int) -> int:

@@ -12,22 +12,12 @@ import pytest
 from click.testing import CliRunner
 
 from cas.cli.main import cli
-from cas.headend.teststream import TestService, TestStreamOptions, make_test_stream
-from tests.integration.diag.bench import SPORT, DiagBench, Home
+from tests.integration.diag.bench import SPORT, DiagBench, Home, two_channel_home
 
 
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory: pytest.TempPathFactory) -> tuple[DiagBench, Home, Path]:
-    tmp = tmp_path_factory.mktemp("visit-cli")
-    clear = tmp / "clear.ts"
-    make_test_stream([TestService(service_id=1001, name="Qazaqstan"),
-                      TestService(service_id=1024, name="Viasat Sport HD")], clear,
-                     TestStreamOptions(duration_s=3.0))
-    (tmp / "he").mkdir()
-    bench = DiagBench(tmp / "he", clear.read_bytes())
-    home = bench.home()
-    stream = bench.stream(bench.emm_run("full"))
-    return bench, home, stream
+    return two_channel_home(tmp_path_factory.mktemp("visit-cli"))
 
 
 def args(bench: DiagBench, home: Home, stream: Path, *extra: str) -> list[str]:

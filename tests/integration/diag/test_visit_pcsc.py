@@ -12,20 +12,13 @@ from cas.diag.visit import Cause, VisitInput, run_visit
 from cas.headend.teststream import TestService, TestStreamOptions, make_test_stream
 from tests.fixtures.pcsc import PcscService
 from tests.integration.card.conftest import CardServer, cas_env, run_cas
-from tests.integration.diag.bench import QAZAQSTAN, SPORT, DiagBench
+from tests.integration.diag.bench import QAZAQSTAN, SPORT, DiagBench, two_channel_home
 
 pytestmark = pytest.mark.pcsc
 
 
 def test_visit_with_the_card_in_a_pcsc_reader(pcscd: PcscService, tmp_path: Path) -> None:
-    clear = tmp_path / "clear.ts"
-    make_test_stream([TestService(service_id=1001, name="Qazaqstan"),
-                      TestService(service_id=1024, name="Viasat Sport HD")], clear,
-                     TestStreamOptions(duration_s=3.0))
-    (tmp_path / "he").mkdir()
-    bench = DiagBench(tmp_path / "he", clear.read_bytes())
-    home = bench.home()
-    stream = bench.stream(bench.emm_run("full"))
+    bench, home, stream = two_channel_home(tmp_path)
     data_dir = tmp_path / "data"
     data_dir.mkdir()
     bench.keys.save(data_dir / "operator-keys.toml")  # `cas card serve` takes its ROM key here

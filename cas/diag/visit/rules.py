@@ -1,0 +1,439 @@
+"""The visit's decision: frozen facts in (:class:`.facts.VisitFacts`), verdicts out.
+
+Pure: no card, no files, no store, no clock; :mod:`.gather` reads the facts, this decides.
+The rules, in the order the code applies them (``# rule N`` marks each):
+
+Per channel, from what the box showed (``st``) and what the head-end says (its ``cas why``):
+
+1. **The card itself** (tier 0): the box shows NO_CARD or CARD_ERROR; or the card is killed
+   (the box says so, or the head-end's record does).
+2. **Pairing** (tier 1): the box or the head-end says PAIRING_MISMATCH: name the box the card
+   is paired with, from the card and the head-end.  Not when the head-end pairs the card with
+   this box but the card does not know it (its PAIR EMM never arrived).
+3. **The stream** (tier 2, tier 6): each alarm on the channel's PIDs once per cause (ECMs
+   missing, stopped, pausing, scrambled without ECM, CW frozen); the box found no usable ECM
+   and no alarm says why; continuity errors as a stream defect.
+4. **Rights**, unless the box stopped before looking at them (no card, card error, pairing,
+   no ECM, unknown channel):
+   with the head-end's reason for the channel, a disagreement (the head-end's
+   PAIRING_MISMATCH counts as OPEN) goes to rule 5, an agreement to rule 6; with the head-end
+   but a card it does not know: CARD_NOT_ACTIVE; otherwise, when the box locked the channel
+   (or does not know it): rule 6 on the box's reason.
+5. **EMM delivery** (tier 3), when box and head-end disagree: the card is behind the
+   head-end's EMM sequence and the stream has nothing newer for it -> EMMs not in the stream
+   (since when); the stream has newer ones -> the card refused them; the card is up to date
+   but the rights changed after the last EMM run -> EMMs not generated; else a plain
+   mismatch.  Without a card read: a mismatch, "read the card".
+6. **The locking reason** (tiers 4-5): in the head-end's words (packages, balance, dates)
+   when it gives the same reason, else in the card's (entitlements, region, maturity).
+7. **Unknown to the head-end**: it has no explanation for the channel, only an error.
+8. **Order**: what explains the lock the box shows first, then the most basic tier, then
+   the order of the rules above; one finding per (cause, summary).
+
+Across channels:
+
+9. **Stream-wide** alarms: the EMM PID missing, the EMM bitrate low (named as the cause of
+   the missing EMMs when rule 5 found EMMs not in the stream), sync loss, transport errors,
+   PAT / CAT / CRC errors.
+10. **Root causes**, ranked: malfunctions (tiers 0-3) before the commercial state (4-6);
+    within each, what explains a lock first; then the most basic tier; then the fault that
+    hits the most channels.
+
+The head-end and the box agree when the card has received its EMMs (both run
+:func:`cas.access.decide`).  When they disagree the card is out of date, and that (rule 5,
+tier 3), not the box's reason, is the cause.  When they agree the head-end's explanation
+gives the words: package names, dates, balance, what to pay.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from cas.diag.alarms import Alarm, AlarmCode
+from cas.diag.headend import day
+from cas.diag.probe import ProbeReport
+from cas.diag.visit.facts import VisitFacts
+from cas.diag.visit.verdict import TIER, Cause, ChannelVerdict, Finding, RootCause
+from cas.reasons import Reason, info
+from firmware_stub.report import ChannelStatus
+
+DAY_S = 86_400
+
+
+_STREAM_CAUSE = {
+    AlarmCode.ECM_MISSING: Cause.ECM_MISSING,
+    AlarmCode.ECM_STOPPED: Cause.ECM_STOPPED,
+    AlarmCode.ECM_GAP: Cause.ECM_GAP,
+    AlarmCode.SCRAMBLED_NO_ECM: Cause.SCRAMBLED_NO_ECM,
+    AlarmCode.CW_NOT_CHANGING: Cause.CW_NOT_CHANGING,
+}
+
+
+
+def _ago(seconds: int) -> str:
+    if seconds >= DAY_S:
+        n = seconds // DAY_S
+        return f"{n} day{'s' if n != 1 else ''}"
+    if seconds >= 3600:
+        n = seconds // 3600
+        return f"{n} hour{'s' if n != 1 else ''}"
+    n = max(seconds // 60, 0)
+    return f"{n} minute{'s' if n != 1 else ''}"
+
+
+def _serial_text(serial: int) -> str:
+    return f"{serial:010d}"
+
+
+def _device_findings(facts: VisitFacts, st: ChannelStatus) -> list[Finding]:
+    """Rule 1."""
+    r = st.reason
+    if r is Reason.NO_CARD:
+        return [Finding(cause=Cause.NO_CARD, scope="card", reason=r,
+                        summary="no smart card in the box (or it is not seen)",
+                        fix=info(r).fix_en, evidence=(st.detail,) if st.detail else ())]
+    if r is Reason.CARD_ERROR:
+        return [Finding(cause=Cause.CARD_ERROR, scope="card", reason=r,
+                        summary=f"the card does not answer properly: {st.detail or 'error'}",
+                        fix=info(r).fix_en)]
+    he = facts.headend
+    if r is Reason.CARD_KILLED or (he is not None and he.card_status == "killed"):
+        serial = facts.card.info.serial if facts.card else (he.serial if he else 0)
+        return [Finding(cause=Cause.CARD_KILLED, scope="card", reason=Reason.CARD_KILLED,
+                        summary=f"card {_serial_text(serial)} is killed (withdrawn)",
+                        fix=info(Reason.CARD_KILLED).fix_en)]
+    return []
+
+
+def _pairing_finding(facts: VisitFacts, st: ChannelStatus,
+                     he_reason: Reason | None) -> list[Finding]:
+    """Rule 2."""
+    if st.reason is not Reason.PAIRING_MISMATCH and he_reason is not Reason.PAIRING_MISMATCH:
+        return []
+    card = facts.card
+    serial = card.info.serial if card else (facts.headend.serial if facts.headend else 0)
+    here = facts.chip_id
+    evidence: list[str] = []
+    card_chip = card.pairing.chip_id if card is not None and card.pairing is not None else None
+    he = facts.headend
+    he_chip = he.paired_chip_id if he is not None else None
+    if card_chip is not None:
+        evidence.append(f"card: paired with chip {card_chip:08X}")
+    elif card is not None:
+        evidence.append("card: not paired with any box")
+    if he is not None:
+        evidence.append("head-end: card paired with "
+                        + (f"box {he_chip:08X}" if he_chip is not None else "no box")
+                        + (f" (account {he.paired_box['account']})"
+                           if he.paired_box and he.paired_box.get("account") else ""))
+    if st.detail:
+        evidence.append(f"box: {st.detail}")
+    if he is not None and here is not None and he_chip == here and card_chip != here:
+        # The head-end pairs them, the card does not know: its PAIR EMM never arrived.
+        return []
+    other = card_chip if card_chip is not None else he_chip
+    if other is not None and other != here:
+        where = "another box" + (f" (chip {other:08X})" if other is not None else "")
+        summary = f"card {_serial_text(serial)} is paired with {where}"
+        if here is not None:
+            summary += f", not this box ({here:08X})"
+        fix = (f"put the card back in box {other:08X}, or re-pair at the head-end "
+               f"(cas card pair {_serial_text(serial)} {here:08X})" if here is not None
+               else info(Reason.PAIRING_MISMATCH).fix_en)
+    else:
+        summary = f"card {_serial_text(serial)} is not paired with this box"
+        fix = (f"pair them at the head-end (cas card pair {_serial_text(serial)} {here:08X})"
+               if here is not None else info(Reason.PAIRING_MISMATCH).fix_en)
+    return [Finding(cause=Cause.PAIRING_MISMATCH, scope="card", reason=Reason.PAIRING_MISMATCH,
+                    summary=summary, fix=fix, evidence=tuple(evidence))]
+
+
+def _stream_findings(facts: VisitFacts, st: ChannelStatus) -> list[Finding]:
+    """Rule 3."""
+    out: list[Finding] = []
+    alarms = facts.probe.alarms_for_service(st.service_id)
+    seen: set[Cause] = set()
+    for a in alarms:
+        cause = _STREAM_CAUSE.get(a.code)
+        if cause is None or cause in seen:
+            continue
+        seen.add(cause)
+        out.append(_stream_finding(cause, a))
+    if st.reason is Reason.NO_ECM and not out:
+        out.append(Finding(cause=Cause.NO_USABLE_ECM, scope="stream", reason=Reason.NO_ECM,
+                           summary=f"no usable ECM for this channel: {st.detail or 'none'}",
+                           fix=info(Reason.NO_ECM).fix_en))
+    defects = [a for a in alarms if a.code is AlarmCode.CC_ERROR]
+    if defects:
+        n = sum(a.count for a in defects)
+        out.append(Finding(cause=Cause.STREAM_DEFECT, scope="stream",
+                           summary=f"{n} continuity error(s) on this channel's PIDs: "
+                                   "picture and sound glitches",
+                           fix="check the reception / the multiplexer's output",
+                           evidence=tuple(a.message for a in defects)))
+    return out
+
+
+#: Rule 3's words for a stream cause: (the summary, from the alarm; the fix).  The summary
+#: names no PID, so one fault of the head-end groups all its channels.
+_STREAM_WORDS: dict[Cause, tuple[Callable[[Alarm], str], str]] = {
+    Cause.ECM_STOPPED: (
+        lambda a: (f"ECMs for this channel stopped at {a.at_s or 0:.1f} s into the stream: "
+                   "boxes lose the picture at the next control-word change"),
+        "restart the ECM generator / check the scrambler's ECMG connection for this service"),
+    Cause.ECM_MISSING: (
+        lambda a: "no ECM at all for this channel",
+        "check that the ECM generator feeds this service's ECM PID"),
+    Cause.ECM_GAP: (
+        lambda a: (f"ECMs for this channel pause for up to {(a.worst or 0) * 1000:.0f} ms: "
+                   "black screens on channel change"),
+        "check the ECM generator's load and the ECM repetition rate (≤ 500 ms)"),
+    Cause.SCRAMBLED_NO_ECM: (
+        lambda a: "the channel is scrambled but its PMT names no ECM PID",
+        "add the CA_descriptor to the PMT (scrambler / multiplexer configuration)"),
+    Cause.CW_NOT_CHANGING: (
+        lambda a: (f"control word not changing for {a.worst or 0:.0f} s: the crypto-period "
+                   "is frozen"),
+        "check the scrambler's crypto-period and its ECMG CW_provision for this service"),
+}
+
+
+def _stream_finding(cause: Cause, a: Alarm) -> Finding:
+    summary, fix = _STREAM_WORDS[cause]
+    return Finding(cause=cause, scope="stream", reason=Reason.NO_ECM, summary=summary(a),
+                   fix=fix, evidence=(a.message,))
+
+
+def _emm_finding(facts: VisitFacts, st: ChannelStatus, he_reason: Reason) -> Finding | None:
+    """Rule 5: box and head-end disagree on a rights reason: why does the card not hold its
+    rights?"""
+    he = facts.headend
+    assert he is not None
+    box_r = st.reason
+    evidence = [f"box: {box_r.value} ({info(box_r).screen_code or 'open'})"
+                + (f" — {st.detail}" if st.detail else ""),
+                f"head-end: {he_reason.value}"]
+    card = facts.card
+    if card is None:
+        return Finding(cause=Cause.RIGHTS_MISMATCH, scope="card", reason=box_r,
+                       summary="the box and the head-end disagree on this channel",
+                       fix="read the card to compare its rights", evidence=tuple(evidence))
+    serial = card.info.serial
+    card_seq = facts.card_seq if facts.card_seq is not None else card.info.emm_seq_unique
+    issued = he.emm_issued_seq or 0
+    emms = facts.probe.emms_for_card(serial, card.info.shared_address, card.info.member_position)
+    evidence.append(f"card EMM sequence {card_seq}, head-end issued up to {issued}")
+    evidence.append(f"stream: {emms.unique} unique EMM(s) for card {_serial_text(serial)}, "
+                    f"{emms.shared} for its group, {emms.global_} global")
+    if card_seq < issued:
+        since = he.missing_since_s(card_seq)
+        newest = emms.last_unique_seq
+        if newest is not None and newest <= card_seq:
+            evidence.append(f"the stream only repeats old EMMs for this card (sequence "
+                            f"{newest} or lower)")
+        if newest is None or newest <= card_seq:
+            if since is not None:
+                summary = (f"EMMs for this card not in the stream for "
+                           f"{_ago(max(facts.at_s - since, 0))} (since {day(since)})")
+            else:
+                summary = "EMMs for this card are not in the stream"
+            if facts.probe.emms and not any(e.ours for e in facts.probe.emms):
+                evidence.append("the stream has no EMM PID for our CA system")
+            return Finding(cause=Cause.EMM_NOT_IN_STREAM, scope="card", reason=box_r,
+                           summary=summary,
+                           fix="check the EMM feed to the multiplexer (EMMG connection, EMM PID "
+                               "in the CAT, the incremental EMM run); the card catches up with "
+                               "the next EMM it receives",
+                           evidence=tuple(evidence))
+        return Finding(cause=Cause.EMM_REFUSED, scope="card", reason=box_r,
+                       summary=(f"the stream carries {emms.unique} EMM(s) for this card but it "
+                                f"is still at sequence {card_seq} (head-end: {issued})"),
+                       fix="check the card's keys (personalised for this operator?) and the "
+                           "box's EMM results in its NVRAM",
+                       evidence=tuple(evidence))
+    if (he.rights_version or 0) > (he.sent_rights_version or 0):
+        changed = he.rights_changed_at_s
+        return Finding(cause=Cause.EMM_NOT_GENERATED, scope="card", reason=box_r,
+                       summary=("the head-end has not generated EMMs since this card's rights "
+                                f"changed on {day(changed)}"),
+                       fix="run the EMM generation (cas emm generate --incremental)",
+                       evidence=tuple(evidence))
+    return Finding(cause=Cause.RIGHTS_MISMATCH, scope="card", reason=box_r,
+                   summary=(f"the card says {box_r.value}, the head-end says {he_reason.value}"),
+                   fix="compare the card's entitlements (cas diag card) with cas card show",
+                   evidence=tuple(evidence))
+
+
+_RIGHTS_CAUSE = {
+    Reason.FINANCIAL_BLOCK: Cause.FINANCIAL_BLOCK, Reason.CARD_SUSPENDED: Cause.CARD_SUSPENDED,
+    Reason.CARD_NOT_ACTIVE: Cause.CARD_NOT_ACTIVE, Reason.NOT_SUBSCRIBED: Cause.NOT_SUBSCRIBED,
+    Reason.CHANNEL_NOT_IN_PACKAGE: Cause.CHANNEL_NOT_IN_PACKAGE,
+    Reason.ENTITLEMENT_EXPIRED: Cause.ENTITLEMENT_EXPIRED,
+    Reason.NOT_YET_VALID: Cause.NOT_YET_VALID, Reason.REGION_BLACKOUT: Cause.REGION_BLACKOUT,
+    Reason.MATURITY_LOCKED: Cause.MATURITY_LOCKED, Reason.PIN_BLOCKED: Cause.PIN_BLOCKED,
+    Reason.ECM_KEY_UNKNOWN: Cause.ECM_KEY_UNKNOWN, Reason.UNKNOWN_CHANNEL: Cause.UNKNOWN_CHANNEL,
+}
+
+
+def _rights_finding(facts: VisitFacts, st: ChannelStatus, reason: Reason) -> Finding | None:
+    """Rule 6: the locking reason in the head-end's words, else in the card's."""
+    cause = _RIGHTS_CAUSE.get(reason)
+    if cause is None:
+        return None
+    scope = "account" if TIER[cause] == 4 else "channel"
+    he = facts.headend
+    view = he.channel(st.service_id) if he is not None else None
+    ex = view.explanation if view is not None else None
+    if ex is not None and ex.reason is reason:
+        d = ex.details
+        evidence = [f"box: {st.reason.value}" + (f" — {st.detail}" if st.detail else "")]
+        if d.get("channel_packages"):
+            evidence.append("channel in: " + ", ".join(d["channel_packages"]))
+        if he is not None and he.balance is not None:
+            evidence.append(f"balance {he.balance}")
+        if reason is Reason.CHANNEL_NOT_IN_PACKAGE:
+            names = ", ".join(f"'{n}'" for n in d.get("channel_packages", [])) or "no package"
+            summary = f"package {names} not connected: subscribe"
+            fix = f"subscribe to {names}"
+        elif reason is Reason.FINANCIAL_BLOCK:
+            summary = f"{ex.cause}, {ex.fix}"
+            fix = ex.fix
+        else:
+            summary = ex.cause
+            fix = ex.fix
+        return Finding(cause=cause, scope=scope, reason=reason, summary=summary, fix=fix,
+                       evidence=tuple(evidence))
+    # Without the head-end: what the card itself shows.
+    evidence = [f"box: {st.reason.value} ({info(reason).screen_code})"
+                + (f" — {st.detail}" if st.detail else "")]
+    summary = info(reason).en
+    card = facts.card
+    if card is not None:
+        rows = card.entitlement_rows()
+        if reason is Reason.ENTITLEMENT_EXPIRED:
+            ended = [r for r in rows if r["expired"]]
+            if ended:
+                last = max(ended, key=lambda r: r["end_s"])
+                summary = (f"subscription (package {last['package_id']}) ended on "
+                           f"{last['end'][:10]}")
+        elif reason is Reason.REGION_BLACKOUT:
+            summary = f"card region {card.info.region} is outside this channel's regions"
+        elif reason is Reason.MATURITY_LOCKED:
+            summary = f"rated above the card's maturity limit {card.info.maturity_limit}"
+        elif reason in (Reason.FINANCIAL_BLOCK, Reason.CARD_SUSPENDED):
+            summary = f"{info(reason).en} (card status {card.info.status.name})"
+        evidence.append("card entitlements: " + (", ".join(
+            f"{r['package_id']} {r['start'][:10]}..{r['end'][:10]} {r['state']}"
+            for r in rows) or "none"))
+    return Finding(cause=cause, scope=scope, reason=reason, summary=summary,
+                   fix=info(reason).fix_en, evidence=tuple(evidence))
+
+
+#: What the box shows when the card, the pairing or the stream stopped it before any rights
+#: were looked at (rule 4 does not apply to them).
+_DEVICE_REASONS = frozenset({Reason.NO_CARD, Reason.CARD_ERROR, Reason.PAIRING_MISMATCH,
+                             Reason.NO_ECM, Reason.UNKNOWN_CHANNEL})
+
+
+def _explains(f: Finding, box_reason: Reason) -> bool:
+    """Does ``f`` account for the lock the box shows?  (Nothing "explains" OPEN.)"""
+    return box_reason is not Reason.OPEN and f.reason is box_reason
+
+
+def diagnose_channel(facts: VisitFacts, st: ChannelStatus) -> ChannelVerdict:
+    he = facts.headend
+    view = he.channel(st.service_id) if he is not None else None
+    he_reason = view.reason if view is not None else None
+    findings: list[Finding] = []
+    findings += _device_findings(facts, st)  # rule 1
+    findings += _pairing_finding(facts, st, he_reason)  # rule 2
+    findings += _stream_findings(facts, st)  # rule 3
+    box_r = st.reason
+    # rule 4
+    if he is not None and he_reason is not None and box_r not in _DEVICE_REASONS:
+        he_rights = he_reason if he_reason is not Reason.PAIRING_MISMATCH else Reason.OPEN
+        if he_rights != box_r:
+            f = _emm_finding(facts, st, he_reason)
+            if f is not None:
+                findings.append(f)
+        else:
+            f = _rights_finding(facts, st, box_r)
+            if f is not None:
+                findings.append(f)
+    elif he is not None and not he.registered and box_r not in _DEVICE_REASONS:
+        findings.append(Finding(
+            cause=Cause.CARD_NOT_ACTIVE, scope="account", reason=Reason.CARD_NOT_ACTIVE,
+            summary=f"card {_serial_text(he.serial)} is not registered with this head-end",
+            fix="register the card (cas card add) and link it to the account"))
+    elif box_r not in (Reason.OPEN, *_DEVICE_REASONS) or box_r is Reason.UNKNOWN_CHANNEL:
+        f = _rights_finding(facts, st, box_r)
+        if f is not None:
+            findings.append(f)
+    # rule 7
+    if he is not None and view is not None and view.explanation is None and view.error:
+        findings.append(Finding(cause=Cause.UNKNOWN_CHANNEL, scope="channel",
+                                summary=f"the head-end does not know this channel: {view.error}",
+                                fix="check the head-end's lineup (cas catalog)"))
+    # rule 8.  What explains the lock the box shows comes first (a stream fault that did not
+    # cause this lock, e.g. a frozen CW on a channel the card is not entitled to, comes after
+    # it); then the most basic tier; equal tiers keep the order above (observed before
+    # inferred).
+    order = sorted(range(len(findings)),
+                   key=lambda i: (not _explains(findings[i], box_r), findings[i].tier, i))
+    unique: dict[tuple[Cause, str], Finding] = {}
+    for i in order:
+        unique.setdefault(findings[i].key(), findings[i])
+    ex = view.explanation if view is not None else None
+    return ChannelVerdict(channel=st.channel, service_id=st.service_id, name=st.name,
+                          box_reason=box_r, box_detail=st.detail, headend_reason=he_reason,
+                          findings=tuple(unique.values()),
+                          headend_number=(ex.channel_number if ex is not None
+                                          else facts.numbers.get(st.service_id)))
+
+
+def stream_wide_findings(probe: ProbeReport) -> list[Finding]:
+    """Rule 9 (the findings; the renaming of a low EMM bitrate is in :func:`diagnose`)."""
+    out: list[Finding] = []
+    for a in probe.alarms:
+        if a.code is AlarmCode.EMM_MISSING:
+            out.append(Finding(cause=Cause.EMM_PID_MISSING, scope="stream", summary=a.message,
+                               fix="announce the EMM PID in the CAT and feed EMMs to it",
+                               evidence=(a.message,)))
+        elif a.code is AlarmCode.EMM_BITRATE_LOW:
+            out.append(Finding(cause=Cause.EMM_BITRATE_LOW, scope="stream", summary=a.message,
+                               fix="raise the EMM bandwidth at the multiplexer",
+                               evidence=(a.message,)))
+        elif a.code in (AlarmCode.SYNC_LOSS, AlarmCode.TRANSPORT_ERROR, AlarmCode.PAT_ERROR,
+                        AlarmCode.CAT_ERROR, AlarmCode.CRC_ERROR):
+            out.append(Finding(cause=Cause.STREAM_DEFECT, scope="stream", summary=a.message,
+                               fix="check the reception and the multiplexer's output",
+                               evidence=(a.message,)))
+    return out
+
+
+def diagnose(facts: VisitFacts) -> tuple[tuple[ChannelVerdict, ...], tuple[RootCause, ...]]:
+    """Verdict per channel and the root causes across channels, most likely first."""
+    verdicts = tuple(diagnose_channel(facts, st) for st in facts.statuses)
+    stream = stream_wide_findings(facts.probe)
+    # rule 9
+    emm_trouble = any(f.cause is Cause.EMM_NOT_IN_STREAM for v in verdicts for f in v.findings)
+    roots: dict[tuple[Cause, str], tuple[Finding, list[int]]] = {}
+    locks: set[tuple[Cause, str]] = set()  # findings that explain a lock somewhere
+    for v in verdicts:
+        for f in v.findings:
+            roots.setdefault(f.key(), (f, []))[1].append(v.number)
+            if _explains(f, v.box_reason):
+                locks.add(f.key())
+    for f in stream:
+        if f.cause is Cause.EMM_BITRATE_LOW and emm_trouble:
+            f = Finding(cause=Cause.EMM_PID_MISSING, scope=f.scope, summary=f.summary,
+                        fix=f.fix, evidence=f.evidence)  # it explains the missing EMMs
+        roots.setdefault(f.key(), (f, []))
+    # rule 10.  Malfunctions (tiers 0-3: card, pairing, stream, EMM delivery) before the
+    # account's and the channels' commercial state; within each, what explains a lock first;
+    # then the most basic tier; then the fault that hits the most channels.
+    ranked = sorted(roots.values(), key=lambda fc: (fc[0].tier > 3, fc[0].key() not in locks,
+                                                    fc[0].tier, -len(fc[1])))
+    return verdicts, tuple(RootCause(finding=f, channels=tuple(ch)) for f, ch in ranked)
+
+
