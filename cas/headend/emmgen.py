@@ -503,7 +503,7 @@ def csk_of(keys: OperatorKeys, wrapped: bytes) -> Key | None:
     return None
 
 
-#: The name the store-driven run and the live head-end used first.
+#: The former private name, kept because the live head-end imports it.
 _csk_of = csk_of
 
 

@@ -43,11 +43,7 @@ public name is importable from ``cas.headend.scrambler`` itself.
 
 from __future__ import annotations
 
-from cas.headend.scrambler.ciphers import (
-    Algorithm,
-    PayloadCipher,
-    payload_cipher,
-)
+from cas.headend.scrambler.ciphers import Algorithm, PayloadCipher, payload_cipher
 from cas.headend.scrambler.config import (
     CHUNK_PACKETS,
     DEFAULT_FIRST_CA_PID,
@@ -57,22 +53,9 @@ from cas.headend.scrambler.config import (
     ServiceCrypto,
     ServiceInfo,
 )
-from cas.headend.scrambler.cwlog import (
-    CwLogEntry,
-    read_cw_log,
-    write_cw_log_line,
-)
-from cas.headend.scrambler.engine import (
-    PCR_HZ,
-    PCR_MODULUS,
-    Scrambler,
-)
-from cas.headend.scrambler.psirewrite import (
-    build_cat,
-    rewrite_pmt,
-    rewrite_sdt,
-    rewrite_sdt_table,
-)
+from cas.headend.scrambler.cwlog import CwLogEntry, read_cw_log, write_cw_log_line
+from cas.headend.scrambler.engine import PCR_HZ, PCR_MODULUS, Scrambler
+from cas.headend.scrambler.psirewrite import build_cat, rewrite_pmt, rewrite_sdt, rewrite_sdt_table
 from cas.headend.scrambler.tsinput import (
     CAT_PID,
     NULL_PID,

@@ -11,9 +11,7 @@ from typing import IO
 
 from cas.errors import FormatError, StreamError
 from cas.formats import psi
-from cas.formats.sections import (
-    section_total_length,
-)
+from cas.formats.sections import section_total_length
 
 PACKET_SIZE = 188
 SYNC_BYTE = 0x47
@@ -31,6 +29,8 @@ PRESCAN_LIMIT_BYTES = 32 * 1024 * 1024
 
 @dataclass(slots=True)
 class Prescan:
+    """What the prescan found at the start of the input."""
+
     pat: dict[int, int] = field(default_factory=dict)
     pmts: dict[int, bytes] = field(default_factory=dict)  # program_number -> section bytes
     cat_descriptors: tuple[psi.Descriptor, ...] = ()
