@@ -10,18 +10,19 @@ from dataclasses import dataclass, field
 from typing import IO
 
 from cas.errors import FormatError, StreamError
-from cas.formats import psi
+from cas.formats import psi, ts
 from cas.formats.sections import section_total_length
 
-PACKET_SIZE = 188
-SYNC_BYTE = 0x47
-PAT_PID = 0x0000
-CAT_PID = 0x0001
-NULL_PID = 0x1FFF
-TID_PAT = 0x00
-TID_CAT = 0x01
-TID_PMT = 0x02
+# Declared once in cas.formats (ISO/IEC 13818-1 §2.4.3.2, §2.4.4); short names for the hot loops.
+PACKET_SIZE = ts.PACKET_SIZE
+SYNC_BYTE = ts.SYNC_BYTE
+NULL_PID = ts.NULL_PID
+PAT_PID = psi.PAT_PID
+CAT_PID = psi.CAT_PID
 SDT_PID = psi.SDT_PID
+TID_PAT = psi.TABLE_ID_PAT
+TID_CAT = psi.TABLE_ID_CAT
+TID_PMT = psi.TABLE_ID_PMT
 
 #: How far into the input the prescan looks for PAT and PMTs.
 PRESCAN_LIMIT_BYTES = 32 * 1024 * 1024
