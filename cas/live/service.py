@@ -40,7 +40,7 @@ from cas.errors import CasError, ConfigError, StreamError
 from cas.formats import psi as psi_formats
 from cas.live.config import EcmSource, LiveConfig, LogFormat, ServiceConfig, SourceKind
 from cas.live.outputs import Output, open_output
-from cas.live.pacer import Pacer
+from cas.live.pacer import Datagram, Pacer
 from cas.live.playout import EmmFeed, LiveService, Multiplexer, RealTime
 from cas.live.psi import MuxSettings, PsiSchedule, ServiceLayout, build_tables
 from cas.live.scrambling import CryptoSchedule, CwLog, InternalEcms, new_cipher
@@ -424,7 +424,7 @@ class HeadendService:
         def on_late(late_s: float) -> None:
             metrics.inc("late_datagrams_total")
 
-        def send(datagram: bytes) -> None:
+        def send(datagram: Datagram) -> None:
             out.send(datagram)
             self._last_send = time.monotonic()
 
