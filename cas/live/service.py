@@ -191,9 +191,10 @@ class HeadendService:
         cfg = self.cfg
         if self.db_url is None and self.data_dir is None:
             raise ConfigError("[headend].data_dir: required (or --data-dir / CAS_DATA_DIR)")
+        # Keys first: a wrong data dir must not get a new empty store.
+        self.keys = load_operator_keys(cfg.headend.keys, data_dir=self.data_dir)
         self.store = open_store(db_url=self.db_url,
                                 data_dir=None if self.db_url else self.data_dir)
-        self.keys = load_operator_keys(cfg.headend.keys, data_dir=self.data_dir)
         self.channels = self._catalogue()
         layouts: list[ServiceLayout] = []
         used_ecm = {s.ecm_pid for s in cfg.services if s.ecm_pid is not None} | {cfg.emm.pid}
