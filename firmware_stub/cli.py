@@ -52,8 +52,8 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 class _StbGroup(GuardedGroup):
-    # Not the one-line "internal error" of `cas`: stb has never caught its own bugs.
-    one_line_internal_errors = False
+    """The box's command group: like `cas`, a bug of ours is one line, never a traceback
+    (``CAS_DEBUG=1`` shows it)."""
 
 
 def _hex_int(value: str | None) -> int | None:

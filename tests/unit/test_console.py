@@ -84,3 +84,13 @@ def test_a_single_value_option_given_twice_is_refused() -> None:
     assert "option --card given more than once" in result.output
     result = CliRunner().invoke(cli, ["pay", "--card", "1"])
     assert (result.exit_code, result.output) == (0, '{\n  "card": "1"\n}\n')
+
+
+def test_stb_turns_its_bugs_into_one_line_too() -> None:
+    """The box's command group catches an unexpected exception like `cas` does."""
+    from firmware_stub.cli import _StbGroup
+
+    assert _StbGroup.one_line_internal_errors
+    result = CliRunner().invoke(_group(_StbGroup), ["bug"], env={"CAS_DEBUG": ""})
+    assert result.exit_code == 1
+    assert result.output.startswith("internal error: _Bug: oops")
