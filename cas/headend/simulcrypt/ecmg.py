@@ -204,9 +204,9 @@ class EcmgRegistry:
         per request: an overloaded ECMG must not also flood its log)."""
         self.shed += 1
         if now - self._shed_log_at >= 1.0:
-            log.warning("overloaded: %d CW_provision(s) answered out_of_compute (0x000D) "
+            log.warning("overloaded: %d CW_provision(s) answered out_of_compute (0x%04X) "
                         "since the last report, %d in all", self.shed - self._shed_logged,
-                        self.shed)
+                        Err.OUT_OF_COMPUTE, self.shed)
             self._shed_logged = self.shed
             self._shed_log_at = now
 
