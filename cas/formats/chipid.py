@@ -9,7 +9,6 @@ path (:func:`parse_chip_id_record`); a hypothesis test checks that they agree.
 
 from __future__ import annotations
 
-import struct
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -28,16 +27,17 @@ from cas.formats._common import (
     encode_padded_ascii,
     key_summary,
     parse_struct,
-    slots_builder,
+    slot_setters,
 )
-from cas.formats.records import (
+from cas.formats._layout import check_order, struct_layout
+from cas.formats.batch import (
     BATCH_HEADER_SIZE,
     CHIP_BATCH_MAGIC,
-    WRAPPED_KEY_SIZE,
     BatchHeader,
     build_batch,
     parse_batch_header,
 )
+from cas.formats.records.model import WRAPPED_KEY_SIZE
 
 CHIP_ID_MAGIC = b"CHIP"
 CHIP_ID_VERSION = 1
@@ -94,9 +94,17 @@ CHIP_ID_RECORD = cs.Struct(
 
 CHIP_ID_RECORD_SIZE: int = CHIP_ID_BODY.sizeof() + 4
 
-_FAST = struct.Struct(f">4sBI{VENDOR_SIZE}s{MODEL_SIZE}s{WRAPPED_KEY_SIZE}sIII")
-assert _FAST.size == CHIP_ID_RECORD_SIZE
-_BODY_SIZE = CHIP_ID_RECORD_SIZE - 4
+# The fast path's struct layouts, derived from the declaration (cas.formats._layout).
+_LAYOUT = struct_layout(CHIP_ID_RECORD)
+check_order(
+    _LAYOUT,
+    (*(f"body.{n}" for n in ("magic", "format_version", "chip_id", "vendor", "model",
+                             "wrapped_csk", "firmware_version", "manufactured_s")), "crc32"),
+    "Chip ID record",
+)  # fmt: skip
+_FAST = _LAYOUT.struct()
+_BODY_SIZE = _LAYOUT.offset("crc32")
+_CRC = _LAYOUT.under("crc32").struct()
 _crc32 = zlib.crc32
 _new = object.__new__
 
@@ -134,10 +142,10 @@ _NAMES: dict[bytes, tuple[str, str]] = {}
 _NAMES_MAX = 4096
 # Parse layout: magic+version and vendor+model read as one field each, so each pair costs one
 # comparison / one dictionary lookup.  Same bytes as _FAST.
-_PARSE = struct.Struct(f">5sI{VENDOR_SIZE + MODEL_SIZE}s{WRAPPED_KEY_SIZE}sIII")
-assert _PARSE.size == CHIP_ID_RECORD_SIZE
+_PARSE = _LAYOUT.joined("body.magic", "body.format_version").joined("body.vendor", "body.model")
+_PARSE_STRUCT = _PARSE.struct()
 _HEAD_OK = CHIP_ID_MAGIC + bytes((CHIP_ID_VERSION,))
-_BUILDER = slots_builder(ChipIdRecord)
+_SET = slot_setters(ChipIdRecord)
 
 
 def _record_error(b: bytes) -> FormatError | None:
@@ -170,12 +178,15 @@ def _iter_records(buf: Any, offset: int, count: int, root: str) -> Iterator[Chip
     field (and per-record CRC) to accept the record or name the failing field.
     ``tests/unit/formats/test_chipid.py`` checks this against the construct form.
     """
-    iter_unpack = _PARSE.iter_unpack
+    iter_unpack = _PARSE_STRUCT.iter_unpack
     crc32 = _crc32
     names = _NAMES
     head_ok = _HEAD_OK
     size, body = CHIP_ID_RECORD_SIZE, _BODY_SIZE
-    new, cls, builder = _new, ChipIdRecord, _BUILDER
+    new, cls = _new, ChipIdRecord
+    set_chip_id, set_vendor, set_model = _SET["chip_id"], _SET["vendor"], _SET["model"]
+    set_csk, set_firmware = _SET["wrapped_csk"], _SET["firmware_version"]
+    set_manufactured = _SET["manufactured_s"]
     done = 0
     while done < count:
         n = min(CRC_CHUNK_RECORDS, count - done)
@@ -200,14 +211,15 @@ def _iter_records(buf: Any, offset: int, count: int, root: str) -> Iterator[Chip
                         exc = type(exc)(str(exc).split(": ", 1)[-1], path=path)
                     raise exc
                 text = names[vendor_model]
-            # see slots_builder: fill a layout twin, then make it the frozen record
-            rec = new(builder)
-            rec.chip_id = chip_id
-            rec.vendor, rec.model = text
-            rec.wrapped_csk = csk
-            rec.firmware_version = firmware
-            rec.manufactured_s = made
-            rec.__class__ = cls
+            # made like the frozen __init__ does, without its by-name lookups (slot_setters)
+            rec = new(cls)
+            set_chip_id(rec, chip_id)
+            vendor, model = text
+            set_vendor(rec, vendor)
+            set_model(rec, model)
+            set_csk(rec, csk)
+            set_firmware(rec, firmware)
+            set_manufactured(rec, made)
             yield rec
         offset += n * size
         done += n
@@ -247,7 +259,7 @@ def build_chip_id_record(record: ChipIdRecord) -> bytes:
             r.firmware_version, r.manufactured_s, 0,
         )
     )  # fmt: skip
-    struct.pack_into(">I", raw, _BODY_SIZE, zlib.crc32(raw[:_BODY_SIZE]))
+    _CRC.pack_into(raw, _BODY_SIZE, zlib.crc32(raw[:_BODY_SIZE]))
     return bytes(raw)
 
 
