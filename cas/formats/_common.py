@@ -131,6 +131,13 @@ def check_range(value: int, bits: int, path: str) -> None:
         raise FormatError(f"value {value!r} does not fit in u{bits}", path=path)
 
 
+def check_bits(path: str, value: int, bits: int) -> None:
+    """Raise FormatError unless ``0 <= value < 2**bits`` (field checks of the PSI and TS value
+    types; worded in bits, where :func:`check_range` says ``u<bits>``)."""
+    if not isinstance(value, int) or not 0 <= value < (1 << bits):
+        raise FormatError(f"{value!r} does not fit in {bits} bits", path=path)
+
+
 def check_len(value: bytes, length: int, path: str) -> None:
     """Raise FormatError unless ``value`` is bytes of exactly ``length``."""
     if not isinstance(value, bytes | bytearray) or len(value) != length:
