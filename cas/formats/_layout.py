@@ -7,9 +7,9 @@ returns the equivalent flat ``struct`` format with every field's path and offset
 forms cannot drift apart: change the declaration and the fast path's format follows (and the
 import-time name check in the fast path fails if its unpacking order no longer fits).
 
-Supported: big-endian ``FormatField`` integers, ``BytesInteger`` of 3 bytes directly followed
-by a one-byte integer (``struct`` has no 3-byte code, so the pair is read as one u32 named
-``"a+b"`` and split by the caller), ``Bytes``, ``Const``, ``Array`` of a fixed count, nested
+Supported: big-endian ``FormatField`` integers, unsigned big-endian ``BytesInteger`` of 3
+bytes (``struct`` has no 3-byte code: followed by a one-byte integer, the pair is read as one
+u32 named ``"a+b"`` and split by the caller; otherwise it is ``3s``, three raw bytes), ``Bytes``, ``Const``, ``Array`` of a fixed count, nested
 ``Struct``, ``FixedSized`` and fixed-size strings (one opaque field: the caller decodes it),
 ``RawCopy``, validators, ``Checksum`` (its field) and the zero-size ``Check`` /
 ``Terminated``.  Anything else raises ``TypeError`` at import, where the fast path is built.
@@ -145,10 +145,11 @@ def struct_layout(con: cs.Construct) -> StructLayout:
         path, code, size = items[i]
         if code == _U24:
             nxt = items[i + 1] if i + 1 < len(items) else None
-            if nxt is None or nxt[1] != "B":
-                raise TypeError(f"{path}: a 3-byte integer must be followed by a one-byte one")
-            path, code, size = f"{path}+{nxt[0].rsplit('.', 1)[-1]}", "I", 4
-            i += 1
+            if nxt is not None and nxt[1] == "B":
+                path, code, size = f"{path}+{nxt[0].rsplit('.', 1)[-1]}", "I", 4
+                i += 1
+            else:
+                code = "3s"
         fields.append(LayoutField(path, code, offset, size))
         offset += size
         i += 1
