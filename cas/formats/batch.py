@@ -111,3 +111,37 @@ def build_batch(
     for rec in records:
         h.update(rec)
     return b"".join([head, *records, h.digest()])
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BatchKind:
+    """One kind of batch file: its magic, the record format it carries and the root of its
+    error paths.  The card and Chip ID modules each declare one and call it, instead of
+    passing the same four arguments to every helper."""
+
+    magic: bytes
+    record_version: int
+    record_size: int
+    root: str
+
+    def read_header(self, data: Any) -> BatchHeader:
+        """Check header, overall length and SHA-256 trailer; return the header."""
+        return parse_batch_header(
+            data,
+            magic=self.magic,
+            record_version=self.record_version,
+            record_size=self.record_size,
+            root=self.root,
+        )
+
+    def build(self, *, created_s: int, issuer: str, records: list[bytes]) -> bytes:
+        """Header + already built records + SHA-256."""
+        return build_batch(
+            magic=self.magic,
+            record_version=self.record_version,
+            record_size=self.record_size,
+            created_s=created_s,
+            issuer=issuer,
+            records=records,
+            root=self.root,
+        )

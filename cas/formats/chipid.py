@@ -34,8 +34,7 @@ from cas.formats.batch import (
     BATCH_HEADER_SIZE,
     CHIP_BATCH_MAGIC,
     BatchHeader,
-    build_batch,
-    parse_batch_header,
+    BatchKind,
 )
 from cas.formats.records.model import WRAPPED_KEY_SIZE
 
@@ -287,15 +286,17 @@ def build_chip_id_record_declarative(record: ChipIdRecord) -> bytes:
 
 
 # --- batch -----------------------------------------------------------------------------------
+CHIP_BATCH = BatchKind(
+    magic=CHIP_BATCH_MAGIC,
+    record_version=CHIP_ID_VERSION,
+    record_size=CHIP_ID_RECORD_SIZE,
+    root="chip_batch",
+)
+
+
 def read_chip_batch_header(data: Any) -> BatchHeader:
     """Check a Chip ID batch (header, length, SHA-256) and return its header."""
-    return parse_batch_header(
-        data,
-        magic=CHIP_BATCH_MAGIC,
-        record_version=CHIP_ID_VERSION,
-        record_size=CHIP_ID_RECORD_SIZE,
-        root="chip_batch",
-    )
+    return CHIP_BATCH.read_header(data)
 
 
 def iter_chip_id_records(data: Any) -> Iterator[ChipIdRecord]:
@@ -317,14 +318,10 @@ def parse_chip_batch(data: bytes) -> ChipBatch:
 
 def build_chip_batch(batch: ChipBatch) -> bytes:
     """Build a Chip ID batch file: header + records + SHA-256."""
-    return build_batch(
-        magic=CHIP_BATCH_MAGIC,
-        record_version=CHIP_ID_VERSION,
-        record_size=CHIP_ID_RECORD_SIZE,
+    return CHIP_BATCH.build(
         created_s=batch.created_s,
         issuer=batch.issuer,
         records=[build_chip_id_record(r) for r in batch.records],
-        root="chip_batch",
     )
 
 

@@ -12,8 +12,7 @@ from cas.formats.batch import (
     BATCH_HEADER_SIZE,
     CARD_BATCH_MAGIC,
     BatchHeader,
-    build_batch,
-    parse_batch_header,
+    BatchKind,
 )
 from cas.formats.records.declaration import CARD_RECORD_SIZE
 from cas.formats.records.fast import build_card_record, iter_records
@@ -30,15 +29,17 @@ class CardBatch:
 
 
 
+CARD_BATCH = BatchKind(
+    magic=CARD_BATCH_MAGIC,
+    record_version=CARD_RECORD_VERSION,
+    record_size=CARD_RECORD_SIZE,
+    root="card_batch",
+)
+
+
 def read_card_batch_header(data: bytes) -> BatchHeader:
     """Check a personalisation batch (header, length, SHA-256) and return its header."""
-    return parse_batch_header(
-        data,
-        magic=CARD_BATCH_MAGIC,
-        record_version=CARD_RECORD_VERSION,
-        record_size=CARD_RECORD_SIZE,
-        root="card_batch",
-    )
+    return CARD_BATCH.read_header(data)
 
 
 def iter_card_records(data: Any) -> Iterator[CardRecord]:
@@ -61,12 +62,8 @@ def parse_card_batch(data: bytes) -> CardBatch:
 
 def build_card_batch(batch: CardBatch) -> bytes:
     """Build a personalisation batch file: header + records + SHA-256."""
-    return build_batch(
-        magic=CARD_BATCH_MAGIC,
-        record_version=CARD_RECORD_VERSION,
-        record_size=CARD_RECORD_SIZE,
+    return CARD_BATCH.build(
         created_s=batch.created_s,
         issuer=batch.issuer,
         records=[build_card_record(r) for r in batch.records],
-        root="card_batch",
     )
