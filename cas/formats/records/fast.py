@@ -102,18 +102,6 @@ _ENT_CACHE: dict[bytes, Entitlement] = {}
 _ENT_CACHE_MAX = 1 << 16
 
 
-def _entitlement(raw: bytes) -> Entitlement:
-    package_id, start_s, end_s = _ENT.unpack(raw)
-    e: Entitlement = _new(Entitlement)
-    _SET_ENT["package_id"](e, package_id)
-    _SET_ENT["start_s"](e, start_s)
-    _SET_ENT["end_s"](e, end_s)
-    if len(_ENT_CACHE) >= _ENT_CACHE_MAX:
-        _ENT_CACHE.clear()
-    _ENT_CACHE[raw] = e
-    return e
-
-
 def _record_error(t: tuple[Any, ...], b: Any) -> FormatError:
     """Name the first failing check of a record the fast path rejected (docs/formats.md §2)."""
     (magic, version, _serial, _shared, _ca, _op, _osv, _pers, _exp, _cuk, _gk, _glk,
@@ -178,8 +166,10 @@ def iter_records(buf: Any, offset: int, count: int, root: str) -> Iterator[CardR
     max_status, max_osd, max_ents = _MAX_STATUS, OSD_MAX_BYTES, ENTITLEMENT_SLOTS
     magic_ok, version_ok = CARD_RECORD_MAGIC, CARD_RECORD_VERSION
     statuses = _STATUS
-    cached = _ENT_CACHE.get
-    make_ent = _entitlement
+    ent_cache, ent_cache_max, ent_unpack, ent_cls = _ENT_CACHE, _ENT_CACHE_MAX, _ENT.unpack, Entitlement
+    cached = ent_cache.get
+    set_package_id, set_start_s = _SET_ENT["package_id"], _SET_ENT["start_s"]
+    set_end_s = _SET_ENT["end_s"]
     new, record_cls, pairing_cls, slot_cls = _new, CardRecord, Pairing, EcmKeySlot
     set_index, set_wrapped_key = _SET_SLOT["index"], _SET_SLOT["wrapped_key"]
     set_chip_id = _SET_PAIRING["chip_id"]
@@ -239,7 +229,17 @@ def iter_records(buf: Any, offset: int, count: int, root: str) -> Iterator[CardR
                 ents = []
                 for o in range(offset + ent0, used_end, ent_size):
                     raw = buf[o : o + ent_size]
-                    ents.append(cached(raw) or make_ent(raw))
+                    e = cached(raw)
+                    if e is None:
+                        package_id, start_s, end_s = ent_unpack(raw)
+                        e = new(ent_cls)
+                        set_package_id(e, package_id)
+                        set_start_s(e, start_s)
+                        set_end_s(e, end_s)
+                        if len(ent_cache) >= ent_cache_max:
+                            ent_cache.clear()
+                        ent_cache[raw] = e
+                    ents.append(e)
                 entitlements: tuple[Entitlement, ...] = tuple(ents)
             else:
                 entitlements = ()
