@@ -257,17 +257,23 @@ def bulk_crc_ok(buf: Any, offset: int, count: int, size: int) -> bool:
 
 
 # --- fast construction of frozen slots dataclasses ------------------------------------------------
-def slot_setters(cls: type) -> dict[str, Callable[[Any, Any], None]]:
-    """The slot setters of the frozen slots dataclass ``cls``, by field name.
+def slots_builder(cls: type) -> Any:
+    """A plain class with exactly the ``__slots__`` of the frozen slots dataclass ``cls``.
 
-    A parser's fast path makes a record with ``object.__new__(cls)`` and stores each field
-    with ``setters[name](obj, value)``: the slot's own descriptor, which is what the frozen
-    ``__init__`` reaches too (through ``object.__setattr__``, by name, per field).  The result
-    is an ordinary ``cls`` instance — equal, hashable and frozen like one made by ``cls(...)``;
-    the hypothesis tests compare the two.  Only for dataclasses without ``__post_init__``
-    (a fast path would skip it).
+    Parsers' fast paths fill an instance of it with ordinary attribute stores (which CPython
+    specialises to a direct slot write) and then set ``obj.__class__ = cls``.  Python allows
+    ``__class__`` assignment between classes with the same instance layout, so the result is a
+    genuine, frozen ``cls`` instance — equal, hashable and immutable like one made by
+    ``cls(...)``; the hypothesis tests compare the two.  Why not the slots' own setters
+    (``cls.__dict__[name].__set__``, what the frozen ``__init__`` reaches through
+    ``object.__setattr__``): each is a C call through a method wrapper, ~10x a specialised
+    slot store, and that made the record benchmarks 30-50 % slower (benchmarks/records.md).
+    Only for dataclasses without ``__post_init__``; the layout check below runs once at import.
     """
     slots = cls.__dict__.get("__slots__")
     if not slots or "__post_init__" in cls.__dict__:
         raise TypeError(f"{cls.__name__} is not a plain frozen slots dataclass")
-    return {name: cls.__dict__[name].__set__ for name in slots}
+    builder = type(f"_{cls.__name__}Builder", (), {"__slots__": tuple(slots)})
+    probe: Any = object.__new__(builder)
+    probe.__class__ = cls  # raises TypeError if the layouts differ
+    return builder

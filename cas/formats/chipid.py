@@ -27,7 +27,7 @@ from cas.formats._common import (
     encode_padded_ascii,
     key_summary,
     parse_struct,
-    slot_setters,
+    slots_builder,
 )
 from cas.formats._layout import check_order, struct_layout
 from cas.formats.batch import (
@@ -144,7 +144,7 @@ _NAMES_MAX = 4096
 _PARSE = _LAYOUT.joined("body.magic", "body.format_version").joined("body.vendor", "body.model")
 _PARSE_STRUCT = _PARSE.struct()
 _HEAD_OK = CHIP_ID_MAGIC + bytes((CHIP_ID_VERSION,))
-_SET = slot_setters(ChipIdRecord)
+_BUILDER = slots_builder(ChipIdRecord)
 
 
 def _record_error(b: bytes) -> FormatError | None:
@@ -182,10 +182,7 @@ def _iter_records(buf: Any, offset: int, count: int, root: str) -> Iterator[Chip
     names = _NAMES
     head_ok = _HEAD_OK
     size, body = CHIP_ID_RECORD_SIZE, _BODY_SIZE
-    new, cls = _new, ChipIdRecord
-    set_chip_id, set_vendor, set_model = _SET["chip_id"], _SET["vendor"], _SET["model"]
-    set_csk, set_firmware = _SET["wrapped_csk"], _SET["firmware_version"]
-    set_manufactured = _SET["manufactured_s"]
+    new, cls, builder = _new, ChipIdRecord, _BUILDER
     done = 0
     while done < count:
         n = min(CRC_CHUNK_RECORDS, count - done)
@@ -210,15 +207,14 @@ def _iter_records(buf: Any, offset: int, count: int, root: str) -> Iterator[Chip
                         exc = type(exc)(str(exc).split(": ", 1)[-1], path=path)
                     raise exc
                 text = names[vendor_model]
-            # made like the frozen __init__ does, without its by-name lookups (slot_setters)
-            rec = new(cls)
-            set_chip_id(rec, chip_id)
-            vendor, model = text
-            set_vendor(rec, vendor)
-            set_model(rec, model)
-            set_csk(rec, csk)
-            set_firmware(rec, firmware)
-            set_manufactured(rec, made)
+            # see slots_builder: fill a layout twin, then make it the frozen record
+            rec = new(builder)
+            rec.chip_id = chip_id
+            rec.vendor, rec.model = text
+            rec.wrapped_csk = csk
+            rec.firmware_version = firmware
+            rec.manufactured_s = made
+            rec.__class__ = cls
             yield rec
         offset += n * size
         done += n

@@ -16,7 +16,7 @@ from typing import Any
 
 from cas.access import CardStatus, Entitlement
 from cas.errors import ChecksumError, FormatError
-from cas.formats._common import CRC_CHUNK_RECORDS, bulk_crc_ok, slot_setters
+from cas.formats._common import CRC_CHUNK_RECORDS, bulk_crc_ok, slots_builder
 from cas.formats._layout import check_order, struct_layout
 from cas.formats.records.declaration import (
     CARD_RECORD,
@@ -86,10 +86,10 @@ _MAX_STATUS = max(VALID_STATUS)
 _STATUS = tuple(CardStatus(v) for v in range(_MAX_STATUS + 1))
 _crc32 = zlib.crc32
 _new = object.__new__
-_SET_ENT = slot_setters(Entitlement)
-_SET_SLOT = slot_setters(EcmKeySlot)
-_SET_PAIRING = slot_setters(Pairing)
-_SET_RECORD = slot_setters(CardRecord)
+_ENT_B = slots_builder(Entitlement)
+_SLOT_B = slots_builder(EcmKeySlot)
+_PAIRING_B = slots_builder(Pairing)
+_RECORD_B = slots_builder(CardRecord)
 
 
 def _fail(field_name: str, message: str) -> FormatError:
@@ -155,8 +155,8 @@ def iter_records(buf: Any, offset: int, count: int, root: str) -> Iterator[CardR
     One generator serves single records and whole batches, so the per-record work runs
     without a function call.  The common case is tested with as few operations as possible;
     anything unusual goes to :func:`_record_error`, which names the failing field exactly as
-    the construct form would.  Records are made with ``object.__new__`` and filled through
-    their slots' setters (:func:`cas.formats._common.slot_setters`).
+    the construct form would.  Records are filled as layout twins and then given their frozen
+    class (:func:`cas.formats._common.slots_builder`).
     """
     unpack = _HEAD.unpack_from
     crc_at = _CRC.unpack_from
@@ -166,27 +166,14 @@ def iter_records(buf: Any, offset: int, count: int, root: str) -> Iterator[CardR
     max_status, max_osd, max_ents = _MAX_STATUS, OSD_MAX_BYTES, ENTITLEMENT_SLOTS
     magic_ok, version_ok = CARD_RECORD_MAGIC, CARD_RECORD_VERSION
     statuses = _STATUS
-    ent_cache, ent_cache_max, ent_unpack, ent_cls = _ENT_CACHE, _ENT_CACHE_MAX, _ENT.unpack, Entitlement
+    ent_cache, ent_cache_max, ent_unpack = _ENT_CACHE, _ENT_CACHE_MAX, _ENT.unpack
     cached = ent_cache.get
-    set_package_id, set_start_s = _SET_ENT["package_id"], _SET_ENT["start_s"]
-    set_end_s = _SET_ENT["end_s"]
-    new, record_cls, pairing_cls, slot_cls = _new, CardRecord, Pairing, EcmKeySlot
-    set_index, set_wrapped_key = _SET_SLOT["index"], _SET_SLOT["wrapped_key"]
-    set_chip_id = _SET_PAIRING["chip_id"]
-    set_wrapped_cwpk, set_chip_blob = _SET_PAIRING["wrapped_cwpk"], _SET_PAIRING["chip_blob"]
-    r = _SET_RECORD
-    set_serial, set_shared_address = r["serial"], r["shared_address"]
-    set_member_position, set_ca_system_id = r["member_position"], r["ca_system_id"]
-    set_operator_id, set_card_os_version = r["operator_id"], r["card_os_version"]
-    set_personalised_s, set_expiry_s = r["personalised_s"], r["expiry_s"]
-    set_wrapped_cuk, set_wrapped_group_key = r["wrapped_cuk"], r["wrapped_group_key"]
-    set_wrapped_global_key, set_ecm_keys = r["wrapped_global_key"], r["ecm_keys"]
-    set_status, set_region, set_maturity_limit = r["status"], r["region"], r["maturity_limit"]
-    set_pin_hash, set_pin_retries_left = r["pin_hash"], r["pin_retries_left"]
-    set_pin_retries_max, set_emm_seq_unique = r["pin_retries_max"], r["emm_seq_unique"]
-    set_emm_seq_shared, set_emm_seq_global = r["emm_seq_shared"], r["emm_seq_global"]
-    set_last_ecm_s, set_pairing = r["last_ecm_s"], r["pairing"]
-    set_last_osd_message, set_entitlements = r["last_osd_message"], r["entitlements"]
+    new, record_cls, pairing_cls, slot_cls, ent_cls = (
+        _new, CardRecord, Pairing, EcmKeySlot, Entitlement
+    )
+    slot_builder, pairing_builder, record_builder, ent_builder = (
+        _SLOT_B, _PAIRING_B, _RECORD_B, _ENT_B
+    )
     done = 0
     while done < count:
         n = min(CRC_CHUNK_RECORDS, count - done)
@@ -232,10 +219,9 @@ def iter_records(buf: Any, offset: int, count: int, root: str) -> Iterator[CardR
                     e = cached(raw)
                     if e is None:
                         package_id, start_s, end_s = ent_unpack(raw)
-                        e = new(ent_cls)
-                        set_package_id(e, package_id)
-                        set_start_s(e, start_s)
-                        set_end_s(e, end_s)
+                        e = new(ent_builder)
+                        e.package_id, e.start_s, e.end_s = package_id, start_s, end_s
+                        e.__class__ = ent_cls
                         if len(ent_cache) >= ent_cache_max:
                             ent_cache.clear()
                         ent_cache[raw] = e
@@ -243,52 +229,58 @@ def iter_records(buf: Any, offset: int, count: int, root: str) -> Iterator[CardR
                 entitlements: tuple[Entitlement, ...] = tuple(ents)
             else:
                 entitlements = ()
+            # objects are filled as layout twins and then turned into the frozen dataclasses
+            # (see cas.formats._common.slots_builder)
             if v0:
-                slot0 = new(slot_cls)
-                set_index(slot0, i0)
-                set_wrapped_key(slot0, k0)
+                slot0 = new(slot_builder)
+                slot0.index = i0
+                slot0.wrapped_key = k0
+                slot0.__class__ = slot_cls
                 if v1:
-                    slot1 = new(slot_cls)
-                    set_index(slot1, i1)
-                    set_wrapped_key(slot1, k1)
+                    slot1 = new(slot_builder)
+                    slot1.index = i1
+                    slot1.wrapped_key = k1
+                    slot1.__class__ = slot_cls
                     ecm_keys: tuple[EcmKeySlot, ...] = (slot0, slot1)
                 else:
                     ecm_keys = (slot0,)
             else:
                 ecm_keys = ()
             if paired:
-                pairing = new(pairing_cls)
-                set_chip_id(pairing, chip_id)
-                set_wrapped_cwpk(pairing, cwpk)
-                set_chip_blob(pairing, blob)
+                pairing = new(pairing_builder)
+                pairing.chip_id = chip_id
+                pairing.wrapped_cwpk = cwpk
+                pairing.chip_blob = blob
+                pairing.__class__ = pairing_cls
             else:
                 pairing = None
-            rec = new(record_cls)
-            set_serial(rec, serial)
-            set_shared_address(rec, shared >> 8)
-            set_member_position(rec, shared & 0xFF)
-            set_ca_system_id(rec, ca_system_id)
-            set_operator_id(rec, operator_id)
-            set_card_os_version(rec, card_os_version)
-            set_personalised_s(rec, personalised_s)
-            set_expiry_s(rec, expiry_s)
-            set_wrapped_cuk(rec, cuk)
-            set_wrapped_group_key(rec, group_key)
-            set_wrapped_global_key(rec, global_key)
-            set_ecm_keys(rec, ecm_keys)
-            set_status(rec, statuses[status])
-            set_region(rec, region)
-            set_maturity_limit(rec, maturity)
-            set_pin_hash(rec, pin_hash)
-            set_pin_retries_left(rec, left)
-            set_pin_retries_max(rec, most)
-            set_emm_seq_unique(rec, seq_u)
-            set_emm_seq_shared(rec, seq_s)
-            set_emm_seq_global(rec, seq_g)
-            set_last_ecm_s(rec, last_ecm)
-            set_pairing(rec, pairing)
-            set_last_osd_message(rec, osd)
-            set_entitlements(rec, entitlements)
+            rec = new(record_builder)
+            rec.serial = serial
+            rec.shared_address = shared >> 8
+            rec.member_position = shared & 0xFF
+            rec.ca_system_id = ca_system_id
+            rec.operator_id = operator_id
+            rec.card_os_version = card_os_version
+            rec.personalised_s = personalised_s
+            rec.expiry_s = expiry_s
+            rec.wrapped_cuk = cuk
+            rec.wrapped_group_key = group_key
+            rec.wrapped_global_key = global_key
+            rec.ecm_keys = ecm_keys
+            rec.status = statuses[status]
+            rec.region = region
+            rec.maturity_limit = maturity
+            rec.pin_hash = pin_hash
+            rec.pin_retries_left = left
+            rec.pin_retries_max = most
+            rec.emm_seq_unique = seq_u
+            rec.emm_seq_shared = seq_s
+            rec.emm_seq_global = seq_g
+            rec.last_ecm_s = last_ecm
+            rec.pairing = pairing
+            rec.last_osd_message = osd
+            rec.entitlements = entitlements
+            rec.__class__ = record_cls
             offset += size
             yield rec
         done += n

@@ -358,7 +358,7 @@ def test_bulk_crc_detects_any_single_bad_record(bodies: list[bytes], data: st.Da
 
 
 def test_fast_path_objects_are_genuine_frozen_records() -> None:
-    """The fast path fills objects through their slot setters (slot_setters); they must be real,
+    """The fast path builds objects through layout twins (slots_builder); they must be real,
     frozen, hashable instances indistinguishable from constructed ones."""
     raw = build_card_batch(CardBatch(created_s=0, issuer="F", records=(SAMPLE,) * 9))
     for rec in iter_card_records(raw):
