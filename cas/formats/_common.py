@@ -266,8 +266,9 @@ def slots_builder(cls: type) -> Any:
     genuine, frozen ``cls`` instance — equal, hashable and immutable like one made by
     ``cls(...)``; the hypothesis tests compare the two.  Why not the slots' own setters
     (``cls.__dict__[name].__set__``, what the frozen ``__init__`` reaches through
-    ``object.__setattr__``): each is a C call through a method wrapper, ~10x a specialised
-    slot store, and that made the record benchmarks 30-50 % slower (benchmarks/records.md).
+    ``object.__setattr__``): each is a C call through a method wrapper, several times the cost
+    of a specialised slot store, and that made the record benchmarks 30-50 % slower
+    (benchmarks/records.md).
     Only for dataclasses without ``__post_init__``; the layout check below runs once at import.
     """
     slots = cls.__dict__.get("__slots__")
