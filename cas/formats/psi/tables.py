@@ -143,6 +143,22 @@ class _MultiSection(_TableVersion):
                 "section_number > last_section_number", path=f"{table}.section_number"
             )
 
+    def _section(
+        self, *, table_id: int, table_id_extension: int, payload: bytes,
+        private_indicator: bool = False,
+    ) -> LongSection:  # fmt: skip
+        """The long section carrying ``payload``, with this table's version and numbering."""
+        return LongSection(
+            table_id=table_id,
+            private_indicator=private_indicator,
+            table_id_extension=table_id_extension,
+            version_number=self.version_number,
+            current_next_indicator=self.current_next_indicator,
+            section_number=self.section_number,
+            last_section_number=self.last_section_number,
+            payload=payload,
+        )
+
 
 @dataclass(frozen=True, kw_only=True)
 class PatProgram:
@@ -304,14 +320,8 @@ def build_pat(pat: Pat) -> bytes:
         ),
     )
     return _build_long(
-        LongSection(
-            table_id=TABLE_ID_PAT,
-            table_id_extension=pat.transport_stream_id,
-            version_number=pat.version_number,
-            current_next_indicator=pat.current_next_indicator,
-            section_number=pat.section_number,
-            last_section_number=pat.last_section_number,
-            payload=payload,
+        pat._section(
+            table_id=TABLE_ID_PAT, table_id_extension=pat.transport_stream_id, payload=payload
         ),
         "pat",
     )
@@ -333,15 +343,7 @@ def parse_cat(data: bytes) -> Cat:
 def build_cat(cat: Cat) -> bytes:
     payload = build_descriptors(cat.descriptors)
     return _build_long(
-        LongSection(
-            table_id=TABLE_ID_CAT,
-            table_id_extension=0xFFFF,
-            version_number=cat.version_number,
-            current_next_indicator=cat.current_next_indicator,
-            section_number=cat.section_number,
-            last_section_number=cat.last_section_number,
-            payload=payload,
-        ),
+        cat._section(table_id=TABLE_ID_CAT, table_id_extension=0xFFFF, payload=payload),
         "cat",
     )
 
@@ -449,15 +451,11 @@ def build_sdt(sdt: Sdt) -> bytes:
     }
     payload = run_construct("sdt", lambda: SDT_BODY.build(value))
     return _build_long(
-        LongSection(
+        sdt._section(
             table_id=TABLE_ID_SDT_ACTUAL if sdt.actual else TABLE_ID_SDT_OTHER,
             # EN 300 468 SI tables set the private_indicator position ("reserved_future_use").
             private_indicator=True,
             table_id_extension=sdt.transport_stream_id,
-            version_number=sdt.version_number,
-            current_next_indicator=sdt.current_next_indicator,
-            section_number=sdt.section_number,
-            last_section_number=sdt.last_section_number,
             payload=payload,
         ),
         "sdt",
