@@ -30,13 +30,13 @@ def create_account(ctx: Ctx, body: AccountCreate) -> AccountOut:
         view = acc_mod.create_account(s, at=at, **body.model_dump())
         return AccountOut.of(view)
     return ctx.write("account.create", lambda out: out.account_number, run,
-                  body.model_dump())
+                     body.model_dump())
 
 
 @router.get("/accounts", response_model=list[AccountOut], tags=["accounts"])
 def get_accounts(ctx: Ctx, limit: Limit = 100, offset: Offset = 0) -> list[AccountOut]:
     return ctx.read(lambda s, _: [AccountOut.of(v) for v in
-                                    acc_mod.list_accounts(s, limit=limit, offset=offset)])
+                                       acc_mod.list_accounts(s, limit=limit, offset=offset)])
 
 
 @router.get("/accounts/{account_number}", response_model=AccountOut, tags=["accounts"])
@@ -49,23 +49,23 @@ def update_account(ctx: Ctx, account_number: AccountPath, body: AccountUpdate) -
     """Change contact data and notification choices (never the account number)."""
     fields = body.model_dump(exclude_none=True)
     return ctx.write("account.update", account_number,
-                  lambda s, at: AccountOut.of(acc_mod.update_account(
-                      s, account_number=account_number, at=at, **fields)), fields)
+                     lambda s, at: AccountOut.of(acc_mod.update_account(
+                         s, account_number=account_number, at=at, **fields)), fields)
 
 
 @router.put("/accounts/{account_number}/portal-password", status_code=204, tags=["accounts"])
 def set_password(ctx: Ctx, account_number: AccountPath, body: PasswordSet) -> Response:
     """Set the subscriber's personal-account password (stored as an argon2id hash)."""
     ctx.write("password.set", account_number,
-           lambda s, _: set_portal_password(
-               s, account_number=account_number, password=body.password, wall_s=ctx.wall_s))
+              lambda s, _: set_portal_password(
+                  s, account_number=account_number, password=body.password, wall_s=ctx.wall_s))
     return Response(status_code=204)
 
 
 @router.get("/accounts/{account_number}/balance", response_model=BalanceOut, tags=["accounts"])
 def get_balance(ctx: Ctx, account_number: AccountPath) -> BalanceOut:
     return ctx.read(lambda s, _: BalanceOut.of(service.balance(
-        s, account_number=account_number)))
+           s, account_number=account_number)))
 
 
 @router.get("/accounts/{account_number}/statement", response_model=StatementOut,

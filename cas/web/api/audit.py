@@ -22,5 +22,5 @@ def get_audit(ctx: Ctx, target: Annotated[str | None,
               limit: Limit = 100) -> list[AuditOut]:
     """The audit log of this operator's store: who changed what, when."""
     return ctx.read(lambda s, _: [AuditOut(**{f: getattr(e, f) for f in AuditOut.model_fields})
-                                    for e in audit.entries(s, target=target, after_id=after_id,
-                                                           limit=limit)])
+                                       for e in audit.entries(s, target=target, after_id=after_id,
+                                                              limit=limit)])

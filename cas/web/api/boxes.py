@@ -19,7 +19,7 @@ router = APIRouter()
 def get_boxes(ctx: Ctx, account: Annotated[AccountNumber | None, Query()] = None,
               limit: Limit = 100, offset: Offset = 0) -> list[BoxOut]:
     return ctx.read(lambda s, _: [BoxOut.of(v) for v in acc_mod.list_boxes(
-        s, account_number=account, limit=limit, offset=offset)])
+           s, account_number=account, limit=limit, offset=offset)])
 
 
 @router.get("/boxes/{chip_id}", response_model=BoxOut, tags=["boxes"])

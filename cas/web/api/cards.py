@@ -40,7 +40,7 @@ def _card_out(s: Session, serial: int) -> CardOut:
 def get_cards(ctx: Ctx, account: Annotated[AccountNumber | None, Query()] = None,
               limit: Limit = 100, offset: Offset = 0) -> list[CardOut]:
     return ctx.read(lambda s, _: [CardOut.of(v) for v in acc_mod.list_cards(
-        s, account_number=account, limit=limit, offset=offset)])
+           s, account_number=account, limit=limit, offset=offset)])
 
 
 @router.get("/cards/{serial}", response_model=CardOut, tags=["cards"])

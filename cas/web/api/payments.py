@@ -76,7 +76,7 @@ def create_payment(
 
     try:
         text = ctx.write("payment.create", body.ref, run,
-                      {**body.model_dump(), "payment_id": payment_id})
+                         {**body.model_dump(), "payment_id": payment_id})
     except CasError:
         # A concurrent request with the same key may have won the race: answer as it did.
         replay = _replay(ctx, idempotency_key, digest)

@@ -32,7 +32,7 @@ def get_subscriptions(ctx: Ctx, account_number: AccountPath,
                       include_closed: bool = False) -> list[SubscriptionOut]:
     """Subscriptions with activation date, end date and days left (Uzonline)."""
     return ctx.read(lambda s, now: [SubscriptionOut.of(v) for v in service.subscriptions(
-        s, account_number=account_number, at=now, include_closed=include_closed)])
+           s, account_number=account_number, at=now, include_closed=include_closed)])
 
 
 @router.post("/accounts/{account_number}/subscriptions", response_model=SubscriptionOut,
@@ -40,18 +40,18 @@ def get_subscriptions(ctx: Ctx, account_number: AccountPath,
 def subscribe(ctx: Ctx, account_number: AccountPath, body: SubscribeIn) -> SubscriptionOut:
     """Choose a package: active at once if the balance covers it, else pending."""
     return ctx.write("subscription.create", account_number,
-                  lambda s, at: SubscriptionOut.of(service.subscribe(
-                      s, account_number=account_number, package=body.package, at=at,
-                      verification=body.verification)), {"package": body.package})
+                     lambda s, at: SubscriptionOut.of(service.subscribe(
+                         s, account_number=account_number, package=body.package, at=at,
+                         verification=body.verification)), {"package": body.package})
 
 
 @router.post("/accounts/{account_number}/switch", response_model=SwitchOut, tags=["subscriptions"])
 def switch(ctx: Ctx, account_number: AccountPath, body: SwitchIn) -> SwitchOut:
     """Switch the base package (ATV+: once per 30 days; unused days credited back)."""
     return ctx.write("package.switch", account_number,
-                  lambda s, at: SwitchOut.of(service.switch_package(
-                      s, account_number=account_number, package=body.package, at=at)),
-                  {"package": body.package})
+                     lambda s, at: SwitchOut.of(service.switch_package(
+                         s, account_number=account_number, package=body.package, at=at)),
+                     {"package": body.package})
 
 
 @router.post("/accounts/{account_number}/subscriptions/{package}/extend",
@@ -60,9 +60,9 @@ def extend(ctx: Ctx, account_number: AccountPath, package: PackagePath,
            body: ExtendIn) -> SubscriptionOut:
     """Prepay more periods of an active subscription (Uzonline "+ Extend")."""
     return ctx.write("subscription.extend", account_number,
-                  lambda s, at: SubscriptionOut.of(service.extend(
-                      s, account_number=account_number, package=package, at=at,
-                      periods=body.periods)), {"package": package, "periods": body.periods})
+                     lambda s, at: SubscriptionOut.of(service.extend(
+                         s, account_number=account_number, package=package, at=at,
+                         periods=body.periods)), {"package": package, "periods": body.periods})
 
 
 @router.put("/accounts/{account_number}/renewal", response_model=list[SubscriptionOut],
@@ -70,9 +70,9 @@ def extend(ctx: Ctx, account_number: AccountPath, package: PackagePath,
 def renewal(ctx: Ctx, account_number: AccountPath, body: RenewalIn) -> list[SubscriptionOut]:
     """Turn auto-renewal off or on (TV+) without losing prepaid days."""
     return ctx.write("renewal.on" if body.on else "renewal.off", account_number,
-                  lambda s, at: [SubscriptionOut.of(v) for v in service.set_renewal(
-                      s, account_number=account_number, on=body.on, at=at,
-                      package=body.package)], body.model_dump())
+                     lambda s, at: [SubscriptionOut.of(v) for v in service.set_renewal(
+                         s, account_number=account_number, on=body.on, at=at,
+                         package=body.package)], body.model_dump())
 
 
 @router.post("/accounts/{account_number}/suspension", response_model=BalanceOut,
@@ -83,17 +83,17 @@ def suspend(ctx: Ctx, account_number: AccountPath, body: SuspendIn) -> BalanceOu
         raise ValidationError("until_s must be a u32 time", code="BAD_SUSPENSION")
     until = datetime.fromtimestamp(body.until_s, UTC) if body.until_s is not None else None
     return ctx.write("suspension.start", account_number,
-                  lambda s, at: BalanceOut.of(service.suspend(
-                      s, account_number=account_number, at=at, until=until)),
-                  body.model_dump())
+                     lambda s, at: BalanceOut.of(service.suspend(
+                         s, account_number=account_number, at=at, until=until)),
+                     body.model_dump())
 
 
 @router.delete("/accounts/{account_number}/suspension", response_model=BalanceOut,
                tags=["subscriptions"])
 def resume(ctx: Ctx, account_number: AccountPath) -> BalanceOut:
     return ctx.write("suspension.end", account_number,
-                  lambda s, at: BalanceOut.of(service.resume(
-                      s, account_number=account_number, at=at)))
+                     lambda s, at: BalanceOut.of(service.resume(
+                         s, account_number=account_number, at=at)))
 
 
 @router.post("/accounts/{account_number}/promised-payment", response_model=BalanceOut,
@@ -101,9 +101,9 @@ def resume(ctx: Ctx, account_number: AccountPath) -> BalanceOut:
 def promise(ctx: Ctx, account_number: AccountPath, body: PromiseIn) -> BalanceOut:
     """NTV Plus "Promised Payment": a short credit, written off by the next payment."""
     return ctx.write("promise.take", account_number,
-                  lambda s, at: BalanceOut.of(service.promise(
-                      s, account_number=account_number, at=at,
-                      amount_minor=body.amount_minor)), body.model_dump())
+                     lambda s, at: BalanceOut.of(service.promise(
+                         s, account_number=account_number, at=at,
+                         amount_minor=body.amount_minor)), body.model_dump())
 
 
 @router.post("/accounts/{account_number}/promo", response_model=SubscriptionOut,
@@ -111,6 +111,6 @@ def promise(ctx: Ctx, account_number: AccountPath, body: PromiseIn) -> BalanceOu
 def promo(ctx: Ctx, account_number: AccountPath, body: PromoIn) -> SubscriptionOut:
     """Activate a promo code (TV+; confirmed by an SMS verification when the operator asks)."""
     return ctx.write("promo.redeem", account_number,
-                  lambda s, at: SubscriptionOut.of(service.redeem_promo(
-                      s, account_number=account_number, code=body.code, at=at,
-                      verification=body.verification)), {"promo": body.code})
+                     lambda s, at: SubscriptionOut.of(service.redeem_promo(
+                         s, account_number=account_number, code=body.code, at=at,
+                         verification=body.verification)), {"promo": body.code})

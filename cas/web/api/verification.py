@@ -30,7 +30,7 @@ router = APIRouter()
 def lookup(ctx: Ctx, body: LookupIn) -> LookupOut:
     """MTS: the personal account number from the box's Chip ID and the card number."""
     return ctx.read(lambda s, _: LookupOut(account_number=service.lookup_by_chip_and_card(
-        s, chip_id=int(body.chip_id, 16), card_serial=body.card)))
+           s, chip_id=int(body.chip_id, 16), card_serial=body.card)))
 
 
 @router.post("/verifications", response_model=VerificationOut, status_code=201,
@@ -45,7 +45,7 @@ def start_verification(ctx: Ctx, body: VerificationIn) -> VerificationOut:
         assert row is not None
         return VerificationOut(token=token, phone=row.phone, expires_at_s=row.expires_at_s)
     return ctx.write("verification.start", body.account_number, run,
-                  {"phone": body.phone})
+                     {"phone": body.phone})
 
 
 @router.post("/verifications/{token}/confirm", response_model=ConfirmOut, tags=["accounts"])
