@@ -53,7 +53,15 @@ from cas.card.fastecm import parse_ecm_body_fast, parse_ecm_fast
 from cas.card.sw import SW, SW_BYTES_REMAINING, SW_NOT_ENOUGH_MEMORY, SW_VERIFY_FAILED, SW_WRONG_LE
 from cas.crypto import Key, aead_open, pin_hash, unwrap_key, wrap_cws, wrap_key
 from cas.errors import AuthenticationError, CasError, FormatError
-from cas.formats.apdu import sw_for_reason
+from cas.formats.apdu import (
+    CAS_AID,
+    CLA_ISO,
+    CLA_PROPRIETARY,
+    PIN_LENGTH,
+    PIN_REFERENCE,
+    Ins,
+    sw_for_reason,
+)
 from cas.formats.emm import (
     AddEntitlement,
     ClearEntitlements,
@@ -85,23 +93,7 @@ from cas.reasons import Reason
 log = logging.getLogger(__name__)
 
 #: The applet's AID (docs/architecture.md): RID-less proprietary F0 + "CASSIM" + version 01.
-AID = bytes.fromhex("F043415353494D01")
-
-CLA_ISO = 0x00
-CLA_PROPRIETARY = 0x80
-
-INS_SELECT = 0xA4
-INS_GET_RESPONSE = 0xC0
-INS_VERIFY = 0x20
-INS_CHANGE_PIN = 0x24
-INS_GET_DATA = 0xCA
-INS_READ_ENTITLEMENTS = 0x32
-INS_PROCESS_ECM = 0x30
-INS_PROCESS_EMM = 0x40
-
-#: P2 of VERIFY / CHANGE REFERENCE DATA: specific reference data number 1 (the parental PIN).
-PIN_REFERENCE = 0x81
-PIN_LENGTH = 4
+AID = CAS_AID
 
 #: The card's clock (last accepted ECM timestamp) is written to EEPROM when it has moved by at
 #: least this much since the last write — like a real card sparing its EEPROM cycles.  A crash
@@ -209,14 +201,14 @@ class Applet:
         #: The card's clock: the newest accepted ECM timestamp (RAM; persisted stepwise).
         self.clock_s = eeprom.record.last_ecm_s
         self._handlers: dict[tuple[int, int], Callable[[Command], bytes]] = {
-            (CLA_ISO, INS_SELECT): self._select,
-            (CLA_ISO, INS_GET_RESPONSE): self._get_response,
-            (CLA_ISO, INS_VERIFY): self._verify,
-            (CLA_ISO, INS_CHANGE_PIN): self._change_pin,
-            (CLA_PROPRIETARY, INS_GET_DATA): self._get_data,
-            (CLA_PROPRIETARY, INS_READ_ENTITLEMENTS): self._read_entitlements,
-            (CLA_PROPRIETARY, INS_PROCESS_ECM): self._process_ecm,
-            (CLA_PROPRIETARY, INS_PROCESS_EMM): self._process_emm,
+            (CLA_ISO, Ins.SELECT): self._select,
+            (CLA_ISO, Ins.GET_RESPONSE): self._get_response,
+            (CLA_ISO, Ins.VERIFY_PIN): self._verify,
+            (CLA_ISO, Ins.CHANGE_PIN): self._change_pin,
+            (CLA_PROPRIETARY, Ins.GET_DATA): self._get_data,
+            (CLA_PROPRIETARY, Ins.READ_ENTITLEMENTS): self._read_entitlements,
+            (CLA_PROPRIETARY, Ins.PROCESS_ECM): self._process_ecm,
+            (CLA_PROPRIETARY, Ins.PROCESS_EMM): self._process_emm,
         }
         self._ins_any_class = {ins for _, ins in self._handlers}
 
@@ -296,7 +288,7 @@ class Applet:
         """Process one command APDU; always returns a response APDU (data + SW)."""
         try:
             cmd = parse_command(apdu)
-            if cmd.ins == INS_GET_RESPONSE and cmd.cla == CLA_ISO:
+            if cmd.ins == Ins.GET_RESPONSE and cmd.cla == CLA_ISO:
                 return self._get_response(cmd)
             self._pending = b""
             handler = self._handlers.get((cmd.cla, cmd.ins))
@@ -304,7 +296,7 @@ class Applet:
                 if cmd.cla not in (CLA_ISO, CLA_PROPRIETARY) or cmd.ins in self._ins_any_class:
                     return _sw_bytes(SW.CLA_NOT_SUPPORTED)
                 return _sw_bytes(SW.INS_NOT_SUPPORTED)
-            if not self.selected and cmd.ins != INS_SELECT:
+            if not self.selected and cmd.ins != Ins.SELECT:
                 return _sw_bytes(SW.CONDITIONS_NOT_SATISFIED)
             return handler(cmd)
         except Refusal as refusal:

@@ -1,6 +1,6 @@
 """``cas emm generate``: EMMs for the subscriber base (full refresh or incremental feed).
 
-Thin: options → :func:`cas.headend.emmgen.emm_run`.  A run that was killed is resumed by
+Thin: options → :func:`cas.headend.emmrun.emm_run`.  A run that was killed is resumed by
 running the same command again (docs/headend.md, "Resumable runs").
 """
 
@@ -21,9 +21,9 @@ from cas.headend.emmgen import (
     DEFAULT_EMM_VALIDITY_S,
     EmmSettings,
     ecm_key_update_command,
-    emm_run,
     osd_command,
 )
+from cas.headend.emmrun import emm_run
 from cas.text import parse_int_auto
 from cas.wiretime import MAX_DURATION_S
 

@@ -52,7 +52,7 @@ from cas.errors import UsageError
 from cas.formats.chipid import ChipBatch, ChipIdRecord, build_chip_batch, parse_chip_batch
 from cas.formats.sections import iter_sections
 from cas.headend.ecmgen import EcmSettings, channel_ecms_for
-from cas.headend.emmgen import emm_run
+from cas.headend.emmrun import emm_run
 from cas.headend.scrambler import Algorithm, ScrambleConfig, Scrambler, payload_cipher
 from cas.headend.teststream import TestService, TestStreamOptions, make_test_stream
 from cas.headend.why import explain

@@ -34,7 +34,7 @@ from cas.formats.chipid import ChipIdRecord, build_chip_id_record
 from cas.formats.records import build_card_record
 from cas.formats.sections import iter_sections
 from cas.headend.ecmgen import EcmSettings, channel_ecms_for
-from cas.headend.emmgen import emm_run
+from cas.headend.emmrun import emm_run
 from cas.headend.scrambler import (
     Algorithm,
     ScrambleConfig,

@@ -18,7 +18,7 @@ from sqlalchemy import select
 from cas.billing.state import card_state_at
 from cas.formats.emm import UniqueAddress, parse_emm
 from cas.formats.sections import iter_sections
-from cas.headend.emmgen import RUN_KEY, RunState
+from cas.headend.emmrun import RUN_KEY, RunState
 from cas.store.models import EmmSequence
 from cas.store.repo import get_setting
 from tests.integration.headend.conftest import T0, Base, feed, make_card

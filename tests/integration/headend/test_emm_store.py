@@ -13,7 +13,8 @@ from cas.billing.accounts import kill_card, set_card_region
 from cas.billing.state import card_state_at
 from cas.formats.emm import SharedAddress, UniqueAddress, parse_emm
 from cas.formats.sections import iter_sections
-from cas.headend.emmgen import EmmSettings, emm_run, osd_command
+from cas.headend.emmgen import EmmSettings, osd_command
+from cas.headend.emmrun import emm_run
 from cas.store.models import EmmSequence
 from tests.integration.headend.conftest import T0, Base, feed, make_card
 

@@ -1,6 +1,6 @@
 """A change of rights made through the API reaches the card as an EMM: the payment that
 activates "+Sport" shows up in the card's EMM queue, the EMM generator's incremental run
-(``cas.headend.emmgen.emm_run``) sends a unique EMM carrying the new entitlement — opened
+(``cas.headend.emmrun.emm_run``) sends a unique EMM carrying the new entitlement — opened
 here with the card's own key — and the queue is empty again until the next change."""
 
 from __future__ import annotations
@@ -15,7 +15,8 @@ from cas.crypto import OperatorKeys
 from cas.errors import AuthenticationError, FormatError
 from cas.formats.emm import AddEntitlement, UniqueAddress
 from cas.formats.sections import iter_sections
-from cas.headend.emmgen import EmmSettings, emm_run
+from cas.headend.emmgen import EmmSettings
+from cas.headend.emmrun import emm_run
 from cas.messages import open_emm
 from cas.store.engine import Store
 from cas.web.app import create_app

@@ -92,7 +92,7 @@ def test_fast_unique_path_equals_seal_emm(status: CardStatus, region: int, matur
         (e.package_id, e.start_s, e.end_s) for e in ents]
     cuk = keys.cuk(serial)
     for i, t in enumerate(texts):
-        fast = seal_unique(cuk.raw(), serial, seq + i, NOW_S, nonce, t)
+        fast = seal_unique(cuk, serial, seq + i, NOW_S, nonce, t)
         slow = seal_emm(cuk, EmmHeader(address=UniqueAddress(serial=serial), seq=seq + i,
                                        not_after_s=NOW_S), parse_emm_commands(t), nonce)
         assert fast == slow
@@ -308,3 +308,35 @@ def test_sections_to_ts_announces_the_emm_pid(keys: OperatorKeys) -> None:
     cat = next(s for _, s in sections_on(data, 1))
     assert [r.ca_pid for r in psi.find_ca_descriptors(cat, 0x4ADE)] == [0x0ABC]
     assert [s for _, s in sections_on(data, 0x0ABC)] == res.sections
+
+
+def test_csk_of_opens_a_transport_or_vendor_wrapped_csk(keys: OperatorKeys) -> None:
+    from cas.crypto import Key, wrap_key
+    from cas.headend.emmgen import _csk_of, csk_of
+
+    csk = Key(_rng(7)(16), label="csk")
+    vendor = next(iter(keys.vendor_keys.values()))
+    assert csk_of(keys, wrap_key(keys.transport_key(), csk)) == csk
+    assert csk_of(keys, wrap_key(vendor, csk)) == csk
+    assert csk_of(keys, wrap_key(Key(_rng(8)(16)), csk)) is None
+    assert _csk_of is csk_of  # the name the live head-end imports
+
+
+def test_emmgen_is_pure_no_store_import() -> None:
+    """The generator is card rights in, EMM sections out: no import of the store, billing or
+    SQLAlchemy anywhere in the module, not even inside a function or under TYPE_CHECKING (the
+    store-driven run is cas.headend.emmrun)."""
+    import ast
+    import inspect
+
+    import cas.headend.emmgen as emmgen
+
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(inspect.getsource(emmgen))):
+        if isinstance(node, ast.Import):
+            names.update(a.name for a in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module is not None:
+            names.add(node.module)
+    assert "cas.crypto" in names  # the walk sees the module's imports
+    assert sorted(n for n in names if n.split(".")[0] == "sqlalchemy"
+                  or n.startswith(("cas.store", "cas.billing"))) == []
