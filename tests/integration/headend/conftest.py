@@ -21,6 +21,7 @@ from cas.crypto import OperatorKeys
 from cas.errors import StatusWordError
 from cas.store.engine import Store, open_store
 from cas.store.repo import register_card
+from tests.fixtures.seeded import seeded_keys
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 FIRST_SERIAL = 2_000_000_001
@@ -84,10 +85,7 @@ def feed(card: CardClient, sections: list[bytes]) -> int:
 
 @pytest.fixture(scope="module")
 def keys() -> OperatorKeys:
-    import random
-
-    r = random.Random(7)
-    return OperatorKeys.generate(lambda n: r.randbytes(n))
+    return seeded_keys(7)
 
 
 @pytest.fixture

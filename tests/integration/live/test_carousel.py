@@ -5,7 +5,6 @@ is aired, once."""
 
 from __future__ import annotations
 
-import random
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -30,6 +29,7 @@ from cas.live.outbox import latest_unique, stale_serials
 from cas.store.engine import Store, open_store
 from cas.store.models import EmmOutbox
 from cas.store.repo import register_card
+from tests.fixtures.seeded import seeded_keys
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 FIRST_SERIAL = 3_000_000_001
@@ -47,8 +47,7 @@ class Base:
 
 
 def make_keys() -> OperatorKeys:
-    r = random.Random(11)
-    return OperatorKeys.generate(lambda n: r.randbytes(n))
+    return seeded_keys(11)
 
 
 def make_base(url: str, keys: OperatorKeys, *, cards: int = 4) -> Base:
