@@ -27,10 +27,10 @@ from sqlalchemy.orm import Session
 
 from cas.billing import accounts as acc_mod
 from cas.billing import service
-from cas.billing._core import current_profile
 from cas.billing.catalog import channel_counts, list_packages
 from cas.billing.clock import clock_now
 from cas.billing.state import card_state_at
+from cas.billing.txn import current_profile
 from cas.errors import CasError, ValidationError
 from cas.store.models import Channel
 from cas.text import SINGLE_LINE_PATTERN
@@ -584,7 +584,7 @@ def start_verification(ctx: Ctx, body: VerificationIn) -> VerificationOut:
     """Send an SMS code to a phone for an account (Uzonline, TV+ promo).  The code goes only
     into the SMS (the store's notification outbox); the token identifies the session."""
     def run(s: Session, at: datetime) -> VerificationOut:
-        from cas.billing._core import account_by_number
+        from cas.billing.txn import account_by_number
 
         acc = account_by_number(s, body.account_number)
         token = web_domain.send_sms_code(s, account=acc, phone=body.phone, at=at)

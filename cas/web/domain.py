@@ -13,8 +13,8 @@ from datetime import datetime
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from cas.billing._core import account_by_number
 from cas.billing.accounts import normalise_phone, start_verification
+from cas.billing.txn import account_by_number
 from cas.errors import ValidationError
 from cas.store.errors import RecordConflict, RecordNotFound
 from cas.store.models import (

@@ -31,11 +31,11 @@ from sqlalchemy.orm import Session
 
 from cas.billing import accounts as acc_mod
 from cas.billing import service
-from cas.billing._core import DAY_S, current_profile
 from cas.billing.catalog import channel_counts, list_packages
 from cas.billing.clock import clock_now
 from cas.billing.money import format_amount, parse_amount
 from cas.billing.profile import OperatorProfile
+from cas.billing.txn import DAY_S, current_profile
 from cas.errors import BillingError, CasError, ValidationError
 from cas.reasons import Reason, info
 from cas.store.models import Account, Notification
