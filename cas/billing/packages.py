@@ -115,11 +115,7 @@ def choose_package(session: Session, profile: OperatorProfile, acc: Account, pkg
             base[0].closed_at_s = at_s
             if base[0].paid_until_s is not None and base[0].paid_until_s > at_s:
                 base[0].paid_until_s = at_s
-        session.add(Subscription(account_id=acc.id, package_id=pkg.id,
-                             status=SubscriptionStatus.PENDING,
-                                 auto_renew=profile.auto_renew_default, created_at_s=at_s,
-                                 source="choice"))
-        session.flush()
+        _add_choice(session, profile, acc, pkg, at_s)
         return None
     if base is None or base[0].status not in (SubscriptionStatus.ACTIVE,
                                                SubscriptionStatus.PENDING):
@@ -133,12 +129,17 @@ def choose_package(session: Session, profile: OperatorProfile, acc: Account, pkg
             sub.status = SubscriptionStatus.PENDING
             sub.auto_renew = True
             return None
+    _add_choice(session, profile, acc, pkg, at_s)
+    return None
+
+
+def _add_choice(session: Session, profile: OperatorProfile, acc: Account, pkg: Package,
+                at_s: int) -> None:
     session.add(Subscription(account_id=acc.id, package_id=pkg.id,
                              status=SubscriptionStatus.PENDING,
                              auto_renew=profile.auto_renew_default, created_at_s=at_s,
                              source="choice"))
     session.flush()
-    return None
 
 
 def _check_switch_lock(profile: OperatorProfile, acc: Account, at_s: int) -> None:

@@ -40,9 +40,10 @@ def next_price(session: Session, sub: Subscription, pkg: Package) -> int:
     return price_for_period(session, pkg, sub.periods_billed + 1)
 
 
-def activate(session: Session, acc: Account, sub: Subscription, pkg: Package, at_s: int) -> bool:
-    """Start a new window at ``at_s`` if the balance covers the price, debiting it (ATV+ seed:
-    "the card is activated only when the balance covers the package price")."""
+def _charge_next_period(session: Session, acc: Account, sub: Subscription, pkg: Package,
+                        at_s: int) -> bool:
+    """Debit the next period's price at ``at_s`` and count the period, if the balance covers
+    it; the caller moves the window."""
     period_no = sub.periods_billed + 1
     price = price_for_period(session, pkg, period_no)
     if not can_afford(acc, price):
@@ -50,13 +51,21 @@ def activate(session: Session, acc: Account, sub: Subscription, pkg: Package, at
     if price:
         post(session, acc, -price, at_s=at_s, kind=LedgerKind.CHARGE, ref=f"sub:{sub.id}",
              description=f"{pkg.name}: period {period_no}")
+    sub.period_price_minor = price
+    sub.periods_billed = period_no
+    sub.reminded_until_s = None
+    return True
+
+
+def activate(session: Session, acc: Account, sub: Subscription, pkg: Package, at_s: int) -> bool:
+    """Start a new window at ``at_s`` if the balance covers the price, debiting it (ATV+ seed:
+    "the card is activated only when the balance covers the package price")."""
+    if not _charge_next_period(session, acc, sub, pkg, at_s):
+        return False
     sub.status = SubscriptionStatus.ACTIVE
     sub.start_s = at_s
     sub.period_start_s = at_s
     sub.paid_until_s = at_s + pkg.period_days * DAY_S
-    sub.period_price_minor = price
-    sub.periods_billed = period_no
-    sub.reminded_until_s = None
     if sub.activated_at_s is None:
         sub.activated_at_s = at_s
     return True
@@ -65,18 +74,10 @@ def activate(session: Session, acc: Account, sub: Subscription, pkg: Package, at
 def renew(session: Session, acc: Account, sub: Subscription, pkg: Package, due_s: int) -> bool:
     """Extend a window by one period from its end, debiting the next period's price."""
     assert sub.paid_until_s is not None
-    period_no = sub.periods_billed + 1
-    price = price_for_period(session, pkg, period_no)
-    if not can_afford(acc, price):
+    if not _charge_next_period(session, acc, sub, pkg, due_s):
         return False
-    if price:
-        post(session, acc, -price, at_s=due_s, kind=LedgerKind.CHARGE, ref=f"sub:{sub.id}",
-             description=f"{pkg.name}: period {period_no}")
     sub.period_start_s = sub.paid_until_s
     sub.paid_until_s = sub.paid_until_s + pkg.period_days * DAY_S
-    sub.period_price_minor = price
-    sub.periods_billed = period_no
-    sub.reminded_until_s = None
     return True
 
 
