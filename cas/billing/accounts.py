@@ -259,11 +259,10 @@ def list_accounts(session: Session, *, limit: int = 100, offset: int = 0) -> lis
 __all__ = [
     "AccountView", "BoxView", "CardView", "ChipRecordLike", "DeviceLogin", "ImportReport",
     "VerificationChallenge", "VerificationResult", "account_view", "active_devices", "card_view",
-    "confirm_verification", "create_account", "device_login", "device_logout",
-    "end_verification", "enforce_device_limit", "get_account", "get_box", "import_boxes", "kill_card",
-    "link_box", "link_card", "list_accounts", "list_boxes", "list_cards", "luhn_digit",
-    "luhn_valid", "pair_card", "require_verified", "same_holder_accounts", "screens_limit",
-    "set_card_region",
-    "set_extra_screens", "set_kids_profile", "start_verification", "touch_rights",
-    "unlink_card", "update_account",
+    "confirm_verification", "create_account", "device_login", "device_logout", "end_verification",
+    "enforce_device_limit", "get_account", "get_box", "import_boxes", "kill_card", "link_box",
+    "link_card", "list_accounts", "list_boxes", "list_cards", "luhn_digit", "luhn_valid",
+    "normalise_phone", "pair_card", "require_verified", "same_holder_accounts", "screens_limit",
+    "set_card_region", "set_extra_screens", "set_kids_profile", "start_verification",
+    "touch_rights", "unlink_card", "update_account",
 ]
