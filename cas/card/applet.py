@@ -36,6 +36,7 @@ import dataclasses
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
 from cas.access import CardRights, decide
 from cas.card.atr import build_atr
@@ -84,6 +85,8 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
+
+_Message = TypeVar("_Message")
 
 #: The applet's AID (docs/architecture.md): RID-less proprietary F0 + "CASSIM" + version 01.
 AID = CAS_AID
@@ -428,11 +431,7 @@ class Applet:
     def _process_ecm(self, cmd: Command) -> bytes:
         """Key index known (9815) → authentic (6982) → fresh (9814) → access decision
         (:func:`cas.access.decide`, 98xx) → paired (9809) → CWs wrapped under the CWPK."""
-        section = _section_of(cmd)
-        try:
-            ecm = parse_ecm_fast(section)
-        except FormatError:
-            raise Refusal(SW.WRONG_DATA) from None
+        section, ecm = _section_of(cmd, parse_ecm_fast)
         header = ecm.header
         key = self._keys.ecm.get(header.ecm_key_index)
         if key is None:
@@ -464,11 +463,7 @@ class Applet:
         newer than the last applied for that type, by at most ``SEQ_WINDOW`` modulo 2^32
         (9811) → not expired by the card's clock
         (9813) → every command applied in one EEPROM write, or none (6A80/6A84)."""
-        section = _section_of(cmd)
-        try:
-            emm = parse_emm(section)
-        except FormatError:
-            raise Refusal(SW.WRONG_DATA) from None
+        section, emm = _section_of(cmd, parse_emm)
         rec = self.record
         header = emm.header
         address = header.address
@@ -509,11 +504,16 @@ class Applet:
         return self._answer(build_pairing(pairing), cmd.ne)
 
 
-def _section_of(cmd: Command) -> bytes:
-    """The section a PROCESS ECM or PROCESS EMM carries: P1 = P2 = 00 (6A86), and a
-    section at all (6700) — the first two checks of both commands."""
+def _section_of(cmd: Command, parse: Callable[[bytes], _Message]) -> tuple[bytes, _Message]:
+    """The section a PROCESS ECM or PROCESS EMM carries, and what ``parse`` reads from it:
+    P1 = P2 = 00 (6A86), a section at all (6700) that parses (6A80) — the first checks of
+    both commands."""
     if cmd.p1 or cmd.p2:
         raise Refusal(SW.INCORRECT_P1P2)
-    if not cmd.data:
+    section = cmd.data
+    if not section:
         raise Refusal(SW.WRONG_LENGTH)
-    return cmd.data
+    try:
+        return section, parse(section)
+    except FormatError:
+        raise Refusal(SW.WRONG_DATA) from None
