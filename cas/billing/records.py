@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from cas.billing._core import DAY_S, account_by_number, current_profile
+from cas.billing.txn import DAY_S, account_by_number, current_profile
 from cas.store.errors import RecordNotFound
 from cas.store.models import Account, Payment
 
