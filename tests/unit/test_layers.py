@@ -5,7 +5,8 @@
 - every top-level module of ``cas`` and the ``firmware_stub`` package are in the table;
 - ``lint-imports`` (run by scripts/test.sh) fails on a forbidden import: a copy of the tree
   with ``cas.formats`` importing ``cas.store`` breaks the layers contract, the unchanged copy
-  keeps it; a private module imported from outside its package breaks the private contract.
+  keeps it; a private module imported from outside its package breaks the private contract;
+  a socket opened by a pure core (the SimulCrypt state machine) breaks the pure-cores one.
 """
 
 from __future__ import annotations
@@ -110,3 +111,17 @@ def test_lint_imports_fails_on_a_private_module_imported_from_outside(tmp_path: 
     broken = _lint_imports(root, "private")
     assert broken.returncode == 1
     assert "cas.formats.leak -> cas.crypto._secret" in broken.stdout
+
+
+@pytest.mark.slow
+def test_lint_imports_fails_on_io_in_a_pure_core(tmp_path: Path) -> None:
+    root = _tree_copy(tmp_path)
+    kept = _lint_imports(root, "pure-cores")
+    assert kept.returncode == 0, kept.stdout + kept.stderr
+
+    state = root / "cas" / "headend" / "simulcrypt" / "state.py"
+    state.write_text(state.read_text(encoding="utf-8") + "\nimport socket  # noqa\n",
+                     encoding="utf-8")
+    broken = _lint_imports(root, "pure-cores")
+    assert broken.returncode == 1
+    assert "cas.headend.simulcrypt.state is not allowed to import socket" in broken.stdout
