@@ -10,10 +10,14 @@ key, a card (through a transport) and the scrambled stream.
 from __future__ import annotations
 
 import io
+import json
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
+
+from click.testing import CliRunner
 
 from cas.access import AccessCriteria, CardStatus
 from cas.card.applet import Applet
@@ -47,6 +51,7 @@ from cas.headend.teststream import TestService, TestStreamOptions, make_test_str
 from cas.messages import seal_emm
 from firmware_stub.box import Box
 from firmware_stub.chipset import save_vendor_key
+from firmware_stub.cli import cli
 
 START_S = 1_750_000_000
 DAY_S = 86_400
@@ -204,3 +209,18 @@ def write_box_bench(d: Path, he: HeadEnd, *, chip_id: int, serial: int,
     write_image_atomic(d / "card.img", build_card_record(record))
     card = Card(serial=serial, applet=None, transport=None, client=None)  # type: ignore[arg-type]
     return clear, chip, card
+
+
+def stb_scan_json(he: HeadEnd, chip_id: int, stream: bytes, d: Path) -> list[dict[str, Any]]:
+    """``stb --json scan`` of ``stream`` by a box with chip ``chip_id`` and no card (its
+    files written to ``d``); the channels of the lock report.  The command must succeed."""
+    (d / "in.ts").write_bytes(stream)
+    (d / "chip.rec").write_bytes(build_chip_id_record(he.chip(chip_id)))
+    save_vendor_key(d / "vendor.key", he.vendor_key)
+    result = CliRunner().invoke(cli, ["--json", "scan", str(d / "in.ts"),
+                                      "--chip-record", str(d / "chip.rec"),
+                                      "--vendor-key", str(d / "vendor.key"),
+                                      "--nvram", str(d / "nvram.json")])
+    assert result.exit_code == 0, result.output
+    channels: list[dict[str, Any]] = json.loads(result.output)["channels"]
+    return channels
