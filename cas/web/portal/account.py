@@ -34,7 +34,7 @@ def account_page(v: PortalVisit, user: LoggedIn) -> Response:
         subs = service.subscriptions(s, account_number=number, at=now)
         cards = acc_mod.list_cards(s, account_number=number)
     return render(v, "account.html", account=account, balance=bal, subs=subs, cards=cards,
-                  profile=profile, now=now, money=profile.money,
+                  profile=profile, now=now, money=profile.money_in(v.t.lang),
                   suspension=profile.suspension, promised=profile.promised_payment)
 
 
@@ -43,7 +43,7 @@ def payments_page(v: PortalVisit, user: LoggedIn) -> Response:
     with v.tenant.store.reader() as s:
         profile = current_profile(s)
         stmt = service.statement(s, account_number=user.account_number)
-    return render(v, "payments.html", statement=stmt, money=profile.money)
+    return render(v, "payments.html", statement=stmt, money=profile.money_in(v.t.lang))
 
 
 @router.post("/{op}/renewal", response_class=HTMLResponse)
@@ -85,7 +85,7 @@ def promise(v: CheckedVisit, user: LoggedIn) -> Response:
     def fn(s: Session, at: datetime) -> str:
         view = service.promise(s, account_number=user.account_number, at=at)
         profile = current_profile(s)
-        return v.t("promise.done", amount=profile.money(view.promised_minor),
+        return v.t("promise.done", amount=profile.money(view.promised_minor, v.t.lang),
                    due=v.t.date(view.promised_due))
     return run_action(v, user, "promise.take", f"/{v.op}/account", fn)
 

@@ -121,7 +121,7 @@ def test_statement_notifications_and_password_change(portal_env: PortalEnv) -> N
     p = portal_env.client()
     p.login("uzonline", number, "first password")
     statement = p.get("/uzonline/payments")
-    assert 'data-kind="adjustment"' in statement.text and "20000.00 UZS" in statement.text
+    assert 'data-kind="adjustment"' in statement.text and "UZS20,000.00" in statement.text
     p.post("/uzonline/verify/send", {}, token_from="/uzonline/verify")
     notes = p.get("/uzonline/notifications").text
     assert "Code " not in notes  # codes stay in the SMS outbox, never on a page
