@@ -1,5 +1,5 @@
-"""The API's interactive docs (Swagger UI) from the assets of the ``swagger-ui-bundle``
-package, installed with cas-sim: the page loads nothing from the internet (FastAPI's own
+"""The API's interactive docs (Swagger UI 5, which reads OpenAPI 3.1) from the assets of the
+``swagger-ui-py`` package, installed with cas-sim: the page loads nothing from the internet (FastAPI's own
 ``/docs`` would load its scripts from a CDN, so it is off).
 
 ``GET <API_PREFIX>/docs`` is the page; its scripts and styles are under
@@ -9,10 +9,14 @@ Content-Security-Policy) is ``<API_PREFIX>/docs/init.js``.
 
 from __future__ import annotations
 
+from importlib import resources
+
 from fastapi import FastAPI
 from fastapi.responses import HTMLResponse, Response
 from fastapi.staticfiles import StaticFiles
-from swagger_ui_bundle import swagger_ui_path  # type: ignore[import-untyped]
+
+#: Swagger UI's files as shipped by ``swagger-ui-py`` (only its ``static`` folder is used).
+SWAGGER_UI_ASSETS = resources.files("swagger_ui") / "static"
 
 #: Of the page: our own files only, no inline script; Swagger UI's styles set inline
 #: ``style`` attributes and its images are data: URLs.
@@ -22,7 +26,7 @@ DOCS_CSP = ("default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inl
 
 def add_api_docs(app: FastAPI, prefix: str, openapi_url: str) -> None:
     docs = f"{prefix}/docs"
-    app.mount(f"{docs}/assets", StaticFiles(directory=str(swagger_ui_path)), name="apidocs")
+    app.mount(f"{docs}/assets", StaticFiles(directory=str(SWAGGER_UI_ASSETS)), name="apidocs")
     page = f"""<!doctype html>
 <html lang="en">
 <head>
