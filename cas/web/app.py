@@ -52,6 +52,10 @@ def _answer(request: Request, ans: ErrorAnswer) -> Response:
     page = portal.error_page(request, ans.status, ans.code, ans.message)
     for k, v in ans.headers.items():
         page.headers[k] = v
+    # A 500 is answered outside the headers middleware: the id the page shows goes here too.
+    request_id = getattr(request.state, "request_id", None)
+    if request_id:
+        page.headers["X-Request-Id"] = request_id
     return page
 
 
