@@ -75,10 +75,15 @@ def packages_page(v: PortalVisit, user: LoggedIn) -> Response:
     # What the account can spend now: its balance, plus the credit line of a postpaid one.
     spendable = bal.balance_minor + (profile.postpaid_credit_limit_minor
                                      if kind == "postpaid" else 0)
+    # A base-package switch that credits the old package's unused days may still go
+    # through: only the domain can say, so no warning is given for it.
+    switch_may_credit = base is not None and base.status == "active" \
+        and profile.switch_credit_unused
     short = {p.code: v.t("packages.short", price=money(p.price_minor),
                          balance=money(bal.balance_minor),
                          missing=money(p.price_minor - spendable))
-             for p in pkgs if p.price_minor > spendable}
+             for p in pkgs if p.price_minor > spendable
+             and not (p.kind == "base" and switch_may_credit)}
     return render(v, "packages.html", packages=pkgs, channels=channels, subs=subs, base=base,
                   profile=profile, next_switch=next_switch, money=money, short=short)
 
