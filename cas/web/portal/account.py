@@ -33,8 +33,17 @@ def account_page(v: PortalVisit, user: LoggedIn) -> Response:
         bal = service.balance(s, account_number=number)
         subs = service.subscriptions(s, account_number=number, at=now)
         cards = acc_mod.list_cards(s, account_number=number)
+    money = profile.money_in(v.t.lang)
+    # "+ Extend" pays the next period from the balance (plus a postpaid credit line): when
+    # that does not cover it, the page says what is missing next to the button.
+    spendable = bal.balance_minor + (profile.postpaid_credit_limit_minor
+                                     if account.kind == "postpaid" else 0)
+    short = {x.package_code: v.t("packages.short", price=money(x.next_price_minor),
+                                 balance=money(bal.balance_minor),
+                                 missing=money(x.next_price_minor - spendable))
+             for x in subs if x.status == "active" and x.next_price_minor > spendable}
     return render(v, "account.html", account=account, balance=bal, subs=subs, cards=cards,
-                  profile=profile, now=now, money=profile.money_in(v.t.lang),
+                  profile=profile, now=now, money=money, short=short,
                   suspension=profile.suspension, promised=profile.promised_payment)
 
 
