@@ -8,7 +8,9 @@ code in :mod:`cas.billing.service` reads every rule from it and hard-codes none.
 
 from __future__ import annotations
 
+import functools
 import tomllib
+from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -42,6 +44,9 @@ class OperatorProfile:
     key: str
     name: str
     country: str
+    #: CLDR locale of the operator's market (``ru_KZ``): its country sets the region of the
+    #: formats (:mod:`cas.locale`), e.g. the tenge sign in Russian.
+    locale: str
     home_region: int
     lineup: str
     currency: str
@@ -72,10 +77,21 @@ class OperatorProfile:
     max_screens_total: int
     kids_maturity_limit: int
 
-    def money(self, amount_minor: int) -> str:
-        from cas.billing.money import format_amount
+    def money(self, amount_minor: int, lang: str | None = None) -> str:
+        """``"12.34 AZN"`` without a language (logs, plain records); with one, the reader's
+        format through Babel: ``money(251000, "ru")`` -> ``"2 510,00 ₸"`` (tvplus)."""
+        if lang is None:
+            from cas.billing.money import format_amount
 
-        return format_amount(amount_minor, self.minor_per_major, self.currency)
+            return format_amount(amount_minor, self.minor_per_major, self.currency)
+        from cas.locale import format_money
+
+        return format_money(amount_minor, self.currency, lang,
+                            minor_per_major=self.minor_per_major, country=self.country)
+
+    def money_in(self, lang: str) -> Callable[[int], str]:
+        """A one-argument money formatter for ``lang`` (for templates)."""
+        return functools.partial(self.money, lang=lang)
 
 
 def _table(doc: dict[str, Any], name: str, where: str) -> dict[str, Any]:
@@ -98,6 +114,17 @@ def _get(table: dict[str, Any], key: str, kind: type | tuple[type, ...], where: 
     if not isinstance(value, kind):
         raise ConfigError(f"{where}: {key!r} has the wrong type ({type(value).__name__})")
     return value
+
+
+def _check_locale(locale: str, country: str, source: str) -> None:
+    from babel import Locale, UnknownLocaleError
+
+    try:
+        parsed = Locale.parse(locale)
+    except (ValueError, TypeError, UnknownLocaleError) as exc:
+        raise ConfigError(f"{source}: operator.locale {locale!r} is not a CLDR locale") from exc
+    if parsed.territory is not None and parsed.territory != country:
+        raise ConfigError(f"{source}: operator.locale {locale!r} is not of country {country!r}")
 
 
 def parse_profile(text: str, *, source: str = "<profile>") -> OperatorProfile:
@@ -153,10 +180,14 @@ def parse_profile(text: str, *, source: str = "<profile>") -> OperatorProfile:
         if not 0 <= suspension_rules.min_days <= suspension_rules.max_days:
             raise ConfigError(f"{source}: suspension needs 0 <= min_days <= max_days")
 
+    country = _get(op, "country", str, source)
+    locale = _get(op, "locale", str, source, f"ru_{country}")
+    _check_locale(locale, country, source)
     profile = OperatorProfile(
         key=_get(op, "key", str, source),
         name=_get(op, "name", str, source),
-        country=_get(op, "country", str, source),
+        country=country,
+        locale=locale,
         home_region=_get(op, "home_region", int, source),
         lineup=_get(op, "lineup", str, source),
         currency=_get(money, "currency", str, source),

@@ -114,9 +114,10 @@ def account_number_of(session: Session, ref: str) -> str:
 
 
 def money(session: Session, amount_minor: int) -> str:
-    from cas.billing.service import money_text
+    from cas.billing.txn import current_profile
+    from cas.cli.formats import money_formatter
 
-    return money_text(session, amount_minor)
+    return money_formatter(current_profile(session))(amount_minor)
 
 
 def to_json(value: Any) -> Any:
@@ -149,7 +150,9 @@ def day(value: datetime | None) -> str:
 
 
 def when(value: datetime | None) -> str:
-    return f"{value:%Y-%m-%d %H:%M}" if value is not None else "-"
+    from cas.cli.formats import when as localised_when
+
+    return localised_when(value)
 
 
 def show(app: Application, data: Any, render: Callable[[], None]) -> None:

@@ -39,8 +39,9 @@ def register(cli: click.Group) -> None:
 
 def _money(session: Any) -> Any:
     from cas.billing.txn import current_profile
+    from cas.cli.formats import money_formatter
 
-    return current_profile(session).money
+    return money_formatter(current_profile(session))
 
 
 def _render_account(app: Application, m: Any, v: AccountView, subs: list[Any]) -> None:

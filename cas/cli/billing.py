@@ -48,8 +48,9 @@ Money = Callable[[int], str]
 def _money(session: Session) -> Money:
     """The profile's money formatter, usable after the session is closed."""
     from cas.billing.txn import current_profile
+    from cas.cli.formats import money_formatter
 
-    return current_profile(session).money
+    return money_formatter(current_profile(session))
 
 
 def register(cli: click.Group) -> None:

@@ -22,6 +22,7 @@ import cas
 from cas.errors import CasError
 from cas.text import SINGLE_LINE_PATTERN
 from cas.web import api, portal
+from cas.web.apidocs import add_api_docs
 from cas.web.errors import ErrorAnswer, classify
 from cas.web.limits import BodyLimit
 from cas.web.security import CookieSigner
@@ -51,6 +52,10 @@ def _answer(request: Request, ans: ErrorAnswer) -> Response:
     page = portal.error_page(request, ans.status, ans.code, ans.message)
     for k, v in ans.headers.items():
         page.headers[k] = v
+    # A 500 is answered outside the headers middleware: the id the page shows goes here too.
+    request_id = getattr(request.state, "request_id", None)
+    if request_id:
+        page.headers["X-Request-Id"] = request_id
     return page
 
 
@@ -83,7 +88,8 @@ def create_app(tenants: Sequence[Tenant], settings: WebSettings,
             "key).  Errors: `{\"error\": {\"code\", \"category\", \"message\"}}`, codes in "
             "docs/web.md.  Money: integer minor units; times: integer seconds UTC."),
         openapi_url=f"{api.API_PREFIX}/openapi.json" if "api" in parts else None,
-        docs_url=None, redoc_url=None,  # their pages load scripts from a CDN: not here
+        # FastAPI's pages load their scripts from a CDN: ours are in cas.web.apidocs
+        docs_url=None, redoc_url=None,
     )
     app.state.web = WebState(tenants=Tenants(tenants), settings=settings,
                              signer=CookieSigner(settings.secret_key))
@@ -141,6 +147,7 @@ def create_app(tenants: Sequence[Tenant], settings: WebSettings,
 
     if "api" in parts:
         app.include_router(api.router)
+        add_api_docs(app, api.API_PREFIX, f"{api.API_PREFIX}/openapi.json")
     if "portal" in parts:
         app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
         app.add_exception_handler(portal.LoginRequired, portal.on_login_required)

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import functools
 import tomllib
-from datetime import datetime
+from datetime import UTC, date, datetime
 from importlib import resources
+
+from cas.locale import format_date, format_number, plural
 
 LANGUAGES = ("en", "ru")
 DEFAULT_LANGUAGE = "en"
@@ -56,10 +58,22 @@ class Translator:
                 return text
         return text
 
-    def date(self, value: datetime | None) -> str:
+    def date(self, value: date | datetime | None) -> str:
+        """The day in this language through Babel: ``01.11.2026`` / ``Nov 1, 2026``."""
         if value is None:
             return "—"
-        return f"{value:%d.%m.%Y}" if self.lang == "ru" else f"{value:%Y-%m-%d}"
+        if isinstance(value, datetime) and value.tzinfo is None:
+            value = value.replace(tzinfo=UTC)  # the store's naive times are UTC
+        return format_date(value, self.lang)
+
+    def number(self, value: int) -> str:
+        return format_number(value, self.lang)
+
+    def plural(self, n: int, key: str) -> str:
+        """``t.plural(3, "days")`` -> the catalog's ``plural.days.<category>`` form for 3."""
+        forms = {cat: self._own.get(f"plural.{key}.{cat}") or self._fallback.get(
+            f"plural.{key}.{cat}", "") for cat in ("zero", "one", "two", "few", "many", "other")}
+        return plural(n, {k: v for k, v in forms.items() if v}, self.lang)
 
 
 def pick_language(query: str | None, cookie: str | None, accept: str | None) -> str:

@@ -33,8 +33,17 @@ def account_page(v: PortalVisit, user: LoggedIn) -> Response:
         bal = service.balance(s, account_number=number)
         subs = service.subscriptions(s, account_number=number, at=now)
         cards = acc_mod.list_cards(s, account_number=number)
+    money = profile.money_in(v.t.lang)
+    # "+ Extend" pays the next period from the balance (plus a postpaid credit line): when
+    # that does not cover it, the page says what is missing next to the button.
+    spendable = bal.balance_minor + (profile.postpaid_credit_limit_minor
+                                     if account.kind == "postpaid" else 0)
+    short = {x.package_code: v.t("packages.short", price=money(x.next_price_minor),
+                                 balance=money(bal.balance_minor),
+                                 missing=money(x.next_price_minor - spendable))
+             for x in subs if x.status == "active" and x.next_price_minor > spendable}
     return render(v, "account.html", account=account, balance=bal, subs=subs, cards=cards,
-                  profile=profile, now=now, money=profile.money,
+                  profile=profile, now=now, money=money, short=short,
                   suspension=profile.suspension, promised=profile.promised_payment)
 
 
@@ -43,7 +52,7 @@ def payments_page(v: PortalVisit, user: LoggedIn) -> Response:
     with v.tenant.store.reader() as s:
         profile = current_profile(s)
         stmt = service.statement(s, account_number=user.account_number)
-    return render(v, "payments.html", statement=stmt, money=profile.money)
+    return render(v, "payments.html", statement=stmt, money=profile.money_in(v.t.lang))
 
 
 @router.post("/{op}/renewal", response_class=HTMLResponse)
@@ -85,7 +94,7 @@ def promise(v: CheckedVisit, user: LoggedIn) -> Response:
     def fn(s: Session, at: datetime) -> str:
         view = service.promise(s, account_number=user.account_number, at=at)
         profile = current_profile(s)
-        return v.t("promise.done", amount=profile.money(view.promised_minor),
+        return v.t("promise.done", amount=profile.money(view.promised_minor, v.t.lang),
                    due=v.t.date(view.promised_due))
     return run_action(v, user, "promise.take", f"/{v.op}/account", fn)
 

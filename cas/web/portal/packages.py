@@ -12,8 +12,9 @@ from fastapi import APIRouter, Form
 from fastapi.responses import HTMLResponse, Response
 from sqlalchemy.orm import Session
 
+from cas.billing import accounts as acc_mod
 from cas.billing import service
-from cas.billing.catalog import channel_counts, list_packages
+from cas.billing.catalog import list_packages, package_channels
 from cas.billing.clock import clock_now
 from cas.billing.records import current_profile
 from cas.billing.selfcare import account_switch_lock
@@ -63,13 +64,28 @@ def packages_page(v: PortalVisit, user: LoggedIn) -> Response:
         now = clock_now(s)
         profile = current_profile(s)
         pkgs = package_rows(s)
-        counts = channel_counts(s, [p.id for p in pkgs])
+        channels = {p.id: [c.name for c in package_channels(s, p.id)] for p in pkgs}
         subs = service.subscriptions(s, account_number=user.account_number, at=now)
         lock = account_switch_lock(s, user.account_id)
+        bal = service.balance(s, account_number=user.account_number)
+        kind = acc_mod.get_account(s, user.account_number).kind
     base = next((x for x in subs if x.kind == "base"), None)
     next_switch = lock.next_free if lock is not None and profile.switch_lock_days else None
-    return render(v, "packages.html", packages=pkgs, counts=counts, subs=subs, base=base,
-                  profile=profile, next_switch=next_switch, money=profile.money)
+    money = profile.money_in(v.t.lang)
+    # What the account can spend now: its balance, plus the credit line of a postpaid one.
+    spendable = bal.balance_minor + (profile.postpaid_credit_limit_minor
+                                     if kind == "postpaid" else 0)
+    # A base-package switch that credits the old package's unused days may still go
+    # through: only the domain can say, so no warning is given for it.
+    switch_may_credit = base is not None and base.status == "active" \
+        and profile.switch_credit_unused
+    short = {p.code: v.t("packages.short", price=money(p.price_minor),
+                         balance=money(bal.balance_minor),
+                         missing=money(p.price_minor - spendable))
+             for p in pkgs if p.price_minor > spendable
+             and not (p.kind == "base" and switch_may_credit)}
+    return render(v, "packages.html", packages=pkgs, channels=channels, subs=subs, base=base,
+                  profile=profile, next_switch=next_switch, money=money, short=short)
 
 
 @router.post("/{op}/packages/switch", response_class=HTMLResponse)
@@ -81,8 +97,8 @@ def switch(v: CheckedVisit, user: LoggedIn, package: Annotated[str, Form()] = ""
                                      at=at)
         profile = current_profile(s)
         return v.t("switch.done", package=res.to_package, days=res.unused_days,
-                   credit=profile.money(res.credited_minor),
-                   balance=profile.money(res.balance_minor))
+                   credit=profile.money(res.credited_minor, v.t.lang),
+                   balance=profile.money(res.balance_minor, v.t.lang))
 
     def on_error(s: Session, exc: CasError) -> str:
         return switch_lock_text(v, s, exc) or ""

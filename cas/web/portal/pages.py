@@ -82,7 +82,7 @@ def error_page(request: Request, status: int, code: str, message: str) -> HTMLRe
     key = f"err.{code}"
     text = t(key) if t.has(key) else message
     return render_plain(request, "error.html", http_status=status, status=status, code=code,
-                        message=text)
+                        message=text, request_id=getattr(request.state, "request_id", ""))
 
 
 def error_text(v: Visit, exc: CasError) -> str:

@@ -32,10 +32,10 @@ def pay_page(v: PortalVisit, user: LoggedIn) -> Response:
         cards = acc_mod.list_cards(s, account_number=user.account_number)
         packages = package_rows(s)
         bal = service.balance(s, account_number=user.account_number)
-    denominations = [(format_amount(d, profile.minor_per_major), profile.money(d))
+    denominations = [(format_amount(d, profile.minor_per_major), profile.money(d, v.t.lang))
                      for d in profile.payment_card_denominations_minor]
     return render(v, "pay.html", profile=profile, cards=cards, packages=packages,
-                  balance=bal, denominations=denominations, money=profile.money)
+                  balance=bal, denominations=denominations, money=profile.money_in(v.t.lang))
 
 
 @router.post("/{op}/pay", response_class=HTMLResponse)
@@ -54,8 +54,8 @@ def pay(v: CheckedVisit, user: LoggedIn,
                             package=package or None, at=at)
         result = paid.result
         profile = current_profile(s)
-        parts = [v.t("pay.done", amount=profile.money(paid.amount_minor),
-                     balance=profile.money(result.balance_minor))]
+        parts = [v.t("pay.done", amount=profile.money(paid.amount_minor, v.t.lang),
+                     balance=profile.money(result.balance_minor, v.t.lang))]
         if result.activated:
             parts.append(v.t("pay.activated", packages=", ".join(result.activated)))
         if result.switched_to:

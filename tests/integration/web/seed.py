@@ -109,6 +109,13 @@ def seed_operator(store: Store, operator: str) -> SeededStore:
                                phone="+77011112233", card=2_000_000_001,
                                password="tv-secret-1", balance_minor=249_000)
             service.subscribe(s, account_number=a["t1"].account_number, package="start", at=T0)
+            # The layout and screenshot account: 2 510,00 ₸ left after TV+ Start, so the
+            # dearer packages say why they cannot be had.
+            a["t2"] = _account(s, operator, surname="Seitkali", name="Aigerim",
+                               phone="+77012223344", card=2_000_000_002,
+                               password="tv-secret-2", balance_minor=500_000,
+                               chip_id=0x54565002)
+            service.subscribe(s, account_number=a["t2"].account_number, package="start", at=T0)
         elif operator == "ntvplus":
             a["n1"] = _account(s, operator, surname="Ivanov", name="Pyotr",
                                phone="+79031112233", card=3_000_000_001,

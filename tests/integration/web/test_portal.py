@@ -121,7 +121,7 @@ def test_statement_notifications_and_password_change(portal_env: PortalEnv) -> N
     p = portal_env.client()
     p.login("uzonline", number, "first password")
     statement = p.get("/uzonline/payments")
-    assert 'data-kind="adjustment"' in statement.text and "20000.00 UZS" in statement.text
+    assert 'data-kind="adjustment"' in statement.text and "UZS20,000.00" in statement.text
     p.post("/uzonline/verify/send", {}, token_from="/uzonline/verify")
     notes = p.get("/uzonline/notifications").text
     assert "Code " not in notes  # codes stay in the SMS outbox, never on a page
@@ -154,3 +154,37 @@ def test_why_open_channel_and_unknown_channel(portal_env: PortalEnv) -> None:
     unknown = p.get("/mts/why", params={"card": f"{m1.card:010d}", "channel": "9999",
                                         "lang": "en"}).text
     assert "unknown channel" in unknown
+
+
+def test_unaffordable_packages_and_extension_say_why(portal_env: PortalEnv) -> None:
+    """MTS "Basic" (190 ₽) is on the account with 1 ₽ left: "+ Extend" and the "Sport"
+    add-on (199 ₽) say what is missing, in the page's language; once paid up, nothing."""
+    from cas.locale import format_money
+
+    store = portal_env.store("mts")
+    serial = 4_200_000_000 + int(time.time() * 1000) % 1_000_000
+    with store.transaction() as s:
+        at = clock_now(s)
+        view = acc_mod.create_account(s, surname="Test", name="Ru", at=at,
+                                      phone=f"+7916{serial % 10_000_000:07d}")
+        register_card(s, serial, at=at)
+        acc_mod.link_card(s, serial=serial, account_number=view.account_number, at=at)
+        service.adjust_balance(s, account_number=view.account_number, amount_minor=19_100,
+                               reason="test", at=at)
+        service.subscribe(s, account_number=view.account_number, package="basic", at=at)
+        set_portal_password(s, account_number=view.account_number, password="ru password",
+                            wall_s=int(time.time()))
+    p = portal_env.client()
+    p.login("mts", view.account_number, "ru password")
+    page = p.get("/mts/account?lang=ru").text
+    assert 'data-testid="extend-short-basic"' in page
+    assert format_money(18_900, "RUB", "ru") in page  # 190 ₽ - 1 ₽
+    assert "Не хватает денег" in page
+    packages = p.get("/mts/packages?lang=en").text
+    assert 'data-testid="short-sport"' in packages
+    assert format_money(19_800, "RUB", "en") in packages  # 199 ₽ - 1 ₽
+    with store.transaction() as s:
+        service.adjust_balance(s, account_number=view.account_number, amount_minor=50_000,
+                               reason="test", at=clock_now(s))
+    assert 'data-testid="extend-short-basic"' not in p.get("/mts/account").text
+    assert 'data-testid="short-sport"' not in p.get("/mts/packages").text

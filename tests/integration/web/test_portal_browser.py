@@ -12,6 +12,7 @@ import pytest
 from sqlalchemy import func, select
 
 from cas.billing.txn import account_by_number
+from cas.locale import format_money
 from cas.store.models import (
     Card,
     LedgerEntry,
@@ -61,36 +62,36 @@ def test_atvplus_pay_10_plus_10_on_12_then_switch_rule_and_why(
     a1 = seeded.accounts["a1"]
     store = seeded.store
     _login(page, portal_server, "atvplus", a1.account_number, a1.password)
-    assert page.get_by_test_id("balance").inner_text() == "1.00 AZN"
+    assert page.get_by_test_id("balance").inner_text() == "AZN1.00"
     before = card_emm_queue_version(store, a1.card)
 
     # Seed 002: balance 1, pay 10 with "+Sport — 12 manat" chosen: 11 < 12, not active.
     page.get_by_role("link", name="Pay").first.click()
     page.get_by_test_id("pay-package").select_option("sport")
-    page.get_by_test_id("pay-denomination").select_option(label="10.00 AZN")
+    page.get_by_test_id("pay-denomination").select_option(label="AZN10.00")
     page.get_by_test_id("pay-voucher").fill("700000000001")
     page.get_by_test_id("pay-submit").click()
     text = _flash(page)
-    assert "Paid 10.00 AZN. Balance: 11.00 AZN." in text
+    assert "Paid AZN10.00. Balance: AZN11.00." in text
     assert "sport" in text and "Activated" not in text
     # ... another 10: 21, 12 debited, active, 9 left.
     page.get_by_test_id("pay-package").select_option("sport")
-    page.get_by_test_id("pay-denomination").select_option(label="10.00 AZN")
+    page.get_by_test_id("pay-denomination").select_option(label="AZN10.00")
     page.get_by_test_id("pay-voucher").fill("700000000002")
     page.get_by_test_id("pay-submit").click()
     text = _flash(page)
-    assert "Activated: sport." in text and "Balance: 9.00 AZN." in text
+    assert "Activated: sport." in text and "Balance: AZN9.00." in text
     page.get_by_role("link", name="Account").first.click()
-    assert page.get_by_test_id("balance").inner_text() == "9.00 AZN"
+    assert page.get_by_test_id("balance").inner_text() == "AZN9.00"
     row = page.get_by_test_id("sub-sport")
     assert row.get_attribute("data-status") == "active"
-    assert row.get_by_test_id("sub-activated").inner_text() == "2026-03-02"
-    assert row.get_by_test_id("sub-end").inner_text() == "2026-04-01"
+    assert row.get_by_test_id("sub-activated").inner_text() == "Mar 2, 2026"
+    assert row.get_by_test_id("sub-end").inner_text() == "Apr 1, 2026"
     assert row.get_by_test_id("sub-days").inner_text() == "30"
 
     # A payment card pays once: the same card number again is refused, nothing booked.
     page.get_by_role("link", name="Pay").first.click()
-    page.get_by_test_id("pay-denomination").select_option(label="10.00 AZN")
+    page.get_by_test_id("pay-denomination").select_option(label="AZN10.00")
     page.get_by_test_id("pay-voucher").fill("700000000002")
     page.get_by_test_id("pay-submit").click()
     assert "already used" in page.get_by_test_id("flash-error").inner_text()
@@ -104,7 +105,7 @@ def test_atvplus_pay_10_plus_10_on_12_then_switch_rule_and_why(
     page.get_by_test_id("switch-sport").click()
     refusal = page.get_by_test_id("flash-error").inner_text()
     assert "at most once every 30 days" in refusal
-    assert "2026-03-02" in refusal and "2026-04-01" in refusal
+    assert "Mar 2, 2026" in refusal and "Apr 1, 2026" in refusal
 
     # Why is channel 130 (a "+Sport" channel) locked now?  Same words as `cas why`.
     page.get_by_role("link", name="Why is my channel locked?").click()
@@ -171,7 +172,7 @@ def test_tvplus_renewal_off_on_and_promo_by_phone_and_sms(
         code = last_sms_code(s, t1.account_number)
     page.get_by_test_id("promo-sms").fill(code)
     page.get_by_test_id("promo-activate").click()
-    assert "Promo activated: TV+ Start until 2026-05-01" in _flash(page)
+    assert "Promo activated: TV+ Start until May 1, 2026" in _flash(page)
     assert page.get_by_test_id("sub-start").get_by_test_id("sub-days").inner_text() == "60"
     with store.reader() as s:
         acc = account_by_number(s, t1.account_number)
@@ -193,14 +194,14 @@ def test_ntvplus_promised_payment_suspend_why_resume(
         acc = account_by_number(s, n1.account_number)
         promise = s.execute(select(PromisedPayment).where(
             PromisedPayment.account_id == acc.id)).scalar_one()
-        granted = f"{promise.amount_minor // 100}.{promise.amount_minor % 100:02d} RUB"
+        granted = format_money(promise.amount_minor, "RUB", "en")
         assert promise.status == "open" and acc.balance_minor == promise.amount_minor
-    assert f"Promised payment of {granted} granted: please pay by 2026-03-" in _flash(page)
+    assert f"Promised payment of {granted} granted: please pay by Mar " in _flash(page)
     assert granted in page.get_by_test_id("promised").inner_text()
 
     page.get_by_test_id("suspend-until").fill("2026-03-16")
     page.get_by_test_id("suspend").click()
-    assert "Service suspended until 2026-03-16" in _flash(page)
+    assert "Service suspended until Mar 16, 2026" in _flash(page)
     assert page.get_by_test_id("suspended").is_visible()
     page.get_by_role("link", name="Why is my channel locked?").click()
     page.get_by_test_id("why-channel").fill("1")

@@ -71,9 +71,38 @@ minor_per_major = 100
     ("[promised_payment]\nenabled = true\ndays = 3\nmax = 0.5\n", "float"),
 ])
 def test_bad_profiles(extra: str, needle: str) -> None:
+    _check_bad_profile(_GOOD_PROFILE + extra, needle)
+
+
+@pytest.mark.parametrize(("locale", "needle"), [
+    ("xx_YY", "not a CLDR locale"),
+    ("ru_RU", "not of country 'KZ'"),
+    ("", "not a CLDR locale"),
+])
+def test_bad_profile_locales(locale: str, needle: str) -> None:
+    doc = _GOOD_PROFILE.replace('country = "KZ"\n', f'country = "KZ"\nlocale = "{locale}"\n')
+    _check_bad_profile(doc, needle)
+
+
+def test_profile_locale_and_money_in_the_readers_language() -> None:
+    """The profile names its market's locale (default: Russian of its country); money
+    with a language goes through Babel, without one stays the plain "12.34 KZT"."""
+    p = parse_profile(_GOOD_PROFILE)
+    assert p.locale == "ru_KZ"
+    assert p.money(251_000, "ru") == "2\u00a0510,00\u00a0₸"
+    assert p.money(251_000, "en") == "KZT2,510.00"
+    assert p.money(251_000) == "2510.00 KZT"
+    assert p.money_in("ru")(100) == "1,00\u00a0₸"
+    assert {n: load_profile(n).locale for n in shipped_profiles()} == {
+        "atvplus": "az_AZ", "mts": "ru_RU", "ntvplus": "ru_RU", "tvplus": "ru_KZ",
+        "uzonline": "uz_UZ"}
+    assert load_profile("ntvplus").money(59_900, "ru") == "599,00\u00a0₽"
+
+
+def _check_bad_profile(doc: str, needle: str) -> None:
     parse_profile(_GOOD_PROFILE)
     with pytest.raises(ConfigError) as exc:
-        parse_profile(_GOOD_PROFILE + extra)
+        parse_profile(doc)
     assert needle in str(exc.value)
     with pytest.raises(ConfigError):
         parse_profile("not toml [")

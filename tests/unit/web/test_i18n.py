@@ -14,12 +14,41 @@ from cas.web.i18n import Translator, catalog, pick_language
 WEB = Path(__file__).resolve().parents[3] / "cas" / "web"
 
 
+def _plural_base(key: str) -> str:
+    return key.rsplit(".", 1)[0] if key.startswith("plural.") else key
+
+
 def test_english_and_russian_have_the_same_keys_and_placeholders() -> None:
     en, ru = catalog("en"), catalog("ru")
-    assert set(en) == set(ru)
+    # Plural forms differ in number per language (CLDR: en one/other, ru one/few/many/other).
+    assert {_plural_base(k) for k in en} == {_plural_base(k) for k in ru}
     for key in en:
+        if key.startswith("plural."):
+            continue
         assert set(re.findall(r"\{(\w+)\}", en[key])) == set(re.findall(r"\{(\w+)\}", ru[key])), key
         assert en[key] != "" and ru[key] != ""
+
+
+@pytest.mark.parametrize("lang", ["en", "ru"])
+def test_plural_forms_cover_every_category_of_the_language(lang: str) -> None:
+    from babel import Locale
+
+    words = catalog(lang)
+    bases = {_plural_base(k) for k in words if k.startswith("plural.")}
+    assert bases >= {"plural.days", "plural.channels"}
+    categories = set(Locale.parse(lang).plural_form.tags) | {"other"}
+    for base in bases:
+        have = {k.rsplit(".", 1)[1] for k in words if _plural_base(k) == base}
+        assert have == categories, (base, have)
+        assert all("{n}" in words[f"{base}.{c}"] for c in have), base
+
+
+def test_plural_forms_in_the_portal() -> None:
+    ru, en = Translator("ru"), Translator("en")
+    assert [ru.plural(n, "days") for n in (1, 3, 5, 21, 30)] == \
+        ["1 день", "3 дня", "5 дней", "21 день", "30 дней"]
+    assert [en.plural(n, "channels") for n in (1, 12)] == ["1 channel", "12 channels"]
+    assert ru.plural(1000, "channels") == "1\u00a0000 каналов"
 
 
 def test_every_key_used_by_pages_and_handlers_exists() -> None:
@@ -67,5 +96,5 @@ def test_translator_formats_and_falls_back() -> None:
     assert ru("pay.done") .startswith("Оплачено {amount}")
     assert Translator("de").lang == "en"
     day = datetime(2026, 4, 1, tzinfo=UTC)
-    assert ru.date(day) == "01.04.2026" and Translator("en").date(day) == "2026-04-01"
+    assert ru.date(day) == "01.04.2026" and Translator("en").date(day) == "Apr 1, 2026"
     assert ru.date(None) == "—"
