@@ -46,7 +46,7 @@ os.environ["PCSCLITE_CSOCK_NAME"] = str(_SESSION / "pcscd.comm")
 from cas.access import CardStatus  # noqa: E402
 from cas.card.client import CardClient  # noqa: E402
 from cas.card.pcsc import PcscTransport  # noqa: E402
-from cas.card.transport import InProcessTransport  # noqa: E402
+from cas.card.transport import CardTransport, InProcessTransport  # noqa: E402
 from cas.crypto import unwrap_cws  # noqa: E402
 from cas.formats.emm import AddEntitlement, SetStatus  # noqa: E402
 from tests.fixtures import pcsc as pcsc_fixture  # noqa: E402
@@ -141,7 +141,13 @@ def bench_in_process(n: int, warmup: int) -> tuple[list[float], list[float]]:
 
     record = personalise_card(KEYS, default_slot(SERIAL), now_s=NOW - DAY)
     applet = make_applet(record)
-    transport = InProcessTransport(applet)
+    return _bench_card(InProcessTransport(applet), n, warmup)
+
+
+def _bench_card(transport: CardTransport, n: int,
+                warmup: int) -> tuple[list[float], list[float]]:
+    """The card activated by an EMM, then: a GET DATA APDU's round trip, and an ECM's (PROCESS
+    ECM and the box's CW unwrap)."""
     client = CardClient(transport)
     head = HeadEnd()
     client.process_emm(activate_emm(head, SERIAL))
@@ -176,12 +182,7 @@ def _bench_pcsc_card(service: pcsc_fixture.PcscService, n: int,
                               stderr=subprocess.DEVNULL)
     try:
         transport = PcscTransport(service.slots[0].reader, wait_s=20)
-        client = CardClient(transport)
-        head = HeadEnd()
-        client.process_emm(activate_emm(head, SERIAL))
-        apdu = measure(lambda _: transport.transmit(GET_SERIAL), n, warmup)
-        ecms = ecm_stream(head, n + warmup)
-        ecm = measure(lambda i: unwrap_cws(CWPK, client.process_ecm(ecms[i])), n, warmup)
+        apdu, ecm = _bench_card(transport, n, warmup)
         transport.close()
         return apdu, ecm, service.slots[0].reader
     finally:

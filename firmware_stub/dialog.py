@@ -31,7 +31,7 @@ from firmware_stub.nvram import LastEcm, LastEmm
 from firmware_stub.observations import EcmFacts
 
 if TYPE_CHECKING:
-    from firmware_stub.box import Box
+    from firmware_stub.boxview import BoxView
 
 
 @dataclass(slots=True)
@@ -75,7 +75,7 @@ class CardDialog:
     ``before_key_change`` is called before a key slot's control words change or are
     forgotten: packets gathered for the output under the old ones go out first."""
 
-    def __init__(self, box: Box, demux: Demux, *, pin: str | None,
+    def __init__(self, box: BoxView, demux: Demux, *, pin: str | None,
                  before_key_change: Callable[[], None]) -> None:
         self.box = box
         self.slot = box.slot

@@ -35,7 +35,7 @@ from firmware_stub.tsreader import READ_SIZE
 from firmware_stub.verdict import verdict
 
 if TYPE_CHECKING:
-    from firmware_stub.box import Box
+    from firmware_stub.boxview import BoxView
 
 #: PES starts checked per ES stream and CW change in a scan (enough to tell, cheap to do).
 SCAN_CHECKS_PER_KEY = 2
@@ -73,7 +73,7 @@ class EsState:
 class Run:
     """One pass of a stream through the box (the demux listener)."""
 
-    def __init__(self, box: Box, *, tuned_channel: int | None, out: BinaryIO | None,
+    def __init__(self, box: BoxView, *, tuned_channel: int | None, out: BinaryIO | None,
                  pin: str | None, require_ts: bool = False) -> None:
         self.box = box
         self.require_ts = require_ts

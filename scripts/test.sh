@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Sets up (scripts/setup.sh) and runs the whole test suite: lint, types, pytest.
+# Sets up (scripts/setup.sh) and runs the whole test suite: lint, types, layer contract, pytest.
 # Services the tests need (pcscd + vpcd, PostgreSQL, Chromium) are started by the test
 # fixtures and stopped after.  Extra arguments go to pytest.
 set -euo pipefail
@@ -10,6 +10,8 @@ echo "== ruff"
 .venv/bin/ruff check .
 echo "== mypy --strict"
 .venv/bin/mypy
+echo "== lint-imports (layer contract, docs/architecture.md)"
+.venv/bin/lint-imports --no-cache --no-logo
 echo "== pytest"
 set +e
 .venv/bin/python -m pytest "$@"

@@ -34,7 +34,7 @@ Lineup format (``docs/subscribers.md`` has the full reference)::
 from __future__ import annotations
 
 import tomllib
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from importlib import resources
@@ -123,6 +123,14 @@ def _str(item: dict[str, Any], key: str, where: str) -> str:
     return value.strip()
 
 
+def _unique(items: Sequence[Any], attrs: tuple[str, ...], source: str, what: str) -> None:
+    """ConfigError if two of ``items`` share a value of one of ``attrs``."""
+    for attr in attrs:
+        values = [getattr(item, attr) for item in items]
+        if len(set(values)) != len(values):
+            raise ConfigError(f"{source}: two {what} share a {attr}")
+
+
 def _channel_numbers(raw: Any, where: str) -> tuple[int, ...]:
     if not isinstance(raw, list):
         raise ConfigError(f"{where}: 'channels' must be a list")
@@ -188,10 +196,7 @@ def parse_lineup(text: str, *, minor_per_major: int, source: str = "<lineup>") -
             regions=tuple(sorted(set(regions)))))
     if not channels:
         raise ConfigError(f"{source}: a lineup needs at least one channel")
-    for attr in ("number", "service_id"):
-        values = [getattr(c, attr) for c in channels]
-        if len(set(values)) != len(values):
-            raise ConfigError(f"{source}: two channels share a {attr}")
+    _unique(channels, ("number", "service_id"), source, "channels")
     known = {c.number for c in channels}
 
     packages: list[PackageSpec] = []
@@ -229,10 +234,7 @@ def parse_lineup(text: str, *, minor_per_major: int, source: str = "<lineup>") -
             tiers=tuple(sorted(tiers, key=lambda t: t.from_period))))
     if not packages:
         raise ConfigError(f"{source}: a lineup needs at least one package")
-    for attr in ("id", "code"):
-        values = [getattr(p, attr) for p in packages]
-        if len(set(values)) != len(values):
-            raise ConfigError(f"{source}: two packages share a {attr}")
+    _unique(packages, ("id", "code"), source, "packages")
     codes = {p.code for p in packages}
 
     promos: list[PromoSpec] = []

@@ -91,7 +91,9 @@ class Key:
 
     # --- access ---------------------------------------------------------------------------------
     def raw(self) -> bytes:
-        """The key bytes.  Only ``cas/crypto`` and the card applet call this."""
+        """The key bytes.  Called inside ``cas/crypto``, by the EMM generator (key bytes that go
+        into PAIR and ECM_KEY_UPDATE commands) and by the two key-file writers (ROM key,
+        vendor key); docs/architecture.md lists them."""
         return self._raw
 
     @property

@@ -182,6 +182,22 @@ def build_ca_section(table_id: int, payload: bytes, root: str) -> bytes:
     return bytes((table_id, (_CA_FLAGS << 4) | (n >> 8), n & 0xFF)) + payload
 
 
+def ca_section_clear(table_id: int, clear: bytes, body_length: int, root: str,
+                     budget: str) -> bytes:
+    """Section header + ``clear`` header of a CA section whose sealed body of
+    ``body_length`` bytes follows (the ECM's or EMM's AAD).  FormatError if the section would
+    exceed 256 bytes; ``budget`` says how much body fits, for the message."""
+    if len(clear) + body_length > MAX_CA_SECTION_LENGTH:
+        raise FormatError(
+            f"section_length {len(clear) + body_length} > {MAX_CA_SECTION_LENGTH} (section over "
+            f"256 bytes; at most {budget})",
+            path=f"{root}.section_length",
+        )
+    return build_ca_section(table_id, clear + bytes(body_length), root)[
+        : CA_SECTION_HEADER_SIZE + len(clear)
+    ]
+
+
 def parse_ca_section(data: bytes, root: str, *, strict_flags: bool = True) -> tuple[int, bytes]:
     """Check a short CA section header and return ``(table_id, payload)``.
 

@@ -29,13 +29,13 @@ from cas.formats._common import (
     parse_struct,
     slots_builder,
 )
-from cas.formats._layout import check_order, struct_layout
 from cas.formats.batch import (
     BATCH_HEADER_SIZE,
     CHIP_BATCH_MAGIC,
     BatchHeader,
     BatchKind,
 )
+from cas.formats.layout import check_order, struct_layout
 from cas.formats.records.model import WRAPPED_KEY_SIZE
 
 CHIP_ID_MAGIC = b"CHIP"
@@ -93,7 +93,7 @@ CHIP_ID_RECORD = cs.Struct(
 
 CHIP_ID_RECORD_SIZE: int = CHIP_ID_BODY.sizeof() + 4
 
-# The fast path's struct layouts, derived from the declaration (cas.formats._layout).
+# The fast path's struct layouts, derived from the declaration (cas.formats.layout).
 _LAYOUT = struct_layout(CHIP_ID_RECORD)
 check_order(
     _LAYOUT,

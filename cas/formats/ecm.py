@@ -31,10 +31,9 @@ import construct as cs
 from cas.access import AccessCriteria
 from cas.errors import FormatError
 from cas.formats._common import (
-    CA_SECTION_HEADER_SIZE,
     MAX_CA_SECTION_LENGTH,
-    build_ca_section,
     build_struct,
+    ca_section_clear,
     check_len,
     check_range,
     key_summary,
@@ -187,15 +186,8 @@ def ecm_clear_bytes(header: EcmHeader, body_length: int) -> bytes:
         ),
         "ecm",
     )
-    if len(clear) + body_length > MAX_CA_SECTION_LENGTH:
-        raise FormatError(
-            f"section_length {len(clear) + body_length} > {MAX_CA_SECTION_LENGTH} (section over "
-            f"256 bytes; at most {MAX_ECM_PLAINTEXT} bytes of body)",
-            path="ecm.section_length",
-        )
-    return build_ca_section(header.table_id, clear + bytes(body_length), "ecm")[
-        : CA_SECTION_HEADER_SIZE + len(clear)
-    ]
+    return ca_section_clear(header.table_id, clear, body_length, "ecm",
+                            f"{MAX_ECM_PLAINTEXT} bytes of body")
 
 
 def build_ecm(ecm: Ecm) -> bytes:

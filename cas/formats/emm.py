@@ -32,10 +32,9 @@ import construct as cs
 from cas.access import CardStatus
 from cas.errors import FormatError
 from cas.formats._common import (
-    CA_SECTION_HEADER_SIZE,
     MAX_CA_SECTION_LENGTH,
-    build_ca_section,
     build_struct,
+    ca_section_clear,
     check_len,
     check_range,
     key_summary,
@@ -409,16 +408,8 @@ def emm_clear_bytes(header: EmmHeader, body_length: int) -> bytes:
     clear = build_struct(EMM_HEADERS[header.address.address_type], fields, "emm")
     if body_length < TAG_SIZE:
         raise FormatError(f"sealed body shorter than the {TAG_SIZE}-byte tag", path="emm.body")
-    section_length = len(clear) + body_length
-    if section_length > MAX_CA_SECTION_LENGTH:
-        raise FormatError(
-            f"section_length {section_length} > {MAX_CA_SECTION_LENGTH} (section over 256 "
-            f"bytes; at most {max_emm_plaintext(header.address.address_type)} bytes of commands)",
-            path="emm.section_length",
-        )
-    return build_ca_section(header.table_id, clear + bytes(body_length), "emm")[
-        : CA_SECTION_HEADER_SIZE + len(clear)
-    ]
+    return ca_section_clear(header.table_id, clear, body_length, "emm",
+                            f"{max_emm_plaintext(header.address.address_type)} bytes of commands")
 
 
 def build_emm(emm: Emm) -> bytes:

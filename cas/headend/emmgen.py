@@ -55,7 +55,6 @@ from cas.crypto import (
     unwrap_key,
 )
 from cas.errors import AuthenticationError, UsageError
-from cas.formats._layout import struct_layout
 from cas.formats.emm import (
     COMMAND_VALUES,
     EMM_HEADERS,
@@ -65,6 +64,7 @@ from cas.formats.emm import (
     EmmTag,
     max_emm_plaintext,
 )
+from cas.formats.layout import struct_layout
 from cas.wiretime import wire_duration_s, wire_end_s
 
 TAG_SIZE = 16
@@ -73,7 +73,7 @@ NONCE_SIZE = 12
 DEFAULT_EMM_VALIDITY_S = 7 * 24 * 3600
 
 # --- precompiled layouts (docs/formats.md §5) ---------------------------------------------
-# Derived from the declarations in cas.formats.emm (cas.formats._layout), so the EMM layout
+# Derived from the declarations in cas.formats.emm (cas.formats.layout), so the EMM layout
 # is written down once.  AAD = the 3-byte CA section header (table_id u8, flags|section_length
 # u16, as cas.formats._common.build_ca_section writes it) + the clear header of the address
 # type: unique (serial, seq, not_after, nonce), shared (shared_address as 3 bytes, members,

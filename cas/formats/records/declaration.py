@@ -2,7 +2,7 @@
 
 :data:`CARD_RECORD` (``RawCopy`` + ``Checksum``) is the reference form of the layout; the
 fast path in :mod:`cas.formats.records.fast` derives its ``struct`` layouts from it
-(:func:`cas.formats._layout.struct_layout`).  Canonical form: flags are 0/1, unused ECM-key
+(:func:`cas.formats.layout.struct_layout`).  Canonical form: flags are 0/1, unused ECM-key
 slots, pairing fields of an unpaired card, unused entitlement slots and OSD padding are all
 zero; anything else is a FormatError, so ``build(parse(b)) == b`` for every accepted ``b``.
 """

@@ -2,7 +2,7 @@
 
 :func:`parse_card_record` / :func:`build_card_record` and the batch iterator read and write
 records with :class:`struct.Struct` objects computed from :data:`CARD_RECORD` by
-:func:`cas.formats._layout.struct_layout` — the layout is declared once.  The unpacking order
+:func:`cas.formats.layout.struct_layout` — the layout is declared once.  The unpacking order
 below is checked against the declaration at import, and
 ``tests/unit/formats/test_records.py`` checks with hypothesis that this path and the
 declarative one accept and reject exactly the same bytes and give equal records.
@@ -17,7 +17,7 @@ from typing import Any
 from cas.access import CardStatus, Entitlement
 from cas.errors import ChecksumError, FormatError
 from cas.formats._common import CRC_CHUNK_RECORDS, bulk_crc_ok, slots_builder
-from cas.formats._layout import check_order, struct_layout
+from cas.formats.layout import check_order, struct_layout
 from cas.formats.records.declaration import (
     CARD_RECORD,
     CARD_RECORD_BODY,
@@ -41,7 +41,7 @@ from cas.formats.records.model import (
 # --- layouts, from the declaration ---------------------------------------------------------------
 # The parser reads the head (everything before the entitlement slots) with one struct and takes
 # the slots it needs as raw slices; the builder packs the whole record.  shared_address (u24)
-# and member_position (u8) come as one u32 (see _layout).
+# and member_position (u8) come as one u32 (see cas.formats.layout).
 _HEAD_FIELDS = (
     "magic", "format_version", "serial", "shared_address+member_position", "ca_system_id",
     "operator_id", "card_os_version", "personalised_s", "expiry_s", "wrapped_cuk",

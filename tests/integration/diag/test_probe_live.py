@@ -4,10 +4,8 @@ give from a file (same services, PIDs, counts, alarms)."""
 
 from __future__ import annotations
 
-import errno
 import json
 import random
-import socket
 import threading
 import time
 from pathlib import Path
@@ -23,6 +21,7 @@ from cas.errors import StreamError
 from cas.formats.emm import EmmHeader, SetStatus, UniqueAddress
 from cas.messages import seal_emm
 from firmware_stub.udpin import UdpInput, parse_input
+from tests.fixtures.net import free_udp_port, wait_udp_bound
 from tests.integration.live.boxproc import datagrams, port_of, udp_send
 
 START_S = 1_790_000_000
@@ -116,30 +115,9 @@ def test_live_probe_with_nothing_received_is_an_error() -> None:
         source.close()
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _when_bound(port: int, timeout_s: float = 30.0) -> None:
-    """Wait until someone else holds the UDP port (the command under test listens)."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-            try:
-                s.bind(("127.0.0.1", port))
-            except OSError as exc:
-                if exc.errno == errno.EADDRINUSE:
-                    return
-                raise
-        time.sleep(0.02)
-    raise AssertionError(f"nobody listened on port {port}")
-
-
 def test_cli_probes_a_udp_input_for_a_duration(scrambled: bytes, tmp_path: Path) -> None:
-    port = _free_port()
-    sender = threading.Thread(target=lambda: (_when_bound(port),
+    port = free_udp_port()
+    sender = threading.Thread(target=lambda: (wait_udp_bound(port, 30.0),
                                               udp_send(port, datagrams(scrambled, rtp=True),
                                                        seconds=1.0)))
     sender.start()

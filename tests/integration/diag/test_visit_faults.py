@@ -13,8 +13,9 @@ from pathlib import Path
 import pytest
 
 from cas.diag.visit import Cause, VisitReport
-from cas.headend.teststream import TestService, TestStreamOptions, make_test_stream
+from cas.headend.teststream import TestService
 from cas.reasons import Reason
+from tests.fixtures.streams import clear_stream
 from tests.integration.diag.bench import (
     KHABAR,
     KINO,
@@ -31,21 +32,15 @@ SERVICES = [TestService(service_id=1001, name="Qazaqstan"),
             TestService(service_id=1024, name="Viasat Sport HD")]
 
 
-def _clear(tmp_path_factory: pytest.TempPathFactory, seconds: float) -> bytes:
-    out = tmp_path_factory.mktemp("clear") / "clear.ts"
-    make_test_stream(SERVICES, out, TestStreamOptions(duration_s=seconds))
-    return out.read_bytes()
-
-
 @pytest.fixture(scope="module")
 def clear_ts(tmp_path_factory: pytest.TempPathFactory) -> bytes:
-    return _clear(tmp_path_factory, 4.0)
+    return clear_stream(tmp_path_factory, SERVICES, 4.0)
 
 
 @pytest.fixture(scope="module")
 def clear_long(tmp_path_factory: pytest.TempPathFactory) -> bytes:
     """Long enough for the 25 s "control word not changing" alarm."""
-    return _clear(tmp_path_factory, 27.0)
+    return clear_stream(tmp_path_factory, SERVICES, 27.0)
 
 
 @pytest.fixture

@@ -10,19 +10,23 @@ key, a card (through a transport) and the scrambled stream.
 from __future__ import annotations
 
 import io
+import json
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
+
+from click.testing import CliRunner
 
 from cas.access import AccessCriteria, CardStatus
 from cas.card.applet import Applet
 from cas.card.client import CardClient
-from cas.card.eeprom import Eeprom
+from cas.card.eeprom import Eeprom, write_image_atomic
 from cas.card.personalise import default_slot, personalise_card
 from cas.card.transport import InProcessTransport
 from cas.crypto import Key, OperatorKeys, chip_blob, unwrap_key, wrap_key
-from cas.formats.chipid import ChipIdRecord
+from cas.formats.chipid import ChipIdRecord, build_chip_id_record
 from cas.formats.emm import (
     AddEntitlement,
     EmmCommand,
@@ -33,6 +37,7 @@ from cas.formats.emm import (
     SetStatus,
     UniqueAddress,
 )
+from cas.formats.records import build_card_record
 from cas.formats.ts import Packetizer
 from cas.headend.ecmgen import EcmSettings, channel_ecms_for
 from cas.headend.scrambler import (
@@ -42,8 +47,11 @@ from cas.headend.scrambler import (
     ScrambleReport,
     payload_cipher,
 )
+from cas.headend.teststream import TestService, TestStreamOptions, make_test_stream
 from cas.messages import seal_emm
 from firmware_stub.box import Box
+from firmware_stub.chipset import save_vendor_key
+from firmware_stub.cli import cli
 
 START_S = 1_750_000_000
 DAY_S = 86_400
@@ -180,3 +188,39 @@ def es_payloads(stream: bytes, pid: int) -> list[bytes]:
         off = 4 if not p[3] & 0x20 else 5 + p[4]
         out.append(p[off:])
     return out
+
+
+def write_box_bench(d: Path, he: HeadEnd, *, chip_id: int, serial: int,
+                    duration_s: float) -> tuple[Path, ChipIdRecord, Card]:
+    """The files a tester has on the bench, in ``d``: a clear stream of Alpha (201) and Beta
+    (202) (``clear.ts``), the box's Chip ID record and vendor key (``chip.rec``,
+    ``vendor.key``), a card image personalised a day before ``START_S`` with PIN 2468
+    (``card.img``) and its ROM key (``rom.key``).  Returns the clear stream's path, the chip
+    and the card (by serial only: the image is the card)."""
+    clear = d / "clear.ts"
+    make_test_stream([TestService(service_id=201, name="Alpha"),
+                      TestService(service_id=202, name="Beta")], clear,
+                     TestStreamOptions(duration_s=duration_s))
+    chip = he.chip(chip_id)
+    (d / "chip.rec").write_bytes(build_chip_id_record(chip))
+    save_vendor_key(d / "vendor.key", he.vendor_key)
+    (d / "rom.key").write_text(he.keys.transport_key().raw().hex() + "\n")
+    record = personalise_card(he.keys, default_slot(serial), now_s=START_S - DAY_S, pin="2468")
+    write_image_atomic(d / "card.img", build_card_record(record))
+    card = Card(serial=serial, applet=None, transport=None, client=None)  # type: ignore[arg-type]
+    return clear, chip, card
+
+
+def stb_scan_json(he: HeadEnd, chip_id: int, stream: bytes, d: Path) -> list[dict[str, Any]]:
+    """``stb --json scan`` of ``stream`` by a box with chip ``chip_id`` and no card (its
+    files written to ``d``); the channels of the lock report.  The command must succeed."""
+    (d / "in.ts").write_bytes(stream)
+    (d / "chip.rec").write_bytes(build_chip_id_record(he.chip(chip_id)))
+    save_vendor_key(d / "vendor.key", he.vendor_key)
+    result = CliRunner().invoke(cli, ["--json", "scan", str(d / "in.ts"),
+                                      "--chip-record", str(d / "chip.rec"),
+                                      "--vendor-key", str(d / "vendor.key"),
+                                      "--nvram", str(d / "nvram.json")])
+    assert result.exit_code == 0, result.output
+    channels: list[dict[str, Any]] = json.loads(result.output)["channels"]
+    return channels

@@ -16,10 +16,11 @@ import pytest
 from cas.access import NO_MATURITY_LIMIT, AccessCriteria, CardStatus
 from cas.formats.ts import Packetizer
 from cas.headend.scrambler import Algorithm
-from cas.headend.teststream import TestService, TestStreamOptions, make_test_stream
+from cas.headend.teststream import TestService
 from cas.reasons import Reason
 from firmware_stub.demux import Demux
 from firmware_stub.nvram import load_nvram
+from tests.fixtures.streams import clear_stream
 from tests.integration.firmware_stub.headend import (
     DAY_S,
     START_S,
@@ -44,13 +45,11 @@ CAT_PID = 1
 
 @pytest.fixture(scope="module")
 def clear_ts(tmp_path_factory: pytest.TempPathFactory) -> bytes:
-    out = tmp_path_factory.mktemp("clear") / "clear.ts"
-    make_test_stream([TestService(service_id=NEWS, name="News"),
-                      TestService(service_id=SPORT, name="Sport"),
-                      TestService(service_id=MOVIES, name="Movies"),
-                      TestService(service_id=REGIONAL, name="Regional")],
-                     out, TestStreamOptions(duration_s=3.0))
-    return out.read_bytes()
+    return clear_stream(tmp_path_factory, [TestService(service_id=NEWS, name="News"),
+                                           TestService(service_id=SPORT, name="Sport"),
+                                           TestService(service_id=MOVIES, name="Movies"),
+                                           TestService(service_id=REGIONAL, name="Regional")],
+                        3.0)
 
 
 @pytest.fixture(scope="module")

@@ -9,21 +9,15 @@ import pytest
 from click.testing import CliRunner
 
 from cas.access import AccessCriteria
-from cas.card.eeprom import write_image_atomic
-from cas.card.personalise import default_slot, personalise_card
-from cas.formats.chipid import build_chip_id_record
-from cas.formats.records import build_card_record
-from cas.headend.teststream import TestService, TestStreamOptions, make_test_stream
-from firmware_stub.chipset import save_vendor_key
 from firmware_stub.cli import cli
 from tests.integration.firmware_stub.headend import (
     DAY_S,
     START_S,
-    Card,
     HeadEnd,
     emm_packets,
     es_payloads,
     insert_after,
+    write_box_bench,
 )
 
 EMM_PID = 0x0BFF
@@ -34,18 +28,8 @@ def bench(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """Files a tester has on the bench: stream, chip record, vendor key, card image, ROM key."""
     d = tmp_path_factory.mktemp("bench")
     he = HeadEnd(seed=11)
-    clear = d / "clear.ts"
-    make_test_stream([TestService(service_id=201, name="Alpha"),
-                      TestService(service_id=202, name="Beta")], clear,
-                     TestStreamOptions(duration_s=2.0))
-    chip = he.chip(0x5EB0001)
-    (d / "chip.rec").write_bytes(build_chip_id_record(chip))
-    save_vendor_key(d / "vendor.key", he.vendor_key)
-    (d / "rom.key").write_text(he.keys.transport_key().raw().hex() + "\n")
-    serial = 3_000_000_001
-    record = personalise_card(he.keys, default_slot(serial), now_s=START_S - DAY_S, pin="2468")
-    write_image_atomic(d / "card.img", build_card_record(record))
-    card = Card(serial=serial, applet=None, transport=None, client=None)  # type: ignore[arg-type]
+    clear, chip, card = write_box_bench(d, he, chip_id=0x5EB0001, serial=3_000_000_001,
+                                        duration_s=2.0)
     emms = [he.pair_emm(card, chip), he.activate_emm(card, [1])]
     scrambled, _ = he.scramble(clear.read_bytes(), {
         201: AccessCriteria(channel_id=201, package_ids=(1,)),

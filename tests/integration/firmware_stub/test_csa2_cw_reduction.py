@@ -17,8 +17,9 @@ from cas.access import AccessCriteria
 from cas.crypto.cw import is_reduced_cw, reduce_cw
 from cas.headend.ecmgen import EcmGenerator, cw_slots
 from cas.headend.scrambler import Algorithm, ScrambleConfig, Scrambler
-from cas.headend.teststream import TestService, TestStreamOptions, make_test_stream
+from cas.headend.teststream import TestService
 from cas.reasons import Reason
+from tests.fixtures.streams import clear_stream
 from tests.integration.firmware_stub.headend import (
     START_S,
     HeadEnd,
@@ -77,10 +78,7 @@ class _Csa2AsGiven:
 
 @pytest.fixture(scope="module")
 def clear_ts(tmp_path_factory: pytest.TempPathFactory) -> bytes:
-    out = tmp_path_factory.mktemp("clear") / "clear.ts"
-    make_test_stream([TestService(service_id=NEWS, name="News")], out,
-                     TestStreamOptions(duration_s=3.0))
-    return out.read_bytes()
+    return clear_stream(tmp_path_factory, [TestService(service_id=NEWS, name="News")], 3.0)
 
 
 def test_ecms_with_full_cws_open_a_stream_scrambled_with_reduced_cws(clear_ts: bytes) -> None:

@@ -4,25 +4,21 @@ its channels by the SDT's logical_channel_descriptor, not by service_id."""
 from __future__ import annotations
 
 import io
-import json
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
 
 from cas.access import AccessCriteria
-from cas.formats.chipid import build_chip_id_record
 from cas.headend.ecmgen import EcmSettings, channel_ecms_for
 from cas.headend.scrambler import Algorithm, ScrambleConfig, Scrambler, payload_cipher
 from cas.headend.teststream import TestService, TestStreamOptions, make_test_stream
 from cas.reasons import Reason
-from firmware_stub.chipset import save_vendor_key
-from firmware_stub.cli import cli
 from tests.integration.firmware_stub.headend import (
     START_S,
     HeadEnd,
     emm_packets,
     insert_after,
+    stb_scan_json,
 )
 
 NEWS, SPORT = 1001, 1012
@@ -68,14 +64,6 @@ def test_box_scan_numbers_channels_by_lcn(he: HeadEnd, stream: bytes) -> None:
 
 
 def test_stb_scan_json_shows_the_numbers(he: HeadEnd, stream: bytes, tmp_path: Path) -> None:
-    (tmp_path / "in.ts").write_bytes(stream)
-    (tmp_path / "chip.rec").write_bytes(build_chip_id_record(he.chip(0x0A100002)))
-    save_vendor_key(tmp_path / "vendor.key", he.vendor_key)
-    result = CliRunner().invoke(cli, ["--json", "scan", str(tmp_path / "in.ts"),
-                                      "--chip-record", str(tmp_path / "chip.rec"),
-                                      "--vendor-key", str(tmp_path / "vendor.key"),
-                                      "--nvram", str(tmp_path / "nvram.json")])
-    assert result.exit_code == 0, result.output
-    channels = json.loads(result.output)["channels"]
+    channels = stb_scan_json(he, 0x0A100002, stream, tmp_path)
     assert {(c["channel"], c["service_id"], c["name"]) for c in channels} == {
         (1, NEWS, "News"), (12, SPORT, "Sport")}

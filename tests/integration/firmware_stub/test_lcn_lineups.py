@@ -6,22 +6,17 @@ SDT (153-channel ATV+: the test stream is made in groups)."""
 from __future__ import annotations
 
 import io
-import json
 from importlib import resources
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
 
 from cas.billing.catalog import load_lineup
 from cas.formats import psi
-from cas.formats.chipid import build_chip_id_record
 from cas.headend.ecmgen import EcmSettings, channel_ecms_for, criteria_from_lineup
 from cas.headend.scrambler import Algorithm, ScrambleConfig, Scrambler, payload_cipher
 from cas.headend.teststream import TestService, TestStreamOptions, make_test_stream
-from firmware_stub.chipset import save_vendor_key
-from firmware_stub.cli import cli
-from tests.integration.firmware_stub.headend import START_S, HeadEnd
+from tests.integration.firmware_stub.headend import START_S, HeadEnd, stb_scan_json
 from tests.unit.headend.helpers import sections_on
 
 LINEUPS = sorted(p.name for p in resources.files("cas.billing.lineups").iterdir()
@@ -76,15 +71,7 @@ def test_stb_scan_of_the_full_tvplus_lineup_shows_the_catalogue_numbers(
     assert len(numbers) == 27
     sdt_sections = [s for _, s in sections_on(stream, psi.SDT_PID)]
     assert {psi.parse_sdt(s).last_section_number for s in sdt_sections} == {1}
-    (tmp_path / "in.ts").write_bytes(stream)
-    (tmp_path / "chip.rec").write_bytes(build_chip_id_record(he.chip(0x0A200002)))
-    save_vendor_key(tmp_path / "vendor.key", he.vendor_key)
-    result = CliRunner().invoke(cli, ["--json", "scan", str(tmp_path / "in.ts"),
-                                      "--chip-record", str(tmp_path / "chip.rec"),
-                                      "--vendor-key", str(tmp_path / "vendor.key"),
-                                      "--nvram", str(tmp_path / "nvram.json")])
-    assert result.exit_code == 0, result.output
-    channels = json.loads(result.output)["channels"]
+    channels = stb_scan_json(he, 0x0A200002, stream, tmp_path)
     assert {c["channel"]: c["service_id"] for c in channels} == {
         number: sid for sid, number in numbers.items()}
     assert 1001 not in {c["channel"] for c in channels}

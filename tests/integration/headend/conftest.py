@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -12,27 +11,16 @@ import pytest
 from cas.billing.accounts import create_account, link_card
 from cas.billing.service import pay, subscribe
 from cas.billing.setup import use_profile
-from cas.card.applet import Applet
 from cas.card.client import CardClient
-from cas.card.eeprom import Eeprom
-from cas.card.personalise import CardSlot, personalise_card
-from cas.card.transport import InProcessTransport
+from cas.card.personalise import CardSlot
 from cas.crypto import OperatorKeys
 from cas.errors import StatusWordError
-from cas.store.engine import Store, open_store
-from cas.store.repo import register_card
+from cas.store.engine import open_store
+from tests.fixtures.cards import Base, in_process_card, register_cards
+from tests.fixtures.seeded import seeded_keys
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 FIRST_SERIAL = 2_000_000_001
-
-
-@dataclass
-class Base:
-    store: Store
-    keys: OperatorKeys
-    serials: list[int]
-    slots: dict[int, CardSlot]
-    accounts: dict[int, str]  # serial -> account number
 
 
 def make_base(tmp_path: Path, keys: OperatorKeys, *, cards: int, subscribe_every: int = 1,
@@ -41,14 +29,11 @@ def make_base(tmp_path: Path, keys: OperatorKeys, *, cards: int, subscribe_every
     every 3rd of those the VIP Premiere add-on too; card 2 is left without an account."""
     store = open_store(data_dir=tmp_path / "store")
     serials = list(range(FIRST_SERIAL, FIRST_SERIAL + cards))
-    slots: dict[int, CardSlot] = {}
     accounts: dict[int, str] = {}
     with store.transaction() as s:
         use_profile(s, "tvplus", clock_start=T0)
+        slots = register_cards(s, serials, T0)
         for i, serial in enumerate(serials):
-            slot = register_card(s, serial, at=T0)
-            slots[serial] = CardSlot(serial=serial, shared_address=slot.shared_address,
-                                     member_position=slot.member_position)
             if i == 2 or i % subscribe_every:
                 continue
             acc = create_account(s, surname="Test", name=f"N{i}", at=T0)
@@ -64,9 +49,7 @@ def make_base(tmp_path: Path, keys: OperatorKeys, *, cards: int, subscribe_every
 
 
 def make_card(keys: OperatorKeys, slot: CardSlot) -> CardClient:
-    rec = personalise_card(keys, slot, now_s=int(T0.timestamp()) - 86400)
-    applet = Applet(Eeprom(rec), rom_key=keys.transport_key())
-    return CardClient(InProcessTransport(applet))
+    return in_process_card(keys, slot, T0)
 
 
 def feed(card: CardClient, sections: list[bytes]) -> int:
@@ -84,10 +67,7 @@ def feed(card: CardClient, sections: list[bytes]) -> int:
 
 @pytest.fixture(scope="module")
 def keys() -> OperatorKeys:
-    import random
-
-    r = random.Random(7)
-    return OperatorKeys.generate(lambda n: r.randbytes(n))
+    return seeded_keys(7)
 
 
 @pytest.fixture

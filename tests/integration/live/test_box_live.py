@@ -15,22 +15,14 @@ from pathlib import Path
 import pytest
 
 from cas.access import AccessCriteria, CardStatus
-from cas.card.eeprom import write_image_atomic
-from cas.card.personalise import default_slot, personalise_card
-from cas.formats.chipid import build_chip_id_record
 from cas.formats.emm import SetStatus
-from cas.formats.records import build_card_record
 from cas.formats.ts import Packetizer
-from cas.headend.teststream import TestService, TestStreamOptions, make_test_stream
-from firmware_stub.chipset import save_vendor_key
 from tests.integration.firmware_stub.headend import (
-    DAY_S,
-    START_S,
-    Card,
     HeadEnd,
     es_payloads,
     insert_after,
     insert_at_fraction,
+    write_box_bench,
 )
 from tests.integration.live.boxproc import (
     STB,
@@ -52,18 +44,8 @@ def bench(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     package 2 bought at 40 %, the card suspended at 75 %."""
     d = tmp_path_factory.mktemp("live-bench")
     he = HeadEnd(seed=21)
-    clear = d / "clear.ts"
-    make_test_stream([TestService(service_id=201, name="Alpha"),
-                      TestService(service_id=202, name="Beta")], clear,
-                     TestStreamOptions(duration_s=6.0))
-    chip = he.chip(0x5EB0101)
-    (d / "chip.rec").write_bytes(build_chip_id_record(chip))
-    save_vendor_key(d / "vendor.key", he.vendor_key)
-    (d / "rom.key").write_text(he.keys.transport_key().raw().hex() + "\n")
-    serial = 3_000_000_101
-    record = personalise_card(he.keys, default_slot(serial), now_s=START_S - DAY_S, pin="2468")
-    write_image_atomic(d / "card.img", build_card_record(record))
-    card = Card(serial=serial, applet=None, transport=None, client=None)  # type: ignore[arg-type]
+    clear, chip, card = write_box_bench(d, he, chip_id=0x5EB0101, serial=3_000_000_101,
+                                        duration_s=6.0)
     start = [he.pair_emm(card, chip), he.activate_emm(card, [1])]
     second = [he.activate_emm(card, [1, 2])]
     suspend = [he.emm(card, [SetStatus(status=CardStatus.SUSPENDED)])]

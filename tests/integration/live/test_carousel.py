@@ -5,8 +5,6 @@ is aired, once."""
 
 from __future__ import annotations
 
-import random
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -16,20 +14,18 @@ from cas.billing.accounts import create_account, kill_card, link_card
 from cas.billing.service import pay, subscribe
 from cas.billing.setup import use_profile
 from cas.billing.state import card_state_at
-from cas.card.applet import Applet
 from cas.card.client import CardClient
-from cas.card.eeprom import Eeprom
-from cas.card.personalise import CardSlot, personalise_card
-from cas.card.transport import InProcessTransport
+from cas.card.personalise import CardSlot
 from cas.crypto import OperatorKeys
 from cas.errors import StatusWordError
 from cas.formats.emm import parse_emm
 from cas.live.carousel import CarouselSettings, EmmCarousel
 from cas.live.metrics import LiveMetrics
 from cas.live.outbox import latest_unique, stale_serials
-from cas.store.engine import Store, open_store
+from cas.store.engine import open_store
 from cas.store.models import EmmOutbox
-from cas.store.repo import register_card
+from tests.fixtures.cards import Base, in_process_card, register_cards
+from tests.fixtures.seeded import seeded_keys
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 FIRST_SERIAL = 3_000_000_001
@@ -37,32 +33,19 @@ SW_REPLAYED = 0x9811
 SW_NOT_ADDRESSED = 0x9812
 
 
-@dataclass
-class Base:
-    store: Store
-    keys: OperatorKeys
-    serials: list[int]
-    slots: dict[int, CardSlot]
-    accounts: dict[int, str]
-
-
 def make_keys() -> OperatorKeys:
-    r = random.Random(11)
-    return OperatorKeys.generate(lambda n: r.randbytes(n))
+    return seeded_keys(11)
 
 
 def make_base(url: str, keys: OperatorKeys, *, cards: int = 4) -> Base:
     """``cards`` cards, each on its own account with money but no package yet."""
     store = open_store(db_url=url)
     serials = list(range(FIRST_SERIAL, FIRST_SERIAL + cards))
-    slots: dict[int, CardSlot] = {}
     accounts: dict[int, str] = {}
     with store.transaction() as s:
         use_profile(s, "tvplus", clock_start=T0)
+        slots = register_cards(s, serials, T0)
         for i, serial in enumerate(serials):
-            slot = register_card(s, serial, at=T0)
-            slots[serial] = CardSlot(serial=serial, shared_address=slot.shared_address,
-                                     member_position=slot.member_position)
             acc = create_account(s, surname="Live", name=f"N{i}", at=T0)
             accounts[serial] = acc.account_number
             link_card(s, serial=serial, account_number=acc.account_number, at=T0)
@@ -70,8 +53,7 @@ def make_base(url: str, keys: OperatorKeys, *, cards: int = 4) -> Base:
 
 
 def make_card(keys: OperatorKeys, slot: CardSlot) -> CardClient:
-    rec = personalise_card(keys, slot, now_s=int(T0.timestamp()) - 86400)
-    return CardClient(InProcessTransport(Applet(Eeprom(rec), rom_key=keys.transport_key())))
+    return in_process_card(keys, slot, T0)
 
 
 def offer(card: CardClient, sections: list[bytes]) -> tuple[int, int]:

@@ -33,6 +33,7 @@ import httpx
 import pytest
 
 from cas.billing import service
+from tests.fixtures.net import wait_udp_bound
 from tests.integration.live.boxproc import Event, StbProcess, port_of
 from tests.integration.live.world import (
     CAS,
@@ -47,7 +48,6 @@ from tests.integration.live.world import (
     headend_config,
     start_headend,
     start_web,
-    wait_bound,
 )
 
 pytestmark = pytest.mark.slow
@@ -253,7 +253,7 @@ def test_diag_stream_probes_the_live_headend(tmp_path: Path) -> None:
                              stderr=subprocess.PIPE)
     headend = None
     try:
-        wait_bound(port)
+        wait_udp_bound(port)
         headend = start_headend(world, headend_config(world, port))
         out, err = probe.communicate(timeout=120)
     finally:

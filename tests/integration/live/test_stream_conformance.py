@@ -31,6 +31,7 @@ from cas.crypto import OperatorKeys
 from cas.crypto.keys import default_key_path
 from cas.headend.teststream import TestService, TestStreamOptions, make_test_stream
 from cas.store.engine import open_store
+from tests.fixtures.net import free_tcp_port
 from tests.unit.headend.helpers import (
     cissa_decrypt_payload,
     csa2_decrypt_payload,
@@ -415,12 +416,6 @@ def test_file_capture_descrambles_to_the_source(lab: Path, tmp_path: Path,
     assert rows > 100
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def test_ecms_from_an_ecmg_over_simulcrypt(lab: Path, tmp_path: Path) -> None:
     """``ecm_source = "simulcrypt"``: the CWs go to ``cas ecmg serve`` (a separate process, real
     TCP) in CW_provisions; its ECMs are on air, open with the operator's ECM key and carry the
@@ -428,7 +423,7 @@ def test_ecms_from_an_ecmg_over_simulcrypt(lab: Path, tmp_path: Path) -> None:
     from cas.crypto.keys import OperatorKeys as Keys
     from cas.messages import open_ecm
 
-    port = _free_port()
+    port = free_tcp_port()
     env = dict(os.environ)
     env.pop("CAS_DATA_DIR", None)
     ecmg = subprocess.Popen([CAS, "--data-dir", str(lab / "data"), "ecmg", "serve", "--port",

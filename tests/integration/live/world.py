@@ -10,7 +10,6 @@ The processes are the real commands: ``cas serve all`` (operator API and portal,
 
 from __future__ import annotations
 
-import errno
 import os
 import signal
 import socket
@@ -236,16 +235,3 @@ def free_udp_port() -> int:
         return int(s.getsockname()[1])
 
 
-def wait_bound(port: int, timeout_s: float = 60.0) -> None:
-    """Wait until another process holds UDP ``port`` on 127.0.0.1 (a receiver listens)."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-            try:
-                s.bind(("127.0.0.1", port))
-            except OSError as exc:
-                if exc.errno == errno.EADDRINUSE:
-                    return
-                raise
-        time.sleep(0.02)
-    raise AssertionError(f"nothing listens on UDP port {port}")

@@ -22,14 +22,9 @@ from cas.cli.main import cli
 from cas.crypto import OperatorKeys
 from cas.formats import ts
 from cas.headend.simulcrypt import access_criteria as ac
+from tests.fixtures.net import free_tcp_port
 
 AC_HEX = ac.encode_full(AccessCriteria(channel_id=3001, package_ids=(1, 2))).hex()
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _wait_listening(port: int, proc: subprocess.Popen[bytes]) -> None:
@@ -74,7 +69,7 @@ def test_access_criteria_command() -> None:
 
 
 def test_ecmg_serve_and_scs_test(env: dict[str, str], tmp_path: Path) -> None:
-    port = _free_port()
+    port = free_tcp_port()
     proc = _serve(["ecmg", "serve", "--port", str(port), "--keys", str(tmp_path / "keys.toml"),
                    "--lineup", "atvplus.toml", "--duration-s", "8"], port, env)
     try:
@@ -106,7 +101,7 @@ def test_ecmg_serve_and_scs_test(env: dict[str, str], tmp_path: Path) -> None:
 
 
 def test_nothing_listening_is_a_protocol_error() -> None:
-    result = CliRunner().invoke(cli, ["scs", "test", "--ecmg", f"127.0.0.1:{_free_port()}",
+    result = CliRunner().invoke(cli, ["scs", "test", "--ecmg", f"127.0.0.1:{free_tcp_port()}",
                                       "--service-id", "1", "--timeout-s", "1"])
     assert result.exit_code == 9
     assert "Traceback" not in result.output
@@ -117,7 +112,7 @@ def test_mux_serve_and_emmg_run(env: dict[str, str], tmp_path: Path) -> None:
     source = tmp_path / "emm.sections"
     source.write_bytes(b"".join(sections))
     out = tmp_path / "mux.ts"
-    port = _free_port()
+    port = free_tcp_port()
     proc = _serve(["--json", "mux", "serve", "--port", str(port), "--output", str(out),
                    "--pid", "0x0C05", "--duration-s", "6"], port, env)
     try:
@@ -170,7 +165,7 @@ def test_ecmg_serve_logs_what_it_promises(env: dict[str, str], tmp_path: Path,
     from cas.headend.simulcrypt import ecmgscs as E
     from cas.headend.simulcrypt.events import CpCw
 
-    port = _free_port()
+    port = free_tcp_port()
     args = ["ecmg", "serve", "--port", str(port), "--keys", str(tmp_path / "keys.toml"),
             "--idle-timeout-s", "0.5", "--duration-s", "30"] + (["-" + "v" * verbose]
                                                               if verbose else [])
@@ -212,7 +207,7 @@ def test_ecmg_serve_logs_what_it_promises(env: dict[str, str], tmp_path: Path,
 def test_mux_serve_logs_connections_and_refusals(env: dict[str, str], tmp_path: Path) -> None:
     from cas.headend.simulcrypt import emmgmux as M
 
-    port = _free_port()
+    port = free_tcp_port()
     proc = _serve(["mux", "serve", "--port", str(port), "--output", str(tmp_path / "mux.ts"),
                    "--client-id", "0xDEAD0001", "--idle-timeout-s", "0.3", "--duration-s", "30",
                    "-v"], port, env)
@@ -235,7 +230,7 @@ def test_emmg_run_without_a_mux_retries_then_says_why(env: dict[str, str],
                                                       tmp_path: Path) -> None:
     source = tmp_path / "emm.sections"
     source.write_bytes(bytes((0x82, 0x70, 4)) + bytes(4))
-    port = _free_port()
+    port = free_tcp_port()
     done = subprocess.run(
         [sys.executable, "-c", "from cas.cli.main import main; main()", "emmg", "run", "--mux",
          f"127.0.0.1:{port}", "--input", str(source), "--connect-attempts", "3"],
@@ -253,7 +248,7 @@ def test_emmg_run_closes_stream_and_channel_when_its_input_is_wrong(
     """--ts-packets with a sections file: the EMMG closes what it set up, then fails."""
     source = tmp_path / "emm.sections"
     source.write_bytes(b"".join(bytes((0x82, 0x70, 20)) + bytes(20) for _ in range(3)))
-    port = _free_port()
+    port = free_tcp_port()
     proc = _serve(["mux", "serve", "--port", str(port), "--output", str(tmp_path / "mux.ts"),
                    "--duration-s", "30", "-vv"], port, env)
     try:
@@ -280,7 +275,7 @@ def test_emmg_run_over_udp_delivers_all_and_confirms_none(env: dict[str, str],
     source = tmp_path / "emm.sections"
     source.write_bytes(b"".join(sections))
     out = tmp_path / "mux.ts"
-    port = _free_port()
+    port = free_tcp_port()
     proc = _serve(["--json", "mux", "serve", "--port", str(port), "--output", str(out),
                    "--duration-s", "30"], port, env)
     try:

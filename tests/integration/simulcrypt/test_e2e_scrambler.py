@@ -19,8 +19,9 @@ from cas.headend.scrambler import Algorithm, ScrambleConfig, Scrambler, payload_
 from cas.headend.simulcrypt import access_criteria as ac
 from cas.headend.simulcrypt.ecmg import EcmgConfig, EcmgServer, sealed_ecm_builder
 from cas.headend.simulcrypt.scs import BlockingScsClient, EcmgServiceCrypto
-from cas.headend.teststream import TestService, TestStreamOptions, make_test_stream
+from cas.headend.teststream import TestService
 from cas.reasons import Reason
+from tests.fixtures.streams import clear_stream
 from tests.integration.firmware_stub.headend import (
     START_S,
     HeadEnd,
@@ -41,11 +42,8 @@ CAT_PID = 1
 
 @pytest.fixture(scope="module")
 def clear_ts(tmp_path_factory: pytest.TempPathFactory) -> bytes:
-    out = tmp_path_factory.mktemp("clear") / "clear.ts"
-    make_test_stream([TestService(service_id=NEWS, name="News"),
-                      TestService(service_id=SPORT, name="Sport")],
-                     out, TestStreamOptions(duration_s=3.0))
-    return out.read_bytes()
+    return clear_stream(tmp_path_factory, [TestService(service_id=NEWS, name="News"),
+                                           TestService(service_id=SPORT, name="Sport")], 3.0)
 
 
 @pytest.mark.parametrize(("algorithm", "ts_packets"), [(Algorithm.CSA2, False),

@@ -19,6 +19,7 @@ from click.testing import CliRunner
 
 from cas.cli.main import cli
 from cas.store.engine import Store
+from tests.fixtures.net import free_tcp_port
 from tests.integration.web.seed import seed_operator
 
 pytestmark = pytest.mark.slow
@@ -61,12 +62,6 @@ def test_apikey_create_list_revoke(tmp_path: Path) -> None:
     rows = json.loads(runner.invoke(cli, ["--json", "--data-dir", str(data), "serve", "apikey",
                                           "list"]).output)
     assert next(r for r in rows if r["key_id"] == key["key_id"])["revoked_at_s"] is not None
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _serve(args: list[str], port: int, env: dict[str, str]) -> subprocess.Popen[bytes]:
@@ -123,7 +118,7 @@ def test_serve_all_on_the_data_dir_sqlite_store(tmp_path: Path) -> None:
     made = CliRunner().invoke(cli, ["--json", "--data-dir", str(data), "serve", "apikey",
                                     "create", "--operator", "atvplus"])
     key = json.loads(made.output)["api_key"]
-    port = _free_port()
+    port = free_tcp_port()
     proc = _serve(["--data-dir", str(data), "serve", "all", "--host", "127.0.0.1"], port,
                   _main_env())
     try:
@@ -139,7 +134,7 @@ def test_serve_api_and_portal_on_postgresql(tmp_path: Path, postgres_server: Any
     store = Store.open(url)
     seeded = seed_operator(store, "atvplus")
     store.dispose()
-    port = _free_port()
+    port = free_tcp_port()
     env = _main_env(CAS_WEB_SECRET="ab" * 32)
     proc = _serve(["--data-dir", str(tmp_path / "d"), "serve", "api", "--db-url", url], port,
                   env)
@@ -152,7 +147,7 @@ def test_serve_api_and_portal_on_postgresql(tmp_path: Path, postgres_server: Any
         assert httpx.get(f"{base}/atvplus/login", timeout=10).status_code == 404
     finally:
         _stop(proc)
-    port = _free_port()
+    port = free_tcp_port()
     proc = _serve(["--data-dir", str(tmp_path / "d"), "serve", "portal", "--db-url", url],
                   port, env)
     try:

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import struct
-import zlib
 from typing import Any
 
 import pytest
@@ -28,6 +26,7 @@ from cas.formats.chipid import (
     parse_chip_id_record_declarative,
 )
 from cas.formats.records import BATCH_HEADER_SIZE
+from tests.unit.formats.fastpath import outcome, with_crc
 from tests.unit.formats.record_strategies import chip_id_records
 
 SAMPLE = ChipIdRecord(
@@ -38,21 +37,6 @@ SAMPLE = ChipIdRecord(
     firmware_version=0x02010003,
     manufactured_s=1_690_000_000,
 )
-
-
-def _fix_crc(raw: bytearray) -> bytes:
-    n = CHIP_ID_RECORD_SIZE - 4
-    struct.pack_into(">I", raw, n, zlib.crc32(raw[:n]))
-    return bytes(raw)
-
-
-def _outcome(fn: Any, data: bytes) -> tuple[str, Any]:
-    try:
-        return "ok", fn(data)
-    except ChecksumError:
-        return "checksum", None
-    except FormatError:
-        return "format", None
 
 
 @given(chip_id_records)
@@ -71,7 +55,7 @@ def mutated(draw: st.DrawFn) -> bytes:
         raw[draw(st.integers(0, CHIP_ID_RECORD_SIZE - 5))] = draw(
             st.sampled_from([0, 0x1F, 0x20, 0x41, 0x7E, 0x7F, 0x80, 0xFF]) | st.integers(0, 255)
         )
-    return _fix_crc(raw) if draw(st.integers(0, 9)) else bytes(raw)
+    return with_crc(raw) if draw(st.integers(0, 9)) else bytes(raw)
 
 
 _BASE = build_chip_id_record(SAMPLE)
@@ -80,7 +64,7 @@ _BASE = build_chip_id_record(SAMPLE)
 def _poke(offset: int, value: bytes) -> bytes:
     raw = bytearray(_BASE)
     raw[offset : offset + len(value)] = value
-    return _fix_crc(raw)
+    return with_crc(raw)
 
 
 @given(mutated() | st.binary(min_size=CHIP_ID_RECORD_SIZE, max_size=CHIP_ID_RECORD_SIZE))
@@ -90,8 +74,8 @@ def _poke(offset: int, value: bytes) -> bytes:
 @example(_poke(9, bytes(16)))  # empty vendor: allowed
 @example(_poke(4, b"\x02"))  # version
 def test_fast_path_matches_declarative(raw: bytes) -> None:
-    fast = _outcome(parse_chip_id_record, raw)
-    assert fast == _outcome(parse_chip_id_record_declarative, raw)
+    fast = outcome(parse_chip_id_record, raw)
+    assert fast == outcome(parse_chip_id_record_declarative, raw)
     if fast[0] == "ok":
         assert build_chip_id_record(fast[1]) == raw
 
@@ -184,13 +168,13 @@ def test_bad_record_in_a_large_batch_is_named(bad: int, pos: int, xor: int, fix:
     broken = bytearray(good[bad])
     broken[pos] ^= xor
     if fix and pos < CHIP_ID_RECORD_SIZE - 4:
-        _fix_crc(broken)
+        with_crc(broken)
     recs = [*good[:bad], bytes(broken), *good[bad + 1 :]]
     raw = R.build_batch(
         magic=R.CHIP_BATCH_MAGIC, record_version=1, record_size=CHIP_ID_RECORD_SIZE,
         created_s=0, issuer="A", records=recs, root="chip_batch",
     )
-    single = _outcome(parse_chip_id_record, bytes(broken))
+    single = outcome(parse_chip_id_record, bytes(broken))
     if single[0] == "ok":
         assert list(iter_chip_id_records(raw))[bad] == single[1]
         return

@@ -1,4 +1,4 @@
-"""cas.formats._layout: struct layouts derived from construct declarations."""
+"""cas.formats.layout: struct layouts derived from construct declarations."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import construct as cs
 import pytest
 
 from cas.formats import chipid, emm, records
-from cas.formats._layout import check_order, struct_layout
+from cas.formats.layout import check_order, struct_layout
 
 
 def _same(fmt_a: str, fmt_b: str) -> bool:

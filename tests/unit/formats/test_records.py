@@ -6,7 +6,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import mmap
-import struct
 import zlib
 from typing import Any
 
@@ -35,6 +34,7 @@ from cas.formats.records import (
     read_card_batch_header,
 )
 from cas.formats.records import fast as records_fast
+from tests.unit.formats.fastpath import outcome, with_crc
 from tests.unit.formats.record_strategies import card_records
 
 SAMPLE = CardRecord(
@@ -52,20 +52,6 @@ SAMPLE = CardRecord(
     last_osd_message="Оплатите до 01.05",
     entitlements=(Entitlement(package_id=1, start_s=1_700_000_000, end_s=1_702_592_000),),
 )
-
-
-def _fix_crc(raw: bytearray) -> bytes:
-    struct.pack_into(">I", raw, CARD_RECORD_SIZE - 4, zlib.crc32(raw[: CARD_RECORD_SIZE - 4]))
-    return bytes(raw)
-
-
-def _outcome(fn: Any, data: bytes) -> tuple[str, Any]:
-    try:
-        return "ok", fn(data)
-    except ChecksumError:
-        return "checksum", None
-    except FormatError:
-        return "format", None
 
 
 # --- round trips ------------------------------------------------------------------------------
@@ -96,7 +82,7 @@ def mutated_records(draw: st.DrawFn) -> bytes:
     for _ in range(draw(st.integers(0, 4))):
         pos = draw(st.integers(0, CARD_RECORD_SIZE - 5))
         raw[pos] = draw(st.integers(0, 255))
-    return _fix_crc(raw) if draw(st.integers(0, 9)) else bytes(raw)
+    return with_crc(raw) if draw(st.integers(0, 9)) else bytes(raw)
 
 
 # hand-picked bytes for every check (offsets: docs/formats.md §2)
@@ -106,7 +92,7 @@ _BASE = bytearray(build_card_record(SAMPLE))
 def _poke(offset: int, value: bytes) -> bytes:
     raw = bytearray(_BASE)
     raw[offset : offset + len(value)] = value
-    return _fix_crc(raw)
+    return with_crc(raw)
 
 
 @given(mutated_records() | st.binary(min_size=CARD_RECORD_SIZE, max_size=CARD_RECORD_SIZE))
@@ -125,8 +111,8 @@ def _poke(offset: int, value: bytes) -> bytes:
 @example(_poke(306, b"\x00"))  # count 0 but slot 0 used
 @example(_poke(626, b"\x01"))  # last entitlement slot not zero
 def test_fast_path_matches_declarative(raw: bytes) -> None:
-    fast = _outcome(parse_card_record, raw)
-    slow = _outcome(parse_card_record_declarative, raw)
+    fast = outcome(parse_card_record, raw)
+    slow = outcome(parse_card_record_declarative, raw)
     assert fast == slow
     if fast[0] == "ok":
         assert build_card_record(fast[1]) == raw  # canonical: accepted bytes rebuild exactly
@@ -322,9 +308,9 @@ def test_bad_record_in_a_large_batch_is_named(bad: int, pos: int, xor: int, fix:
     broken = bytearray(good[bad])
     broken[pos] ^= xor
     if fix and pos < CARD_RECORD_SIZE - 4:
-        _fix_crc(broken)
+        with_crc(broken)
     recs = [*good[:bad], bytes(broken), *good[bad + 1 :]]
-    single = _outcome(parse_card_record, bytes(broken))
+    single = outcome(parse_card_record, bytes(broken))
     if single[0] == "ok":  # e.g. a flip inside a wrapped key with the CRC fixed
         assert list(iter_card_records(_raw_batch(recs)))[bad] == single[1]
         return

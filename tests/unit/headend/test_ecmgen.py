@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import io
 import itertools
-import random
-from collections.abc import Callable
 from datetime import UTC, datetime
 
 import pytest
@@ -30,24 +28,20 @@ from cas.headend.ecmgen import (
 )
 from cas.headend.scrambler import Algorithm, ScrambleConfig, Scrambler, payload_cipher
 from cas.messages import open_ecm
+from tests.fixtures.seeded import seeded_keys, seeded_rng
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 CRIT = AccessCriteria(channel_id=1001, package_ids=(1, 7), regions=(398,), maturity_rating=16)
 
 
-def _rng(seed: int = 1) -> Callable[[int], bytes]:
-    r = random.Random(seed)
-    return lambda n: r.randbytes(n)
-
-
 @pytest.fixture(scope="module")
 def keys() -> OperatorKeys:
-    return OperatorKeys.generate(_rng(99))
+    return seeded_keys(99)
 
 
 def test_ecm_opens_with_the_ecm_key_and_carries_criteria_and_both_cws(keys: OperatorKeys) -> None:
-    gen = EcmGenerator(keys, ecm_key_index=3, rng=_rng())
-    sched = CwSchedule(rng=_rng(2))
+    gen = EcmGenerator(keys, ecm_key_index=3, rng=seeded_rng())
+    sched = CwSchedule(rng=seeded_rng(2))
     for cp in (0, 1, 2, 7):
         even, odd = sched.pair(cp)
         section = gen.ecm(CRIT, cp=cp, cw_even=even, cw_odd=odd, timestamp_s=1_770_000_000 + cp)
@@ -65,12 +59,12 @@ def test_ecm_opens_with_the_ecm_key_and_carries_criteria_and_both_cws(keys: Oper
 
 
 def test_cws_are_fresh_per_period_and_checksummed() -> None:
-    sched = CwSchedule(rng=_rng())
+    sched = CwSchedule(rng=seeded_rng())
     cws = [sched.cw(cp) for cp in range(50)]
     assert len(set(cws)) == 50
     assert all(is_reduced_cw(cw) for cw in cws)
     assert sched.cw(49) == cws[49]  # stable while in use
-    cissa = CwSchedule(cw_length=16, rng=_rng())
+    cissa = CwSchedule(cw_length=16, rng=seeded_rng())
     assert len(cissa.cw(0)) == 16 and cissa.cw(0) != cissa.cw(1)
 
 
@@ -84,7 +78,7 @@ def test_cw_slots_put_current_in_its_parity(cp: int, cur: bytes, nxt: bytes) -> 
 def test_generate_ecms_is_deterministic_and_ordered(keys: OperatorKeys) -> None:
     crit2 = AccessCriteria(channel_id=1002, package_ids=(1,))
     runs = [list(generate_ecms(keys, [CRIT, crit2], periods=4, clock=lambda: T0,
-                               rng=_rng(5))) for _ in range(2)]
+                               rng=seeded_rng(5))) for _ in range(2)]
     assert runs[0] == runs[1]
     ecms = runs[0]
     assert [(e.channel_id, e.cp) for e in ecms] == [(c, p) for p in range(4) for c in (1001, 1002)]
@@ -135,7 +129,7 @@ def test_scrambler_with_real_ecms_uses_the_cw_the_ecm_carries(keys: OperatorKeys
                              TestStreamOptions(duration_s=2.5)).read_bytes()
     settings = EcmSettings(crypto_period_ms=1000)
     services = channel_ecms_for(keys, {1001: CRIT}, settings=settings, start_s=1_770_000_000,
-                                rng=_rng(3))
+                                rng=seeded_rng(3))
     log: list[object] = []
     scr = Scrambler(ScrambleConfig(crypto_period_ms=1000), services,
                     payload_cipher(Algorithm.CSA2), cw_log=log.append)

@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import dataclasses
 import io
-import random
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -48,18 +46,14 @@ from cas.headend.emmgen import (
     sections_to_ts,
 )
 from cas.messages import open_emm, seal_emm
+from tests.fixtures.seeded import seeded_keys, seeded_rng
 
 NOW_S = 1_772_000_000
 
 
-def _rng(seed: int = 1) -> Callable[[int], bytes]:
-    r = random.Random(seed)
-    return lambda n: r.randbytes(n)
-
-
 @pytest.fixture(scope="module")
 def keys() -> OperatorKeys:
-    return OperatorKeys.generate(_rng(42))
+    return seeded_keys(42)
 
 
 def _rights(n: int = 2, status: CardStatus = CardStatus.ACTIVE) -> CardRights:
@@ -115,7 +109,7 @@ def test_fast_shared_and_global_paths_equal_seal_emm(keys: OperatorKeys) -> None
 def test_many_entitlements_split_over_consecutive_seqs(keys: OperatorKeys) -> None:
     card = CardTarget(serial=77, rights=_rights(40))
     res = build_batch(keys, [card], at_s=NOW_S, unique_seq=lambda s: 10,
-                      shared_seq=lambda g: 1, rng=_rng())
+                      shared_seq=lambda g: 1, rng=seeded_rng())
     assert len(res.sections) == 3 and res.unique_next == {77: 13}
     assert [parse_emm(s).header.seq for s in res.sections] == [10, 11, 12]
     assert all(len(s) <= 256 for s in res.sections)
@@ -134,13 +128,13 @@ def test_shared_grouping_only_for_identical_commands(keys: OperatorKeys) -> None
     cards.append(CardTarget(serial=300, shared_address=6, member_position=0, rights=same))
     res = build_batch(keys, cards, at_s=NOW_S, unique_seq=lambda s: 1,
                       shared_seq=lambda g: 40, settings=EmmSettings(shared_min_members=2),
-                      rng=_rng())
+                      rng=seeded_rng())
     assert res.shared_count == 1 and res.shared_next == {5: 41}
     assert sorted(res.unique_next) == [200, 300]
     shared = parse_emm(res.sections[0]).header.address
     assert isinstance(shared, SharedAddress) and shared.positions() == [0, 1, 2, 3]
     off = build_batch(keys, cards, at_s=NOW_S, unique_seq=lambda s: 1, shared_seq=lambda g: 1,
-                      settings=EmmSettings(shared_min_members=0), rng=_rng())
+                      settings=EmmSettings(shared_min_members=0), rng=seeded_rng())
     assert off.shared_count == 0 and off.unique_count == 6
 
 
@@ -192,7 +186,7 @@ def test_emm_to_card_gives_the_rights_and_the_pairing(keys: OperatorKeys) -> Non
     target = CardTarget(serial=0x01020304, shared_address=0x010203, member_position=4,
                         rights=_rights(3), pairing=PairingTarget(chip_id=0xCAFE0001, csk=csk))
     res = build_batch(keys, [target], at_s=NOW_S, unique_seq=lambda s: 1,
-                      shared_seq=lambda g: 1, rng=_rng())
+                      shared_seq=lambda g: 1, rng=seeded_rng())
     card = _card(keys, target.serial)
     for s in res.sections:
         card.process_emm(s)
@@ -223,7 +217,7 @@ def test_head_end_counters_past_2_32_wrap_on_the_wire_and_the_card_follows(
     for counter, region_seq in ((2**32 - 1, 2**32 - 1), (2**32, 0), (2**32 + 1, 1)):
         # Before the rule a counter of 2^32 could not be packed into the u32 at all.
         res = build_batch(keys, targets, at_s=NOW_S, unique_seq=lambda s, c=counter: c,
-                          shared_seq=lambda g: 1, rng=_rng(counter))
+                          shared_seq=lambda g: 1, rng=seeded_rng(counter))
         assert [parse_emm(s).header.seq for s in res.sections] == [region_seq]
         assert res.unique_next == {serial: counter + 1}
         card.process_emm(res.sections[0])
@@ -244,7 +238,7 @@ def test_ecm_key_rotation_reaches_the_card(keys: OperatorKeys) -> None:
 
     card = _card(keys, 555)
     emm = ecm_key_rotation_emm(keys, 7, seq=1, at=datetime.fromtimestamp(NOW_S, UTC),
-                               rng=_rng())
+                               rng=seeded_rng())
     assert 7 not in card.info().ecm_key_indexes
     card.process_emm(emm)
     info = card.info()
@@ -264,7 +258,7 @@ def test_ecm_from_scrambled_stream_gives_the_card_the_scrambler_cw(keys: Operato
                           maturity_rating=12)
     for algorithm in (Algorithm.CSA2, Algorithm.CISSA):
         services = channel_ecms_for(keys, {1001: crit}, settings=EcmSettings(
-            crypto_period_ms=1000, cw_length=algorithm.cw_length), start_s=NOW_S, rng=_rng(3))
+            crypto_period_ms=1000, cw_length=algorithm.cw_length), start_s=NOW_S, rng=seeded_rng(3))
         log: list[object] = []
         out = io.BytesIO()
         report = Scrambler(ScrambleConfig(algorithm=algorithm, crypto_period_ms=1000),
@@ -278,7 +272,7 @@ def test_ecm_from_scrambled_stream_gives_the_card_the_scrambler_cw(keys: Operato
                             pairing=PairingTarget(chip_id=chip, csk=Key(bytes(16), label="csk")))
         card = _card(keys, serial)
         for s in build_batch(keys, [target], at_s=NOW_S, unique_seq=lambda s: 1,
-                             shared_seq=lambda g: 1, rng=_rng()).sections:
+                             shared_seq=lambda g: 1, rng=seeded_rng()).sections:
             card.process_emm(s)
         cwpk = cwpk_for(keys.cuk(serial), chip)
         checked = set()
@@ -303,7 +297,7 @@ def test_sections_to_ts_announces_the_emm_pid(keys: OperatorKeys) -> None:
     from tests.unit.headend.helpers import sections_on
 
     res = build_batch(keys, [CardTarget(serial=i, rights=_rights(1)) for i in range(1, 30)],
-                      at_s=NOW_S, unique_seq=lambda s: 1, shared_seq=lambda g: 1, rng=_rng())
+                      at_s=NOW_S, unique_seq=lambda s: 1, shared_seq=lambda g: 1, rng=seeded_rng())
     data = sections_to_ts(res.sections, emm_pid=0x0ABC, ca_system_id=0x4ADE)
     cat = next(s for _, s in sections_on(data, 1))
     assert [r.ca_pid for r in psi.find_ca_descriptors(cat, 0x4ADE)] == [0x0ABC]
@@ -314,11 +308,11 @@ def test_csk_of_opens_a_transport_or_vendor_wrapped_csk(keys: OperatorKeys) -> N
     from cas.crypto import Key, wrap_key
     from cas.headend.emmgen import _csk_of, csk_of
 
-    csk = Key(_rng(7)(16), label="csk")
+    csk = Key(seeded_rng(7)(16), label="csk")
     vendor = next(iter(keys.vendor_keys.values()))
     assert csk_of(keys, wrap_key(keys.transport_key(), csk)) == csk
     assert csk_of(keys, wrap_key(vendor, csk)) == csk
-    assert csk_of(keys, wrap_key(Key(_rng(8)(16)), csk)) is None
+    assert csk_of(keys, wrap_key(Key(seeded_rng(8)(16)), csk)) is None
     assert _csk_of is csk_of  # the name the live head-end imports
 
 

@@ -16,6 +16,7 @@ from cas.formats.ecm import ECM_TABLE_EVEN
 from cas.headend.ecmgen import EcmGenerator
 from cas.live.scrambling import CryptoSchedule, CwLog, InternalEcms, PeriodKeys
 from cas.messages import open_ecm
+from tests.fixtures.seeded import seeded_keys
 
 CRITERIA = AccessCriteria(channel_id=1001, package_ids=(1, 2), regions=(398,),
                           maturity_rating=0)
@@ -26,8 +27,7 @@ def _rng(seed: int = 1) -> random.Random:
 
 
 def _keys() -> OperatorKeys:
-    r = _rng(7)
-    return OperatorKeys.generate(lambda n: r.randbytes(n), now_s=1_700_000_000)
+    return seeded_keys(7, now_s=1_700_000_000)
 
 
 def _ecms(cw_length: int = 8, clock: list[int] | None = None) -> tuple[InternalEcms, OperatorKeys]:

@@ -24,7 +24,8 @@ from cas.headend.scrambler import (
     rewrite_pmt,
     write_cw_log_line,
 )
-from cas.headend.teststream import TestService, TestStreamOptions, make_test_stream
+from cas.headend.teststream import TestService
+from tests.fixtures.streams import clear_stream
 from tests.unit.headend.helpers import (
     FakeServiceCrypto,
     descramble,
@@ -40,9 +41,7 @@ SERVICES = (TestService(service_id=101, name="Alpha"), TestService(service_id=20
 
 @pytest.fixture(scope="module")
 def clear_ts(tmp_path_factory: pytest.TempPathFactory) -> bytes:
-    out = tmp_path_factory.mktemp("ts") / "clear.ts"
-    make_test_stream(SERVICES, out, TestStreamOptions(duration_s=3.5))
-    return out.read_bytes()
+    return clear_stream(tmp_path_factory, SERVICES, 3.5)
 
 
 def _scramble(clear: bytes, algorithm: Algorithm, **kw: object

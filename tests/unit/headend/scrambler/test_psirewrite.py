@@ -19,7 +19,8 @@ from cas.headend.scrambler import (
     rewrite_sdt,
     rewrite_sdt_table,
 )
-from cas.headend.teststream import TestService, TestStreamOptions, make_test_stream
+from cas.headend.teststream import TestService
+from tests.fixtures.streams import clear_stream
 from tests.unit.headend.helpers import FakeServiceCrypto, packets, pid, sections_on
 
 SERVICES = (TestService(service_id=101, name="Alpha"), TestService(service_id=202, name="Beta"))
@@ -28,9 +29,7 @@ NUMBERS = {101: 1, 202: 12}
 
 @pytest.fixture(scope="module")
 def clear_ts(tmp_path_factory: pytest.TempPathFactory) -> bytes:
-    out = tmp_path_factory.mktemp("ts") / "clear.ts"
-    make_test_stream(SERVICES, out, TestStreamOptions(duration_s=2.5))
-    return out.read_bytes()
+    return clear_stream(tmp_path_factory, SERVICES, 2.5)
 
 
 def _scramble(clear: bytes, **kw: object) -> bytes:
