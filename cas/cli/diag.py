@@ -111,14 +111,18 @@ def stream_cmd(app: Application, stream: str, duration_s: float | None,
 
 
 @click.command("codes")
-@click.option("--lang", type=click.Choice(["en", "ru"]), default="en", show_default=True)
+@click.option("--lang", type=click.Choice(["en", "ru"]), default=None,
+              help="en or ru (default: CAS_LANG, then the locale).")
 @click.option("--markdown", is_flag=True, help="A Markdown table (en and ru), for documents.")
 @_json_option
 @pass_app
-def codes_cmd(app: Application, lang: str, markdown: bool, json_flag: bool) -> None:
+def codes_cmd(app: Application, lang: str | None, markdown: bool, json_flag: bool) -> None:
     """Every lock reason with its on-screen code, message and fix; the probe's alarms."""
     if json_flag:
         app.json_mode = True
+    if lang is not None:
+        app.set_lang(lang)
+    lang = app.lang
     if markdown and not app.json_mode:
         from cas.diag.render import codes_markdown
 

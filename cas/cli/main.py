@@ -18,6 +18,7 @@ from cas.console import (
     Application,
     GuardedGroup,
     ascii_numbers,
+    lang_everywhere,
     refuse_repeated_options,
     run_cli,
 )
@@ -32,11 +33,15 @@ _SKIP = {"main", "app", "common"}
               help="Where the SQLite store, keys and card images live.")
 @click.option("--db-url", envvar="CAS_DB_URL", help="SQLAlchemy URL (default: SQLite in the data dir).")
 @click.option("-q", "--quiet", is_flag=True, help="Less output.")
+@click.option("--lang", type=click.Choice(["en", "ru"]), default=None,
+              help="Language of the output and errors (default: CAS_LANG, then the locale "
+                   "LC_ALL / LC_MESSAGES / LANG, then en).")
 @click.pass_context
 def cli(ctx: click.Context, json_mode: bool, data_dir: Path | None, db_url: str | None,
-        quiet: bool) -> None:
+        quiet: bool, lang: str | None) -> None:
     """cas-sim head-end: subscribers, cards, EMM/ECM, streams, SimulCrypt, diagnostics."""
-    ctx.obj = Application(json_mode=json_mode, data_dir=data_dir, db_url=db_url, quiet=quiet)
+    ctx.obj = Application(json_mode=json_mode, data_dir=data_dir, db_url=db_url, quiet=quiet,
+                          lang=lang)
 
 
 def _register_all() -> None:
@@ -53,6 +58,7 @@ def _register_all() -> None:
 
 _register_all()
 ascii_numbers(cli)
+lang_everywhere(cli)
 refuse_repeated_options(cli)
 
 
