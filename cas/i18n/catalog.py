@@ -95,3 +95,27 @@ def problems(catalogues: Mapping[str, Mapping[str, Entry]]) -> list[str]:
 def check() -> list[str]:
     """The installed catalogues' problems (``cas diag codes``' sibling for words)."""
     return problems({lang: catalogue(lang) for lang in LANGUAGES})
+
+
+def english_sentences(min_words: int = 2) -> set[str]:
+    """The fixed parts of every English message whose Russian text differs — the catalogue's
+    and the lock reasons' (:mod:`cas.reasons`) — with at least ``min_words`` words: what a
+    Russian output must not contain.  A message is cut at its placeholders, so "subscription
+    to {names} ended on {day}" gives "ended on"."""
+    from cas.reasons import REASONS
+
+    en, ru = catalogue("en"), catalogue("ru")
+    texts: list[str] = []
+    for key, entry in en.items():
+        if ru.get(key) == entry:
+            continue
+        texts.extend([entry] if isinstance(entry, str) else entry.values())
+    for i in REASONS.values():
+        texts += [i.en, i.fix_en]
+    out: set[str] = set()
+    for text in texts:
+        for literal, _field, _spec, _conv in string.Formatter().parse(text):
+            piece = literal.strip(" ,.;:()'—-")
+            if sum(1 for w in piece.split() if any(c.isalpha() for c in w)) >= min_words:
+                out.add(piece)
+    return out
