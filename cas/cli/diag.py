@@ -253,17 +253,17 @@ def visit_cmd(app: Application, stream: Path, reader: str | None, card_image: Pa
     finally:
         if store is not None:
             store.dispose()
-    data = visit.to_json()
+    data = visit.to_json(app.lang)
     if report_path is not None:
         verification = verification_for(visit, complaint=complaint, city=city,
                                         account=account_ref, device=device)
-        fmt = write_report(report_path, visit, verification)
+        fmt = write_report(report_path, visit, verification, lang=app.lang)
         data["report"] = {"path": str(report_path), "format": fmt}
 
     def show() -> None:
-        render_visit(data, app.console)
+        render_visit(data, app.console, app.t)
         if report_path is not None:
-            app.print(f"support ticket written: {report_path}")
+            app.print(app.t("visit.ticket_written", path=report_path), markup=False)
 
     app.output(data, show)
 

@@ -14,6 +14,7 @@ from rich.text import Text
 
 from cas.diag.alarms import ALARM_TEXT, Alarm, AlarmCode, Severity
 from cas.diag.probe import ProbeReport
+from cas.i18n import Translator
 from cas.reasons import REASONS, Reason
 
 STATE_STYLE = {"OPEN": "bold green", "LOCKED": "bold red"}
@@ -246,76 +247,80 @@ def render_box(data: dict[str, Any], console: Console) -> None:
 
 
 # --- visit -----------------------------------------------------------------------------------------
-def _state_cell(v: dict[str, Any]) -> Text:
+def _state_cell(v: dict[str, Any], t: Translator) -> Text:
     if v["state"] == "OPEN" and v["at_risk"]:
-        return Text("OPEN!", style="bold yellow")
-    return state_text(v["state"])
+        return Text(t("state.OPEN") + "!", style="bold yellow")
+    return Text(t(f"state.{v['state']}"), style=STATE_STYLE.get(v["state"], ""))
 
 
-def render_visit(data: dict[str, Any], console: Console) -> None:
-    """``cas diag visit`` for people (from :meth:`VisitReport.to_json`)."""
+def render_visit(data: dict[str, Any], console: Console, t: Translator | None = None) -> None:
+    """``cas diag visit`` for people (from :meth:`VisitReport.to_json`), in ``t``'s
+    language (the data's causes and fixes are already in it)."""
+    t = t or Translator(data.get("lang", "en"))
     card = data["card"]
     box = data["box"]
     stream = data["stream"]
     he = data["headend"]
-    parts = [f"visit {data['at'][:19].replace('T', ' ')} UTC"]
+    parts = [t("visit.title", at=data["at"][:19].replace("T", " "))]
     if "serial" in card:
-        parts.append(f"card {card['serial']} ({card['status']})")
+        parts.append(t("visit.card", serial=card["serial"], status=card["status"]))
     else:
-        parts.append(f"card: {card.get('error') or 'none'}")
+        parts.append(t("visit.card_error", error=card.get("error") or t("visit.no_card")))
     if box is not None:
-        parts.append(f"box {box['chip_id']} {box['vendor']} {box['model']}")
-    parts.append(f"stream {stream['source']} ({len(stream['services'])} services, "
-                 f"{stream['duration_s']:.1f} s)")
-    console.print("[bold]" + " · ".join(parts) + "[/]")
+        parts.append(t("visit.box", chip=box["chip_id"], vendor=box["vendor"], model=box["model"]))
+    parts.append(t("visit.stream", source=stream["source"], n=len(stream["services"]),
+                   duration=f"{stream['duration_s']:.1f}"))
+    console.print(Text(" · ".join(parts), style="bold"))
     if he is not None:
         if he["registered"]:
-            console.print(f"account {he['account'] or '-'} {he['holder'] or ''} · balance "
-                          f"{he['balance'] or '-'}"
-                          + (f" · blocked since {he['blocked_since']}" if he["blocked_since"]
-                             else "")
-                          + f" · card paired with {he['paired_chip_id'] or 'no box'}"
-                          + f" · EMM seq issued {he['emm_issued_seq']}, card "
-                          f"{data['card_emm_seq_after_scan']}", style="dim")
+            line = t("visit.account", account=he["account"] or "-", holder=he["holder"] or "",
+                     balance=he["balance"] or "-")
+            if he["blocked_since"]:
+                line += " · " + t("visit.blocked_since", day=he["blocked_since"])
+            line += " · " + t("visit.paired_with", chip=he["paired_chip_id"] or t("visit.no_box"))
+            line += " · " + t("visit.emm_seq", issued=he["emm_issued_seq"],
+                              card=data["card_emm_seq_after_scan"])
+            console.print(Text(line, style="dim"))
         else:
-            console.print("head-end: card not registered", style="yellow")
-    console.print(f"mode: {data['mode']}", style="dim")
+            console.print(Text(t("visit.not_registered"), style="yellow"))
+    console.print(Text(t("visit.mode", mode=data["mode"]), style="dim"))
 
     roots = [r for r in data["root_causes"] if r["tier"] <= 5 or r["channels"]]
     if roots:
-        console.print("[bold]Causes, most likely first[/]")
+        console.print(Text(t("visit.causes"), style="bold"))
         for n, r in enumerate(roots, start=1):
-            where = (f" (channels {', '.join(map(str, r['channels']))})" if r["channels"]
-                     else " (stream)")
+            where = (t("visit.channels_where", n=len(r["channels"]),
+                       list=", ".join(map(str, r["channels"]))) if r["channels"]
+                     else t("visit.stream_where"))
             style = "bold red" if r["tier"] <= 3 else ("red" if r["tier"] <= 5 else "yellow")
-            console.print(Text.assemble(f"{n:>2}. ", (r["summary"], style), where))
-            console.print(Text(f"     fix: {r['fix']}", style="cyan"))
+            console.print(Text.assemble(f"{n:>2}. ", (r["summary"], style), f" ({where})"))
+            console.print(Text("     " + t("visit.fix", fix=r["fix"]), style="cyan"))
     else:
-        console.print(Text("every channel open, nothing wrong found", style="bold green"))
+        console.print(Text(t("visit.all_open"), style="bold green"))
 
-    table = Table(title="Channels (fixes above)", title_justify="left")
-    for col in ("ch", "name", "state", "code", "box says", "head-end"):
-        table.add_column(col, no_wrap=True)
-    table.add_column("cause", ratio=1)
+    table = Table(title=t("visit.channels_title"), title_justify="left")
+    for col in ("ch", "name", "state", "code", "box_says", "headend"):
+        table.add_column(t(f"visit.col.{col}"), no_wrap=True)
+    table.add_column(t("visit.col.cause"), ratio=1)
     for v in data["verdicts"]:
-        table.add_row(str(v["channel"]), v["name"], _state_cell(v), v["screen_code"] or "",
+        table.add_row(str(v["channel"]), v["name"], _state_cell(v, t), v["screen_code"] or "",
                       v["reason"], v["headend_reason"] or "-", v["cause"] or "")
     console.print(table)
     for v in data["verdicts"]:
         evidence = [e for f in v["findings"][:1] for e in f["evidence"]]
         if evidence:
-            console.print(Text(f"channel {v['channel']} evidence:", style="dim"))
+            console.print(Text(t("visit.evidence", channel=v["channel"]), style="dim"))
             for e in evidence:
                 console.print(Text(f"   {e}", style="dim"))
     alarms = stream["alarms"]
     if alarms:
-        table = Table(title="Stream alarms", title_justify="left")
-        for col in ("severity", "code", "PID", "message"):
-            table.add_column(col)
+        table = Table(title=t("visit.alarms_title"), title_justify="left")
+        for col in ("severity", "alarm", "pid", "message"):
+            table.add_column(t(f"visit.col.{col}"))
         for a in alarms:
             sev = Severity(a["severity"])
             table.add_row(Text(a["severity"], style=SEVERITY_STYLE[sev]), a["code"],
                           pid_text(a["pid"]), a["message"])
         console.print(table)
     for note in data["notes"]:
-        console.print(Text(f"note: {note}", style="yellow"))
+        console.print(Text(t("visit.note", note=note), style="yellow"))

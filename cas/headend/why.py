@@ -28,9 +28,9 @@ from sqlalchemy.orm import Session
 
 from cas.billing._core import current_profile, floor_minor, next_price, open_subscriptions
 from cas.billing.catalog import access_criteria, get_channel, price_for_period
-from cas.i18n import Day, Money, Msg, Translator
 from cas.billing.state import account_of, card_state_at
 from cas.billing.state import explain as state_explain
+from cas.i18n import Day, Money, Msg, Translator
 from cas.reasons import Reason, info
 from cas.store.models import Account, Channel, Package, PackageChannel, Subscription
 

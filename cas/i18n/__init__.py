@@ -22,8 +22,19 @@ from cas.i18n.catalog import LANGUAGES, Entry, catalogue, plural_category
 
 DEFAULT_LANGUAGE = "en"
 
-__all__ = ["DEFAULT_LANGUAGE", "LANGUAGES", "Day", "Money", "Msg", "format_date", "format_money", "Translator", "plural_category",
-           "resolve_language", "translator"]
+__all__ = [
+    "DEFAULT_LANGUAGE",
+    "LANGUAGES",
+    "Day",
+    "Money",
+    "Msg",
+    "Translator",
+    "format_date",
+    "format_money",
+    "plural_category",
+    "resolve_language",
+    "translator",
+]
 
 
 def resolve_language(explicit: str | None = None,
