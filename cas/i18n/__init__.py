@@ -75,31 +75,33 @@ class Money:
     currency: str
 
 
-#: Currency signs the Russian texts use (the seed operators' currencies); others keep the code.
-CURRENCY_SIGNS: dict[str, str] = {"KZT": "₸", "AZN": "₼", "RUB": "₽", "UZS": "сўм",
-                                  "KGS": "сом", "USD": "$", "EUR": "€"}
-
-
 def format_money(amount: Money, lang: str) -> str:
-    """English: ``-2510.00 KZT`` (as the rest of the head-end prints); Russian: digits in
-    groups of three split by a no-break space, a decimal comma and the currency sign."""
-    digits = len(str(amount.minor_per_major)) - 1 if amount.minor_per_major > 1 else 0
-    sign = "-" if amount.minor < 0 else ""
-    whole, frac = divmod(abs(amount.minor), max(amount.minor_per_major, 1))
+    """English: ``-2510.00 KZT``, as the rest of the head-end prints amounts (scripts and
+    operators read it); Russian: :func:`cas.locale.format_money` (Babel, CLDR):
+    ``2 510,00 ₸`` — groups and the decimal comma of the locale, the currency's sign."""
     if lang != "ru":
+        digits = len(str(amount.minor_per_major)) - 1 if amount.minor_per_major > 1 else 0
+        sign = "-" if amount.minor < 0 else ""
+        whole, frac = divmod(abs(amount.minor), max(amount.minor_per_major, 1))
         text = f"{sign}{whole}" + (f".{frac:0{digits}d}" if digits else "")
         return f"{text} {amount.currency}".rstrip()
-    grouped = f"{whole:,}".replace(",", "\u00a0")
-    text = f"{sign}{grouped}" + (f",{frac:0{digits}d}" if digits else "")
-    return f"{text}\u00a0{CURRENCY_SIGNS.get(amount.currency, amount.currency)}"
+    from cas import locale
+
+    return locale.format_money(amount.minor, amount.currency, lang,
+                               minor_per_major=amount.minor_per_major)
 
 
 def format_date(at_s: int | None, lang: str) -> str:
-    """A UTC day: ``2026-11-01`` in English, ``01.11.2026`` in Russian; ``-`` for none."""
+    """A UTC day: ``2026-11-01`` in English (ISO, as the head-end prints days), Russian
+    through :func:`cas.locale.format_date`: ``01.11.2026``; ``-`` for none."""
     if at_s is None:
         return "-"
     day = datetime.fromtimestamp(at_s, UTC)
-    return f"{day:%d.%m.%Y}" if lang == "ru" else f"{day:%Y-%m-%d}"
+    if lang != "ru":
+        return f"{day:%Y-%m-%d}"
+    from cas import locale
+
+    return locale.format_date(day, lang)
 
 
 @dataclass(frozen=True, slots=True)
