@@ -80,7 +80,7 @@ def test_why_in_russian_holds_no_english_sentence_and_prints_local_money(cas: Ca
     cas("pay", "--card", "2256884759", "1", "--method", "terminal")
     cas("pay", "--card", "2256884759", "10", "--method", "payment_card", "--package", "sport")
     text = cas("why", "--card", "2256884759", "--channel", "121", "--lang", "ru")
-    assert "ждёт оплаты" in text and "не хватает 1,00\u00a0₼" in text
+    assert "ждёт оплаты" in text and "не хватает 1,00\u00a0AZN" in text
     assert "ЗАКРЫТ" in text and "Пакет не подключён" in text
     assert _english_in(text) == []
     english = cas("why", "--card", "2256884759", "--channel", "121")
@@ -88,7 +88,7 @@ def test_why_in_russian_holds_no_english_sentence_and_prints_local_money(cas: Ca
     data = cas.json("--lang", "ru", "why", "--card", "2256884759", "--channel", "121")
     assert data["lang"] == "ru" and data["reason"] == "NOT_SUBSCRIBED"
     assert data["message"] == "Пакет не подключён" and data["message_en"] == "No package connected"
-    assert data["fix"].startswith("доплатите 1,00\u00a0₼")
+    assert data["fix"].startswith("доплатите 1,00\u00a0AZN")
 
 
 def test_why_without_a_channel_explains_every_channel(cas: Cas) -> None:

@@ -88,9 +88,9 @@ def test_money_and_dates_follow_the_locale() -> None:
     # The shared formatter (Babel) decides the sign: CLDR has no ru_AZ, so the code stays.
     from cas import locale
 
-    for amount in (Money(-1234567, 100, "AZN"), Money(5000, 1, "UZS"), Money(0, 100, "KZT")):
-        assert format_money(amount, "ru") == locale.format_money(
-            amount.minor, amount.currency, "ru", minor_per_major=amount.minor_per_major)
+    for other in (Money(-1234567, 100, "AZN"), Money(5000, 1, "UZS"), Money(0, 100, "KZT")):
+        assert format_money(other, "ru") == locale.format_money(
+            other.minor, other.currency, "ru", minor_per_major=other.minor_per_major)
     assert format_money(Money(5000, 1, "UZS"), "ru").startswith("5\u00a0000")
     nov_1 = 1793491200  # 2026-11-01 00:00 UTC
     assert format_date(nov_1, "ru") == "01.11.2026"
