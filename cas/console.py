@@ -196,6 +196,12 @@ def lang_option(f: F) -> F:
                              "the locale).")(f)
 
 
+def examples_epilog(lines: tuple[str, ...]) -> str:
+    """A ``--help`` epilog listing example command lines ("\\b" keeps click from re-wrapping
+    them)."""
+    return "\b\nExamples:\n" + "\n".join(f"  {line}" for line in lines)
+
+
 def lang_everywhere(command: click.Command) -> None:
     """Give every command under ``command`` a ``--lang`` option unless it has one."""
     if not any(p.name in ("lang", "lang_here") for p in command.params):

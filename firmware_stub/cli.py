@@ -35,6 +35,7 @@ from cas.console import (
     Exit,
     GuardedGroup,
     ascii_numbers,
+    examples_epilog,
     lang_everywhere,
     pass_app,
     refuse_repeated_options,
@@ -391,6 +392,20 @@ def _live_watch(app: Application, stack: ExitStack, box: Box, spec: InputSpec, c
     return result
 
 
+_BOX_FILES = "--chip-record box.chip --vendor-key vendor.key --nvram box.nvram"
+scan.epilog = examples_epilog((
+    f"stb scan in.ts --card-image card.img --rom-key-file rom.key {_BOX_FILES}",
+    f"stb scan in.ts --reader 'Virtual PCD 00 00' {_BOX_FILES} --lang ru",
+    f"stb scan udp://127.0.0.1:5000 --duration 30 --card-image card.img --rom-key-file rom.key "
+    f"{_BOX_FILES}",
+    f"stb --json scan in.ts --card-image card.img --rom-key-file rom.key {_BOX_FILES} "
+    "--fail-on-locked",
+))
+watch.epilog = examples_epilog((
+    f"stb watch in.ts -c 1 -o clear.ts --card-image card.img --rom-key-file rom.key {_BOX_FILES}",
+    f"stb watch in.ts -c 27 --pin 1234 -o - --card-image card.img --rom-key-file rom.key "
+    f"{_BOX_FILES} | ffplay -",
+))
 ascii_numbers(cli)  # every integer option reads ASCII digits only (cas.text)
 lang_everywhere(cli)  # --lang after the command too (stb scan IN.ts --lang ru)
 refuse_repeated_options(cli)

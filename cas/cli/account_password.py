@@ -34,16 +34,9 @@ def one_time_password(groups: int = 3, size: int = 4) -> str:
                     for _ in range(groups))
 
 
-_EXAMPLES = """\b
-Examples:
-  cas account password 1000000123               # prompts twice, hidden
-  printf '%s\\n' "$NEW" | cas account password 1000000123 --password-stdin
-  cas account password 2256884759 --reset      # by card number; prints a one-time password
-  cas --json account password 1000000123 --reset
-"""
 
 
-@click.command("password", epilog=_EXAMPLES)
+@click.command("password")
 @click.argument("ref")
 @click.option("--password-stdin", is_flag=True,
               help="Read the new password from one line of standard input (for scripts).")

@@ -14,6 +14,7 @@ from pathlib import Path
 import click
 
 import cas
+from cas.cli.examples import install as install_examples
 from cas.console import (
     Application,
     GuardedGroup,
@@ -23,7 +24,7 @@ from cas.console import (
     run_cli,
 )
 
-_SKIP = {"main", "app", "common"}
+_SKIP = {"main", "app", "common", "examples"}
 
 
 @click.group(cls=GuardedGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -57,6 +58,7 @@ def _register_all() -> None:
 
 
 _register_all()
+install_examples(cli)
 ascii_numbers(cli)
 lang_everywhere(cli)
 refuse_repeated_options(cli)

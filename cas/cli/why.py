@@ -23,16 +23,9 @@ from cas.i18n import Translator
 
 _COLOUR = {WhyState.OPEN: "green", WhyState.OPEN_IF_PIN: "yellow"}
 
-_EXAMPLES = """\b
-Examples:
-  cas why --card 2256884759 --channel 12
-  cas why --card 2256884759                      # every channel, one table
-  cas why --card 2256884759 --channel sid:1012 --at 2026-11-01 --lang ru
-  cas --json why --card 2256884759 --channel 12 --chip-id 0A1B2C3D
-"""
 
 
-@click.command("why", epilog=_EXAMPLES)
+@click.command("why")
 @click.option("--card", "card", required=True, help="Smart-card number (10 digits).")
 @click.option("--channel", "channel",
               help="Channel number, 'sid:<service id>' or exact name; without it, every "

@@ -88,7 +88,7 @@ def test_reset_in_russian(db_url: str, account: str) -> None:
 
 
 def test_bad_input_is_one_line(db_url: str, account: str) -> None:
-    code, out, err = _run(db_url, "account", "password", account, "--password-stdin",
+    code, _, err = _run(db_url, "account", "password", account, "--password-stdin",
                           input="short\n")
     assert code == 7 and err.startswith("error: a password has 8 to 128 characters")
     assert err.count("\n") == 1 and _stored_hash(db_url, account) is None
