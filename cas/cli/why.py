@@ -84,8 +84,9 @@ def _one(app: Application, result: Explanation, data: dict[str, Any]) -> None:
 def _all_channels(app: Application, serial: int, at: str, results: list[Explanation]) -> None:
     t: Translator = app.t
     locked = sum(1 for r in results if r.state is WhyState.LOCKED)
-    data = {"card": f"{serial:010d}", "at": at, "lang": t.lang, "locked": locked,
-            "channels": [r.as_dict(t.lang) for r in results]}
+    rows = [r.as_dict(t.lang) for r in results]
+    data: dict[str, Any] = {"card": f"{serial:010d}", "at": at, "lang": t.lang,
+                            "locked": locked, "channels": rows}
 
     def render() -> None:
         table = Table(title=t("why.all.title", card=data["card"], at=at[:19].replace("T", " "),
@@ -94,7 +95,7 @@ def _all_channels(app: Application, serial: int, at: str, results: list[Explanat
             table.add_column(t(f"why.all.{key}"), no_wrap=True)
         table.add_column(t("why.all.cause"), ratio=1)
         table.add_column(t("why.all.fix"), ratio=1)
-        for r, d in zip(results, data["channels"], strict=True):
+        for r, d in zip(results, rows, strict=True):
             table.add_row(str(r.channel_number), r.channel_name,
                           Text(t(f"state.{r.state.value}"), style=_COLOUR.get(r.state, "red")),
                           r.screen_code if r.state is WhyState.LOCKED else "",
@@ -102,7 +103,7 @@ def _all_channels(app: Application, serial: int, at: str, results: list[Explanat
         app.console.print(table)
         # What the head-end cannot know is the same for every channel but the PIN counter.
         facts: list[str] = []
-        for d in data["channels"]:
+        for d in rows:
             facts.extend(f for f in d["cannot_know"] if f not in facts)
         if facts:
             app.console.print(t("why.all.cannot_know") + ":", style="dim")
