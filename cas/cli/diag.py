@@ -171,7 +171,7 @@ def box_cmd(app: Application, chip_record: Path, chip_id: str | None, nvram: Pat
     report = read_box(chip_record, chip_id=_hex_id(chip_id), nvram=nvram,
                       vendor_key=_vendor_key(vendor_key))
     data = report.to_json()
-    app.output(data, lambda: render_box(data, app.console))
+    app.output(data, lambda: render_box(data, app.console, app.t))
 
 
 @click.command("visit")

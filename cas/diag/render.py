@@ -14,8 +14,8 @@ from rich.text import Text
 
 from cas.diag.alarms import ALARM_TEXT, Alarm, AlarmCode, Severity
 from cas.diag.probe import ProbeReport
-from cas.i18n import Translator
-from cas.reasons import REASONS, Reason
+from cas.i18n import Msg, Translator
+from cas.reasons import REASONS, Reason, message
 
 STATE_STYLE = {"OPEN": "bold green", "LOCKED": "bold red"}
 SEVERITY_STYLE = {Severity.ERROR: "bold red", Severity.WARNING: "yellow"}
@@ -199,50 +199,60 @@ def render_codes(console: Console, lang: str) -> None:
 
 
 # --- box -------------------------------------------------------------------------------------------
-def render_box(data: dict[str, Any], console: Console) -> None:
-    """``cas diag box`` for people (from :meth:`BoxReport.to_json`)."""
-    head = Table(title=f"box {data['chip_id']}", title_justify="left", show_header=False)
+def render_box(data: dict[str, Any], console: Console, t: Translator | None = None) -> None:
+    """``cas diag box`` for people (from :meth:`BoxReport.to_json`), in ``t``'s language."""
+    t = t or Translator("en")
+    head = Table(title=t("diag_box.title", chip=data["chip_id"]), title_justify="left",
+                 show_header=False)
     head.add_column("field", style="bold")
     head.add_column("value")
-    ok: dict[bool | None, Text] = {True: Text("yes", style="green"),
-                                   False: Text("NO", style="bold red"), None: Text("-")}
-    head.add_row("device", f"{data['device_type']}, {data['vendor']} {data['model']}")
-    head.add_row("firmware", data["firmware_version"])
-    head.add_row("manufactured", data["manufactured"] or "-")
-    head.add_row("chip genuine (vendor key)", ok[data["chip_ok"]])
+    ok: dict[bool | None, Text] = {True: Text(t("diag_box.yes"), style="green"),
+                                   False: Text(t("diag_box.no"), style="bold red"),
+                                   None: Text("-")}
+    device = t("ticket.set_top_box") if data["device_type"] == "set-top box" \
+        else data["device_type"]
+    head.add_row(t("diag_box.device"), f"{device}, {data['vendor']} {data['model']}")
+    head.add_row(t("diag_box.firmware"), data["firmware_version"])
+    head.add_row(t("diag_box.manufactured"), data["manufactured"] or "-")
+    head.add_row(t("diag_box.genuine"), ok[data["chip_ok"]])
     head.add_row("NVRAM", f"{data['nvram'] or '-'}" + ("" if data["nvram_found"] else
-                                                       " (not found)"))
-    head.add_row("boots", str(data["boot_count"]))
-    head.add_row("last channel", str(data["last_channel"] if data["last_channel"] is not None
-                                     else "-"))
+                                                       " " + t("diag_box.not_found")))
+    head.add_row(t("diag_box.boots"), str(data["boot_count"]))
+    head.add_row(t("diag_box.last_channel"),
+                 str(data["last_channel"] if data["last_channel"] is not None else "-"))
     p = data["pairing"]
     if p is None:
-        head.add_row("pairing", Text("none", style="yellow"))
+        head.add_row(t("diag_box.pairing"), Text(t("diag_box.none"), style="yellow"))
     else:
-        head.add_row("pairing", Text.assemble(f"card {p['card_serial']} on chip {p['chip_id']}, "
-                                              "blob opens here: ", ok[p["blob_opens_on_this_chip"]]))
+        head.add_row(t("diag_box.pairing"), Text.assemble(
+            t("diag_box.paired", card=p["card_serial"], chip=p["chip_id"]) + " ",
+            ok[p["blob_opens_on_this_chip"]]))
     e = data["last_emm"]
-    head.add_row("last EMM", "-" if e is None else
+    head.add_row(t("diag_box.last_emm"), "-" if e is None else
                  f"{e['at']}  {e['address_type']}  {e['result']} (SW {e['sw']})")
     c = data["last_ecm"]
     if c is None:
-        head.add_row("last ECM", "-")
+        head.add_row(t("diag_box.last_ecm"), "-")
     else:
         style = "green" if c["reason"] == "OPEN" else "red"
-        head.add_row("last ECM", Text.assemble(f"{c['at']}  channel {c['channel']}  ",
-                                               (c["reason"], style),
-                                               f" {c['screen_code'] or ''} {c['message'] or ''}"))
+        shown = (message(Reason(c["reason"]), t.lang) if c["reason"] in Reason.__members__
+                 else c["message"] or "")
+        head.add_row(t("diag_box.last_ecm"), Text.assemble(
+            f"{c['at']}  {t('diag_box.channel', channel=c['channel'])}  ", (c["reason"], style),
+            f" {c['screen_code'] or ''} {shown}"))
     console.print(head)
     counters = data["counters"]
     if counters:
-        table = Table(title="counters (NVRAM)", title_justify="left")
-        table.add_column("counter")
-        table.add_column("value", justify="right")
+        table = Table(title=t("diag_box.counters"), title_justify="left")
+        table.add_column(t("diag_box.counter"))
+        table.add_column(t("diag_box.value"), justify="right")
         for name, value in counters.items():
             style = "bold red" if name in data["trouble"] else ""
             table.add_row(Text(name, style=style), Text(str(value), style=style))
         console.print(table)
-    for note in data["notes"]:
+    notes = ([t(Msg(m["key"], m["params"])) for m in data["note_messages"]]
+             if "note_messages" in data else data["notes"])
+    for note in notes:
         console.print(Text(f"• {note}", style="yellow"))
 
 
