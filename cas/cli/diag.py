@@ -90,7 +90,7 @@ def stream_cmd(app: Application, stream: str, duration_s: float | None,
         finally:
             source.close()
         app.output({**report.to_json(), "input": stats.to_json()},
-                   lambda: render_probe(report, app.console))
+                   lambda: render_probe(report, app.console, app.t))
         if fail_on_alarm and report.errors:
             raise SystemExit(int(Exit.STREAM))
         return
@@ -105,7 +105,7 @@ def stream_cmd(app: Application, stream: str, duration_s: float | None,
         with app.progress(f"probing {path.name}", size) as advance:
             report = probe_file(path, ca_system_id=system, nominal_bitrate_bps=bitrate_bps,
                                 thresholds=thresholds, progress=advance)
-    app.output(report.to_json(), lambda: render_probe(report, app.console))
+    app.output(report.to_json(), lambda: render_probe(report, app.console, app.t))
     if fail_on_alarm and report.errors:
         raise SystemExit(int(Exit.STREAM))
 

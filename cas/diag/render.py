@@ -52,10 +52,12 @@ def state_text(state: str) -> Text:
     return Text(state, style=STATE_STYLE.get(state, ""))
 
 
-def alarm_table(alarms: tuple[Alarm, ...] | list[Alarm], *, title: str = "Alarms") -> Table:
-    table = Table(title=title, title_justify="left")
-    for col in ("severity", "code", "PID", "service", "at (s)", "message"):
-        table.add_column(col)
+def alarm_table(alarms: tuple[Alarm, ...] | list[Alarm], *, title: str = "Alarms",
+                t: Translator | None = None) -> Table:
+    t = t or Translator("en")
+    table = Table(title=t("probe.alarms") if title == "Alarms" else title, title_justify="left")
+    for key in ("severity", "code", "pid", "service", "at", "message"):
+        table.add_column(t(f"probe.col.{key}"))
     for a in alarms:
         table.add_row(Text(a.severity.value, style=SEVERITY_STYLE[a.severity]), a.code.value,
                       pid_text(a.pid), "-" if a.service_id is None else str(a.service_id),
@@ -63,23 +65,30 @@ def alarm_table(alarms: tuple[Alarm, ...] | list[Alarm], *, title: str = "Alarms
     return table
 
 
-def render_probe(report: ProbeReport, console: Console) -> None:
-    """``cas diag stream`` for people."""
-    r = report
-    console.print(
-        f"[bold]{r.source}[/]  {r.size_bytes:,} bytes, {r.packets:,} packets, "
-        f"{r.duration_s:.1f} s, {bitrate(r.bitrate_bps)}  "
-        f"TSID {r.transport_stream_id if r.transport_stream_id is not None else '-'}")
-    console.print(f"time base: {r.time_base}"
-                  + (f", {r.pcr_discontinuities} PCR discontinuities"
-                     if r.pcr_discontinuities else "")
-                  + (f"; crypto-period {r.crypto_period_s:.1f} s"
-                     if r.crypto_period_s else ""), style="dim")
+def _columns(table: Table, t: Translator, keys: tuple[str, ...], **kwargs: Any) -> None:
+    for key in keys:
+        table.add_column(t(f"probe.col.{key}"), **kwargs)
 
-    services = Table(title="Services", title_justify="left")
-    for col in ("SID", "name", "provider", "state", "PMT", "PCR", "components",
-                "ECM PIDs (CA system)", "bitrate"):
-        services.add_column(col)
+
+def render_probe(report: ProbeReport, console: Console, t: Translator | None = None) -> None:
+    """``cas diag stream`` for people, in ``t``'s language (headings; alarm texts and the
+    stream's own names stay as they are)."""
+    t = t or Translator("en")
+    r = report
+    console.print(Text(r.source, style="bold"),
+                  "  " + t("probe.head", size=f"{r.size_bytes:,}", packets=f"{r.packets:,}",
+                           duration=f"{r.duration_s:.1f}", bitrate=bitrate(r.bitrate_bps),
+                           tsid=r.transport_stream_id if r.transport_stream_id is not None
+                           else "-"))
+    console.print(t("probe.time_base", time_base=r.time_base)
+                  + (", " + t("probe.pcr_discontinuities", n=r.pcr_discontinuities)
+                     if r.pcr_discontinuities else "")
+                  + ("; " + t("probe.crypto_period", s=f"{r.crypto_period_s:.1f}")
+                     if r.crypto_period_s else ""), style="dim", markup=False)
+
+    services = Table(title=t("probe.services"), title_justify="left")
+    _columns(services, t, ("sid", "name", "provider", "state", "pmt", "pcr", "components",
+                           "ecm_pids", "bitrate"))
     for s in r.services:
         style = {"scrambled": "cyan", "clear": "green", "partly scrambled": "yellow"}.get(
             s.state, "red")
@@ -94,10 +103,11 @@ def render_probe(report: ProbeReport, console: Console) -> None:
     console.print(services)
 
     pids = Table(title="PIDs", title_justify="left")
-    for col in ("PID", "kind", "SIDs", "packets", "bitrate", "scrambling", "even", "odd",
-                "CC errors", "PCRs"):
-        pids.add_column(col, justify="right" if col in ("packets", "even", "odd", "CC errors",
-                                                           "PCRs") else "left")
+    for key in ("pid", "kind", "sids", "packets", "bitrate", "scrambling", "even", "odd",
+                "cc_errors", "pcrs"):
+        pids.add_column(t(f"probe.col.{key}"),
+                        justify="right" if key in ("packets", "even", "odd", "cc_errors",
+                                                   "pcrs") else "left")
     for p in r.pids:
         if p.pid < 0:
             pids.add_row("…", p.kind, "", "", "", "", "", "", "", "")
@@ -114,10 +124,10 @@ def render_probe(report: ProbeReport, console: Console) -> None:
         console.print("CAT: " + ", ".join(f"CA 0x{c.ca_system_id:04X} → EMM PID {c.ca_pid}"
                                           for c in r.cat))
     if r.ecms:
-        ecm = Table(title="ECM PIDs", title_justify="left")
-        for col in ("PID", "CA", "SIDs", "sections (new)", "bitrate", "every ms",
-                    "max gap ms", "last at s", "changes", "CP s", "ch ids", "key"):
-            ecm.add_column(col, no_wrap=col in ("PID", "bitrate"))
+        ecm = Table(title=t("probe.ecm_pids"), title_justify="left")
+        for key in ("pid", "ca", "sids", "sections_new", "bitrate", "every_ms", "max_gap_ms",
+                    "last_at_s", "changes", "cp_s", "ch_ids", "key"):
+            ecm.add_column(t(f"probe.col.{key}"), no_wrap=key in ("pid", "bitrate"))
         for e in r.ecms:
             ecm.add_row(pid_text(e.pid), f"0x{e.ca_system_id:04X}",
                         ",".join(map(str, e.service_ids)) or "-",
@@ -128,32 +138,30 @@ def render_probe(report: ProbeReport, console: Console) -> None:
                         ",".join(map(str, e.ecm_key_indexes)) or "-")
         console.print(ecm)
     if r.emms:
-        emm = Table(title="EMM PIDs", title_justify="left")
-        for col in ("PID", "CA", "sections", "bitrate", "unique", "shared", "global", "other",
-                    "cards", "groups", "table ids"):
-            emm.add_column(col)
+        emm = Table(title=t("probe.emm_pids"), title_justify="left")
+        _columns(emm, t, ("pid", "ca", "sections", "bitrate", "unique", "shared", "global",
+                          "other", "cards", "groups", "table_ids"))
         for m in r.emms:
             emm.add_row(pid_text(m.pid), f"0x{m.ca_system_id:04X}", str(m.sections),
                         bitrate(m.bitrate_bps),
                         *(str(m.by_address.get(k, 0)) for k in ("unique", "shared", "global",
                                                                 "other")),
                         str(len(m.unique)), str(len(m.shared)),
-                        " ".join(f"0x{t:02X}×{n}" for t, n in sorted(m.table_ids.items())))
+                        " ".join(f"0x{tid:02X}×{n}" for tid, n in sorted(m.table_ids.items())))
         console.print(emm)
     if r.scrambling:
-        cw = Table(title="Control-word changes (scrambling parity)", title_justify="left")
-        for col in ("PID", "SID", "even", "odd", "changes", "crypto-period s",
-                    "longest unchanged s"):
-            cw.add_column(col)
+        cw = Table(title=t("probe.cw_changes"), title_justify="left")
+        _columns(cw, t, ("pid", "sid", "even", "odd", "changes", "crypto_period_s",
+                         "longest_s"))
         for c in r.scrambling:
             cw.add_row(pid_text(c.pid), "-" if c.service_id is None else str(c.service_id),
                        f"{c.even:,}", f"{c.odd:,}", str(c.parity_changes),
                        _s(c.crypto_period_s), _s(c.longest_same_parity_s))
         console.print(cw)
     if r.alarms:
-        console.print(alarm_table(r.alarms))
+        console.print(alarm_table(r.alarms, t=t))
     else:
-        console.print(Text("no alarms", style="bold green"))
+        console.print(Text(t("probe.no_alarms"), style="bold green"))
 
 
 def codes_data(lang: str) -> dict[str, Any]:

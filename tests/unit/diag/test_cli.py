@@ -156,3 +156,19 @@ def test_box_in_russian(box_files: tuple[Path, Path, Path, Key]) -> None:
     _, english, _ = run("diag", "box", "--chip-record", str(chip), "--nvram", str(nvram),
                         "--vendor-key", str(key_file))
     assert "This card is paired with another receiver" in english
+
+
+def test_stream_in_russian(faulty: Path) -> None:
+    from cas.i18n.catalog import english_sentences
+
+    code, out, _ = run("diag", "stream", str(faulty), "--lang", "ru")
+    assert code == 0
+    assert "Сервисы" in out and "Тревоги" in out and "шкала времени" in out
+    flat = " ".join(out.split())
+    # The alarm texts are the probe's own (technical, English, listed in `cas diag codes`);
+    # everything else is Russian.
+    for alarm in json.loads(run("diag", "stream", str(faulty), "--json")[1])["alarms"]:
+        flat = flat.replace(" ".join(alarm["message"].split()), "")
+    assert [s for s in english_sentences() if s in flat] == []
+    _, english, _ = run("diag", "stream", str(faulty))
+    assert "Control-word changes (scrambling parity)" in " ".join(english.split())
