@@ -5,8 +5,11 @@
   ``ctx.obj``.  People get rich tables; ``--json`` gets one JSON document on stdout.
 * :class:`Exit` — the exit codes; errors are one line on stderr and a non-zero code.
 * :class:`GuardedGroup` and :func:`run_cli` — our errors become that one line, never a
-  traceback; :func:`refuse_repeated_options` and :func:`ascii_numbers` are installed on the
-  finished command tree by each entry module.
+  traceback (under ``--json``, one JSON document ``{"error": {"code", "message",
+  "exit_code"}}`` on stderr); :func:`refuse_repeated_options`, :func:`ascii_numbers` and
+  :func:`lang_everywhere` are installed on the finished command tree by each entry module.
+* The language (:mod:`cas.i18n`): ``--lang en|ru`` on every command, else ``CAS_LANG``, else
+  the locale; ``app.t(key, ...)`` is the catalogue in that language.
 
 It sits beside the domain packages, not under either command line, so that the box's
 command line does not import the head-end's (docs/architecture.md).
@@ -37,6 +40,7 @@ from rich.progress import (
 )
 
 from cas.errors import CasError, UsageError
+from cas.i18n import LANGUAGES, Translator, resolve_language
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -62,8 +66,10 @@ def default_data_dir() -> Path:
 
 class Application:
     def __init__(self, *, json_mode: bool = False, data_dir: Path | None = None,
-                 db_url: str | None = None, quiet: bool = False) -> None:
+                 db_url: str | None = None, quiet: bool = False,
+                 lang: str | None = None) -> None:
         self.json_mode = json_mode
+        self.set_lang(lang)
         self.data_dir = data_dir or default_data_dir()
         self.db_url = db_url or os.environ.get("CAS_DB_URL")
         self.quiet = quiet
@@ -71,6 +77,11 @@ class Application:
         width = None if sys.stdout.isatty() or os.environ.get("COLUMNS") else 160
         self.console = Console(highlight=False, soft_wrap=True, width=width)
         self.err_console = Console(stderr=True, highlight=False, soft_wrap=True)
+
+    def set_lang(self, lang: str | None) -> None:
+        """``--lang`` (or ``None``: ``CAS_LANG``, then the locale)."""
+        self.lang = resolve_language(lang)
+        self.t = Translator(self.lang)
 
     # --- output -------------------------------------------------------------------------------
     def print(self, *objects: Any, **kwargs: Any) -> None:
@@ -88,7 +99,7 @@ class Application:
             render()
 
     def fail(self, message: str, code: int = Exit.ERROR) -> NoReturn:
-        self.err_console.print(f"error: {message}", markup=False)
+        report_error(message, exit_code=int(code), json_mode=self.json_mode, lang=self.lang)
         raise SystemExit(int(code))
 
     @contextmanager
@@ -115,19 +126,89 @@ class Application:
 
 def run_guarded(fn: Callable[[], Any], app: Application | None = None) -> Any:
     """Call ``fn``; turn our errors into one line + exit code, never a traceback."""
+    json_mode = app.json_mode if app else False
+    lang = app.lang if app else None
     try:
         return fn()
     except CasError as exc:
-        console = app.err_console if app else Console(stderr=True)
-        console.print(f"error: {exc}", markup=False, highlight=False)
+        report_error(str(exc), code=error_code(exc), exit_code=exc.exit_code,
+                     json_mode=json_mode, lang=lang)
         raise SystemExit(exc.exit_code) from None
     except (OSError, ValueError) as exc:
-        console = app.err_console if app else Console(stderr=True)
-        console.print(f"error: {exc}", markup=False, highlight=False)
+        report_error(str(exc), code=error_code(exc), exit_code=int(Exit.ERROR),
+                     json_mode=json_mode, lang=lang)
         raise SystemExit(int(Exit.ERROR)) from None
 
 
 pass_app = click.make_pass_decorator(Application)
+
+
+# --- errors ----------------------------------------------------------------------------------
+def error_code(exc: BaseException) -> str:
+    """The stable code of an error under ``--json``: the error's own ``code`` (the API's,
+    e.g. ``UNKNOWN_CARD``) if it has one, else its class in upper snake case
+    (``StoreMissing`` -> ``STORE_MISSING``)."""
+    code = getattr(exc, "code", None)
+    if isinstance(code, str) and code:
+        return code
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", type(exc).__name__).upper()
+
+
+def _json_requested() -> bool:
+    """``--json`` anywhere on the command line: for errors raised before the root command
+    has read its options (click's usage errors)."""
+    return "--json" in sys.argv[1:]
+
+
+def report_error(message: str, *, code: str = "ERROR", exit_code: int = 1,
+                 json_mode: bool | None = None, lang: str | None = None,
+                 internal: bool = False) -> None:
+    """One line on stderr, ``error: ...`` (``ошибка: ...`` in Russian); under ``--json`` one
+    JSON document ``{"error": {"code": ..., "message": ..., "exit_code": ...}}`` on stderr
+    instead, so a script reading stdout never mistakes it for data (README, "Errors")."""
+    if json_mode is None:
+        json_mode = _json_requested()
+    t = Translator(resolve_language(lang))
+    if json_mode:
+        doc = {"error": {"code": code, "message": message, "exit_code": exit_code}}
+        click.echo(json.dumps(doc, ensure_ascii=False), err=True)
+        return
+    prefix = t("error.internal" if internal else "error.prefix")
+    click.echo(f"{prefix}: {message}", err=True)
+
+
+def _context_app(ctx: click.Context | None) -> Application | None:
+    return ctx.find_object(Application) if ctx is not None else None
+
+
+def _set_lang(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    app = ctx.find_object(Application)
+    if value is not None and app is not None:
+        app.set_lang(value)
+    return value
+
+
+def lang_option(f: F) -> F:
+    """``--lang en|ru`` on one command (after the command name too: ``cas why --lang ru``)."""
+    return click.option("--lang", "lang_here", type=click.Choice(LANGUAGES), default=None,
+                        expose_value=False, callback=_set_lang, is_eager=True,
+                        help="Language of the output: en or ru (default: CAS_LANG, then "
+                             "the locale).")(f)
+
+
+def examples_epilog(lines: tuple[str, ...]) -> str:
+    """A ``--help`` epilog listing example command lines ("\\b" keeps click from re-wrapping
+    them)."""
+    return "\b\nExamples:\n" + "\n".join(f"  {line}" for line in lines)
+
+
+def lang_everywhere(command: click.Command) -> None:
+    """Give every command under ``command`` a ``--lang`` option unless it has one."""
+    if not any(p.name in ("lang", "lang_here") for p in command.params):
+        lang_option(command)
+    if isinstance(command, click.Group):
+        for sub in command.commands.values():
+            lang_everywhere(sub)
 
 
 def _single_value(param: click.Parameter) -> bool:
@@ -184,19 +265,29 @@ class GuardedGroup(click.Group):
         try:
             return super().invoke(ctx)
         except CasError as exc:
-            click.echo(f"error: {exc}", err=True)
+            self._report(ctx, str(exc), error_code(exc), exc.exit_code)
             ctx.exit(exc.exit_code)
         except (OSError, ValueError, UnicodeError) as exc:
-            click.echo(f"error: {exc}", err=True)
+            self._report(ctx, str(exc), error_code(exc), 1)
             ctx.exit(1)
         except (click.exceptions.Exit, click.ClickException, SystemExit, KeyboardInterrupt):
             raise
         except Exception as exc:
             if not self.one_line_internal_errors or os.environ.get("CAS_DEBUG"):
                 raise
-            click.echo(f"internal error: {type(exc).__name__}: {exc} "
-                       "(set CAS_DEBUG=1 for a traceback)", err=True)
+            app = _context_app(ctx)
+            t = app.t if app is not None else Translator(resolve_language())
+            self._report(ctx, f"{type(exc).__name__}: {exc} ({t('error.debug_hint')})",
+                         "INTERNAL_ERROR", 1, internal=True)
             ctx.exit(1)
+
+    @staticmethod
+    def _report(ctx: click.Context, message: str, code: str, exit_code: int, *,
+                internal: bool = False) -> None:
+        app = _context_app(ctx)
+        report_error(message, code=code, exit_code=exit_code, internal=internal,
+                     json_mode=app.json_mode if app is not None else None,
+                     lang=app.lang if app is not None else None)
 
 
 def run_cli(group: click.Group, prog_name: str) -> None:
@@ -208,19 +299,40 @@ def run_cli(group: click.Group, prog_name: str) -> None:
     try:
         rc = group.main(prog_name=prog_name, standalone_mode=False)
     except click.exceptions.Abort:
-        click.echo("error: aborted", err=True)
+        report_error(Translator(_argv_lang())("error.aborted"), code="ABORTED", lang=_argv_lang())
         sys.exit(1)
     except click.UsageError as exc:
-        hint = f" (try '{exc.ctx.command_path} --help')" if exc.ctx else ""
-        click.echo(f"error: {exc.format_message()}{hint}", err=True)
+        lang = _argv_lang(exc.ctx)
+        hint = (" (" + Translator(lang)("error.help_hint", command=exc.ctx.command_path) + ")"
+                if exc.ctx else "")
+        report_error(f"{exc.format_message()}{hint}", code="USAGE_ERROR",
+                     exit_code=exc.exit_code, lang=lang)
         sys.exit(exc.exit_code)
     except click.ClickException as exc:
-        click.echo(f"error: {exc.format_message()}", err=True)
+        report_error(exc.format_message(), code="ERROR", exit_code=exc.exit_code,
+                     lang=_argv_lang(getattr(exc, "ctx", None)))
         sys.exit(exc.exit_code)
     except CasError as exc:  # raised outside a command (e.g. during option parsing)
-        click.echo(f"error: {exc}", err=True)
+        report_error(str(exc), code=error_code(exc), exit_code=exc.exit_code,
+                     lang=_argv_lang())
         sys.exit(exc.exit_code)
     sys.exit(rc if isinstance(rc, int) else 0)
+
+
+def _argv_lang(ctx: click.Context | None = None) -> str:
+    """The language for an error raised while the command line was being read: the
+    application's if it exists already, else ``--lang X`` / ``--lang=X`` on the command
+    line, else ``CAS_LANG`` / the locale."""
+    app = _context_app(ctx)
+    if app is not None:
+        return app.lang
+    argv = sys.argv[1:]
+    for i, arg in enumerate(argv):
+        if arg == "--lang" and i + 1 < len(argv) and argv[i + 1] in LANGUAGES:
+            return argv[i + 1]
+        if arg.startswith("--lang=") and arg[7:] in LANGUAGES:
+            return arg[7:]
+    return resolve_language()
 
 
 # --- numbers are ASCII digits (cas.text) -------------------------------------------------------

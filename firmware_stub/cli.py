@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any, BinaryIO, TypeVar
 
 import click
+from rich.markup import escape
 
 import cas
 from cas.console import (
@@ -34,16 +35,19 @@ from cas.console import (
     Exit,
     GuardedGroup,
     ascii_numbers,
+    examples_epilog,
+    lang_everywhere,
     pass_app,
     refuse_repeated_options,
     run_cli,
 )
 from cas.errors import StreamError, UsageError
+from cas.reasons import message
 from firmware_stub.box import Box, WatchResult
 from firmware_stub.cardslot import insert_card
 from firmware_stub.chipset import load_chip_record, load_key_file, load_vendor_key
 from firmware_stub.errors import NotTransportStreamError
-from firmware_stub.live import LiveResult, run_live, utc_text
+from firmware_stub.live import ChannelEvent, LiveResult, run_live, utc_text
 from firmware_stub.nvram import load_nvram
 from firmware_stub.report import ChannelStatus, render
 from firmware_stub.udpin import InputSpec, open_input, parse_input, stop_on_signals
@@ -71,10 +75,13 @@ def _hex_int(value: str | None) -> int | None:
 @click.version_option(cas.__version__, prog_name="stb")
 @click.option("--json", "json_mode", is_flag=True, help="Machine-readable JSON output.")
 @click.option("-q", "--quiet", is_flag=True, help="Less output.")
+@click.option("--lang", type=click.Choice(["en", "ru"]), default=None,
+              help="Language of the reports, on-screen messages and errors (default: "
+                   "CAS_LANG, then the locale, then en).")
 @click.pass_context
-def cli(ctx: click.Context, json_mode: bool, quiet: bool) -> None:
+def cli(ctx: click.Context, json_mode: bool, quiet: bool, lang: str | None) -> None:
     """cas-sim set-top-box stub."""
-    ctx.obj = Application(json_mode=json_mode, quiet=quiet)
+    ctx.obj = Application(json_mode=json_mode, quiet=quiet, lang=lang)
 
 
 def _json_flag(f: F) -> F:
@@ -255,8 +262,20 @@ def _live(stack: ExitStack, box: Box, spec: InputSpec, *,
     _json_line({"event": "start", "time": utc_text(datetime.now(UTC)), "input": source.url,
                 "mode": "watch" if channel is not None else "scan"}, err=events_to_err)
     stop = stack.enter_context(stop_on_signals())
+    lang = click.get_current_context().find_object(Application)
+    lang_code = lang.lang if lang is not None else "en"
+
+    def event_line(event: Any) -> None:
+        data = event.to_json()
+        if isinstance(event, ChannelEvent):
+            # The on-screen message in the viewer's language; both stay in the event.
+            data["message_en"] = message(event.status.reason, "en")
+            data["message_ru"] = message(event.status.reason, "ru")
+            data["message"] = message(event.status.reason, lang_code)
+        _json_line(data, err=events_to_err)
+
     return run_live(box, source, stop=stop, duration_s=duration_s, channel=channel, out=out,
-                    pin=pin, on_event=lambda e: _json_line(e.to_json(), err=events_to_err))
+                    pin=pin, on_event=event_line)
 
 
 @cli.command()
@@ -281,14 +300,15 @@ def scan(app: Application, /, stream: str, pin: str | None, fail_on_locked: bool
             result = _live(stack, box, spec, duration_s=duration_s, pin=pin)
             report = result.report
     if spec is None:
-        app.output(report.to_json(), lambda: render(report, app.console))
+        app.output(report.to_json(), lambda: render(report, app.console, app.lang))
     elif app.json_mode:
         _json_line({"event": "report", "time": utc_text(datetime.now(UTC)),
                     **result.to_json()})
     else:
-        render(report, app.console)
-        app.print(f"{result.input.url}: {result.duration_s:.1f} s, {result.input.bytes} "
-                  f"bytes, {result.events} state changes, stopped by {result.stopped_by}")
+        render(report, app.console, app.lang)
+        app.print(app.t("stb.live_summary", url=result.input.url,
+                        duration=f"{result.duration_s:.1f}", bytes=result.input.bytes,
+                        events=result.events, stopped_by=result.stopped_by))
     if fail_on_locked and not report.all_open:
         raise SystemExit(int(Exit.LOCKED))
 
@@ -327,17 +347,19 @@ def watch(app: Application, /, stream: str, channel: int, output: str, pin: str 
 
     def show() -> None:
         console = app.err_console if output == "-" else app.console
+        t = app.t
         if status is None:
-            console.print(f"channel {channel}: not found")
+            console.print(t("stb.not_found", channel=channel))
             return
         colour = "green" if status.open else "red"
-        console.print(f"channel {channel} {status.name}: [{colour}]{status.state}[/] "
-                      f"{status.reason.value} {status.screen_code} {status.message}"
-                      + (f" — {status.detail}" if status.detail else ""))
+        console.print(t("stb.watch_line", channel=channel, name=escape(status.name),
+                        state=f"[{colour}]{t('state.' + status.state)}[/]",
+                        reason=status.reason.value, code=status.screen_code,
+                        message=message(status.reason, t.lang))
+                      + (f" — {escape(status.detail)}" if status.detail else ""))
         ms = result.first_ecm_to_clear_s
-        console.print(f"{result.packets_out} packets written, {result.packets_dropped} "
-                      "scrambled packets dropped"
-                      + (f", first ECM to first clear packet {ms * 1000:.2f} ms"
+        console.print(t("stb.written", n=result.packets_out, dropped=result.packets_dropped)
+                      + (", " + t("stb.first_clear", ms=f"{ms * 1000:.2f}")
                          if ms is not None else ""))
 
     if spec is not None and app.json_mode:
@@ -370,7 +392,22 @@ def _live_watch(app: Application, stack: ExitStack, box: Box, spec: InputSpec, c
     return result
 
 
+_BOX_FILES = "--chip-record box.chip --vendor-key vendor.key --nvram box.nvram"
+scan.epilog = examples_epilog((
+    f"stb scan in.ts --card-image card.img --rom-key-file rom.key {_BOX_FILES}",
+    f"stb scan in.ts --reader 'Virtual PCD 00 00' {_BOX_FILES} --lang ru",
+    f"stb scan udp://127.0.0.1:5000 --duration 30 --card-image card.img --rom-key-file rom.key "
+    f"{_BOX_FILES}",
+    f"stb --json scan in.ts --card-image card.img --rom-key-file rom.key {_BOX_FILES} "
+    "--fail-on-locked",
+))
+watch.epilog = examples_epilog((
+    f"stb watch in.ts -c 1 -o clear.ts --card-image card.img --rom-key-file rom.key {_BOX_FILES}",
+    f"stb watch in.ts -c 27 --pin 1234 -o - --card-image card.img --rom-key-file rom.key "
+    f"{_BOX_FILES} | ffplay -",
+))
 ascii_numbers(cli)  # every integer option reads ASCII digits only (cas.text)
+lang_everywhere(cli)  # --lang after the command too (stb scan IN.ts --lang ru)
 refuse_repeated_options(cli)
 
 

@@ -17,7 +17,8 @@ from rich.console import Console, Group
 from rich.table import Table
 from rich.text import Text
 
-from cas.reasons import Reason, info
+from cas.i18n import Translator
+from cas.reasons import Reason, info, message
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -127,37 +128,40 @@ class LockReport:
         }
 
 
-def render(report: LockReport, console: Console) -> None:
-    """Print the report as a rich table (what an integration tester reads)."""
+def render(report: LockReport, console: Console, lang: str = "en") -> None:
+    """Print the report as a rich table (what an integration tester reads), in ``lang``:
+    headings, states and the on-screen messages; reason codes, screen codes and the
+    technical detail stay as they are (testers grep for them)."""
+    t = Translator(lang)
     card = report.card
+    chip = f"{report.chip_id:08X}"
     if card.present and card.serial is not None:
-        head = (f"box chip {report.chip_id:08X} · card {card.serial:010d}"
-                f" ({card.status or 'status unknown'})")
+        head = t("stb.head_card", chip=chip, card=f"{card.serial:010d}",
+                 status=card.status or t("stb.status_unknown"))
     elif card.present:
-        head = f"box chip {report.chip_id:08X} · card error: {card.error or 'unreadable'}"
+        head = t("stb.head_card_error", chip=chip, error=card.error or t("stb.unreadable"))
     else:
-        head = f"box chip {report.chip_id:08X} · no card"
+        head = t("stb.head_no_card", chip=chip)
     table = Table(title=head, title_justify="left")
     # Codes never wrap (testers grep for them); the free text does.
-    table.add_column("ch", justify="right", no_wrap=True)
-    table.add_column("name", no_wrap=True)
-    table.add_column("state", no_wrap=True)
-    table.add_column("reason", no_wrap=True)
-    table.add_column("code", no_wrap=True)
-    table.add_column("message", ratio=1, overflow="fold")
-    table.add_column("detail", ratio=2, overflow="fold")
+    table.add_column(t("stb.col.ch"), justify="right", no_wrap=True)
+    for key in ("name", "state", "reason", "code"):
+        table.add_column(t(f"stb.col.{key}"), no_wrap=True)
+    table.add_column(t("stb.col.message"), ratio=1, overflow="fold")
+    table.add_column(t("stb.col.detail"), ratio=2, overflow="fold")
     for c in report.channels:
-        state = Text(c.state, style="green" if c.open else "red")
+        state = Text(t(f"state.{c.state}"), style="green" if c.open else "red")
         table.add_row(str(c.channel), c.name, state, c.reason.value, c.screen_code,
-                      c.message, c.detail)
+                      message(c.reason, t.lang), c.detail)
     parts: list[Any] = [table]
     emm = {k: v for k, v in report.emm.items() if v}
     if emm:
-        parts.append(Text("EMMs: " + ", ".join(f"{k} {v}" for k, v in sorted(emm.items())),
+        parts.append(Text(t("stb.emms", counts=", ".join(f"{k} {v}"
+                                                          for k, v in sorted(emm.items()))),
                           style="dim"))
     issues = int(report.stream.get("issue_count", 0) or 0)
     if issues:
-        parts.append(Text(f"stream defects survived: {issues}", style="yellow"))
+        parts.append(Text(t("stb.defects", n=issues), style="yellow"))
     if report.pin:
-        parts.append(Text(f"PIN: {report.pin}", style="dim"))
+        parts.append(Text(t("stb.pin", pin=report.pin), style="dim"))
     console.print(Group(*parts))

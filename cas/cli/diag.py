@@ -90,7 +90,7 @@ def stream_cmd(app: Application, stream: str, duration_s: float | None,
         finally:
             source.close()
         app.output({**report.to_json(), "input": stats.to_json()},
-                   lambda: render_probe(report, app.console))
+                   lambda: render_probe(report, app.console, app.t))
         if fail_on_alarm and report.errors:
             raise SystemExit(int(Exit.STREAM))
         return
@@ -105,20 +105,24 @@ def stream_cmd(app: Application, stream: str, duration_s: float | None,
         with app.progress(f"probing {path.name}", size) as advance:
             report = probe_file(path, ca_system_id=system, nominal_bitrate_bps=bitrate_bps,
                                 thresholds=thresholds, progress=advance)
-    app.output(report.to_json(), lambda: render_probe(report, app.console))
+    app.output(report.to_json(), lambda: render_probe(report, app.console, app.t))
     if fail_on_alarm and report.errors:
         raise SystemExit(int(Exit.STREAM))
 
 
 @click.command("codes")
-@click.option("--lang", type=click.Choice(["en", "ru"]), default="en", show_default=True)
+@click.option("--lang", type=click.Choice(["en", "ru"]), default=None,
+              help="en or ru (default: CAS_LANG, then the locale).")
 @click.option("--markdown", is_flag=True, help="A Markdown table (en and ru), for documents.")
 @_json_option
 @pass_app
-def codes_cmd(app: Application, lang: str, markdown: bool, json_flag: bool) -> None:
+def codes_cmd(app: Application, lang: str | None, markdown: bool, json_flag: bool) -> None:
     """Every lock reason with its on-screen code, message and fix; the probe's alarms."""
     if json_flag:
         app.json_mode = True
+    if lang is not None:
+        app.set_lang(lang)
+    lang = app.lang
     if markdown and not app.json_mode:
         from cas.diag.render import codes_markdown
 
@@ -167,7 +171,7 @@ def box_cmd(app: Application, chip_record: Path, chip_id: str | None, nvram: Pat
     report = read_box(chip_record, chip_id=_hex_id(chip_id), nvram=nvram,
                       vendor_key=_vendor_key(vendor_key))
     data = report.to_json()
-    app.output(data, lambda: render_box(data, app.console))
+    app.output(data, lambda: render_box(data, app.console, app.t))
 
 
 @click.command("visit")
@@ -249,17 +253,17 @@ def visit_cmd(app: Application, stream: Path, reader: str | None, card_image: Pa
     finally:
         if store is not None:
             store.dispose()
-    data = visit.to_json()
+    data = visit.to_json(app.lang)
     if report_path is not None:
         verification = verification_for(visit, complaint=complaint, city=city,
                                         account=account_ref, device=device)
-        fmt = write_report(report_path, visit, verification)
+        fmt = write_report(report_path, visit, verification, lang=app.lang)
         data["report"] = {"path": str(report_path), "format": fmt}
 
     def show() -> None:
-        render_visit(data, app.console)
+        render_visit(data, app.console, app.t)
         if report_path is not None:
-            app.print(f"support ticket written: {report_path}")
+            app.print(app.t("visit.ticket_written", path=report_path), markup=False)
 
     app.output(data, show)
 

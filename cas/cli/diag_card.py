@@ -72,45 +72,50 @@ def diag_card_cmd(app: Application, reader: str | None, json_flag: bool, trace: 
 
 
 def _render(app: Application, report: CardReport) -> None:
+    t = app.t
     data = report.to_json()
     atr = data["atr"]
-    head = Table(title=f"card {data['serial']} in {report.reader}", show_header=False)
+    head = Table(title=t("diag_card.title", serial=data["serial"], reader=report.reader),
+                 show_header=False)
     head.add_column("field", style="bold")
     head.add_column("value")
     atr_text = atr["hex"]
     if report.atr is not None:
-        atr_text += (f"\n{report.atr.convention} convention, "
-                     f"{'/'.join(atr['protocols'])}, card {atr['card_name'] or '?'} "
-                     f"OS {atr['card_os_version'] or '?'}"
-                     + ("" if report.atr.tck_ok in (True, None) else ", TCK WRONG"))
+        atr_text += "\n" + t("diag_card.atr", convention=report.atr.convention,
+                             protocols="/".join(atr["protocols"]),
+                             name=atr["card_name"] or "?", os=atr["card_os_version"] or "?")
+        if report.atr.tck_ok not in (True, None):
+            atr_text += ", " + t("diag_card.tck_wrong")
     status_style = "green" if data["status"] == "ACTIVE" else "red"
     pairing = data["pairing"]
     rows = [
         ("ATR", atr_text),
-        ("serial", data["serial"]),
-        ("group / position", f"{data['shared_address']} / {data['member_position']}"),
-        ("CA system / operator", f"{data['ca_system_id']} / {data['operator_id']}"),
-        ("status", f"[{status_style}]{data['status']}[/]"),
-        ("region", str(data["region"])),
-        ("maturity limit", "none" if data["maturity_limit"] == 0xFF
+        (t("diag_card.serial"), data["serial"]),
+        (t("diag_card.group"), f"{data['shared_address']} / {data['member_position']}"),
+        (t("diag_card.ca_system"), f"{data['ca_system_id']} / {data['operator_id']}"),
+        (t("diag_card.status"), f"[{status_style}]{data['status']}[/]"),
+        (t("diag_card.region"), str(data["region"])),
+        (t("diag_card.maturity"), t("diag_card.none") if data["maturity_limit"] == 0xFF
          else str(data["maturity_limit"])),
-        ("PIN", "verified in this session" if data["pin_verified"]
-         else f"{data['pin_tries_left']} of {data['pin_tries_max']} tries left"),
-        ("pairing", f"paired with chip {pairing['chip_id']}" if pairing["paired"]
-         else "[red]not paired[/]"),
-        ("EMM sequence", "unique {unique}, shared {shared}, global {global}".format(
-            **data["emm_sequence"])),
-        ("card clock", data["card_clock"] or "never saw an ECM"),
-        ("ECM keys", ", ".join(map(str, data["ecm_key_indexes"])) or "none"),
-        ("OSD message", data["osd_message"] or "-"),
+        ("PIN", t("diag_card.pin_verified") if data["pin_verified"]
+         else t("diag_card.pin_tries", n=data["pin_tries_left"], max=data["pin_tries_max"])),
+        (t("diag_card.pairing"), t("diag_card.paired", chip=pairing["chip_id"])
+         if pairing["paired"] else f"[red]{t('diag_card.not_paired')}[/]"),
+        (t("diag_card.emm_sequence"), t("diag_card.emm_seq", **data["emm_sequence"])),
+        (t("diag_card.clock"), data["card_clock"] or t("diag_card.no_ecm_seen")),
+        (t("diag_card.ecm_keys"), ", ".join(map(str, data["ecm_key_indexes"]))
+         or t("diag_card.none")),
+        (t("diag_card.osd"), data["osd_message"] or "-"),
     ]
     for field, value in rows:
         head.add_row(field, value)
     app.print(head)
-    ents = Table(title=f"entitlements ({len(data['entitlements'])}) at {data['checked_at']}")
+    ents = Table(title=t("diag_card.entitlements", n=len(data["entitlements"]),
+                         at=data["checked_at"]))
     for col in ("package", "start", "end", "state"):
-        ents.add_column(col)
+        ents.add_column(t(f"diag_card.col.{col}"))
     for e in data["entitlements"]:
         style = {"expired": "red", "not yet valid": "yellow"}.get(e["state"], "green")
-        ents.add_row(str(e["package_id"]), e["start"], e["end"], f"[{style}]{e['state']}[/]")
+        state = t("diag_card.state." + e["state"].replace(" ", "_"))
+        ents.add_row(str(e["package_id"]), e["start"], e["end"], f"[{style}]{state}[/]")
     app.print(ents)

@@ -14,15 +14,17 @@ from pathlib import Path
 import click
 
 import cas
+from cas.cli.examples import install as install_examples
 from cas.console import (
     Application,
     GuardedGroup,
     ascii_numbers,
+    lang_everywhere,
     refuse_repeated_options,
     run_cli,
 )
 
-_SKIP = {"main", "app", "common"}
+_SKIP = {"main", "app", "common", "examples"}
 
 
 @click.group(cls=GuardedGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -32,11 +34,15 @@ _SKIP = {"main", "app", "common"}
               help="Where the SQLite store, keys and card images live.")
 @click.option("--db-url", envvar="CAS_DB_URL", help="SQLAlchemy URL (default: SQLite in the data dir).")
 @click.option("-q", "--quiet", is_flag=True, help="Less output.")
+@click.option("--lang", type=click.Choice(["en", "ru"]), default=None,
+              help="Language of the output and errors (default: CAS_LANG, then the locale "
+                   "LC_ALL / LC_MESSAGES / LANG, then en).")
 @click.pass_context
 def cli(ctx: click.Context, json_mode: bool, data_dir: Path | None, db_url: str | None,
-        quiet: bool) -> None:
+        quiet: bool, lang: str | None) -> None:
     """cas-sim head-end: subscribers, cards, EMM/ECM, streams, SimulCrypt, diagnostics."""
-    ctx.obj = Application(json_mode=json_mode, data_dir=data_dir, db_url=db_url, quiet=quiet)
+    ctx.obj = Application(json_mode=json_mode, data_dir=data_dir, db_url=db_url, quiet=quiet,
+                          lang=lang)
 
 
 def _register_all() -> None:
@@ -52,7 +58,9 @@ def _register_all() -> None:
 
 
 _register_all()
+install_examples(cli)
 ascii_numbers(cli)
+lang_everywhere(cli)
 refuse_repeated_options(cli)
 
 

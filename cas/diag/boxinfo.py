@@ -21,6 +21,7 @@ from typing import Any
 from cas.crypto import Key
 from cas.errors import CasError
 from cas.formats.chipid import ChipIdRecord
+from cas.i18n import Msg, Translator
 from cas.reasons import Reason, info
 from firmware_stub.chipset import Chipset, load_chip_record
 from firmware_stub.errors import PairingError
@@ -55,6 +56,8 @@ class BoxReport:
     chip_ok: bool | None = None  # the CSK opens with the vendor key (None: not checked)
     pairing_ok: bool | None = None  # the NVRAM chip blob opens on this chip
     notes: tuple[str, ...] = field(default=())
+    #: ``notes`` as catalogue messages, for a reader in another language.
+    note_msgs: tuple[Msg, ...] = field(default=())
 
     @property
     def chip_id(self) -> int:
@@ -108,6 +111,7 @@ class BoxReport:
             "counters": dict(nv.counters),
             "trouble": trouble_counters(nv.counters),
             "notes": list(self.notes),
+            "note_messages": [m.to_json() for m in self.note_msgs],
         }
 
 
@@ -118,9 +122,9 @@ def read_box(chip_record: Path, *, chip_id: int | None = None, nvram: Path | Non
     found = nvram is not None and nvram.is_file()
     nv = load_nvram(nvram, chip_id=record.chip_id) if nvram is not None and found else Nvram(
         chip_id=record.chip_id)
-    notes: list[str] = []
+    notes: list[Msg] = []
     if nvram is not None and not found:
-        notes.append(f"no NVRAM file at {nvram}: the box has never booted (or was reset)")
+        notes.append(Msg("diag_box.note.no_nvram", {"path": str(nvram)}))
     chip_ok: bool | None = None
     pairing_ok: bool | None = None
     if vendor_key is not None:
@@ -129,8 +133,7 @@ def read_box(chip_record: Path, *, chip_id: int | None = None, nvram: Path | Non
             chip_ok = True
         except CasError:
             chip_ok = False
-            notes.append("the Chip ID record does not open with this vendor key: "
-                         "wrong vendor key, or not a genuine chip")
+            notes.append(Msg("diag_box.note.not_genuine"))
         else:
             if nv.pairing is not None:
                 try:
@@ -138,20 +141,23 @@ def read_box(chip_record: Path, *, chip_id: int | None = None, nvram: Path | Non
                     pairing_ok = True
                 except PairingError:
                     pairing_ok = False
-                    notes.append("the pairing stored in NVRAM was not made for this chip")
+                    notes.append(Msg("diag_box.note.pairing_not_for_chip"))
     if nv.pairing is None:
-        notes.append("no pairing stored: the box has not yet seen a card paired with it")
+        notes.append(Msg("diag_box.note.no_pairing"))
     elif nv.pairing.chip_id != record.chip_id:
-        notes.append(f"the NVRAM pairing names chip {nv.pairing.chip_id:08X}, "
-                     f"not this chip {record.chip_id:08X}")
+        notes.append(Msg("diag_box.note.other_chip", {"chip": f"{nv.pairing.chip_id:08X}",
+                                                      "this": f"{record.chip_id:08X}"}))
     trouble = trouble_counters(nv.counters)
     if trouble.get("cw_unwrap_failed"):
-        notes.append(f"{trouble['cw_unwrap_failed']} control-word unwraps failed: the card "
-                     "in the slot was paired with another box")
+        notes.append(Msg("diag_box.note.unwrap_failed", {"n": trouble["cw_unwrap_failed"]}))
     reason = None if nv.last_ecm is None else nv.last_ecm.reason
     if reason is not None and reason != Reason.OPEN.value:
-        notes.append(f"the last ECM (channel {nv.last_ecm.channel}) was refused: "  # type: ignore[union-attr]
-                     f"{reason}")
+        notes.append(Msg("diag_box.note.last_ecm_refused",
+                         {"channel": nv.last_ecm.channel,  # type: ignore[union-attr]
+                          "reason": reason}))
     return BoxReport(chip=record, nvram_path=None if nvram is None else str(nvram),
                      nvram_found=found, nvram=nv, chip_ok=chip_ok, pairing_ok=pairing_ok,
-                     notes=tuple(notes))
+                     notes=tuple(_EN(m) for m in notes), note_msgs=tuple(notes))
+
+
+_EN = Translator("en")

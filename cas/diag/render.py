@@ -14,7 +14,8 @@ from rich.text import Text
 
 from cas.diag.alarms import ALARM_TEXT, Alarm, AlarmCode, Severity
 from cas.diag.probe import ProbeReport
-from cas.reasons import REASONS, Reason
+from cas.i18n import Msg, Translator
+from cas.reasons import REASONS, Reason, message
 
 STATE_STYLE = {"OPEN": "bold green", "LOCKED": "bold red"}
 SEVERITY_STYLE = {Severity.ERROR: "bold red", Severity.WARNING: "yellow"}
@@ -51,10 +52,12 @@ def state_text(state: str) -> Text:
     return Text(state, style=STATE_STYLE.get(state, ""))
 
 
-def alarm_table(alarms: tuple[Alarm, ...] | list[Alarm], *, title: str = "Alarms") -> Table:
-    table = Table(title=title, title_justify="left")
-    for col in ("severity", "code", "PID", "service", "at (s)", "message"):
-        table.add_column(col)
+def alarm_table(alarms: tuple[Alarm, ...] | list[Alarm], *, title: str = "Alarms",
+                t: Translator | None = None) -> Table:
+    t = t or Translator("en")
+    table = Table(title=t("probe.alarms") if title == "Alarms" else title, title_justify="left")
+    for key in ("severity", "code", "pid", "service", "at", "message"):
+        table.add_column(t(f"probe.col.{key}"))
     for a in alarms:
         table.add_row(Text(a.severity.value, style=SEVERITY_STYLE[a.severity]), a.code.value,
                       pid_text(a.pid), "-" if a.service_id is None else str(a.service_id),
@@ -62,23 +65,30 @@ def alarm_table(alarms: tuple[Alarm, ...] | list[Alarm], *, title: str = "Alarms
     return table
 
 
-def render_probe(report: ProbeReport, console: Console) -> None:
-    """``cas diag stream`` for people."""
-    r = report
-    console.print(
-        f"[bold]{r.source}[/]  {r.size_bytes:,} bytes, {r.packets:,} packets, "
-        f"{r.duration_s:.1f} s, {bitrate(r.bitrate_bps)}  "
-        f"TSID {r.transport_stream_id if r.transport_stream_id is not None else '-'}")
-    console.print(f"time base: {r.time_base}"
-                  + (f", {r.pcr_discontinuities} PCR discontinuities"
-                     if r.pcr_discontinuities else "")
-                  + (f"; crypto-period {r.crypto_period_s:.1f} s"
-                     if r.crypto_period_s else ""), style="dim")
+def _columns(table: Table, t: Translator, keys: tuple[str, ...], **kwargs: Any) -> None:
+    for key in keys:
+        table.add_column(t(f"probe.col.{key}"), **kwargs)
 
-    services = Table(title="Services", title_justify="left")
-    for col in ("SID", "name", "provider", "state", "PMT", "PCR", "components",
-                "ECM PIDs (CA system)", "bitrate"):
-        services.add_column(col)
+
+def render_probe(report: ProbeReport, console: Console, t: Translator | None = None) -> None:
+    """``cas diag stream`` for people, in ``t``'s language (headings; alarm texts and the
+    stream's own names stay as they are)."""
+    t = t or Translator("en")
+    r = report
+    console.print(Text(r.source, style="bold"),
+                  "  " + t("probe.head", size=f"{r.size_bytes:,}", packets=f"{r.packets:,}",
+                           duration=f"{r.duration_s:.1f}", bitrate=bitrate(r.bitrate_bps),
+                           tsid=r.transport_stream_id if r.transport_stream_id is not None
+                           else "-"))
+    console.print(t("probe.time_base", time_base=r.time_base)
+                  + (", " + t("probe.pcr_discontinuities", n=r.pcr_discontinuities)
+                     if r.pcr_discontinuities else "")
+                  + ("; " + t("probe.crypto_period", s=f"{r.crypto_period_s:.1f}")
+                     if r.crypto_period_s else ""), style="dim", markup=False)
+
+    services = Table(title=t("probe.services"), title_justify="left")
+    _columns(services, t, ("sid", "name", "provider", "state", "pmt", "pcr", "components",
+                           "ecm_pids", "bitrate"))
     for s in r.services:
         style = {"scrambled": "cyan", "clear": "green", "partly scrambled": "yellow"}.get(
             s.state, "red")
@@ -93,10 +103,11 @@ def render_probe(report: ProbeReport, console: Console) -> None:
     console.print(services)
 
     pids = Table(title="PIDs", title_justify="left")
-    for col in ("PID", "kind", "SIDs", "packets", "bitrate", "scrambling", "even", "odd",
-                "CC errors", "PCRs"):
-        pids.add_column(col, justify="right" if col in ("packets", "even", "odd", "CC errors",
-                                                           "PCRs") else "left")
+    for key in ("pid", "kind", "sids", "packets", "bitrate", "scrambling", "even", "odd",
+                "cc_errors", "pcrs"):
+        pids.add_column(t(f"probe.col.{key}"),
+                        justify="right" if key in ("packets", "even", "odd", "cc_errors",
+                                                   "pcrs") else "left")
     for p in r.pids:
         if p.pid < 0:
             pids.add_row("…", p.kind, "", "", "", "", "", "", "", "")
@@ -113,10 +124,10 @@ def render_probe(report: ProbeReport, console: Console) -> None:
         console.print("CAT: " + ", ".join(f"CA 0x{c.ca_system_id:04X} → EMM PID {c.ca_pid}"
                                           for c in r.cat))
     if r.ecms:
-        ecm = Table(title="ECM PIDs", title_justify="left")
-        for col in ("PID", "CA", "SIDs", "sections (new)", "bitrate", "every ms",
-                    "max gap ms", "last at s", "changes", "CP s", "ch ids", "key"):
-            ecm.add_column(col, no_wrap=col in ("PID", "bitrate"))
+        ecm = Table(title=t("probe.ecm_pids"), title_justify="left")
+        for key in ("pid", "ca", "sids", "sections_new", "bitrate", "every_ms", "max_gap_ms",
+                    "last_at_s", "changes", "cp_s", "ch_ids", "key"):
+            ecm.add_column(t(f"probe.col.{key}"), no_wrap=key in ("pid", "bitrate"))
         for e in r.ecms:
             ecm.add_row(pid_text(e.pid), f"0x{e.ca_system_id:04X}",
                         ",".join(map(str, e.service_ids)) or "-",
@@ -127,32 +138,30 @@ def render_probe(report: ProbeReport, console: Console) -> None:
                         ",".join(map(str, e.ecm_key_indexes)) or "-")
         console.print(ecm)
     if r.emms:
-        emm = Table(title="EMM PIDs", title_justify="left")
-        for col in ("PID", "CA", "sections", "bitrate", "unique", "shared", "global", "other",
-                    "cards", "groups", "table ids"):
-            emm.add_column(col)
+        emm = Table(title=t("probe.emm_pids"), title_justify="left")
+        _columns(emm, t, ("pid", "ca", "sections", "bitrate", "unique", "shared", "global",
+                          "other", "cards", "groups", "table_ids"))
         for m in r.emms:
             emm.add_row(pid_text(m.pid), f"0x{m.ca_system_id:04X}", str(m.sections),
                         bitrate(m.bitrate_bps),
                         *(str(m.by_address.get(k, 0)) for k in ("unique", "shared", "global",
                                                                 "other")),
                         str(len(m.unique)), str(len(m.shared)),
-                        " ".join(f"0x{t:02X}×{n}" for t, n in sorted(m.table_ids.items())))
+                        " ".join(f"0x{tid:02X}×{n}" for tid, n in sorted(m.table_ids.items())))
         console.print(emm)
     if r.scrambling:
-        cw = Table(title="Control-word changes (scrambling parity)", title_justify="left")
-        for col in ("PID", "SID", "even", "odd", "changes", "crypto-period s",
-                    "longest unchanged s"):
-            cw.add_column(col)
+        cw = Table(title=t("probe.cw_changes"), title_justify="left")
+        _columns(cw, t, ("pid", "sid", "even", "odd", "changes", "crypto_period_s",
+                         "longest_s"))
         for c in r.scrambling:
             cw.add_row(pid_text(c.pid), "-" if c.service_id is None else str(c.service_id),
                        f"{c.even:,}", f"{c.odd:,}", str(c.parity_changes),
                        _s(c.crypto_period_s), _s(c.longest_same_parity_s))
         console.print(cw)
     if r.alarms:
-        console.print(alarm_table(r.alarms))
+        console.print(alarm_table(r.alarms, t=t))
     else:
-        console.print(Text("no alarms", style="bold green"))
+        console.print(Text(t("probe.no_alarms"), style="bold green"))
 
 
 def codes_data(lang: str) -> dict[str, Any]:
@@ -198,124 +207,138 @@ def render_codes(console: Console, lang: str) -> None:
 
 
 # --- box -------------------------------------------------------------------------------------------
-def render_box(data: dict[str, Any], console: Console) -> None:
-    """``cas diag box`` for people (from :meth:`BoxReport.to_json`)."""
-    head = Table(title=f"box {data['chip_id']}", title_justify="left", show_header=False)
+def render_box(data: dict[str, Any], console: Console, t: Translator | None = None) -> None:
+    """``cas diag box`` for people (from :meth:`BoxReport.to_json`), in ``t``'s language."""
+    t = t or Translator("en")
+    head = Table(title=t("diag_box.title", chip=data["chip_id"]), title_justify="left",
+                 show_header=False)
     head.add_column("field", style="bold")
     head.add_column("value")
-    ok: dict[bool | None, Text] = {True: Text("yes", style="green"),
-                                   False: Text("NO", style="bold red"), None: Text("-")}
-    head.add_row("device", f"{data['device_type']}, {data['vendor']} {data['model']}")
-    head.add_row("firmware", data["firmware_version"])
-    head.add_row("manufactured", data["manufactured"] or "-")
-    head.add_row("chip genuine (vendor key)", ok[data["chip_ok"]])
+    ok: dict[bool | None, Text] = {True: Text(t("diag_box.yes"), style="green"),
+                                   False: Text(t("diag_box.no"), style="bold red"),
+                                   None: Text("-")}
+    device = t("ticket.set_top_box") if data["device_type"] == "set-top box" \
+        else data["device_type"]
+    head.add_row(t("diag_box.device"), f"{device}, {data['vendor']} {data['model']}")
+    head.add_row(t("diag_box.firmware"), data["firmware_version"])
+    head.add_row(t("diag_box.manufactured"), data["manufactured"] or "-")
+    head.add_row(t("diag_box.genuine"), ok[data["chip_ok"]])
     head.add_row("NVRAM", f"{data['nvram'] or '-'}" + ("" if data["nvram_found"] else
-                                                       " (not found)"))
-    head.add_row("boots", str(data["boot_count"]))
-    head.add_row("last channel", str(data["last_channel"] if data["last_channel"] is not None
-                                     else "-"))
+                                                       " " + t("diag_box.not_found")))
+    head.add_row(t("diag_box.boots"), str(data["boot_count"]))
+    head.add_row(t("diag_box.last_channel"),
+                 str(data["last_channel"] if data["last_channel"] is not None else "-"))
     p = data["pairing"]
     if p is None:
-        head.add_row("pairing", Text("none", style="yellow"))
+        head.add_row(t("diag_box.pairing"), Text(t("diag_box.none"), style="yellow"))
     else:
-        head.add_row("pairing", Text.assemble(f"card {p['card_serial']} on chip {p['chip_id']}, "
-                                              "blob opens here: ", ok[p["blob_opens_on_this_chip"]]))
+        head.add_row(t("diag_box.pairing"), Text.assemble(
+            t("diag_box.paired", card=p["card_serial"], chip=p["chip_id"]) + " ",
+            ok[p["blob_opens_on_this_chip"]]))
     e = data["last_emm"]
-    head.add_row("last EMM", "-" if e is None else
+    head.add_row(t("diag_box.last_emm"), "-" if e is None else
                  f"{e['at']}  {e['address_type']}  {e['result']} (SW {e['sw']})")
     c = data["last_ecm"]
     if c is None:
-        head.add_row("last ECM", "-")
+        head.add_row(t("diag_box.last_ecm"), "-")
     else:
         style = "green" if c["reason"] == "OPEN" else "red"
-        head.add_row("last ECM", Text.assemble(f"{c['at']}  channel {c['channel']}  ",
-                                               (c["reason"], style),
-                                               f" {c['screen_code'] or ''} {c['message'] or ''}"))
+        shown = (message(Reason(c["reason"]), t.lang) if c["reason"] in Reason.__members__
+                 else c["message"] or "")
+        head.add_row(t("diag_box.last_ecm"), Text.assemble(
+            f"{c['at']}  {t('diag_box.channel', channel=c['channel'])}  ", (c["reason"], style),
+            f" {c['screen_code'] or ''} {shown}"))
     console.print(head)
     counters = data["counters"]
     if counters:
-        table = Table(title="counters (NVRAM)", title_justify="left")
-        table.add_column("counter")
-        table.add_column("value", justify="right")
+        table = Table(title=t("diag_box.counters"), title_justify="left")
+        table.add_column(t("diag_box.counter"))
+        table.add_column(t("diag_box.value"), justify="right")
         for name, value in counters.items():
             style = "bold red" if name in data["trouble"] else ""
             table.add_row(Text(name, style=style), Text(str(value), style=style))
         console.print(table)
-    for note in data["notes"]:
+    notes = ([t(Msg(m["key"], m["params"])) for m in data["note_messages"]]
+             if "note_messages" in data else data["notes"])
+    for note in notes:
         console.print(Text(f"• {note}", style="yellow"))
 
 
 # --- visit -----------------------------------------------------------------------------------------
-def _state_cell(v: dict[str, Any]) -> Text:
+def _state_cell(v: dict[str, Any], t: Translator) -> Text:
     if v["state"] == "OPEN" and v["at_risk"]:
-        return Text("OPEN!", style="bold yellow")
-    return state_text(v["state"])
+        return Text(t("state.OPEN") + "!", style="bold yellow")
+    return Text(t(f"state.{v['state']}"), style=STATE_STYLE.get(v["state"], ""))
 
 
-def render_visit(data: dict[str, Any], console: Console) -> None:
-    """``cas diag visit`` for people (from :meth:`VisitReport.to_json`)."""
+def render_visit(data: dict[str, Any], console: Console, t: Translator | None = None) -> None:
+    """``cas diag visit`` for people (from :meth:`VisitReport.to_json`), in ``t``'s
+    language (the data's causes and fixes are already in it)."""
+    t = t or Translator(data.get("lang", "en"))
     card = data["card"]
     box = data["box"]
     stream = data["stream"]
     he = data["headend"]
-    parts = [f"visit {data['at'][:19].replace('T', ' ')} UTC"]
+    parts = [t("visit.title", at=data["at"][:19].replace("T", " "))]
     if "serial" in card:
-        parts.append(f"card {card['serial']} ({card['status']})")
+        parts.append(t("visit.card", serial=card["serial"], status=card["status"]))
     else:
-        parts.append(f"card: {card.get('error') or 'none'}")
+        parts.append(t("visit.card_error", error=card.get("error") or t("visit.no_card")))
     if box is not None:
-        parts.append(f"box {box['chip_id']} {box['vendor']} {box['model']}")
-    parts.append(f"stream {stream['source']} ({len(stream['services'])} services, "
-                 f"{stream['duration_s']:.1f} s)")
-    console.print("[bold]" + " · ".join(parts) + "[/]")
+        parts.append(t("visit.box", chip=box["chip_id"], vendor=box["vendor"], model=box["model"]))
+    parts.append(t("visit.stream", source=stream["source"], n=len(stream["services"]),
+                   duration=f"{stream['duration_s']:.1f}"))
+    console.print(Text(" · ".join(parts), style="bold"))
     if he is not None:
         if he["registered"]:
-            console.print(f"account {he['account'] or '-'} {he['holder'] or ''} · balance "
-                          f"{he['balance'] or '-'}"
-                          + (f" · blocked since {he['blocked_since']}" if he["blocked_since"]
-                             else "")
-                          + f" · card paired with {he['paired_chip_id'] or 'no box'}"
-                          + f" · EMM seq issued {he['emm_issued_seq']}, card "
-                          f"{data['card_emm_seq_after_scan']}", style="dim")
+            line = t("visit.account", account=he["account"] or "-", holder=he["holder"] or "",
+                     balance=he["balance"] or "-")
+            if he["blocked_since"]:
+                line += " · " + t("visit.blocked_since", day=he["blocked_since"])
+            line += " · " + t("visit.paired_with", chip=he["paired_chip_id"] or t("visit.no_box"))
+            line += " · " + t("visit.emm_seq", issued=he["emm_issued_seq"],
+                              card=data["card_emm_seq_after_scan"])
+            console.print(Text(line, style="dim"))
         else:
-            console.print("head-end: card not registered", style="yellow")
-    console.print(f"mode: {data['mode']}", style="dim")
+            console.print(Text(t("visit.not_registered"), style="yellow"))
+    console.print(Text(t("visit.mode", mode=data["mode"]), style="dim"))
 
     roots = [r for r in data["root_causes"] if r["tier"] <= 5 or r["channels"]]
     if roots:
-        console.print("[bold]Causes, most likely first[/]")
+        console.print(Text(t("visit.causes"), style="bold"))
         for n, r in enumerate(roots, start=1):
-            where = (f" (channels {', '.join(map(str, r['channels']))})" if r["channels"]
-                     else " (stream)")
+            where = (t("visit.channels_where", n=len(r["channels"]),
+                       list=", ".join(map(str, r["channels"]))) if r["channels"]
+                     else t("visit.stream_where"))
             style = "bold red" if r["tier"] <= 3 else ("red" if r["tier"] <= 5 else "yellow")
-            console.print(Text.assemble(f"{n:>2}. ", (r["summary"], style), where))
-            console.print(Text(f"     fix: {r['fix']}", style="cyan"))
+            console.print(Text.assemble(f"{n:>2}. ", (r["summary"], style), f" ({where})"))
+            console.print(Text("     " + t("visit.fix", fix=r["fix"]), style="cyan"))
     else:
-        console.print(Text("every channel open, nothing wrong found", style="bold green"))
+        console.print(Text(t("visit.all_open"), style="bold green"))
 
-    table = Table(title="Channels (fixes above)", title_justify="left")
-    for col in ("ch", "name", "state", "code", "box says", "head-end"):
-        table.add_column(col, no_wrap=True)
-    table.add_column("cause", ratio=1)
+    table = Table(title=t("visit.channels_title"), title_justify="left")
+    for col in ("ch", "name", "state", "code", "box_says", "headend"):
+        table.add_column(t(f"visit.col.{col}"), no_wrap=True)
+    table.add_column(t("visit.col.cause"), ratio=1)
     for v in data["verdicts"]:
-        table.add_row(str(v["channel"]), v["name"], _state_cell(v), v["screen_code"] or "",
+        table.add_row(str(v["channel"]), v["name"], _state_cell(v, t), v["screen_code"] or "",
                       v["reason"], v["headend_reason"] or "-", v["cause"] or "")
     console.print(table)
     for v in data["verdicts"]:
         evidence = [e for f in v["findings"][:1] for e in f["evidence"]]
         if evidence:
-            console.print(Text(f"channel {v['channel']} evidence:", style="dim"))
+            console.print(Text(t("visit.evidence", channel=v["channel"]), style="dim"))
             for e in evidence:
                 console.print(Text(f"   {e}", style="dim"))
     alarms = stream["alarms"]
     if alarms:
-        table = Table(title="Stream alarms", title_justify="left")
-        for col in ("severity", "code", "PID", "message"):
-            table.add_column(col)
+        table = Table(title=t("visit.alarms_title"), title_justify="left")
+        for col in ("severity", "alarm", "pid", "message"):
+            table.add_column(t(f"visit.col.{col}"))
         for a in alarms:
             sev = Severity(a["severity"])
             table.add_row(Text(a["severity"], style=SEVERITY_STYLE[sev]), a["code"],
                           pid_text(a["pid"]), a["message"])
         console.print(table)
     for note in data["notes"]:
-        console.print(Text(f"note: {note}", style="yellow"))
+        console.print(Text(t("visit.note", note=note), style="yellow"))

@@ -8,6 +8,9 @@ second line of support does not have to ask again.
 
 ``FILE.json``: one JSON document.  ``FILE.html``: one self-contained page (inline stylesheet,
 no script, no external resource) with the same content and the full JSON at the end.
+``FILE.txt``: the same as plain text (the verification data, then what ``cas diag visit``
+prints).  HTML and text speak the ticket's language (``--lang``: headings, causes, fixes);
+the JSON carries ``lang`` and the lock messages in both languages.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from typing import Any
 
 from cas.diag.visit import VisitReport
 from cas.errors import UsageError
+from cas.i18n import Translator
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -60,22 +64,26 @@ def verification_for(visit: VisitReport, *, complaint: str | None = None,
         chip_id=None if box is None else f"{box.chip_id:08X}")
 
 
-def ticket(visit: VisitReport, verification: Verification) -> dict[str, Any]:
-    return {**visit.to_json(), "kind": "support_ticket",
+def ticket(visit: VisitReport, verification: Verification, lang: str = "en") -> dict[str, Any]:
+    return {**visit.to_json(lang), "kind": "support_ticket",
             "created": datetime.now(UTC).replace(microsecond=0).isoformat(),
             "verification": verification.to_json()}
 
 
-def write_report(path: Path, visit: VisitReport, verification: Verification) -> str:
-    """Write the ticket as JSON or HTML (by ``path``'s extension); returns the format."""
+def write_report(path: Path, visit: VisitReport, verification: Verification,
+                 lang: str = "en") -> str:
+    """Write the ticket as JSON, HTML or text (by ``path``'s extension) in ``lang``;
+    returns the format."""
     suffix = path.suffix.lower()
-    data = ticket(visit, verification)
+    data = ticket(visit, verification, lang)
     if suffix == ".json":
         text, fmt = json.dumps(data, indent=2, ensure_ascii=False, default=str) + "\n", "json"
     elif suffix in (".html", ".htm"):
-        text, fmt = render_html(data), "html"
+        text, fmt = render_html(data, Translator(lang)), "html"
+    elif suffix == ".txt":
+        text, fmt = render_text(data, Translator(lang)), "text"
     else:
-        raise UsageError(f"{path}: the report is FILE.json or FILE.html")
+        raise UsageError(f"{path}: the report is FILE.json, FILE.html or FILE.txt")
     _write_atomic(path, text)
     return fmt
 
@@ -120,122 +128,166 @@ def _table(head: list[str], rows: list[list[str]]) -> str:
             + "</table>")
 
 
-def render_html(data: dict[str, Any]) -> str:
+def _verification_rows(v: dict[str, Any], t: Translator) -> list[tuple[str, Any]]:
+    device = {"set-top box": t("ticket.set_top_box"),
+              "smart card": t("ticket.smart_card_device")}.get(v["device_type"], v["device_type"])
+    return [(t("ticket.account"), v["account_number"]), (t("ticket.city"), v["city"]),
+            (t("ticket.device_type"), device), (t("ticket.device_model"), v["device_model"]),
+            (t("ticket.complaint"), v["complaint"]), (t("ticket.time"), v["time"]),
+            (t("ticket.smart_card"), v["card_serial"]), (t("ticket.chip_id"), v["chip_id"])]
+
+
+def render_text(data: dict[str, Any], t: Translator) -> str:
+    """The ticket as plain text: the verification data, then the visit as people read it."""
+    from rich.console import Console
+
+    from cas.diag.render import render_visit
+
+    v = data["verification"]
+    console = Console(record=True, width=120, color_system=None, file=open(os.devnull, "w"))  # noqa: SIM115
+    try:
+        console.print(t("ticket.heading", card=v["card_serial"] or "-",
+                        account=v["account_number"] or "-"), markup=False)
+        console.print("")
+        console.print(t("ticket.verification"), markup=False)
+        for key, value in _verification_rows(v, t):
+            console.print(f"  {key}: {'-' if value in (None, '') else value}", markup=False)
+        console.print("")
+        render_visit(data, console, t)
+        return console.export_text()
+    finally:
+        console.file.close()
+
+
+def render_html(data: dict[str, Any], t: Translator | None = None) -> str:
+    t = t or Translator(data.get("lang", "en"))
     v = data["verification"]
     card = data["card"]
     box = data["box"]
     he = data["headend"]
     stream = data["stream"]
     out: list[str] = [
-        "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>",
-        f"<title>Support ticket {_e(v['card_serial'])}</title><style>{_CSS}</style></head><body>",
-        f"<h1>Support ticket — card {_e(v['card_serial'])}, account "
-        f"{_e(v['account_number'])}</h1>",
-        "<h2>Verification data</h2>",
-        _kv([("account (verification number)", v["account_number"]), ("city", v["city"]),
-             ("device type", v["device_type"]), ("device model", v["device_model"]),
-             ("error description", v["complaint"]), ("date and time (UTC)", v["time"]),
-             ("smart card", v["card_serial"]), ("Chip ID", v["chip_id"])]),
-        "<h2>Causes, most likely first</h2>",
+        f"<!DOCTYPE html><html lang='{t.lang}'><head><meta charset='utf-8'>",
+        f"<title>{_e(t('ticket.title', card=v['card_serial'] or '-'))}</title>"
+        f"<style>{_CSS}</style></head><body>",
+        f"<h1>{_e(t('ticket.heading', card=v['card_serial'] or '-', account=v['account_number'] or '-'))}</h1>",
+        f"<h2>{_e(t('ticket.verification'))}</h2>",
+        _kv(_verification_rows(v, t)),
+        f"<h2>{_e(t('ticket.causes'))}</h2>",
     ]
     roots = data["root_causes"]
     if roots:
         out.append("<ol>")
         for r in roots:
             cls = "error" if r["tier"] <= 5 else "warning"
-            where = (f"channels {', '.join(map(str, r['channels']))}" if r["channels"]
-                     else "stream")
+            where = (t("visit.channels_where", n=len(r["channels"]),
+                       list=", ".join(map(str, r["channels"]))) if r["channels"]
+                     else t("visit.stream_where"))
             out.append(f"<li><span class='{cls}'>{_e(r['summary'])}</span> "
                        f"<span class='dim'>({_e(where)})</span><br>"
-                       f"<span class='fix'>fix: {_e(r['fix'])}</span></li>")
+                       f"<span class='fix'>{_e(t('visit.fix', fix=r['fix']))}</span></li>")
         out.append("</ol>")
     else:
-        out.append("<p class='OPEN'>Every channel open; nothing wrong found.</p>")
-    out.append("<h2>Channels</h2>")
+        out.append(f"<p class='OPEN'>{_e(t('ticket.all_open'))}</p>")
+    out.append(f"<h2>{_e(t('ticket.channels'))}</h2>")
+    other = "message_ru" if t.lang != "ru" else "message"
+    own = "message_ru" if t.lang == "ru" else "message"
     rows = []
     for ch in data["verdicts"]:
         state = "RISK" if ch["at_risk"] else ch["state"]
-        label = "OPEN (at risk)" if ch["at_risk"] else ch["state"]
+        label = t("state.at_risk") if ch["at_risk"] else t(f"state.{ch['state']}")
         evidence = "<br>".join(_e(e) for f in ch["findings"][:1] for e in f["evidence"])
-        rows.append([_e(ch["channel"]), _e(ch["name"]), f"<span class='{state}'>{label}</span>",
-                     _e(ch["screen_code"]), _e(ch["message"]) + "<br><span class='dim'>"
-                     + _e(ch["message_ru"]) + "</span>", _e(ch["headend_reason"]),
+        second = ("<br><span class='dim'>" + _e(ch[other]) + "</span>") if t.lang != "ru" else ""
+        rows.append([_e(ch["channel"]), _e(ch["name"]),
+                     f"<span class='{state}'>{_e(label)}</span>",
+                     _e(ch["screen_code"]), _e(ch[own]) + second, _e(ch["headend_reason"]),
                      _e(ch["cause"]), f"<span class='fix'>{_e(ch['fix'])}</span>",
                      f"<span class='dim'>{evidence}</span>"])
-    out.append(_table(["ch", "name", "state", "code", "on screen", "head-end", "cause", "fix",
-                       "evidence"], rows))
-    out.append("<h2>Smart card</h2>")
+    out.append(_table([t("visit.col.ch"), t("visit.col.name"), t("visit.col.state"),
+                       t("visit.col.code"), t("ticket.on_screen"), t("visit.col.headend"),
+                       t("visit.col.cause"), t("ticket.fix"), t("ticket.evidence")], rows))
+    out.append(f"<h2>{_e(t('ticket.card_section'))}</h2>")
     if "serial" in card:
-        out.append(_kv([("serial", card["serial"]), ("status", card["status"]),
-                        ("group / position", f"{card['shared_address']} / "
-                                             f"{card['member_position']}"),
-                        ("region", card["region"]), ("maturity limit", card["maturity_limit"]),
-                        ("paired with", card["pairing"]["chip_id"]),
-                        ("EMM sequence (unique/shared/global)",
+        out.append(_kv([(t("ticket.serial"), card["serial"]), (t("ticket.status"), card["status"]),
+                        (t("ticket.group"), f"{card['shared_address']} / "
+                                            f"{card['member_position']}"),
+                        (t("ticket.region"), card["region"]),
+                        (t("ticket.maturity"), card["maturity_limit"]),
+                        (t("ticket.paired"), card["pairing"]["chip_id"]),
+                        (t("ticket.emm_sequence"),
                          "/".join(str(card["emm_sequence"][k])
                                   for k in ("unique", "shared", "global"))),
-                        ("card clock", card["card_clock"]), ("reader", card["reader"])]))
+                        (t("ticket.card_clock"), card["card_clock"]),
+                        (t("ticket.reader"), card["reader"])]))
         ents = card["entitlements"]
         if ents:
-            out.append(_table(["package", "start", "end", "state"],
+            out.append(_table([t("ticket.package"), t("ticket.start"), t("ticket.end"),
+                               t("ticket.status")],
                               [[_e(e["package_id"]), _e(e["start"]), _e(e["end"]),
                                 _e(e["state"])] for e in ents]))
     else:
-        out.append(f"<p class='error'>{_e(card.get('error') or 'no card')}</p>")
+        out.append(f"<p class='error'>{_e(card.get('error') or t('ticket.no_card'))}</p>")
     if box is not None:
-        out.append("<h2>Set-top box</h2>")
-        out.append(_kv([("Chip ID", box["chip_id"]), ("vendor / model",
-                                                      f"{box['vendor']} {box['model']}"),
-                        ("firmware", box["firmware_version"]),
-                        ("manufactured", box["manufactured"]), ("boots", box["boot_count"]),
-                        ("last channel", box["last_channel"]),
-                        ("pairing (NVRAM)", None if box["pairing"] is None
-                         else f"card {box['pairing']['card_serial']}"),
-                        ("last EMM", None if box["last_emm"] is None
+        out.append(f"<h2>{_e(t('ticket.box_section'))}</h2>")
+        out.append(_kv([(t("ticket.chip_id"), box["chip_id"]),
+                        (t("ticket.vendor_model"), f"{box['vendor']} {box['model']}"),
+                        (t("ticket.firmware"), box["firmware_version"]),
+                        (t("ticket.manufactured"), box["manufactured"]),
+                        (t("ticket.boots"), box["boot_count"]),
+                        (t("ticket.last_channel"), box["last_channel"]),
+                        (t("ticket.pairing_nvram"), None if box["pairing"] is None
+                         else f"{t('why.row.card')} {box['pairing']['card_serial']}"),
+                        (t("ticket.last_emm"), None if box["last_emm"] is None
                          else f"{box['last_emm']['at']} {box['last_emm']['result']}"),
-                        ("last ECM", None if box["last_ecm"] is None
-                         else f"{box['last_ecm']['at']} channel {box['last_ecm']['channel']} "
+                        (t("ticket.last_ecm"), None if box["last_ecm"] is None
+                         else f"{box['last_ecm']['at']} {t('why.row.channel')} {box['last_ecm']['channel']} "
                               f"{box['last_ecm']['reason']}"),
-                        ("defect counters", ", ".join(f"{k} {n}"
-                                                      for k, n in box["trouble"].items()))]))
+                        (t("ticket.defects"), ", ".join(f"{k} {n}"
+                                                        for k, n in box["trouble"].items()))]))
     if he is not None:
-        out.append("<h2>Head-end records</h2>")
-        out.append(_kv([("account", he["account"]), ("holder", he["holder"]),
-                        ("kind", he["account_kind"]), ("balance", he["balance"]),
-                        ("blocked since", he["blocked_since"]),
-                        ("suspended", None if not he["suspended_from"] else
+        out.append(f"<h2>{_e(t('ticket.headend_section'))}</h2>")
+        out.append(_kv([(t("ticket.account"), he["account"]), (t("ticket.holder"), he["holder"]),
+                        (t("ticket.kind"), he["account_kind"]),
+                        (t("ticket.balance"), he["balance"]),
+                        (t("ticket.blocked_since"), he["blocked_since"]),
+                        (t("ticket.suspended"), None if not he["suspended_from"] else
                          f"{he['suspended_from']} .. {he['suspended_until']}"),
-                        ("card paired with", he["paired_chip_id"]),
-                        ("EMM sequence issued", he["emm_issued_seq"]),
-                        ("rights changed", he["rights_changed"])]))
+                        (t("ticket.paired"), he["paired_chip_id"]),
+                        (t("ticket.emm_sequence"), he["emm_issued_seq"]),
+                        (t("ticket.rights_changed"), he["rights_changed"])]))
         if he["subscriptions"]:
-            out.append(_table(["package", "status", "start", "paid until", "renewal", "price"],
+            out.append(_table([t("ticket.package"), t("ticket.status"), t("ticket.start"),
+                               t("ticket.paid_until"), t("ticket.renewal"), t("ticket.price")],
                               [[_e(s["package"]), _e(s["status"]), _e(s["start"]),
-                                _e(s["paid_until"]), "on" if s["auto_renew"] else "off",
+                                _e(s["paid_until"]),
+                                _e(t("ticket.on") if s["auto_renew"] else t("ticket.off")),
                                 _e(s["price"])] for s in he["subscriptions"]]))
         if he["ledger"]:
-            out.append("<p>Last ledger entries</p>")
-            out.append(_table(["date", "kind", "amount", "balance after", "description"],
+            out.append(f"<p>{_e(t('ticket.ledger'))}</p>")
+            out.append(_table([t("ticket.date"), t("ticket.kind"), t("ticket.amount"),
+                               t("ticket.balance_after"), t("ticket.description")],
                               [[_e(x["at"]), _e(x["kind"]), _e(x["amount"]),
                                 _e(x["balance_after"]), _e(x["description"])]
                                for x in he["ledger"]]))
-    out.append("<h2>Stream</h2>")
-    out.append(f"<p>{_e(stream['source'])}: {stream['packets']:,} packets, "
-               f"{stream['duration_s']:.1f} s, {stream['bitrate_bps'] / 1e6:.2f} Mbit/s; "
-               f"{_e(stream['time_base'])}</p>")
-    out.append(_table(["SID", "name", "state", "ECM PIDs"],
+    out.append(f"<h2>{_e(t('ticket.stream_section'))}</h2>")
+    out.append("<p>" + _e(t("ticket.stream_line", source=stream["source"], n=stream["packets"],
+                            packets=f"{stream['packets']:,}",
+                            duration=f"{stream['duration_s']:.1f}",
+                            mbps=f"{stream['bitrate_bps'] / 1e6:.2f}",
+                            time_base=stream["time_base"])) + "</p>")
+    out.append(_table(["SID", t("visit.col.name"), t("visit.col.state"), t("ticket.ecm_pids")],
                       [[_e(s["service_id"]), _e(s["name"]), _e(s["state"]),
                         _e(", ".join(str(c["ca_pid"]) for c in s["ca_descriptors"]))]
                        for s in stream["services"]]))
     if stream["alarms"]:
-        out.append(_table(["severity", "alarm", "message"],
+        out.append(_table([t("visit.col.severity"), t("visit.col.alarm"), t("visit.col.message")],
                           [[f"<span class='{a['severity']}'>{_e(a['severity'])}</span>",
                             _e(a["code"]), _e(a["message"])] for a in stream["alarms"]]))
     else:
-        out.append("<p class='OPEN'>no stream alarms</p>")
+        out.append(f"<p class='OPEN'>{_e(t('ticket.no_alarms'))}</p>")
     for note in data["notes"]:
-        out.append(f"<p class='warning'>note: {_e(note)}</p>")
-    out.append("<h2>Everything, as data</h2><details><summary>JSON</summary><pre>")
+        out.append(f"<p class='warning'>{_e(t('visit.note', note=note))}</p>")
+    out.append(f"<h2>{_e(t('ticket.data'))}</h2><details><summary>JSON</summary><pre>")
     out.append(html.escape(json.dumps(data, indent=2, ensure_ascii=False, default=str)))
     out.append("</pre></details></body></html>\n")
     return "\n".join(out)

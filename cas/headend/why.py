@@ -29,10 +29,10 @@ from sqlalchemy.orm import Session
 from cas.billing.catalog import access_criteria, get_channel, price_for_period
 from cas.billing.ledger import floor_minor
 from cas.billing.renewals import next_price, open_subscriptions
-from cas.billing.service import money_text
 from cas.billing.state import account_of, card_state_at
 from cas.billing.state import explain as state_explain
 from cas.billing.txn import current_profile
+from cas.i18n import Day, Money, Msg, Translator
 from cas.reasons import Reason, info
 from cas.store.models import Account, Channel, Package, PackageChannel, Subscription
 
@@ -46,13 +46,16 @@ class WhyState(StrEnum):
     OPEN_IF_PIN = "OPEN_IF_PIN"
 
 
-#: What the head-end never sees, whatever the channel.
-CANNOT_KNOW_EMMS = ("whether the card has received the EMMs carrying these rights (the head-end "
-                    "explains what the card should hold; read the card: cas diag card)")
-CANNOT_KNOW_BOX = "which box the card is in (give the box's Chip ID to check the pairing)"
-CANNOT_KNOW_PIN = ("the card's parental-PIN counter: a PIN blocked after wrong tries (E23 "
-                   "PIN_BLOCKED on the box) keeps the channel locked even with the right PIN, "
-                   "until a RESET_PIN EMM")
+_EN = Translator("en")
+
+#: What the head-end never sees, whatever the channel (catalogue keys, ``cas/i18n``) ...
+CANNOT_KNOW_EMMS_MSG = Msg("why.cannot_know.emms")
+CANNOT_KNOW_BOX_MSG = Msg("why.cannot_know.box")
+CANNOT_KNOW_PIN_MSG = Msg("why.cannot_know.pin")
+#: ... and in English, as :attr:`Explanation.cannot_know` lists them.
+CANNOT_KNOW_EMMS = _EN(CANNOT_KNOW_EMMS_MSG)
+CANNOT_KNOW_BOX = _EN(CANNOT_KNOW_BOX_MSG)
+CANNOT_KNOW_PIN = _EN(CANNOT_KNOW_PIN_MSG)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -65,14 +68,30 @@ class Explanation:
     at: datetime
     reason: Reason
     screen_code: str
-    message: str
-    cause: str
-    fix: str
+    #: The cause and the fix as catalogue messages (any language: :meth:`in_language`).
+    cause_msg: Msg
+    fix_msg: Msg
     details: dict[str, Any] = field(default_factory=dict)
     #: ``reason`` is OPEN only because the caller said the PIN was entered (``pin_ok``).
     needs_pin: bool = False
     #: Facts the answer depends on that the head-end's records do not hold.
-    cannot_know: tuple[str, ...] = ()
+    cannot_know_msgs: tuple[Msg, ...] = ()
+
+    @property
+    def message(self) -> str:
+        return info(self.reason).en
+
+    @property
+    def cause(self) -> str:
+        return _EN(self.cause_msg)
+
+    @property
+    def fix(self) -> str:
+        return _EN(self.fix_msg)
+
+    @property
+    def cannot_know(self) -> tuple[str, ...]:
+        return tuple(_EN(m) for m in self.cannot_know_msgs)
 
     @property
     def state(self) -> WhyState:
@@ -85,7 +104,10 @@ class Explanation:
         """Open without conditions (an ``OPEN_IF_PIN`` answer is not)."""
         return self.state is WhyState.OPEN
 
-    def as_dict(self) -> dict[str, Any]:
+    def as_dict(self, lang: str = "en") -> dict[str, Any]:
+        """The ``--json`` form; ``message``, ``cause``, ``fix`` and ``cannot_know`` in
+        ``lang`` (``message_en``/``message_ru`` always both)."""
+        t = Translator(lang)
         return {
             "card": f"{self.serial:010d}",
             "channel": self.channel_number,
@@ -94,11 +116,14 @@ class Explanation:
             "state": self.state.value,
             "reason": self.reason.value,
             "screen_code": self.screen_code,
-            "message": self.message,
-            "cause": self.cause,
-            "fix": self.fix,
+            "message": info(self.reason).ru if t.lang == "ru" else info(self.reason).en,
+            "message_en": info(self.reason).en,
+            "message_ru": info(self.reason).ru,
+            "cause": t(self.cause_msg),
+            "fix": t(self.fix_msg),
             "details": self.details,
-            "cannot_know": list(self.cannot_know),
+            "cannot_know": [t(m) for m in self.cannot_know_msgs],
+            "lang": t.lang,
         }
 
 
@@ -125,7 +150,11 @@ def explain(session: Session, serial: int, channel: int | str, at: datetime, *,
     account = account_of(session, serial)
     criteria = access_criteria(session, ch)
     packages = _packages_of(session, ch.service_id)
-    names = ", ".join(f"'{p.name}'" for p in packages) or "no package"
+    names: Msg | str = ", ".join(f"'{p.name}'" for p in packages) or Msg("why.no_package")
+    profile = current_profile(session)
+
+    def money(minor: int) -> Money:
+        return Money(minor, profile.minor_per_major, profile.currency)
     reason = base.reason
     details: dict[str, Any] = {
         "account": account.account_number if account else None,
@@ -141,15 +170,15 @@ def explain(session: Session, serial: int, channel: int | str, at: datetime, *,
         ],
         "paired_chip_id": None if state.paired_chip_id is None else f"{state.paired_chip_id:08X}",
     }
-    cause = info(reason).en
-    fix = info(reason).fix_en
+    cause = Msg(f"reason.{reason.value}.cause")
+    fix = Msg(f"reason.{reason.value}.fix")
     rated = criteria.maturity_rating > rights.maturity_limit
     needs_pin = reason is Reason.OPEN and pin_ok and rated
-    unknown = [CANNOT_KNOW_EMMS]
+    unknown = [CANNOT_KNOW_EMMS_MSG]
     if chip_id is None:
-        unknown.append(CANNOT_KNOW_BOX)
+        unknown.append(CANNOT_KNOW_BOX_MSG)
     if rated:
-        unknown.append(CANNOT_KNOW_PIN)
+        unknown.append(CANNOT_KNOW_PIN_MSG)
     waiting = None
     if account is not None and reason in (Reason.NOT_SUBSCRIBED, Reason.CHANNEL_NOT_IN_PACKAGE,
                                           Reason.ENTITLEMENT_EXPIRED):
@@ -157,61 +186,62 @@ def explain(session: Session, serial: int, channel: int | str, at: datetime, *,
     if waiting is not None:
         details["waiting_package"], cause, fix = waiting
     elif reason is Reason.NOT_SUBSCRIBED:
-        cause = f"no package connected; channel {ch.number} is in {names}"
-        fix = f"subscribe to {names}"
+        cause = Msg("why.cause.not_subscribed", {"channel": ch.number, "names": names})
+        fix = Msg("why.fix.subscribe", {"names": names})
     elif reason is Reason.CHANNEL_NOT_IN_PACKAGE:
-        cause = f"package {names} not connected (channel {ch.number} is not in the connected ones)"
-        fix = f"subscribe to {names}"
+        cause = Msg("why.cause.not_in_package", {"channel": ch.number, "names": names})
+        fix = Msg("why.fix.subscribe", {"names": names})
     elif reason is Reason.ENTITLEMENT_EXPIRED:
         wanted = set(criteria.package_ids)
         lapsed = [e for e in rights.entitlements if e.package_id in wanted]
         ended = max((e.end_s for e in lapsed), default=None)
         had = ", ".join(f"'{p.name}'" for p in packages if p.id in {e.package_id for e in lapsed})
-        cause = f"subscription to {had or names} ended on {_date(ended)}"
-        fix = "pay to renew the subscription" if account is None else \
+        cause = Msg("why.cause.expired", {"names": had or names, "day": Day(ended)})
+        fix = Msg("why.fix.renew") if account is None else \
             _renewal_fix(session, account, [p for p in packages
                                             if p.id in {e.package_id for e in lapsed}] or packages)
     elif needs_pin:
-        cause = (f"channel rated {criteria.maturity_rating}+, card limit {rights.maturity_limit}"
-                 " (kids profile): open only once the card accepts the parental PIN")
-        fix = ("enter the parental PIN; if the box shows E23 PIN_BLOCKED, the card refuses "
-               "every PIN: reset it (RESET_PIN EMM)")
+        cause = Msg("why.cause.open_if_pin", {"rating": criteria.maturity_rating,
+                                               "limit": rights.maturity_limit})
+        fix = Msg("why.fix.enter_pin")
     elif reason is Reason.NOT_YET_VALID:
         wanted = set(criteria.package_ids)
         start = min((e.start_s for e in rights.entitlements if e.package_id in wanted), default=None)
-        cause = f"subscription to {names} starts on {_date(start)}"
+        cause = Msg("why.cause.not_yet_valid", {"names": names, "day": Day(start)})
     elif reason is Reason.FINANCIAL_BLOCK and account is not None:
         due = _amount_due(session, account.id)
-        cause = (f"financial block since {_date(account.blocked_since_s)}: balance "
-                 f"{money_text(session, account.balance_minor)}")
-        fix = f"pay {money_text(session, due)}" if due > 0 else "top up the balance"
-        details["balance"] = money_text(session, account.balance_minor)
+        cause = Msg("why.cause.financial_block", {"day": Day(account.blocked_since_s),
+                                                   "balance": money(account.balance_minor)})
+        fix = (Msg("why.fix.pay", {"amount": money(due)}) if due > 0
+               else Msg("why.fix.top_up"))
+        details["balance"] = profile.money(account.balance_minor)
     elif reason is Reason.CARD_SUSPENDED and account is not None:
-        cause = (f"service suspended from {_date(account.suspended_from_s)}"
-                 f" until {_date(account.suspended_until_s)}")
+        cause = Msg("why.cause.suspended", {"start": Day(account.suspended_from_s),
+                                             "end": Day(account.suspended_until_s)})
     elif reason is Reason.REGION_BLACKOUT:
-        cause = (f"card region {rights.region} is outside the channel's regions "
-                 f"{sorted(criteria.regions)}")
+        cause = Msg("why.cause.region", {"region": rights.region,
+                                          "regions": str(sorted(criteria.regions))})
     elif reason is Reason.MATURITY_LOCKED:
-        cause = (f"channel rated {criteria.maturity_rating}+, card limit {rights.maturity_limit}"
-                 " (kids profile)")
-        fix = ("enter the parental PIN, or change the kids profile; if the box shows E23 "
-               "PIN_BLOCKED, the card refuses every PIN: reset it (RESET_PIN EMM)")
+        cause = Msg("why.cause.maturity", {"rating": criteria.maturity_rating,
+                                            "limit": rights.maturity_limit})
+        fix = Msg("why.fix.pin_or_profile")
     elif reason is Reason.PAIRING_MISMATCH:
-        own = "no box" if state.paired_chip_id is None else f"box {state.paired_chip_id:08X}"
-        here = "this box" if chip_id is None else f"box {chip_id:08X}"
-        cause = f"card {serial:010d} is paired with {own}, inserted in {here}"
+        own = (Msg("why.no_box") if state.paired_chip_id is None
+               else Msg("why.box", {"chip": f"{state.paired_chip_id:08X}"}))
+        here = (Msg("why.this_box") if chip_id is None
+                else Msg("why.box", {"chip": f"{chip_id:08X}"}))
+        cause = Msg("why.cause.pairing", {"card": f"{serial:010d}", "own": own, "here": here})
     elif reason is Reason.CARD_NOT_ACTIVE:
-        cause = f"card {serial:010d} is not registered to an account"
+        cause = Msg("why.cause.not_registered", {"card": f"{serial:010d}"})
     return Explanation(
         serial=serial, channel_number=ch.number, channel_name=ch.name, at=at, reason=reason,
-        screen_code=info(reason).screen_code, message=info(reason).en, cause=cause, fix=fix,
-        details=details, needs_pin=needs_pin, cannot_know=tuple(unknown),
+        screen_code=info(reason).screen_code, cause_msg=cause, fix_msg=fix,
+        details=details, needs_pin=needs_pin, cannot_know_msgs=tuple(unknown),
     )
 
 
 def _waiting(session: Session, account: Account, package_ids: set[int]
-             ) -> tuple[str, str, str] | None:
+             ) -> tuple[str, Msg, Msg] | None:
     """A package with this channel chosen on the account and still waiting (``pending``):
     its code, the cause and the fix, with what is missing.  ``None`` if there is none."""
     profile = current_profile(session)
@@ -222,56 +252,63 @@ def _waiting(session: Session, account: Account, package_ids: set[int]
         price = next_price(session, sub, pkg)
         room = account.balance_minor - floor_minor(account)
         short = price - room
-        head = (f"package '{pkg.name}' is chosen and waits for payment: price "
-                f"{profile.money(price)}, balance {profile.money(account.balance_minor)}")
+        def m(minor: int) -> Money:
+            return Money(minor, profile.minor_per_major, profile.currency)
+
+        head = {"name": pkg.name, "price": m(price), "balance": m(account.balance_minor)}
         if short > 0:
-            return (pkg.code, f"{head}, {profile.money(short)} short",
-                    f"pay {profile.money(short)} more: '{pkg.name}' activates as soon as the "
-                    "balance covers its price")
+            return (pkg.code, Msg("why.cause.waiting_short", {**head, "short": m(short)}),
+                    Msg("why.fix.pay_more", {"name": pkg.name, "amount": m(short)}))
         base = next(((s, p) for s, p in subs if p.kind == "base"), None)
         if pkg.kind == "addon" and (base is None or base[0].status != "active"):
-            return (pkg.code, f"{head}; it is an add-on and waits for the base package",
-                    "connect a base package first; the add-on follows")
-        return (pkg.code, f"{head}; the balance covers it",
-                "nothing to pay: it activates when the account is next settled "
-                "(a payment, or the clock advancing)")
+            return (pkg.code, Msg("why.cause.waiting_base", head),
+                    Msg("why.fix.base_first"))
+        return (pkg.code, Msg("why.cause.waiting_covered", head),
+                Msg("why.fix.nothing_to_pay"))
     return None
 
 
-def _renewal_fix(session: Session, account: Account, packages: list[Package]) -> str:
+def _renewal_fix(session: Session, account: Account, packages: list[Package]) -> Msg:
     """The fix for a lapsed subscription that works: pay only what is missing; with the
     balance already covering the price, turn renewal on (renewal off) or choose the package
     again (switched away) — never "pay"."""
     profile = current_profile(session)
     by_pkg = {p.id: (s, p) for s, p in open_subscriptions(session, account)}
     room = account.balance_minor - floor_minor(account)
-    balance = profile.money(account.balance_minor)
+    balance = Money(account.balance_minor, profile.minor_per_major, profile.currency)
     for pkg in packages:
         hit = by_pkg.get(pkg.id)
         sub = hit[0] if hit is not None else None
         price = next_price(session, sub, pkg) if sub is not None \
             else price_for_period(session, pkg, 1)
         short = price - room
-        covers = f"the balance {balance} covers its price {profile.money(price)}"
-        missing = f"pay {profile.money(short)} (price {profile.money(price)}, balance {balance})"
+        price_m = Money(price, profile.minor_per_major, profile.currency)
+        covers = Msg("why.covers", {"balance": balance, "price": price_m})
+        missing = Msg("why.missing", {"amount": Money(short, profile.minor_per_major,
+                                                      profile.currency),
+                                      "price": price_m, "balance": balance})
+        name = pkg.name
         if sub is not None and sub.status == "expired":
             base = next(((s, p) for s, p in by_pkg.values() if p.kind == "base"), None)
             if pkg.kind == "addon" and (base is None or base[0].status != "active"):
-                return f"connect a base package first: the add-on '{pkg.name}' ended with it"
+                return Msg("why.fix.addon_ended", {"name": name})
             if sub.auto_renew:
-                return (f"choose '{pkg.name}' again: {covers}, so it restarts at once"
-                        if short <= 0 else f"choose '{pkg.name}' again and {missing}")
+                return (Msg("why.fix.choose_again_covered", {"name": name, "covers": covers})
+                        if short <= 0 else
+                        Msg("why.fix.choose_again_pay", {"name": name, "missing": missing}))
             # auto-renewal was off: turning it on re-chooses the package (service.set_renewal)
-            return (f"turn auto-renewal on for '{pkg.name}': {covers}, so it restarts at once"
-                    if short <= 0 else f"turn auto-renewal on for '{pkg.name}' and {missing}")
+            return (Msg("why.fix.renewal_on_covered", {"name": name, "covers": covers})
+                    if short <= 0 else
+                    Msg("why.fix.renewal_on_pay", {"name": name, "missing": missing}))
         if sub is not None and sub.status in ("blocked", "active"):
-            return (f"nothing to pay: {covers}; the renewal is charged when the account is "
-                    "next settled (a payment, or the clock advancing)"
-                    if short <= 0 else f"{missing} to renew '{pkg.name}'")
+            return (Msg("why.fix.renewal_charged", {"covers": covers})
+                    if short <= 0 else Msg("why.fix.pay_to_renew", {"name": name,
+                                                                    "missing": missing}))
         if sub is None:
-            return (f"subscribe to '{pkg.name}' again: {covers}, so it starts at once"
-                    if short <= 0 else f"subscribe to '{pkg.name}' again and {missing}")
-    return f"pay to renew (balance {balance})"
+            return (Msg("why.fix.subscribe_again_covered", {"name": name, "covers": covers})
+                    if short <= 0 else
+                    Msg("why.fix.subscribe_again_pay", {"name": name, "missing": missing}))
+    return Msg("why.fix.renew_balance", {"balance": balance})
 
 
 def _amount_due(session: Session, account_id: int) -> int:

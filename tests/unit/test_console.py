@@ -3,6 +3,8 @@ code of the error, never a traceback unless asked for."""
 
 from __future__ import annotations
 
+import json
+
 import click
 import pytest
 from click.testing import CliRunner
@@ -15,11 +17,12 @@ class _Bug(Exception):
     pass
 
 
-def _group(cls: type[GuardedGroup]) -> click.Group:
+def _group(cls: type[GuardedGroup], *, json_mode: bool = False,
+           lang: str | None = "en") -> click.Group:
     @click.group(cls=cls)
     @click.pass_context
     def cli(ctx: click.Context) -> None:
-        ctx.obj = Application(json_mode=True)
+        ctx.obj = Application(json_mode=json_mode, lang=lang)
 
     @cli.command()
     def stream() -> None:
@@ -82,7 +85,7 @@ def test_a_single_value_option_given_twice_is_refused() -> None:
     result = CliRunner().invoke(cli, ["pay", "--card", "1", "--card", "2"])
     assert result.exit_code == 2
     assert "option --card given more than once" in result.output
-    result = CliRunner().invoke(cli, ["pay", "--card", "1"])
+    result = CliRunner().invoke(_group(GuardedGroup, json_mode=True), ["pay", "--card", "1"])
     assert (result.exit_code, result.output) == (0, '{\n  "card": "1"\n}\n')
 
 
@@ -94,3 +97,33 @@ def test_stb_turns_its_bugs_into_one_line_too() -> None:
     result = CliRunner().invoke(_group(_StbGroup), ["bug"], env={"CAS_DEBUG": ""})
     assert result.exit_code == 1
     assert result.output.startswith("internal error: _Bug: oops")
+
+
+def test_under_json_an_error_is_one_json_document_with_code_and_exit_code() -> None:
+    runner = CliRunner()
+    result = runner.invoke(_group(GuardedGroup, json_mode=True), ["stream"])
+    assert result.exit_code == StreamError.exit_code
+    assert json.loads(result.stderr) == {"error": {"code": "STREAM_ERROR",
+                                                   "message": "no sync byte",
+                                                   "exit_code": StreamError.exit_code}}
+    assert result.stdout == ""
+    result = runner.invoke(_group(GuardedGroup, json_mode=True), ["bug"], env={"CAS_DEBUG": ""})
+    assert json.loads(result.stderr)["error"]["code"] == "INTERNAL_ERROR"
+
+
+def test_errors_speak_the_chosen_language() -> None:
+    result = CliRunner().invoke(_group(GuardedGroup, lang="ru"), ["stream"])
+    assert (result.exit_code, result.output) == (StreamError.exit_code,
+                                                 "ошибка: no sync byte\n")
+    result = CliRunner().invoke(_group(GuardedGroup, lang=None), ["bug"],
+                                env={"CAS_DEBUG": "", "CAS_LANG": "", "LC_ALL": "ru_RU.UTF-8"})
+    assert result.output.startswith("внутренняя ошибка: _Bug: oops")
+    assert "CAS_DEBUG=1" in result.output
+
+
+def test_the_code_of_an_error_is_its_own_code_else_its_class() -> None:
+    from cas.console import error_code
+    from cas.store.errors import RecordNotFound
+
+    assert error_code(StreamError("x")) == "STREAM_ERROR"
+    assert error_code(RecordNotFound("x", code="UNKNOWN_CARD")) == "UNKNOWN_CARD"

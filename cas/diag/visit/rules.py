@@ -50,10 +50,10 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from cas.diag.alarms import Alarm, AlarmCode
-from cas.diag.headend import day
 from cas.diag.probe import ProbeReport
 from cas.diag.visit.facts import VisitFacts
-from cas.diag.visit.verdict import TIER, Cause, ChannelVerdict, Finding, RootCause
+from cas.diag.visit.verdict import TIER, Cause, ChannelVerdict, Finding, RootCause, finding
+from cas.i18n import Day, Msg
 from cas.reasons import Reason, info
 from firmware_stub.report import ChannelStatus
 
@@ -70,15 +70,16 @@ _STREAM_CAUSE = {
 
 
 
-def _ago(seconds: int) -> str:
+def _ago(seconds: int) -> Msg:
     if seconds >= DAY_S:
-        n = seconds // DAY_S
-        return f"{n} day{'s' if n != 1 else ''}"
+        return Msg("visit.ago.days", {"n": seconds // DAY_S})
     if seconds >= 3600:
-        n = seconds // 3600
-        return f"{n} hour{'s' if n != 1 else ''}"
-    n = max(seconds // 60, 0)
-    return f"{n} minute{'s' if n != 1 else ''}"
+        return Msg("visit.ago.hours", {"n": seconds // 3600})
+    return Msg("visit.ago.minutes", {"n": max(seconds // 60, 0)})
+
+
+def _fix(reason: Reason) -> Msg:
+    return Msg(f"reason.{reason.value}.fix")
 
 
 def _serial_text(serial: int) -> str:
@@ -89,19 +90,19 @@ def _device_findings(facts: VisitFacts, st: ChannelStatus) -> list[Finding]:
     """Rule 1."""
     r = st.reason
     if r is Reason.NO_CARD:
-        return [Finding(cause=Cause.NO_CARD, scope="card", reason=r,
-                        summary="no smart card in the box (or it is not seen)",
-                        fix=info(r).fix_en, evidence=(st.detail,) if st.detail else ())]
+        return [finding(cause=Cause.NO_CARD, scope="card", reason=r,
+                        summary=Msg("visit.rule.no_card"),
+                        fix=_fix(r), evidence=(st.detail,) if st.detail else ())]
     if r is Reason.CARD_ERROR:
-        return [Finding(cause=Cause.CARD_ERROR, scope="card", reason=r,
-                        summary=f"the card does not answer properly: {st.detail or 'error'}",
-                        fix=info(r).fix_en)]
+        return [finding(cause=Cause.CARD_ERROR, scope="card", reason=r,
+                        summary=Msg("visit.rule.card_error", {"detail": st.detail or "error"}),
+                        fix=_fix(r))]
     he = facts.headend
     if r is Reason.CARD_KILLED or (he is not None and he.card_status == "killed"):
         serial = facts.card.info.serial if facts.card else (he.serial if he else 0)
-        return [Finding(cause=Cause.CARD_KILLED, scope="card", reason=Reason.CARD_KILLED,
-                        summary=f"card {_serial_text(serial)} is killed (withdrawn)",
-                        fix=info(Reason.CARD_KILLED).fix_en)]
+        return [finding(cause=Cause.CARD_KILLED, scope="card", reason=Reason.CARD_KILLED,
+                        summary=Msg("visit.rule.card_killed", {"card": _serial_text(serial)}),
+                        fix=_fix(Reason.CARD_KILLED))]
     return []
 
 
@@ -132,19 +133,22 @@ def _pairing_finding(facts: VisitFacts, st: ChannelStatus,
         # The head-end pairs them, the card does not know: its PAIR EMM never arrived.
         return []
     other = card_chip if card_chip is not None else he_chip
+    card_text = _serial_text(serial)
     if other is not None and other != here:
-        where = "another box" + (f" (chip {other:08X})" if other is not None else "")
-        summary = f"card {_serial_text(serial)} is paired with {where}"
-        if here is not None:
-            summary += f", not this box ({here:08X})"
-        fix = (f"put the card back in box {other:08X}, or re-pair at the head-end "
-               f"(cas card pair {_serial_text(serial)} {here:08X})" if here is not None
-               else info(Reason.PAIRING_MISMATCH).fix_en)
+        summary = (Msg("visit.rule.paired_elsewhere_here", {"card": card_text,
+                                                            "other": f"{other:08X}",
+                                                            "here": f"{here:08X}"})
+                   if here is not None else
+                   Msg("visit.rule.paired_elsewhere", {"card": card_text,
+                                                       "other": f"{other:08X}"}))
+        fix = (Msg("visit.rule.fix_back_or_repair", {"other": f"{other:08X}", "card": card_text,
+                                                     "here": f"{here:08X}"})
+               if here is not None else _fix(Reason.PAIRING_MISMATCH))
     else:
-        summary = f"card {_serial_text(serial)} is not paired with this box"
-        fix = (f"pair them at the head-end (cas card pair {_serial_text(serial)} {here:08X})"
-               if here is not None else info(Reason.PAIRING_MISMATCH).fix_en)
-    return [Finding(cause=Cause.PAIRING_MISMATCH, scope="card", reason=Reason.PAIRING_MISMATCH,
+        summary = Msg("visit.rule.not_paired_here", {"card": card_text})
+        fix = (Msg("visit.rule.fix_pair", {"card": card_text, "here": f"{here:08X}"})
+               if here is not None else _fix(Reason.PAIRING_MISMATCH))
+    return [finding(cause=Cause.PAIRING_MISMATCH, scope="card", reason=Reason.PAIRING_MISMATCH,
                     summary=summary, fix=fix, evidence=tuple(evidence))]
 
 
@@ -160,47 +164,42 @@ def _stream_findings(facts: VisitFacts, st: ChannelStatus) -> list[Finding]:
         seen.add(cause)
         out.append(_stream_finding(cause, a))
     if st.reason is Reason.NO_ECM and not out:
-        out.append(Finding(cause=Cause.NO_USABLE_ECM, scope="stream", reason=Reason.NO_ECM,
-                           summary=f"no usable ECM for this channel: {st.detail or 'none'}",
-                           fix=info(Reason.NO_ECM).fix_en))
+        out.append(finding(cause=Cause.NO_USABLE_ECM, scope="stream", reason=Reason.NO_ECM,
+                           summary=Msg("visit.rule.no_usable_ecm",
+                                       {"detail": st.detail or "none"}),
+                           fix=_fix(Reason.NO_ECM)))
     defects = [a for a in alarms if a.code is AlarmCode.CC_ERROR]
     if defects:
         n = sum(a.count for a in defects)
-        out.append(Finding(cause=Cause.STREAM_DEFECT, scope="stream",
-                           summary=f"{n} continuity error(s) on this channel's PIDs: "
-                                   "picture and sound glitches",
-                           fix="check the reception / the multiplexer's output",
+        out.append(finding(cause=Cause.STREAM_DEFECT, scope="stream",
+                           summary=Msg("visit.rule.cc_errors", {"n": n}),
+                           fix=Msg("visit.rule.fix_reception"),
                            evidence=tuple(a.message for a in defects)))
     return out
 
 
 #: Rule 3's words for a stream cause: (the summary, from the alarm; the fix).  The summary
 #: names no PID, so one fault of the head-end groups all its channels.
-_STREAM_WORDS: dict[Cause, tuple[Callable[[Alarm], str], str]] = {
+_STREAM_WORDS: dict[Cause, tuple[Callable[[Alarm], Msg], Msg]] = {
     Cause.ECM_STOPPED: (
-        lambda a: (f"ECMs for this channel stopped at {a.at_s or 0:.1f} s into the stream: "
-                   "boxes lose the picture at the next control-word change"),
-        "restart the ECM generator / check the scrambler's ECMG connection for this service"),
+        lambda a: Msg("visit.rule.ecm_stopped", {"at": f"{a.at_s or 0:.1f}"}),
+        Msg("visit.rule.fix_ecm_stopped")),
     Cause.ECM_MISSING: (
-        lambda a: "no ECM at all for this channel",
-        "check that the ECM generator feeds this service's ECM PID"),
+        lambda a: Msg("visit.rule.ecm_missing"), Msg("visit.rule.fix_ecm_missing")),
     Cause.ECM_GAP: (
-        lambda a: (f"ECMs for this channel pause for up to {(a.worst or 0) * 1000:.0f} ms: "
-                   "black screens on channel change"),
-        "check the ECM generator's load and the ECM repetition rate (≤ 500 ms)"),
+        lambda a: Msg("visit.rule.ecm_gap", {"ms": f"{(a.worst or 0) * 1000:.0f}"}),
+        Msg("visit.rule.fix_ecm_gap")),
     Cause.SCRAMBLED_NO_ECM: (
-        lambda a: "the channel is scrambled but its PMT names no ECM PID",
-        "add the CA_descriptor to the PMT (scrambler / multiplexer configuration)"),
+        lambda a: Msg("visit.rule.scrambled_no_ecm"), Msg("visit.rule.fix_scrambled_no_ecm")),
     Cause.CW_NOT_CHANGING: (
-        lambda a: (f"control word not changing for {a.worst or 0:.0f} s: the crypto-period "
-                   "is frozen"),
-        "check the scrambler's crypto-period and its ECMG CW_provision for this service"),
+        lambda a: Msg("visit.rule.cw_frozen", {"s": f"{a.worst or 0:.0f}"}),
+        Msg("visit.rule.fix_cw_frozen")),
 }
 
 
 def _stream_finding(cause: Cause, a: Alarm) -> Finding:
     summary, fix = _STREAM_WORDS[cause]
-    return Finding(cause=cause, scope="stream", reason=Reason.NO_ECM, summary=summary(a),
+    return finding(cause=cause, scope="stream", reason=Reason.NO_ECM, summary=summary(a),
                    fix=fix, evidence=(a.message,))
 
 
@@ -215,9 +214,9 @@ def _emm_finding(facts: VisitFacts, st: ChannelStatus, he_reason: Reason) -> Fin
                 f"head-end: {he_reason.value}"]
     card = facts.card
     if card is None:
-        return Finding(cause=Cause.RIGHTS_MISMATCH, scope="card", reason=box_r,
-                       summary="the box and the head-end disagree on this channel",
-                       fix="read the card to compare its rights", evidence=tuple(evidence))
+        return finding(cause=Cause.RIGHTS_MISMATCH, scope="card", reason=box_r,
+                       summary=Msg("visit.rule.disagree"),
+                       fix=Msg("visit.rule.fix_read_card"), evidence=tuple(evidence))
     serial = card.info.serial
     card_seq = facts.card_seq if facts.card_seq is not None else card.info.emm_seq_unique
     issued = he.emm_issued_seq or 0
@@ -233,34 +232,30 @@ def _emm_finding(facts: VisitFacts, st: ChannelStatus, he_reason: Reason) -> Fin
                             f"{newest} or lower)")
         if newest is None or newest <= card_seq:
             if since is not None:
-                summary = (f"EMMs for this card not in the stream for "
-                           f"{_ago(max(facts.at_s - since, 0))} (since {day(since)})")
+                summary = Msg("visit.rule.emm_missing_for",
+                              {"ago": _ago(max(facts.at_s - since, 0)), "day": Day(since)})
             else:
-                summary = "EMMs for this card are not in the stream"
+                summary = Msg("visit.rule.emm_missing")
             if facts.probe.emms and not any(e.ours for e in facts.probe.emms):
                 evidence.append("the stream has no EMM PID for our CA system")
-            return Finding(cause=Cause.EMM_NOT_IN_STREAM, scope="card", reason=box_r,
-                           summary=summary,
-                           fix="check the EMM feed to the multiplexer (EMMG connection, EMM PID "
-                               "in the CAT, the incremental EMM run); the card catches up with "
-                               "the next EMM it receives",
+            return finding(cause=Cause.EMM_NOT_IN_STREAM, scope="card", reason=box_r,
+                           summary=summary, fix=Msg("visit.rule.fix_emm_feed"),
                            evidence=tuple(evidence))
-        return Finding(cause=Cause.EMM_REFUSED, scope="card", reason=box_r,
-                       summary=(f"the stream carries {emms.unique} EMM(s) for this card but it "
-                                f"is still at sequence {card_seq} (head-end: {issued})"),
-                       fix="check the card's keys (personalised for this operator?) and the "
-                           "box's EMM results in its NVRAM",
+        return finding(cause=Cause.EMM_REFUSED, scope="card", reason=box_r,
+                       summary=Msg("visit.rule.emm_refused", {"n": emms.unique, "seq": card_seq,
+                                                              "issued": issued}),
+                       fix=Msg("visit.rule.fix_card_keys"),
                        evidence=tuple(evidence))
     if (he.rights_version or 0) > (he.sent_rights_version or 0):
         changed = he.rights_changed_at_s
-        return Finding(cause=Cause.EMM_NOT_GENERATED, scope="card", reason=box_r,
-                       summary=("the head-end has not generated EMMs since this card's rights "
-                                f"changed on {day(changed)}"),
-                       fix="run the EMM generation (cas emm generate --incremental)",
+        return finding(cause=Cause.EMM_NOT_GENERATED, scope="card", reason=box_r,
+                       summary=Msg("visit.rule.emm_not_generated", {"day": Day(changed)}),
+                       fix=Msg("visit.rule.fix_emm_generate"),
                        evidence=tuple(evidence))
-    return Finding(cause=Cause.RIGHTS_MISMATCH, scope="card", reason=box_r,
-                   summary=(f"the card says {box_r.value}, the head-end says {he_reason.value}"),
-                   fix="compare the card's entitlements (cas diag card) with cas card show",
+    return finding(cause=Cause.RIGHTS_MISMATCH, scope="card", reason=box_r,
+                   summary=Msg("visit.rule.card_says", {"card": box_r.value,
+                                                        "headend": he_reason.value}),
+                   fix=Msg("visit.rule.fix_compare"),
                    evidence=tuple(evidence))
 
 
@@ -292,21 +287,22 @@ def _rights_finding(facts: VisitFacts, st: ChannelStatus, reason: Reason) -> Fin
         if he is not None and he.balance is not None:
             evidence.append(f"balance {he.balance}")
         if reason is Reason.CHANNEL_NOT_IN_PACKAGE:
-            names = ", ".join(f"'{n}'" for n in d.get("channel_packages", [])) or "no package"
-            summary = f"package {names} not connected: subscribe"
-            fix = f"subscribe to {names}"
+            names: Msg | str = (", ".join(f"'{n}'" for n in d.get("channel_packages", []))
+                                or Msg("why.no_package"))
+            summary = Msg("visit.rule.not_connected", {"names": names})
+            fix = Msg("why.fix.subscribe", {"names": names})
         elif reason is Reason.FINANCIAL_BLOCK:
-            summary = f"{ex.cause}, {ex.fix}"
-            fix = ex.fix
+            summary = Msg("visit.rule.cause_fix", {"cause": ex.cause_msg, "fix": ex.fix_msg})
+            fix = ex.fix_msg
         else:
-            summary = ex.cause
-            fix = ex.fix
-        return Finding(cause=cause, scope=scope, reason=reason, summary=summary, fix=fix,
+            summary = ex.cause_msg
+            fix = ex.fix_msg
+        return finding(cause=cause, scope=scope, reason=reason, summary=summary, fix=fix,
                        evidence=tuple(evidence))
     # Without the head-end: what the card itself shows.
     evidence = [f"box: {st.reason.value} ({info(reason).screen_code})"
                 + (f" — {st.detail}" if st.detail else "")]
-    summary = info(reason).en
+    summary = Msg(f"reason.{reason.value}.message")
     card = facts.card
     if card is not None:
         rows = card.entitlement_rows()
@@ -314,19 +310,20 @@ def _rights_finding(facts: VisitFacts, st: ChannelStatus, reason: Reason) -> Fin
             ended = [r for r in rows if r["expired"]]
             if ended:
                 last = max(ended, key=lambda r: r["end_s"])
-                summary = (f"subscription (package {last['package_id']}) ended on "
-                           f"{last['end'][:10]}")
+                summary = Msg("visit.rule.package_ended", {"package": last["package_id"],
+                                                           "day": Day(int(last["end_s"]))})
         elif reason is Reason.REGION_BLACKOUT:
-            summary = f"card region {card.info.region} is outside this channel's regions"
+            summary = Msg("visit.rule.region", {"region": card.info.region})
         elif reason is Reason.MATURITY_LOCKED:
-            summary = f"rated above the card's maturity limit {card.info.maturity_limit}"
+            summary = Msg("visit.rule.maturity", {"limit": card.info.maturity_limit})
         elif reason in (Reason.FINANCIAL_BLOCK, Reason.CARD_SUSPENDED):
-            summary = f"{info(reason).en} (card status {card.info.status.name})"
+            summary = Msg("visit.rule.card_status", {"message": summary,
+                                                     "status": card.info.status.name})
         evidence.append("card entitlements: " + (", ".join(
             f"{r['package_id']} {r['start'][:10]}..{r['end'][:10]} {r['state']}"
             for r in rows) or "none"))
-    return Finding(cause=cause, scope=scope, reason=reason, summary=summary,
-                   fix=info(reason).fix_en, evidence=tuple(evidence))
+    return finding(cause=cause, scope=scope, reason=reason, summary=summary,
+                   fix=_fix(reason), evidence=tuple(evidence))
 
 
 #: What the box shows when the card, the pairing or the stream stopped it before any rights
@@ -361,19 +358,19 @@ def diagnose_channel(facts: VisitFacts, st: ChannelStatus) -> ChannelVerdict:
             if f is not None:
                 findings.append(f)
     elif he is not None and not he.registered and box_r not in _DEVICE_REASONS:
-        findings.append(Finding(
+        findings.append(finding(
             cause=Cause.CARD_NOT_ACTIVE, scope="account", reason=Reason.CARD_NOT_ACTIVE,
-            summary=f"card {_serial_text(he.serial)} is not registered with this head-end",
-            fix="register the card (cas card add) and link it to the account"))
+            summary=Msg("visit.rule.not_registered", {"card": _serial_text(he.serial)}),
+            fix=Msg("visit.rule.fix_register")))
     elif box_r not in (Reason.OPEN, *_DEVICE_REASONS) or box_r is Reason.UNKNOWN_CHANNEL:
         f = _rights_finding(facts, st, box_r)
         if f is not None:
             findings.append(f)
     # rule 7
     if he is not None and view is not None and view.explanation is None and view.error:
-        findings.append(Finding(cause=Cause.UNKNOWN_CHANNEL, scope="channel",
-                                summary=f"the head-end does not know this channel: {view.error}",
-                                fix="check the head-end's lineup (cas catalog)"))
+        findings.append(finding(cause=Cause.UNKNOWN_CHANNEL, scope="channel",
+                                summary=Msg("visit.rule.unknown_channel", {"error": view.error}),
+                                fix=Msg("visit.rule.fix_lineup")))
     # rule 8.  What explains the lock the box shows comes first (a stream fault that did not
     # cause this lock, e.g. a frozen CW on a channel the card is not entitled to, comes after
     # it); then the most basic tier; equal tiers keep the order above (observed before
@@ -398,15 +395,17 @@ def stream_wide_findings(probe: ProbeReport) -> list[Finding]:
         if a.code is AlarmCode.EMM_MISSING:
             out.append(Finding(cause=Cause.EMM_PID_MISSING, scope="stream", summary=a.message,
                                fix="announce the EMM PID in the CAT and feed EMMs to it",
-                               evidence=(a.message,)))
+                               fix_msg=Msg("visit.rule.fix_emm_pid"), evidence=(a.message,)))
         elif a.code is AlarmCode.EMM_BITRATE_LOW:
             out.append(Finding(cause=Cause.EMM_BITRATE_LOW, scope="stream", summary=a.message,
                                fix="raise the EMM bandwidth at the multiplexer",
+                               fix_msg=Msg("visit.rule.fix_emm_bandwidth"),
                                evidence=(a.message,)))
         elif a.code in (AlarmCode.SYNC_LOSS, AlarmCode.TRANSPORT_ERROR, AlarmCode.PAT_ERROR,
                         AlarmCode.CAT_ERROR, AlarmCode.CRC_ERROR):
             out.append(Finding(cause=Cause.STREAM_DEFECT, scope="stream", summary=a.message,
                                fix="check the reception and the multiplexer's output",
+                               fix_msg=Msg("visit.rule.fix_reception_and"),
                                evidence=(a.message,)))
     return out
 
@@ -427,7 +426,8 @@ def diagnose(facts: VisitFacts) -> tuple[tuple[ChannelVerdict, ...], tuple[RootC
     for f in stream:
         if f.cause is Cause.EMM_BITRATE_LOW and emm_trouble:
             f = Finding(cause=Cause.EMM_PID_MISSING, scope=f.scope, summary=f.summary,
-                        fix=f.fix, evidence=f.evidence)  # it explains the missing EMMs
+                        fix=f.fix, evidence=f.evidence, summary_msg=f.summary_msg,
+                        fix_msg=f.fix_msg)  # it explains the missing EMMs
         roots.setdefault(f.key(), (f, []))
     # rule 10.  Malfunctions (tiers 0-3: card, pairing, stream, EMM delivery) before the
     # account's and the channels' commercial state; within each, what explains a lock first;

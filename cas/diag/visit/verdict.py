@@ -31,6 +31,7 @@ from cas.card.diag import CardReport
 from cas.diag.boxinfo import BoxReport
 from cas.diag.headend import HeadendFacts
 from cas.diag.probe import ProbeReport
+from cas.i18n import Msg, Translator
 from cas.reasons import Reason, info
 from firmware_stub.report import LockReport
 
@@ -109,6 +110,10 @@ class Finding:
     evidence: tuple[str, ...] = ()
     scope: str = "channel"  # channel / card / box / account / stream
     reason: Reason | None = None  # the on-screen reason this cause shows as
+    #: ``summary`` and ``fix`` as catalogue messages (:mod:`cas.i18n`), when the rule wrote
+    #: them so; ``None``: the text is the probe's own (an alarm message).
+    summary_msg: Msg | None = None
+    fix_msg: Msg | None = None
 
     @property
     def tier(self) -> int:
@@ -117,9 +122,17 @@ class Finding:
     def key(self) -> tuple[Cause, str]:
         return (self.cause, self.summary)
 
-    def to_json(self) -> dict[str, Any]:
+    def summary_in(self, t: Translator) -> str:
+        return t(self.summary_msg) if self.summary_msg is not None else self.summary
+
+    def fix_in(self, t: Translator) -> str:
+        return t(self.fix_msg) if self.fix_msg is not None else self.fix
+
+    def to_json(self, lang: str = "en") -> dict[str, Any]:
+        t = Translator(lang)
         return {"cause": self.cause.value, "tier": self.tier, "scope": self.scope,
-                "summary": self.summary, "fix": self.fix, "evidence": list(self.evidence),
+                "summary": self.summary_in(t), "fix": self.fix_in(t),
+                "evidence": list(self.evidence),
                 "reason": None if self.reason is None else self.reason.value,
                 "screen_code": None if self.reason is None else info(self.reason).screen_code}
 
@@ -153,8 +166,9 @@ class ChannelVerdict:
     def cause(self) -> Finding | None:
         return self.findings[0] if self.findings else None
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self, lang: str = "en") -> dict[str, Any]:
         i = info(self.box_reason)
+        t = Translator(lang)
         return {
             "channel": self.number, "box_channel": self.channel,
             "service_id": self.service_id, "name": self.name,
@@ -162,9 +176,9 @@ class ChannelVerdict:
             "screen_code": i.screen_code, "message": i.en, "message_ru": i.ru,
             "box_detail": self.box_detail,
             "headend_reason": None if self.headend_reason is None else self.headend_reason.value,
-            "cause": self.cause.summary if self.cause else None,
-            "fix": self.cause.fix if self.cause else None,
-            "findings": [f.to_json() for f in self.findings],
+            "cause": self.cause.summary_in(t) if self.cause else None,
+            "fix": self.cause.fix_in(t) if self.cause else None,
+            "findings": [f.to_json(lang) for f in self.findings],
         }
 
 
@@ -173,8 +187,8 @@ class RootCause:
     finding: Finding
     channels: tuple[int, ...]
 
-    def to_json(self) -> dict[str, Any]:
-        return {**self.finding.to_json(), "channels": list(self.channels)}
+    def to_json(self, lang: str = "en") -> dict[str, Any]:
+        return {**self.finding.to_json(lang), "channels": list(self.channels)}
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -204,13 +218,16 @@ class VisitReport:
     def serial(self) -> int | None:
         return self.card.info.serial if self.card is not None else None
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self, lang: str = "en") -> dict[str, Any]:
+        """The ``--json`` form; causes and fixes in ``lang`` (the lock reasons' messages
+        always in both, ``message`` and ``message_ru``)."""
         return {
             "kind": "visit",
+            "lang": lang,
             "at": self.at.astimezone(UTC).isoformat(),
             "mode": self.mode.value,
-            "verdicts": [v.to_json() for v in self.channels],
-            "root_causes": [r.to_json() for r in self.roots],
+            "verdicts": [v.to_json(lang) for v in self.channels],
+            "root_causes": [r.to_json(lang) for r in self.roots],
             "card": (self.card.to_json() if self.card is not None
                      else {"error": self.card_error}),
             "card_emm_seq_after_scan": self.card_seq_after,
@@ -224,3 +241,13 @@ class VisitReport:
         }
 
 
+
+
+_EN = Translator("en")
+
+
+def finding(*, cause: Cause, summary: Msg, fix: Msg, evidence: tuple[str, ...] = (),
+            scope: str = "channel", reason: Reason | None = None) -> Finding:
+    """A finding whose words are catalogue messages (English in ``summary``/``fix``)."""
+    return Finding(cause=cause, summary=_EN(summary), fix=_EN(fix), summary_msg=summary,
+                   fix_msg=fix, evidence=evidence, scope=scope, reason=reason)

@@ -4,6 +4,7 @@ self-contained HTML."""
 
 from __future__ import annotations
 
+import html
 import json
 import re
 from pathlib import Path
@@ -90,8 +91,58 @@ def test_support_ticket_json_and_html(setup: tuple[DiagBench, Home, Path],
     assert "Канал не входит в подключённые пакеты" in page
     assert "package &#x27;Viasat Sport HD&#x27; not connected: subscribe" in page
 
-    code, _, err = run(args(bench, home, stream, "--report", str(tmp_path / "t.txt")))
-    assert code == 2 and "FILE.json or FILE.html" in err
+    code, _, err = run(args(bench, home, stream, "--report", str(tmp_path / "t.pdf")))
+    assert code == 2 and "FILE.json, FILE.html or FILE.txt" in err
+
+
+def _english_in(text: str) -> list[str]:
+    from cas.i18n.catalog import english_sentences
+
+    flat = " ".join(html.unescape(text).split())
+    return sorted(s for s in english_sentences() if s in flat)
+
+
+def test_visit_in_russian_holds_no_english_sentence(setup: tuple[DiagBench, Home, Path]) -> None:
+    bench, home, stream = setup
+    code, out, err = run(args(bench, home, stream, "--lang", "ru"))
+    assert code == 0, err
+    assert "Причины, самые вероятные первыми" in out
+    assert "пакет 'Viasat Sport HD' не подключён: подключите" in out
+    assert re.search(r"24\s+│\s+Viasat Sport HD\s+│\s+ЗАКРЫТ", out)
+    assert _english_in(out) == []
+    # The same visit in English does hold them: the check can fail.
+    _, english, _ = run(args(bench, home, stream, "--lang", "en"))
+    assert "Causes, most likely first" in _english_in(english)
+    # --lang before the command, CAS_LANG and the locale choose it too.
+    for argv, env in ((["--lang", "ru", *args(bench, home, stream)], {}),
+                      (args(bench, home, stream), {"CAS_LANG": "ru"}),
+                      (args(bench, home, stream), {"LC_ALL": "ru_RU.UTF-8", "CAS_LANG": ""})):
+        result = CliRunner().invoke(cli, argv, env={"COLUMNS": "250", **env})
+        assert "Причины, самые вероятные первыми" in result.stdout, env
+    data = json.loads(run(args(bench, home, stream, "--json", "--lang", "ru"))[1])
+    by_ch = {v["channel"]: v for v in data["verdicts"]}
+    assert data["lang"] == "ru"
+    assert by_ch[SPORT]["cause"] == "пакет 'Viasat Sport HD' не подключён: подключите"
+
+
+def test_ticket_in_russian_holds_no_english_sentence(setup: tuple[DiagBench, Home, Path],
+                                                     tmp_path: Path) -> None:
+    bench, home, stream = setup
+    for name in ("t.html", "t.txt"):
+        code, out, err = run(args(bench, home, stream, "--lang", "ru", "--report",
+                                  str(tmp_path / name), "--city", "Алматы"))
+        assert code == 0, err
+        assert "заявка в поддержку записана" in out
+        text = (tmp_path / name).read_text(encoding="utf-8")
+        visible = text.split("<details>")[0]  # the HTML ends with the data as JSON
+        assert "Данные для проверки" in visible and "Алматы" in visible
+        assert "Заявка в поддержку — карта" in visible
+        assert "пакет 'Viasat Sport HD' не подключён: подключите" in html.unescape(visible)
+        assert _english_in(visible) == [], name
+    page = (tmp_path / "t.html").read_text(encoding="utf-8")
+    assert "<html lang='ru'>" in page
+    run(args(bench, home, stream, "--report", str(tmp_path / "en.txt")))
+    assert "Verification data" in _english_in((tmp_path / "en.txt").read_text(encoding="utf-8"))
 
 
 def test_visit_usage_errors(setup: tuple[DiagBench, Home, Path]) -> None:

@@ -190,3 +190,54 @@ def test_scan_and_watch_refuse_stdin_that_is_not_a_stream(bench: dict[str, Path]
                                            str(bench["dir"] / "nothing.ts")), input=b"")
     assert result.exit_code == 8
     assert result.output.strip().splitlines() == ["error: stdin: empty stream"]
+
+
+def _english_in(text: str) -> list[str]:
+    from cas.i18n.catalog import english_sentences
+
+    flat = " ".join(text.split())
+    return sorted(s for s in english_sentences() if s in flat)
+
+
+@pytest.mark.parametrize("how", ["option", "after", "env", "locale"])
+def test_scan_in_russian_holds_no_english_sentence(bench: dict[str, Path], how: str) -> None:
+    args = _args(bench, "scan", str(bench["dir"] / "in.ts"))
+    env = {"COLUMNS": "400", "CAS_LANG": "", "LC_ALL": "", "LANG": "C.UTF-8"}
+    if how == "option":
+        args = ["--lang", "ru", *args]
+    elif how == "after":
+        args = [*args, "--lang", "ru"]
+    elif how == "env":
+        env["CAS_LANG"] = "ru"
+    else:
+        env["LC_ALL"] = "ru_RU.UTF-8"
+    result = CliRunner().invoke(cli, args, env=env)
+    assert result.exit_code == 0, result.output
+    assert "Канал не входит в подключённые пакеты" in result.output
+    assert "ЗАКРЫТ" in result.output and "CHANNEL_NOT_IN_PACKAGE" in result.output
+    assert _english_in(result.output) == []
+    english = CliRunner().invoke(cli, _args(bench, "scan", str(bench["dir"] / "in.ts")),
+                                 env={**env, "CAS_LANG": "", "LC_ALL": ""})
+    assert "Channel not in your connected packages" in _english_in(english.output)
+
+
+def test_watch_in_russian(bench: dict[str, Path], tmp_path: Path) -> None:
+    result = CliRunner().invoke(cli, ["--lang", "ru", *_args(
+        bench, "watch", str(bench["dir"] / "in.ts"), "-c", "201", "-o", str(tmp_path / "o.ts"))],
+        env={"COLUMNS": "400"})
+    assert result.exit_code == 0, result.output
+    assert "ОТКРЫТ" in result.output and "Канал доступен" in result.output
+    assert "пакет" in result.output and _english_in(result.output) == []
+
+
+def test_an_error_in_russian_and_as_json(bench: dict[str, Path], tmp_path: Path) -> None:
+    d = bench["dir"]
+    args = ["scan", str(tmp_path / "missing.ts"), "--chip-record", str(d / "chip.rec"),
+            "--vendor-key", str(d / "vendor.key"), "--nvram", str(tmp_path / "nv.json"),
+            "--card-image", str(d / "card.img"), "--rom-key-file", str(d / "rom.key")]
+    result = CliRunner().invoke(cli, ["--lang", "ru", *args])
+    assert result.exit_code != 0
+    assert result.stderr.startswith("ошибка: ") and result.stderr.count("\n") == 1
+    result = CliRunner().invoke(cli, ["--json", *args])
+    error = json.loads(result.stderr)["error"]
+    assert error["exit_code"] == result.exit_code != 0 and error["code"] and error["message"]

@@ -66,3 +66,40 @@ def test_why_sees_a_package_waiting_for_money(cas: Cas) -> None:
     assert data["fix"].startswith("pay 1.00 AZN more")
     text = " ".join(cas("why", "--card", "2256884759", "--channel", "121").split())
     assert "no package connected" not in text and "1.00 AZN short" in text
+
+
+def _english_in(text: str) -> list[str]:
+    from cas.i18n.catalog import english_sentences
+
+    flat = " ".join(text.split())
+    return sorted(s for s in english_sentences() if s in flat)
+
+
+def test_why_in_russian_holds_no_english_sentence_and_prints_local_money(cas: Cas) -> None:
+    _holder(cas, "atvplus")
+    cas("pay", "--card", "2256884759", "1", "--method", "terminal")
+    cas("pay", "--card", "2256884759", "10", "--method", "payment_card", "--package", "sport")
+    text = cas("why", "--card", "2256884759", "--channel", "121", "--lang", "ru")
+    assert "ждёт оплаты" in text and "не хватает 1,00\u00a0AZN" in text
+    assert "ЗАКРЫТ" in text and "Пакет не подключён" in text
+    assert _english_in(text) == []
+    english = cas("why", "--card", "2256884759", "--channel", "121")
+    assert "1.00 AZN short" in english and _english_in(english)  # the check can fail
+    data = cas.json("--lang", "ru", "why", "--card", "2256884759", "--channel", "121")
+    assert data["lang"] == "ru" and data["reason"] == "NOT_SUBSCRIBED"
+    assert data["message"] == "Пакет не подключён" and data["message_en"] == "No package connected"
+    assert data["fix"].startswith("доплатите 1,00\u00a0AZN")
+
+
+def test_why_without_a_channel_explains_every_channel(cas: Cas) -> None:
+    _holder(cas, "atvplus")
+    data = cas.json("why", "--card", "2256884759")
+    channels = {c["channel"]: c for c in data["channels"]}
+    assert len(channels) > 3 and data["locked"] == len(channels)  # nothing paid yet
+    assert channels[121]["reason"] == "NOT_SUBSCRIBED"
+    one = cas.json("why", "--card", "2256884759", "--channel", "121")
+    assert channels[121]["cause"] == one["cause"]
+    text = cas("why", "--card", "2256884759", "--lang", "ru")
+    assert f"каналов, закрыто {len(channels)}" in text or f"канала, закрыто {len(channels)}" in \
+        text or f"канал, закрыто {len(channels)}" in text
+    assert "Головная станция не может знать" in text and _english_in(text) == []

@@ -140,3 +140,35 @@ def test_box_wrong_vendor_key_and_missing_nvram(box_files: tuple[Path, Path, Pat
     data = json.loads(out)
     assert data["chip_ok"] is False and data["nvram_found"] is False
     assert any("does not open" in n for n in data["notes"])
+
+
+def test_box_in_russian(box_files: tuple[Path, Path, Path, Key]) -> None:
+    from cas.i18n.catalog import english_sentences
+
+    chip, nvram, key_file, _ = box_files
+    code, out, _ = run("diag", "box", "--chip-record", str(chip), "--nvram", str(nvram),
+                       "--vendor-key", str(key_file), "--lang", "ru")
+    assert code == 0
+    assert "приёмник 0A00BEEF" in out and "последний ECM" in out and "счётчики (NVRAM)" in out
+    assert "Карта привязана к другому приёмнику" in out and "PAIRING_MISMATCH" in out
+    flat = " ".join(out.split())
+    assert [s for s in english_sentences() if s in flat] == []
+    _, english, _ = run("diag", "box", "--chip-record", str(chip), "--nvram", str(nvram),
+                        "--vendor-key", str(key_file))
+    assert "This card is paired with another receiver" in english
+
+
+def test_stream_in_russian(faulty: Path) -> None:
+    from cas.i18n.catalog import english_sentences
+
+    code, out, _ = run("diag", "stream", str(faulty), "--lang", "ru")
+    assert code == 0
+    assert "Сервисы" in out and "Тревоги" in out and "шкала времени" in out
+    flat = " ".join(out.split())
+    # The alarm texts are the probe's own (technical, English, listed in `cas diag codes`);
+    # everything else is Russian.
+    for alarm in json.loads(run("diag", "stream", str(faulty), "--json")[1])["alarms"]:
+        flat = flat.replace(" ".join(alarm["message"].split()), "")
+    assert [s for s in english_sentences() if s in flat] == []
+    _, english, _ = run("diag", "stream", str(faulty))
+    assert "Control-word changes (scrambling parity)" in " ".join(english.split())
