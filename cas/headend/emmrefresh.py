@@ -278,7 +278,7 @@ def _update_setting() -> Any:
 def _do_item(s: Session, keys: OperatorKeys, plan: RefreshPlan, n: int,
              item: dict[str, Any]) -> dict[str, int]:
     """Build, write and book item ``n`` inside the claiming transaction ``s``."""
-    from sqlalchemy import select
+    from sqlalchemy import select, text
 
     from cas.billing.state import iter_card_states
     from cas.headend.emmrun import _SHARED, _UNIQUE
@@ -286,6 +286,13 @@ def _do_item(s: Session, keys: OperatorKeys, plan: RefreshPlan, n: int,
 
     lo, hi = int(item["lo"]), int(item["hi"])
     at = datetime.fromtimestamp(plan.at_s, tz=UTC)
+    if s.get_bind().dialect.name == "postgresql":
+        # An item is a small slice of the base: left to itself the planner hash-joins it
+        # against every account and subscription (a full scan per item, measured 10x slower
+        # than index lookups at 200,000 cards); the cards' index order also saves the sort.
+        for setting in ("enable_hashjoin", "enable_mergejoin"):
+            s.execute(text(f"SET LOCAL {setting} = off"))
+        s.execute(text("SET LOCAL max_parallel_workers_per_gather = 0"))
     states = list(iter_card_states(s, at, shared_range=(lo, hi)))
     data = b""
     rows: list[tuple[str, int, int, int | None]] = []
@@ -419,13 +426,22 @@ def finish_refresh(store: Store, run: str, out: str) -> RefreshReport:
 
 
 def _child_worker(url: str, keys: OperatorKeys, run: str) -> None:
+    """A forked worker: its own connection; an error is one line (its items stay ``todo``
+    and the other workers finish them)."""
+    import sys
+
+    from cas.errors import CasError
     from cas.store.engine import Store
 
-    child = Store.open(url, migrate=False, create=False)
     try:
-        refresh_worker(child, keys, run)
-    finally:
-        child.dispose()
+        child = Store.open(url, migrate=False, create=False)
+        try:
+            refresh_worker(child, keys, run)
+        finally:
+            child.dispose()
+    except CasError as exc:
+        print(f"EMM refresh worker {os.getpid()}: {exc}", file=sys.stderr)
+        sys.exit(1)
 
 
 def emm_refresh(store: Store, keys: OperatorKeys, *, run: str, at: datetime, out: str,
