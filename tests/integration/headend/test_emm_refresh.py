@@ -24,7 +24,6 @@ from cas.formats.sections import iter_sections
 from cas.headend.emmgen import EmmSettings
 from cas.headend.emmrefresh import (
     RefreshRefused,
-    cut_items,
     emm_refresh,
     finish_refresh,
     refresh_worker,
@@ -74,13 +73,6 @@ def _keys(tmp_path: Path) -> tuple[OperatorKeys, Path]:
     path = tmp_path / "operator.key"
     keys.save(path)
     return keys, path
-
-
-def test_items_tile_the_address_space_without_splitting_a_group() -> None:
-    items = cut_items([(0, 256), (1, 256), (2, 100), (5, 256), (9, 3)], 300)
-    assert items == [(0, 1), (2, 5), (6, 0xFF_FFFF)]
-    assert cut_items([], 10) == [(0, 0xFF_FFFF)]
-    assert cut_items([(0, 256), (1, 256)], 256) == [(0, 0), (1, 0xFF_FFFF)]
 
 
 @pytest.mark.postgres
