@@ -190,7 +190,16 @@ def test_a_worker_joins_a_refresh_through_the_cli(postgres_url: str, tmp_path: P
     procs = [_cas(postgres_url, key_path, "--json", "emm", "refresh", "--run", "c", "--out",
                   str(out), "--workers", "2", "--chunk", "100", "--shared-min", "0",
                   "--at", "2026-03-01T12:00:00Z")]
-    time.sleep(0.5)
+    # A worker joins a run that exists: wait for the coordinator's plan (a worker started
+    # before it is refused: "no EMM refresh run").
+    deadline = time.monotonic() + 60
+    while True:
+        with store.reader() as s:
+            if s.get(Setting, "emm.refresh.c") is not None:
+                break
+        assert procs[0].poll() is None, procs[0].communicate()
+        assert time.monotonic() < deadline, "the coordinator never made its plan"
+        time.sleep(0.05)
     procs.append(_cas(postgres_url, key_path, "--json", "emm", "worker", "--run", "c"))
     outputs = [p.communicate(timeout=120) for p in procs]
     assert [p.returncode for p in procs] == [0, 0], outputs
