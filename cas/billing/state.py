@@ -53,7 +53,8 @@ class CardState(NamedTuple):
     rights_version: int
 
 
-def _statement(serials: Collection[int] | None) -> Select[*tuple[Any, ...]]:
+def _statement(serials: Collection[int] | None,
+               shared_range: tuple[int, int] | None = None) -> Select[*tuple[Any, ...]]:
     sub_join = and_(Subscription.account_id == Card.account_id,
                     Subscription.status.in_(WINDOW_STATES),
                     Subscription.paid_until_s.is_not(None))
@@ -69,6 +70,8 @@ def _statement(serials: Collection[int] | None) -> Select[*tuple[Any, ...]]:
     )
     if serials is not None:
         stmt = stmt.where(Card.serial.in_(list(serials)))
+    if shared_range is not None:
+        stmt = stmt.where(Card.shared_address.between(*shared_range))
     return stmt
 
 
@@ -112,13 +115,13 @@ def _by_package(e: Entitlement) -> int:
 
 
 def _states(session: Session, at_s: int, serials: Collection[int] | None,
-            batch: int) -> Iterator[CardState]:
+            batch: int, shared_range: tuple[int, int] | None = None) -> Iterator[CardState]:
     # Rows of one card are adjacent (ordered by slot); fold them into one CardState.  The
     # loop is deliberately flat: it runs once per row of a million-card base.
     head: Sequence[Any] | None = None
     ents: list[Entitlement] = []
     cache: dict[tuple[int, int, int], Entitlement] = {}
-    for row in _rows(session, _statement(serials), batch):
+    for row in _rows(session, _statement(serials, shared_range), batch):
         if head is None or row[0] != head[0]:
             if head is not None:
                 yield _emit(head, ents, at_s)
@@ -165,12 +168,14 @@ def _emit(head: Sequence[Any], ents: list[Entitlement], at_s: int) -> CardState:
 
 
 def iter_card_states(session: Session, at: datetime, *, serials: Collection[int] | None = None,
+                     shared_range: tuple[int, int] | None = None,
                      batch: int = _BATCH) -> Iterator[CardState]:
-    """Every card's state at ``at`` (or only ``serials``), ordered by shared address and member
-    position.  Streams: memory stays flat for any base size."""
+    """Every card's state at ``at`` (or only ``serials``; or only the cards whose shared address
+    is in the inclusive ``shared_range``), ordered by shared address and member position.
+    Streams: memory stays flat for any base size."""
     at_s = to_s(at)
     if serials is None:
-        yield from _states(session, at_s, None, batch)
+        yield from _states(session, at_s, None, batch, shared_range)
         return
     wanted = sorted(set(serials))
     for i in range(0, len(wanted), 1000):

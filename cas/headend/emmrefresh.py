@@ -1,0 +1,475 @@
+"""A full EMM refresh split across processes (or hosts) by card range, coordinated through
+PostgreSQL itself.  ``docs/scale.md``.
+
+The pure generator (:func:`cas.headend.emmgen.build_batch`) does the EMMs; this module cuts
+the base into work items and lets any number of workers take them.
+
+The plan (all in the store's ``settings`` table, so no schema of its own):
+
+* ``emm.refresh.<run>``: the run — time T of the entitlement state, validity, shared-EMM
+  threshold, output directory, number of items, finished or not;
+* ``emm.refresh.<run>.<n>``: item ``n`` — an inclusive range of shared addresses (groups are
+  never split, so shared EMMs see every member) and its state, ``todo`` or ``done``.  The
+  items tile the whole u24 address space, so a card registered during the run is not lost.
+
+A worker, in ONE transaction per item:
+
+1. claims a ``todo`` item with ``SELECT … FOR UPDATE SKIP LOCKED`` (two workers never get
+   the same item; the row lock is held until the transaction ends);
+2. reads the item's card states and sequence numbers, builds the EMMs;
+3. writes them to ``<out-dir>/item-NNNNN.sections`` (a partial file, fsync, atomic rename);
+4. advances ``emm_sequences`` for the item's cards and groups and marks the item ``done``;
+5. commits.
+
+A worker killed anywhere before 5 has committed nothing: its connection drops, PostgreSQL
+rolls the transaction back and releases the row lock, and another worker (which keeps polling
+while ``todo`` items remain) claims the item and rebuilds it with the SAME sequence numbers,
+replacing any file the dead worker left.  So every card's EMM is in exactly one item file,
+sequence numbers are allocated once per card, and none is skipped.  When every item is
+done, :func:`finish_refresh` joins the item files in item order into the output and marks
+the run finished; finishing a finished run changes nothing.
+
+SQLite has one writer at a time and no row locks: the multi-process mode is refused there
+(one line); one process (``--workers 1``) runs the same plan in-process.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from cas.crypto import Key, OperatorKeys
+from cas.errors import UsageError
+from cas.headend.emmgen import CardTarget, EmmSettings, PairingTarget, build_batch, csk_of
+from cas.wiretime import wire_end_s
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
+
+    from cas.store.engine import Store
+
+PREFIX = "emm.refresh."
+_RUN_NAME = re.compile(r"[A-Za-z0-9-]{1,32}\Z")
+_U24_MAX = 0xFF_FFFF
+#: Pause (seconds, from $CAS_EMM_REFRESH_PAUSE_S) after an item's file is in place and before
+#: its transaction commits: lets a test kill a worker at the worst moment.  Zero unless set.
+_PAUSE_S = float(os.environ.get("CAS_EMM_REFRESH_PAUSE_S", "0") or 0)
+_POLL_S = 0.2
+
+
+class RefreshRefused(UsageError):
+    """The store cannot run this refresh mode (SQLite and several processes)."""
+
+
+@dataclass(slots=True, kw_only=True)
+class RefreshPlan:
+    run: str
+    at_s: int
+    validity_s: int
+    shared_min: int
+    out_dir: str
+    items: int
+    finished: bool = False
+    output: str = ""
+
+    def to_json(self) -> str:
+        return json.dumps({f: getattr(self, f) for f in self.__dataclass_fields__},
+                          sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> RefreshPlan:
+        data = json.loads(text)
+        return cls(**{k: data[k] for k in cls.__dataclass_fields__ if k in data})
+
+    @property
+    def settings(self) -> EmmSettings:
+        return EmmSettings(validity_s=self.validity_s, shared_min_members=self.shared_min)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class WorkerReport:
+    items: int
+    cards: int
+    unique_emms: int
+    shared_emms: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RefreshReport:
+    run: str
+    items: int
+    cards: int
+    unique_emms: int
+    shared_emms: int
+    bytes: int
+    output: str
+    already_finished: bool
+
+    def to_json(self) -> dict[str, object]:
+        return {f: getattr(self, f) for f in self.__dataclass_fields__}
+
+
+def check_run_name(run: str) -> str:
+    if not _RUN_NAME.match(run):
+        raise UsageError("a refresh run name is 1-32 letters, digits or '-'")
+    return run
+
+
+def require_multi_process(store: Store) -> None:
+    """One line for SQLite: several processes need PostgreSQL's row locks."""
+    if store.dialect != "postgresql":
+        raise RefreshRefused("a refresh over several processes needs PostgreSQL (SKIP LOCKED "
+                             "work items); on SQLite run 'cas emm refresh --workers 1'")
+
+
+def _plan_key(run: str) -> str:
+    return PREFIX + run
+
+
+def _item_key(run: str, n: int) -> str:
+    return f"{PREFIX}{run}.{n:05d}"
+
+
+def _item_file(out_dir: str, n: int) -> Path:
+    return Path(out_dir) / f"item-{n:05d}.sections"
+
+
+def cut_items(group_counts: list[tuple[int, int]], chunk: int) -> list[tuple[int, int]]:
+    """Inclusive shared-address ranges of about ``chunk`` cards each, tiling 0..2^24-1.
+
+    ``group_counts``: (shared address, cards) in address order.
+    """
+    bounds: list[tuple[int, int]] = []
+    lo = 0
+    size = 0
+    for address, count in group_counts:
+        size += count
+        if size >= chunk:
+            bounds.append((lo, address))
+            lo = address + 1
+            size = 0
+    if lo <= _U24_MAX:
+        if size or not bounds:
+            bounds.append((lo, _U24_MAX))
+        else:
+            last_lo, _ = bounds.pop()
+            bounds.append((last_lo, _U24_MAX))
+    return bounds
+
+
+def start_refresh(store: Store, *, run: str, at: datetime, out_dir: str,
+                  settings: EmmSettings = EmmSettings(), chunk: int = 20_000) -> RefreshPlan:
+    """Make the plan of ``run`` (or return the existing one: joining is idempotent)."""
+    from sqlalchemy import func, select, text
+
+    from cas.store.models import Card
+    from cas.store.repo import get_setting, set_setting
+
+    check_run_name(run)
+    wire_end_s(at, settings.validity_s, "EMM expiry (--at or the clock, + --validity-s)")
+    with store.transaction() as s:
+        if store.dialect == "postgresql":
+            # Two coordinators starting the same run at once: one makes the plan.
+            s.execute(text("SELECT pg_advisory_xact_lock(hashtext(:k))"),
+                      {"k": _plan_key(run)})
+        raw = get_setting(s, _plan_key(run))
+        if raw is not None:
+            return RefreshPlan.from_json(raw)
+        try:
+            os.makedirs(out_dir, exist_ok=True)
+        except OSError as exc:
+            raise UsageError(f"cannot make the refresh directory {out_dir}: "
+                             f"{exc.strerror or exc}") from exc
+        counts = [(int(a), int(c)) for a, c in s.execute(
+            select(Card.shared_address, func.count()).group_by(Card.shared_address)
+            .order_by(Card.shared_address))]
+        items = cut_items(counts, max(chunk, 1))
+        plan = RefreshPlan(run=run, at_s=int(at.timestamp()), validity_s=settings.validity_s,
+                           shared_min=settings.shared_min_members,
+                           out_dir=os.path.abspath(out_dir), items=len(items))
+        set_setting(s, _plan_key(run), plan.to_json())
+        for n, (lo, hi) in enumerate(items):
+            set_setting(s, _item_key(run, n), json.dumps({"lo": lo, "hi": hi, "state": "todo"},
+                                                         sort_keys=True))
+    return plan
+
+
+def load_plan(store: Store, run: str) -> RefreshPlan:
+    from cas.store.repo import get_setting
+
+    check_run_name(run)
+    with store.reader() as s:
+        raw = get_setting(s, _plan_key(run))
+    if raw is None:
+        raise UsageError(f"no EMM refresh run {run!r}: start it with 'cas emm refresh'")
+    return RefreshPlan.from_json(raw)
+
+
+def _claim(s: Session, run: str, skip_locked: bool) -> tuple[str, dict[str, Any]] | None:
+    from sqlalchemy import text
+
+    sql = ("SELECT key, value FROM settings WHERE key LIKE :p AND value LIKE :todo "
+           "ORDER BY key LIMIT 1")
+    if skip_locked:
+        sql += " FOR UPDATE SKIP LOCKED"
+    row = s.execute(text(sql), {"p": _plan_key(run) + ".%",
+                                "todo": '%"state": "todo"%'}).first()
+    if row is None:
+        return None
+    return str(row[0]), json.loads(row[1])
+
+
+def _todo_left(store: Store, run: str) -> int:
+    from sqlalchemy import text
+
+    with store.reader() as s:
+        return int(s.execute(text("SELECT count(*) FROM settings WHERE key LIKE :p "
+                                  "AND value LIKE :todo"),
+                             {"p": _plan_key(run) + ".%",
+                              "todo": '%"state": "todo"%'}).scalar_one())
+
+
+def refresh_worker(store: Store, keys: OperatorKeys, run: str, *,
+                   progress: Callable[[int], None] | None = None,
+                   wait: bool = True) -> WorkerReport:
+    """Take items of ``run`` until none is left.  ``wait``: while items are still held by
+    other workers, keep polling (a killed worker's item comes free and is finished here)."""
+    plan = load_plan(store, run)
+    if plan.finished:
+        return WorkerReport(items=0, cards=0, unique_emms=0, shared_emms=0)
+    skip_locked = store.dialect == "postgresql"
+    items = cards = unique = shared = 0
+    while True:
+        with store.transaction() as s:
+            claimed = _claim(s, run, skip_locked)
+            if claimed is not None:
+                key, item = claimed
+                n = int(key.rsplit(".", 1)[1])
+                done = _do_item(s, keys, plan, n, item)
+                item.update(done, state="done")
+                s.execute(_update_setting(), {"k": key, "v": json.dumps(item, sort_keys=True)})
+        if claimed is None:
+            if not wait or _todo_left(store, run) == 0:
+                break
+            time.sleep(_POLL_S)
+            continue
+        items += 1
+        cards += done["cards"]
+        unique += done["unique_emms"]
+        shared += done["shared_emms"]
+        if progress is not None:
+            progress(done["cards"])
+    return WorkerReport(items=items, cards=cards, unique_emms=unique, shared_emms=shared)
+
+
+def _update_setting() -> Any:
+    from sqlalchemy import text
+
+    return text("UPDATE settings SET value = :v WHERE key = :k")
+
+
+def _do_item(s: Session, keys: OperatorKeys, plan: RefreshPlan, n: int,
+             item: dict[str, Any]) -> dict[str, int]:
+    """Build, write and book item ``n`` inside the claiming transaction ``s``."""
+    from sqlalchemy import select, text
+
+    from cas.billing.state import iter_card_states
+    from cas.headend.emmrun import _SHARED, _UNIQUE
+    from cas.store.models import Box, EmmSequence
+
+    lo, hi = int(item["lo"]), int(item["hi"])
+    at = datetime.fromtimestamp(plan.at_s, tz=UTC)
+    if s.get_bind().dialect.name == "postgresql":
+        # An item is a small slice of the base: left to itself the planner hash-joins it
+        # against every account and subscription (a full scan per item, measured 10x slower
+        # than index lookups at 200,000 cards); the cards' index order also saves the sort.
+        for setting in ("enable_hashjoin", "enable_mergejoin"):
+            s.execute(text(f"SET LOCAL {setting} = off"))
+        s.execute(text("SET LOCAL max_parallel_workers_per_gather = 0"))
+    states = list(iter_card_states(s, at, shared_range=(lo, hi)))
+    data = b""
+    rows: list[tuple[str, int, int, int | None]] = []
+    unique_count = shared_count = 0
+    if states:
+        serials = [st.serial for st in states]
+        unique_next = {int(a): int(x) for a, x in s.execute(
+            select(EmmSequence.address, EmmSequence.next_seq).where(
+                EmmSequence.address_kind == _UNIQUE, EmmSequence.address >= min(serials),
+                EmmSequence.address <= max(serials)))}
+        shared_next = {int(a): int(x) for a, x in s.execute(
+            select(EmmSequence.address, EmmSequence.next_seq).where(
+                EmmSequence.address_kind == _SHARED, EmmSequence.address >= lo,
+                EmmSequence.address <= hi))}
+        chips = sorted({st.paired_chip_id for st in states if st.paired_chip_id is not None})
+        csks: dict[int, Key] = {}
+        for i in range(0, len(chips), 500):
+            for chip_id, wrapped in s.execute(select(Box.chip_id, Box.wrapped_csk)
+                                              .where(Box.chip_id.in_(chips[i : i + 500]))):
+                csk = csk_of(keys, wrapped) if wrapped else None
+                if csk is not None:
+                    csks[int(chip_id)] = csk
+        targets = [CardTarget(serial=st.serial, shared_address=st.shared_address,
+                              member_position=st.member_position, rights=st.rights,
+                              pairing=(PairingTarget(chip_id=st.paired_chip_id,
+                                                     csk=csks[st.paired_chip_id])
+                                       if st.paired_chip_id in csks else None))
+                   for st in states]
+        res = build_batch(keys, targets, at_s=plan.at_s,
+                          unique_seq=lambda a: unique_next.get(a, 1),
+                          shared_seq=lambda g: shared_next.get(g, 1), settings=plan.settings)
+        data = b"".join(res.sections)
+        unique_count, shared_count = res.unique_count, res.shared_count
+        versions = {st.serial: st.rights_version for st in states}
+        rows = [(_UNIQUE, a, x, versions[a]) for a, x in res.unique_next.items()]
+        # Members served by a shared EMM are up to date too: record their rights version.
+        rows += [(_UNIQUE, a, unique_next.get(a, 1), versions[a])
+                 for a in versions.keys() - res.unique_next.keys()]
+        rows += [(_SHARED, g, x, None) for g, x in res.shared_next.items()]
+    _write_atomic(_item_file(plan.out_dir, n), data)
+    if _PAUSE_S:
+        time.sleep(_PAUSE_S)
+    _book_sequences(s, rows)
+    return {"cards": len(states), "unique_emms": unique_count, "shared_emms": shared_count,
+            "bytes": len(data)}
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    part = path.with_name(path.name + f".part-{os.getpid()}")
+    with open(part, "wb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(part, path)
+
+
+def _book_sequences(s: Session, rows: list[tuple[str, int, int, int | None]]) -> None:
+    """Set next_seq (and sent_rights_version for unique rows): COPY + one upsert on
+    PostgreSQL, the emmrun upsert elsewhere."""
+    if not rows:
+        return
+    conn = s.connection()
+    if conn.dialect.name != "postgresql":
+        from cas.headend.emmrun import _upsert
+
+        _upsert(s, rows)
+        return
+    raw: Any = conn.connection.dbapi_connection
+    with raw.cursor() as cur:
+        cur.execute("CREATE TEMP TABLE IF NOT EXISTS cas_emm_seq_in (k varchar(8), a bigint, "
+                    "n bigint, v bigint) ON COMMIT DELETE ROWS")
+        with cur.copy("COPY cas_emm_seq_in (k, a, n, v) FROM STDIN") as copy:
+            for row in rows:
+                copy.write_row(row)
+        cur.execute(
+            "INSERT INTO emm_sequences (address_kind, address, next_seq, sent_rights_version) "
+            "SELECT k, a, n, coalesce(v, 0) FROM cas_emm_seq_in "
+            "ON CONFLICT (address_kind, address) DO UPDATE SET next_seq = EXCLUDED.next_seq, "
+            "sent_rights_version = CASE WHEN EXCLUDED.address_kind = 'unique' "
+            "THEN EXCLUDED.sent_rights_version ELSE emm_sequences.sent_rights_version END")
+
+
+def finish_refresh(store: Store, run: str, out: str) -> RefreshReport:
+    """Join the item files into ``out`` once every item is done; a finished run is left as
+    it is (``already_finished``)."""
+    from sqlalchemy import text
+
+    from cas.outpath import check_output_file
+    from cas.store.repo import get_setting, set_setting
+
+    plan = load_plan(store, run)
+    with store.transaction() as s:
+        if store.dialect == "postgresql":
+            s.execute(text("SELECT pg_advisory_xact_lock(hashtext(:k))"),
+                      {"k": _plan_key(run)})
+        raw = get_setting(s, _plan_key(run))
+        assert raw is not None
+        plan = RefreshPlan.from_json(raw)
+        if plan.finished:
+            totals = json.loads(get_setting(s, _plan_key(run) + ".totals") or "{}")
+            return RefreshReport(run=run, items=plan.items, output=plan.output,
+                                 already_finished=True, **totals)
+        items = [json.loads(v) for (v,) in s.execute(
+            text("SELECT value FROM settings WHERE key LIKE :p ORDER BY key"),
+            {"p": _plan_key(run) + ".%"})]
+        left = sum(1 for i in items if i["state"] != "done")
+        if left:
+            raise UsageError(f"EMM refresh {run!r}: {left} of {plan.items} items not done "
+                             f"yet (start 'cas emm worker --run {run}')")
+        check_output_file(out, "EMM output")
+        part = out + ".emm-partial"
+        with open(part, "wb") as fh:
+            for n in range(plan.items):
+                with open(_item_file(plan.out_dir, n), "rb") as src:
+                    fh.write(src.read())
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(part, out)
+        totals = {k: sum(int(i[k]) for i in items)
+                  for k in ("cards", "unique_emms", "shared_emms", "bytes")}
+        plan.finished = True
+        plan.output = out
+        set_setting(s, _plan_key(run), plan.to_json())
+        set_setting(s, _plan_key(run) + ".totals", json.dumps(totals, sort_keys=True))
+        s.execute(text("DELETE FROM settings WHERE key LIKE :p AND key <> :t"),
+                  {"p": _plan_key(run) + ".%", "t": _plan_key(run) + ".totals"})
+    for n in range(plan.items):
+        _item_file(plan.out_dir, n).unlink(missing_ok=True)
+    return RefreshReport(run=run, items=plan.items, output=out, already_finished=False,
+                         **totals)
+
+
+def _child_worker(url: str, keys: OperatorKeys, run: str) -> None:
+    """A forked worker: its own connection; an error is one line (its items stay ``todo``
+    and the other workers finish them)."""
+    import sys
+
+    from cas.errors import CasError
+    from cas.store.engine import Store
+
+    try:
+        child = Store.open(url, migrate=False, create=False)
+        try:
+            refresh_worker(child, keys, run)
+        finally:
+            child.dispose()
+    except CasError as exc:
+        print(f"EMM refresh worker {os.getpid()}: {exc}", file=sys.stderr)
+        sys.exit(1)
+
+
+def emm_refresh(store: Store, keys: OperatorKeys, *, run: str, at: datetime, out: str,
+                workers: int = 1, out_dir: str | None = None,
+                settings: EmmSettings = EmmSettings(), chunk: int = 20_000,
+                progress: Callable[[int], None] | None = None) -> RefreshReport:
+    """Plan (or join) ``run``, work on it with ``workers`` processes (this one and
+    ``workers - 1`` forked ones, each with its own connection), then write ``out``."""
+    import multiprocessing
+
+    from cas.outpath import check_output_file
+
+    if workers > 1:
+        require_multi_process(store)
+    check_output_file(out, "EMM output")
+    plan = start_refresh(store, run=run, at=at, out_dir=out_dir or out + ".items",
+                         settings=settings, chunk=chunk)
+    if not plan.finished:
+        url = store.engine.url.render_as_string(hide_password=False)
+        ctx = multiprocessing.get_context("fork")
+        store.engine.dispose()  # the children must not share this process's connections
+        children = [ctx.Process(target=_child_worker, args=(url, keys, run), daemon=True)
+                    for _ in range(workers - 1)]
+        for child in children:
+            child.start()
+        try:
+            refresh_worker(store, keys, run, progress=progress)
+        finally:
+            for child in children:
+                child.join()
+    return finish_refresh(store, run, out)
