@@ -292,8 +292,9 @@ def scan(app: Application, /, stream: str, pin: str | None, fail_on_locked: bool
             report = result.report
     if spec is None and report_protocol == "kit":
         for status in report.channels:
+            detail = f" ({status.detail})" if status.detail else ""
             click.echo(channel_line(status.channel, status.reason.value,
-                                    f"{status.screen_code} {status.message}".strip()))
+                                    f"{status.screen_code} {status.message}{detail}".strip()))
     elif spec is None:
         app.output(report.to_json(), lambda: render(report, app.console))
     elif app.json_mode:

@@ -44,7 +44,7 @@ from cas.headend.scrambler import Algorithm, ScrambleConfig, Scrambler, payload_
 from cas.headend.teststream import TestService, TestStreamOptions, make_test_stream
 from cas.kit.emms import KitEmms
 from cas.kit.matrix import write_matrix
-from cas.kit.scenario import Event, EventKind, Scenario, ScenarioError
+from cas.kit.scenario import STREAM_EVENTS, Event, EventKind, Scenario, ScenarioError
 from cas.store.engine import Store, open_store
 from cas.store.repo import register_card, to_s
 
@@ -55,6 +55,8 @@ FIRST_SERIAL = 2_256_884_700
 FIRST_CHIP = 0x5A000001
 CRYPTO_PERIOD_MS = 1000
 STREAM_DURATION_S = 3.0
+FIRST_ECM_PID = 0x0A00
+TS_PACKET = 188
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,8 +132,15 @@ class _World:
         #: card holder -> the box key holding the card (None: out of any box)
         self.card_in: dict[str, str | None] = {}
         self.pins: dict[str, str] = {}
-        self.drop_emm = False
         self.emms = KitEmms(keys, rng)
+        #: this step's stream: "" (fresh EMMs), "drop", "replay" or "tamper"
+        self.emm_mode = ""
+        #: the EMMs each step's stream carried (what a replay sends again)
+        self.sent: dict[str, list[bytes]] = {}
+        self.replay_of = ""
+        self.lost_ecm: set[int] = set()
+        self.send_keys: list[int] = []
+        self.ecm_key_index = 0
 
     # --- setup --------------------------------------------------------------------------
     def setup(self) -> None:
@@ -194,8 +203,8 @@ class _World:
         kind = event.kind
         if kind is EventKind.ADVANCE:
             advance_clock(session, days=int(event.args["days"]))
-        elif kind is EventKind.DROP_EMM:
-            self.drop_emm = True
+        elif kind in STREAM_EVENTS:
+            self.stream_event(event)
         elif kind is EventKind.PAY:
             minor = int(event.args["amount"]) * current_profile(session).minor_per_major
             service.pay(session, by="account", ref=number, amount_minor=minor,
@@ -238,11 +247,43 @@ class _World:
             self.card_in[who] = event.args["to"] or None
 
     # --- streams ------------------------------------------------------------------------
-    def stream(self, index: int, name: str, at: datetime) -> str:
+    def stream_event(self, event: Event) -> None:
+        kind = event.kind
+        if kind is EventKind.DROP_EMM:
+            self.emm_mode = "drop"
+        elif kind is EventKind.REPLAY_EMM:
+            self.emm_mode = "replay"
+            self.replay_of = str(event.args["step"])
+        elif kind is EventKind.TAMPER_EMM:
+            self.emm_mode = "tamper"
+        elif kind is EventKind.LOSE_ECM:
+            self.lost_ecm.update(int(c) for c in event.args["channels"])
+        elif kind is EventKind.ECM_KEY:
+            self.ecm_key_index = int(event.args["index"])
+        elif kind is EventKind.SEND_ECM_KEY:
+            self.send_keys.append(int(event.args["index"]))
+
+    def _emms(self, session: Session, at: datetime) -> list[bytes]:
+        fresh = self.emms.full_refresh(session, at)
+        for index in self.send_keys:
+            fresh.append(self.emms.ecm_key(index, at))
+        if self.emm_mode == "drop":
+            out: list[bytes] = []
+        elif self.emm_mode == "replay":
+            out = list(self.sent[self.replay_of])
+        elif self.emm_mode == "tamper":
+            # one byte inside the sealed body: the card's AEAD check must refuse it
+            out = [e[:-8] + bytes([e[-8] ^ 0x01]) + e[-7:] for e in fresh]
+        else:
+            out = fresh
+        return out
+
+    def stream(self, index: int, name: str, at: datetime, offset_s: int) -> str:
         streams = self.out / "streams"
         streams.mkdir(exist_ok=True)
         with self.store.reader() as session:
-            emms = [] if self.drop_emm else self.emms.full_refresh(session, at)
+            emms = self._emms(session, at)
+            self.sent[name] = emms
             channels = all_access_criteria(session)
             rows = [(ch.service_id, ch.name, crit) for ch, crit in channels]
             numbers = {ch.service_id: ch.number for ch, _crit in channels}
@@ -251,17 +292,25 @@ class _World:
             make_test_stream([TestService(service_id=sid, name=nm) for sid, nm, _ in rows],
                              clear, TestStreamOptions(duration_s=STREAM_DURATION_S,
                                                       video_bitrate_kbps=150))
-        settings = EcmSettings(crypto_period_ms=CRYPTO_PERIOD_MS, repetition_ms=100)
+        settings = EcmSettings(crypto_period_ms=CRYPTO_PERIOD_MS, repetition_ms=100,
+                               ecm_key_index=self.ecm_key_index)
         services = channel_ecms_for(self.keys, {sid: c for sid, _n, c in rows},
-                                    settings=settings, start_s=to_s(at), rng=self.rng)
+                                    settings=settings, start_s=to_s(at) + offset_s,
+                                    rng=self.rng)
+        ecm_pids = {sid: FIRST_ECM_PID + i for i, (sid, _n, _c) in enumerate(rows)}
         config = ScrambleConfig(algorithm=Algorithm.CSA2, crypto_period_ms=CRYPTO_PERIOD_MS,
                                 ecm_repetition_ms=100, emm_bitrate_bps=400_000,
-                                emm_repeat=True, channel_numbers=numbers)
+                                emm_repeat=True, channel_numbers=numbers, ecm_pids=ecm_pids)
         rel = f"streams/{index:02d}-{name}.ts"
+        lost = {ecm_pids[sid] for sid, number in numbers.items() if number in self.lost_ecm}
         with clear.open("rb") as fin, (self.out / rel).open("wb") as fout:
             Scrambler(config, services, payload_cipher(Algorithm.CSA2),
                       emm_sections=emms).run(fin, fout)
-        self.drop_emm = False
+        if lost:
+            _drop_pids(self.out / rel, lost)
+        self.emm_mode = ""
+        self.lost_ecm = set()
+        self.send_keys = []
         return rel
 
     def channels(self) -> list[dict[str, Any]]:
@@ -291,10 +340,11 @@ def build_kit(scenario: Scenario, out: Path,
                         world.apply(session, event, f"{step.name}-{j}")
                 with store.reader() as session:
                     at = clock_now(session)
-                rel = world.stream(i, step.name, at)
+                rel = world.stream(i, step.name, at, step.stream_offset_s)
                 holders = {box: card for card, box in world.card_in.items() if box}
                 steps.append({
                     "index": i, "name": step.name, "title": step.title, "at": at.isoformat(),
+                    "stream_offset_s": step.stream_offset_s,
                     "stream": rel,
                     "events": [{"do": e.kind.value, **({"who": e.who} if e.who else {}),
                                 **dict(e.args)} for e in step.events],
@@ -352,3 +402,14 @@ from one step to the next; the box's verdict for every channel must equal `expec
 protocol a box speaks is in the cas-sim docs (`docs/kit.md`).
 """
     (out / "README.md").write_text(text, encoding="utf-8")
+
+
+def _drop_pids(path: Path, pids: set[int]) -> None:
+    """Take every packet of ``pids`` out of a stream (an ECM PID lost on the way)."""
+    data = path.read_bytes()
+    kept = bytearray()
+    for pos in range(0, len(data) - TS_PACKET + 1, TS_PACKET):
+        packet = data[pos : pos + TS_PACKET]
+        if ((packet[1] & 0x1F) << 8 | packet[2]) not in pids:
+            kept += packet
+    path.write_bytes(bytes(kept))

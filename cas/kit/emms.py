@@ -17,7 +17,13 @@ from sqlalchemy.orm import Session
 
 from cas.billing.state import iter_card_states
 from cas.crypto import Key, OperatorKeys
-from cas.headend.emmgen import CardTarget, PairingTarget, build_batch, csk_of
+from cas.headend.emmgen import (
+    CardTarget,
+    PairingTarget,
+    build_batch,
+    csk_of,
+    ecm_key_rotation_emm,
+)
 from cas.store.models import Box
 from cas.store.repo import to_s
 
@@ -30,6 +36,13 @@ class KitEmms:
         self.rng = rng
         self.unique_next: dict[int, int] = {}
         self.shared_next: dict[int, int] = {}
+        self.global_next = 1
+
+    def ecm_key(self, index: int, at: datetime) -> bytes:
+        """The global EMM of an ECM-key rollover delivering key ``index``."""
+        emm = ecm_key_rotation_emm(self.keys, index, seq=self.global_next, at=at, rng=self.rng)
+        self.global_next += 1
+        return emm
 
     def full_refresh(self, session: Session, at: datetime) -> list[bytes]:
         states = list(iter_card_states(session, at))

@@ -57,9 +57,14 @@ class EventKind(StrEnum):
     KILL = "kill"
     ADVANCE = "advance"          # days (the clock; renewals, expiries and blocks run)
     DROP_EMM = "drop-emm"        # this step's stream carries no EMMs
+    REPLAY_EMM = "replay-emm"    # step: this step's stream carries that earlier step's EMMs
+    TAMPER_EMM = "tamper-emm"    # this step's EMMs have one byte of their sealed body changed
+    LOSE_ECM = "lose-ecm"        # channels: their ECM PIDs carry nothing in this step
+    ECM_KEY = "ecm-key"          # index: ECMs are sealed with this ECM key from now on
+    SEND_ECM_KEY = "send-ecm-key"  # index: this step's stream delivers that key (global EMM)
 
 
-#: Fields each event kind needs (besides ``do`` and, except ADVANCE/DROP_EMM, ``who``).
+#: Fields each event kind needs (besides ``do``, and ``who`` except for the clock and the stream).
 _NEEDS: dict[EventKind, dict[str, type]] = {
     EventKind.PAY: {"amount": int},
     EventKind.SUBSCRIBE: {"package": str},
@@ -75,8 +80,16 @@ _NEEDS: dict[EventKind, dict[str, type]] = {
     EventKind.KILL: {},
     EventKind.ADVANCE: {"days": int},
     EventKind.DROP_EMM: {},
+    EventKind.REPLAY_EMM: {"step": str},
+    EventKind.TAMPER_EMM: {},
+    EventKind.LOSE_ECM: {"channels": list},
+    EventKind.ECM_KEY: {"index": int},
+    EventKind.SEND_ECM_KEY: {"index": int},
 }
-_NO_WHO = {EventKind.ADVANCE, EventKind.DROP_EMM}
+#: Events of the stream or the clock, not of one subscriber.
+STREAM_EVENTS = frozenset({EventKind.DROP_EMM, EventKind.REPLAY_EMM, EventKind.TAMPER_EMM,
+                           EventKind.LOSE_ECM, EventKind.ECM_KEY, EventKind.SEND_ECM_KEY})
+_NO_WHO = {EventKind.ADVANCE, *STREAM_EVENTS}
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -113,6 +126,8 @@ class Step:
     title: str
     events: tuple[Event, ...]
     expect: Mapping[str, Expectation]
+    #: The stream clock against the simulation clock: ECMs are stamped at now + this.
+    stream_offset_s: int = 0
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -269,10 +284,11 @@ def _steps(where: _Where, items: Any, boxes: set[str]) -> tuple[Step, ...]:
                               after=at)
         if any(s.name == name for s in out):
             raise where.error(f"step[{i}].name", f"{name!r} is used twice", after=at)
-        extra = set(item) - {"name", "title", "events", "expect"}
+        extra = set(item) - {"name", "title", "events", "expect", "stream_offset_s"}
         if extra:
             raise where.error(f"step[{i}].{sorted(extra)[0]}", "unknown key", after=at)
-        events = tuple(_event(where, e, f"step[{i}].events[{j}]", boxes, at)
+        events = tuple(_event(where, e, f"step[{i}].events[{j}]", boxes, at,
+                              earlier={s.name for s in out})
                        for j, e in enumerate(_get(where, item, f"step[{i}].events", list,
                                                   default=[], after=at)))
         expect_raw = _get(where, item, f"step[{i}].expect", dict, after=at)
@@ -290,7 +306,9 @@ def _steps(where: _Where, items: Any, boxes: set[str]) -> tuple[Step, ...]:
                               after=at)
         out.append(Step(name=name, title=_get(where, item, f"step[{i}].title", str,
                                               default=name, after=at),
-                        events=events, expect=expect))
+                        events=events, expect=expect,
+                        stream_offset_s=_get(where, item, f"step[{i}].stream_offset_s", int,
+                                             default=0, after=at)))
     return tuple(out)
 
 
@@ -314,7 +332,8 @@ def _expectation(where: _Where, table: Mapping[str, Any], key: str, at: int) -> 
     return Expectation(default=default, channels=channels)
 
 
-def _event(where: _Where, raw: Any, key: str, boxes: set[str], at: int) -> Event:
+def _event(where: _Where, raw: Any, key: str, boxes: set[str], at: int, *,
+           earlier: set[str]) -> Event:
     if not isinstance(raw, dict):
         raise where.error(key, "an event is an inline table {do = ..., ...}", after=at)
     try:
@@ -334,6 +353,13 @@ def _event(where: _Where, raw: Any, key: str, boxes: set[str], at: int) -> Event
     if extra:
         raise where.error(f"{key}.{sorted(extra)[0]}", f"unknown field for {kind.value!r}",
                           after=at)
+    if kind is EventKind.LOSE_ECM and not all(
+            isinstance(c, int) and not isinstance(c, bool) for c in args["channels"]):
+        raise where.error(f"{key}.channels", "a list of channel numbers", after=at)
+    if kind in (EventKind.ECM_KEY, EventKind.SEND_ECM_KEY) and not 0 <= args["index"] <= 0xFF:
+        raise where.error(f"{key}.index", "an ECM key index is 0..255", after=at)
+    if kind is EventKind.REPLAY_EMM and args["step"] not in earlier:
+        raise where.error(f"{key}.step", f"no earlier step {args['step']!r}", after=at)
     if kind is EventKind.MOVE_CARD and args["to"] and args["to"] not in boxes:
         raise where.error(f"{key}.to", f"no box {args['to']!r}", after=at)
     return Event(kind=kind, who=who, args=args)
