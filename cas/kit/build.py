@@ -243,6 +243,8 @@ class _World:
             accounts.set_kids_profile(session, serial=serial, on=event.args["on"], at=at)
         elif event.kind is EventKind.KILL:
             accounts.kill_card(session, serial=serial, at=at)
+        elif event.kind is EventKind.UNLINK_CARD:
+            accounts.unlink_card(session, serial=serial, at=at)
         elif event.kind is EventKind.MOVE_CARD:
             self.card_in[who] = event.args["to"] or None
 

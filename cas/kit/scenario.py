@@ -55,6 +55,7 @@ class EventKind(StrEnum):
     PIN = "pin"                  # pin ("" to stop entering one)
     MOVE_CARD = "move-card"      # to (a box key, "" to take the card out)
     KILL = "kill"
+    UNLINK_CARD = "unlink-card"  # the card is taken off its account
     ADVANCE = "advance"          # days (the clock; renewals, expiries and blocks run)
     DROP_EMM = "drop-emm"        # this step's stream carries no EMMs
     REPLAY_EMM = "replay-emm"    # step: this step's stream carries that earlier step's EMMs
@@ -78,6 +79,7 @@ _NEEDS: dict[EventKind, dict[str, type]] = {
     EventKind.PIN: {"pin": str},
     EventKind.MOVE_CARD: {"to": str},
     EventKind.KILL: {},
+    EventKind.UNLINK_CARD: {},
     EventKind.ADVANCE: {"days": int},
     EventKind.DROP_EMM: {},
     EventKind.REPLAY_EMM: {"step": str},
