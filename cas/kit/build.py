@@ -167,10 +167,11 @@ class _World:
             accounts.import_boxes(session, records, at=sc.start, batch="chip-ids.bin")
             home = current_profile(session).home_region
             for i, sub in enumerate(sc.subscribers):
+                region = home if sub.region is None else sub.region
                 number = accounts.create_account(
                     session, surname="Kit", name=sub.name.title(), at=sc.start,
                     phone=f"+7701555{i:04d}", email=f"{sub.key}@kit.invalid",
-                    region=sub.region).account_number
+                    region=region).account_number
                 self.accounts[sub.key] = number
                 accounts.link_box(session, chip_id=self.chips[sub.key].chip_id,
                                   account_number=number, at=sc.start)
@@ -186,9 +187,9 @@ class _World:
                 accounts.link_card(session, serial=serial, account_number=number, at=sc.start)
                 accounts.pair_card(session, serial=serial, chip_id=self.chips[sub.key].chip_id,
                                    at=sc.start)
-                if sub.region != home:
+                if region != home:
                     # personalised for the home region, then moved (the demo's "abroad")
-                    accounts.set_card_region(session, serial=serial, region=sub.region,
+                    accounts.set_card_region(session, serial=serial, region=region,
                                              at=sc.start)
                 self.card_in[sub.key] = sub.box or sub.key
         write_images(cards, self.out / "cards")

@@ -33,7 +33,6 @@ from cas.reasons import Reason
 
 _SLUG = re.compile(r"^[a-z0-9][a-z0-9-]{0,47}$")
 DEFAULT_START = datetime(2026, 11, 1, 9, 0, tzinfo=UTC)
-DEFAULT_REGION = 398
 
 
 class ScenarioError(ConfigError):
@@ -105,7 +104,8 @@ class Event:
 class SubscriberSpec:
     key: str
     name: str
-    region: int = DEFAULT_REGION
+    #: None: the operator's home region
+    region: int | None = None
     card: bool = True
     #: The subscriber whose box holds this subscriber's card at the start (default: own).
     box: str | None = None
@@ -155,12 +155,29 @@ class _Where:
         self.lines = text.splitlines()
 
     def line_of(self, key: str, *, after: int = 0) -> int:
+        after = self._narrow(key, after)
         leaf = key.rsplit(".", 1)[-1]
         pattern = re.compile(rf"(^|[\s{{,\[])\"?{re.escape(leaf)}\"?\s*=")
         for i in range(after, len(self.lines)):
             if pattern.search(self.lines[i]):
                 return i + 1
         return after + 1 if after else 1
+
+    def _narrow(self, key: str, after: int) -> int:
+        """Start the search at the event or the ``[step.expect.BOX]`` table ``key`` is in."""
+        event = re.search(r"\.events\[(\d+)\]", key)
+        if event:
+            seen = -1
+            for i in range(after, len(self.lines)):
+                seen += self.lines[i].count("{")
+                if seen >= int(event.group(1)):
+                    return i
+        box = re.search(r"\.expect\.([^.]+)", key)
+        if box:
+            for i in range(after, len(self.lines)):
+                if self.lines[i].strip() == f"[step.expect.{box.group(1)}]":
+                    return i
+        return after
 
     def header_line(self, header: str, index: int) -> int:
         """The line of the ``index``-th ``[[header]]`` table (0-based)."""
@@ -262,8 +279,8 @@ def _subscribers(where: _Where, items: Any) -> tuple[SubscriberSpec, ...]:
             raise where.error(f"subscriber[{i}].{sorted(extra)[0]}", "unknown key", after=at)
         out.append(SubscriberSpec(
             key=key, name=_get(where, item, f"subscriber[{i}].name", str, default=key, after=at),
-            region=_get(where, item, f"subscriber[{i}].region", int, default=DEFAULT_REGION,
-                        after=at),
+            region=(_get(where, item, f"subscriber[{i}].region", int, after=at)
+                    if "region" in item else None),
             card=_get(where, item, f"subscriber[{i}].card", bool, default=True, after=at),
             box=_get(where, item, f"subscriber[{i}].box", str, default="", after=at) or None))
     keys = {s.key for s in out}
