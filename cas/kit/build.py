@@ -127,6 +127,7 @@ class _World:
         self.out = out
         self.rng = rng
         self.accounts: dict[str, str] = {}
+        self.phones: dict[str, str] = {}
         self.serials: dict[str, int] = {}
         self.chips: dict[str, ChipIdRecord] = {}
         #: card holder -> the box key holding the card (None: out of any box)
@@ -168,9 +169,10 @@ class _World:
             home = current_profile(session).home_region
             for i, sub in enumerate(sc.subscribers):
                 region = home if sub.region is None else sub.region
+                self.phones[sub.key] = f"+7701555{i:04d}"
                 number = accounts.create_account(
                     session, surname="Kit", name=sub.name.title(), at=sc.start,
-                    phone=f"+7701555{i:04d}", email=f"{sub.key}@kit.invalid",
+                    phone=self.phones[sub.key], email=f"{sub.key}@kit.invalid",
                     region=region).account_number
                 self.accounts[sub.key] = number
                 accounts.link_box(session, chip_id=self.chips[sub.key].chip_id,
@@ -212,7 +214,7 @@ class _World:
                         payment_id=f"kit-{label}", at=at)
         elif kind is EventKind.SUBSCRIBE:
             service.subscribe(session, account_number=number, package=event.args["package"],
-                              at=at)
+                              at=at, verification=self._verified(session, who, at))
         elif kind is EventKind.SWITCH:
             service.switch_package(session, account_number=number,
                                    package=event.args["package"], at=at)
@@ -232,6 +234,17 @@ class _World:
                 self.pins.pop(who, None)
         else:
             self._card_event(session, event, who, at)
+
+    def _verified(self, session: Session, who: str, at: datetime) -> str | None:
+        """The subscriber confirms the SMS code when the operator asks for it (Uzonline)."""
+        if not current_profile(session).subscribe_requires_verification:
+            return None
+        challenge = accounts.start_verification(
+            session, account_number=self.accounts[who], phone=self.phones[who], at=at,
+            rng=self.rng)
+        accounts.confirm_verification(session, token=challenge.token, code=challenge.code,
+                                      at=at)
+        return challenge.token
 
     def _card_event(self, session: Session, event: Event, who: str, at: datetime) -> None:
         serial = self.serials.get(who)
