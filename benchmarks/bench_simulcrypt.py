@@ -54,7 +54,7 @@ sys.path.insert(0, str(ROOT))
 
 from cas.access import AccessCriteria  # noqa: E402
 from cas.crypto import OperatorKeys, generate_cw  # noqa: E402
-from cas.formats.simulcrypt import build_message  # noqa: E402
+from cas.formats.simulcrypt import EcmgScsError, build_message  # noqa: E402
 from cas.headend.simulcrypt import NEED_DATA, Connection, CpCw, Role  # noqa: E402
 from cas.headend.simulcrypt import access_criteria as ac  # noqa: E402
 from cas.headend.simulcrypt import ecmgscs as E  # noqa: E402
@@ -186,7 +186,7 @@ class LoadConnection:
                         self.result.latencies_ms.append((now - sent) * 1000)
                         self.result.answered += 1
                 elif isinstance(event, E.ChannelError | E.StreamError):
-                    if event.error_status == (0x000D,):      # out_of_compute: shed in time
+                    if event.error_status == (EcmgScsError.OUT_OF_COMPUTE,):   # shed in time
                         self.result.shed += 1
                         if isinstance(event, E.StreamError):
                             self.pending.pop((event.ecm_stream_id, self.last_cp.get(

@@ -29,9 +29,16 @@ from typing import Any, BinaryIO, TypeVar
 import click
 
 import cas
-from cas.cli.app import Application, Exit, pass_app, refuse_repeated_options, run_cli
-from cas.cli.common import ascii_numbers
-from cas.errors import CasError, StreamError, UsageError
+from cas.console import (
+    Application,
+    Exit,
+    GuardedGroup,
+    ascii_numbers,
+    pass_app,
+    refuse_repeated_options,
+    run_cli,
+)
+from cas.errors import StreamError, UsageError
 from cas.kit.protocol import channel_line
 from firmware_stub.box import Box, WatchResult
 from firmware_stub.cardslot import insert_card
@@ -45,18 +52,9 @@ from firmware_stub.udpin import InputSpec, open_input, parse_input, stop_on_sign
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-class _GuardedGroup(click.Group):
-    """Our errors become one line on stderr and their exit code; never a traceback."""
-
-    def invoke(self, ctx: click.Context) -> object:
-        try:
-            return super().invoke(ctx)
-        except CasError as exc:
-            click.echo(f"error: {exc}", err=True)
-            ctx.exit(exc.exit_code)
-        except (OSError, ValueError, UnicodeError) as exc:
-            click.echo(f"error: {exc}", err=True)
-            ctx.exit(1)
+class _StbGroup(GuardedGroup):
+    """The box's command group: like `cas`, a bug of ours is one line, never a traceback
+    (``CAS_DEBUG=1`` shows it)."""
 
 
 def _hex_int(value: str | None) -> int | None:
@@ -70,7 +68,7 @@ def _hex_int(value: str | None) -> int | None:
         raise UsageError(f"{value!r} is not a hexadecimal number (ASCII 0-9, a-f)") from None
 
 
-@click.group(cls=_GuardedGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=_StbGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(cas.__version__, prog_name="stb")
 @click.option("--json", "json_mode", is_flag=True, help="Machine-readable JSON output.")
 @click.option("-q", "--quiet", is_flag=True, help="Less output.")

@@ -4,7 +4,7 @@ A file ends and then the box gives its lock report; a head-end on the network do
 end.  In live mode the same pass (:class:`firmware_stub.box.Box.start`: EMMs to the card,
 ECMs to the card, CWs to the key slots, descrambling, PES start checks) is fed as the
 datagrams arrive, every channel's verdict is taken again with the same rule as at the end
-of a file (:meth:`_Run.verdict`), and each *change* of a channel's verdict is an event:
+of a file (:func:`firmware_stub.verdict.verdict`), and each *change* of a channel's verdict is an event:
 one JSON line with the time (UTC), the channel, OPEN/LOCKED, the reason, the on-screen
 code and message.  Each EMM the card answers is an event too (its sequence number and the
 card's result: applied, replayed, ...).  On stop (a signal, ``--duration``, the end of a pipe) the full report

@@ -16,6 +16,9 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
+from cas.billing.events import run_account_until
+from cas.billing.txn import DAY_S, current_profile, lock_account
+from cas.billing.vocab import SubscriptionStatus
 from cas.errors import ValidationError
 from cas.store.models import Account, PromisedPayment, Subscription
 from cas.store.repo import from_s, get_setting, set_setting, to_s
@@ -63,8 +66,6 @@ class ClockEventView:
 def advance_clock(session: Session, *, to: datetime | None = None, days: int | None = None,
                   hours: int | None = None) -> AdvanceReport:
     """Move the clock forward and run everything due, in time order (see module doc)."""
-    from cas.billing._core import DAY_S, current_profile, lock_account, run_account_until
-
     start = clock_now(session)
     if to is None:
         if days is None and hours is None:
@@ -82,7 +83,7 @@ def advance_clock(session: Session, *, to: datetime | None = None, days: int | N
     profile = current_profile(session)
     horizon_s = target_s + profile.reminder_days * DAY_S
     due_accounts = set(session.execute(
-        select(Subscription.account_id).where(Subscription.status == "active",
+        select(Subscription.account_id).where(Subscription.status == SubscriptionStatus.ACTIVE,
                                               Subscription.paid_until_s <= horizon_s)
     ).scalars())
     due_accounts |= set(session.execute(

@@ -9,10 +9,10 @@ from pathlib import Path
 
 from sqlalchemy.orm import Session
 
-from cas.billing._core import PROFILE_KEY, PROFILE_TOML_KEY, current_profile, forget_profile
 from cas.billing.catalog import Lineup, install_lineup, load_lineup
 from cas.billing.clock import CLOCK_KEY, set_clock
 from cas.billing.profile import OperatorProfile, load_profile, parse_profile, shipped_profiles
+from cas.billing.txn import PROFILE_KEY, PROFILE_TOML_KEY, current_profile, forget_profile
 from cas.store.repo import get_setting, set_setting
 
 __all__ = ["Installed", "current_profile", "load_catalog", "use_profile"]

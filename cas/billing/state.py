@@ -26,8 +26,8 @@ from sqlalchemy import Select, and_, select
 from sqlalchemy.orm import Session
 
 from cas.access import CardRights, CardStatus, Entitlement, decide
-from cas.billing._core import WINDOW_STATES
 from cas.billing.catalog import access_criteria, get_channel
+from cas.billing.vocab import WINDOW_STATES
 from cas.reasons import Reason
 from cas.store.errors import RecordNotFound
 from cas.store.models import Account, Card, Subscription

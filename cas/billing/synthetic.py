@@ -19,8 +19,8 @@ from sqlalchemy import func, insert, select, text
 from sqlalchemy.orm import Session
 
 from cas.access import NO_MATURITY_LIMIT
-from cas.billing._core import DAY_S, current_profile
-from cas.billing.accounts import luhn_digit
+from cas.billing.identifiers import luhn_digit
+from cas.billing.txn import DAY_S, current_profile
 from cas.store.models import Account, Card, CardGroup, Package, Subscription
 from cas.store.repo import GROUP_SIZE, to_s
 

@@ -24,6 +24,10 @@ returned; Ne = 0 (no Le) gets ``61xx`` and the data wait for GET RESPONSE; Na <=
 Keys: the EEPROM holds the CUK wrapped under the card OS's ROM key (the card-factory
 transport key, given at construction — see ``docs/card.md``), and every other key wrapped
 under the CUK.  Unwrapped keys live only in this object's memory.
+
+Here: the dispatch, the response-length rules and each command's checks in their stated
+order.  Command parsing and :class:`Refusal` are in :mod:`cas.card.command`; what an
+accepted EMM's commands do to the record is the pure :func:`cas.card.emm_apply.apply_emm_commands`.
 """
 
 from __future__ import annotations
@@ -32,9 +36,11 @@ import dataclasses
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
-from cas.access import CardRights, Entitlement, decide
+from cas.access import CardRights, decide
 from cas.card.atr import build_atr
+from cas.card.command import OK, Command, Refusal, parse_command, sw_bytes
 from cas.card.data import (
     GET_DATA_P1,
     CardInfo,
@@ -49,59 +55,41 @@ from cas.card.data import (
     build_status,
 )
 from cas.card.eeprom import Eeprom
+from cas.card.emm_apply import apply_emm_commands
 from cas.card.fastecm import parse_ecm_body_fast, parse_ecm_fast
-from cas.card.sw import SW, SW_BYTES_REMAINING, SW_NOT_ENOUGH_MEMORY, SW_VERIFY_FAILED, SW_WRONG_LE
-from cas.crypto import Key, aead_open, pin_hash, unwrap_key, wrap_cws, wrap_key
+from cas.card.sw import SW, SW_BYTES_REMAINING, SW_VERIFY_FAILED, SW_WRONG_LE
+from cas.crypto import Key, aead_open, pin_hash, unwrap_key, wrap_cws
 from cas.errors import AuthenticationError, CasError, FormatError
-from cas.formats.apdu import sw_for_reason
-from cas.formats.emm import (
-    AddEntitlement,
-    ClearEntitlements,
-    EcmKeyUpdate,
-    EmmCommand,
-    OsdMessage,
-    Pair,
-    RemoveEntitlement,
-    ResetPin,
-    SetMaturity,
-    SetRegion,
-    SetStatus,
-    SharedAddress,
-    UniqueAddress,
-    parse_emm,
-    seq_is_newer,
+from cas.formats.apdu import (
+    CAS_AID,
+    CLA_ISO,
+    CLA_PROPRIETARY,
+    PIN_LENGTH,
+    PIN_REFERENCE,
+    Ins,
+    sw_for_reason,
 )
-from cas.formats.records import (
-    ECM_KEY_SLOTS,
-    ENTITLEMENT_SLOTS,
-    OSD_MAX_BYTES,
-    CardRecord,
-    EcmKeySlot,
-    Pairing,
-)
+from cas.formats.emm import SharedAddress, UniqueAddress, parse_emm, seq_is_newer
+from cas.formats.records import CardRecord
 from cas.messages import open_emm_section
 from cas.reasons import Reason
 
+__all__ = [
+    "AID",
+    "CLOCK_PERSIST_STEP_S",
+    "ECM_STALE_TOLERANCE_S",
+    "Applet",
+    "Command",
+    "Refusal",
+    "parse_command",
+]
+
 log = logging.getLogger(__name__)
 
+_Message = TypeVar("_Message")
+
 #: The applet's AID (docs/architecture.md): RID-less proprietary F0 + "CASSIM" + version 01.
-AID = bytes.fromhex("F043415353494D01")
-
-CLA_ISO = 0x00
-CLA_PROPRIETARY = 0x80
-
-INS_SELECT = 0xA4
-INS_GET_RESPONSE = 0xC0
-INS_VERIFY = 0x20
-INS_CHANGE_PIN = 0x24
-INS_GET_DATA = 0xCA
-INS_READ_ENTITLEMENTS = 0x32
-INS_PROCESS_ECM = 0x30
-INS_PROCESS_EMM = 0x40
-
-#: P2 of VERIFY / CHANGE REFERENCE DATA: specific reference data number 1 (the parental PIN).
-PIN_REFERENCE = 0x81
-PIN_LENGTH = 4
+AID = CAS_AID
 
 #: The card's clock (last accepted ECM timestamp) is written to EEPROM when it has moved by at
 #: least this much since the last write — like a real card sparing its EEPROM cycles.  A crash
@@ -110,66 +98,6 @@ CLOCK_PERSIST_STEP_S = 60
 #: An ECM older than the newest accepted one by more than this is stale (9814).
 ECM_STALE_TOLERANCE_S = 300
 
-
-class Refusal(Exception):
-    """Internal: a command refused with status word ``sw`` (never leaves the applet)."""
-
-    def __init__(self, sw: int) -> None:
-        self.sw = sw
-        super().__init__(f"{sw:04X}")
-
-
-@dataclass(frozen=True, slots=True)
-class Command:
-    """A parsed command APDU (ISO/IEC 7816-4 §5.1).  ``ne`` = 0 when Le is absent."""
-
-    cla: int
-    ins: int
-    p1: int
-    p2: int
-    data: bytes
-    ne: int
-    extended: bool = False
-
-
-def parse_command(apdu: bytes) -> Command:
-    """Split a command APDU into its fields; :class:`Refusal` (6700) if no case fits."""
-    n = len(apdu)
-    if n < 4:
-        raise Refusal(SW.WRONG_LENGTH)
-    cla, ins, p1, p2 = apdu[0], apdu[1], apdu[2], apdu[3]
-    if n == 4:  # case 1
-        return Command(cla, ins, p1, p2, b"", 0)
-    b4 = apdu[4]
-    if n == 5:  # case 2 short
-        return Command(cla, ins, p1, p2, b"", b4 or 256)
-    if b4:
-        lc = b4
-        if n == 5 + lc:  # case 3 short
-            return Command(cla, ins, p1, p2, apdu[5:], 0)
-        if n == 6 + lc:  # case 4 short
-            return Command(cla, ins, p1, p2, apdu[5 : 5 + lc], apdu[-1] or 256)
-        raise Refusal(SW.WRONG_LENGTH)
-    if n == 7:  # case 2 extended
-        return Command(cla, ins, p1, p2, b"", ((apdu[5] << 8) | apdu[6]) or 65536, True)
-    if n < 7:
-        raise Refusal(SW.WRONG_LENGTH)
-    lc = (apdu[5] << 8) | apdu[6]
-    if lc == 0:
-        raise Refusal(SW.WRONG_LENGTH)
-    if n == 7 + lc:  # case 3 extended
-        return Command(cla, ins, p1, p2, apdu[7:], 0, True)
-    if n == 9 + lc:  # case 4 extended
-        return Command(cla, ins, p1, p2, apdu[7 : 7 + lc],
-                       ((apdu[-2] << 8) | apdu[-1]) or 65536, True)
-    raise Refusal(SW.WRONG_LENGTH)
-
-
-def _sw_bytes(sw: int) -> bytes:
-    return bytes((sw >> 8, sw & 0xFF))
-
-
-_OK = b"\x90\x00"
 
 
 @dataclass(slots=True)
@@ -209,14 +137,14 @@ class Applet:
         #: The card's clock: the newest accepted ECM timestamp (RAM; persisted stepwise).
         self.clock_s = eeprom.record.last_ecm_s
         self._handlers: dict[tuple[int, int], Callable[[Command], bytes]] = {
-            (CLA_ISO, INS_SELECT): self._select,
-            (CLA_ISO, INS_GET_RESPONSE): self._get_response,
-            (CLA_ISO, INS_VERIFY): self._verify,
-            (CLA_ISO, INS_CHANGE_PIN): self._change_pin,
-            (CLA_PROPRIETARY, INS_GET_DATA): self._get_data,
-            (CLA_PROPRIETARY, INS_READ_ENTITLEMENTS): self._read_entitlements,
-            (CLA_PROPRIETARY, INS_PROCESS_ECM): self._process_ecm,
-            (CLA_PROPRIETARY, INS_PROCESS_EMM): self._process_emm,
+            (CLA_ISO, Ins.SELECT): self._select,
+            (CLA_ISO, Ins.GET_RESPONSE): self._get_response,
+            (CLA_ISO, Ins.VERIFY_PIN): self._verify,
+            (CLA_ISO, Ins.CHANGE_PIN): self._change_pin,
+            (CLA_PROPRIETARY, Ins.GET_DATA): self._get_data,
+            (CLA_PROPRIETARY, Ins.READ_ENTITLEMENTS): self._read_entitlements,
+            (CLA_PROPRIETARY, Ins.PROCESS_ECM): self._process_ecm,
+            (CLA_PROPRIETARY, Ins.PROCESS_EMM): self._process_emm,
         }
         self._ins_any_class = {ins for _, ins in self._handlers}
 
@@ -296,43 +224,43 @@ class Applet:
         """Process one command APDU; always returns a response APDU (data + SW)."""
         try:
             cmd = parse_command(apdu)
-            if cmd.ins == INS_GET_RESPONSE and cmd.cla == CLA_ISO:
+            if cmd.ins == Ins.GET_RESPONSE and cmd.cla == CLA_ISO:
                 return self._get_response(cmd)
             self._pending = b""
             handler = self._handlers.get((cmd.cla, cmd.ins))
             if handler is None:
                 if cmd.cla not in (CLA_ISO, CLA_PROPRIETARY) or cmd.ins in self._ins_any_class:
-                    return _sw_bytes(SW.CLA_NOT_SUPPORTED)
-                return _sw_bytes(SW.INS_NOT_SUPPORTED)
-            if not self.selected and cmd.ins != INS_SELECT:
-                return _sw_bytes(SW.CONDITIONS_NOT_SATISFIED)
+                    return sw_bytes(SW.CLA_NOT_SUPPORTED)
+                return sw_bytes(SW.INS_NOT_SUPPORTED)
+            if not self.selected and cmd.ins != Ins.SELECT:
+                return sw_bytes(SW.CONDITIONS_NOT_SATISFIED)
             return handler(cmd)
         except Refusal as refusal:
-            return _sw_bytes(refusal.sw)
+            return sw_bytes(refusal.sw)
         except CasError as exc:
             # e.g. the EEPROM could not be written: the change did not happen.
             log.error("card %010d: %s", self.record.serial, exc)
-            return _sw_bytes(SW.UNKNOWN_ERROR)
+            return sw_bytes(SW.UNKNOWN_ERROR)
         except Exception:
             log.exception("card %010d: internal error", self.record.serial)
-            return _sw_bytes(SW.UNKNOWN_ERROR)
+            return sw_bytes(SW.UNKNOWN_ERROR)
 
     # --- response length handling (ISO/IEC 7816-4 §5.3.4) -------------------------------------
     def _answer(self, data: bytes, ne: int) -> bytes:
         na = len(data)
         if na == 0:
-            return _OK
+            return OK
         if na <= ne:
-            return data + _OK
+            return data + OK
         if ne == 0:
             self._pending = data
-            return _sw_bytes(SW_BYTES_REMAINING | (na & 0xFF if na < 256 else 0))
+            return sw_bytes(SW_BYTES_REMAINING | (na & 0xFF if na < 256 else 0))
         if na <= 256:  # fits one response, the host just asked for too little
-            return _sw_bytes(SW_WRONG_LE | (na & 0xFF))
+            return sw_bytes(SW_WRONG_LE | (na & 0xFF))
         chunk = min(ne, 256)
         self._pending = data[chunk:]
         rest = len(self._pending)
-        return data[:chunk] + _sw_bytes(SW_BYTES_REMAINING | (rest if rest < 256 else 0))
+        return data[:chunk] + sw_bytes(SW_BYTES_REMAINING | (rest if rest < 256 else 0))
 
     def _get_response(self, cmd: Command) -> bytes:
         if cmd.p1 or cmd.p2:
@@ -345,12 +273,12 @@ class Applet:
         ne = cmd.ne or 256
         chunk = min(ne, 256, len(pending))
         if ne < len(pending) and len(pending) <= 256 and ne != 256:
-            return _sw_bytes(SW_WRONG_LE | len(pending))
+            return sw_bytes(SW_WRONG_LE | len(pending))
         self._pending = pending[chunk:]
         rest = len(self._pending)
         if rest:
-            return pending[:chunk] + _sw_bytes(SW_BYTES_REMAINING | (rest if rest < 256 else 0))
-        return pending[:chunk] + _OK
+            return pending[:chunk] + sw_bytes(SW_BYTES_REMAINING | (rest if rest < 256 else 0))
+        return pending[:chunk] + OK
 
     # --- SELECT -------------------------------------------------------------------------------
     def _select(self, cmd: Command) -> bytes:
@@ -361,7 +289,7 @@ class Applet:
             raise Refusal(SW.FILE_NOT_FOUND)
         self.selected = True
         if cmd.p2 == 0x0C or cmd.ne == 0:
-            return _OK
+            return OK
         # FCI template (ISO/IEC 7816-4 §7.4.1): DF name.
         fci = b"\x6f" + bytes([len(AID) + 2]) + b"\x84" + bytes([len(AID)]) + AID
         return self._answer(fci, cmd.ne)
@@ -413,7 +341,7 @@ class Applet:
         elif tag == DataTag.OSD_MESSAGE:
             data = rec.last_osd_message.encode("utf-8")
             if not data:
-                return _OK
+                return OK
         else:
             raise Refusal(SW.DATA_NOT_FOUND)
         return self._answer(data, cmd.ne)
@@ -457,13 +385,13 @@ class Applet:
             if rec.pin_retries_left == 0:
                 raise Refusal(SW.PIN_BLOCKED)
             if self.pin_verified:
-                return _OK
+                return OK
             raise Refusal(SW_VERIFY_FAILED | min(rec.pin_retries_left, 15))
         self._check_pin(cmd.data)
         if rec.pin_retries_left != rec.pin_retries_max:
             self._commit(dataclasses.replace(rec, pin_retries_left=rec.pin_retries_max))
         self.pin_verified = True
-        return _OK
+        return OK
 
     def _change_pin(self, cmd: Command) -> bytes:
         self._pin_checks(cmd, 2 * PIN_LENGTH)
@@ -477,7 +405,7 @@ class Applet:
         self._commit(dataclasses.replace(rec, pin_hash=pin_hash(self._keys.cuk, new),
                                          pin_retries_left=rec.pin_retries_max))
         self.pin_verified = True
-        return _OK
+        return OK
 
     # --- PROCESS ECM ------------------------------------------------------------------------
     def _rights(self) -> CardRights:
@@ -503,15 +431,7 @@ class Applet:
     def _process_ecm(self, cmd: Command) -> bytes:
         """Key index known (9815) → authentic (6982) → fresh (9814) → access decision
         (:func:`cas.access.decide`, 98xx) → paired (9809) → CWs wrapped under the CWPK."""
-        if cmd.p1 or cmd.p2:
-            raise Refusal(SW.INCORRECT_P1P2)
-        section = cmd.data
-        if not section:
-            raise Refusal(SW.WRONG_LENGTH)
-        try:
-            ecm = parse_ecm_fast(section)
-        except FormatError:
-            raise Refusal(SW.WRONG_DATA) from None
+        section, ecm = _section_of(cmd, parse_ecm_fast)
         header = ecm.header
         key = self._keys.ecm.get(header.ecm_key_index)
         if key is None:
@@ -543,15 +463,7 @@ class Applet:
         newer than the last applied for that type, by at most ``SEQ_WINDOW`` modulo 2^32
         (9811) → not expired by the card's clock
         (9813) → every command applied in one EEPROM write, or none (6A80/6A84)."""
-        if cmd.p1 or cmd.p2:
-            raise Refusal(SW.INCORRECT_P1P2)
-        section = cmd.data
-        if not section:
-            raise Refusal(SW.WRONG_LENGTH)
-        try:
-            emm = parse_emm(section)
-        except FormatError:
-            raise Refusal(SW.WRONG_DATA) from None
+        section, emm = _section_of(cmd, parse_emm)
         rec = self.record
         header = emm.header
         address = header.address
@@ -580,7 +492,7 @@ class Applet:
         now_s = max(self.clock_s, rec.last_ecm_s)
         if header.not_after_s < now_s:
             raise Refusal(SW.EMM_EXPIRED)
-        new, pairing = self._apply(rec, commands, now_s)
+        new, pairing = apply_emm_commands(rec, commands, now_s, self._keys.cuk)
         seq_update: dict[str, int] = {seq_field: header.seq,
                                       "last_ecm_s": max(new.last_ecm_s, self.clock_s)}
         new = dataclasses.replace(new, **seq_update)  # type: ignore[arg-type]
@@ -588,67 +500,20 @@ class Applet:
         if new.pin_hash != rec.pin_hash:
             self.pin_verified = False
         if pairing is None:
-            return _OK
+            return OK
         return self._answer(build_pairing(pairing), cmd.ne)
 
-    def _apply(self, rec: CardRecord, commands: list[EmmCommand],
-               now_s: int) -> tuple[CardRecord, PairingInfo | None]:
-        """The record after all ``commands`` (nothing is written here)."""
-        changes: dict[str, object] = {}
-        entitlements = list(rec.entitlements)
-        ecm_keys = list(rec.ecm_keys)
-        pairing_out: PairingInfo | None = None
-        cuk = self._keys.cuk
-        for c in commands:
-            if isinstance(c, AddEntitlement):
-                ent = Entitlement(package_id=c.package_id, start_s=c.start_s, end_s=c.end_s)
-                same = [i for i, e in enumerate(entitlements) if e.package_id == c.package_id]
-                if same:
-                    entitlements[same[0]] = ent
-                    for i in reversed(same[1:]):
-                        del entitlements[i]
-                    continue
-                if len(entitlements) >= ENTITLEMENT_SLOTS:
-                    # make room by forgetting what has ended by the card's clock
-                    entitlements = [e for e in entitlements if e.end_s > now_s]
-                    if len(entitlements) >= ENTITLEMENT_SLOTS:
-                        raise Refusal(SW_NOT_ENOUGH_MEMORY)
-                entitlements.append(ent)
-            elif isinstance(c, RemoveEntitlement):
-                entitlements = [e for e in entitlements if e.package_id != c.package_id]
-            elif isinstance(c, ClearEntitlements):
-                entitlements = []
-            elif isinstance(c, SetStatus):
-                changes["status"] = c.status
-            elif isinstance(c, SetRegion):
-                changes["region"] = c.region
-            elif isinstance(c, SetMaturity):
-                changes["maturity_limit"] = c.maturity_limit
-            elif isinstance(c, ResetPin):
-                changes["pin_hash"] = c.pin_hash
-                changes["pin_retries_left"] = rec.pin_retries_max
-            elif isinstance(c, Pair):
-                cwpk = Key(c.cwpk, label="cwpk")
-                changes["pairing"] = Pairing(chip_id=c.chip_id, wrapped_cwpk=wrap_key(cuk, cwpk),
-                                             chip_blob=c.chip_blob)
-                pairing_out = PairingInfo(chip_id=c.chip_id, chip_blob=c.chip_blob)
-            elif isinstance(c, EcmKeyUpdate):
-                slot = EcmKeySlot(index=c.index,
-                                  wrapped_key=wrap_key(cuk, Key(c.key, label="ecm key")))
-                ecm_keys = [s for s in ecm_keys if s.index != c.index]
-                ecm_keys.append(slot)  # newest last; the oldest drops out of a full table
-                ecm_keys = ecm_keys[-ECM_KEY_SLOTS:]
-            elif isinstance(c, OsdMessage):
-                changes["last_osd_message"] = _fit_utf8(c.text, OSD_MAX_BYTES)
-            else:  # a command this card OS does not know: apply all or nothing
-                raise Refusal(SW.WRONG_DATA)
-        return dataclasses.replace(rec, entitlements=tuple(entitlements),
-                                   ecm_keys=tuple(ecm_keys), **changes), pairing_out  # type: ignore[arg-type]
 
-
-def _fit_utf8(text: str, limit: int) -> str:
-    """``text`` cut to at most ``limit`` bytes of UTF-8, on a character boundary."""
-    raw = text.encode("utf-8", "replace")
-    if len(raw) <= limit:
-        return text
-    return raw[:limit].decode("utf-8", "ignore")
+def _section_of(cmd: Command, parse: Callable[[bytes], _Message]) -> tuple[bytes, _Message]:
+    """The section a PROCESS ECM or PROCESS EMM carries, and what ``parse`` reads from it:
+    P1 = P2 = 00 (6A86), a section at all (6700) that parses (6A80) — the first checks of
+    both commands."""
+    if cmd.p1 or cmd.p2:
+        raise Refusal(SW.INCORRECT_P1P2)
+    section = cmd.data
+    if not section:
+        raise Refusal(SW.WRONG_LENGTH)
+    try:
+        return section, parse(section)
+    except FormatError:
+        raise Refusal(SW.WRONG_DATA) from None

@@ -12,21 +12,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from cas.access import Entitlement
-from cas.card.applet import (
-    AID,
-    CLA_ISO,
-    CLA_PROPRIETARY,
-    INS_CHANGE_PIN,
-    INS_GET_DATA,
-    INS_GET_RESPONSE,
-    INS_PROCESS_ECM,
-    INS_PROCESS_EMM,
-    INS_READ_ENTITLEMENTS,
-    INS_SELECT,
-    INS_VERIFY,
-    PIN_LENGTH,
-    PIN_REFERENCE,
-)
 from cas.card.data import (
     GET_DATA_P1,
     CardInfo,
@@ -44,6 +29,14 @@ from cas.card.errors import WrongPinError, error_for
 from cas.card.sw import SW
 from cas.card.transport import CardTransport
 from cas.errors import CardError, CardTransportError, FormatError, UsageError
+from cas.formats.apdu import (
+    CAS_AID,
+    CLA_ISO,
+    CLA_PROPRIETARY,
+    PIN_LENGTH,
+    PIN_REFERENCE,
+    Ins,
+)
 
 #: How many GET RESPONSE rounds we follow before calling the card broken.
 _MAX_CHAIN = 64
@@ -116,7 +109,7 @@ class CardClient:
             if rounds > _MAX_CHAIN:
                 raise CardError("card keeps answering 61xx: response chaining never ends")
             rapdu = self.transport.transmit(
-                bytes((CLA_ISO, INS_GET_RESPONSE, 0, 0, sw & 0xFF)))
+                bytes((CLA_ISO, Ins.GET_RESPONSE, 0, 0, sw & 0xFF)))
             if len(rapdu) < 2:
                 raise CardError("card answered without a status word")
             sw = (rapdu[-2] << 8) | rapdu[-1]
@@ -132,10 +125,10 @@ class CardClient:
 
     # --- commands -----------------------------------------------------------------------------
     def select(self) -> None:
-        self.send(build_apdu(CLA_ISO, INS_SELECT, 0x04, 0x00, AID), command="SELECT")
+        self.send(build_apdu(CLA_ISO, Ins.SELECT, 0x04, 0x00, CAS_AID), command="SELECT")
 
     def get_data(self, tag: int) -> bytes:
-        return self.send(build_apdu(CLA_PROPRIETARY, INS_GET_DATA, GET_DATA_P1, tag, le=256),
+        return self.send(build_apdu(CLA_PROPRIETARY, Ins.GET_DATA, GET_DATA_P1, tag, le=256),
                          command=f"GET DATA {tag:02X}")
 
     def serial(self) -> int:
@@ -154,7 +147,7 @@ class CardClient:
         return parse_counters(self.get_data(DataTag.COUNTERS))
 
     def pairing(self) -> PairingInfo | None:
-        resp = self.exchange(build_apdu(CLA_PROPRIETARY, INS_GET_DATA, GET_DATA_P1,
+        resp = self.exchange(build_apdu(CLA_PROPRIETARY, Ins.GET_DATA, GET_DATA_P1,
                                         DataTag.PAIRING, le=256))
         if resp.sw == SW.DATA_NOT_FOUND:
             return None
@@ -169,13 +162,13 @@ class CardClient:
             raise FormatError("OSD message is not UTF-8", path="osd_message") from exc
 
     def entitlements(self) -> tuple[Entitlement, ...]:
-        data = self.send(build_apdu(CLA_PROPRIETARY, INS_READ_ENTITLEMENTS, 0, 0, le=256),
+        data = self.send(build_apdu(CLA_PROPRIETARY, Ins.READ_ENTITLEMENTS, 0, 0, le=256),
                          command="READ ENTITLEMENTS")
         return parse_entitlements(data)
 
     def process_emm(self, section: bytes) -> EmmResult:
         """Hand an EMM section to the card; :class:`MessageRefusedError` & co if refused."""
-        data = self.send(build_apdu(CLA_PROPRIETARY, INS_PROCESS_EMM, 0, 0, section),
+        data = self.send(build_apdu(CLA_PROPRIETARY, Ins.PROCESS_EMM, 0, 0, section),
                          command="PROCESS EMM")
         return EmmResult(pairing=parse_pairing(data) if data else None)
 
@@ -184,17 +177,17 @@ class CardClient:
 
         Locks raise :class:`~cas.card.errors.AccessDeniedError` (``.reason``).
         """
-        return self.send(build_apdu(CLA_PROPRIETARY, INS_PROCESS_ECM, 0, 0, section, le=256),
+        return self.send(build_apdu(CLA_PROPRIETARY, Ins.PROCESS_ECM, 0, 0, section, le=256),
                          command="PROCESS ECM")
 
     def verify_pin(self, pin: str | bytes) -> None:
         """:class:`WrongPinError` (``tries_left``) or :class:`PinBlockedError` if refused."""
-        self.send(build_apdu(CLA_ISO, INS_VERIFY, 0x00, PIN_REFERENCE, _pin_bytes(pin)),
+        self.send(build_apdu(CLA_ISO, Ins.VERIFY_PIN, 0x00, PIN_REFERENCE, _pin_bytes(pin)),
                   command="VERIFY")
 
     def pin_tries_left(self) -> int | None:
         """Tries left, or ``None`` when the PIN is already verified in this card session."""
-        resp = self.exchange(build_apdu(CLA_ISO, INS_VERIFY, 0x00, PIN_REFERENCE))
+        resp = self.exchange(build_apdu(CLA_ISO, Ins.VERIFY_PIN, 0x00, PIN_REFERENCE))
         if resp.sw == SW.OK:
             return None
         err = error_for(resp.sw, resp.data, command="VERIFY")
@@ -205,5 +198,5 @@ class CardClient:
         raise err
 
     def change_pin(self, old: str | bytes, new: str | bytes) -> None:
-        self.send(build_apdu(CLA_ISO, INS_CHANGE_PIN, 0x00, PIN_REFERENCE,
+        self.send(build_apdu(CLA_ISO, Ins.CHANGE_PIN, 0x00, PIN_REFERENCE,
                              _pin_bytes(old) + _pin_bytes(new)), command="CHANGE PIN")

@@ -10,24 +10,14 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass
-from enum import IntEnum
 
 from cas.access import CardStatus, Entitlement
 from cas.errors import FormatError
+from cas.formats.apdu import GET_DATA_P1 as GET_DATA_P1
+from cas.formats.apdu import GetDataTag
 
-
-#: GET DATA P2 tags (``80 CA 01 tag 00``), docs/architecture.md "Card APDUs".
-class DataTag(IntEnum):
-    SERIAL = 0x01
-    CARD_INFO = 0x02
-    STATUS = 0x03
-    COUNTERS = 0x04
-    PAIRING = 0x05
-    OSD_MESSAGE = 0x06
-
-
-#: GET DATA P1: the only data object class the card has.
-GET_DATA_P1 = 0x01
+#: GET DATA P2 tags (``80 CA 01 tag 00``): the card's name for :class:`GetDataTag`.
+DataTag = GetDataTag
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -38,7 +38,7 @@ def register(cli: click.Group) -> None:
 
 
 def _money(session: Any) -> Any:
-    from cas.billing._core import current_profile
+    from cas.billing.txn import current_profile
 
     return current_profile(session).money
 
@@ -86,9 +86,9 @@ def create_cmd(app: Application, surname: str, name: str, patronymic: str | None
                credit_limit: str | None, region: int | None, again: bool) -> None:
     """Open a personal account (the account number is assigned once, here).  The same
     holder twice is refused unless --again."""
-    from cas.billing._core import current_profile
     from cas.billing.accounts import create_account, same_holder_accounts
     from cas.billing.money import parse_amount
+    from cas.billing.txn import current_profile
 
     with transaction(app) as s:
         m = _money(s)
@@ -174,9 +174,9 @@ def update_cmd(app: Application, ref: str, phone: str | None, email: str | None,
 @pass_app
 def adjust_cmd(app: Application, ref: str, amount: str, reason: str) -> None:
     """Correct a balance by AMOUNT (may be negative, e.g. -5.00); booked in the ledger."""
-    from cas.billing._core import current_profile
     from cas.billing.money import parse_amount
     from cas.billing.service import adjust_balance
+    from cas.billing.txn import current_profile
 
     text = amount.strip()
     sign = -1 if text.startswith("-") else 1
@@ -194,8 +194,8 @@ def adjust_cmd(app: Application, ref: str, amount: str, reason: str) -> None:
 @pass_app
 def devices_cmd(app: Application, ref: str) -> None:
     """Devices logged in to the account, and the screen limit."""
-    from cas.billing._core import account_by_number, current_profile
     from cas.billing.accounts import screens_limit
+    from cas.billing.txn import account_by_number, current_profile
     from cas.store.models import Device
     from cas.store.repo import from_s
 
@@ -317,7 +317,7 @@ def end_session_cmd(app: Application, token: str) -> None:
 @pass_app
 def notifications_cmd(app: Application, ref: str, limit: int) -> None:
     """The SMS and e-mails the account was sent (reminders, blocks, activations)."""
-    from cas.billing._core import account_by_number
+    from cas.billing.txn import account_by_number
     from cas.store.models import Notification
     from cas.store.repo import from_s
 

@@ -47,7 +47,7 @@ Money = Callable[[int], str]
 
 def _money(session: Session) -> Money:
     """The profile's money formatter, usable after the session is closed."""
-    from cas.billing._core import current_profile
+    from cas.billing.txn import current_profile
 
     return current_profile(session).money
 
@@ -130,7 +130,7 @@ def operator_show(app: Application) -> None:
     """The profile in use and its rules."""
     import dataclasses
 
-    from cas.billing._core import current_profile
+    from cas.billing.txn import current_profile
 
     with reader(app) as s:
         p = current_profile(s)
@@ -142,8 +142,8 @@ def operator_show(app: Application) -> None:
 @pass_app
 def catalog_show(app: Application) -> None:
     """Packages: kind, price, period, screens, channel count."""
-    from cas.billing._core import current_profile
     from cas.billing.catalog import channel_counts, list_packages
+    from cas.billing.txn import current_profile
 
     with reader(app) as s:
         pkgs = list_packages(s)
@@ -233,9 +233,9 @@ def pay_cmd(app: Application, amount: str, card: str | None, contract: str | Non
             account: str | None, payment_id: str | None, method: str,
             package: str | None) -> None:
     """Top up an account: AMOUNT in major units (e.g. 10 or 10.50)."""
-    from cas.billing._core import current_profile
     from cas.billing.money import parse_amount
     from cas.billing.service import pay
+    from cas.billing.txn import current_profile
 
     by, ref = require_one(card=card, contract=contract, account=account)
     refuse_foreign_number(amount, "amount")
@@ -418,9 +418,9 @@ def renewal_cmd(app: Application, state: str, ref: str, package: str | None) -> 
 @pass_app
 def promise_cmd(app: Application, ref: str, amount: str | None) -> None:
     """Take a promised payment (short credit)."""
-    from cas.billing._core import current_profile
     from cas.billing.money import parse_amount
     from cas.billing.service import promise
+    from cas.billing.txn import current_profile
 
     with transaction(app) as s:
         m = _money(s)

@@ -8,44 +8,24 @@ touches this file.
 from __future__ import annotations
 
 import importlib
-import os
 import pkgutil
 from pathlib import Path
 
 import click
 
 import cas
-from cas.cli.app import Application, refuse_repeated_options, run_cli
-from cas.cli.common import ascii_numbers
-from cas.errors import CasError
+from cas.console import (
+    Application,
+    GuardedGroup,
+    ascii_numbers,
+    refuse_repeated_options,
+    run_cli,
+)
 
 _SKIP = {"main", "app", "common"}
 
 
-class _GuardedGroup(click.Group):
-    """Our errors become one line on stderr and their exit code; never a traceback."""
-
-    def invoke(self, ctx: click.Context) -> object:
-        try:
-            return super().invoke(ctx)
-        except CasError as exc:
-            click.echo(f"error: {exc}", err=True)
-            ctx.exit(exc.exit_code)
-        except (OSError, ValueError, UnicodeError) as exc:
-            click.echo(f"error: {exc}", err=True)
-            ctx.exit(1)
-        except (click.exceptions.Exit, click.ClickException, SystemExit, KeyboardInterrupt):
-            raise
-        except Exception as exc:
-            # A bug of ours: still one line for the user; CAS_DEBUG=1 shows the traceback.
-            if os.environ.get("CAS_DEBUG"):
-                raise
-            click.echo(f"internal error: {type(exc).__name__}: {exc} "
-                       "(set CAS_DEBUG=1 for a traceback)", err=True)
-            ctx.exit(1)
-
-
-@click.group(cls=_GuardedGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=GuardedGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(cas.__version__, prog_name="cas")
 @click.option("--json", "json_mode", is_flag=True, help="Machine-readable JSON output.")
 @click.option("--data-dir", type=click.Path(path_type=Path), envvar="CAS_DATA_DIR",

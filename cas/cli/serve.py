@@ -115,7 +115,7 @@ def _one_store(app: Application, db_url: str | None) -> Store:
 @pass_app
 def apikey_create(app: Application, operator: str, label: str, db_url: str | None) -> None:
     """Mint an API key for OPERATOR.  The key is printed once; only its digest is stored."""
-    from cas.billing._core import current_profile
+    from cas.billing.txn import current_profile
     from cas.web.domain import create_api_key
 
     store = _one_store(app, db_url)

@@ -246,7 +246,7 @@ def _chips(keys: OperatorKeys, rng: Callable[[int], bytes], count: int) -> list[
 
 
 def _money(session: Session, major: int) -> int:
-    from cas.billing._core import current_profile
+    from cas.billing.txn import current_profile
 
     return major * current_profile(session).minor_per_major
 

@@ -131,6 +131,13 @@ def check_range(value: int, bits: int, path: str) -> None:
         raise FormatError(f"value {value!r} does not fit in u{bits}", path=path)
 
 
+def check_bits(path: str, value: int, bits: int) -> None:
+    """Raise FormatError unless ``0 <= value < 2**bits`` (field checks of the PSI and TS value
+    types; worded in bits, where :func:`check_range` says ``u<bits>``)."""
+    if not isinstance(value, int) or not 0 <= value < (1 << bits):
+        raise FormatError(f"{value!r} does not fit in {bits} bits", path=path)
+
+
 def check_len(value: bytes, length: int, path: str) -> None:
     """Raise FormatError unless ``value`` is bytes of exactly ``length``."""
     if not isinstance(value, bytes | bytearray) or len(value) != length:
@@ -257,9 +264,12 @@ def slots_builder(cls: type) -> Any:
     specialises to a direct slot write) and then set ``obj.__class__ = cls``.  Python allows
     ``__class__`` assignment between classes with the same instance layout, so the result is a
     genuine, frozen ``cls`` instance — equal, hashable and immutable like one made by
-    ``cls(...)`` — at about half the cost of calling each slot's setter, and a third of the
-    frozen ``__init__`` (which goes through ``object.__setattr__`` per field).  Only for
-    dataclasses without ``__post_init__``; the layout check below runs once at import.
+    ``cls(...)``; the hypothesis tests compare the two.  Why not the slots' own setters
+    (``cls.__dict__[name].__set__``, what the frozen ``__init__`` reaches through
+    ``object.__setattr__``): each is a C call through a method wrapper, several times the cost
+    of a specialised slot store, and that made the record benchmarks 30-50 % slower
+    (benchmarks/records.md).
+    Only for dataclasses without ``__post_init__``; the layout check below runs once at import.
     """
     slots = cls.__dict__.get("__slots__")
     if not slots or "__post_init__" in cls.__dict__:

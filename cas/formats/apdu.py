@@ -29,8 +29,16 @@ from cas.words import count, tries_left
 
 #: The cas-sim card applet's AID (docs/architecture.md, "Card APDUs").
 CAS_AID = bytes.fromhex("F0434153 53494D01".replace(" ", ""))
+#: CLA of the interindustry commands (SELECT, GET RESPONSE, VERIFY, CHANGE REFERENCE DATA).
+CLA_ISO = 0x00
 #: CLA of the proprietary commands.
 CLA_PROPRIETARY = 0x80
+#: GET DATA P1: the only data object class the card has.
+GET_DATA_P1 = 0x01
+#: P2 of VERIFY / CHANGE REFERENCE DATA: specific reference data number 1 (the parental PIN).
+PIN_REFERENCE = 0x81
+#: Digits of the parental PIN.
+PIN_LENGTH = 4
 
 SHORT_MAX_LC = 255
 SHORT_MAX_LE = 256

@@ -9,7 +9,6 @@ path (:func:`parse_chip_id_record`); a hypothesis test checks that they agree.
 
 from __future__ import annotations
 
-import struct
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -30,14 +29,14 @@ from cas.formats._common import (
     parse_struct,
     slots_builder,
 )
-from cas.formats.records import (
+from cas.formats._layout import check_order, struct_layout
+from cas.formats.batch import (
     BATCH_HEADER_SIZE,
     CHIP_BATCH_MAGIC,
-    WRAPPED_KEY_SIZE,
     BatchHeader,
-    build_batch,
-    parse_batch_header,
+    BatchKind,
 )
+from cas.formats.records.model import WRAPPED_KEY_SIZE
 
 CHIP_ID_MAGIC = b"CHIP"
 CHIP_ID_VERSION = 1
@@ -94,9 +93,17 @@ CHIP_ID_RECORD = cs.Struct(
 
 CHIP_ID_RECORD_SIZE: int = CHIP_ID_BODY.sizeof() + 4
 
-_FAST = struct.Struct(f">4sBI{VENDOR_SIZE}s{MODEL_SIZE}s{WRAPPED_KEY_SIZE}sIII")
-assert _FAST.size == CHIP_ID_RECORD_SIZE
-_BODY_SIZE = CHIP_ID_RECORD_SIZE - 4
+# The fast path's struct layouts, derived from the declaration (cas.formats._layout).
+_LAYOUT = struct_layout(CHIP_ID_RECORD)
+check_order(
+    _LAYOUT,
+    (*(f"body.{n}" for n in ("magic", "format_version", "chip_id", "vendor", "model",
+                             "wrapped_csk", "firmware_version", "manufactured_s")), "crc32"),
+    "Chip ID record",
+)  # fmt: skip
+_FAST = _LAYOUT.struct()
+_BODY_SIZE = _LAYOUT.offset("crc32")
+_CRC = _LAYOUT.under("crc32").struct()
 _crc32 = zlib.crc32
 _new = object.__new__
 
@@ -134,8 +141,8 @@ _NAMES: dict[bytes, tuple[str, str]] = {}
 _NAMES_MAX = 4096
 # Parse layout: magic+version and vendor+model read as one field each, so each pair costs one
 # comparison / one dictionary lookup.  Same bytes as _FAST.
-_PARSE = struct.Struct(f">5sI{VENDOR_SIZE + MODEL_SIZE}s{WRAPPED_KEY_SIZE}sIII")
-assert _PARSE.size == CHIP_ID_RECORD_SIZE
+_PARSE = _LAYOUT.joined("body.magic", "body.format_version").joined("body.vendor", "body.model")
+_PARSE_STRUCT = _PARSE.struct()
 _HEAD_OK = CHIP_ID_MAGIC + bytes((CHIP_ID_VERSION,))
 _BUILDER = slots_builder(ChipIdRecord)
 
@@ -170,7 +177,7 @@ def _iter_records(buf: Any, offset: int, count: int, root: str) -> Iterator[Chip
     field (and per-record CRC) to accept the record or name the failing field.
     ``tests/unit/formats/test_chipid.py`` checks this against the construct form.
     """
-    iter_unpack = _PARSE.iter_unpack
+    iter_unpack = _PARSE_STRUCT.iter_unpack
     crc32 = _crc32
     names = _NAMES
     head_ok = _HEAD_OK
@@ -247,7 +254,7 @@ def build_chip_id_record(record: ChipIdRecord) -> bytes:
             r.firmware_version, r.manufactured_s, 0,
         )
     )  # fmt: skip
-    struct.pack_into(">I", raw, _BODY_SIZE, zlib.crc32(raw[:_BODY_SIZE]))
+    _CRC.pack_into(raw, _BODY_SIZE, zlib.crc32(raw[:_BODY_SIZE]))
     return bytes(raw)
 
 
@@ -275,15 +282,17 @@ def build_chip_id_record_declarative(record: ChipIdRecord) -> bytes:
 
 
 # --- batch -----------------------------------------------------------------------------------
+CHIP_BATCH = BatchKind(
+    magic=CHIP_BATCH_MAGIC,
+    record_version=CHIP_ID_VERSION,
+    record_size=CHIP_ID_RECORD_SIZE,
+    root="chip_batch",
+)
+
+
 def read_chip_batch_header(data: Any) -> BatchHeader:
     """Check a Chip ID batch (header, length, SHA-256) and return its header."""
-    return parse_batch_header(
-        data,
-        magic=CHIP_BATCH_MAGIC,
-        record_version=CHIP_ID_VERSION,
-        record_size=CHIP_ID_RECORD_SIZE,
-        root="chip_batch",
-    )
+    return CHIP_BATCH.read_header(data)
 
 
 def iter_chip_id_records(data: Any) -> Iterator[ChipIdRecord]:
@@ -305,14 +314,10 @@ def parse_chip_batch(data: bytes) -> ChipBatch:
 
 def build_chip_batch(batch: ChipBatch) -> bytes:
     """Build a Chip ID batch file: header + records + SHA-256."""
-    return build_batch(
-        magic=CHIP_BATCH_MAGIC,
-        record_version=CHIP_ID_VERSION,
-        record_size=CHIP_ID_RECORD_SIZE,
+    return CHIP_BATCH.build(
         created_s=batch.created_s,
         issuer=batch.issuer,
         records=[build_chip_id_record(r) for r in batch.records],
-        root="chip_batch",
     )
 
 

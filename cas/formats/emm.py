@@ -256,7 +256,7 @@ EmmCommand = (
 _VALID_STATUS = frozenset(int(s) for s in CardStatus)
 
 # value layouts, one per tag; Terminated makes a TLV whose length disagrees an error
-_VALUES: dict[int, cs.Construct] = {
+COMMAND_VALUES: dict[int, cs.Construct] = {
     EmmTag.ADD_ENTITLEMENT: cs.Struct(
         "package_id" / cs.Int16ub, "start_s" / cs.Int32ub, "end_s" / cs.Int32ub, cs.Terminated
     ),
@@ -308,7 +308,7 @@ def parse_emm_commands(data: bytes) -> list[EmmCommand]:
         if len(value) != length:
             raise FormatError(f"length {length} but {len(value)} bytes left", path=f"{path}.length")
         pos += 2 + length
-        schema = _VALUES.get(tag)
+        schema = COMMAND_VALUES.get(tag)
         if schema is None:
             out.append(UnknownCommand(tag=tag, value=value))
             continue
@@ -341,7 +341,7 @@ def _command_value(cmd: EmmCommand, path: str) -> tuple[int, bytes]:
         raise FormatError("text must be str", path=f"{path}.text")
     if tag == EmmTag.SET_STATUS:
         values["status"] = int(values["status"])
-    return tag, build_struct(_VALUES[tag], values, f"{path}.{EmmTag(tag).name.lower()}")
+    return tag, build_struct(COMMAND_VALUES[tag], values, f"{path}.{EmmTag(tag).name.lower()}")
 
 
 def build_emm_commands(commands: Any) -> bytes:

@@ -55,7 +55,10 @@ from cas.crypto import (
     unwrap_key,
 )
 from cas.errors import AuthenticationError, UsageError
+from cas.formats._layout import struct_layout
 from cas.formats.emm import (
+    COMMAND_VALUES,
+    EMM_HEADERS,
     MEMBER_BITMAP_SIZE,
     SEQ_MODULUS,
     EmmAddressType,
@@ -70,24 +73,41 @@ NONCE_SIZE = 12
 DEFAULT_EMM_VALIDITY_S = 7 * 24 * 3600
 
 # --- precompiled layouts (docs/formats.md §5) ---------------------------------------------
-# Section header (table_id, 0111 + section_length) + clear header per address type.
-_UNIQUE_AAD = struct.Struct(">BHIII12s")  # table_id, flags|len, serial, seq, not_after, nonce
-_SHARED_AAD = struct.Struct(">BH3s32sII12s")  # ..., shared_address (u24), members, seq, ...
-_GLOBAL_AAD = struct.Struct(">BHII12s")
+# Derived from the declarations in cas.formats.emm (cas.formats._layout), so the EMM layout
+# is written down once.  AAD = the 3-byte CA section header (table_id u8, flags|section_length
+# u16, as cas.formats._common.build_ca_section writes it) + the clear header of the address
+# type: unique (serial, seq, not_after, nonce), shared (shared_address as 3 bytes, members,
+# seq, ...), global (seq, not_after, nonce).
+def _aad(address_type: EmmAddressType) -> struct.Struct:
+    return struct.Struct(">BH" + struct_layout(EMM_HEADERS[address_type]).format[1:])
+
+
+def _tlv(tag: EmmTag) -> struct.Struct:
+    """Command TLV: tag u8 | length u8 | the value as declared for ``tag``."""
+    return struct.Struct(">BB" + struct_layout(COMMAND_VALUES[tag]).format[1:])
+
+
+_UNIQUE_AAD = _aad(EmmAddressType.UNIQUE)
+_SHARED_AAD = _aad(EmmAddressType.SHARED)
+_GLOBAL_AAD = _aad(EmmAddressType.GLOBAL)
 _UNIQUE_HEADER_LEN = _UNIQUE_AAD.size - 3
 _SHARED_HEADER_LEN = _SHARED_AAD.size - 3
 _GLOBAL_HEADER_LEN = _GLOBAL_AAD.size - 3
 _SECTION_FLAGS = 0x7000  # section_syntax_indicator 0, private_indicator 1, reserved 11
 
-# Command TLVs: tag u8 | length u8 | value.
-_ADD = struct.Struct(">BBHII")
-_STATUS = struct.Struct(">BBB")
-_REGION = struct.Struct(">BBH")
-_MATURITY = struct.Struct(">BBB")
-_PAIR = struct.Struct(">BBI16s24s")
-_ECM_KEY = struct.Struct(">BBB16s")
+_ADD = _tlv(EmmTag.ADD_ENTITLEMENT)
+_STATUS = _tlv(EmmTag.SET_STATUS)
+_REGION = _tlv(EmmTag.SET_REGION)
+_MATURITY = _tlv(EmmTag.SET_MATURITY)
+_PAIR = _tlv(EmmTag.PAIR)
+_ECM_KEY = _tlv(EmmTag.ECM_KEY_UPDATE)
 _CLEAR = bytes((EmmTag.CLEAR_ENTITLEMENTS, 0))
 _ADD_LEN = _ADD.size
+# the encoders below write these value lengths as literals (hot path): keep them in step
+if tuple(t.size - 2 for t in (_ADD, _STATUS, _REGION, _MATURITY, _PAIR, _ECM_KEY)) != (
+    10, 1, 2, 1, 44, 17,
+):  # fmt: skip
+    raise TypeError("EMM command value sizes changed: update the TLV lengths in emmgen")
 
 MAX_UNIQUE_PLAINTEXT = max_emm_plaintext(EmmAddressType.UNIQUE)
 MAX_SHARED_PLAINTEXT = max_emm_plaintext(EmmAddressType.SHARED)

@@ -26,11 +26,13 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from cas.billing._core import current_profile, floor_minor, next_price, open_subscriptions
 from cas.billing.catalog import access_criteria, get_channel, price_for_period
+from cas.billing.ledger import floor_minor
+from cas.billing.renewals import next_price, open_subscriptions
 from cas.billing.service import money_text
 from cas.billing.state import account_of, card_state_at
 from cas.billing.state import explain as state_explain
+from cas.billing.txn import current_profile
 from cas.reasons import Reason, info
 from cas.store.models import Account, Channel, Package, PackageChannel, Subscription
 

@@ -274,7 +274,7 @@ def _output(t: _Table, base: Path) -> OutputConfig:
                         interface=interface, packets_per_datagram=ppd)
 
 
-def _scrambling(t: _Table, base: Path) -> ScramblingConfig:
+def _scrambling(t: _Table, base: Path, ca_system_id: int) -> ScramblingConfig:
     algorithm = t.enum_("algorithm", Algorithm, Algorithm.CSA2)
     cp_s = t.float_("crypto_period_s", 10.0, 0.1, 3600.0)
     cp_ms = round(cp_s * 1000)
@@ -291,8 +291,8 @@ def _scrambling(t: _Table, base: Path) -> ScramblingConfig:
         if not ecmg:
             raise t.fail("ecmg", "required with ecm_source = \"simulcrypt\" (HOST:PORT)")
         host, port = _host_port(t, "ecmg", ecmg)
-    super_cas_id = t.int_("super_cas_id", (cas.DEFAULT_CA_SYSTEM_ID << 16) | 0x0001, 0,
-                          0xFFFF_FFFF)
+    # Super_CAS_id = CA_system_ID (16 bits) + CA_subsystem_ID (TS 103 197 §4.2.5)
+    super_cas_id = t.int_("super_cas_id", (ca_system_id << 16) | 0x0001, 0, 0xFFFF_FFFF)
     index = t.int_("ecm_key_index", 0, 0, 255)
     cw_log = t.path_("cw_log", base)
     return ScramblingConfig(algorithm=algorithm, crypto_period_ms=cp_ms, ecm_repetition_ms=rep_ms,
@@ -403,7 +403,7 @@ def parse_config(data: Mapping[str, object], *, file: str, base: Path) -> LiveCo
     output = _output(o, base)
     o.done()
     s = _Table(file, "scrambling", data.get("scrambling", {}))
-    scrambling = _scrambling(s, base)
+    scrambling = _scrambling(s, base, headend.ca_system_id)
     s.done()
     services = _services(file, data.get("service"), base)
     e = _Table(file, "emm", data.get("emm", {}))

@@ -24,6 +24,7 @@ from typing import IO, Protocol
 
 from cas.errors import ConfigError
 from cas.live.config import OutputConfig, OutputKind
+from cas.live.pacer import Datagram
 
 RTP_VERSION = 2
 #: RFC 3551 static payload type for MPEG-2 TS (MP2T).
@@ -32,7 +33,7 @@ RTP_CLOCK_HZ = 90_000
 
 
 class Output(Protocol):
-    def send(self, datagram: bytes) -> None: ...
+    def send(self, datagram: Datagram) -> None: ...
 
     def close(self) -> None: ...
 
@@ -84,7 +85,7 @@ class UdpOutput:
         self._rtp = RtpHeader() if rtp else None
         self.errors = 0
 
-    def send(self, datagram: bytes) -> None:
+    def send(self, datagram: Datagram) -> None:
         if self._rtp is not None:
             datagram = self._rtp.next() + datagram
         try:
@@ -106,7 +107,7 @@ class StreamOutput:
         self._flush_each = flush_each
         self._owned = owned
 
-    def send(self, datagram: bytes) -> None:
+    def send(self, datagram: Datagram) -> None:
         self._fh.write(datagram)
         if self._flush_each:
             self._fh.flush()

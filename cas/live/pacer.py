@@ -24,6 +24,8 @@ from dataclasses import dataclass
 
 PACKET_SIZE = 188
 LATE_THRESHOLD_S = 0.005
+#: What an output is handed: whole TS packets (often a zero-copy view of an immutable buffer).
+Datagram = bytes | memoryview
 #: prctl(PR_SET_TIMERSLACK): Linux lets a sleep overrun by the thread's timer slack
 #: (50 µs by default); datagrams 40 µs apart need it smaller.
 _PR_SET_TIMERSLACK = 29
@@ -52,7 +54,7 @@ class PacerStats:
 class Pacer:
     """Sends datagrams through ``send`` at their due time (see the module docstring)."""
 
-    def __init__(self, send: Callable[[bytes], None], *, packets_per_datagram: int = 7,
+    def __init__(self, send: Callable[[Datagram], None], *, packets_per_datagram: int = 7,
                  clock: Callable[[], float] = time.monotonic,
                  sleep: Callable[[float], None] = time.sleep,
                  late_threshold_s: float = LATE_THRESHOLD_S,
@@ -92,31 +94,35 @@ class Pacer:
         a datagram is never cut)."""
         if self.start_at is None:
             self.start()
-        self._pending += data
+        # One copy per feed into an immutable buffer; datagrams are zero-copy views of it.
+        buf = bytes(self._pending) + bytes(data) if self._pending else bytes(data)
         self._pending_times.extend(times)
         size = self.ppd * PACKET_SIZE
         count = len(self._pending_times) // self.ppd
+        view = memoryview(buf)
+        ppd = self.ppd
+        ptimes = self._pending_times
         sent = 0
         try:
             for d in range(count):
                 if stop is not None and stop.is_set():
                     return False
-                self._emit(bytes(self._pending[d * size : (d + 1) * size]),
-                           self._pending_times[(d + 1) * self.ppd - 1])
+                self._emit(view[d * size : (d + 1) * size], ptimes[(d + 1) * ppd - 1])
                 sent += 1
         finally:
-            del self._pending[: sent * size]
-            del self._pending_times[: sent * self.ppd]
+            self._pending = bytearray(view[sent * size :])
+            del self._pending_times[: sent * ppd]
         return True
 
-    def _emit(self, datagram: bytes, t_s: float) -> None:
+    def _emit(self, datagram: memoryview, t_s: float) -> None:
         assert self.start_at is not None
         due = self.start_at + t_s
         if self.realtime:
-            wait = due - self._clock()
-            if wait > 0:
-                self._sleep(wait)
-            late = self._clock() - due
+            now = self._clock()
+            if due > now:
+                self._sleep(due - now)
+                now = self._clock()
+            late = now - due
             if late > self.late_threshold_s:
                 self.stats.late += 1
                 if self._on_late is not None:

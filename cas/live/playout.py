@@ -25,6 +25,7 @@ The packets are then merged by due time (a stable sort: equal times keep the ord
 from __future__ import annotations
 
 import contextlib
+import gc
 import queue
 import sys
 import threading
@@ -266,6 +267,10 @@ class RealTime:
                 ) -> list[threading.Thread]:
         """The two threads, not started (``wrap`` may add error handling around each)."""
         sys.setswitchinterval(self.switch_interval_s)
+        # Everything built so far (a looped file's per-packet tables: hundreds of thousands
+        # of objects) lives as long as the service: keep it out of the cyclic collector, whose
+        # full passes would hold the GIL for milliseconds while the sender should be sending.
+        gc.freeze()
         return [threading.Thread(target=wrap(self.produce), name="live-producer", daemon=True),
                 threading.Thread(target=wrap(self.send), name="live-sender", daemon=True)]
 

@@ -33,18 +33,26 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cas.access import AccessCriteria
 from cas.errors import CasError, ConfigError, StreamError
 from cas.formats import psi as psi_formats
 from cas.live.config import EcmSource, LiveConfig, LogFormat, ServiceConfig, SourceKind
+from cas.live.metrics import LiveMetrics
 from cas.live.outputs import Output, open_output
-from cas.live.pacer import Pacer
+from cas.live.pacer import Datagram, Pacer
 from cas.live.playout import EmmFeed, LiveService, Multiplexer, RealTime
 from cas.live.psi import MuxSettings, PsiSchedule, ServiceLayout, build_tables
 from cas.live.scrambling import CryptoSchedule, CwLog, InternalEcms, new_cipher
-from cas.live.sources import FfmpegSource, FileLoop, Source, UdpSource
+from cas.live.sources import FfmpegSource, FileLoop, ProgramInfo, Source, UdpSource
+
+if TYPE_CHECKING:
+    from cas.crypto import OperatorKeys
+    from cas.headend.scrambler import ServiceCrypto
+    from cas.headend.simulcrypt.scs import BlockingScsClient
+    from cas.live.carousel import EmmCarousel
+    from cas.store.engine import Store
 
 log = logging.getLogger("cas.live")
 
@@ -102,7 +110,7 @@ class StoreClock:
     the card, so they follow the head-end's simulated clock), refreshed by a thread of its own
     every ``refresh_s`` so that the playout never waits on the database."""
 
-    def __init__(self, store: Any, *, refresh_s: float = 0.5) -> None:
+    def __init__(self, store: Store, *, refresh_s: float = 0.5) -> None:
         self._store = store
         self._value = self._read()
         self._stop = threading.Event()
@@ -145,26 +153,22 @@ class HeadendService:
     """See the module docstring."""
 
     def __init__(self, cfg: LiveConfig, *, data_dir: Path | None = None,
-                 db_url: str | None = None, metrics: Any = None) -> None:
+                 db_url: str | None = None, metrics: LiveMetrics | None = None) -> None:
         self.cfg = cfg
         self.data_dir = cfg.headend.data_dir or data_dir
         self.db_url = cfg.headend.db_url or db_url
-        if metrics is None:
-            from cas.live.metrics import LiveMetrics
-
-            metrics = LiveMetrics()
-        self.metrics = metrics
-        self.store: Any = None
-        self.keys: Any = None
+        self.metrics = metrics if metrics is not None else LiveMetrics()
+        self.store: Store | None = None
+        self.keys: OperatorKeys | None = None
         self.services: list[LiveService] = []
         self.channels: dict[int, Channel] = {}
         self.mux: Multiplexer | None = None
         self.output: Output | None = None
-        self.carousel: Any = None
+        self.carousel: EmmCarousel | None = None
         self.crypto: CryptoSchedule | None = None
         self.cw_log: CwLog | None = None
         self.pacer: Pacer | None = None
-        self._scs: Any = None
+        self._scs: BlockingScsClient | None = None
         self._clock: StoreClock | None = None
         self._request_stop: Callable[[], None] | None = None
         self.stop_event = threading.Event()
@@ -191,10 +195,11 @@ class HeadendService:
         cfg = self.cfg
         if self.db_url is None and self.data_dir is None:
             raise ConfigError("[headend].data_dir: required (or --data-dir / CAS_DATA_DIR)")
-        self.store = open_store(db_url=self.db_url,
-                                data_dir=None if self.db_url else self.data_dir)
-        self.keys = load_operator_keys(cfg.headend.keys, data_dir=self.data_dir)
-        self.channels = self._catalogue()
+        # Keys first: a wrong data dir must not get a new empty store.
+        self.keys = keys = load_operator_keys(cfg.headend.keys, data_dir=self.data_dir)
+        self.store = store = open_store(db_url=self.db_url,
+                                        data_dir=None if self.db_url else self.data_dir)
+        self.channels = self._catalogue(store)
         layouts: list[ServiceLayout] = []
         used_ecm = {s.ecm_pid for s in cfg.services if s.ecm_pid is not None} | {cfg.emm.pid}
         next_ecm = FIRST_ECM_PID
@@ -220,10 +225,10 @@ class HeadendService:
         ids = [lay.service_id for lay in layouts]
         if len(set(ids)) != len(ids):
             raise ConfigError(f"{cfg_name(cfg)}: [[service]]: two services have one service id")
-        self.crypto = self._crypto()
+        self.crypto = self._crypto(store, keys)
         if cfg.scrambling.cw_log is not None and not check:
             self.cw_log = CwLog(cfg.scrambling.cw_log)
-        self.carousel = self._carousel()
+        self.carousel = self._carousel(store, keys)
         settings = MuxSettings(ca_system_id=cfg.headend.ca_system_id, emm_pid=cfg.emm.pid,
                                algorithm=cfg.scrambling.algorithm,
                                transport_stream_id=cfg.headend.transport_stream_id,
@@ -241,10 +246,10 @@ class HeadendService:
         if not check:
             self.output = open_output(cfg.output)
 
-    def _catalogue(self) -> dict[int, Channel]:
+    def _catalogue(self, store: Store) -> dict[int, Channel]:
         from cas.billing.catalog import all_access_criteria
 
-        with self.store.reader() as session:
+        with store.reader() as session:
             return {ch.number: Channel(service_id=ch.service_id, number=ch.number, name=ch.name,
                                        criteria=crit)
                     for ch, crit in all_access_criteria(session)}
@@ -260,7 +265,7 @@ class HeadendService:
         return UdpSource(spec.host, spec.port, latency_s=LIVE_LATENCY_S,
                          program_number=svc.program)
 
-    def _crypto(self) -> CryptoSchedule | None:
+    def _crypto(self, store: Store, keys: OperatorKeys) -> CryptoSchedule | None:
         cfg = self.cfg
         scrambled = [s for s in self.services if s.layout.scrambled]
         if not scrambled:
@@ -269,18 +274,18 @@ class HeadendService:
         cp_s = sc.crypto_period_ms / 1000
         first_cp = (int(time.time() * 1000) // sc.crypto_period_ms) & 0x7FFF_FFFF
         cw_length = sc.algorithm.cw_length
-        crypto: dict[int, Any] = {}
+        crypto: dict[int, ServiceCrypto] = {}
         by_sid = {c.service_id: c for c in self.channels.values()}
         on_fetch: Callable[[int, float], None] | None = None
         if sc.ecm_source is EcmSource.INTERNAL:
             from cas.headend.ecmgen import EcmGenerator
 
-            gen = EcmGenerator(self.keys, ecm_key_index=sc.ecm_key_index)
+            gen = EcmGenerator(keys, ecm_key_index=sc.ecm_key_index)
             # ECMs carry the store's time at which they go out: InternalEcms seals ECM(cp)
             # again whenever the clock has moved on (at most once a second), so a right that
             # starts now (a payment) opens with the next repetition, and one that ends closes
             # on time.
-            self._clock = StoreClock(self.store)
+            self._clock = StoreClock(store)
             for s in scrambled:
                 crypto[s.service_id] = InternalEcms(gen, by_sid[s.service_id].criteria,
                                                     cw_length=cw_length,
@@ -304,14 +309,14 @@ class HeadendService:
         return CryptoSchedule(crypto, crypto_period_s=cp_s, first_cp=first_cp,
                               on_fetch=on_fetch)
 
-    def _carousel(self) -> Any:
+    def _carousel(self, store: Store, keys: OperatorKeys) -> EmmCarousel:
         from cas.live.carousel import CarouselSettings, EmmCarousel
 
         e = self.cfg.emm
         settings = CarouselSettings(repeat_count=e.repeat_count, repeat_window_s=e.repeat_window_s,
                                     cycle_bitrate_bps=e.cycle_bitrate_bps,
                                     poll_interval_s=e.poll_interval_s)
-        return EmmCarousel(self.store, self.keys, settings, metrics=self.metrics)
+        return EmmCarousel(store, keys, settings, metrics=self.metrics)
 
     def _on_period(self, cp: int) -> None:
         event("crypto-period", logging.DEBUG, cp=cp, parity="odd" if cp & 1 else "even")
@@ -386,7 +391,7 @@ class HeadendService:
               packets=stats.packets if stats else 0)
         return 1 if self._errors else 0
 
-    async def _start_ops(self) -> Any:
+    async def _start_ops(self) -> asyncio.AbstractServer | None:
         ops = self.cfg.ops
         if ops.listen_port < 0:
             return None
@@ -403,6 +408,7 @@ class HeadendService:
 
         e = self.cfg.emm
         try:
+            assert self.carousel is not None
             await run_emmg_feed(self.carousel, host=e.mux_host, port=e.mux_port,
                                 client_id=e.client_id, data_id=e.data_id,
                                 bandwidth_kbps=e.bandwidth_kbps, stop=stop, metrics=self.metrics)
@@ -424,7 +430,7 @@ class HeadendService:
         def on_late(late_s: float) -> None:
             metrics.inc("late_datagrams_total")
 
-        def send(datagram: bytes) -> None:
+        def send(datagram: Datagram) -> None:
             out.send(datagram)
             self._last_send = time.monotonic()
 
@@ -483,10 +489,12 @@ class HeadendService:
 
     def _poll_loop(self) -> None:
         interval = self.cfg.emm.poll_interval_s
+        carousel = self.carousel
+        assert carousel is not None
         while not self.stop_event.is_set():
             t0 = time.monotonic()
             try:
-                n = self.carousel.poll()
+                n = carousel.poll()
                 if n:
                     event("EMMs queued", count=n)
             except CasError as exc:
@@ -528,7 +536,7 @@ def cfg_name(cfg: LiveConfig) -> str:
     return cfg.name
 
 
-def plan_layout(program: Any, *, index: int, channel: int, service_id: int, name: str,
+def plan_layout(program: ProgramInfo, *, index: int, channel: int, service_id: int, name: str,
                 scrambled: bool, ecm_pid: int | None) -> tuple[ServiceLayout, dict[int, int]]:
     """Output PIDs of service ``index`` (0-based) and the source PID → output PID map."""
     base = FIRST_ES_PID + 0x10 * index

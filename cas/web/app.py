@@ -143,5 +143,6 @@ def create_app(tenants: Sequence[Tenant], settings: WebSettings,
         app.include_router(api.router)
     if "portal" in parts:
         app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+        app.add_exception_handler(portal.LoginRequired, portal.on_login_required)
         app.include_router(portal.router)
     return app

@@ -22,6 +22,8 @@ from pydantic import (
 )
 
 from cas.billing.accounts import AccountView, BoxView, CardView
+from cas.billing.emm_queue import CardEmmQueue, EmmQueueSummary
+from cas.billing.records import PaymentView
 from cas.billing.service import (
     BalanceView,
     PaymentResult,
@@ -30,7 +32,6 @@ from cas.billing.service import (
     SwitchResult,
 )
 from cas.text import SINGLE_LINE_PATTERN, control_refusal
-from cas.web.domain import CardEmmQueue, EmmQueueSummary, PaymentView
 
 MAX_SERIAL = 0xFFFF_FFFF
 AccountNumber = Annotated[str, StringConstraints(pattern=r"^[0-9]{4,20}$")]

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from sqlalchemy.orm import Session
 
-from cas.billing._core import current_profile
+from cas.billing.records import current_profile
 from cas.errors import ConfigError, UsageError
 from cas.store.engine import Store
 

@@ -3,6 +3,9 @@
 * :mod:`.connection` — the sans-I/O protocol core (:class:`Connection`): bytes in, events
   out, bytes to send; :mod:`.state` holds its state tables, :mod:`.ecmgscs` and
   :mod:`.emmgmux` its events.
+* :mod:`.session` — the servers' event loop without I/O; :mod:`.endpoint` — the asyncio
+  edge the four peers share (server: listen, a task per connection, idle timeout, close;
+  client: connect, reader task, close).
 * :mod:`.ecmg` — the asyncio ECMG server (``cas ecmg serve``) and the pluggable ECM builder.
 * :mod:`.emmg` — the EMMG client with its acknowledged outbox (``cas emmg run``).
 * :mod:`.scs` — an SCS client (asyncio and blocking) for scramblers, tests and benches.

@@ -38,8 +38,6 @@ What we announce in channel_status and why (docs/simulcrypt.md has the table):
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 import os
 import time
@@ -50,14 +48,15 @@ from datetime import UTC, datetime
 
 import cas
 from cas.crypto import OperatorKeys
-from cas.errors import CasError, FormatError, LocalProtocolError
+from cas.errors import FormatError, LocalProtocolError
 from cas.formats import ts
+from cas.formats.simulcrypt import ECMG_SCS
 from cas.formats.simulcrypt import EcmgScsError as Err
 from cas.formats.simulcrypt import EcmgScsParam as Param
 from cas.headend.ecmgen import EcmGenerator, cw_slots
 
 from . import access_criteria as ac
-from .connection import NEED_DATA, Connection, ConnectionClosed, Role
+from .connection import Role
 from .ecmgscs import (
     ChannelClose,
     ChannelError,
@@ -73,15 +72,13 @@ from .ecmgscs import (
     StreamStatus,
     StreamTest,
 )
-from .events import CpCw, Event, PeerProtocolError, error_information_for
-from .serving import close_connections, peer_name, serve_connection, start_server
-from .state import ChannelState
+from .endpoint import DEFAULT_IDLE_TIMEOUT_S, ServerEndpoint
+from .events import CpCw, Event, error_information_for
+from .session import ServerSession
 
 log = logging.getLogger("cas.simulcrypt.ecmg")
 
 NULL_PID = 0x1FFF
-DEFAULT_IDLE_TIMEOUT_S = 60.0
-"""Idle timeout of the ECMG's and the mux's connections (see :mod:`.serving`)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -147,7 +144,7 @@ class EcmgConfig:
     idle_timeout_s: float | None = DEFAULT_IDLE_TIMEOUT_S
     """A connection silent this long is probed with channel_test, and closed if still silent
     after as long again; one without an open channel is closed at once (None: never;
-    :mod:`.serving`)."""
+    :mod:`.endpoint`)."""
 
     def __post_init__(self) -> None:
         if not 0 < self.ca_system_id <= 0xFFFF:
@@ -207,9 +204,9 @@ class EcmgRegistry:
         per request: an overloaded ECMG must not also flood its log)."""
         self.shed += 1
         if now - self._shed_log_at >= 1.0:
-            log.warning("overloaded: %d CW_provision(s) answered out_of_compute (0x000D) "
+            log.warning("overloaded: %d CW_provision(s) answered out_of_compute (0x%04X) "
                         "since the last report, %d in all", self.shed - self._shed_logged,
-                        self.shed)
+                        Err.OUT_OF_COMPUTE, self.shed)
             self._shed_logged = self.shed
             self._shed_log_at = now
 
@@ -239,86 +236,53 @@ class _Stream:
     packetizer: ts.Packetizer | None = None
 
 
-class EcmgSession:
+class EcmgSession(ServerSession):
     """The ECMG side of one SCS connection, without I/O.
 
-    ``receive(data)`` returns the bytes to send back; ``closed`` tells the driver to close.
+    ``receive(data)`` returns the bytes to send back; ``closed`` tells the driver to close
+    (the loop is :class:`~.session.ServerSession`'s).  ``received_at`` (``monotonic`` time)
+    is when the bytes were read, for shedding CW_provisions that waited too long; None: they
+    are never shed.
     """
+
+    log = log
 
     def __init__(self, config: EcmgConfig, builder: EcmBuilder, registry: EcmgRegistry, *,
                  clock: Callable[[], datetime] = lambda: datetime.now(UTC),
                  monotonic: Callable[[], float] = time.perf_counter,
                  peer: str = "?") -> None:
+        super().__init__(Role.ECMG, max_message_length=config.max_message_length, peer=peer)
         self.config = config
         self.builder = builder
         self.registry = registry
         self.clock = clock
         self.monotonic = monotonic
-        self.peer = peer
-        self._received_at: float | None = None
-        self.conn = Connection(Role.ECMG, max_message_length=config.max_message_length)
         self.super_cas_id: int | None = None
         self.streams: dict[int, _Stream] = {}
-        self.closed = False
         self._channel_registered: int | None = None
 
-    # --- bytes in, bytes out ---------------------------------------------------------------
-    def receive(self, data: bytes, *, received_at: float | None = None) -> bytes:
-        """Feed bytes from the SCS (``b""`` at end of stream); return the answer bytes.
+    # --- what the session loop asks ------------------------------------------------------------
+    def _logged_apart(self, event: Event, reply: Event) -> bool:
+        # a shed CW_provision: the registry logs a summary (note_shed), not one line each
+        return isinstance(event, CwProvision) and isinstance(reply, StreamError) \
+            and reply.error_status == (Err.OUT_OF_COMPUTE,)
 
-        ``received_at``: when the bytes were read (``monotonic`` time), for shedding
-        CW_provisions that waited too long; None: they are never shed.
-        """
-        self._received_at = received_at
-        self.conn.receive_data(data)
-        out: list[bytes] = []
-        while not self.closed:
-            try:
-                event = self.conn.next_event()
-            except PeerProtocolError as exc:
-                log.warning("%s: refused: %s (0x%04X %s)", self.peer, exc, exc.error_status,
-                            self.conn.spec.error_name(exc.error_status))
-                out.append(self._send(self.conn.error_event(exc)))
-                continue
-            if event is NEED_DATA:
-                break
-            if isinstance(event, ConnectionClosed):
-                self.close()
-                break
-            assert isinstance(event, Event)
-            if log.isEnabledFor(logging.DEBUG):
-                log.debug("%s: <- %s", self.peer, event.summary())
-            try:
-                for reply in self.handle(event):
-                    shed = isinstance(event, CwProvision) and isinstance(reply, StreamError) \
-                        and reply.error_status == (Err.OUT_OF_COMPUTE,)   # logged apart
-                    if isinstance(reply, ChannelError | StreamError) and not shed:
-                        # a refusal the ECMG decided (Super_CAS_id, ids in use, CWs, ...)
-                        log.warning("%s: %s refused: %s", self.peer, event.KIND.value,
-                                    reply.summary())
-                    out.append(self._send(reply))
-            except CasError as exc:  # our own bug or a builder failure: answer, carry on
-                log.warning("%s: %s failed: %s", self.peer, event.KIND.value, exc)
-                out.append(self._send(ChannelError(
-                    ecm_channel_id=self.conn.channel_id or 0,
-                    error_status=(getattr(exc, "error_status", Err.UNKNOWN_ERROR),))))
-        return b"".join(out)
-
-    def probe(self) -> bytes | None:
-        """The channel_test that checks an idle connection (None: no open channel)."""
-        if self.closed or self.conn.channel_state is not ChannelState.OPEN:
-            return None
-        assert self.conn.channel_id is not None
-        return self._send(ChannelTest(ecm_channel_id=self.conn.channel_id))
-
-    def _send(self, event: Event) -> bytes:
+    def _sent(self, event: Event, *, refusal: bool) -> None:
         if isinstance(event, ChannelError | StreamError):
             self.registry.errors_sent += 1
         elif isinstance(event, EcmResponse):
             self.registry.ecms_sent += 1
-        if log.isEnabledFor(logging.DEBUG):
-            log.debug("%s: -> %s", self.peer, event.summary())
-        return self.conn.send(event)
+
+    def _channel_test(self) -> Event:
+        assert self.conn.channel_id is not None
+        return ChannelTest(ecm_channel_id=self.conn.channel_id)
+
+    def _failure_answer(self, error_status: int) -> Event:
+        return ChannelError(ecm_channel_id=self.conn.channel_id or 0,
+                            error_status=(error_status,))
+
+    def _peer_closed(self) -> None:
+        self.close()
 
     def close(self) -> None:
         """Release everything this connection held in the registry."""
@@ -516,69 +480,29 @@ def sealed_ecm_builder(keys: OperatorKeys, *, ecm_key_index: int = 0,
 
 
 # --- asyncio server ------------------------------------------------------------------------------
-class EcmgServer:
+class EcmgServer(ServerEndpoint[EcmgSession]):
     """asyncio TCP ECMG: ``async with EcmgServer(...) as server: ... server.port``."""
+
+    NAME = "ECMG"
+    SPEC = ECMG_SCS
+    log = log
 
     def __init__(self, builder: EcmBuilder, config: EcmgConfig | None = None, *,
                  host: str = "127.0.0.1", port: int = 0,
                  clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
+        super().__init__(host=host, port=port)
         self.builder = builder
         self.config = config or EcmgConfig()
-        self.host = host
-        self.requested_port = port
         self.clock = clock
         self.registry = EcmgRegistry()
-        self.connections = 0
-        self._server: asyncio.Server | None = None
-        self._tasks: set[asyncio.Task[None]] = set()
-        self._writers: set[asyncio.StreamWriter] = set()
 
     @property
-    def port(self) -> int:
-        if self._server is None or not self._server.sockets:
-            raise LocalProtocolError("the ECMG is not listening", error_status=Err.UNKNOWN_ERROR)
-        return int(self._server.sockets[0].getsockname()[1])
+    def idle_timeout_s(self) -> float | None:
+        return self.config.idle_timeout_s
 
-    async def start(self) -> EcmgServer:
-        self._server = await start_server(self._serve, self.host, self.requested_port)
-        log.info("ECMG listening on %s:%d", self.host, self.port)
-        return self
+    def _open_session(self, peer: str) -> EcmgSession:
+        return EcmgSession(self.config, self.builder, self.registry, clock=self.clock,
+                           peer=peer)
 
-    async def __aenter__(self) -> EcmgServer:
-        return await self.start()
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.close()
-
-    async def serve_forever(self) -> None:
-        if self._server is None:
-            await self.start()
-        assert self._server is not None
-        await self._server.serve_forever()
-
-    async def close(self) -> None:
-        """Stop listening and end every connection (their tasks finish on their own)."""
-        if self._server is not None:
-            self._server.close()
-        await close_connections(self._writers, self._tasks)
-        if self._server is not None:
-            await self._server.wait_closed()
-
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        task = asyncio.current_task()
-        assert task is not None
-        self._tasks.add(task)
-        self._writers.add(writer)
-        self.connections += 1
-        session = EcmgSession(self.config, self.builder, self.registry, clock=self.clock,
-                              peer=peer_name(writer))
-        try:
-            await serve_connection(session, reader, writer,
-                                   idle_timeout_s=self.config.idle_timeout_s, log=log)
-        finally:
-            session.close()
-            self._writers.discard(writer)
-            self._tasks.discard(task)
-            writer.close()
-            with contextlib.suppress(Exception):
-                await writer.wait_closed()
+    def _end_session(self, session: EcmgSession) -> None:
+        session.close()

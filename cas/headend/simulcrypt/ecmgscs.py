@@ -22,6 +22,10 @@ SPEC = ECMG_SCS
 CW_LENGTHS = frozenset({8, 16})
 
 
+_CH = (("ecm_channel_id", P.ECM_CHANNEL_ID),)
+_ST = (*_CH, ("ecm_stream_id", P.ECM_STREAM_ID))
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class _EcmgEvent(Event):
     SPEC: ClassVar[InterfaceSpec] = ECMG_SCS
@@ -40,7 +44,7 @@ class ChannelSetup(_EcmgEvent):
     MESSAGE_TYPE: ClassVar[int] = EcmgScsMessage.CHANNEL_SETUP
     KIND: ClassVar[Kind] = Kind.CHANNEL_SETUP
     _FIELDS: ClassVar[tuple[tuple[str, int], ...]] = (
-        ("ecm_channel_id", P.ECM_CHANNEL_ID), ("super_cas_id", P.SUPER_CAS_ID))
+        *_CH, ("super_cas_id", P.SUPER_CAS_ID))
 
     ecm_channel_id: int
     super_cas_id: int
@@ -52,7 +56,7 @@ class ChannelTest(_EcmgEvent):
 
     MESSAGE_TYPE: ClassVar[int] = EcmgScsMessage.CHANNEL_TEST
     KIND: ClassVar[Kind] = Kind.CHANNEL_TEST
-    _FIELDS: ClassVar[tuple[tuple[str, int], ...]] = (("ecm_channel_id", P.ECM_CHANNEL_ID),)
+    _FIELDS: ClassVar[tuple[tuple[str, int], ...]] = _CH
 
     ecm_channel_id: int
 
@@ -64,7 +68,7 @@ class ChannelStatus(_EcmgEvent):
     MESSAGE_TYPE: ClassVar[int] = EcmgScsMessage.CHANNEL_STATUS
     KIND: ClassVar[Kind] = Kind.CHANNEL_STATUS
     _FIELDS: ClassVar[tuple[tuple[str, int], ...]] = (
-        ("ecm_channel_id", P.ECM_CHANNEL_ID), ("section_tspkt_flag", P.SECTION_TSPKT_FLAG),
+        *_CH, ("section_tspkt_flag", P.SECTION_TSPKT_FLAG),
         ("ac_delay_start_ms", P.AC_DELAY_START), ("ac_delay_stop_ms", P.AC_DELAY_STOP),
         ("delay_start_ms", P.DELAY_START), ("delay_stop_ms", P.DELAY_STOP),
         ("transition_delay_start_ms", P.TRANSITION_DELAY_START),
@@ -102,7 +106,7 @@ class ChannelClose(_EcmgEvent):
 
     MESSAGE_TYPE: ClassVar[int] = EcmgScsMessage.CHANNEL_CLOSE
     KIND: ClassVar[Kind] = Kind.CHANNEL_CLOSE
-    _FIELDS: ClassVar[tuple[tuple[str, int], ...]] = (("ecm_channel_id", P.ECM_CHANNEL_ID),)
+    _FIELDS: ClassVar[tuple[tuple[str, int], ...]] = _CH
 
     ecm_channel_id: int
 
@@ -114,7 +118,7 @@ class ChannelError(_EcmgEvent):
     MESSAGE_TYPE: ClassVar[int] = EcmgScsMessage.CHANNEL_ERROR
     KIND: ClassVar[Kind] = Kind.CHANNEL_ERROR
     _FIELDS: ClassVar[tuple[tuple[str, int], ...]] = (
-        ("ecm_channel_id", P.ECM_CHANNEL_ID), ("error_status", P.ERROR_STATUS),
+        *_CH, ("error_status", P.ERROR_STATUS),
         ("error_information", P.ERROR_INFORMATION))
 
     ecm_channel_id: int
@@ -133,7 +137,7 @@ class StreamSetup(_StreamEvent):
     MESSAGE_TYPE: ClassVar[int] = EcmgScsMessage.STREAM_SETUP
     KIND: ClassVar[Kind] = Kind.STREAM_SETUP
     _FIELDS: ClassVar[tuple[tuple[str, int], ...]] = (
-        ("ecm_channel_id", P.ECM_CHANNEL_ID), ("ecm_stream_id", P.ECM_STREAM_ID),
+        *_ST,
         ("ecm_id", P.ECM_ID), ("nominal_cp_duration_100ms", P.NOMINAL_CP_DURATION))
 
     ecm_channel_id: int
@@ -152,8 +156,7 @@ class StreamTest(_StreamEvent):
 
     MESSAGE_TYPE: ClassVar[int] = EcmgScsMessage.STREAM_TEST
     KIND: ClassVar[Kind] = Kind.STREAM_TEST
-    _FIELDS: ClassVar[tuple[tuple[str, int], ...]] = (
-        ("ecm_channel_id", P.ECM_CHANNEL_ID), ("ecm_stream_id", P.ECM_STREAM_ID))
+    _FIELDS: ClassVar[tuple[tuple[str, int], ...]] = _ST
 
     ecm_channel_id: int
     ecm_stream_id: int
@@ -166,7 +169,7 @@ class StreamStatus(_StreamEvent):
     MESSAGE_TYPE: ClassVar[int] = EcmgScsMessage.STREAM_STATUS
     KIND: ClassVar[Kind] = Kind.STREAM_STATUS
     _FIELDS: ClassVar[tuple[tuple[str, int], ...]] = (
-        ("ecm_channel_id", P.ECM_CHANNEL_ID), ("ecm_stream_id", P.ECM_STREAM_ID),
+        *_ST,
         ("ecm_id", P.ECM_ID),
         ("access_criteria_transfer_mode", P.ACCESS_CRITERIA_TRANSFER_MODE))
 
@@ -186,8 +189,7 @@ class StreamCloseRequest(_StreamEvent):
 
     MESSAGE_TYPE: ClassVar[int] = EcmgScsMessage.STREAM_CLOSE_REQUEST
     KIND: ClassVar[Kind] = Kind.STREAM_CLOSE_REQUEST
-    _FIELDS: ClassVar[tuple[tuple[str, int], ...]] = (
-        ("ecm_channel_id", P.ECM_CHANNEL_ID), ("ecm_stream_id", P.ECM_STREAM_ID))
+    _FIELDS: ClassVar[tuple[tuple[str, int], ...]] = _ST
 
     ecm_channel_id: int
     ecm_stream_id: int
@@ -199,8 +201,7 @@ class StreamCloseResponse(_StreamEvent):
 
     MESSAGE_TYPE: ClassVar[int] = EcmgScsMessage.STREAM_CLOSE_RESPONSE
     KIND: ClassVar[Kind] = Kind.STREAM_CLOSE_RESPONSE
-    _FIELDS: ClassVar[tuple[tuple[str, int], ...]] = (
-        ("ecm_channel_id", P.ECM_CHANNEL_ID), ("ecm_stream_id", P.ECM_STREAM_ID))
+    _FIELDS: ClassVar[tuple[tuple[str, int], ...]] = _ST
 
     ecm_channel_id: int
     ecm_stream_id: int
@@ -213,7 +214,7 @@ class StreamError(_StreamEvent):
     MESSAGE_TYPE: ClassVar[int] = EcmgScsMessage.STREAM_ERROR
     KIND: ClassVar[Kind] = Kind.STREAM_ERROR
     _FIELDS: ClassVar[tuple[tuple[str, int], ...]] = (
-        ("ecm_channel_id", P.ECM_CHANNEL_ID), ("ecm_stream_id", P.ECM_STREAM_ID),
+        *_ST,
         ("error_status", P.ERROR_STATUS), ("error_information", P.ERROR_INFORMATION))
 
     ecm_channel_id: int
@@ -233,7 +234,7 @@ class CwProvision(_StreamEvent):
     MESSAGE_TYPE: ClassVar[int] = EcmgScsMessage.CW_PROVISION
     KIND: ClassVar[Kind] = Kind.CW_PROVISION
     _FIELDS: ClassVar[tuple[tuple[str, int], ...]] = (
-        ("ecm_channel_id", P.ECM_CHANNEL_ID), ("ecm_stream_id", P.ECM_STREAM_ID),
+        *_ST,
         ("cp_number", P.CP_NUMBER), ("cw_encryption", P.CW_ENCRYPTION),
         ("cp_cw_combinations", P.CP_CW_COMBINATION), ("cp_duration_100ms", P.CP_DURATION),
         ("access_criteria", P.ACCESS_CRITERIA))
@@ -267,7 +268,7 @@ class EcmResponse(_StreamEvent):
     MESSAGE_TYPE: ClassVar[int] = EcmgScsMessage.ECM_RESPONSE
     KIND: ClassVar[Kind] = Kind.ECM_RESPONSE
     _FIELDS: ClassVar[tuple[tuple[str, int], ...]] = (
-        ("ecm_channel_id", P.ECM_CHANNEL_ID), ("ecm_stream_id", P.ECM_STREAM_ID),
+        *_ST,
         ("cp_number", P.CP_NUMBER), ("ecm_datagram", P.ECM_DATAGRAM))
 
     ecm_channel_id: int

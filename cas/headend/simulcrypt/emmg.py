@@ -31,7 +31,6 @@ import asyncio
 import contextlib
 import logging
 import os
-import socket
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
@@ -45,7 +44,7 @@ from cas.formats import ts
 from cas.formats.sections import iter_sections
 from cas.formats.simulcrypt import EmmgMuxError
 
-from .connection import NEED_DATA, Connection, ConnectionClosed, Role
+from .connection import Connection, ConnectionClosed, Role
 from .emmgmux import (
     ChannelClose,
     ChannelError,
@@ -63,6 +62,7 @@ from .emmgmux import (
     StreamStatus,
     StreamTest,
 )
+from .endpoint import ClientEndpoint, open_connection
 from .events import Event, PeerProtocolError
 from .outbox import Outbox
 
@@ -288,12 +288,7 @@ class EmmgClient:
     async def _session(self) -> bool:
         """One connection; True when the outbox is done and the stream closed cleanly."""
         c = self.config
-        reader, writer = await asyncio.wait_for(asyncio.open_connection(c.host, c.port),
-                                                c.timeout_s)
-        sock = writer.get_extra_info("socket")
-        if sock is not None:
-            with contextlib.suppress(OSError):
-                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        reader, writer = await open_connection(c.host, c.port, timeout_s=c.timeout_s)
         self.stats.connections += 1
         session = _Session(self, reader, writer)
         try:
@@ -302,22 +297,24 @@ class EmmgClient:
             await session.shutdown()
 
 
-class _Session:
+class _Session(ClientEndpoint):
+    """One connection to the mux: setup, the send loop, the close."""
+
+    PEER = "mux"
+    log = log
+
     def __init__(self, client: EmmgClient, reader: asyncio.StreamReader,
                  writer: asyncio.StreamWriter) -> None:
+        super().__init__(reader, writer, Connection(Role.EMMG, version=client.config.version))
         self.client = client
         self.c = client.config
         self.outbox = client.outbox
         self.stats = client.stats
-        self.reader = reader
-        self.writer = writer
-        self.conn = Connection(Role.EMMG, version=self.c.version)
         self.barriers: deque[int] = deque()   # outbox positions awaiting stream_status
         self.channel_status: ChannelStatus | None = None
         self.stream_status: StreamStatus | None = None
         self.bucket = TokenBucket(self.c.bandwidth_kbps * 1000)
         self.udp: asyncio.DatagramTransport | None = None
-        self.reader_task: asyncio.Task[None] | None = None
         self.lost = asyncio.Event()
         self.progress = asyncio.Event()
         self.pending_reply: asyncio.Future[Event] | None = None
@@ -351,7 +348,7 @@ class _Session:
             # stream confirms its batches (see .outbox).
             await self._setup_request(self._stream_test(), StreamStatus)
         self.client._established = True
-        self.reader_task = asyncio.create_task(self._read_loop())
+        self._start_reading()
         try:
             await self._send_loop()
         except CasError as exc:
@@ -518,45 +515,17 @@ class _Session:
                 raise MuxRefused(answer)
         raise _Disconnected(f"no {kind.KIND.value} from the mux")
 
-    def _answer_test(self, event: Event) -> bool:
-        """Answer the mux's channel_test / stream_test by echoing our last status."""
-        if isinstance(event, ChannelTest) and self.channel_status is not None:
-            self._write(self.conn.send(self.channel_status))
-            return True
-        if isinstance(event, StreamTest) and self.stream_status is not None:
-            self._write(self.conn.send(self.stream_status))
-            return True
-        return False
+    def _status_for_test(self, event: Event) -> Event | None:
+        if isinstance(event, ChannelTest):
+            return self.channel_status
+        if isinstance(event, StreamTest):
+            return self.stream_status
+        return None
 
     # --- incoming after setup ------------------------------------------------------------------
-    async def _read_loop(self) -> None:
-        try:
-            while True:
-                data = await self.reader.read(65536)
-                self.conn.receive_data(data)
-                if self._drain_events() or not data:
-                    break
-        except (ConnectionError, OSError) as exc:
-            log.info("mux connection error: %s", exc)
-        finally:
-            self.lost.set()
-            self.progress.set()
-
-    def _drain_events(self) -> bool:
-        while True:
-            try:
-                event = self.conn.next_event()
-            except PeerProtocolError as exc:
-                log.warning("mux sent a bad message: %s", exc)
-                with contextlib.suppress(CasError):
-                    self._write(self.conn.send(self.conn.error_event(exc)))
-                continue
-            if event is NEED_DATA:
-                return False
-            if isinstance(event, ConnectionClosed):
-                return True
-            assert isinstance(event, Event)
-            self._dispatch(event)
+    def _connection_lost(self) -> None:
+        self.lost.set()
+        self.progress.set()
 
     def _dispatch(self, event: Event) -> None:
         if isinstance(event, StreamStatus) and self.barriers:
@@ -568,8 +537,6 @@ class _Session:
             self._allocate(event)
             if self.pending_reply is None or self.pending_reply.done():
                 return
-        if self._answer_test(event):
-            return
         if isinstance(event, ChannelError | StreamError):
             log.warning("mux reports: %s", ", ".join(_status_name(s) for s in event.error_status))
         if self.pending_reply is not None and not self.pending_reply.done():
@@ -578,13 +545,7 @@ class _Session:
     async def shutdown(self) -> None:
         if self.udp is not None:
             self.udp.close()
-        self.writer.close()
-        with contextlib.suppress(Exception):
-            await self.writer.wait_closed()
-        if self.reader_task is not None:
-            self.reader_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self.reader_task
+        await self._close_transport()
 
 
 # --- sources -----------------------------------------------------------------------------------

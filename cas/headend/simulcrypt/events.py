@@ -21,6 +21,8 @@ from typing import Any, ClassVar
 
 from cas.errors import LocalProtocolError, RemoteProtocolError
 from cas.formats.simulcrypt import (
+    USER_DEFINED_MIN,
+    EcmgScsError,
     ErrorKind,
     InterfaceSpec,
     Message,
@@ -92,7 +94,7 @@ class CpCw:
     def __post_init__(self) -> None:
         if not 0 <= self.cp_number <= 0xFFFF:
             raise LocalProtocolError(f"CP_number {self.cp_number} is not a u16",
-                                     error_status=0x0011)
+                                     error_status=EcmgScsError.INV_PARAM_VALUE)
 
     def to_bytes(self) -> bytes:
         return self.cp_number.to_bytes(2, "big") + self.cw
@@ -137,9 +139,10 @@ class Event:
                         f"{self.KIND.value}: {pname}={v!r} is outside {lo}..{hi}",
                         error_status=self.SPEC.status(ErrorKind.INV_PARAM_VALUE))
         for p in self.extra:
-            if p.type < 0x8000:
+            if p.type < USER_DEFINED_MIN:
                 raise LocalProtocolError(
-                    f"extra parameter 0x{p.type:04X} is not user defined (0x8000-0xFFFF)",
+                    f"extra parameter 0x{p.type:04X} is not user defined "
+                    f"(0x{USER_DEFINED_MIN:04X}-0xFFFF)",
                     error_status=self.SPEC.status(ErrorKind.INV_PARAM_TYPE))
         self._validate()
 
@@ -243,7 +246,7 @@ class Event:
                 kwargs[name] = tuple(decoder(r) for r in raws)
             else:
                 kwargs[name] = decoder(raws[0])
-        kwargs["extra"] = tuple(p for p in message.parameters if p.type >= 0x8000
+        kwargs["extra"] = tuple(p for p in message.parameters if p.type >= USER_DEFINED_MIN
                                 and p.type not in _known_types(cls))
         try:
             return cls(**kwargs)

@@ -25,7 +25,6 @@ nothing sent before the close is dropped.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -33,15 +32,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO, Protocol
 
-from cas.errors import CasError, FormatError, LocalProtocolError
+from cas.errors import FormatError
 from cas.formats import ts
 from cas.formats.sections import section_total_length
 from cas.formats.simulcrypt import EMMG_MUX, SimulcryptFormatError, parse_message
 from cas.formats.simulcrypt import EmmgMuxError as Err
 from cas.formats.simulcrypt import EmmgMuxParam as Param
 
-from .connection import NEED_DATA, Connection, ConnectionClosed, Role
-from .ecmg import DEFAULT_IDLE_TIMEOUT_S
+from .connection import Role
 from .emmgmux import (
     EVENTS,
     ChannelClose,
@@ -59,9 +57,9 @@ from .emmgmux import (
     StreamStatus,
     StreamTest,
 )
+from .endpoint import DEFAULT_IDLE_TIMEOUT_S, ServerEndpoint
 from .events import Event, PeerProtocolError, decode_event, error_information_for
-from .serving import close_connections, peer_name, serve_connection, start_server
-from .state import ChannelState
+from .session import ServerSession
 
 log = logging.getLogger("cas.simulcrypt.mux")
 
@@ -136,7 +134,7 @@ class MuxConfig:
     max_channels: int = 0
     max_streams_per_channel: int = 0
     idle_timeout_s: float | None = DEFAULT_IDLE_TIMEOUT_S
-    """Probe a silent connection with channel_test, close it if still silent (:mod:`.serving`)."""
+    """Probe a silent connection with channel_test, close it if still silent (:mod:`.endpoint`)."""
     max_message_length: int = 0xFFFF
     udp: bool = True
     udp_close_linger_s: float = 1.0
@@ -190,71 +188,41 @@ class _MuxStream:
     held: list[bytes] = field(default_factory=list)
 
 
-class MuxSession:
-    """The mux side of one EMMG connection, without I/O."""
+class MuxSession(ServerSession):
+    """The mux side of one EMMG connection, without I/O (the loop is
+    :class:`~.session.ServerSession`'s; ``received_at`` is not used here)."""
+
+    log = log
 
     def __init__(self, config: MuxConfig, sink: DatagramSink, registry: MuxRegistry, *,
                  peer: str = "?") -> None:
+        super().__init__(Role.MUX, max_message_length=config.max_message_length, peer=peer)
         self.config = config
         self.sink = sink
         self.registry = registry
-        self.peer = peer
-        self.conn = Connection(Role.MUX, max_message_length=config.max_message_length)
         self.streams: dict[int, _MuxStream] = {}
-        self.closed = False
         self._channel: tuple[int, int] | None = None
 
     @property
     def ts_packets(self) -> bool:
         return bool(self.conn.section_tspkt_flag)
 
-    def receive(self, data: bytes, *, received_at: float | None = None) -> bytes:
-        """Bytes from the EMMG in, the answer out (``received_at`` is not used here)."""
-        self.conn.receive_data(data)
-        out: list[bytes] = []
-        while not self.closed:
-            try:
-                event = self.conn.next_event()
-            except PeerProtocolError as exc:
-                log.warning("%s: refused: %s (0x%04X %s)", self.peer, exc, exc.error_status,
-                            self.conn.spec.error_name(exc.error_status))
-                self.registry.errors_sent += 1
-                out.append(self._send(self.conn.error_event(exc)))
-                continue
-            if event is NEED_DATA:
-                break
-            if isinstance(event, ConnectionClosed):
-                self.close(commit=False)
-                break
-            assert isinstance(event, Event)
-            if log.isEnabledFor(logging.DEBUG):
-                log.debug("%s: <- %s", self.peer, event.summary())
-            try:
-                for reply in self.handle(event):
-                    if isinstance(reply, ChannelError | StreamError):
-                        # a refusal the mux decided (client_id, ids in use, datagrams, ...)
-                        log.warning("%s: %s refused: %s", self.peer, event.KIND.value,
-                                    reply.summary())
-                        self.registry.errors_sent += 1
-                    out.append(self._send(reply))
-            except CasError as exc:
-                log.warning("%s: %s failed: %s", self.peer, event.KIND.value, exc)
-                out.append(self._send(ChannelError(
-                    client_id=self.conn.client_id or 0, data_channel_id=self.conn.channel_id or 0,
-                    error_status=(getattr(exc, "error_status", Err.UNKNOWN_ERROR),))))
-        return b"".join(out)
+    # --- what the session loop asks ------------------------------------------------------------
+    def _sent(self, event: Event, *, refusal: bool) -> None:
+        if refusal:
+            self.registry.errors_sent += 1
 
-    def _send(self, event: Event) -> bytes:
-        if log.isEnabledFor(logging.DEBUG):
-            log.debug("%s: -> %s", self.peer, event.summary())
-        return self.conn.send(event)
+    def _channel_test(self) -> Event:
+        return ChannelTest(client_id=self.conn.client_id or 0,
+                           data_channel_id=self.conn.channel_id or 0)
 
-    def probe(self) -> bytes | None:
-        """The channel_test that checks an idle connection (None: no open channel)."""
-        if self.closed or self.conn.channel_state is not ChannelState.OPEN:
-            return None
-        return self._send(ChannelTest(client_id=self.conn.client_id or 0,
-                                      data_channel_id=self.conn.channel_id or 0))
+    def _failure_answer(self, error_status: int) -> Event:
+        return ChannelError(client_id=self.conn.client_id or 0,
+                            data_channel_id=self.conn.channel_id or 0,
+                            error_status=(error_status,))
+
+    def _peer_closed(self) -> None:
+        self.close(commit=False)
 
     def close(self, *, commit: bool) -> None:
         """End the session; held datagrams are written only when ``commit``."""
@@ -435,59 +403,45 @@ class _UdpProtocol(asyncio.DatagramProtocol):
         self.server.receive_udp(data)
 
 
-class MuxServer:
+class MuxServer(ServerEndpoint[MuxSession]):
     """asyncio MUX: TCP for control (and data), UDP on the same port number for data."""
+
+    NAME = "mux"
+    SPEC = EMMG_MUX
+    log = log
 
     def __init__(self, sink: DatagramSink, config: MuxConfig | None = None, *,
                  host: str = "127.0.0.1", port: int = 0) -> None:
+        super().__init__(host=host, port=port)
         self.sink = sink
         self.config = config or MuxConfig()
-        self.host = host
-        self.requested_port = port
         self.registry = MuxRegistry()
-        self.connections = 0
-        self._server: asyncio.Server | None = None
         self._udp: asyncio.DatagramTransport | None = None
-        self._tasks: set[asyncio.Task[None]] = set()
-        self._writers: set[asyncio.StreamWriter] = set()
 
     @property
-    def port(self) -> int:
-        if self._server is None or not self._server.sockets:
-            raise LocalProtocolError("the mux is not listening", error_status=Err.UNKNOWN_ERROR)
-        return int(self._server.sockets[0].getsockname()[1])
+    def idle_timeout_s(self) -> float | None:
+        return self.config.idle_timeout_s
 
-    async def start(self) -> MuxServer:
-        self._server = await start_server(self._serve, self.host, self.requested_port)
+    def _open_session(self, peer: str) -> MuxSession:
+        return MuxSession(self.config, self.sink, self.registry, peer=peer)
+
+    def _end_session(self, session: MuxSession) -> None:
+        session.close(commit=False)
+
+    async def _listening(self) -> None:
         if self.config.udp:
             loop = asyncio.get_running_loop()
             self._udp, _ = await loop.create_datagram_endpoint(
                 lambda: _UdpProtocol(self), local_addr=(self.host, self.port))
-        log.info("mux listening on %s:%d (TCP%s)", self.host, self.port,
-                 " + UDP" if self._udp else "")
-        return self
 
-    async def __aenter__(self) -> MuxServer:
-        return await self.start()
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.close()
-
-    async def serve_forever(self) -> None:
-        if self._server is None:
-            await self.start()
-        assert self._server is not None
-        await self._server.serve_forever()
+    def _listening_note(self) -> str:
+        return f" (TCP{' + UDP' if self._udp else ''})"
 
     async def close(self) -> None:
         """Stop listening and drop every connection (held datagrams are not written)."""
         if self._udp is not None:
             self._udp.close()
-        if self._server is not None:
-            self._server.close()
-        await close_connections(self._writers, self._tasks)
-        if self._server is not None:
-            await self._server.wait_closed()
+        await super().close()
 
     def receive_udp(self, data: bytes) -> None:
         try:
@@ -532,21 +486,3 @@ class MuxServer:
         self.registry.udp_after_close += count
         log.info("UDP: %d datagram(s) for client 0x%08X data_id %d just after its stream "
                  "closed: written", count, key[0], key[1])
-
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        task = asyncio.current_task()
-        assert task is not None
-        self._tasks.add(task)
-        self._writers.add(writer)
-        self.connections += 1
-        session = MuxSession(self.config, self.sink, self.registry, peer=peer_name(writer))
-        try:
-            await serve_connection(session, reader, writer,
-                                   idle_timeout_s=self.config.idle_timeout_s, log=log)
-        finally:
-            session.close(commit=False)
-            self._writers.discard(writer)
-            self._tasks.discard(task)
-            writer.close()
-            with contextlib.suppress(Exception):
-                await writer.wait_closed()

@@ -55,6 +55,7 @@ from .ecmgscs import (
     StreamStatus,
     StreamTest,
 )
+from .endpoint import ClientEndpoint, open_connection
 from .events import CpCw, Event, PeerProtocolError
 
 log = logging.getLogger("cas.simulcrypt.scs")
@@ -159,22 +160,22 @@ class _Waiters:
                     pending.future.set_exception(exc)
 
 
-class ScsClient:
+class ScsClient(ClientEndpoint):
     """asyncio SCS for one ECM channel (= one TCP connection, TS 103 197 §4.4)."""
+
+    PEER = "ECMG"
+    log = log
 
     def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, *,
                  channel_id: int, super_cas_id: int, version: int = 2,
                  timeout_s: float = 5.0) -> None:
-        self._reader = reader
-        self._writer = writer
+        super().__init__(reader, writer, Connection(Role.SCS, version=version))
         self.channel_id = channel_id
         self.super_cas_id = super_cas_id
         self.timeout_s = timeout_s
-        self.conn = Connection(Role.SCS, version=version)
         self.channel_status: ChannelStatus | None = None
         self.stream_statuses: dict[int, StreamStatus] = {}
         self._waiters = _Waiters()
-        self._reader_task: asyncio.Task[None] | None = None
         self._closed = False
 
     @classmethod
@@ -182,21 +183,16 @@ class ScsClient:
                       version: int = 2, timeout_s: float = 5.0) -> ScsClient:
         """Connect and set up the channel; returns once channel_status has arrived."""
         try:
-            reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port),
-                                                    timeout_s)
+            reader, writer = await open_connection(host, port, timeout_s=timeout_s)
         except TimeoutError as exc:
             raise SimulcryptTimeout(f"no connection to ECMG {host}:{port} in {timeout_s}s",
                                     error_status=EcmgScsError.UNKNOWN_ERROR) from exc
         except OSError as exc:
             raise PeerUnavailable(f"cannot connect to ECMG {host}:{port}: {exc.strerror or exc}",
                                   error_status=EcmgScsError.UNKNOWN_ERROR) from exc
-        sock = writer.get_extra_info("socket")
-        if sock is not None:
-            with contextlib.suppress(OSError):
-                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         client = cls(reader, writer, channel_id=channel_id, super_cas_id=super_cas_id,
                      version=version, timeout_s=timeout_s)
-        client._reader_task = asyncio.create_task(client._read_loop())
+        client._start_reading()
         try:
             status = await client._request(
                 ChannelSetup(ecm_channel_id=channel_id, super_cas_id=super_cas_id),
@@ -267,28 +263,22 @@ class ScsClient:
 
     async def send_raw(self, data: bytes) -> None:
         """Write bytes as they are (tests of the ECMG's error paths)."""
-        self._writer.write(data)
-        await self._writer.drain()
+        self.writer.write(data)
+        await self.writer.drain()
 
     async def close(self) -> None:
         """channel_close, then close the connection."""
         if self._closed:
             return
         with contextlib.suppress(Exception):
-            self._writer.write(self.conn.send(ChannelClose(ecm_channel_id=self.channel_id)))
-            await self._writer.drain()
+            self.writer.write(self.conn.send(ChannelClose(ecm_channel_id=self.channel_id)))
+            await self.writer.drain()
         await self.abort()
 
     async def abort(self) -> None:
         """Close the connection without channel_close."""
         self._closed = True
-        self._writer.close()
-        with contextlib.suppress(Exception):
-            await self._writer.wait_closed()
-        if self._reader_task is not None:
-            self._reader_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._reader_task
+        await self._close_transport()
         self._waiters.fail_all(SimulcryptTimeout("connection closed",
                                                  error_status=EcmgScsError.UNKNOWN_ERROR))
 
@@ -299,8 +289,8 @@ class ScsClient:
         future: asyncio.Future[Event] = asyncio.get_running_loop().create_future()
         data = self.conn.send(event)
         self._waiters.add(scope, _Pending(kinds=kinds, cp_number=cp_number, future=future))
-        self._writer.write(data)
-        await self._writer.drain()
+        self.writer.write(data)
+        await self.writer.drain()
         try:
             return await asyncio.wait_for(future, self.timeout_s)
         except TimeoutError as exc:
@@ -308,36 +298,13 @@ class ScsClient:
                                     error_status=EcmgScsError.UNKNOWN_ERROR) from exc
 
     # --- incoming ----------------------------------------------------------------------------------
-    async def _read_loop(self) -> None:
-        try:
-            while True:
-                data = await self._reader.read(65536)
-                self.conn.receive_data(data)
-                if self._drain_events() or not data:
-                    break
-        except (ConnectionError, OSError) as exc:
-            log.info("ECMG connection lost: %s", exc)
-        finally:
-            self._closed = True
-            self._waiters.fail_all(SimulcryptTimeout(
-                "the ECMG closed the connection", error_status=EcmgScsError.UNKNOWN_ERROR))
+    def _connection_lost(self) -> None:
+        self._closed = True
+        self._waiters.fail_all(SimulcryptTimeout(
+            "the ECMG closed the connection", error_status=EcmgScsError.UNKNOWN_ERROR))
 
-    def _drain_events(self) -> bool:
-        """Dispatch every complete event; True once the connection is over."""
-        while True:
-            try:
-                event = self.conn.next_event()
-            except PeerProtocolError as exc:
-                log.warning("ECMG sent a bad message: %s", exc)
-                with contextlib.suppress(Exception):
-                    self._writer.write(self.conn.send(self.conn.error_event(exc)))
-                continue
-            if event is NEED_DATA:
-                return False
-            if isinstance(event, ConnectionClosed):
-                return True
-            assert isinstance(event, Event)
-            self._dispatch(event)
+    def _status_for_test(self, event: Event) -> Event | None:
+        return _echo(event, self.channel_status, self.stream_statuses)
 
     def _dispatch(self, event: Event) -> None:
         # Remember statuses as they arrive: the ECMG may test right after answering a setup,
@@ -346,12 +313,6 @@ class ScsClient:
             self.channel_status = event
         elif isinstance(event, StreamStatus):
             self.stream_statuses[event.ecm_stream_id] = event
-        if isinstance(event, ChannelTest) and self.channel_status is not None:
-            self._writer.write(self.conn.send(self.channel_status))   # echo: rule 2
-            return
-        if isinstance(event, StreamTest) and event.ecm_stream_id in self.stream_statuses:
-            self._writer.write(self.conn.send(self.stream_statuses[event.ecm_stream_id]))
-            return
         scope = event.stream_id
         if isinstance(event, ChannelError | StreamError):
             refused = EcmgRefused(event)
@@ -360,6 +321,16 @@ class ScsClient:
             return
         if not self._waiters.resolve(scope, event):
             log.info("unsolicited %s", event.KIND.value)
+
+
+def _echo(event: Event, channel_status: ChannelStatus | None,
+          stream_statuses: Mapping[int, StreamStatus]) -> Event | None:
+    """The status that answers the ECMG's channel_test / stream_test (rule 2: an echo)."""
+    if isinstance(event, ChannelTest):
+        return channel_status
+    if isinstance(event, StreamTest):
+        return stream_statuses.get(event.ecm_stream_id)
+    return None
 
 
 # --- blocking client ----------------------------------------------------------------------------
@@ -439,12 +410,11 @@ class BlockingScsClient:
                 return answer
             if isinstance(answer, ChannelError | StreamError):
                 raise EcmgRefused(answer)
-            if isinstance(answer, ChannelTest):
-                self._sock.sendall(self.conn.send(self.channel_status))
-                continue
-            if isinstance(answer, StreamTest) and answer.ecm_stream_id in self.stream_statuses:
-                self._sock.sendall(self.conn.send(self.stream_statuses[answer.ecm_stream_id]))
-                continue
+            if isinstance(answer, Event):
+                echo = _echo(answer, self.channel_status, self.stream_statuses)
+                if echo is not None:
+                    self._sock.sendall(self.conn.send(echo))
+                    continue
             if isinstance(answer, ConnectionClosed):
                 raise SimulcryptTimeout("the ECMG closed the connection",
                                         error_status=EcmgScsError.UNKNOWN_ERROR)

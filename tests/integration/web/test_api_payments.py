@@ -174,7 +174,7 @@ def test_concurrent_retries_with_one_key_book_one_payment(web_env: WebEnv) -> No
     assert len(answers) == 8 and {a[0] for a in answers} == {201}, answers
     assert len({a[1] for a in answers}) == 1
     with web_env.store().reader() as s:
-        from cas.billing._core import account_by_number
+        from cas.billing.txn import account_by_number
 
         acct = account_by_number(s, acc.account_number)
         assert s.execute(select(func.count()).select_from(Payment).where(

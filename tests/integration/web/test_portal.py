@@ -108,7 +108,7 @@ def test_uzonline_package_needs_the_sms_code_of_the_session(portal_env: PortalEn
     p.post("/uzonline/packages/subscribe", {"package": "ivi"}, token_from="/uzonline/packages")
     assert "is active until" in _flash(p.last.text)
     with portal_env.store("uzonline").reader() as s:
-        from cas.billing._core import account_by_number
+        from cas.billing.txn import account_by_number
 
         acc = account_by_number(s, number)
         sub = s.execute(select(Subscription).where(Subscription.account_id == acc.id)

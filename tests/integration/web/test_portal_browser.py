@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select
 
-from cas.billing._core import account_by_number
+from cas.billing.txn import account_by_number
 from cas.store.models import (
     Card,
     LedgerEntry,

@@ -158,7 +158,7 @@ def test_sms_code_brute_force_hits_the_limit(portal_env: PortalEnv) -> None:
     # The right code came too late: no logged-in session exists for m2.
     assert p.get("/mts/account").url.path == "/mts/login"
     with portal_env.store("mts").reader() as s:
-        from cas.billing._core import account_by_number
+        from cas.billing.txn import account_by_number
 
         acc_id = account_by_number(s, m2.account_number).id
         assert s.execute(select(func.count()).select_from(WebSession).where(

@@ -9,12 +9,14 @@ from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from click.testing import CliRunner
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from cas.access import CardRights
 from cas.billing import accounts, clock, service, state
 from cas.billing.setup import use_profile
+from cas.cli.main import cli
 from cas.reasons import Reason
 from cas.store.engine import Store
 from cas.store.models import Base
@@ -105,3 +107,18 @@ class Bench:
         with self.store.reader() as s:
             return {t.name: sorted((tuple(r) for r in s.execute(select(t)).all()), key=repr)
                     for t in Base.metadata.sorted_tables}
+
+
+def run_cas(store: Store, *args: str) -> tuple[int, str, str]:
+    """``cas --db-url <store> ARGS`` through click's runner: (exit code, stdout, stderr)."""
+    url = store.engine.url.render_as_string(hide_password=False)
+    result = CliRunner().invoke(cli, ["--db-url", url, *args], catch_exceptions=False)
+    return result.exit_code, result.stdout, result.stderr
+
+
+def with_ntv_holder(b: Bench) -> Bench:
+    """An NTV Plus bench with one holder: contract 7701234, card 2256884759, 599 RUB paid."""
+    acc = b.account(contract_number="7701234")
+    b.card(acc)  # 2256884759
+    b.pay(acc, 599_00, payment_id="first")
+    return b

@@ -18,11 +18,6 @@ from tests.unit.billing.helpers import Bench
 AZN = 100
 
 
-@pytest.fixture
-def atv(bench: Callable[[str], Bench]) -> Bench:
-    return bench("atvplus")
-
-
 def test_the_seed_example_exactly(atv: Bench) -> None:
     """1 + 10 = 11 < 12: not active; + 10 = 21: 12 debited, active, 9 left."""
     acc = atv.account(surname="Mammadov", name="Elvin")

@@ -9,29 +9,17 @@ from datetime import datetime
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
 
 from cas.billing import service
 from cas.cli.main import cli
 from cas.errors import CasError, ValidationError
-from cas.store.engine import Store
 from cas.store.errors import RecordConflict, RecordNotFound
-from tests.unit.billing.helpers import Bench
+from tests.unit.billing.helpers import Bench, run_cas, with_ntv_holder
 
 
 @pytest.fixture
 def ntv(bench: Callable[[str], Bench]) -> Bench:
-    b = bench("ntvplus")
-    acc = b.account(contract_number="7701234")
-    b.card(acc)  # 2256884759
-    b.pay(acc, 599_00, payment_id="first")
-    return b
-
-
-def _run(store: Store, *args: str) -> tuple[int, str, str]:
-    url = store.engine.url.render_as_string(hide_password=False)
-    result = CliRunner().invoke(cli, ["--db-url", url, *args], catch_exceptions=False)
-    return result.exit_code, result.stdout, result.stderr
+    return with_ntv_holder(bench("ntvplus"))
 
 
 @pytest.mark.parametrize(("kw", "error", "code"), [
@@ -91,7 +79,7 @@ def test_bad_payments_write_nothing(ntv: Bench, kw: dict[str, object], error: ty
 def test_cli_bad_input_one_line_nonzero_nothing_written(ntv: Bench, args: list[str],
                                                         exit_code: int, needle: str) -> None:
     before = ntv.snapshot()
-    code, out, err = _run(ntv.store, *args)
+    code, out, err = run_cas(ntv.store, *args)
     assert code == exit_code
     lines = err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and needle in lines[0], err
@@ -108,13 +96,13 @@ def test_cli_switch_inside_the_lock_window(bench: Callable[[str], Bench]) -> Non
         service.switch_package(s, account_number=acc, package="sport", at=atv.now())
     atv.advance(days=10)
     before = atv.snapshot()
-    code, out, err = _run(atv.store, "package", "switch", acc, "standard")
+    code, out, err = run_cas(atv.store, "package", "switch", acc, "standard")
     assert code == 7 and out == ""
     assert err.count("\n") == 1 and "next switch is possible from 2026-03-31" in err
     assert atv.snapshot() == before
     # With a payment, the switch is refused the same way but the money is booked.
     bal = atv.balance(acc)
-    code, out, err = _run(atv.store, "pay", "--card", str(card), "10", "--method",
+    code, out, err = run_cas(atv.store, "pay", "--card", str(card), "10", "--method",
                           "payment_card", "--package", "standard")
     assert code == 0 and err == ""
     text = " ".join(out.split())
@@ -141,7 +129,7 @@ def test_cli_no_switch_date_when_the_operator_has_no_switch_lock(ntv: Bench) -> 
     ntv.pay(number, 2000_00)
     with ntv.tx() as s:
         service.subscribe(s, account_number=number, package="basic", at=ntv.now())
-    code, out, err = _run(ntv.store, "package", "switch", number, "optimum")
+    code, out, err = run_cas(ntv.store, "package", "switch", number, "optimum")
     assert code == 0, err
     text = " ".join(out.split())
     assert text.startswith("switched basic -> optimum: 30 unused days credited")
@@ -151,18 +139,18 @@ def test_cli_no_switch_date_when_the_operator_has_no_switch_lock(ntv: Bench) -> 
 def test_cli_the_same_holder_twice_needs_again(ntv: Bench) -> None:
     args = ["account", "create", "--surname", "Petrov", "--name", "Pyotr", "--phone",
             "+79161234567"]
-    code, _out, err = _run(ntv.store, *args)
+    code, _out, err = run_cas(ntv.store, *args)
     assert code == 0, err
     before = ntv.snapshot()
-    code, out, err = _run(ntv.store, *args)
+    code, out, err = run_cas(ntv.store, *args)
     assert code == 7 and out == ""
     assert "Petrov Pyotr already holds account" in err and "--again" in err
     assert err.count("\n") == 1
     assert ntv.snapshot() == before
     # Another holder of the same name with another phone is another person: no question.
-    assert _run(ntv.store, "account", "create", "--surname", "Petrov", "--name", "Pyotr",
+    assert run_cas(ntv.store, "account", "create", "--surname", "Petrov", "--name", "Pyotr",
                 "--phone", "+79160000000")[0] == 0
-    code, _out, err = _run(ntv.store, *args, "--again")
+    code, _out, err = run_cas(ntv.store, *args, "--again")
     assert code == 0, err
 
 
@@ -172,7 +160,7 @@ def test_cli_promo_reuse_is_a_rule_refusal_exit_7(bench: Callable[[str], Bench])
     tv = bench("tvplus")
     acc = tv.account()
     tv.card(acc)
-    code, out, err = _run(tv.store, "promo", "redeem", acc, "TVPLUS30")
+    code, out, err = run_cas(tv.store, "promo", "redeem", acc, "TVPLUS30")
     assert code == 7 and "no such verification session" not in err
     assert "confirmed by SMS code" in err and err.count("\n") == 1
     codes = iter([bytes(range(16)), (123456).to_bytes(8, "big")])
@@ -183,9 +171,9 @@ def test_cli_promo_reuse_is_a_rule_refusal_exit_7(bench: Callable[[str], Bench])
         assert accounts.confirm_verification(s, token=ch.token, code="123456",
                                              at=tv.now()).verified
     args = ("promo", "redeem", acc, "TVPLUS30", "--verification", ch.token)
-    assert _run(tv.store, *args)[0] == 0
+    assert run_cas(tv.store, *args)[0] == 0
     before = tv.snapshot()
-    code, out, err = _run(tv.store, *args)
+    code, out, err = run_cas(tv.store, *args)
     assert code == 7 and out == "" and "already used this promo code" in err
     assert tv.snapshot() == before
 

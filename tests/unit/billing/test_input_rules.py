@@ -8,15 +8,12 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from click.testing import CliRunner
 
 from cas.billing import accounts, service
 from cas.billing.catalog import get_channel, get_package
 from cas.billing.money import parse_amount
-from cas.cli.main import cli
 from cas.errors import ValidationError
-from cas.store.engine import Store
-from tests.unit.billing.helpers import Bench
+from tests.unit.billing.helpers import Bench, run_cas, with_ntv_holder
 
 FOREIGN = ["²", "１０", "٣", "sid:²"]
 CONTROL = ["x\x00y", "x\x1by", "x\x7fy", "x\x85y", "\x00"]
@@ -24,11 +21,7 @@ CONTROL = ["x\x00y", "x\x1by", "x\x7fy", "x\x85y", "\x00"]
 
 @pytest.fixture
 def ntv(bench: Callable[[str], Bench]) -> Bench:
-    b = bench("ntvplus")
-    acc = b.account(contract_number="7701234")
-    b.card(acc)  # 2256884759
-    b.pay(acc, 599_00, payment_id="first")
-    return b
+    return with_ntv_holder(bench("ntvplus"))
 
 
 def _refused(b: Bench, code: str, fn: Callable[..., Any], **kw: Any) -> str:
@@ -133,12 +126,6 @@ def test_lookups_with_nul_answer_unknown_not_a_database_error(ntv: Bench) -> Non
 
 
 # --- the CLI: one line, exit 2 ------------------------------------------------------------------
-def _run(store: Store, *args: str) -> tuple[int, str, str]:
-    url = store.engine.url.render_as_string(hide_password=False)
-    result = CliRunner().invoke(cli, ["--db-url", url, *args], catch_exceptions=False)
-    return result.exit_code, result.stdout, result.stderr
-
-
 @pytest.mark.parametrize(("args", "needle"), [
     (["pay", "5000", "--card", "²"], "card number '²'"),
     (["pay", "5000", "--card", "１０"], "ASCII digits 0-9"),
@@ -153,7 +140,7 @@ def _run(store: Store, *args: str) -> tuple[int, str, str]:
 ])
 def test_cli_numbers_in_other_digits(ntv: Bench, args: list[str], needle: str) -> None:
     before = ntv.snapshot()
-    code, out, err = _run(ntv.store, *args)
+    code, out, err = run_cas(ntv.store, *args)
     lines = err.strip().splitlines()
     assert code == 2, err
     assert len(lines) == 1 and lines[0].startswith("error: ") and needle in lines[0], err
@@ -163,7 +150,7 @@ def test_cli_numbers_in_other_digits(ntv: Bench, args: list[str], needle: str) -
 
 def test_cli_refuses_a_nul_in_a_name(ntv: Bench) -> None:
     before = ntv.snapshot()
-    code, out, err = _run(ntv.store, "account", "create", "--surname", "x\x1by",
+    code, out, err = run_cas(ntv.store, "account", "create", "--surname", "x\x1by",
                           "--name", "Ivan")
     assert code == 7 and out == ""
     assert err.count("\n") == 1 and "control characters" in err

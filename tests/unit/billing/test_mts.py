@@ -4,8 +4,6 @@ payment history; notifications to e-mail and phone."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import pytest
 from sqlalchemy import select
 
@@ -18,11 +16,6 @@ from cas.store.models import Account, Box, Notification
 from tests.unit.billing.helpers import Bench
 
 RUB = 100
-
-
-@pytest.fixture
-def mts(bench: Callable[[str], Bench]) -> Bench:
-    return bench("mts")
 
 
 def _chip(chip_id: int, csk: bytes = b"\x11" * 24) -> ChipIdRecord:

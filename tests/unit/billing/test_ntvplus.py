@@ -4,8 +4,6 @@ Promised Payment; the payment statement."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import pytest
 
 from cas.access import CardStatus
@@ -17,11 +15,6 @@ from tests.unit.billing.helpers import DAY, Bench
 
 RUB = 100
 BASIC = 599 * RUB
-
-
-@pytest.fixture
-def ntv(bench: Callable[[str], Bench]) -> Bench:
-    return bench("ntvplus")
 
 
 def _holder(ntv: Bench) -> tuple[str, int]:

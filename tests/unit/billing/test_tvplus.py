@@ -4,7 +4,6 @@ limits, kids profile, service only inside Kazakhstan."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from datetime import timedelta
 
 import pytest
@@ -18,11 +17,6 @@ from tests.unit.billing.helpers import DAY, Bench
 
 KZT = 100
 START, OPTIMAL, MAXIMUM = 2490 * KZT, 3490 * KZT, 4990 * KZT
-
-
-@pytest.fixture
-def tv(bench: Callable[[str], Bench]) -> Bench:
-    return bench("tvplus")
 
 
 def _subscribe(tv: Bench, acc: str, package: str) -> service.SubscriptionView:

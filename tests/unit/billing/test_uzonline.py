@@ -4,8 +4,6 @@ subscription's activation date, end date and days left; "extend"."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import pytest
 
 from cas.billing import accounts, service
@@ -13,11 +11,6 @@ from cas.errors import BillingError
 from tests.unit.billing.helpers import DAY, Bench
 
 SOM = 100
-
-
-@pytest.fixture
-def uz(bench: Callable[[str], Bench]) -> Bench:
-    return bench("uzonline")
 
 
 def _verified(uz: Bench, acc: str, phone: str = "+998901234567") -> str:

@@ -31,7 +31,10 @@ _TYPES: dict[str, type] = {
     cls.__name__: cls
     for module in (records, chipid, apdu, emm, ecm)
     for cls in vars(module).values()
-    if isinstance(cls, type) and dataclasses.is_dataclass(cls) and cls.__module__ == module.__name__
+    if isinstance(cls, type)
+    and dataclasses.is_dataclass(cls)
+    # defined in the module, or in the package's own submodules (records.model)
+    and f"{cls.__module__}.".startswith(f"{module.__name__}.")
 }
 _TYPES["Entitlement"] = Entitlement
 

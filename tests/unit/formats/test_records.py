@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 from cas.access import CardStatus, Entitlement
 from cas.errors import ChecksumError, FormatError
 from cas.formats import records as R
+from cas.formats._common import key_summary
 from cas.formats.records import (
     CARD_RECORD_SIZE,
     CardBatch,
@@ -33,6 +34,7 @@ from cas.formats.records import (
     parse_card_record_declarative,
     read_card_batch_header,
 )
+from cas.formats.records import fast as records_fast
 from tests.unit.formats.record_strategies import card_records
 
 SAMPLE = CardRecord(
@@ -267,7 +269,7 @@ def test_describe_is_json_and_hides_keys() -> None:
     text = json.dumps(tree, ensure_ascii=False)
     assert tree["serial"] == "2256884759"
     assert tree["pairing"]["chip_id"] == "1A2B3C4D"
-    assert tree["wrapped_cuk"] == {"length": 24, "fingerprint": R.key_summary(SAMPLE.wrapped_cuk)["fingerprint"]}
+    assert tree["wrapped_cuk"] == {"length": 24, "fingerprint": key_summary(SAMPLE.wrapped_cuk)["fingerprint"]}
     for secret in (SAMPLE.wrapped_cuk, SAMPLE.wrapped_group_key, b"\x22" * 24, b"\xee" * 24):
         assert secret.hex() not in text
     assert "wrapped_cuk" not in repr(SAMPLE) and "22222222" not in repr(SAMPLE)
@@ -334,7 +336,7 @@ def test_bad_record_in_a_large_batch_is_named(bad: int, pos: int, xor: int, fix:
 
 def test_bulk_crc_over_mmap_chunks(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     # small chunks so that several full chunks and a partial one are checked
-    monkeypatch.setattr(R, "CRC_CHUNK_RECORDS", 8)
+    monkeypatch.setattr(records_fast, "CRC_CHUNK_RECORDS", 8)
     recs = [dataclasses.replace(SAMPLE, serial=i, emm_seq_unique=i) for i in range(29)]
     path = tmp_path / "b.bin"
     path.write_bytes(build_card_batch(CardBatch(created_s=1, issuer="F", records=tuple(recs))))

@@ -115,6 +115,12 @@ def test_full_file(tmp_path: Path) -> None:
     assert cfg.emm.pid == 0x0C01 and cfg.emm.external_mux
     assert (cfg.emm.mux_host, cfg.emm.mux_port, cfg.emm.client_id) == ("127.0.0.1", 3000, 7)
     assert cfg.ops.listen_port == 0 and cfg.ops.log is LogFormat.TEXT
+    assert sc.super_cas_id == 0xBEEF0001
+
+
+def test_super_cas_id_follows_the_ca_system_id(tmp_path: Path) -> None:
+    cfg = _load(tmp_path, "[headend]\nca_system_id = 0x1234\n" + MINIMAL)
+    assert cfg.scrambling.super_cas_id == 0x12340001
 
 
 def test_defaults(tmp_path: Path) -> None:

@@ -8,7 +8,7 @@ from array import array
 
 import pytest
 
-from cas.live.pacer import PACKET_SIZE, Pacer
+from cas.live.pacer import PACKET_SIZE, Datagram, Pacer
 
 
 class FakeClock:
@@ -33,8 +33,8 @@ def _rig(ppd: int = 7, lag: float = 0.0) -> tuple[Pacer, FakeClock, list[tuple[f
     clock = FakeClock()
     sent: list[tuple[float, bytes]] = []
 
-    def send(d: bytes) -> None:
-        sent.append((clock.t, d))
+    def send(d: Datagram) -> None:
+        sent.append((clock.t, bytes(d)))
         clock.t += lag
 
     pacer = Pacer(send, packets_per_datagram=ppd, clock=clock, sleep=clock.sleep)
@@ -83,7 +83,8 @@ def test_late_datagrams_are_counted_and_sent() -> None:
     late: list[float] = []
     clock = FakeClock()
     sent: list[bytes] = []
-    pacer = Pacer(sent.append, clock=clock, sleep=clock.sleep, on_late=late.append)
+    pacer = Pacer(lambda d: sent.append(bytes(d)), clock=clock, sleep=clock.sleep,
+                  on_late=late.append)
     pacer.start()
     clock.t += 0.020  # the sender was held up for 20 ms
     pacer.feed(_packets(14), array("d", [i * 0.001 for i in range(14)]))
@@ -98,8 +99,8 @@ def test_stop_is_between_datagrams_and_flush_sends_whole_packets() -> None:
     clock = FakeClock()
     sent: list[bytes] = []
 
-    def send(d: bytes) -> None:
-        sent.append(d)
+    def send(d: Datagram) -> None:
+        sent.append(bytes(d))
         if len(sent) == 2:
             stop.set()
 

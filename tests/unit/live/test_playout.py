@@ -210,15 +210,15 @@ def test_real_time_loop_sends_the_multiplex_in_order_and_stops_between_datagrams
     leaves as whole datagrams, in order, and a stop ends it cleanly."""
     import threading
 
-    from cas.live.pacer import Pacer
+    from cas.live.pacer import Datagram, Pacer
     from cas.live.playout import RealTime
 
     mux, _, _, _, _ = _rig(tmp_path)
     sent: list[bytes] = []
     stop = threading.Event()
 
-    def send(d: bytes) -> None:
-        sent.append(d)
+    def send(d: Datagram) -> None:
+        sent.append(bytes(d))
         if len(sent) == 500:
             stop.set()
 

@@ -173,7 +173,7 @@ def test_timestamp_field_round_trip() -> None:
 
 def test_live_timer_interpolates_between_pcrs() -> None:
     spts = make_spts(seconds=0.5)
-    timer = src._LiveTimer(VIDEO_PID, latency_s=0.25)
+    timer = src.PcrTimer(VIDEO_PID, latency_s=0.25)
     es = [p for p in packets(spts.data) if pid_of(p) in (VIDEO_PID, AUDIO_PID)]
     for p in es:
         timer.feed(p, now_s=1.0)
@@ -191,7 +191,7 @@ def test_live_timer_interpolates_between_pcrs() -> None:
 
 def test_live_timer_reanchors_on_a_pcr_jump() -> None:
     spts = make_spts(seconds=0.3)
-    timer = src._LiveTimer(VIDEO_PID, latency_s=0.1)
+    timer = src.PcrTimer(VIDEO_PID, latency_s=0.1)
     es = [p for p in packets(spts.data) if pid_of(p) == VIDEO_PID]
     for p in es:
         timer.feed(p, now_s=0.0)

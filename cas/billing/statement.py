@@ -1,0 +1,116 @@
+"""What the account shows about money: the payment statement (ledger lines between two
+balances), the balance with its block, suspension and open promise, and amounts in the
+operator's currency.
+
+Reads only; nothing here writes or commits.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from cas.billing.money import format_amount
+from cas.billing.txn import account_by_number, current_profile
+from cas.errors import StoreError
+from cas.store.models import Account, LedgerEntry, PromisedPayment
+from cas.store.repo import from_s, to_s
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StatementLine:
+    at: datetime
+    kind: str
+    amount_minor: int
+    balance_after_minor: int
+    ref: str | None
+    description: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Statement:
+    """Ledger lines of a period; ``opening + sum(lines) == closing`` always holds."""
+
+    account_number: str
+    currency: str
+    opening_balance_minor: int
+    closing_balance_minor: int
+    lines: tuple[StatementLine, ...]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BalanceView:
+    account_number: str
+    balance_minor: int
+    currency: str
+    blocked_since: datetime | None
+    block_cause: str | None
+    suspended_from: datetime | None
+    suspended_until: datetime | None
+    promised_minor: int
+    promised_due: datetime | None
+
+
+
+def statement(session: Session, *, account_number: str, since: datetime | None = None,
+              until: datetime | None = None) -> Statement:
+    """The payment statement (NTV Plus seed): ledger lines in ``[since, until)``, with the
+    opening and closing balances they connect."""
+    acc = account_by_number(session, account_number)
+    profile = current_profile(session)
+    since_s = to_s(since) if since is not None else None
+    until_s = to_s(until) if until is not None else None
+    opening = 0
+    if since_s is not None:
+        opening = int(session.execute(
+            select(func.coalesce(func.sum(LedgerEntry.amount_minor), 0))
+            .where(LedgerEntry.account_id == acc.id, LedgerEntry.at_s < since_s)).scalar_one())
+    stmt = select(LedgerEntry).where(LedgerEntry.account_id == acc.id)
+    if since_s is not None:
+        stmt = stmt.where(LedgerEntry.at_s >= since_s)
+    if until_s is not None:
+        stmt = stmt.where(LedgerEntry.at_s < until_s)
+    rows = session.execute(stmt.order_by(LedgerEntry.id)).scalars().all()
+    lines = tuple(StatementLine(at=from_s(r.at_s), kind=r.kind, amount_minor=r.amount_minor,
+                                balance_after_minor=r.balance_after_minor, ref=r.ref,
+                                description=r.description) for r in rows)
+    closing = opening + sum(line.amount_minor for line in lines)
+    if until_s is None and closing != acc.balance_minor:
+        raise StoreError(f"ledger of account {acc.account_number} does not add up to its balance")
+    return Statement(account_number=acc.account_number, currency=profile.currency,
+                     opening_balance_minor=opening, closing_balance_minor=closing, lines=lines)
+
+
+def balance_view(session: Session, acc: Account) -> BalanceView:
+    promise_row = session.execute(
+        select(PromisedPayment).where(PromisedPayment.account_id == acc.id,
+                                      PromisedPayment.status == "open")).scalars().first()
+    profile = current_profile(session)
+    return BalanceView(
+        account_number=acc.account_number, balance_minor=acc.balance_minor,
+        currency=profile.currency,
+        blocked_since=from_s(acc.blocked_since_s) if acc.blocked_since_s is not None else None,
+        block_cause=acc.block_cause,
+        suspended_from=from_s(acc.suspended_from_s) if acc.suspended_from_s is not None else None,
+        suspended_until=(from_s(acc.suspended_until_s)
+                         if acc.suspended_until_s is not None else None),
+        promised_minor=promise_row.amount_minor if promise_row else 0,
+        promised_due=from_s(promise_row.due_at_s) if promise_row else None)
+
+
+def balance(session: Session, *, account_number: str) -> BalanceView:
+    """The balance and the account's money state (block, suspension, open promise)."""
+    return balance_view(session, account_by_number(session, account_number))
+
+
+
+def money_text(session: Session, amount_minor: int) -> str:
+    profile = current_profile(session)
+    return format_amount(amount_minor, profile.minor_per_major, profile.currency)
+
+
+__all__ = ["BalanceView", "Statement", "StatementLine", "balance", "balance_view",
+           "money_text", "statement"]

@@ -1,0 +1,121 @@
+"""What every operator-API handler shares, declared once: the authenticated caller
+(``Ctx``: the ``X-API-Key`` check, its operator's store, the audit actor), one read or one
+audited write transaction on that store, and the path and query parameter types.
+
+Thin by design: a handler takes ``ctx: Ctx``, calls one domain function through
+:meth:`ApiContext.read` or :meth:`ApiContext.write` (the write records one audit row in the
+same transaction), and turns the result into a response model.  Refusals are our typed
+errors; the app's exception handlers answer them (:func:`cas.web.errors.classify`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Annotated, Any, TypeVar
+
+from fastapi import Depends, Path, Query, Request, Security
+from fastapi.security import APIKeyHeader
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from cas.billing.clock import clock_now
+from cas.web import audit
+from cas.web.errors import Unauthenticated
+from cas.web.models import WebApiKey
+from cas.web.schemas import AccountNumber, ChipIdHex
+from cas.web.security import parse_api_key, same_digest
+from cas.web.settings import Tenant
+from cas.web.state import client_ip, web_state
+
+T = TypeVar("T")
+
+API_PREFIX = "/api/v1"
+API_KEY_HEADER = APIKeyHeader(name="X-API-Key", auto_error=False,
+                              description="cas.<operator>.<key id>.<secret> "
+                                          "(`cas serve apikey create`)")
+#: u32 wire times (docs/architecture.md): bounds for ``at_s`` query parameters.
+MAX_TIME_S = 0xFFFF_FFFF
+#: Refresh ``web_api_keys.last_used_at_s`` at most this often (one write, not one per call).
+_LAST_USED_EVERY_S = 60
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ApiContext:
+    """The authenticated caller: its operator's store and the audit actor."""
+
+    tenant: Tenant
+    key_id: str
+    actor: audit.Actor
+    wall_s: int
+
+    def read(self, fn: Callable[[Session, datetime], T]) -> T:
+        """``fn(session, store clock)`` in one read-only session."""
+        with self.tenant.store.reader() as s:
+            return fn(s, clock_now(s))
+
+    def write(self, action: str, target: str | Callable[[T], str],
+              fn: Callable[[Session, datetime], T], detail: dict[str, Any] | None = None) -> T:
+        """One transaction: the domain call and its audit row commit together or not at all.
+        ``target`` is the record changed, or a function of the result that names it."""
+        with self.tenant.transaction() as s:
+            at = clock_now(s)
+            result = fn(s, at)
+            name = target(result) if callable(target) else target
+            audit.record(s, self.actor, action, name, wall_s=self.wall_s, sim_at=at,
+                         detail=detail)
+        return result
+
+
+def api_context(request: Request,
+                api_key: Annotated[str | None, Security(API_KEY_HEADER)] = None) -> ApiContext:
+    """Authenticate ``X-API-Key``: the operator named in the key must be served here, the key
+    id known in that operator's store, not revoked, and the secret's digest equal."""
+    state = web_state(request)
+    if not api_key:
+        raise Unauthenticated("an X-API-Key header is required", code="API_KEY_REQUIRED")
+    presented = parse_api_key(api_key)
+    tenant = state.tenants.get(presented.operator) if presented is not None else None
+    if presented is None or tenant is None:
+        raise Unauthenticated("invalid API key")
+    now_s = state.settings.now_s()
+    with tenant.store.reader() as s:
+        row = s.execute(select(WebApiKey).where(WebApiKey.key_id == presented.key_id)).scalar()
+        ok = (row is not None and row.operator == presented.operator
+              and row.revoked_at_s is None
+              and same_digest(row.secret_sha256, presented.secret_sha256))
+        stale = ok and row is not None and (
+            row.last_used_at_s is None or now_s - row.last_used_at_s >= _LAST_USED_EVERY_S)
+    if not ok:
+        raise Unauthenticated("invalid API key")
+    if stale:
+        with tenant.transaction() as s:
+            fresh = s.execute(select(WebApiKey).where(WebApiKey.key_id == presented.key_id)
+                              ).scalar_one()
+            fresh.last_used_at_s = now_s
+    return ApiContext(tenant=tenant, key_id=presented.key_id,
+                      actor=audit.Actor(kind="api_key", name=presented.key_id,
+                                        client_ip=client_ip(request)),
+                      wall_s=now_s)
+
+
+Ctx = Annotated[ApiContext, Depends(api_context)]
+
+
+def at_or_now(at_s: int | None, now: datetime) -> datetime:
+    return datetime.fromtimestamp(at_s, UTC) if at_s is not None else now
+
+
+def serial_text(serial: int) -> str:
+    return f"{serial:010d}"
+
+
+AccountPath = Annotated[AccountNumber, Path(description="Personal account number.")]
+SerialPath = Annotated[int, Path(ge=1, le=0xFFFF_FFFF, description="Smart-card number.")]
+ChipPath = Annotated[ChipIdHex, Path(description="Chip ID, 8 hex digits.")]
+PackagePath = Annotated[str, Path(min_length=1, max_length=64, description="Package code or id.")]
+Limit = Annotated[int, Query(ge=1, le=1000)]
+Offset = Annotated[int, Query(ge=0, le=1_000_000_000)]
+AtS = Annotated[int | None, Query(ge=0, le=MAX_TIME_S, description="Moment (default: the "
+                                  "store's clock).")]
