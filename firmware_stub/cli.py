@@ -44,6 +44,7 @@ from firmware_stub.box import Box, WatchResult
 from firmware_stub.cardslot import insert_card
 from firmware_stub.chipset import load_chip_record, load_key_file, load_vendor_key
 from firmware_stub.errors import NotTransportStreamError
+from firmware_stub.faults import Fault
 from firmware_stub.live import LiveResult, run_live, utc_text
 from firmware_stub.nvram import load_nvram
 from firmware_stub.report import ChannelStatus, render
@@ -102,6 +103,9 @@ def _chip_options(f: F) -> F:
 def _box_options(f: F) -> F:
     f = click.option("--ca-system-id", default=f"{cas.DEFAULT_CA_SYSTEM_ID:04X}",
                      show_default=True, metavar="HEX", help="CA_system_ID to look for.")(f)
+    f = click.option("--fault", "faults", multiple=True,
+                     type=click.Choice([x.value for x in Fault]),
+                     help="Inject a fault (repeatable; for testing test kits: docs/kit.md).")(f)
     f = click.option("--trace", is_flag=True, help="Print every APDU to stderr.")(f)
     f = click.option("--rom-key-file", envvar="KIT_ROM_KEY_FILE",
                      type=click.Path(exists=True, dir_okay=False, path_type=Path),
@@ -122,7 +126,8 @@ def _box_options(f: F) -> F:
 
 def _boot(app: Application, stack: ExitStack, *, chip_record: Path, chip_id: str | None,
           vendor_key: Path, nvram: Path, reader: str | None, card_image: Path | None,
-          rom_key_file: Path | None, trace: bool, ca_system_id: str) -> Box:
+          rom_key_file: Path | None, trace: bool, ca_system_id: str,
+          faults: tuple[str, ...] = ()) -> Box:
     if reader is not None and card_image is not None:
         raise UsageError("use --reader or --card-image, not both")
     if card_image is not None and rom_key_file is None:
@@ -137,7 +142,7 @@ def _boot(app: Application, stack: ExitStack, *, chip_record: Path, chip_id: str
     assert system is not None
     return Box.boot(record, nvram, vendor_key=load_vendor_key(vendor_key),
                     card=inserted.client, reader=inserted.reader, card_error=inserted.error,
-                    ca_system_id=system)
+                    ca_system_id=system, faults=frozenset(Fault(f) for f in faults))
 
 
 def _print_info(app: Application, data: dict[str, Any]) -> None:
