@@ -79,8 +79,12 @@ def list_cmd(app: Application) -> None:
     from cas.kit.scenario import load_scenario
 
     rows = [(p.stem, load_scenario(p).title) for p in shipped_scenarios()]
-    app.output([{"name": n, "title": t} for n, t in rows],
-               lambda: [app.print(f"{n:28} {t}") for n, t in rows] and None)
+
+    def show() -> None:
+        for name, title in rows:
+            app.print(f"{name:28} {title}")
+
+    app.output([{"name": n, "title": t} for n, t in rows], show)
 
 
 def register(cli: click.Group) -> None:

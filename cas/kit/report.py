@@ -39,7 +39,8 @@ def junit_xml(result: RunResult) -> bytes:
             if c.message:
                 ET.SubElement(case, "system-out").text = c.message
     ET.indent(root)
-    return ET.tostring(root, encoding="utf-8", xml_declaration=True) + b"\n"
+    data: bytes = ET.tostring(root, encoding="utf-8", xml_declaration=True)
+    return data + b"\n"
 
 
 _CSS = """body{font-family:sans-serif;margin:2em}table{border-collapse:collapse;margin-bottom:1.5em}

@@ -356,7 +356,7 @@ def _event(where: _Where, raw: Any, key: str, boxes: set[str], at: int, *,
     if not isinstance(raw, dict):
         raise where.error(key, "an event is an inline table {do = ..., ...}", after=at)
     try:
-        kind = EventKind(raw.get("do"))
+        kind = EventKind(str(raw.get("do")))
     except ValueError:
         raise where.error(f"{key}.do", f"{raw.get('do')!r} is not an event "
                                        f"({', '.join(k.value for k in EventKind)})",
