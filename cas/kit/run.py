@@ -16,6 +16,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -131,8 +132,6 @@ def _play(command: Sequence[str], stream: Path, env: Mapping[str, str]) -> tuple
 def run_kit(kit: Path, box: str, *,
             progress: Callable[[str], None] | None = None) -> RunResult:
     """Grade the box command ``box`` (``stub`` for ours) on every step of ``kit``."""
-    import time
-
     say = progress or (lambda _m: None)
     timeline = _load(kit / "timeline.json", "timeline")
     expected = _load(kit / "expected.json", "expected matrix")
