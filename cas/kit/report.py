@@ -12,6 +12,7 @@ The HTML report lists the failures first, then every step's table of expected vs
 from __future__ import annotations
 
 import html
+import socket
 import xml.etree.ElementTree as ET
 from itertools import groupby
 from pathlib import Path
@@ -28,7 +29,9 @@ def junit_xml(result: RunResult) -> bytes:
         suite = ET.SubElement(root, "testsuite", name=f"{index:02d}-{name}",
                               tests=str(len(cases)),
                               failures=str(sum(not c.ok for c in cases)), errors="0",
-                              skipped="0", time="0")
+                              skipped="0", time="0",
+                              timestamp=result.started_at.strftime("%Y-%m-%dT%H:%M:%S"),
+                              hostname=socket.gethostname())
         for c in cases:
             case = ET.SubElement(suite, "testcase", classname=f"{result.kit}.{name}",
                                  name=f"{c.box} ch {c.channel}", time="0")

@@ -19,6 +19,7 @@ import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -66,6 +67,8 @@ class RunResult:
     box_command: str
     cases: list[CaseResult] = field(default_factory=list)
     duration_s: float = 0.0
+    #: when grading began (UTC), for the JUnit ``timestamp``
+    started_at: datetime = field(default_factory=lambda: datetime.now(UTC))
 
     @property
     def failures(self) -> list[CaseResult]:

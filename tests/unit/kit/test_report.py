@@ -28,7 +28,9 @@ def test_junit_structure_counts_and_failure_text() -> None:
     suites = root.findall("testsuite")
     assert [s.get("name") for s in suites] == ["01-paid", "02-later"]
     for s in suites:
-        assert {"name", "tests", "failures", "errors", "time"} <= set(s.attrib)
+        assert {"name", "tests", "failures", "errors", "skipped", "time", "timestamp",
+                "hostname"} <= set(s.attrib)
+        assert len(s.get("timestamp", "")) == 19  # ISO 8601 without zone, as the XSD wants
         for case in s:
             assert case.tag == "testcase"
             assert {"classname", "name", "time"} <= set(case.attrib)
