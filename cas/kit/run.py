@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from cas.errors import ConfigError, UsageError
+from cas.kit.build import KIT_FORMAT
 from cas.kit.protocol import Seen, parse_report
 
 #: ``--box stub``: our own set-top-box stub speaking the kit protocol.
@@ -137,6 +138,9 @@ def run_kit(kit: Path, box: str, *,
     """Grade the box command ``box`` (``stub`` for ours) on every step of ``kit``."""
     say = progress or (lambda _m: None)
     timeline = _load(kit / "timeline.json", "timeline")
+    if not isinstance(timeline, dict) or timeline.get("format") != KIT_FORMAT:
+        raise ConfigError(f"{kit / 'timeline.json'}: not a kit of format {KIT_FORMAT} "
+                          "(rebuild it with this cas kit build)")
     expected = _load(kit / "expected.json", "expected matrix")
     command = stub_command() if box == STUB else shlex.split(box)
     if not command:

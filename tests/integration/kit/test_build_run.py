@@ -172,3 +172,20 @@ def test_html_report_in_a_real_browser_lists_failures_first(kit: Path, tmp_path:
     assert first[-1] == "FAIL" and first[4] == "OPEN" and first[5] == "all good"
     assert page.locator("#step-1-table tbody tr.pass").count() == 2
     assert page.locator("#step-2-table tbody tr").count() == 10
+
+
+def test_run_refuses_what_is_not_a_kit_in_one_line(tmp_path: Path) -> None:
+    result = CliRunner().invoke(cli, ["kit", "run", str(tmp_path), "-o", str(tmp_path / "r")])
+    assert result.exit_code == 2
+    assert result.output == f"error: {tmp_path} is not a kit: no timeline.json (timeline)\n"
+    (tmp_path / "timeline.json").write_text('{"format": 99}')
+    result = CliRunner().invoke(cli, ["kit", "run", str(tmp_path), "-o", str(tmp_path / "r")])
+    assert result.exit_code == 2
+    assert "not a kit of format 1" in result.output and "\n" not in result.output.rstrip()
+
+
+def test_run_refuses_a_box_command_that_does_not_exist(kit: Path, tmp_path: Path) -> None:
+    result = CliRunner().invoke(cli, ["kit", "run", str(kit), "--box", "/nonexistent/box",
+                                      "-o", str(tmp_path / "r")])
+    assert result.exit_code == 2
+    assert result.output.strip().endswith("error: box command not found: /nonexistent/box")
