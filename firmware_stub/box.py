@@ -27,6 +27,7 @@ from firmware_stub.chipset import Chipset
 from firmware_stub.demux import Demux, ServiceInfo
 from firmware_stub.descrambler import KeySlot
 from firmware_stub.errors import PairingError, TuneError
+from firmware_stub.faults import NO_FAULTS, Fault
 from firmware_stub.nvram import Nvram, PairingState, load_nvram, save_nvram
 from firmware_stub.output import PSI_REPEAT_PACKETS, WATCH_BATCH
 from firmware_stub.report import CardSummary, ChannelStatus, LockReport
@@ -88,6 +89,8 @@ class Box:
         self.clock = clock
         #: why the chipset holds no (usable) pairing key, for the report's detail
         self.pairing_note: str | None = None
+        #: injected faults (firmware_stub/faults.py); none in a correct box
+        self.faults: frozenset[Fault] = NO_FAULTS
 
     def __repr__(self) -> str:
         return f"Box(chip={self.chip.chip_id:08X}, card={self.card_summary().serial})"
@@ -97,7 +100,8 @@ class Box:
     def boot(cls, chip_record: ChipIdRecord, nvram_path: Path | None, *, vendor_key: Key,
              card: CardClientLike | None = None, reader: str | None = None,
              card_error: str | None = None, ca_system_id: int = DEFAULT_CA_SYSTEM_ID,
-             clock: Callable[[], float] = time.time) -> Box:
+             clock: Callable[[], float] = time.time,
+             faults: frozenset[Fault] = NO_FAULTS) -> Box:
         """Power on: chipset, NVRAM, card.  Raises only for the box's own parts (a Chip ID
         record that does not open, an NVRAM file of another chip); card trouble is a state.
 
@@ -112,6 +116,7 @@ class Box:
         box = cls(chip=chip_record, chipset=chipset, slot=slot,
                   nvram=replace(nvram, boot_count=nvram.boot_count + 1),
                   nvram_path=nvram_path, ca_system_id=ca_system_id, clock=clock)
+        box.faults = faults
         box.pair_from_card()
         box.save()
         return box

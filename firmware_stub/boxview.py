@@ -13,6 +13,7 @@ from typing import Protocol
 from cas.formats.chipid import ChipIdRecord
 from firmware_stub.cardslot import CardSlot
 from firmware_stub.chipset import Chipset
+from firmware_stub.faults import Fault
 from firmware_stub.nvram import Nvram
 from firmware_stub.report import CardSummary
 
@@ -28,6 +29,8 @@ class BoxView(Protocol):
     clock: Callable[[], float]
     #: why the chipset holds no (usable) pairing key, for the report's detail
     pairing_note: str | None
+    #: injected faults (firmware_stub/faults.py); none in a correct box
+    faults: frozenset[Fault]
 
     def save(self) -> None:
         """Write the NVRAM file (when the box has one)."""

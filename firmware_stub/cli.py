@@ -42,11 +42,13 @@ from cas.console import (
     run_cli,
 )
 from cas.errors import StreamError, UsageError
+from cas.formats.boxreport import channel_line
 from cas.reasons import message
 from firmware_stub.box import Box, WatchResult
 from firmware_stub.cardslot import insert_card
 from firmware_stub.chipset import load_chip_record, load_key_file, load_vendor_key
 from firmware_stub.errors import NotTransportStreamError
+from firmware_stub.faults import Fault
 from firmware_stub.live import ChannelEvent, LiveResult, run_live, utc_text
 from firmware_stub.nvram import load_nvram
 from firmware_stub.report import ChannelStatus, render
@@ -97,9 +99,9 @@ def _json_flag(f: F) -> F:
 
 
 def _chip_options(f: F) -> F:
-    f = click.option("--chip-id", "chip_id", metavar="HEX",
+    f = click.option("--chip-id", "chip_id", metavar="HEX", envvar="KIT_CHIP_ID",
                      help="Which chip of a vendor batch file.")(f)
-    f = click.option("--chip-record", "chip_record", required=True,
+    f = click.option("--chip-record", "chip_record", required=True, envvar="KIT_CHIP_RECORD",
                      type=click.Path(exists=True, dir_okay=False, path_type=Path),
                      help="The box's Chip ID record (or the vendor's batch file).")(f)
     return f
@@ -108,18 +110,22 @@ def _chip_options(f: F) -> F:
 def _box_options(f: F) -> F:
     f = click.option("--ca-system-id", default=f"{cas.DEFAULT_CA_SYSTEM_ID:04X}",
                      show_default=True, metavar="HEX", help="CA_system_ID to look for.")(f)
+    f = click.option("--fault", "faults", multiple=True,
+                     type=click.Choice([x.value for x in Fault]),
+                     help="Inject a fault (repeatable; for testing test kits: docs/kit.md).")(f)
     f = click.option("--trace", is_flag=True, help="Print every APDU to stderr.")(f)
-    f = click.option("--rom-key-file", type=click.Path(exists=True, dir_okay=False,
-                                                       path_type=Path),
+    f = click.option("--rom-key-file", envvar="KIT_ROM_KEY_FILE",
+                     type=click.Path(exists=True, dir_okay=False, path_type=Path),
                      help="ROM key of the in-process card (32 hex digits).")(f)
-    f = click.option("--card-image", type=click.Path(exists=True, dir_okay=False,
-                                                     path_type=Path),
+    f = click.option("--card-image", envvar="KIT_CARD_IMAGE",
+                     type=click.Path(exists=True, dir_okay=False, path_type=Path),
                      help="Insert an in-process card from its EEPROM image.")(f)
     f = click.option("--reader", metavar="NAME",
                      help="PC/SC reader holding the card (name or part of it).")(f)
-    f = click.option("--nvram", required=True, type=click.Path(dir_okay=False, path_type=Path),
+    f = click.option("--nvram", required=True, envvar="KIT_NVRAM",
+                     type=click.Path(dir_okay=False, path_type=Path),
                      help="The box's NVRAM file (created on first boot).")(f)
-    f = click.option("--vendor-key", "vendor_key", required=True,
+    f = click.option("--vendor-key", "vendor_key", required=True, envvar="KIT_VENDOR_KEY",
                      type=click.Path(exists=True, dir_okay=False, path_type=Path),
                      help="The chipset vendor key (the chip's burned-in root; 32 hex digits).")(f)
     return _json_flag(_chip_options(f))
@@ -127,7 +133,8 @@ def _box_options(f: F) -> F:
 
 def _boot(app: Application, stack: ExitStack, *, chip_record: Path, chip_id: str | None,
           vendor_key: Path, nvram: Path, reader: str | None, card_image: Path | None,
-          rom_key_file: Path | None, trace: bool, ca_system_id: str) -> Box:
+          rom_key_file: Path | None, trace: bool, ca_system_id: str,
+          faults: tuple[str, ...] = ()) -> Box:
     if reader is not None and card_image is not None:
         raise UsageError("use --reader or --card-image, not both")
     if card_image is not None and rom_key_file is None:
@@ -142,7 +149,7 @@ def _boot(app: Application, stack: ExitStack, *, chip_record: Path, chip_id: str
     assert system is not None
     return Box.boot(record, nvram, vendor_key=load_vendor_key(vendor_key),
                     card=inserted.client, reader=inserted.reader, card_error=inserted.error,
-                    ca_system_id=system)
+                    ca_system_id=system, faults=frozenset(Fault(f) for f in faults))
 
 
 def _print_info(app: Application, data: dict[str, Any]) -> None:
@@ -281,13 +288,19 @@ def _live(stack: ExitStack, box: Box, spec: InputSpec, *,
 @cli.command()
 @click.argument("stream", metavar="IN.ts")
 @_box_options
-@click.option("--pin", help="Parental PIN for maturity-locked channels (4 digits).")
+@click.option("--pin", envvar="KIT_PIN",
+              help="Parental PIN for maturity-locked channels (4 digits).")
 @click.option("--fail-on-locked", is_flag=True,
               help=f"Exit {int(Exit.LOCKED)} when any channel is locked.")
+@click.option("--report-protocol", type=click.Choice(["report", "kit"]), default="report",
+              show_default=True,
+              help="kit: one JSON line per channel, the conformance kit's report protocol "
+                   "(docs/kit.md).")
 @_live_options
 @pass_app
 def scan(app: Application, /, stream: str, pin: str | None, fail_on_locked: bool,
-         live: bool, duration_s: float | None, interface: str | None, **opts: Any) -> None:
+         report_protocol: str, live: bool, duration_s: float | None, interface: str | None,
+         **opts: Any) -> None:
     """Report every channel of IN.ts (a file, - for stdin, or udp://… live) as OPEN or
     LOCKED, and why."""
     spec = _live_spec(stream, live=live, duration_s=duration_s, interface=interface)
@@ -299,7 +312,12 @@ def scan(app: Application, /, stream: str, pin: str | None, fail_on_locked: bool
         else:
             result = _live(stack, box, spec, duration_s=duration_s, pin=pin)
             report = result.report
-    if spec is None:
+    if spec is None and report_protocol == "kit":
+        for status in report.channels:
+            detail = f" ({status.detail})" if status.detail else ""
+            click.echo(channel_line(status.channel, status.reason.value,
+                                    f"{status.screen_code} {status.message}{detail}".strip()))
+    elif spec is None:
         app.output(report.to_json(), lambda: render(report, app.console, app.lang))
     elif app.json_mode:
         _json_line({"event": "report", "time": utc_text(datetime.now(UTC)),

@@ -27,6 +27,7 @@ from firmware_stub.demux import Demux
 from firmware_stub.descrambler import KeySlot, scrambling_name, supported
 from firmware_stub.emmfilter import EmmFilter
 from firmware_stub.errors import PairingError
+from firmware_stub.faults import Fault
 from firmware_stub.nvram import LastEcm, LastEmm
 from firmware_stub.observations import EcmFacts
 
@@ -106,6 +107,8 @@ class CardDialog:
         st.sections += 1
         if section == st.last_section:
             return None
+        if Fault.STALE_ECM_KEY in self.box.faults and st.reason is not None:
+            return None  # injected fault: the first answer stays, whatever comes after
         st.last_section = section
         return st
 
@@ -148,6 +151,8 @@ class CardDialog:
                 self.counters.cw_unwrap_failed += 1
                 self._lock(st, Reason.PAIRING_MISMATCH, self.box.pairing_note or str(exc))
                 return
+            if Fault.WRONG_CW_PARITY in self.box.faults:
+                even, odd = odd, even
             mode = self._mode_of(st.pid)
             if not supported(mode):
                 self._lock(st, Reason.NO_ECM,
@@ -181,11 +186,20 @@ class CardDialog:
         self._lock(st, reason, detail)
 
     def _lock(self, st: EcmState, reason: Reason, detail: str) -> None:
+        if self._fault_opens(reason):
+            st.reason, st.detail = Reason.OPEN, f"{reason.value} ignored (injected fault)"
+            self._note_ecm(st, Reason.OPEN)
+            return
         if st.keys is not None and st.keys.cws_installed:
             self.before_key_change()
             st.keys.forget()
         st.reason, st.detail = reason, detail
         self._note_ecm(st, reason)
+
+    def _fault_opens(self, reason: Reason) -> bool:
+        faults = self.box.faults
+        return ((reason is Reason.MATURITY_LOCKED and Fault.SKIP_MATURITY in faults)
+                or (reason is Reason.PAIRING_MISMATCH and Fault.IGNORE_PAIRING in faults))
 
     def _note_ecm(self, st: EcmState, reason: Reason) -> None:
         sids = self.demux.services_for_ecm_pid(st.pid)
@@ -206,6 +220,8 @@ class CardDialog:
     # --- EMM -----------------------------------------------------------------------------------
     def process_emm(self, section: bytes) -> None:
         flt = self.filter
+        if Fault.IGNORE_EMMS in self.box.faults:
+            return
         if flt is None or not flt.accept(section):
             return
         kind = flt.address_type(section) or "?"

@@ -1,0 +1,91 @@
+"""``cas kit``: the STB conformance kit (docs/kit.md).
+
+* ``cas kit build SCENARIO -o DIR`` — a self-contained, reproducible kit from a scenario file
+  (a path, or the name of a shipped scenario: ``cas kit list``).
+* ``cas kit run DIR --box CMD`` — play the kit to a box and grade it: JUnit XML, an HTML
+  report and the exit code (0 all steps pass, 11 a box showed something else).
+* ``cas kit list`` — the shipped scenarios.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from cas.cli.app import Application, Exit, pass_app
+
+
+@click.group("kit")
+def kit_group() -> None:
+    """STB conformance kit: build kits from scenarios, grade a box against them."""
+
+
+@kit_group.command("build")
+@click.argument("scenario", metavar="SCENARIO")
+@click.option("-o", "--out", "out", required=True,
+              type=click.Path(path_type=Path, file_okay=False),
+              help="The kit directory (rebuilt if it is already a kit).")
+@pass_app
+def build_cmd(app: Application, scenario: str, out: Path) -> None:
+    """Build SCENARIO (a .toml file or a shipped scenario's name) into a kit in OUT."""
+    from cas.kit.build import build_kit
+    from cas.kit.library import find_scenario
+    from cas.kit.scenario import load_scenario
+
+    sc = load_scenario(find_scenario(scenario))
+    result = build_kit(sc, out, progress=lambda msg: app.print(f"[dim]· {msg}[/dim]"))
+    app.output({"kit": sc.name, "out": str(result.out), "steps": result.steps,
+                "boxes": result.boxes, "files": result.files},
+               lambda: app.print(f"kit {sc.name}: {result.steps} steps, {result.boxes} boxes, "
+                                 f"{result.files} files in {result.out}"))
+
+
+@kit_group.command("run")
+@click.argument("kit", type=click.Path(path_type=Path, file_okay=False, exists=True))
+@click.option("--box", "box", default="stub", show_default=True,
+              help="The box command (started per step and box, stream path appended, "
+                   "files in KIT_* variables); 'stub' is our set-top-box stub.")
+@click.option("-o", "--out", "out", type=click.Path(path_type=Path, file_okay=False),
+              default=Path("kit-results"), show_default=True,
+              help="Where junit.xml and report.html go.")
+@pass_app
+def run_cmd(app: Application, kit: Path, box: str, out: Path) -> None:
+    """Play KIT to the box under test and grade every step."""
+    from cas.kit.report import write_reports
+    from cas.kit.run import run_kit
+
+    result = run_kit(kit, box, progress=lambda msg: app.print(f"[dim]· {msg}[/dim]"))
+    junit, html = write_reports(result, out)
+
+    def show() -> None:
+        for case in result.failures:
+            app.print(f"[red]FAIL[/red] {case.failure_text()}"
+                      + (f" ({case.message})" if case.message else ""))
+        colour = "green" if result.ok else "red"
+        app.print(f"[{colour}]{len(result.cases) - len(result.failures)}/{len(result.cases)} "
+                  f"checks pass[/{colour}] · {junit} · {html}")
+
+    app.output({**result.to_json(), "junit": str(junit), "html": str(html)}, show)
+    if not result.ok:
+        raise SystemExit(int(Exit.MISMATCH))
+
+
+@kit_group.command("list")
+@pass_app
+def list_cmd(app: Application) -> None:
+    """The shipped scenarios."""
+    from cas.kit.library import shipped_scenarios
+    from cas.kit.scenario import load_scenario
+
+    rows = [(p.stem, load_scenario(p).title) for p in shipped_scenarios()]
+
+    def show() -> None:
+        for name, title in rows:
+            app.print(f"{name:28} {title}")
+
+    app.output([{"name": n, "title": t} for n, t in rows], show)
+
+
+def register(cli: click.Group) -> None:
+    cli.add_command(kit_group)

@@ -1,0 +1,85 @@
+"""The kit report protocol: how a box under test tells the runner what it shows
+(docs/kit.md, "Report protocol").
+
+The runner starts the box command once per (step, box) with the step's stream path as its
+last argument and the box's files in ``KIT_*`` environment variables (:data:`ENV_VARS`).  The
+box prints JSON lines on stdout, one per channel::
+
+    {"channel": 27, "state": "LOCKED", "reason": "MATURITY_LOCKED", "message": "..."}
+
+``channel`` is the number the viewer tunes (the LCN); ``reason`` is a code of
+:class:`cas.reasons.Reason` (``OPEN`` for an open channel); ``state`` and ``message`` are
+optional (``message`` is shown in the report).  Other lines are ignored unless they are one
+JSON document with a ``channels`` list (the ``stb scan --json`` report), which is read the
+same way.  A box that exits non-zero and reports nothing fails every channel of its step.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+#: The environment a box command is started with (the values are paths unless said).
+ENV_VARS: dict[str, str] = {
+    "KIT_STEP": "the step's index (1, 2, ...)",
+    "KIT_STEP_NAME": "the step's name",
+    "KIT_BOX": "the box's key in the scenario",
+    "KIT_STREAM": "the step's stream (also the last argument)",
+    "KIT_CHIP_RECORD": "the vendor's Chip ID batch holding the box's record",
+    "KIT_CHIP_ID": "the box's chip id (8 hex digits)",
+    "KIT_VENDOR_KEY": "the chipset vendor key file (32 hex digits)",
+    "KIT_NVRAM": "the box's NVRAM file, kept from step to step",
+    "KIT_CARD_IMAGE": "the EEPROM image of the card in the box (unset: no card)",
+    "KIT_ROM_KEY_FILE": "the in-process cards' ROM key file",
+    "KIT_PIN": "the parental PIN the viewer enters (unset: none)",
+}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Seen:
+    """What the box reported for one channel."""
+
+    channel: int
+    reason: str
+    message: str = ""
+
+
+def channel_line(channel: int, reason: str, message: str) -> str:
+    """One protocol line (what ``stb scan --report-protocol kit`` prints per channel)."""
+    state = "OPEN" if reason == "OPEN" else "LOCKED"
+    return json.dumps({"channel": channel, "state": state, "reason": reason,
+                       "message": message}, ensure_ascii=False, sort_keys=True)
+
+
+def _from_obj(obj: Any) -> list[Seen]:
+    if not isinstance(obj, dict):
+        return []
+    if isinstance(obj.get("channels"), list):
+        return [s for item in obj["channels"] for s in _from_obj(item)]
+    channel, reason = obj.get("channel"), obj.get("reason")
+    if isinstance(channel, int) and not isinstance(channel, bool) and isinstance(reason, str):
+        message = obj.get("message") or obj.get("detail") or ""
+        return [Seen(channel=channel, reason=reason, message=str(message))]
+    return []
+
+
+def parse_report(stdout: str) -> dict[int, Seen]:
+    """The box's verdicts by channel (the last line about a channel wins)."""
+    seen: list[Seen] = []
+    text = stdout.strip()
+    if text.startswith("{") and "\n" in text:
+        try:
+            seen = _from_obj(json.loads(text))
+        except json.JSONDecodeError:
+            seen = []
+    if not seen:
+        for line in text.splitlines():
+            line = line.strip()
+            if not line.startswith("{"):
+                continue
+            try:
+                seen.extend(_from_obj(json.loads(line)))
+            except json.JSONDecodeError:
+                continue
+    return {s.channel: s for s in seen}

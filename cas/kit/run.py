@@ -1,0 +1,169 @@
+"""``cas kit run``: play a kit to a box under test and grade what it shows.
+
+File mode: for every step in order, for every box of the scenario, the box command is started
+on the step's stream with the box's files in ``KIT_*`` variables (:mod:`cas.formats.boxreport`).
+The runner works on copies of the kit's card images and on NVRAM files of its own, kept from
+one step to the next, so EMMs a card took in step 1 are still there in step 2 and the kit
+directory itself is never written to.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from cas.errors import ConfigError, UsageError
+from cas.formats.boxreport import Seen, parse_report
+from cas.kit.build import KIT_FORMAT
+
+#: ``--box stub``: our own set-top-box stub speaking the kit protocol.
+STUB = "stub"
+BOX_TIMEOUT_S = 300.0
+
+
+def stub_command() -> list[str]:
+    """The stub's command line (without the stream, which the runner appends)."""
+    stb = Path(sys.executable).with_name("stb")
+    head = [str(stb)] if stb.exists() else [sys.executable, "-m", "firmware_stub.cli"]
+    return [*head, "scan", "--report-protocol", "kit"]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CaseResult:
+    """One (step, box, channel) graded."""
+
+    step: int
+    step_name: str
+    step_title: str
+    box: str
+    channel: int
+    channel_name: str
+    expected: str
+    seen: str
+    message: str
+
+    @property
+    def ok(self) -> bool:
+        return self.expected == self.seen
+
+    def failure_text(self) -> str:
+        return (f"step {self.step} '{self.step_name}', box {self.box}, channel {self.channel}: "
+                f"expected {self.expected}, seen {self.seen}")
+
+
+@dataclass(slots=True)
+class RunResult:
+    kit: str
+    box_command: str
+    cases: list[CaseResult] = field(default_factory=list)
+    duration_s: float = 0.0
+    #: when grading began (UTC), for the JUnit ``timestamp``
+    started_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+
+    @property
+    def failures(self) -> list[CaseResult]:
+        return [c for c in self.cases if not c.ok]
+
+    @property
+    def ok(self) -> bool:
+        return bool(self.cases) and not self.failures
+
+    def to_json(self) -> dict[str, Any]:
+        return {"kit": self.kit, "ok": self.ok, "cases": len(self.cases),
+                "failures": [{"step": c.step, "step_name": c.step_name, "box": c.box,
+                              "channel": c.channel, "expected": c.expected, "seen": c.seen,
+                              "message": c.message} for c in self.failures]}
+
+
+def _load(path: Path, what: str) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise UsageError(f"{path.parent} is not a kit: no {path.name} ({what})") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read the {what}: {exc}") from None
+
+
+def _box_env(kit: Path, timeline: Mapping[str, Any], work: Path, step: Mapping[str, Any],
+             box: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KIT_")}
+    env.update({
+        "KIT_STEP": str(step["index"]), "KIT_STEP_NAME": step["name"], "KIT_BOX": box,
+        "KIT_STREAM": str(kit / step["stream"]),
+        "KIT_CHIP_RECORD": str(kit / timeline["chip_batch"]),
+        "KIT_CHIP_ID": timeline["boxes"][box]["chip_id"],
+        "KIT_VENDOR_KEY": str(kit / timeline["vendor_key"]),
+        "KIT_NVRAM": str(work / "nvram" / f"{box}.nvram"),
+        "KIT_ROM_KEY_FILE": str(kit / timeline["rom_key"]),
+    })
+    inside = step["boxes"][box]
+    if inside.get("card"):
+        env["KIT_CARD_IMAGE"] = str(work / timeline["cards"][inside["card"]]["image"])
+    if inside.get("pin"):
+        env["KIT_PIN"] = inside["pin"]
+    return env
+
+
+def _play(command: Sequence[str], stream: Path, env: Mapping[str, str]) -> tuple[
+        dict[int, Seen], str]:
+    """Run the box on one stream; its verdicts and, when it failed, why."""
+    try:
+        done = subprocess.run([*command, str(stream)], env=dict(env), capture_output=True,
+                              text=True, timeout=BOX_TIMEOUT_S, check=False)
+    except FileNotFoundError:
+        raise UsageError(f"box command not found: {command[0]}") from None
+    except subprocess.TimeoutExpired:
+        return {}, f"the box did not finish within {BOX_TIMEOUT_S:.0f} s"
+    seen = parse_report(done.stdout)
+    problem = ""
+    if done.returncode != 0 and not seen:
+        last = (done.stderr.strip().splitlines() or [""])[-1]
+        problem = f"the box exited {done.returncode}: {last}"
+    return seen, problem
+
+
+def run_kit(kit: Path, box: str, *,
+            progress: Callable[[str], None] | None = None) -> RunResult:
+    """Grade the box command ``box`` (``stub`` for ours) on every step of ``kit``."""
+    say = progress or (lambda _m: None)
+    timeline = _load(kit / "timeline.json", "timeline")
+    if not isinstance(timeline, dict) or timeline.get("format") != KIT_FORMAT:
+        raise ConfigError(f"{kit / 'timeline.json'}: not a kit of format {KIT_FORMAT} "
+                          "(rebuild it with this cas kit build)")
+    expected = _load(kit / "expected.json", "expected matrix")
+    command = stub_command() if box == STUB else shlex.split(box)
+    if not command:
+        raise UsageError("--box is empty: give a command, or 'stub'")
+    names = {ch["number"]: ch["name"] for ch in timeline["channels"]}
+    result = RunResult(kit=timeline["kit"], box_command=box)
+    t0 = time.monotonic()
+    with tempfile.TemporaryDirectory(prefix="cas-kit-run-") as tmp:
+        work = Path(tmp)
+        (work / "nvram").mkdir()
+        shutil.copytree(kit / "cards", work / "cards")
+        for step, exp in zip(timeline["steps"], expected["steps"], strict=True):
+            say(f"step {step['index']}: {step['name']}")
+            for box_key, channels in exp["boxes"].items():
+                env = _box_env(kit, timeline, work, step, box_key)
+                seen, problem = _play(command, kit / step["stream"], env)
+                for number, want in channels.items():
+                    got = seen.get(int(number))
+                    result.cases.append(CaseResult(
+                        step=step["index"], step_name=step["name"], step_title=step["title"],
+                        box=box_key, channel=int(number), channel_name=names.get(int(number), ""),
+                        expected=want["reason"],
+                        seen=got.reason if got is not None else "NOT_REPORTED",
+                        message=got.message if got is not None else problem))
+    result.duration_s = time.monotonic() - t0
+    return result

@@ -1,0 +1,384 @@
+"""Kit scenario files: TOML read into frozen declarations, every error one line naming the
+file, the line and the key (docs/kit.md, "Scenario format").
+
+A scenario is an operator (profile and lineup), subscribers with their cards and boxes, and a
+timeline of steps.  Each step applies events on the simulation clock, then the stream of that
+step is played and every (box, channel) must show the step's expected state.
+
+The rules, in the order :func:`parse_scenario` checks them:
+
+1. the file is TOML (tomllib's own line and column are kept);
+2. ``[kit]`` has ``name`` (a slug), ``seed`` (int); ``profile``/``lineup`` are a shipped name
+   or a path relative to the scenario; ``start`` is a UTC date-time;
+3. every ``[[subscriber]]`` has a unique ``key``; ``box`` names another subscriber;
+4. every ``[[step]]`` has a unique ``name``; its events are of a known kind with the fields
+   that kind needs, naming known subscribers;
+5. ``[step.expect.BOX]`` names a known box, its channels are numbers (or ``default``) and its
+   values are :class:`cas.reasons.Reason` names.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+from cas.errors import ConfigError
+from cas.reasons import Reason
+
+_SLUG = re.compile(r"^[a-z0-9][a-z0-9-]{0,47}$")
+DEFAULT_START = datetime(2026, 11, 1, 9, 0, tzinfo=UTC)
+
+
+class ScenarioError(ConfigError):
+    """A scenario file that cannot be used; the message is ``FILE:LINE: KEY: problem``."""
+
+
+class EventKind(StrEnum):
+    """What can happen on the simulation clock between two steps of stream."""
+
+    PAY = "pay"                  # amount (major units)
+    SUBSCRIBE = "subscribe"      # package
+    SWITCH = "switch"            # package
+    RENEWAL = "renewal"          # on
+    SUSPEND = "suspend"          # days
+    RESUME = "resume"
+    PROMISE = "promise"          # promised payment
+    REGION = "region"            # region
+    KIDS = "kids"                # on
+    PIN = "pin"                  # pin ("" to stop entering one)
+    MOVE_CARD = "move-card"      # to (a box key, "" to take the card out)
+    KILL = "kill"
+    UNLINK_CARD = "unlink-card"  # the card is taken off its account
+    ADVANCE = "advance"          # days (the clock; renewals, expiries and blocks run)
+    DROP_EMM = "drop-emm"        # this step's stream carries no EMMs
+    REPLAY_EMM = "replay-emm"    # step: this step's stream carries that earlier step's EMMs
+    TAMPER_EMM = "tamper-emm"    # this step's EMMs have one byte of their sealed body changed
+    LOSE_ECM = "lose-ecm"        # channels: their ECM PIDs carry nothing in this step
+    ECM_KEY = "ecm-key"          # index: ECMs are sealed with this ECM key from now on
+    SEND_ECM_KEY = "send-ecm-key"  # index: this step's stream delivers that key (global EMM)
+
+
+#: Fields each event kind needs (besides ``do``, and ``who`` except for the clock and the stream).
+_NEEDS: dict[EventKind, dict[str, type]] = {
+    EventKind.PAY: {"amount": int},
+    EventKind.SUBSCRIBE: {"package": str},
+    EventKind.SWITCH: {"package": str},
+    EventKind.RENEWAL: {"on": bool},
+    EventKind.SUSPEND: {"days": int},
+    EventKind.RESUME: {},
+    EventKind.PROMISE: {},
+    EventKind.REGION: {"region": int},
+    EventKind.KIDS: {"on": bool},
+    EventKind.PIN: {"pin": str},
+    EventKind.MOVE_CARD: {"to": str},
+    EventKind.KILL: {},
+    EventKind.UNLINK_CARD: {},
+    EventKind.ADVANCE: {"days": int},
+    EventKind.DROP_EMM: {},
+    EventKind.REPLAY_EMM: {"step": str},
+    EventKind.TAMPER_EMM: {},
+    EventKind.LOSE_ECM: {"channels": list},
+    EventKind.ECM_KEY: {"index": int},
+    EventKind.SEND_ECM_KEY: {"index": int},
+}
+#: Events of the stream or the clock, not of one subscriber.
+STREAM_EVENTS = frozenset({EventKind.DROP_EMM, EventKind.REPLAY_EMM, EventKind.TAMPER_EMM,
+                           EventKind.LOSE_ECM, EventKind.ECM_KEY, EventKind.SEND_ECM_KEY})
+_NO_WHO = {EventKind.ADVANCE, *STREAM_EVENTS}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Event:
+    kind: EventKind
+    who: str | None = None
+    args: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SubscriberSpec:
+    key: str
+    name: str
+    #: None: the operator's home region
+    region: int | None = None
+    card: bool = True
+    #: The subscriber whose box holds this subscriber's card at the start (default: own).
+    box: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Expectation:
+    """One box's expected reasons: per channel, else ``default``."""
+
+    default: Reason
+    channels: Mapping[int, Reason]
+
+    def reason(self, channel: int) -> Reason:
+        return self.channels.get(channel, self.default)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Step:
+    name: str
+    title: str
+    events: tuple[Event, ...]
+    expect: Mapping[str, Expectation]
+    #: The stream clock against the simulation clock: ECMs are stamped at now + this.
+    stream_offset_s: int = 0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Scenario:
+    name: str
+    title: str
+    seed: int
+    profile: str
+    lineup: str | None
+    start: datetime
+    covers: tuple[str, ...]
+    subscribers: tuple[SubscriberSpec, ...]
+    steps: tuple[Step, ...]
+    source: Path
+    text: str
+
+
+class _Where:
+    """Finds the line of a key in the source text, for the one-line errors."""
+
+    def __init__(self, path: Path, text: str) -> None:
+        self.path = path
+        self.lines = text.splitlines()
+
+    def line_of(self, key: str, *, after: int = 0) -> int:
+        after = self._narrow(key, after)
+        leaf = key.rsplit(".", 1)[-1]
+        pattern = re.compile(rf"(^|[\s{{,\[])\"?{re.escape(leaf)}\"?\s*=")
+        for i in range(after, len(self.lines)):
+            if pattern.search(self.lines[i]):
+                return i + 1
+        return after + 1 if after else 1
+
+    def _narrow(self, key: str, after: int) -> int:
+        """Start the search at the event or the ``[step.expect.BOX]`` table ``key`` is in."""
+        event = re.search(r"\.events\[(\d+)\]", key)
+        if event:
+            seen = -1
+            for i in range(after, len(self.lines)):
+                seen += self.lines[i].count("{")
+                if seen >= int(event.group(1)):
+                    return i
+        box = re.search(r"\.expect\.([^.]+)", key)
+        if box:
+            for i in range(after, len(self.lines)):
+                if self.lines[i].strip() == f"[step.expect.{box.group(1)}]":
+                    return i
+        return after
+
+    def header_line(self, header: str, index: int) -> int:
+        """The line of the ``index``-th ``[[header]]`` table (0-based)."""
+        seen = -1
+        for i, line in enumerate(self.lines):
+            if line.strip() == f"[[{header}]]":
+                seen += 1
+                if seen == index:
+                    return i + 1
+        return 1
+
+    def error(self, key: str, problem: str, *, after: int = 0) -> ScenarioError:
+        line = self.line_of(key, after=after)
+        return ScenarioError(f"{self.path}:{line}: {key}: {problem}")
+
+
+def load_scenario(path: Path) -> Scenario:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ScenarioError(f"{path}: cannot read: {exc.strerror}") from exc
+    except UnicodeDecodeError:
+        raise ScenarioError(f"{path}:1: not UTF-8 text") from None
+    return parse_scenario(text, path)
+
+
+def parse_scenario(text: str, path: Path) -> Scenario:
+    try:
+        doc = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        m = re.search(r"line (\d+)", str(exc))
+        line = m.group(1) if m else "1"
+        raise ScenarioError(f"{path}:{line}: not valid TOML: {str(exc).split(' (at')[0]}") from None
+    where = _Where(path, text)
+    kit = doc.get("kit")
+    if not isinstance(kit, dict):
+        raise ScenarioError(f"{path}:1: kit: the [kit] table is missing")
+    unknown = set(doc) - {"kit", "subscriber", "step"}
+    if unknown:
+        key = sorted(unknown)[0]
+        raise where.error(key, "unknown table (use kit, subscriber, step)")
+    kit_line = _table_line(where, "[kit]")
+    name = _get(where, kit, "kit.name", str, after=kit_line)
+    if not _SLUG.match(name):
+        raise where.error("kit.name", "use lower-case letters, digits and '-'", after=kit_line)
+    seed = _get(where, kit, "kit.seed", int, after=kit_line)
+    profile = _get(where, kit, "kit.profile", str, default="demo", after=kit_line)
+    lineup = _get(where, kit, "kit.lineup", str, default="", after=kit_line) or None
+    start = _get(where, kit, "kit.start", datetime, default=DEFAULT_START, after=kit_line)
+    if start.tzinfo is None or start.utcoffset() != UTC.utcoffset(None):
+        raise where.error("kit.start", "give a UTC date-time ending in Z", after=kit_line)
+    covers = tuple(_get(where, kit, "kit.covers", list, default=[], after=kit_line))
+    subscribers = _subscribers(where, doc.get("subscriber", []))
+    keys = {s.key for s in subscribers}
+    steps = _steps(where, doc.get("step", []), keys)
+    return Scenario(name=name, title=_get(where, kit, "kit.title", str, default=name,
+                                          after=kit_line),
+                    seed=seed, profile=profile, lineup=lineup, start=start.astimezone(UTC),
+                    covers=tuple(str(c) for c in covers), subscribers=subscribers,
+                    steps=steps, source=path, text=text)
+
+
+def _table_line(where: _Where, header: str) -> int:
+    for i, line in enumerate(where.lines):
+        if line.strip() == header:
+            return i
+    return 0
+
+
+def _get(where: _Where, table: Mapping[str, Any], key: str, kind: type, *,
+         default: Any = None, after: int = 0) -> Any:
+    leaf = key.rsplit(".", 1)[-1]
+    if leaf not in table:
+        if default is not None:
+            return default
+        raise ScenarioError(f"{where.path}:{after + 1}: {key}: missing")
+    value = table[leaf]
+    ok = isinstance(value, kind) and not (kind is int and isinstance(value, bool))
+    if not ok:
+        raise where.error(key, f"expected {kind.__name__}, got {type(value).__name__}",
+                          after=after)
+    return value
+
+
+def _subscribers(where: _Where, items: Any) -> tuple[SubscriberSpec, ...]:
+    if not isinstance(items, list) or not items:
+        raise ScenarioError(f"{where.path}:1: subscriber: give at least one [[subscriber]]")
+    out: list[SubscriberSpec] = []
+    for i, item in enumerate(items):
+        at = where.header_line("subscriber", i) - 1
+        key = _get(where, item, f"subscriber[{i}].key", str, after=at)
+        if not _SLUG.match(key):
+            raise where.error(f"subscriber[{i}].key", "use lower-case letters, digits and '-'",
+                              after=at)
+        if any(s.key == key for s in out):
+            raise where.error(f"subscriber[{i}].key", f"{key!r} is used twice", after=at)
+        extra = set(item) - {"key", "name", "region", "card", "box"}
+        if extra:
+            raise where.error(f"subscriber[{i}].{sorted(extra)[0]}", "unknown key", after=at)
+        out.append(SubscriberSpec(
+            key=key, name=_get(where, item, f"subscriber[{i}].name", str, default=key, after=at),
+            region=(_get(where, item, f"subscriber[{i}].region", int, after=at)
+                    if "region" in item else None),
+            card=_get(where, item, f"subscriber[{i}].card", bool, default=True, after=at),
+            box=_get(where, item, f"subscriber[{i}].box", str, default="", after=at) or None))
+    keys = {s.key for s in out}
+    for i, s in enumerate(out):
+        if s.box is not None and s.box not in keys:
+            raise where.error(f"subscriber[{i}].box", f"no subscriber {s.box!r}",
+                              after=where.header_line("subscriber", i) - 1)
+    return tuple(out)
+
+
+def _steps(where: _Where, items: Any, boxes: set[str]) -> tuple[Step, ...]:
+    if not isinstance(items, list) or not items:
+        raise ScenarioError(f"{where.path}:1: step: give at least one [[step]]")
+    out: list[Step] = []
+    for i, item in enumerate(items):
+        at = where.header_line("step", i) - 1
+        name = _get(where, item, f"step[{i}].name", str, after=at)
+        if not _SLUG.match(name):
+            raise where.error(f"step[{i}].name", "use lower-case letters, digits and '-'",
+                              after=at)
+        if any(s.name == name for s in out):
+            raise where.error(f"step[{i}].name", f"{name!r} is used twice", after=at)
+        extra = set(item) - {"name", "title", "events", "expect", "stream_offset_s"}
+        if extra:
+            raise where.error(f"step[{i}].{sorted(extra)[0]}", "unknown key", after=at)
+        events = tuple(_event(where, e, f"step[{i}].events[{j}]", boxes, at,
+                              earlier={s.name for s in out})
+                       for j, e in enumerate(_get(where, item, f"step[{i}].events", list,
+                                                  default=[], after=at)))
+        expect_raw = _get(where, item, f"step[{i}].expect", dict, after=at)
+        expect: dict[str, Expectation] = {}
+        for box, table in expect_raw.items():
+            key = f"step[{i}].expect.{box}"
+            if box not in boxes:
+                raise where.error(key, f"no subscriber {box!r}", after=at)
+            if not isinstance(table, dict):
+                raise where.error(key, "expected a table of channel = REASON", after=at)
+            expect[box] = _expectation(where, table, key, at)
+        missing = sorted(boxes - set(expect))
+        if missing:
+            raise where.error(f"step[{i}].expect", f"no expectation for box {missing[0]!r}",
+                              after=at)
+        out.append(Step(name=name, title=_get(where, item, f"step[{i}].title", str,
+                                              default=name, after=at),
+                        events=events, expect=expect,
+                        stream_offset_s=_get(where, item, f"step[{i}].stream_offset_s", int,
+                                             default=0, after=at)))
+    return tuple(out)
+
+
+def _reason(where: _Where, value: Any, key: str, at: int) -> Reason:
+    try:
+        return Reason(value)
+    except ValueError:
+        raise where.error(key, f"{value!r} is not a reason code "
+                               f"({', '.join(r.value for r in Reason)})", after=at) from None
+
+
+def _expectation(where: _Where, table: Mapping[str, Any], key: str, at: int) -> Expectation:
+    default = _reason(where, table.get("default", "OPEN"), f"{key}.default", at)
+    channels: dict[int, Reason] = {}
+    for ch, value in table.items():
+        if ch == "default":
+            continue
+        if not ch.isascii() or not ch.isdigit():
+            raise where.error(f"{key}.{ch}", "a channel is a number (or 'default')", after=at)
+        channels[int(ch)] = _reason(where, value, f"{key}.{ch}", at)
+    return Expectation(default=default, channels=channels)
+
+
+def _event(where: _Where, raw: Any, key: str, boxes: set[str], at: int, *,
+           earlier: set[str]) -> Event:
+    if not isinstance(raw, dict):
+        raise where.error(key, "an event is an inline table {do = ..., ...}", after=at)
+    try:
+        kind = EventKind(str(raw.get("do")))
+    except ValueError:
+        raise where.error(f"{key}.do", f"{raw.get('do')!r} is not an event "
+                                       f"({', '.join(k.value for k in EventKind)})",
+                          after=at) from None
+    who: str | None = None
+    if kind not in _NO_WHO:
+        who = _get(where, raw, f"{key}.who", str, after=at)
+        if who not in boxes:
+            raise where.error(f"{key}.who", f"no subscriber {who!r}", after=at)
+    needs = _NEEDS[kind]
+    args = {name: _get(where, raw, f"{key}.{name}", t, after=at) for name, t in needs.items()}
+    extra = set(raw) - set(needs) - {"do", "who"}
+    if extra:
+        raise where.error(f"{key}.{sorted(extra)[0]}", f"unknown field for {kind.value!r}",
+                          after=at)
+    if kind is EventKind.LOSE_ECM and not all(
+            isinstance(c, int) and not isinstance(c, bool) for c in args["channels"]):
+        raise where.error(f"{key}.channels", "a list of channel numbers", after=at)
+    if kind in (EventKind.ECM_KEY, EventKind.SEND_ECM_KEY) and not 0 <= args["index"] <= 0xFF:
+        raise where.error(f"{key}.index", "an ECM key index is 0..255", after=at)
+    if kind is EventKind.REPLAY_EMM and args["step"] not in earlier:
+        raise where.error(f"{key}.step", f"no earlier step {args['step']!r}", after=at)
+    if kind is EventKind.MOVE_CARD and args["to"] and args["to"] not in boxes:
+        raise where.error(f"{key}.to", f"no box {args['to']!r}", after=at)
+    return Event(kind=kind, who=who, args=args)

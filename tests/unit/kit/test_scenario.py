@@ -1,0 +1,125 @@
+"""Scenario files: a good one reads into declarations; a bad one gives ONE line naming the
+file, the line and the key."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from cas.cli.main import cli
+from cas.kit.library import shipped_scenarios
+from cas.kit.scenario import EventKind, ScenarioError, load_scenario, parse_scenario
+from cas.reasons import Reason
+
+GOOD = """\
+[kit]
+name = "tiny"
+seed = 7
+
+[[subscriber]]
+key = "a"
+
+[[subscriber]]
+key = "b"
+card = false
+
+[[step]]
+name = "paid"
+events = [
+  {do = "pay", who = "a", amount = 4980},
+  {do = "subscribe", who = "a", package = "start"},
+]
+[step.expect.a]
+21 = "CHANNEL_NOT_IN_PACKAGE"
+[step.expect.b]
+default = "NO_CARD"
+"""
+
+
+def _error(text: str, tmp_path: Path) -> str:
+    path = tmp_path / "s.toml"
+    path.write_text(text)
+    with pytest.raises(ScenarioError) as exc:
+        load_scenario(path)
+    message = str(exc.value)
+    assert "\n" not in message
+    assert message.startswith(f"{path}:")
+    return message[len(str(path)) + 1:]
+
+
+def test_good_scenario_reads_into_declarations() -> None:
+    sc = parse_scenario(GOOD, Path("s.toml"))
+    assert sc.name == "tiny" and sc.seed == 7 and sc.profile == "demo"
+    assert [s.key for s in sc.subscribers] == ["a", "b"]
+    assert sc.subscribers[1].card is False and sc.subscribers[0].region is None
+    step = sc.steps[0]
+    assert [e.kind for e in step.events] == [EventKind.PAY, EventKind.SUBSCRIBE]
+    assert step.events[0].args == {"amount": 4980}
+    assert step.expect["a"].reason(21) is Reason.CHANNEL_NOT_IN_PACKAGE
+    assert step.expect["a"].reason(1) is Reason.OPEN
+    assert step.expect["b"].reason(1) is Reason.NO_CARD
+
+
+def test_bad_toml_names_its_line(tmp_path: Path) -> None:
+    assert _error(GOOD.replace('seed = 7', 'seed = = 7'), tmp_path).startswith(
+        "3: not valid TOML")
+
+
+def test_unknown_reason_names_line_and_key(tmp_path: Path) -> None:
+    text = GOOD.replace('21 = "CHANNEL_NOT_IN_PACKAGE"', '21 = "CHANNEL_NOT_IN_PACK"')
+    msg = _error(text, tmp_path)
+    assert msg.startswith("19: step[0].expect.a.21: 'CHANNEL_NOT_IN_PACK' is not a reason code")
+
+
+def test_missing_key_is_named(tmp_path: Path) -> None:
+    msg = _error(GOOD.replace('seed = 7\n', ''), tmp_path)
+    assert msg.startswith("1: kit.seed: missing")
+
+
+def test_wrong_type_names_line_and_key(tmp_path: Path) -> None:
+    msg = _error(GOOD.replace('amount = 4980', 'amount = "4980"'), tmp_path)
+    assert msg == "15: step[0].events[0].amount: expected int, got str"
+
+
+def test_unknown_event_and_unknown_subscriber(tmp_path: Path) -> None:
+    msg = _error(GOOD.replace('{do = "pay", who', '{do = "pray", who'), tmp_path)
+    assert msg.startswith("15: step[0].events[0].do: 'pray' is not an event")
+    msg = _error(GOOD.replace('who = "a", package', 'who = "z", package'), tmp_path)
+    assert msg == "16: step[0].events[1].who: no subscriber 'z'"
+
+
+def test_every_box_needs_an_expectation(tmp_path: Path) -> None:
+    msg = _error(GOOD.replace('[step.expect.b]\ndefault = "NO_CARD"\n', ''), tmp_path)
+    assert msg.startswith("12: step[0].expect: no expectation for box 'b'")
+
+
+def test_replay_must_name_an_earlier_step(tmp_path: Path) -> None:
+    text = GOOD + '\n[[step]]\nname = "again"\nevents = [{do = "replay-emm", step = "later"}]\n' \
+        '[step.expect.a]\n[step.expect.b]\n'
+    msg = _error(text, tmp_path)
+    assert msg == "25: step[1].events[0].step: no earlier step 'later'"
+
+
+def test_duplicate_subscriber(tmp_path: Path) -> None:
+    msg = _error(GOOD.replace('key = "b"', 'key = "a"'), tmp_path)
+    assert msg == "9: subscriber[1].key: 'a' is used twice"
+
+
+def test_cli_bad_scenario_is_one_line_and_exit_2(tmp_path: Path) -> None:
+    path = tmp_path / "bad.toml"
+    path.write_text(GOOD.replace('"NO_CARD"', '"NO_CART"'))
+    result = CliRunner().invoke(cli, ["kit", "build", str(path), "-o", str(tmp_path / "k")])
+    assert result.exit_code == 2
+    lines = result.output.strip().splitlines()
+    assert lines == [f"error: {path}:21: step[0].expect.b.default: 'NO_CART' is not a reason "
+                     f"code ({', '.join(r.value for r in Reason)})"]
+    assert not (tmp_path / "k").exists()
+
+
+def test_shipped_scenarios_all_read() -> None:
+    paths = shipped_scenarios()
+    assert len(paths) >= 3
+    for p in paths:
+        assert load_scenario(p).name == p.stem
