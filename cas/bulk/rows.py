@@ -55,7 +55,7 @@ def _text(limit: int) -> Callable[[Any], str]:
 
 def _int(lo: int, hi: int) -> Callable[[Any], int]:
     def parse(raw: Any) -> int:
-        if isinstance(raw, bool) or isinstance(raw, float):
+        if isinstance(raw, (bool, float)):
             raise BadValue(f"not an integer: {raw!r}")
         if isinstance(raw, int):
             value = raw
