@@ -299,7 +299,7 @@ def _payments(conn: Connection, rows: list[Row], ctx: _Context) -> list[tuple[Ro
     running = {k: int(v[0]) for k, v in balances.items()}
     ledger = []
     for p in sorted(new, key=lambda p: (p[2], p[0])):  # type: ignore[arg-type, return-value]
-        running[p[1]] += int(p[3])  # type: ignore[call-overload]
+        running[p[1]] += int(p[3])  # type: ignore[call-overload, arg-type]
         ledger.append((p[1], p[2], p[3], running[p[1]], "payment", p[0],
                        f"bulk payment {p[4]}"))
     insert_rows(conn, "ledger_entries", ("account_id", "at_s", "amount_minor",

@@ -10,6 +10,7 @@ in bulk (CSV or JSON lines; docs/bulk.md).
 from __future__ import annotations
 
 import csv
+from collections.abc import Sequence
 from pathlib import Path
 
 import click
@@ -28,7 +29,7 @@ def register(cli: click.Group) -> None:
     bulk.add_command(export_cmd)
 
 
-def _write_errors(path: Path, errors: list[object]) -> None:
+def _write_errors(path: Path, errors: Sequence[object]) -> None:
     from cas.errors import UsageError
 
     try:
@@ -92,7 +93,7 @@ def import_cmd(app: Application, kind: str, path: Path, fmt: str | None, mode: s
     app.output(data, render)
 
 
-def _show_errors(app: Application, errors: list[object], bad: int,
+def _show_errors(app: Application, errors: Sequence[object], bad: int,
                  errors_out: Path | None) -> None:
     if errors_out is not None:
         _write_errors(errors_out, errors)

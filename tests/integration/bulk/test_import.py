@@ -50,7 +50,7 @@ def _accounts_csv(path: Path, bad: bool = True) -> Path:
     for i in range(N - 3 if bad else N):
         lines.append(f"{700000000000 + i},K-{i},Petrov,Pyotr,+7900{i:07d},{i % 7},{T0}")
     if bad:
-        lines.append(f"700000999990,K-x1,Bad,Time,,1,2026-11-01 00:00")  # no UTC offset
+        lines.append("700000999990,K-x1,Bad,Time,,1,2026-11-01 00:00")  # no UTC offset
         lines.append(f"700000000005,K-x2,Dup,Key,,1,{T0}")  # key earlier in the file
         lines.append(f"700000999992,K-x3,Bad,Region,,70000,{T0}")  # region not u16
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
