@@ -16,7 +16,8 @@ Each phase of ``cas card personalise --count N`` is timed on its own, as the com
 * **batch**: the personalisation batch file.
 
 The same-run baseline is a bare ``executemany`` (SQLite) / ``COPY`` (PostgreSQL) of the same
-card rows into an empty copy of the ``cards`` table: the database's own cost, nothing checked.
+``cards`` and ``rights_changes`` rows into the store's own empty tables (with their indexes),
+rolled back: the database's own cost, nothing checked or allocated.
 PostgreSQL: ``--pg-url URL`` or a throwaway cluster (see bench_billing.py); ``--no-pg`` skips.
 """
 
@@ -34,7 +35,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_billing import throwaway_postgres
-from sqlalchemy import text
 
 from cas.bulk.cards import CARD_COLUMNS, NewCard
 from cas.bulk.fast import insert_rows
@@ -53,18 +53,21 @@ def _timed(fn: Callable[[], object]) -> tuple[float, object]:
 
 
 def baseline(store: Store, n: int) -> float:
-    """A bare executemany/COPY of the same rows into an empty copy of ``cards``."""
-    with store.engine.begin() as conn:
-        conn.execute(text("DROP TABLE IF EXISTS bench_cards"))
-        conn.execute(text("CREATE TABLE bench_cards AS SELECT * FROM cards WHERE 1 = 0"))
+    """A bare COPY/executemany of the same ``cards`` and ``rights_changes`` rows into the
+    store's own (empty, indexed) tables, rolled back afterwards: the database's share."""
     rows = [(FIRST + i, 1 + i // 256, i % 256, "active", 0, 255, 1_790_000_000, 1,
              1_790_000_000) for i in range(n)]
-    t0 = time.perf_counter()
-    with store.engine.begin() as conn:
-        insert_rows(conn, "bench_cards", CARD_COLUMNS, rows)
-    took = time.perf_counter() - t0
-    with store.engine.begin() as conn:
-        conn.execute(text("DROP TABLE bench_cards"))
+    changes = [(FIRST + i, 1_790_000_000, "register") for i in range(n)]
+    conn = store.engine.connect()
+    try:
+        with conn.begin() as tx:
+            t0 = time.perf_counter()
+            insert_rows(conn, "cards", CARD_COLUMNS, rows)
+            insert_rows(conn, "rights_changes", ("card_serial", "at_s", "cause"), changes)
+            took = time.perf_counter() - t0
+            tx.rollback()
+    finally:
+        conn.close()
     return took
 
 
