@@ -15,6 +15,7 @@ import threading
 import time
 from pathlib import Path
 from types import FrameType
+from typing import Any
 
 import click
 from rich.table import Table
@@ -30,7 +31,6 @@ from cas.card.personalise import (
     image_path,
     personalise_card,
     write_batch,
-    write_images,
 )
 from cas.card.service import serve_images
 from cas.card.vpcd import DEFAULT_VPCD_PORT, parse_endpoint
@@ -54,41 +54,44 @@ def register(cli: click.Group) -> None:
 # --- personalise -------------------------------------------------------------------------------
 def _store_slots(app: Application, serials: list[int], *, region: int,
                  maturity_limit: int) -> list[CardSlot]:
-    """Register new cards with the head-end; the store allocates their group slots."""
-    from cas.billing.clock import clock_now
-    from cas.cli._subscribers import open_app_store
-    from cas.store.repo import register_card
+    """Register new cards with the head-end (bulk fast path); the store allocates their
+    group slots."""
+    from cas.bulk.cards import NewCard
 
-    store = open_app_store(app)
-    try:
-        with store.transaction() as session:
-            at = clock_now(session)  # the head-end's simulation clock, not the wall clock
-            out = []
-            for serial in serials:
-                slot = register_card(session, serial, at=at, region=region,
-                                     maturity_limit=maturity_limit)
-                out.append(CardSlot(serial=slot.serial, shared_address=slot.shared_address,
-                                    member_position=slot.member_position))
-            return out
-    finally:
-        store.dispose()
+    return _register(app, [NewCard(serial=s, region=region, maturity_limit=maturity_limit)
+                           for s in serials])
 
 
 def _store_register_records(app: Application, records: list[CardRecord]) -> None:
     """Register cards personalised elsewhere (a factory batch) at their own slots."""
-    from cas.billing.clock import clock_now
+    from cas.bulk.cards import NewCard
+
+    _register(app, [NewCard(serial=r.serial, shared_address=r.shared_address,
+                            member_position=r.member_position, region=r.region,
+                            maturity_limit=r.maturity_limit) for r in records])
+
+
+def _register(app: Application, cards: list[Any]) -> list[CardSlot]:
+    from cas.bulk.register import register_cards
     from cas.cli._subscribers import open_app_store
-    from cas.store.repo import register_card
 
     store = open_app_store(app)
     try:
-        with store.transaction() as session:
-            at = clock_now(session)
-            for r in records:
-                register_card(session, r.serial, r.shared_address, r.member_position, at=at,
-                              region=r.region, maturity_limit=r.maturity_limit)
+        with app.progress("registering", total=len(cards)) as advance:
+            slots = register_cards(store, cards, advance)
     finally:
         store.dispose()
+    return [CardSlot(serial=s.serial, shared_address=s.shared_address,
+                     member_position=s.member_position) for s in slots]
+
+
+def _write_images(app: Application, records: list[CardRecord], out_dir: Path,
+                  *, overwrite: bool) -> list[Path]:
+    from cas.bulk.register import write_images_fast
+
+    del overwrite  # _refuse_existing has checked (or --force)
+    with app.progress("writing card images", total=len(records)) as advance:
+        return write_images_fast(records, out_dir, advance=advance)
 
 
 def _next_free_serial(app: Application) -> int:
@@ -153,7 +156,7 @@ def personalise_cmd(app: Application, count: int | None, start_serial: int | Non
                          force=force)
         if register:
             _store_register_records(app, records)
-        paths = write_images(records, out_dir, overwrite=force)
+        paths = _write_images(app, records, out_dir, overwrite=force)
         batch_path = None
     else:
         assert count is not None
@@ -173,9 +176,11 @@ def personalise_cmd(app: Application, count: int | None, start_serial: int | Non
                     maturity_limit=maturity_limit, ecm_key_indexes=ecm_key_indexes or (0,),
                     ecm_key_epoch=ecm_key_epoch))
                 advance(1)
-        paths = write_images(records, out_dir, overwrite=force)
-        batch_path = write_batch(records, batch_out or out_dir / f"batch-{first:010d}-{count}.casb",
-                                 now_s=now_s)
+        paths = _write_images(app, records, out_dir, overwrite=force)
+        with app.progress("writing the batch file", total=1) as advance:
+            batch_path = write_batch(
+                records, batch_out or out_dir / f"batch-{first:010d}-{count}.casb", now_s=now_s)
+            advance(1)
     cards: list[dict[str, str | int]] = [
         {"serial": f"{r.serial:010d}", "shared_address": r.shared_address,
          "member_position": r.member_position, "image": str(p)}

@@ -1,0 +1,74 @@
+"""Card registration for ``cas card personalise``: the bulk fast path (COPY on PostgreSQL,
+executemany on SQLite) in one transaction, with progress."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from sqlalchemy.exc import SQLAlchemyError
+
+from cas.bulk.cards import NewCard, Registrar
+from cas.bulk.load import _clock_s, _driver_errors
+from cas.errors import StoreError
+from cas.formats.records import CardRecord
+from cas.store.engine import Store
+from cas.store.errors import RecordConflict
+from cas.store.repo import CardSlot
+
+#: Cards per round trip.
+CHUNK = 50_000
+
+
+def register_cards(store: Store, cards: Sequence[NewCard],
+                   advance: Callable[[int], None] = lambda n: None) -> list[CardSlot]:
+    """Register ``cards`` (``registered_at_s`` 0 means the head-end clock); their slots.
+
+    A serial already registered keeps its slot (a re-run changes nothing); a slot that
+    clashes is a :class:`~cas.store.errors.RecordConflict` and nothing is registered.
+    """
+    slots: list[CardSlot] = []
+    try:
+        with store.engine.begin() as conn:
+            at_s = _clock_s(conn)
+            registrar = Registrar(conn)
+            for start in range(0, len(cards), CHUNK):
+                part = [c if c.registered_at_s else NewCard(
+                    serial=c.serial, shared_address=c.shared_address,
+                    member_position=c.member_position, status=c.status, region=c.region,
+                    maturity_limit=c.maturity_limit, registered_at_s=at_s)
+                    for c in cards[start:start + CHUNK]]
+                for outcome in registrar.register(part, advance):
+                    if outcome.reason is not None or outcome.slot is None:
+                        raise RecordConflict(outcome.reason or "card not registered",
+                                             code="CARD_SLOT_CONFLICT")
+                    slots.append(outcome.slot)
+            registrar.finish()
+    except SQLAlchemyError as exc:
+        raise StoreError(f"card registration failed: {str(exc).splitlines()[0]}") from exc
+    except _driver_errors() as exc:
+        raise StoreError(f"card registration failed: {str(exc).splitlines()[0]}") from exc
+    return slots
+
+
+def write_images_fast(records: Sequence[CardRecord], directory: Path, *,
+                      advance: Callable[[int], None] = lambda n: None) -> list[Path]:
+    """One EEPROM image per card, each replaced atomically (temp file and rename), with one
+    flush to disk at the end instead of two ``fsync`` per card (a million cards would spend
+    hours in them).  The caller has checked that no image is overwritten by mistake."""
+    from cas.card.eeprom import write_image_atomic
+    from cas.card.personalise import image_path
+    from cas.formats.records import build_card_record
+
+    directory.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for n, record in enumerate(records, start=1):
+        path = image_path(directory, record.serial)
+        write_image_atomic(path, build_card_record(record), sync=False)
+        paths.append(path)
+        if n % 1000 == 0:
+            advance(1000)
+    advance(len(records) % 1000)
+    os.sync()
+    return paths
