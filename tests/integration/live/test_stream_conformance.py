@@ -48,7 +48,6 @@ CP_S = 1.0
 REP_S = 0.1
 LOOP_S = 2.0
 
-pytestmark = pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="needs ffmpeg")
 
 
 # --- the operator's side ---------------------------------------------------------------------

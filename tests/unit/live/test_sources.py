@@ -4,7 +4,6 @@ timing of live input, the UDP source on a real socket, RTP stripping."""
 from __future__ import annotations
 
 import itertools
-import shutil
 import socket
 import struct
 import time
@@ -252,7 +251,6 @@ def test_udp_source_port_in_use_is_a_config_error() -> None:
             src.UdpSource("127.0.0.1", port).close()
 
 
-@pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="needs ffmpeg")
 def test_ffmpeg_lavfi_source_with_clock_overlay() -> None:
     """A real ffmpeg encodes the test pattern (drawtext clock, tone) in real time; the source
     finds its program, renumbers it and times it by its PCR."""
@@ -279,7 +277,6 @@ def test_ffmpeg_lavfi_source_with_clock_overlay() -> None:
     assert list(got.times) == sorted(got.times)
 
 
-@pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="needs ffmpeg")
 def test_ffmpeg_is_started_again_when_it_exits() -> None:
     source = src.FfmpegSource("testsrc=size=160x90:rate=25", service_id=78, latency_s=0.1,
                               video_bitrate_kbps=200)
