@@ -15,8 +15,9 @@ import httpx
 import pytest
 
 from cas.store.engine import Store
+from tests.fixtures.net import free_tcp_port
 from tests.integration.web.seed import SeededStore, seed_operator
-from tests.integration.web.test_cli_serve import _free_port, _main_env, _serve, _stop
+from tests.integration.web.test_cli_serve import _main_env, _serve, _stop
 
 pytestmark = pytest.mark.slow
 
@@ -40,7 +41,7 @@ def _seed(tmp_path: Path, operator: str) -> tuple[Path, SeededStore]:
 def _start(tmp_path: Path, operator: str, *extra: str,
            env: dict[str, str] | None = None) -> Iterator[Served]:
     data, seeded = _seed(tmp_path, operator)
-    port = _free_port()
+    port = free_tcp_port()
     proc: subprocess.Popen[bytes] = _serve(
         ["--data-dir", str(data), "serve", "all", "--host", "127.0.0.1", *extra], port,
         _main_env(**(env or {})))
