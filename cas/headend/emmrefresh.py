@@ -45,9 +45,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from cas.crypto import Key, OperatorKeys
+from cas.crypto import OperatorKeys
 from cas.errors import UsageError
-from cas.headend.emmgen import CardTarget, EmmSettings, PairingTarget, build_batch, csk_of
+from cas.headend.emmgen import EmmSettings, build_batch
+from cas.headend.emmrun import card_targets
 from cas.wiretime import wire_end_s
 
 if TYPE_CHECKING:
@@ -282,7 +283,7 @@ def _do_item(s: Session, keys: OperatorKeys, plan: RefreshPlan, n: int,
 
     from cas.billing.state import iter_card_states
     from cas.headend.emmrun import _SHARED, _UNIQUE
-    from cas.store.models import Box, EmmSequence
+    from cas.store.models import EmmSequence
 
     lo, hi = int(item["lo"]), int(item["hi"])
     at = datetime.fromtimestamp(plan.at_s, tz=UTC)
@@ -307,20 +308,7 @@ def _do_item(s: Session, keys: OperatorKeys, plan: RefreshPlan, n: int,
             select(EmmSequence.address, EmmSequence.next_seq).where(
                 EmmSequence.address_kind == _SHARED, EmmSequence.address >= lo,
                 EmmSequence.address <= hi))}
-        chips = sorted({st.paired_chip_id for st in states if st.paired_chip_id is not None})
-        csks: dict[int, Key] = {}
-        for i in range(0, len(chips), 500):
-            for chip_id, wrapped in s.execute(select(Box.chip_id, Box.wrapped_csk)
-                                              .where(Box.chip_id.in_(chips[i : i + 500]))):
-                csk = csk_of(keys, wrapped) if wrapped else None
-                if csk is not None:
-                    csks[int(chip_id)] = csk
-        targets = [CardTarget(serial=st.serial, shared_address=st.shared_address,
-                              member_position=st.member_position, rights=st.rights,
-                              pairing=(PairingTarget(chip_id=st.paired_chip_id,
-                                                     csk=csks[st.paired_chip_id])
-                                       if st.paired_chip_id in csks else None))
-                   for st in states]
+        targets = card_targets(s, keys, states)
         res = build_batch(keys, targets, at_s=plan.at_s,
                           unique_seq=lambda a: unique_next.get(a, 1),
                           shared_seq=lambda g: shared_next.get(g, 1), settings=plan.settings)

@@ -33,6 +33,7 @@ from cas.wiretime import wire_end_s
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
 
+    from cas.billing.state import CardState
     from cas.store.engine import Store
 
 
@@ -307,7 +308,7 @@ def _do_window(store: Store, rs: Session, keys: OperatorKeys, window: list[Any],
     """EMMs for one window of card states, chunk by chunk, each chunk committed atomically."""
     from sqlalchemy import select
 
-    from cas.store.models import Box, EmmSequence
+    from cas.store.models import EmmSequence
     from cas.store.repo import set_setting
 
     lo_serial = min(st.serial for st in window)
@@ -321,20 +322,7 @@ def _do_window(store: Store, rs: Session, keys: OperatorKeys, window: list[Any],
         select(EmmSequence.address, EmmSequence.next_seq).where(
             EmmSequence.address_kind == _SHARED, EmmSequence.address >= groups[0],
             EmmSequence.address <= groups[-1]))}
-    chips = sorted({st.paired_chip_id for st in window if st.paired_chip_id is not None})
-    csks: dict[int, Key] = {}
-    for i in range(0, len(chips), 500):
-        for chip_id, wrapped in rs.execute(select(Box.chip_id, Box.wrapped_csk)
-                                           .where(Box.chip_id.in_(chips[i : i + 500]))):
-            csk = csk_of(keys, wrapped) if wrapped else None
-            if csk is not None:
-                csks[int(chip_id)] = csk
-    cards = [CardTarget(serial=st.serial, shared_address=st.shared_address,
-                        member_position=st.member_position, rights=st.rights,
-                        pairing=(PairingTarget(chip_id=st.paired_chip_id,
-                                               csk=csks[st.paired_chip_id])
-                                 if st.paired_chip_id in csks else None))
-             for st in window]
+    cards = card_targets(rs, keys, window)
     versions = {st.serial: st.rights_version for st in window}
     for (lo, hi), res in generate_parallel(keys, cards, at_s=state.at_s,
                                            unique_next=unique_next, shared_next=shared_next,
@@ -360,6 +348,31 @@ def _do_window(store: Store, rs: Session, keys: OperatorKeys, window: list[Any],
         if _THROTTLE_S:
             time.sleep(_THROTTLE_S)
 
+
+
+def card_targets(session: Session, keys: OperatorKeys,
+                 states: Sequence[CardState]) -> list[CardTarget]:
+    """The generator's input for these card states: each card's rights and, for a card
+    paired with a box the store knows, the pairing with that box's chipset key (opened with
+    the vendor or transport key; a box whose key does not open gets no PAIR command)."""
+    from sqlalchemy import select
+
+    from cas.store.models import Box
+
+    chips = sorted({st.paired_chip_id for st in states if st.paired_chip_id is not None})
+    csks: dict[int, Key] = {}
+    for i in range(0, len(chips), 500):
+        for chip_id, wrapped in session.execute(select(Box.chip_id, Box.wrapped_csk)
+                                                .where(Box.chip_id.in_(chips[i : i + 500]))):
+            csk = csk_of(keys, wrapped) if wrapped else None
+            if csk is not None:
+                csks[int(chip_id)] = csk
+    return [CardTarget(serial=st.serial, shared_address=st.shared_address,
+                       member_position=st.member_position, rights=st.rights,
+                       pairing=(PairingTarget(chip_id=st.paired_chip_id,
+                                              csk=csks[st.paired_chip_id])
+                                if st.paired_chip_id in csks else None))
+            for st in states]
 
 def _split_sections(data: bytes) -> list[bytes]:
     from cas.formats.sections import iter_sections

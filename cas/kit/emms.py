@@ -12,19 +12,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import datetime
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from cas.billing.state import iter_card_states
-from cas.crypto import Key, OperatorKeys
-from cas.headend.emmgen import (
-    CardTarget,
-    PairingTarget,
-    build_batch,
-    csk_of,
-    ecm_key_rotation_emm,
-)
-from cas.store.models import Box
+from cas.crypto import OperatorKeys
+from cas.headend.emmgen import build_batch, ecm_key_rotation_emm
+from cas.headend.emmrun import card_targets
 from cas.store.repo import to_s
 
 
@@ -48,17 +41,7 @@ class KitEmms:
         states = list(iter_card_states(session, at))
         if not states:
             return []
-        csks: dict[int, Key] = {}
-        for chip_id, wrapped in session.execute(select(Box.chip_id, Box.wrapped_csk)):
-            csk = csk_of(self.keys, wrapped) if wrapped else None
-            if csk is not None:
-                csks[int(chip_id)] = csk
-        cards = [CardTarget(serial=st.serial, shared_address=st.shared_address,
-                            member_position=st.member_position, rights=st.rights,
-                            pairing=(PairingTarget(chip_id=st.paired_chip_id,
-                                                   csk=csks[st.paired_chip_id])
-                                     if st.paired_chip_id in csks else None))
-                 for st in states]
+        cards = card_targets(session, self.keys, states)
         res = build_batch(self.keys, cards, at_s=to_s(at),
                           unique_seq=lambda serial: self.unique_next.get(serial, 1),
                           shared_seq=lambda group: self.shared_next.get(group, 1),
