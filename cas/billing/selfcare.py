@@ -19,10 +19,11 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from cas.billing import service
-from cas.billing.accounts import normalise_phone, start_verification
+from cas.billing.identifiers import normalise_phone
 from cas.billing.money import parse_amount
 from cas.billing.profile import OperatorProfile
 from cas.billing.records import DAY_S, current_profile
+from cas.billing.verification import start_verification
 from cas.errors import ValidationError
 from cas.store.models import Account, Card, Notification
 from cas.text import parse_digits

@@ -1,31 +1,33 @@
 """Money and times in the command line's output for people, in the reader's language
 through :mod:`cas.locale` (Babel).
 
-The language is the application's ``lang`` (``--lang``) when the command line has one, else
-``CAS_LANG``; with neither the plain forms stay (``12.34 AZN``, ``2026-03-02 14:05``), so
+The language is the application's (``--lang``, else ``CAS_LANG``, else the locale).  Russian
+goes through Babel; English keeps the plain forms (``12.34 AZN``, ``2026-03-02 14:05``), so
 scripts reading the text see no change.  ``--json`` output never changes: money there is
 integer minor units and times are ISO 8601.
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from datetime import UTC, datetime
 
 import click
 
 from cas.billing.profile import OperatorProfile
+from cas.i18n import DEFAULT_LANGUAGE, resolve_language
 from cas.locale import check_lang, format_datetime
 
 
 def reader_lang() -> str | None:
-    """The language the reader asked for, or ``None`` for the plain forms."""
+    """The language the reader asked for, or ``None`` for the plain forms: English keeps the
+    head-end's plain ``2510.00 KZT`` and ISO days, which scripts read; Russian goes through
+    Babel.  The language is the application's (``--lang``, ``CAS_LANG``, the locale)."""
     ctx = click.get_current_context(silent=True)
     lang = getattr(ctx.find_root().obj, "lang", None) if ctx is not None else None
     if not lang:
-        lang = os.environ.get("CAS_LANG") or None
-    return check_lang(lang) if lang else None
+        lang = resolve_language()
+    return None if lang == DEFAULT_LANGUAGE else check_lang(lang)
 
 
 def money_formatter(profile: OperatorProfile) -> Callable[[int], str]:
