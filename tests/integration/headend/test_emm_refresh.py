@@ -155,7 +155,8 @@ def test_a_killed_workers_item_is_finished_by_the_other(postgres_url: str,
         deadline = time.monotonic() + 60
         while not list(items_dir.glob("item-*.sections")):
             assert slow.poll() is None, slow.communicate()
-            assert time.monotonic() < deadline, "worker A never wrote an item"
+            if time.monotonic() > deadline:  # a liveness bound, not a speed goal
+                pytest.fail("worker A never wrote an item")
             time.sleep(0.05)
         written = sorted(items_dir.glob("item-*.sections"))
         assert len(written) == 1
@@ -198,7 +199,8 @@ def test_a_worker_joins_a_refresh_through_the_cli(postgres_url: str, tmp_path: P
             if s.get(Setting, "emm.refresh.c") is not None:
                 break
         assert procs[0].poll() is None, procs[0].communicate()
-        assert time.monotonic() < deadline, "the coordinator never made its plan"
+        if time.monotonic() > deadline:  # a liveness bound, not a speed goal
+            pytest.fail("the coordinator never made its plan")
         time.sleep(0.05)
     procs.append(_cas(postgres_url, key_path, "--json", "emm", "worker", "--run", "c"))
     outputs = [p.communicate(timeout=120) for p in procs]
