@@ -262,21 +262,30 @@ def _get(where: _Where, table: Mapping[str, Any], key: str, kind: type, *,
     return value
 
 
+def _entry(where: _Where, item: Any, table: str, i: int, id_key: str, allowed: set[str],
+           taken: set[str]) -> tuple[str, int]:
+    """Entry ``i`` of ``[[table]]``: its id (a slug not used before), checked with no unknown
+    key, and the line its table starts after (for error lines)."""
+    at = where.header_line(table, i) - 1
+    ident = _get(where, item, f"{table}[{i}].{id_key}", str, after=at)
+    if not _SLUG.match(ident):
+        raise where.error(f"{table}[{i}].{id_key}", "use lower-case letters, digits and '-'",
+                          after=at)
+    if ident in taken:
+        raise where.error(f"{table}[{i}].{id_key}", f"{ident!r} is used twice", after=at)
+    extra = set(item) - allowed
+    if extra:
+        raise where.error(f"{table}[{i}].{sorted(extra)[0]}", "unknown key", after=at)
+    return ident, at
+
+
 def _subscribers(where: _Where, items: Any) -> tuple[SubscriberSpec, ...]:
     if not isinstance(items, list) or not items:
         raise ScenarioError(f"{where.path}:1: subscriber: give at least one [[subscriber]]")
     out: list[SubscriberSpec] = []
     for i, item in enumerate(items):
-        at = where.header_line("subscriber", i) - 1
-        key = _get(where, item, f"subscriber[{i}].key", str, after=at)
-        if not _SLUG.match(key):
-            raise where.error(f"subscriber[{i}].key", "use lower-case letters, digits and '-'",
-                              after=at)
-        if any(s.key == key for s in out):
-            raise where.error(f"subscriber[{i}].key", f"{key!r} is used twice", after=at)
-        extra = set(item) - {"key", "name", "region", "card", "box"}
-        if extra:
-            raise where.error(f"subscriber[{i}].{sorted(extra)[0]}", "unknown key", after=at)
+        key, at = _entry(where, item, "subscriber", i, "key",
+                         {"key", "name", "region", "card", "box"}, {s.key for s in out})
         out.append(SubscriberSpec(
             key=key, name=_get(where, item, f"subscriber[{i}].name", str, default=key, after=at),
             region=(_get(where, item, f"subscriber[{i}].region", int, after=at)
@@ -296,16 +305,9 @@ def _steps(where: _Where, items: Any, boxes: set[str]) -> tuple[Step, ...]:
         raise ScenarioError(f"{where.path}:1: step: give at least one [[step]]")
     out: list[Step] = []
     for i, item in enumerate(items):
-        at = where.header_line("step", i) - 1
-        name = _get(where, item, f"step[{i}].name", str, after=at)
-        if not _SLUG.match(name):
-            raise where.error(f"step[{i}].name", "use lower-case letters, digits and '-'",
-                              after=at)
-        if any(s.name == name for s in out):
-            raise where.error(f"step[{i}].name", f"{name!r} is used twice", after=at)
-        extra = set(item) - {"name", "title", "events", "expect", "stream_offset_s"}
-        if extra:
-            raise where.error(f"step[{i}].{sorted(extra)[0]}", "unknown key", after=at)
+        name, at = _entry(where, item, "step", i, "name",
+                          {"name", "title", "events", "expect", "stream_offset_s"},
+                          {s.name for s in out})
         events = tuple(_event(where, e, f"step[{i}].events[{j}]", boxes, at,
                               earlier={s.name for s in out})
                        for j, e in enumerate(_get(where, item, f"step[{i}].events", list,
