@@ -1,8 +1,8 @@
 """``--help`` examples ("Examples:" epilogs) of the most used commands, in one table.
 
-Installed on the finished command tree by :mod:`cas.cli.main` (:func:`install`), like the
-ASCII-digit options, so a command module need not know; a test checks that every command
-named here exists and shows its examples.
+Installed by :mod:`cas.cli.main` on each command as it is loaded (:func:`install`), like
+the ASCII-digit options, so a command module need not know; a test checks that every
+command named here exists and shows its examples.
 """
 
 from __future__ import annotations
@@ -71,10 +71,14 @@ EXAMPLES: dict[str, tuple[str, ...]] = {
 }
 
 
-def install(cli: click.Group) -> None:
+def install(name: str, top: click.Command) -> None:
+    """Give ``top`` (the command ``cas <name>``) and its sub-commands their examples."""
     for path, lines in EXAMPLES.items():
-        command: click.Command = cli
-        for name in path.split():
+        first, *rest = path.split()
+        if first != name:
+            continue
+        command = top
+        for word in rest:
             assert isinstance(command, click.Group), path
-            command = command.commands[name]
+            command = command.commands[word]
         command.epilog = epilog(lines)

@@ -1,33 +1,44 @@
 """The ``cas`` command: head-end, card, stream and diagnostics tools.
 
 Command groups live one per module in ``cas/cli/``; each module defines
-``register(cli: click.Group) -> None`` and is discovered here, so adding a group never
-touches this file.
+``register(cli: click.Group) -> None``.  The root group is lazy
+(:class:`cas.lazygroup.LazyGroup`): its commands are listed in :mod:`cas.cli.registry`
+(one line per command) and a command's modules are imported only when that command runs,
+so ``cas --version`` and ``cas --help`` import no SQLAlchemy, FastAPI, construct or
+pyscard.  A loaded command gets the same treatment the whole tree used to get at import:
+``--help`` examples, ASCII-digit integers, ``--lang`` everywhere and the repeated-option
+refusal (:func:`decorate`).
 """
 
 from __future__ import annotations
 
-import importlib
-import pkgutil
 from pathlib import Path
 
 import click
 
 import cas
 from cas.cli.examples import install as install_examples
+from cas.cli.registry import COMMANDS
 from cas.console import (
     Application,
-    GuardedGroup,
     ascii_numbers,
     lang_everywhere,
     refuse_repeated_options,
     run_cli,
 )
+from cas.lazygroup import LazyGroup
 
-_SKIP = {"main", "app", "common", "examples"}
+
+def decorate(name: str, command: click.Command) -> None:
+    """What every ``cas`` command gets when it is loaded (``name``: its name under ``cas``)."""
+    install_examples(name, command)
+    ascii_numbers(command)
+    lang_everywhere(command)
+    refuse_repeated_options(command)
 
 
-@click.group(cls=GuardedGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=LazyGroup, table=COMMANDS, decorate=decorate,
+             context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(cas.__version__, prog_name="cas")
 @click.option("--json", "json_mode", is_flag=True, help="Machine-readable JSON output.")
 @click.option("--data-dir", type=click.Path(path_type=Path), envvar="CAS_DATA_DIR",
@@ -45,22 +56,7 @@ def cli(ctx: click.Context, json_mode: bool, data_dir: Path | None, db_url: str 
                           lang=lang)
 
 
-def _register_all() -> None:
-    import cas.cli as pkg
-
-    for mod in sorted(pkgutil.iter_modules(pkg.__path__), key=lambda m: m.name):
-        if mod.name in _SKIP or mod.name.startswith("_"):
-            continue
-        module = importlib.import_module(f"cas.cli.{mod.name}")
-        register = getattr(module, "register", None)
-        if register is not None:
-            register(cli)
-
-
-_register_all()
-install_examples(cli)
 ascii_numbers(cli)
-lang_everywhere(cli)
 refuse_repeated_options(cli)
 
 

@@ -15,15 +15,14 @@ from cas.cli.main import cli
 from cas.cli.simulcrypt import AUTO_INT, _host_port
 from cas.console import AsciiInt, AsciiIntRange
 from cas.errors import UsageError
+from cas.lazygroup import walk
 from firmware_stub.cli import cli as stb_cli
 
 
-def _params(command: click.Command, path: str = "") -> Iterator[tuple[str, click.Parameter]]:
-    for p in command.params:
-        yield f"{path} {p.name}", p
-    if isinstance(command, click.Group):
-        for name, sub in command.commands.items():
-            yield from _params(sub, f"{path} {name}")
+def _params(root: click.Command) -> Iterator[tuple[str, click.Parameter]]:
+    for path, command in walk(root):
+        for p in command.params:
+            yield f"{' ' + path if path else ''} {p.name}", p
 
 
 @pytest.mark.parametrize("root", [cli, stb_cli], ids=["cas", "stb"])

@@ -51,7 +51,9 @@ def _check(root: click.Group, prog: str, example: str) -> None:
         name = next(a for a in args if not a.startswith("-") and a not in ("en", "ru"))
         before = args[:args.index(name)]
         assert set(before) <= {"--json", "--lang", "en", "ru", "-q"}, example
-        command = command.commands[name]
+        sub = command.get_command(click.Context(command), name)
+        assert sub is not None, example
+        command = sub
         args = args[args.index(name) + 1:]
     ctx = click.Context(command, info_name=command.name)
     _opts, rest, _order = command.make_parser(ctx).parse_args(args=list(args))
