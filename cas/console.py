@@ -29,15 +29,6 @@ from typing import Any, ClassVar, NoReturn, TypeVar
 
 import click
 from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TaskProgressColumn,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
 
 from cas.errors import CasError, UsageError
 from cas.i18n import LANGUAGES, Translator, resolve_language
@@ -109,6 +100,18 @@ class Application:
         if not show:
             yield lambda n: None
             return
+        # Imported here: rich.progress (and the rich.table it pulls in) is a tenth of the
+        # start-up of a command that never shows a bar.
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TaskProgressColumn,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
+
         columns = (
             TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
             TaskProgressColumn(), TextColumn("{task.speed} /s"), TimeElapsedColumn(),

@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, BinaryIO, TypeVar
+from typing import TYPE_CHECKING, Any, BinaryIO, TypeVar
 
 import click
 from rich.markup import escape
@@ -44,15 +44,16 @@ from cas.console import (
 from cas.errors import StreamError, UsageError
 from cas.formats.boxreport import channel_line
 from cas.reasons import message
-from firmware_stub.box import Box, WatchResult
-from firmware_stub.cardslot import insert_card
-from firmware_stub.chipset import load_chip_record, load_key_file, load_vendor_key
 from firmware_stub.errors import NotTransportStreamError
 from firmware_stub.faults import Fault
-from firmware_stub.live import ChannelEvent, LiveResult, run_live, utc_text
-from firmware_stub.nvram import load_nvram
-from firmware_stub.report import ChannelStatus, render
-from firmware_stub.udpin import InputSpec, open_input, parse_input, stop_on_signals
+
+# The box (chipset, card, demux, descrambler, live input) is imported by the commands that
+# run it: `stb --version` and `stb --help` start without construct, the crypto and pyscard.
+if TYPE_CHECKING:
+    from firmware_stub.box import Box, WatchResult
+    from firmware_stub.live import LiveResult
+    from firmware_stub.report import ChannelStatus
+    from firmware_stub.udpin import InputSpec
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -135,6 +136,10 @@ def _boot(app: Application, stack: ExitStack, *, chip_record: Path, chip_id: str
           vendor_key: Path, nvram: Path, reader: str | None, card_image: Path | None,
           rom_key_file: Path | None, trace: bool, ca_system_id: str,
           faults: tuple[str, ...] = ()) -> Box:
+    from firmware_stub.box import Box
+    from firmware_stub.cardslot import insert_card
+    from firmware_stub.chipset import load_chip_record, load_key_file, load_vendor_key
+
     if reader is not None and card_image is not None:
         raise UsageError("use --reader or --card-image, not both")
     if card_image is not None and rom_key_file is None:
@@ -206,6 +211,9 @@ def boot(app: Application, /, **opts: Any) -> None:
 @pass_app
 def info(app: Application, chip_record: Path, chip_id: str | None, nvram: Path) -> None:
     """Show the Chip ID record and the NVRAM (no key, no card needed)."""
+    from firmware_stub.chipset import load_chip_record
+    from firmware_stub.nvram import load_nvram
+
     record = load_chip_record(chip_record, _hex_int(chip_id))
     nv = load_nvram(nvram, chip_id=record.chip_id)
     data = {
@@ -249,6 +257,8 @@ def _live_options(f: F) -> F:
 def _live_spec(stream: str, *, live: bool, duration_s: float | None,
                interface: str | None) -> InputSpec | None:
     """The input of a live run, or None for file mode (which stays as it always was)."""
+    from firmware_stub.udpin import parse_input
+
     spec = parse_input(stream, interface=interface)
     if spec.network or live or duration_s is not None:
         return spec
@@ -264,6 +274,9 @@ def _json_line(data: dict[str, Any], *, err: bool = False) -> None:
 def _live(stack: ExitStack, box: Box, spec: InputSpec, *,
           duration_s: float | None, pin: str | None, channel: int | None = None,
           out: BinaryIO | None = None, events_to_err: bool = False) -> LiveResult:
+    from firmware_stub.live import ChannelEvent, run_live, utc_text
+    from firmware_stub.udpin import open_input, stop_on_signals
+
     source = open_input(spec)
     stack.callback(source.close)
     _json_line({"event": "start", "time": utc_text(datetime.now(UTC)), "input": source.url,
@@ -303,6 +316,9 @@ def scan(app: Application, /, stream: str, pin: str | None, fail_on_locked: bool
          **opts: Any) -> None:
     """Report every channel of IN.ts (a file, - for stdin, or udp://… live) as OPEN or
     LOCKED, and why."""
+    from firmware_stub.live import utc_text
+    from firmware_stub.report import render
+
     spec = _live_spec(stream, live=live, duration_s=duration_s, interface=interface)
     with ExitStack() as stack:
         box = _boot(app, stack, **opts)
@@ -394,6 +410,9 @@ def _live_watch(app: Application, stack: ExitStack, box: Box, spec: InputSpec, c
                 out: BinaryIO, *, output: str, duration_s: float | None,
                 pin: str | None) -> WatchResult:
     """``stb watch`` on a live input: the tuned channel's events, the clear service out."""
+    from firmware_stub.box import WatchResult
+    from firmware_stub.live import utc_text
+
     to_err = output == "-"
     live = _live(stack, box, spec, duration_s=duration_s, pin=pin, channel=channel,
                  out=out, events_to_err=to_err)
