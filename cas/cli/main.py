@@ -2,7 +2,7 @@
 
 Command groups live one per module in ``cas/cli/``; each module defines
 ``register(cli: click.Group) -> None``.  The root group is lazy
-(:class:`cas.lazygroup.LazyGroup`): its commands are listed in :mod:`cas.cli.registry`
+(:class:`cas.cli.lazy.LazyGroup`): its commands are listed in :mod:`cas.cli.registry`
 (one line per command) and a command's modules are imported only when that command runs,
 so ``cas --version`` and ``cas --help`` import no SQLAlchemy, FastAPI, construct or
 pyscard.  A loaded command gets the same treatment the whole tree used to get at import:
@@ -18,6 +18,7 @@ import click
 
 import cas
 from cas.cli.examples import install as install_examples
+from cas.cli.lazy import LazyGroup
 from cas.cli.registry import COMMANDS
 from cas.console import (
     Application,
@@ -26,7 +27,6 @@ from cas.console import (
     refuse_repeated_options,
     run_cli,
 )
-from cas.lazygroup import LazyGroup
 
 
 def decorate(name: str, command: click.Command) -> None:

@@ -1,7 +1,7 @@
 """Every ``cas`` command, in one table: name -> short help and the modules that define it.
 
 ``cas --help`` and shell completion read this table and import no command module; running
-a command imports only the modules of its row (:class:`cas.lazygroup.LazyGroup`).  Adding
+a command imports only the modules of its row (:class:`cas.cli.lazy.LazyGroup`).  Adding
 a command is one line here: its name, its short help (the first sentence of its help, as
 ``cas --help`` shows it) and ``"cas.cli.<module>:register"`` — a function that adds the
 command to the group it is given, or ``"module:attr"`` naming the command object itself.
@@ -14,7 +14,7 @@ or when a command module is missing from the table.
 
 from __future__ import annotations
 
-from cas.lazygroup import LazyCommand, lazy
+from cas.cli.lazy import LazyCommand, lazy
 
 _BILLING = "cas.cli.billing:register"
 

@@ -11,11 +11,11 @@ import click
 import pytest
 from click.testing import CliRunner
 
+from cas.cli.lazy import walk
 from cas.cli.main import cli
 from cas.cli.simulcrypt import AUTO_INT, _host_port
 from cas.console import AsciiInt, AsciiIntRange
 from cas.errors import UsageError
-from cas.lazygroup import walk
 from firmware_stub.cli import cli as stb_cli
 
 

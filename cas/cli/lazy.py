@@ -1,5 +1,6 @@
-"""A click group whose sub-commands are imported on first use: ``cas`` and ``stb`` start in
-a blink (``--version``, ``--help``) and a command imports only its own modules.
+"""A click group whose sub-commands are imported on first use: ``cas`` starts in a blink
+(``--version``, ``--help``) and a command imports only its own modules.  (``stb`` has four
+commands that all run the box; it imports the box inside those commands instead.)
 
 The group is built from a static table, name -> :class:`LazyCommand` (the command's short
 help and where it is defined).  ``--help`` and shell completion of the command names read
@@ -7,8 +8,9 @@ the table and import nothing; :meth:`LazyGroup.get_command` imports the one comm
 for, hands it to the group's ``decorate`` hook (the ``--lang`` option, ASCII digits, the
 repeated-option refusal, ``--help`` examples: :mod:`cas.console`) and keeps it.
 
-A test per command line checks that the table's help equals each loaded command's own
-short help, so the two never drift, and that every command module is in the table.
+``tests/unit/cli/test_registry.py`` checks that the table's help equals each loaded
+command's own short help, so the two never drift, and that every command module is in the
+table.
 """
 
 from __future__ import annotations
