@@ -15,7 +15,7 @@ import pytest
 from click.testing import CliRunner
 
 import cas.cli
-from cas.cli.lazy import FULL_SHORT_HELP, LazyGroup
+from cas.cli.lazy import FULL_SHORT_HELP, LazyGroup, lazy
 from cas.cli.main import cli
 from cas.cli.registry import COMMANDS
 
@@ -94,3 +94,30 @@ def _fresh_cli() -> LazyGroup:
     return LazyGroup(name=cli.name, params=cli.params, help=cli.help, callback=cli.callback,
                      context_settings=cli.context_settings, table=cli.table,
                      decorate=cli.decorate)
+
+
+@click.command()
+def _hello() -> None:
+    """Say hello. Then more."""
+    click.echo("hello")
+
+
+def _register_two(group: click.Group) -> None:
+    group.add_command(click.Group(name="two", help="Two of them."))
+
+
+def test_a_row_names_a_command_object_or_a_register_function() -> None:
+    here = __name__
+    group = LazyGroup(name="t", table={
+        "hello": lazy("Say hello.", f"{here}:_hello"),
+        "two": lazy("Two of them.", f"{here}:_register_two"),
+        "ghost": lazy("Nothing.", f"{here}:_register_two"),
+    })
+    ctx = click.Context(group)
+    assert group.get_command(ctx, "hello") is _hello
+    two = group.get_command(ctx, "two")
+    assert isinstance(two, click.Group) and two.name == "two"
+    assert CliRunner().invoke(group, ["hello"]).output == "hello\n"
+    with pytest.raises(LookupError):
+        group.get_command(ctx, "ghost")
+    assert group.get_command(ctx, "nonesuch") is None
