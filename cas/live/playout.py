@@ -38,7 +38,7 @@ from typing import Protocol
 
 from cas.formats import ts
 from cas.headend.scrambler import PayloadCipher
-from cas.live.pacer import Pacer, tighten_timer_slack
+from cas.live.pacer import Pacer, shift_thread_priority, tighten_timer_slack
 from cas.live.psi import PsiSchedule, ServiceLayout
 from cas.live.scrambling import CryptoSchedule, CwLog
 from cas.live.sources import PACKET_SIZE, Block, Source
@@ -275,6 +275,7 @@ class RealTime:
                 threading.Thread(target=wrap(self.send), name="live-sender", daemon=True)]
 
     def produce(self) -> None:
+        shift_thread_priority(-1)
         a = 0.0
         while not self.stop.is_set():
             b = a + self.window_s
@@ -293,6 +294,7 @@ class RealTime:
 
     def send(self) -> None:
         tighten_timer_slack()  # per thread: this is the one that sleeps between datagrams
+        shift_thread_priority(+1)
         if self.pacer.start_at is None:
             # Multiplex time 0 starts once the producer is a full queue ahead (or after a
             # second): the first windows' one-off costs never make the first datagrams late.
