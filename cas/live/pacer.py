@@ -35,7 +35,7 @@ PACKET_SIZE = 188
 LATE_THRESHOLD_S = 0.005
 #: The sender wakes at most once per this interval (see the module docstring).
 WAKE_INTERVAL_S = 0.0002
-#: What an output is handed: whole TS packets (often a zero-copy view of an immutable buffer).
+#: What an output is handed: whole TS packets (often a view of the window's buffer; not kept).
 Datagram = bytes | memoryview
 #: prctl(PR_SET_TIMERSLACK): Linux lets a sleep overrun by the thread's timer slack
 #: (50 µs by default); datagrams 40 µs apart need it smaller.
@@ -160,8 +160,8 @@ class Pacer:
                stop: threading.Event | None) -> int:
         """The real-time loop of :meth:`feed`: every datagram at its time, one wake-up at most
         per ``wake_interval_s``; returns how many were sent (fewer than ``count`` only if
-        ``stop`` was set).  Locals and one stats update per call: this runs 19,000 times a
-        second at 200 Mbit/s."""
+        ``stop`` was set).  Locals, and the stats updated once per call: the loop runs
+        19,000 times a second at 200 Mbit/s."""
         assert self.start_at is not None
         start_at = self.start_at
         clock, sleep, send = self._clock, self._sleep, self._send
