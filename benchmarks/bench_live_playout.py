@@ -18,6 +18,12 @@ two processes), then counts continuity errors and computes the PCR arrival jitte
 * **jitter**: CSA2 at 40 Mbit/s for ``--jitter-seconds`` (60 by default, the drift window):
   per PCR, ``e = (arrival - arrival_0) - (PCR - PCR_0) / 27 MHz``; the drift is the slope of a
   least-squares line through ``e``, the jitter is ``|e - line|`` (p50/p99).
+* each step also prints CPU 0's ``steal`` time (/proc/stat): time the hypervisor gave that
+  vCPU to someone else, which no scheduling inside the VM can win back.
+
+The clear streams are made, and the receiver starts, under normal scheduling (the receiver
+on CPU 1), so that no real-time work on CPU 0 uses up the kernel's real-time budget
+(``sched_rt_runtime_us``) just before a step.
 
 The clear stream is synthetic (random payloads: the cipher's cost does not depend on them):
 one program, a 25 fps PES rhythm with PTS/DTS, PCR every 20 ms, 2 s long and looped.
@@ -131,9 +137,11 @@ def make_clear(path: Path, bitrate_bps: int) -> None:
 
 # --- the receiver (its own process, CPU 1) -------------------------------------------------------
 
-def _receiver(port_q: Any, result_q: Any, cpu: int) -> None:
+def _receiver(port_q: Any, result_q: Any, cpu: int, rt: bool) -> None:
     if hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, {cpu})
+    if rt:
+        os.sched_setscheduler(0, os.SCHED_RR, os.sched_param(10))
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     try:
         sock.setsockopt(socket.SOL_SOCKET, 33, 64 * 1024 * 1024)  # SO_RCVBUFFORCE (root)
@@ -224,6 +232,20 @@ def _mux(clear: Path, algorithm: Algorithm) -> tuple[Multiplexer, CryptoSchedule
     return mux, crypto
 
 
+def _steal_ms(cpu: int) -> float:
+    """Time the hypervisor took CPU ``cpu`` away from this VM so far (``steal`` in
+    /proc/stat), in ms; 0 where that is not available."""
+    try:
+        with open("/proc/stat", encoding="ascii") as fh:
+            for line in fh:
+                f = line.split()
+                if f[0] == f"cpu{cpu}" and len(f) > 8:
+                    return int(f[8]) * 1000 / os.sysconf("SC_CLK_TCK")
+    except OSError:
+        pass
+    return 0.0
+
+
 def play(clear: Path, algorithm: Algorithm, seconds: float, port: int) -> dict[str, Any]:
     mux, crypto = _mux(clear, algorithm)
     out = UdpOutput("127.0.0.1", port)
@@ -232,6 +254,7 @@ def play(clear: Path, algorithm: Algorithm, seconds: float, port: int) -> dict[s
     stop = threading.Event()
     crypto.keys(0)
     cpu0 = time.process_time()
+    steal0 = _steal_ms(0)
     rt = RealTime(mux, pacer, stop)
     threads = rt.threads()
     for t in threads:
@@ -241,19 +264,18 @@ def play(clear: Path, algorithm: Algorithm, seconds: float, port: int) -> dict[s
     for t in threads:
         t.join()
     cpu = time.process_time() - cpu0
+    steal = _steal_ms(0) - steal0
     out.close()
     crypto.close()
     return {"late": pacer.stats.late, "max_late_ms": pacer.stats.max_late_s * 1000,
             "late_seconds": sorted({int(t) for t in late_at}),
-            "sent_packets": pacer.stats.packets, "cpu_s": cpu}
+            "sent_packets": pacer.stats.packets, "cpu_s": cpu, "steal_ms": steal}
 
 
 def capacity(algorithm: Algorithm, tmp: str, rate_mbps: int = 200,
              stream_s: float = 6.0) -> float:
     """Mbit/s of stream the multiplex produces per second of CPU (no pacing, no socket)."""
-    clear = Path(tmp) / f"{rate_mbps}.ts"
-    if not clear.exists():
-        make_clear(clear, rate_mbps * 1_000_000)
+    clear = clear_file(tmp, rate_mbps)
     mux, crypto = _mux(clear, algorithm)
     try:
         mux.window(0.0, 0.02, 0.0)
@@ -268,11 +290,44 @@ def capacity(algorithm: Algorithm, tmp: str, rate_mbps: int = 200,
     return packets * PKT * 8 / cpu / 1e6
 
 
+def clear_file(tmp: str, rate_mbps: int) -> Path:
+    """The clear stream of ``rate_mbps``, made once under normal scheduling: seconds of CPU
+    under SCHED_RR would use up the real-time budget of the kernel's period
+    (``sched_rt_runtime_us``, 95%), and the throttle (~50 ms) would fall on the first second
+    of the playout that follows."""
+    clear = Path(tmp) / f"{rate_mbps}.ts"
+    if clear.exists():
+        return clear
+    policy, param = os.sched_getscheduler(0), os.sched_getparam(0)
+    if policy != os.SCHED_OTHER:
+        os.sched_setscheduler(0, os.SCHED_OTHER, os.sched_param(0))
+    try:
+        make_clear(clear, rate_mbps * 1_000_000)
+    finally:
+        if policy != os.SCHED_OTHER:
+            os.sched_setscheduler(0, policy, param)
+    return clear
+
+
 def run_one(clear: Path, algorithm: Algorithm, seconds: float) -> dict[str, Any]:
     ctx = mp.get_context("spawn")
     port_q, result_q = ctx.Queue(), ctx.Queue()
-    rx = ctx.Process(target=_receiver, args=(port_q, result_q, 1))
-    rx.start()
+    policy, param = os.sched_getscheduler(0), os.sched_getparam(0)
+    rx = ctx.Process(target=_receiver, args=(port_q, result_q, 1, policy != os.SCHED_OTHER))
+    # The receiver's interpreter starts (imports, about a second of CPU) on CPU 1 under normal
+    # scheduling: on CPU 0 under SCHED_RR it would use up the kernel's real-time budget
+    # (sched_rt_runtime_us, 95% of each second) and the throttle (~50 ms) would fall on the
+    # first second of the playout.
+    affinity = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, {1})
+    if policy != os.SCHED_OTHER:
+        os.sched_setscheduler(0, os.SCHED_OTHER, os.sched_param(0))
+    try:
+        rx.start()
+    finally:
+        os.sched_setaffinity(0, affinity)
+        if policy != os.SCHED_OTHER:
+            os.sched_setscheduler(0, policy, param)
     port = port_q.get(timeout=30)
     sent = play(clear, algorithm, seconds, port)
     result = result_q.get(timeout=300)
@@ -304,22 +359,20 @@ def main() -> None:
           f"{'any CPU' if args.no_pin else 'CPU 0'}, receiver on CPU 1")
     with tempfile.TemporaryDirectory() as tmp:
         if not args.skip_jitter:
-            clear = Path(tmp) / "40.ts"
-            make_clear(clear, 40_000_000)
+            clear = clear_file(tmp, 40)
             res = run_one(clear, Algorithm.CSA2, args.jitter_seconds)
             j = res["jitter"]
             print(f"jitter csa2 40 Mbit/s {args.jitter_seconds:g} s: PCR arrival jitter "
                   f"p50 {j['p50_ms']:.3f} ms, p99 {j['p99_ms']:.3f} ms, max {j['max_ms']:.3f} ms, "
                   f"drift {j['drift_ppm']:+.2f} ppm over {j['span_s']:.1f} s; late {res['late']}, "
-                  f"CC errors {res['cc_errors']}, CPU {res['cpu_s'] / args.jitter_seconds:.0%}")
+                  f"CC errors {res['cc_errors']}, CPU {res['cpu_s'] / args.jitter_seconds:.0%}, "
+                  f"CPU 0 stolen by the hypervisor {res['steal_ms']:.0f} ms")
         for name in args.algorithms.split(","):
             algorithm = Algorithm(name)
             zero_late = 0
             near = 0
             for rate in (int(x) for x in args.rates.split(",")):
-                clear = Path(tmp) / f"{rate}.ts"
-                if not clear.exists():
-                    make_clear(clear, rate * 1_000_000)
+                clear = clear_file(tmp, rate)
                 res = run_one(clear, algorithm, args.seconds)
                 datagrams = max(1, res["datagrams"])
                 late_share = res["late"] / datagrams
@@ -334,7 +387,8 @@ def main() -> None:
                       f"{res['max_late_ms']:.1f} ms), CC errors {res['cc_errors']}, received "
                       f"{achieved:.0f} Mbit/s, sender CPU {res['cpu_s'] / args.seconds:.0%}, "
                       f"PCR jitter p50/p99 {res['jitter'].get('p50_ms', float('nan')):.3f}/"
-                      f"{res['jitter'].get('p99_ms', float('nan')):.3f} ms"
+                      f"{res['jitter'].get('p99_ms', float('nan')):.3f} ms, CPU 0 stolen by "
+                      f"the hypervisor {res['steal_ms']:.0f} ms"
                       + (f", late in seconds {res['late_seconds']}" if res["late"] else ""),
                       flush=True)
                 if res["cpu_s"] / args.seconds > 0.98:

@@ -23,6 +23,8 @@ from cas.headend.scrambler import Algorithm
 
 #: Output URL schemes.
 DEFAULT_PACKETS_PER_DATAGRAM = 7
+#: The sender wakes at most once per this many µs (cas.live.pacer.WAKE_INTERVAL_S).
+DEFAULT_WAKE_INTERVAL_US = 200
 #: A datagram of 7 TS packets (1316 bytes) fits an Ethernet MTU with IP/UDP/RTP headers.
 MAX_PACKETS_PER_DATAGRAM = 7
 DEFAULT_EMM_PID = 0x0C00
@@ -73,6 +75,7 @@ class OutputConfig:
     ttl: int = 16
     interface: str = ""
     packets_per_datagram: int = DEFAULT_PACKETS_PER_DATAGRAM
+    wake_interval_us: int = DEFAULT_WAKE_INTERVAL_US
 
     @property
     def multicast(self) -> bool:
@@ -249,10 +252,12 @@ def _output(t: _Table, base: Path) -> OutputConfig:
     url = t.str_("url", required=True)
     ppd = t.int_("packets_per_datagram", DEFAULT_PACKETS_PER_DATAGRAM, 1,
                  MAX_PACKETS_PER_DATAGRAM)
+    wake_us = t.int_("wake_interval_us", DEFAULT_WAKE_INTERVAL_US, 0, 5000)
     ttl = t.int_("ttl", 16, 1, 255)
     interface = t.str_("interface", "")
     if url == "-":
-        return OutputConfig(kind=OutputKind.STDOUT, url=url, packets_per_datagram=ppd)
+        return OutputConfig(kind=OutputKind.STDOUT, url=url, packets_per_datagram=ppd,
+                            wake_interval_us=wake_us)
     parts = urlsplit(url)
     if parts.scheme == "file":
         # file:///abs/x.ts (absolute) or file://x.ts (relative to the config file)
@@ -260,7 +265,7 @@ def _output(t: _Table, base: Path) -> OutputConfig:
             raise t.fail("url", f"{url!r}: no path")
         p = Path(parts.netloc + parts.path)
         return OutputConfig(kind=OutputKind.FILE, url=url, path=p if p.is_absolute() else base / p,
-                            packets_per_datagram=ppd)
+                            packets_per_datagram=ppd, wake_interval_us=wake_us)
     if parts.scheme not in ("udp", "rtp"):
         raise t.fail("url", f"{url!r}: expected udp://HOST:PORT, rtp://HOST:PORT, "
                      "file:///PATH or -")
@@ -271,7 +276,8 @@ def _output(t: _Table, base: Path) -> OutputConfig:
     if not host or not port:
         raise t.fail("url", f"{url!r}: expected {parts.scheme}://HOST:PORT")
     return OutputConfig(kind=OutputKind(parts.scheme), url=url, host=host, port=port, ttl=ttl,
-                        interface=interface, packets_per_datagram=ppd)
+                        interface=interface, packets_per_datagram=ppd,
+                        wake_interval_us=wake_us)
 
 
 def _scrambling(t: _Table, base: Path, ca_system_id: int) -> ScramblingConfig:

@@ -38,7 +38,7 @@ from typing import Protocol
 
 from cas.formats import ts
 from cas.headend.scrambler import PayloadCipher
-from cas.live.pacer import Pacer, tighten_timer_slack
+from cas.live.pacer import Pacer, shift_thread_priority, tighten_timer_slack
 from cas.live.psi import PsiSchedule, ServiceLayout
 from cas.live.scrambling import CryptoSchedule, CwLog
 from cas.live.sources import PACKET_SIZE, Block, Source
@@ -245,8 +245,15 @@ class RealTime:
     scrambling, ECM sealing) into a short queue; the **sender** hands each window to the
     :class:`~cas.live.pacer.Pacer`, which sends datagram by datagram at their times.  The
     producer's work (much of it in libdvbcsa, which releases the GIL) happens while the sender
-    sleeps between datagrams; a short GIL switch interval lets the sender wake on time.
-    ``stop`` ends both between two datagrams; the sender then flushes what is left.
+    sleeps between wake-ups; a short GIL switch interval lets the sender wake on time.
+
+    Both threads may share one core.  Under real-time scheduling (``SCHED_RR``, as the systemd
+    unit sets it) threads of equal priority do not preempt each other, so a sender that woke
+    while the producer was scrambling would wait until the producer blocked (stalls of 5–50 ms
+    at 150–200 Mbit/s).  The sender therefore moves one priority step up and the producer one
+    step down (:func:`~cas.live.pacer.shift_thread_priority`; each best effort, a no-op under
+    normal scheduling).  ``stop`` ends both between two datagrams; the sender then flushes
+    what is left.
     """
 
     #: How often the interpreter hands the GIL over between threads (the sender must wake
@@ -275,6 +282,7 @@ class RealTime:
                 threading.Thread(target=wrap(self.send), name="live-sender", daemon=True)]
 
     def produce(self) -> None:
+        shift_thread_priority(-1)  # the sender preempts the producer (see the class docstring)
         a = 0.0
         while not self.stop.is_set():
             b = a + self.window_s
@@ -293,6 +301,7 @@ class RealTime:
 
     def send(self) -> None:
         tighten_timer_slack()  # per thread: this is the one that sleeps between datagrams
+        shift_thread_priority(+1)  # above the producer and the process's other threads
         if self.pacer.start_at is None:
             # Multiplex time 0 starts once the producer is a full queue ahead (or after a
             # second): the first windows' one-off costs never make the first datagrams late.

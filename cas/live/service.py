@@ -435,7 +435,8 @@ class HeadendService:
             self._last_send = time.monotonic()
 
         self.pacer = Pacer(send, packets_per_datagram=self.cfg.output.packets_per_datagram,
-                           on_late=on_late)
+                           on_late=on_late,
+                           wake_interval_s=self.cfg.output.wake_interval_us / 1e6)
         if self.crypto is not None:
             # The first period's keys before the clock starts (a store read or an ECMG round
             # trip), so the first datagrams are not late.

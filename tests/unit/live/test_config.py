@@ -126,6 +126,7 @@ def test_super_cas_id_follows_the_ca_system_id(tmp_path: Path) -> None:
 def test_defaults(tmp_path: Path) -> None:
     cfg = _load(tmp_path, MINIMAL)
     assert cfg.output.packets_per_datagram == 7
+    assert cfg.output.wake_interval_us == 200
     assert cfg.scrambling.algorithm is Algorithm.CSA2
     assert cfg.scrambling.crypto_period_ms == 10_000 and cfg.scrambling.ecm_repetition_ms == 100
     assert cfg.scrambling.ecm_source is EcmSource.INTERNAL
@@ -154,6 +155,8 @@ def test_output_kinds(tmp_path: Path, url: str, kind: OutputKind) -> None:
     (("[output]", "[output]\npackets_per_datagram = 8"),
      "[output].packets_per_datagram: 8 outside 1..7"),
     (("[output]", "[output]\nttl = 0"), "[output].ttl: 0 outside 1..255"),
+    (("[output]", "[output]\nwake_interval_us = 6000"),
+     "[output].wake_interval_us: 6000 outside 0..5000"),
     (("[output]", "[output]\nbogus = 1"), "[output].bogus: unknown key"),
     (("[output]", "[scrambling]\nalgorithm = \"des\"\n[output]"),
      "[scrambling].algorithm: 'des' is not one of 'csa2', 'cissa'"),

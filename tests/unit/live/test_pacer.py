@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import itertools
+import os
 import threading
 from array import array
+from collections.abc import Callable
 
 import pytest
 
-from cas.live.pacer import PACKET_SIZE, Datagram, Pacer
+from cas.live.pacer import PACKET_SIZE, Datagram, Pacer, shift_thread_priority
 
 
 class FakeClock:
@@ -117,3 +119,82 @@ def test_stop_is_between_datagrams_and_flush_sends_whole_packets() -> None:
 def test_packets_per_datagram_is_checked() -> None:
     with pytest.raises(ValueError):
         Pacer(lambda d: None, packets_per_datagram=8)
+
+
+def _fast_stream(pacer: Pacer, datagrams: int, spacing_s: float) -> list[float]:
+    """Feeds ``datagrams`` datagrams ``spacing_s`` apart in 20 ms windows; their due times."""
+    per_packet = spacing_s / 7
+    n = datagrams * 7
+    times = array("d", [(i + 1) * per_packet for i in range(n)])
+    step = max(7, int(0.020 / per_packet))
+    for a in range(0, n, step):
+        pacer.feed(_packets(min(step, n - a), a), times[a : a + step])
+    return [100.0 + times[d * 7 + 6] for d in range(datagrams)]
+
+
+def test_wake_interval_sends_what_is_due_per_wake_up_and_nothing_early() -> None:
+    """200 Mbit/s (a datagram every 52.6 µs): one wake-up per 200 µs sends the datagrams due
+    by then, back to back; none leaves before its time, none more than 200 µs after it."""
+    pacer, clock, sent = _rig()
+    due = _fast_stream(pacer, 4000, 1316 * 8 / 200e6)
+    assert len(sent) == 4000
+    delays = [t - d for (t, _), d in zip(sent, due, strict=True)]
+    assert min(delays) >= -1e-9
+    assert max(delays) <= 0.0002 + 1e-9
+    assert len(clock.sleeps) <= 4000 * (1316 * 8 / 200e6) / 0.0002 + 2
+    wakes = sorted({t for t, _ in sent})
+    assert min(b - a for a, b in itertools.pairwise(wakes)) >= 0.0002 - 1e-9
+    assert pacer.stats.late == 0
+
+
+def test_wake_interval_zero_wakes_for_every_datagram() -> None:
+    clock = FakeClock()
+    sent: list[float] = []
+    pacer = Pacer(lambda d: sent.append(clock.t), clock=clock, sleep=clock.sleep,
+                  wake_interval_s=0.0)
+    pacer.start()
+    due = _fast_stream(pacer, 1000, 1316 * 8 / 200e6)
+    assert sent == pytest.approx(due, abs=1e-9)
+    assert len(clock.sleeps) == 1000
+
+
+def test_wake_interval_is_checked() -> None:
+    with pytest.raises(ValueError):
+        Pacer(lambda d: None, wake_interval_s=0.006)
+
+
+def _in_thread(fn: Callable[[], object]) -> object:
+    box: list[object] = []
+    t = threading.Thread(target=lambda: box.append(fn()))
+    t.start()
+    t.join()
+    return box[0]
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_setscheduler"), reason="Linux scheduling calls")
+def test_shift_thread_priority_leaves_a_normal_thread_alone() -> None:
+    def run() -> tuple[bool, int]:
+        return shift_thread_priority(+1), os.sched_getscheduler(0)
+
+    assert _in_thread(run) == (False, os.SCHED_OTHER)
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_setscheduler"), reason="Linux scheduling calls")
+def test_shift_thread_priority_moves_a_real_time_thread_only() -> None:
+    """The sender one above the process's real-time priority, the producer one below; the
+    other thread keeps its own."""
+    def run() -> tuple[bool, int, bool, int] | None:
+        try:
+            os.sched_setscheduler(0, os.SCHED_RR, os.sched_param(10))
+        except PermissionError:
+            return None
+        up = shift_thread_priority(+1)
+        after_up = os.sched_getparam(0).sched_priority
+        down = shift_thread_priority(-2)
+        return up, after_up, down, os.sched_getparam(0).sched_priority
+
+    result = _in_thread(run)
+    if result is None:
+        pytest.skip("real-time scheduling needs CAP_SYS_NICE here")
+    assert result == (True, 11, True, 9)
+    assert os.sched_getscheduler(0) == os.SCHED_OTHER  # this thread: untouched
