@@ -141,6 +141,8 @@ class _World:
         self.replay_of = ""
         self.lost_ecm: set[int] = set()
         self.send_keys: list[int] = []
+        #: this step's stream carries an EMM for a card in no box (``other-card-emm``)
+        self.other_card = False
         self.ecm_key_index = 0
 
     # --- setup --------------------------------------------------------------------------
@@ -278,6 +280,8 @@ class _World:
             self.ecm_key_index = int(event.args["index"])
         elif kind is EventKind.SEND_ECM_KEY:
             self.send_keys.append(int(event.args["index"]))
+        elif kind is EventKind.OTHER_CARD_EMM:
+            self.other_card = True
 
     def _emms(self, session: Session, at: datetime) -> list[bytes]:
         fresh = self.emms.full_refresh(session, at)
@@ -292,6 +296,8 @@ class _World:
             out = [e[:-8] + bytes([e[-8] ^ 0x01]) + e[-7:] for e in fresh]
         else:
             out = fresh
+        if self.other_card:
+            out.extend(self.emms.for_other_card(session, at))
         return out
 
     def stream(self, index: int, name: str, at: datetime, offset_s: int) -> str:
@@ -327,6 +333,7 @@ class _World:
         self.emm_mode = ""
         self.lost_ecm = set()
         self.send_keys = []
+        self.other_card = False
         return rel
 
     def channels(self) -> list[dict[str, Any]]:
