@@ -49,13 +49,18 @@ def build_cmd(app: Application, scenario: str, out: Path) -> None:
 @click.option("-o", "--out", "out", type=click.Path(path_type=Path, file_okay=False),
               default=Path("kit-results"), show_default=True,
               help="Where junit.xml and report.html go.")
+@click.option("--report", "report", type=click.Choice(["stdout", "http"]), default="stdout",
+              show_default=True,
+              help="How the box reports: JSON lines on its stdout, or POSTs to KIT_REPORT_URL "
+                   "(an endpoint the runner opens on 127.0.0.1).")
 @pass_app
-def run_cmd(app: Application, kit: Path, box: str, out: Path) -> None:
+def run_cmd(app: Application, kit: Path, box: str, out: Path, report: str) -> None:
     """Play KIT to the box under test and grade every step."""
     from cas.kit.report import write_reports
-    from cas.kit.run import run_kit
+    from cas.kit.run import ReportVia, run_kit
 
-    result = run_kit(kit, box, progress=lambda msg: app.print(f"[dim]· {msg}[/dim]"))
+    result = run_kit(kit, box, report=ReportVia(report),
+                     progress=lambda msg: app.print(f"[dim]· {msg}[/dim]"))
     junit, html = write_reports(result, out)
 
     def show() -> None:

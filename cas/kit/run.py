@@ -18,14 +18,18 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from enum import StrEnum
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 from cas.errors import ConfigError, UsageError
 from cas.formats.boxreport import Seen, parse_report
 from cas.kit.build import KIT_FORMAT
+from cas.kit.httpreport import ReportServer
 
 #: ``--box stub``: our own set-top-box stub speaking the kit protocol.
 STUB = "stub"
@@ -124,17 +128,20 @@ def _box_env(kit: Path, timeline: Mapping[str, Any], work: Path, step: Mapping[s
     return env
 
 
-def _play(command: Sequence[str], stream: Path, env: Mapping[str, str]) -> tuple[
-        dict[int, Seen], str]:
-    """Run the box on one stream; its verdicts and, when it failed, why."""
+def _play(command: Sequence[str], stream: Path, env: Mapping[str, str],
+          posted: Callable[[], dict[int, Seen]] | None = None) -> tuple[dict[int, Seen], str]:
+    """Run the box on one stream; its verdicts and, when it failed, why.  ``posted``: the
+    HTTP form, the verdicts come from the endpoint (its stdout is not read)."""
     try:
         done = subprocess.run([*command, str(stream)], env=dict(env), capture_output=True,
                               text=True, timeout=BOX_TIMEOUT_S, check=False)
     except FileNotFoundError:
         raise UsageError(f"box command not found: {command[0]}") from None
     except subprocess.TimeoutExpired:
+        if posted is not None:
+            posted()
         return {}, f"the box did not finish within {BOX_TIMEOUT_S:.0f} s"
-    seen = parse_report(done.stdout)
+    seen = parse_report(done.stdout) if posted is None else posted()
     problem = ""
     if done.returncode != 0 and not seen:
         last = (done.stderr.strip().splitlines() or [""])[-1]
@@ -142,7 +149,18 @@ def _play(command: Sequence[str], stream: Path, env: Mapping[str, str]) -> tuple
     return seen, problem
 
 
-def run_kit(kit: Path, box: str, *,
+class ReportVia(StrEnum):
+    """How the box reports (docs/kit.md, "Report protocol")."""
+
+    STDOUT = "stdout"  # JSON lines on its stdout
+    HTTP = "http"  # POSTs to KIT_REPORT_URL, an endpoint the runner opens on 127.0.0.1
+
+
+def _take(server: ReportServer, step: int, box: str) -> dict[int, Seen]:
+    return server.take(step, box)[0]
+
+
+def run_kit(kit: Path, box: str, *, report: ReportVia = ReportVia.STDOUT,
             progress: Callable[[str], None] | None = None) -> RunResult:
     """Grade the box command ``box`` (``stub`` for ours) on every step of ``kit``."""
     say = progress or (lambda _m: None)
@@ -157,7 +175,8 @@ def run_kit(kit: Path, box: str, *,
     names = {ch["number"]: ch["name"] for ch in timeline["channels"]}
     result = RunResult(kit=timeline["kit"], box_command=box)
     t0 = time.monotonic()
-    with tempfile.TemporaryDirectory(prefix="cas-kit-run-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="cas-kit-run-") as tmp, ExitStack() as stack:
+        server = (stack.enter_context(ReportServer()) if report is ReportVia.HTTP else None)
         work = Path(tmp)
         (work / "nvram").mkdir()
         shutil.copytree(kit / "cards", work / "cards")
@@ -165,7 +184,11 @@ def run_kit(kit: Path, box: str, *,
             say(f"step {step['index']}: {step['name']}")
             for box_key, channels in exp["boxes"].items():
                 env = _box_env(kit, timeline, work, step, box_key)
-                seen, problem = _play(command, kit / step["stream"], env)
+                posted: Callable[[], dict[int, Seen]] | None = None
+                if server is not None:
+                    env["KIT_REPORT_URL"] = server.expect(step["index"], box_key)
+                    posted = partial(_take, server, step["index"], box_key)
+                seen, problem = _play(command, kit / step["stream"], env, posted)
                 for number, want in channels.items():
                     got = seen.get(int(number))
                     result.cases.append(CaseResult(
