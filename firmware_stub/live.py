@@ -89,6 +89,8 @@ def emm_seq(section: bytes) -> int | None:
 class _Seen:
     first_s: float
     announced: Reason | None = None
+    #: the channel number announced with it (the service id until the SDT's LCN is known)
+    number: int | None = None
 
 
 class ChannelWatch:
@@ -99,7 +101,8 @@ class ChannelWatch:
        :data:`SETTLE_S` after the channel appeared, because the next ECM repetition will
        usually decide it.
     2. After that, every change of its reason is announced (OPEN ⇄ LOCKED, or one lock
-       reason to another); the detail text (counters) is not news.
+       reason to another), and a change of its number (announced under its service id
+       before the SDT's logical channel number arrived); the detail text is not news.
     3. ``channel``: only that channel (``stb watch`` asks the card for its ECMs only).
     4. ``final``: at the stop every channel not yet announced is announced as it stands.
     """
@@ -119,13 +122,14 @@ class ChannelWatch:
             seen = self._seen.get(status.service_id)
             if seen is None:
                 seen = self._seen[status.service_id] = _Seen(first_s=now_s)
-            if seen.announced is status.reason:
+            if seen.announced is status.reason and seen.number == status.channel:
                 continue
             if (seen.announced is None and not final and waiting(status)
                     and now_s - seen.first_s < self.settle_s):
                 continue
             events.append(ChannelEvent(at=at, status=status, previous=seen.announced))
             seen.announced = status.reason
+            seen.number = status.channel
         return events
 
     def states(self) -> dict[int, Reason]:

@@ -14,6 +14,7 @@ from pathlib import Path
 import click
 
 from cas.cli.app import Application, Exit, pass_app
+from cas.errors import UsageError
 
 
 @click.group("kit")
@@ -53,13 +54,22 @@ def build_cmd(app: Application, scenario: str, out: Path) -> None:
               show_default=True,
               help="How the box reports: JSON lines on its stdout, or POSTs to KIT_REPORT_URL "
                    "(an endpoint the runner opens on 127.0.0.1).")
+@click.option("--live", is_flag=True,
+              help="Play the kit through the live head-end (cas headend run, UDP on "
+                   "127.0.0.1): the box gets udp://127.0.0.1:PORT and runs until SIGTERM.")
+@click.option("--settle", "settle_s", type=click.FloatRange(min=1.0), metavar="S",
+              help="Live mode: grade a step after at most S seconds (default 30; the first "
+                   "step 90).")
 @pass_app
-def run_cmd(app: Application, kit: Path, box: str, out: Path, report: str) -> None:
+def run_cmd(app: Application, kit: Path, box: str, out: Path, report: str, live: bool,
+            settle_s: float | None) -> None:
     """Play KIT to the box under test and grade every step."""
     from cas.kit.report import write_reports
     from cas.kit.run import ReportVia, run_kit
 
-    result = run_kit(kit, box, report=ReportVia(report),
+    if settle_s is not None and not live:
+        raise UsageError("--settle is for --live")
+    result = run_kit(kit, box, report=ReportVia(report), live=live, settle_s=settle_s,
                      progress=lambda msg: app.print(f"[dim]· {msg}[/dim]"))
     junit, html = write_reports(result, out)
 

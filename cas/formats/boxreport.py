@@ -80,6 +80,17 @@ def _from_obj(obj: Any) -> list[Seen]:
     return []
 
 
+def parse_line(line: str) -> list[Seen]:
+    """The verdicts of one line (live mode reads the box's lines as they come)."""
+    line = line.strip()
+    if not line.startswith("{"):
+        return []
+    try:
+        return _from_obj(json.loads(line))
+    except json.JSONDecodeError:
+        return []
+
+
 def parse_report(stdout: str) -> dict[int, Seen]:
     """The box's verdicts by channel (the last line about a channel wins)."""
     seen: list[Seen] = []

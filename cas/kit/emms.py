@@ -29,6 +29,11 @@ from cas.store.repo import to_s
 OTHER_CARD_SERIAL = 2_256_889_999
 
 
+def tamper(section: bytes) -> bytes:
+    """One byte inside the sealed body changed: the card's AEAD check must refuse it."""
+    return section[:-8] + bytes([section[-8] ^ 0x01]) + section[-7:]
+
+
 class KitEmms:
     """The EMM sequence numbers used so far, and the EMMs of each step."""
 

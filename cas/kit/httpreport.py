@@ -111,6 +111,12 @@ class ReportServer:
         with self._lock:
             return self._open.pop(key, {}), self._posts.pop(key, 0)
 
+    def peek(self, step: int, box: str) -> dict[int, Seen]:
+        """What has been posted to (step, box) so far (live mode), the URL left open."""
+        key = unquote(self.path_of(step, box))
+        with self._lock:
+            return dict(self._open.get(key, {}))
+
     def _post(self, key: str, text: str) -> tuple[HTTPStatus, str]:
         seen = parse_report(text)
         with self._lock:

@@ -161,8 +161,10 @@ def _take(server: ReportServer, step: int, box: str) -> dict[int, Seen]:
 
 
 def run_kit(kit: Path, box: str, *, report: ReportVia = ReportVia.STDOUT,
+            live: bool = False, settle_s: float | None = None,
             progress: Callable[[str], None] | None = None) -> RunResult:
-    """Grade the box command ``box`` (``stub`` for ours) on every step of ``kit``."""
+    """Grade the box command ``box`` (``stub`` for ours) on every step of ``kit``; ``live``:
+    through the live head-end (:mod:`cas.kit.live`), each step graded within ``settle_s``."""
     say = progress or (lambda _m: None)
     timeline = _load(kit / "timeline.json", "timeline")
     if not isinstance(timeline, dict) or timeline.get("format") != KIT_FORMAT:
@@ -175,6 +177,14 @@ def run_kit(kit: Path, box: str, *, report: ReportVia = ReportVia.STDOUT,
     names = {ch["number"]: ch["name"] for ch in timeline["channels"]}
     result = RunResult(kit=timeline["kit"], box_command=box)
     t0 = time.monotonic()
+    if live:
+        from cas.kit import live as live_mode
+
+        live_mode.run_live(kit, timeline, expected, live_mode.live_command(box, stub_command()),
+                           result, box_env=_box_env, http=report is ReportVia.HTTP,
+                           settle_s=settle_s or live_mode.SETTLE_S, say=say)
+        result.duration_s = time.monotonic() - t0
+        return result
     with tempfile.TemporaryDirectory(prefix="cas-kit-run-") as tmp, ExitStack() as stack:
         server = (stack.enter_context(ReportServer()) if report is ReportVia.HTTP else None)
         work = Path(tmp)
