@@ -19,7 +19,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import BinaryIO
@@ -38,6 +38,9 @@ SETTLE_S = 1.0
 POLL_S = 0.2
 #: Verdicts are taken again at most this often while data pours in.
 CHECK_EVERY_S = 0.05
+#: A scrambled channel whose ECM PID has carried no section for this long has lost its
+#: ECMs: ``NO_ECM``, whatever the card last said (its control words are running out).
+ECM_LOST_S = 3.0
 
 
 def utc_text(at: datetime) -> str:
@@ -188,8 +191,30 @@ def run_live(box: Box, source: LiveInput, *,
             events += 1
             on_event(event)
 
+    # ECM PID -> (sections seen, when that count last changed): a PID gone quiet is lost.
+    ecm_seen: dict[int, tuple[int, float]] = {}
+
+    def lost(statuses: Sequence[ChannelStatus], now_s: float) -> list[ChannelStatus]:
+        out = []
+        for status in statuses:
+            pid = status.ecm_pid
+            st = ecm.get(pid) if pid is not None else None
+            if pid is None or st is None or not status.scrambled:
+                out.append(status)
+                continue
+            count, since = ecm_seen.get(pid, (-1, now_s))
+            if st.sections != count:
+                ecm_seen[pid] = (st.sections, now_s)
+                since = now_s
+            if now_s - since >= ECM_LOST_S and status.reason is not Reason.NO_ECM:
+                status = replace(status, reason=Reason.NO_ECM,
+                                 detail=f"no ECM on PID {pid} for {now_s - since:.0f} s")
+            out.append(status)
+        return out
+
     def check() -> None:
-        announce(watch.update(run.statuses(), clock(), wall(), waiting=waiting))
+        now_s = clock()
+        announce(watch.update(lost(run.statuses(), now_s), now_s, wall(), waiting=waiting))
 
     # Verdicts change when the card answers an ECM: look then, in the middle of a read, so
     # a state that lasts less than one read (a fast pipe) is still announced.

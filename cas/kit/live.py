@@ -15,8 +15,9 @@ The runner sets up, in a temporary directory:
 4. **one box process per subscriber**, the box command with ``udp://127.0.0.1:PORT`` as its
    last argument, its ``KIT_*`` files as in file mode; it runs until SIGTERM and reports
    every change of a channel's state (a JSON line on stdout, or a POST to
-   ``KIT_REPORT_URL``).  A box whose card or PIN changes between steps is restarted with the
-   new one (its NVRAM and the card's EEPROM image carry over).
+   ``KIT_REPORT_URL``).  A box whose card changes between steps, or whose viewer enters a
+   PIN in the step (once per step, as in file mode), is restarted (its NVRAM and the card's
+   EEPROM image carry over).
 
 Each step: the stream events set the relay (or restart the head-end on a new ECM key, or
 queue the ECM-key EMM in the store as ``cas headend`` does), the billing events are committed
@@ -108,6 +109,8 @@ class Relay:
         self._reasm = SectionReassembler(EMM_PID, check_crc=False)
         self._pack = Packetizer(EMM_PID)
         self.datagrams = 0
+        #: packets taken out (a lost ECM PID)
+        self.dropped = 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="kit-relay", daemon=True)
         self._thread.start()
@@ -156,6 +159,7 @@ class Relay:
             packet = data[pos : pos + TS_PACKET]
             pid = _pid(packet)
             if pid in self._drop_pids:
+                self.dropped += 1
                 continue
             if pid != EMM_PID:
                 out.append(packet)
@@ -422,20 +426,17 @@ def run_live(kit: Path, timeline: Mapping[str, Any], expected: Mapping[str, Any]
                                                                       keys.ecm_key(index))],
                                  at=at, cause="kit ecm key")
             # the boxes: started, or restarted with another card or PIN
-            for box_key in exp["boxes"]:
-                inside = step["boxes"][box_key]
-                running = boxes.get(box_key)
-                if running is not None and (running.card, running.pin) == (
-                        inside.get("card"), inside.get("pin")):
-                    continue
-                if running is not None:
+            # (a viewer with a PIN enters it once per step, as in file mode: restarted)
+            keep = {key for key, b in boxes.items()
+                    if b.proc.poll() is None and not step["boxes"][key].get("pin")
+                    and (b.card, b.pin) == (step["boxes"][key].get("card"), None)}
+            for box_key, running in boxes.items():
+                if box_key not in keep:
                     relay.set_target(box_key, None)
                     running.stop()
             for box_key in exp["boxes"]:
                 inside = step["boxes"][box_key]
-                running = boxes.get(box_key)
-                if running is not None and running.proc.poll() is None and (
-                        running.card, running.pin) == (inside.get("card"), inside.get("pin")):
+                if box_key in keep:
                     continue
                 env = box_env(kit, timeline, work, step, box_key)
                 env.pop("KIT_STREAM", None)
