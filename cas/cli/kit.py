@@ -3,7 +3,8 @@
 * ``cas kit build SCENARIO -o DIR`` — a self-contained, reproducible kit from a scenario file
   (a path, or the name of a shipped scenario: ``cas kit list``).
 * ``cas kit run DIR --box CMD`` — play the kit to a box and grade it: JUnit XML, an HTML
-  report and the exit code (0 all steps pass, 11 a box showed something else).
+  report and the exit code (0 all steps pass, 11 a box showed something else); ``--live``
+  through the live head-end, ``--report http`` with the box POSTing its report.
 * ``cas kit list`` — the shipped scenarios.
 """
 
@@ -78,8 +79,9 @@ def run_cmd(app: Application, kit: Path, box: str, out: Path, report: str, live:
             app.print(f"[red]FAIL[/red] {case.failure_text()}"
                       + (f" ({case.message})" if case.message else ""))
         colour = "green" if result.ok else "red"
+        skipped = f" ({len(result.skipped)} skipped)" if result.skipped else ""
         app.print(f"[{colour}]{len(result.cases) - len(result.failures)}/{len(result.cases)} "
-                  f"checks pass[/{colour}] · {junit} · {html}")
+                  f"checks pass[/{colour}]{skipped} · {junit} · {html}")
 
     app.output({**result.to_json(), "junit": str(junit), "html": str(html)}, show)
     if not result.ok:
