@@ -41,6 +41,8 @@ CHECK_EVERY_S = 0.05
 #: A scrambled channel whose ECM PID has carried no section for this long has lost its
 #: ECMs: ``NO_ECM``, whatever the card last said (its control words are running out).
 ECM_LOST_S = 3.0
+#: The input counts as flowing while its last data is at most this old.
+INPUT_ALIVE_S = 1.0
 
 
 def utc_text(at: datetime) -> str:
@@ -191,10 +193,16 @@ def run_live(box: Box, source: LiveInput, *,
             events += 1
             on_event(event)
 
-    # ECM PID -> (sections seen, when that count last changed): a PID gone quiet is lost.
+    # ECM PID -> (sections seen, when that count last changed): a PID gone quiet while the
+    # rest of the input keeps coming is lost (no input at all is not an ECM problem: the
+    # time without any is not counted).
     ecm_seen: dict[int, tuple[int, float]] = {}
+    last_data = [float("-inf")]
 
     def lost(statuses: Sequence[ChannelStatus], now_s: float) -> list[ChannelStatus]:
+        if now_s - last_data[0] > INPUT_ALIVE_S:
+            for pid, (count, _since) in ecm_seen.items():
+                ecm_seen[pid] = (count, now_s)
         out = []
         for status in statuses:
             pid = status.ecm_pid
@@ -242,6 +250,7 @@ def run_live(box: Box, source: LiveInput, *,
         wait = POLL_S if deadline is None else min(POLL_S, deadline - now)
         data = source.read(wait)
         if data:
+            last_data[0] = clock()
             run.feed(data)
             if out is not None:
                 run.flush_output()
