@@ -201,8 +201,8 @@ def run_live(box: Box, source: LiveInput, *,
 
     def lost(statuses: Sequence[ChannelStatus], now_s: float) -> list[ChannelStatus]:
         if now_s - last_data[0] > INPUT_ALIVE_S:
-            for pid, (count, _since) in ecm_seen.items():
-                ecm_seen[pid] = (count, now_s)
+            for quiet, (count, _since) in ecm_seen.items():
+                ecm_seen[quiet] = (count, now_s)
         out = []
         for status in statuses:
             pid = status.ecm_pid
