@@ -9,7 +9,7 @@ What is measured (``benchmarks/kit.md``):
   box, wall time, and the number of box runs it took;
 * the baseline in the same run: one bare ``stb --version`` process start, times the number
   of box runs — what starting the processes alone costs;
-* with ``--live``, **live**: ``run_kit(…, live=True)`` — the store rebuilt, ``cas headend
+* with ``--live``, **live**: ``run_kit_live`` — the store rebuilt, ``cas headend
   run`` started, one ``stb scan udp://…`` per box, every step graded when it has settled (at
   least ``MIN_DWELL_S`` each), wall time per scenario.
 
@@ -31,6 +31,7 @@ sys.path.insert(0, str(ROOT))
 
 from cas.kit.build import build_kit  # noqa: E402
 from cas.kit.library import shipped_scenarios  # noqa: E402
+from cas.kit.live import run_kit_live  # noqa: E402
 from cas.kit.run import run_kit, stub_command  # noqa: E402
 from cas.kit.scenario import load_scenario  # noqa: E402
 
@@ -62,7 +63,7 @@ def main() -> None:
                          grade_s))
             if args.live:
                 t0 = time.perf_counter()
-                live = run_kit(out, "stub", live=True)
+                live = run_kit_live(out, "stub")
                 if not live.ok:
                     raise SystemExit(f"{sc.name} live: the stub failed {len(live.failures)} "
                                      "checks")

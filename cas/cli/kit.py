@@ -65,13 +65,21 @@ def build_cmd(app: Application, scenario: str, out: Path) -> None:
 def run_cmd(app: Application, kit: Path, box: str, out: Path, report: str, live: bool,
             settle_s: float | None) -> None:
     """Play KIT to the box under test and grade every step."""
+    from cas.kit.live import run_kit_live
     from cas.kit.report import write_reports
     from cas.kit.run import ReportVia, run_kit
 
     if settle_s is not None and not live:
         raise UsageError("--settle is for --live")
-    result = run_kit(kit, box, report=ReportVia(report), live=live, settle_s=settle_s,
-                     progress=lambda msg: app.print(f"[dim]· {msg}[/dim]"))
+
+    def say(msg: str) -> None:
+        app.print(f"[dim]· {msg}[/dim]")
+
+    if live:
+        result = run_kit_live(kit, box, report=ReportVia(report), settle_s=settle_s,
+                              progress=say)
+    else:
+        result = run_kit(kit, box, report=ReportVia(report), progress=say)
     junit, html = write_reports(result, out)
 
     def show() -> None:

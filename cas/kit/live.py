@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shlex
 import shutil
 import signal
 import socket
@@ -58,7 +57,7 @@ from cas.headend.teststream import TestService, TestStreamOptions, make_test_str
 from cas.kit.build import _Rng, _World
 from cas.kit.emms import KitEmms, tamper
 from cas.kit.httpreport import ReportServer
-from cas.kit.run import CaseResult, RunResult
+from cas.kit.run import CaseResult, ReportVia, RunResult, box_env, open_kit
 from cas.kit.scenario import EventKind, Scenario, Step, load_scenario
 from cas.live.outbox import queue_global_emm
 from cas.store.engine import Store, open_store
@@ -348,8 +347,8 @@ def _rebuild_world(kit: Path, scenario: Scenario, data_dir: Path,
 
 
 def run_live(kit: Path, timeline: Mapping[str, Any], expected: Mapping[str, Any],
-             command: Sequence[str], result: RunResult, *, box_env: Callable[..., dict[str, str]],
-             http: bool, settle_s: float = SETTLE_S,
+             command: Sequence[str], result: RunResult, *,
+             box_env: Callable[..., dict[str, str]], http: bool, settle_s: float = SETTLE_S,
              say: Callable[[str], None] = lambda _m: None) -> None:
     """Play the kit live; the graded cases go to ``result``."""
     scenario = load_scenario(kit / "scenario.toml")
@@ -483,6 +482,16 @@ def _grade(result: RunResult, step: Mapping[str, Any], exp: Mapping[str, Any],
             skipped=skipped))
 
 
-def live_command(box: str, stub: Sequence[str]) -> list[str]:
-    """The box command of live mode (the UDP URL is appended per box)."""
-    return list(stub) if box == "stub" else shlex.split(box)
+def run_kit_live(kit: Path, box: str, *, report: ReportVia = ReportVia.STDOUT,
+                 settle_s: float | None = None,
+                 progress: Callable[[str], None] | None = None) -> RunResult:
+    """Grade the box command ``box`` (``stub`` for ours) on ``kit`` through the live
+    head-end, each step within ``settle_s`` (:data:`SETTLE_S`)."""
+    timeline, expected, command = open_kit(kit, box)
+    result = RunResult(kit=timeline["kit"], box_command=box)
+    t0 = time.monotonic()
+    run_live(kit, timeline, expected, command, result, box_env=box_env,
+             http=report is ReportVia.HTTP, settle_s=settle_s or SETTLE_S,
+             say=progress or (lambda _m: None))
+    result.duration_s = time.monotonic() - t0
+    return result

@@ -108,7 +108,7 @@ def _load(path: Path, what: str) -> Any:
         raise ConfigError(f"{path}: cannot read the {what}: {exc}") from None
 
 
-def _box_env(kit: Path, timeline: Mapping[str, Any], work: Path, step: Mapping[str, Any],
+def box_env(kit: Path, timeline: Mapping[str, Any], work: Path, step: Mapping[str, Any],
              box: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("KIT_")}
     env.update({
@@ -160,12 +160,8 @@ def _take(server: ReportServer, step: int, box: str) -> dict[int, Seen]:
     return server.take(step, box)[0]
 
 
-def run_kit(kit: Path, box: str, *, report: ReportVia = ReportVia.STDOUT,
-            live: bool = False, settle_s: float | None = None,
-            progress: Callable[[str], None] | None = None) -> RunResult:
-    """Grade the box command ``box`` (``stub`` for ours) on every step of ``kit``; ``live``:
-    through the live head-end (:mod:`cas.kit.live`), each step graded within ``settle_s``."""
-    say = progress or (lambda _m: None)
+def open_kit(kit: Path, box: str) -> tuple[dict[str, Any], dict[str, Any], list[str]]:
+    """The kit's timeline and expected matrix, and the box command (refused in one line)."""
     timeline = _load(kit / "timeline.json", "timeline")
     if not isinstance(timeline, dict) or timeline.get("format") != KIT_FORMAT:
         raise ConfigError(f"{kit / 'timeline.json'}: not a kit of format {KIT_FORMAT} "
@@ -174,17 +170,18 @@ def run_kit(kit: Path, box: str, *, report: ReportVia = ReportVia.STDOUT,
     command = stub_command() if box == STUB else shlex.split(box)
     if not command:
         raise UsageError("--box is empty: give a command, or 'stub'")
+    return timeline, expected, command
+
+
+def run_kit(kit: Path, box: str, *, report: ReportVia = ReportVia.STDOUT,
+            progress: Callable[[str], None] | None = None) -> RunResult:
+    """Grade the box command ``box`` (``stub`` for ours) on every step of ``kit`` (file
+    mode; live mode is :func:`cas.kit.live.run_kit_live`)."""
+    say = progress or (lambda _m: None)
+    timeline, expected, command = open_kit(kit, box)
     names = {ch["number"]: ch["name"] for ch in timeline["channels"]}
     result = RunResult(kit=timeline["kit"], box_command=box)
     t0 = time.monotonic()
-    if live:
-        from cas.kit import live as live_mode
-
-        live_mode.run_live(kit, timeline, expected, live_mode.live_command(box, stub_command()),
-                           result, box_env=_box_env, http=report is ReportVia.HTTP,
-                           settle_s=settle_s or live_mode.SETTLE_S, say=say)
-        result.duration_s = time.monotonic() - t0
-        return result
     with tempfile.TemporaryDirectory(prefix="cas-kit-run-") as tmp, ExitStack() as stack:
         server = (stack.enter_context(ReportServer()) if report is ReportVia.HTTP else None)
         work = Path(tmp)
@@ -193,7 +190,7 @@ def run_kit(kit: Path, box: str, *, report: ReportVia = ReportVia.STDOUT,
         for step, exp in zip(timeline["steps"], expected["steps"], strict=True):
             say(f"step {step['index']}: {step['name']}")
             for box_key, channels in exp["boxes"].items():
-                env = _box_env(kit, timeline, work, step, box_key)
+                env = box_env(kit, timeline, work, step, box_key)
                 posted: Callable[[], dict[int, Seen]] | None = None
                 if server is not None:
                     env["KIT_REPORT_URL"] = server.expect(step["index"], box_key)
