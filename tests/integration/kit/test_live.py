@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import shlex
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -117,3 +118,18 @@ def test_settle_is_for_live_mode_only(small_kit: Path, tmp_path: Path) -> None:
                                       "-o", str(tmp_path / "r")])
     assert result.exit_code == 2
     assert result.output == "error: --settle is for --live\n"
+
+
+def test_live_refuses_a_kit_whose_cards_do_not_match_its_scenario(small_kit: Path,
+                                                                   tmp_path: Path) -> None:
+    """The head-end's store is rebuilt from scenario.toml: cards from elsewhere could never
+    open, so the run stops at once, in one line, before any process starts."""
+    kit = tmp_path / "kit"
+    shutil.copytree(small_kit, kit)
+    (kit / "scenario.toml").write_text(SCENARIO.replace("seed = 31", "seed = 32"))
+    result = CliRunner().invoke(cli, ["kit", "run", str(kit), "--live", "-o",
+                                      str(tmp_path / "r")])
+    assert result.exit_code == 2
+    assert result.output.strip().splitlines()[-1] == (
+        f"error: {kit}: the cards do not match the kit's scenario.toml "
+        "(rebuild the kit with this cas kit build)")
