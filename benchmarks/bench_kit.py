@@ -8,9 +8,13 @@ What is measured (``benchmarks/kit.md``):
 * **grade**: ``run_kit`` with our stub (``--box stub``): one ``stb scan`` process per step and
   box, wall time, and the number of box runs it took;
 * the baseline in the same run: one bare ``stb --version`` process start, times the number
-  of box runs — what starting the processes alone costs.
+  of box runs — what starting the processes alone costs;
+* with ``--live``, **live**: ``run_kit_live`` — the store rebuilt, ``cas headend
+  run`` started, one ``stb scan udp://…`` per box, every step graded when it has settled (at
+  least ``MIN_DWELL_S`` each), wall time per scenario.
 
-Run: ``.venv/bin/python benchmarks/bench_kit.py`` (``--only NAME`` for one scenario).
+Run: ``.venv/bin/python benchmarks/bench_kit.py`` (``--only NAME`` for one scenario,
+``--live`` to grade live as well).
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ sys.path.insert(0, str(ROOT))
 
 from cas.kit.build import build_kit  # noqa: E402
 from cas.kit.library import shipped_scenarios  # noqa: E402
+from cas.kit.live import run_kit_live  # noqa: E402
 from cas.kit.run import run_kit, stub_command  # noqa: E402
 from cas.kit.scenario import load_scenario  # noqa: E402
 
@@ -34,7 +39,9 @@ from cas.kit.scenario import load_scenario  # noqa: E402
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--only", help="one shipped scenario")
+    parser.add_argument("--live", action="store_true", help="grade through the live head-end too")
     args = parser.parse_args()
+    live_rows: list[tuple[str, int, int, int, float]] = []
     paths = [p for p in shipped_scenarios() if args.only in (None, p.stem)]
     rows = []
     total_build = total_cpu = total_grade = 0.0
@@ -54,6 +61,14 @@ def main() -> None:
                 raise SystemExit(f"{sc.name}: the stub failed {len(graded.failures)} checks")
             rows.append((sc.name, result.steps, result.boxes, len(graded.cases), build_s, cpu_s,
                          grade_s))
+            if args.live:
+                t0 = time.perf_counter()
+                live = run_kit_live(out, "stub")
+                if not live.ok:
+                    raise SystemExit(f"{sc.name} live: the stub failed {len(live.failures)} "
+                                     "checks")
+                live_rows.append((sc.name, result.steps, len(live.cases), len(live.skipped),
+                                  time.perf_counter() - t0))
             total_build += build_s
             total_cpu += cpu_s
             total_grade += grade_s
@@ -73,6 +88,15 @@ def main() -> None:
     print(f"grading: {box_runs} box runs, {total_grade / box_runs:.2f} s each; "
           f"a bare `stb --version` start: {start_s:.2f} s "
           f"({start_s * box_runs:.1f} s of the grading is process starts)")
+    if live_rows:
+        print(f"\n{'live':22} {'steps':>5} {'checks':>6} {'skipped':>7} {'live s':>8} "
+              f"{'s/step':>6}")
+        for name, steps, n, skipped, live_s in live_rows:
+            print(f"{name:22} {steps:5d} {n:6d} {skipped:7d} {live_s:8.2f} "
+                  f"{live_s / steps:6.2f}")
+        print(f"{'total':22} {sum(r[1] for r in live_rows):5d} "
+              f"{sum(r[2] for r in live_rows):6d} {sum(r[3] for r in live_rows):7d} "
+              f"{sum(r[4] for r in live_rows):8.2f}")
 
 
 if __name__ == "__main__":

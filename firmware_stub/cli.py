@@ -42,7 +42,7 @@ from cas.console import (
     run_cli,
 )
 from cas.errors import StreamError, UsageError
-from cas.formats.boxreport import channel_line
+from cas.formats.boxreport import channel_line, post_report
 from cas.reasons import message
 from firmware_stub.errors import NotTransportStreamError
 from firmware_stub.faults import Fault
@@ -271,9 +271,17 @@ def _json_line(data: dict[str, Any], *, err: bool = False) -> None:
     click.echo(json.dumps(data, ensure_ascii=False, default=str), err=err)
 
 
+def _kit_line(status: ChannelStatus) -> str:
+    """One line of the kit report protocol (docs/kit.md) for a channel's verdict."""
+    detail = f" ({status.detail})" if status.detail else ""
+    return channel_line(status.channel, status.reason.value,
+                        f"{status.screen_code} {status.message}{detail}".strip())
+
+
 def _live(stack: ExitStack, box: Box, spec: InputSpec, *,
           duration_s: float | None, pin: str | None, channel: int | None = None,
-          out: BinaryIO | None = None, events_to_err: bool = False) -> LiveResult:
+          out: BinaryIO | None = None, events_to_err: bool = False,
+          report_url: str | None = None) -> LiveResult:
     from firmware_stub.live import ChannelEvent, run_live, utc_text
     from firmware_stub.udpin import open_input, stop_on_signals
 
@@ -292,6 +300,8 @@ def _live(stack: ExitStack, box: Box, spec: InputSpec, *,
             data["message_en"] = message(event.status.reason, "en")
             data["message_ru"] = message(event.status.reason, "ru")
             data["message"] = message(event.status.reason, lang_code)
+            if report_url:
+                post_report(report_url, [_kit_line(event.status)])
         _json_line(data, err=events_to_err)
 
     return run_live(box, source, stop=stop, duration_s=duration_s, channel=channel, out=out,
@@ -309,11 +319,14 @@ def _live(stack: ExitStack, box: Box, spec: InputSpec, *,
               show_default=True,
               help="kit: one JSON line per channel, the conformance kit's report protocol "
                    "(docs/kit.md).")
+@click.option("--report-url", envvar="KIT_REPORT_URL", metavar="URL",
+              help="POST the kit report lines to URL (the kit runner's endpoint, "
+                   "docs/kit.md) instead of printing them; live: one POST per change.")
 @_live_options
 @pass_app
 def scan(app: Application, /, stream: str, pin: str | None, fail_on_locked: bool,
-         report_protocol: str, live: bool, duration_s: float | None, interface: str | None,
-         **opts: Any) -> None:
+         report_protocol: str, report_url: str | None, live: bool, duration_s: float | None,
+         interface: str | None, **opts: Any) -> None:
     """Report every channel of IN.ts (a file, - for stdin, or udp://… live) as OPEN or
     LOCKED, and why."""
     from firmware_stub.live import utc_text
@@ -326,13 +339,16 @@ def scan(app: Application, /, stream: str, pin: str | None, fail_on_locked: bool
             with _named(stream):
                 report = box.scan(_open_input(stream, stack), pin=pin, require_ts=True)
         else:
-            result = _live(stack, box, spec, duration_s=duration_s, pin=pin)
+            result = _live(stack, box, spec, duration_s=duration_s, pin=pin,
+                           report_url=report_url)
             report = result.report
-    if spec is None and report_protocol == "kit":
-        for status in report.channels:
-            detail = f" ({status.detail})" if status.detail else ""
-            click.echo(channel_line(status.channel, status.reason.value,
-                                    f"{status.screen_code} {status.message}{detail}".strip()))
+    if spec is None and (report_protocol == "kit" or report_url):
+        lines = [_kit_line(status) for status in report.channels]
+        if report_url:
+            post_report(report_url, lines)
+        else:
+            for line in lines:
+                click.echo(line)
     elif spec is None:
         app.output(report.to_json(), lambda: render(report, app.console, app.lang))
     elif app.json_mode:

@@ -19,7 +19,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import BinaryIO
@@ -38,6 +38,11 @@ SETTLE_S = 1.0
 POLL_S = 0.2
 #: Verdicts are taken again at most this often while data pours in.
 CHECK_EVERY_S = 0.05
+#: A scrambled channel whose ECM PID has carried no section for this long has lost its
+#: ECMs: ``NO_ECM``, whatever the card last said (its control words are running out).
+ECM_LOST_S = 3.0
+#: The input counts as flowing while its last data is at most this old.
+INPUT_ALIVE_S = 1.0
 
 
 def utc_text(at: datetime) -> str:
@@ -89,6 +94,8 @@ def emm_seq(section: bytes) -> int | None:
 class _Seen:
     first_s: float
     announced: Reason | None = None
+    #: the channel number announced with it (the service id until the SDT's LCN is known)
+    number: int | None = None
 
 
 class ChannelWatch:
@@ -99,7 +106,8 @@ class ChannelWatch:
        :data:`SETTLE_S` after the channel appeared, because the next ECM repetition will
        usually decide it.
     2. After that, every change of its reason is announced (OPEN ⇄ LOCKED, or one lock
-       reason to another); the detail text (counters) is not news.
+       reason to another), and a change of its number (announced under its service id
+       before the SDT's logical channel number arrived); the detail text is not news.
     3. ``channel``: only that channel (``stb watch`` asks the card for its ECMs only).
     4. ``final``: at the stop every channel not yet announced is announced as it stands.
     """
@@ -119,13 +127,14 @@ class ChannelWatch:
             seen = self._seen.get(status.service_id)
             if seen is None:
                 seen = self._seen[status.service_id] = _Seen(first_s=now_s)
-            if seen.announced is status.reason:
+            if seen.announced is status.reason and seen.number == status.channel:
                 continue
             if (seen.announced is None and not final and waiting(status)
                     and now_s - seen.first_s < self.settle_s):
                 continue
             events.append(ChannelEvent(at=at, status=status, previous=seen.announced))
             seen.announced = status.reason
+            seen.number = status.channel
         return events
 
     def states(self) -> dict[int, Reason]:
@@ -184,8 +193,36 @@ def run_live(box: Box, source: LiveInput, *,
             events += 1
             on_event(event)
 
+    # ECM PID -> (sections seen, when that count last changed): a PID gone quiet while the
+    # rest of the input keeps coming is lost (no input at all is not an ECM problem: the
+    # time without any is not counted).
+    ecm_seen: dict[int, tuple[int, float]] = {}
+    last_data = [float("-inf")]
+
+    def lost(statuses: Sequence[ChannelStatus], now_s: float) -> list[ChannelStatus]:
+        if now_s - last_data[0] > INPUT_ALIVE_S:
+            for quiet, (count, _since) in ecm_seen.items():
+                ecm_seen[quiet] = (count, now_s)
+        out = []
+        for status in statuses:
+            pid = status.ecm_pid
+            st = ecm.get(pid) if pid is not None else None
+            if pid is None or st is None or not status.scrambled:
+                out.append(status)
+                continue
+            count, since = ecm_seen.get(pid, (-1, now_s))
+            if st.sections != count:
+                ecm_seen[pid] = (st.sections, now_s)
+                since = now_s
+            if now_s - since >= ECM_LOST_S and status.reason is not Reason.NO_ECM:
+                status = replace(status, reason=Reason.NO_ECM,
+                                 detail=f"no ECM on PID {pid} for {now_s - since:.0f} s")
+            out.append(status)
+        return out
+
     def check() -> None:
-        announce(watch.update(run.statuses(), clock(), wall(), waiting=waiting))
+        now_s = clock()
+        announce(watch.update(lost(run.statuses(), now_s), now_s, wall(), waiting=waiting))
 
     # Verdicts change when the card answers an ECM: look then, in the middle of a read, so
     # a state that lasts less than one read (a fast pipe) is still announced.
@@ -213,6 +250,7 @@ def run_live(box: Box, source: LiveInput, *,
         wait = POLL_S if deadline is None else min(POLL_S, deadline - now)
         data = source.read(wait)
         if data:
+            last_data[0] = clock()
             run.feed(data)
             if out is not None:
                 run.flush_output()

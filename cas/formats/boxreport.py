@@ -17,8 +17,13 @@ same way.  A box that exits non-zero and reports nothing fails every channel of 
 from __future__ import annotations
 
 import json
+import urllib.error
+import urllib.request
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
+
+from cas.errors import CasError
 
 #: The environment a box command is started with (the values are paths unless said).
 ENV_VARS: dict[str, str] = {
@@ -33,7 +38,18 @@ ENV_VARS: dict[str, str] = {
     "KIT_CARD_IMAGE": "the EEPROM image of the card in the box (unset: no card)",
     "KIT_ROM_KEY_FILE": "the in-process cards' ROM key file",
     "KIT_PIN": "the parental PIN the viewer enters (unset: none)",
+    "KIT_REPORT_URL": "with --report http: where to POST the report lines (not a path)",
 }
+
+#: The Content-Type of a POSTed report (JSON lines).
+NDJSON = "application/x-ndjson"
+
+
+class ReportPostError(CasError):
+    """The report could not be POSTed (the runner's endpoint refused it or is not there)."""
+
+    exit_code = 2
+
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -64,6 +80,17 @@ def _from_obj(obj: Any) -> list[Seen]:
     return []
 
 
+def parse_line(line: str) -> list[Seen]:
+    """The verdicts of one line (live mode reads the box's lines as they come)."""
+    line = line.strip()
+    if not line.startswith("{"):
+        return []
+    try:
+        return _from_obj(json.loads(line))
+    except json.JSONDecodeError:
+        return []
+
+
 def parse_report(stdout: str) -> dict[int, Seen]:
     """The box's verdicts by channel (the last line about a channel wins)."""
     seen: list[Seen] = []
@@ -83,3 +110,24 @@ def parse_report(stdout: str) -> dict[int, Seen]:
             except json.JSONDecodeError:
                 continue
     return {s.channel: s for s in seen}
+
+
+def post_report(url: str, lines: Sequence[str], *, timeout_s: float = 30.0) -> None:
+    """POST report lines to the runner's endpoint (``KIT_REPORT_URL``); one request, the
+    lines as the body (``application/x-ndjson``), 204 expected."""
+    if not url.startswith(("http://", "https://")):
+        raise ReportPostError(f"--report-url: {url!r} is not an http:// URL")
+    body = "".join(line + "\n" for line in lines).encode("utf-8")
+    request = urllib.request.Request(url, data=body, method="POST",
+                                     headers={"Content-Type": NDJSON})
+    try:
+        with urllib.request.urlopen(request, timeout=timeout_s) as answer:
+            status = answer.status
+    except urllib.error.HTTPError as exc:
+        why = exc.read().decode("utf-8", "replace").strip().splitlines() or [exc.reason]
+        raise ReportPostError(f"the report endpoint answered {exc.code}: {why[0]}") from None
+    except (urllib.error.URLError, OSError) as exc:
+        reason = getattr(exc, "reason", exc)
+        raise ReportPostError(f"cannot POST the report to {url}: {reason}") from None
+    if status not in (200, 201, 202, 204):
+        raise ReportPostError(f"the report endpoint answered {status}")

@@ -42,7 +42,7 @@ from cas.formats.chipid import ChipBatch, ChipIdRecord, build_chip_batch
 from cas.headend.ecmgen import EcmSettings, channel_ecms_for
 from cas.headend.scrambler import Algorithm, ScrambleConfig, Scrambler, payload_cipher
 from cas.headend.teststream import TestService, TestStreamOptions, make_test_stream
-from cas.kit.emms import KitEmms
+from cas.kit.emms import KitEmms, tamper
 from cas.kit.matrix import write_matrix
 from cas.kit.scenario import STREAM_EVENTS, Event, EventKind, Scenario, ScenarioError
 from cas.store.engine import Store, open_store
@@ -141,6 +141,8 @@ class _World:
         self.replay_of = ""
         self.lost_ecm: set[int] = set()
         self.send_keys: list[int] = []
+        #: this step's stream carries an EMM for a card in no box (``other-card-emm``)
+        self.other_card = False
         self.ecm_key_index = 0
 
     # --- setup --------------------------------------------------------------------------
@@ -278,6 +280,8 @@ class _World:
             self.ecm_key_index = int(event.args["index"])
         elif kind is EventKind.SEND_ECM_KEY:
             self.send_keys.append(int(event.args["index"]))
+        elif kind is EventKind.OTHER_CARD_EMM:
+            self.other_card = True
 
     def _emms(self, session: Session, at: datetime) -> list[bytes]:
         fresh = self.emms.full_refresh(session, at)
@@ -289,9 +293,11 @@ class _World:
             out = list(self.sent[self.replay_of])
         elif self.emm_mode == "tamper":
             # one byte inside the sealed body: the card's AEAD check must refuse it
-            out = [e[:-8] + bytes([e[-8] ^ 0x01]) + e[-7:] for e in fresh]
+            out = [tamper(e) for e in fresh]
         else:
             out = fresh
+        if self.other_card:
+            out.extend(self.emms.for_other_card(session, at))
         return out
 
     def stream(self, index: int, name: str, at: datetime, offset_s: int) -> str:
@@ -327,6 +333,7 @@ class _World:
         self.emm_mode = ""
         self.lost_ecm = set()
         self.send_keys = []
+        self.other_card = False
         return rel
 
     def channels(self) -> list[dict[str, Any]]:
@@ -388,9 +395,23 @@ def build_kit(scenario: Scenario, out: Path,
     _json(out / "timeline.json", timeline)
     write_matrix(out, scenario, channels, steps)
     (out / "scenario.toml").write_text(scenario.text, encoding="utf-8")
+    _copy_local_files(scenario, out)
     _write_readme(out, scenario, len(steps))
     files = sum(1 for p in out.rglob("*") if p.is_file())
     return BuildResult(out=out, steps=len(steps), boxes=len(scenario.subscribers), files=files)
+
+
+def _copy_local_files(scenario: Scenario, out: Path) -> None:
+    """The profile and lineup files the scenario names by a relative path, at the same path
+    in the kit, so that ``scenario.toml`` in the kit reads as it did (the live runner
+    rebuilds the head-end's store from it)."""
+    for value in (scenario.profile, scenario.lineup):
+        if value is None or Path(value).is_absolute() or ".." in Path(value).parts:
+            continue
+        local = scenario.source.parent / value
+        if local.is_file() and ("/" in value or value.endswith(".toml")):
+            (out / value).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(local, out / value)
 
 
 def _write_readme(out: Path, scenario: Scenario, steps: int) -> None:

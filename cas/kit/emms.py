@@ -12,13 +12,26 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import datetime
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from cas.access import NO_MATURITY_LIMIT, CardRights, CardStatus, Entitlement
 from cas.billing.state import iter_card_states
+from cas.billing.txn import current_profile
 from cas.crypto import OperatorKeys
-from cas.headend.emmgen import build_batch, ecm_key_rotation_emm
+from cas.headend.emmgen import CardTarget, build_batch, ecm_key_rotation_emm
 from cas.headend.emmrun import card_targets
+from cas.store.models import Package
 from cas.store.repo import to_s
+
+#: The card of the ``other-card-emm`` event: registered nowhere, in no box of any kit (the
+#: kit's own cards are numbered from ``cas.kit.build.FIRST_SERIAL``, one per subscriber).
+OTHER_CARD_SERIAL = 2_256_889_999
+
+
+def tamper(section: bytes) -> bytes:
+    """One byte inside the sealed body changed: the card's AEAD check must refuse it."""
+    return section[:-8] + bytes([section[-8] ^ 0x01]) + section[-7:]
 
 
 class KitEmms:
@@ -48,4 +61,23 @@ class KitEmms:
                           rng=self.rng)
         self.unique_next.update(res.unique_next)
         self.shared_next.update(res.shared_next)
+        return list(res.sections)
+
+    def for_other_card(self, session: Session, at: datetime) -> list[bytes]:
+        """Unique EMMs addressed to :data:`OTHER_CARD_SERIAL`, sealed with that card's own
+        key, granting every package for a year with no maturity limit: a box must leave it
+        to its owner (and a card that took it anyway would open everything)."""
+        now = to_s(at)
+        packages = sorted(session.scalars(select(Package.id)))
+        rights = CardRights(status=CardStatus.ACTIVE,
+                            region=current_profile(session).home_region,
+                            maturity_limit=NO_MATURITY_LIMIT,
+                            entitlements=tuple(Entitlement(package_id=p, start_s=now - 86400,
+                                                           end_s=now + 365 * 86400)
+                                               for p in packages))
+        serial = OTHER_CARD_SERIAL
+        res = build_batch(self.keys, [CardTarget(serial=serial, rights=rights)], at_s=now,
+                          unique_seq=lambda s: self.unique_next.get(s, 1),
+                          shared_seq=lambda g: self.shared_next.get(g, 1), rng=self.rng)
+        self.unique_next.update(res.unique_next)
         return list(res.sections)

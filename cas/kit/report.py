@@ -23,18 +23,21 @@ from cas.kit.run import CaseResult, RunResult
 def junit_xml(result: RunResult) -> bytes:
     root = ET.Element("testsuites", name=result.kit, tests=str(len(result.cases)),
                       failures=str(len(result.failures)), errors="0",
+                      skipped=str(len(result.skipped)),
                       time=f"{result.duration_s:.3f}")
     for (index, name), group in groupby(result.cases, key=lambda c: (c.step, c.step_name)):
         cases = list(group)
         suite = ET.SubElement(root, "testsuite", name=f"{index:02d}-{name}",
                               tests=str(len(cases)),
                               failures=str(sum(not c.ok for c in cases)), errors="0",
-                              skipped="0", time="0",
+                              skipped=str(sum(bool(c.skipped) for c in cases)), time="0",
                               timestamp=result.started_at.strftime("%Y-%m-%dT%H:%M:%S"),
                               hostname=socket.gethostname())
         for c in cases:
             case = ET.SubElement(suite, "testcase", classname=f"{result.kit}.{name}",
                                  name=f"{c.box} ch {c.channel}", time="0")
+            if c.skipped:
+                ET.SubElement(case, "skipped", message=c.skipped).text = c.skipped
             if not c.ok:
                 failure = ET.SubElement(case, "failure", message=c.failure_text(),
                                         type="WrongVerdict")
@@ -48,16 +51,20 @@ def junit_xml(result: RunResult) -> bytes:
 
 _CSS = """body{font-family:sans-serif;margin:2em}table{border-collapse:collapse;margin-bottom:1.5em}
 td,th{border:1px solid #bbb;padding:.25em .6em;text-align:left}tr.fail{background:#fdd}
-tr.pass{background:#efe}.summary.fail{color:#a00}.summary.pass{color:#070}"""
+tr.pass{background:#efe}tr.skip{background:#eee;color:#555}.summary.fail{color:#a00}.summary.pass{color:#070}"""
+
+
+def _verdict(c: CaseResult) -> str:
+    return "skipped" if c.skipped else "pass" if c.ok else "FAIL"
 
 
 def _row(c: CaseResult, *, with_step: bool) -> str:
-    cls = "pass" if c.ok else "fail"
+    cls = "skip" if c.skipped else "pass" if c.ok else "fail"
     step = f"<td>{c.step} {html.escape(c.step_name)}</td>" if with_step else ""
     return (f'<tr class="{cls}">{step}<td>{html.escape(c.box)}</td>'
             f"<td>{c.channel} {html.escape(c.channel_name)}</td>"
             f"<td>{html.escape(c.expected)}</td><td>{html.escape(c.seen)}</td>"
-            f"<td>{html.escape(c.message)}</td><td>{'pass' if c.ok else 'FAIL'}</td></tr>")
+            f"<td>{html.escape(c.skipped or c.message)}</td><td>{_verdict(c)}</td></tr>")
 
 
 def _table(cases: list[CaseResult], *, with_step: bool, table_id: str) -> str:
@@ -75,7 +82,9 @@ def html_report(result: RunResult) -> str:
              f"<title>Kit {html.escape(result.kit)}: {state}</title><style>{_CSS}</style>"
              f"</head><body><h1>STB conformance kit: {html.escape(result.kit)}</h1>",
              f'<p class="summary {state}">{len(result.cases) - len(failures)} of '
-             f"{len(result.cases)} checks pass; {len(failures)} fail. Box: "
+             f"{len(result.cases)} checks pass; {len(failures)} fail"
+             + (f" ({len(result.skipped)} skipped)" if result.skipped else "")
+             + ". Box: "
              f"<code>{html.escape(result.box_command)}</code></p>"]
     if failures:
         parts.append('<section id="failures"><h2>Failures</h2>'

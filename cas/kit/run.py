@@ -18,14 +18,18 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from enum import StrEnum
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 from cas.errors import ConfigError, UsageError
 from cas.formats.boxreport import Seen, parse_report
 from cas.kit.build import KIT_FORMAT
+from cas.kit.httpreport import ReportServer
 
 #: ``--box stub``: our own set-top-box stub speaking the kit protocol.
 STUB = "stub"
@@ -52,10 +56,12 @@ class CaseResult:
     expected: str
     seen: str
     message: str
+    #: why this check was not made (live mode: an event it cannot play); "" = graded
+    skipped: str = ""
 
     @property
     def ok(self) -> bool:
-        return self.expected == self.seen
+        return bool(self.skipped) or self.expected == self.seen
 
     def failure_text(self) -> str:
         return (f"step {self.step} '{self.step_name}', box {self.box}, channel {self.channel}: "
@@ -76,11 +82,18 @@ class RunResult:
         return [c for c in self.cases if not c.ok]
 
     @property
+    def skipped(self) -> list[CaseResult]:
+        return [c for c in self.cases if c.skipped]
+
+    @property
     def ok(self) -> bool:
         return bool(self.cases) and not self.failures
 
     def to_json(self) -> dict[str, Any]:
         return {"kit": self.kit, "ok": self.ok, "cases": len(self.cases),
+                "skipped": [{"step": c.step, "step_name": c.step_name, "box": c.box,
+                             "channel": c.channel, "reason": c.skipped}
+                            for c in self.skipped],
                 "failures": [{"step": c.step, "step_name": c.step_name, "box": c.box,
                               "channel": c.channel, "expected": c.expected, "seen": c.seen,
                               "message": c.message} for c in self.failures]}
@@ -95,7 +108,7 @@ def _load(path: Path, what: str) -> Any:
         raise ConfigError(f"{path}: cannot read the {what}: {exc}") from None
 
 
-def _box_env(kit: Path, timeline: Mapping[str, Any], work: Path, step: Mapping[str, Any],
+def box_env(kit: Path, timeline: Mapping[str, Any], work: Path, step: Mapping[str, Any],
              box: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("KIT_")}
     env.update({
@@ -115,17 +128,20 @@ def _box_env(kit: Path, timeline: Mapping[str, Any], work: Path, step: Mapping[s
     return env
 
 
-def _play(command: Sequence[str], stream: Path, env: Mapping[str, str]) -> tuple[
-        dict[int, Seen], str]:
-    """Run the box on one stream; its verdicts and, when it failed, why."""
+def _play(command: Sequence[str], stream: Path, env: Mapping[str, str],
+          posted: Callable[[], dict[int, Seen]] | None = None) -> tuple[dict[int, Seen], str]:
+    """Run the box on one stream; its verdicts and, when it failed, why.  ``posted``: the
+    HTTP form, the verdicts come from the endpoint (its stdout is not read)."""
     try:
         done = subprocess.run([*command, str(stream)], env=dict(env), capture_output=True,
                               text=True, timeout=BOX_TIMEOUT_S, check=False)
     except FileNotFoundError:
         raise UsageError(f"box command not found: {command[0]}") from None
     except subprocess.TimeoutExpired:
+        if posted is not None:
+            posted()
         return {}, f"the box did not finish within {BOX_TIMEOUT_S:.0f} s"
-    seen = parse_report(done.stdout)
+    seen = parse_report(done.stdout) if posted is None else posted()
     problem = ""
     if done.returncode != 0 and not seen:
         last = (done.stderr.strip().splitlines() or [""])[-1]
@@ -133,10 +149,19 @@ def _play(command: Sequence[str], stream: Path, env: Mapping[str, str]) -> tuple
     return seen, problem
 
 
-def run_kit(kit: Path, box: str, *,
-            progress: Callable[[str], None] | None = None) -> RunResult:
-    """Grade the box command ``box`` (``stub`` for ours) on every step of ``kit``."""
-    say = progress or (lambda _m: None)
+class ReportVia(StrEnum):
+    """How the box reports (docs/kit.md, "Report protocol")."""
+
+    STDOUT = "stdout"  # JSON lines on its stdout
+    HTTP = "http"  # POSTs to KIT_REPORT_URL, an endpoint the runner opens on 127.0.0.1
+
+
+def _take(server: ReportServer, step: int, box: str) -> dict[int, Seen]:
+    return server.take(step, box)[0]
+
+
+def open_kit(kit: Path, box: str) -> tuple[dict[str, Any], dict[str, Any], list[str]]:
+    """The kit's timeline and expected matrix, and the box command (refused in one line)."""
     timeline = _load(kit / "timeline.json", "timeline")
     if not isinstance(timeline, dict) or timeline.get("format") != KIT_FORMAT:
         raise ConfigError(f"{kit / 'timeline.json'}: not a kit of format {KIT_FORMAT} "
@@ -145,18 +170,32 @@ def run_kit(kit: Path, box: str, *,
     command = stub_command() if box == STUB else shlex.split(box)
     if not command:
         raise UsageError("--box is empty: give a command, or 'stub'")
+    return timeline, expected, command
+
+
+def run_kit(kit: Path, box: str, *, report: ReportVia = ReportVia.STDOUT,
+            progress: Callable[[str], None] | None = None) -> RunResult:
+    """Grade the box command ``box`` (``stub`` for ours) on every step of ``kit`` (file
+    mode; live mode is :func:`cas.kit.live.run_kit_live`)."""
+    say = progress or (lambda _m: None)
+    timeline, expected, command = open_kit(kit, box)
     names = {ch["number"]: ch["name"] for ch in timeline["channels"]}
     result = RunResult(kit=timeline["kit"], box_command=box)
     t0 = time.monotonic()
-    with tempfile.TemporaryDirectory(prefix="cas-kit-run-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="cas-kit-run-") as tmp, ExitStack() as stack:
+        server = (stack.enter_context(ReportServer()) if report is ReportVia.HTTP else None)
         work = Path(tmp)
         (work / "nvram").mkdir()
         shutil.copytree(kit / "cards", work / "cards")
         for step, exp in zip(timeline["steps"], expected["steps"], strict=True):
             say(f"step {step['index']}: {step['name']}")
             for box_key, channels in exp["boxes"].items():
-                env = _box_env(kit, timeline, work, step, box_key)
-                seen, problem = _play(command, kit / step["stream"], env)
+                env = box_env(kit, timeline, work, step, box_key)
+                posted: Callable[[], dict[int, Seen]] | None = None
+                if server is not None:
+                    env["KIT_REPORT_URL"] = server.expect(step["index"], box_key)
+                    posted = partial(_take, server, step["index"], box_key)
+                seen, problem = _play(command, kit / step["stream"], env, posted)
                 for number, want in channels.items():
                     got = seen.get(int(number))
                     result.cases.append(CaseResult(

@@ -62,6 +62,7 @@ class EventKind(StrEnum):
     LOSE_ECM = "lose-ecm"        # channels: their ECM PIDs carry nothing in this step
     ECM_KEY = "ecm-key"          # index: ECMs are sealed with this ECM key from now on
     SEND_ECM_KEY = "send-ecm-key"  # index: this step's stream delivers that key (global EMM)
+    OTHER_CARD_EMM = "other-card-emm"  # a unique EMM for a card in no box of the kit
 
 
 #: Fields each event kind needs (besides ``do``, and ``who`` except for the clock and the stream).
@@ -86,10 +87,12 @@ _NEEDS: dict[EventKind, dict[str, type]] = {
     EventKind.LOSE_ECM: {"channels": list},
     EventKind.ECM_KEY: {"index": int},
     EventKind.SEND_ECM_KEY: {"index": int},
+    EventKind.OTHER_CARD_EMM: {},
 }
 #: Events of the stream or the clock, not of one subscriber.
 STREAM_EVENTS = frozenset({EventKind.DROP_EMM, EventKind.REPLAY_EMM, EventKind.TAMPER_EMM,
-                           EventKind.LOSE_ECM, EventKind.ECM_KEY, EventKind.SEND_ECM_KEY})
+                           EventKind.LOSE_ECM, EventKind.ECM_KEY, EventKind.SEND_ECM_KEY,
+                           EventKind.OTHER_CARD_EMM})
 _NO_WHO = {EventKind.ADVANCE, *STREAM_EVENTS}
 
 
@@ -370,7 +373,7 @@ def _event(where: _Where, raw: Any, key: str, boxes: set[str], at: int, *,
             raise where.error(f"{key}.who", f"no subscriber {who!r}", after=at)
     needs = _NEEDS[kind]
     args = {name: _get(where, raw, f"{key}.{name}", t, after=at) for name, t in needs.items()}
-    extra = set(raw) - set(needs) - {"do", "who"}
+    extra = set(raw) - set(needs) - {"do"} - ({"who"} if who is not None else set())
     if extra:
         raise where.error(f"{key}.{sorted(extra)[0]}", f"unknown field for {kind.value!r}",
                           after=at)

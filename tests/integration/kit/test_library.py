@@ -43,3 +43,17 @@ def test_the_stub_passes_every_shipped_scenario(path: Path, tmp_path: Path) -> N
     data = json.loads(run.output)
     assert run.exit_code == 0, data["failures"][:5]
     assert data["ok"] and data["cases"] > 0
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("path", [p for p in shipped_scenarios() if p.stem != "stream-events"],
+                         ids=lambda p: p.stem)
+def test_the_stub_passes_every_shipped_scenario_live(path: Path, tmp_path: Path) -> None:
+    """Through ``cas headend run`` (``--live``); stream-events is in test_live.py."""
+    build = CliRunner().invoke(cli, ["kit", "build", path.stem, "-o", str(tmp_path / "kit")])
+    assert build.exit_code == 0, build.output
+    run = CliRunner().invoke(cli, ["--json", "kit", "run", str(tmp_path / "kit"), "--live",
+                                   "-o", str(tmp_path / "res")])
+    data = json.loads(run.output)
+    assert run.exit_code == 0, data["failures"][:5]
+    assert data["ok"] and data["cases"] > 0 and data["skipped"] == []

@@ -122,6 +122,20 @@ def test_each_change_is_announced_once() -> None:
     assert watch.states() == {1001: Reason.FINANCIAL_BLOCK, 1002: Reason.OPEN}
 
 
+def test_the_channel_number_arriving_after_the_verdict_is_announced() -> None:
+    """Before the SDT, a channel is known by its service id; when the SDT's logical channel
+    number arrives the channel is announced again under it, with the same reason (a
+    listener keyed by channel number must not miss the channel)."""
+    watch = ChannelWatch()
+    early = ChannelStatus(channel=1001, service_id=1001, name="service 1001",
+                          reason=Reason.OPEN, scrambled=True, ecm_pid=0x600)
+    assert [e.status.channel for e in watch.update([early], 0.0, AT)] == [1001]
+    named = watch.update([_status(1, Reason.OPEN)], 0.5, AT)
+    assert [(e.status.channel, e.status.reason, e.previous) for e in named] == [
+        (1, Reason.OPEN, Reason.OPEN)]
+    assert watch.update([_status(1, Reason.OPEN)], 0.6, AT) == []
+
+
 def test_waiting_for_the_first_ecm_is_held_back_until_it_settles() -> None:
     watch = ChannelWatch(settle_s=1.0)
     waiting = _status(1, Reason.NO_ECM)

@@ -123,3 +123,15 @@ def test_shipped_scenarios_all_read() -> None:
     assert len(paths) >= 3
     for p in paths:
         assert load_scenario(p).name == p.stem
+
+
+def test_other_card_emm_is_a_stream_event_without_fields(tmp_path: Path) -> None:
+    text = GOOD.replace('  {do = "subscribe", who = "a", package = "start"},\n',
+                        '  {do = "subscribe", who = "a", package = "start"},\n'
+                        '  {do = "other-card-emm"},\n')
+    sc = parse_scenario(text, Path("s.toml"))
+    other = sc.steps[0].events[2]
+    assert other.kind is EventKind.OTHER_CARD_EMM and other.who is None and other.args == {}
+    bad = text.replace('{do = "other-card-emm"}', '{do = "other-card-emm", who = "a"}')
+    assert _error(bad, tmp_path) == (
+        "17: step[0].events[2].who: unknown field for 'other-card-emm'")
