@@ -28,6 +28,7 @@ from cas.web.limits import BodyLimit
 from cas.web.security import CookieSigner
 from cas.web.settings import Tenant, Tenants, WebSettings
 from cas.web.state import WebState
+from cas.web.workers import WORKER_HEADER
 
 log = logging.getLogger("cas.web")
 
@@ -97,6 +98,8 @@ def create_app(tenants: Sequence[Tenant], settings: WebSettings,
     # Added before the headers middleware, so inside it: a 413 gets X-Request-Id too.
     app.add_middleware(BodyLimit, limit_bytes=settings.max_body_bytes)
 
+    worker_pid = str(settings.worker_pid) if settings.worker_pid is not None else None
+
     @app.middleware("http")
     async def headers(request: Request,
                       call_next: Callable[[Request], Awaitable[Response]]) -> Response:
@@ -106,6 +109,8 @@ def create_app(tenants: Sequence[Tenant], settings: WebSettings,
         response.headers["X-Request-Id"] = request_id
         response.headers["X-Content-Type-Options"] = "nosniff"
         response.headers["Referrer-Policy"] = "same-origin"
+        if worker_pid is not None:
+            response.headers[WORKER_HEADER] = worker_pid
         if not _is_api(request):
             response.headers["Content-Security-Policy"] = CSP
             response.headers["X-Frame-Options"] = "DENY"

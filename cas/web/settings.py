@@ -95,6 +95,9 @@ class WebSettings:
     trusted_proxies: tuple[IPNetwork, ...] = ()
     #: Largest request body accepted (API JSON and portal forms); larger -> 413.
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    #: The pid of this worker process when ``cas serve --workers N`` runs several: every
+    #: answer names it (``X-Worker-Pid``), so a spread over the workers can be seen.
+    worker_pid: int | None = None
 
     def __post_init__(self) -> None:
         if len(self.secret_key) < SECRET_MIN_BYTES:
