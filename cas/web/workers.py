@@ -20,6 +20,7 @@ answers any request the same way (docs/scale.md).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
@@ -105,7 +106,7 @@ def serve_workers(run_worker: Callable[[socket.socket], None], *, host: str, por
                 sock = _reuseport_socket(family, sockaddr)
                 sock.listen(2048)
                 run_worker(sock)
-            except BaseException:  # noqa: BLE001 - a worker must never return into the parent's code
+            except BaseException:  # a worker never returns into the parent's code
                 log.exception("worker %d failed", index)
                 code = 1
             finally:
@@ -148,10 +149,8 @@ def _stop_all(children: dict[int, tuple[int, float]]) -> None:
     """SIGTERM to every worker (uvicorn finishes the requests in hand), SIGKILL after a grace
     period."""
     for pid in children:
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGTERM)
-        except ProcessLookupError:
-            pass
     deadline = time.monotonic() + _STOP_GRACE_S
     while children and time.monotonic() < deadline:
         try:
