@@ -9,6 +9,7 @@ belongs to one operator and only ever reaches that operator's store; the portal 
 
 from __future__ import annotations
 
+import fcntl
 import ipaddress
 import os
 import secrets
@@ -141,6 +142,43 @@ def load_secret(path: Path | None) -> bytes:
     return raw
 
 
+class _WriterQueue:
+    """The queue of a SQLite store's writers: a lock between the threads of this process, then
+    an ``flock`` on a file beside the database between processes (``cas serve --workers N``).
+
+    SQLite admits one writer at a time anyway; waiting on a lock the kernel hands on in order
+    is much kinder to the tail latency than every writer retrying the database lock in its
+    busy handler (which sleeps up to 100 ms between tries).  The file is opened once per
+    process: an ``flock`` belongs to an open file, so a descriptor inherited across ``fork``
+    would not keep the workers apart."""
+
+    def __init__(self, database: Path | None) -> None:
+        self._threads = threading.Lock()
+        self._path = database.with_name(database.name + ".writers") if database else None
+        self._fd: int | None = None
+        self._pid = 0
+
+    @contextmanager
+    def held(self) -> Iterator[None]:
+        with self._threads:
+            if self._path is None:
+                yield
+                return
+            fd = self._file()
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(fd, fcntl.LOCK_UN)
+
+    def _file(self) -> int:
+        if self._fd is None or self._pid != os.getpid():
+            assert self._path is not None
+            self._fd = os.open(self._path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            self._pid = os.getpid()
+        return self._fd
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Tenant:
     """One operator's store.  ``key`` is the profile key (``atvplus``, ``mts`` ...)."""
@@ -148,18 +186,20 @@ class Tenant:
     key: str
     name: str
     store: Store
-    write_lock: threading.Lock = field(default_factory=threading.Lock, compare=False,
-                                       repr=False)
+    writers: _WriterQueue = field(init=False, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        database = self.store.sqlite_file if self.store.dialect == "sqlite" else None
+        object.__setattr__(self, "writers", _WriterQueue(database))
 
     @contextmanager
     def transaction(self) -> Iterator[Session]:
-        """A write transaction on the store.  On SQLite the writers of this process queue on
-        a lock first: SQLite admits one writer at a time anyway, and a queue in order is
-        much kinder to the tail latency than every thread retrying the database lock in
-        its busy handler.  (Other processes still meet the busy timeout.)  PostgreSQL
-        writers run concurrently, with row locks."""
+        """A write transaction on the store.  On SQLite the writers queue first, in this
+        process and across the processes of ``cas serve --workers N``
+        (:class:`_WriterQueue`); other programs writing the same file still meet the busy
+        timeout.  PostgreSQL writers run concurrently, with row locks."""
         if self.store.dialect == "sqlite":
-            with self.write_lock, self.store.transaction() as session:
+            with self.writers.held(), self.store.transaction() as session:
                 yield session
         else:
             with self.store.transaction() as session:

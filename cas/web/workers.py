@@ -106,6 +106,8 @@ def serve_workers(run_worker: Callable[[socket.socket], None], *, host: str, por
                 sock = _reuseport_socket(family, sockaddr)
                 sock.listen(2048)
                 run_worker(sock)
+            except KeyboardInterrupt:
+                pass  # SIGINT to the whole process group: uvicorn has shut down already
             except BaseException:  # a worker never returns into the parent's code
                 log.exception("worker %d failed", index)
                 code = 1
