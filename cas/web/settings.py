@@ -152,28 +152,31 @@ class _WriterQueue:
     process: an ``flock`` belongs to an open file, so a descriptor inherited across ``fork``
     would not keep the workers apart."""
 
-    def __init__(self, database: Path | None) -> None:
+    def __init__(self) -> None:
         self._threads = threading.Lock()
-        self._path = database.with_name(database.name + ".writers") if database else None
+        self._path: Path | None = None
         self._fd: int | None = None
         self._pid = 0
 
     @contextmanager
-    def held(self) -> Iterator[None]:
+    def held(self, database: Path | None) -> Iterator[None]:
+        """Hold the queue of the SQLite file ``database`` (``None``, in memory: this process
+        only)."""
         with self._threads:
-            if self._path is None:
+            if database is None:
                 yield
                 return
-            fd = self._file()
+            fd = self._file(database)
             fcntl.flock(fd, fcntl.LOCK_EX)
             try:
                 yield
             finally:
                 fcntl.flock(fd, fcntl.LOCK_UN)
 
-    def _file(self) -> int:
-        if self._fd is None or self._pid != os.getpid():
-            assert self._path is not None
+    def _file(self, database: Path) -> int:
+        path = database.with_name(database.name + ".writers")
+        if self._fd is None or self._pid != os.getpid() or self._path != path:
+            self._path = path
             self._fd = os.open(self._path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
             self._pid = os.getpid()
         return self._fd
@@ -186,11 +189,7 @@ class Tenant:
     key: str
     name: str
     store: Store
-    writers: _WriterQueue = field(init=False, compare=False, repr=False)
-
-    def __post_init__(self) -> None:
-        database = self.store.sqlite_file if self.store.dialect == "sqlite" else None
-        object.__setattr__(self, "writers", _WriterQueue(database))
+    writers: _WriterQueue = field(default_factory=_WriterQueue, compare=False, repr=False)
 
     @contextmanager
     def transaction(self) -> Iterator[Session]:
@@ -199,7 +198,7 @@ class Tenant:
         (:class:`_WriterQueue`); other programs writing the same file still meet the busy
         timeout.  PostgreSQL writers run concurrently, with row locks."""
         if self.store.dialect == "sqlite":
-            with self.writers.held(), self.store.transaction() as session:
+            with self.writers.held(self.store.sqlite_file), self.store.transaction() as session:
                 yield session
         else:
             with self.store.transaction() as session:
