@@ -54,7 +54,8 @@ _KEY_ROW = select(WebApiKey.operator, WebApiKey.secret_sha256, WebApiKey.revoked
 
 
 def _request_clock(session: Session) -> datetime:
-    session.execute(_REQUEST_SETTINGS).all()
+    # The identity map holds objects weakly: the rows stay referenced for the session's life.
+    session.info["cas.web.request_settings"] = session.execute(_REQUEST_SETTINGS).scalars().all()
     return clock_now(session)
 
 
