@@ -100,19 +100,20 @@ def _run_command(part: str) -> click.Command:
         # proxy_headers=False: uvicorn would otherwise believe X-Forwarded-For from
         # 127.0.0.1 (its default), letting anyone behind a local pass-through proxy pick
         # their address; the app reads the header itself, from trusted proxies only.
-        uvicorn_options = {"log_level": log_level, "access_log": False, "proxy_headers": False}
         try:
             if workers == 1:
                 web = create_app(tenants, settings, parts=parts)
                 app.print(f"serving {'+'.join(parts)} for {names} on http://{host}:{port}/")
-                uvicorn.run(web, host=host, port=port, **uvicorn_options)
+                uvicorn.run(web, host=host, port=port, log_level=log_level, access_log=False,
+                            proxy_headers=False)
                 return
             from cas.web.workers import serve_workers
 
             def run_worker(sock: socket.socket) -> None:
                 own = dataclasses.replace(settings, worker_pid=os.getpid())
                 config = uvicorn.Config(create_app(tenants, own, parts=parts),
-                                        **uvicorn_options)
+                                        log_level=log_level, access_log=False,
+                                        proxy_headers=False)
                 uvicorn.Server(config).run(sockets=[sock])
 
             def before_fork() -> None:
