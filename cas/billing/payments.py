@@ -122,9 +122,10 @@ def pay(session: Session, *, by: PayerKind | str, ref: str | int, amount_minor: 
         what = "switch to" if chosen.kind == "base" else "choice of"
         note = (f"paid {profile.money(amount_minor)} to the balance; {what} {chosen.code} "
                 f"not done: {refused}")
-    activated = settle(session, profile, acc, at_s, "payment")
-    waiting = [(s, p) for s, p in open_subscriptions(session, acc)
-               if s.status == SubscriptionStatus.PENDING]
+    # One read of the open subscriptions for settling and for what still waits for money.
+    subs = open_subscriptions(session, acc)
+    activated = settle(session, profile, acc, at_s, "payment", subs=subs)
+    waiting = [(s, p) for s, p in subs if s.status == SubscriptionStatus.PENDING]
     pending = tuple(p.code for _s, p in waiting)
     if waiting and not note:
         sub, pkg = waiting[0]

@@ -82,13 +82,16 @@ def renew(session: Session, acc: Account, sub: Subscription, pkg: Package, due_s
 
 
 def settle(session: Session, profile: OperatorProfile, acc: Account, at_s: int,
-           cause: str) -> list[str]:
+           cause: str, *, subs: list[tuple[Subscription, Package]] | None = None) -> list[str]:
     """After money or choices changed: activate what the balance now covers (base first, then
     add-ons on an active base), and set or lift the financial block.  Returns the codes of
-    packages activated.  Records a rights change when anything the card sees changed."""
+    packages activated.  Records a rights change when anything the card sees changed.
+    ``subs``: the account's open subscriptions as they are now, if at hand (settling changes
+    their states in place, never which ones are open)."""
     activated: list[str] = []
     changed = False
-    subs = open_subscriptions(session, acc)
+    if subs is None:
+        subs = open_subscriptions(session, acc)
     if not is_suspended(acc, at_s):
         base = base_of(subs)
         for sub, pkg in subs:

@@ -8,6 +8,9 @@ one process can serve several operators (each store runs one operator profile).
 
 from __future__ import annotations
 
+import dataclasses
+import os
+import socket
 import time
 from pathlib import Path
 
@@ -65,10 +68,15 @@ def _run_command(part: str) -> click.Command:
     @click.option("--max-body-bytes", envvar="CAS_MAX_BODY_BYTES", type=click.IntRange(1, 1 << 30),
                   help="Largest request body; larger ones get 413 before they are read "
                        "whole.  Default: 1048576 (1 MiB).  $CAS_MAX_BODY_BYTES.")
+    @click.option("--workers", default=1, show_default=True, type=click.IntRange(1, 256),
+                  envvar="CAS_WEB_WORKERS",
+                  help="Server processes on the port (each with its own database "
+                       "connections; sessions, rate limits and idempotency keys live in the "
+                       "store, so they hold across workers).  $CAS_WEB_WORKERS.")
     @pass_app
     def run(app: Application, host: str, port: int, db_urls: tuple[str, ...],
             secret_file: Path | None, secure_cookies: bool, log_level: str,
-            trusted_proxies: str, max_body_bytes: int | None) -> None:
+            trusted_proxies: str, max_body_bytes: int | None, workers: int) -> None:
         import uvicorn
 
         from cas.web.app import create_app
@@ -88,15 +96,35 @@ def _run_command(part: str) -> click.Command:
                                trusted_proxies=proxies,
                                max_body_bytes=max_body_bytes or DEFAULT_MAX_BODY_BYTES)
         parts = ("api", "portal") if part == "all" else (part,)
-        web = create_app(tenants, settings, parts=parts)
         names = ", ".join(f"{t.key} ({t.store.dialect})" for t in tenants)
-        app.print(f"serving {'+'.join(parts)} for {names} on http://{host}:{port}/")
+        # proxy_headers=False: uvicorn would otherwise believe X-Forwarded-For from
+        # 127.0.0.1 (its default), letting anyone behind a local pass-through proxy pick
+        # their address; the app reads the header itself, from trusted proxies only.
         try:
-            # proxy_headers=False: uvicorn would otherwise believe X-Forwarded-For from
-            # 127.0.0.1 (its default), letting anyone behind a local pass-through proxy pick
-            # their address; the app reads the header itself, from trusted proxies only.
-            uvicorn.run(web, host=host, port=port, log_level=log_level, access_log=False,
-                        proxy_headers=False)
+            if workers == 1:
+                web = create_app(tenants, settings, parts=parts)
+                app.print(f"serving {'+'.join(parts)} for {names} on http://{host}:{port}/")
+                uvicorn.run(web, host=host, port=port, log_level=log_level, access_log=False,
+                            proxy_headers=False)
+                return
+            from cas.web.workers import serve_workers
+
+            def run_worker(sock: socket.socket) -> None:
+                own = dataclasses.replace(settings, worker_pid=os.getpid())
+                config = uvicorn.Config(create_app(tenants, own, parts=parts),
+                                        log_level=log_level, access_log=False,
+                                        proxy_headers=False)
+                uvicorn.Server(config).run(sockets=[sock])
+
+            def before_fork() -> None:
+                for s in stores:
+                    s.dispose()
+
+            serve_workers(run_worker, host=host, port=port, workers=workers,
+                          before_fork=before_fork,
+                          on_ready=lambda bound: app.print(
+                              f"serving {'+'.join(parts)} for {names} on "
+                              f"http://{host}:{bound}/ with {workers} workers"))
         finally:
             for s in stores:
                 s.dispose()

@@ -253,6 +253,11 @@ class Store:
     def dialect(self) -> str:
         return self.engine.dialect.name
 
+    @property
+    def sqlite_file(self) -> Path | None:
+        """The database file of a SQLite store (``None``: PostgreSQL, or in memory)."""
+        return _sqlite_file(self.engine)
+
     def session(self) -> Session:
         return self._factory()
 

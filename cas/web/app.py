@@ -9,14 +9,16 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
+from starlette.datastructures import MutableHeaders
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 import cas
 from cas.errors import CasError
@@ -28,6 +30,7 @@ from cas.web.limits import BodyLimit
 from cas.web.security import CookieSigner
 from cas.web.settings import Tenant, Tenants, WebSettings
 from cas.web.state import WebState
+from cas.web.workers import WORKER_HEADER
 
 log = logging.getLogger("cas.web")
 
@@ -71,6 +74,43 @@ def _validation_message(exc: RequestValidationError) -> str:
     return "; ".join(parts) or "invalid request"
 
 
+class SecurityHeaders:
+    """Every answer's request id and security headers, as a pure ASGI middleware (Starlette's
+    ``BaseHTTPMiddleware`` costs a task and a memory stream per request, on the hot path of
+    every API call).  Portal pages also get the CSP, no framing, and no caching."""
+
+    def __init__(self, app: ASGIApp, *, worker_pid: int | None) -> None:
+        self.app = app
+        self.worker_pid = str(worker_pid) if worker_pid is not None else None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        request_id = uuid.uuid4().hex[:16]
+        scope.setdefault("state", {})["request_id"] = request_id
+        path: str = scope["path"]
+        is_api = path.startswith(api.API_PREFIX) or path == "/openapi.json"
+
+        async def with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = MutableHeaders(raw=list(message.get("headers", [])))
+                headers["X-Request-Id"] = request_id
+                headers["X-Content-Type-Options"] = "nosniff"
+                headers["Referrer-Policy"] = "same-origin"
+                if self.worker_pid is not None:
+                    headers[WORKER_HEADER] = self.worker_pid
+                if not is_api:
+                    headers["Content-Security-Policy"] = CSP
+                    headers["X-Frame-Options"] = "DENY"
+                    if not path.startswith("/static/"):
+                        headers["Cache-Control"] = "no-store"
+                message["headers"] = headers.raw
+            await send(message)
+
+        await self.app(scope, receive, with_headers)
+
+
 def create_app(tenants: Sequence[Tenant], settings: WebSettings,
                parts: Sequence[str] = PARTS) -> FastAPI:
     """The app serving ``tenants`` (one store per operator); ``parts`` picks API, portal or
@@ -97,21 +137,7 @@ def create_app(tenants: Sequence[Tenant], settings: WebSettings,
     # Added before the headers middleware, so inside it: a 413 gets X-Request-Id too.
     app.add_middleware(BodyLimit, limit_bytes=settings.max_body_bytes)
 
-    @app.middleware("http")
-    async def headers(request: Request,
-                      call_next: Callable[[Request], Awaitable[Response]]) -> Response:
-        request_id = uuid.uuid4().hex[:16]
-        request.state.request_id = request_id
-        response = await call_next(request)
-        response.headers["X-Request-Id"] = request_id
-        response.headers["X-Content-Type-Options"] = "nosniff"
-        response.headers["Referrer-Policy"] = "same-origin"
-        if not _is_api(request):
-            response.headers["Content-Security-Policy"] = CSP
-            response.headers["X-Frame-Options"] = "DENY"
-            if not request.url.path.startswith("/static/"):
-                response.headers["Cache-Control"] = "no-store"
-        return response
+    app.add_middleware(SecurityHeaders, worker_pid=settings.worker_pid)
 
     @app.exception_handler(CasError)
     async def on_cas_error(request: Request, exc: CasError) -> Response:

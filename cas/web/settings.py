@@ -9,6 +9,7 @@ belongs to one operator and only ever reaches that operator's store; the portal 
 
 from __future__ import annotations
 
+import fcntl
 import ipaddress
 import os
 import secrets
@@ -95,6 +96,9 @@ class WebSettings:
     trusted_proxies: tuple[IPNetwork, ...] = ()
     #: Largest request body accepted (API JSON and portal forms); larger -> 413.
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    #: The pid of this worker process when ``cas serve --workers N`` runs several: every
+    #: answer names it (``X-Worker-Pid``), so a spread over the workers can be seen.
+    worker_pid: int | None = None
 
     def __post_init__(self) -> None:
         if len(self.secret_key) < SECRET_MIN_BYTES:
@@ -138,6 +142,46 @@ def load_secret(path: Path | None) -> bytes:
     return raw
 
 
+class _WriterQueue:
+    """The queue of a SQLite store's writers: a lock between the threads of this process, then
+    an ``flock`` on a file beside the database between processes (``cas serve --workers N``).
+
+    SQLite admits one writer at a time anyway; waiting on a lock the kernel hands on in order
+    is much kinder to the tail latency than every writer retrying the database lock in its
+    busy handler (which sleeps up to 100 ms between tries).  The file is opened once per
+    process: an ``flock`` belongs to an open file, so a descriptor inherited across ``fork``
+    would not keep the workers apart."""
+
+    def __init__(self) -> None:
+        self._threads = threading.Lock()
+        self._path: Path | None = None
+        self._fd: int | None = None
+        self._pid = 0
+
+    @contextmanager
+    def held(self, database: Path | None) -> Iterator[None]:
+        """Hold the queue of the SQLite file ``database`` (``None``, in memory: this process
+        only)."""
+        with self._threads:
+            if database is None:
+                yield
+                return
+            fd = self._file(database)
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(fd, fcntl.LOCK_UN)
+
+    def _file(self, database: Path) -> int:
+        path = database.with_name(database.name + ".writers")
+        if self._fd is None or self._pid != os.getpid() or self._path != path:
+            self._path = path
+            self._fd = os.open(self._path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            self._pid = os.getpid()
+        return self._fd
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Tenant:
     """One operator's store.  ``key`` is the profile key (``atvplus``, ``mts`` ...)."""
@@ -145,18 +189,16 @@ class Tenant:
     key: str
     name: str
     store: Store
-    write_lock: threading.Lock = field(default_factory=threading.Lock, compare=False,
-                                       repr=False)
+    writers: _WriterQueue = field(default_factory=_WriterQueue, compare=False, repr=False)
 
     @contextmanager
     def transaction(self) -> Iterator[Session]:
-        """A write transaction on the store.  On SQLite the writers of this process queue on
-        a lock first: SQLite admits one writer at a time anyway, and a queue in order is
-        much kinder to the tail latency than every thread retrying the database lock in
-        its busy handler.  (Other processes still meet the busy timeout.)  PostgreSQL
-        writers run concurrently, with row locks."""
+        """A write transaction on the store.  On SQLite the writers queue first, in this
+        process and across the processes of ``cas serve --workers N``
+        (:class:`_WriterQueue`); other programs writing the same file still meet the busy
+        timeout.  PostgreSQL writers run concurrently, with row locks."""
         if self.store.dialect == "sqlite":
-            with self.write_lock, self.store.transaction() as session:
+            with self.writers.held(self.store.sqlite_file), self.store.transaction() as session:
                 yield session
         else:
             with self.store.transaction() as session:

@@ -17,10 +17,12 @@ from typing import Annotated, Any, TypeVar
 
 from fastapi import Depends, Path, Query, Request, Security
 from fastapi.security import APIKeyHeader
-from sqlalchemy import select
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.orm import Session
 
-from cas.billing.clock import clock_now
+from cas.billing.clock import CLOCK_KEY, clock_now
+from cas.billing.txn import PROFILE_TOML_KEY
+from cas.store.models import Setting
 from cas.web import audit
 from cas.web.errors import Unauthenticated
 from cas.web.models import WebApiKey
@@ -30,6 +32,7 @@ from cas.web.settings import Tenant
 from cas.web.state import client_ip, web_state
 
 T = TypeVar("T")
+R = TypeVar("R")
 
 API_PREFIX = "/api/v1"
 API_KEY_HEADER = APIKeyHeader(name="X-API-Key", auto_error=False,
@@ -39,6 +42,21 @@ API_KEY_HEADER = APIKeyHeader(name="X-API-Key", auto_error=False,
 MAX_TIME_S = 0xFFFF_FFFF
 #: Refresh ``web_api_keys.last_used_at_s`` at most this often (one write, not one per call).
 _LAST_USED_EVERY_S = 60
+
+
+#: The settings every request reads (the store's clock; the operator profile), fetched with
+#: one statement into the session's identity map, where :func:`clock_now` and
+#: :func:`cas.billing.txn.current_profile` find them without another round trip.
+_REQUEST_SETTINGS = select(Setting).where(Setting.key.in_([CLOCK_KEY, PROFILE_TOML_KEY]))
+#: The key check reads four columns with SQLAlchemy Core: no ORM session, no identity map.
+_KEY_ROW = select(WebApiKey.operator, WebApiKey.secret_sha256, WebApiKey.revoked_at_s,
+                  WebApiKey.last_used_at_s).where(WebApiKey.key_id == bindparam("key_id"))
+
+
+def _request_clock(session: Session) -> datetime:
+    # The identity map holds objects weakly: the rows stay referenced for the session's life.
+    session.info["cas.web.request_settings"] = session.execute(_REQUEST_SETTINGS).scalars().all()
+    return clock_now(session)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -53,14 +71,22 @@ class ApiContext:
     def read(self, fn: Callable[[Session, datetime], T]) -> T:
         """``fn(session, store clock)`` in one read-only session."""
         with self.tenant.store.reader() as s:
-            return fn(s, clock_now(s))
+            return fn(s, _request_clock(s))
 
     def write(self, action: str, target: str | Callable[[T], str],
-              fn: Callable[[Session, datetime], T], detail: dict[str, Any] | None = None) -> T:
+              fn: Callable[[Session, datetime], T], detail: dict[str, Any] | None = None,
+              *, replay: Callable[[Session], R | None] | None = None) -> T | R:
         """One transaction: the domain call and its audit row commit together or not at all.
-        ``target`` is the record changed, or a function of the result that names it."""
+        ``target`` is the record changed, or a function of the result that names it.
+
+        ``replay`` is asked first, in the same transaction: an answer from it (a repeated
+        idempotent request) is returned as it is, and nothing is written."""
         with self.tenant.transaction() as s:
-            at = clock_now(s)
+            if replay is not None:
+                earlier = replay(s)
+                if earlier is not None:
+                    return earlier
+            at = _request_clock(s)
             result = fn(s, at)
             name = target(result) if callable(target) else target
             audit.record(s, self.actor, action, name, wall_s=self.wall_s, sim_at=at,
@@ -80,20 +106,18 @@ def api_context(request: Request,
     if presented is None or tenant is None:
         raise Unauthenticated("invalid API key")
     now_s = state.settings.now_s()
-    with tenant.store.reader() as s:
-        row = s.execute(select(WebApiKey).where(WebApiKey.key_id == presented.key_id)).scalar()
-        ok = (row is not None and row.operator == presented.operator
-              and row.revoked_at_s is None
-              and same_digest(row.secret_sha256, presented.secret_sha256))
-        stale = ok and row is not None and (
-            row.last_used_at_s is None or now_s - row.last_used_at_s >= _LAST_USED_EVERY_S)
+    with tenant.store.read_engine.connect() as conn:
+        row = conn.execute(_KEY_ROW, {"key_id": presented.key_id}).first()
+    ok = (row is not None and row.operator == presented.operator
+          and row.revoked_at_s is None
+          and same_digest(row.secret_sha256, presented.secret_sha256))
     if not ok:
         raise Unauthenticated("invalid API key")
-    if stale:
+    assert row is not None
+    if row.last_used_at_s is None or now_s - row.last_used_at_s >= _LAST_USED_EVERY_S:
         with tenant.transaction() as s:
-            fresh = s.execute(select(WebApiKey).where(WebApiKey.key_id == presented.key_id)
-                              ).scalar_one()
-            fresh.last_used_at_s = now_s
+            s.execute(update(WebApiKey).where(WebApiKey.key_id == presented.key_id)
+                      .values(last_used_at_s=now_s))
     return ApiContext(tenant=tenant, key_id=presented.key_id,
                       actor=audit.Actor(kind="api_key", name=presented.key_id,
                                         client_ip=client_ip(request)),

@@ -32,17 +32,16 @@ def _request_digest(path: str, body: PaymentIn) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
-def _replay(ctx: ApiContext, idem_key: str, digest: str) -> Response | None:
-    with ctx.tenant.store.reader() as s:
-        row = s.get(WebIdempotency, (ctx.key_id, idem_key))
-        if row is None:
-            return None
-        if row.request_sha256 != digest:
-            raise WebError("this Idempotency-Key was used with a different request",
-                           code="IDEMPOTENCY_KEY_REUSED", category="CONFLICT")
-        return Response(content=row.response_body, status_code=row.status_code,
-                        media_type="application/json",
-                        headers={"Idempotent-Replayed": "true"})
+def _replay(ctx: ApiContext, idem_key: str, digest: str, session: Session) -> Response | None:
+    """The first answer to this key, if there was one (``session``: the transaction asking)."""
+    row = session.get(WebIdempotency, (ctx.key_id, idem_key))
+    if row is None:
+        return None
+    if row.request_sha256 != digest:
+        raise WebError("this Idempotency-Key was used with a different request",
+                       code="IDEMPOTENCY_KEY_REUSED", category="CONFLICT")
+    return Response(content=row.response_body, status_code=row.status_code,
+                    media_type="application/json", headers={"Idempotent-Replayed": "true"})
 
 
 @router.post("/payments", response_model=PaymentOut, status_code=201, tags=["payments"])
@@ -55,9 +54,6 @@ def create_payment(
 ) -> Response:
     """Book a payment by card, contract or account number (optionally choosing a package)."""
     digest = _request_digest(request.url.path, body)
-    replay = _replay(ctx, idempotency_key, digest)
-    if replay is not None:
-        return replay
     payment_id = body.payment_id or "api-" + ctx.key_id + "-" + hashlib.sha256(
         idempotency_key.encode()).hexdigest()[:32]
     if not re.match(_PAYMENT_ID, payment_id):
@@ -75,15 +71,22 @@ def create_payment(
         return text
 
     try:
-        text = ctx.write("payment.create", body.ref, run,
-                         {**body.model_dump(), "payment_id": payment_id})
+        # The replay look-up runs in the payment's own transaction: one transaction per new
+        # payment, and a repeated one writes nothing.
+        answer = ctx.write("payment.create", body.ref, run,
+                           {**body.model_dump(), "payment_id": payment_id},
+                           replay=lambda s: _replay(ctx, idempotency_key, digest, s))
     except CasError:
-        # A concurrent request with the same key may have won the race: answer as it did.
-        replay = _replay(ctx, idempotency_key, digest)
+        # A concurrent request with the same key may have won the race (in this worker or
+        # another one): answer as it did.
+        with ctx.tenant.store.reader() as s:
+            replay = _replay(ctx, idempotency_key, digest, s)
         if replay is not None:
             return replay
         raise
-    return Response(content=text, status_code=201, media_type="application/json")
+    if isinstance(answer, Response):
+        return answer
+    return Response(content=answer, status_code=201, media_type="application/json")
 
 
 @router.get("/payments/{payment_id}", response_model=PaymentRecordOut, tags=["payments"])
