@@ -18,7 +18,7 @@ end (``string_agg`` of ``int4send``/``int8send`` slices).  Python then only:
   command list and adds PAIR (:func:`cas.headend.emmgen.split_plaintexts`);
 * seals with :func:`cas.headend.emmgen.seal_plaintexts`, the very code that
   :func:`~cas.headend.emmgen.build_batch` ends in, so both paths give the same bytes for the
-  same inputs and random numbers (``tests/integration/headend/test_emm_fast.py``).
+  same inputs and random numbers (``tests/integration/headend/test_emmfast.py``).
 
 The database side is checked against ``cas.formats.emm``'s layouts by those tests: the TLV
 tags and lengths below are literals because SQL cannot import them.
