@@ -50,12 +50,10 @@ def _base(url: str, keys: OperatorKeys) -> Store:
             Card.account_id.is_not(None), Card.status == "active").order_by(Card.serial)))
         packages = [int(p) for p in s.execute(select(Package.id).order_by(Package.id))
                     .scalars()]
-        (many, acc_many), (paired, _), (stranger, _), (odd, acc_odd) = cards[5:9]
+        (_, acc_many), (paired, _), (stranger, _), (_, acc_odd) = cards[5:9]
         # 30 windows on one account: more than one EMM carries (plus PAIR on one card).
         s.add_all(_sub(acc_many, packages[i % len(packages)], "active",
                        AT_S - i * DAY, AT_S + (40 + i) * DAY) for i in range(30))
-        s.execute(update(Card).where(Card.account_id == acc_many).values(
-            paired_chip_id=None))
         # Odd windows: paid beyond 2106, empty, no start, pending and closed (no rights),
         # expired (kept), and two windows of one package.
         p0 = packages[0]
@@ -75,12 +73,6 @@ def _base(url: str, keys: OperatorKeys) -> Store:
         s.execute(update(Card).where(Card.serial == paired).values(paired_chip_id=0x1234_5678))
         s.execute(update(Card).where(Card.serial == stranger).values(
             paired_chip_id=0x0BAD_0BAD))
-        s.execute(update(Card).where(Card.serial == many).values(paired_chip_id=None))
-        second = s.execute(select(Card.serial).where(Card.account_id == acc_many,
-                                                     Card.serial != many)).scalar()
-        if second is None:
-            s.execute(update(Card).where(Card.serial == cards[10][0]).values(
-                account_id=acc_many))
         # Region and maturity at their edges; a suspension without an end.
         s.execute(update(Card).where(Card.serial == cards[11][0]).values(
             region=0xFFFF, maturity_limit=0))
@@ -95,7 +87,7 @@ def _base(url: str, keys: OperatorKeys) -> Store:
         groups = sorted({int(g) for g in s.execute(select(Card.shared_address)).scalars()})
         s.add(EmmSequence(address_kind="shared", address=groups[1], next_seq=41,
                           sent_rights_version=0))
-        # Two cards of the paired one's account with many windows too.
+        # The paired card moves to the account with 30 windows: PAIR and several EMMs.
         s.execute(update(Card).where(Card.serial == paired).values(account_id=acc_many))
     return store
 
