@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from cas.access import CardStatus
 from cas.crypto import Key, OperatorKeys, Rng, derive_cuks_concat
@@ -166,7 +166,7 @@ def build_item(session: Session, keys: OperatorKeys, *, lo: int, hi: int, at_s: 
                           shared_addresses=groups, positions=positions, at_s=at_s,
                           shared_seq=lambda g: shared_seq.get(g, 1), settings=settings, rng=rng)
     # A member served by a shared EMM keeps its next number; its rights version is sent.
-    unique_next = list(map(res.unique_next.get, serials, seqs))
+    unique_next = cast("list[int]", list(map(res.unique_next.get, serials, seqs)))
     return ItemEmms(data=b"".join(res.sections), cards=len(rows),
                     unique_emms=res.unique_count, shared_emms=res.shared_count,
                     serials=serials, unique_next=unique_next, versions=versions,

@@ -377,7 +377,7 @@ def seal_plaintexts(keys: OperatorKeys, plains: Sequence[bytes | list[bytes]], *
         serial = serials[i]
         seq = seqs[i]
         texts = plains[i]
-        if texts.__class__ is bytes:
+        if isinstance(texts, bytes):
             nonce = nonces[pos : pos + NONCE_SIZE]
             aad = pack(tid, base + len(texts), serial, seq % SEQ_MODULUS, not_after, nonce)
             append(aad + cipher(cuks[16 * i : 16 * i + 16]).encrypt(nonce, texts, aad))
