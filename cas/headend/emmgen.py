@@ -24,7 +24,8 @@ free number and gets back how many were used.  The counters are unbounded; the u
 is the counter modulo 2^32 (:func:`cas.formats.emm.wire_seq`), which the card compares in
 serial-number arithmetic, so the sequence space never runs out.
 
-Speed (the hot path is :func:`seal_unique_batch`): card keys come from
+Speed (the hot paths are :func:`seal_unique_batch` and :func:`seal_plaintexts`, which
+:func:`build_batch` and the refresh's PostgreSQL path both end in): card keys come from
 :func:`cas.crypto.derive_cuks` (one AES-ECB call for a whole chunk), headers and command TLVs
 are packed with precompiled ``struct`` layouts (the tests pin them byte for byte against
 ``cas.formats.emm`` + ``cas.messages.seal_emm``), nonces are sliced from one ``rng`` call per

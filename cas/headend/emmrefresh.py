@@ -16,7 +16,9 @@ A worker, in ONE transaction per item:
 
 1. claims a ``todo`` item with ``SELECT … FOR UPDATE SKIP LOCKED`` (two workers never get
    the same item; the row lock is held until the transaction ends);
-2. reads the item's card states and sequence numbers, builds the EMMs;
+2. reads the item's cards with their commands and sequence numbers and builds the EMMs
+   (on PostgreSQL one query, :mod:`cas.headend.emmfast`; elsewhere the card states and
+   :func:`~cas.headend.emmgen.build_batch`);
 3. writes them to ``<out-dir>/item-NNNNN.sections`` (a partial file, fsync, atomic rename);
 4. advances ``emm_sequences`` for the item's cards and groups and marks the item ``done``;
 5. commits.
