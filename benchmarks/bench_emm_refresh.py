@@ -8,7 +8,10 @@ What is timed (wall clock, one run each):
   states, sequence numbers, build and seal, write the item file, COPY + upsert the sequence
   numbers, commit), joining the item files into one output.
 * **state read alone**: :func:`cas.billing.state.iter_card_states` over the same base in one
-  process, nothing else — the part of a refresh that is the database and the row folding.
+  process, nothing else — what the reference path (SQLite) reads and folds in Python.
+* **item query alone**: the PostgreSQL fast path's one query per work item
+  (:mod:`cas.headend.emmfast`, commands built by the database) over the whole base in items
+  of ``--chunk`` cards, rows fetched and dropped — the database's share of a refresh read.
 * **bare**: ``AESGCM(cuk).encrypt`` in one loop over the same number of cards with everything
   prepared before the clock starts (``bench_emmgen.bare_loop``): one core's AES-GCM work.
 
@@ -30,6 +33,7 @@ from pathlib import Path
 
 from bench_billing import throwaway_postgres
 from bench_emmgen import bare_loop, make_cards
+from sqlalchemy import text
 
 from cas.billing import state
 from cas.billing.setup import use_profile
@@ -48,6 +52,7 @@ def main() -> None:
     ap.add_argument("--chunk", type=int, default=20_000)
     ap.add_argument("--pg-url")
     args = ap.parse_args()
+    load0 = os.getloadavg()
     keys = OperatorKeys.generate(os.urandom)
     work = Path(tempfile.mkdtemp(prefix="cas-bench-refresh-"))
     ctx = None
@@ -80,6 +85,9 @@ def main() -> None:
                      f"{n / read_s:,.0f} cards/s ({read_s:.1f} s)"))
         print(rows[-1], flush=True)
 
+        rows.append(("item query alone (fast path read), 1 process", _item_query_rate(store)))
+        print(rows[-1], flush=True)
+
         for workers in (1, 2):
             out = work / f"refresh-{workers}.sections"
             t = time.perf_counter()
@@ -99,10 +107,36 @@ def main() -> None:
         if ctx is not None:
             ctx.__exit__(None, None, None)
         shutil.rmtree(work, ignore_errors=True)
-    print(f"\n{args.cards:,} cards, {platform.python_version()}, load {os.getloadavg()}")
+    print(f"\n{args.cards:,} cards, {platform.python_version()}, load at start "
+          f"{load0[0]:.1f}, at the end {os.getloadavg()[0]:.1f} (1-minute averages)")
     print("| measurement | result |\n|---|---:|")
     for name, value in rows:
         print(f"| {name} | {value} |")
+
+
+def _item_query_rate(store: Store) -> str:
+    """Run the fast path's item query over every card group in items of about 20,000 cards,
+    fetching the rows and nothing else."""
+    from cas.headend import emmfast
+
+    with store.reader() as s:
+        groups = sorted(int(g) for (g,) in s.execute(
+            text("SELECT DISTINCT shared_address FROM cards")))
+    step = max(1, 20_000 // 256)
+    at_s = int(T0.timestamp())
+    n = 0
+    t = time.perf_counter()
+    with store.reader() as s:
+        raw = s.connection().connection.dbapi_connection
+        with raw.cursor() as cur:
+            cur.execute(emmfast._PLANNER_SQL)
+            for i in range(0, len(groups), step):
+                part = groups[i : i + step]
+                cur.execute(emmfast._ITEM_SQL, {"at": at_s, "lo": part[0], "hi": part[-1]},
+                            binary=True)
+                n += len(cur.fetchall())
+    wall = time.perf_counter() - t
+    return f"{n / wall:,.0f} cards/s ({wall:.1f} s)"
 
 
 if __name__ == "__main__":

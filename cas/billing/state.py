@@ -110,8 +110,10 @@ _SUSPENDED = CardStatus.SUSPENDED
 _BLOCKED = CardStatus.FINANCIAL_BLOCK
 
 
-def _by_package(e: Entitlement) -> int:
-    return e.package_id
+def _by_package(e: Entitlement) -> tuple[int, int, int]:
+    # The whole window breaks ties: two windows of one package come out in one order
+    # whatever order the database returned them in (the SQL of cas.headend.emmfast too).
+    return (e.package_id, e.start_s, e.end_s)
 
 
 def _states(session: Session, at_s: int, serials: Collection[int] | None,

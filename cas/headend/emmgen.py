@@ -24,7 +24,8 @@ free number and gets back how many were used.  The counters are unbounded; the u
 is the counter modulo 2^32 (:func:`cas.formats.emm.wire_seq`), which the card compares in
 serial-number arithmetic, so the sequence space never runs out.
 
-Speed (the hot path is :func:`seal_unique_batch`): card keys come from
+Speed (the hot paths are :func:`seal_unique_batch` and :func:`seal_plaintexts`, which
+:func:`build_batch` and the refresh's PostgreSQL path both end in): card keys come from
 :func:`cas.crypto.derive_cuks` (one AES-ECB call for a whole chunk), headers and command TLVs
 are packed with precompiled ``struct`` layouts (the tests pin them byte for byte against
 ``cas.formats.emm`` + ``cas.messages.seal_emm``), nonces are sliced from one ``rng`` call per
@@ -41,6 +42,8 @@ import struct
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from cas.access import CardRights, CardStatus, Entitlement
 from cas.crypto import (
@@ -148,15 +151,23 @@ def rights_plaintexts(rights: CardRights, *, limit: int = MAX_UNIQUE_PLAINTEXT,
     head = (_CLEAR + _STATUS.pack(EmmTag.SET_STATUS, 1, int(rights.status))
             + _REGION.pack(EmmTag.SET_REGION, 2, rights.region)
             + _MATURITY.pack(EmmTag.SET_MATURITY, 1, rights.maturity_limit) + extra)
-    adds = [_ADD.pack(EmmTag.ADD_ENTITLEMENT, 10, e.package_id, e.start_s, e.end_s)
-            for e in rights.entitlements]
-    room = (limit - len(head)) // _ADD_LEN
+    adds = b"".join([_ADD.pack(EmmTag.ADD_ENTITLEMENT, 10, e.package_id, e.start_s, e.end_s)
+                     for e in rights.entitlements])
+    return split_plaintexts(head, adds, limit=limit)
+
+
+def split_plaintexts(head: bytes, adds: bytes, *,
+                     limit: int = MAX_UNIQUE_PLAINTEXT) -> list[bytes]:
+    """``head`` (CLEAR … SET_MATURITY and any extra command) and the concatenated
+    ADD_ENTITLEMENT TLVs ``adds`` cut into command lists of at most ``limit`` bytes: the
+    first list is ``head`` and as many ADDs as fit, the others carry only ADDs."""
+    room = (limit - len(head)) // _ADD_LEN * _ADD_LEN
     if len(adds) <= room:
-        return [head + b"".join(adds)]
-    out = [head + b"".join(adds[:room])]
-    per = limit // _ADD_LEN
+        return [head + adds]
+    out = [head + adds[:room]]
+    per = limit // _ADD_LEN * _ADD_LEN
     for i in range(room, len(adds), per):
-        out.append(b"".join(adds[i : i + per]))
+        out.append(adds[i : i + per])
     return out
 
 
@@ -277,9 +288,6 @@ def build_batch(keys: OperatorKeys, cards: Sequence[CardTarget], *, at_s: int,
 
     ``unique_seq(serial)`` / ``shared_seq(group)`` give the next free sequence number.
     """
-    not_after = at_s + settings.validity_s
-    res = BatchResult(cards=len(cards))
-    n = len(cards)
     cuks = derive_cuks_concat(keys, [c.serial for c in cards])
     # Phase 1: plaintexts.  bytes = one EMM (the common case), list = several.
     heads: dict[tuple[int, int, int], bytes] = {}
@@ -307,34 +315,59 @@ def build_batch(keys: OperatorKeys, cards: Sequence[CardTarget], *, at_s: int,
                                         card.pairing)
             pl = rights_plaintexts(r, extra=extra)
             plains.append(pl[0] if len(pl) == 1 and card.pairing is None else pl)
+    return seal_plaintexts(keys, plains, serials=[c.serial for c in cards],
+                           seqs=[unique_seq(c.serial) for c in cards], cuks=cuks,
+                           shared_addresses=[c.shared_address for c in cards],
+                           positions=[c.member_position for c in cards], at_s=at_s,
+                           shared_seq=shared_seq, settings=settings, rng=rng)
+
+
+def seal_plaintexts(keys: OperatorKeys, plains: Sequence[bytes | list[bytes]], *,
+                    serials: Sequence[int], seqs: Sequence[int], cuks: bytes,
+                    shared_addresses: Sequence[int], positions: Sequence[int], at_s: int,
+                    shared_seq: Callable[[int], int], settings: EmmSettings = EmmSettings(),
+                    rng: Rng = os.urandom) -> BatchResult:
+    """Phases 2 and 3 of :func:`build_batch`, on prepared command lists: ``plains[i]`` is
+    card ``i``'s one command list (bytes) or several (a list: PAIR or too many
+    entitlements for one EMM), ``seqs[i]`` its next unique sequence number and
+    ``cuks[16 i : 16 i + 16]`` its CUK (:func:`cas.crypto.derive_cuks_concat`).
+
+    The multi-process refresh (:mod:`cas.headend.emmfast`) reads ready command lists from
+    PostgreSQL and comes in here, so both paths seal byte for byte alike.
+    """
+    n = len(plains)
+    not_after = at_s + settings.validity_s
+    res = BatchResult(cards=n)
     # Phase 2: members of a group with byte-identical commands share one EMM.
     skip: set[int] = set()
     if settings.shared_min_members:
         groups: dict[tuple[int, bytes], list[int]] = {}
         for i, cand in enumerate(plains):
             if isinstance(cand, bytes) and len(cand) <= MAX_SHARED_PLAINTEXT:
-                groups.setdefault((cards[i].shared_address, cand), []).append(i)
+                groups.setdefault((shared_addresses[i], cand), []).append(i)
         jobs = sorted(((g, text, idx) for (g, text), idx in groups.items()
                        if len(idx) >= settings.shared_min_members), key=lambda t: t[0])
         if jobs:
             nonces = rng(NONCE_SIZE * len(jobs))
             for j, (group, text, idx) in enumerate(jobs):
                 seq = res.shared_next.get(group) or shared_seq(group)
-                bitmap = members_bitmap(cards[i].member_position for i in idx)
+                bitmap = members_bitmap(positions[i] for i in idx)
                 res.sections.append(seal_shared(
                     keys.group_key(group), group, bitmap, seq, not_after,
                     nonces[NONCE_SIZE * j : NONCE_SIZE * (j + 1)], text))
                 res.shared_next[group] = seq + 1
                 res.shared_count += 1
                 skip.update(idx)
-    # Phase 3: unique EMMs, sealed under each card's CUK.
-    total = sum(1 if isinstance(p, bytes) else len(p) for p in plains) - len(skip)
+    # Phase 3: unique EMMs, sealed under each card's CUK.  The common case (one EMM, bytes)
+    # stays on the straight branch: one pack, one AESGCM, one append per card.
+    total = sum(1 if p.__class__ is bytes else len(p) for p in plains) - sum(
+        1 if plains[i].__class__ is bytes else len(plains[i]) for i in skip)
     nonces = rng(NONCE_SIZE * total)
     pos = 0
     out = res.sections
     append = out.append
     pack = _UNIQUE_AAD.pack
-    seal = aead_seal
+    cipher = AESGCM
     base = _SECTION_FLAGS | (_UNIQUE_HEADER_LEN + TAG_SIZE)
     tid = int(EmmAddressType.UNIQUE)
     unique_next = res.unique_next
@@ -342,14 +375,22 @@ def build_batch(keys: OperatorKeys, cards: Sequence[CardTarget], *, at_s: int,
     for i in range(n):
         if skip and i in skip:
             continue
-        serial = cards[i].serial
-        seq = unique_seq(serial)
-        cuk = cuks[16 * i : 16 * i + 16]
+        serial = serials[i]
+        seq = seqs[i]
         texts = plains[i]
-        for one in ((texts,) if isinstance(texts, bytes) else texts):
+        if isinstance(texts, bytes):
+            nonce = nonces[pos : pos + NONCE_SIZE]
+            aad = pack(tid, base + len(texts), serial, seq % SEQ_MODULUS, not_after, nonce)
+            append(aad + cipher(cuks[16 * i : 16 * i + 16]).encrypt(nonce, texts, aad))
+            pos += NONCE_SIZE
+            unique_next[serial] = seq + 1
+            count += 1
+            continue
+        aes = cipher(cuks[16 * i : 16 * i + 16])
+        for one in texts:
             nonce = nonces[pos : pos + NONCE_SIZE]
             aad = pack(tid, base + len(one), serial, seq % SEQ_MODULUS, not_after, nonce)
-            append(aad + seal(cuk, nonce, one, aad))
+            append(aad + aes.encrypt(nonce, one, aad))
             pos += NONCE_SIZE
             seq += 1
             count += 1

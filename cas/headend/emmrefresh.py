@@ -16,7 +16,9 @@ A worker, in ONE transaction per item:
 
 1. claims a ``todo`` item with ``SELECT … FOR UPDATE SKIP LOCKED`` (two workers never get
    the same item; the row lock is held until the transaction ends);
-2. reads the item's card states and sequence numbers, builds the EMMs;
+2. reads the item's cards with their commands and sequence numbers and builds the EMMs
+   (on PostgreSQL one query, :mod:`cas.headend.emmfast`; elsewhere the card states and
+   :func:`~cas.headend.emmgen.build_batch`);
 3. writes them to ``<out-dir>/item-NNNNN.sections`` (a partial file, fsync, atomic rename);
 4. advances ``emm_sequences`` for the item's cards and groups and marks the item ``done``;
 5. commits.
@@ -279,21 +281,33 @@ def _update_setting() -> Any:
 def _do_item(s: Session, keys: OperatorKeys, plan: RefreshPlan, n: int,
              item: dict[str, Any]) -> dict[str, int]:
     """Build, write and book item ``n`` inside the claiming transaction ``s``."""
-    from sqlalchemy import select, text
+
+
+    lo, hi = int(item["lo"]), int(item["hi"])
+    if s.get_bind().dialect.name == "postgresql":
+        from cas.headend.emmfast import book_item, build_item
+
+        emms = build_item(s, keys, lo=lo, hi=hi, at_s=plan.at_s, settings=plan.settings)
+        _write_atomic(_item_file(plan.out_dir, n), emms.data)
+        if _PAUSE_S:
+            time.sleep(_PAUSE_S)
+        book_item(s, emms)
+        return {"cards": emms.cards, "unique_emms": emms.unique_emms,
+                "shared_emms": emms.shared_emms, "bytes": len(emms.data)}
+    return _do_item_reference(s, keys, plan, n, lo, hi)
+
+
+def _do_item_reference(s: Session, keys: OperatorKeys, plan: RefreshPlan, n: int, lo: int,
+                       hi: int) -> dict[str, int]:
+    """An item through the reference generator (card states folded in Python): SQLite, where
+    a refresh runs in one process."""
+    from sqlalchemy import select
 
     from cas.billing.state import iter_card_states
     from cas.headend.emmrun import _SHARED, _UNIQUE
     from cas.store.models import EmmSequence
 
-    lo, hi = int(item["lo"]), int(item["hi"])
     at = datetime.fromtimestamp(plan.at_s, tz=UTC)
-    if s.get_bind().dialect.name == "postgresql":
-        # An item is a small slice of the base: left to itself the planner hash-joins it
-        # against every account and subscription (a full scan per item, measured 10x slower
-        # than index lookups at 200,000 cards); the cards' index order also saves the sort.
-        for setting in ("enable_hashjoin", "enable_mergejoin"):
-            s.execute(text(f"SET LOCAL {setting} = off"))
-        s.execute(text("SET LOCAL max_parallel_workers_per_gather = 0"))
     states = list(iter_card_states(s, at, shared_range=(lo, hi)))
     data = b""
     rows: list[tuple[str, int, int, int | None]] = []

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import IO, TYPE_CHECKING, Any
@@ -355,11 +355,24 @@ def card_targets(session: Session, keys: OperatorKeys,
     """The generator's input for these card states: each card's rights and, for a card
     paired with a box the store knows, the pairing with that box's chipset key (opened with
     the vendor or transport key; a box whose key does not open gets no PAIR command)."""
+    csks = chip_keys(session, keys, {st.paired_chip_id for st in states
+                                     if st.paired_chip_id is not None})
+    return [CardTarget(serial=st.serial, shared_address=st.shared_address,
+                       member_position=st.member_position, rights=st.rights,
+                       pairing=(PairingTarget(chip_id=st.paired_chip_id,
+                                              csk=csks[st.paired_chip_id])
+                                if st.paired_chip_id in csks else None))
+            for st in states]
+
+
+def chip_keys(session: Session, keys: OperatorKeys, chip_ids: Collection[int]) -> dict[int, Key]:
+    """Chip ID -> chipset key of the boxes the store knows among ``chip_ids`` whose wrapped
+    key opens (vendor or transport key); the others are left out."""
     from sqlalchemy import select
 
     from cas.store.models import Box
 
-    chips = sorted({st.paired_chip_id for st in states if st.paired_chip_id is not None})
+    chips = sorted(chip_ids)
     csks: dict[int, Key] = {}
     for i in range(0, len(chips), 500):
         for chip_id, wrapped in session.execute(select(Box.chip_id, Box.wrapped_csk)
@@ -367,12 +380,8 @@ def card_targets(session: Session, keys: OperatorKeys,
             csk = csk_of(keys, wrapped) if wrapped else None
             if csk is not None:
                 csks[int(chip_id)] = csk
-    return [CardTarget(serial=st.serial, shared_address=st.shared_address,
-                       member_position=st.member_position, rights=st.rights,
-                       pairing=(PairingTarget(chip_id=st.paired_chip_id,
-                                              csk=csks[st.paired_chip_id])
-                                if st.paired_chip_id in csks else None))
-            for st in states]
+    return csks
+
 
 def _split_sections(data: bytes) -> list[bytes]:
     from cas.formats.sections import iter_sections

@@ -15,8 +15,11 @@ from cas.formats.chipid import ChipIdRecord
 from cas.reasons import Reason
 from cas.store.engine import Store
 from cas.store.errors import RecordConflict, RecordNotFound
+from cas.store.models import Subscription
 from cas.store.repo import get_card, iter_rights_changes
 from tests.unit.billing.helpers import DAY, Bench
+
+DAY_S = 86_400
 
 
 def test_bulk_and_single_card_agree_and_stream_in_group_order(bench: Callable[[str], Bench]
@@ -78,6 +81,25 @@ def test_pending_and_switched_away_packages_carry_no_window(bench: Callable[[str
     ents = atv.rights(card).entitlements
     assert [e.package_id for e in ents] == [1]
     assert atv.why(card, 130) == Reason.CHANNEL_NOT_IN_PACKAGE  # a +Sport-only channel
+
+
+def test_two_windows_of_one_package_come_out_by_start_whatever_the_row_order(
+        bench: Callable[[str], Bench]) -> None:
+    # The later window is inserted first, so the database returns it first; the state lists
+    # windows by package, then start, then end (the EMM fast path's SQL orders the same way).
+    tv = bench("tvplus")
+    acc = tv.account()
+    card = tv.card(acc)
+    t0 = int(tv.now().timestamp())
+    with tv.tx() as s:
+        account_id = get_card(s, card).account_id
+        assert account_id is not None
+        s.add_all(Subscription(account_id=account_id, package_id=2, status="expired",
+                               start_s=t0 - start * DAY_S, paid_until_s=t0 - end * DAY_S,
+                               created_at_s=t0) for start, end in ((20, 10), (50, 40)))
+    assert tv.rights(card).entitlements == (
+        Entitlement(package_id=2, start_s=t0 - 50 * DAY_S, end_s=t0 - 40 * DAY_S),
+        Entitlement(package_id=2, start_s=t0 - 20 * DAY_S, end_s=t0 - 10 * DAY_S))
 
 
 def test_every_change_of_rights_is_journalled(bench: Callable[[str], Bench]) -> None:

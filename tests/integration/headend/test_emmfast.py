@@ -1,0 +1,145 @@
+"""The refresh's PostgreSQL fast path (cas.headend.emmfast) gives the same bytes as the
+reference generator (card states -> card_targets -> build_batch) for the same inputs and
+random numbers: every card status, paired cards (with a key that opens and one that does
+not), more windows than one EMM carries, windows paid beyond 2106, empty and excluded
+windows, two windows of one package, sequence numbers already advanced; shared EMMs on and
+off."""
+
+from __future__ import annotations
+
+import random
+from datetime import UTC, datetime
+
+import pytest
+from sqlalchemy import select, update
+
+from cas.access import CardStatus
+from cas.billing.setup import use_profile
+from cas.billing.state import iter_card_states
+from cas.billing.synthetic import populate
+from cas.crypto import Key, OperatorKeys, wrap_key
+from cas.headend.emmfast import build_item
+from cas.headend.emmgen import EmmSettings, build_batch
+from cas.headend.emmrun import card_targets
+from cas.store.engine import Store, open_store
+from cas.store.models import Account, Box, Card, EmmSequence, Package, Subscription
+
+T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+AT_S = int(T0.timestamp())
+DAY = 86_400
+ALL = (0, 0xFF_FFFF)
+
+
+def _keys() -> OperatorKeys:
+    r = random.Random(3)
+    return OperatorKeys.generate(lambda n: r.randbytes(n))
+
+
+def _sub(account_id: int, package_id: int, status: str, start: int | None,
+         until: int | None) -> Subscription:
+    return Subscription(account_id=account_id, package_id=package_id, status=status,
+                        start_s=start, paid_until_s=until, created_at_s=AT_S - DAY)
+
+
+def _base(url: str, keys: OperatorKeys) -> Store:
+    store = open_store(db_url=url)
+    with store.transaction() as s:
+        use_profile(s, "tvplus", clock_start=T0)
+        populate(s, cards=700, at=T0)
+        cards = list(s.execute(select(Card.serial, Card.account_id).where(
+            Card.account_id.is_not(None), Card.status == "active").order_by(Card.serial)))
+        packages = [int(p) for p in s.execute(select(Package.id).order_by(Package.id))
+                    .scalars()]
+        (_, acc_many), (paired, _), (stranger, _), (_, acc_odd) = cards[5:9]
+        # 30 windows on one account: more than one EMM carries (plus PAIR on one card).
+        s.add_all(_sub(acc_many, packages[i % len(packages)], "active",
+                       AT_S - i * DAY, AT_S + (40 + i) * DAY) for i in range(30))
+        # Odd windows: paid beyond 2106, empty, no start, pending and closed (no rights),
+        # expired (kept), and two windows of one package.
+        p0 = packages[0]
+        s.add_all([_sub(acc_odd, p0, "active", AT_S - DAY, 5_000_000_000),
+                   _sub(acc_odd, p0, "active", AT_S - 9 * DAY, AT_S - 2 * DAY),
+                   _sub(acc_odd, p0, "active", AT_S, AT_S),
+                   _sub(acc_odd, p0, "active", None, AT_S + DAY),
+                   _sub(acc_odd, packages[-1], "pending", AT_S, AT_S + DAY),
+                   _sub(acc_odd, packages[-1], "closed", AT_S, AT_S + DAY),
+                   _sub(acc_odd, packages[1], "expired", AT_S - 40 * DAY, AT_S - 10 * DAY)])
+        # Paired cards: one box whose key opens, one whose key does not (no PAIR command).
+        csk = Key(random.Random(4).randbytes(16), label="csk")
+        s.add_all([Box(chip_id=0x1234_5678, wrapped_csk=wrap_key(keys.transport_key(), csk),
+                       imported_at_s=AT_S),
+                   Box(chip_id=0x0BAD_0BAD, wrapped_csk=bytes(24), imported_at_s=AT_S)])
+        s.flush()
+        s.execute(update(Card).where(Card.serial == paired).values(paired_chip_id=0x1234_5678))
+        s.execute(update(Card).where(Card.serial == stranger).values(
+            paired_chip_id=0x0BAD_0BAD))
+        # Region and maturity at their edges; a suspension without an end.
+        s.execute(update(Card).where(Card.serial == cards[11][0]).values(
+            region=0xFFFF, maturity_limit=0))
+        s.execute(update(Account).where(Account.id == cards[12][1]).values(
+            suspended_from_s=AT_S - DAY, suspended_until_s=None))
+        # Sequence numbers already advanced for some cards and groups.
+        s.add_all(EmmSequence(address_kind="unique", address=int(serial), next_seq=7 + i,
+                              sent_rights_version=0) for i, (serial, _) in
+                  enumerate(cards[::37]))
+        s.add(EmmSequence(address_kind="unique", address=int(paired), next_seq=2**32 + 5,
+                          sent_rights_version=0))
+        groups = sorted({int(g) for g in s.execute(select(Card.shared_address)).scalars()})
+        s.add(EmmSequence(address_kind="shared", address=groups[1], next_seq=41,
+                          sent_rights_version=0))
+        # The paired card moves to the account with 30 windows: PAIR and several EMMs.
+        s.execute(update(Card).where(Card.serial == paired).values(account_id=acc_many))
+    return store
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("shared_min", [0, 2])
+def test_fast_item_is_byte_identical_to_the_reference(postgres_url: str,
+                                                      shared_min: int) -> None:
+    keys = _keys()
+    store = _base(postgres_url, keys)
+    settings = EmmSettings(shared_min_members=shared_min)
+    with store.reader() as s:
+        states = list(iter_card_states(s, T0, shared_range=ALL))
+        unique = {int(a): int(n) for a, n in s.execute(
+            select(EmmSequence.address, EmmSequence.next_seq).where(
+                EmmSequence.address_kind == "unique"))}
+        shared = {int(a): int(n) for a, n in s.execute(
+            select(EmmSequence.address, EmmSequence.next_seq).where(
+                EmmSequence.address_kind == "shared"))}
+        targets = card_targets(s, keys, states)
+        ref = build_batch(keys, targets, at_s=AT_S, unique_seq=lambda a: unique.get(a, 1),
+                          shared_seq=lambda g: shared.get(g, 1), settings=settings,
+                          rng=random.Random(9).randbytes)
+        fast = build_item(s, keys, lo=ALL[0], hi=ALL[1], at_s=AT_S, settings=settings,
+                          rng=random.Random(9).randbytes)
+    # The sample covers what it claims to.
+    assert {st.rights.status for st in states} == set(CardStatus)
+    assert sum(t.pairing is not None for t in targets) == 1
+    assert any(st.paired_chip_id is not None and t.pairing is None
+               for st, t in zip(states, targets, strict=True))
+    assert any(len(st.rights.entitlements) > 17 for st in states)
+    assert any(e.end_s == 0xFFFF_FFFF for st in states for e in st.rights.entitlements)
+    assert any(n - unique.get(a, 1) > 1 for a, n in ref.unique_next.items())  # several EMMs
+    assert (ref.shared_count > 0) == bool(shared_min)
+    # Byte for byte, and the same bookings.
+    assert fast.data == b"".join(ref.sections)
+    assert (fast.cards, fast.unique_emms, fast.shared_emms) == (
+        len(states), ref.unique_count, ref.shared_count)
+    assert fast.serials == [st.serial for st in states]
+    assert fast.versions == [st.rights_version for st in states]
+    assert fast.unique_next == [ref.unique_next.get(st.serial, unique.get(st.serial, 1))
+                                for st in states]
+    assert fast.shared_next == ref.shared_next
+    store.dispose()
+
+
+@pytest.mark.postgres
+def test_an_empty_range_gives_nothing(postgres_url: str) -> None:
+    keys = _keys()
+    store = _base(postgres_url, keys)
+    with store.reader() as s:
+        empty = build_item(s, keys, lo=0xFF_FF00, hi=0xFF_FFFF, at_s=AT_S,
+                           settings=EmmSettings())
+    assert empty.data == b"" and empty.cards == 0 and empty.serials == []
+    store.dispose()
