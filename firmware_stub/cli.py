@@ -51,7 +51,7 @@ from firmware_stub.errors import NotTransportStreamError
 from firmware_stub.faults import Fault
 from firmware_stub.live import ChannelEvent, LiveResult, run_live, utc_text
 from firmware_stub.nvram import load_nvram
-from firmware_stub.report import ChannelStatus, render
+from firmware_stub.report import ChannelStatus, detail_text, render
 from firmware_stub.udpin import InputSpec, open_input, parse_input, stop_on_signals
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -374,7 +374,8 @@ def watch(app: Application, /, stream: str, channel: int, output: str, pin: str 
                         state=f"[{colour}]{t('state.' + status.state)}[/]",
                         reason=status.reason.value, code=status.screen_code,
                         message=message(status.reason, t.lang))
-                      + (f" — {escape(status.detail)}" if status.detail else ""))
+                      + (f" — {escape(detail_text(status.detail, t))}" if status.detail
+                         else ""))
         ms = result.first_ecm_to_clear_s
         console.print(t("stb.written", n=result.packets_out, dropped=result.packets_dropped)
                       + (", " + t("stb.first_clear", ms=f"{ms * 1000:.2f}")

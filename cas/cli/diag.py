@@ -89,7 +89,7 @@ def stream_cmd(app: Application, stream: str, duration_s: float | None,
                                            thresholds=thresholds)
         finally:
             source.close()
-        app.output({**report.to_json(), "input": stats.to_json()},
+        app.output({**report.to_json(app.lang), "input": stats.to_json()},
                    lambda: render_probe(report, app.console, app.t))
         if fail_on_alarm and report.errors:
             raise SystemExit(int(Exit.STREAM))
@@ -105,7 +105,7 @@ def stream_cmd(app: Application, stream: str, duration_s: float | None,
         with app.progress(f"probing {path.name}", size) as advance:
             report = probe_file(path, ca_system_id=system, nominal_bitrate_bps=bitrate_bps,
                                 thresholds=thresholds, progress=advance)
-    app.output(report.to_json(), lambda: render_probe(report, app.console, app.t))
+    app.output(report.to_json(app.lang), lambda: render_probe(report, app.console, app.t))
     if fail_on_alarm and report.errors:
         raise SystemExit(int(Exit.STREAM))
 

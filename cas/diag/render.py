@@ -6,6 +6,7 @@ scrambled PIDs cyan.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from rich.console import Console
@@ -48,6 +49,25 @@ def _short_kind(kind: str) -> str:
     return kind
 
 
+_PCR_BASE = re.compile(r"PCR on PID (\d+) \((0x[0-9A-F]+)\)")
+_PACKET_BASE = re.compile(r"packet position at (\d+) bit/s \(no PCR\)")
+
+
+def time_base_text(source: str, t: Translator) -> str:
+    """The probe's time base (:mod:`cas.diag.timebase` names it in English) in ``t``'s
+    language; a form this does not know stays as it is."""
+    if m := _PCR_BASE.fullmatch(source):
+        return t("probe.base_pcr", pid=m[1], hex=m[2])
+    if m := _PACKET_BASE.fullmatch(source):
+        return t("probe.base_packets", bps=m[1])
+    return source
+
+
+def state_word(state: str, t: Translator) -> str:
+    """A service's or PID's scrambling state (``partly scrambled``) in ``t``'s language."""
+    return t.word("probe.state", state.replace(" ", "_"))
+
+
 def state_text(state: str) -> Text:
     return Text(state, style=STATE_STYLE.get(state, ""))
 
@@ -59,9 +79,10 @@ def alarm_table(alarms: tuple[Alarm, ...] | list[Alarm], *, title: str = "Alarms
     for key in ("severity", "code", "pid", "service", "at", "message"):
         table.add_column(t(f"probe.col.{key}"))
     for a in alarms:
-        table.add_row(Text(a.severity.value, style=SEVERITY_STYLE[a.severity]), a.code.value,
+        table.add_row(Text(t(f"alarm.severity.{a.severity.value}"),
+                           style=SEVERITY_STYLE[a.severity]), a.code.value,
                       pid_text(a.pid), "-" if a.service_id is None else str(a.service_id),
-                      _s(a.at_s), a.message)
+                      _s(a.at_s), a.in_language(t))
     return table
 
 
@@ -76,11 +97,12 @@ def render_probe(report: ProbeReport, console: Console, t: Translator | None = N
     t = t or Translator("en")
     r = report
     console.print(Text(r.source, style="bold"),
-                  "  " + t("probe.head", size=f"{r.size_bytes:,}", packets=f"{r.packets:,}",
+                  "  " + t("probe.head", size=t.number(r.size_bytes),
+                           packets=t.number(r.packets),
                            duration=f"{r.duration_s:.1f}", bitrate=bitrate(r.bitrate_bps),
                            tsid=r.transport_stream_id if r.transport_stream_id is not None
                            else "-"))
-    console.print(t("probe.time_base", time_base=r.time_base)
+    console.print(t("probe.time_base", time_base=time_base_text(r.time_base, t))
                   + (", " + t("probe.pcr_discontinuities", n=r.pcr_discontinuities)
                      if r.pcr_discontinuities else "")
                   + ("; " + t("probe.crypto_period", s=f"{r.crypto_period_s:.1f}")
@@ -97,7 +119,7 @@ def render_probe(report: ProbeReport, console: Console, t: Translator | None = N
                              + (f", ES {c.es_pid})" if c.es_pid is not None else ")")
                              for c in s.ca) or "-"
         services.add_row(str(s.service_id), s.name or "-", s.provider or "-",
-                         Text(s.state, style=style), "-" if s.pmt_pid is None else str(s.pmt_pid),
+                         Text(state_word(s.state, t), style=style), "-" if s.pmt_pid is None else str(s.pmt_pid),
                          "-" if s.pcr_pid is None else str(s.pcr_pid), comps, ecm_text,
                          bitrate(s.bitrate_bps))
     console.print(services)
@@ -113,9 +135,9 @@ def render_probe(report: ProbeReport, console: Console, t: Translator | None = N
             pids.add_row("…", p.kind, "", "", "", "", "", "", "", "")
             continue
         pids.add_row(pid_text(p.pid), p.kind, ",".join(map(str, p.service_ids)) or "-",
-                     f"{p.packets:,}", bitrate(p.bitrate_bps),
-                     Text(p.state, style="cyan" if p.scrambled else "dim"),
-                     f"{p.scrambled_even:,}", f"{p.scrambled_odd:,}",
+                     t.number(p.packets), bitrate(p.bitrate_bps),
+                     Text(state_word(p.state, t), style="cyan" if p.scrambled else "dim"),
+                     t.number(p.scrambled_even), t.number(p.scrambled_odd),
                      Text(str(p.cc_errors), style="bold red" if p.cc_errors else ""),
                      str(p.pcrs or ""))
     console.print(pids)
@@ -155,7 +177,7 @@ def render_probe(report: ProbeReport, console: Console, t: Translator | None = N
                          "longest_s"))
         for c in r.scrambling:
             cw.add_row(pid_text(c.pid), "-" if c.service_id is None else str(c.service_id),
-                       f"{c.even:,}", f"{c.odd:,}", str(c.parity_changes),
+                       t.number(c.even), t.number(c.odd), str(c.parity_changes),
                        _s(c.crypto_period_s), _s(c.longest_same_parity_s))
         console.print(cw)
     if r.alarms:
@@ -237,7 +259,8 @@ def render_box(data: dict[str, Any], console: Console, t: Translator | None = No
             ok[p["blob_opens_on_this_chip"]]))
     e = data["last_emm"]
     head.add_row(t("diag_box.last_emm"), "-" if e is None else
-                 f"{e['at']}  {e['address_type']}  {e['result']} (SW {e['sw']})")
+                 f"{e['at']}  {t.word('diag_box.emm_address', e['address_type'])}  "
+                 f"{t.word('diag_box.emm_result', e['result'])} (SW {e['sw']})")
     c = data["last_ecm"]
     if c is None:
         head.add_row(t("diag_box.last_ecm"), "-")
@@ -337,7 +360,8 @@ def render_visit(data: dict[str, Any], console: Console, t: Translator | None = 
             table.add_column(t(f"visit.col.{col}"))
         for a in alarms:
             sev = Severity(a["severity"])
-            table.add_row(Text(a["severity"], style=SEVERITY_STYLE[sev]), a["code"],
+            table.add_row(Text(t(f"alarm.severity.{sev.value}"), style=SEVERITY_STYLE[sev]),
+                          a["code"],
                           pid_text(a["pid"]), a["message"])
         console.print(table)
     for note in data["notes"]:

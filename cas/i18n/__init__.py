@@ -16,7 +16,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 from cas.i18n.catalog import LANGUAGES, Entry, catalogue, plural_category
 
@@ -26,6 +26,7 @@ __all__ = [
     "DEFAULT_LANGUAGE",
     "LANGUAGES",
     "Day",
+    "Localised",
     "Money",
     "Msg",
     "Translator",
@@ -104,6 +105,13 @@ def format_date(at_s: int | None, lang: str) -> str:
     return locale.format_date(day, lang)
 
 
+@runtime_checkable
+class Localised(Protocol):
+    """A parameter that knows how to say itself (a box's technical detail, an alarm)."""
+
+    def in_language(self, t: Translator) -> str: ...
+
+
 @dataclass(frozen=True, slots=True)
 class Msg:
     """A message not yet in a language: its catalogue key and parameters.  The domain
@@ -124,6 +132,8 @@ def _plain(value: Any) -> Any:
         return value.to_json()
     if isinstance(value, Money):
         return format_money(value, "en")
+    if isinstance(value, Localised):
+        return value.in_language(Translator("en"))
     return value
 
 
@@ -168,7 +178,21 @@ class Translator:
             return format_money(value, self.lang)
         if isinstance(value, list | tuple):
             return ", ".join(str(self.value(v)) for v in value)
+        if isinstance(value, Localised):
+            return value.in_language(self)
         return value
+
+    def word(self, group: str, value: str) -> str:
+        """A fixed vocabulary word (``group.value``, e.g. an EMM result) in this language;
+        a value the catalogue does not list is shown as it came."""
+        key = f"{group}.{value}"
+        return self(key) if key in self._own or key in self._fallback else value
+
+    def number(self, value: int) -> str:
+        """An integer with the language's grouping: ``2,659`` / ``2 659`` (CLDR)."""
+        from cas import locale
+
+        return locale.format_number(value, self.lang)
 
     def date(self, at_s: int | None) -> str:
         return format_date(at_s, self.lang)

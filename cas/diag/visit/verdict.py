@@ -107,7 +107,9 @@ class Finding:
     cause: Cause
     summary: str
     fix: str
-    evidence: tuple[str, ...] = ()
+    #: what the card, the box, the head-end and the stream said (catalogue messages, or
+    #: a text quoted as it came)
+    evidence: tuple[str | Msg, ...] = ()
     scope: str = "channel"  # channel / card / box / account / stream
     reason: Reason | None = None  # the on-screen reason this cause shows as
     #: ``summary`` and ``fix`` as catalogue messages (:mod:`cas.i18n`), when the rule wrote
@@ -132,7 +134,7 @@ class Finding:
         t = Translator(lang)
         return {"cause": self.cause.value, "tier": self.tier, "scope": self.scope,
                 "summary": self.summary_in(t), "fix": self.fix_in(t),
-                "evidence": list(self.evidence),
+                "evidence": [str(t.value(e)) for e in self.evidence],
                 "reason": None if self.reason is None else self.reason.value,
                 "screen_code": None if self.reason is None else info(self.reason).screen_code}
 
@@ -205,7 +207,7 @@ class VisitReport:
     headend: HeadendFacts | None
     channels: tuple[ChannelVerdict, ...]
     roots: tuple[RootCause, ...]
-    notes: tuple[str, ...] = ()
+    notes: tuple[str | Msg, ...] = ()
 
     def channel(self, number: int) -> ChannelVerdict:
         """By the subscriber's channel number, the box's number or the service id."""
@@ -235,9 +237,9 @@ class VisitReport:
                                 else self.card_at_arrival.to_json()),
             "box": self.box.to_json() if self.box is not None else None,
             "box_scan": self.lock.to_json() if self.lock is not None else None,
-            "headend": self.headend.to_json() if self.headend is not None else None,
-            "stream": self.probe.to_json(),
-            "notes": list(self.notes),
+            "headend": self.headend.to_json(lang) if self.headend is not None else None,
+            "stream": self.probe.to_json(lang),
+            "notes": [str(Translator(lang).value(n)) for n in self.notes],
         }
 
 
@@ -246,7 +248,7 @@ class VisitReport:
 _EN = Translator("en")
 
 
-def finding(*, cause: Cause, summary: Msg, fix: Msg, evidence: tuple[str, ...] = (),
+def finding(*, cause: Cause, summary: Msg, fix: Msg, evidence: tuple[str | Msg, ...] = (),
             scope: str = "channel", reason: Reason | None = None) -> Finding:
     """A finding whose words are catalogue messages (English in ``summary``/``fix``)."""
     return Finding(cause=cause, summary=_EN(summary), fix=_EN(fix), summary_msg=summary,

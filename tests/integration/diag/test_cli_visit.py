@@ -13,6 +13,7 @@ import pytest
 from click.testing import CliRunner
 
 from cas.cli.main import cli
+from tests.fixtures.lang import english_in
 from tests.integration.diag.bench import SPORT, DiagBench, Home, two_channel_home
 
 
@@ -96,10 +97,7 @@ def test_support_ticket_json_and_html(setup: tuple[DiagBench, Home, Path],
 
 
 def _english_in(text: str) -> list[str]:
-    from cas.i18n.catalog import english_sentences
-
-    flat = " ".join(html.unescape(text).split())
-    return sorted(s for s in english_sentences() if s in flat)
+    return english_in(text)
 
 
 def test_visit_in_russian_holds_no_english_sentence(setup: tuple[DiagBench, Home, Path]) -> None:

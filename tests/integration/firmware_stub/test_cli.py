@@ -10,6 +10,7 @@ from click.testing import CliRunner
 
 from cas.access import AccessCriteria
 from firmware_stub.cli import cli
+from tests.fixtures.lang import english_in
 from tests.integration.firmware_stub.headend import (
     DAY_S,
     START_S,
@@ -193,10 +194,7 @@ def test_scan_and_watch_refuse_stdin_that_is_not_a_stream(bench: dict[str, Path]
 
 
 def _english_in(text: str) -> list[str]:
-    from cas.i18n.catalog import english_sentences
-
-    flat = " ".join(text.split())
-    return sorted(s for s in english_sentences() if s in flat)
+    return english_in(text)
 
 
 @pytest.mark.parametrize("how", ["option", "after", "env", "locale"])

@@ -10,6 +10,7 @@ import pytest
 from click.testing import CliRunner
 
 from cas.cli.main import cli
+from tests.fixtures.lang import english_in
 
 
 class Cas:
@@ -69,10 +70,7 @@ def test_why_sees_a_package_waiting_for_money(cas: Cas) -> None:
 
 
 def _english_in(text: str) -> list[str]:
-    from cas.i18n.catalog import english_sentences
-
-    flat = " ".join(text.split())
-    return sorted(s for s in english_sentences() if s in flat)
+    return english_in(text)
 
 
 def test_why_in_russian_holds_no_english_sentence_and_prints_local_money(cas: Cas) -> None:
