@@ -43,6 +43,7 @@ from cas.console import (
 )
 from cas.errors import StreamError, UsageError
 from cas.formats.boxreport import channel_line
+from cas.i18n import os_reason
 from cas.reasons import message
 from firmware_stub.box import Box, WatchResult
 from firmware_stub.cardslot import insert_card
@@ -224,7 +225,11 @@ def _named(path: str) -> Iterator[None]:
     try:
         yield
     except NotTransportStreamError as exc:
-        raise NotTransportStreamError(f"{'stdin' if path == '-' else path}: {exc}") from None
+        source = "stdin" if path == "-" else path
+        named = NotTransportStreamError(f"{source}: {exc}")
+        if exc.message_id is not None:  # "not_ts_anon" -> "not_ts" naming the input
+            named.with_id(exc.message_id.removesuffix("_anon"), source=source)
+        raise named from None
 
 
 def _open_input(path: str, stack: ExitStack) -> BinaryIO:
@@ -233,7 +238,8 @@ def _open_input(path: str, stack: ExitStack) -> BinaryIO:
     try:
         return stack.enter_context(open(path, "rb"))
     except OSError as exc:
-        raise StreamError(f"cannot read {path}: {exc.strerror}") from exc
+        raise StreamError(f"cannot read {path}: {exc.strerror}").with_id(
+            "cannot_read", path=path, error=os_reason(exc)) from exc
 
 
 def _live_options(f: F) -> F:

@@ -109,7 +109,7 @@ class HeadendFacts:
             return t.value(value) if isinstance(value, Money) else value
 
         def days(ts: int | None) -> str | None:
-            return shown(Day(ts))
+            return None if ts is None else t.date(ts)
 
         return {
             "at": self.at.astimezone(UTC).isoformat(),

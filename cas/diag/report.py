@@ -85,7 +85,8 @@ def write_report(path: Path, visit: VisitReport, verification: Verification,
     elif suffix == ".txt":
         text, fmt = render_text(data, Translator(lang)), "text"
     else:
-        raise UsageError(f"{path}: the report is FILE.json, FILE.html or FILE.txt")
+        raise UsageError(f"{path}: the report is FILE.json, FILE.html or FILE.txt").with_id(
+            "report_format", path=str(path))
     _write_atomic(path, text)
     return fmt
 

@@ -32,6 +32,7 @@ __all__ = [
     "Translator",
     "format_date",
     "format_money",
+    "os_reason",
     "plural_category",
     "resolve_language",
     "translator",
@@ -215,6 +216,21 @@ def _reason_text(key: str, lang: str) -> str | None:
     if parts[2] == "fix":
         return (i.fix_ru or i.fix_en) if lang == "ru" else i.fix_en
     return None
+
+
+#: The operating system's reasons a command line meets, by errno name (``errors.os_reason``).
+_OS_REASONS = ("ENOENT", "EACCES", "EISDIR", "ENOTDIR", "EEXIST", "ENOSPC", "EROFS")
+
+
+def os_reason(exc: OSError) -> Msg | str:
+    """An OSError's reason as a message parameter: ``No such file or directory`` in the
+    reader's language; a reason not in the catalogue as the system worded it."""
+    import errno
+
+    name = errno.errorcode.get(exc.errno or 0, "")
+    if name in _OS_REASONS:
+        return Msg(f"errors.os_reason.{name}")
+    return exc.strerror or str(exc)
 
 
 def translator(lang: str | None = None) -> Translator:
