@@ -444,8 +444,8 @@ def diagnose(facts: VisitFacts) -> tuple[tuple[ChannelVerdict, ...], tuple[RootC
     for f in stream:
         if f.cause is Cause.EMM_BITRATE_LOW and emm_trouble:
             f = Finding(cause=Cause.EMM_PID_MISSING, scope=f.scope, summary=f.summary,
-                        fix=f.fix, evidence=f.evidence, summary_msg=f.summary_msg,
-                        fix_msg=f.fix_msg)  # it explains the missing EMMs
+                        fix=f.fix, evidence=f.evidence_msg or f.evidence,
+                        summary_msg=f.summary_msg, fix_msg=f.fix_msg)  # it explains the missing EMMs
         roots.setdefault(f.key(), (f, []))
     # rule 10.  Malfunctions (tiers 0-3: card, pairing, stream, EMM delivery) before the
     # account's and the channels' commercial state; within each, what explains a lock first;

@@ -107,8 +107,8 @@ class Finding:
     cause: Cause
     summary: str
     fix: str
-    #: what the card, the box, the head-end and the stream said (catalogue messages, or
-    #: a text quoted as it came)
+    #: what the card, the box, the head-end and the stream said, in English; given as
+    #: catalogue messages, they are kept in ``evidence_msg`` for the other languages
     evidence: tuple[str | Msg, ...] = ()
     scope: str = "channel"  # channel / card / box / account / stream
     reason: Reason | None = None  # the on-screen reason this cause shows as
@@ -116,6 +116,17 @@ class Finding:
     #: them so; ``None``: the text is the probe's own (an alarm message).
     summary_msg: Msg | None = None
     fix_msg: Msg | None = None
+    evidence_msg: tuple[str | Msg, ...] = ()
+
+    def __post_init__(self) -> None:
+        if any(not isinstance(e, str) for e in self.evidence):
+            en = Translator("en")
+            object.__setattr__(self, "evidence_msg", self.evidence)
+            object.__setattr__(self, "evidence", tuple(str(en.value(e)) for e in self.evidence))
+
+    def evidence_in(self, t: Translator) -> list[str]:
+        return ([str(t.value(e)) for e in self.evidence_msg] if self.evidence_msg
+                else [str(e) for e in self.evidence])
 
     @property
     def tier(self) -> int:
@@ -134,7 +145,7 @@ class Finding:
         t = Translator(lang)
         return {"cause": self.cause.value, "tier": self.tier, "scope": self.scope,
                 "summary": self.summary_in(t), "fix": self.fix_in(t),
-                "evidence": [str(t.value(e)) for e in self.evidence],
+                "evidence": self.evidence_in(t),
                 "reason": None if self.reason is None else self.reason.value,
                 "screen_code": None if self.reason is None else info(self.reason).screen_code}
 
