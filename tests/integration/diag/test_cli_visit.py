@@ -139,6 +139,15 @@ def test_ticket_in_russian_holds_no_english_sentence(setup: tuple[DiagBench, Hom
         assert _english_in(visible) == [], name
     page = (tmp_path / "t.html").read_text(encoding="utf-8")
     assert "<html lang='ru'>" in page
+    # Money, days, states and the ledger follow the language (they were "2490.00 KZT",
+    # "2026-11-01", "active", "payment by account ...").
+    visible = html.unescape(page.split("<details>")[0])
+    assert "2\u00a0490,00\u00a0₸" in visible and "0,00\u00a0₸" in visible
+    assert "01.11.2026" in visible and "01.12.2026" in visible
+    assert "2026-11-01</td>" not in page.split("<details>")[0]
+    assert "активна" in visible and "списание за пакет" in visible
+    assert f"оплата по номеру (лицевой счёт) {home.account} (онлайн)" in visible
+    assert "приёмник: CHANNEL_NOT_IN_PACKAGE — карта: SW 980B" in visible
     run(args(bench, home, stream, "--report", str(tmp_path / "en.txt")))
     assert "Verification data" in _english_in((tmp_path / "en.txt").read_text(encoding="utf-8"))
 

@@ -213,6 +213,8 @@ def test_scan_in_russian_holds_no_english_sentence(bench: dict[str, Path], how: 
     assert result.exit_code == 0, result.output
     assert "Канал не входит в подключённые пакеты" in result.output
     assert "ЗАКРЫТ" in result.output and "CHANNEL_NOT_IN_PACKAGE" in result.output
+    # The box's technical detail too (status words and codes as they are).
+    assert "карта: SW 980B" in result.output and "проверено начал PES" in result.output
     assert _english_in(result.output) == []
     english = CliRunner().invoke(cli, _args(bench, "scan", str(bench["dir"] / "in.ts")),
                                  env={**env, "CAS_LANG": "", "LC_ALL": ""})
@@ -236,6 +238,7 @@ def test_an_error_in_russian_and_as_json(bench: dict[str, Path], tmp_path: Path)
     result = CliRunner().invoke(cli, ["--lang", "ru", *args])
     assert result.exit_code != 0
     assert result.stderr.startswith("ошибка: ") and result.stderr.count("\n") == 1
+    assert "нет такого файла или каталога" in result.stderr and _english_in(result.stderr) == []
     result = CliRunner().invoke(cli, ["--json", *args])
     error = json.loads(result.stderr)["error"]
     assert error["exit_code"] == result.exit_code != 0 and error["code"] and error["message"]
