@@ -63,6 +63,19 @@ def time_base_text(source: str, t: Translator) -> str:
     return source
 
 
+def moment_text(at_iso: str, t: Translator, english: str | None = None) -> str:
+    """A UTC moment without its zone: English ``2026-11-01 12:00:00`` (or ``english``),
+    Russian ``01.11.2026, 12:00`` (Babel, CLDR)."""
+    if t.lang == "en":
+        return english if english is not None else at_iso[:19].replace("T", " ")
+    from datetime import datetime
+
+    from cas.locale import format_date, format_time
+
+    at = datetime.fromisoformat(at_iso)
+    return f"{format_date(at, t.lang)}, {format_time(at, t.lang)}"
+
+
 def state_word(state: str, t: Translator) -> str:
     """A service's or PID's scrambling state (``partly scrambled``) in ``t``'s language."""
     return t.word("probe.state", state.replace(" ", "_"))
@@ -302,7 +315,7 @@ def render_visit(data: dict[str, Any], console: Console, t: Translator | None = 
     box = data["box"]
     stream = data["stream"]
     he = data["headend"]
-    parts = [t("visit.title", at=data["at"][:19].replace("T", " "))]
+    parts = [t("visit.title", at=moment_text(data["at"], t))]
     if "serial" in card:
         parts.append(t("visit.card", serial=card["serial"], status=card["status"]))
     else:

@@ -25,7 +25,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from cas.diag.render import state_word, time_base_text
+from cas.diag.render import moment_text, state_word, time_base_text
 from cas.diag.visit import VisitReport
 from cas.errors import UsageError
 from cas.i18n import Translator
@@ -167,7 +167,8 @@ def _verification_rows(v: dict[str, Any], t: Translator) -> list[tuple[str, Any]
               "smart card": t("ticket.smart_card_device")}.get(v["device_type"], v["device_type"])
     return [(t("ticket.account"), v["account_number"]), (t("ticket.city"), v["city"]),
             (t("ticket.device_type"), device), (t("ticket.device_model"), v["device_model"]),
-            (t("ticket.complaint"), v["complaint"]), (t("ticket.time"), v["time"]),
+            (t("ticket.complaint"), v["complaint"]),
+            (t("ticket.time"), v["time"] and moment_text(v["time"], t, v["time"])),
             (t("ticket.smart_card"), v["card_serial"]), (t("ticket.chip_id"), v["chip_id"])]
 
 

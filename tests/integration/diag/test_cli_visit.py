@@ -144,6 +144,7 @@ def test_ticket_in_russian_holds_no_english_sentence(setup: tuple[DiagBench, Hom
     visible = html.unescape(page.split("<details>")[0])
     assert "2\u00a0490,00\u00a0₸" in visible and "0,00\u00a0₸" in visible
     assert "01.11.2026" in visible and "01.12.2026" in visible
+    assert "01.11.2026, 12:00" in visible  # the visit's moment and the verification time
     assert "2026-11-01</td>" not in page.split("<details>")[0]
     assert "активна" in visible and "списание за пакет" in visible
     assert f"оплата по номеру (лицевой счёт) {home.account} (онлайн)" in visible

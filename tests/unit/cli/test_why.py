@@ -101,6 +101,9 @@ def test_why_without_a_channel_explains_every_channel(cas: Cas) -> None:
     assert f"каналов, закрыто {len(channels)}" in text or f"канала, закрыто {len(channels)}" in \
         text or f"канал, закрыто {len(channels)}" in text
     assert "Головная станция не может знать" in text and _english_in(text) == []
+    assert "на 01.03.2026, 00:00 UTC" in text  # the moment in the Russian form too
+    one = cas("why", "--card", "2256884759", "--channel", "121", "--lang", "ru")
+    assert "01.03.2026, 00:00 UTC" in one and "2026-03-01T" not in one
 
 
 def test_cli_errors_in_russian_hold_no_english_sentence(cas: Cas) -> None:

@@ -187,3 +187,17 @@ def test_an_error_with_an_id_says_in_english_what_it_was_raised_with(tmp_path: P
     # Without an id a Russian reader is told the line is untranslated.
     assert error_text(CasError("boom"), Translator("ru")) == "boom (сообщение пока без перевода)"
     assert error_text(CasError("boom"), Translator("en")) == "boom"
+
+
+def test_the_latin_run_heuristic_finds_english_the_catalogue_does_not_know() -> None:
+    from tests.fixtures.lang import english_in, latin_runs
+
+    assert latin_runs("баланс: payment by card 2256884759 (terminal)") == ["payment by card"]
+    assert latin_runs("ECM stopped at the end") == ["stopped at the end"]
+    # Codes, units, identifiers and quoted names are not sentences.
+    assert latin_runs("PID ECM 3074 (0x0C02): 15.0 kbit/s, CA_descriptor, EMM PID") == []
+    assert latin_runs("пакет 'Viasat Sport HD Plus' не подключён; table_id 0x80") == []
+    assert latin_runs("Sport Plus Extra", allow=["Sport Plus"]) == []
+    assert english_in("ошибка: карта не найдена") == []
+    assert english_in("Causes, most likely first") == ["Causes, most likely first",
+                                                       "Causes most likely first"]
