@@ -205,8 +205,9 @@ def codes_data(lang: str) -> dict[str, Any]:
                      "message": i.ru if lang == "ru" else i.en, "message_en": i.en,
                      "message_ru": i.ru, "fix": (i.fix_ru or i.fix_en) if lang == "ru"
                      else i.fix_en} for i in REASONS.values()],
-        "alarms": [{"code": code.value, "severity": sev.value, "meaning": text}
-                   for code, (sev, text) in ALARM_TEXT.items()],
+        "alarms": [{"code": code.value, "severity": sev.value,
+                    "meaning": Translator(lang).word("alarm.meaning", code.value),
+                    "meaning_en": text} for code, (sev, text) in ALARM_TEXT.items()],
     }
 
 
@@ -224,20 +225,23 @@ def codes_markdown() -> str:
 
 
 def render_codes(console: Console, lang: str) -> None:
-    table = Table(title="On-screen codes (cas.reasons)", title_justify="left")
+    t = Translator(lang)
+    table = Table(title=t("codes.title"), title_justify="left")
     for col in ("code", "reason", "message", "fix"):
-        table.add_column(col)
+        table.add_column(t(f"codes.col.{col}"))
     for i in REASONS.values():
         style = "green" if i.reason is Reason.OPEN else ""
         table.add_row(i.screen_code or "-", Text(i.reason.value, style=style),
                       i.ru if lang == "ru" else i.en,
                       (i.fix_ru or i.fix_en) if lang == "ru" else i.fix_en)
     console.print(table)
-    alarms = Table(title="Stream probe alarms (cas diag stream)", title_justify="left")
+    alarms = Table(title=t("codes.alarms_title"), title_justify="left")
     for col in ("alarm", "severity", "meaning"):
-        alarms.add_column(col)
-    for code, (sev, text) in ALARM_TEXT.items():
-        alarms.add_row(AlarmCode(code).value, Text(sev.value, style=SEVERITY_STYLE[sev]), text)
+        alarms.add_column(t(f"codes.col.{col}"))
+    for code, (sev, _text) in ALARM_TEXT.items():
+        alarms.add_row(AlarmCode(code).value,
+                       Text(t(f"alarm.severity.{sev.value}"), style=SEVERITY_STYLE[sev]),
+                       t.word("alarm.meaning", code.value))
     console.print(alarms)
 
 

@@ -82,6 +82,7 @@ def test_codes_en_ru_json() -> None:
     assert any(a["code"] == "CW_NOT_CHANGING" for a in json.loads(out)["alarms"])
     code, out, _ = run("diag", "codes", "--lang", "ru")
     assert code == 0 and "E30" in out and "Карта привязана" in out
+    assert "ECM прекратились до конца потока" in out and english_in(out) == []
 
 
 @pytest.fixture
