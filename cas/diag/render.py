@@ -42,11 +42,23 @@ def _s(value: float | None, digits: int = 1) -> str:
     return "-" if value is None else f"{value:.{digits}f}"
 
 
-def _short_kind(kind: str) -> str:
+def _short_kind(kind: str, t: Translator) -> str:
     for word in ("video", "audio"):
         if word in kind:
-            return word
-    return kind
+            return t(f"probe.kind.{word}")
+    return kind_text(kind, t)
+
+
+#: The English words of a PID's kind (stream types from ISO/IEC 13818-1 table 2-34, the
+#: probe's own names); codec and table names stay as they are.
+_KIND_WORDS = re.compile(r"\(PIDs beyond the 254th\)|"
+                         r"\b(?:video|audio|PES private data|null|unreferenced)\b")
+
+
+def kind_text(kind: str, t: Translator) -> str:
+    """``H.264 video`` -> ``H.264 видео``: a PID's kind in ``t``'s language."""
+    return _KIND_WORDS.sub(
+        lambda m: t("probe.kind." + re.sub(r"\W+", "_", m[0]).strip("_")), kind)
 
 
 _PCR_BASE = re.compile(r"PCR on PID (\d+) \((0x[0-9A-F]+)\)")
@@ -127,7 +139,7 @@ def render_probe(report: ProbeReport, console: Console, t: Translator | None = N
     for s in r.services:
         style = {"scrambled": "cyan", "clear": "green", "partly scrambled": "yellow"}.get(
             s.state, "red")
-        comps = ", ".join(f"{c.pid} {_short_kind(c.kind)}" for c in s.streams) or "-"
+        comps = ", ".join(f"{c.pid} {_short_kind(c.kind, t)}" for c in s.streams) or "-"
         ecm_text = ", ".join(f"{c.ca_pid} (0x{c.ca_system_id:04X}"
                              + (f", ES {c.es_pid})" if c.es_pid is not None else ")")
                              for c in s.ca) or "-"
@@ -145,9 +157,9 @@ def render_probe(report: ProbeReport, console: Console, t: Translator | None = N
                                                    "pcrs") else "left")
     for p in r.pids:
         if p.pid < 0:
-            pids.add_row("…", p.kind, "", "", "", "", "", "", "", "")
+            pids.add_row("…", kind_text(p.kind, t), "", "", "", "", "", "", "", "")
             continue
-        pids.add_row(pid_text(p.pid), p.kind, ",".join(map(str, p.service_ids)) or "-",
+        pids.add_row(pid_text(p.pid), kind_text(p.kind, t), ",".join(map(str, p.service_ids)) or "-",
                      t.number(p.packets), bitrate(p.bitrate_bps),
                      Text(state_word(p.state, t), style="cyan" if p.scrambled else "dim"),
                      t.number(p.scrambled_even), t.number(p.scrambled_odd),
@@ -341,7 +353,8 @@ def render_visit(data: dict[str, Any], console: Console, t: Translator | None = 
             console.print(Text(line, style="dim"))
         else:
             console.print(Text(t("visit.not_registered"), style="yellow"))
-    console.print(Text(t("visit.mode", mode=data["mode"]), style="dim"))
+    console.print(Text(t("visit.mode", mode=t.word("visit.modes", data["mode"])),
+                       style="dim"))
 
     roots = [r for r in data["root_causes"] if r["tier"] <= 5 or r["channels"]]
     if roots:

@@ -106,6 +106,7 @@ def test_visit_in_russian_holds_no_english_sentence(setup: tuple[DiagBench, Home
     assert code == 0, err
     assert "Причины, самые вероятные первыми" in out
     assert "пакет 'Viasat Sport HD' не подключён: подключите" in out
+    assert "режим: приёмник" in out and "канал входит в: Viasat Sport HD" in out
     assert re.search(r"24\s+│\s+Viasat Sport HD\s+│\s+ЗАКРЫТ", out)
     assert _english_in(out) == []
     # The same visit in English does hold them: the check can fail.

@@ -161,7 +161,14 @@ def test_stream_in_russian(faulty: Path) -> None:
     code, out, _ = run("diag", "stream", str(faulty), "--lang", "ru")
     assert code == 0
     assert "Сервисы" in out and "Тревоги" in out and "шкала времени" in out
-    # The alarm texts too: "ECMs stopped" in the field engineer's language.
+    # The alarm texts too: "ECMs stopped" in the field engineer's language; states, kinds,
+    # the time base and numbers in the Russian form.
+    assert "последний ECM на 0.9 с" in out and "ошибка" in out
+    assert "скремблирован" in out and "H.264 видео" in out and "PCR на PID" in out
+    assert "\u00a0" in out.split("\n")[0]  # grouped like 499 892, not 499,892
     assert english_in(out) == []
+    data = json.loads(run("diag", "stream", str(faulty), "--json", "--lang", "ru")[1])
+    assert data["alarms"][0]["message"].startswith("PID ECM 3074")
+    assert data["alarms"][0]["message_en"].startswith("ECM PID 3074")
     _, english, _ = run("diag", "stream", str(faulty))
     assert "Control-word changes (scrambling parity)" in " ".join(english.split())
