@@ -197,7 +197,7 @@ def report_error(message: str | BaseException, *, code: str = "ERROR", exit_code
     text = str(message) if translated or internal else error_text(message, t)
     if json_mode:
         doc: dict[str, Any] = {"code": code, "message": text, "exit_code": exit_code}
-        if t.lang != DEFAULT_LANGUAGE:
+        if t.lang != DEFAULT_LANGUAGE and not (translated or internal):
             doc["message_en"] = str(message)
         click.echo(json.dumps({"error": doc}, ensure_ascii=False), err=True)
         return
