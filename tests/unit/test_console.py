@@ -34,7 +34,8 @@ def _group(cls: type[GuardedGroup], *, json_mode: bool = False,
 
     @cli.command()
     def missing() -> None:
-        open("/nonexistent/cas-sim/in.ts", "rb")
+        with open("/nonexistent/cas-sim/in.ts", "rb"):
+            pass
 
     @cli.command()
     def bad_value() -> None:
