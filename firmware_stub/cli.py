@@ -71,7 +71,8 @@ def _hex_int(value: str | None) -> int | None:
             raise ValueError(value)
         return int(value, 16)
     except ValueError:
-        raise UsageError(f"{value!r} is not a hexadecimal number (ASCII 0-9, a-f)") from None
+        raise UsageError(f"{value!r} is not a hexadecimal number (ASCII 0-9, a-f)").with_id(
+            "not_hex", text=value) from None
 
 
 @click.group(cls=_StbGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -137,9 +138,9 @@ def _boot(app: Application, stack: ExitStack, *, chip_record: Path, chip_id: str
           rom_key_file: Path | None, trace: bool, ca_system_id: str,
           faults: tuple[str, ...] = ()) -> Box:
     if reader is not None and card_image is not None:
-        raise UsageError("use --reader or --card-image, not both")
+        raise UsageError("use --reader or --card-image, not both").with_id("reader_or_image")
     if card_image is not None and rom_key_file is None:
-        raise UsageError("--card-image needs --rom-key-file")
+        raise UsageError("--card-image needs --rom-key-file").with_id("image_needs_rom_key")
     record = load_chip_record(chip_record, _hex_int(chip_id))
     rom_key = (load_key_file(rom_key_file, what="ROM key", label="card rom key")
                if rom_key_file is not None else None)
@@ -259,7 +260,8 @@ def _live_spec(stream: str, *, live: bool, duration_s: float | None,
     if spec.network or live or duration_s is not None:
         return spec
     if interface is not None:
-        raise UsageError("--interface is for udp:// and rtp:// inputs")
+        raise UsageError("--interface is for udp:// and rtp:// inputs").with_id(
+            "interface_live_only")
     return None
 
 
@@ -359,7 +361,8 @@ def watch(app: Application, /, stream: str, channel: int, output: str, pin: str 
             try:
                 out = stack.enter_context(open(output, "wb"))
             except OSError as exc:
-                raise UsageError(f"cannot write {output}: {exc.strerror}") from exc
+                raise UsageError(f"cannot write {output}: {exc.strerror}").with_id(
+                    "cannot_write", path=str(output), error=os_reason(exc)) from exc
         if spec is None:
             src = _open_input(stream, stack)
             with _named(stream):

@@ -105,10 +105,10 @@ def _open_card(inp: VisitInput, stack: ExitStack) -> tuple[Any, str | None, str 
     from firmware_stub.cardslot import insert_card
 
     if inp.reader is not None and inp.card_image is not None:
-        raise UsageError("use --reader or --card-image, not both")
+        raise UsageError("use --reader or --card-image, not both").with_id("reader_or_image")
     if inp.card_image is not None:
         if inp.rom_key is None:
-            raise UsageError("--card-image needs --rom-key-file")
+            raise UsageError("--card-image needs --rom-key-file").with_id("image_needs_rom_key")
         # No path: the image on disk is not changed by what the diagnosis sends the card.
         applet = Applet(Eeprom(load_image(inp.card_image)), rom_key=inp.rom_key)
         return CardClient(InProcessTransport(applet)), f"image:{inp.card_image.name}", None

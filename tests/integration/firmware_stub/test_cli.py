@@ -242,3 +242,24 @@ def test_an_error_in_russian_and_as_json(bench: dict[str, Path], tmp_path: Path)
     result = CliRunner().invoke(cli, ["--json", *args])
     error = json.loads(result.stderr)["error"]
     assert error["exit_code"] == result.exit_code != 0 and error["code"] and error["message"]
+
+
+def test_usage_errors_in_russian(bench: dict[str, Path], tmp_path: Path) -> None:
+    d = bench["dir"]
+    stream = str(d / "in.ts")
+    cases = [
+        (["scan", stream, "--chip-record", str(d / "chip.rec"), "--vendor-key",
+          str(d / "vendor.key"), "--nvram", str(tmp_path / "nv.json"), "--card-image",
+          str(d / "card.img")],
+         "для --card-image нужен --rom-key-file"),
+        (["watch", stream, "-c", "201", "-o", str(tmp_path / "no" / "out.ts"),
+          "--chip-record", str(d / "chip.rec"), "--vendor-key", str(d / "vendor.key"),
+          "--nvram", str(tmp_path / "nv.json"), "--card-image", str(d / "card.img"),
+          "--rom-key-file", str(d / "rom.key")],
+         "не удаётся записать"),
+    ]
+    for args, russian in cases:
+        result = CliRunner().invoke(cli, ["--lang", "ru", *args])
+        assert result.exit_code != 0, result.output
+        assert result.stderr.startswith("ошибка: ") and russian in result.stderr, result.stderr
+        assert _english_in(result.stderr) == [], result.stderr
