@@ -31,7 +31,7 @@ import click
 from rich.console import Console
 
 from cas.errors import CasError, UsageError
-from cas.i18n import LANGUAGES, Translator, resolve_language
+from cas.i18n import DEFAULT_LANGUAGE, LANGUAGES, Translator, resolve_language
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -134,11 +134,11 @@ def run_guarded(fn: Callable[[], Any], app: Application | None = None) -> Any:
     try:
         return fn()
     except CasError as exc:
-        report_error(str(exc), code=error_code(exc), exit_code=exc.exit_code,
+        report_error(exc, code=error_code(exc), exit_code=exc.exit_code,
                      json_mode=json_mode, lang=lang)
         raise SystemExit(exc.exit_code) from None
     except (OSError, ValueError) as exc:
-        report_error(str(exc), code=error_code(exc), exit_code=int(Exit.ERROR),
+        report_error(exc, code=error_code(exc), exit_code=int(Exit.ERROR),
                      json_mode=json_mode, lang=lang)
         raise SystemExit(int(Exit.ERROR)) from None
 
@@ -163,21 +163,49 @@ def _json_requested() -> bool:
     return "--json" in sys.argv[1:]
 
 
-def report_error(message: str, *, code: str = "ERROR", exit_code: int = 1,
+def error_text(error: str | BaseException, t: Translator) -> str:
+    """An error's one line in ``t``'s language: English as raised; another language from
+    the catalogue when the error names its message (:meth:`CasError.with_id`), else the
+    English line marked as untranslated (``error.untranslated``) — never a silent mix."""
+    english = str(error)
+    if t.lang == DEFAULT_LANGUAGE:
+        return english
+    if isinstance(error, CasError) and error.message_id is not None:
+        key = f"errors.{error.message_id}"
+        text = t(key, **error.message_params)
+        if text != key:
+            return text
+    if isinstance(error, OSError) and error.filename is not None:
+        # The operating system's refusals, by kind; the file name as given.
+        kind = {FileNotFoundError: "not_found", PermissionError: "permission",
+                IsADirectoryError: "is_a_directory", NotADirectoryError: "not_a_directory",
+                FileExistsError: "exists"}.get(type(error))
+        if kind is not None:
+            return t(f"errors.os.{kind}", path=error.filename)
+    return t("error.untranslated", message=english)
+
+
+def report_error(message: str | BaseException, *, code: str = "ERROR", exit_code: int = 1,
                  json_mode: bool | None = None, lang: str | None = None,
-                 internal: bool = False) -> None:
+                 internal: bool = False, translated: bool = False) -> None:
     """One line on stderr, ``error: ...`` (``ошибка: ...`` in Russian); under ``--json`` one
     JSON document ``{"error": {"code": ..., "message": ..., "exit_code": ...}}`` on stderr
-    instead, so a script reading stdout never mistakes it for data (README, "Errors")."""
+    instead (``message_en`` too when the language is not English), so a script reading
+    stdout never mistakes it for data (README, "Errors").  ``message`` is an error (put in
+    the language by :func:`error_text`) or a line; ``translated``: the line is in the
+    language already."""
     if json_mode is None:
         json_mode = _json_requested()
     t = Translator(resolve_language(lang))
+    text = str(message) if translated or internal else error_text(message, t)
     if json_mode:
-        doc = {"error": {"code": code, "message": message, "exit_code": exit_code}}
-        click.echo(json.dumps(doc, ensure_ascii=False), err=True)
+        doc: dict[str, Any] = {"code": code, "message": text, "exit_code": exit_code}
+        if t.lang != DEFAULT_LANGUAGE and not (translated or internal):
+            doc["message_en"] = str(message)
+        click.echo(json.dumps({"error": doc}, ensure_ascii=False), err=True)
         return
     prefix = t("error.internal" if internal else "error.prefix")
-    click.echo(f"{prefix}: {message}", err=True)
+    click.echo(f"{prefix}: {text}", err=True)
 
 
 def _context_app(ctx: click.Context | None) -> Application | None:
@@ -235,7 +263,8 @@ def _refusing_parse_args(cmd: click.Command) -> Callable[[click.Context, list[st
                 if param.name in seen:
                     names = "/".join(param.opts)
                     raise UsageError(f"option {names} given more than once (it takes one "
-                                     f"value; see '{ctx.command_path} --help')")
+                                     f"value; see '{ctx.command_path} --help')").with_id(
+                                         "option_twice", option=names, command=ctx.command_path)
                 seen.add(param.name)
         return original(ctx, args)
 
@@ -268,10 +297,10 @@ class GuardedGroup(click.Group):
         try:
             return super().invoke(ctx)
         except CasError as exc:
-            self._report(ctx, str(exc), error_code(exc), exc.exit_code)
+            self._report(ctx, exc, error_code(exc), exc.exit_code)
             ctx.exit(exc.exit_code)
         except (OSError, ValueError, UnicodeError) as exc:
-            self._report(ctx, str(exc), error_code(exc), 1)
+            self._report(ctx, exc, error_code(exc), 1)
             ctx.exit(1)
         except (click.exceptions.Exit, click.ClickException, SystemExit, KeyboardInterrupt):
             raise
@@ -285,7 +314,7 @@ class GuardedGroup(click.Group):
             ctx.exit(1)
 
     @staticmethod
-    def _report(ctx: click.Context, message: str, code: str, exit_code: int, *,
+    def _report(ctx: click.Context, message: str | BaseException, code: str, exit_code: int, *,
                 internal: bool = False) -> None:
         app = _context_app(ctx)
         report_error(message, code=code, exit_code=exit_code, internal=internal,
@@ -302,21 +331,23 @@ def run_cli(group: click.Group, prog_name: str) -> None:
     try:
         rc = group.main(prog_name=prog_name, standalone_mode=False)
     except click.exceptions.Abort:
-        report_error(Translator(_argv_lang())("error.aborted"), code="ABORTED", lang=_argv_lang())
+        report_error(Translator(_argv_lang())("error.aborted"), code="ABORTED", lang=_argv_lang(),
+                     translated=True)
         sys.exit(1)
     except click.UsageError as exc:
         lang = _argv_lang(exc.ctx)
-        hint = (" (" + Translator(lang)("error.help_hint", command=exc.ctx.command_path) + ")"
+        t = Translator(lang)
+        hint = (" (" + t("error.help_hint", command=exc.ctx.command_path) + ")"
                 if exc.ctx else "")
-        report_error(f"{exc.format_message()}{hint}", code="USAGE_ERROR",
-                     exit_code=exc.exit_code, lang=lang)
+        report_error(f"{error_text(exc.format_message(), t)}{hint}", code="USAGE_ERROR",
+                     exit_code=exc.exit_code, lang=lang, translated=True)
         sys.exit(exc.exit_code)
     except click.ClickException as exc:
         report_error(exc.format_message(), code="ERROR", exit_code=exc.exit_code,
                      lang=_argv_lang(getattr(exc, "ctx", None)))
         sys.exit(exc.exit_code)
     except CasError as exc:  # raised outside a command (e.g. during option parsing)
-        report_error(str(exc), code=error_code(exc), exit_code=exc.exit_code,
+        report_error(exc, code=error_code(exc), exit_code=exc.exit_code,
                      lang=_argv_lang())
         sys.exit(exc.exit_code)
     sys.exit(rc if isinstance(rc, int) else 0)

@@ -7,12 +7,29 @@ contain key bytes.
 
 from __future__ import annotations
 
+from typing import Self
+
 
 class CasError(Exception):
-    """Root of every error cas-sim raises on purpose."""
+    """Root of every error cas-sim raises on purpose.
+
+    ``str(exc)`` is the English line.  A raiser that also names the message in the command
+    lines' catalogue (``raise NotFound(f"unknown card {n}").with_id("unknown_card",
+    card=n)``: the key ``errors.unknown_card`` of ``cas/i18n/locales``) gets it printed in
+    the reader's language; without an id a Russian reader is told the line is untranslated.
+    """
 
     #: Process exit code the CLIs use for this kind of error.
     exit_code: int = 1
+    #: The message's id in the catalogue (``errors.<id>``) and its parameters, if given.
+    message_id: str | None = None
+    message_params: dict[str, object] = {}  # noqa: RUF012 - replaced, never mutated
+
+    def with_id(self, message_id: str, /, **params: object) -> Self:
+        """Name this error's message in the catalogue; returns the error for ``raise``."""
+        self.message_id = message_id
+        self.message_params = params
+        return self
 
 
 # --- usage / configuration ------------------------------------------------------------------

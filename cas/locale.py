@@ -46,7 +46,8 @@ def check_lang(lang: str | None) -> str:
         return DEFAULT_LANGUAGE
     code = lang.strip().lower().replace("-", "_").split("_")[0]
     if code not in LANGUAGES:
-        raise UnknownLanguage(f"unknown language {lang!r} (known: {', '.join(LANGUAGES)})")
+        raise UnknownLanguage(f"unknown language {lang!r} (known: {', '.join(LANGUAGES)})").with_id(
+            "unknown_language", lang=lang, known=', '.join(LANGUAGES))
     return code
 
 

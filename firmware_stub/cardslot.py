@@ -252,7 +252,8 @@ def insert_card(*, reader: str | None = None, image: Path | None = None,
         from cas.card.service import open_applets
 
         if rom_key is None:
-            raise UsageError("an in-process card needs its ROM key (--rom-key-file)")
+            raise UsageError("an in-process card needs its ROM key (--rom-key-file)").with_id(
+                "in_process_needs_rom_key")
         applet = open_applets([image], rom_key, stack)[0]
         transport: Any = InProcessTransport(applet)
         stack.callback(transport.close)

@@ -27,6 +27,7 @@ from cas.formats.chipid import (
     iter_chip_id_records,
     parse_chip_id_record,
 )
+from cas.i18n import Msg, os_reason
 from firmware_stub.errors import ChipsetError, PairingError
 
 VENDOR_KEY_LEN = 16
@@ -48,7 +49,8 @@ def load_chip_record(path: Path, chip_id: int | None = None) -> ChipIdRecord:
     try:
         data = path.read_bytes()
     except OSError as exc:
-        raise ConfigError(f"cannot read the Chip ID record {path}: {exc.strerror}") from exc
+        raise ConfigError(f"cannot read the Chip ID record {path}: {exc.strerror}").with_id(
+            "chip_record_unreadable", path=str(path), error=os_reason(exc)) from exc
     if len(data) == CHIP_ID_RECORD_SIZE:
         record = parse_chip_id_record(data)
         if chip_id is not None and record.chip_id != chip_id:
@@ -64,7 +66,8 @@ def load_chip_record(path: Path, chip_id: int | None = None) -> ChipIdRecord:
     for record in records:
         if record.chip_id == chip_id:
             return record
-    raise ConfigError(f"chip {chip_id:08X} is not in {path}")
+    raise ConfigError(f"chip {chip_id:08X} is not in {path}").with_id(
+        "chip_not_in_record", chip=f"{chip_id:08X}", path=str(path))
 
 
 def load_key_file(path: Path, *, what: str, label: str) -> Key:
@@ -72,7 +75,9 @@ def load_key_file(path: Path, *, what: str, label: str) -> Key:
     try:
         data = path.read_bytes()
     except OSError as exc:
-        raise ChipsetError(f"cannot read the {what} file {path}: {exc.strerror}") from exc
+        raise ChipsetError(f"cannot read the {what} file {path}: {exc.strerror}").with_id(
+            "file_unreadable", what=Msg("errors.file_kind." + what.replace(" ", "_")),
+            path=str(path), error=os_reason(exc)) from exc
     raw: bytes | None = None
     if len(data) == VENDOR_KEY_LEN:
         raw = data
@@ -142,7 +147,8 @@ class Chipset:
         try:
             cwpk = open_chip_blob(self._csk, bytes(chip_blob))
         except AuthenticationError as exc:
-            raise PairingError("the chip blob was not made for this chip") from exc
+            raise PairingError("the chip blob was not made for this chip").with_id(
+                "blob_other_chip") from exc
         self._cwpk = cwpk
         self._paired_blob = bytes(chip_blob)
 
@@ -153,8 +159,9 @@ class Chipset:
     def unwrap_cws(self, wrapped: bytes) -> tuple[bytes, bytes]:
         """The card's wrapped (even, odd) control words, opened with the CWPK."""
         if self._cwpk is None:
-            raise PairingError("the chipset holds no pairing key")
+            raise PairingError("the chipset holds no pairing key").with_id("no_pairing_key")
         try:
             return unwrap_cws(self._cwpk, bytes(wrapped))
         except AuthenticationError as exc:
-            raise PairingError("control words do not open with this chip's pairing key") from exc
+            raise PairingError("control words do not open with this chip's pairing key").with_id(
+                "cw_not_for_chip") from exc

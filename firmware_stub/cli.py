@@ -43,6 +43,7 @@ from cas.console import (
 )
 from cas.errors import StreamError, UsageError
 from cas.formats.boxreport import channel_line, post_report
+from cas.i18n import os_reason
 from cas.reasons import message
 from firmware_stub.errors import NotTransportStreamError
 from firmware_stub.faults import Fault
@@ -71,7 +72,8 @@ def _hex_int(value: str | None) -> int | None:
             raise ValueError(value)
         return int(value, 16)
     except ValueError:
-        raise UsageError(f"{value!r} is not a hexadecimal number (ASCII 0-9, a-f)") from None
+        raise UsageError(f"{value!r} is not a hexadecimal number (ASCII 0-9, a-f)").with_id(
+            "not_hex", text=value) from None
 
 
 @click.group(cls=_StbGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -141,9 +143,9 @@ def _boot(app: Application, stack: ExitStack, *, chip_record: Path, chip_id: str
     from firmware_stub.chipset import load_chip_record, load_key_file, load_vendor_key
 
     if reader is not None and card_image is not None:
-        raise UsageError("use --reader or --card-image, not both")
+        raise UsageError("use --reader or --card-image, not both").with_id("reader_or_image")
     if card_image is not None and rom_key_file is None:
-        raise UsageError("--card-image needs --rom-key-file")
+        raise UsageError("--card-image needs --rom-key-file").with_id("image_needs_rom_key")
     record = load_chip_record(chip_record, _hex_int(chip_id))
     rom_key = (load_key_file(rom_key_file, what="ROM key", label="card rom key")
                if rom_key_file is not None else None)
@@ -232,7 +234,11 @@ def _named(path: str) -> Iterator[None]:
     try:
         yield
     except NotTransportStreamError as exc:
-        raise NotTransportStreamError(f"{'stdin' if path == '-' else path}: {exc}") from None
+        source = "stdin" if path == "-" else path
+        named = NotTransportStreamError(f"{source}: {exc}")
+        if exc.message_id is not None:  # "not_ts_anon" -> "not_ts" naming the input
+            named.with_id(exc.message_id.removesuffix("_anon"), source=source)
+        raise named from None
 
 
 def _open_input(path: str, stack: ExitStack) -> BinaryIO:
@@ -241,7 +247,8 @@ def _open_input(path: str, stack: ExitStack) -> BinaryIO:
     try:
         return stack.enter_context(open(path, "rb"))
     except OSError as exc:
-        raise StreamError(f"cannot read {path}: {exc.strerror}") from exc
+        raise StreamError(f"cannot read {path}: {exc.strerror}").with_id(
+            "cannot_read", path=path, error=os_reason(exc)) from exc
 
 
 def _live_options(f: F) -> F:
@@ -263,7 +270,8 @@ def _live_spec(stream: str, *, live: bool, duration_s: float | None,
     if spec.network or live or duration_s is not None:
         return spec
     if interface is not None:
-        raise UsageError("--interface is for udp:// and rtp:// inputs")
+        raise UsageError("--interface is for udp:// and rtp:// inputs").with_id(
+            "interface_live_only")
     return None
 
 
@@ -385,7 +393,8 @@ def watch(app: Application, /, stream: str, channel: int, output: str, pin: str 
             try:
                 out = stack.enter_context(open(output, "wb"))
             except OSError as exc:
-                raise UsageError(f"cannot write {output}: {exc.strerror}") from exc
+                raise UsageError(f"cannot write {output}: {exc.strerror}").with_id(
+                    "cannot_write", path=str(output), error=os_reason(exc)) from exc
         if spec is None:
             src = _open_input(stream, stack)
             with _named(stream):
@@ -396,6 +405,8 @@ def watch(app: Application, /, stream: str, channel: int, output: str, pin: str 
     status = result.status
 
     def show() -> None:
+        from firmware_stub.report import detail_text
+
         console = app.err_console if output == "-" else app.console
         t = app.t
         if status is None:
@@ -406,7 +417,8 @@ def watch(app: Application, /, stream: str, channel: int, output: str, pin: str 
                         state=f"[{colour}]{t('state.' + status.state)}[/]",
                         reason=status.reason.value, code=status.screen_code,
                         message=message(status.reason, t.lang))
-                      + (f" — {escape(status.detail)}" if status.detail else ""))
+                      + (f" — {escape(detail_text(status.detail, t))}" if status.detail
+                         else ""))
         ms = result.first_ecm_to_clear_s
         console.print(t("stb.written", n=result.packets_out, dropped=result.packets_dropped)
                       + (", " + t("stb.first_clear", ms=f"{ms * 1000:.2f}")

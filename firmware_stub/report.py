@@ -9,6 +9,7 @@ stream defects it survived.  ``to_json`` is the ``--json`` form; :func:`render` 
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -128,10 +129,63 @@ class LockReport:
         }
 
 
+#: The box's one-line details (firmware_stub/verdict.py, cardslot.py, dialog.py) as
+#: catalogue messages; the JSON keeps the English line (testers grep for it), people read
+#: it in their language.  A line no pattern knows is shown as it came.
+_DETAILS: tuple[tuple[re.Pattern[str], str], ...] = tuple(
+    (re.compile(pattern), key) for pattern, key in (
+        (r"no valid PMT received", "no_pmt"),
+        (r"clear \(free to air\)", "free_to_air"),
+        (r"clear; no packets seen", "clear_no_packets"),
+        (r"no CA_descriptor for CA system (?P<ca>0x[0-9A-F]+) \(only for (?P<others>.+)\)",
+         "no_ca_descriptor_others"),
+        (r"no CA_descriptor for CA system (?P<ca>0x[0-9A-F]+)", "no_ca_descriptor"),
+        (r"no card in the slot", "no_card_in_slot"),
+        (r"no card", "no_card"),
+        (r"no ECM received on PID (?P<pid>\d+)", "no_ecm"),
+        (r"no usable ECM on PID (?P<pid>\d+)", "no_usable_ecm"),
+        (r"unreadable ECM: (?P<error>.+)", "unreadable_ecm"),
+        (r"control words do not descramble PID (?P<pid>\d+) \(no PES start code after "
+         r"descrambling\)", "cw_wrong"),
+        (r"descrambled \((?P<mode>[^)]+)\), (?P<n>\d+) PES starts checked", "descrambled"),
+        (r"control words received \((?P<mode>[^)]+)\); no PES start to check", "cw_received"),
+        (r"card: SW (?P<sw>[0-9A-F]{4})", "card_sw"),
+        (r"card rejected the ECM: (?P<sw>.+)", "card_rejected"),
+        (r"unexpected status word (?P<sw>.+)", "unexpected_sw"),
+        (r"card removed: (?P<error>.+)", "card_removed"),
+        (r"card failed: (?P<error>.+)", "card_failed"),
+        (r"card answered (?P<n>\d+) bytes instead of wrapped CWs", "card_short"),
+        (r"card info unreadable: (?P<error>.+)", "card_unreadable"),
+        (r"card does not answer SELECT: (?P<error>.+)", "card_no_select"),
+    ))
+
+
+def detail_text(detail: str, t: Translator) -> str:
+    """The box's technical detail in ``t``'s language (codes, PIDs, status words as they
+    are)."""
+    for pattern, key in _DETAILS:
+        if m := pattern.fullmatch(detail):
+            params: dict[str, Any] = dict(m.groupdict())
+            if "n" in params:
+                params["n"] = int(params["n"])
+            return t(f"stb.detail.{key}", **params)
+    return detail
+
+
+@dataclass(frozen=True, slots=True)
+class Detail:
+    """A box detail as a message parameter (:class:`cas.i18n.Localised`)."""
+
+    text: str
+
+    def in_language(self, t: Translator) -> str:
+        return detail_text(self.text, t)
+
+
 def render(report: LockReport, console: Console, lang: str = "en") -> None:
     """Print the report as a rich table (what an integration tester reads), in ``lang``:
-    headings, states and the on-screen messages; reason codes, screen codes and the
-    technical detail stay as they are (testers grep for them)."""
+    headings, states, the on-screen messages and the technical detail; reason codes and
+    screen codes stay as they are (testers grep for them)."""
     t = Translator(lang)
     card = report.card
     chip = f"{report.chip_id:08X}"
@@ -152,7 +206,7 @@ def render(report: LockReport, console: Console, lang: str = "en") -> None:
     for c in report.channels:
         state = Text(t(f"state.{c.state}"), style="green" if c.open else "red")
         table.add_row(str(c.channel), c.name, state, c.reason.value, c.screen_code,
-                      message(c.reason, t.lang), c.detail)
+                      message(c.reason, t.lang), detail_text(c.detail, t))
     parts: list[Any] = [table]
     emm = {k: v for k, v in report.emm.items() if v}
     if emm:

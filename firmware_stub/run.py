@@ -154,7 +154,8 @@ class Run:
             # the same two refusals as `cas diag stream` (cas.diag.probe)
             raise NotTransportStreamError(
                 "empty stream" if stats.bytes_read == 0
-                else "not an MPEG transport stream (no 188-byte packet sync found)")
+                else "not an MPEG transport stream (no 188-byte packet sync found)").with_id(
+                    "empty_stream_anon" if stats.bytes_read == 0 else "not_ts_anon")
 
     def feed(self, data: bytes) -> None:
         """The next bytes of a live stream (any size; see :meth:`Demux.feed`)."""

@@ -84,7 +84,8 @@ def link_box(session: Session, *, chip_id: int, account_number: str, at: datetim
     acc = account_by_number(session, account_number)
     box = session.get(Box, chip_id, with_for_update=True)
     if box is None:
-        raise RecordNotFound(f"unknown box {chip_id:08X}", code="UNKNOWN_BOX")
+        raise RecordNotFound(f"unknown box {chip_id:08X}", code="UNKNOWN_BOX").with_id(
+            "unknown_box", chip=f"{chip_id:08X}")
     if box.account_id is not None and box.account_id != acc.id:
         raise RecordConflict(f"box {chip_id:08X} belongs to another account",
                              code="BOX_LINKED_ELSEWHERE")
@@ -117,7 +118,8 @@ def _box_view(session: Session, box: Box) -> BoxView:
 def get_box(session: Session, chip_id: int) -> BoxView:
     box = session.get(Box, chip_id)
     if box is None:
-        raise RecordNotFound(f"unknown box {chip_id:08X}", code="UNKNOWN_BOX")
+        raise RecordNotFound(f"unknown box {chip_id:08X}", code="UNKNOWN_BOX").with_id(
+            "unknown_box", chip=f"{chip_id:08X}")
     return _box_view(session, box)
 
 

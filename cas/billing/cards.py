@@ -60,7 +60,8 @@ def pair_card(session: Session, *, serial: int, chip_id: int, at: datetime) -> N
     card = get_card(session, serial, lock=True)
     box = session.get(Box, chip_id, with_for_update=True)
     if box is None:
-        raise RecordNotFound(f"unknown box {chip_id:08X}", code="UNKNOWN_BOX")
+        raise RecordNotFound(f"unknown box {chip_id:08X}", code="UNKNOWN_BOX").with_id(
+            "unknown_box", chip=f"{chip_id:08X}")
     if card.account_id is None:
         raise BillingError(f"card {serial:010d} is not linked to an account", code="CARD_NOT_LINKED")
     if box.account_id is not None and box.account_id != card.account_id:

@@ -357,7 +357,8 @@ def get_package(session: Session, ref: str | int) -> Package:
     else:
         row = session.execute(select(Package).where(Package.code == ref)).scalar_one_or_none()
     if row is None or row.retired:
-        raise RecordNotFound(f"unknown package {ref!r}", code="UNKNOWN_PACKAGE")
+        raise RecordNotFound(f"unknown package {ref!r}", code="UNKNOWN_PACKAGE").with_id(
+            "unknown_package", ref=ref)
     return row
 
 
@@ -391,7 +392,8 @@ def get_channel(session: Session, ref: str | int) -> Channel:
     if number is not None:
         row = session.execute(select(Channel).where(Channel.number == number)).scalar_one_or_none()
     if row is None:
-        raise RecordNotFound(f"unknown channel {ref!r}", code="UNKNOWN_CHANNEL")
+        raise RecordNotFound(f"unknown channel {ref!r}", code="UNKNOWN_CHANNEL").with_id(
+            "unknown_channel", ref=ref)
     return row
 
 

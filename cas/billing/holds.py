@@ -36,9 +36,11 @@ def suspend(session: Session, *, account_number: str, at: datetime,
     rules = profile.suspension
     if rules is None:
         raise BillingError(f"{profile.name} has no temporary suspension",
-                           code="SUSPENSION_UNSUPPORTED")
+                           code="SUSPENSION_UNSUPPORTED").with_id(
+                               "suspension_unsupported", operator=profile.name)
     if acc.suspended_from_s is not None:
-        raise RecordConflict("the service is already suspended", code="ALREADY_SUSPENDED")
+        raise RecordConflict("the service is already suspended", code="ALREADY_SUSPENDED").with_id(
+            "already_suspended")
     until_s = to_s(until) if until is not None else at_s + rules.max_days * DAY_S
     days = (until_s - at_s) / DAY_S
     if not rules.min_days <= days <= rules.max_days:

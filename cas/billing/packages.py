@@ -23,6 +23,7 @@ from cas.billing.txn import DAY_S, account_by_number, atomic
 from cas.billing.verification import require_verified
 from cas.billing.vocab import LedgerKind, SubscriptionStatus
 from cas.errors import BillingError, ValidationError
+from cas.i18n import Money
 from cas.store.errors import RecordConflict, RecordNotFound
 from cas.store.models import Account, Package, Subscription
 from cas.store.repo import from_s, to_s
@@ -120,12 +121,13 @@ def choose_package(session: Session, profile: OperatorProfile, acc: Account, pkg
     if base is None or base[0].status not in (SubscriptionStatus.ACTIVE,
                                                SubscriptionStatus.PENDING):
         raise BillingError(f"{pkg.name} is an add-on: it needs a base package first",
-                           code="ADDON_NEEDS_BASE")
+                           code="ADDON_NEEDS_BASE").with_id("addon_needs_base", package=pkg.name)
     for sub, p in subs:
         if p.id == pkg.id:
             if sub.status in (SubscriptionStatus.ACTIVE, SubscriptionStatus.PENDING):
                 raise RecordConflict(f"{pkg.name} is already on this account",
-                                     code="ALREADY_SUBSCRIBED")
+                                     code="ALREADY_SUBSCRIBED").with_id(
+                                         "already_on_account", package=pkg.name)
             sub.status = SubscriptionStatus.PENDING
             sub.auto_renew = True
             return None
@@ -158,11 +160,13 @@ def do_switch(session: Session, profile: OperatorProfile, acc: Account, new_pkg:
                at_s: int) -> SwitchResult:
     base = base_of(open_subscriptions(session, acc))
     if base is None or base[0].status != SubscriptionStatus.ACTIVE:
-        raise BillingError("no active base package to switch from", code="NO_ACTIVE_BASE")
+        raise BillingError("no active base package to switch from", code="NO_ACTIVE_BASE").with_id(
+            "no_active_base")
     old_sub, old_pkg = base
     if old_pkg.id == new_pkg.id:
         raise RecordConflict(f"{new_pkg.name} is already the base package",
-                             code="ALREADY_SUBSCRIBED")
+                             code="ALREADY_SUBSCRIBED").with_id(
+                                 "already_base", package=new_pkg.name)
     _check_switch_lock(profile, acc, at_s)
     assert old_sub.paid_until_s is not None
     unused_days = max(0, (old_sub.paid_until_s - at_s) // DAY_S)
@@ -177,7 +181,9 @@ def do_switch(session: Session, profile: OperatorProfile, acc: Account, new_pkg:
     if acc.balance_minor + credit - price < floor_minor(acc):
         short = price - (acc.balance_minor + credit - floor_minor(acc))
         raise BillingError(f"switching to {new_pkg.name} needs {profile.money(short)} more",
-                           code="INSUFFICIENT_FUNDS")
+                           code="INSUFFICIENT_FUNDS").with_id(
+                               "switch_short", package=new_pkg.name,
+                               short=Money(short, profile.minor_per_major, profile.currency))
     if credit:
         post(session, acc, credit, at_s=at_s, kind=LedgerKind.UNUSED_CREDIT,
              ref=f"sub:{old_sub.id}",
@@ -189,7 +195,8 @@ def do_switch(session: Session, profile: OperatorProfile, acc: Account, new_pkg:
     session.flush()
     before = acc.balance_minor
     if not activate(session, acc, new_sub, new_pkg, at_s):  # pragma: no cover - checked
-        raise BillingError("insufficient balance", code="INSUFFICIENT_FUNDS")
+        raise BillingError("insufficient balance", code="INSUFFICIENT_FUNDS").with_id(
+            "insufficient_balance")
     acc.last_switch_at_s = at_s
     enforce_device_limit(session, profile, acc, at_s)
     touch_rights(session, acc, at_s, "switch")
@@ -212,7 +219,7 @@ def switch_package(session: Session, *, account_number: str, package: str, at: d
     pkg = get_package(session, package)
     if pkg.kind != "base":
         raise ValidationError(f"{pkg.name} is an add-on; switching is between base packages",
-                              code="NOT_A_BASE_PACKAGE")
+                              code="NOT_A_BASE_PACKAGE").with_id("switch_addon", package=pkg.name)
     return do_switch(session, profile, acc, pkg, at_s)
 
 
@@ -231,13 +238,16 @@ def subscribe(session: Session, *, account_number: str, package: str, at: dateti
     base = base_of(open_subscriptions(session, acc))
     if pkg.kind == "base" and base is not None and base[0].status == SubscriptionStatus.ACTIVE:
         if base[1].id == pkg.id:
-            raise RecordConflict(f"{pkg.name} is already active", code="ALREADY_SUBSCRIBED")
+            raise RecordConflict(f"{pkg.name} is already active",
+                                 code="ALREADY_SUBSCRIBED").with_id(
+                "already_active", package=pkg.name)
         raise RecordConflict(f"the account already has the base package {base[1].name}; "
-                             "use a package switch", code="HAS_BASE_PACKAGE")
+                             "use a package switch", code="HAS_BASE_PACKAGE").with_id(
+                                 "has_base", package=base[1].name)
     if pkg.kind == "base" and base is not None and base[1].id == pkg.id \
             and base[0].status == SubscriptionStatus.PENDING:
         raise RecordConflict(f"{pkg.name} is already chosen and waits for payment",
-                             code="ALREADY_SUBSCRIBED")
+                             code="ALREADY_SUBSCRIBED").with_id("already_chosen", package=pkg.name)
     choose_package(session, profile, acc, pkg, at_s)
     settle(session, profile, acc, at_s, "subscribe")
     for sub, p in open_subscriptions(session, acc):
@@ -252,12 +262,13 @@ def extend(session: Session, *, account_number: str, package: str, at: datetime,
     """Prepay ``periods`` more periods of an active subscription (Uzonline "+ Продлить")."""
     at_s = to_s(at)
     if isinstance(periods, bool) or not isinstance(periods, int) or not 1 <= periods <= 24:
-        raise ValidationError("periods must be 1..24", code="BAD_PERIODS")
+        raise ValidationError("periods must be 1..24", code="BAD_PERIODS").with_id("bad_periods")
     profile, acc = prepare_account(session, account_by_number(session, account_number).id, at_s)
     pkg = get_package(session, package)
     sub = next((s for s, p in open_subscriptions(session, acc) if p.id == pkg.id), None)
     if sub is None or sub.status != SubscriptionStatus.ACTIVE:
-        raise BillingError(f"{pkg.name} is not active on this account", code="NOT_ACTIVE")
+        raise BillingError(f"{pkg.name} is not active on this account", code="NOT_ACTIVE").with_id(
+            "not_active", package=pkg.name)
     for _ in range(periods):
         assert sub.paid_until_s is not None
         if not renew(session, acc, sub, pkg, at_s):
@@ -278,7 +289,7 @@ def set_renewal(session: Session, *, account_number: str, on: bool, at: datetime
     profile, acc = prepare_account(session, account_by_number(session, account_number).id, at_s)
     if not profile.renewal_toggle:
         raise BillingError(f"{profile.name} renews automatically; it cannot be switched off",
-                           code="RENEWAL_FIXED")
+                           code="RENEWAL_FIXED").with_id("renewal_fixed", operator=profile.name)
     targets = [(s, p) for s, p in open_subscriptions(session, acc)
                if package is None or p.code == package or str(p.id) == str(package)]
     if not targets:

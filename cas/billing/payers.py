@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 
 from cas.billing.vocab import PayerKind
 from cas.errors import ValidationError
+from cas.i18n import Msg
 from cas.store.errors import RecordNotFound
 from cas.store.models import Account, Box, Card
 from cas.text import (
@@ -45,19 +46,23 @@ def find_account(session: Session, *, by: PayerKind | str, ref: str | int) -> Ac
         serial = card_serial(text)
         card = session.get(Card, serial)
         if card is None:
-            raise RecordNotFound(f"unknown card {serial:010d}", code="UNKNOWN_CARD")
+            raise RecordNotFound(f"unknown card {serial:010d}", code="UNKNOWN_CARD").with_id(
+                "unknown_card", card=f"{serial:010d}")
         if card.account_id is None:
             raise RecordNotFound(f"card {serial:010d} is not linked to an account",
-                                 code="CARD_NOT_LINKED")
+                                 code="CARD_NOT_LINKED").with_id(
+                                     "card_without_account", card=f"{serial:010d}")
         acc = session.get(Account, card.account_id)
     elif by == PayerKind.CONTRACT:
         acc = session.execute(select(Account).where(Account.contract_number == text)).scalar()
         if acc is None:
-            raise RecordNotFound(f"unknown contract {text!r}", code="UNKNOWN_CONTRACT")
+            raise RecordNotFound(f"unknown contract {text!r}", code="UNKNOWN_CONTRACT").with_id(
+                "unknown_contract", ref=text)
     elif by == PayerKind.ACCOUNT:
         acc = session.execute(select(Account).where(Account.account_number == text)).scalar()
         if acc is None:
-            raise RecordNotFound(f"unknown account {text!r}", code="UNKNOWN_ACCOUNT")
+            raise RecordNotFound(f"unknown account {text!r}", code="UNKNOWN_ACCOUNT").with_id(
+                "unknown_account", ref=text)
     else:
         raise ValidationError(f"pay by card, contract or account, not {by!r}", code="BAD_PAYER")
     assert acc is not None
@@ -103,7 +108,8 @@ def resolve_reference(session: Session, ref: str | int, *,
     if not found:
         names = [k for k in (PayerKind.CARD, PayerKind.CONTRACT, PayerKind.ACCOUNT) if k in kinds]
         what = ", ".join(names[:-1]) + " or " + names[-1] if len(names) > 1 else names[0]
-        raise RecordNotFound(f"no {what} {text!r}", code="UNKNOWN_CARD_OR_CONTRACT")
+        raise RecordNotFound(f"no {what} {text!r}", code="UNKNOWN_CARD_OR_CONTRACT").with_id(
+            "no_payer", ref=text, kinds=[Msg(f"ticket.payer.{k}") for k in names])
     if len({acc.id for _by, acc in found}) > 1:
         named = " and ".join(f"{by} {_ref_text(by, text)} of account {acc.account_number}"
                              for by, acc in found)
@@ -134,7 +140,9 @@ def lookup_by_chip_and_card(session: Session, *, chip_id: int, card_serial: int)
         acc = session.get(Account, card.account_id)
         if acc is not None:
             return acc.account_number
-    raise RecordNotFound("no account matches this Chip ID and card number", code="NO_MATCH")
+    raise RecordNotFound("no account matches this Chip ID and card number",
+                         code="NO_MATCH").with_id(
+        "no_match")
 
 
 __all__ = ["REFERENCE_ORDER", "account_id_of", "card_serial", "find_account",

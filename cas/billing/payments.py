@@ -23,6 +23,7 @@ from cas.billing.renewals import next_price, open_subscriptions, settle
 from cas.billing.txn import account_by_number, atomic, current_profile
 from cas.billing.vocab import LedgerKind, PayerKind, SubscriptionStatus
 from cas.errors import BillingError, ValidationError
+from cas.i18n import Msg
 from cas.store.errors import RecordConflict
 from cas.store.models import Account, Package, Payment, PromisedPayment
 from cas.store.repo import to_s
@@ -73,21 +74,26 @@ def pay(session: Session, *, by: PayerKind | str, ref: str | int, amount_minor: 
         raise ValidationError("payment id must be 1-64 characters of A-Z a-z 0-9 . _ : -",
                               code="BAD_PAYMENT_ID")
     if method not in PAYMENT_METHODS:
-        raise ValidationError(f"unknown payment method {method!r}", code="BAD_METHOD")
+        raise ValidationError(f"unknown payment method {method!r}", code="BAD_METHOD").with_id(
+            "bad_method", method=method)
     profile = current_profile(session)
     if by not in profile.payment_by:
-        raise ValidationError(f"{profile.name} does not take payments by {by}", code="BAD_PAYER")
+        raise ValidationError(f"{profile.name} does not take payments by {by}",
+                              code="BAD_PAYER").with_id(
+            "bad_payer", operator=profile.name, by=Msg(f"ticket.payer.{by}"))
     if method == "payment_card":
         if not profile.payment_card_denominations_minor:
             raise ValidationError(f"{profile.name} has no payment cards",
                                   code="PAYMENT_CARDS_UNSUPPORTED")
         if amount_minor not in profile.payment_card_denominations_minor:
             allowed = ", ".join(profile.money(d) for d in profile.payment_card_denominations_minor)
-            raise ValidationError(f"payment cards come in {allowed}", code="BAD_DENOMINATION")
+            raise ValidationError(f"payment cards come in {allowed}",
+                                  code="BAD_DENOMINATION").with_id(
+                "bad_denomination", allowed=allowed)
     account_id = account_id_of(session, by=by, ref=ref)
     if session.execute(select(Payment.id).where(Payment.payment_id == payment_id)).first():
         raise RecordConflict(f"payment {payment_id!r} was already booked",
-                             code="DUPLICATE_PAYMENT")
+                             code="DUPLICATE_PAYMENT").with_id("duplicate_payment", ref=payment_id)
     profile, acc = prepare_account(session, account_id, at_s)
 
     switch_to: Package | None = None
@@ -173,7 +179,8 @@ def adjust_balance(session: Session, *, account_number: str, amount_minor: int, 
                               code="BAD_AMOUNT")
     check_amount(abs(amount_minor))
     if not reason.strip():
-        raise ValidationError("an adjustment needs a reason", code="BAD_REASON")
+        raise ValidationError("an adjustment needs a reason", code="BAD_REASON").with_id(
+            "adjustment_reason")
     refusal = control_refusal(reason, "the reason", multiline=True)
     if refusal is not None:
         raise ValidationError(refusal, code="BAD_TEXT")

@@ -39,7 +39,8 @@ def redeem_promo(session: Session, *, account_number: str, code: str, at: dateti
     key = str(code).strip().upper()
     promo_row = session.get(PromoCode, key) if key and control_character(key) is None else None
     if promo_row is None:
-        raise RecordNotFound(f"unknown promo code {code!r}", code="UNKNOWN_PROMO")
+        raise RecordNotFound(f"unknown promo code {code!r}", code="UNKNOWN_PROMO").with_id(
+            "unknown_promo", ref=code)
     if promo_row.valid_until_s is not None and at_s >= promo_row.valid_until_s:
         raise BillingError("this promo code has expired", code="PROMO_EXPIRED")
     if session.execute(select(PromoRedemption.id).where(

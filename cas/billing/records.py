@@ -37,7 +37,8 @@ def get_payment(session: Session, payment_id: str) -> PaymentView:
                           .join(Account, Account.id == Payment.account_id)
                           .where(Payment.payment_id == payment_id)).first()
     if row is None:
-        raise RecordNotFound(f"unknown payment {payment_id!r}", code="UNKNOWN_PAYMENT")
+        raise RecordNotFound(f"unknown payment {payment_id!r}", code="UNKNOWN_PAYMENT").with_id(
+            "unknown_payment", ref=payment_id)
     p, number = row
     return PaymentView(payment_id=p.payment_id, account_number=number, at_s=p.at_s,
                        amount_minor=p.amount_minor, method=p.method, by=p.by_kind, ref=p.ref,

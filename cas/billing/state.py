@@ -187,7 +187,8 @@ def iter_card_states(session: Session, at: datetime, *, serials: Collection[int]
 def card_state_at(session: Session, serial: int, at: datetime) -> CardState:
     for state in iter_card_states(session, at, serials=[serial]):
         return state
-    raise RecordNotFound(f"unknown card {serial:010d}", code="UNKNOWN_CARD")
+    raise RecordNotFound(f"unknown card {serial:010d}", code="UNKNOWN_CARD").with_id(
+            "unknown_card", card=f"{serial:010d}")
 
 
 def card_rights_at(session: Session, serial: int, at: datetime) -> CardRights:
@@ -232,5 +233,6 @@ def status_counts(session: Session, at: datetime) -> dict[str, int]:
 def account_of(session: Session, serial: int) -> Account | None:
     card = session.get(Card, serial)
     if card is None:
-        raise RecordNotFound(f"unknown card {serial:010d}", code="UNKNOWN_CARD")
+        raise RecordNotFound(f"unknown card {serial:010d}", code="UNKNOWN_CARD").with_id(
+            "unknown_card", card=f"{serial:010d}")
     return session.get(Account, card.account_id) if card.account_id is not None else None

@@ -98,7 +98,8 @@ def account_by_number(session: Session, account_number: str) -> Account:
         select(Account).where(Account.account_number == text)
     ).scalar_one_or_none() if is_ascii_digits(text) else None
     if acc is None:
-        raise RecordNotFound(f"unknown account {account_number!r}", code="UNKNOWN_ACCOUNT")
+        raise RecordNotFound(f"unknown account {account_number!r}", code="UNKNOWN_ACCOUNT").with_id(
+            "unknown_account", ref=account_number)
     return acc
 
 

@@ -156,7 +156,10 @@ def wait_for_card(reader: str | None = None, *, timeout_s: float = 10.0,
         if time.monotonic() >= deadline:
             where = f"reader {reader!r}" if reader else "any reader"
             raise NoCardError(f"no card in {where} after {timeout_s:g}s "
-                              f"(readers: {', '.join(last_names) or 'none'})")
+                              f"(readers: {', '.join(last_names) or 'none'})").with_id(
+                                  "no_card_in_reader" if reader else "no_card_any_reader",
+                                  reader=reader, s=f"{timeout_s:g}",
+                                  readers=', '.join(last_names) or '-')
         time.sleep(poll_s)
 
 
@@ -176,7 +179,9 @@ class PcscTransport(ObservableTransport):
             names = _match_reader(self._ctx.readers(), reader)
             if not names:
                 raise NoCardError(f"no PC/SC reader matches {reader!r}" if reader
-                                  else "no PC/SC reader found")
+                                  else "no PC/SC reader found").with_id(
+                                      "no_reader_matches" if reader else "no_reader",
+                                      reader=reader)
             self.reader = self._connect_first(names)
         except BaseException:
             self._ctx.close()

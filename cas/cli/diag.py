@@ -34,7 +34,9 @@ def parse_int(text: str, what: str) -> int:
         with contextlib.suppress(ValueError):
             value = int(text, 16)
     if value is None:
-        raise UsageError(f"{what}: {text!r} is not a number (ASCII digits, or hex with 0x)")
+        raise UsageError(
+            f"{what}: {text!r} is not a number (ASCII digits, or hex with 0x)").with_id(
+            "not_a_number", what=what, text=text)
     return value
 
 
@@ -89,13 +91,14 @@ def stream_cmd(app: Application, stream: str, duration_s: float | None,
                                            thresholds=thresholds)
         finally:
             source.close()
-        app.output({**report.to_json(), "input": stats.to_json()},
+        app.output({**report.to_json(app.lang), "input": stats.to_json()},
                    lambda: render_probe(report, app.console, app.t))
         if fail_on_alarm and report.errors:
             raise SystemExit(int(Exit.STREAM))
         return
     if duration_s is not None or interface is not None:
-        raise UsageError("--duration and --interface are for udp:// and rtp:// inputs")
+        raise UsageError("--duration and --interface are for udp:// and rtp:// inputs").with_id(
+            "live_options_only")
     if stream == "-":
         report = probe_stream(sys.stdin.buffer, source="<stdin>", ca_system_id=system,
                               nominal_bitrate_bps=bitrate_bps, thresholds=thresholds)
@@ -105,7 +108,7 @@ def stream_cmd(app: Application, stream: str, duration_s: float | None,
         with app.progress(f"probing {path.name}", size) as advance:
             report = probe_file(path, ca_system_id=system, nominal_bitrate_bps=bitrate_bps,
                                 thresholds=thresholds, progress=advance)
-    app.output(report.to_json(), lambda: render_probe(report, app.console, app.t))
+    app.output(report.to_json(app.lang), lambda: render_probe(report, app.console, app.t))
     if fail_on_alarm and report.errors:
         raise SystemExit(int(Exit.STREAM))
 
@@ -219,9 +222,11 @@ def visit_cmd(app: Application, stream: Path, reader: str | None, card_image: Pa
     if json_flag:
         app.json_mode = True
     if reader is None and card_image is None:
-        raise UsageError("give the card: --reader NAME or --card-image FILE")
+        raise UsageError("give the card: --reader NAME or --card-image FILE").with_id(
+            "give_the_card")
     if (nvram is not None or vendor_key is not None) and chip_record is None:
-        raise UsageError("--nvram / --vendor-key need --chip-record")
+        raise UsageError("--nvram / --vendor-key need --chip-record").with_id(
+            "box_needs_chip_record")
     if report_path is not None:
         check_output_file(report_path, "--report")  # written after the whole probe
     rom_key = None

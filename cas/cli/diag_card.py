@@ -43,7 +43,8 @@ def _pick_reader(reader: str | None, wait_s: float) -> str:
             if any_card:
                 return any_card[0]
             raise NoCardError("no card in any reader (readers: "
-                              f"{', '.join(states) or 'none'})")
+                              f"{', '.join(states) or 'none'})").with_id(
+                                  "no_card_in_readers", readers=', '.join(states) or '-')
         time.sleep(0.05)
 
 

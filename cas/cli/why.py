@@ -3,6 +3,7 @@ one channel, or (without ``--channel``) for every channel of the lineup in one t
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 import click
@@ -62,13 +63,23 @@ def why_cmd(app: Application, card: str, channel: str | None, at_text: str | Non
     app.output(data, lambda: _one(app, result, data))
 
 
+def _moment(at_iso: str, t: Translator, english: str) -> str:
+    """The moment explained: ``english`` as the head-end prints it (ISO), other languages
+    through Babel ("01.03.2026, 00:00 UTC")."""
+    if t.lang == "en":
+        return english
+    from cas.locale import format_datetime
+
+    return format_datetime(datetime.fromisoformat(at_iso), t.lang)
+
+
 def _one(app: Application, result: Explanation, data: dict[str, Any]) -> None:
     t = app.t
     colour = _COLOUR.get(result.state, "red")
     table = Table(show_header=False, box=None)
     table.add_row(t("why.row.card"), data["card"])
     table.add_row(t("why.row.channel"), f"{result.channel_number} {result.channel_name}")
-    table.add_row(t("why.row.at"), data["at"])
+    table.add_row(t("why.row.at"), _moment(data["at"], t, data["at"]))
     table.add_row(t("why.row.state"), Text(t(f"state.{result.state.value}"), style=colour))
     if result.state is WhyState.LOCKED:
         table.add_row(t("why.row.reason"), f"{result.reason.value} ({result.screen_code})")
@@ -89,7 +100,8 @@ def _all_channels(app: Application, serial: int, at: str, results: list[Explanat
                             "locked": locked, "channels": rows}
 
     def render() -> None:
-        table = Table(title=t("why.all.title", card=data["card"], at=at[:19].replace("T", " "),
+        table = Table(title=t("why.all.title", card=data["card"],
+                              at=_moment(at, t, at[:19].replace("T", " ")),
                               n=len(results), locked=locked), title_justify="left")
         for key in ("channel", "name", "state", "code"):
             table.add_column(t(f"why.all.{key}"), no_wrap=True)

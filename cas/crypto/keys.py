@@ -315,14 +315,16 @@ class OperatorKeys:
         try:
             text = p.read_text(encoding="utf-8")
         except FileNotFoundError:
-            raise CryptoError(f"operator key file {p} not found (run `cas keys init`)") from None
+            raise CryptoError(f"operator key file {p} not found (run `cas keys init`)").with_id(
+                "operator_keys_missing", path=str(p)) from None
         except (OSError, UnicodeError) as exc:
             raise CryptoError(f"cannot read operator key file {p}: {exc.__class__.__name__}") from None
         try:
             data = json.loads(text) if text.lstrip().startswith("{") else tomllib.loads(text)
         except (ValueError, tomllib.TOMLDecodeError):
             # The parser's message may quote the file's content, i.e. key bytes: drop it.
-            raise CryptoError(f"operator key file {p} is not valid TOML/JSON") from None
+            raise CryptoError(f"operator key file {p} is not valid TOML/JSON").with_id(
+                "operator_keys_invalid", path=str(p)) from None
         if not isinstance(data, dict):
             raise CryptoError(f"operator key file {p} is not a table")
         return cls.from_dict(data)
@@ -340,7 +342,8 @@ class OperatorKeys:
         try:
             fd = os.open(p, flags, 0o600)
         except FileExistsError:
-            raise CryptoError(f"{p} already exists (use --force to overwrite)") from None
+            raise CryptoError(f"{p} already exists (use --force to overwrite)").with_id(
+                "exists_use_force", path=str(p)) from None
         except OSError as exc:
             raise CryptoError(f"cannot write {p}: {exc.strerror}") from None
         try:
@@ -395,7 +398,9 @@ class OperatorKeys:
         try:
             return self.vendor_keys[vendor_id]
         except KeyError:
-            raise CryptoError(f"no key for chipset vendor {vendor_id:04X} in the operator keys") from None
+            raise CryptoError(
+                f"no key for chipset vendor {vendor_id:04X} in the operator keys").with_id(
+                "no_vendor_key", vendor=f"{vendor_id:04X}") from None
 
     def fingerprints(self) -> dict[str, str]:
         """Fingerprints of the stored and the operator-wide derived keys (safe to print)."""
@@ -428,5 +433,6 @@ def load_operator_keys(path: str | os.PathLike[str] | None = None, *,
     if env.get(ENV_OPERATOR_KEY):
         return OperatorKeys.from_env(env)
     if data_dir is None:
-        raise CryptoError(f"no operator keys: pass a key file or set {ENV_OPERATOR_KEY}")
+        raise CryptoError(f"no operator keys: pass a key file or set {ENV_OPERATOR_KEY}").with_id(
+            "no_operator_keys", env=ENV_OPERATOR_KEY)
     return OperatorKeys.load(default_key_path(data_dir))

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
+from cas.i18n import Msg, Translator
+
 
 class Severity(StrEnum):
     ERROR = "error"
@@ -79,16 +81,24 @@ class Alarm:
     at_s: float | None = None
     count: int = 1
     worst: float | None = None
+    #: The message not yet in a language (``message`` is its English text).
+    text: Msg | None = None
+
+    def in_language(self, t: Translator) -> str:
+        """The one line in ``t``'s language; English when the alarm came without a text."""
+        return self.message if self.text is None else t(self.text)
 
     @property
     def severity(self) -> Severity:
         return ALARM_TEXT[self.code][0]
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self, t: Translator | None = None) -> dict[str, Any]:
+        """``message`` in ``t``'s language (English by default), ``message_en`` always."""
         return {
             "code": self.code.value,
             "severity": self.severity.value,
-            "message": self.message,
+            "message": self.message if t is None else self.in_language(t),
+            "message_en": self.message,
             "pid": self.pid,
             "service_id": self.service_id,
             "at_s": None if self.at_s is None else round(self.at_s, 3),

@@ -20,8 +20,10 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from cas.billing.service import money_text
+from cas.billing.txn import current_profile
 from cas.errors import CasError
 from cas.headend.why import Explanation, explain
+from cas.i18n import Day, Money, Translator
 from cas.reasons import Reason
 from cas.store.models import (
     Account,
@@ -67,6 +69,8 @@ class HeadendFacts:
     account_kind: str | None = None
     balance_minor: int | None = None
     balance: str | None = None
+    #: the balance as an amount, printed in the reader's language (``balance`` is English)
+    balance_money: Money | None = None
     blocked_since_s: int | None = None
     block_cause: str | None = None
     suspended_from_s: int | None = None
@@ -93,7 +97,20 @@ class HeadendFacts:
             return self.rights_changes[min(lag, len(self.rights_changes)) - 1][0]
         return self.rights_changed_at_s
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self, lang: str = "en") -> dict[str, Any]:
+        """The facts as data; amounts and days of subscriptions, ledger and balance in
+        ``lang``'s form (English: ``2510.00 KZT``, ``2026-11-01``; Russian: ``2 510,00 ₸``,
+        ``01.11.2026``)."""
+        t = Translator(lang)
+
+        def shown(value: Any) -> Any:
+            if isinstance(value, Day):
+                return None if value.at_s is None else t.value(value)
+            return t.value(value) if isinstance(value, Money) else value
+
+        def days(ts: int | None) -> str | None:
+            return None if ts is None else t.date(ts)
+
         return {
             "at": self.at.astimezone(UTC).isoformat(),
             "card": f"{self.serial:010d}",
@@ -106,18 +123,19 @@ class HeadendFacts:
             "account": self.account_number,
             "holder": self.holder,
             "account_kind": self.account_kind,
-            "balance": self.balance,
-            "blocked_since": day(self.blocked_since_s),
+            "balance": (self.balance if self.balance_money is None
+                        else shown(self.balance_money)),
+            "blocked_since": days(self.blocked_since_s),
             "block_cause": self.block_cause,
-            "suspended_from": day(self.suspended_from_s),
-            "suspended_until": day(self.suspended_until_s),
+            "suspended_from": days(self.suspended_from_s),
+            "suspended_until": days(self.suspended_until_s),
             "rights_version": self.rights_version,
             "sent_rights_version": self.sent_rights_version,
-            "rights_changed": day(self.rights_changed_at_s),
+            "rights_changed": days(self.rights_changed_at_s),
             "emm_issued_seq": self.emm_issued_seq,
-            "rights_changes": [{"at": day(t), "cause": c} for t, c in self.rights_changes],
-            "subscriptions": list(self.subscriptions),
-            "ledger": list(self.ledger),
+            "rights_changes": [{"at": days(at_s), "cause": c} for at_s, c in self.rights_changes],
+            "subscriptions": [{k: shown(v) for k, v in s.items()} for s in self.subscriptions],
+            "ledger": [{k: shown(v) for k, v in e.items()} for e in self.ledger],
             "channels": {str(sid): (v.explanation.as_dict() if v.explanation else
                                     {"error": v.error}) for sid, v in self.channels.items()},
         }
@@ -158,19 +176,24 @@ def collect(session: Session, serial: int, at: datetime, *, chip_id: int | None,
         .order_by(RightsChange.id.desc()).limit(20)))  # journal order, newest first
     subs: list[dict[str, Any]] = []
     ledger: list[dict[str, Any]] = []
+    profile = current_profile(session)
+
+    def money(minor: int) -> Money:
+        return Money(minor, profile.minor_per_major, profile.currency)
+
     if acc is not None:
         for sub, pkg in session.execute(
                 select(Subscription, Package).join(Package, Package.id == Subscription.package_id)
                 .where(Subscription.account_id == acc.id).order_by(Subscription.id)):
             subs.append({"package": pkg.name, "code": pkg.code, "kind": pkg.kind,
-                         "status": sub.status, "start": day(sub.start_s),
-                         "paid_until": day(sub.paid_until_s), "auto_renew": sub.auto_renew,
-                         "price": money_text(session, sub.period_price_minor or pkg.price_minor)})
+                         "status": sub.status, "start": Day(sub.start_s),
+                         "paid_until": Day(sub.paid_until_s), "auto_renew": sub.auto_renew,
+                         "price": money(sub.period_price_minor or pkg.price_minor)})
         for row in session.scalars(select(LedgerEntry).where(LedgerEntry.account_id == acc.id)
                                    .order_by(LedgerEntry.id.desc()).limit(8)):
-            ledger.append({"at": day(row.at_s), "kind": row.kind,
-                           "amount": money_text(session, row.amount_minor),
-                           "balance_after": money_text(session, row.balance_after_minor),
+            ledger.append({"at": Day(row.at_s), "kind": row.kind,
+                           "amount": money(row.amount_minor),
+                           "balance_after": money(row.balance_after_minor),
                            "description": row.description})
     channels: dict[int, ChannelView] = {}
     for sid in sids:
@@ -189,6 +212,7 @@ def collect(session: Session, serial: int, at: datetime, *, chip_id: int | None,
         account_kind=acc.kind if acc else None,
         balance_minor=acc.balance_minor if acc else None,
         balance=money_text(session, acc.balance_minor) if acc else None,
+        balance_money=money(acc.balance_minor) if acc else None,
         blocked_since_s=acc.blocked_since_s if acc else None,
         block_cause=acc.block_cause if acc else None,
         suspended_from_s=acc.suspended_from_s if acc else None,

@@ -6,6 +6,7 @@ scrambled PIDs cyan.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from rich.console import Console
@@ -41,11 +42,55 @@ def _s(value: float | None, digits: int = 1) -> str:
     return "-" if value is None else f"{value:.{digits}f}"
 
 
-def _short_kind(kind: str) -> str:
+def _short_kind(kind: str, t: Translator) -> str:
     for word in ("video", "audio"):
         if word in kind:
-            return word
-    return kind
+            return t(f"probe.kind.{word}")
+    return kind_text(kind, t)
+
+
+#: The English words of a PID's kind (stream types from ISO/IEC 13818-1 table 2-34, the
+#: probe's own names); codec and table names stay as they are.
+_KIND_WORDS = re.compile(r"\(PIDs beyond the 254th\)|"
+                         r"\b(?:video|audio|PES private data|null|unreferenced)\b")
+
+
+def kind_text(kind: str, t: Translator) -> str:
+    """``H.264 video`` -> ``H.264 видео``: a PID's kind in ``t``'s language."""
+    return _KIND_WORDS.sub(
+        lambda m: t("probe.kind." + re.sub(r"\W+", "_", m[0]).strip("_")), kind)
+
+
+_PCR_BASE = re.compile(r"PCR on PID (\d+) \((0x[0-9A-F]+)\)")
+_PACKET_BASE = re.compile(r"packet position at (\d+) bit/s \(no PCR\)")
+
+
+def time_base_text(source: str, t: Translator) -> str:
+    """The probe's time base (:mod:`cas.diag.timebase` names it in English) in ``t``'s
+    language; a form this does not know stays as it is."""
+    if m := _PCR_BASE.fullmatch(source):
+        return t("probe.base_pcr", pid=m[1], hex=m[2])
+    if m := _PACKET_BASE.fullmatch(source):
+        return t("probe.base_packets", bps=m[1])
+    return source
+
+
+def moment_text(at_iso: str, t: Translator, english: str | None = None) -> str:
+    """A UTC moment without its zone: English ``2026-11-01 12:00:00`` (or ``english``),
+    Russian ``01.11.2026, 12:00`` (Babel, CLDR)."""
+    if t.lang == "en":
+        return english if english is not None else at_iso[:19].replace("T", " ")
+    from datetime import datetime
+
+    from cas.locale import format_date, format_time
+
+    at = datetime.fromisoformat(at_iso)
+    return f"{format_date(at, t.lang)}, {format_time(at, t.lang)}"
+
+
+def state_word(state: str, t: Translator) -> str:
+    """A service's or PID's scrambling state (``partly scrambled``) in ``t``'s language."""
+    return t.word("probe.state", state.replace(" ", "_"))
 
 
 def state_text(state: str) -> Text:
@@ -59,9 +104,10 @@ def alarm_table(alarms: tuple[Alarm, ...] | list[Alarm], *, title: str = "Alarms
     for key in ("severity", "code", "pid", "service", "at", "message"):
         table.add_column(t(f"probe.col.{key}"))
     for a in alarms:
-        table.add_row(Text(a.severity.value, style=SEVERITY_STYLE[a.severity]), a.code.value,
+        table.add_row(Text(t(f"alarm.severity.{a.severity.value}"),
+                           style=SEVERITY_STYLE[a.severity]), a.code.value,
                       pid_text(a.pid), "-" if a.service_id is None else str(a.service_id),
-                      _s(a.at_s), a.message)
+                      _s(a.at_s), a.in_language(t))
     return table
 
 
@@ -76,11 +122,12 @@ def render_probe(report: ProbeReport, console: Console, t: Translator | None = N
     t = t or Translator("en")
     r = report
     console.print(Text(r.source, style="bold"),
-                  "  " + t("probe.head", size=f"{r.size_bytes:,}", packets=f"{r.packets:,}",
+                  "  " + t("probe.head", size=t.number(r.size_bytes),
+                           packets=t.number(r.packets),
                            duration=f"{r.duration_s:.1f}", bitrate=bitrate(r.bitrate_bps),
                            tsid=r.transport_stream_id if r.transport_stream_id is not None
                            else "-"))
-    console.print(t("probe.time_base", time_base=r.time_base)
+    console.print(t("probe.time_base", time_base=time_base_text(r.time_base, t))
                   + (", " + t("probe.pcr_discontinuities", n=r.pcr_discontinuities)
                      if r.pcr_discontinuities else "")
                   + ("; " + t("probe.crypto_period", s=f"{r.crypto_period_s:.1f}")
@@ -92,12 +139,12 @@ def render_probe(report: ProbeReport, console: Console, t: Translator | None = N
     for s in r.services:
         style = {"scrambled": "cyan", "clear": "green", "partly scrambled": "yellow"}.get(
             s.state, "red")
-        comps = ", ".join(f"{c.pid} {_short_kind(c.kind)}" for c in s.streams) or "-"
+        comps = ", ".join(f"{c.pid} {_short_kind(c.kind, t)}" for c in s.streams) or "-"
         ecm_text = ", ".join(f"{c.ca_pid} (0x{c.ca_system_id:04X}"
                              + (f", ES {c.es_pid})" if c.es_pid is not None else ")")
                              for c in s.ca) or "-"
         services.add_row(str(s.service_id), s.name or "-", s.provider or "-",
-                         Text(s.state, style=style), "-" if s.pmt_pid is None else str(s.pmt_pid),
+                         Text(state_word(s.state, t), style=style), "-" if s.pmt_pid is None else str(s.pmt_pid),
                          "-" if s.pcr_pid is None else str(s.pcr_pid), comps, ecm_text,
                          bitrate(s.bitrate_bps))
     console.print(services)
@@ -110,12 +157,12 @@ def render_probe(report: ProbeReport, console: Console, t: Translator | None = N
                                                    "pcrs") else "left")
     for p in r.pids:
         if p.pid < 0:
-            pids.add_row("…", p.kind, "", "", "", "", "", "", "", "")
+            pids.add_row("…", kind_text(p.kind, t), "", "", "", "", "", "", "", "")
             continue
-        pids.add_row(pid_text(p.pid), p.kind, ",".join(map(str, p.service_ids)) or "-",
-                     f"{p.packets:,}", bitrate(p.bitrate_bps),
-                     Text(p.state, style="cyan" if p.scrambled else "dim"),
-                     f"{p.scrambled_even:,}", f"{p.scrambled_odd:,}",
+        pids.add_row(pid_text(p.pid), kind_text(p.kind, t), ",".join(map(str, p.service_ids)) or "-",
+                     t.number(p.packets), bitrate(p.bitrate_bps),
+                     Text(state_word(p.state, t), style="cyan" if p.scrambled else "dim"),
+                     t.number(p.scrambled_even), t.number(p.scrambled_odd),
                      Text(str(p.cc_errors), style="bold red" if p.cc_errors else ""),
                      str(p.pcrs or ""))
     console.print(pids)
@@ -155,7 +202,7 @@ def render_probe(report: ProbeReport, console: Console, t: Translator | None = N
                          "longest_s"))
         for c in r.scrambling:
             cw.add_row(pid_text(c.pid), "-" if c.service_id is None else str(c.service_id),
-                       f"{c.even:,}", f"{c.odd:,}", str(c.parity_changes),
+                       t.number(c.even), t.number(c.odd), str(c.parity_changes),
                        _s(c.crypto_period_s), _s(c.longest_same_parity_s))
         console.print(cw)
     if r.alarms:
@@ -170,8 +217,9 @@ def codes_data(lang: str) -> dict[str, Any]:
                      "message": i.ru if lang == "ru" else i.en, "message_en": i.en,
                      "message_ru": i.ru, "fix": (i.fix_ru or i.fix_en) if lang == "ru"
                      else i.fix_en} for i in REASONS.values()],
-        "alarms": [{"code": code.value, "severity": sev.value, "meaning": text}
-                   for code, (sev, text) in ALARM_TEXT.items()],
+        "alarms": [{"code": code.value, "severity": sev.value,
+                    "meaning": Translator(lang).word("alarm.meaning", code.value),
+                    "meaning_en": text} for code, (sev, text) in ALARM_TEXT.items()],
     }
 
 
@@ -189,20 +237,23 @@ def codes_markdown() -> str:
 
 
 def render_codes(console: Console, lang: str) -> None:
-    table = Table(title="On-screen codes (cas.reasons)", title_justify="left")
+    t = Translator(lang)
+    table = Table(title=t("codes.title"), title_justify="left")
     for col in ("code", "reason", "message", "fix"):
-        table.add_column(col)
+        table.add_column(t(f"codes.col.{col}"))
     for i in REASONS.values():
         style = "green" if i.reason is Reason.OPEN else ""
         table.add_row(i.screen_code or "-", Text(i.reason.value, style=style),
                       i.ru if lang == "ru" else i.en,
                       (i.fix_ru or i.fix_en) if lang == "ru" else i.fix_en)
     console.print(table)
-    alarms = Table(title="Stream probe alarms (cas diag stream)", title_justify="left")
+    alarms = Table(title=t("codes.alarms_title"), title_justify="left")
     for col in ("alarm", "severity", "meaning"):
-        alarms.add_column(col)
-    for code, (sev, text) in ALARM_TEXT.items():
-        alarms.add_row(AlarmCode(code).value, Text(sev.value, style=SEVERITY_STYLE[sev]), text)
+        alarms.add_column(t(f"codes.col.{col}"))
+    for code, (sev, _text) in ALARM_TEXT.items():
+        alarms.add_row(AlarmCode(code).value,
+                       Text(t(f"alarm.severity.{sev.value}"), style=SEVERITY_STYLE[sev]),
+                       t.word("alarm.meaning", code.value))
     console.print(alarms)
 
 
@@ -237,7 +288,8 @@ def render_box(data: dict[str, Any], console: Console, t: Translator | None = No
             ok[p["blob_opens_on_this_chip"]]))
     e = data["last_emm"]
     head.add_row(t("diag_box.last_emm"), "-" if e is None else
-                 f"{e['at']}  {e['address_type']}  {e['result']} (SW {e['sw']})")
+                 f"{e['at']}  {t.word('diag_box.emm_address', e['address_type'])}  "
+                 f"{t.word('diag_box.emm_result', e['result'])} (SW {e['sw']})")
     c = data["last_ecm"]
     if c is None:
         head.add_row(t("diag_box.last_ecm"), "-")
@@ -279,7 +331,7 @@ def render_visit(data: dict[str, Any], console: Console, t: Translator | None = 
     box = data["box"]
     stream = data["stream"]
     he = data["headend"]
-    parts = [t("visit.title", at=data["at"][:19].replace("T", " "))]
+    parts = [t("visit.title", at=moment_text(data["at"], t))]
     if "serial" in card:
         parts.append(t("visit.card", serial=card["serial"], status=card["status"]))
     else:
@@ -301,7 +353,8 @@ def render_visit(data: dict[str, Any], console: Console, t: Translator | None = 
             console.print(Text(line, style="dim"))
         else:
             console.print(Text(t("visit.not_registered"), style="yellow"))
-    console.print(Text(t("visit.mode", mode=data["mode"]), style="dim"))
+    console.print(Text(t("visit.mode", mode=t.word("visit.modes", data["mode"])),
+                       style="dim"))
 
     roots = [r for r in data["root_causes"] if r["tier"] <= 5 or r["channels"]]
     if roots:
@@ -337,7 +390,8 @@ def render_visit(data: dict[str, Any], console: Console, t: Translator | None = 
             table.add_column(t(f"visit.col.{col}"))
         for a in alarms:
             sev = Severity(a["severity"])
-            table.add_row(Text(a["severity"], style=SEVERITY_STYLE[sev]), a["code"],
+            table.add_row(Text(t(f"alarm.severity.{sev.value}"), style=SEVERITY_STYLE[sev]),
+                          a["code"],
                           pid_text(a["pid"]), a["message"])
         console.print(table)
     for note in data["notes"]:

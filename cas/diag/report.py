@@ -18,12 +18,14 @@ from __future__ import annotations
 import html
 import json
 import os
+import re
 import tempfile
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from cas.diag.render import moment_text, state_word, time_base_text
 from cas.diag.visit import VisitReport
 from cas.errors import UsageError
 from cas.i18n import Translator
@@ -83,7 +85,8 @@ def write_report(path: Path, visit: VisitReport, verification: Verification,
     elif suffix == ".txt":
         text, fmt = render_text(data, Translator(lang)), "text"
     else:
-        raise UsageError(f"{path}: the report is FILE.json, FILE.html or FILE.txt")
+        raise UsageError(f"{path}: the report is FILE.json, FILE.html or FILE.txt").with_id(
+            "report_format", path=str(path))
     _write_atomic(path, text)
     return fmt
 
@@ -112,6 +115,37 @@ overflow:auto;font-size:12px}
 """
 
 
+#: The ledger descriptions the billing rules write (cas/billing), as catalogue messages;
+#: anything else (an operator's adjustment reason) is shown as it was typed.
+_LEDGER_TEXT: tuple[tuple[re.Pattern[str], str], ...] = (
+    (re.compile(r"payment by (?P<by>card|contract|account) (?P<ref>\S+) \((?P<method>\w+)\)"),
+     "ticket.ledger_desc.payment"),
+    (re.compile(r"(?P<package>.+): period (?P<n>\d+)"), "ticket.ledger_desc.period"),
+    (re.compile(r"(?P<package>.+): (?P<n>\d+) unused days"), "ticket.ledger_desc.unused"),
+    (re.compile(r"promised payment, due (?P<day>\d{4}-\d\d-\d\d)"),
+     "ticket.ledger_desc.promised"),
+    (re.compile(r"promised payment repaid"), "ticket.ledger_desc.promise_repaid"),
+    (re.compile(r"promised payment not repaid in time"), "ticket.ledger_desc.promise_lapsed"),
+)
+
+
+def ledger_text(description: str, t: Translator) -> str:
+    """A ledger row's description in ``t``'s language (the store keeps the English one)."""
+    for pattern, key in _LEDGER_TEXT:
+        if m := pattern.fullmatch(description):
+            params: dict[str, Any] = dict(m.groupdict())
+            if "by" in params:
+                params["by"] = t.word("ticket.payer", params["by"])
+                params["method"] = t.word("ticket.method", params["method"])
+            if "n" in params:
+                params["n"] = int(params["n"])
+            if "day" in params:
+                day = datetime.strptime(params["day"], "%Y-%m-%d").replace(tzinfo=UTC)
+                params["day"] = t.date(int(day.timestamp()))
+            return t(key, **params)
+    return description
+
+
 def _e(value: Any) -> str:
     return html.escape("-" if value is None or value == "" else str(value))
 
@@ -133,7 +167,8 @@ def _verification_rows(v: dict[str, Any], t: Translator) -> list[tuple[str, Any]
               "smart card": t("ticket.smart_card_device")}.get(v["device_type"], v["device_type"])
     return [(t("ticket.account"), v["account_number"]), (t("ticket.city"), v["city"]),
             (t("ticket.device_type"), device), (t("ticket.device_model"), v["device_model"]),
-            (t("ticket.complaint"), v["complaint"]), (t("ticket.time"), v["time"]),
+            (t("ticket.complaint"), v["complaint"]),
+            (t("ticket.time"), v["time"] and moment_text(v["time"], t, v["time"])),
             (t("ticket.smart_card"), v["card_serial"]), (t("ticket.chip_id"), v["chip_id"])]
 
 
@@ -224,7 +259,8 @@ def render_html(data: dict[str, Any], t: Translator | None = None) -> str:
             out.append(_table([t("ticket.package"), t("ticket.start"), t("ticket.end"),
                                t("ticket.status")],
                               [[_e(e["package_id"]), _e(e["start"]), _e(e["end"]),
-                                _e(e["state"])] for e in ents]))
+                                _e(t.word("ticket.ent_state", e["state"].replace(" ", "_")))]
+                               for e in ents]))
     else:
         out.append(f"<p class='error'>{_e(card.get('error') or t('ticket.no_card'))}</p>")
     if box is not None:
@@ -238,7 +274,8 @@ def render_html(data: dict[str, Any], t: Translator | None = None) -> str:
                         (t("ticket.pairing_nvram"), None if box["pairing"] is None
                          else f"{t('why.row.card')} {box['pairing']['card_serial']}"),
                         (t("ticket.last_emm"), None if box["last_emm"] is None
-                         else f"{box['last_emm']['at']} {box['last_emm']['result']}"),
+                         else f"{box['last_emm']['at']} "
+                              f"{t.word('diag_box.emm_result', box['last_emm']['result'])}"),
                         (t("ticket.last_ecm"), None if box["last_ecm"] is None
                          else f"{box['last_ecm']['at']} {t('why.row.channel')} {box['last_ecm']['channel']} "
                               f"{box['last_ecm']['reason']}"),
@@ -247,7 +284,8 @@ def render_html(data: dict[str, Any], t: Translator | None = None) -> str:
     if he is not None:
         out.append(f"<h2>{_e(t('ticket.headend_section'))}</h2>")
         out.append(_kv([(t("ticket.account"), he["account"]), (t("ticket.holder"), he["holder"]),
-                        (t("ticket.kind"), he["account_kind"]),
+                        (t("ticket.kind"), he["account_kind"] and
+                         t.word("ticket.account_kind", he["account_kind"])),
                         (t("ticket.balance"), he["balance"]),
                         (t("ticket.blocked_since"), he["blocked_since"]),
                         (t("ticket.suspended"), None if not he["suspended_from"] else
@@ -258,7 +296,8 @@ def render_html(data: dict[str, Any], t: Translator | None = None) -> str:
         if he["subscriptions"]:
             out.append(_table([t("ticket.package"), t("ticket.status"), t("ticket.start"),
                                t("ticket.paid_until"), t("ticket.renewal"), t("ticket.price")],
-                              [[_e(s["package"]), _e(s["status"]), _e(s["start"]),
+                              [[_e(s["package"]), _e(t.word("ticket.sub_status", s["status"])),
+                                _e(s["start"]),
                                 _e(s["paid_until"]),
                                 _e(t("ticket.on") if s["auto_renew"] else t("ticket.off")),
                                 _e(s["price"])] for s in he["subscriptions"]]))
@@ -266,22 +305,23 @@ def render_html(data: dict[str, Any], t: Translator | None = None) -> str:
             out.append(f"<p>{_e(t('ticket.ledger'))}</p>")
             out.append(_table([t("ticket.date"), t("ticket.kind"), t("ticket.amount"),
                                t("ticket.balance_after"), t("ticket.description")],
-                              [[_e(x["at"]), _e(x["kind"]), _e(x["amount"]),
-                                _e(x["balance_after"]), _e(x["description"])]
+                              [[_e(x["at"]), _e(t.word("ticket.ledger_kind", x["kind"])),
+                                _e(x["amount"]), _e(x["balance_after"]),
+                                _e(ledger_text(x["description"], t))]
                                for x in he["ledger"]]))
     out.append(f"<h2>{_e(t('ticket.stream_section'))}</h2>")
     out.append("<p>" + _e(t("ticket.stream_line", source=stream["source"], n=stream["packets"],
-                            packets=f"{stream['packets']:,}",
+                            packets=t.number(stream["packets"]),
                             duration=f"{stream['duration_s']:.1f}",
                             mbps=f"{stream['bitrate_bps'] / 1e6:.2f}",
-                            time_base=stream["time_base"])) + "</p>")
+                            time_base=time_base_text(stream["time_base"], t))) + "</p>")
     out.append(_table(["SID", t("visit.col.name"), t("visit.col.state"), t("ticket.ecm_pids")],
-                      [[_e(s["service_id"]), _e(s["name"]), _e(s["state"]),
+                      [[_e(s["service_id"]), _e(s["name"]), _e(state_word(s["state"], t)),
                         _e(", ".join(str(c["ca_pid"]) for c in s["ca_descriptors"]))]
                        for s in stream["services"]]))
     if stream["alarms"]:
         out.append(_table([t("visit.col.severity"), t("visit.col.alarm"), t("visit.col.message")],
-                          [[f"<span class='{a['severity']}'>{_e(a['severity'])}</span>",
+                          [[f"<span class='{a['severity']}'>{_e(t('alarm.severity.' + a['severity']))}</span>",
                             _e(a["code"]), _e(a["message"])] for a in stream["alarms"]]))
     else:
         out.append(f"<p class='OPEN'>{_e(t('ticket.no_alarms'))}</p>")

@@ -16,7 +16,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 from cas.i18n.catalog import LANGUAGES, Entry, catalogue, plural_category
 
@@ -26,11 +26,13 @@ __all__ = [
     "DEFAULT_LANGUAGE",
     "LANGUAGES",
     "Day",
+    "Localised",
     "Money",
     "Msg",
     "Translator",
     "format_date",
     "format_money",
+    "os_reason",
     "plural_category",
     "resolve_language",
     "translator",
@@ -104,6 +106,13 @@ def format_date(at_s: int | None, lang: str) -> str:
     return locale.format_date(day, lang)
 
 
+@runtime_checkable
+class Localised(Protocol):
+    """A parameter that knows how to say itself (a box's technical detail, an alarm)."""
+
+    def in_language(self, t: Translator) -> str: ...
+
+
 @dataclass(frozen=True, slots=True)
 class Msg:
     """A message not yet in a language: its catalogue key and parameters.  The domain
@@ -124,6 +133,8 @@ def _plain(value: Any) -> Any:
         return value.to_json()
     if isinstance(value, Money):
         return format_money(value, "en")
+    if isinstance(value, Localised):
+        return value.in_language(Translator("en"))
     return value
 
 
@@ -168,7 +179,21 @@ class Translator:
             return format_money(value, self.lang)
         if isinstance(value, list | tuple):
             return ", ".join(str(self.value(v)) for v in value)
+        if isinstance(value, Localised):
+            return value.in_language(self)
         return value
+
+    def word(self, group: str, value: str) -> str:
+        """A fixed vocabulary word (``group.value``, e.g. an EMM result) in this language;
+        a value the catalogue does not list is shown as it came."""
+        key = f"{group}.{value}"
+        return self(key) if key in self._own or key in self._fallback else value
+
+    def number(self, value: int) -> str:
+        """An integer with the language's grouping: ``2,659`` / ``2 659`` (CLDR)."""
+        from cas import locale
+
+        return locale.format_number(value, self.lang)
 
     def date(self, at_s: int | None) -> str:
         return format_date(at_s, self.lang)
@@ -191,6 +216,21 @@ def _reason_text(key: str, lang: str) -> str | None:
     if parts[2] == "fix":
         return (i.fix_ru or i.fix_en) if lang == "ru" else i.fix_en
     return None
+
+
+#: The operating system's reasons a command line meets, by errno name (``errors.os_reason``).
+_OS_REASONS = ("ENOENT", "EACCES", "EISDIR", "ENOTDIR", "EEXIST", "ENOSPC", "EROFS")
+
+
+def os_reason(exc: OSError) -> Msg | str:
+    """An OSError's reason as a message parameter: ``No such file or directory`` in the
+    reader's language; a reason not in the catalogue as the system worded it."""
+    import errno
+
+    name = errno.errorcode.get(exc.errno or 0, "")
+    if name in _OS_REASONS:
+        return Msg(f"errors.os_reason.{name}")
+    return exc.strerror or str(exc)
 
 
 def translator(lang: str | None = None) -> Translator:

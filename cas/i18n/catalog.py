@@ -116,6 +116,7 @@ def english_sentences(min_words: int = 2) -> set[str]:
     for text in texts:
         for literal, _field, _spec, _conv in string.Formatter().parse(text):
             piece = literal.strip(" ,.;:()'—-")
-            if sum(1 for w in piece.split() if any(c.isalpha() for c in w)) >= min_words:
+            # Codes both languages write alike (EMM PID, CA, PMT) are not words here.
+            if sum(1 for w in piece.split() if any(c.islower() for c in w)) >= min_words:
                 out.add(piece)
     return out

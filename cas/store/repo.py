@@ -172,7 +172,8 @@ def get_card(session: Session, serial: int, *, lock: bool = False) -> Card:
     card = session.get(Card, serial, with_for_update=lock or None)
     if card is None:
         raise RecordNotFound(f"unknown card {serial:010d}" if isinstance(serial, int)
-                             else f"unknown card {serial!r}", code="UNKNOWN_CARD")
+                             else f"unknown card {serial!r}", code="UNKNOWN_CARD").with_id(
+            "unknown_card", card=f"{serial:010d}" if isinstance(serial, int) else serial)
     return card
 
 

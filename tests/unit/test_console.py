@@ -29,6 +29,15 @@ def _group(cls: type[GuardedGroup], *, json_mode: bool = False,
         raise StreamError("no sync byte")
 
     @cli.command()
+    def named() -> None:
+        raise StreamError("in.ts: empty stream").with_id("empty_stream", source="in.ts")
+
+    @cli.command()
+    def missing() -> None:
+        with open("/nonexistent/cas-sim/in.ts", "rb"):
+            pass
+
+    @cli.command()
     def bad_value() -> None:
         raise ValueError("not a number")
 
@@ -112,13 +121,30 @@ def test_under_json_an_error_is_one_json_document_with_code_and_exit_code() -> N
 
 
 def test_errors_speak_the_chosen_language() -> None:
-    result = CliRunner().invoke(_group(GuardedGroup, lang="ru"), ["stream"])
+    # An error that names its message in the catalogue speaks Russian ...
+    result = CliRunner().invoke(_group(GuardedGroup, lang="ru"), ["named"])
     assert (result.exit_code, result.output) == (StreamError.exit_code,
-                                                 "ошибка: no sync byte\n")
+                                                 "ошибка: in.ts: пустой поток\n")
+    english = CliRunner().invoke(_group(GuardedGroup), ["named"])
+    assert english.output == "error: in.ts: empty stream\n"
+    # ... the system's refusals by their kind ...
+    result = CliRunner().invoke(_group(GuardedGroup, lang="ru"), ["missing"])
+    assert result.output == "ошибка: /nonexistent/cas-sim/in.ts: нет такого файла или каталога\n"
+    # ... and one without an id says so rather than pass English off as Russian.
+    result = CliRunner().invoke(_group(GuardedGroup, lang="ru"), ["stream"])
+    assert (result.exit_code, result.output) == (
+        StreamError.exit_code, "ошибка: no sync byte (сообщение пока без перевода)\n")
     result = CliRunner().invoke(_group(GuardedGroup, lang=None), ["bug"],
                                 env={"CAS_DEBUG": "", "CAS_LANG": "", "LC_ALL": "ru_RU.UTF-8"})
     assert result.output.startswith("внутренняя ошибка: _Bug: oops")
     assert "CAS_DEBUG=1" in result.output
+
+
+def test_under_json_in_russian_the_message_is_russian_and_english_is_kept() -> None:
+    result = CliRunner().invoke(_group(GuardedGroup, json_mode=True, lang="ru"), ["named"])
+    assert json.loads(result.stderr) == {"error": {
+        "code": "STREAM_ERROR", "message": "in.ts: пустой поток",
+        "message_en": "in.ts: empty stream", "exit_code": StreamError.exit_code}}
 
 
 def test_the_code_of_an_error_is_its_own_code_else_its_class() -> None:

@@ -87,11 +87,13 @@ def probe_file(path: Path | str, **kwargs: Any) -> ProbeReport:
         with p.open("rb", buffering=0) as handle:
             return probe_stream(handle, source=str(p), **kwargs)  # type: ignore[arg-type]
     except FileNotFoundError:
-        raise StreamError(f"{p}: no such file") from None
+        raise StreamError(f"{p}: no such file").with_id("no_file", path=str(p)) from None
     except IsADirectoryError:
-        raise StreamError(f"{p} is a directory") from None
+        raise StreamError(f"{p} is a directory").with_id("os.is_a_directory",
+                                                          path=str(p)) from None
     except PermissionError:
-        raise StreamError(f"{p}: permission denied") from None
+        raise StreamError(f"{p}: permission denied").with_id("os.permission",
+                                                             path=str(p)) from None
 
 
 def probe_bytes(data: bytes, **kwargs: Any) -> ProbeReport:

@@ -23,6 +23,7 @@ from cas.diag.probe.report import (
 )
 from cas.diag.probe.state import CaKind, CaPidState, PidState, ProgramState, ScanState
 from cas.diag.timebase import DEFAULT_NOMINAL_BITRATE_BPS, PACKET_BITS, TimeBase
+from cas.i18n import Msg, Translator
 
 
 class Finisher:
@@ -71,8 +72,9 @@ class Finisher:
     def rate(self, packets: int) -> float:
         return packets * PACKET_BITS / self.duration
 
-    def alarm(self, code: AlarmCode, message: str, **kw: Any) -> None:
-        self.alarms.append(Alarm(code=code, message=message, **kw))
+    def alarm(self, code: AlarmCode, text: Msg, **kw: Any) -> None:
+        # ``message`` stays English (JSON, logs); ``text`` renders in the reader's language.
+        self.alarms.append(Alarm(code=code, message=Translator("en")(text), text=text, **kw))
 
     def report(self) -> ProbeReport:
         p = self.p
@@ -139,8 +141,8 @@ class Finisher:
             if st.cc_errors:
                 first = st.cc_events[0][0] if st.cc_events else None
                 self.alarm(AlarmCode.CC_ERROR,
-                           f"PID {pid} (0x{pid:04X}): {st.cc_errors} continuity error"
-                           f"{'s' if st.cc_errors != 1 else ''}",
+                           Msg("alarm.cc_error", {"pid": pid, "hex": f"0x{pid:04X}",
+                                                  "n": st.cc_errors}),
                            pid=pid, count=st.cc_errors,
                            at_s=None if first is None else self.base_for_pid(pid).at(first))
         if self.p.overflow:
@@ -191,17 +193,19 @@ class Finisher:
         return [(a, b - a) for a, b in pairwise(edges)]
 
     def pmt_alarm(self, prog: ProgramState, base: TimeBase) -> None:
-        name = f"service {prog.number}"
+        name = Msg("alarm.service", {"sid": prog.number})
         if not prog.pmt_times:
-            self.alarm(AlarmCode.PMT_ERROR, f"{name}: no PMT on PID {prog.pmt_pid}",
+            self.alarm(AlarmCode.PMT_ERROR,
+                       Msg("alarm.no_pmt", {"name": name, "pid": prog.pmt_pid}),
                        pid=prog.pmt_pid, service_id=prog.number)
             return
         late = [(a, g) for a, g in self.gaps(prog.pmt_times, base) if g > self.th.pmt_gap_s]
         if late:
             worst = max(g for _, g in late)
             self.alarm(AlarmCode.PMT_ERROR,
-                       f"{name}: PMT gap of {worst * 1000:.0f} ms (limit "
-                       f"{self.th.pmt_gap_s * 1000:.0f} ms), {len(late)} time(s)",
+                       Msg("alarm.pmt_gap", {"name": name, "worst_ms": f"{worst * 1000:.0f}",
+                                             "limit_ms": f"{self.th.pmt_gap_s * 1000:.0f}",
+                                             "n": len(late)}),
                        pid=prog.pmt_pid, service_id=prog.number, at_s=late[0][0],
                        count=len(late), worst=worst)
 
@@ -253,10 +257,11 @@ class Finisher:
                    same: list[tuple[float, float]]) -> None:
         th = self.th
         sid = programs[0] if programs else None
-        label = f"ECM PID {ca.pid} (0x{ca.pid:04X})" + (
-            f", service {', '.join(map(str, programs))}" if programs else "")
+        label = Msg("alarm.ecm_label_service" if programs else "alarm.ecm_label",
+                    {"pid": ca.pid, "hex": f"0x{ca.pid:04X}",
+                     "sids": ", ".join(map(str, programs))})
         if not times:
-            self.alarm(AlarmCode.ECM_MISSING, f"{label}: signalled in the PMT, no ECM received",
+            self.alarm(AlarmCode.ECM_MISSING, Msg("alarm.ecm_missing", {"label": label}),
                        pid=ca.pid, service_id=sid)
             return
         end = base.at(self.total)
@@ -264,23 +269,26 @@ class Finisher:
         if inner:
             worst = max(g for _, g in inner)
             self.alarm(AlarmCode.ECM_GAP,
-                       f"{label}: {len(inner)} gap(s) over {th.ecm_gap_s * 1000:.0f} ms, "
-                       f"longest {worst * 1000:.0f} ms at {inner[0][0]:.1f} s",
+                       Msg("alarm.ecm_gap", {"label": label, "n": len(inner),
+                                             "limit_ms": f"{th.ecm_gap_s * 1000:.0f}",
+                                             "worst_ms": f"{worst * 1000:.0f}",
+                                             "at": f"{inner[0][0]:.1f}"}),
                        pid=ca.pid, service_id=sid, at_s=inner[0][0], count=len(inner),
                        worst=worst)
         tail = end - times[-1]
         if tail > th.ecm_gap_s:
             active = self.service_active_until(programs, base)
-            still = "" if active is None else f"; scrambled packets go on to {active:.1f} s"
+            still: Msg | str = "" if active is None else Msg(
+                "alarm.scrambled_go_on", {"at": f"{active:.1f}"})
             self.alarm(AlarmCode.ECM_STOPPED,
-                       f"{label}: last ECM at {times[-1]:.1f} s, none for the last {tail:.1f} s "
-                       f"of the stream{still}",
+                       Msg("alarm.ecm_stopped", {"label": label, "last": f"{times[-1]:.1f}",
+                                                 "tail": f"{tail:.1f}", "still": still}),
                        pid=ca.pid, service_id=sid, at_s=times[-1], worst=tail)
         longest, since = max(same) if same else (0.0, 0.0)
         if longest >= th.cw_change_s:
             self.alarm(AlarmCode.CW_NOT_CHANGING,
-                       f"{label}: ECM table_id parity unchanged for {longest:.1f} s "
-                       f"(limit {th.cw_change_s:.0f} s)",
+                       Msg("alarm.ecm_parity", {"label": label, "longest": f"{longest:.1f}",
+                                                "limit": f"{th.cw_change_s:.0f}"}),
                        pid=ca.pid, service_id=sid, worst=longest, at_s=since)
 
     def emm_reports(self) -> tuple[EmmReport, ...]:
@@ -305,8 +313,10 @@ class Finisher:
                 global_last_seq=ca.global_last_seq))
             if ours and bitrate < self.th.emm_min_bps:
                 self.alarm(AlarmCode.EMM_BITRATE_LOW,
-                           f"EMM PID {pid} (0x{pid:04X}): {bitrate:.0f} bit/s, under "
-                           f"{self.th.emm_min_bps} bit/s", pid=pid, worst=bitrate)
+                           Msg("alarm.emm_bitrate", {"pid": pid, "hex": f"0x{pid:04X}",
+                                                     "bps": f"{bitrate:.0f}",
+                                                     "limit": self.th.emm_min_bps}),
+                           pid=pid, worst=bitrate)
         return tuple(out)
 
     def scrambling_reports(self) -> tuple[ScramblingReport, ...]:
@@ -330,30 +340,32 @@ class Finisher:
                 crypto_period_s=median(periods) if periods else None,
                 longest_same_parity_s=longest))
             sid = programs[0] if programs else None
-            label = f"PID {pid} (0x{pid:04X})" + (f", service {sid}" if sid is not None else "")
+            label = Msg("alarm.pid_label" if sid is None else "alarm.pid_label_service",
+                        {"pid": pid, "hex": f"0x{pid:04X}", "sids": sid})
             if longest >= self.th.cw_change_s:
                 self.alarm(AlarmCode.CW_NOT_CHANGING,
-                           f"{label}: scrambling parity unchanged for {longest:.1f} s "
-                           f"(limit {self.th.cw_change_s:.0f} s): the control word is not "
-                           "changing", pid=pid, service_id=sid, worst=longest, at_s=since)
+                           Msg("alarm.cw_not_changing", {
+                               "label": label, "longest": f"{longest:.1f}",
+                               "limit": f"{self.th.cw_change_s:.0f}"}),
+                           pid=pid, service_id=sid, worst=longest, at_s=since)
             self.no_ecm_alarm(st, programs, label, first)
         return tuple(out)
 
-    def no_ecm_alarm(self, st: PidState, programs: list[int] | None, label: str,
+    def no_ecm_alarm(self, st: PidState, programs: list[int] | None, label: Msg,
                      first: float) -> None:
         p = self.p
         scrambled = st.even + st.odd + st.reserved
         if not programs:
             self.alarm(AlarmCode.SCRAMBLED_NO_ECM,
-                       f"{label}: {scrambled} scrambled packets on a PID no PMT lists",
+                       Msg("alarm.scrambled_unlisted", {"label": label, "n": scrambled}),
                        pid=st.pid, at_s=first, count=scrambled)
             return
         prog = p.programs[programs[0]]
         ecm_pids = [c.ca_pid for c in prog.ca if c.es_pid in (None, st.pid)]
         if not ecm_pids:
             self.alarm(AlarmCode.SCRAMBLED_NO_ECM,
-                       f"{label}: {scrambled} scrambled packets, but the PMT has no "
-                       "CA_descriptor (no ECM PID)", pid=st.pid, service_id=prog.number,
+                       Msg("alarm.scrambled_no_ca", {"label": label, "n": scrambled}),
+                       pid=st.pid, service_id=prog.number,
                        at_s=first, count=scrambled)
 
     def stream_alarms(self, services: tuple[ServiceReport, ...],
@@ -362,39 +374,40 @@ class Finisher:
         th = self.th
         if p.sync_losses:
             self.alarm(AlarmCode.SYNC_LOSS,
-                       f"sync lost {p.sync_losses} time(s), {p.skipped_bytes} bytes skipped",
+                       Msg("alarm.sync_loss", {"n": p.sync_losses,
+                                               "skipped": p.skipped_bytes}),
                        count=p.sync_losses, at_s=self.ref.at(p.sync_loss_at[0]))
         if p.transport_errors:
             self.alarm(AlarmCode.TRANSPORT_ERROR,
-                       f"{p.transport_errors} packet(s) with transport_error_indicator set",
+                       Msg("alarm.tei", {"n": p.transport_errors}),
                        count=p.transport_errors,
                        at_s=None if p.first_tei is None else self.ref.at(p.first_tei))
         if not p.pat_times:
-            self.alarm(AlarmCode.PAT_ERROR, "no PAT on PID 0x0000", pid=0)
+            self.alarm(AlarmCode.PAT_ERROR, Msg("alarm.no_pat"), pid=0)
         else:
             late = [(a, g) for a, g in self.gaps(p.pat_times, self.ref) if g > th.pat_gap_s]
             if late:
                 worst = max(g for _, g in late)
                 self.alarm(AlarmCode.PAT_ERROR,
-                           f"PAT gap of {worst * 1000:.0f} ms (limit {th.pat_gap_s * 1000:.0f}"
-                           f" ms), {len(late)} time(s)", pid=0, at_s=late[0][0],
+                           Msg("alarm.pat_gap", {"worst_ms": f"{worst * 1000:.0f}",
+                                                 "limit_ms": f"{th.pat_gap_s * 1000:.0f}",
+                                                 "n": len(late)}), pid=0, at_s=late[0][0],
                            count=len(late), worst=worst)
         crc = {pid: r.counts["crc"] for pid, r in p.reasm.items() if r.counts["crc"]}
         if crc:
             self.alarm(AlarmCode.CRC_ERROR,
-                       "CRC_32 errors: " + ", ".join(f"PID {pid} ×{n}"
-                                                     for pid, n in sorted(crc.items())),
+                       Msg("alarm.crc", {"pids": ", ".join(f"PID {pid} ×{n}"
+                                                           for pid, n in sorted(crc.items()))}),
                        count=sum(crc.values()), pid=min(crc))
         scrambled_any = any(s.scrambled_packets for s in services) or any(
             st.even + st.odd for st in p.pids.values())
         if scrambled_any and not p.cat_times:
-            self.alarm(AlarmCode.CAT_ERROR, "scrambled packets but no CAT on PID 0x0001",
+            self.alarm(AlarmCode.CAT_ERROR, Msg("alarm.no_cat"),
                        pid=1)
         ours = [e for e in emms if e.ours]
         if scrambled_any and p.cat_times and not ours:
             self.alarm(AlarmCode.EMM_MISSING,
-                       f"the CAT names no EMM PID for CA system 0x{p.ca_system_id:04X}: "
-                       "cards get no entitlement updates", pid=1)
+                       Msg("alarm.emm_missing", {"ca": f"0x{p.ca_system_id:04X}"}), pid=1)
 
 
 def assemble(scan: ScanState) -> ProbeReport:

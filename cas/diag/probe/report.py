@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from cas.diag.alarms import Alarm
+from cas.i18n import Translator
 
 STREAM_TYPES: dict[int, str] = {
     0x01: "MPEG-1 video", 0x02: "MPEG-2 video", 0x03: "MPEG-1 audio", 0x04: "MPEG-2 audio",
@@ -323,7 +324,8 @@ class ProbeReport:
     def errors(self) -> list[Alarm]:
         return [a for a in self.alarms if a.severity == "error"]
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self, lang: str = "en") -> dict[str, Any]:
+        """The ``--json`` form; the alarms' ``message`` in ``lang`` (``message_en`` too)."""
         return {
             "kind": "stream_probe",
             "source": self.source, "ca_system_id": f"0x{self.ca_system_id:04X}",
@@ -340,7 +342,7 @@ class ProbeReport:
             "ecm": [e.to_json() for e in self.ecms],
             "emm": [e.to_json() for e in self.emms],
             "scrambling": [s.to_json() for s in self.scrambling],
-            "alarms": [a.to_json() for a in self.alarms],
+            "alarms": [a.to_json(Translator(lang)) for a in self.alarms],
             "cc_events": [{"pid": p, "packet": i, "expected": e, "got": g}
                           for p, i, e, g in self.cc_events],
         }

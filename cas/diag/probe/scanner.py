@@ -609,9 +609,11 @@ class StreamProbe(ScanState):
             self._flush_tail()
         if not self._ever_synced:
             if self.size_bytes == 0:
-                raise StreamError(f"{self.source}: empty stream")
+                raise StreamError(f"{self.source}: empty stream").with_id(
+                    "empty_stream", source=self.source)
             raise StreamError(f"{self.source}: not an MPEG transport stream "
-                              "(no 188-byte packet sync found)")
+                              "(no 188-byte packet sync found)").with_id(
+                                  "not_ts", source=self.source)
         if self._carry:
             self.skipped_bytes += len(self._carry)
             self._carry = b""

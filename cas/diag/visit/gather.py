@@ -37,6 +37,7 @@ from cas.diag.visit.facts import VisitFacts
 from cas.diag.visit.rules import diagnose
 from cas.diag.visit.verdict import VisitMode, VisitReport
 from cas.errors import CardError, CasError, NoCardError, StatusWordError, UsageError
+from cas.i18n import Msg
 from cas.reasons import Reason
 from firmware_stub.report import ChannelStatus, LockReport
 
@@ -104,10 +105,10 @@ def _open_card(inp: VisitInput, stack: ExitStack) -> tuple[Any, str | None, str 
     from firmware_stub.cardslot import insert_card
 
     if inp.reader is not None and inp.card_image is not None:
-        raise UsageError("use --reader or --card-image, not both")
+        raise UsageError("use --reader or --card-image, not both").with_id("reader_or_image")
     if inp.card_image is not None:
         if inp.rom_key is None:
-            raise UsageError("--card-image needs --rom-key-file")
+            raise UsageError("--card-image needs --rom-key-file").with_id("image_needs_rom_key")
         # No path: the image on disk is not changed by what the diagnosis sends the card.
         applet = Applet(Eeprom(load_image(inp.card_image)), rom_key=inp.rom_key)
         return CardClient(InProcessTransport(applet)), f"image:{inp.card_image.name}", None
@@ -126,7 +127,7 @@ class Gathered:
     mode: VisitMode
     card_error: str | None
     card_at_arrival: CardReport | None  # as found, before the scan
-    notes: tuple[str, ...]
+    notes: tuple[str | Msg, ...]
 
 
 def gather(inp: VisitInput, *, store: Any = None, card: Any = None,
@@ -134,7 +135,7 @@ def gather(inp: VisitInput, *, store: Any = None, card: Any = None,
            progress: Callable[[int], None] | None = None) -> Gathered:
     """Read every fact, in this order: the stream, the card, the visit's time, the box's files,
     the box's own scan (or the card alone), the card again, the head-end's records."""
-    notes = list(inp.notes)
+    notes: list[str | Msg] = list(inp.notes)
     probe = probe_file(inp.stream, ca_system_id=inp.ca_system_id,
                        nominal_bitrate_bps=inp.nominal_bitrate_bps, thresholds=inp.thresholds,
                        progress=progress)
@@ -160,8 +161,7 @@ def gather(inp: VisitInput, *, store: Any = None, card: Any = None,
             statuses: list[ChannelStatus] = list(lock.channels)
         elif client is not None and card_error is None:
             mode = VisitMode.CARD_ONLY
-            notes.append("no Chip ID record and vendor key: the card answered each channel's "
-                         "last ECM by itself; pairing and descrambling were not checked")
+            notes.append(Msg("visit.notes.card_only"))
             statuses = _card_only(probe, client)
         else:
             mode = VisitMode.STREAM_ONLY
@@ -173,14 +173,14 @@ def gather(inp: VisitInput, *, store: Any = None, card: Any = None,
             try:
                 card_report = _with_now(read_report(client, reader=reader, now_s=0), at_s)
             except CasError as exc:
-                notes.append(f"the card could not be read again after the scan: {exc}")
+                notes.append(Msg("visit.notes.card_reread", {"error": str(exc)}))
         card_seq_after = card_report.info.emm_seq_unique if card_report is not None else None
         headend: HeadendFacts | None = None
         numbers: dict[int, int] = {}
         if store is not None:
             headend, numbers = _store_facts(store, statuses, card_report, at, chip_id)
             if card_report is None:
-                notes.append("no card read: only the head-end's lineup was consulted")
+                notes.append(Msg("visit.notes.lineup_only"))
     facts = VisitFacts(at_s=at_s, probe=probe, statuses=tuple(statuses), card=card_report,
                        card_seq=card_seq_after, box=box_report, lock=lock, headend=headend,
                        chip_id=chip_id, numbers=numbers)

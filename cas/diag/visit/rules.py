@@ -55,7 +55,7 @@ from cas.diag.visit.facts import VisitFacts
 from cas.diag.visit.verdict import TIER, Cause, ChannelVerdict, Finding, RootCause, finding
 from cas.i18n import Day, Msg
 from cas.reasons import Reason, info
-from firmware_stub.report import ChannelStatus
+from firmware_stub.report import ChannelStatus, Detail
 
 DAY_S = 86_400
 
@@ -114,21 +114,24 @@ def _pairing_finding(facts: VisitFacts, st: ChannelStatus,
     card = facts.card
     serial = card.info.serial if card else (facts.headend.serial if facts.headend else 0)
     here = facts.chip_id
-    evidence: list[str] = []
+    evidence: list[Msg] = []
     card_chip = card.pairing.chip_id if card is not None and card.pairing is not None else None
     he = facts.headend
     he_chip = he.paired_chip_id if he is not None else None
     if card_chip is not None:
-        evidence.append(f"card: paired with chip {card_chip:08X}")
+        evidence.append(Msg("evidence.card_paired", {"chip": f"{card_chip:08X}"}))
     elif card is not None:
-        evidence.append("card: not paired with any box")
+        evidence.append(Msg("evidence.card_unpaired"))
     if he is not None:
-        evidence.append("head-end: card paired with "
-                        + (f"box {he_chip:08X}" if he_chip is not None else "no box")
-                        + (f" (account {he.paired_box['account']})"
-                           if he.paired_box and he.paired_box.get("account") else ""))
+        account = he.paired_box.get("account") if he.paired_box else None
+        if he_chip is None:
+            evidence.append(Msg("evidence.headend_unpaired"))
+        else:
+            evidence.append(Msg("evidence.headend_paired_account" if account else
+                                "evidence.headend_paired",
+                                {"chip": f"{he_chip:08X}", "account": account}))
     if st.detail:
-        evidence.append(f"box: {st.detail}")
+        evidence.append(Msg("evidence.box", {"detail": Detail(st.detail)}))
     if he is not None and here is not None and he_chip == here and card_chip != here:
         # The head-end pairs them, the card does not know: its PAIR EMM never arrived.
         return []
@@ -166,7 +169,8 @@ def _stream_findings(facts: VisitFacts, st: ChannelStatus) -> list[Finding]:
     if st.reason is Reason.NO_ECM and not out:
         out.append(finding(cause=Cause.NO_USABLE_ECM, scope="stream", reason=Reason.NO_ECM,
                            summary=Msg("visit.rule.no_usable_ecm",
-                                       {"detail": st.detail or "none"}),
+                                       {"detail": Detail(st.detail) if st.detail
+                                                  else Msg("evidence.none")}),
                            fix=_fix(Reason.NO_ECM)))
     defects = [a for a in alarms if a.code is AlarmCode.CC_ERROR]
     if defects:
@@ -174,7 +178,7 @@ def _stream_findings(facts: VisitFacts, st: ChannelStatus) -> list[Finding]:
         out.append(finding(cause=Cause.STREAM_DEFECT, scope="stream",
                            summary=Msg("visit.rule.cc_errors", {"n": n}),
                            fix=Msg("visit.rule.fix_reception"),
-                           evidence=tuple(a.message for a in defects)))
+                           evidence=tuple(_alarm_line(a) for a in defects)))
     return out
 
 
@@ -200,7 +204,22 @@ _STREAM_WORDS: dict[Cause, tuple[Callable[[Alarm], Msg], Msg]] = {
 def _stream_finding(cause: Cause, a: Alarm) -> Finding:
     summary, fix = _STREAM_WORDS[cause]
     return finding(cause=cause, scope="stream", reason=Reason.NO_ECM, summary=summary(a),
-                   fix=fix, evidence=(a.message,))
+                   fix=fix, evidence=(_alarm_line(a),))
+
+
+def _alarm_line(a: Alarm) -> Msg | str:
+    """An alarm as an evidence line: its message, rendered in the reader's language."""
+    return a.text if a.text is not None else a.message
+
+
+def _box_line(st: ChannelStatus, *, code: bool) -> Msg:
+    """``box: REASON (E16B) — detail``: the reason and on-screen codes as they are, the
+    detail the box's own."""
+    params = {"reason": st.reason.value, "code": info(st.reason).screen_code
+              or Msg("evidence.open"), "detail": Detail(st.detail)}
+    key = ("evidence.box_code" if code else "evidence.box_reason") + (
+        "_detail" if st.detail else "")
+    return Msg(key, params)
 
 
 def _emm_finding(facts: VisitFacts, st: ChannelStatus, he_reason: Reason) -> Finding | None:
@@ -209,9 +228,8 @@ def _emm_finding(facts: VisitFacts, st: ChannelStatus, he_reason: Reason) -> Fin
     he = facts.headend
     assert he is not None
     box_r = st.reason
-    evidence = [f"box: {box_r.value} ({info(box_r).screen_code or 'open'})"
-                + (f" — {st.detail}" if st.detail else ""),
-                f"head-end: {he_reason.value}"]
+    evidence: list[Msg] = [_box_line(st, code=True),
+                           Msg("evidence.headend", {"reason": he_reason.value})]
     card = facts.card
     if card is None:
         return finding(cause=Cause.RIGHTS_MISMATCH, scope="card", reason=box_r,
@@ -221,15 +239,15 @@ def _emm_finding(facts: VisitFacts, st: ChannelStatus, he_reason: Reason) -> Fin
     card_seq = facts.card_seq if facts.card_seq is not None else card.info.emm_seq_unique
     issued = he.emm_issued_seq or 0
     emms = facts.probe.emms_for_card(serial, card.info.shared_address, card.info.member_position)
-    evidence.append(f"card EMM sequence {card_seq}, head-end issued up to {issued}")
-    evidence.append(f"stream: {emms.unique} unique EMM(s) for card {_serial_text(serial)}, "
-                    f"{emms.shared} for its group, {emms.global_} global")
+    evidence.append(Msg("evidence.card_seq", {"seq": card_seq, "issued": issued}))
+    evidence.append(Msg("evidence.stream_emms", {"n": emms.unique, "card": _serial_text(serial),
+                                                 "shared": emms.shared,
+                                                 "global": emms.global_}))
     if card_seq < issued:
         since = he.missing_since_s(card_seq)
         newest = emms.last_unique_seq
         if newest is not None and newest <= card_seq:
-            evidence.append(f"the stream only repeats old EMMs for this card (sequence "
-                            f"{newest} or lower)")
+            evidence.append(Msg("evidence.repeats_old", {"seq": newest}))
         if newest is None or newest <= card_seq:
             if since is not None:
                 summary = Msg("visit.rule.emm_missing_for",
@@ -237,7 +255,7 @@ def _emm_finding(facts: VisitFacts, st: ChannelStatus, he_reason: Reason) -> Fin
             else:
                 summary = Msg("visit.rule.emm_missing")
             if facts.probe.emms and not any(e.ours for e in facts.probe.emms):
-                evidence.append("the stream has no EMM PID for our CA system")
+                evidence.append(Msg("evidence.no_emm_pid"))
             return finding(cause=Cause.EMM_NOT_IN_STREAM, scope="card", reason=box_r,
                            summary=summary, fix=Msg("visit.rule.fix_emm_feed"),
                            evidence=tuple(evidence))
@@ -281,11 +299,12 @@ def _rights_finding(facts: VisitFacts, st: ChannelStatus, reason: Reason) -> Fin
     ex = view.explanation if view is not None else None
     if ex is not None and ex.reason is reason:
         d = ex.details
-        evidence = [f"box: {st.reason.value}" + (f" — {st.detail}" if st.detail else "")]
+        evidence: list[Msg] = [_box_line(st, code=False)]
         if d.get("channel_packages"):
-            evidence.append("channel in: " + ", ".join(d["channel_packages"]))
+            evidence.append(Msg("evidence.channel_in",
+                                {"names": ", ".join(d["channel_packages"])}))
         if he is not None and he.balance is not None:
-            evidence.append(f"balance {he.balance}")
+            evidence.append(Msg("evidence.balance", {"balance": he.balance_money or he.balance}))
         if reason is Reason.CHANNEL_NOT_IN_PACKAGE:
             names: Msg | str = (", ".join(f"'{n}'" for n in d.get("channel_packages", []))
                                 or Msg("why.no_package"))
@@ -300,8 +319,7 @@ def _rights_finding(facts: VisitFacts, st: ChannelStatus, reason: Reason) -> Fin
         return finding(cause=cause, scope=scope, reason=reason, summary=summary, fix=fix,
                        evidence=tuple(evidence))
     # Without the head-end: what the card itself shows.
-    evidence = [f"box: {st.reason.value} ({info(reason).screen_code})"
-                + (f" — {st.detail}" if st.detail else "")]
+    evidence = [_box_line(st, code=True)]
     summary = Msg(f"reason.{reason.value}.message")
     card = facts.card
     if card is not None:
@@ -319,9 +337,9 @@ def _rights_finding(facts: VisitFacts, st: ChannelStatus, reason: Reason) -> Fin
         elif reason in (Reason.FINANCIAL_BLOCK, Reason.CARD_SUSPENDED):
             summary = Msg("visit.rule.card_status", {"message": summary,
                                                      "status": card.info.status.name})
-        evidence.append("card entitlements: " + (", ".join(
+        evidence.append(Msg("evidence.entitlements", {"rows": ", ".join(
             f"{r['package_id']} {r['start'][:10]}..{r['end'][:10]} {r['state']}"
-            for r in rows) or "none"))
+            for r in rows) or Msg("evidence.none")}))
     return finding(cause=cause, scope=scope, reason=reason, summary=summary,
                    fix=_fix(reason), evidence=tuple(evidence))
 
@@ -393,20 +411,20 @@ def stream_wide_findings(probe: ProbeReport) -> list[Finding]:
     out: list[Finding] = []
     for a in probe.alarms:
         if a.code is AlarmCode.EMM_MISSING:
-            out.append(Finding(cause=Cause.EMM_PID_MISSING, scope="stream", summary=a.message,
+            out.append(Finding(cause=Cause.EMM_PID_MISSING, scope="stream", summary=a.message, summary_msg=a.text,
                                fix="announce the EMM PID in the CAT and feed EMMs to it",
-                               fix_msg=Msg("visit.rule.fix_emm_pid"), evidence=(a.message,)))
+                               fix_msg=Msg("visit.rule.fix_emm_pid"), evidence=(_alarm_line(a),)))
         elif a.code is AlarmCode.EMM_BITRATE_LOW:
-            out.append(Finding(cause=Cause.EMM_BITRATE_LOW, scope="stream", summary=a.message,
+            out.append(Finding(cause=Cause.EMM_BITRATE_LOW, scope="stream", summary=a.message, summary_msg=a.text,
                                fix="raise the EMM bandwidth at the multiplexer",
                                fix_msg=Msg("visit.rule.fix_emm_bandwidth"),
-                               evidence=(a.message,)))
+                               evidence=(_alarm_line(a),)))
         elif a.code in (AlarmCode.SYNC_LOSS, AlarmCode.TRANSPORT_ERROR, AlarmCode.PAT_ERROR,
                         AlarmCode.CAT_ERROR, AlarmCode.CRC_ERROR):
-            out.append(Finding(cause=Cause.STREAM_DEFECT, scope="stream", summary=a.message,
+            out.append(Finding(cause=Cause.STREAM_DEFECT, scope="stream", summary=a.message, summary_msg=a.text,
                                fix="check the reception and the multiplexer's output",
                                fix_msg=Msg("visit.rule.fix_reception_and"),
-                               evidence=(a.message,)))
+                               evidence=(_alarm_line(a),)))
     return out
 
 
@@ -426,8 +444,8 @@ def diagnose(facts: VisitFacts) -> tuple[tuple[ChannelVerdict, ...], tuple[RootC
     for f in stream:
         if f.cause is Cause.EMM_BITRATE_LOW and emm_trouble:
             f = Finding(cause=Cause.EMM_PID_MISSING, scope=f.scope, summary=f.summary,
-                        fix=f.fix, evidence=f.evidence, summary_msg=f.summary_msg,
-                        fix_msg=f.fix_msg)  # it explains the missing EMMs
+                        fix=f.fix, evidence=f.evidence_msg or f.evidence,
+                        summary_msg=f.summary_msg, fix_msg=f.fix_msg)  # it explains the missing EMMs
         roots.setdefault(f.key(), (f, []))
     # rule 10.  Malfunctions (tiers 0-3: card, pairing, stream, EMM delivery) before the
     # account's and the channels' commercial state; within each, what explains a lock first;

@@ -107,13 +107,26 @@ class Finding:
     cause: Cause
     summary: str
     fix: str
-    evidence: tuple[str, ...] = ()
+    #: what the card, the box, the head-end and the stream said, in English; given as
+    #: catalogue messages, they are kept in ``evidence_msg`` for the other languages
+    evidence: tuple[str | Msg, ...] = ()
     scope: str = "channel"  # channel / card / box / account / stream
     reason: Reason | None = None  # the on-screen reason this cause shows as
     #: ``summary`` and ``fix`` as catalogue messages (:mod:`cas.i18n`), when the rule wrote
     #: them so; ``None``: the text is the probe's own (an alarm message).
     summary_msg: Msg | None = None
     fix_msg: Msg | None = None
+    evidence_msg: tuple[str | Msg, ...] = ()
+
+    def __post_init__(self) -> None:
+        if any(not isinstance(e, str) for e in self.evidence):
+            en = Translator("en")
+            object.__setattr__(self, "evidence_msg", self.evidence)
+            object.__setattr__(self, "evidence", tuple(str(en.value(e)) for e in self.evidence))
+
+    def evidence_in(self, t: Translator) -> list[str]:
+        return ([str(t.value(e)) for e in self.evidence_msg] if self.evidence_msg
+                else [str(e) for e in self.evidence])
 
     @property
     def tier(self) -> int:
@@ -132,7 +145,7 @@ class Finding:
         t = Translator(lang)
         return {"cause": self.cause.value, "tier": self.tier, "scope": self.scope,
                 "summary": self.summary_in(t), "fix": self.fix_in(t),
-                "evidence": list(self.evidence),
+                "evidence": self.evidence_in(t),
                 "reason": None if self.reason is None else self.reason.value,
                 "screen_code": None if self.reason is None else info(self.reason).screen_code}
 
@@ -205,7 +218,7 @@ class VisitReport:
     headend: HeadendFacts | None
     channels: tuple[ChannelVerdict, ...]
     roots: tuple[RootCause, ...]
-    notes: tuple[str, ...] = ()
+    notes: tuple[str | Msg, ...] = ()
 
     def channel(self, number: int) -> ChannelVerdict:
         """By the subscriber's channel number, the box's number or the service id."""
@@ -235,9 +248,9 @@ class VisitReport:
                                 else self.card_at_arrival.to_json()),
             "box": self.box.to_json() if self.box is not None else None,
             "box_scan": self.lock.to_json() if self.lock is not None else None,
-            "headend": self.headend.to_json() if self.headend is not None else None,
-            "stream": self.probe.to_json(),
-            "notes": list(self.notes),
+            "headend": self.headend.to_json(lang) if self.headend is not None else None,
+            "stream": self.probe.to_json(lang),
+            "notes": [str(Translator(lang).value(n)) for n in self.notes],
         }
 
 
@@ -246,7 +259,7 @@ class VisitReport:
 _EN = Translator("en")
 
 
-def finding(*, cause: Cause, summary: Msg, fix: Msg, evidence: tuple[str, ...] = (),
+def finding(*, cause: Cause, summary: Msg, fix: Msg, evidence: tuple[str | Msg, ...] = (),
             scope: str = "channel", reason: Reason | None = None) -> Finding:
     """A finding whose words are catalogue messages (English in ``summary``/``fix``)."""
     return Finding(cause=cause, summary=_EN(summary), fix=_EN(fix), summary_msg=summary,

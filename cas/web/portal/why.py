@@ -12,6 +12,7 @@ from cas.billing import accounts as acc_mod
 from cas.billing.clock import clock_now
 from cas.billing.selfcare import own_card_serial
 from cas.errors import CasError
+from cas.i18n import Translator as Words
 from cas.reasons import Reason, info
 from cas.web.portal.deps import LoggedIn, PortalVisit
 from cas.web.portal.pages import error_text, render
@@ -40,12 +41,16 @@ def why_page(v: PortalVisit, user: LoggedIn,
                     result = explain(s, serial, channel.strip(), clock_now(s))
                 except CasError as exc:
                     error = error_text(v, exc)
-    reason_text = fix_text = None
+    reason_text = cause_text = fix_text = None
     if result is not None:
         reason_text = v.t(f"reason.{result.reason.value}") \
             if v.t.has(f"reason.{result.reason.value}") else (
                 info(result.reason).ru if v.t.lang == "ru" else info(result.reason).en)
-        fix_text = result.fix if v.t.lang == "en" else v.t(f"fix.{result.reason.value}")
+        # The cause and the fix in the page's language, the words `cas why` uses (the
+        # command lines' catalogue): the same explanation at the counter and at home.
+        words = Words(v.t.lang)
+        cause_text, fix_text = words(result.cause_msg), words(result.fix_msg)
     return render(v, "why.html", cards=cards, card=card, channel=channel, result=result,
-                  error=error, reason_text=reason_text, fix_text=fix_text,
+                  error=error, reason_text=reason_text, cause_text=cause_text,
+                  fix_text=fix_text,
                   is_open=result is not None and result.reason is Reason.OPEN)

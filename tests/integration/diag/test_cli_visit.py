@@ -13,6 +13,7 @@ import pytest
 from click.testing import CliRunner
 
 from cas.cli.main import cli
+from tests.fixtures.lang import english_in
 from tests.integration.diag.bench import SPORT, DiagBench, Home, two_channel_home
 
 
@@ -96,10 +97,7 @@ def test_support_ticket_json_and_html(setup: tuple[DiagBench, Home, Path],
 
 
 def _english_in(text: str) -> list[str]:
-    from cas.i18n.catalog import english_sentences
-
-    flat = " ".join(html.unescape(text).split())
-    return sorted(s for s in english_sentences() if s in flat)
+    return english_in(text)
 
 
 def test_visit_in_russian_holds_no_english_sentence(setup: tuple[DiagBench, Home, Path]) -> None:
@@ -108,6 +106,7 @@ def test_visit_in_russian_holds_no_english_sentence(setup: tuple[DiagBench, Home
     assert code == 0, err
     assert "Причины, самые вероятные первыми" in out
     assert "пакет 'Viasat Sport HD' не подключён: подключите" in out
+    assert "режим: приёмник" in out and "канал входит в: Viasat Sport HD" in out
     assert re.search(r"24\s+│\s+Viasat Sport HD\s+│\s+ЗАКРЫТ", out)
     assert _english_in(out) == []
     # The same visit in English does hold them: the check can fail.
@@ -141,6 +140,16 @@ def test_ticket_in_russian_holds_no_english_sentence(setup: tuple[DiagBench, Hom
         assert _english_in(visible) == [], name
     page = (tmp_path / "t.html").read_text(encoding="utf-8")
     assert "<html lang='ru'>" in page
+    # Money, days, states and the ledger follow the language (they were "2490.00 KZT",
+    # "2026-11-01", "active", "payment by account ...").
+    visible = html.unescape(page.split("<details>")[0])
+    assert "2\u00a0490,00\u00a0₸" in visible and "0,00\u00a0₸" in visible
+    assert "01.11.2026" in visible and "01.12.2026" in visible
+    assert "01.11.2026, 12:00" in visible  # the visit's moment and the verification time
+    assert "2026-11-01</td>" not in page.split("<details>")[0]
+    assert "активна" in visible and "списание за пакет" in visible
+    assert f"оплата по номеру (лицевой счёт) {home.account} (онлайн)" in visible
+    assert "приёмник: CHANNEL_NOT_IN_PACKAGE — карта: SW 980B" in visible
     run(args(bench, home, stream, "--report", str(tmp_path / "en.txt")))
     assert "Verification data" in _english_in((tmp_path / "en.txt").read_text(encoding="utf-8"))
 

@@ -10,6 +10,7 @@ from click.testing import CliRunner
 
 from cas.access import AccessCriteria
 from firmware_stub.cli import cli
+from tests.fixtures.lang import english_in
 from tests.integration.firmware_stub.headend import (
     DAY_S,
     START_S,
@@ -193,10 +194,7 @@ def test_scan_and_watch_refuse_stdin_that_is_not_a_stream(bench: dict[str, Path]
 
 
 def _english_in(text: str) -> list[str]:
-    from cas.i18n.catalog import english_sentences
-
-    flat = " ".join(text.split())
-    return sorted(s for s in english_sentences() if s in flat)
+    return english_in(text)
 
 
 @pytest.mark.parametrize("how", ["option", "after", "env", "locale"])
@@ -215,6 +213,8 @@ def test_scan_in_russian_holds_no_english_sentence(bench: dict[str, Path], how: 
     assert result.exit_code == 0, result.output
     assert "Канал не входит в подключённые пакеты" in result.output
     assert "ЗАКРЫТ" in result.output and "CHANNEL_NOT_IN_PACKAGE" in result.output
+    # The box's technical detail too (status words and codes as they are).
+    assert "карта: SW 980B" in result.output and "проверено начал PES" in result.output
     assert _english_in(result.output) == []
     english = CliRunner().invoke(cli, _args(bench, "scan", str(bench["dir"] / "in.ts")),
                                  env={**env, "CAS_LANG": "", "LC_ALL": ""})
@@ -238,6 +238,28 @@ def test_an_error_in_russian_and_as_json(bench: dict[str, Path], tmp_path: Path)
     result = CliRunner().invoke(cli, ["--lang", "ru", *args])
     assert result.exit_code != 0
     assert result.stderr.startswith("ошибка: ") and result.stderr.count("\n") == 1
+    assert "нет такого файла или каталога" in result.stderr and _english_in(result.stderr) == []
     result = CliRunner().invoke(cli, ["--json", *args])
     error = json.loads(result.stderr)["error"]
     assert error["exit_code"] == result.exit_code != 0 and error["code"] and error["message"]
+
+
+def test_usage_errors_in_russian(bench: dict[str, Path], tmp_path: Path) -> None:
+    d = bench["dir"]
+    stream = str(d / "in.ts")
+    cases = [
+        (["scan", stream, "--chip-record", str(d / "chip.rec"), "--vendor-key",
+          str(d / "vendor.key"), "--nvram", str(tmp_path / "nv.json"), "--card-image",
+          str(d / "card.img")],
+         "для --card-image нужен --rom-key-file"),
+        (["watch", stream, "-c", "201", "-o", str(tmp_path / "no" / "out.ts"),
+          "--chip-record", str(d / "chip.rec"), "--vendor-key", str(d / "vendor.key"),
+          "--nvram", str(tmp_path / "nv.json"), "--card-image", str(d / "card.img"),
+          "--rom-key-file", str(d / "rom.key")],
+         "не удаётся записать"),
+    ]
+    for args, russian in cases:
+        result = CliRunner().invoke(cli, ["--lang", "ru", *args])
+        assert result.exit_code != 0, result.output
+        assert result.stderr.startswith("ошибка: ") and russian in result.stderr, result.stderr
+        assert _english_in(result.stderr) == [], result.stderr

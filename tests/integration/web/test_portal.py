@@ -17,6 +17,7 @@ from cas.billing.clock import clock_now
 from cas.store.models import Subscription
 from cas.store.repo import register_card
 from cas.web.domain import set_portal_password
+from tests.fixtures.lang import english_in
 from tests.integration.web.portal_client import PortalEnv, make_portal_env
 from tests.integration.web.seed import last_sms_code
 
@@ -150,7 +151,16 @@ def test_why_open_channel_and_unknown_channel(portal_env: PortalEnv) -> None:
     ru = p.get("/mts/why", params={"card": f"{m1.card:010d}", "channel": "26",
                                    "lang": "ru"}).text
     assert "Канал не входит в подключённые пакеты" in ru
-    assert "подключите пакет, в который входит этот канал" in ru
+    # The cause and the fix in Russian too, the words of `cas why` (they were English).
+    result = ru.split('data-testid="why-result"')[1].split("</section>")[0]
+    cause = re.search(r'data-testid="why-cause">([^<]+)<', result)
+    fix = re.search(r'data-testid="why-fix">([^<]+)<', result)
+    assert cause is not None and fix is not None
+    assert "канала 26 нет" in cause[1] and fix[1].startswith("подключите")
+    visible = re.sub(r"<[^>]+>", " ", result)
+    assert english_in(visible, allow=["Sport"]) == [], visible
+    english = re.sub(r"<[^>]+>", " ", locked.split('data-testid="why-result"')[1])
+    assert english_in(english.split("</section>")[0])  # the check can fail
     unknown = p.get("/mts/why", params={"card": f"{m1.card:010d}", "channel": "9999",
                                         "lang": "en"}).text
     assert "unknown channel" in unknown

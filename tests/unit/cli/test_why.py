@@ -10,6 +10,7 @@ import pytest
 from click.testing import CliRunner
 
 from cas.cli.main import cli
+from tests.fixtures.lang import english_in
 
 
 class Cas:
@@ -69,10 +70,7 @@ def test_why_sees_a_package_waiting_for_money(cas: Cas) -> None:
 
 
 def _english_in(text: str) -> list[str]:
-    from cas.i18n.catalog import english_sentences
-
-    flat = " ".join(text.split())
-    return sorted(s for s in english_sentences() if s in flat)
+    return english_in(text)
 
 
 def test_why_in_russian_holds_no_english_sentence_and_prints_local_money(cas: Cas) -> None:
@@ -103,3 +101,36 @@ def test_why_without_a_channel_explains_every_channel(cas: Cas) -> None:
     assert f"каналов, закрыто {len(channels)}" in text or f"канала, закрыто {len(channels)}" in \
         text or f"канал, закрыто {len(channels)}" in text
     assert "Головная станция не может знать" in text and _english_in(text) == []
+    assert "на 01.03.2026, 00:00 UTC" in text  # the moment in the Russian form too
+    one = cas("why", "--card", "2256884759", "--channel", "121", "--lang", "ru")
+    assert "01.03.2026, 00:00 UTC" in one and "2026-03-01T" not in one
+
+
+def test_cli_errors_in_russian_hold_no_english_sentence(cas: Cas) -> None:
+    """The errors an operator meets at the counter: a card, an account or a package that is
+    not there, a payment nobody can take; one Russian line each, the English one under
+    ``--lang en``."""
+    number = _holder(cas, "atvplus")
+    cases = [
+        (["why", "--card", "1111111111"], "карта 1111111111 не найдена",
+         "unknown card 1111111111"),
+        (["pay", "--account", "999", "10"], "лицевой счёт '999' не найден",
+         "unknown account '999'"),
+        (["package", "subscribe", number, "nosuch"], "пакет 'nosuch' не найден",
+         "unknown package 'nosuch'"),
+        (["pay", "--card", "7", "10"], "карта 0000000007 не найдена", "unknown card 0000000007"),
+        (["card", "add", "2256884760", "--account", "nope"],
+         "по номеру 'nope' ничего не найдено (искали: карта, договор, лицевой счёт)",
+         "no card, contract or account 'nope'"),
+    ]
+    for args, russian, english in cases:
+        ru = cas.runner.invoke(cli, ["--db-url", cas.db_url, "--lang", "ru", *args])
+        assert ru.exit_code != 0 and ru.stdout == "", args
+        assert ru.stderr.startswith("ошибка: ") and russian in ru.stderr, ru.stderr
+        assert ru.stderr.count("\n") == 1 and english_in(ru.stderr) == [], ru.stderr
+        en = cas.runner.invoke(cli, ["--db-url", cas.db_url, *args], env={"CAS_LANG": "en"})
+        assert en.exit_code == ru.exit_code and english in en.stderr, en.stderr
+        assert english_in(en.stderr.removeprefix("error: "))  # the check can fail
+        data = json.loads(cas.runner.invoke(
+            cli, ["--db-url", cas.db_url, "--lang", "ru", "--json", *args]).stderr)
+        assert russian in data["error"]["message"] and english in data["error"]["message_en"]

@@ -16,6 +16,7 @@ from cas.formats.chipid import ChipIdRecord, build_chip_id_record
 from cas.reasons import REASONS
 from firmware_stub.chipset import save_vendor_key
 from firmware_stub.nvram import LastEcm, LastEmm, Nvram, PairingState, save_nvram
+from tests.fixtures.lang import english_in
 
 
 def run(*args: str, input: bytes | None = None) -> tuple[int, str, str]:
@@ -81,6 +82,7 @@ def test_codes_en_ru_json() -> None:
     assert any(a["code"] == "CW_NOT_CHANGING" for a in json.loads(out)["alarms"])
     code, out, _ = run("diag", "codes", "--lang", "ru")
     assert code == 0 and "E30" in out and "Карта привязана" in out
+    assert "ECM прекратились до конца потока" in out and english_in(out) == []
 
 
 @pytest.fixture
@@ -143,32 +145,30 @@ def test_box_wrong_vendor_key_and_missing_nvram(box_files: tuple[Path, Path, Pat
 
 
 def test_box_in_russian(box_files: tuple[Path, Path, Path, Key]) -> None:
-    from cas.i18n.catalog import english_sentences
-
     chip, nvram, key_file, _ = box_files
     code, out, _ = run("diag", "box", "--chip-record", str(chip), "--nvram", str(nvram),
                        "--vendor-key", str(key_file), "--lang", "ru")
     assert code == 0
     assert "приёмник 0A00BEEF" in out and "последний ECM" in out and "счётчики (NVRAM)" in out
     assert "Карта привязана к другому приёмнику" in out and "PAIRING_MISMATCH" in out
-    flat = " ".join(out.split())
-    assert [s for s in english_sentences() if s in flat] == []
+    assert english_in(out) == []
     _, english, _ = run("diag", "box", "--chip-record", str(chip), "--nvram", str(nvram),
                         "--vendor-key", str(key_file))
     assert "This card is paired with another receiver" in english
 
 
 def test_stream_in_russian(faulty: Path) -> None:
-    from cas.i18n.catalog import english_sentences
-
     code, out, _ = run("diag", "stream", str(faulty), "--lang", "ru")
     assert code == 0
     assert "Сервисы" in out and "Тревоги" in out and "шкала времени" in out
-    flat = " ".join(out.split())
-    # The alarm texts are the probe's own (technical, English, listed in `cas diag codes`);
-    # everything else is Russian.
-    for alarm in json.loads(run("diag", "stream", str(faulty), "--json")[1])["alarms"]:
-        flat = flat.replace(" ".join(alarm["message"].split()), "")
-    assert [s for s in english_sentences() if s in flat] == []
+    # The alarm texts too: "ECMs stopped" in the field engineer's language; states, kinds,
+    # the time base and numbers in the Russian form.
+    assert "последний ECM на 0.9 с" in out and "ошибка" in out
+    assert "скремблирован" in out and "H.264 видео" in out and "PCR на PID" in out
+    assert "\u00a0" in out.split("\n")[0]  # grouped like 499 892, not 499,892
+    assert english_in(out) == []
+    data = json.loads(run("diag", "stream", str(faulty), "--json", "--lang", "ru")[1])
+    assert data["alarms"][0]["message"].startswith("PID ECM 3074")
+    assert data["alarms"][0]["message_en"].startswith("ECM PID 3074")
     _, english, _ = run("diag", "stream", str(faulty))
     assert "Control-word changes (scrambling parity)" in " ".join(english.split())

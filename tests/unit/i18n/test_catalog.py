@@ -3,6 +3,8 @@ right, the language chosen as documented, money and dates per locale."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from cas.i18n import Day, Money, Msg, Translator, format_date, format_money, resolve_language
@@ -129,3 +131,73 @@ def test_english_sentences_are_what_russian_output_must_not_hold() -> None:
     assert "Causes, most likely first" in found
     # Words both languages write the same (codes, PID, Chip ID) are not sentences.
     assert "Chip ID" not in found and "PID" not in found
+
+
+def _with_ids() -> set[str]:
+    """Every message id the source hands to ``CasError.with_id`` (string literals only)."""
+    import re
+    from pathlib import Path
+
+    import cas
+    import firmware_stub
+
+    ids: set[str] = set()
+    for root in (Path(cas.__file__).parent, Path(firmware_stub.__file__).parent):
+        for path in root.rglob("*.py"):
+            text = path.read_text(encoding="utf-8")
+            for m in re.finditer(r"\.with_id\(\s*((?:[^()]|\([^()]*\))*)\)", text):
+                first = m.group(1).split(", ")[0] if "if" not in m.group(1).split(",")[0] \
+                    else m.group(1).split(",")[0]
+                ids.update(re.findall(r'"([a-z_.]+)"', first))
+    ids.discard("_anon")
+    return ids
+
+
+def test_every_error_id_in_the_source_is_in_the_catalogue() -> None:
+    ids = _with_ids()
+    assert {"unknown_card", "not_ts", "no_card_in_reader", "no_card_any_reader",
+            "option_twice"} <= ids
+    missing = sorted(i for i in ids if f"errors.{i}" not in catalogue("en"))
+    assert missing == []
+
+
+def test_an_error_with_an_id_says_in_english_what_it_was_raised_with(tmp_path: Path) -> None:
+    """The English catalogue text is the raised line itself, so the two cannot drift."""
+    from cas.console import error_text
+    from cas.diag.probe import probe_file
+    from cas.errors import CasError
+    from cas.locale import check_lang
+    from firmware_stub.chipset import load_vendor_key
+
+    empty = tmp_path / "empty.ts"
+    empty.write_bytes(b"")
+    junk = tmp_path / "junk.ts"
+    junk.write_bytes(b"not a stream" * 40)
+    raisers = [lambda: check_lang("kk"), lambda: probe_file(empty), lambda: probe_file(junk),
+               lambda: probe_file(tmp_path / "none.ts"),
+               lambda: load_vendor_key(tmp_path / "none.key")]
+    for raiser in raisers:
+        with pytest.raises(CasError) as info:
+            raiser()
+        exc = info.value
+        assert exc.message_id is not None, exc
+        assert Translator("en")(f"errors.{exc.message_id}", **exc.message_params) == str(exc)
+        russian = error_text(exc, Translator("ru"))
+        assert russian != str(exc) and "без перевода" not in russian
+    # Without an id a Russian reader is told the line is untranslated.
+    assert error_text(CasError("boom"), Translator("ru")) == "boom (сообщение пока без перевода)"
+    assert error_text(CasError("boom"), Translator("en")) == "boom"
+
+
+def test_the_latin_run_heuristic_finds_english_the_catalogue_does_not_know() -> None:
+    from tests.fixtures.lang import english_in, latin_runs
+
+    assert latin_runs("баланс: payment by card 2256884759 (terminal)") == ["payment by card"]
+    assert latin_runs("ECM stopped at the end") == ["stopped at the end"]
+    # Codes, units, identifiers and quoted names are not sentences.
+    assert latin_runs("PID ECM 3074 (0x0C02): 15.0 kbit/s, CA_descriptor, EMM PID") == []
+    assert latin_runs("пакет 'Viasat Sport HD Plus' не подключён; table_id 0x80") == []
+    assert latin_runs("Sport Plus Extra", allow=["Sport Plus"]) == []
+    assert english_in("ошибка: карта не найдена") == []
+    assert english_in("Causes, most likely first") == ["Causes, most likely first",
+                                                       "Causes most likely first"]
