@@ -31,6 +31,10 @@ class Reason(StrEnum):
     NO_ECM = "NO_ECM"
     ECM_KEY_UNKNOWN = "ECM_KEY_UNKNOWN"
     UNKNOWN_CHANNEL = "UNKNOWN_CHANNEL"
+    PPV_NOT_PURCHASED = "PPV_NOT_PURCHASED"
+    PURSE_EMPTY = "PURSE_EMPTY"
+    PPV_EVENT_ENDED = "PPV_EVENT_ENDED"
+    PPV_NOT_ON_AIR = "PPV_NOT_ON_AIR"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -115,6 +119,23 @@ _TABLE: tuple[ReasonInfo, ...] = (
                en="Channel not found", ru="Канал не найден",
                fix_en="rescan channels",
                fix_ru="выполните поиск каналов"),
+    ReasonInfo(reason=Reason.PPV_NOT_PURCHASED, screen_code="E40",
+               en="Pay-per-view event not bought", ru="Событие с оплатой за просмотр не куплено",
+               fix_en="buy the event with the purchase PIN (stb buy) or book it with the operator",
+               fix_ru="купите событие с PIN-кодом покупки (stb buy) или закажите его у оператора"),
+    ReasonInfo(reason=Reason.PURSE_EMPTY, screen_code="E41",
+               en="Not enough credit on the card for this event",
+               ru="Недостаточно кредита на карте для этого события",
+               fix_en="let the box report its purchases, then ask the operator to top up the card",
+               fix_ru="дайте приёмнику отправить отчёт о покупках и попросите оператора пополнить карту"),
+    ReasonInfo(reason=Reason.PPV_EVENT_ENDED, screen_code="E42",
+               en="The pay-per-view event has ended", ru="Событие с оплатой за просмотр закончилось",
+               fix_en="nothing to fix: the event is over; buy the next one",
+               fix_ru="исправлять нечего: событие закончилось; купите следующее"),
+    ReasonInfo(reason=Reason.PPV_NOT_ON_AIR, screen_code="E43",
+               en="This event is not on air now", ru="Это событие сейчас не в эфире",
+               fix_en="buy the event while it is on air on its channel",
+               fix_ru="покупайте событие, пока оно идёт в эфире на своём канале"),
 )
 
 REASONS: dict[Reason, ReasonInfo] = {info.reason: info for info in _TABLE}

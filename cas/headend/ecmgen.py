@@ -126,7 +126,7 @@ class EcmGenerator:
                            nonce=nonce)
         body = EcmBody(crypto_period=cp, cw_even=cw_even, cw_odd=cw_odd,
                        package_ids=tuple(criteria.package_ids), regions=tuple(criteria.regions),
-                       maturity_rating=criteria.maturity_rating)
+                       maturity_rating=criteria.maturity_rating, ppv_event=criteria.ppv_event)
         return seal_ecm(self._key, header, body, nonce)
 
 
