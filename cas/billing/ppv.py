@@ -46,6 +46,7 @@ from cas.messages import seal_emm
 from cas.store.errors import RecordConflict, RecordNotFound
 from cas.store.models import (
     Card,
+    Channel,
     EmmOutbox,
     EmmSequence,
     PpvBooking,
@@ -87,15 +88,14 @@ def price_minor(session: Session, tokens: int) -> int:
 def add_event(session: Session, *, event_id: int, service_id: int, start_s: int, end_s: int,
               price_tokens: int, title: str = "", impulse: bool = True,
               now_s: int) -> PpvEvent:
-    from cas.billing.catalog import get_channel
-
     if not 1 <= event_id <= 0xFFFFFFFF:
         raise ValidationError("an event id is 1..4294967295", code="BAD_EVENT_ID")
     if not 0 < price_tokens <= MAX_PRICE_TOKENS:
         raise ValidationError(f"price is 1..{MAX_PRICE_TOKENS} tokens", code="BAD_PRICE")
     if not 0 <= start_s < end_s <= 0xFFFFFFFF:
         raise ValidationError("an event ends after it starts", code="BAD_EVENT_TIME")
-    get_channel(session, service_id)  # RecordNotFound for an unknown channel
+    if session.get(Channel, service_id) is None:
+        raise RecordNotFound(f"no channel with service id {service_id}", code="UNKNOWN_CHANNEL")
     if session.get(PpvEvent, event_id) is not None:
         raise RecordConflict(f"PPV event {event_id} exists", code="PPV_EVENT_EXISTS")
     overlap = session.execute(select(PpvEvent.event_id).where(
