@@ -50,7 +50,7 @@ def card_with_purse(head: HeadEnd, tokens: int = 500,
 
 
 def test_ppv_ecm_locks_until_bought_then_opens_and_debits(head: HeadEnd) -> None:
-    applet, client = card_with_purse(head)
+    _applet, client = card_with_purse(head)
     with pytest.raises(AccessDeniedError) as exc:
         client.process_ecm(ppv_ecm(head))
     assert exc.value.reason is Reason.PPV_NOT_PURCHASED and exc.value.sw == 0x9820
@@ -140,7 +140,7 @@ def test_report_is_authentic_monotonic_and_acknowledged(head: HeadEnd) -> None:
 
 
 def test_full_purchase_records_refuse_until_acknowledged(head: HeadEnd) -> None:
-    applet, client = card_with_purse(head, tokens=10_000)
+    _applet, client = card_with_purse(head, tokens=10_000)
     for i in range(PPV_PURCHASE_SLOTS):
         ev = PpvEvent(event_id=100 + i, start_s=NOW - 60, end_s=NOW + 60, price_tokens=1)
         client.ppv_buy(PIN, ev.event_id, ppv_ecm(head, ev))
