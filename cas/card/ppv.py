@@ -98,7 +98,7 @@ class PpvFile:
 
 def split_commands(commands: list[EmmCommand]) -> tuple[list[EmmCommand], list[EmmCommand]]:
     """(PPV commands, the others) of one EMM."""
-    ppv = [c for c in commands if isinstance(c, PPV_COMMANDS)]
+    ppv: list[EmmCommand] = [c for c in commands if isinstance(c, PPV_COMMANDS)]
     return ppv, [c for c in commands if not isinstance(c, PPV_COMMANDS)]
 
 
