@@ -21,7 +21,7 @@ Plaintext body::
     region_count  u8, region u16 × count       (empty: everywhere)
     extensions                 tag u8 | length u8 | value, to the end (may be none)
 
-Extensions (§6.3) came after the first release: an ECM without them is the original body
+Extensions (§6.2.1) came after the first release: an ECM without them is the original body
 byte for byte, so old ECMs still parse.  Tag 0x01 is the pay-per-view event on air
 (docs/ppv.md); an unknown tag is kept as :class:`EcmExtension`, never dropped.
 """
@@ -69,7 +69,7 @@ class EcmHeader:
         return self.table_id == ECM_TABLE_ODD
 
 
-#: ECM body extension tag of the PPV event on air (docs/formats.md §6.3).
+#: ECM body extension tag of the PPV event on air (docs/formats.md §6.2.1).
 EXT_PPV_EVENT = 0x01
 #: PPV event flags: bit 0 = may be bought on the card (impulse PPV).
 PPV_FLAG_IMPULSE = 0x01
@@ -141,7 +141,7 @@ ECM_BODY = cs.Struct(
         "tag" / cs.Int8ub, "value" / cs.Prefixed(cs.Int8ub, cs.GreedyBytes))),
     cs.Terminated,
 )
-"""Plaintext ECM body (docs/formats.md §6.2, extensions §6.3)."""
+"""Plaintext ECM body (docs/formats.md §6.2, extensions §6.2.1)."""
 
 PPV_EVENT_EXTENSION = cs.Struct(
     "event_id" / cs.Int32ub,
@@ -151,7 +151,7 @@ PPV_EVENT_EXTENSION = cs.Struct(
     "flags" / cs.Int8ub,
     cs.Terminated,
 )
-"""Value of ECM extension 0x01: the PPV event on air (docs/formats.md §6.3)."""
+"""Value of ECM extension 0x01: the PPV event on air (docs/formats.md §6.2.1)."""
 
 
 def _ppv_from(value: bytes, path: str) -> PpvEvent:

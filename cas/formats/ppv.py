@@ -118,7 +118,7 @@ PPV_FILE = cs.Struct(
     "crc32" / cs.Checksum(cs.Int32ub, lambda data: zlib.crc32(data), cs.this.body.data),
     cs.Terminated,
 )
-"""The card's PPV file, docs/formats.md §8.1: RawCopy(body) + CRC-32 over the body."""
+"""The card's PPV file, docs/formats.md §8: RawCopy(body) + CRC-32 over the body."""
 
 REPORT_BODY = cs.Struct(
     "magic" / cs.Const(REPORT_MAGIC),
@@ -130,7 +130,7 @@ REPORT_BODY = cs.Struct(
     "purchases" / cs.ExprValidator(cs.PrefixedArray(cs.Int8ub, _PURCHASE),
                                    lambda o, c: len(o) <= PPV_PURCHASE_SLOTS),
 )
-"""The purchase report before its tag, docs/formats.md §8.2."""
+"""The purchase report before its tag, docs/formats.md §8."""
 
 
 def _purchase(c: Any) -> Purchase:

@@ -168,7 +168,7 @@ ECM_BODIES = (
                 regions=(), maturity_rating=0),
     ecm.EcmBody(crypto_period=171401, cw_even=_k(0x11, 16), cw_odd=_k(0x21, 16),
                 package_ids=(301,), regions=(77, 78), maturity_rating=18),
-    # body extensions (§6.3): a PPV event on air and an extension of a later version, kept
+    # body extensions (§6.2.1): a PPV event on air and an extension of a later version, kept
     ecm.EcmBody(crypto_period=171402, cw_even=_k(0x31, 8), cw_odd=_k(0x41, 8),
                 package_ids=(), regions=(), maturity_rating=16,
                 ppv_event=PpvEvent(event_id=0x00C0FFEE, start_s=1_714_521_600,
