@@ -426,3 +426,7 @@ class PpvReportState(Base):
     last_report_counter: Mapped[int] = mapped_column(BigInteger)
     last_imported_at_s: Mapped[int] = mapped_column(BigInteger)
     purse_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+#: The pay-per-view tables (migration ``0003_ppv``).
+PPV_TABLES = ("ppv_events", "ppv_bookings", "ppv_purchases", "ppv_report_state")
