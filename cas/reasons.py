@@ -35,6 +35,7 @@ class Reason(StrEnum):
     PURSE_EMPTY = "PURSE_EMPTY"
     PPV_EVENT_ENDED = "PPV_EVENT_ENDED"
     PPV_NOT_ON_AIR = "PPV_NOT_ON_AIR"
+    PPV_PIN_WRONG = "PPV_PIN_WRONG"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -136,6 +137,12 @@ _TABLE: tuple[ReasonInfo, ...] = (
                en="This event is not on air now", ru="Это событие сейчас не в эфире",
                fix_en="buy the event while it is on air on its channel",
                fix_ru="покупайте событие, пока оно идёт в эфире на своём канале"),
+    ReasonInfo(reason=Reason.PPV_PIN_WRONG, screen_code="E44",
+               en="Wrong PIN: the event was not bought", ru="Неверный PIN: событие не куплено",
+               fix_en="enter the purchase PIN (the parental PIN); after three wrong tries it "
+                      "blocks (E23) until the operator resets it",
+               fix_ru="введите PIN покупки (PIN родительского контроля); после трёх неверных "
+                      "попыток он блокируется (E23) до сброса оператором"),
 )
 
 REASONS: dict[Reason, ReasonInfo] = {info.reason: info for info in _TABLE}

@@ -103,7 +103,7 @@ class _Listener:
             return
         except WrongPinError as exc:
             self.result = BuyResult(channel=self.channel, event_id=self.event_id,
-                                    reason=Reason.MATURITY_LOCKED,
+                                    reason=Reason.PPV_PIN_WRONG,
                                     detail=f"wrong PIN ({exc.tries_left} tries left)")
             return
         except PinBlockedError:
