@@ -72,6 +72,15 @@ def current_cw(cp: int, cw_even: bytes, cw_odd: bytes) -> bytes:
     return cw_odd if cp & 1 else cw_even
 
 
+def criteria_at(criteria: AccessCriteria, ppv_events: Sequence[PpvEvent],
+                at_s: int) -> AccessCriteria:
+    """``criteria`` with the pay-per-view event on air at ``at_s`` (docs/ppv.md), if any."""
+    for event in ppv_events:
+        if event.on_air(at_s):
+            return replace(criteria, ppv_event=event)
+    return criteria
+
+
 class CwSchedule:
     """Fresh random CWs of one channel, one per crypto-period, drawn on first use."""
 
@@ -161,10 +170,7 @@ class ChannelEcms:
 
     def criteria_at(self, at_s: int) -> AccessCriteria:
         """The criteria with the PPV event on air at ``at_s``, if any (docs/ppv.md)."""
-        for event in self.ppv_events:
-            if event.on_air(at_s):
-                return replace(self.criteria, ppv_event=event)
-        return self.criteria
+        return criteria_at(self.criteria, self.ppv_events, at_s)
 
     def timestamp_s(self, cp: int) -> int:
         return self.start_s + cp * self.settings.crypto_period_ms // 1000
