@@ -182,14 +182,15 @@ def queue_card_emm(session: Session, keys: OperatorKeys, serial: int,
                    commands: Sequence[EmmCommand], *, at_s: int, cause: str,
                    nonce: bytes | None = None) -> bytes:
     """Seal a unique EMM with ``commands`` for ``serial`` and queue it in the live carousel's
-    outbox; returns the section (for a file or a test bench)."""
+    outbox (kind ``ppv``: a later rights EMM of the card does not replace it, as it replaces
+    the card's older ``unique`` rows); returns the section (for a file or a test bench)."""
     seq = _take_unique_seq(session, serial)
     header = EmmHeader(address=UniqueAddress(serial=serial), seq=wire_seq(seq),
                        not_after_s=at_s + PPV_EMM_VALIDITY_S)
     section = seal_emm(keys.cuk(serial), header, list(commands),
                        nonce if nonce is not None else os.urandom(NONCE_SIZE))
     session.execute(insert(EmmOutbox), [{
-        "card_serial": serial, "shared_address": None, "kind": "unique",
+        "card_serial": serial, "shared_address": None, "kind": "ppv",
         "created_at_s": at_s, "payload": section, "status": "queued", "cause": cause[:32],
         "sent_at_s": None}])
     return section

@@ -25,7 +25,14 @@ from cas.formats.ppv import parse_report
 from cas.headend.teststream import TestService
 from cas.reasons import Reason
 from cas.store.engine import Store
-from cas.store.models import Account, Channel, EmmSequence, LedgerEntry, PpvPurchase
+from cas.store.models import (
+    Account,
+    Channel,
+    EmmOutbox,
+    EmmSequence,
+    LedgerEntry,
+    PpvPurchase,
+)
 from cas.store.repo import to_s
 from firmware_stub.ppv import buy, read_report
 from tests.fixtures.streams import clear_stream
@@ -152,8 +159,13 @@ def test_ippv_buy_watch_report_bill_once_and_close_the_loop(
             LedgerEntry.ref == f"ppv:{serial}:1")).scalar_one() == 1
     assert account_balance(bench, number) == balance - PRICE * 100
 
-    # closing the loop: the acknowledgement EMM clears the records and tops the purse up
+    # closing the loop: the acknowledgement EMM clears the records and tops the purse up; it
+    # is queued for the live carousel as a one-shot PPV row
     assert res.ack_emm is not None
+    with bench.store.reader() as s:
+        queued = s.execute(select(EmmOutbox.kind, EmmOutbox.payload).where(
+            EmmOutbox.card_serial == serial, EmmOutbox.cause == "ppv-report")).all()
+    assert [(k, p) for k, p in queued] == [("ppv", res.ack_emm)]
     card.client.process_emm(res.ack_emm)
     purse = card.client.purse()
     assert purse.purchases == 0 and purse.purse_tokens == 550 and purse.rights == 1
