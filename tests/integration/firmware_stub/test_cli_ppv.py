@@ -11,6 +11,7 @@ from click.testing import CliRunner
 
 from cas.access import AccessCriteria, PpvEvent
 from cas.billing.ppv import verify_report
+from cas.cli.main import cli as cas_cli
 from cas.formats.emm import PurseCredit
 from firmware_stub.cli import cli
 from tests.integration.firmware_stub.headend import (
@@ -75,3 +76,15 @@ def test_buy_then_watchable_then_report(bench: tuple[Path, HeadEnd]) -> None:
     poor = CliRunner().invoke(cli, [*_args(
         d, "buy", str(d / "in.ts"), "--channel", "202", "--event", "9", "--pin", "2468")])
     assert poor.exit_code == 10 and "PPV_NOT_ON_AIR" in poor.output
+    # `cas decode` reads the report (authentic under the operator keys) and the PPV file
+    keys = d / "keys.toml"
+    he.keys.save(keys)
+    r = CliRunner().invoke(cas_cli, ["--json", "decode", str(d / "r.bin"), "--keys", str(keys)])
+    assert r.exit_code == 0, r.output
+    out = json.loads(r.output)
+    assert out["kind"] == "ppv-report" and out["authenticated"] is True
+    assert out["purchases"][0]["event_id"] == 4242
+    r = CliRunner().invoke(cas_cli, ["--json", "decode", str(d / "card.img.ppv")])
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.output)["purse_tokens"] == 60
+
