@@ -31,6 +31,11 @@ class Reason(StrEnum):
     NO_ECM = "NO_ECM"
     ECM_KEY_UNKNOWN = "ECM_KEY_UNKNOWN"
     UNKNOWN_CHANNEL = "UNKNOWN_CHANNEL"
+    PPV_NOT_PURCHASED = "PPV_NOT_PURCHASED"
+    PURSE_EMPTY = "PURSE_EMPTY"
+    PPV_EVENT_ENDED = "PPV_EVENT_ENDED"
+    PPV_NOT_ON_AIR = "PPV_NOT_ON_AIR"
+    PPV_PIN_WRONG = "PPV_PIN_WRONG"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -115,6 +120,29 @@ _TABLE: tuple[ReasonInfo, ...] = (
                en="Channel not found", ru="Канал не найден",
                fix_en="rescan channels",
                fix_ru="выполните поиск каналов"),
+    ReasonInfo(reason=Reason.PPV_NOT_PURCHASED, screen_code="E40",
+               en="Pay-per-view event not bought", ru="Событие с оплатой за просмотр не куплено",
+               fix_en="buy the event with the purchase PIN (stb buy) or book it with the operator",
+               fix_ru="купите событие с PIN-кодом покупки (stb buy) или закажите его у оператора"),
+    ReasonInfo(reason=Reason.PURSE_EMPTY, screen_code="E41",
+               en="Not enough credit on the card for this event",
+               ru="Недостаточно кредита на карте для этого события",
+               fix_en="let the box report its purchases, then ask the operator to top up the card",
+               fix_ru="дайте приёмнику отправить отчёт о покупках и попросите оператора пополнить карту"),
+    ReasonInfo(reason=Reason.PPV_EVENT_ENDED, screen_code="E42",
+               en="The pay-per-view event has ended", ru="Событие с оплатой за просмотр закончилось",
+               fix_en="nothing to fix: the event is over; buy the next one",
+               fix_ru="исправлять нечего: событие закончилось; купите следующее"),
+    ReasonInfo(reason=Reason.PPV_NOT_ON_AIR, screen_code="E43",
+               en="This event is not on air now", ru="Это событие сейчас не в эфире",
+               fix_en="buy the event while it is on air on its channel",
+               fix_ru="покупайте событие, пока оно идёт в эфире на своём канале"),
+    ReasonInfo(reason=Reason.PPV_PIN_WRONG, screen_code="E44",
+               en="Wrong PIN: the event was not bought", ru="Неверный PIN: событие не куплено",
+               fix_en="enter the purchase PIN (the parental PIN); after three wrong tries it "
+                      "blocks (E23) until the operator resets it",
+               fix_ru="введите PIN покупки (PIN родительского контроля); после трёх неверных "
+                      "попыток он блокируется (E23) до сброса оператором"),
 )
 
 REASONS: dict[Reason, ReasonInfo] = {info.reason: info for info in _TABLE}

@@ -471,6 +471,51 @@ watch.epilog = examples_epilog((
     f"stb watch in.ts -c 27 --pin 1234 -o - --card-image card.img --rom-key-file rom.key "
     f"{_BOX_FILES} | ffplay -",
 ))
+@cli.command()
+@click.argument("stream", metavar="IN.ts")
+@click.option("--channel", "-c", required=True, type=int, help="Channel the event is on.")
+@click.option("--event", "event_id", required=True, type=click.IntRange(0, 0xFFFFFFFF),
+              help="PPV event id to buy (as the EPG / the operator shows it).")
+@click.option("--pin", required=True, help="Purchase (parental) PIN, 4 digits.")
+@_box_options
+@pass_app
+def buy(app: Application, /, stream: str, channel: int, event_id: int, pin: str,
+        **opts: Any) -> None:
+    """Buy a pay-per-view event on the card (IPPV) while it is on air in IN.ts."""
+    from firmware_stub.ppv import buy as ppv_buy
+
+    with ExitStack() as stack:
+        box = _boot(app, stack, **opts)
+        with _named(stream):
+            result = ppv_buy(box.slot.client, _open_input(stream, stack), channel=channel,
+                             event_id=event_id, pin=pin, ca_system_id=box.ca_system_id)
+    app.output(result.to_json(), lambda: app.print(
+        f"event {event_id} on channel {channel}: "
+        + ("bought" if result.bought else f"{result.reason.value}") + f" — {result.detail}"))
+    if not result.bought:
+        raise SystemExit(int(Exit.LOCKED))
+
+
+@cli.command("ppv-report")
+@click.option("-o", "--output", "output", required=True, metavar="REPORT.bin",
+              help="Where the card's signed purchase report goes.")
+@_box_options
+@pass_app
+def ppv_report(app: Application, /, output: str, **opts: Any) -> None:
+    """Read the card's signed PPV purchase report for the head-end (return path)."""
+    from cas.formats.ppv import describe_report, parse_report
+    from firmware_stub.ppv import read_report
+
+    with ExitStack() as stack:
+        box = _boot(app, stack, **opts)
+        data = read_report(box.slot.client)
+    Path(output).write_bytes(data)
+    info = describe_report(parse_report(data))
+    app.output({**info, "output": output}, lambda: app.print(
+        f"report {info['report_counter']} of card {info['serial']}: "
+        f"{len(info['purchases'])} purchase(s), purse {info['purse_tokens']} tokens → {output}"))
+
+
 ascii_numbers(cli)  # every integer option reads ASCII digits only (cas.text)
 lang_everywhere(cli)  # --lang after the command too (stb scan IN.ts --lang ru)
 refuse_repeated_options(cli)

@@ -214,11 +214,18 @@ def explain(session: Session, *, serial: int, channel: str | int, at: datetime,
     state = card_state_at(session, serial, at)
     ch = get_channel(session, channel)
     criteria = access_criteria(session, ch)
-    reason = decide(state.rights, criteria, to_s(at), pin_ok=pin_ok)
+    # pay-per-view (docs/ppv.md): the event on air then, and the card's event rights
+    from dataclasses import replace as _replace
+
+    from cas.billing.ppv import event_on_air_at, with_ppv
+
+    criteria = _replace(criteria, ppv_event=event_on_air_at(session, ch.service_id, to_s(at)))
+    rights = with_ppv(session, serial, state.rights)
+    reason = decide(rights, criteria, to_s(at), pin_ok=pin_ok)
     if reason == Reason.OPEN and chip_id is not None and state.paired_chip_id != chip_id:
         reason = Reason.PAIRING_MISMATCH
     return Explanation(serial=serial, channel_number=ch.number, channel_id=ch.service_id,
-                       reason=reason, rights=state.rights)
+                       reason=reason, rights=rights)
 
 
 def status_counts(session: Session, at: datetime) -> dict[str, int]:

@@ -13,6 +13,8 @@ GET DATA              80  CA  01 tag     tags in :class:`~cas.card.data.DataTag`
 READ ENTITLEMENTS     80  32  00 00      count + entries; chained when > Ne
 PROCESS ECM           80  30  00 00      wrapped CWs (40 bytes) or a 98xx reason
 PROCESS EMM           80  40  00 00      9000, + pairing info after a PAIR command
+PPV BUY               80  50  00 00      PIN || event id || ECM: impulse purchase
+PPV REPORT            80  52  00 00      the signed purchase report (docs/ppv.md)
 ====================  =================  ==========================================
 
 Length rules (ISO/IEC 7816-4 §5.1 and §5.3.4): a command that is not one of the four cases
@@ -38,7 +40,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
-from cas.access import CardRights, decide
+from cas.access import CardRights, CardStatus, decide
 from cas.card.atr import build_atr
 from cas.card.command import OK, Command, Refusal, parse_command, sw_bytes
 from cas.card.data import (
@@ -57,6 +59,16 @@ from cas.card.data import (
 from cas.card.eeprom import Eeprom
 from cas.card.emm_apply import apply_emm_commands
 from cas.card.fastecm import parse_ecm_body_fast, parse_ecm_fast
+from cas.card.ppv import (
+    PpvFile,
+    apply_ppv_commands,
+    build_purse_info,
+    event_on_air,
+    next_report,
+    parse_buy_data,
+    purchase,
+    split_commands,
+)
 from cas.card.sw import SW, SW_BYTES_REMAINING, SW_VERIFY_FAILED, SW_WRONG_LE
 from cas.crypto import Key, aead_open, pin_hash, unwrap_key, wrap_cws
 from cas.errors import AuthenticationError, CasError, FormatError
@@ -69,6 +81,7 @@ from cas.formats.apdu import (
     Ins,
     sw_for_reason,
 )
+from cas.formats.ecm import EcmBody, EcmHeader
 from cas.formats.emm import SharedAddress, UniqueAddress, parse_emm, seq_is_newer
 from cas.formats.records import CardRecord
 from cas.messages import open_emm_section
@@ -120,12 +133,16 @@ class Applet:
     """
 
     def __init__(self, eeprom: Eeprom, *, rom_key: Key,
-                 ecm_stale_tolerance_s: int = ECM_STALE_TOLERANCE_S) -> None:
+                 ecm_stale_tolerance_s: int = ECM_STALE_TOLERANCE_S,
+                 ppv: PpvFile | None = None) -> None:
         self.eeprom = eeprom
+        #: the PPV file (purse, event rights, purchases): docs/ppv.md
+        self.ppv = ppv if ppv is not None else PpvFile.beside(eeprom.path, sync=eeprom.sync)
         self._rom_key = rom_key
         self.ecm_stale_tolerance_s = ecm_stale_tolerance_s
         self._keys_for: CardRecord | None = None
         self._rights_for: CardRecord | None = None
+        self._rights_ppv: object = None
         self._rights_cache = CardRights(status=eeprom.record.status, region=0)
         self._keys: _Keys = self._unwrap_keys(eeprom.record)
         self._atr = build_atr(eeprom.record.card_os_version)
@@ -145,6 +162,8 @@ class Applet:
             (CLA_PROPRIETARY, Ins.READ_ENTITLEMENTS): self._read_entitlements,
             (CLA_PROPRIETARY, Ins.PROCESS_ECM): self._process_ecm,
             (CLA_PROPRIETARY, Ins.PROCESS_EMM): self._process_emm,
+            (CLA_PROPRIETARY, Ins.PPV_BUY): self._ppv_buy,
+            (CLA_PROPRIETARY, Ins.PPV_REPORT): self._ppv_report,
         }
         self._ins_any_class = {ins for _, ins in self._handlers}
 
@@ -338,6 +357,8 @@ class Applet:
                 raise Refusal(SW.DATA_NOT_FOUND)
             data = build_pairing(PairingInfo(chip_id=rec.pairing.chip_id,
                                              chip_blob=rec.pairing.chip_blob))
+        elif tag == DataTag.PURSE:
+            data = build_purse_info(self.ppv.state)
         elif tag == DataTag.OSD_MESSAGE:
             data = rec.last_osd_message.encode("utf-8")
             if not data:
@@ -410,11 +431,13 @@ class Applet:
     # --- PROCESS ECM ------------------------------------------------------------------------
     def _rights(self) -> CardRights:
         rec = self.record
-        if self._rights_for is not rec:
+        ppv = self.ppv.state
+        if self._rights_for is not rec or self._rights_ppv is not ppv:
             self._rights_cache = CardRights(status=rec.status, region=rec.region,
                                             maturity_limit=rec.maturity_limit,
-                                            entitlements=rec.entitlements)
+                                            entitlements=rec.entitlements, events=ppv.rights)
             self._rights_for = rec
+            self._rights_ppv = ppv
         return self._rights_cache
 
     def _advance_clock(self, now_s: int) -> None:
@@ -432,21 +455,8 @@ class Applet:
         """Key index known (9815) → authentic (6982) → fresh (9814) → access decision
         (:func:`cas.access.decide`, 98xx) → paired (9809) → CWs wrapped under the CWPK."""
         section, ecm = _section_of(cmd, parse_ecm_fast)
-        header = ecm.header
-        key = self._keys.ecm.get(header.ecm_key_index)
-        if key is None:
-            raise Refusal(SW.KEY_INDEX_UNKNOWN)
-        try:
-            plain = aead_open(key, header.nonce, ecm.body, section[: len(section) - len(ecm.body)])
-        except AuthenticationError:
-            raise Refusal(SW.SECURITY_NOT_SATISFIED) from None
+        header, body = self._open_ecm(section, ecm.header, ecm.body)
         now_s = header.timestamp_s
-        if now_s + self.ecm_stale_tolerance_s < self.clock_s:
-            raise Refusal(SW.ECM_STALE)
-        try:
-            body = parse_ecm_body_fast(plain)
-        except FormatError:
-            raise Refusal(SW.WRONG_DATA) from None
         self._advance_clock(now_s)
         reason = decide(self._rights(), body.criteria(header.channel_id), now_s,
                         pin_ok=self.pin_verified)
@@ -456,6 +466,62 @@ class Applet:
         if cwpk is None:
             raise Refusal(SW.PAIRING_MISMATCH)
         return self._answer(wrap_cws(cwpk, body.cw_even, body.cw_odd), cmd.ne)
+
+    def _open_ecm(self, section: bytes, header: EcmHeader, sealed: bytes) -> tuple[EcmHeader,
+                                                                                 EcmBody]:
+        """Key index known (9815) → authentic (6982) → fresh (9814) → body parses (6A80)."""
+        key = self._keys.ecm.get(header.ecm_key_index)
+        if key is None:
+            raise Refusal(SW.KEY_INDEX_UNKNOWN)
+        try:
+            plain = aead_open(key, header.nonce, sealed, section[: len(section) - len(sealed)])
+        except AuthenticationError:
+            raise Refusal(SW.SECURITY_NOT_SATISFIED) from None
+        if header.timestamp_s + self.ecm_stale_tolerance_s < self.clock_s:
+            raise Refusal(SW.ECM_STALE)
+        try:
+            return header, parse_ecm_body_fast(plain)
+        except FormatError:
+            raise Refusal(SW.WRONG_DATA) from None
+
+    # --- PPV ------------------------------------------------------------------------------
+    def _ppv_buy(self, cmd: Command) -> bytes:
+        """The checks of :mod:`cas.card.ppv` (module doc), in its order."""
+        if cmd.p1 or cmd.p2:
+            raise Refusal(SW.INCORRECT_P1P2)
+        pin, event_id, section = parse_buy_data(cmd.data)
+        try:
+            ecm = parse_ecm_fast(section)
+        except FormatError:
+            raise Refusal(SW.WRONG_DATA) from None
+        if self.record.pin_retries_left == 0:
+            raise Refusal(SW.PIN_BLOCKED)
+        header, body = self._open_ecm(section, ecm.header, ecm.body)
+        now_s = header.timestamp_s
+        self._advance_clock(now_s)
+        event = event_on_air(body.ppv_event, event_id, now_s)
+        rights = self._rights()
+        if rights.status != CardStatus.ACTIVE or (body.regions
+                                                 and rights.region not in body.regions):
+            raise Refusal(sw_for_reason(decide(rights, body.criteria(header.channel_id), now_s)))
+        self._check_pin(pin)
+        rec = self.record
+        if rec.pin_retries_left != rec.pin_retries_max:
+            self._commit(dataclasses.replace(rec, pin_retries_left=rec.pin_retries_max))
+        self.pin_verified = True
+        new = purchase(self.ppv.state, event, header.channel_id, now_s)
+        if new is not None:
+            self.ppv.commit(new)
+        return self._answer(build_purse_info(self.ppv.state), cmd.ne)
+
+    def _ppv_report(self, cmd: Command) -> bytes:
+        if cmd.p1 or cmd.p2:
+            raise Refusal(SW.INCORRECT_P1P2)
+        if cmd.data:
+            raise Refusal(SW.WRONG_LENGTH)
+        state, report = next_report(self.ppv.state, self.record.serial, self._keys.cuk)
+        self.ppv.commit(state)
+        return self._answer(report, cmd.ne)
 
     # --- PROCESS EMM ------------------------------------------------------------------------
     def _process_emm(self, cmd: Command) -> bytes:
@@ -492,7 +558,15 @@ class Applet:
         now_s = max(self.clock_s, rec.last_ecm_s)
         if header.not_after_s < now_s:
             raise Refusal(SW.EMM_EXPIRED)
+        ppv_commands, commands = split_commands(commands)
         new, pairing = apply_emm_commands(rec, commands, now_s, self._keys.cuk)
+        ppv = self.ppv.state
+        if ppv_commands and (ppv.last_emm_kind, ppv.last_emm_seq) != (header.table_id, header.seq):
+            # the PPV file first, marked with this EMM: if the record write below is lost,
+            # the EMM comes again (its seq not yet recorded) and is not applied twice
+            self.ppv.commit(dataclasses.replace(
+                apply_ppv_commands(ppv, ppv_commands, now_s),
+                last_emm_kind=header.table_id, last_emm_seq=header.seq))
         seq_update: dict[str, int] = {seq_field: header.seq,
                                       "last_ecm_s": max(new.last_ecm_s, self.clock_s)}
         new = dataclasses.replace(new, **seq_update)  # type: ignore[arg-type]

@@ -26,6 +26,7 @@ from cas.card.data import (
     parse_status,
 )
 from cas.card.errors import WrongPinError, error_for
+from cas.card.ppv import PurseInfo, build_buy_data, parse_purse_info
 from cas.card.sw import SW
 from cas.card.transport import CardTransport
 from cas.errors import CardError, CardTransportError, FormatError, UsageError
@@ -196,6 +197,29 @@ class CardClient:
         if resp.sw == SW.PIN_BLOCKED:
             return 0
         raise err
+
+    # --- pay-per-view (docs/ppv.md) -------------------------------------------------------
+    def purse(self) -> PurseInfo:
+        """GET DATA 10: the IPPV purse, its credit limit and the report state."""
+        return parse_purse_info(self.get_data(DataTag.PURSE))
+
+    def ppv_buy(self, pin: str | bytes, event_id: int, ecm_section: bytes) -> PurseInfo:
+        """Buy ``event_id`` (on air in ``ecm_section``, the channel's current ECM) with the
+        purchase PIN.  Refusals: :class:`AccessDeniedError` (``.reason`` PURSE_EMPTY,
+        PPV_NOT_ON_AIR, PPV_EVENT_ENDED, ...), :class:`WrongPinError`, :class:`PinBlockedError`.
+        """
+        if not 0 <= event_id <= 0xFFFFFFFF:
+            raise UsageError("an event id is a u32")
+        data = build_buy_data(_pin_bytes(pin), event_id, ecm_section)
+        if len(data) > 255:
+            raise UsageError("ECM too long for PPV BUY")
+        return parse_purse_info(self.send(
+            build_apdu(CLA_PROPRIETARY, Ins.PPV_BUY, 0, 0, data, le=256), command="PPV BUY"))
+
+    def ppv_report(self) -> bytes:
+        """PPV REPORT: the card-authenticated purchase report (each read a new counter)."""
+        return self.send(build_apdu(CLA_PROPRIETARY, Ins.PPV_REPORT, 0, 0, le=256),
+                         command="PPV REPORT")
 
     def change_pin(self, old: str | bytes, new: str | bytes) -> None:
         self.send(build_apdu(CLA_ISO, Ins.CHANGE_PIN, 0x00, PIN_REFERENCE,

@@ -12,11 +12,14 @@ from __future__ import annotations
 
 import struct
 
+from cas.access import PpvEvent
 from cas.errors import FormatError
 from cas.formats.ecm import (
     ECM_HEADER_SIZE,
     ECM_TABLE_EVEN,
     ECM_TABLE_ODD,
+    EXT_PPV_EVENT,
+    PPV_FLAG_IMPULSE,
     TAG_SIZE,
     Ecm,
     EcmBody,
@@ -32,6 +35,8 @@ assert _HEADER.size == ECM_HEADER_SIZE
 _u16 = struct.Struct(">H")
 _u32 = struct.Struct(">I")
 _CW_LENGTHS = (8, 16)
+_PPV = struct.Struct(">IIIHB")  # ECM extension 01, docs/formats.md §6.2.1
+_PPV_TLV = 2 + _PPV.size
 
 
 def parse_ecm_fast(section: bytes) -> Ecm:
@@ -69,7 +74,14 @@ def parse_ecm_body_fast(data: bytes) -> EcmBody:
         return parse_ecm_body(data)
     rcount = data[pkg_end]
     end = pkg_end + 1 + 2 * rcount
-    if n != end:
+    ppv: PpvEvent | None = None
+    if n == end + _PPV_TLV and data[end] == EXT_PPV_EVENT and data[end + 1] == _PPV.size:
+        # the one extension a PPV channel's ECMs carry (docs/formats.md §6.2.1); any other
+        # extension list takes the declarative parser
+        event_id, start_s, end_s, price, flags = _PPV.unpack_from(data, end + 2)
+        ppv = PpvEvent(event_id=event_id, start_s=start_s, end_s=end_s, price_tokens=price,
+                       impulse=bool(flags & PPV_FLAG_IMPULSE))
+    elif n != end:
         return parse_ecm_body(data)
     packages = struct.unpack_from(f">{count}H", data, pos + 2) if count else ()
     regions = struct.unpack_from(f">{rcount}H", data, pkg_end + 1) if rcount else ()
@@ -80,6 +92,7 @@ def parse_ecm_body_fast(data: bytes) -> EcmBody:
         maturity_rating=maturity,
         package_ids=tuple(packages),
         regions=tuple(regions),
+        ppv_event=ppv,
     )
 
 

@@ -25,6 +25,8 @@ REASON_SW: dict[Reason, int] = {
         Reason.REGION_BLACKOUT, Reason.MATURITY_LOCKED, Reason.CARD_SUSPENDED,
         Reason.FINANCIAL_BLOCK, Reason.CARD_KILLED, Reason.PAIRING_MISMATCH,
         Reason.CARD_NOT_ACTIVE, Reason.CHANNEL_NOT_IN_PACKAGE, Reason.ECM_KEY_UNKNOWN,
+        Reason.PPV_NOT_PURCHASED, Reason.PURSE_EMPTY, Reason.PPV_EVENT_ENDED,
+        Reason.PPV_NOT_ON_AIR,
     )
 }
 REASON_SW[Reason.PIN_BLOCKED] = int(SW.PIN_BLOCKED)

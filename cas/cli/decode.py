@@ -25,7 +25,7 @@ from rich.tree import Tree
 from cas.cli.app import Application, pass_app
 from cas.crypto import OperatorKeys
 from cas.errors import AuthenticationError, CasError, FormatError, UsageError
-from cas.formats import apdu, chipid, ecm, emm, psi, records, simulcrypt, ts
+from cas.formats import apdu, chipid, ecm, emm, ppv, psi, records, simulcrypt, ts
 from cas.formats.records import CARD_BATCH_MAGIC, CARD_RECORD_MAGIC, CHIP_BATCH_MAGIC
 from cas.formats.sections import section_total_length
 from cas.messages import open_ecm_section, open_emm_section
@@ -33,6 +33,7 @@ from cas.messages import open_ecm_section, open_emm_section
 KINDS = (
     "ts", "packet", "section", "ecm", "emm", "sections", "command-apdu", "response-apdu",
     "card-record", "card-batch", "chip-record", "chip-batch", "simulcrypt",
+    "ppv-report", "ppv-file",
 )
 #: How many sections of a sections file are shown one by one (all are counted).
 SECTIONS_SHOWN = 100
@@ -91,6 +92,10 @@ def detect(data: bytes) -> str:
     if not data:
         raise FormatError("empty input")
     head = data[:4]
+    if head == ppv.REPORT_MAGIC:
+        return "ppv-report"
+    if head == ppv.PPV_FILE_MAGIC:
+        return "ppv-file"
     if head == CARD_RECORD_MAGIC:
         return "card-record"
     if head == CARD_BATCH_MAGIC:
@@ -179,6 +184,36 @@ class Decoder:
         handler: Callable[[bytes], dict[str, Any]] = getattr(self, "_" + kind.replace("-", "_"))
         out = handler(data)
         return {"kind": kind, "length": len(data), **out}
+
+    def _ppv_report(self, data: bytes) -> dict[str, Any]:
+        """A card's purchase report (docs/formats.md §8); with keys, whether it is authentic."""
+        out = ppv.describe_report(ppv.parse_report(data))
+        if self.keys is not None:
+            from cas.crypto.ppv import report_key, verify_report_tag
+
+            report = ppv.parse_report(data)
+            try:
+                verify_report_tag(report_key(self.keys.cuk(report.serial)),
+                                  ppv.report_nonce(report.report_counter),
+                                  ppv.report_clear_bytes(report), report.tag)
+            except AuthenticationError:
+                out["authenticated"] = False
+            else:
+                out["authenticated"] = True
+        return out
+
+    def _ppv_file(self, data: bytes) -> dict[str, Any]:
+        """A card's PPV file (``<image>.ppv``, docs/formats.md §8)."""
+        st = ppv.parse_ppv_file(data)
+        return {"type": "ppv_file", "purse_tokens": st.purse_tokens,
+                "credit_limit_tokens": st.credit_limit_tokens,
+                "report_counter": st.report_counter, "next_purchase_seq": st.next_purchase_seq,
+                "rights": [{"event_id": r.event_id, "channel_id": r.channel_id,
+                            "start_s": r.start_s, "end_s": r.end_s, "bought": r.impulse}
+                           for r in st.rights],
+                "purchases": ppv.describe_report(ppv.PurchaseReport(
+                    serial=0, report_counter=0, purse_tokens=0, credit_limit_tokens=0,
+                    purchases=st.purchases))["purchases"]}
 
     def _card_record(self, data: bytes) -> dict[str, Any]:
         return records.describe(records.parse_card_record(data))

@@ -16,7 +16,7 @@ from typing import IO
 import click
 
 import cas
-from cas.access import AccessCriteria
+from cas.access import AccessCriteria, PpvEvent
 from cas.cli.app import Application, pass_app
 from cas.cli.common import group
 from cas.errors import UsageError
@@ -59,6 +59,15 @@ def lineup_channels(app: Application, lineup: str | None) -> LineupChannels:
         return LineupChannels(criteria={ch.service_id: crit for ch, crit in rows},
                               names={ch.service_id: ch.name for ch, _ in rows},
                               numbers={ch.service_id: ch.number for ch, _ in rows})
+
+
+def _ppv_events(app: Application) -> dict[int, tuple[PpvEvent, ...]]:
+    """The store's pay-per-view events per service id (ECMs carry each in its time)."""
+    from cas.billing.ppv import events_by_service
+    from cas.cli._subscribers import reader
+
+    with reader(app) as s:
+        return events_by_service(s)
 
 
 def lineup_criteria(app: Application, lineup: str | None) -> tuple[dict[int, AccessCriteria],
@@ -170,7 +179,8 @@ def register(cli: click.Group) -> None:
         settings = EcmSettings(crypto_period_ms=cp_ms, repetition_ms=ecm_repetition_ms,
                                cw_length=algorithm.cw_length, ecm_key_index=ecm_key_index)
         services = channel_ecms_for(keys, criteria, settings=settings,
-                                    start_s=_ecm_time_s(app, at_text))
+                                    start_s=_ecm_time_s(app, at_text),
+                                    ppv_events=_ppv_events(app) if lineup is None else None)
         emms = list(iter_sections(emm_file.read_bytes())) if emm_file else []
         config = ScrambleConfig(algorithm=algorithm, crypto_period_ms=cp_ms,
                                 ecm_repetition_ms=ecm_repetition_ms, ca_system_id=ca_system_id,

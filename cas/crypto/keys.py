@@ -67,6 +67,7 @@ class Purpose(IntEnum):
     ECM = 0x04  # ECM key, context = key index (u8)
     TRANSPORT = 0x05  # card-factory transport key, context = 0
     PIN = 0x06  # PIN-hash key, derived from a CUK, context = 0
+    PPV_REPORT = 0x10  # PPV purchase-report key, derived from a CUK, context = 0
 
 
 class Key:

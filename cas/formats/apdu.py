@@ -57,6 +57,8 @@ class Ins(IntEnum):
     VERIFY_PIN = 0x20
     CHANGE_PIN = 0x24
     GET_RESPONSE = 0xC0
+    PPV_BUY = 0x50
+    PPV_REPORT = 0x52
 
 
 class GetDataTag(IntEnum):
@@ -68,6 +70,7 @@ class GetDataTag(IntEnum):
     COUNTERS = 0x04
     PAIRING = 0x05
     OSD_MESSAGE = 0x06
+    PURSE = 0x10
 
 
 class ApduCase(IntEnum):
@@ -118,6 +121,11 @@ class SW(IntEnum):
     EMM_EXPIRED = 0x9813
     ECM_STALE = 0x9814
     KEY_INDEX_UNKNOWN = 0x9815
+    # proprietary 98xx: pay-per-view (docs/ppv.md)
+    PPV_NOT_PURCHASED = 0x9820
+    PURSE_EMPTY = 0x9821
+    PPV_EVENT_ENDED = 0x9822
+    PPV_NOT_ON_AIR = 0x9823
 
 
 _SW_TO_REASON: dict[int, Reason] = {
@@ -133,6 +141,10 @@ _SW_TO_REASON: dict[int, Reason] = {
     SW.CARD_NOT_ACTIVE: Reason.CARD_NOT_ACTIVE,
     SW.CHANNEL_NOT_IN_PACKAGE: Reason.CHANNEL_NOT_IN_PACKAGE,
     SW.KEY_INDEX_UNKNOWN: Reason.ECM_KEY_UNKNOWN,
+    SW.PPV_NOT_PURCHASED: Reason.PPV_NOT_PURCHASED,
+    SW.PURSE_EMPTY: Reason.PURSE_EMPTY,
+    SW.PPV_EVENT_ENDED: Reason.PPV_EVENT_ENDED,
+    SW.PPV_NOT_ON_AIR: Reason.PPV_NOT_ON_AIR,
     SW.OK: Reason.OPEN,
 }
 _REASON_TO_SW: dict[Reason, SW] = {r: SW(sw) for sw, r in _SW_TO_REASON.items()}

@@ -19,6 +19,11 @@ Plaintext body::
     maturity_rating      u8
     package_count u8, package_id u16 × count   (any of them opens the channel)
     region_count  u8, region u16 × count       (empty: everywhere)
+    extensions                 tag u8 | length u8 | value, to the end (may be none)
+
+Extensions (§6.2.1) came after the first release: an ECM without them is the original body
+byte for byte, so old ECMs still parse.  Tag 0x01 is the pay-per-view event on air
+(docs/ppv.md); an unknown tag is kept as :class:`EcmExtension`, never dropped.
 """
 
 from __future__ import annotations
@@ -28,7 +33,7 @@ from typing import Any
 
 import construct as cs
 
-from cas.access import AccessCriteria
+from cas.access import AccessCriteria, PpvEvent
 from cas.errors import FormatError
 from cas.formats._common import (
     MAX_CA_SECTION_LENGTH,
@@ -64,6 +69,20 @@ class EcmHeader:
         return self.table_id == ECM_TABLE_ODD
 
 
+#: ECM body extension tag of the PPV event on air (docs/formats.md §6.2.1).
+EXT_PPV_EVENT = 0x01
+#: PPV event flags: bit 0 = may be bought on the card (impulse PPV).
+PPV_FLAG_IMPULSE = 0x01
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class EcmExtension:
+    """An ECM body extension this version does not know; kept raw."""
+
+    tag: int
+    value: bytes
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class EcmBody:
     """Decrypted ECM body: control words and what a card must hold to get them."""
@@ -74,6 +93,10 @@ class EcmBody:
     package_ids: tuple[int, ...] = ()
     regions: tuple[int, ...] = ()
     maturity_rating: int = 0
+    #: the pay-per-view event on air on this channel (extension 0x01), if any
+    ppv_event: PpvEvent | None = None
+    #: extensions with tags this version does not know
+    extensions: tuple[EcmExtension, ...] = ()
 
     def criteria(self, channel_id: int) -> AccessCriteria:
         """The access criteria for ``cas.access.decide``."""
@@ -82,6 +105,7 @@ class EcmBody:
             package_ids=self.package_ids,
             regions=self.regions,
             maturity_rating=self.maturity_rating,
+            ppv_event=self.ppv_event,
         )
 
 
@@ -113,9 +137,37 @@ ECM_BODY = cs.Struct(
     "maturity_rating" / cs.Int8ub,
     "package_ids" / cs.PrefixedArray(cs.Int8ub, cs.Int16ub),
     "regions" / cs.PrefixedArray(cs.Int8ub, cs.Int16ub),
+    "extensions" / cs.GreedyRange(cs.Struct(
+        "tag" / cs.Int8ub, "value" / cs.Prefixed(cs.Int8ub, cs.GreedyBytes))),
     cs.Terminated,
 )
-"""Plaintext ECM body (docs/formats.md §6.2)."""
+"""Plaintext ECM body (docs/formats.md §6.2, extensions §6.2.1)."""
+
+PPV_EVENT_EXTENSION = cs.Struct(
+    "event_id" / cs.Int32ub,
+    "start_s" / cs.Int32ub,
+    "end_s" / cs.Int32ub,
+    "price_tokens" / cs.Int16ub,
+    "flags" / cs.Int8ub,
+    cs.Terminated,
+)
+"""Value of ECM extension 0x01: the PPV event on air (docs/formats.md §6.2.1)."""
+
+
+def _ppv_from(value: bytes, path: str) -> PpvEvent:
+    c = parse_struct(PPV_EVENT_EXTENSION, value, path)
+    return PpvEvent(event_id=c.event_id, start_s=c.start_s, end_s=c.end_s,
+                    price_tokens=c.price_tokens, impulse=bool(c.flags & PPV_FLAG_IMPULSE))
+
+
+def _ppv_value(event: PpvEvent, path: str) -> bytes:
+    if not isinstance(event, PpvEvent):
+        raise FormatError(f"expected PpvEvent, got {type(event).__name__}", path=path)
+    for name, bits in (("event_id", 32), ("start_s", 32), ("end_s", 32), ("price_tokens", 16)):
+        check_range(getattr(event, name), bits, f"{path}.{name}")
+    return build_struct(PPV_EVENT_EXTENSION, dict(
+        event_id=event.event_id, start_s=event.start_s, end_s=event.end_s,
+        price_tokens=event.price_tokens, flags=PPV_FLAG_IMPULSE if event.impulse else 0), path)
 
 #: Largest plaintext body that fits a 256-byte section.
 MAX_ECM_PLAINTEXT = MAX_CA_SECTION_LENGTH - ECM_HEADER_SIZE - TAG_SIZE
@@ -124,7 +176,16 @@ MAX_ECM_PLAINTEXT = MAX_CA_SECTION_LENGTH - ECM_HEADER_SIZE - TAG_SIZE
 def parse_ecm_body(data: bytes) -> EcmBody:
     """Parse a decrypted ECM body."""
     c = parse_struct(ECM_BODY, bytes(data), "ecm.body")
+    ppv: PpvEvent | None = None
+    unknown: list[EcmExtension] = []
+    for i, ext in enumerate(c.extensions):
+        if ext.tag == EXT_PPV_EVENT and ppv is None:
+            ppv = _ppv_from(ext.value, f"ecm.body.extensions[{i}].ppv_event")
+        else:
+            unknown.append(EcmExtension(tag=ext.tag, value=bytes(ext.value)))
     return EcmBody(
+        ppv_event=ppv,
+        extensions=tuple(unknown),
         crypto_period=c.crypto_period,
         cw_even=c.cw_even,
         cw_odd=c.cw_odd,
@@ -150,6 +211,17 @@ def build_ecm_body(body: EcmBody) -> bytes:
             check_range(v, 16, f"{p}.{name}[{i}]")
     check_range(body.crypto_period, 32, f"{p}.crypto_period")
     check_range(body.maturity_rating, 8, f"{p}.maturity_rating")
+    extensions: list[dict[str, object]] = []
+    if body.ppv_event is not None:
+        extensions.append(dict(tag=EXT_PPV_EVENT,
+                               value=_ppv_value(body.ppv_event, f"{p}.ppv_event")))
+    for i, ext in enumerate(body.extensions):
+        check_range(ext.tag, 8, f"{p}.extensions[{i}].tag")
+        if ext.tag == EXT_PPV_EVENT:
+            raise FormatError("tag 0x01 is the ppv_event field", path=f"{p}.extensions[{i}]")
+        if len(ext.value) > 255:
+            raise FormatError("at most 255 bytes", path=f"{p}.extensions[{i}].value")
+        extensions.append(dict(tag=ext.tag, value=bytes(ext.value)))
     return build_struct(
         ECM_BODY,
         dict(
@@ -159,6 +231,7 @@ def build_ecm_body(body: EcmBody) -> bytes:
             maturity_rating=body.maturity_rating,
             package_ids=list(body.package_ids),
             regions=list(body.regions),
+            extensions=extensions,
         ),
         p,
     )
@@ -250,5 +323,13 @@ def describe(obj: Ecm | EcmHeader | EcmBody) -> dict[str, Any]:
             "package_ids": list(obj.package_ids),
             "regions": list(obj.regions),
             "maturity_rating": obj.maturity_rating,
+            **({"ppv_event": {"event_id": obj.ppv_event.event_id,
+                              "start_s": obj.ppv_event.start_s,
+                              "end_s": obj.ppv_event.end_s,
+                              "price_tokens": obj.ppv_event.price_tokens,
+                              "impulse": obj.ppv_event.impulse}}
+               if obj.ppv_event is not None else {}),
+            **({"extensions": [{"tag": f"0x{e.tag:02X}", "value": e.value.hex()}
+                               for e in obj.extensions]} if obj.extensions else {}),
         }
     raise TypeError(f"cannot describe {type(obj).__name__}")

@@ -179,6 +179,10 @@ class EmmTag(IntEnum):
     PAIR = 0x08
     ECM_KEY_UPDATE = 0x09
     OSD_MESSAGE = 0x0A
+    # pay-per-view (docs/ppv.md)
+    PPV_EVENT_RIGHT = 0x10
+    PURSE_CREDIT = 0x11
+    PPV_REPORT_ACK = 0x12
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -240,6 +244,34 @@ class OsdMessage:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class PpvEventRight:
+    """A pre-booked pay-per-view event: the card may open ``event_id`` on ``channel_id``
+    from ``start_s`` to ``end_s`` without buying it."""
+
+    event_id: int
+    channel_id: int
+    start_s: int
+    end_s: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PurseCredit:
+    """Load ``tokens`` into the card's IPPV purse and set its credit limit (tokens the purse
+    may go below zero)."""
+
+    tokens: int
+    credit_limit_tokens: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PpvReportAck:
+    """The head-end has billed every purchase up to ``up_to_purchase_seq``: the card may
+    forget those records."""
+
+    up_to_purchase_seq: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class UnknownCommand:
     """A TLV with a tag this version does not know; kept so it can be shown and re-built."""
 
@@ -249,7 +281,8 @@ class UnknownCommand:
 
 EmmCommand = (
     AddEntitlement | RemoveEntitlement | ClearEntitlements | SetStatus | SetRegion | SetMaturity
-    | ResetPin | Pair | EcmKeyUpdate | OsdMessage | UnknownCommand
+    | ResetPin | Pair | EcmKeyUpdate | OsdMessage | PpvEventRight | PurseCredit | PpvReportAck
+    | UnknownCommand
 )  # fmt: skip
 
 _VALID_STATUS = frozenset(int(s) for s in CardStatus)
@@ -273,6 +306,14 @@ COMMAND_VALUES: dict[int, cs.Construct] = {
     ),
     EmmTag.ECM_KEY_UPDATE: cs.Struct("index" / cs.Int8ub, "key" / cs.Bytes(16), cs.Terminated),
     EmmTag.OSD_MESSAGE: cs.Struct("text" / cs.GreedyString("utf8")),
+    EmmTag.PPV_EVENT_RIGHT: cs.Struct(
+        "event_id" / cs.Int32ub, "channel_id" / cs.Int16ub, "start_s" / cs.Int32ub,
+        "end_s" / cs.Int32ub, cs.Terminated,
+    ),
+    EmmTag.PURSE_CREDIT: cs.Struct(
+        "tokens" / cs.Int32ub, "credit_limit_tokens" / cs.Int32ub, cs.Terminated
+    ),
+    EmmTag.PPV_REPORT_ACK: cs.Struct("up_to_purchase_seq" / cs.Int32ub, cs.Terminated),
 }
 
 _CLASSES: dict[int, type] = {
@@ -286,6 +327,9 @@ _CLASSES: dict[int, type] = {
     EmmTag.PAIR: Pair,
     EmmTag.ECM_KEY_UPDATE: EcmKeyUpdate,
     EmmTag.OSD_MESSAGE: OsdMessage,
+    EmmTag.PPV_EVENT_RIGHT: PpvEventRight,
+    EmmTag.PURSE_CREDIT: PurseCredit,
+    EmmTag.PPV_REPORT_ACK: PpvReportAck,
 }
 _TAGS: dict[type, int] = {cls: tag for tag, cls in _CLASSES.items()}
 _FIELDS: dict[int, tuple[str, ...]] = {

@@ -20,11 +20,11 @@ Randomness (``rng``) and time (``clock``) are arguments, so tests are determinis
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
-from cas.access import AccessCriteria
+from cas.access import AccessCriteria, PpvEvent
 from cas.crypto import CISSA_CW_LEN, CSA2_CW_LEN, OperatorKeys, Rng, generate_cw
 from cas.errors import UsageError
 from cas.formats.ecm import ECM_TABLE_EVEN, NONCE_SIZE, EcmBody, EcmHeader
@@ -70,6 +70,15 @@ def cw_slots(cp: int, current: bytes, following: bytes) -> tuple[bytes, bytes]:
 def current_cw(cp: int, cw_even: bytes, cw_odd: bytes) -> bytes:
     """The CW that scrambles crypto-period ``cp``, from an ECM's two slots."""
     return cw_odd if cp & 1 else cw_even
+
+
+def criteria_at(criteria: AccessCriteria, ppv_events: Sequence[PpvEvent],
+                at_s: int) -> AccessCriteria:
+    """``criteria`` with the pay-per-view event on air at ``at_s`` (docs/ppv.md), if any."""
+    for event in ppv_events:
+        if event.on_air(at_s):
+            return replace(criteria, ppv_event=event)
+    return criteria
 
 
 class CwSchedule:
@@ -126,7 +135,7 @@ class EcmGenerator:
                            nonce=nonce)
         body = EcmBody(crypto_period=cp, cw_even=cw_even, cw_odd=cw_odd,
                        package_ids=tuple(criteria.package_ids), regions=tuple(criteria.regions),
-                       maturity_rating=criteria.maturity_rating)
+                       maturity_rating=criteria.maturity_rating, ppv_event=criteria.ppv_event)
         return seal_ecm(self._key, header, body, nonce)
 
 
@@ -138,9 +147,12 @@ class ChannelEcms:
     """
 
     def __init__(self, generator: EcmGenerator, criteria: AccessCriteria, *,
-                 settings: EcmSettings, start_s: int, rng: Rng = os.urandom) -> None:
+                 settings: EcmSettings, start_s: int, rng: Rng = os.urandom,
+                 ppv_events: Sequence[PpvEvent] = ()) -> None:
         self.generator = generator
         self.criteria = criteria
+        #: the channel's pay-per-view events: an ECM whose time falls in one carries it
+        self.ppv_events = tuple(ppv_events)
         self.settings = settings
         self.start_s = start_s
         self.schedule = CwSchedule(cw_length=settings.cw_length, rng=rng)
@@ -156,6 +168,10 @@ class ChannelEcms:
     def cw(self, cp: int) -> bytes:
         return self.schedule.cw(cp)
 
+    def criteria_at(self, at_s: int) -> AccessCriteria:
+        """The criteria with the PPV event on air at ``at_s``, if any (docs/ppv.md)."""
+        return criteria_at(self.criteria, self.ppv_events, at_s)
+
     def timestamp_s(self, cp: int) -> int:
         return self.start_s + cp * self.settings.crypto_period_ms // 1000
 
@@ -163,7 +179,8 @@ class ChannelEcms:
         found = self._ecm_cache.get(cp)
         if found is None:
             even, odd = self.schedule.pair(cp)
-            found = self.generator.ecm(self.criteria, cp=cp, cw_even=even, cw_odd=odd,
+            found = self.generator.ecm(self.criteria_at(self.timestamp_s(cp)), cp=cp,
+                                       cw_even=even, cw_odd=odd,
                                        timestamp_s=self.timestamp_s(cp))
             self._ecm_cache = {cp: found}  # only the current period's ECM is repeated
         return found
@@ -230,9 +247,13 @@ def criteria_from_lineup(lineup: object) -> dict[int, AccessCriteria]:
 
 
 def channel_ecms_for(keys: OperatorKeys, criteria: Mapping[int, AccessCriteria], *,
-                     settings: EcmSettings, start_s: int, rng: Rng = os.urandom
+                     settings: EcmSettings, start_s: int, rng: Rng = os.urandom,
+                     ppv_events: Mapping[int, Sequence[PpvEvent]] | None = None
                      ) -> dict[int, ChannelEcms]:
-    """One :class:`ChannelEcms` per service id (what the scrambler takes)."""
+    """One :class:`ChannelEcms` per service id (what the scrambler takes); ``ppv_events``
+    per service id puts each event into the ECMs of its time."""
     gen = EcmGenerator(keys, ecm_key_index=settings.ecm_key_index, rng=rng)
-    return {sid: ChannelEcms(gen, c, settings=settings, start_s=start_s, rng=rng)
+    events = ppv_events or {}
+    return {sid: ChannelEcms(gen, c, settings=settings, start_s=start_s, rng=rng,
+                             ppv_events=events.get(sid, ()))
             for sid, c in criteria.items()}

@@ -169,6 +169,12 @@ def explain(session: Session, serial: int, channel: int | str, at: datetime, *,
             for e in rights.entitlements
         ],
         "paired_chip_id": None if state.paired_chip_id is None else f"{state.paired_chip_id:08X}",
+        # pay-per-view (docs/ppv.md): the events the card holds, booked or reported bought
+        "ppv_events": [
+            {"event_id": e.event_id, "service_id": e.channel_id, "start": _date(e.start_s),
+             "end": _date(e.end_s), "bought": e.impulse}
+            for e in base.rights.events
+        ],
     }
     cause = Msg(f"reason.{reason.value}.cause")
     fix = Msg(f"reason.{reason.value}.fix")

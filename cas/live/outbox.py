@@ -70,6 +70,9 @@ _GLOBAL_SEQ = "global"
 class EmmKind(StrEnum):
     UNIQUE = "unique"
     GLOBAL = "global"
+    #: a unique EMM with pay-per-view commands (docs/ppv.md): one-shot, so a later rights
+    #: EMM of the card does not replace it
+    PPV = "ppv"
 
 
 class OutboxStatus(StrEnum):

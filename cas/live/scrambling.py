@@ -19,16 +19,16 @@ import json
 import os
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
-from cas.access import AccessCriteria
+from cas.access import AccessCriteria, PpvEvent
 from cas.crypto import Rng
 from cas.errors import StreamError
-from cas.headend.ecmgen import CwSchedule, EcmGenerator
+from cas.headend.ecmgen import CwSchedule, EcmGenerator, criteria_at
 from cas.headend.scrambler import Algorithm, PayloadCipher, ServiceCrypto, payload_cipher
 
 __all__ = ["Algorithm", "CryptoSchedule", "CwLog", "InternalEcms", "PeriodKeys",
@@ -54,9 +54,12 @@ class InternalEcms:
     restamps = True
 
     def __init__(self, generator: EcmGenerator, criteria: AccessCriteria, *, cw_length: int,
-                 timestamp_s: Callable[[], int], rng: Rng = os.urandom) -> None:
+                 timestamp_s: Callable[[], int], rng: Rng = os.urandom,
+                 ppv_events: Sequence[PpvEvent] = ()) -> None:
         self.generator = generator
         self.criteria = criteria
+        #: the channel's pay-per-view events: each rides in the ECMs of its time (docs/ppv.md)
+        self.ppv_events = tuple(ppv_events)
         self.schedule = CwSchedule(cw_length=cw_length, rng=rng)
         self._timestamp_s = timestamp_s
         self._ecms: dict[int, tuple[int, bytes]] = {}
@@ -79,7 +82,8 @@ class InternalEcms:
             found = self._ecms.get(cp)
             if found is None or found[0] != stamp:
                 even, odd = self.schedule.pair(cp)
-                found = (stamp, self.generator.ecm(self.criteria, cp=cp, cw_even=even,
+                criteria = criteria_at(self.criteria, self.ppv_events, stamp)
+                found = (stamp, self.generator.ecm(criteria, cp=cp, cw_even=even,
                                                    cw_odd=odd, timestamp_s=stamp))
                 self._ecms[cp] = found
                 for old in [c for c in self._ecms if c < cp - 1]:

@@ -286,10 +286,15 @@ class HeadendService:
             # starts now (a payment) opens with the next repetition, and one that ends closes
             # on time.
             self._clock = StoreClock(store)
+            from cas.billing.ppv import events_by_service
+
+            with store.reader() as session:  # the PPV catalogue as the head-end starts
+                events = events_by_service(session)
             for s in scrambled:
                 crypto[s.service_id] = InternalEcms(gen, by_sid[s.service_id].criteria,
                                                     cw_length=cw_length,
-                                                    timestamp_s=self._clock)
+                                                    timestamp_s=self._clock,
+                                                    ppv_events=events.get(s.service_id, ()))
         else:
             from cas.headend.simulcrypt import access_criteria as ac
             from cas.headend.simulcrypt.scs import BlockingScsClient, EcmgServiceCrypto

@@ -363,9 +363,70 @@ class EmmOutbox(Base):
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     card_serial: Mapped[int | None] = mapped_column(BigInteger, nullable=True, index=True)
     shared_address: Mapped[int | None] = mapped_column(Integer, nullable=True)
-    kind: Mapped[str] = mapped_column(String(16))  # unique | shared | global | pair
+    kind: Mapped[str] = mapped_column(String(16))  # unique | shared | global | pair | ppv
     created_at_s: Mapped[int] = mapped_column(BigInteger)
     payload: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
     status: Mapped[str] = mapped_column(String(8), default="queued")  # queued | sent | failed
     cause: Mapped[str | None] = mapped_column(String(32), nullable=True)
     sent_at_s: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+
+
+# --- pay-per-view (docs/ppv.md) ----------------------------------------------------------------
+class PpvEvent(Base):
+    """A pay-per-view event in the catalogue: on ``service_id`` from ``start_s`` to ``end_s``,
+    priced in tokens (``impulse``: may be bought on the card from the sofa)."""
+
+    __tablename__ = "ppv_events"
+    event_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    service_id: Mapped[int] = mapped_column(Integer, index=True)
+    title: Mapped[str] = mapped_column(String(128), default="")
+    start_s: Mapped[int] = mapped_column(BigInteger)
+    end_s: Mapped[int] = mapped_column(BigInteger)
+    price_tokens: Mapped[int] = mapped_column(Integer)
+    impulse: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at_s: Mapped[int] = mapped_column(BigInteger)
+
+
+class PpvBooking(Base):
+    """A pre-booked event: billed when booked, delivered to the card by EMM."""
+
+    __tablename__ = "ppv_bookings"
+    __table_args__ = (UniqueConstraint("card_serial", "event_id"),)
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    card_serial: Mapped[int] = mapped_column(BigInteger, index=True)
+    event_id: Mapped[int] = mapped_column(ForeignKey("ppv_events.event_id"))
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id"), index=True)
+    amount_minor: Mapped[int] = mapped_column(BigInteger)
+    booked_at_s: Mapped[int] = mapped_column(BigInteger)
+
+
+class PpvPurchase(Base):
+    """An impulse purchase a card reported: billed once, by (card, purchase sequence)."""
+
+    __tablename__ = "ppv_purchases"
+    __table_args__ = (UniqueConstraint("card_serial", "purchase_seq"),)
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    card_serial: Mapped[int] = mapped_column(BigInteger, index=True)
+    purchase_seq: Mapped[int] = mapped_column(BigInteger)
+    event_id: Mapped[int] = mapped_column(BigInteger)
+    account_id: Mapped[int | None] = mapped_column(
+        ForeignKey("accounts.id"), nullable=True, index=True)
+    price_tokens: Mapped[int] = mapped_column(Integer)
+    amount_minor: Mapped[int] = mapped_column(BigInteger)
+    bought_s: Mapped[int] = mapped_column(BigInteger)
+    report_counter: Mapped[int] = mapped_column(BigInteger)
+    billed_at_s: Mapped[int] = mapped_column(BigInteger)
+
+
+class PpvReportState(Base):
+    """The newest purchase report accepted from a card (a report at or below it is a replay)."""
+
+    __tablename__ = "ppv_report_state"
+    card_serial: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    last_report_counter: Mapped[int] = mapped_column(BigInteger)
+    last_imported_at_s: Mapped[int] = mapped_column(BigInteger)
+    purse_tokens: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+#: The pay-per-view tables (migration ``0003_ppv``).
+PPV_TABLES = ("ppv_events", "ppv_bookings", "ppv_purchases", "ppv_report_state")

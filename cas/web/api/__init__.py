@@ -27,6 +27,7 @@ from cas.web.api import (
     cards,
     catalog,
     payments,
+    ppv,
     subscriptions,
     verification,
 )
@@ -40,7 +41,8 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
         (422, "Invalid input"), (503, "Store unavailable"))
 }
 router = APIRouter(prefix=API_PREFIX, responses=_ERRORS)
-for _part in (catalog, accounts, subscriptions, payments, cards, boxes, verification, audit):
+for _part in (catalog, accounts, subscriptions, payments, cards, boxes, verification, audit,
+              ppv):
     router.include_router(_part.router)
 
 __all__ = ["API_PREFIX", "ApiContext", "api_context", "router"]

@@ -19,7 +19,7 @@ from typing import Any
 
 from click.testing import CliRunner
 
-from cas.access import AccessCriteria, CardStatus
+from cas.access import AccessCriteria, CardStatus, PpvEvent
 from cas.card.applet import Applet
 from cas.card.client import CardClient
 from cas.card.eeprom import Eeprom, write_image_atomic
@@ -141,12 +141,13 @@ class HeadEnd:
     # --- streams ---------------------------------------------------------------------------
     def scramble(self, clear: bytes, criteria: dict[int, AccessCriteria], *,
                  algorithm: Algorithm = Algorithm.CSA2, crypto_period_ms: int = 1000,
-                 emms: Sequence[bytes] = (), emm_pid: int = 0x0BFF) -> tuple[bytes,
-                                                                            ScrambleReport]:
+                 emms: Sequence[bytes] = (), emm_pid: int = 0x0BFF,
+                 ppv_events: dict[int, Sequence[PpvEvent]] | None = None,
+                 start_s: int = START_S) -> tuple[bytes, ScrambleReport]:
         settings = EcmSettings(crypto_period_ms=crypto_period_ms,
                                cw_length=algorithm.cw_length)
-        services = channel_ecms_for(self.keys, criteria, settings=settings, start_s=START_S,
-                                    rng=self.rng)
+        services = channel_ecms_for(self.keys, criteria, settings=settings, start_s=start_s,
+                                    rng=self.rng, ppv_events=ppv_events)
         config = ScrambleConfig(algorithm=algorithm, crypto_period_ms=crypto_period_ms,
                                 emm_pid=emm_pid, emm_repeat=True)
         out = io.BytesIO()

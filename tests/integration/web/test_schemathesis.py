@@ -52,9 +52,19 @@ def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Any, str, di
     known = {"account_number": a1.account_number, "serial": a1.card,
              "chip_id": f"{a2.chip_id:08X}", "package": "sport", "payment_id": "none-yet",
              "token": "0" * 32}
-    yield schemathesis.openapi.from_asgi("/api/v1/openapi.json", app), seeded[0].api_key, known
-    for st in stores:
-        st.dispose()
+    # POST /ppv/reports verifies reports under the operator keys (docs/ppv.md)
+    saved_key = os.environ.get("CAS_OPERATOR_KEY")
+    os.environ["CAS_OPERATOR_KEY"] = os.urandom(16).hex()
+    try:
+        yield (schemathesis.openapi.from_asgi("/api/v1/openapi.json", app), seeded[0].api_key,
+               known)
+    finally:
+        if saved_key is None:
+            os.environ.pop("CAS_OPERATOR_KEY", None)
+        else:
+            os.environ["CAS_OPERATOR_KEY"] = saved_key
+        for st in stores:
+            st.dispose()
 
 
 def test_the_operations_cover_the_document() -> None:

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from cas.access import CardStatus
+from cas.access import CardStatus, PpvEvent
 from cas.card.applet import Applet
 from cas.card.client import CardClient
 from cas.card.eeprom import Eeprom
@@ -94,12 +94,13 @@ class HeadEnd:
     def ecm(self, *, channel_id: int = 7, packages: Sequence[int] = (10,),
             regions: Sequence[int] = (), maturity: int = 0, timestamp_s: int = NOW,
             key_index: int = 0, key: Key | None = None, cw_even: bytes = CW_EVEN,
-            cw_odd: bytes = CW_ODD, table_id: int = ECM_TABLE_EVEN) -> bytes:
+            cw_odd: bytes = CW_ODD, table_id: int = ECM_TABLE_EVEN,
+            ppv_event: PpvEvent | None = None) -> bytes:
         header = EcmHeader(channel_id=channel_id, ecm_key_index=key_index,
                            timestamp_s=timestamp_s, table_id=table_id)
         body = EcmBody(crypto_period=timestamp_s // 10, cw_even=cw_even, cw_odd=cw_odd,
                        package_ids=tuple(packages), regions=tuple(regions),
-                       maturity_rating=maturity)
+                       maturity_rating=maturity, ppv_event=ppv_event)
         return seal_ecm(key or self.keys.ecm_key(key_index), header, body, self.nonce())
 
 

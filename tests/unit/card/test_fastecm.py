@@ -6,10 +6,12 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
+from cas.access import PpvEvent
 from cas.card.fastecm import parse_ecm_body_fast, parse_ecm_fast
 from cas.errors import FormatError
 from cas.formats.ecm import (
     EcmBody,
+    EcmExtension,
     EcmHeader,
     build_ecm_body,
     ecm_clear_bytes,
@@ -35,6 +37,13 @@ bodies = st.builds(
     package_ids=st.lists(st.integers(0, 0xFFFF), max_size=20).map(tuple),
     regions=st.lists(st.integers(0, 0xFFFF), max_size=10).map(tuple),
     maturity_rating=st.integers(0, 255),
+    # the PPV event extension (the fast path's own case) and unknown ones (declarative)
+    ppv_event=st.none() | st.builds(
+        PpvEvent, event_id=st.integers(0, 2**32 - 1), start_s=st.integers(0, 2**32 - 1),
+        end_s=st.integers(0, 2**32 - 1), price_tokens=st.integers(0, 0xFFFF),
+        impulse=st.booleans()),
+    extensions=st.lists(st.builds(EcmExtension, tag=st.integers(2, 255),
+                                  value=st.binary(max_size=6)), max_size=1).map(tuple),
 )
 
 

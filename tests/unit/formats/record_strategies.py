@@ -4,18 +4,22 @@ from __future__ import annotations
 
 from hypothesis import strategies as st
 
-from cas.access import CardStatus, Entitlement
+from cas.access import CardStatus, Entitlement, PpvEvent
 from cas.formats.apdu import CommandApdu, ResponseApdu
 from cas.formats.chipid import ChipIdRecord
-from cas.formats.ecm import EcmBody, EcmHeader
+from cas.formats.ecm import EcmBody, EcmExtension, EcmHeader
 from cas.formats.emm import (
     AddEntitlement,
     ClearEntitlements,
     EcmKeyUpdate,
     EmmHeader,
+    EmmTag,
     GlobalAddress,
     OsdMessage,
     Pair,
+    PpvEventRight,
+    PpvReportAck,
+    PurseCredit,
     RemoveEntitlement,
     ResetPin,
     SetMaturity,
@@ -135,7 +139,12 @@ emm_commands = st.one_of(
     st.builds(Pair, chip_id=u32, cwpk=key16, chip_blob=key24),
     st.builds(EcmKeyUpdate, index=u8, key=key16),
     st.builds(OsdMessage, text=_utf8_max(60)),
-    st.builds(UnknownCommand, tag=st.integers(0x0B, 0xFF), value=st.binary(max_size=40)),
+    st.builds(PpvEventRight, event_id=u32, channel_id=u16, start_s=u32, end_s=u32),
+    st.builds(PurseCredit, tokens=u32, credit_limit_tokens=u32),
+    st.builds(PpvReportAck, up_to_purchase_seq=u32),
+    st.builds(UnknownCommand,
+              tag=st.integers(0x0B, 0xFF).filter(lambda t: t not in {int(x) for x in EmmTag}),
+              value=st.binary(max_size=40)),
 )
 
 ecm_headers = st.builds(
@@ -155,7 +164,13 @@ def ecm_bodies(draw: st.DrawFn) -> EcmBody:
         crypto_period=draw(u32),
         cw_even=draw(st.binary(min_size=n, max_size=n)),
         cw_odd=draw(st.binary(min_size=n, max_size=n)),
-        package_ids=tuple(draw(st.lists(u16, max_size=40))),
-        regions=tuple(draw(st.lists(u16, max_size=40))),
+        package_ids=tuple(draw(st.lists(u16, max_size=30))),
+        regions=tuple(draw(st.lists(u16, max_size=30))),
         maturity_rating=draw(u8),
+        # body extensions (docs/formats.md §6.2.1): the PPV event and unknown tags, kept
+        ppv_event=draw(st.none() | st.builds(PpvEvent, event_id=u32, start_s=u32, end_s=u32,
+                                              price_tokens=u16, impulse=st.booleans())),
+        extensions=tuple(draw(st.lists(st.builds(
+            EcmExtension, tag=st.integers(0x02, 0xFF), value=st.binary(max_size=8)),
+            max_size=2))),
     )

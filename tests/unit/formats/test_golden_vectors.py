@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from cas.access import CardStatus, Entitlement
+from cas.access import CardStatus, Entitlement, PpvEvent
 from cas.crypto import Key
 from cas.formats import apdu, chipid, ecm, emm, records
 from cas.messages import open_ecm, open_emm, seal_ecm, seal_emm
@@ -37,6 +37,7 @@ _TYPES: dict[str, type] = {
     and f"{cls.__module__}.".startswith(f"{module.__name__}.")
 }
 _TYPES["Entitlement"] = Entitlement
+_TYPES["PpvEvent"] = PpvEvent
 
 
 # --- tiny JSON codec for our dataclasses -------------------------------------------------------
@@ -167,6 +168,12 @@ ECM_BODIES = (
                 regions=(), maturity_rating=0),
     ecm.EcmBody(crypto_period=171401, cw_even=_k(0x11, 16), cw_odd=_k(0x21, 16),
                 package_ids=(301,), regions=(77, 78), maturity_rating=18),
+    # body extensions (§6.2.1): a PPV event on air and an extension of a later version, kept
+    ecm.EcmBody(crypto_period=171402, cw_even=_k(0x31, 8), cw_odd=_k(0x41, 8),
+                package_ids=(), regions=(), maturity_rating=16,
+                ppv_event=PpvEvent(event_id=0x00C0FFEE, start_s=1_714_521_600,
+                                   end_s=1_714_528_800, price_tokens=150, impulse=True),
+                extensions=(ecm.EcmExtension(tag=0x7E, value=b"\x01\x02"),)),
 )
 MESSAGE_KEY = bytes.fromhex("000102030405060708090a0b0c0d0e0f")
 
