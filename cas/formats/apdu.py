@@ -57,6 +57,8 @@ class Ins(IntEnum):
     VERIFY_PIN = 0x20
     CHANGE_PIN = 0x24
     GET_RESPONSE = 0xC0
+    # on-screen messages (docs/osd.md)
+    ACK_OSD = 0x60
 
 
 class GetDataTag(IntEnum):
@@ -68,6 +70,9 @@ class GetDataTag(IntEnum):
     COUNTERS = 0x04
     PAIRING = 0x05
     OSD_MESSAGE = 0x06
+    # on-screen messages and fingerprints (docs/osd.md)
+    OSD_MAIL = 0x20
+    FINGERPRINT = 0x21
 
 
 class ApduCase(IntEnum):
