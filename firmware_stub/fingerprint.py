@@ -45,7 +45,9 @@ def filter_graph(shows: list[FingerprintShow], width: int, height: int) -> str:
             x = round(width * show.x_pct / 100)
             y = round(height * show.y_pct / 100)
             size = max(8, height // 12)
-            parts.append(f"drawtext=text='{show.serial:010d}':x={x}:y={y}:fontsize={size}:"
+            # kept inside the picture however near the edge the head-end put it
+            parts.append(f"drawtext=text='{show.serial:010d}':x='min({x},w-tw)':"
+                         f"y='min({y},h-th)':fontsize={size}:"
                          f"fontcolor=white:box=1:boxcolor=black@0.6:enable='{win}'")
             continue
         corner = Corner.nearest(show.x_pct, show.y_pct)

@@ -13,7 +13,11 @@ from cas.formats.emm import (
     ClearEntitlements,
     EcmKeyUpdate,
     EmmHeader,
+    EmmTag,
+    Fingerprint,
+    FingerprintKind,
     GlobalAddress,
+    OsdMail,
     OsdMessage,
     Pair,
     RemoveEntitlement,
@@ -124,6 +128,8 @@ emm_headers = st.builds(
     nonce=st.binary(min_size=12, max_size=12),
 )
 
+_KNOWN_TAGS = frozenset(int(t) for t in EmmTag)
+
 emm_commands = st.one_of(
     st.builds(AddEntitlement, package_id=u16, start_s=u32, end_s=u32),
     st.builds(RemoveEntitlement, package_id=u16),
@@ -135,7 +141,12 @@ emm_commands = st.one_of(
     st.builds(Pair, chip_id=u32, cwpk=key16, chip_blob=key24),
     st.builds(EcmKeyUpdate, index=u8, key=key16),
     st.builds(OsdMessage, text=_utf8_max(60)),
-    st.builds(UnknownCommand, tag=st.integers(0x0B, 0xFF), value=st.binary(max_size=40)),
+    st.builds(OsdMail, message_id=u16, priority=u8, start_s=u32,
+              duration_s=u16, text=_utf8_max(60)),
+    st.builds(Fingerprint, kind=st.sampled_from(FingerprintKind), start_s=u32,
+              duration_s=u16, x_pct=st.integers(0, 100), y_pct=st.integers(0, 100)),
+    st.builds(UnknownCommand, tag=st.integers(0x0B, 0xFF).filter(lambda t: t not in _KNOWN_TAGS),
+              value=st.binary(max_size=40)),
 )
 
 ecm_headers = st.builds(
