@@ -17,8 +17,12 @@ from cas.formats.emm import (
     EmmAddressType,
     EmmCommand,
     EmmHeader,
+    EmmTag,
+    Fingerprint,
+    FingerprintKind,
     ForeignEmm,
     GlobalAddress,
+    OsdMail,
     OsdMessage,
     Pair,
     SetStatus,
@@ -215,8 +219,6 @@ def test_describe_hides_keys() -> None:
 
 
 def test_osd_mail_and_fingerprint_layouts() -> None:
-    from cas.formats.emm import EmmTag, Fingerprint, FingerprintKind, OsdMail
-
     mail = OsdMail(message_id=0x0102, priority=7, start_s=0x11223344, duration_s=30, text="Hi")
     raw = build_emm_commands([mail])
     assert raw == bytes((EmmTag.OSD_MAIL, 11)) + bytes.fromhex("0102 07 11223344 001E") + b"Hi"
@@ -241,8 +243,6 @@ def test_bad_osd_commands(raw: bytes, path: str) -> None:
 
 
 def test_fingerprint_builder_checks() -> None:
-    from cas.formats.emm import Fingerprint, FingerprintKind
-
-    with pytest.raises(FormatError, match="0..100"):
+    with pytest.raises(FormatError, match=r"0\.\.100"):
         build_emm_commands([Fingerprint(kind=FingerprintKind.OVERT, start_s=0, duration_s=1,
                                         x_pct=101, y_pct=0)])

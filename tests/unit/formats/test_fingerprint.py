@@ -75,7 +75,7 @@ def test_cells_stay_inside_the_frame_in_their_corner(corner: Corner, size: tuple
     w, h = size
     boxes = cell_boxes(w, h, corner, encode_serial(42))
     assert len(boxes) == CELLS
-    assert all(0 <= b.x and b.x + b.w <= w and 0 <= b.y and b.y + b.h <= h for b in boxes)
+    assert all(b.x >= 0 and b.x + b.w <= w and b.y >= 0 and b.y + b.h <= h for b in boxes)
     right = corner in (Corner.TOP_RIGHT, Corner.BOTTOM_RIGHT)
     bottom = corner in (Corner.BOTTOM_LEFT, Corner.BOTTOM_RIGHT)
     assert (min(b.x for b in boxes) > w / 2) == right
