@@ -16,7 +16,7 @@ from cas.diag.fingerprint import read_fingerprint
 @pass_app
 def fingerprint_cmd(app: Application, clip: Path, json_flag: bool) -> None:
     """Read the card serial back from the covert fingerprint in CLIP (any video ffmpeg
-    decodes: a capture, a re-encoded or scaled-down restream).  Exit 10 when none is found."""
+    decodes: a capture, a re-encoded or scaled-down restream).  Exit 12 when none is found."""
     if json_flag:
         app.json_mode = True
     reading = read_fingerprint(clip)

@@ -12,7 +12,7 @@ of :mod:`cas.formats.fingerprint` (docs/osd.md §3):
 4. both signs decoded (Hamming(7,4) corrects one bit per column, CRC-8 checks the rest);
    a pattern must also stand out of the noise (:data:`MIN_SHARE`) to count.
 
-No pattern in any corner is :class:`FingerprintNotFoundError` (exit 10).
+No pattern in any corner is :class:`FingerprintNotFoundError` (exit 12).
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
+from cas.console import Exit
 from cas.errors import CasError, ConfigError, StreamError
 from cas.formats.fingerprint import CELLS, FLICKER_FRAMES, Corner, cell_boxes, decode_bits
 
@@ -38,7 +39,7 @@ _POWER_ITERATIONS = 60
 class FingerprintNotFoundError(CasError):
     """No covert fingerprint could be read from the clip."""
 
-    exit_code = 10
+    exit_code = int(Exit.NOT_FOUND)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -139,7 +139,7 @@ def test_fingerprint_survives_a_lower_bitrate_reencode(watched: tuple[Path, dict
 def test_clip_without_fingerprint_is_not_found(watched: tuple[Path, dict[str, Any]]) -> None:
     out, _ = watched
     code, text = _read(out.parent / "clear.ts")
-    assert code == 10
+    assert code == 12
     assert isinstance(text, str) and "no fingerprint found" in text
     assert "Traceback" not in text
 
