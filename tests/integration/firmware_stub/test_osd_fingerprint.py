@@ -160,3 +160,12 @@ def test_a_message_acknowledged_is_not_shown_again(tmp_path: Path) -> None:
     data = _watch(tmp_path, box, tmp_path / "out.ts")
     assert data["osd"]["shown"] == [7]
     assert "fingerprints" not in data
+
+
+def test_scan_table_prints_the_messages_in_the_viewers_language(tmp_path: Path) -> None:
+    he = HeadEnd(seed=20)
+    box = _bench(tmp_path, he, [("card", [OsdMail(message_id=11, priority=4, start_s=0,
+                                                  duration_s=5, text="Оплата получена")])])
+    result = CliRunner().invoke(stb_cli, ["scan", str(tmp_path / "in.ts"), *box, "--lang", "ru"])
+    assert result.exit_code == 0, result.output
+    assert "сообщение на экране 11 (приоритет 4): Оплата получена" in result.output
