@@ -6,7 +6,9 @@ one on screen preempts it (the preempted one was not acknowledged, so the card h
 again later).  At the end of the pass the message on screen has been seen: the box
 acknowledges it (ACK OSD) and shows the next, until the mailbox is empty.  So every message
 is shown, in priority order, and acknowledged once; a message for another card never
-reaches this card's mailbox (its EMM is not addressed to it).
+reaches this card's mailbox (its EMM is not addressed to it).  Live, a message is also
+acknowledged when its display time is over (:meth:`OsdScreen.tick`), and each event is
+announced as a JSON line as it happens.
 
 The fingerprint order (GET DATA 21) is read at the end of the pass; :func:`shows_for_clip`
 maps its window (card time) onto the clip's time for :mod:`firmware_stub.fingerprint`.
@@ -14,6 +16,7 @@ maps its window (card time) onto the clip's time for :mod:`firmware_stub.fingerp
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Protocol, runtime_checkable
@@ -60,17 +63,29 @@ class OsdEvent:
 
 @dataclass(slots=True)
 class OsdScreen:
-    """The box's OSD plane for one pass."""
+    """The box's OSD plane for one pass.  ``clock`` (seconds, monotonic) and ``on_event``
+    are for live mode: a message is acknowledged when its display time is over
+    (:meth:`tick`), and every event is announced as it happens."""
 
     card: OsdCard | None
     events: list[OsdEvent] = field(default_factory=list)
     current: OsdMail | None = None
     error: str | None = None
+    clock: Callable[[], float] | None = None
+    on_event: Callable[[OsdEvent], None] | None = None
+    shown_at: float = 0.0
 
     def _event(self, kind: OsdEventKind, mail: OsdMail) -> None:
-        self.events.append(OsdEvent(kind=kind, message_id=mail.message_id,
-                                    priority=mail.priority, duration_s=mail.duration_s,
-                                    text=mail.text))
+        event = OsdEvent(kind=kind, message_id=mail.message_id, priority=mail.priority,
+                         duration_s=mail.duration_s, text=mail.text)
+        self.events.append(event)
+        if self.on_event is not None:
+            self.on_event(event)
+
+    def _show(self, mail: OsdMail) -> None:
+        self.current = mail
+        self.shown_at = self.clock() if self.clock is not None else 0.0
+        self._event(OsdEventKind.SHOWN, mail)
 
     def _next(self) -> OsdMail | None:
         if self.card is None or self.error is not None:
@@ -88,12 +103,31 @@ class OsdScreen:
             return
         cur = self.current
         if cur is None:
-            self.current = mail
-            self._event(OsdEventKind.SHOWN, mail)
+            self._show(mail)
         elif mail.message_id != cur.message_id and mail.priority > cur.priority:
             self._event(OsdEventKind.PREEMPTED, cur)
-            self.current = mail
-            self._event(OsdEventKind.SHOWN, mail)
+            self._show(mail)
+
+    def _acknowledge(self) -> bool:
+        """The message on screen has been seen: tell the card; False if it refused."""
+        cur = self.current
+        assert cur is not None and self.card is not None
+        try:
+            self.card.ack_osd(cur.message_id)
+        except (CardError, FormatError) as exc:
+            self.error = f"acknowledgement refused: {exc}"
+            return False
+        self._event(OsdEventKind.ACKNOWLEDGED, cur)
+        self.current = None
+        return True
+
+    def tick(self) -> None:
+        """Live mode, now and then: the message on screen whose display time is over is
+        acknowledged and the next one shown."""
+        cur = self.current
+        if (cur is not None and self.clock is not None
+                and self.clock() - self.shown_at >= cur.duration_s and self._acknowledge()):
+            self.poll()
 
     def finish(self) -> None:
         """End of the pass: acknowledge what is on screen, show the rest in turn."""
@@ -102,15 +136,8 @@ class OsdScreen:
                 self.poll()
                 if self.current is None:
                     return
-            cur = self.current
-            assert self.card is not None
-            try:
-                self.card.ack_osd(cur.message_id)
-            except (CardError, FormatError) as exc:
-                self.error = f"acknowledgement refused: {exc}"
+            if not self._acknowledge():
                 return
-            self._event(OsdEventKind.ACKNOWLEDGED, cur)
-            self.current = None
 
     @property
     def shown(self) -> list[OsdEvent]:
