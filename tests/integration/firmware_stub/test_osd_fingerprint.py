@@ -169,3 +169,16 @@ def test_scan_table_prints_the_messages_in_the_viewers_language(tmp_path: Path) 
     result = CliRunner().invoke(stb_cli, ["scan", str(tmp_path / "in.ts"), *box, "--lang", "ru"])
     assert result.exit_code == 0, result.output
     assert "сообщение на экране 11 (приоритет 4): Оплата получена" in result.output
+
+
+def test_live_mode_announces_the_messages_as_json_lines(tmp_path: Path) -> None:
+    he = HeadEnd(seed=21)
+    box = _bench(tmp_path, he, [("card", [OsdMail(message_id=12, priority=2, start_s=0,
+                                                  duration_s=5, text="live")])])
+    result = CliRunner().invoke(stb_cli, ["--json", "scan", str(tmp_path / "in.ts"), "--live",
+                                          *box])
+    assert result.exit_code == 0, result.output
+    lines = [json.loads(line) for line in result.output.splitlines() if line.strip()]
+    osd = [(e["event"], e["message_id"]) for e in lines if e["event"].startswith("osd_")]
+    assert osd == [("osd_shown", 12), ("osd_acknowledged", 12)]
+    assert lines[-1]["event"] == "report" and lines[-1]["osd"]["shown"] == [12]
