@@ -49,6 +49,7 @@ class Exit(IntEnum):
     PROTOCOL = 9
     LOCKED = 10  # a report found locked channels where the caller asked for all open
     MISMATCH = 11  # the demo / diagnostics found disagreeing explanations
+    NOT_FOUND = 12  # `cas diag fingerprint`: no fingerprint in the clip
 
 
 def default_data_dir() -> Path:

@@ -22,6 +22,7 @@ from typing import BinaryIO
 from cas import DEFAULT_CA_SYSTEM_ID
 from cas.crypto import Key
 from cas.formats.chipid import ChipIdRecord
+from cas.formats.emm import Fingerprint
 from firmware_stub.cardslot import CardClientLike, CardSlot
 from firmware_stub.chipset import Chipset
 from firmware_stub.demux import Demux, ServiceInfo
@@ -62,6 +63,10 @@ class WatchResult:
     #: first ECM of the channel seen -> first clear packet written (perf counter seconds)
     first_ecm_to_clear_s: float | None
     report: LockReport
+    #: the head-end's fingerprint order the card held at the end (firmware_stub.osd)
+    fingerprint: Fingerprint | None = None
+    #: card time (ECM time) of the clip's first ECM: where the clip starts in card time
+    clip_start_s: int | None = None
 
     def to_json(self) -> dict[str, object]:
         return {
@@ -71,6 +76,7 @@ class WatchResult:
             "packets_dropped": self.packets_dropped,
             "first_ecm_to_clear_ms": (None if self.first_ecm_to_clear_s is None
                                       else round(self.first_ecm_to_clear_s * 1000, 3)),
+            **({"osd": dict(self.report.osd)} if self.report.osd is not None else {}),
         }
 
 
@@ -227,4 +233,5 @@ class Box:
                    if run.t_first_clear is not None and run.t_first_ecm is not None else None)
         return WatchResult(channel=channel, status=status, packets_out=run.packets_out,
                            packets_dropped=run.packets_dropped, first_ecm_to_clear_s=elapsed,
-                           report=report)
+                           report=report, fingerprint=run.osd.fingerprint(),
+                           clip_start_s=run.dialog.first_ecm_time_s)

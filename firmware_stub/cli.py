@@ -52,6 +52,7 @@ from firmware_stub.faults import Fault
 # run it: `stb --version` and `stb --help` start without construct, the crypto and pyscard.
 if TYPE_CHECKING:
     from firmware_stub.box import Box, WatchResult
+    from firmware_stub.fingerprint import FingerprintShow
     from firmware_stub.live import LiveResult
     from firmware_stub.report import ChannelStatus
     from firmware_stub.udpin import InputSpec
@@ -385,6 +386,7 @@ def watch(app: Application, /, stream: str, channel: int, output: str, pin: str 
     """Descramble one channel of IN.ts (a file, - for stdin, or udp://… live) and write
     it, clear, to OUT.ts."""
     spec = _live_spec(stream, live=live, duration_s=duration_s, interface=interface)
+    drawn: list[FingerprintShow] = []
     with ExitStack() as stack:
         box = _boot(app, stack, **opts)
         if output == "-":
@@ -399,6 +401,8 @@ def watch(app: Application, /, stream: str, channel: int, output: str, pin: str 
             src = _open_input(stream, stack)
             with _named(stream):
                 result = box.watch(src, channel, out, pin=pin, require_ts=True)
+            out.flush()  # the whole clip is on disk before ffmpeg reads it
+            drawn = _draw_fingerprint(box, result, output)
         else:
             result = _live_watch(app, stack, box, spec, channel, out, output=output,
                                  duration_s=duration_s, pin=pin)
@@ -423,15 +427,48 @@ def watch(app: Application, /, stream: str, channel: int, output: str, pin: str 
         console.print(t("stb.written", n=result.packets_out, dropped=result.packets_dropped)
                       + (", " + t("stb.first_clear", ms=f"{ms * 1000:.2f}")
                          if ms is not None else ""))
+        for event in (result.report.osd or {}).get("events", ()):
+            if event["event"] == "osd_acknowledged":
+                console.print(t("stb.osd_message", id=event["message_id"],
+                                priority=event["priority"], text=escape(event["text"])))
+            elif event["event"] == "osd_preempted":
+                console.print(t("stb.osd_preempted", id=event["message_id"]))
+        for show in drawn:
+            console.print(t("stb.fingerprint", kind=show.kind.name.lower(),
+                            serial=f"{show.serial:010d}", start=f"{show.start_s:g}",
+                            end=f"{show.end_s:g}"))
 
     if spec is not None and app.json_mode:
         pass  # the report went out as the last JSON line, after the events
     elif output == "-" and app.json_mode:
         app.err_console.print_json(data=result.to_json())
     else:
-        app.output(result.to_json(), show)
+        data = result.to_json()
+        if drawn:
+            data["fingerprints"] = [{"kind": d.kind.name.lower(), "serial": f"{d.serial:010d}",
+                                     "start_s": d.start_s, "end_s": d.end_s,
+                                     "x_pct": d.x_pct, "y_pct": d.y_pct} for d in drawn]
+        app.output(data, show)
     if status is None or not status.open:
         raise SystemExit(int(Exit.LOCKED))
+
+
+#: A fingerprint order is drawn up to its end, or the clip's (no clip is a day long).
+_CLIP_MAX_S = 86_400.0
+
+
+def _draw_fingerprint(box: Box, result: WatchResult, output: str) -> list[FingerprintShow]:
+    """Burn the card's fingerprint order into the clear clip (a file, not stdout)."""
+    from firmware_stub.fingerprint import burn_in
+    from firmware_stub.osd import shows_for_clip
+
+    info = box.slot.info
+    if result.fingerprint is None or info is None or output == "-" or not result.packets_out:
+        return []
+    shows = shows_for_clip(result.fingerprint, info.serial, clip_start_s=result.clip_start_s,
+                           clip_length_s=_CLIP_MAX_S)
+    burn_in(Path(output), shows)
+    return shows
 
 
 def _live_watch(app: Application, stack: ExitStack, box: Box, spec: InputSpec, channel: int,

@@ -96,6 +96,10 @@ class CardDialog:
         self.on_ecm_answer: Callable[[], None] | None = None
         #: live mode: called after the card answered an EMM (address type, section, SW, result)
         self.on_emm_answer: Callable[[str, bytes, int, str], None] | None = None
+        #: called after the card applied an EMM (the OSD asks for new messages)
+        self.on_emm_applied: Callable[[], None] | None = None
+        #: ECM time (card clock) of the first ECM of the pass: the clip's start in card time
+        self.first_ecm_time_s: int | None = None
 
     # --- ECM -----------------------------------------------------------------------------------
     def receive_ecm(self, pid: int, section: bytes) -> EcmState | None:
@@ -115,13 +119,15 @@ class CardDialog:
     def process_ecm(self, st: EcmState, section: bytes, packet_index: int) -> None:
         """A new ECM the box wants an answer to: check it, ask the card."""
         try:
-            parse_ecm(section)
+            ecm = parse_ecm(section)
         except FormatError as exc:
             st.garbage += 1
             self.counters.ecm_garbage += 1
             st.problem = f"unreadable ECM: {exc}"
             self.demux.stats.note(packet_index, st.pid, "bad_ecm", str(exc))
             return
+        if self.first_ecm_time_s is None:
+            self.first_ecm_time_s = ecm.header.timestamp_s
         self._ask_card(st, section)
         if self.on_ecm_answer is not None:
             self.on_ecm_answer()
@@ -234,6 +240,8 @@ class CardDialog:
             self.on_emm_answer(kind, section, answer.sw, answer.result)
         if answer.result != "applied":
             return
+        if self.on_emm_applied is not None:
+            self.on_emm_applied()
         # The card's rights may have changed: ask again for every channel's current ECM,
         # and pick up a new pairing if this was a PAIR.
         if kind == "unique" or answer.pairing_changed:

@@ -28,6 +28,7 @@ from cas.errors import FormatError
 from cas.formats.emm import parse_emm
 from cas.reasons import Reason
 from firmware_stub.box import Box
+from firmware_stub.osd import OsdEvent
 from firmware_stub.report import ChannelStatus, LockReport
 from firmware_stub.udpin import InputStats, LiveInput
 
@@ -167,7 +168,7 @@ class LiveResult:
 
 
 def run_live(box: Box, source: LiveInput, *,
-             on_event: Callable[[ChannelEvent | EmmEvent], None],
+             on_event: Callable[[ChannelEvent | EmmEvent | OsdEvent], None],
              stop: threading.Event, duration_s: float | None = None,
              channel: int | None = None, out: BinaryIO | None = None, pin: str | None = None,
              clock: Callable[[], float] = time.monotonic,
@@ -227,6 +228,9 @@ def run_live(box: Box, source: LiveInput, *,
     # Verdicts change when the card answers an ECM: look then, in the middle of a read, so
     # a state that lasts less than one read (a fast pipe) is still announced.
     run.on_ecm_answer = check
+    # on-screen messages: announced as they come and go, each shown for its display time
+    run.osd.clock = clock
+    run.osd.on_event = on_event
 
     def emm_answer(kind: str, section: bytes, sw: int, result: str) -> None:
         on_event(EmmEvent(at=wall(), address_type=kind, seq=emm_seq(section), sw=sw,
@@ -258,6 +262,7 @@ def run_live(box: Box, source: LiveInput, *,
         if now - last_check >= CHECK_EVERY_S or not data:
             last_check = now
             check()
+            run.osd.tick()
     run.demux.finish()
     report = run.finish()
     announce(watch.update(report.channels, clock(), wall(), final=True))

@@ -103,6 +103,8 @@ class LockReport:
     emm: Mapping[str, int] = field(default_factory=dict)
     stream: Mapping[str, Any] = field(default_factory=dict)
     pin: str | None = None  # outcome of VERIFY PIN when --pin was given
+    #: the on-screen messages of the pass (firmware_stub.osd), None when there were none
+    osd: Mapping[str, Any] | None = None
 
     def channel(self, number: int) -> ChannelStatus:
         for status in self.channels:
@@ -126,6 +128,7 @@ class LockReport:
             "channels": [c.to_json() for c in self.channels],
             "emm": dict(self.emm),
             "stream": dict(self.stream),
+            **({"osd": dict(self.osd)} if self.osd is not None else {}),
         }
 
 
@@ -218,4 +221,10 @@ def render(report: LockReport, console: Console, lang: str = "en") -> None:
         parts.append(Text(t("stb.defects", n=issues), style="yellow"))
     if report.pin:
         parts.append(Text(t("stb.pin", pin=report.pin), style="dim"))
+    for event in (report.osd or {}).get("events", ()):
+        if event["event"] == "osd_acknowledged":
+            parts.append(Text(t("stb.osd_message", id=event["message_id"],
+                                priority=event["priority"], text=event["text"])))
+        elif event["event"] == "osd_preempted":
+            parts.append(Text(t("stb.osd_preempted", id=event["message_id"]), style="dim"))
     console.print(Group(*parts))

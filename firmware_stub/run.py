@@ -29,6 +29,7 @@ from firmware_stub.descrambler import KeySlot, pes_start_ok
 from firmware_stub.dialog import CardDialog, EcmState
 from firmware_stub.errors import NotTransportStreamError
 from firmware_stub.observations import ChannelFacts, EsFacts
+from firmware_stub.osd import OsdCard, OsdScreen
 from firmware_stub.output import WatchOutput
 from firmware_stub.report import ChannelStatus, LockReport
 from firmware_stub.tsreader import READ_SIZE
@@ -82,6 +83,10 @@ class Run:
         self.out = out
         self.demux = Demux(self, ca_system_id=box.ca_system_id)
         self.dialog = CardDialog(box, self.demux, pin=pin, before_key_change=self._flush)
+        client = self.slot.client
+        #: the on-screen display (firmware_stub.osd): the card's messages, in priority order
+        self.osd = OsdScreen(client if isinstance(client, OsdCard) else None)
+        self.dialog.on_emm_applied = self.osd.poll
         self.output: WatchOutput[EsState] | None = (
             WatchOutput(out, self.demux) if out is not None else None)
         self.es: dict[int, EsState] = {}
@@ -361,6 +366,7 @@ class Run:
     def finish(self) -> LockReport:
         """Write out the rest, add this pass's counters to the NVRAM, report every channel."""
         self._flush()
+        self.osd.finish()
         box = self.box
         dialog = self.dialog
         channels = tuple(self.statuses())
@@ -386,4 +392,5 @@ class Run:
                                     "garbage": st.garbage, "rejected": st.rejected}
                          for pid, st in sorted(dialog.ecm.items())}
         return LockReport(chip_id=box.chip.chip_id, card=box.card_summary(), channels=channels,
-                          emm=emm, stream=stream, pin=dialog.pin_text())
+                          emm=emm, stream=stream, pin=dialog.pin_text(),
+                          osd=self.osd.to_json() if self.osd.events or self.osd.error else None)

@@ -15,6 +15,7 @@ PROCESS ECM           80  30  00 00      wrapped CWs (40 bytes) or a 98xx reason
 PROCESS EMM           80  40  00 00      9000, + pairing info after a PAIR command
 PPV BUY               80  50  00 00      PIN || event id || ECM: impulse purchase
 PPV REPORT            80  52  00 00      the signed purchase report (docs/ppv.md)
+ACK OSD               80  60  00 00      message id (u16) shown; 6A88 if not held
 ====================  =================  ==========================================
 
 Length rules (ISO/IEC 7816-4 §5.1 and §5.3.4): a command that is not one of the four cases
@@ -59,6 +60,7 @@ from cas.card.data import (
 from cas.card.eeprom import Eeprom
 from cas.card.emm_apply import apply_emm_commands
 from cas.card.fastecm import parse_ecm_body_fast, parse_ecm_fast
+from cas.card.osd import Mailbox, build_mail_answer
 from cas.card.ppv import (
     PpvFile,
     apply_ppv_commands,
@@ -153,6 +155,8 @@ class Applet:
         self._pending = b""
         #: The card's clock: the newest accepted ECM timestamp (RAM; persisted stepwise).
         self.clock_s = eeprom.record.last_ecm_s
+        #: on-screen messages and the fingerprint order (RAM: cas.card.osd)
+        self.mailbox = Mailbox()
         self._handlers: dict[tuple[int, int], Callable[[Command], bytes]] = {
             (CLA_ISO, Ins.SELECT): self._select,
             (CLA_ISO, Ins.GET_RESPONSE): self._get_response,
@@ -164,6 +168,7 @@ class Applet:
             (CLA_PROPRIETARY, Ins.PROCESS_EMM): self._process_emm,
             (CLA_PROPRIETARY, Ins.PPV_BUY): self._ppv_buy,
             (CLA_PROPRIETARY, Ins.PPV_REPORT): self._ppv_report,
+            (CLA_PROPRIETARY, Ins.ACK_OSD): self._ack_osd,
         }
         self._ins_any_class = {ins for _, ins in self._handlers}
 
@@ -363,9 +368,29 @@ class Applet:
             data = rec.last_osd_message.encode("utf-8")
             if not data:
                 return OK
+        elif tag == DataTag.OSD_MAIL:
+            mail = self.mailbox.next_mail(max(self.clock_s, rec.last_ecm_s))
+            if mail is None:
+                raise Refusal(SW.DATA_NOT_FOUND)
+            data = build_mail_answer(mail)
+        elif tag == DataTag.FINGERPRINT:
+            if self.mailbox.fingerprint is None:
+                raise Refusal(SW.DATA_NOT_FOUND)
+            data = build_mail_answer(self.mailbox.fingerprint)
         else:
             raise Refusal(SW.DATA_NOT_FOUND)
         return self._answer(data, cmd.ne)
+
+    # --- ACK OSD --------------------------------------------------------------------------
+    def _ack_osd(self, cmd: Command) -> bytes:
+        """The box showed message ``id`` (u16): it leaves the mailbox for good."""
+        if cmd.p1 or cmd.p2:
+            raise Refusal(SW.INCORRECT_P1P2)
+        if len(cmd.data) != 2 or cmd.ne:
+            raise Refusal(SW.WRONG_LENGTH)
+        if not self.mailbox.ack(int.from_bytes(cmd.data, "big")):
+            raise Refusal(SW.DATA_NOT_FOUND)
+        return OK
 
     # --- READ ENTITLEMENTS --------------------------------------------------------------------
     def _read_entitlements(self, cmd: Command) -> bytes:
@@ -571,6 +596,7 @@ class Applet:
                                       "last_ecm_s": max(new.last_ecm_s, self.clock_s)}
         new = dataclasses.replace(new, **seq_update)  # type: ignore[arg-type]
         self._commit(new)
+        self.mailbox.accept(commands)
         if new.pin_hash != rec.pin_hash:
             self.pin_verified = False
         if pairing is None:

@@ -26,6 +26,7 @@ from cas.card.data import (
     parse_status,
 )
 from cas.card.errors import WrongPinError, error_for
+from cas.card.osd import parse_fingerprint_answer, parse_mail_answer
 from cas.card.ppv import PurseInfo, build_buy_data, parse_purse_info
 from cas.card.sw import SW
 from cas.card.transport import CardTransport
@@ -38,6 +39,7 @@ from cas.formats.apdu import (
     PIN_REFERENCE,
     Ins,
 )
+from cas.formats.emm import Fingerprint, OsdMail
 
 #: How many GET RESPONSE rounds we follow before calling the card broken.
 _MAX_CHAIN = 64
@@ -161,6 +163,29 @@ class CardClient:
             return self.get_data(DataTag.OSD_MESSAGE).decode("utf-8")
         except UnicodeDecodeError as exc:
             raise FormatError("OSD message is not UTF-8", path="osd_message") from exc
+
+    def _optional_data(self, tag: int) -> bytes | None:
+        resp = self.exchange(build_apdu(CLA_PROPRIETARY, Ins.GET_DATA, GET_DATA_P1, tag, le=256))
+        if resp.sw == SW.DATA_NOT_FOUND:
+            return None
+        if resp.sw != SW.OK:
+            raise error_for(resp.sw, resp.data, command=f"GET DATA {tag:02X}")
+        return resp.data
+
+    def osd_mail(self) -> OsdMail | None:
+        """The message the box should show now (GET DATA 20), or None (docs/osd.md)."""
+        data = self._optional_data(DataTag.OSD_MAIL)
+        return parse_mail_answer(data) if data is not None else None
+
+    def ack_osd(self, message_id: int) -> None:
+        """Tell the card message ``message_id`` was shown (ACK OSD)."""
+        self.send(build_apdu(CLA_PROPRIETARY, Ins.ACK_OSD, 0, 0,
+                             (message_id & 0xFFFF).to_bytes(2, "big")), command="ACK OSD")
+
+    def fingerprint(self) -> Fingerprint | None:
+        """The head-end's fingerprint order (GET DATA 21), or None."""
+        data = self._optional_data(DataTag.FINGERPRINT)
+        return parse_fingerprint_answer(data) if data is not None else None
 
     def entitlements(self) -> tuple[Entitlement, ...]:
         data = self.send(build_apdu(CLA_PROPRIETARY, Ins.READ_ENTITLEMENTS, 0, 0, le=256),

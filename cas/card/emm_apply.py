@@ -20,6 +20,8 @@ from cas.formats.emm import (
     ClearEntitlements,
     EcmKeyUpdate,
     EmmCommand,
+    Fingerprint,
+    OsdMail,
     OsdMessage,
     Pair,
     RemoveEntitlement,
@@ -89,6 +91,12 @@ def apply_emm_commands(rec: CardRecord, commands: list[EmmCommand], now_s: int,
             ecm_keys = ecm_keys[-ECM_KEY_SLOTS:]
         elif isinstance(c, OsdMessage):
             changes["last_osd_message"] = _fit_utf8(c.text, OSD_MAX_BYTES)
+        elif isinstance(c, OsdMail):
+            # the mailbox (card RAM, cas.card.osd) keeps it; the EEPROM's OSD area keeps the
+            # text for a box that only reads GET DATA 06
+            changes["last_osd_message"] = _fit_utf8(c.text, OSD_MAX_BYTES)
+        elif isinstance(c, Fingerprint):
+            pass  # the mailbox keeps the order (cas.card.osd); nothing in the record
         else:  # a command this card OS does not know: apply all or nothing
             raise Refusal(SW.WRONG_DATA)
     return dataclasses.replace(rec, entitlements=tuple(entitlements),

@@ -17,6 +17,7 @@ from cas.cli.app import Application, pass_app
 from cas.cli.common import group
 from cas.crypto import load_operator_keys
 from cas.errors import UsageError
+from cas.formats.emm import FingerprintKind
 from cas.headend.emmgen import (
     DEFAULT_EMM_VALIDITY_S,
     EmmSettings,
@@ -24,6 +25,7 @@ from cas.headend.emmgen import (
     osd_command,
 )
 from cas.headend.emmrun import emm_run
+from cas.headend.osd import command_bytes, fingerprint_order, osd_mail
 from cas.text import parse_int_auto
 from cas.wiretime import MAX_DURATION_S
 
@@ -55,7 +57,7 @@ def register(cli: click.Group) -> None:
     @click.option("--incremental", "mode", flag_value="incremental",
                   help="Only cards whose rights changed since they were last sent.")
     @click.option("--global-only", "mode", flag_value="global",
-                  help="Only the global EMMs given by --osd / --ecm-key.")
+                  help="Only the global EMMs given by --osd / --fingerprint / --ecm-key.")
     @click.option("--out", "-o", "out", default="-", show_default=True,
                   help="FILE.sections, FILE.ts (a TS with the EMM PID in the CAT), or - for "
                        "stdout (sections, or TS with --format ts).")
@@ -75,6 +77,17 @@ def register(cli: click.Group) -> None:
                   default=DEFAULT_EMM_VALIDITY_S,
                   show_default=True, help="The card ignores an EMM after at + this.")
     @click.option("--osd", "osd", help="Also send this on-screen message to all cards.")
+    @click.option("--osd-id", "osd_id", type=click.IntRange(1, 0xFFFF),
+                  help="With --osd: a mailbox message with this id (shown once, acknowledged; "
+                       "docs/osd.md) instead of the plain message.")
+    @click.option("--osd-priority", type=click.IntRange(0, 255), default=0, show_default=True,
+                  help="With --osd-id: higher preempts lower on screen.")
+    @click.option("--osd-duration-s", type=click.IntRange(1, 0xFFFF), default=10,
+                  show_default=True, help="With --osd-id: how long the box shows it.")
+    @click.option("--fingerprint", "fingerprint", type=click.Choice(["overt", "covert"]),
+                  help="Also order a fingerprint on every card's screen (docs/osd.md).")
+    @click.option("--fingerprint-duration-s", type=click.IntRange(1, 0xFFFF), default=10,
+                  show_default=True, help="With --fingerprint: how long it is shown.")
     @click.option("--ecm-key", "ecm_key", type=click.IntRange(0, 255), multiple=True,
                   help="Also send ECM key INDEX to all cards (global EMM; repeatable).")
     @click.option("--emm-pid", default="0x0C00", show_default=True, callback=lambda c, p, v:
@@ -84,7 +97,9 @@ def register(cli: click.Group) -> None:
     @pass_app
     def generate(app: Application, mode: str | None, out: str, out_format: str,
                  keys_path: Path | None, at_text: str | None, workers: int, chunk: int,
-                 shared_min: int, validity_s: int, osd: str | None, ecm_key: tuple[int, ...],
+                 shared_min: int, validity_s: int, osd: str | None, osd_id: int | None,
+                 osd_priority: int, osd_duration_s: int, fingerprint: str | None,
+                 fingerprint_duration_s: int, ecm_key: tuple[int, ...],
                  emm_pid: int, ca_system_id: int) -> None:
         """Write EMMs: --full, --incremental or --global-only.  Re-run a killed run to resume."""
         from cas.cli._subscribers import now, open_app_store, parse_when
@@ -98,8 +113,16 @@ def register(cli: click.Group) -> None:
             fmt = "ts" if out.endswith(".ts") else "sections"
         keys = load_operator_keys(keys_path, data_dir=app.data_dir)
         commands = [ecm_key_update_command(i, keys.ecm_key(i)) for i in ecm_key]
-        if osd:
+        if osd_id is not None and not osd:
+            raise UsageError("--osd-id goes with --osd TEXT")
+        if osd and osd_id is not None:
+            commands.append(command_bytes([osd_mail(osd_id, osd, priority=osd_priority,
+                                                    duration_s=osd_duration_s)]))
+        elif osd:
             commands.append(osd_command(osd))
+        if fingerprint:
+            commands.append(command_bytes([fingerprint_order(
+                FingerprintKind[fingerprint.upper()], duration_s=fingerprint_duration_s)]))
         store = open_app_store(app)
         try:
             if at_text:

@@ -30,6 +30,19 @@ EXAMPLES: dict[str, tuple[str, ...]] = {
         "cas diag stream udp://239.1.1.1:5000 --duration 30 --interface 192.0.2.10",
         "cas diag stream capture.ts --fail-on-alarm --json",
     ),
+    "diag fingerprint": (
+        "cas diag fingerprint restream.mp4        # which card's covert fingerprint",
+        "cas diag fingerprint capture.ts --json",
+    ),
+    "osd send": (
+        "cas osd send --all --id 5 --priority 3 --duration-s 20 'Service work tonight'",
+        "cas osd send --card 2256884759 --id 6 --out osd.ts 'Please call us'",
+        "cas osd send --group 12 --member 3 --id 7 --out osd.sections 'Group notice'",
+    ),
+    "osd fingerprint": (
+        "cas osd fingerprint covert --card 2256884759 --duration-s 30 --out fp.ts",
+        "cas osd fingerprint overt --all --x 80 --y 10 --duration-s 15",
+    ),
     "pay": (
         "cas pay 5000 --card 2256884759",
         "cas pay 10.50 --account 000000000018 --method terminal",
@@ -59,6 +72,7 @@ EXAMPLES: dict[str, tuple[str, ...]] = {
         "cas emm generate --full -o emms.sections",
         "cas emm generate --incremental -o new.sections",
         "cas emm generate --full -o emms.ts --format ts",
+        "cas emm generate --global-only --osd 'Happy new year' --osd-id 8 -o new-year.ts",
     ),
     "decode": (
         "cas decode scrambled.ts",

@@ -59,6 +59,8 @@ class Ins(IntEnum):
     GET_RESPONSE = 0xC0
     PPV_BUY = 0x50
     PPV_REPORT = 0x52
+    # on-screen messages (docs/osd.md)
+    ACK_OSD = 0x60
 
 
 class GetDataTag(IntEnum):
@@ -71,6 +73,9 @@ class GetDataTag(IntEnum):
     PAIRING = 0x05
     OSD_MESSAGE = 0x06
     PURSE = 0x10
+    # on-screen messages and fingerprints (docs/osd.md)
+    OSD_MAIL = 0x20
+    FINGERPRINT = 0x21
 
 
 class ApduCase(IntEnum):

@@ -183,6 +183,17 @@ class EmmTag(IntEnum):
     PPV_EVENT_RIGHT = 0x10
     PURSE_CREDIT = 0x11
     PPV_REPORT_ACK = 0x12
+    # on-screen messages and fingerprints (docs/osd.md)
+    OSD_MAIL = 0x20
+    FINGERPRINT = 0x21
+
+
+class FingerprintKind(IntEnum):
+    """Overt: the card serial as text; covert: the block pattern of
+    :mod:`cas.formats.fingerprint` (docs/osd.md §3)."""
+
+    OVERT = 1
+    COVERT = 2
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -272,6 +283,32 @@ class PpvReportAck:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class OsdMail:
+    """An on-screen message for the box's mailbox (docs/osd.md §1): shown once, highest
+    ``priority`` first, from ``start_s`` (0: at once) for ``duration_s`` seconds, then
+    acknowledged on the card by ``message_id``."""
+
+    message_id: int
+    priority: int
+    start_s: int
+    duration_s: int
+    text: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Fingerprint:
+    """Show the card serial on screen (docs/osd.md §2): overt at ``x_pct``/``y_pct`` of the
+    picture, covert in the corner nearest to it; from ``start_s`` (0: at once) for
+    ``duration_s`` seconds."""
+
+    kind: FingerprintKind
+    start_s: int
+    duration_s: int
+    x_pct: int
+    y_pct: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class UnknownCommand:
     """A TLV with a tag this version does not know; kept so it can be shown and re-built."""
 
@@ -282,10 +319,11 @@ class UnknownCommand:
 EmmCommand = (
     AddEntitlement | RemoveEntitlement | ClearEntitlements | SetStatus | SetRegion | SetMaturity
     | ResetPin | Pair | EcmKeyUpdate | OsdMessage | PpvEventRight | PurseCredit | PpvReportAck
-    | UnknownCommand
+    | OsdMail | Fingerprint | UnknownCommand
 )  # fmt: skip
 
 _VALID_STATUS = frozenset(int(s) for s in CardStatus)
+_VALID_FP_KIND = frozenset(int(k) for k in FingerprintKind)
 
 # value layouts, one per tag; Terminated makes a TLV whose length disagrees an error
 COMMAND_VALUES: dict[int, cs.Construct] = {
@@ -314,6 +352,17 @@ COMMAND_VALUES: dict[int, cs.Construct] = {
         "tokens" / cs.Int32ub, "credit_limit_tokens" / cs.Int32ub, cs.Terminated
     ),
     EmmTag.PPV_REPORT_ACK: cs.Struct("up_to_purchase_seq" / cs.Int32ub, cs.Terminated),
+    EmmTag.OSD_MAIL: cs.Struct(
+        "message_id" / cs.Int16ub, "priority" / cs.Int8ub, "start_s" / cs.Int32ub,
+        "duration_s" / cs.Int16ub, "text" / cs.GreedyString("utf8"),
+    ),
+    EmmTag.FINGERPRINT: cs.Struct(
+        "kind" / cs.ExprValidator(cs.Int8ub, lambda obj, ctx: obj in _VALID_FP_KIND),
+        "start_s" / cs.Int32ub, "duration_s" / cs.Int16ub,
+        "x_pct" / cs.ExprValidator(cs.Int8ub, lambda obj, ctx: obj <= 100),
+        "y_pct" / cs.ExprValidator(cs.Int8ub, lambda obj, ctx: obj <= 100),
+        cs.Terminated,
+    ),
 }
 
 _CLASSES: dict[int, type] = {
@@ -330,6 +379,8 @@ _CLASSES: dict[int, type] = {
     EmmTag.PPV_EVENT_RIGHT: PpvEventRight,
     EmmTag.PURSE_CREDIT: PurseCredit,
     EmmTag.PPV_REPORT_ACK: PpvReportAck,
+    EmmTag.OSD_MAIL: OsdMail,
+    EmmTag.FINGERPRINT: Fingerprint,
 }
 _TAGS: dict[type, int] = {cls: tag for tag, cls in _CLASSES.items()}
 _FIELDS: dict[int, tuple[str, ...]] = {
@@ -359,6 +410,8 @@ def parse_emm_commands(data: bytes) -> list[EmmCommand]:
         kwargs = {name: c[name] for name in _FIELDS[tag]}
         if tag == EmmTag.SET_STATUS:
             kwargs["status"] = CardStatus(kwargs["status"])
+        elif tag == EmmTag.FINGERPRINT:
+            kwargs["kind"] = FingerprintKind(kwargs["kind"])
         out.append(_CLASSES[tag](**kwargs))
     return out
 
@@ -380,10 +433,17 @@ def _command_value(cmd: EmmCommand, path: str) -> tuple[int, bytes]:
     for name in ("pin_hash", "cwpk", "key", "chip_blob"):
         if name in values:  # Bytes(n) would pad/complain less clearly
             check_len(values[name], 24 if name == "chip_blob" else 16, f"{path}.{name}")
-    if tag == EmmTag.OSD_MESSAGE and not isinstance(values["text"], str):
+    if tag in (EmmTag.OSD_MESSAGE, EmmTag.OSD_MAIL) and not isinstance(values["text"], str):
         raise FormatError("text must be str", path=f"{path}.text")
     if tag == EmmTag.SET_STATUS:
         values["status"] = int(values["status"])
+    if tag == EmmTag.FINGERPRINT:
+        if values["kind"] not in _VALID_FP_KIND:
+            raise FormatError(f"unknown fingerprint kind {values['kind']!r}", path=f"{path}.kind")
+        values["kind"] = int(values["kind"])
+        for name in ("x_pct", "y_pct"):
+            if not 0 <= values[name] <= 100:
+                raise FormatError(f"{values[name]} is not 0..100", path=f"{path}.{name}")
     return tag, build_struct(COMMAND_VALUES[tag], values, f"{path}.{EmmTag(tag).name.lower()}")
 
 
@@ -535,7 +595,7 @@ def describe_command(cmd: EmmCommand) -> dict[str, Any]:
     out: dict[str, Any] = {"command": EmmTag(_TAGS[type(cmd)]).name}
     for name in _FIELDS[_TAGS[type(cmd)]]:
         v = getattr(cmd, name)
-        if isinstance(v, CardStatus):
+        if isinstance(v, CardStatus | FingerprintKind):
             out[name] = v.name
         elif isinstance(v, bytes):
             out[name] = key_summary(v)

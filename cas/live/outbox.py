@@ -272,6 +272,28 @@ def generate_for_cards(store: Store, keys: OperatorKeys, serials: Collection[int
     return Generated(ids=tuple(ids), removed_ids=tuple(removed), cards=len(states))
 
 
+def _take_seq(s: Session, kind: str, address: int) -> int:
+    """The next sequence number of (``kind``, ``address``), taken atomically (two
+    `cas headend osd` at once get two numbers)."""
+    dialect = s.get_bind().dialect.name
+    ins = (pg_insert if dialect == "postgresql" else sqlite_insert)(EmmSequence).values(
+        address_kind=kind, address=address, next_seq=2, sent_rights_version=0)
+    taken = s.execute(ins.on_conflict_do_update(
+        index_elements=[EmmSequence.address_kind, EmmSequence.address],
+        set_={"next_seq": EmmSequence.next_seq + 1}).returning(EmmSequence.next_seq))
+    return int(taken.scalar_one()) - 1
+
+
+def take_sequence(store: Store, kind: str, address: int) -> int:
+    """Take the next EMM sequence number of a card (``unique``, serial), a group
+    (``shared``, shared address) or all cards (``global``, 0) for an EMM sent outside the
+    carousel (``cas osd send --out``), so the carousel's next EMM of that address follows it."""
+    if kind not in (_UNIQUE_SEQ, "shared", _GLOBAL_SEQ):
+        raise UsageError(f"unknown EMM address kind {kind!r}")
+    with store.transaction() as s:
+        return _take_seq(s, kind, address)
+
+
 def queue_global_emm(store: Store, keys: OperatorKeys, commands: Sequence[bytes], *,
                      at: datetime, cause: str = "global",
                      validity_s: int | None = None) -> int:
@@ -281,14 +303,7 @@ def queue_global_emm(store: Store, keys: OperatorKeys, commands: Sequence[bytes]
         raise UsageError("a global EMM needs at least one command")
     validity = validity_s if validity_s is not None else EmmSettings().validity_s
     with store.transaction() as s:
-        # Take the number atomically (two `cas headend osd` at once get two numbers).
-        dialect = s.get_bind().dialect.name
-        ins = (pg_insert if dialect == "postgresql" else sqlite_insert)(EmmSequence).values(
-            address_kind=_GLOBAL_SEQ, address=0, next_seq=2, sent_rights_version=0)
-        taken = s.execute(ins.on_conflict_do_update(
-            index_elements=[EmmSequence.address_kind, EmmSequence.address],
-            set_={"next_seq": EmmSequence.next_seq + 1}).returning(EmmSequence.next_seq))
-        seq = int(taken.scalar_one()) - 1
+        seq = _take_seq(s, _GLOBAL_SEQ, 0)
         section = seal_global(keys.global_key(), seq, to_s(at) + validity,
                               os.urandom(NONCE_SIZE), b"".join(commands))
         now_s = int(time.time())

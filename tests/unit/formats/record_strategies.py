@@ -14,7 +14,10 @@ from cas.formats.emm import (
     EcmKeyUpdate,
     EmmHeader,
     EmmTag,
+    Fingerprint,
+    FingerprintKind,
     GlobalAddress,
+    OsdMail,
     OsdMessage,
     Pair,
     PpvEventRight,
@@ -128,6 +131,8 @@ emm_headers = st.builds(
     nonce=st.binary(min_size=12, max_size=12),
 )
 
+_KNOWN_TAGS = frozenset(int(t) for t in EmmTag)
+
 emm_commands = st.one_of(
     st.builds(AddEntitlement, package_id=u16, start_s=u32, end_s=u32),
     st.builds(RemoveEntitlement, package_id=u16),
@@ -142,8 +147,11 @@ emm_commands = st.one_of(
     st.builds(PpvEventRight, event_id=u32, channel_id=u16, start_s=u32, end_s=u32),
     st.builds(PurseCredit, tokens=u32, credit_limit_tokens=u32),
     st.builds(PpvReportAck, up_to_purchase_seq=u32),
-    st.builds(UnknownCommand,
-              tag=st.integers(0x0B, 0xFF).filter(lambda t: t not in {int(x) for x in EmmTag}),
+    st.builds(OsdMail, message_id=u16, priority=u8, start_s=u32,
+              duration_s=u16, text=_utf8_max(60)),
+    st.builds(Fingerprint, kind=st.sampled_from(FingerprintKind), start_s=u32,
+              duration_s=u16, x_pct=st.integers(0, 100), y_pct=st.integers(0, 100)),
+    st.builds(UnknownCommand, tag=st.integers(0x0B, 0xFF).filter(lambda t: t not in _KNOWN_TAGS),
               value=st.binary(max_size=40)),
 )
 

@@ -17,8 +17,12 @@ from cas.formats.emm import (
     EmmAddressType,
     EmmCommand,
     EmmHeader,
+    EmmTag,
+    Fingerprint,
+    FingerprintKind,
     ForeignEmm,
     GlobalAddress,
+    OsdMail,
     OsdMessage,
     Pair,
     SetStatus,
@@ -212,3 +216,33 @@ def test_describe_hides_keys() -> None:
     head = describe(emm)
     assert head["address"] == {"type": "SHARED", "shared_address": 9, "members": [1, 2]}
     json.dumps(head)
+
+
+def test_osd_mail_and_fingerprint_layouts() -> None:
+    mail = OsdMail(message_id=0x0102, priority=7, start_s=0x11223344, duration_s=30, text="Hi")
+    raw = build_emm_commands([mail])
+    assert raw == bytes((EmmTag.OSD_MAIL, 11)) + bytes.fromhex("0102 07 11223344 001E") + b"Hi"
+    fp = Fingerprint(kind=FingerprintKind.COVERT, start_s=0, duration_s=5, x_pct=90, y_pct=10)
+    raw = build_emm_commands([fp])
+    assert raw == bytes((EmmTag.FINGERPRINT, 9)) + bytes.fromhex("02 00000000 0005 5A 0A")
+    assert parse_emm_commands(raw) == [fp]
+    assert describe(fp) == {"command": "FINGERPRINT", "kind": "COVERT", "start_s": 0,
+                            "duration_s": 5, "x_pct": 90, "y_pct": 10}
+
+
+@pytest.mark.parametrize(("raw", "path"), [
+    (bytes((0x21, 9)) + bytes.fromhex("03 00000000 0005 5A 0A"), "fingerprint"),
+    (bytes((0x21, 9)) + bytes.fromhex("01 00000000 0005 65 0A"), "fingerprint"),
+    (bytes((0x21, 10)) + bytes.fromhex("01 00000000 0005 5A 0A 00"), "fingerprint"),
+    (bytes((0x20, 4)) + bytes.fromhex("0001 07 00"), "osd_mail"),
+])
+def test_bad_osd_commands(raw: bytes, path: str) -> None:
+    with pytest.raises(FormatError) as info:
+        parse_emm_commands(raw)
+    assert path in str(info.value)
+
+
+def test_fingerprint_builder_checks() -> None:
+    with pytest.raises(FormatError, match=r"0\.\.100"):
+        build_emm_commands([Fingerprint(kind=FingerprintKind.OVERT, start_s=0, duration_s=1,
+                                        x_pct=101, y_pct=0)])
