@@ -61,8 +61,8 @@ def test_many_boxes_on_one_channel_are_flagged_for_rate() -> None:
 
 
 def test_zapping_within_tolerance_is_not_flagged() -> None:
-    obs = _box(7, (1, 2)) + [EcmObservation(time_s=T0 + 5, card=7, channel=1),
-                             EcmObservation(time_s=T0 + 6, card=7, channel=2)]
+    obs = [*_box(7, (1, 2)), EcmObservation(time_s=T0 + 5, card=7, channel=1),
+           EcmObservation(time_s=T0 + 6, card=7, channel=2)]
     assert flagged_cards(detect(obs)) == []
 
 
