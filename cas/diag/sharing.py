@@ -23,7 +23,7 @@ import json
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
@@ -99,8 +99,6 @@ class CardFinding:
 
 
 def _iso(time_s: float) -> str:
-    from datetime import UTC
-
     return datetime.fromtimestamp(time_s, UTC).isoformat()
 
 
