@@ -241,7 +241,8 @@ class InsertedCard:
 
 def insert_card(*, reader: str | None = None, image: Path | None = None,
                 rom_key: Key | None = None, stack: ExitStack,
-                trace: Callable[[str], None] | None = None) -> InsertedCard:
+                trace: Callable[[str], None] | None = None,
+                ecm_log: Path | None = None) -> InsertedCard:
     """Find the box's card: a PC/SC reader (by name or substring) or an in-process card
     from its EEPROM image.  No reader or no card is not an error (``NO_CARD``); a card
     that does not answer SELECT properly is ``CARD_ERROR``."""
@@ -254,7 +255,7 @@ def insert_card(*, reader: str | None = None, image: Path | None = None,
         if rom_key is None:
             raise UsageError("an in-process card needs its ROM key (--rom-key-file)").with_id(
                 "in_process_needs_rom_key")
-        applet = open_applets([image], rom_key, stack)[0]
+        applet = open_applets([image], rom_key, stack, ecm_log=ecm_log)[0]
         transport: Any = InProcessTransport(applet)
         stack.callback(transport.close)
         name = f"in-process:{image.name}"

@@ -121,6 +121,10 @@ def _box_options(f: F) -> F:
     f = click.option("--rom-key-file", envvar="KIT_ROM_KEY_FILE",
                      type=click.Path(exists=True, dir_okay=False, path_type=Path),
                      help="ROM key of the in-process card (32 hex digits).")(f)
+    f = click.option("--card-ecm-log", "card_ecm_log",
+                     type=click.Path(dir_okay=False, path_type=Path),
+                     help="The in-process card appends every ECM it answers to this "
+                          "JSON-lines file (`cas diag sharing`).")(f)
     f = click.option("--card-image", envvar="KIT_CARD_IMAGE",
                      type=click.Path(exists=True, dir_okay=False, path_type=Path),
                      help="Insert an in-process card from its EEPROM image.")(f)
@@ -138,7 +142,7 @@ def _box_options(f: F) -> F:
 def _boot(app: Application, stack: ExitStack, *, chip_record: Path, chip_id: str | None,
           vendor_key: Path, nvram: Path, reader: str | None, card_image: Path | None,
           rom_key_file: Path | None, trace: bool, ca_system_id: str,
-          faults: tuple[str, ...] = ()) -> Box:
+          faults: tuple[str, ...] = (), card_ecm_log: Path | None = None) -> Box:
     from firmware_stub.box import Box
     from firmware_stub.cardslot import insert_card
     from firmware_stub.chipset import load_chip_record, load_key_file, load_vendor_key
@@ -147,12 +151,14 @@ def _boot(app: Application, stack: ExitStack, *, chip_record: Path, chip_id: str
         raise UsageError("use --reader or --card-image, not both").with_id("reader_or_image")
     if card_image is not None and rom_key_file is None:
         raise UsageError("--card-image needs --rom-key-file").with_id("image_needs_rom_key")
+    if card_ecm_log is not None and card_image is None:
+        raise UsageError("--card-ecm-log needs --card-image").with_id("ecm_log_needs_image")
     record = load_chip_record(chip_record, _hex_int(chip_id))
     rom_key = (load_key_file(rom_key_file, what="ROM key", label="card rom key")
                if rom_key_file is not None else None)
     tracer = (lambda line: click.echo(line, err=True)) if trace else None
     inserted = insert_card(reader=reader, image=card_image, rom_key=rom_key, stack=stack,
-                           trace=tracer)
+                           trace=tracer, ecm_log=card_ecm_log)
     system = _hex_int(ca_system_id)
     assert system is not None
     return Box.boot(record, nvram, vendor_key=load_vendor_key(vendor_key),

@@ -121,6 +121,21 @@ def kill_card(session: Session, *, serial: int, at: datetime) -> None:
     record_rights_change(session, [serial], at_s, "kill")
 
 
+@atomic
+def block_card(session: Session, *, serial: int, at: datetime, cause: str = "sharing") -> bool:
+    """Block a card (card-sharing found, docs/sharing.md): status ``blocked``, every channel
+    locked like a killed card, and the rights change journalled so the next EMM run carries it
+    to the card.  False (nothing changed) when the card is already blocked or killed."""
+    at_s = to_s(at)
+    card = get_card(session, serial, lock=True)
+    if card.status in ("blocked", "killed"):
+        return False
+    card.status = "blocked"
+    session.flush()
+    record_rights_change(session, [serial], at_s, cause)
+    return True
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class CardView:
     serial: int

@@ -151,7 +151,7 @@ def _states(session: Session, at_s: int, serials: Collection[int] | None,
 def _emit(head: Sequence[Any], ents: list[Entitlement], at_s: int) -> CardState:
     (serial, sa, pos, card_status, region, maturity, chip, version, account_id, s_from, s_until,
      blocked) = head[:12]
-    if card_status == "killed":
+    if card_status in ("killed", "blocked"):  # blocked: card-sharing (docs/sharing.md)
         status = _KILLED
     elif account_id is None:
         status = _INACTIVE

@@ -141,7 +141,7 @@ COLUMNS: dict[str, tuple[Column, ...]] = {
         _c("serial", _int(1, MAX_U32), required=True),
         _c("shared_address", _int(0, 0xFF_FFFF)),
         _c("member_position", _int(0, 255)),
-        _c("status", _choice("active", "killed"), default="active"),
+        _c("status", _choice("active", "killed", "blocked"), default="active"),
         _c("region", _int(0, 0xFFFF), default=0),
         _c("maturity_limit", _int(0, 0xFF), default=0xFF),
         _c("registered_at", _time, required=True),

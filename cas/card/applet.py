@@ -157,6 +157,9 @@ class Applet:
         self.clock_s = eeprom.record.last_ecm_s
         #: on-screen messages and the fingerprint order (RAM: cas.card.osd)
         self.mailbox = Mailbox()
+        #: called with (ECM time, serial, channel) after every ECM answered with control words
+        #: (the card's ECM log, cas.card.ecmlog; docs/sharing.md)
+        self.on_ecm_answered: Callable[[int, int, int], None] | None = None
         self._handlers: dict[tuple[int, int], Callable[[Command], bytes]] = {
             (CLA_ISO, Ins.SELECT): self._select,
             (CLA_ISO, Ins.GET_RESPONSE): self._get_response,
@@ -490,7 +493,10 @@ class Applet:
         cwpk = self._keys.cwpk
         if cwpk is None:
             raise Refusal(SW.PAIRING_MISMATCH)
-        return self._answer(wrap_cws(cwpk, body.cw_even, body.cw_odd), cmd.ne)
+        answer = self._answer(wrap_cws(cwpk, body.cw_even, body.cw_odd), cmd.ne)
+        if self.on_ecm_answered is not None:
+            self.on_ecm_answered(now_s, self.record.serial, header.channel_id)
+        return answer
 
     def _open_ecm(self, section: bytes, header: EcmHeader, sealed: bytes) -> tuple[EcmHeader,
                                                                                  EcmBody]:

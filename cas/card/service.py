@@ -38,12 +38,20 @@ def lock_image(path: Path, stack: ExitStack) -> None:
 
 
 def open_applets(images: Sequence[Path], rom_key: Key, stack: ExitStack, *,
-                 sync: bool = True) -> list[Applet]:
-    """Lock and load every image; one applet per image, in order."""
+                 sync: bool = True, ecm_log: Path | None = None) -> list[Applet]:
+    """Lock and load every image; one applet per image, in order.  With ``ecm_log`` every
+    card appends the ECMs it answers to that file (cas.card.ecmlog)."""
+    log = None
+    if ecm_log is not None:
+        from cas.card.ecmlog import open_ecm_log
+
+        log = open_ecm_log(ecm_log, stack)
     applets: list[Applet] = []
     for path in images:
         lock_image(path, stack)
-        applets.append(Applet(Eeprom.open(path, sync=sync), rom_key=rom_key))
+        applet = Applet(Eeprom.open(path, sync=sync), rom_key=rom_key)
+        applet.on_ecm_answered = log
+        applets.append(applet)
     return applets
 
 
@@ -51,10 +59,10 @@ def serve_images(images: Sequence[Path], rom_key: Key, host: str, port: int, *,
                  stop: threading.Event, sync: bool = True,
                  on_ready: Callable[[list[Applet]], None] | None = None,
                  on_state: Callable[[int, str], None] | None = None,
-                 backoff: Backoff | None = None) -> None:
+                 backoff: Backoff | None = None, ecm_log: Path | None = None) -> None:
     """Serve ``images[i]`` on vpcd ``host:port+i`` until ``stop`` is set."""
     with ExitStack() as stack:
-        applets = open_applets(images, rom_key, stack, sync=sync)
+        applets = open_applets(images, rom_key, stack, sync=sync, ecm_log=ecm_log)
         if on_ready is not None:
             on_ready(applets)
         serve_cards(applets, host, port, stop=stop, backoff=backoff, on_state=on_state)

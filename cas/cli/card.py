@@ -227,9 +227,12 @@ def _refuse_existing(*, records_serials: list[int], out_dir: Path, force: bool) 
                    "derived from it and kept.")
 @click.option("--no-fsync", is_flag=True, hidden=True,
               help="Skip fsync on EEPROM writes (benchmarks on slow disks only).")
+@click.option("--ecm-log", type=click.Path(dir_okay=False, path_type=Path),
+              help="Append every ECM the cards answer to this JSON-lines file "
+                   "(for `cas diag sharing`).")
 @pass_app
 def serve_cmd(app: Application, images: tuple[Path, ...], endpoint: str,
-              keys_path: Path | None, no_fsync: bool) -> None:
+              keys_path: Path | None, no_fsync: bool, ecm_log: Path | None) -> None:
     """Serve card images as virtual cards in pcscd's vpcd reader until stopped."""
     host, port = parse_endpoint(endpoint)
     rom_key = load_operator_keys(keys_path, data_dir=app.data_dir).transport_key()
@@ -251,5 +254,5 @@ def serve_cmd(app: Application, images: tuple[Path, ...], endpoint: str,
         app.err_console.print(f"slot {slot}: {state}", markup=False, highlight=False)
 
     serve_images(list(images), rom_key, host, port, stop=stop, sync=not no_fsync,
-                 on_ready=on_ready, on_state=on_state)
+                 on_ready=on_ready, on_state=on_state, ecm_log=ecm_log)
     app.err_console.print("stopped", markup=False, highlight=False)

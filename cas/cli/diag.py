@@ -19,6 +19,7 @@ from cas import DEFAULT_CA_SYSTEM_ID
 from cas.cli.app import Application, Exit, pass_app
 from cas.cli.common import group
 from cas.cli.diag_fingerprint import fingerprint_cmd
+from cas.cli.diag_sharing import sharing_cmd
 from cas.crypto import Key
 from cas.diag.alarms import Thresholds
 from cas.diag.probe import probe_file, probe_stream
@@ -281,3 +282,4 @@ def register(cli: click.Group) -> None:
     diag.add_command(box_cmd)
     diag.add_command(visit_cmd)
     diag.add_command(fingerprint_cmd)
+    diag.add_command(sharing_cmd)

@@ -315,7 +315,7 @@ class Card(Base):
     member_position: Mapped[int] = mapped_column(Integer)
     account_id: Mapped[int | None] = mapped_column(
         ForeignKey("accounts.id"), nullable=True, index=True)
-    status: Mapped[str] = mapped_column(String(8), default="active")  # active | killed
+    status: Mapped[str] = mapped_column(String(8), default="active")  # active | killed | blocked (sharing)
     region: Mapped[int] = mapped_column(Integer, default=0)
     maturity_limit: Mapped[int] = mapped_column(Integer, default=0xFF)
     paired_chip_id: Mapped[int | None] = mapped_column(

@@ -98,7 +98,7 @@ def _device_findings(facts: VisitFacts, st: ChannelStatus) -> list[Finding]:
                         summary=Msg("visit.rule.card_error", {"detail": st.detail or "error"}),
                         fix=_fix(r))]
     he = facts.headend
-    if r is Reason.CARD_KILLED or (he is not None and he.card_status == "killed"):
+    if r is Reason.CARD_KILLED or (he is not None and he.card_status in ("killed", "blocked")):
         serial = facts.card.info.serial if facts.card else (he.serial if he else 0)
         return [finding(cause=Cause.CARD_KILLED, scope="card", reason=Reason.CARD_KILLED,
                         summary=Msg("visit.rule.card_killed", {"card": _serial_text(serial)}),

@@ -1,0 +1,191 @@
+"""Card-sharing detection at the head-end (``cas diag sharing``, docs/sharing.md).
+
+Input: a JSON-lines log of ECM requests a card answered, one object a line::
+
+    {"time": "2026-12-03T12:00:00.250+00:00", "card": 1000001, "channel": 3}
+
+(``time`` ISO 8601 with its UTC offset, or ``time_s`` Unix seconds; ``card`` the serial;
+``channel`` the channel id the ECM is for; other keys are kept out of the decision).
+
+Rule, per card, per window of one crypto-period (windows aligned on multiples of it):
+
+* **services** — more distinct channels in one window than the box has tuners;
+* **rate** — more ECM requests in one window than ``tuners × (1 + rate_tolerance)``: a box asks
+  once per tuned channel per crypto-period change, a little more after a zap or a retry.
+
+A card that breaks either rule in any window is flagged.  The rule is pure (no I/O) except
+:func:`read_log`, which reads the file.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+from cas.errors import FormatError, UsageError
+
+#: Defaults: a 2-tuner box (watch one, record one), a 10 s crypto-period (DESIGN §4).
+DEFAULT_TUNERS = 2
+DEFAULT_WINDOW_S = 10.0
+#: Extra ECM requests per tuner per window a single box may make (zaps, retries).
+DEFAULT_RATE_TOLERANCE = 1
+
+
+class SharingRule(StrEnum):
+    """Why a card is flagged (the catalogue's ``sharing.rule.<value>``)."""
+
+    SERVICES = "services"
+    RATE = "rate"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class EcmObservation:
+    """One ECM request answered by a card."""
+
+    time_s: float
+    card: int
+    channel: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SharingLimits:
+    tuners: int = DEFAULT_TUNERS
+    window_s: float = DEFAULT_WINDOW_S
+    rate_tolerance: int = DEFAULT_RATE_TOLERANCE
+
+    def __post_init__(self) -> None:
+        if self.tuners < 1:
+            raise UsageError(f"tuners must be at least 1, not {self.tuners}")
+        if not self.window_s > 0:
+            raise UsageError(f"window must be positive, not {self.window_s}")
+        if self.rate_tolerance < 0:
+            raise UsageError(f"rate tolerance must not be negative, not {self.rate_tolerance}")
+
+    @property
+    def max_requests(self) -> int:
+        """The most ECM requests one box makes in one window."""
+        return self.tuners * (1 + self.rate_tolerance)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CardFinding:
+    """One card's worst window for each rule, and the rules it broke."""
+
+    card: int
+    requests: int
+    channels: tuple[int, ...]
+    max_services: int
+    max_services_at_s: float
+    max_rate: int
+    max_rate_at_s: float
+    rules: tuple[SharingRule, ...] = field(default=())
+
+    @property
+    def flagged(self) -> bool:
+        return bool(self.rules)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"card": self.card, "flagged": self.flagged,
+                "rules": [r.value for r in self.rules], "requests": self.requests,
+                "channels": list(self.channels), "max_services": self.max_services,
+                "max_services_at": _iso(self.max_services_at_s),
+                "max_rate": self.max_rate, "max_rate_at": _iso(self.max_rate_at_s)}
+
+
+def _iso(time_s: float) -> str:
+    return datetime.fromtimestamp(time_s, UTC).isoformat()
+
+
+def detect(observations: Iterable[EcmObservation],
+           limits: SharingLimits | None = None) -> list[CardFinding]:
+    """Every card in ``observations`` with its finding, by serial."""
+    limits = limits or SharingLimits()
+    windows: dict[int, dict[int, list[int]]] = defaultdict(lambda: defaultdict(list))
+    for obs in observations:
+        windows[obs.card][int(obs.time_s // limits.window_s)].append(obs.channel)
+    findings = []
+    for card in sorted(windows):
+        per_window = windows[card]
+        services_w = max(per_window, key=lambda w: (len(set(per_window[w])), -w))
+        rate_w = max(per_window, key=lambda w: (len(per_window[w]), -w))
+        max_services = len(set(per_window[services_w]))
+        max_rate = len(per_window[rate_w])
+        rules = []
+        if max_services > limits.tuners:
+            rules.append(SharingRule.SERVICES)
+        if max_rate > limits.max_requests:
+            rules.append(SharingRule.RATE)
+        findings.append(CardFinding(
+            card=card, requests=sum(len(v) for v in per_window.values()),
+            channels=tuple(sorted({c for v in per_window.values() for c in v})),
+            max_services=max_services, max_services_at_s=services_w * limits.window_s,
+            max_rate=max_rate, max_rate_at_s=rate_w * limits.window_s, rules=tuple(rules)))
+    return findings
+
+
+def flagged_cards(findings: Sequence[CardFinding]) -> list[int]:
+    return [f.card for f in findings if f.flagged]
+
+
+# --- the log --------------------------------------------------------------------------------
+def _int_field(obj: dict[str, Any], key: str, where: str) -> int:
+    value = obj.get(key)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise FormatError(f"{key!r} must be a non-negative integer", path=where)
+    return value
+
+
+def _time_field(obj: dict[str, Any], where: str) -> float:
+    if "time_s" in obj:
+        value = obj["time_s"]
+        if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+            raise FormatError("'time_s' must be non-negative Unix seconds", path=where)
+        return float(value)
+    text = obj.get("time")
+    if not isinstance(text, str):
+        raise FormatError("'time' (ISO 8601 with UTC offset) or 'time_s' is required",
+                          path=where)
+    try:
+        at = datetime.fromisoformat(text)
+    except ValueError:
+        raise FormatError(f"'time' {text[:40]!r} is not ISO 8601", path=where) from None
+    if at.tzinfo is None:
+        raise FormatError(f"'time' {text[:40]!r} has no UTC offset", path=where)
+    return at.timestamp()
+
+
+def parse_log(lines: Iterable[str], name: str = "log") -> list[EcmObservation]:
+    """Observations from JSON lines (blank lines skipped); :class:`FormatError` naming the
+    line on the first bad one."""
+    out = []
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        where = f"{name}:{number}"
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise FormatError(f"not JSON ({exc.msg})", path=where) from None
+        if not isinstance(obj, dict):
+            raise FormatError("a line must be a JSON object", path=where)
+        out.append(EcmObservation(time_s=_time_field(obj, where),
+                                  card=_int_field(obj, "card", where),
+                                  channel=_int_field(obj, "channel", where)))
+    return out
+
+
+def read_log(path: Path) -> list[EcmObservation]:
+    try:
+        with path.open(encoding="utf-8") as f:
+            return parse_log(f, path.name)
+    except UnicodeDecodeError:
+        raise FormatError("not UTF-8 text", path=path.name) from None
+    except OSError as exc:
+        raise UsageError(f"cannot read {path}: {exc.strerror or exc}").with_id(
+            "sharing_log_unreadable", path=str(path)) from None
