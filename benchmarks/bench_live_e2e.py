@@ -79,7 +79,8 @@ def main() -> None:
         sys.path.insert(0, str(ROOT / "benchmarks"))
         from bench_api import throwaway_postgres
 
-        with throwaway_postgres() as url:
+        with throwaway_postgres() as pg:
+            url = pg.url
             args.db_url = url
             run(args)
     else:
