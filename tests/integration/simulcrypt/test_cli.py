@@ -39,10 +39,17 @@ def _wait_listening(port: int, proc: subprocess.Popen[bytes]) -> None:
     raise TimeoutError(f"nothing listens on {port}")
 
 
+def _ctrl_c_reaches_it() -> None:
+    """Ctrl-C as in a terminal: a test run started in the background (``cmd &`` in a
+    non-interactive shell) inherits SIGINT ignored, and the server would never see it."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _serve(args: list[str], port: int, env: dict[str, str]) -> subprocess.Popen[bytes]:
     proc = subprocess.Popen(
         [sys.executable, "-c", "from cas.cli.main import main; main()", *args],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
+        preexec_fn=_ctrl_c_reaches_it)
     _wait_listening(port, proc)
     return proc
 
