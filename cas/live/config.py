@@ -145,6 +145,50 @@ class OpsConfig:
     log: LogFormat = LogFormat.JSON
 
 
+class AcMode(StrEnum):
+    """What a ``[[ca_system]]`` ECMG gets as access_criteria (docs/simulcrypt.md §9)."""
+
+    FULL = "full"            # our self-contained form 0x01 (cas/headend/simulcrypt/access_criteria.py)
+    REFERENCE = "reference"  # form 0x02: the service id only
+    NONE = "none"            # no access_criteria parameter at all
+    HEX = "hex"              # the bytes of ``access_criteria_hex``, the same for every service
+
+
+#: Default ECM PIDs of the k-th ``[[ca_system]]`` (1-based): 0x0D00 + 0x20·(k−1) + service index.
+FIRST_CA_SYSTEM_ECM_PID = 0x0D00
+CA_SYSTEM_ECM_PID_STEP = 0x20
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CaSystemConfig:
+    """One ``[[ca_system]]``: another CA system's ECMG on every scrambled service."""
+
+    index: int  # 1-based, as in error messages
+    ca_system_id: int
+    ecmg_host: str
+    ecmg_port: int
+    backup_host: str = ""
+    backup_port: int = 0
+    super_cas_id: int = 0
+    #: ECM PID of scrambled service k (0-based) = ecm_pid_base + k.
+    ecm_pid_base: int = FIRST_CA_SYSTEM_ECM_PID
+    #: private_data_byte of the CA_descriptor in the PMT.
+    private_data: bytes = b""
+    access_criteria: AcMode = AcMode.FULL
+    access_criteria_hex: bytes = b""
+    protocol_version: int = 2
+    #: Reconnection back-off: first wait and ceiling (doubling in between).
+    reconnect_min_s: float = 0.5
+    reconnect_max_s: float = 10.0
+
+    @property
+    def has_backup(self) -> bool:
+        return bool(self.backup_host)
+
+    def ecm_pid(self, k: int) -> int:
+        return self.ecm_pid_base + k
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class LiveConfig:
     name: str  # the file's name, as error messages give it
@@ -155,6 +199,8 @@ class LiveConfig:
     services: tuple[ServiceConfig, ...]
     emm: EmmConfig = field(default_factory=EmmConfig)
     ops: OpsConfig = field(default_factory=OpsConfig)
+    #: Other CA systems' ECMGs beside our own (``[[ca_system]]``, docs/simulcrypt.md §9).
+    ca_systems: tuple[CaSystemConfig, ...] = ()
 
 
 # --- parsing ---------------------------------------------------------------------------------
@@ -385,7 +431,95 @@ def _ops(t: _Table) -> OpsConfig:
     return OpsConfig(listen_host=host, listen_port=port if listen else -1, log=log)
 
 
-_SECTIONS = ("headend", "output", "scrambling", "service", "emm", "ops")
+def _hex(t: _Table, key: str) -> bytes:
+    text = t.str_(key, "").replace(" ", "")
+    try:
+        return bytes.fromhex(text)
+    except ValueError:
+        raise t.fail(key, f"{text!r} is not hex bytes") from None
+
+
+def _ca_systems(file: str, raw: object, *, own_id: int, services: int
+                ) -> tuple[CaSystemConfig, ...]:
+    """``[[ca_system]]`` tables: other CA systems' ECMGs (docs/simulcrypt.md §9, docs/live.md)."""
+    if raw is None:
+        return ()
+    if not isinstance(raw, list):
+        raise ConfigError(f"{file}: [[ca_system]]: expected an array of tables")
+    out: list[CaSystemConfig] = []
+    seen: dict[int, int] = {}
+    for i, item in enumerate(raw, 1):
+        t = _Table(file, f"ca_system.{i}", item)
+        cas_id = t.int_("ca_system_id", None, 1, 0xFFFF)
+        if cas_id == own_id:
+            raise t.fail("ca_system_id", f"{cas_id:#06x} is our own CA system ([headend])")
+        if cas_id in seen:
+            raise t.fail("ca_system_id", f"{cas_id:#06x} is already [ca_system.{seen[cas_id]}]")
+        seen[cas_id] = i
+        host, port = _host_port(t, "ecmg", t.str_("ecmg", required=True))
+        backup = t.str_("backup_ecmg", "")
+        b_host, b_port = _host_port(t, "backup_ecmg", backup) if backup else ("", 0)
+        if (b_host, b_port) == (host, port):
+            raise t.fail("backup_ecmg", "is the same address as ecmg")
+        super_cas_id = t.int_("super_cas_id", (cas_id << 16) | 0x0001, 0, 0xFFFF_FFFF)
+        if super_cas_id >> 16 != cas_id:
+            raise t.fail("super_cas_id", f"{super_cas_id:#010x}: the top 16 bits must be the "
+                         f"ca_system_id {cas_id:#06x}")
+        base = t.int_("ecm_pid_base", FIRST_CA_SYSTEM_ECM_PID + CA_SYSTEM_ECM_PID_STEP * (i - 1),
+                      0x20, 0x1FFE)
+        if base + services - 1 > 0x1FFE:
+            raise t.fail("ecm_pid_base", f"{base:#x} + {services} services goes past 0x1FFE")
+        private = _hex(t, "private_data")
+        if len(private) > 251:
+            raise t.fail("private_data", f"{len(private)} bytes, at most 251 fit a CA_descriptor")
+        ac_text = t.str_("access_criteria", AcMode.FULL.value)
+        ac_bytes = b""
+        if ac_text in {m.value for m in AcMode} - {AcMode.HEX.value}:
+            ac_mode = AcMode(ac_text)
+        elif ac_text.startswith("hex:"):
+            ac_mode = AcMode.HEX
+            try:
+                ac_bytes = bytes.fromhex(ac_text.removeprefix("hex:"))
+            except ValueError:
+                raise t.fail("access_criteria", f"{ac_text!r} is not hex:BYTES") from None
+            if not ac_bytes:
+                raise t.fail("access_criteria", "hex: needs at least one byte")
+        else:
+            raise t.fail("access_criteria", f"{ac_text!r} is not 'full', 'reference', 'none' "
+                         "or 'hex:BYTES'")
+        version = t.int_("protocol_version", 2, 1, 3)
+        rmin = t.float_("reconnect_min_s", 0.5, 0.05, 60.0)
+        rmax = t.float_("reconnect_max_s", 10.0, 0.05, 600.0)
+        if rmax < rmin:
+            raise t.fail("reconnect_max_s", f"{rmax:g} is below reconnect_min_s {rmin:g}")
+        t.done()
+        out.append(CaSystemConfig(index=i, ca_system_id=cas_id, ecmg_host=host, ecmg_port=port,
+                                  backup_host=b_host, backup_port=b_port,
+                                  super_cas_id=super_cas_id, ecm_pid_base=base,
+                                  private_data=private, access_criteria=ac_mode,
+                                  access_criteria_hex=ac_bytes, protocol_version=version,
+                                  reconnect_min_s=rmin, reconnect_max_s=rmax))
+    return tuple(out)
+
+
+def _check_ca_system_pids(file: str, ca_systems: tuple[CaSystemConfig, ...],
+                          services: tuple[ServiceConfig, ...], emm_pid: int) -> None:
+    """No ECM PID range of a ``[[ca_system]]`` may meet another's, the EMM PID or a
+    configured ECM PID of ours."""
+    ours = {svc.ecm_pid: f"the ECM PID of [service.{svc.index}]"
+            for svc in services if svc.ecm_pid is not None}
+    ours[emm_pid] = "[emm].pid"
+    n = sum(1 for svc in services if svc.scrambled)
+    for ca in ca_systems:
+        for k in range(n):
+            pid = ca.ecm_pid(k)
+            if pid in ours:
+                raise ConfigError(f"{file}: [ca_system.{ca.index}].ecm_pid_base: {pid:#x} is "
+                                  f"also {ours[pid]}")
+            ours[pid] = f"an ECM PID of [ca_system.{ca.index}]"
+
+
+_SECTIONS = ("headend", "output", "scrambling", "service", "emm", "ops", "ca_system")
 
 
 def parse_config(data: Mapping[str, object], *, file: str, base: Path) -> LiveConfig:
@@ -422,8 +556,11 @@ def parse_config(data: Mapping[str, object], *, file: str, base: Path) -> LiveCo
     p = _Table(file, "ops", data.get("ops", {}))
     ops = _ops(p)
     p.done()
+    ca_systems = _ca_systems(file, data.get("ca_system"), own_id=headend.ca_system_id,
+                             services=len(services))
+    _check_ca_system_pids(file, ca_systems, services, emm.pid)
     return LiveConfig(name=file, base=base, headend=headend, output=output, scrambling=scrambling,
-                      services=services, emm=emm, ops=ops)
+                      services=services, emm=emm, ops=ops, ca_systems=ca_systems)
 
 
 def load_config(path: Path) -> LiveConfig:

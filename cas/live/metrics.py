@@ -60,6 +60,15 @@ HELP: dict[str, str] = {
     "ecmg_round_trip_seconds": "ECM request to ECM response time at the ECMG, per service.",
     "cc_errors_total": "Continuity-counter discontinuities seen in a service's input.",
     "emmg_bytes_sent_total": "EMM section bytes sent to the external mux over EMMG/PDG<=>MUX.",
+    "ecmg_up": "1 while a [[ca_system]]'s ECMG (primary or backup) is connected and set up.",
+    "ecmg_failures_total": "A [[ca_system]]'s ECMG failed: refused or lost connection, error "
+                           "message, answers late three times in a row.",
+    "ecmg_switches_total": "A [[ca_system]] moved to its other ECMG (primary <-> backup).",
+    "ecmg_late_total": "CW_provisions a [[ca_system]]'s ECMG answered later than max_comp_time.",
+    "ecmg_missed_ecms_total": "ECMs of a [[ca_system]] not ready when their broadcast was due "
+                              "(nothing aired for that period).",
+    "ecmg_ecm_sections_total": "ECM sections of a [[ca_system]] inserted in the multiplex.",
+    "ecmg_response_seconds": "CW_provision to ECM_response time of a [[ca_system]]'s ECMG.",
 }
 
 

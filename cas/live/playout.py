@@ -13,7 +13,8 @@ Per window, in this order:
    payloads; headers and adaptation fields stay clear).
 3. **ECMs**: at every crypto-period start and every ``ecm_repetition`` after it, ECM(cp) of
    every scrambled service on its ECM PID.  A period's first ECM goes out at the boundary;
-   the box already holds CW(cp) from ECM(cp-1), which carried it as the next CW.
+   the box already holds CW(cp) from ECM(cp-1), which carried it as the next CW.  Other CA
+   systems' ECMs (``ca_systems``) follow their ECMG's own timing (:mod:`cas.live.ecmgs`).
 4. **PSI/SI**: what :class:`cas.live.psi.PsiSchedule` says is due.
 5. **EMMs**: ``feed.take(now, budget)`` once per window, the budget being the EMM PID's
    bitrate ceiling over the window; sections are packed back to back on the EMM PID and
@@ -48,6 +49,12 @@ class EmmFeed(Protocol):
     """The part of :class:`cas.live.carousel.EmmCarousel` the multiplex uses."""
 
     def take(self, now_s: float, budget_bytes: int) -> list[bytes]: ...
+
+
+class CaSystemEcms(Protocol):
+    """Another CA system's ECMs (:class:`cas.live.ecmgs.EcmInserter`): its packets of a window."""
+
+    def window(self, a_s: float, b_s: float) -> Block: ...
 
 
 @dataclass(slots=True)
@@ -85,8 +92,11 @@ class Multiplexer:
                  crypto: CryptoSchedule | None, ecm_repetition_s: float, emm_pid: int,
                  emm_feed: EmmFeed | None = None, emm_max_bitrate_bps: int = 1_000_000,
                  cw_log: CwLog | None = None,
-                 on_period: Callable[[int], None] | None = None) -> None:
+                 on_period: Callable[[int], None] | None = None,
+                 ca_systems: Sequence[CaSystemEcms] = ()) -> None:
         self.services = list(services)
+        #: other CA systems' ECMs on their own PIDs (SimulCrypt, docs/simulcrypt.md §9)
+        self.ca_systems = list(ca_systems)
         self.psi = psi
         self.crypto = crypto
         self.ecm_repetition_s = ecm_repetition_s
@@ -116,6 +126,8 @@ class Multiplexer:
             parts.append(block)
         if self.crypto is not None and self._ecm_pk:
             parts.append(self._ecms(a_s, b_s))
+        for ca in self.ca_systems:
+            parts.append(ca.window(a_s, b_s))
         psi = self.psi.due(b_s - 1e-9)
         if psi:
             blk = Block()

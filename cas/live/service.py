@@ -31,14 +31,22 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from cas.access import AccessCriteria
 from cas.errors import CasError, ConfigError, StreamError
 from cas.formats import psi as psi_formats
-from cas.live.config import EcmSource, LiveConfig, LogFormat, ServiceConfig, SourceKind
+from cas.live.config import (
+    AcMode,
+    CaSystemConfig,
+    EcmSource,
+    LiveConfig,
+    LogFormat,
+    ServiceConfig,
+    SourceKind,
+)
 from cas.live.metrics import LiveMetrics
 from cas.live.outputs import Output, open_output
 from cas.live.pacer import Datagram, Pacer
@@ -52,6 +60,7 @@ if TYPE_CHECKING:
     from cas.headend.scrambler import ServiceCrypto
     from cas.headend.simulcrypt.scs import BlockingScsClient
     from cas.live.carousel import EmmCarousel
+    from cas.live.ecmgs import CaSystemEcmg, EcmInserter
     from cas.store.engine import Store
 
 log = logging.getLogger("cas.live")
@@ -61,6 +70,8 @@ FIRST_ES_PID = 0x0100
 FIRST_ECM_PID = 0x0C10
 #: Live sources play out this long after their PCR anchor (jitter buffer).
 LIVE_LATENCY_S = 0.5
+#: At start, how long the playout waits at most for other CA systems' first ECMs.
+CA_SYSTEM_START_WAIT_S = 3.0
 
 
 # --- logs ------------------------------------------------------------------------------------
@@ -169,6 +180,7 @@ class HeadendService:
         self.cw_log: CwLog | None = None
         self.pacer: Pacer | None = None
         self._scs: BlockingScsClient | None = None
+        self.ca_ecmgs: list[CaSystemEcmg] = []
         self._clock: StoreClock | None = None
         self._request_stop: Callable[[], None] | None = None
         self.stop_event = threading.Event()
@@ -202,7 +214,9 @@ class HeadendService:
         self.channels = self._catalogue(store)
         layouts: list[ServiceLayout] = []
         used_ecm = {s.ecm_pid for s in cfg.services if s.ecm_pid is not None} | {cfg.emm.pid}
+        used_ecm |= ca_system_pids(cfg)
         next_ecm = FIRST_ECM_PID
+        scrambled_index = 0
         for k, svc_cfg in enumerate(cfg.services):
             channel = self.channels.get(svc_cfg.channel)
             if channel is None:
@@ -218,6 +232,9 @@ class HeadendService:
             layout, pid_map = plan_layout(source.program, index=k, channel=channel.number,
                                           service_id=channel.service_id, name=channel.name,
                                           scrambled=svc_cfg.scrambled, ecm_pid=ecm_pid)
+            if svc_cfg.scrambled:
+                layout = with_ca_systems(layout, cfg, scrambled_index)
+                scrambled_index += 1
             source.set_pid_map(pid_map)
             cipher = new_cipher(cfg.scrambling.algorithm) if svc_cfg.scrambled else None
             self.services.append(LiveService(layout=layout, source=source, cipher=cipher))
@@ -226,6 +243,7 @@ class HeadendService:
         if len(set(ids)) != len(ids):
             raise ConfigError(f"{cfg_name(cfg)}: [[service]]: two services have one service id")
         self.crypto = self._crypto(store, keys)
+        inserters = self._ca_system_ecms()
         if cfg.scrambling.cw_log is not None and not check:
             self.cw_log = CwLog(cfg.scrambling.cw_log)
         self.carousel = self._carousel(store, keys)
@@ -242,7 +260,7 @@ class HeadendService:
                                ecm_repetition_s=cfg.scrambling.ecm_repetition_ms / 1000,
                                emm_pid=cfg.emm.pid, emm_feed=emm_feed,
                                emm_max_bitrate_bps=cfg.emm.max_bitrate_bps, cw_log=self.cw_log,
-                               on_period=self._on_period)
+                               on_period=self._on_period, ca_systems=inserters)
         if not check:
             self.output = open_output(cfg.output)
 
@@ -296,16 +314,19 @@ class HeadendService:
                                                     timestamp_s=self._clock,
                                                     ppv_events=events.get(s.service_id, ()))
         else:
+            from cas.headend.ecmgen import CwSchedule
             from cas.headend.simulcrypt import access_criteria as ac
             from cas.headend.simulcrypt.scs import BlockingScsClient, EcmgServiceCrypto
 
             self._scs = BlockingScsClient(sc.ecmg_host, sc.ecmg_port, channel_id=1,
                                           super_cas_id=sc.super_cas_id)
             for n, s in enumerate(scrambled, 1):
+                # the head-end draws the CWs; every CA system's ECMG gets the same ones
                 crypto[s.service_id] = EcmgServiceCrypto(
                     self._scs, channel_id=s.service_id, stream_id=n, ecm_id=n,
                     access_criteria=ac.encode_full(by_sid[s.service_id].criteria),
-                    cw_length=cw_length, nominal_cp_duration_100ms=sc.crypto_period_ms // 100)
+                    cw_length=cw_length, nominal_cp_duration_100ms=sc.crypto_period_ms // 100,
+                    cws=CwSchedule(cw_length=cw_length, keep=8).cw)
             metrics = self.metrics
 
             def on_fetch(sid: int, seconds: float) -> None:
@@ -313,6 +334,33 @@ class HeadendService:
 
         return CryptoSchedule(crypto, crypto_period_s=cp_s, first_cp=first_cp,
                               on_fetch=on_fetch)
+
+    def _ca_system_ecms(self) -> list[EcmInserter]:
+        """``[[ca_system]]``: each CA system's ECMG worker and its ECMs in the multiplex."""
+        from cas.live.ecmgs import CaSystemEcmg, EcmInserter, EcmStream
+
+        crypto = self.crypto
+        if crypto is None or not self.cfg.ca_systems:
+            return []
+        sc = self.cfg.scrambling
+        scrambled = [s for s in self.services if s.layout.scrambled]
+        by_sid = {c.service_id: c for c in self.channels.values()}
+        inserters = []
+        for ca in self.cfg.ca_systems:
+            streams = [EcmStream(service_id=s.service_id, stream_id=k + 1, ecm_id=k + 1,
+                                 ecm_pid=ca.ecm_pid(k),
+                                 access_criteria=ca_access_criteria(
+                                     ca, by_sid[s.service_id].criteria))
+                       for k, s in enumerate(scrambled)]
+            ecmg = CaSystemEcmg(ca, streams,
+                                cw_of=lambda sid, cp: crypto.services[sid].cw(cp),
+                                crypto_period_s=crypto.crypto_period_s,
+                                default_repetition_s=sc.ecm_repetition_ms / 1000,
+                                metrics=self.metrics)
+            self.ca_ecmgs.append(ecmg)
+            inserters.append(EcmInserter(ecmg, crypto_period_s=crypto.crypto_period_s,
+                                         first_cp=crypto.first_cp, metrics=self.metrics))
+        return inserters
 
     def _carousel(self, store: Store, keys: OperatorKeys) -> EmmCarousel:
         from cas.live.carousel import CarouselSettings, EmmCarousel
@@ -340,6 +388,10 @@ class HeadendService:
         }
         if self._errors:
             out["error"] = self._errors[-1]
+        if self.ca_ecmgs:
+            out["ca_systems"] = [{"ca_system_id": e.label, "up": e.up, "ecmg": e.active,
+                                  "failures": e.failures, "switches": e.switches}
+                                 for e in self.ca_ecmgs]
         if self.carousel is not None:
             with contextlib.suppress(Exception):
                 st = self.carousel.stats()
@@ -446,6 +498,12 @@ class HeadendService:
             # The first period's keys before the clock starts (a store read or an ECMG round
             # trip), so the first datagrams are not late.
             self.crypto.keys(self.crypto.first_cp)
+            for ecmg in self.ca_ecmgs:
+                # other CA systems: a bounded wait for the first ECMs (never more: an ECMG
+                # that is down must not hold the service up)
+                ecmg.start()
+            for ecmg in self.ca_ecmgs:
+                ecmg.wait_ready(self.crypto.first_cp, CA_SYSTEM_START_WAIT_S)
         self.started_at = time.monotonic()  # the pacer's clock starts in RealTime.send
         self._next_report = 1.0
         self._counts: dict[int, tuple[int, int]] = {s.service_id: (0, 0) for s in self.services}
@@ -509,6 +567,10 @@ class HeadendService:
             self.stop_event.wait(max(0.0, interval - (time.monotonic() - t0)))
 
     def close(self) -> None:
+        for ecmg in self.ca_ecmgs:
+            with contextlib.suppress(Exception):
+                ecmg.close()
+        self.ca_ecmgs = []
         for s in self.services:
             with contextlib.suppress(Exception):
                 s.source.close()
@@ -565,3 +627,36 @@ def plan_layout(program: ProgramInfo, *, index: int, channel: int, service_id: i
                            streams=tuple(streams), program_descriptors=descriptors,
                            scrambled=scrambled, ecm_pid=ecm_pid if scrambled else None)
     return layout, pid_map
+
+
+# --- other CA systems ([[ca_system]], docs/simulcrypt.md §9) ----------------------------------
+
+def ca_system_pids(cfg: LiveConfig) -> set[int]:
+    """Every ECM PID of the ``[[ca_system]]`` tables (kept free of our own ECM PIDs)."""
+    n = sum(1 for s in cfg.services if s.scrambled)
+    return {ca.ecm_pid(k) for ca in cfg.ca_systems for k in range(n)}
+
+
+def with_ca_systems(layout: ServiceLayout, cfg: LiveConfig, k: int) -> ServiceLayout:
+    """The layout of the ``k``-th scrambled service with a CA_descriptor per ``[[ca_system]]``
+    (its CA_system_ID, its ECM PID for the service, its private data) at program level; ours
+    is added beside them when the PMT is built."""
+    if not cfg.ca_systems:
+        return layout
+    extra = tuple(psi_formats.CaDescriptor(ca_system_id=ca.ca_system_id, ca_pid=ca.ecm_pid(k),
+                                           private_data=ca.private_data)
+                  for ca in cfg.ca_systems)
+    return replace(layout, program_descriptors=layout.program_descriptors + extra)
+
+
+def ca_access_criteria(ca: CaSystemConfig, criteria: AccessCriteria) -> bytes | None:
+    """What the CA system's ECMG gets as access_criteria for a channel."""
+    from cas.headend.simulcrypt import access_criteria as ac
+
+    if ca.access_criteria is AcMode.FULL:
+        return ac.encode_full(criteria)
+    if ca.access_criteria is AcMode.REFERENCE:
+        return ac.encode_reference(criteria.channel_id)
+    if ca.access_criteria is AcMode.HEX:
+        return ca.access_criteria_hex
+    return None

@@ -29,6 +29,7 @@ import contextlib
 import logging
 import os
 import socket
+import threading
 import time
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
@@ -438,19 +439,25 @@ class EcmgServiceCrypto:
     ECMG: CWs are drawn here, ECMs come from the ECMG through ``client``.
 
     One ECM stream per service.  ``ecm_section(cp)`` sends CW_provision with CW(cp) and
-    CW(cp+1) and caches the answer; ``cw(cp)`` returns the CW the ECMG was given.
+    CW(cp+1) and caches the answer; ``cw(cp)`` returns the CW the ECMG was given.  The CWs are
+    drawn here, or taken from ``cws(cp)`` when given (a head-end that shares one CW per period
+    between several CA systems draws them once, for all).  Thread-safe: the scrambler and other
+    CA systems' workers may ask for a period's CW at once and get the same one.
     """
 
     def __init__(self, client: BlockingScsClient, *, channel_id: int, stream_id: int,
                  ecm_id: int, access_criteria: bytes, cw_length: int = 8,
                  nominal_cp_duration_100ms: int = 100,
-                 rng: Callable[[int], bytes] = os.urandom) -> None:
+                 rng: Callable[[int], bytes] = os.urandom,
+                 cws: Callable[[int], bytes] | None = None) -> None:
         self._client = client
         self._channel_id = channel_id
         self.stream_id = stream_id
         self.access_criteria = access_criteria
         self.cw_length = cw_length
         self.rng = rng
+        self._source = cws
+        self._lock = threading.Lock()
         self._cws: dict[int, bytes] = {}
         self._ecms: dict[int, bytes] = {}
         client.setup_stream(stream_id, ecm_id=ecm_id,
@@ -461,10 +468,13 @@ class EcmgServiceCrypto:
         return self._channel_id
 
     def cw(self, cp: int) -> bytes:
-        found = self._cws.get(cp)
-        if found is None:
-            found = self._cws[cp] = generate_cw(self.rng, self.cw_length)
-        return found
+        with self._lock:
+            found = self._cws.get(cp)
+            if found is None:
+                found = (self._source(cp) if self._source is not None
+                         else generate_cw(self.rng, self.cw_length))
+                self._cws[cp] = found
+            return found
 
     def ecm_section(self, cp: int) -> bytes:
         found = self._ecms.get(cp)
@@ -475,5 +485,7 @@ class EcmgServiceCrypto:
                 access_criteria=self.access_criteria)
             found = self._ecms[cp] = self._client.section_of(response)
             self._ecms.pop(cp - 2, None)     # keep memory flat over long streams
-            self._cws.pop(cp - 2, None)
+            with self._lock:
+                for old in [c for c in self._cws if c < cp - 1]:
+                    del self._cws[old]
         return found
