@@ -39,9 +39,15 @@ def register(cli: click.Group) -> None:
                        "name": s.layout.name, "pmt_pid": s.layout.pmt_pid,
                        "es_pids": list(s.layout.es_pids), "ecm_pid": s.layout.ecm_pid,
                        "scrambled": s.layout.scrambled} for s in service.services]
+            ca_systems = [{"ca_system_id": e.cfg.ca_system_id, "ecmg": e.cfg.ecmg_host + ":"
+                           + str(e.cfg.ecmg_port),
+                           "backup_ecmg": f"{e.cfg.backup_host}:{e.cfg.backup_port}"
+                           if e.cfg.has_backup else None,
+                           "ecm_pids": {str(st.service_id): st.ecm_pid for st in e.streams}}
+                          for e in service.ca_ecmgs]
             service.close()
             app.output({"config": str(config), "ok": True, "output": cfg.output.url,
-                        "emm_pid": cfg.emm.pid, "services": layout},
+                        "emm_pid": cfg.emm.pid, "services": layout, "ca_systems": ca_systems},
                        lambda: app.print(f"{config}: ok — {len(layout)} service(s) to "
                                          f"{cfg.output.url}, EMM PID {cfg.emm.pid:#06x}"))
             return
