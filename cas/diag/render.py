@@ -116,6 +116,24 @@ def _columns(table: Table, t: Translator, keys: tuple[str, ...], **kwargs: Any) 
         table.add_column(t(f"probe.col.{key}"), **kwargs)
 
 
+def _render_ca_systems(r: ProbeReport, console: Console, t: Translator) -> None:
+    """One row per CA system (SimulCrypt): ECM PIDs and rate, ECM parity per crypto-period,
+    how far the ECM parity change runs ahead of the payload's, EMM PIDs and bitrate."""
+    table = Table(title=t("probe.ca_systems"), title_justify="left")
+    _columns(table, t, ("ca_system", "ecm_pids", "ecm_rate", "every_ms", "periods_matching",
+                        "periods_both", "periods_without", "lead_ms", "emm_pids", "emm_rate"))
+    for c in r.ca_systems:
+        lead = "-" if c.lead_ms is None else "/".join(f"{v:.0f}" for v in c.lead_ms)
+        table.add_row(f"0x{c.ca_system_id:04X}" + (" *" if c.ours else ""),
+                      ", ".join(pid_text(p) for p in c.ecm_pids) or "-",
+                      f"{c.ecm_sections_per_s:.1f}", _ms(c.ecm_interval_ms),
+                      f"{c.periods_matching}/{c.periods}", str(c.periods_both_parities),
+                      str(c.periods_without_ecm), lead,
+                      ", ".join(pid_text(p) for p in c.emm_pids) or "-",
+                      bitrate(c.emm_bitrate_bps) if c.emm_pids else "-")
+    console.print(table)
+
+
 def render_probe(report: ProbeReport, console: Console, t: Translator | None = None) -> None:
     """``cas diag stream`` for people, in ``t``'s language (headings; alarm texts and the
     stream's own names stay as they are)."""
@@ -205,6 +223,8 @@ def render_probe(report: ProbeReport, console: Console, t: Translator | None = N
                        t.number(c.even), t.number(c.odd), str(c.parity_changes),
                        _s(c.crypto_period_s), _s(c.longest_same_parity_s))
         console.print(cw)
+    if r.ca_systems:
+        _render_ca_systems(r, console, t)
     if r.alarms:
         console.print(alarm_table(r.alarms, t=t))
     else:

@@ -3,6 +3,7 @@ alarms)."""
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from collections.abc import Iterable
 from itertools import pairwise
 from statistics import median
@@ -13,6 +14,7 @@ from cas.diag.probe.columns import NULL_PID
 from cas.diag.probe.report import (
     STREAM_TYPES,
     AddressStats,
+    CaSystemReport,
     EcmReport,
     EmmReport,
     EsReport,
@@ -83,6 +85,7 @@ class Finisher:
         ecms = self.ecm_reports()
         emms = self.emm_reports()
         scrambling = self.scrambling_reports()
+        ca_systems = self.ca_system_reports()
         self.stream_alarms(services, emms)
         periods = [s.crypto_period_s for s in scrambling if s.crypto_period_s] + [
             e.crypto_period_s for e in ecms if e.crypto_period_s]
@@ -100,7 +103,8 @@ class Finisher:
             transport_errors=p.transport_errors, transport_stream_id=p.transport_stream_id,
             services=services, pids=pids, cat=tuple(p.cat), ecms=ecms, emms=emms,
             scrambling=scrambling, alarms=tuple(alarms),
-            crypto_period_s=median(periods) if periods else None, cc_events=tuple(cc_events))
+            crypto_period_s=median(periods) if periods else None, cc_events=tuple(cc_events),
+            ca_systems=ca_systems)
 
     # --- PIDs and services ---------------------------------------------------------------------
     def pid_kind(self, pid: int) -> str:
@@ -291,6 +295,55 @@ class Finisher:
                                                 "limit": f"{th.cw_change_s:.0f}"}),
                        pid=ca.pid, service_id=sid, worst=longest, at_s=since)
 
+    def ca_system_reports(self) -> tuple[CaSystemReport, ...]:
+        """Per CA system: ECM PIDs and rates, ECM parity per payload crypto-period, the
+        alignment of ECM parity changes with the payload's switches, EMM PIDs and rates."""
+        p = self.p
+        ids = sorted({ca.ca_system_id for ca in p.ca_pids.values()})
+        out = []
+        for cas_id in ids:
+            ecm = [(pid, ca) for pid, ca in self.ca_pids_of(CaKind.ECM)
+                   if ca.ca_system_id == cas_id]
+            emm = [(pid, ca) for pid, ca in self.ca_pids_of(CaKind.EMM)
+                   if ca.ca_system_id == cas_id]
+            a = _Alignment()
+            intervals: list[float] = []
+            for pid, ca in ecm:
+                base = self.base_for_pid(pid)
+                times = [base.at(i) for i in ca.times]
+                if len(times) >= 2:
+                    intervals.append((times[-1] - times[0]) / (len(times) - 1))
+                es = self._payload_of(pid)
+                if es is not None and es.parity is not None:
+                    a.add(times, bytes(ca.tids), [base.at(i) for i in ca.parity_changes],
+                          [base.at(i) for i in es.parity_changes], es.parity & 1)
+            sections = sum(len(ca.times) for _, ca in ecm)
+            out.append(CaSystemReport(
+                ca_system_id=cas_id, ours=cas_id == p.ca_system_id,
+                ecm_pids=tuple(pid for pid, _ in ecm), ecm_sections=sections,
+                ecm_sections_per_s=sections / self.duration,
+                ecm_interval_ms=sum(intervals) / len(intervals) * 1000 if intervals else None,
+                periods=a.periods, periods_matching=a.matching,
+                periods_both_parities=a.both, periods_without_ecm=a.without,
+                switches=a.switches, switches_aligned=len(a.leads),
+                lead_ms=(min(a.leads) * 1000, median(a.leads) * 1000, max(a.leads) * 1000)
+                if a.leads else None,
+                emm_pids=tuple(pid for pid, _ in emm),
+                emm_sections=sum(len(ca.times) for _, ca in emm),
+                emm_bitrate_bps=sum(self.rate(st.packets) for pid, _ in emm
+                                    if (st := p.pids.get(pid)) is not None)))
+        return tuple(out)
+
+    def _payload_of(self, ecm_pid: int) -> PidState | None:
+        """The first scrambled elementary stream of the ECM PID's first service."""
+        for number in self.ecm_programs.get(ecm_pid, []):
+            prog = self.p.programs.get(number)
+            for pid, _ in prog.streams if prog else ():
+                st = self.p.pids.get(pid)
+                if st is not None and st.first_scrambled is not None:
+                    return st
+        return None
+
     def emm_reports(self) -> tuple[EmmReport, ...]:
         p = self.p
         out = []
@@ -408,6 +461,40 @@ class Finisher:
         if scrambled_any and p.cat_times and not ours:
             self.alarm(AlarmCode.EMM_MISSING,
                        Msg("alarm.emm_missing", {"ca": f"0x{p.ca_system_id:04X}"}), pid=1)
+
+
+class _Alignment:
+    """ECM parity against the payload's crypto-periods, summed over a CA system's PIDs."""
+
+    def __init__(self) -> None:
+        self.periods = self.matching = self.both = self.without = self.switches = 0
+        self.leads: list[float] = []
+
+    def add(self, times: list[float], tids: bytes, ecm_changes: list[float],
+            switches: list[float], last_parity: int) -> None:
+        self.switches += len(switches)
+        period = median([b - a for a, b in pairwise(switches)]) if len(switches) >= 2 else None
+        n = len(switches)
+        for k, (a, b) in enumerate(pairwise(switches)):  # whole periods only
+            parity = last_parity ^ ((n - 1 - k) & 1)  # the payload's parity after switch k
+            lo, hi = bisect_left(times, a), bisect_left(times, b)
+            seen = [tids[j] & 1 for j in range(lo, hi)]
+            self.periods += 1
+            if not seen:
+                self.without += 1
+                continue
+            if len(set(seen)) > 1:
+                self.both += 1
+            if 2 * seen.count(parity) > len(seen):
+                self.matching += 1
+        if period is None or not ecm_changes:
+            return
+        for s in switches:
+            j = bisect_left(ecm_changes, s)
+            near = min((ecm_changes[i] for i in (j - 1, j) if 0 <= i < len(ecm_changes)),
+                       key=lambda c: abs(s - c))
+            if abs(s - near) <= period / 2:
+                self.leads.append(s - near)
 
 
 def assemble(scan: ScanState) -> ProbeReport:

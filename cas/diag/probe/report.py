@@ -181,6 +181,51 @@ class EcmReport:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class CaSystemReport:
+    """One CA system in the stream (SimulCrypt: several per service): its ECM PIDs (from the
+    PMTs) and EMM PIDs (from the CAT), their rates, the ECM parity seen in each crypto-period
+    of the payload, and how the ECM parity changes line up with the payload's switches."""
+
+    ca_system_id: int
+    ours: bool
+    ecm_pids: tuple[int, ...]
+    ecm_sections: int
+    ecm_sections_per_s: float
+    ecm_interval_ms: float | None  # mean time between two ECMs of one PID
+    #: whole crypto-periods of the payload (between two scrambling_control changes) seen …
+    periods: int
+    periods_matching: int  # … whose ECMs had mostly the payload's parity (the right one)
+    periods_both_parities: int  # … with ECMs of both parities (a switch inside the period)
+    periods_without_ecm: int  # … with no ECM of the system at all
+    #: payload parity switches that had an ECM parity change within half a period
+    switches: int
+    switches_aligned: int
+    #: payload switch time − ECM parity change time: > 0, the ECM of the new period was on air
+    #: before the switch, by this much (min / median / max over the aligned switches)
+    lead_ms: tuple[float, float, float] | None
+    emm_pids: tuple[int, ...]
+    emm_sections: int
+    emm_bitrate_bps: float
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "ca_system_id": f"0x{self.ca_system_id:04X}", "ours": self.ours,
+            "ecm_pids": list(self.ecm_pids), "ecm_sections": self.ecm_sections,
+            "ecm_sections_per_s": _r(self.ecm_sections_per_s, 2),
+            "ecm_interval_ms": _r(self.ecm_interval_ms, 1),
+            "periods": self.periods, "periods_matching": self.periods_matching,
+            "periods_both_parities": self.periods_both_parities,
+            "periods_without_ecm": self.periods_without_ecm,
+            "switches": self.switches, "switches_aligned": self.switches_aligned,
+            "lead_ms": None if self.lead_ms is None else {
+                "min": _r(self.lead_ms[0], 1), "median": _r(self.lead_ms[1], 1),
+                "max": _r(self.lead_ms[2], 1)},
+            "emm_pids": list(self.emm_pids), "emm_sections": self.emm_sections,
+            "emm_bitrate_bps": round(self.emm_bitrate_bps),
+        }
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class AddressStats:
     """EMMs for one unique address (a card) or one shared address (a group)."""
 
@@ -286,6 +331,7 @@ class ProbeReport:
     alarms: tuple[Alarm, ...]
     crypto_period_s: float | None
     cc_events: tuple[tuple[int, int, int, int], ...] = ()  # (pid, packet index, expected, got)
+    ca_systems: tuple[CaSystemReport, ...] = ()
 
     # --- queries for the visit ------------------------------------------------------------
     def service(self, service_id: int) -> ServiceReport | None:
@@ -342,6 +388,7 @@ class ProbeReport:
             "ecm": [e.to_json() for e in self.ecms],
             "emm": [e.to_json() for e in self.emms],
             "scrambling": [s.to_json() for s in self.scrambling],
+            "ca_systems": [c.to_json() for c in self.ca_systems],
             "alarms": [a.to_json(Translator(lang)) for a in self.alarms],
             "cc_events": [{"pid": p, "packet": i, "expected": e, "got": g}
                           for p, i, e, g in self.cc_events],

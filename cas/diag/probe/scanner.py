@@ -530,6 +530,7 @@ class StreamProbe(ScanState):
     def _on_ca_section(self, ca: CaPidState, section: bytes, index: int) -> None:
         tid = section[0]
         ca.times.append(index)
+        ca.tids.append(tid)
         ca.tables[tid] += 1
         ca.bytes += len(section)
         new = section != ca.last_section

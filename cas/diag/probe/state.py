@@ -103,6 +103,7 @@ class CaPidState:
         "pid",
         "shared",
         "tables",
+        "tids",
         "times",
         "unique",
     )
@@ -112,6 +113,7 @@ class CaPidState:
         self.kind = kind
         self.ca_system_id = ca_system_id
         self.times = array("q")  # packet index of every section
+        self.tids = bytearray()  # table_id of every section (ECM parity per period)
         self.tables: Counter[int] = Counter()
         self.distinct = 0
         self.last_section = b""
