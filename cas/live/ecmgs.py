@@ -48,6 +48,9 @@ log = logging.getLogger("cas.live.ecmgs")
 MAX_LATE_IN_A_ROW = 3
 #: The worker looks for work (and at the stop flag) at least this often.
 POLL_S = 0.05
+#: A connection with no request for this long gets a channel_test (keeps it open across long
+#: crypto-periods, and finds a dead ECMG before the next period needs it).
+KEEPALIVE_S = 10.0
 
 
 def cas_label(ca_system_id: int) -> str:
@@ -201,6 +204,7 @@ class CaSystemEcmg:
         self.failures = 0
         self.switches = 0
         self._late_in_a_row = 0
+        self._served = 0  # ECMs received on the current connection
         self._gauge(0)
 
     def __repr__(self) -> str:
@@ -227,10 +231,10 @@ class CaSystemEcmg:
                                         daemon=True)
         self._thread.start()
 
-    def wait_ready(self, cp: int, timeout_s: float) -> bool:
-        """Start-up only: wait (bounded) until ECM(cp) of every stream is there."""
+    def wait_ready(self, cp: int, deadline: float) -> bool:
+        """Start-up only: wait until ECM(cp) of every stream is there, or the monotonic
+        ``deadline``."""
         self.want(cp)
-        deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             with self._lock:
                 if all((s.service_id, cp) in self._ready for s in self.streams):
@@ -252,35 +256,35 @@ class CaSystemEcmg:
         return out
 
     def _run(self) -> None:
+        """Connect, serve, and after a failure: the other ECMG at once if there is one and the
+        last connection served ECMs; else a back-off that doubles while nothing is served."""
         addresses = self._addresses()
         which = 0
         backoff = self.cfg.reconnect_min_s
         while not self._stop.is_set():
             host, port = addresses[which]
+            self._served = 0
             try:
                 client = self._open(host, port)
             except (CasError, OSError) as exc:
                 self._failed(f"{host}:{port}", "connect", exc)
-                if len(addresses) > 1:
-                    which = 1 - which
-                    if which == 0:  # both tried: back off before the next round
-                        self._stop.wait(backoff)
-                        backoff = min(backoff * 2, self.cfg.reconnect_max_s)
-                else:
-                    self._stop.wait(backoff)
-                    backoff = min(backoff * 2, self.cfg.reconnect_max_s)
-                continue
-            backoff = self.cfg.reconnect_min_s
-            try:
-                self._serve(client, f"{host}:{port}")
-            except (CasError, OSError) as exc:
-                self._failed(f"{host}:{port}", "error", exc)
-                if len(addresses) > 1:
-                    which = 1 - which
-                else:
-                    self._stop.wait(backoff)
-            finally:
-                self._close_client(client)
+            else:
+                try:
+                    self._serve(client)
+                except (CasError, OSError) as exc:
+                    self._failed(f"{host}:{port}", "error", exc)
+                finally:
+                    self._close_client(client)
+            if self._stop.is_set():
+                break
+            if self._served:
+                backoff = self.cfg.reconnect_min_s
+            if len(addresses) > 1:
+                which = 1 - which
+                if self._served:
+                    continue  # the backup (or the primary again) right away
+            self._stop.wait(backoff)
+            backoff = min(backoff * 2, self.cfg.reconnect_max_s)
         self._gauge(0)
 
     def _open(self, host: str, port: int) -> BlockingScsClient:
@@ -322,10 +326,14 @@ class CaSystemEcmg:
                streams=len(self.streams))
         return client
 
-    def _serve(self, client: BlockingScsClient, address: str) -> None:
+    def _serve(self, client: BlockingScsClient) -> None:
+        last_request = time.monotonic()
         while not self._stop.is_set():
             self._wake.wait(POLL_S)
             self._wake.clear()
+            if time.monotonic() - last_request > KEEPALIVE_S:
+                client.test_channel()
+                last_request = time.monotonic()
             cp = self._wanted
             if cp < 0:
                 continue
@@ -337,6 +345,7 @@ class CaSystemEcmg:
                         if (s.service_id, n) in self._ready:
                             continue
                     section = self._provision(client, s, n)
+                    last_request = time.monotonic()
                     with self._lock:
                         if n >= self._wanted:  # too late for its window otherwise
                             self._ready[(s.service_id, n)] = section
@@ -365,6 +374,7 @@ class CaSystemEcmg:
         else:
             self._late_in_a_row = 0
         section: bytes = client.section_of(response)
+        self._served += 1
         return section
 
     def _failed(self, address: str, stage: str, exc: BaseException) -> None:

@@ -502,8 +502,9 @@ class HeadendService:
                 # other CA systems: a bounded wait for the first ECMs (never more: an ECMG
                 # that is down must not hold the service up)
                 ecmg.start()
+            deadline = time.monotonic() + CA_SYSTEM_START_WAIT_S
             for ecmg in self.ca_ecmgs:
-                ecmg.wait_ready(self.crypto.first_cp, CA_SYSTEM_START_WAIT_S)
+                ecmg.wait_ready(self.crypto.first_cp, deadline)
         self.started_at = time.monotonic()  # the pacer's clock starts in RealTime.send
         self._next_report = 1.0
         self._counts: dict[int, tuple[int, int]] = {s.service_id: (0, 0) for s in self.services}

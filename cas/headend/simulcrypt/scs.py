@@ -393,6 +393,13 @@ class BlockingScsClient:
                       StreamCloseResponse)
         self.stream_statuses.pop(stream_id, None)
 
+    def test_channel(self) -> ChannelStatus:
+        """channel_test → the ECMG's channel_status (a keep-alive that also proves it lives)."""
+        status = self._request(ChannelTest(ecm_channel_id=self.channel_id), ChannelStatus)
+        assert isinstance(status, ChannelStatus)
+        self.channel_status = status
+        return status
+
     def close(self) -> None:
         with contextlib.suppress(OSError, ProtocolError):
             self._sock.sendall(self.conn.send(ChannelClose(ecm_channel_id=self.channel_id)))
