@@ -59,6 +59,8 @@ OTHER_PID = 0x0D00
 OUR_PID = 0x0C10
 PRIVATE = bytes.fromhex("c0ffee01")
 CP_S = 2.0
+#: The other system's ECMG asks for its ECMs every 200 ms (ours: every 100 ms).
+OTHER_REP_MS = 200
 FIRST_STATE_S = 120.0
 WAIT_S = 60.0
 PACKET = 188
@@ -107,7 +109,7 @@ class Tee:
 
 def _ecmg(world: World, keys: Path, port: int, name: str) -> Proc:
     proc = start([CAS, "ecmg", "serve", "--keys", str(keys), "--ca-system-id", hex(OTHER_ID),
-                  "--port", str(port)], world, name)
+                  "--port", str(port), "--rep-period-ms", str(OTHER_REP_MS)], world, name)
     deadline = time.monotonic() + WAIT_S
     while time.monotonic() < deadline:
         with socket.socket() as probe:
@@ -234,6 +236,7 @@ def test_two_ca_systems_on_one_service_with_failover(world: World, tmp_path: Pat
         ops_port = int(str(started["ops_port"]))
         up = _wait_log(headend, lambda e: e.get("event") == "ECMG up")
         assert up["ecmg"] == f"127.0.0.1:{primary_port}" and up["lead_cw"] == 1
+        assert up["rep_period_ms"] == OTHER_REP_MS
 
         # our box opens the service with our card, beside the other CA system
         try:
@@ -318,7 +321,8 @@ def _check_diag(data: bytes, path: Path) -> None:
         assert c["periods_without_ecm"] == 0
         assert c["switches_aligned"] == c["switches"] >= 3
         assert abs(c["lead_ms"]["min"]) < 60, c  # ECM(n) from the boundary of n
-        assert 5 <= c["ecm_sections_per_s"] <= 15  # every 100 ms
+    # each system at its own repetition period: ours 100 ms, the other ECMG's 200 ms
+    assert abs(ours["ecm_interval_ms"] - 100) < 10 and abs(other["ecm_interval_ms"] - 200) < 20
     # both systems switch their ECMs at the same boundary (a payload switch is read at its
     # first scrambled packet, which a pause in the source can delay: compare, not absolute)
     assert abs(other["lead_ms"]["median"] - ours["lead_ms"]["median"]) < 50
