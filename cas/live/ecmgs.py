@@ -28,22 +28,28 @@ import math
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
+from cas.access import AccessCriteria
 from cas.errors import CasError, StreamError
+from cas.formats import psi as psi_formats
 from cas.formats import ts
 from cas.headend.simulcrypt.ecmgscs import ChannelStatus
 from cas.headend.simulcrypt.events import CpCw
-from cas.live.config import CaSystemConfig
+from cas.live.config import AcMode, CaSystemConfig, LiveConfig
 from cas.live.metrics import LiveMetrics
+from cas.live.psi import ServiceLayout
 from cas.live.sources import PACKET_SIZE, Block
 
 if TYPE_CHECKING:
     from cas.headend.simulcrypt.scs import BlockingScsClient
+    from cas.live.scrambling import CryptoSchedule
 
 log = logging.getLogger("cas.live.ecmgs")
 
+#: At start, how long the playout waits at most for the CA systems' first ECMs.
+START_WAIT_S = 3.0
 #: After this many answers later than max_comp_time in a row, the ECMG counts as failed.
 MAX_LATE_IN_A_ROW = 3
 #: The worker looks for work (and at the stop flag) at least this often.
@@ -241,6 +247,11 @@ class CaSystemEcmg:
                     return True
             time.sleep(0.02)
         return False
+
+    def health(self) -> dict[str, object]:
+        """This CA system in the head-end's ``/health``."""
+        return {"ca_system_id": self.label, "up": self.up, "ecmg": self.active,
+                "failures": self.failures, "switches": self.switches}
 
     def close(self) -> None:
         self._stop.set()
@@ -462,3 +473,67 @@ class EcmInserter:
             return  # the failure has its own log line; the count goes on
         _event("ECM missing", logging.WARNING, ca_system_id=self.ecmg.label,
                service=key[0], cp=key[1], ecmg_up=self.ecmg.up)
+
+
+# --- wiring into the head-end -----------------------------------------------------------------
+
+def ca_system_pids(cfg: LiveConfig) -> set[int]:
+    """Every ECM PID of the ``[[ca_system]]`` tables (kept free of our own ECM PIDs)."""
+    n = sum(1 for s in cfg.services if s.scrambled)
+    return {ca.ecm_pid(k) for ca in cfg.ca_systems for k in range(n)}
+
+
+def with_ca_systems(layout: ServiceLayout, cfg: LiveConfig, k: int) -> ServiceLayout:
+    """The layout of the ``k``-th scrambled service with a CA_descriptor per ``[[ca_system]]``
+    (its CA_system_ID, its ECM PID for the service, its private data) at program level; ours
+    is added beside them when the PMT is built."""
+    if not cfg.ca_systems:
+        return layout
+    extra = tuple(psi_formats.CaDescriptor(ca_system_id=ca.ca_system_id, ca_pid=ca.ecm_pid(k),
+                                           private_data=ca.private_data)
+                  for ca in cfg.ca_systems)
+    return replace(layout, program_descriptors=layout.program_descriptors + extra)
+
+
+def ca_access_criteria(ca: CaSystemConfig, criteria: AccessCriteria) -> bytes | None:
+    """What the CA system's ECMG gets as access_criteria for a channel."""
+    from cas.headend.simulcrypt import access_criteria as ac
+
+    if ca.access_criteria is AcMode.FULL:
+        return ac.encode_full(criteria)
+    if ca.access_criteria is AcMode.REFERENCE:
+        return ac.encode_reference(criteria.channel_id)
+    if ca.access_criteria is AcMode.HEX:
+        return ca.access_criteria_hex
+    return None
+
+
+def build_ca_systems(cfg: LiveConfig, scrambled: Sequence[tuple[int, AccessCriteria]],
+                     crypto: CryptoSchedule, metrics: LiveMetrics | None
+                     ) -> tuple[list[CaSystemEcmg], list[EcmInserter]]:
+    """A worker and an inserter per ``[[ca_system]]``: one ECM stream per scrambled service
+    (``(service_id, criteria)`` in service order), the CWs those that scramble it."""
+    workers, inserters = [], []
+    for ca in cfg.ca_systems:
+        streams = [EcmStream(service_id=sid, stream_id=k + 1, ecm_id=k + 1,
+                             ecm_pid=ca.ecm_pid(k),
+                             access_criteria=ca_access_criteria(ca, criteria))
+                   for k, (sid, criteria) in enumerate(scrambled)]
+        worker = CaSystemEcmg(ca, streams, cw_of=lambda sid, cp: crypto.services[sid].cw(cp),
+                              crypto_period_s=crypto.crypto_period_s,
+                              default_repetition_s=cfg.scrambling.ecm_repetition_ms / 1000,
+                              metrics=metrics)
+        workers.append(worker)
+        inserters.append(EcmInserter(worker, crypto_period_s=crypto.crypto_period_s,
+                                     first_cp=crypto.first_cp, metrics=metrics))
+    return workers, inserters
+
+
+def start_ca_systems(workers: Sequence[CaSystemEcmg], first_cp: int) -> None:
+    """Start every worker and wait for their first ECMs, at most :data:`START_WAIT_S` in all
+    (an ECMG that is down must not hold the service up)."""
+    for worker in workers:
+        worker.start()
+    deadline = time.monotonic() + START_WAIT_S
+    for worker in workers:
+        worker.wait_ready(first_cp, deadline)

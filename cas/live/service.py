@@ -31,22 +31,15 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from cas.access import AccessCriteria
 from cas.errors import CasError, ConfigError, StreamError
 from cas.formats import psi as psi_formats
-from cas.live.config import (
-    AcMode,
-    CaSystemConfig,
-    EcmSource,
-    LiveConfig,
-    LogFormat,
-    ServiceConfig,
-    SourceKind,
-)
+from cas.live.config import EcmSource, LiveConfig, LogFormat, ServiceConfig, SourceKind
+from cas.live.ecmgs import ca_system_pids, start_ca_systems, with_ca_systems
 from cas.live.metrics import LiveMetrics
 from cas.live.outputs import Output, open_output
 from cas.live.pacer import Datagram, Pacer
@@ -70,8 +63,6 @@ FIRST_ES_PID = 0x0100
 FIRST_ECM_PID = 0x0C10
 #: Live sources play out this long after their PCR anchor (jitter buffer).
 LIVE_LATENCY_S = 0.5
-#: At start, how long the playout waits at most for other CA systems' first ECMs.
-CA_SYSTEM_START_WAIT_S = 3.0
 
 
 # --- logs ------------------------------------------------------------------------------------
@@ -214,7 +205,7 @@ class HeadendService:
         self.channels = self._catalogue(store)
         layouts: list[ServiceLayout] = []
         used_ecm = {s.ecm_pid for s in cfg.services if s.ecm_pid is not None} | {cfg.emm.pid}
-        used_ecm |= ca_system_pids(cfg)
+        used_ecm |= ca_system_pids(cfg)  # other CA systems' ECM PIDs (cas.live.ecmgs)
         next_ecm = FIRST_ECM_PID
         scrambled_index = 0
         for k, svc_cfg in enumerate(cfg.services):
@@ -337,29 +328,14 @@ class HeadendService:
 
     def _ca_system_ecms(self) -> list[EcmInserter]:
         """``[[ca_system]]``: each CA system's ECMG worker and its ECMs in the multiplex."""
-        from cas.live.ecmgs import CaSystemEcmg, EcmInserter, EcmStream
+        from cas.live.ecmgs import build_ca_systems
 
-        crypto = self.crypto
-        if crypto is None or not self.cfg.ca_systems:
+        if self.crypto is None or not self.cfg.ca_systems:
             return []
-        sc = self.cfg.scrambling
-        scrambled = [s for s in self.services if s.layout.scrambled]
-        by_sid = {c.service_id: c for c in self.channels.values()}
-        inserters = []
-        for ca in self.cfg.ca_systems:
-            streams = [EcmStream(service_id=s.service_id, stream_id=k + 1, ecm_id=k + 1,
-                                 ecm_pid=ca.ecm_pid(k),
-                                 access_criteria=ca_access_criteria(
-                                     ca, by_sid[s.service_id].criteria))
-                       for k, s in enumerate(scrambled)]
-            ecmg = CaSystemEcmg(ca, streams,
-                                cw_of=lambda sid, cp: crypto.services[sid].cw(cp),
-                                crypto_period_s=crypto.crypto_period_s,
-                                default_repetition_s=sc.ecm_repetition_ms / 1000,
-                                metrics=self.metrics)
-            self.ca_ecmgs.append(ecmg)
-            inserters.append(EcmInserter(ecmg, crypto_period_s=crypto.crypto_period_s,
-                                         first_cp=crypto.first_cp, metrics=self.metrics))
+        by_sid = {c.service_id: c.criteria for c in self.channels.values()}
+        self.ca_ecmgs, inserters = build_ca_systems(
+            self.cfg, [(s.service_id, by_sid[s.service_id]) for s in self.services
+                       if s.layout.scrambled], self.crypto, self.metrics)
         return inserters
 
     def _carousel(self, store: Store, keys: OperatorKeys) -> EmmCarousel:
@@ -389,9 +365,7 @@ class HeadendService:
         if self._errors:
             out["error"] = self._errors[-1]
         if self.ca_ecmgs:
-            out["ca_systems"] = [{"ca_system_id": e.label, "up": e.up, "ecmg": e.active,
-                                  "failures": e.failures, "switches": e.switches}
-                                 for e in self.ca_ecmgs]
+            out["ca_systems"] = [e.health() for e in self.ca_ecmgs]
         if self.carousel is not None:
             with contextlib.suppress(Exception):
                 st = self.carousel.stats()
@@ -498,13 +472,7 @@ class HeadendService:
             # The first period's keys before the clock starts (a store read or an ECMG round
             # trip), so the first datagrams are not late.
             self.crypto.keys(self.crypto.first_cp)
-            for ecmg in self.ca_ecmgs:
-                # other CA systems: a bounded wait for the first ECMs (never more: an ECMG
-                # that is down must not hold the service up)
-                ecmg.start()
-            deadline = time.monotonic() + CA_SYSTEM_START_WAIT_S
-            for ecmg in self.ca_ecmgs:
-                ecmg.wait_ready(self.crypto.first_cp, deadline)
+            start_ca_systems(self.ca_ecmgs, self.crypto.first_cp)  # a bounded wait
         self.started_at = time.monotonic()  # the pacer's clock starts in RealTime.send
         self._next_report = 1.0
         self._counts: dict[int, tuple[int, int]] = {s.service_id: (0, 0) for s in self.services}
@@ -569,8 +537,7 @@ class HeadendService:
 
     def close(self) -> None:
         for ecmg in self.ca_ecmgs:
-            with contextlib.suppress(Exception):
-                ecmg.close()
+            ecmg.close()
         self.ca_ecmgs = []
         for s in self.services:
             with contextlib.suppress(Exception):
@@ -629,35 +596,3 @@ def plan_layout(program: ProgramInfo, *, index: int, channel: int, service_id: i
                            scrambled=scrambled, ecm_pid=ecm_pid if scrambled else None)
     return layout, pid_map
 
-
-# --- other CA systems ([[ca_system]], docs/simulcrypt.md §9) ----------------------------------
-
-def ca_system_pids(cfg: LiveConfig) -> set[int]:
-    """Every ECM PID of the ``[[ca_system]]`` tables (kept free of our own ECM PIDs)."""
-    n = sum(1 for s in cfg.services if s.scrambled)
-    return {ca.ecm_pid(k) for ca in cfg.ca_systems for k in range(n)}
-
-
-def with_ca_systems(layout: ServiceLayout, cfg: LiveConfig, k: int) -> ServiceLayout:
-    """The layout of the ``k``-th scrambled service with a CA_descriptor per ``[[ca_system]]``
-    (its CA_system_ID, its ECM PID for the service, its private data) at program level; ours
-    is added beside them when the PMT is built."""
-    if not cfg.ca_systems:
-        return layout
-    extra = tuple(psi_formats.CaDescriptor(ca_system_id=ca.ca_system_id, ca_pid=ca.ecm_pid(k),
-                                           private_data=ca.private_data)
-                  for ca in cfg.ca_systems)
-    return replace(layout, program_descriptors=layout.program_descriptors + extra)
-
-
-def ca_access_criteria(ca: CaSystemConfig, criteria: AccessCriteria) -> bytes | None:
-    """What the CA system's ECMG gets as access_criteria for a channel."""
-    from cas.headend.simulcrypt import access_criteria as ac
-
-    if ca.access_criteria is AcMode.FULL:
-        return ac.encode_full(criteria)
-    if ca.access_criteria is AcMode.REFERENCE:
-        return ac.encode_reference(criteria.channel_id)
-    if ca.access_criteria is AcMode.HEX:
-        return ca.access_criteria_hex
-    return None
