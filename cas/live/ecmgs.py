@@ -211,6 +211,7 @@ class CaSystemEcmg:
         self.switches = 0
         self._late_in_a_row = 0
         self._served = 0  # ECMs received on the current connection
+        self._down = False  # an outage already reported
         self._gauge(0)
 
     def __repr__(self) -> str:
@@ -279,11 +280,17 @@ class CaSystemEcmg:
                 client = self._open(host, port)
             except (CasError, OSError) as exc:
                 self._failed(f"{host}:{port}", "connect", exc)
+            except Exception as exc:  # a bug: one line, and the worker goes on
+                log.exception("internal error in the ECMG worker of %s", self.label)
+                self._failed(f"{host}:{port}", "internal", exc)
             else:
                 try:
                     self._serve(client)
                 except (CasError, OSError) as exc:
                     self._failed(f"{host}:{port}", "error", exc)
+                except Exception as exc:
+                    log.exception("internal error in the ECMG worker of %s", self.label)
+                    self._failed(f"{host}:{port}", "internal", exc)
                 finally:
                     self._close_client(client)
             if self._stop.is_set():
@@ -326,6 +333,7 @@ class CaSystemEcmg:
         self._last_up = address
         self.active = address
         self.up = True
+        self._down = False
         self._late_in_a_row = 0
         self._gauge(1)
         _event("ECMG up", ca_system_id=self.label, ecmg=address,
@@ -389,15 +397,23 @@ class CaSystemEcmg:
         return section
 
     def _failed(self, address: str, stage: str, exc: BaseException) -> None:
+        """One failure is counted and logged as an error per outage (an ECMG that was up
+        fails, or the first attempt fails); the attempts that follow while no ECMG answers
+        are INFO lines, so a long outage does not flood the log or inflate the count."""
         was_up = self.up
         self.up = False
-        self.failures += 1
         self._gauge(0)
-        self._inc("ecmg_failures_total")
         message = str(exc) if isinstance(exc, CasError) else (
-            getattr(exc, "strerror", None) or type(exc).__name__)
-        _event("ECMG failed" if was_up else "ECMG unavailable", logging.ERROR,
-               ca_system_id=self.label, ecmg=address, stage=stage, error=message)
+            getattr(exc, "strerror", None) or f"{type(exc).__name__}: {exc}")
+        if was_up or not self._down:
+            self._down = True
+            self.failures += 1
+            self._inc("ecmg_failures_total")
+            _event("ECMG failed" if was_up else "ECMG unavailable", logging.ERROR,
+                   ca_system_id=self.label, ecmg=address, stage=stage, error=message)
+        else:
+            _event("ECMG still unavailable", ca_system_id=self.label, ecmg=address,
+                   stage=stage, error=message)
 
     @staticmethod
     def _close_client(client: BlockingScsClient) -> None:
