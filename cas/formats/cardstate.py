@@ -216,3 +216,23 @@ def parse_card_state(data: bytes) -> CardState:
         flag=flag,
         ecms=tuple(EcmSeen(channel_id=e.channel_id, time_s=e.time_s) for e in c.ecms),
         mails=tuple(mails), acked=tuple(c.acked), fingerprint=fingerprint)
+
+
+def describe_card_state(state: CardState) -> dict[str, object]:
+    """JSON-able tree for ``cas decode`` of a card image with a state area."""
+    s, flag = state.sharing, state.flag
+    return {
+        "sharing": {"policy": s.policy.name, "tuners": s.tuners,
+                    "rate_tolerance": s.rate_tolerance, "window_s": s.window_s},
+        "sharing_flag": None if flag is None else {
+            "rules": [r.value for r in flag.rules], "window_s": flag.window_s,
+            "services": flag.services, "requests": flag.requests, "trips": flag.trips},
+        "ecms": [{"channel_id": e.channel_id, "time_s": e.time_s} for e in state.ecms],
+        "mails": [{"message_id": m.message_id, "priority": m.priority, "start_s": m.start_s,
+                   "duration_s": m.duration_s, "text": m.text} for m in state.mails],
+        "acked": list(state.acked),
+        "fingerprint": None if state.fingerprint is None else {
+            "kind": state.fingerprint.kind.name, "start_s": state.fingerprint.start_s,
+            "duration_s": state.fingerprint.duration_s, "x_pct": state.fingerprint.x_pct,
+            "y_pct": state.fingerprint.y_pct},
+    }
