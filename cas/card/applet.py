@@ -517,8 +517,9 @@ class Applet:
 
     def _judge_sharing(self, channel_id: int, now_s: int) -> None:
         """Count this ECM in the card's sharing record; refuse it (9840) when the policy
-        says so.  The record is written with the clock (stepwise) and at power-off; a raised
-        or changed flag at once, so it is on the card before the answer leaves."""
+        says so.  The record is written with the clock (stepwise) and at power-off; a flag
+        raised (or tripped in a new window) at once, so it is on the card before the answer
+        leaves."""
         judgement = judge(self.eeprom.state, channel_id, now_s)
         if judgement.flag_changed:
             self.eeprom.commit(state=judgement.state)

@@ -158,7 +158,7 @@ class Eeprom:
         """Make ``state`` the card's in memory only; the next :meth:`commit` (or
         :meth:`flush`) writes it.  For counters a card may lose the newest of in a crash
         (its ECM record, like its clock), to spare EEPROM writes."""
-        if state != self._state:
+        if state is not self._state:  # identity: comparing two ECM records costs more
             self._state = state
             self.dirty = True
 

@@ -27,6 +27,7 @@ KILLED back to a working status: :func:`clear`).
 from __future__ import annotations
 
 import dataclasses
+import functools
 from dataclasses import dataclass
 
 from cas.card.data import SharingInfo
@@ -49,13 +50,31 @@ class Judgement:
 
     state: CardState
     answer: bool
-    #: the flag changed (raised, or a new count): worth an EEPROM write at once
+    #: the flag was raised, or tripped in a new window or by a new rule: written at once
     flag_changed: bool = False
 
 
+@functools.lru_cache(maxsize=64)
 def limits_of(settings: SharingSettings) -> SharingLimits:
     return SharingLimits(tuners=settings.tuners, window_s=settings.window_s,
                          rate_tolerance=settings.rate_tolerance)
+
+
+def _window_counts(ecms: tuple[EcmSeen, ...], window: int, window_s: int) -> tuple[int, int]:
+    """(distinct channels, requests) of the ECMs in window number ``window``."""
+    channels = set()
+    requests = 0
+    for e in ecms:
+        if e.time_s // window_s == window:
+            channels.add(e.channel_id)
+            requests += 1
+    return len(channels), requests
+
+
+def _with(state: CardState, *, ecms: tuple[EcmSeen, ...], flag: SharingFlag | None) -> CardState:
+    # the hot path of every ECM: a plain constructor call, not dataclasses.replace
+    return CardState(sharing=state.sharing, flag=flag, ecms=ecms, mails=state.mails,
+                     acked=state.acked, fingerprint=state.fingerprint)
 
 
 def judge(state: CardState, channel_id: int, time_s: int) -> Judgement:
@@ -64,17 +83,14 @@ def judge(state: CardState, channel_id: int, time_s: int) -> Judgement:
     if settings.policy is SharingPolicy.OFF:
         return Judgement(state=state, answer=True)
     limits = limits_of(settings)
-    seen = EcmSeen(channel_id=channel_id, time_s=time_s)
-    ecms = (*state.ecms, seen)[-ECM_RECORD_SLOTS:]
-    window = limits.window_of(time_s)
-    in_window = [e for e in ecms if limits.window_of(e.time_s) == window]
-    services = len({e.channel_id for e in in_window})
-    requests = len(in_window)
+    ecms = (*state.ecms[1 - ECM_RECORD_SLOTS:], EcmSeen(channel_id=channel_id, time_s=time_s))
+    window = time_s // settings.window_s
+    services, requests = _window_counts(ecms, window, settings.window_s)
     rules = rules_broken(services, requests, limits)
-    if not rules:
-        return Judgement(state=dataclasses.replace(state, ecms=ecms), answer=True)
-    start_s = window * settings.window_s
     old = state.flag
+    if not rules:
+        return Judgement(state=_with(state, ecms=ecms, flag=old), answer=True)
+    start_s = window * settings.window_s
     if old is None:
         flag = SharingFlag(rules=rules, window_s=start_s, services=services, requests=requests)
     elif old.window_s == start_s:
@@ -84,12 +100,15 @@ def judge(state: CardState, channel_id: int, time_s: int) -> Judgement:
     else:
         flag = SharingFlag(rules=rules, window_s=start_s, services=services, requests=requests,
                            trips=min(old.trips + 1, 0xFFFF))
+    # raised, a new window, or a new rule: written at once; a count growing within the
+    # window that already tripped is kept with the record (at most one write per window)
+    changed = old is None or old.window_s != flag.window_s or old.rules != flag.rules
     if settings.policy is SharingPolicy.REFUSE:
         # not answered, so not recorded: the window keeps the requests that were answered
-        return Judgement(state=dataclasses.replace(state, flag=flag), answer=False,
-                         flag_changed=flag != old)
-    return Judgement(state=dataclasses.replace(state, ecms=ecms, flag=flag), answer=True,
-                     flag_changed=flag != old)
+        return Judgement(state=_with(state, ecms=state.ecms, flag=flag), answer=False,
+                         flag_changed=changed)
+    return Judgement(state=_with(state, ecms=ecms, flag=flag), answer=True,
+                     flag_changed=changed)
 
 
 def clear(state: CardState) -> CardState:
@@ -116,10 +135,8 @@ def sharing_info(state: CardState) -> SharingInfo:
     s, flag = state.sharing, state.flag
     services = requests = 0
     if state.ecms:
-        limits = limits_of(s)
-        window = limits.window_of(state.ecms[-1].time_s)
-        in_window = [e for e in state.ecms if limits.window_of(e.time_s) == window]
-        services, requests = len({e.channel_id for e in in_window}), len(in_window)
+        services, requests = _window_counts(state.ecms, state.ecms[-1].time_s // s.window_s,
+                                            s.window_s)
     return SharingInfo(
         policy=s.policy, tuners=s.tuners, rate_tolerance=s.rate_tolerance,
         window_s=s.window_s, rules=flag.rules if flag else (),
