@@ -36,6 +36,7 @@ class Reason(StrEnum):
     PPV_EVENT_ENDED = "PPV_EVENT_ENDED"
     PPV_NOT_ON_AIR = "PPV_NOT_ON_AIR"
     PPV_PIN_WRONG = "PPV_PIN_WRONG"
+    SHARING_DETECTED = "SHARING_DETECTED"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -143,6 +144,13 @@ _TABLE: tuple[ReasonInfo, ...] = (
                       "blocks (E23) until the operator resets it",
                fix_ru="введите PIN покупки (PIN родительского контроля); после трёх неверных "
                       "попыток он блокируется (E23) до сброса оператором"),
+    ReasonInfo(reason=Reason.SHARING_DETECTED, screen_code="E60",
+               en="Card used by more receivers than allowed",
+               ru="Карта используется большим числом приёмников, чем разрешено",
+               fix_en="use the card in your own receiver only; then ask the operator to clear "
+                      "the card",
+               fix_ru="используйте карту только в своём приёмнике, затем попросите оператора "
+                      "снять блокировку карты"),
 )
 
 REASONS: dict[Reason, ReasonInfo] = {info.reason: info for info in _TABLE}

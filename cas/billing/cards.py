@@ -136,6 +136,24 @@ def block_card(session: Session, *, serial: int, at: datetime, cause: str = "sha
     return True
 
 
+@atomic
+def unblock_card(session: Session, *, serial: int, at: datetime) -> None:
+    """Take back a card blocked for sharing (docs/sharing.md): status ``active`` again, the
+    rights change journalled (cause ``unblock``), so the next EMM run sets the card's status
+    back — and the card, leaving KILLED, forgets its own sharing flag and ECM record.  Only a
+    ``blocked`` card: a killed one is gone for good (``CARD_KILLED``), any other is
+    ``CARD_NOT_BLOCKED``."""
+    at_s = to_s(at)
+    card = get_card(session, serial, lock=True)
+    if card.status == "killed":
+        raise BillingError(f"card {serial:010d} is killed for good", code="CARD_KILLED")
+    if card.status != "blocked":
+        raise RecordConflict(f"card {serial:010d} is not blocked", code="CARD_NOT_BLOCKED")
+    card.status = "active"
+    session.flush()
+    record_rights_change(session, [serial], at_s, "unblock")
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class CardView:
     serial: int
@@ -168,5 +186,5 @@ def list_cards(session: Session, *, account_number: str | None = None, limit: in
     return [card_view(session, c) for c in session.execute(stmt).scalars()]
 
 
-__all__ = ["CardView", "card_view", "kill_card", "link_card", "list_cards", "pair_card",
-           "set_card_region", "set_kids_profile", "unlink_card"]
+__all__ = ["CardView", "block_card", "card_view", "kill_card", "link_card", "list_cards",
+           "pair_card", "set_card_region", "set_kids_profile", "unblock_card", "unlink_card"]

@@ -18,6 +18,10 @@ PPV REPORT            80  52  00 00      the signed purchase report (docs/ppv.md
 ACK OSD               80  60  00 00      message id (u16) shown; 6A88 if not held
 ====================  =================  ==========================================
 
+Besides its record the card keeps a state area in its EEPROM (:mod:`cas.formats.cardstate`):
+the OSD mailbox (:mod:`cas.card.osd`) and its sharing check (:mod:`cas.card.sharing`: the
+last ECMs answered, the flag, GET DATA 30, refusal ``9840`` under the ``REFUSE`` policy).
+
 Length rules (ISO/IEC 7816-4 §5.1 and §5.3.4): a command that is not one of the four cases
 (short or extended) is ``6700``.  An answer of Na bytes against Ne expected: Na <= Ne is
 returned; Ne = 0 (no Le) gets ``61xx`` and the data wait for GET RESPONSE; Na <= 256 but
@@ -55,12 +59,13 @@ from cas.card.data import (
     build_counters,
     build_entitlements,
     build_pairing,
+    build_sharing_info,
     build_status,
 )
 from cas.card.eeprom import Eeprom
 from cas.card.emm_apply import apply_emm_commands
 from cas.card.fastecm import parse_ecm_body_fast, parse_ecm_fast
-from cas.card.osd import Mailbox, build_mail_answer
+from cas.card.osd import accept_osd, ack_mail, build_mail_answer, next_mail
 from cas.card.ppv import (
     PpvFile,
     apply_ppv_commands,
@@ -71,6 +76,7 @@ from cas.card.ppv import (
     purchase,
     split_commands,
 )
+from cas.card.sharing import apply_sharing_commands, clear, judge, sharing_info
 from cas.card.sw import SW, SW_BYTES_REMAINING, SW_VERIFY_FAILED, SW_WRONG_LE
 from cas.crypto import Key, aead_open, pin_hash, unwrap_key, wrap_cws
 from cas.errors import AuthenticationError, CasError, FormatError
@@ -83,6 +89,7 @@ from cas.formats.apdu import (
     Ins,
     sw_for_reason,
 )
+from cas.formats.cardstate import CardState
 from cas.formats.ecm import EcmBody, EcmHeader
 from cas.formats.emm import SharedAddress, UniqueAddress, parse_emm, seq_is_newer
 from cas.formats.records import CardRecord
@@ -155,8 +162,6 @@ class Applet:
         self._pending = b""
         #: The card's clock: the newest accepted ECM timestamp (RAM; persisted stepwise).
         self.clock_s = eeprom.record.last_ecm_s
-        #: on-screen messages and the fingerprint order (RAM: cas.card.osd)
-        self.mailbox = Mailbox()
         #: called with (ECM time, serial, channel) after every ECM answered with control words
         #: (the card's ECM log, cas.card.ecmlog; docs/sharing.md)
         self.on_ecm_answered: Callable[[int, int, int], None] | None = None
@@ -204,10 +209,11 @@ class Applet:
         self._keys_for = rec
         return keys
 
-    def _commit(self, rec: CardRecord) -> None:
-        """Persist ``rec`` (atomically) and refresh the key cache if keys changed."""
+    def _commit(self, rec: CardRecord, state: CardState | None = None) -> None:
+        """Persist ``rec`` (and ``state``, or the state as it is) in one atomic write, and
+        refresh the key cache if keys changed."""
         old = self.eeprom.record
-        self.eeprom.commit(rec)
+        self.eeprom.commit(rec, state)
         if (rec.ecm_keys != old.ecm_keys or rec.pairing != old.pairing
                 or rec.wrapped_cuk != old.wrapped_cuk
                 or rec.wrapped_group_key != old.wrapped_group_key
@@ -241,11 +247,14 @@ class Applet:
         self._new_session()
 
     def _flush_clock(self) -> None:
-        if self.clock_s > self.record.last_ecm_s:
-            try:
+        """Save the clock and the staged ECM record (power-off)."""
+        try:
+            if self.clock_s > self.record.last_ecm_s:
                 self._commit(dataclasses.replace(self.record, last_ecm_s=self.clock_s))
-            except CasError as exc:  # power-off path: nothing to answer to
-                log.warning("card %010d: could not save its clock: %s", self.record.serial, exc)
+            else:
+                self.eeprom.flush()
+        except CasError as exc:  # power-off path: nothing to answer to
+            log.warning("card %010d: could not save its clock: %s", self.record.serial, exc)
 
     def transmit(self, apdu: bytes) -> bytes:
         """Process one command APDU; always returns a response APDU (data + SW)."""
@@ -372,14 +381,17 @@ class Applet:
             if not data:
                 return OK
         elif tag == DataTag.OSD_MAIL:
-            mail = self.mailbox.next_mail(max(self.clock_s, rec.last_ecm_s))
+            mail = next_mail(self.eeprom.state, max(self.clock_s, rec.last_ecm_s))
             if mail is None:
                 raise Refusal(SW.DATA_NOT_FOUND)
             data = build_mail_answer(mail)
         elif tag == DataTag.FINGERPRINT:
-            if self.mailbox.fingerprint is None:
+            fingerprint = self.eeprom.state.fingerprint
+            if fingerprint is None:
                 raise Refusal(SW.DATA_NOT_FOUND)
-            data = build_mail_answer(self.mailbox.fingerprint)
+            data = build_mail_answer(fingerprint)
+        elif tag == DataTag.SHARING:
+            data = build_sharing_info(sharing_info(self.eeprom.state))
         else:
             raise Refusal(SW.DATA_NOT_FOUND)
         return self._answer(data, cmd.ne)
@@ -391,8 +403,10 @@ class Applet:
             raise Refusal(SW.INCORRECT_P1P2)
         if len(cmd.data) != 2 or cmd.ne:
             raise Refusal(SW.WRONG_LENGTH)
-        if not self.mailbox.ack(int.from_bytes(cmd.data, "big")):
+        state = ack_mail(self.eeprom.state, int.from_bytes(cmd.data, "big"))
+        if state is None:
             raise Refusal(SW.DATA_NOT_FOUND)
+        self.eeprom.commit(state=state)
         return OK
 
     # --- READ ENTITLEMENTS --------------------------------------------------------------------
@@ -481,7 +495,9 @@ class Applet:
 
     def _process_ecm(self, cmd: Command) -> bytes:
         """Key index known (9815) → authentic (6982) → fresh (9814) → access decision
-        (:func:`cas.access.decide`, 98xx) → paired (9809) → CWs wrapped under the CWPK."""
+        (:func:`cas.access.decide`, 98xx) → paired (9809) → the sharing check
+        (:func:`cas.card.sharing.judge`, 9840 under ``REFUSE``) → CWs wrapped under the
+        CWPK."""
         section, ecm = _section_of(cmd, parse_ecm_fast)
         header, body = self._open_ecm(section, ecm.header, ecm.body)
         now_s = header.timestamp_s
@@ -493,10 +509,24 @@ class Applet:
         cwpk = self._keys.cwpk
         if cwpk is None:
             raise Refusal(SW.PAIRING_MISMATCH)
+        self._judge_sharing(header.channel_id, now_s)
         answer = self._answer(wrap_cws(cwpk, body.cw_even, body.cw_odd), cmd.ne)
         if self.on_ecm_answered is not None:
             self.on_ecm_answered(now_s, self.record.serial, header.channel_id)
         return answer
+
+    def _judge_sharing(self, channel_id: int, now_s: int) -> None:
+        """Count this ECM in the card's sharing record; refuse it (9840) when the policy
+        says so.  The record is written with the clock (stepwise) and at power-off; a flag
+        raised (or tripped in a new window) at once, so it is on the card before the answer
+        leaves."""
+        judgement = judge(self.eeprom.state, channel_id, now_s)
+        if judgement.flag_changed:
+            self.eeprom.commit(state=judgement.state)
+        else:
+            self.eeprom.stage(judgement.state)
+        if not judgement.answer:
+            raise Refusal(SW.SHARING_DETECTED)
 
     def _open_ecm(self, section: bytes, header: EcmHeader, sealed: bytes) -> tuple[EcmHeader,
                                                                                  EcmBody]:
@@ -601,8 +631,12 @@ class Applet:
         seq_update: dict[str, int] = {seq_field: header.seq,
                                       "last_ecm_s": max(new.last_ecm_s, self.clock_s)}
         new = dataclasses.replace(new, **seq_update)  # type: ignore[arg-type]
-        self._commit(new)
-        self.mailbox.accept(commands)
+        state = apply_sharing_commands(accept_osd(self.eeprom.state, commands), commands)
+        if rec.status == CardStatus.KILLED and new.status != CardStatus.KILLED:
+            # the operator took the card back (cas card unblock): its sharing record and
+            # flag belong to the time before
+            state = clear(state)
+        self._commit(new, state)
         if new.pin_hash != rec.pin_hash:
             self.pin_verified = False
         if pairing is None:

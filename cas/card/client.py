@@ -19,10 +19,12 @@ from cas.card.data import (
     Counters,
     DataTag,
     PairingInfo,
+    SharingInfo,
     parse_card_info,
     parse_counters,
     parse_entitlements,
     parse_pairing,
+    parse_sharing_info,
     parse_status,
 )
 from cas.card.errors import WrongPinError, error_for
@@ -186,6 +188,12 @@ class CardClient:
         """The head-end's fingerprint order (GET DATA 21), or None."""
         data = self._optional_data(DataTag.FINGERPRINT)
         return parse_fingerprint_answer(data) if data is not None else None
+
+    def sharing(self) -> SharingInfo | None:
+        """The card's sharing check (GET DATA 30, docs/sharing.md), or None from a card OS
+        without one."""
+        data = self._optional_data(DataTag.SHARING)
+        return parse_sharing_info(data) if data is not None else None
 
     def entitlements(self) -> tuple[Entitlement, ...]:
         data = self.send(build_apdu(CLA_PROPRIETARY, Ins.READ_ENTITLEMENTS, 0, 0, le=256),

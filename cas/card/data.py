@@ -15,6 +15,7 @@ from cas.access import CardStatus, Entitlement
 from cas.errors import FormatError
 from cas.formats.apdu import GET_DATA_P1 as GET_DATA_P1
 from cas.formats.apdu import GetDataTag
+from cas.sharing import SharingPolicy, SharingRule
 
 #: GET DATA P2 tags (``80 CA 01 tag 00``): the card's name for :class:`GetDataTag`.
 DataTag = GetDataTag
@@ -189,3 +190,56 @@ def parse_entitlements(data: bytes) -> tuple[Entitlement, ...]:
         Entitlement(package_id=p, start_s=s, end_s=e)
         for p, s, e in _ENTITLEMENT.iter_unpack(data[1:])
     )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SharingInfo:
+    """GET DATA tag 30: the card's sharing check (docs/sharing.md, "On the card").
+
+    The settings; the flag (``rules`` empty: not flagged) with the newest window that broke a
+    rule (its start, distinct channels, ECM requests) and how many windows did; and the counts
+    of the window of the newest ECM the card answered."""
+
+    policy: SharingPolicy
+    tuners: int
+    rate_tolerance: int
+    window_s: int
+    rules: tuple[SharingRule, ...]
+    flag_window_s: int
+    flag_services: int
+    flag_requests: int
+    flag_trips: int
+    window_services: int
+    window_requests: int
+
+    @property
+    def flagged(self) -> bool:
+        return bool(self.rules)
+
+
+_SHARING = struct.Struct(">BBBB BB I BBH BB")
+# policy, tuners, rate_tolerance, window_s, flagged, rule bits (1 services, 2 rate),
+# flag window start, flag services, flag requests, flag trips, window services, window requests
+_RULE_BITS = {SharingRule.SERVICES: 1, SharingRule.RATE: 2}
+
+
+def build_sharing_info(i: SharingInfo) -> bytes:
+    return _SHARING.pack(int(i.policy), i.tuners, i.rate_tolerance, i.window_s,
+                         int(i.flagged), sum(_RULE_BITS[r] for r in i.rules), i.flag_window_s,
+                         i.flag_services, i.flag_requests, i.flag_trips, i.window_services,
+                         i.window_requests)
+
+
+def parse_sharing_info(data: bytes) -> SharingInfo:
+    if len(data) != _SHARING.size:
+        raise FormatError(f"sharing info is {_SHARING.size} bytes, got {len(data)}",
+                          path="sharing")
+    t = _SHARING.unpack(data)
+    try:
+        policy = SharingPolicy(t[0])
+    except ValueError:
+        raise FormatError(f"unknown sharing policy {t[0]}", path="sharing.policy") from None
+    return SharingInfo(policy=policy, tuners=t[1], rate_tolerance=t[2], window_s=t[3],
+                       rules=tuple(r for r, bit in _RULE_BITS.items() if t[5] & bit),
+                       flag_window_s=t[6], flag_services=t[7], flag_requests=t[8],
+                       flag_trips=t[9], window_services=t[10], window_requests=t[11])

@@ -13,7 +13,7 @@ from typing import Any
 from cas.access import Entitlement
 from cas.card.atr import DecodedAtr, decode_atr
 from cas.card.client import CardClient
-from cas.card.data import CardInfo, PairingInfo
+from cas.card.data import CardInfo, PairingInfo, SharingInfo
 from cas.errors import FormatError
 
 
@@ -35,6 +35,7 @@ class CardReport:
     osd_message: str
     pin_tries_left: int | None
     now_s: int
+    sharing: SharingInfo | None = None
 
     def entitlement_rows(self) -> list[dict[str, Any]]:
         rows = []
@@ -85,6 +86,7 @@ class CardReport:
             "card_clock": iso(i.last_ecm_s),
             "ecm_key_indexes": list(i.ecm_key_indexes),
             "osd_message": self.osd_message,
+            "sharing": sharing_json(self.sharing),
             "checked_at": iso(self.now_s),
             "entitlements": self.entitlement_rows(),
         }
@@ -100,5 +102,21 @@ def read_report(client: CardClient, *, reader: str | None, now_s: int) -> CardRe
     return CardReport(
         reader=reader, atr=atr, atr_raw=raw, info=client.info(), pairing=client.pairing(),
         entitlements=client.entitlements(), osd_message=client.osd_message(),
-        pin_tries_left=client.pin_tries_left(), now_s=now_s,
+        pin_tries_left=client.pin_tries_left(), now_s=now_s, sharing=client.sharing(),
     )
+
+
+def sharing_json(info: SharingInfo | None) -> dict[str, Any] | None:
+    """GET DATA 30 as JSON (None: the card OS has no sharing check)."""
+    if info is None:
+        return None
+    return {
+        "policy": info.policy.name, "tuners": info.tuners,
+        "rate_tolerance": info.rate_tolerance, "window_s": info.window_s,
+        "max_requests": info.tuners * (1 + info.rate_tolerance),
+        "flagged": info.flagged, "rules": [r.value for r in info.rules],
+        "flag_window": iso(info.flag_window_s) if info.flagged else None,
+        "flag_services": info.flag_services, "flag_requests": info.flag_requests,
+        "flag_trips": info.flag_trips,
+        "window_services": info.window_services, "window_requests": info.window_requests,
+    }

@@ -18,6 +18,7 @@ from cas.crypto import Key, wrap_key
 from cas.formats.emm import (
     AddEntitlement,
     ClearEntitlements,
+    ClearSharing,
     EcmKeyUpdate,
     EmmCommand,
     Fingerprint,
@@ -28,6 +29,7 @@ from cas.formats.emm import (
     ResetPin,
     SetMaturity,
     SetRegion,
+    SetSharing,
     SetStatus,
 )
 from cas.formats.records import (
@@ -92,11 +94,11 @@ def apply_emm_commands(rec: CardRecord, commands: list[EmmCommand], now_s: int,
         elif isinstance(c, OsdMessage):
             changes["last_osd_message"] = _fit_utf8(c.text, OSD_MAX_BYTES)
         elif isinstance(c, OsdMail):
-            # the mailbox (card RAM, cas.card.osd) keeps it; the EEPROM's OSD area keeps the
-            # text for a box that only reads GET DATA 06
+            # the mailbox (the EEPROM state area, cas.card.osd) keeps it; the record's OSD
+            # area keeps the text for a box that only reads GET DATA 06
             changes["last_osd_message"] = _fit_utf8(c.text, OSD_MAX_BYTES)
-        elif isinstance(c, Fingerprint):
-            pass  # the mailbox keeps the order (cas.card.osd); nothing in the record
+        elif isinstance(c, Fingerprint | SetSharing | ClearSharing):
+            pass  # the state area keeps these (cas.card.osd, cas.card.sharing), not the record
         else:  # a command this card OS does not know: apply all or nothing
             raise Refusal(SW.WRONG_DATA)
     return dataclasses.replace(rec, entitlements=tuple(entitlements),

@@ -7,18 +7,21 @@ by the card's clock), shows it, and acknowledges it (ACK OSD, ``80 60 00 00`` + 
 acknowledged id is remembered and never handed out again, so a message is shown once even
 when its EMM is repeated by the carousel.  GET DATA 21 gives the fingerprint order.
 
-Like a Conax card's mail slot the mailbox is held in the card's RAM (it survives a reset and
-a power cycle of the slot, not a restart of the card process): the EEPROM record keeps its
-layout, and the text of the newest message still goes to its OSD area (GET DATA 06), so a
-box that only knows GET DATA 06 still shows it.
+The mailbox is part of the card's EEPROM state area (:mod:`cas.formats.cardstate`), written
+in the same atomic write as the EMM that brought a message or the ACK that removed it, so
+messages, acknowledgements and the fingerprint order survive a reset, a power cycle and a
+restart of the card process.  The text of the newest message also goes to the record's OSD
+area (GET DATA 06), so a box that only knows GET DATA 06 still shows it.
+
+Pure functions: state in, state out; the applet commits.
 """
 
 from __future__ import annotations
 
-from collections import deque
-from dataclasses import dataclass, field
+import dataclasses
 
 from cas.errors import FormatError
+from cas.formats.cardstate import ACKED_MEMORY, MAILBOX_SLOTS, CardState
 from cas.formats.emm import (
     EmmCommand,
     EmmTag,
@@ -28,10 +31,17 @@ from cas.formats.emm import (
     parse_emm_commands,
 )
 
-#: Messages the mailbox holds; a new one beyond this pushes out the lowest priority one.
-MAILBOX_SLOTS = 8
-#: Acknowledged message ids remembered (a repeated EMM of an older id is ignored).
-ACKED_MEMORY = 64
+__all__ = [
+    "ACKED_MEMORY",
+    "MAILBOX_SLOTS",
+    "accept_osd",
+    "ack_mail",
+    "build_mail_answer",
+    "mail_is_due",
+    "next_mail",
+    "parse_fingerprint_answer",
+    "parse_mail_answer",
+]
 
 
 def mail_is_due(mail: OsdMail, now_s: int) -> bool:
@@ -41,41 +51,42 @@ def mail_is_due(mail: OsdMail, now_s: int) -> bool:
     return mail.start_s <= now_s < mail.start_s + max(mail.duration_s, 1)
 
 
-@dataclass(slots=True)
-class Mailbox:
-    """What the card keeps for the box's on-screen display."""
+def accept_osd(state: CardState, commands: list[EmmCommand]) -> CardState:
+    """The state after the OSD commands of an applied EMM (the same state when none)."""
+    messages = {m.message_id: m for m in state.mails}
+    fingerprint = state.fingerprint
+    for c in commands:
+        if isinstance(c, OsdMail):
+            if c.message_id in state.acked:
+                continue
+            messages[c.message_id] = c
+            if len(messages) > MAILBOX_SLOTS:
+                worst = min(messages.values(), key=lambda m: (m.priority, -m.message_id))
+                del messages[worst.message_id]
+        elif isinstance(c, Fingerprint):
+            fingerprint = c
+    mails = tuple(messages.values())
+    if mails == state.mails and fingerprint == state.fingerprint:
+        return state
+    return dataclasses.replace(state, mails=mails, fingerprint=fingerprint)
 
-    messages: dict[int, OsdMail] = field(default_factory=dict)
-    acked: deque[int] = field(default_factory=lambda: deque(maxlen=ACKED_MEMORY))
-    fingerprint: Fingerprint | None = None
 
-    def accept(self, commands: list[EmmCommand]) -> None:
-        """Take the OSD commands of an applied EMM."""
-        for c in commands:
-            if isinstance(c, OsdMail):
-                if c.message_id in self.acked:
-                    continue
-                self.messages[c.message_id] = c
-                if len(self.messages) > MAILBOX_SLOTS:
-                    worst = min(self.messages.values(),
-                                key=lambda m: (m.priority, -m.message_id))
-                    del self.messages[worst.message_id]
-            elif isinstance(c, Fingerprint):
-                self.fingerprint = c
+def next_mail(state: CardState, now_s: int) -> OsdMail | None:
+    """The message to show now: highest priority first, then the older id."""
+    due = [m for m in state.mails if mail_is_due(m, now_s)]
+    if not due:
+        return None
+    return min(due, key=lambda m: (-m.priority, m.message_id))
 
-    def next_mail(self, now_s: int) -> OsdMail | None:
-        """The message to show now: highest priority first, then the older id."""
-        due = [m for m in self.messages.values() if mail_is_due(m, now_s)]
-        if not due:
-            return None
-        return min(due, key=lambda m: (-m.priority, m.message_id))
 
-    def ack(self, message_id: int) -> bool:
-        """The box showed ``message_id``; False if the mailbox does not hold it."""
-        if self.messages.pop(message_id, None) is None:
-            return False
-        self.acked.append(message_id)
-        return True
+def ack_mail(state: CardState, message_id: int) -> CardState | None:
+    """The box showed ``message_id``: the state without it, its id remembered; None if the
+    mailbox does not hold it."""
+    if all(m.message_id != message_id for m in state.mails):
+        return None
+    return dataclasses.replace(
+        state, mails=tuple(m for m in state.mails if m.message_id != message_id),
+        acked=(*state.acked, message_id)[-ACKED_MEMORY:])
 
 
 # --- GET DATA answers: the value layouts of the EMM commands (docs/osd.md §4) --------------

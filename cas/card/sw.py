@@ -26,7 +26,7 @@ REASON_SW: dict[Reason, int] = {
         Reason.FINANCIAL_BLOCK, Reason.CARD_KILLED, Reason.PAIRING_MISMATCH,
         Reason.CARD_NOT_ACTIVE, Reason.CHANNEL_NOT_IN_PACKAGE, Reason.ECM_KEY_UNKNOWN,
         Reason.PPV_NOT_PURCHASED, Reason.PURSE_EMPTY, Reason.PPV_EVENT_ENDED,
-        Reason.PPV_NOT_ON_AIR,
+        Reason.PPV_NOT_ON_AIR, Reason.SHARING_DETECTED,
     )
 }
 REASON_SW[Reason.PIN_BLOCKED] = int(SW.PIN_BLOCKED)

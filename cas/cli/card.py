@@ -38,8 +38,10 @@ from cas.cli.app import Application, pass_app
 from cas.cli.common import group
 from cas.crypto import load_operator_keys
 from cas.errors import UsageError
+from cas.formats.cardstate import CardState, SharingSettings
 from cas.formats.records import CardRecord, parse_card_batch
 from cas.outpath import check_output_dir, check_output_file
+from cas.sharing import DEFAULT_TUNERS, SharingPolicy
 
 _KEYS_HELP = ("Operator key file (default: $CAS_OPERATOR_KEY, then "
               "<data-dir>/operator-keys.toml).")
@@ -86,12 +88,12 @@ def _register(app: Application, cards: list[Any]) -> list[CardSlot]:
 
 
 def _write_images(app: Application, records: list[CardRecord], out_dir: Path,
-                  *, overwrite: bool) -> list[Path]:
+                  *, overwrite: bool, state: CardState | None = None) -> list[Path]:
     from cas.bulk.register import write_images_fast
 
     del overwrite  # _refuse_existing has checked (or --force)
     with app.progress("writing card images", total=len(records)) as advance:
-        return write_images_fast(records, out_dir, advance=advance)
+        return write_images_fast(records, out_dir, advance=advance, state=state)
 
 
 def _next_free_serial(app: Application) -> int:
@@ -133,14 +135,23 @@ def _next_free_serial(app: Application) -> int:
 @click.option("--register/--no-register", default=True, show_default=True,
               help="Register the cards with the head-end store.")
 @click.option("--force", is_flag=True, help="Overwrite existing card images.")
+@click.option("--sharing-policy", type=click.Choice([p.name.lower() for p in SharingPolicy]),
+              default=SharingPolicy.FLAG.name.lower(), show_default=True,
+              help="What the card does when it answers ECMs for more than one box "
+                   "(docs/sharing.md); an EMM can change it.")
+@click.option("--tuners", type=click.IntRange(1, 255), default=DEFAULT_TUNERS,
+              show_default=True, help="Tuners of the box the card goes with (sharing check).")
 @pass_app
 def personalise_cmd(app: Application, count: int | None, start_serial: int | None,
                     batch_in: Path | None, out_dir: Path, batch_out: Path | None, pin: str,
                     region: int, maturity_limit: int, ecm_key_indexes: tuple[int, ...],
-                    ecm_key_epoch: int, keys_path: Path | None, register: bool, force: bool) -> None:
+                    ecm_key_epoch: int, keys_path: Path | None, register: bool, force: bool,
+                    sharing_policy: str, tuners: int) -> None:
     """Create cards: EEPROM images, a personalisation batch, and head-end registration."""
     if (count is None) == (batch_in is None):
         raise UsageError("give either --count N or --batch FILE")
+    state = CardState(sharing=SharingSettings(policy=SharingPolicy[sharing_policy.upper()],
+                                              tuners=tuners))
     # Cards are registered with the store before their images are written: check first.
     check_output_dir(out_dir, "--out")
     if batch_out is not None:
@@ -156,7 +167,7 @@ def personalise_cmd(app: Application, count: int | None, start_serial: int | Non
                          force=force)
         if register:
             _store_register_records(app, records)
-        paths = _write_images(app, records, out_dir, overwrite=force)
+        paths = _write_images(app, records, out_dir, overwrite=force, state=state)
         batch_path = None
     else:
         assert count is not None
@@ -176,7 +187,7 @@ def personalise_cmd(app: Application, count: int | None, start_serial: int | Non
                     maturity_limit=maturity_limit, ecm_key_indexes=ecm_key_indexes or (0,),
                     ecm_key_epoch=ecm_key_epoch))
                 advance(1)
-        paths = _write_images(app, records, out_dir, overwrite=force)
+        paths = _write_images(app, records, out_dir, overwrite=force, state=state)
         with app.progress("writing the batch file", total=1) as advance:
             batch_path = write_batch(
                 records, batch_out or out_dir / f"batch-{first:010d}-{count}.casb", now_s=now_s)

@@ -1,4 +1,4 @@
-"""``cas card add|link|unlink|list|show|pair|kids|region|kill``: smart cards in the subscriber
+"""``cas card add|link|unlink|list|show|pair|kids|region|kill|unblock|sharing-policy``: smart cards in the subscriber
 store (``cas card personalise``/``serve`` live in ``cas/cli/card.py``)."""
 
 from __future__ import annotations
@@ -23,13 +23,14 @@ from cas.cli._subscribers import (
 )
 from cas.cli.app import Application, pass_app
 from cas.cli.common import group
+from cas.cli.sharing_policy import sharing_policy_cmd
 from cas.errors import UsageError
 
 
 def register(cli: click.Group) -> None:
     card = group(cli, "card", "Smart cards: personalise, serve over PC/SC (vpcd).")
     for cmd in (add_cmd, link_cmd, unlink_cmd, list_cmd, show_cmd, pair_cmd, kids_cmd,
-                region_cmd, kill_cmd):
+                region_cmd, kill_cmd, unblock_cmd, sharing_policy_cmd):
         card.add_command(cmd)
 
 
@@ -208,3 +209,18 @@ def kill_cmd(app: Application, serial: str, yes: bool) -> None:
         kill_card(s, serial=number, at=now(s))
     show(app, {"serial": number, "status": "killed"},
          lambda: app.print(f"card {number:010d} killed"))
+
+
+@click.command("unblock")
+@click.argument("serial")
+@pass_app
+def unblock_cmd(app: Application, serial: str) -> None:
+    """Take back a card blocked for sharing (cas diag sharing --block); the next EMM run
+    carries it to the card."""
+    from cas.billing.cards import unblock_card
+
+    number = parse_serial(serial)
+    with transaction(app) as s:
+        unblock_card(s, serial=number, at=now(s))
+    show(app, {"serial": number, "status": "active"},
+         lambda: app.print(f"card {number:010d} unblocked: the next EMM run carries it"))

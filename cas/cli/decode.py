@@ -216,7 +216,15 @@ class Decoder:
                     purchases=st.purchases))["purchases"]}
 
     def _card_record(self, data: bytes) -> dict[str, Any]:
-        return records.describe(records.parse_card_record(data))
+        """A card record, or a card's EEPROM image: the record, then its state area when it
+        has one (docs/formats.md §2.2)."""
+        from cas.formats.cardstate import describe_card_state, parse_card_state
+
+        size = records.CARD_RECORD_SIZE
+        out = records.describe(records.parse_card_record(data[:size]))
+        if len(data) > size:
+            out["card_state"] = describe_card_state(parse_card_state(data[size:]))
+        return out
 
     def _card_batch(self, data: bytes) -> dict[str, Any]:
         return records.describe(records.parse_card_batch(data))

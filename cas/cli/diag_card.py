@@ -108,6 +108,17 @@ def _render(app: Application, report: CardReport) -> None:
          or t("diag_card.none")),
         (t("diag_card.osd"), data["osd_message"] or "-"),
     ]
+    sharing = data["sharing"]
+    if sharing is not None:
+        text = t("diag_card.sharing_policy", policy=sharing["policy"], tuners=sharing["tuners"],
+                 max=sharing["max_requests"], window=sharing["window_s"])
+        if sharing["flagged"]:
+            rules = ", ".join(t(f"sharing.rule.{r}") for r in sharing["rules"])
+            text += "\n[bold red]" + t(
+                "diag_card.sharing_flagged", rules=rules, at=sharing["flag_window"],
+                services=sharing["flag_services"], requests=sharing["flag_requests"],
+                trips=sharing["flag_trips"]) + "[/]"
+        rows.append((t("diag_card.sharing"), text))
     for field, value in rows:
         head.add_row(field, value)
     app.print(head)

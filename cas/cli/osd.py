@@ -29,7 +29,7 @@ from cas.wiretime import MAX_DURATION_S
 _KEYS_HELP = "Operator key file (default: $CAS_OPERATOR_KEY, then the data dir)."
 
 
-def _target_options(f: click.decorators.FC) -> click.decorators.FC:
+def target_options(f: click.decorators.FC) -> click.decorators.FC:
     f = click.option("--validity-s", type=click.IntRange(1, MAX_DURATION_S),
                      default=DEFAULT_EMM_VALIDITY_S, show_default=True,
                      help="Cards ignore the EMM after now + this.")(f)
@@ -49,7 +49,7 @@ def _target_options(f: click.decorators.FC) -> click.decorators.FC:
     return f
 
 
-def _target(serial: str | None, group_address: int | None, members: tuple[int, ...],
+def emm_target(serial: str | None, group_address: int | None, members: tuple[int, ...],
             to_all: bool) -> OsdTarget:
     from cas.cli._subscribers import parse_serial
 
@@ -65,7 +65,7 @@ def _target(serial: str | None, group_address: int | None, members: tuple[int, .
     return OsdTarget()
 
 
-def _send(app: Application, what: str, target: OsdTarget, commands: Sequence[EmmCommand], *,
+def send_emm(app: Application, what: str, target: OsdTarget, commands: Sequence[EmmCommand], *,
           out: Path | None, keys_path: Path | None, validity_s: int) -> None:
     from cas.cli._subscribers import now, open_app_store
     from cas.crypto import load_operator_keys
@@ -120,17 +120,17 @@ def register(cli: click.Group) -> None:
                   help="Higher preempts lower on screen.")
     @click.option("--duration-s", type=click.IntRange(1, 0xFFFF), default=10, show_default=True,
                   help="How long the box shows it.")
-    @_target_options
+    @target_options
     @pass_app
     def send(app: Application, text: str, message_id: int, priority: int, duration_s: int,
              serial: str | None, group_address: int | None, members: tuple[int, ...],
              to_all: bool, start_text: str | None, out: Path | None, keys_path: Path | None,
              validity_s: int) -> None:
         """Send an on-screen message TEXT to one card, a group or every card."""
-        target = _target(serial, group_address, members, to_all)
+        target = emm_target(serial, group_address, members, to_all)
         mail = osd_mail(message_id, text, priority=priority, duration_s=duration_s,
                         start=_when(start_text))
-        _send(app, "osd", target, [mail], out=out, keys_path=keys_path, validity_s=validity_s)
+        send_emm(app, "osd", target, [mail], out=out, keys_path=keys_path, validity_s=validity_s)
 
     @osd.command("fingerprint")
     @click.argument("kind", type=click.Choice(["overt", "covert"]))
@@ -140,7 +140,7 @@ def register(cli: click.Group) -> None:
                   help="Left edge in % of the picture width (covert: nearest corner).")
     @click.option("--y", "y_pct", type=click.IntRange(0, 100), default=90, show_default=True,
                   help="Top edge in % of the picture height (covert: nearest corner).")
-    @_target_options
+    @target_options
     @pass_app
     def fingerprint(app: Application, kind: str, duration_s: int, x_pct: int, y_pct: int,
                     serial: str | None, group_address: int | None, members: tuple[int, ...],
@@ -148,8 +148,8 @@ def register(cli: click.Group) -> None:
                     keys_path: Path | None, validity_s: int) -> None:
         """Order a fingerprint (the card serial on screen): OVERT as text, COVERT as a faint
         pattern that `cas diag fingerprint` reads back."""
-        target = _target(serial, group_address, members, to_all)
+        target = emm_target(serial, group_address, members, to_all)
         order = fingerprint_order(FingerprintKind[kind.upper()], duration_s=duration_s,
                                   x_pct=x_pct, y_pct=y_pct, start=_when(start_text))
-        _send(app, "fingerprint", target, [order], out=out, keys_path=keys_path,
+        send_emm(app, "fingerprint", target, [order], out=out, keys_path=keys_path,
               validity_s=validity_s)

@@ -7,14 +7,9 @@ Input: a JSON-lines log of ECM requests a card answered, one object a line::
 (``time`` ISO 8601 with its UTC offset, or ``time_s`` Unix seconds; ``card`` the serial;
 ``channel`` the channel id the ECM is for; other keys are kept out of the decision).
 
-Rule, per card, per window of one crypto-period (windows aligned on multiples of it):
-
-* **services** — more distinct channels in one window than the box has tuners;
-* **rate** — more ECM requests in one window than ``tuners × (1 + rate_tolerance)``: a box asks
-  once per tuned channel per crypto-period change, a little more after a zap or a retry.
-
-A card that breaks either rule in any window is flagged.  The rule is pure (no I/O) except
-:func:`read_log`, which reads the file.
+Rule, per card, per window of one crypto-period: :mod:`cas.sharing` (the card applies the
+same one to the ECMs it answers).  A card that breaks either rule in any window is flagged.
+Pure (no I/O) except :func:`read_log`, which reads the file.
 """
 
 from __future__ import annotations
@@ -24,24 +19,32 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
 from cas.errors import FormatError, UsageError
+from cas.sharing import (
+    DEFAULT_RATE_TOLERANCE,
+    DEFAULT_TUNERS,
+    DEFAULT_WINDOW_S,
+    SharingLimits,
+    SharingRule,
+    rules_broken,
+)
 
-#: Defaults: a 2-tuner box (watch one, record one), a 10 s crypto-period (DESIGN §4).
-DEFAULT_TUNERS = 2
-DEFAULT_WINDOW_S = 10.0
-#: Extra ECM requests per tuner per window a single box may make (zaps, retries).
-DEFAULT_RATE_TOLERANCE = 1
-
-
-class SharingRule(StrEnum):
-    """Why a card is flagged (the catalogue's ``sharing.rule.<value>``)."""
-
-    SERVICES = "services"
-    RATE = "rate"
+__all__ = [
+    "DEFAULT_RATE_TOLERANCE",
+    "DEFAULT_TUNERS",
+    "DEFAULT_WINDOW_S",
+    "CardFinding",
+    "EcmObservation",
+    "SharingLimits",
+    "SharingRule",
+    "detect",
+    "flagged_cards",
+    "parse_log",
+    "read_log",
+]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -51,26 +54,6 @@ class EcmObservation:
     time_s: float
     card: int
     channel: int
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class SharingLimits:
-    tuners: int = DEFAULT_TUNERS
-    window_s: float = DEFAULT_WINDOW_S
-    rate_tolerance: int = DEFAULT_RATE_TOLERANCE
-
-    def __post_init__(self) -> None:
-        if self.tuners < 1:
-            raise UsageError(f"tuners must be at least 1, not {self.tuners}")
-        if not self.window_s > 0:
-            raise UsageError(f"window must be positive, not {self.window_s}")
-        if self.rate_tolerance < 0:
-            raise UsageError(f"rate tolerance must not be negative, not {self.rate_tolerance}")
-
-    @property
-    def max_requests(self) -> int:
-        """The most ECM requests one box makes in one window."""
-        return self.tuners * (1 + self.rate_tolerance)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -108,7 +91,7 @@ def detect(observations: Iterable[EcmObservation],
     limits = limits or SharingLimits()
     windows: dict[int, dict[int, list[int]]] = defaultdict(lambda: defaultdict(list))
     for obs in observations:
-        windows[obs.card][int(obs.time_s // limits.window_s)].append(obs.channel)
+        windows[obs.card][limits.window_of(obs.time_s)].append(obs.channel)
     findings = []
     for card in sorted(windows):
         per_window = windows[card]
@@ -116,16 +99,13 @@ def detect(observations: Iterable[EcmObservation],
         rate_w = max(per_window, key=lambda w: (len(per_window[w]), -w))
         max_services = len(set(per_window[services_w]))
         max_rate = len(per_window[rate_w])
-        rules = []
-        if max_services > limits.tuners:
-            rules.append(SharingRule.SERVICES)
-        if max_rate > limits.max_requests:
-            rules.append(SharingRule.RATE)
+        # each rule reads one count, so the worst window of each decides it
+        rules = rules_broken(max_services, max_rate, limits)
         findings.append(CardFinding(
             card=card, requests=sum(len(v) for v in per_window.values()),
             channels=tuple(sorted({c for v in per_window.values() for c in v})),
             max_services=max_services, max_services_at_s=services_w * limits.window_s,
-            max_rate=max_rate, max_rate_at_s=rate_w * limits.window_s, rules=tuple(rules)))
+            max_rate=max_rate, max_rate_at_s=rate_w * limits.window_s, rules=rules))
     return findings
 
 

@@ -76,6 +76,8 @@ class GetDataTag(IntEnum):
     # on-screen messages and fingerprints (docs/osd.md)
     OSD_MAIL = 0x20
     FINGERPRINT = 0x21
+    # card-sharing detection on the card (docs/sharing.md)
+    SHARING = 0x30
 
 
 class ApduCase(IntEnum):
@@ -131,6 +133,8 @@ class SW(IntEnum):
     PURSE_EMPTY = 0x9821
     PPV_EVENT_ENDED = 0x9822
     PPV_NOT_ON_AIR = 0x9823
+    # proprietary 98xx: card-sharing detection (docs/sharing.md)
+    SHARING_DETECTED = 0x9840
 
 
 _SW_TO_REASON: dict[int, Reason] = {
@@ -150,6 +154,7 @@ _SW_TO_REASON: dict[int, Reason] = {
     SW.PURSE_EMPTY: Reason.PURSE_EMPTY,
     SW.PPV_EVENT_ENDED: Reason.PPV_EVENT_ENDED,
     SW.PPV_NOT_ON_AIR: Reason.PPV_NOT_ON_AIR,
+    SW.SHARING_DETECTED: Reason.SHARING_DETECTED,
     SW.OK: Reason.OPEN,
 }
 _REASON_TO_SW: dict[Reason, SW] = {r: SW(sw) for sw, r in _SW_TO_REASON.items()}

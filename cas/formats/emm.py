@@ -41,6 +41,7 @@ from cas.formats._common import (
     parse_ca_section,
     parse_struct,
 )
+from cas.sharing import SharingPolicy
 
 NONCE_SIZE = 12
 TAG_SIZE = 16
@@ -186,6 +187,9 @@ class EmmTag(IntEnum):
     # on-screen messages and fingerprints (docs/osd.md)
     OSD_MAIL = 0x20
     FINGERPRINT = 0x21
+    # card-sharing detection on the card (docs/sharing.md)
+    SET_SHARING = 0x30
+    CLEAR_SHARING = 0x31
 
 
 class FingerprintKind(IntEnum):
@@ -309,6 +313,23 @@ class Fingerprint:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class SetSharing:
+    """The card's sharing check (docs/sharing.md): what it does when it sees more than one
+    box (``policy``), and the box it serves (``tuners``, ``rate_tolerance`` extra requests
+    per tuner, in windows of ``window_s`` seconds)."""
+
+    policy: SharingPolicy
+    tuners: int
+    rate_tolerance: int
+    window_s: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ClearSharing:
+    """Forget the sharing flag and the ECM record (the operator has cleared the card)."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class UnknownCommand:
     """A TLV with a tag this version does not know; kept so it can be shown and re-built."""
 
@@ -319,11 +340,12 @@ class UnknownCommand:
 EmmCommand = (
     AddEntitlement | RemoveEntitlement | ClearEntitlements | SetStatus | SetRegion | SetMaturity
     | ResetPin | Pair | EcmKeyUpdate | OsdMessage | PpvEventRight | PurseCredit | PpvReportAck
-    | OsdMail | Fingerprint | UnknownCommand
+    | OsdMail | Fingerprint | SetSharing | ClearSharing | UnknownCommand
 )  # fmt: skip
 
 _VALID_STATUS = frozenset(int(s) for s in CardStatus)
 _VALID_FP_KIND = frozenset(int(k) for k in FingerprintKind)
+_VALID_SHARING_POLICY = frozenset(int(p) for p in SharingPolicy)
 
 # value layouts, one per tag; Terminated makes a TLV whose length disagrees an error
 COMMAND_VALUES: dict[int, cs.Construct] = {
@@ -363,6 +385,14 @@ COMMAND_VALUES: dict[int, cs.Construct] = {
         "y_pct" / cs.ExprValidator(cs.Int8ub, lambda obj, ctx: obj <= 100),
         cs.Terminated,
     ),
+    EmmTag.SET_SHARING: cs.Struct(
+        "policy" / cs.ExprValidator(cs.Int8ub, lambda obj, ctx: obj in _VALID_SHARING_POLICY),
+        "tuners" / cs.ExprValidator(cs.Int8ub, lambda obj, ctx: obj >= 1),
+        "rate_tolerance" / cs.Int8ub,
+        "window_s" / cs.ExprValidator(cs.Int8ub, lambda obj, ctx: obj >= 1),
+        cs.Terminated,
+    ),
+    EmmTag.CLEAR_SHARING: cs.Struct(cs.Terminated),
 }
 
 _CLASSES: dict[int, type] = {
@@ -381,6 +411,8 @@ _CLASSES: dict[int, type] = {
     EmmTag.PPV_REPORT_ACK: PpvReportAck,
     EmmTag.OSD_MAIL: OsdMail,
     EmmTag.FINGERPRINT: Fingerprint,
+    EmmTag.SET_SHARING: SetSharing,
+    EmmTag.CLEAR_SHARING: ClearSharing,
 }
 _TAGS: dict[type, int] = {cls: tag for tag, cls in _CLASSES.items()}
 _FIELDS: dict[int, tuple[str, ...]] = {
@@ -412,6 +444,8 @@ def parse_emm_commands(data: bytes) -> list[EmmCommand]:
             kwargs["status"] = CardStatus(kwargs["status"])
         elif tag == EmmTag.FINGERPRINT:
             kwargs["kind"] = FingerprintKind(kwargs["kind"])
+        elif tag == EmmTag.SET_SHARING:
+            kwargs["policy"] = SharingPolicy(kwargs["policy"])
         out.append(_CLASSES[tag](**kwargs))
     return out
 
@@ -444,6 +478,13 @@ def _command_value(cmd: EmmCommand, path: str) -> tuple[int, bytes]:
         for name in ("x_pct", "y_pct"):
             if not 0 <= values[name] <= 100:
                 raise FormatError(f"{values[name]} is not 0..100", path=f"{path}.{name}")
+    if tag == EmmTag.SET_SHARING:
+        if values["policy"] not in _VALID_SHARING_POLICY:
+            raise FormatError(f"unknown sharing policy {values['policy']!r}", path=f"{path}.policy")
+        values["policy"] = int(values["policy"])
+        for name, low in (("tuners", 1), ("rate_tolerance", 0), ("window_s", 1)):
+            if not low <= values[name] <= 0xFF:
+                raise FormatError(f"{values[name]} is not {low}..255", path=f"{path}.{name}")
     return tag, build_struct(COMMAND_VALUES[tag], values, f"{path}.{EmmTag(tag).name.lower()}")
 
 
@@ -595,7 +636,7 @@ def describe_command(cmd: EmmCommand) -> dict[str, Any]:
     out: dict[str, Any] = {"command": EmmTag(_TAGS[type(cmd)]).name}
     for name in _FIELDS[_TAGS[type(cmd)]]:
         v = getattr(cmd, name)
-        if isinstance(v, CardStatus | FingerprintKind):
+        if isinstance(v, CardStatus | FingerprintKind | SharingPolicy):
             out[name] = v.name
         elif isinstance(v, bytes):
             out[name] = key_summary(v)

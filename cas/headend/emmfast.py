@@ -55,7 +55,7 @@ SELECT c.serial, c.shared_address, c.member_position, c.rights_version, c.paired
        coalesce(q.next_seq, 1),
        '\x03000401'::bytea
        || set_byte('\x00'::bytea, 0, CASE
-            WHEN c.status = 'killed' THEN {int(CardStatus.KILLED)}
+            WHEN c.status IN ('killed', 'blocked') THEN {int(CardStatus.KILLED)}
             WHEN c.account_id IS NULL THEN {int(CardStatus.INACTIVE)}
             WHEN a.suspended_from_s <= %(at)s
                  AND (a.suspended_until_s IS NULL OR %(at)s < a.suspended_until_s)

@@ -9,7 +9,11 @@ the fix that works (pay only what is missing; turn renewal on when the balance a
 covers the price).
 
 It also says what the head-end cannot know (``cannot_know``): whether the card got its EMMs,
-which box the card is in (unless a Chip ID is given) and the card's parental-PIN counter.
+which box the card is in (unless a Chip ID is given), the card's parental-PIN counter, and
+whether the card's own sharing check refuses ECMs (E60 ``SHARING_DETECTED``, docs/sharing.md)
+— the card's flag is read from the card (``cas diag card``), not kept at the head-end.  A card
+the head-end blocked for sharing (``cas diag sharing --block``) is explained as such, with
+``cas card unblock`` as the fix.
 The last one matters for a channel rated above the card's limit: with ``pin_ok`` the answer
 is not OPEN but ``OPEN_IF_PIN`` — it opens only if the card accepts the PIN, and a card
 whose PIN is blocked after wrong tries (E23 ``PIN_BLOCKED`` on the box) refuses even the
@@ -35,6 +39,7 @@ from cas.billing.txn import current_profile
 from cas.i18n import Day, Money, Msg, Translator
 from cas.reasons import Reason, info
 from cas.store.models import Account, Channel, Package, PackageChannel, Subscription
+from cas.store.repo import get_card
 
 
 class WhyState(StrEnum):
@@ -52,10 +57,12 @@ _EN = Translator("en")
 CANNOT_KNOW_EMMS_MSG = Msg("why.cannot_know.emms")
 CANNOT_KNOW_BOX_MSG = Msg("why.cannot_know.box")
 CANNOT_KNOW_PIN_MSG = Msg("why.cannot_know.pin")
+CANNOT_KNOW_SHARING_MSG = Msg("why.cannot_know.sharing")
 #: ... and in English, as :attr:`Explanation.cannot_know` lists them.
 CANNOT_KNOW_EMMS = _EN(CANNOT_KNOW_EMMS_MSG)
 CANNOT_KNOW_BOX = _EN(CANNOT_KNOW_BOX_MSG)
 CANNOT_KNOW_PIN = _EN(CANNOT_KNOW_PIN_MSG)
+CANNOT_KNOW_SHARING = _EN(CANNOT_KNOW_SHARING_MSG)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -185,6 +192,8 @@ def explain(session: Session, serial: int, channel: int | str, at: datetime, *,
         unknown.append(CANNOT_KNOW_BOX_MSG)
     if rated:
         unknown.append(CANNOT_KNOW_PIN_MSG)
+    if reason is Reason.OPEN:
+        unknown.append(CANNOT_KNOW_SHARING_MSG)
     waiting = None
     if account is not None and reason in (Reason.NOT_SUBSCRIBED, Reason.CHANNEL_NOT_IN_PACKAGE,
                                           Reason.ENTITLEMENT_EXPIRED):
@@ -239,6 +248,9 @@ def explain(session: Session, serial: int, channel: int | str, at: datetime, *,
         cause = Msg("why.cause.pairing", {"card": f"{serial:010d}", "own": own, "here": here})
     elif reason is Reason.CARD_NOT_ACTIVE:
         cause = Msg("why.cause.not_registered", {"card": f"{serial:010d}"})
+    elif reason is Reason.CARD_KILLED and get_card(session, serial).status == "blocked":
+        cause = Msg("why.cause.blocked_sharing", {"card": f"{serial:010d}"})
+        fix = Msg("why.fix.unblock", {"card": f"{serial:010d}"})
     return Explanation(
         serial=serial, channel_number=ch.number, channel_name=ch.name, at=at, reason=reason,
         screen_code=info(reason).screen_code, cause_msg=cause, fix_msg=fix,

@@ -82,7 +82,8 @@ class CardServer:
     """``cas card serve`` in a subprocess, cards on consecutive vpcd slots."""
 
     def __init__(self, images: Sequence[Path], slots: Sequence[VpcdSlot], env: dict[str, str],
-                 log: Path) -> None:
+                 log: Path, extra_args: Sequence[str] = ()) -> None:
+        self.extra_args = list(extra_args)
         self.images = list(images)
         self.slots = list(slots)
         self.env = env
@@ -93,6 +94,7 @@ class CardServer:
         args = [*CAS, "card", "serve", "--vpcd", self.slots[0].endpoint]
         for image in self.images:
             args += ["--image", str(image)]
+        args += self.extra_args
         offset = self.log.stat().st_size if self.log.exists() else 0
         with self.log.open("ab") as log:
             self.proc = subprocess.Popen(args, env=self.env, stdout=log, stderr=log)

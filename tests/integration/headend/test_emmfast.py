@@ -78,6 +78,8 @@ def _base(url: str, keys: OperatorKeys) -> Store:
             region=0xFFFF, maturity_limit=0))
         s.execute(update(Account).where(Account.id == cards[12][1]).values(
             suspended_from_s=AT_S - DAY, suspended_until_s=None))
+        # A card blocked for sharing (docs/sharing.md): KILLED on the card, like a killed one.
+        s.execute(update(Card).where(Card.serial == cards[13][0]).values(status="blocked"))
         # Sequence numbers already advanced for some cards and groups.
         s.add_all(EmmSequence(address_kind="unique", address=int(serial), next_seq=7 + i,
                               sent_rights_version=0) for i, (serial, _) in
@@ -101,6 +103,7 @@ def test_fast_item_is_byte_identical_to_the_reference(postgres_url: str,
     settings = EmmSettings(shared_min_members=shared_min)
     with store.reader() as s:
         states = list(iter_card_states(s, T0, shared_range=ALL))
+        blocked = s.execute(select(Card.serial).where(Card.status == "blocked")).scalar_one()
         unique = {int(a): int(n) for a, n in s.execute(
             select(EmmSequence.address, EmmSequence.next_seq).where(
                 EmmSequence.address_kind == "unique"))}
@@ -115,6 +118,7 @@ def test_fast_item_is_byte_identical_to_the_reference(postgres_url: str,
                           rng=random.Random(9).randbytes)
     # The sample covers what it claims to.
     assert {st.rights.status for st in states} == set(CardStatus)
+    assert any(st.serial == blocked and st.rights.status is CardStatus.KILLED for st in states)
     assert sum(t.pairing is not None for t in targets) == 1
     assert any(st.paired_chip_id is not None and t.pairing is None
                for st, t in zip(states, targets, strict=True))

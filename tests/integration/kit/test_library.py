@@ -21,7 +21,9 @@ NOT_FROM_A_SCENARIO = {Reason.CARD_ERROR, Reason.UNKNOWN_CHANNEL}
 #: with a PIN, load the purse, upload the purchase report): named in docs/kit.md, "Not yet
 #: covered".  This set is a gap to close, not a permanent exclusion.
 NOT_YET_IN_A_SCENARIO = {Reason.PPV_NOT_PURCHASED, Reason.PURSE_EMPTY, Reason.PPV_EVENT_ENDED,
-                         Reason.PPV_NOT_ON_AIR, Reason.PPV_PIN_WRONG}
+                         Reason.PPV_NOT_ON_AIR, Reason.PPV_PIN_WRONG,
+                         # the card's own sharing check needs several boxes on one card
+                         Reason.SHARING_DETECTED}
 SEED_OPERATORS = {"000 TV+", "001 NTV Plus", "002 ATV+", "003 MTS", "004 Uzonline"}
 
 

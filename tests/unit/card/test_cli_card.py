@@ -9,13 +9,15 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from cas.card.eeprom import load_image
+from cas.card.eeprom import load_card_image, load_image
 from cas.card.personalise import check_record_keys
 from cas.cli.main import cli
+from cas.formats.cardstate import DEFAULT_CARD_STATE
 from cas.formats.records import parse_card_batch
+from cas.sharing import SharingPolicy
 from cas.store.engine import open_store
 
-from .helpers import KEYS
+from .helpers import KEYS, make_client
 
 
 @pytest.fixture
@@ -109,3 +111,31 @@ def test_serve_bad_endpoint(data_dir: Path) -> None:
     assert result.exit_code == 0
     bad = invoke(data_dir, "card", "serve", "--image", image, "--vpcd", "localhost:notaport")
     assert bad.exit_code == 2 and "port must be a number" in bad.output
+
+
+def test_personalise_sets_the_sharing_check_in_the_images(tmp_path: Path,
+                                                          data_dir: Path) -> None:
+    out = tmp_path / "cards"
+    result = invoke(data_dir, "--json", "card", "personalise", "-n", "1", "--out", str(out),
+                    "--no-register", "--sharing-policy", "refuse", "--tuners", "3")
+    assert result.exit_code == 0, result.output
+    (card,) = json.loads(result.output)["cards"]
+    _record, state = load_card_image(card["image"])
+    assert (state.sharing.policy, state.sharing.tuners) == (SharingPolicy.REFUSE, 3)
+    default = invoke(data_dir, "--json", "card", "personalise", "-n", "1", "--out",
+                     str(tmp_path / "plain"), "--no-register")
+    (plain,) = json.loads(default.output)["cards"]
+    assert load_card_image(plain["image"])[1] == DEFAULT_CARD_STATE  # the record alone
+
+
+def test_sharing_policy_emm_reaches_a_card(tmp_path: Path, store_dir: Path) -> None:
+    out = tmp_path / "policy.sections"
+    r = invoke(store_dir, "--json", "card", "sharing-policy", "refuse", "--tuners", "4",
+               "--clear", "--card", "1000000001", "--out", str(out))
+    assert r.exit_code == 0, r.output
+    applet, client = make_client()
+    client.process_emm(out.read_bytes())
+    state = applet.eeprom.state
+    assert (state.sharing.policy, state.sharing.tuners) == (SharingPolicy.REFUSE, 4)
+    bad = invoke(store_dir, "card", "sharing-policy", "refuse", "--card", "1000000001")
+    assert bad.exit_code == 2 and "--out" in bad.output

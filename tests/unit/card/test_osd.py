@@ -3,16 +3,22 @@ order); priority order, shown once, start times by the card's clock, a full mail
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
-from cas.card.client import build_apdu
+from cas.card.applet import Applet
+from cas.card.client import CardClient, build_apdu
+from cas.card.eeprom import Eeprom, load_card_image
 from cas.card.errors import MessageRefusedError
 from cas.card.osd import MAILBOX_SLOTS
+from cas.card.transport import InProcessTransport
 from cas.errors import StatusWordError
 from cas.formats.apdu import CLA_PROPRIETARY, Ins
 from cas.formats.emm import Fingerprint, FingerprintKind, OsdMail, OsdMessage
+from cas.formats.records import CARD_RECORD_SIZE, build_card_record
 
-from .helpers import NOW, SERIAL, HeadEnd, make_client
+from .helpers import KEYS, NOW, SERIAL, HeadEnd, make_client, make_record
 
 
 def mail(message_id: int, priority: int = 0, *, start_s: int = 0, duration_s: int = 10,
@@ -94,3 +100,45 @@ def test_fingerprint_order() -> None:
                         y_pct=95)
     client.process_emm(HeadEnd().global_(order))
     assert client.fingerprint() == order
+
+
+def test_messages_and_acknowledgements_survive_a_reset_and_a_reopened_image(
+        tmp_path: Path) -> None:
+    """The mailbox is in the EEPROM image: a new card process on the same image still holds
+    the unacknowledged message and the fingerprint order, and an acknowledged message stays
+    acknowledged (a carousel repeat of it is not shown again)."""
+    image = tmp_path / "card.img"
+    image.write_bytes(build_card_record(make_record()))
+    applet = Applet(Eeprom.open(image), rom_key=KEYS.transport_key())
+    client = CardClient(InProcessTransport(applet))
+    head = HeadEnd()
+    order = Fingerprint(kind=FingerprintKind.COVERT, start_s=0, duration_s=30, x_pct=5, y_pct=5)
+    client.process_emm(head.unique(SERIAL, mail(1, 9, text="seen"), mail(2, 1, text="waiting"),
+                                   order))
+    first = client.osd_mail()
+    assert first is not None and first.message_id == 1
+    client.ack_osd(1)
+    applet.reset()
+    applet.power_off()
+    del applet, client
+
+    again = Applet(Eeprom.open(image), rom_key=KEYS.transport_key())
+    client = CardClient(InProcessTransport(again))
+    waiting = client.osd_mail()
+    assert waiting is not None and (waiting.message_id, waiting.text) == (2, "waiting")
+    assert client.fingerprint() == order
+    client.process_emm(head.unique(SERIAL, mail(1, 9, text="seen")))  # the carousel repeats it
+    client.ack_osd(2)
+    assert client.osd_mail() is None
+    assert load_card_image(image)[1].acked == (1, 2)
+
+
+def test_an_image_without_a_state_area_opens_with_an_empty_mailbox(tmp_path: Path) -> None:
+    image = tmp_path / "old.img"
+    image.write_bytes(build_card_record(make_record()))  # the layout before the state area
+    client = CardClient(InProcessTransport(Applet(Eeprom.open(image),
+                                                  rom_key=KEYS.transport_key())))
+    assert client.osd_mail() is None and client.fingerprint() is None
+    client.process_emm(HeadEnd().unique(SERIAL, mail(3)))
+    assert len(image.read_bytes()) > CARD_RECORD_SIZE  # now it has one
+    assert load_card_image(image)[1].mails[0].message_id == 3

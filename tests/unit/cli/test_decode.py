@@ -220,3 +220,23 @@ def test_a_status_word_alone_is_still_recognised_and_longer_answers_need_as() ->
     assert code == 0 and json.loads(out)["data_length"] == 2
     code, _, err = _run("decode", "--as", "sections", "0102")
     assert code == 3 and err.startswith("error:")
+
+
+def test_a_card_image_with_its_state_area_decodes_whole(tmp_path: Path) -> None:
+    from cas.card.eeprom import build_image
+    from cas.formats.cardstate import CardState, SharingFlag
+    from cas.sharing import SharingRule
+    from tests.unit.card.helpers import make_record
+
+    state = CardState(flag=SharingFlag(rules=(SharingRule.SERVICES,), window_s=10,
+                                       services=3, requests=3))
+    image = tmp_path / "card.img"
+    image.write_bytes(build_image(make_record(), state))
+    code, out, _ = _run("--json", "decode", str(image))
+    assert code == 0, out
+    doc = json.loads(out)
+    assert doc["card_state"]["sharing_flag"]["services"] == 3
+    assert doc["card_state"]["sharing"]["policy"] == "FLAG"
+    image.write_bytes(build_image(make_record(), state)[:-1])  # a broken state area
+    code, out, err = _run("decode", str(image))
+    assert code == 3 and "Traceback" not in out + err

@@ -174,3 +174,40 @@ def test_cli_block_blocks_the_flagged_card_and_queues_its_emm(tmp_path: Path,
         assert json.loads(again.stdout)["blocked"] == []
     finally:
         store.dispose()
+
+
+def test_cli_unblock_takes_a_blocked_card_back(tmp_path: Path, db_url: str) -> None:
+    def cas(*args: str, code: int = 0) -> Any:
+        r = CliRunner().invoke(cli, ["--db-url", db_url, *args], env={"COLUMNS": "200"})
+        assert r.exit_code == code, (args, r.output)
+        return r
+
+    cas("operator", "use", "tvplus", "--clock-start", "2026-03-01")
+    number = json.loads(cas("--json", "account", "create", "--surname", "Aliyev",
+                            "--name", "Rashad").stdout)["account_number"]
+    cas("card", "add", "2256884759", "--account", number)
+    cas("card", "add", "2256884761", "--account", number)
+    log = _write(tmp_path / "ecm.jsonl", _box(2256884759, (1, 2, 3)))
+    cas("--json", "diag", "sharing", str(log), "--block", code=7)
+    why = json.loads(cas("--json", "why", "--card", "2256884759", "--channel", "1").stdout)
+    assert why["reason"] == "CARD_KILLED" and "cas card unblock 2256884759" in why["fix"]
+    # an active card is not blocked; a killed one stays killed
+    cas("card", "unblock", "2256884761", code=6)
+    cas("card", "kill", "2256884761", "--yes")
+    r = cas("card", "unblock", "2256884761", code=7)
+    assert "killed" in r.output and "Traceback" not in r.output
+
+    r = cas("card", "unblock", "2256884759")
+    assert "unblocked" in r.output
+    store = open_store(db_url=db_url)
+    try:
+        with store.transaction() as s:
+            card = s.get(Card, 2256884759)
+            assert card is not None and card.status == "active"
+            queue = card_emm_queue(s, 2256884759)
+            assert queue.pending and [c.cause for c in queue.pending_changes][-1] == "unblock"
+    finally:
+        store.dispose()
+    why = json.loads(cas("--json", "why", "--card", "2256884759", "--channel", "1").stdout)
+    assert why["reason"] != "CARD_KILLED"
+    cas("card", "unblock", "2256884759", code=6)  # not blocked any more

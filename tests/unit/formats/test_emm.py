@@ -13,6 +13,7 @@ from cas.errors import FormatError
 from cas.formats.emm import (
     AddEntitlement,
     ClearEntitlements,
+    ClearSharing,
     Emm,
     EmmAddressType,
     EmmCommand,
@@ -25,6 +26,7 @@ from cas.formats.emm import (
     OsdMail,
     OsdMessage,
     Pair,
+    SetSharing,
     SetStatus,
     SharedAddress,
     UniqueAddress,
@@ -40,6 +42,7 @@ from cas.formats.emm import (
     parse_emm_commands,
     parse_emm_section,
 )
+from cas.sharing import SharingPolicy
 from tests.unit.formats.record_strategies import emm_commands, emm_headers
 
 
@@ -246,3 +249,24 @@ def test_fingerprint_builder_checks() -> None:
     with pytest.raises(FormatError, match=r"0\.\.100"):
         build_emm_commands([Fingerprint(kind=FingerprintKind.OVERT, start_s=0, duration_s=1,
                                         x_pct=101, y_pct=0)])
+
+
+def test_sharing_command_layouts() -> None:
+    cmd = SetSharing(policy=SharingPolicy.REFUSE, tuners=3, rate_tolerance=1, window_s=10)
+    raw = build_emm_commands([cmd, ClearSharing()])
+    assert raw == bytes.fromhex("30 04 02 03 01 0A 31 00")
+    assert parse_emm_commands(raw) == [cmd, ClearSharing()]
+    assert describe(cmd) == {"command": "SET_SHARING", "policy": "REFUSE", "tuners": 3,
+                             "rate_tolerance": 1, "window_s": 10}
+
+
+@pytest.mark.parametrize("raw", [
+    bytes.fromhex("30 04 03 02 01 0A"),     # no policy 3
+    bytes.fromhex("30 04 01 00 01 0A"),     # no tuner
+    bytes.fromhex("30 04 01 02 01 00"),     # an empty window
+    bytes.fromhex("30 03 01 02 01"),        # short
+    bytes.fromhex("31 01 00"),              # CLEAR_SHARING takes nothing
+])
+def test_bad_sharing_commands(raw: bytes) -> None:
+    with pytest.raises(FormatError):
+        parse_emm_commands(raw)

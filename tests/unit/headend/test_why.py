@@ -16,7 +16,14 @@ from typing import Any
 import pytest
 
 from cas.billing import accounts, service
-from cas.headend.why import CANNOT_KNOW_BOX, CANNOT_KNOW_PIN, Explanation, WhyState, explain
+from cas.headend.why import (
+    CANNOT_KNOW_BOX,
+    CANNOT_KNOW_PIN,
+    CANNOT_KNOW_SHARING,
+    Explanation,
+    WhyState,
+    explain,
+)
 from cas.reasons import Reason
 from cas.store.engine import Store
 from tests.unit.billing.helpers import Bench
@@ -74,6 +81,9 @@ def test_pin_ok_on_a_rated_channel_is_open_if_pin_not_open(store: Store) -> None
     assert plain.state is WhyState.OPEN and plain.as_dict()["state"] == "OPEN"
     assert CANNOT_KNOW_PIN not in plain.cannot_know
     assert CANNOT_KNOW_BOX in plain.cannot_know
+    # an open channel may still be refused by the card's own sharing check (E60)
+    assert CANNOT_KNOW_SHARING in plain.cannot_know and "E60" in CANNOT_KNOW_SHARING
+    assert CANNOT_KNOW_SHARING not in locked.cannot_know
     with tv.store.reader() as s:
         in_box = explain(s, card, QAZAQSTAN, tv.now(), chip_id=0x0A0B0C0D)
     assert CANNOT_KNOW_BOX not in in_box.cannot_know

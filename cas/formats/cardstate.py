@@ -1,0 +1,238 @@
+"""The card's state area: what the card OS keeps in its EEPROM beyond the card record.
+
+docs/formats.md §2.2.  The EEPROM image is the 631-byte card record (§2), optionally followed
+by this area; an image without it (every image written before format 1 of this area, and
+every factory image) is a card with the default state: sharing check ``FLAG`` for a 2-tuner
+box, no ECM record, an empty mailbox.  The card record itself keeps its layout, so the card
+factory's batch files (§4) are unchanged::
+
+    magic "CAST" | version u8 (1)
+    sharing_policy u8 | tuners u8 | rate_tolerance u8 | window_s u8     (cas.sharing)
+    flagged u8 | flag_rules u8 (bit 0 services, bit 1 rate) | flag_window_s u32
+    flag_services u8 | flag_requests u8 | flag_trips u16                (the evidence)
+    ecm_count u8 (<= 32), ecm x count        (channel_id u16, time_s u32), oldest first
+    mail_count u8 (<= 8), mail x count       (length u8, OSD_MAIL command value)
+    acked_count u8 (<= 64), message_id u16 x count, oldest first
+    fingerprint length u8 (0 = none), FINGERPRINT command value
+    crc32 u32                                over every byte of the area before it
+
+A version this card OS does not know is refused with a :class:`~cas.errors.FormatError`
+naming it (``card_state.version``), never read as something else.
+"""
+
+from __future__ import annotations
+
+import zlib
+from dataclasses import dataclass, field
+
+import construct as cs
+
+from cas.errors import FormatError
+from cas.formats._common import build_struct, check_range, parse_struct
+from cas.formats.emm import (
+    EmmTag,
+    Fingerprint,
+    OsdMail,
+    build_emm_commands,
+    parse_emm_commands,
+)
+from cas.sharing import (
+    DEFAULT_RATE_TOLERANCE,
+    DEFAULT_TUNERS,
+    DEFAULT_WINDOW_S,
+    SharingPolicy,
+    SharingRule,
+)
+
+CARD_STATE_MAGIC = b"CAST"
+CARD_STATE_VERSION = 1
+#: ECMs the card remembers for its sharing check (the evidence counts saturate at this).
+ECM_RECORD_SLOTS = 32
+#: Messages the mailbox holds; a new one beyond this pushes out the lowest priority one.
+MAILBOX_SLOTS = 8
+#: Acknowledged message ids remembered (a repeated EMM of an older id is ignored).
+ACKED_MEMORY = 64
+
+_RULE_BITS = {SharingRule.SERVICES: 1, SharingRule.RATE: 2}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SharingSettings:
+    """What the card does about sharing, and the box it serves (set by EMM ``SET_SHARING``
+    or at personalisation)."""
+
+    policy: SharingPolicy = SharingPolicy.FLAG
+    tuners: int = DEFAULT_TUNERS
+    rate_tolerance: int = DEFAULT_RATE_TOLERANCE
+    window_s: int = int(DEFAULT_WINDOW_S)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SharingFlag:
+    """The card saw more than one box: the first window that broke a rule, and how many
+    windows did since the flag was raised."""
+
+    rules: tuple[SharingRule, ...]
+    window_s: int
+    services: int
+    requests: int
+    trips: int = 1
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class EcmSeen:
+    """One ECM the card answered: its channel and its own timestamp."""
+
+    channel_id: int
+    time_s: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CardState:
+    """The state area (all defaults: an image without one)."""
+
+    sharing: SharingSettings = field(default_factory=SharingSettings)
+    flag: SharingFlag | None = None
+    ecms: tuple[EcmSeen, ...] = ()
+    mails: tuple[OsdMail, ...] = ()
+    acked: tuple[int, ...] = ()
+    fingerprint: Fingerprint | None = None
+
+
+DEFAULT_CARD_STATE = CardState()
+
+_ECM = cs.Struct("channel_id" / cs.Int16ub, "time_s" / cs.Int32ub)
+
+CARD_STATE_BODY = cs.Struct(
+    "magic" / cs.Const(CARD_STATE_MAGIC),
+    "version" / cs.Const(CARD_STATE_VERSION, cs.Int8ub),
+    "sharing_policy" / cs.ExprValidator(cs.Int8ub, lambda o, c: o in set(SharingPolicy)),
+    "tuners" / cs.ExprValidator(cs.Int8ub, lambda o, c: o >= 1),
+    "rate_tolerance" / cs.Int8ub,
+    "window_s" / cs.ExprValidator(cs.Int8ub, lambda o, c: o >= 1),
+    "flagged" / cs.ExprValidator(cs.Int8ub, lambda o, c: o in (0, 1)),
+    "flag_rules" / cs.ExprValidator(cs.Int8ub, lambda o, c: o <= 3),
+    "flag_window_s" / cs.Int32ub,
+    "flag_services" / cs.Int8ub,
+    "flag_requests" / cs.Int8ub,
+    "flag_trips" / cs.Int16ub,
+    "ecms" / cs.ExprValidator(cs.PrefixedArray(cs.Int8ub, _ECM),
+                              lambda o, c: len(o) <= ECM_RECORD_SLOTS),
+    "mails" / cs.ExprValidator(cs.PrefixedArray(cs.Int8ub, cs.Prefixed(cs.Int8ub,
+                                                                       cs.GreedyBytes)),
+                               lambda o, c: len(o) <= MAILBOX_SLOTS),
+    "acked" / cs.ExprValidator(cs.PrefixedArray(cs.Int8ub, cs.Int16ub),
+                               lambda o, c: len(o) <= ACKED_MEMORY),
+    "fingerprint" / cs.Prefixed(cs.Int8ub, cs.GreedyBytes),
+)
+CARD_STATE = cs.Struct(
+    "body" / cs.RawCopy(CARD_STATE_BODY),
+    "crc32" / cs.Checksum(cs.Int32ub, lambda data: zlib.crc32(data), cs.this.body.data),
+    cs.Terminated,
+)
+"""The card's state area, docs/formats.md §2.2: RawCopy(body) + CRC-32 over the body."""
+
+
+def _value(command: OsdMail | Fingerprint, path: str) -> bytes:
+    try:
+        return build_emm_commands([command])[2:]
+    except FormatError as exc:
+        raise FormatError(str(exc.args[0]) if exc.args else "bad value", path=path) from exc
+
+
+def _command(tag: EmmTag, value: bytes, path: str) -> OsdMail | Fingerprint:
+    try:
+        cmd = parse_emm_commands(bytes((tag, len(value))) + value)[0]
+    except FormatError as exc:
+        raise FormatError("not a valid command value", path=path) from exc
+    assert isinstance(cmd, OsdMail | Fingerprint)
+    return cmd
+
+
+def build_card_state(state: CardState) -> bytes:
+    p = "card_state"
+    s, flag = state.sharing, state.flag
+    for name in ("tuners", "rate_tolerance", "window_s"):
+        check_range(getattr(s, name), 8, f"{p}.{name}")
+    if len(state.ecms) > ECM_RECORD_SLOTS:
+        raise FormatError(f"at most {ECM_RECORD_SLOTS} ECMs", path=f"{p}.ecms")
+    if len(state.mails) > MAILBOX_SLOTS:
+        raise FormatError(f"at most {MAILBOX_SLOTS} messages", path=f"{p}.mails")
+    if len(state.acked) > ACKED_MEMORY:
+        raise FormatError(f"at most {ACKED_MEMORY} acknowledged ids", path=f"{p}.acked")
+    if flag is not None:
+        check_range(flag.window_s, 32, f"{p}.flag_window_s")
+        check_range(flag.services, 8, f"{p}.flag_services")
+        check_range(flag.requests, 8, f"{p}.flag_requests")
+        check_range(flag.trips, 16, f"{p}.flag_trips")
+    for i, e in enumerate(state.ecms):
+        check_range(e.channel_id, 16, f"{p}.ecms[{i}].channel_id")
+        check_range(e.time_s, 32, f"{p}.ecms[{i}].time_s")
+    for i, m in enumerate(state.acked):
+        check_range(m, 16, f"{p}.acked[{i}]")
+    body = dict(
+        sharing_policy=int(s.policy), tuners=s.tuners, rate_tolerance=s.rate_tolerance,
+        window_s=s.window_s, flagged=int(flag is not None),
+        flag_rules=sum(_RULE_BITS[r] for r in flag.rules) if flag else 0,
+        flag_window_s=flag.window_s if flag else 0,
+        flag_services=flag.services if flag else 0,
+        flag_requests=flag.requests if flag else 0,
+        flag_trips=flag.trips if flag else 0,
+        ecms=[dict(channel_id=e.channel_id, time_s=e.time_s) for e in state.ecms],
+        mails=[_value(m, f"{p}.mails[{i}]") for i, m in enumerate(state.mails)],
+        acked=list(state.acked),
+        fingerprint=(_value(state.fingerprint, f"{p}.fingerprint")
+                     if state.fingerprint is not None else b""),
+    )
+    return build_struct(CARD_STATE, dict(body=dict(value=body), crc32=None), p)
+
+
+def parse_card_state(data: bytes) -> CardState:
+    """The state area (``FormatError``/``ChecksumError`` naming the field when it is not
+    one this card OS wrote)."""
+    data = bytes(data)
+    if data[:4] == CARD_STATE_MAGIC and len(data) > 4 and data[4] != CARD_STATE_VERSION:
+        raise FormatError(f"version {data[4]} is not supported (this card OS reads version "
+                          f"{CARD_STATE_VERSION})", path="card_state.version")
+    c = parse_struct(CARD_STATE, data, "card_state").body.value
+    flag = None
+    if c.flagged:
+        flag = SharingFlag(rules=tuple(r for r, bit in _RULE_BITS.items() if c.flag_rules & bit),
+                           window_s=c.flag_window_s, services=c.flag_services,
+                           requests=c.flag_requests, trips=c.flag_trips)
+    mails = []
+    for i, v in enumerate(c.mails):
+        mail = _command(EmmTag.OSD_MAIL, v, f"card_state.mails[{i}]")
+        assert isinstance(mail, OsdMail)
+        mails.append(mail)
+    fingerprint = None
+    if c.fingerprint:
+        fp = _command(EmmTag.FINGERPRINT, c.fingerprint, "card_state.fingerprint")
+        assert isinstance(fp, Fingerprint)
+        fingerprint = fp
+    return CardState(
+        sharing=SharingSettings(policy=SharingPolicy(c.sharing_policy), tuners=c.tuners,
+                                rate_tolerance=c.rate_tolerance, window_s=c.window_s),
+        flag=flag,
+        ecms=tuple(EcmSeen(channel_id=e.channel_id, time_s=e.time_s) for e in c.ecms),
+        mails=tuple(mails), acked=tuple(c.acked), fingerprint=fingerprint)
+
+
+def describe_card_state(state: CardState) -> dict[str, object]:
+    """JSON-able tree for ``cas decode`` of a card image with a state area."""
+    s, flag = state.sharing, state.flag
+    return {
+        "sharing": {"policy": s.policy.name, "tuners": s.tuners,
+                    "rate_tolerance": s.rate_tolerance, "window_s": s.window_s},
+        "sharing_flag": None if flag is None else {
+            "rules": [r.value for r in flag.rules], "window_s": flag.window_s,
+            "services": flag.services, "requests": flag.requests, "trips": flag.trips},
+        "ecms": [{"channel_id": e.channel_id, "time_s": e.time_s} for e in state.ecms],
+        "mails": [{"message_id": m.message_id, "priority": m.priority, "start_s": m.start_s,
+                   "duration_s": m.duration_s, "text": m.text} for m in state.mails],
+        "acked": list(state.acked),
+        "fingerprint": None if state.fingerprint is None else {
+            "kind": state.fingerprint.kind.name, "start_s": state.fingerprint.start_s,
+            "duration_s": state.fingerprint.duration_s, "x_pct": state.fingerprint.x_pct,
+            "y_pct": state.fingerprint.y_pct},
+    }

@@ -1,0 +1,93 @@
+"""The card's state area (docs/formats.md §2.2): round trip, the image split into record and
+state, an image without a state area, an unknown version, a broken CRC, the limits."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from cas.card.eeprom import build_image, load_card_image, load_image, parse_image
+from cas.errors import ChecksumError, FormatError
+from cas.formats.cardstate import (
+    DEFAULT_CARD_STATE,
+    ECM_RECORD_SLOTS,
+    CardState,
+    EcmSeen,
+    SharingFlag,
+    SharingSettings,
+    build_card_state,
+    parse_card_state,
+)
+from cas.formats.emm import Fingerprint, FingerprintKind, OsdMail
+from cas.formats.records import CARD_RECORD_SIZE, build_card_record
+from cas.sharing import SharingPolicy, SharingRule
+from tests.unit.card.helpers import make_record
+
+STATE = CardState(
+    sharing=SharingSettings(policy=SharingPolicy.REFUSE, tuners=3, rate_tolerance=2,
+                            window_s=8),
+    flag=SharingFlag(rules=(SharingRule.SERVICES, SharingRule.RATE), window_s=1_767_225_600,
+                     services=5, requests=9, trips=4),
+    ecms=tuple(EcmSeen(channel_id=c, time_s=1_767_225_600 + c) for c in range(5)),
+    mails=(OsdMail(message_id=7, priority=3, start_s=0, duration_s=20, text="Пополните счёт"),),
+    acked=(1, 2, 65535),
+    fingerprint=Fingerprint(kind=FingerprintKind.OVERT, start_s=5, duration_s=9, x_pct=10,
+                            y_pct=90),
+)
+
+
+def test_round_trip() -> None:
+    assert parse_card_state(build_card_state(STATE)) == STATE
+    assert parse_card_state(build_card_state(DEFAULT_CARD_STATE)) == DEFAULT_CARD_STATE
+
+
+def test_an_image_is_the_record_then_the_state_unless_it_is_the_default(tmp_path: Path) -> None:
+    rec = make_record()
+    assert build_image(rec) == build_card_record(rec)
+    data = build_image(rec, STATE)
+    assert data[:CARD_RECORD_SIZE] == build_card_record(rec)
+    assert parse_image(data) == (rec, STATE)
+    image = tmp_path / "card.img"
+    image.write_bytes(data)
+    assert load_card_image(image) == (rec, STATE) and load_image(image) == rec
+
+
+def test_an_image_of_the_record_alone_opens_in_the_default_state(tmp_path: Path) -> None:
+    image = tmp_path / "factory.img"
+    image.write_bytes(build_card_record(make_record()))
+    assert load_card_image(image)[1] == DEFAULT_CARD_STATE
+    assert DEFAULT_CARD_STATE.sharing.policy is SharingPolicy.FLAG
+    assert DEFAULT_CARD_STATE.sharing.tuners == 2
+
+
+def test_a_newer_version_is_refused_by_name(tmp_path: Path) -> None:
+    data = bytearray(build_card_state(STATE))
+    data[4] = 2
+    with pytest.raises(FormatError) as info:
+        parse_card_state(bytes(data))
+    assert info.value.path == "card_state.version" and "version 2" in str(info.value)
+    image = tmp_path / "card.img"
+    image.write_bytes(build_card_record(make_record()) + bytes(data))
+    with pytest.raises(FormatError, match=r"card image .*card\.img.*version 2"):
+        load_card_image(image)
+
+
+def test_a_changed_byte_breaks_the_crc() -> None:
+    data = bytearray(build_card_state(STATE))
+    data[10] ^= 0x01
+    with pytest.raises(ChecksumError):
+        parse_card_state(bytes(data))
+    with pytest.raises(FormatError):
+        parse_card_state(bytes(data[:-1]))
+
+
+@pytest.mark.parametrize("state", [
+    CardState(ecms=tuple(EcmSeen(channel_id=1, time_s=i) for i in range(ECM_RECORD_SLOTS + 1))),
+    CardState(acked=tuple(range(65))),
+    CardState(sharing=SharingSettings(tuners=256)),
+    CardState(acked=(70000,)),
+])
+def test_limits(state: CardState) -> None:
+    with pytest.raises(FormatError):
+        build_card_state(state)
