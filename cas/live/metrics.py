@@ -60,6 +60,11 @@ HELP: dict[str, str] = {
     "ecmg_round_trip_seconds": "ECM request to ECM response time at the ECMG, per service.",
     "cc_errors_total": "Continuity-counter discontinuities seen in a service's input.",
     "emmg_bytes_sent_total": "EMM section bytes sent to the external mux over EMMG/PDG<=>MUX.",
+    "mux_bytes_total": "Datagram bytes an external EMMG/PDG sent that the [mux] queued, per client.",
+    "mux_sections_total": "Datagrams (sections or TS packets) the [mux] queued, per client.",
+    "mux_dropped_total": "Datagrams the [mux] dropped because a client overran its queue.",
+    "mux_packets_total": "TS packets the [mux] put on air on a client's PID.",
+    "mux_clients_connected": "Open EMMG/PDG<=>MUX channels of a client.",
 }
 
 

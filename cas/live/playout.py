@@ -18,6 +18,8 @@ Per window, in this order:
 5. **EMMs**: ``feed.take(now, budget)`` once per window, the budget being the EMM PID's
    bitrate ceiling over the window; sections are packed back to back on the EMM PID and
    spread over the window.
+6. **External EMMGs/PDGs** (``[mux]``): what :class:`cas.live.muxin.MuxInputs` airs in the
+   window, each client on its PID at its allocation.
 
 The packets are then merged by due time (a stable sort: equal times keep the order above).
 """
@@ -48,6 +50,13 @@ class EmmFeed(Protocol):
     """The part of :class:`cas.live.carousel.EmmCarousel` the multiplex uses."""
 
     def take(self, now_s: float, budget_bytes: int) -> list[bytes]: ...
+
+
+class ExtraPids(Protocol):
+    """The part of :class:`cas.live.muxin.MuxInputs` the multiplex uses: packets of external
+    EMMGs/PDGs on their PIDs, already paced, for one window."""
+
+    def window(self, a_s: float, b_s: float) -> Block: ...
 
 
 @dataclass(slots=True)
@@ -85,8 +94,10 @@ class Multiplexer:
                  crypto: CryptoSchedule | None, ecm_repetition_s: float, emm_pid: int,
                  emm_feed: EmmFeed | None = None, emm_max_bitrate_bps: int = 1_000_000,
                  cw_log: CwLog | None = None,
-                 on_period: Callable[[int], None] | None = None) -> None:
+                 on_period: Callable[[int], None] | None = None,
+                 extra_pids: ExtraPids | None = None) -> None:
         self.services = list(services)
+        self.extra_pids = extra_pids
         self.psi = psi
         self.crypto = crypto
         self.ecm_repetition_s = ecm_repetition_s
@@ -126,6 +137,8 @@ class Multiplexer:
             parts.append(blk)
         if self.emm_feed is not None:
             parts.append(self._emms(a_s, b_s, now_s))
+        if self.extra_pids is not None:
+            parts.append(self.extra_pids.window(a_s, b_s))
         out = merge(parts)
         self.stats.windows += 1
         self.stats.packets += len(out)
