@@ -39,6 +39,7 @@ from cas.headend.simulcrypt import emmgmux as M
 from cas.headend.simulcrypt.connection import NEED_DATA
 from cas.headend.teststream import TestService, TestStreamOptions, make_test_stream
 from cas.store.engine import open_store
+from cas.store.repo import register_card
 from tests.fixtures.net import free_tcp_port, free_udp_port
 
 CAS = str(Path(sys.executable).parent / "cas")
@@ -49,6 +50,8 @@ PAYLOAD = 184
 TCP_CLIENT, TCP_PID, TCP_KBPS = 0x4ADB0001, 0x0C40, 64
 UDP_CLIENT, UDP_PID, UDP_KBPS = 0x4ADC0001, 0x0C41, 48
 FLOOD_CLIENT, FLOOD_PID, FLOOD_KBPS = 0x4ADD0001, 0x0C42, 16
+#: Our own carousel through the same interface (``own_emm``), on [emm].pid.
+OWN_CLIENT, OWN_PID = 0xDEAD0001, 0x0C00
 PRIVATE_DATA = bytes.fromhex("a1b2c3")
 #: What the head-end may put on a client's PID over any second of stream time: the
 #: allocation in payload bytes, plus the TS headers (188/184), plus 10 % for one burst of the
@@ -131,9 +134,14 @@ source = "loop:clear.ts"
 [ops]
 listen = "127.0.0.1:0"
 log = "json"
+[emm]
+client_id = 0x{own:08X}
+bandwidth_kbps = 40
+cycle_bitrate_bps = 20000
 [mux]
 listen = "127.0.0.1:{mux_port}"
 idle_timeout_s = 30
+own_emm = true
 [[mux.client]]
 client_id = 0x{tcp:08X}
 pid = 0x{tcp_pid:04X}
@@ -170,6 +178,8 @@ def headend(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Headend]:
     store = open_store(data_dir=data)
     with store.transaction() as s:
         use_profile(s, "tvplus", clock_start=T0)
+        for serial in range(2_256_900_001, 2_256_900_004):  # start-up EMMs for own_emm
+            register_card(s, serial, at=T0)
     store.dispose()
     make_test_stream([TestService(service_id=1001, name="ch1")], root / "clear.ts",
                      TestStreamOptions(duration_s=2.0))
@@ -181,7 +191,7 @@ def headend(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Headend]:
     (root / "headend.toml").write_text(CONFIG.format(
         out_port=out_port, mux_port=mux_port, tcp=TCP_CLIENT, tcp_pid=TCP_PID,
         tcp_kbps=TCP_KBPS, private=PRIVATE_DATA.hex(), udp=UDP_CLIENT, udp_pid=UDP_PID,
-        udp_kbps=UDP_KBPS, flood=FLOOD_CLIENT, flood_pid=FLOOD_PID, flood_kbps=FLOOD_KBPS))
+        udp_kbps=UDP_KBPS, own=OWN_CLIENT, flood=FLOOD_CLIENT, flood_pid=FLOOD_PID, flood_kbps=FLOOD_KBPS))
     capture = Capture(sock)
     thread = threading.Thread(target=capture.run, daemon=True)
     thread.start()
@@ -396,6 +406,7 @@ def test_cat_on_air_has_a_ca_descriptor_per_emm_client(headend: Headend) -> None
     cats, _ = sections_on(headend.capture.packets()[-20_000:], 0x0001)
     assert cats
     cat = psi.parse_cat(cats[-1])
+    assert len(cat.descriptors) == 4  # our own carousel (own_emm) is not announced twice
     assert set(cat.descriptors) == {
         psi.CaDescriptor(ca_system_id=0xDEAD, ca_pid=0x0C00),
         psi.CaDescriptor(ca_system_id=TCP_CLIENT >> 16, ca_pid=TCP_PID,
@@ -412,3 +423,13 @@ def test_connections_are_logged_and_counted(headend: Headend) -> None:
                       for c in (TCP_CLIENT, UDP_CLIENT, FLOOD_CLIENT)), 10,
           "every client to be disconnected")
     assert names.count("mux client disconnected") >= 2
+
+
+def test_our_own_carousel_runs_through_the_same_interface(headend: Headend) -> None:
+    assert headend.metric("mux_clients_connected", OWN_CLIENT) == 1
+    assert any(e.get("event") == "mux client connected"
+               and e.get("client_id") == f"0x{OWN_CLIENT:08X}" for e in headend.log_events())
+    _wait(lambda: headend.metric("mux_sections_total", OWN_CLIENT) > 0, 30,
+          "our carousel's EMMs through the mux")
+    sections, _ = sections_on(headend.capture.packets(), OWN_PID)
+    assert sections and all(0x82 <= s[0] <= 0x8F for s in sections)
