@@ -64,6 +64,8 @@ from cas.live.metrics import LiveMetrics
 from cas.live.sources import PACKET_SIZE, Block
 
 log = logging.getLogger("cas.live.mux")
+#: The shared server code's own lines (syntax refusals, idle probes) in the head-end's log.
+wire_log = logging.getLogger("cas.live.mux.wire")
 
 PAYLOAD_SIZE = 184
 #: At most this much of a lane's allocation may go out at once after an idle spell.
@@ -328,6 +330,8 @@ class LiveMuxSession(MuxSession):
     """A :class:`~cas.headend.simulcrypt.mux.MuxSession` with the head-end's decisions (module
     docstring)."""
 
+    log = wire_log
+
     def __init__(self, config: MuxConfig, inputs: MuxInputs, registry: MuxRegistry, *,
                  peer: str = "?") -> None:
         super().__init__(config, inputs, registry, peer=peer)
@@ -459,6 +463,8 @@ class LiveMuxSession(MuxSession):
 
 class LiveMuxServer(MuxServer):
     """``[mux]``: TCP (and UDP on the same port number) on the configured address."""
+
+    log = wire_log
 
     def __init__(self, inputs: MuxInputs) -> None:
         cfg = inputs.config

@@ -368,8 +368,11 @@ class HeadendService:
         try:
             await server.start()
         except OSError as exc:
+            with contextlib.suppress(Exception):
+                await server.close()  # TCP may listen while UDP could not
             raise ConfigError(f"{cfg_name(self.cfg)}: [mux].listen: cannot listen on "
-                              f"{server.host}:{server.port}: {exc.strerror or exc}") from None
+                              f"{server.host}:{server.requested_port}: "
+                              f"{exc.strerror or exc}") from None
         self.mux_port = server.port
         event("mux listening", host=server.host, port=server.port,
               udp=self.mux_inputs.config.udp,
