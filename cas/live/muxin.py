@@ -59,6 +59,7 @@ from cas.headend.simulcrypt.emmgmux import (
 )
 from cas.headend.simulcrypt.events import Event, error_information_for
 from cas.headend.simulcrypt.mux import MuxConfig, MuxRegistry, MuxServer, MuxSession, _MuxStream
+from cas.headend.simulcrypt.session import is_refusal
 from cas.live.config import MuxClientConfig, MuxDataType, MuxListenConfig
 from cas.live.metrics import LiveMetrics
 from cas.live.sources import PACKET_SIZE, Block
@@ -450,6 +451,9 @@ class LiveMuxSession(MuxSession):
     def _logged_apart(self, event: Event, reply: Event) -> bool:
         # Our decisions are logged by the head-end's own lines (_refused).
         return isinstance(event, ChannelSetup | StreamSetup | StreamBwRequest)
+
+    def _sent(self, event: Event, *, refusal: bool) -> None:
+        super()._sent(event, refusal=refusal or is_refusal(event))
 
     def close(self, *, commit: bool) -> None:
         was_open = not self.closed

@@ -313,3 +313,28 @@ def test_connected_gauge_follows_channels() -> None:
     assert metrics.value("mux_clients_connected", client_id="0x4ADB0001") == 1
     wires[1].session.close(commit=False)
     assert metrics.value("mux_clients_connected", client_id="0x4ADB0001") == 0
+
+
+def test_a_client_pid_on_a_service_pid_is_a_config_error() -> None:
+    import tomllib
+    from pathlib import Path
+
+    from cas.errors import ConfigError
+    from cas.live.config import parse_config
+    from cas.live.psi import ServiceLayout
+    from cas.live.service import HeadendService
+
+    text = ("[output]\nurl = \"-\"\n[[service]]\nchannel = 1\nsource = \"lavfi:testsrc\"\n"
+            "[mux]\nlisten = \"127.0.0.1:0\"\n[[mux.client]]\nclient_id = 0x4ADB0001\n"
+            "pid = 0x0101\nmax_bandwidth_kbps = 10\n")
+    cfg = parse_config(tomllib.loads(text), file="h.toml", base=Path("/nonexistent"))
+    layout = ServiceLayout(service_id=1001, channel_number=1, name="x", pmt_pid=0x1000,
+                           pcr_pid=0x0100, ecm_pid=0x0C10,
+                           streams=(psi.PmtStream(stream_type=2, elementary_pid=0x0100),
+                                    psi.PmtStream(stream_type=3, elementary_pid=0x0101)))
+    with pytest.raises(ConfigError, match=r"\[mux.client.1\].pid: 0x101 is a PID of service 1001"):
+        HeadendService(cfg)._mux_inputs([layout])
+    ok = HeadendService(cfg)._mux_inputs([layout.__class__(
+        service_id=1001, channel_number=1, name="x", pmt_pid=0x1000, pcr_pid=0x0100,
+        streams=layout.streams[:1])])
+    assert ok is not None and list(ok.lanes) == [0x4ADB0001]
