@@ -23,9 +23,10 @@ Each client has a **lane**: a bounded queue of what it sent, aired on its PID at
 allocation by the multiplex's producer thread (:meth:`MuxInputs.window`, called once per
 20 ms window).  Sections are packed back to back across windows (a packet leaves only full,
 or stuffed when the queue ran dry), TS packets are put on the client's PID with our own
-continuity counter.  The lane's token bucket counts 184 payload bytes per packet it airs, at
-the allocated bit rate, with at most :data:`BURST_S` of credit: so the bytes on air on a
-client's PID never exceed the allocation × 188/184 (the TS headers) plus one burst, and a
+continuity counter.  The lane's token bucket counts, at the allocated bit rate, the datagram
+bytes each packet carries — 184 payload bytes of sections, or the 188 bytes of a TS packet
+datagram — with at most :data:`BURST_S` (plus one packet) of credit: so the bytes on air on a client's PID
+never exceed the allocation (× 188/184 for the TS headers of sections) plus one burst, and a
 client that sends at its allocation — the allocation counts datagram bytes, as our EMMG paces
 them — never overruns its queue.  When the client's streams are closed, the lane drains what
 it holds at the last allocation.
@@ -69,7 +70,8 @@ log = logging.getLogger("cas.live.mux")
 wire_log = logging.getLogger("cas.live.mux.wire")
 
 PAYLOAD_SIZE = 184
-#: At most this much of a lane's allocation may go out at once after an idle spell.
+#: At most this much of a lane's allocation (plus one packet) may go out at once after an idle
+#: spell; it must be longer than the multiplex's window (20 ms).
 BURST_S = 0.04
 #: Minimum queue of a lane, whatever its bandwidth (a few sections).
 MIN_QUEUE_BYTES = 4096
@@ -213,38 +215,49 @@ class ClientLane:
     def window(self, a_s: float, b_s: float) -> list[bytes]:
         """The packets this lane airs in ``[a_s, b_s)``."""
         rate = self.rate_bps / 8
-        self._tokens = min(self._tokens + (b_s - a_s) * rate, max(PAYLOAD_SIZE, rate * BURST_S))
+        # Credit up to one burst plus one packet: a window's share never caps below the cost of
+        # the packet it is saving for, so a saturated lane airs its allocation exactly.
+        self._tokens = min(self._tokens + (b_s - a_s) * rate, rate * BURST_S + PACKET_SIZE)
         out: list[bytes] = []
-        while self._tokens >= PAYLOAD_SIZE:
+        while self._tokens >= self._cost():
             packet = self._next()
             if packet is None:
                 break
-            out.append(packet)
-            self._tokens -= PAYLOAD_SIZE
+            out.append(packet[0])
+            self._tokens -= packet[1]
         if not out and not self._queue and not self._packer.pending:
-            self._tokens = min(self._tokens, PAYLOAD_SIZE)  # idle: no credit piles up
+            self._tokens = min(self._tokens, PACKET_SIZE)  # idle: no credit piles up
         self.stats.packets += len(out)
         return out
 
-    def _next(self) -> bytes | None:
+    def _cost(self) -> int:
+        """What the next packet costs: the datagram bytes it carries, as the client counts
+        them (a whole TS packet; or a packet's payload of sections)."""
+        if self._queue and self._queue[0][1] and not self._packer.pending:
+            return PACKET_SIZE
+        return PAYLOAD_SIZE
+
+    def _next(self) -> tuple[bytes, int] | None:
         packer = self._packer
         while True:
             packet = packer.next_packet(flush=False)
             if packet is not None:
-                return packet
+                return packet, PAYLOAD_SIZE
             if not self._queue:
-                return packer.next_packet(flush=True)
+                packet = packer.next_packet(flush=True)
+                return None if packet is None else (packet, PAYLOAD_SIZE)
             datagram, ts_packets = self._queue[0]
             if ts_packets:
                 if packer.pending:       # a section client never sends packets too; be safe
-                    return packer.next_packet(flush=True)
+                    packet = packer.next_packet(flush=True)
+                    return None if packet is None else (packet, PAYLOAD_SIZE)
                 first, rest = datagram[:PACKET_SIZE], datagram[PACKET_SIZE:]
                 if rest:
                     self._queue[0] = (rest, True)
                 else:
                     self._queue.popleft()
                 self.queued_bytes -= len(first)
-                return self._ts_packet(first)
+                return self._ts_packet(first), PACKET_SIZE
             self._queue.popleft()
             self.queued_bytes -= len(datagram)
             packer.add(datagram)

@@ -50,12 +50,14 @@ PAYLOAD = 184
 TCP_CLIENT, TCP_PID, TCP_KBPS = 0x4ADB0001, 0x0C40, 64
 UDP_CLIENT, UDP_PID, UDP_KBPS = 0x4ADC0001, 0x0C41, 48
 FLOOD_CLIENT, FLOOD_PID, FLOOD_KBPS = 0x4ADD0001, 0x0C42, 16
+TS_CLIENT, TS_PID, TS_KBPS = 0x4ADE0001, 0x0C43, 64
 #: Our own carousel through the same interface (``own_emm``), on [emm].pid.
 OWN_CLIENT, OWN_PID = 0xDEAD0001, 0x0C00
 PRIVATE_DATA = bytes.fromhex("a1b2c3")
 #: What the head-end may put on a client's PID over any second of stream time: the
 #: allocation in payload bytes, plus the TS headers (188/184), plus 10 % for one burst of the
-#: lane's bucket (40 ms) and the PCR granularity of this measurement (≤ 40 ms).
+#: lane's bucket (40 ms) and the PCR granularity of this measurement (≤ 40 ms), plus the one
+#: packet of credit the bucket may hold beyond its burst.
 RATE_TOLERANCE = 1.10
 
 
@@ -154,6 +156,10 @@ pid = 0x{udp_pid:04X}
 max_bandwidth_kbps = {udp_kbps}
 data_ids = [2]
 [[mux.client]]
+client_id = 0x{ts:08X}
+pid = 0x{ts_pid:04X}
+max_bandwidth_kbps = {ts_kbps}
+[[mux.client]]
 client_id = 0x{flood:08X}
 pid = 0x{flood_pid:04X}
 max_bandwidth_kbps = {flood_kbps}
@@ -191,7 +197,8 @@ def headend(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Headend]:
     (root / "headend.toml").write_text(CONFIG.format(
         out_port=out_port, mux_port=mux_port, tcp=TCP_CLIENT, tcp_pid=TCP_PID,
         tcp_kbps=TCP_KBPS, private=PRIVATE_DATA.hex(), udp=UDP_CLIENT, udp_pid=UDP_PID,
-        udp_kbps=UDP_KBPS, own=OWN_CLIENT, flood=FLOOD_CLIENT, flood_pid=FLOOD_PID, flood_kbps=FLOOD_KBPS))
+        udp_kbps=UDP_KBPS, own=OWN_CLIENT, ts=TS_CLIENT, ts_pid=TS_PID,
+        ts_kbps=TS_KBPS, flood=FLOOD_CLIENT, flood_pid=FLOOD_PID, flood_kbps=FLOOD_KBPS))
     capture = Capture(sock)
     thread = threading.Thread(target=capture.run, daemon=True)
     thread.start()
@@ -263,7 +270,7 @@ def check_bandwidth(times: list[float], kbps: int, total_payload: int) -> None:
     """Bytes on the PID over any second of stream time stay within the allocation (with
     RATE_TOLERANCE), and the whole run took at least what the allocation allows."""
     rate = kbps * 1000 / 8  # payload bytes per second
-    limit = rate * PACKET / PAYLOAD * RATE_TOLERANCE
+    limit = rate * PACKET / PAYLOAD * RATE_TOLERANCE + PACKET
     j = 0
     for i, t in enumerate(times):
         while times[j] < t - 1.0:
@@ -328,6 +335,20 @@ def test_external_emmg_with_udp_data_every_emm_on_air_once_in_order_within_bandw
     _, times = on_pid(headend.capture.packets(), UDP_PID)
     check_bandwidth(times, UDP_KBPS, sum(map(len, sent)))
     assert headend.metric("mux_sections_total", UDP_CLIENT) == len(sent)
+
+
+def test_external_emmg_sending_ts_packets_gets_them_on_its_pid(headend: Headend) -> None:
+    sent = [section(TS_CLIENT, i) for i in range(60)]
+    packetizer = ts.Packetizer(0x0999)  # the EMMG's own PID: the head-end puts them on TS_PID
+    (headend.root / "emm.ts").write_bytes(b"".join(p for s in sent for p in packetizer.packetize(s)))
+    run = headend.emmg("--client-id", f"0x{TS_CLIENT:08X}", "--data-id", "4", "--ts-packets",
+                       "--bandwidth", str(TS_KBPS), "--input", "emm.ts")
+    assert run.returncode == 0, run.stderr
+    aired = _aired(headend, TS_PID, len(sent))
+    assert aired == sent
+    packets, times = on_pid(headend.capture.packets(), TS_PID)
+    assert not sections_on(packets, TS_PID)[1].counts  # our continuity counter, no gap
+    check_bandwidth(times, TS_KBPS, len(packets) * PACKET)
 
 
 def test_unknown_client_and_unknown_data_id_are_refused_with_their_error_status(
@@ -409,12 +430,13 @@ def test_cat_on_air_has_a_ca_descriptor_per_emm_client(headend: Headend) -> None
     cats, _ = sections_on(headend.capture.packets()[-20_000:], 0x0001)
     assert cats
     cat = psi.parse_cat(cats[-1])
-    assert len(cat.descriptors) == 4  # our own carousel (own_emm) is not announced twice
+    assert len(cat.descriptors) == 5  # our own carousel (own_emm) is not announced twice
     assert set(cat.descriptors) == {
         psi.CaDescriptor(ca_system_id=0xDEAD, ca_pid=0x0C00),
         psi.CaDescriptor(ca_system_id=TCP_CLIENT >> 16, ca_pid=TCP_PID,
                          private_data=PRIVATE_DATA),
         psi.CaDescriptor(ca_system_id=UDP_CLIENT >> 16, ca_pid=UDP_PID),
+        psi.CaDescriptor(ca_system_id=TS_CLIENT >> 16, ca_pid=TS_PID),
         psi.CaDescriptor(ca_system_id=FLOOD_CLIENT >> 16, ca_pid=FLOOD_PID)}
 
 
