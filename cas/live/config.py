@@ -138,6 +138,52 @@ class EmmConfig:
         return bool(self.mux_host)
 
 
+class MuxDataType(StrEnum):
+    """What a ``[[mux.client]]`` sends (TS 103 197 data_type): EMMs or private data."""
+
+    EMM = "emm"
+    PRIVATE = "private"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MuxClientConfig:
+    """One ``[[mux.client]]``: an external EMMG or PDG allowed to connect."""
+
+    index: int  # 1-based, as in error messages
+    client_id: int
+    pid: int
+    max_bandwidth_kbps: int
+    data_type: MuxDataType = MuxDataType.EMM
+    #: Accepted data_ids (empty: any).
+    data_ids: frozenset[int] = frozenset()
+    #: CA_system_ID of the CAT's CA_descriptor (EMM clients); default: client_id >> 16.
+    ca_system_id: int = 0
+    #: private_data_byte of that CA_descriptor.
+    private_data: bytes = b""
+    #: True for the client that carries our own carousel (``own_emm``): its CA_descriptor is
+    #: the CAT's own entry, not a second one.
+    own: bool = False
+
+    @property
+    def name(self) -> str:
+        return f"0x{self.client_id:08X}"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MuxListenConfig:
+    """``[mux]``: the head-end as a MUX for external EMMGs/PDGs (TS 103 197 §6)."""
+
+    host: str
+    port: int  # 0: any free port (tests)
+    udp: bool = True
+    idle_timeout_s: float = 60.0
+    #: A client's queue holds at most this many seconds of its maximum bandwidth.
+    queue_s: float = 2.0
+    #: Our own EMM carousel through this interface, as one more client.
+    own_emm: bool = False
+    clients: tuple[MuxClientConfig, ...] = ()
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class OpsConfig:
     listen_host: str = "127.0.0.1"
@@ -201,6 +247,7 @@ class LiveConfig:
     ops: OpsConfig = field(default_factory=OpsConfig)
     #: Other CA systems' ECMGs beside our own (``[[ca_system]]``, docs/simulcrypt.md §9).
     ca_systems: tuple[CaSystemConfig, ...] = ()
+    mux: MuxListenConfig | None = None
 
 
 # --- parsing ---------------------------------------------------------------------------------
@@ -222,6 +269,10 @@ class _Table:
     def _get(self, key: str) -> Any:
         self.used.add(key)
         return self.data.get(key)
+
+    def raw(self, key: str) -> Any:
+        """The value as TOML gave it (the caller checks it)."""
+        return self._get(key)
 
     def str_(self, key: str, default: str | None = None, *, required: bool = False) -> str:
         value = self._get(key)
@@ -519,7 +570,93 @@ def _check_ca_system_pids(file: str, ca_systems: tuple[CaSystemConfig, ...],
             ours[pid] = f"an ECM PID of [ca_system.{ca.index}]"
 
 
-_SECTIONS = ("headend", "output", "scrambling", "service", "emm", "ops", "ca_system")
+def _hex_bytes(t: _Table, key: str, limit: int) -> bytes:
+    text = t.str_(key, "").replace(" ", "")
+    try:
+        raw = bytes.fromhex(text)
+    except ValueError:
+        raise t.fail(key, f"{text!r}: expected hex digits, e.g. \"01ff\"") from None
+    if len(raw) > limit:
+        raise t.fail(key, f"{len(raw)} bytes, at most {limit}")
+    return raw
+
+
+def _mux_client(file: str, i: int, item: object) -> MuxClientConfig:
+    t = _Table(file, f"mux.client.{i}", item)
+    client_id = t.int_("client_id", None, 0, 0xFFFF_FFFF)
+    pid = t.int_("pid", None, 0x20, 0x1FFE)
+    kbps = t.int_("max_bandwidth_kbps", None, 1, 0xFFFF)  # bandwidth is 16 bits of kbit/s
+    data_type = t.enum_("data_type", MuxDataType, MuxDataType.EMM)
+    raw_ids = t.raw("data_ids")
+    if raw_ids is None:
+        ids: frozenset[int] = frozenset()
+    elif isinstance(raw_ids, list) and raw_ids and all(
+            isinstance(d, int) and not isinstance(d, bool) and 0 <= d <= 0xFFFF for d in raw_ids):
+        ids = frozenset(raw_ids)
+    else:
+        raise t.fail("data_ids", f"{raw_ids!r}: expected a non-empty list of 0..65535")
+    ca_system_id = t.int_("ca_system_id", client_id >> 16, 0, 0xFFFF)
+    # CA_descriptor: descriptor_length 4 + private bytes <= 255
+    private = _hex_bytes(t, "private_data", 251)
+    t.done()
+    if data_type is MuxDataType.PRIVATE and ("ca_system_id" in t.data or private):
+        raise t.fail("private_data" if private else "ca_system_id",
+                     "only for data_type = \"emm\" (private data gets no CA_descriptor)")
+    if data_type is MuxDataType.EMM and not 1 <= ca_system_id <= 0xFFFF:
+        raise t.fail("ca_system_id", f"0x{ca_system_id:04X}: an EMM client needs a "
+                     "CA_system_ID (client_id's upper 16 bits, or this key)")
+    return MuxClientConfig(index=i, client_id=client_id, pid=pid, max_bandwidth_kbps=kbps,
+                           data_type=data_type, data_ids=ids, ca_system_id=ca_system_id,
+                           private_data=private)
+
+
+def _mux(file: str, raw: object, emm: EmmConfig, headend: HeadendConfig) -> MuxListenConfig:
+    """``[mux]`` and its ``[[mux.client]]`` entries."""
+    t = _Table(file, "mux", raw)
+    listen = t.str_("listen", required=True)
+    host, sep, port_text = listen.rpartition(":")
+    if not sep or not host or not port_text.isdigit() or int(port_text) > 0xFFFF:
+        raise t.fail("listen", f"{listen!r}: expected HOST:PORT (port 0: any free port)")
+    udp = t.bool_("udp", True)
+    idle = t.float_("idle_timeout_s", 60.0, 0.0, 86_400.0)
+    queue_s = t.float_("queue_s", 2.0, 0.1, 60.0)
+    own_emm = t.bool_("own_emm", False)
+    raw_clients = t.raw("client")
+    t.done()
+    if raw_clients is None:
+        raw_clients = []
+    if not isinstance(raw_clients, list):
+        raise t.fail("client", "expected [[mux.client]] tables")
+    clients = [_mux_client(file, i, item) for i, item in enumerate(raw_clients, 1)]
+    if own_emm:
+        if emm.external_mux:
+            raise t.fail("own_emm", "and [emm].mux both set: our EMMs go one way or the other")
+        clients.append(MuxClientConfig(
+            index=len(clients) + 1, client_id=emm.client_id, pid=emm.pid,
+            max_bandwidth_kbps=emm.bandwidth_kbps, data_ids=frozenset({emm.data_id}),
+            ca_system_id=headend.ca_system_id, own=True))
+    if not clients:
+        raise t.fail("client", "at least one [[mux.client]] (or own_emm = true)")
+    seen: dict[int, MuxClientConfig] = {}
+    pids: dict[int, MuxClientConfig] = {}
+    for c in clients:
+        where = f"[mux.client.{c.index}]" if not c.own else "[mux].own_emm"
+        if c.client_id in seen:
+            raise ConfigError(f"{file}: {where}.client_id: 0x{c.client_id:08X} is already "
+                              f"[mux.client.{seen[c.client_id].index}]")
+        if c.pid in pids:
+            raise ConfigError(f"{file}: {where}.pid: {c.pid:#x} is already the PID of "
+                              f"[mux.client.{pids[c.pid].index}]")
+        if c.pid == emm.pid and not c.own:
+            raise ConfigError(f"{file}: {where}.pid: {c.pid:#x} is also [emm].pid")
+        seen[c.client_id] = c
+        pids[c.pid] = c
+    return MuxListenConfig(host=host, port=int(port_text), udp=udp,
+                           idle_timeout_s=idle, queue_s=queue_s, own_emm=own_emm,
+                           clients=tuple(clients))
+
+
+_SECTIONS = ("headend", "output", "scrambling", "service", "emm", "ops", "ca_system", "mux")
 
 
 def parse_config(data: Mapping[str, object], *, file: str, base: Path) -> LiveConfig:
@@ -559,8 +696,19 @@ def parse_config(data: Mapping[str, object], *, file: str, base: Path) -> LiveCo
     ca_systems = _ca_systems(file, data.get("ca_system"), own_id=headend.ca_system_id,
                              services=len(services))
     _check_ca_system_pids(file, ca_systems, services, emm.pid)
+    mux = _mux(file, data["mux"], emm, headend) if "mux" in data else None
+    if mux is not None:
+        ca_pids = {ca.ecm_pid(k): ca.index for ca in ca_systems
+                   for k in range(sum(1 for svc in services if svc.scrambled))}
+        for c in mux.clients:
+            if c.pid in taken:
+                raise ConfigError(f"{file}: [mux.client.{c.index}].pid: {c.pid:#x} is also the "
+                                  f"ECM PID of [service.{taken[c.pid]}]")
+            if c.pid in ca_pids:
+                raise ConfigError(f"{file}: [mux.client.{c.index}].pid: {c.pid:#x} is also an "
+                                  f"ECM PID of [ca_system.{ca_pids[c.pid]}]")
     return LiveConfig(name=file, base=base, headend=headend, output=output, scrambling=scrambling,
-                      services=services, emm=emm, ops=ops, ca_systems=ca_systems)
+                      services=services, emm=emm, ops=ops, ca_systems=ca_systems, mux=mux)
 
 
 def load_config(path: Path) -> LiveConfig:

@@ -69,6 +69,11 @@ HELP: dict[str, str] = {
                               "(nothing aired for that period).",
     "ecmg_ecm_sections_total": "ECM sections of a [[ca_system]] inserted in the multiplex.",
     "ecmg_response_seconds": "CW_provision to ECM_response time of a [[ca_system]]'s ECMG.",
+    "mux_bytes_total": "Datagram bytes an external EMMG/PDG sent that the [mux] queued, per client.",
+    "mux_sections_total": "Datagrams (sections or TS packets) the [mux] queued, per client.",
+    "mux_dropped_total": "Datagrams the [mux] dropped because a client overran its queue.",
+    "mux_packets_total": "TS packets the [mux] put on air on a client's PID.",
+    "mux_clients_connected": "Open EMMG/PDG<=>MUX channels of a client.",
 }
 
 

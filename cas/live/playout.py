@@ -19,6 +19,8 @@ Per window, in this order:
 5. **EMMs**: ``feed.take(now, budget)`` once per window, the budget being the EMM PID's
    bitrate ceiling over the window; sections are packed back to back on the EMM PID and
    spread over the window.
+6. **External EMMGs/PDGs** (``[mux]``): what :class:`cas.live.muxin.MuxInputs` airs in the
+   window, each client on its PID at its allocation.
 
 The packets are then merged by due time (a stable sort: equal times keep the order above).
 """
@@ -53,6 +55,13 @@ class EmmFeed(Protocol):
 
 class CaSystemEcms(Protocol):
     """Another CA system's ECMs (:class:`cas.live.ecmgs.EcmInserter`): its packets of a window."""
+
+    def window(self, a_s: float, b_s: float) -> Block: ...
+
+
+class ExtraPids(Protocol):
+    """The part of :class:`cas.live.muxin.MuxInputs` the multiplex uses: packets of external
+    EMMGs/PDGs on their PIDs, already paced, for one window."""
 
     def window(self, a_s: float, b_s: float) -> Block: ...
 
@@ -93,10 +102,13 @@ class Multiplexer:
                  emm_feed: EmmFeed | None = None, emm_max_bitrate_bps: int = 1_000_000,
                  cw_log: CwLog | None = None,
                  on_period: Callable[[int], None] | None = None,
-                 ca_systems: Sequence[CaSystemEcms] = ()) -> None:
+                 ca_systems: Sequence[CaSystemEcms] = (),
+                 extra_pids: ExtraPids | None = None) -> None:
         self.services = list(services)
         #: other CA systems' ECMs on their own PIDs (SimulCrypt, docs/simulcrypt.md §9)
         self.ca_systems = list(ca_systems)
+        #: external EMMGs/PDGs on their PIDs ([mux], docs/simulcrypt.md §10)
+        self.extra_pids = extra_pids
         self.psi = psi
         self.crypto = crypto
         self.ecm_repetition_s = ecm_repetition_s
@@ -138,6 +150,8 @@ class Multiplexer:
             parts.append(blk)
         if self.emm_feed is not None:
             parts.append(self._emms(a_s, b_s, now_s))
+        if self.extra_pids is not None:
+            parts.append(self.extra_pids.window(a_s, b_s))
         out = merge(parts)
         self.stats.windows += 1
         self.stats.packets += len(out)

@@ -9,7 +9,8 @@ multiplex gets tables of its own:
   service's ECM PID) and for CISSA a scrambling_descriptor (EN 300 468 §6.2.32, mode 0x10) —
   both added by :func:`cas.headend.scrambler.rewrite_pmt`, the same rule as the file scrambler;
 * **CAT** (§2.4.4.6) with one CA_descriptor naming the EMM PID
-  (:func:`cas.headend.scrambler.build_cat`);
+  (:func:`cas.headend.scrambler.build_cat`), and one more per external EMMG connected
+  through ``[mux]`` (its CA_system_ID, PID and private data; :mod:`cas.live.muxin`);
 * **SDT actual** (EN 300 468 §5.2.3): a service_descriptor with the catalogue's name,
   ``free_CA_mode`` = 1 for a scrambled service, and the catalogue's channel number as an EACEM
   logical_channel_descriptor (:func:`cas.headend.scrambler.rewrite_sdt`).
@@ -68,6 +69,8 @@ class MuxSettings:
     transport_stream_id: int = 1
     original_network_id: int = 1
     provider: str = "cas-sim"
+    #: More CA_descriptors for the CAT: the EMM PIDs of ``[[mux.client]]``s (cas.live.muxin).
+    cat_descriptors: tuple[psi.CaDescriptor, ...] = ()
 
 
 def build_tables(services: Sequence[ServiceLayout], settings: MuxSettings
@@ -78,7 +81,7 @@ def build_tables(services: Sequence[ServiceLayout], settings: MuxSettings
         programs=tuple(psi.PatProgram(program_number=s.service_id, pid=s.pmt_pid)
                        for s in services)))
     tables: dict[int, list[bytes]] = {PAT_PID: [pat]}
-    tables[CAT_PID] = [build_cat(ca_system_id=settings.ca_system_id, emm_pid=settings.emm_pid)]
+    tables[CAT_PID] = [_cat(settings)]
     mode = SCRAMBLING_MODE_CISSA if settings.algorithm is Algorithm.CISSA else None
     for s in services:
         section = psi.build_pmt(psi.Pmt(program_number=s.service_id, pcr_pid=s.pcr_pid,
@@ -98,6 +101,14 @@ def build_tables(services: Sequence[ServiceLayout], settings: MuxSettings
     numbers = {s.service_id: s.channel_number for s in services if 1 <= s.channel_number <= 1023}
     tables[SDT_PID] = [rewrite_sdt(sdt, numbers) if numbers else sdt]
     return tables
+
+
+def _cat(settings: MuxSettings) -> bytes:
+    """The CAT: our CA_descriptor (EMM PID), then one per external EMM client, in order."""
+    if not settings.cat_descriptors:
+        return build_cat(ca_system_id=settings.ca_system_id, emm_pid=settings.emm_pid)
+    ours = psi.CaDescriptor(ca_system_id=settings.ca_system_id, ca_pid=settings.emm_pid)
+    return psi.build_cat(psi.Cat(descriptors=(ours, *settings.cat_descriptors)))
 
 
 class PsiSchedule:

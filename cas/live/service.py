@@ -54,6 +54,7 @@ if TYPE_CHECKING:
     from cas.headend.simulcrypt.scs import BlockingScsClient
     from cas.live.carousel import EmmCarousel
     from cas.live.ecmgs import CaSystemEcmg, EcmInserter
+    from cas.live.muxin import LiveMuxServer, MuxInputs
     from cas.store.engine import Store
 
 log = logging.getLogger("cas.live")
@@ -179,6 +180,8 @@ class HeadendService:
         self._last_send = 0.0
         self._errors: list[str] = []
         self.ops_port: int | None = None
+        self.mux_inputs: MuxInputs | None = None
+        self.mux_port: int | None = None
 
     # --- building -----------------------------------------------------------------------------
     def open(self, *, check: bool = False) -> None:
@@ -238,20 +241,23 @@ class HeadendService:
         if cfg.scrambling.cw_log is not None and not check:
             self.cw_log = CwLog(cfg.scrambling.cw_log)
         self.carousel = self._carousel(store, keys)
+        self.mux_inputs = self._mux_inputs(layouts)
         settings = MuxSettings(ca_system_id=cfg.headend.ca_system_id, emm_pid=cfg.emm.pid,
                                algorithm=cfg.scrambling.algorithm,
                                transport_stream_id=cfg.headend.transport_stream_id,
                                original_network_id=cfg.headend.original_network_id,
-                               provider=cfg.headend.provider)
+                               provider=cfg.headend.provider,
+                               cat_descriptors=self._mux_cat_descriptors())
         emm_feed: EmmFeed | None = None
-        if self.carousel is not None and not cfg.emm.external_mux:
+        if self.carousel is not None and not cfg.emm.external_mux and not self._own_emm:
             emm_feed = self.carousel
         self.mux = Multiplexer(self.services, psi=PsiSchedule(build_tables(layouts, settings)),
                                crypto=self.crypto,
                                ecm_repetition_s=cfg.scrambling.ecm_repetition_ms / 1000,
                                emm_pid=cfg.emm.pid, emm_feed=emm_feed,
                                emm_max_bitrate_bps=cfg.emm.max_bitrate_bps, cw_log=self.cw_log,
-                               on_period=self._on_period, ca_systems=inserters)
+                               on_period=self._on_period, ca_systems=inserters,
+                               extra_pids=self.mux_inputs)
         if not check:
             self.output = open_output(cfg.output)
 
@@ -347,6 +353,72 @@ class HeadendService:
                                     poll_interval_s=e.poll_interval_s)
         return EmmCarousel(store, keys, settings, metrics=self.metrics)
 
+    # --- [mux]: external EMMGs/PDGs (cas.live.muxin) ------------------------------------------
+    @property
+    def _own_emm(self) -> bool:
+        return self.cfg.mux is not None and self.cfg.mux.own_emm
+
+    def _mux_inputs(self, layouts: list[ServiceLayout]) -> MuxInputs | None:
+        mux = self.cfg.mux
+        if mux is None:
+            return None
+        from cas.live.muxin import MuxInputs
+
+        used: dict[int, str] = {}
+        for lay in layouts:
+            used[lay.pmt_pid] = f"the PMT PID of service {lay.service_id}"
+            for pid in (*lay.es_pids, lay.pcr_pid):
+                used[pid] = f"a PID of service {lay.service_id}"
+            if lay.ecm_pid is not None:
+                used[lay.ecm_pid] = f"the ECM PID of service {lay.service_id}"
+        for c in mux.clients:
+            if c.pid in used and not c.own:
+                raise ConfigError(f"{cfg_name(self.cfg)}: [mux.client.{c.index}].pid: "
+                                  f"{c.pid:#x} is {used[c.pid]}")
+        return MuxInputs(mux, self.metrics)
+
+    def _mux_cat_descriptors(self) -> tuple[psi_formats.CaDescriptor, ...]:
+        if self.cfg.mux is None:
+            return ()
+        from cas.live.muxin import cat_descriptors
+
+        return cat_descriptors(self.cfg.mux.clients)
+
+    async def _start_mux(self) -> LiveMuxServer | None:
+        if self.mux_inputs is None:
+            return None
+        from cas.live.muxin import LiveMuxServer
+
+        server = LiveMuxServer(self.mux_inputs)
+        try:
+            await server.start()
+        except OSError as exc:
+            with contextlib.suppress(Exception):
+                await server.close()  # TCP may listen while UDP could not
+            raise ConfigError(f"{cfg_name(self.cfg)}: [mux].listen: cannot listen on "
+                              f"{server.host}:{server.requested_port}: "
+                              f"{exc.strerror or exc}") from None
+        self.mux_port = server.port
+        event("mux listening", host=server.host, port=server.port,
+              udp=self.mux_inputs.config.udp,
+              clients=[c.name for c in self.mux_inputs.config.clients])
+        return server
+
+    async def _own_emm_feed(self, stop: asyncio.Event) -> None:
+        """Our carousel through our own [mux] (``own_emm``), as any external EMMG would."""
+        from cas.live.emmg_out import run_emmg_feed
+
+        assert self.cfg.mux is not None and self.carousel is not None
+        host = self.cfg.mux.host
+        host = "127.0.0.1" if host in ("0.0.0.0", "") else host
+        e = self.cfg.emm
+        try:
+            await run_emmg_feed(self.carousel, host=host, port=self.mux_port or 0,
+                                client_id=e.client_id, data_id=e.data_id,
+                                bandwidth_kbps=e.bandwidth_kbps, stop=stop, metrics=self.metrics)
+        except CasError as exc:
+            self._fail(f"own EMMs through [mux]: {exc}")
+
     def _on_period(self, cp: int) -> None:
         event("crypto-period", logging.DEBUG, cp=cp, parity="odd" if cp & 1 else "even")
 
@@ -390,13 +462,16 @@ class HeadendService:
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.add_signal_handler(sig, request_stop)
         tasks: list[asyncio.Task[Any]] = []
+        mux_server = await self._start_mux()
         server = await self._start_ops()
         threads = self._start_threads(request_stop)
         if self.carousel is not None and self.cfg.emm.external_mux:
             tasks.append(asyncio.create_task(self._emmg_feed(stop_async)))
+        if self.carousel is not None and self._own_emm:
+            tasks.append(asyncio.create_task(self._own_emm_feed(stop_async)))
         event("head-end started", services=[s.service_id for s in self.services],
               output=self.cfg.output.url, algorithm=self.cfg.scrambling.algorithm.value,
-              ops_port=self.ops_port)
+              ops_port=self.ops_port, mux_port=self.mux_port)
         try:
             if duration_s is not None:
                 with contextlib.suppress(TimeoutError):
@@ -411,6 +486,9 @@ class HeadendService:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await task
+            if mux_server is not None:
+                with contextlib.suppress(Exception):
+                    await mux_server.close()
             if server is not None:
                 server.close()
                 with contextlib.suppress(Exception):
