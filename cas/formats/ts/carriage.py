@@ -73,6 +73,13 @@ class Packetizer:
                 chunk = bytes((pointer,)) + data[pos : pos + PAYLOAD_SIZE - 1]
                 pos += PAYLOAD_SIZE - 1
                 b1 = 0x40 | pid_hi
+            elif si < len(starts) and starts[si] - pos == PAYLOAD_SIZE - 1:
+                # The next section would start on this packet's last byte, where no
+                # pointer_field can point: end the packet with one stuffing byte after the
+                # section before it, and start the next one in the next packet.
+                chunk = bytes(data[pos : pos + PAYLOAD_SIZE - 1])
+                pos += PAYLOAD_SIZE - 1
+                b1 = pid_hi
             else:
                 chunk = bytes(data[pos : pos + PAYLOAD_SIZE])
                 pos += PAYLOAD_SIZE

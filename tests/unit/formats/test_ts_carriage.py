@@ -56,6 +56,22 @@ def test_packed_sections_use_pointer_field() -> None:
     assert SectionReassembler(0x500).feed_many(packets) == [a, b]
 
 
+def test_a_section_due_on_a_packets_last_byte_starts_in_the_next_packet() -> None:
+    # 550 bytes: 183 after the first pointer_field, 184 in the second packet, 183 in the third,
+    # so the next section would start on the third packet's last byte, which no
+    # pointer_field can reach.
+    a = build_section(ShortSection(table_id=0x82, payload=bytes(547)))
+    b = build_section(ShortSection(table_id=0x83, payload=bytes(10)))
+    c = build_section(ShortSection(table_id=0x84, payload=bytes(20)))
+    assert len(a) == 550
+    packets = Packetizer(0x500).packetize_many([a, b, c])
+    assert not pusi_of(packets[2]) and payload_of(packets[2])[-1] == 0xFF
+    assert pusi_of(packets[3]) and payload_of(packets[3])[0] == 0
+    r = SectionReassembler(0x500)
+    assert r.feed_many(packets) == [a, b, c]
+    assert not r.events
+
+
 @given(st.lists(sections, min_size=1, max_size=8), st.integers(0, 15), st.booleans())
 def test_round_trip(secs: list[bytes], cc: int, packed: bool) -> None:
     pz = Packetizer(0x0ABC, continuity_counter=cc)
