@@ -12,6 +12,7 @@ ECM log, as an operator would.
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import sys
@@ -136,13 +137,26 @@ def sharing_verdict(log: Path, tuners: int) -> tuple[str, str]:
         return sharing_text(False), "the card answered no ECM (no ECM log)"
     cas = Path(sys.executable).with_name("cas")
     head = [str(cas)] if cas.exists() else [sys.executable, "-m", "cas.cli.main"]
-    done = subprocess.run([*head, "diag", "sharing", str(log), "--tuners", str(tuners),
-                           "--window", str(SHARING_WINDOW_S)], capture_output=True,
-                          text=True, timeout=120, check=False)
-    last = (done.stdout.strip().splitlines() or done.stderr.strip().splitlines() or [""])[-1]
+    done = subprocess.run([*head, "--json", "diag", "sharing", str(log), "--tuners",
+                           str(tuners), "--window", str(SHARING_WINDOW_S)],
+                          capture_output=True, text=True, timeout=120, check=False)
     if done.returncode not in (0, SHARING_FLAGGED_EXIT):
+        last = (done.stderr.strip().splitlines() or [""])[-1]
         return f"cas diag sharing exited {done.returncode}", last
-    return sharing_text(done.returncode == SHARING_FLAGGED_EXIT), last
+    return sharing_text(done.returncode == SHARING_FLAGGED_EXIT), _sharing_note(done.stdout)
+
+
+def _sharing_note(answer: str) -> str:
+    """One line from ``cas diag sharing --json``: the card's rules and worst windows."""
+    try:
+        cards = json.loads(answer).get("cards", [])
+    except (json.JSONDecodeError, AttributeError):
+        return ""
+    return "; ".join(
+        f"card {c.get('card')}: {c.get('requests')} ECMs, at most {c.get('max_services')} "
+        f"channels and {c.get('max_rate')} requests in a window"
+        + (f", rules broken: {', '.join(c.get('rules', []))}" if c.get("rules") else "")
+        for c in cards if isinstance(c, dict))
 
 
 def clone_card(image: Path, clone: Path) -> Path:

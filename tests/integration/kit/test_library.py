@@ -11,17 +11,16 @@ from click.testing import CliRunner
 
 from cas.cli.main import cli
 from cas.kit.library import shipped_scenarios
-from cas.kit.scenario import load_scenario
+from cas.kit.scenario import ADDRESSES, CHECKS, REPORT_MODES, EventKind, load_scenario
 from cas.reasons import Reason
 
 #: What a scan of a well-formed stream cannot show: a broken card (hardware) and a channel
 #: missing from the PAT (the stream, not the CAS) — see docs/kit.md.
 NOT_FROM_A_SCENARIO = {Reason.CARD_ERROR, Reason.UNKNOWN_CHANNEL}
-#: Pay-per-view reasons need box actions the scenario format does not have yet (buy an event
-#: with a PIN, load the purse, upload the purchase report): named in docs/kit.md, "Not yet
-#: covered".  This set is a gap to close, not a permanent exclusion.
-NOT_YET_IN_A_SCENARIO = {Reason.PPV_NOT_PURCHASED, Reason.PURSE_EMPTY, Reason.PPV_EVENT_ENDED,
-                         Reason.PPV_NOT_ON_AIR, Reason.PPV_PIN_WRONG}
+#: The steps of pay-per-view, on-screen messages and card sharing (docs/kit.md).
+NEW_KINDS = {EventKind.PPV_EVENT, EventKind.BOOK, EventKind.TOP_UP, EventKind.BUY,
+             EventKind.UPLOAD_REPORT, EventKind.MESSAGE, EventKind.FINGERPRINT,
+             EventKind.SHARE_CARD, EventKind.BLOCK}
 SEED_OPERATORS = {"000 TV+", "001 NTV Plus", "002 ATV+", "003 MTS", "004 Uzonline"}
 
 
@@ -35,8 +34,26 @@ def test_library_covers_every_reason_and_every_seed_operator() -> None:
             for exp in step.expect.values():
                 reasons.add(exp.default)
                 reasons.update(exp.channels.values())
-    assert set(Reason) - NOT_FROM_A_SCENARIO - NOT_YET_IN_A_SCENARIO - reasons == set()
+    assert set(Reason) - NOT_FROM_A_SCENARIO - reasons == set()
     assert covers >= SEED_OPERATORS
+
+
+def test_library_uses_every_pay_per_view_message_and_sharing_step_and_check() -> None:
+    kinds: set[EventKind] = set()
+    checks: set[str] = set()
+    modes: set[str] = set()
+    addresses: set[str] = set()
+    for path in shipped_scenarios():
+        for step in load_scenario(path).steps:
+            kinds.update(e.kind for e in step.events)
+            modes.update(str(e.args["mode"]) for e in step.events if "mode" in e.args)
+            addresses.update(str(e.args["address"]) for e in step.events
+                             if "address" in e.args)
+            for table in step.checks.values():
+                checks.update(table)
+    assert kinds >= NEW_KINDS
+    assert checks == set(CHECKS)
+    assert modes == set(REPORT_MODES) and addresses == set(ADDRESSES)
 
 
 @pytest.mark.parametrize("path", shipped_scenarios(), ids=lambda p: p.stem)
