@@ -386,7 +386,8 @@ def scan(app: Application, /, stream: str, pin: str | None, fail_on_locked: bool
                                            bought.purse.purse_tokens if bought.purse else None))
             with _named(stream):
                 report = box.scan(_open_input(stream, stack), pin=pin, require_ts=True)
-            extra += _shown_lines(box, report)
+            if report_protocol == "kit" or report_url:
+                extra += _shown_lines(box, report)
             if ppv_report_out is not None:
                 from firmware_stub.ppv import read_report
 
