@@ -110,14 +110,14 @@ def test_a_pay_per_view_kit_is_reproducible_and_names_its_box_actions_and_checks
     assert result.exit_code == 0, result.output
     assert _files(again) == _files(ppv_kit)
     timeline = json.loads((ppv_kit / "timeline.json").read_text())
-    refused = timeline["steps"][1]["boxes"]
+    refused = timeline["steps"][2]["boxes"]
     assert refused["buyer"]["buy"] == {"channel": 24, "event": 7001, "pin": "1111"}
     assert refused["booker"]["buy"] == {"channel": 21, "event": 7002, "pin": "0000"}
-    assert "buy" not in timeline["steps"][0]["boxes"]["buyer"]
-    assert timeline["steps"][2]["boxes"]["buyer"]["report"] == "fresh"
+    assert "buy" not in timeline["steps"][1]["boxes"]["buyer"]
+    assert timeline["steps"][3]["boxes"]["buyer"]["report"] == "fresh"
     expected = json.loads((ppv_kit / "expected.json").read_text())
-    assert expected["steps"][2]["checks"] == {"buyer": {"report": {"expected": "billed 150"}}}
-    assert expected["steps"][3]["checks"] == {
+    assert expected["steps"][3]["checks"] == {"buyer": {"report": {"expected": "billed 150"}}}
+    assert expected["steps"][4]["checks"] == {
         "buyer": {"report": {"expected": "PPV_REPORT_REPLAYED"}},
         "booker": {"report": {"expected": "PPV_REPORT_FORGED"}}}
     assert "buyer   report: billed 150" in (ppv_kit / "expected.txt").read_text()
