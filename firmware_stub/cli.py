@@ -61,7 +61,7 @@ if TYPE_CHECKING:
     from firmware_stub.fingerprint import FingerprintShow
     from firmware_stub.live import LiveResult
     from firmware_stub.ppv import BuyResult
-    from firmware_stub.report import ChannelStatus
+    from firmware_stub.report import ChannelStatus, LockReport
     from firmware_stub.udpin import InputSpec
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -438,14 +438,14 @@ def _refusal_line(bought: BuyResult) -> str:
                         f"{message(bought.reason)} ({bought.detail})")
 
 
-def _shown_lines(box: Box, report: Any) -> list[str]:
+def _shown_lines(box: Box, report: LockReport) -> list[str]:
     """The kit's event lines for what the scan showed: every message seen to its end, and
     the fingerprint order the card holds (docs/osd.md)."""
+    from firmware_stub.osd import OsdCard
+
     lines = [message_line(e["message_id"], e["priority"], e["text"])
              for e in (report.osd or {}).get("events", ())
              if e["event"] == "osd_acknowledged"]
-    from firmware_stub.osd import OsdCard
-
     client = box.slot.client
     info = box.slot.info
     if Fault.IGNORE_OSD in box.faults or info is None or not isinstance(client, OsdCard):
