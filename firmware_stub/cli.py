@@ -41,8 +41,14 @@ from cas.console import (
     refuse_repeated_options,
     run_cli,
 )
-from cas.errors import StreamError, UsageError
-from cas.formats.boxreport import channel_line, post_report
+from cas.errors import CasError, StreamError, UsageError
+from cas.formats.boxreport import (
+    channel_line,
+    fingerprint_line,
+    message_line,
+    post_report,
+    purchase_line,
+)
 from cas.i18n import os_reason
 from cas.reasons import message
 from firmware_stub.errors import NotTransportStreamError
@@ -54,7 +60,8 @@ if TYPE_CHECKING:
     from firmware_stub.box import Box, WatchResult
     from firmware_stub.fingerprint import FingerprintShow
     from firmware_stub.live import LiveResult
-    from firmware_stub.report import ChannelStatus
+    from firmware_stub.ppv import BuyResult
+    from firmware_stub.report import ChannelStatus, LockReport
     from firmware_stub.udpin import InputSpec
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -121,7 +128,7 @@ def _box_options(f: F) -> F:
     f = click.option("--rom-key-file", envvar="KIT_ROM_KEY_FILE",
                      type=click.Path(exists=True, dir_okay=False, path_type=Path),
                      help="ROM key of the in-process card (32 hex digits).")(f)
-    f = click.option("--card-ecm-log", "card_ecm_log",
+    f = click.option("--card-ecm-log", "card_ecm_log", envvar="KIT_CARD_ECM_LOG",
                      type=click.Path(dir_okay=False, path_type=Path),
                      help="The in-process card appends every ECM it answers to this "
                           "JSON-lines file (`cas diag sharing`).")(f)
@@ -337,28 +344,65 @@ def _live(stack: ExitStack, box: Box, spec: InputSpec, *,
 @click.option("--report-url", envvar="KIT_REPORT_URL", metavar="URL",
               help="POST the kit report lines to URL (the kit runner's endpoint, "
                    "docs/kit.md) instead of printing them; live: one POST per change.")
+@click.option("--buy-channel", type=int, envvar="KIT_BUY_CHANNEL", metavar="N",
+              help="Before the scan, buy a pay-per-view event on channel N (kit box action; "
+                   "with --buy-event and --buy-pin).")
+@click.option("--buy-event", type=click.IntRange(1, 0xFFFFFFFF), envvar="KIT_BUY_EVENT",
+              metavar="ID", help="The event to buy (kit box action).")
+@click.option("--buy-pin", envvar="KIT_BUY_PIN", metavar="PIN",
+              help="The purchase PIN the viewer enters (kit box action).")
+@click.option("--ppv-report-out", type=click.Path(dir_okay=False, path_type=Path),
+              envvar="KIT_PPV_REPORT", metavar="REPORT.bin",
+              help="After the scan, write the card's signed purchase report here (kit box "
+                   "action: the runner uploads it).")
 @_live_options
 @pass_app
 def scan(app: Application, /, stream: str, pin: str | None, fail_on_locked: bool,
-         report_protocol: str, report_url: str | None, live: bool, duration_s: float | None,
-         interface: str | None, **opts: Any) -> None:
+         report_protocol: str, report_url: str | None, buy_channel: int | None,
+         buy_event: int | None, buy_pin: str | None, ppv_report_out: Path | None, live: bool,
+         duration_s: float | None, interface: str | None, **opts: Any) -> None:
     """Report every channel of IN.ts (a file, - for stdin, or udp://… live) as OPEN or
     LOCKED, and why."""
     from firmware_stub.live import utc_text
     from firmware_stub.report import render
 
     spec = _live_spec(stream, live=live, duration_s=duration_s, interface=interface)
+    buying = (buy_channel, buy_event, buy_pin)
+    if any(v is not None for v in buying) and (None in buying or spec is not None
+                                                or stream == "-"):
+        raise UsageError("--buy-channel, --buy-event and --buy-pin go together, on a stream "
+                         "file").with_id("buy_options")
+    if ppv_report_out is not None and spec is not None:
+        raise UsageError("--ppv-report-out is for a stream file").with_id("ppv_report_file")
+    extra: list[str] = []
+    bought: BuyResult | None = None
     with ExitStack() as stack:
         box = _boot(app, stack, **opts)
         if spec is None:
+            if buy_channel is not None and buy_event is not None and buy_pin is not None:
+                bought = _kit_buy(box, stream, stack, buy_channel, buy_event, buy_pin)
+                extra.append(purchase_line(bought.channel, bought.event_id,
+                                           bought.reason.value,
+                                           bought.purse.purse_tokens if bought.purse else None))
             with _named(stream):
                 report = box.scan(_open_input(stream, stack), pin=pin, require_ts=True)
+            if report_protocol == "kit" or report_url:
+                extra += _shown_lines(box, report)
+            if ppv_report_out is not None:
+                from firmware_stub.ppv import read_report
+
+                ppv_report_out.write_bytes(read_report(box.slot.client))
         else:
             result = _live(stack, box, spec, duration_s=duration_s, pin=pin,
                            report_url=report_url)
             report = result.report
     if spec is None and (report_protocol == "kit" or report_url):
         lines = [_kit_line(status) for status in report.channels]
+        if bought is not None and not bought.bought:
+            # the purchase dialog's refusal is what the viewer sees on that channel
+            lines = [_refusal_line(bought) if status.channel == bought.channel else line
+                     for status, line in zip(report.channels, lines, strict=True)]
+        lines += extra
         if report_url:
             post_report(report_url, lines)
         else:
@@ -376,6 +420,43 @@ def scan(app: Application, /, stream: str, pin: str | None, fail_on_locked: bool
                         events=result.events, stopped_by=result.stopped_by))
     if fail_on_locked and not report.all_open:
         raise SystemExit(int(Exit.LOCKED))
+
+
+def _kit_buy(box: Box, stream: str, stack: ExitStack, channel: int, event_id: int,
+             pin: str) -> BuyResult:
+    """The viewer buys the event on the box (``stb buy``) before the scan of the same
+    stream, which then shows the channel open if the card opened it."""
+    from firmware_stub.ppv import buy as ppv_buy
+
+    with _named(stream):
+        return ppv_buy(box.slot.client, _open_input(stream, stack), channel=channel,
+                       event_id=event_id, pin=pin, ca_system_id=box.ca_system_id)
+
+
+def _refusal_line(bought: BuyResult) -> str:
+    return channel_line(bought.channel, bought.reason.value,
+                        f"{message(bought.reason)} ({bought.detail})")
+
+
+def _shown_lines(box: Box, report: LockReport) -> list[str]:
+    """The kit's event lines for what the scan showed: every message seen to its end, and
+    the fingerprint order the card holds (docs/osd.md)."""
+    from firmware_stub.osd import OsdCard
+
+    lines = [message_line(e["message_id"], e["priority"], e["text"])
+             for e in (report.osd or {}).get("events", ())
+             if e["event"] == "osd_acknowledged"]
+    client = box.slot.client
+    info = box.slot.info
+    if Fault.IGNORE_OSD in box.faults or info is None or not isinstance(client, OsdCard):
+        return lines
+    try:
+        order = client.fingerprint()
+    except CasError:
+        order = None
+    if order is not None:
+        lines.append(fingerprint_line(order.kind.name.lower(), info.serial))
+    return lines
 
 
 @cli.command()

@@ -22,6 +22,8 @@ class Fault(StrEnum):
     STALE_ECM_KEY = "stale-ecm-key"
     #: Show a channel refused for a card/box pairing mismatch as open.
     IGNORE_PAIRING = "ignore-pairing"
+    #: Never show the card's on-screen messages or fingerprint orders (never asks for them).
+    IGNORE_OSD = "ignore-osd"
 
 
 NO_FAULTS: frozenset[Fault] = frozenset()

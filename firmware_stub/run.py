@@ -28,6 +28,7 @@ from firmware_stub.demux import Demux, ServiceInfo, pid_tables
 from firmware_stub.descrambler import KeySlot, pes_start_ok
 from firmware_stub.dialog import CardDialog, EcmState
 from firmware_stub.errors import NotTransportStreamError
+from firmware_stub.faults import Fault
 from firmware_stub.observations import ChannelFacts, EsFacts
 from firmware_stub.osd import OsdCard, OsdScreen
 from firmware_stub.output import WatchOutput
@@ -85,7 +86,8 @@ class Run:
         self.dialog = CardDialog(box, self.demux, pin=pin, before_key_change=self._flush)
         client = self.slot.client
         #: the on-screen display (firmware_stub.osd): the card's messages, in priority order
-        self.osd = OsdScreen(client if isinstance(client, OsdCard) else None)
+        self.osd = OsdScreen(client if isinstance(client, OsdCard)
+                             and Fault.IGNORE_OSD not in box.faults else None)
         self.dialog.on_emm_applied = self.osd.poll
         self.output: WatchOutput[EsState] | None = (
             WatchOutput(out, self.demux) if out is not None else None)

@@ -12,6 +12,13 @@ box prints JSON lines on stdout, one per channel::
 optional (``message`` is shown in the report).  Other lines are ignored unless they are one
 JSON document with a ``channels`` list (the ``stb scan --json`` report), which is read the
 same way.  A box that exits non-zero and reports nothing fails every channel of its step.
+
+Event lines (added for the pay-per-view, on-screen and fingerprint checks; a box that does
+not print them simply fails those checks) carry an ``event`` of :data:`EVENT_KINDS`::
+
+    {"event": "purchase", "channel": 24, "event_id": 7001, "reason": "OPEN", "purse_tokens": 50}
+    {"event": "message_shown", "message_id": 2, "priority": 5, "text": "..."}
+    {"event": "fingerprint_shown", "kind": "overt", "serial": "2256884700"}
 """
 
 from __future__ import annotations
@@ -19,7 +26,7 @@ from __future__ import annotations
 import json
 import urllib.error
 import urllib.request
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -78,6 +85,56 @@ def _from_obj(obj: Any) -> list[Seen]:
         message = obj.get("message") or obj.get("detail") or ""
         return [Seen(channel=channel, reason=reason, message=str(message))]
     return []
+
+
+#: The event lines of the protocol (module doc).
+EVENT_KINDS = ("purchase", "message_shown", "fingerprint_shown")
+
+
+def purchase_line(channel: int, event_id: int, reason: str, purse_tokens: int | None) -> str:
+    """The box's purchase answer (``stb buy`` with the viewer's PIN)."""
+    return json.dumps({"event": "purchase", "channel": channel, "event_id": event_id,
+                       "reason": reason, "purse_tokens": purse_tokens}, sort_keys=True)
+
+
+def message_line(message_id: int, priority: int, text: str) -> str:
+    """An on-screen message the box showed to its end (and acknowledged on the card)."""
+    return json.dumps({"event": "message_shown", "message_id": message_id,
+                       "priority": priority, "text": text}, ensure_ascii=False, sort_keys=True)
+
+
+def fingerprint_line(kind: str, serial: int) -> str:
+    """A fingerprint the box showed: ``overt`` or ``covert``, with the card's serial."""
+    return json.dumps({"event": "fingerprint_shown", "kind": kind, "serial": f"{serial:010d}"},
+                      sort_keys=True)
+
+
+def parse_events(text: str) -> list[dict[str, Any]]:
+    """The event lines of a report, in order (malformed or other lines are skipped)."""
+    out: list[dict[str, Any]] = []
+    for line in text.splitlines():
+        line = line.strip()
+        if not line.startswith("{"):
+            continue
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(obj, dict) and obj.get("event") in EVENT_KINDS:
+            out.append(obj)
+    return out
+
+
+def shown_messages(events: Sequence[Mapping[str, Any]]) -> list[int]:
+    """The ids of the messages shown, in order."""
+    return [e["message_id"] for e in events if e.get("event") == "message_shown"
+            and isinstance(e.get("message_id"), int)]
+
+
+def shown_fingerprints(events: Sequence[Mapping[str, Any]]) -> list[tuple[str, str]]:
+    """(kind, serial) of every fingerprint shown."""
+    return [(str(e.get("kind")), str(e.get("serial"))) for e in events
+            if e.get("event") == "fingerprint_shown"]
 
 
 def parse_line(line: str) -> list[Seen]:

@@ -21,31 +21,37 @@ import json
 import random
 import shutil
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from cas.billing import accounts, service
+from cas.billing.cards import block_card
 from cas.billing.catalog import all_access_criteria
 from cas.billing.clock import advance_clock, clock_now
+from cas.billing.ppv import add_event, book_event, events_by_service, get_event, top_up
 from cas.billing.setup import use_profile
 from cas.billing.txn import current_profile
 from cas.card.personalise import CardSlot, image_path, personalise_card, write_batch, write_images
 from cas.crypto import Key, OperatorKeys, wrap_key
 from cas.errors import UsageError
 from cas.formats.chipid import ChipBatch, ChipIdRecord, build_chip_batch
+from cas.formats.emm import Fingerprint, FingerprintKind, OsdMail, PpvEventRight, PurseCredit
 from cas.headend.ecmgen import EcmSettings, channel_ecms_for
+from cas.headend.osd import OsdTarget
 from cas.headend.scrambler import Algorithm, ScrambleConfig, Scrambler, payload_cipher
 from cas.headend.teststream import TestService, TestStreamOptions, make_test_stream
 from cas.kit.emms import KitEmms, tamper
 from cas.kit.matrix import write_matrix
-from cas.kit.scenario import STREAM_EVENTS, Event, EventKind, Scenario, ScenarioError
+from cas.kit.scenario import STREAM_EVENTS, Event, EventKind, Scenario, ScenarioError, Step
 from cas.store.engine import Store, open_store
+from cas.store.models import Card, Channel
 from cas.store.repo import register_card, to_s
 
 KIT_FORMAT = 1
@@ -144,6 +150,13 @@ class _World:
         #: this step's stream carries an EMM for a card in no box (``other-card-emm``)
         self.other_card = False
         self.ecm_key_index = 0
+        #: this step's command EMMs (PPV rights, purse top-ups, messages, fingerprints), aired
+        #: before the rights refresh so that their sequence numbers come first
+        self.card_emms: list[bytes] = []
+        #: this step's box actions, per box: a purchase, a report upload, a cloned card
+        self.buys: dict[str, dict[str, Any]] = {}
+        self.reports: dict[str, str] = {}
+        self.clones: dict[str, str] = {}
 
     # --- setup --------------------------------------------------------------------------
     def setup(self) -> None:
@@ -234,8 +247,66 @@ class _World:
                 self.pins[who] = event.args["pin"]
             else:
                 self.pins.pop(who, None)
+        elif kind is EventKind.PPV_EVENT:
+            start_s = to_s(at) + int(event.args["start_s"])
+            add_event(session, event_id=int(event.args["event"]),
+                      service_id=self._service_id(session, int(event.args["channel"])),
+                      start_s=start_s, end_s=start_s + int(event.args["duration_s"]),
+                      price_tokens=int(event.args["price"]), impulse=bool(event.args["impulse"]),
+                      title=f"kit event {event.args['event']}", now_s=to_s(at))
+        elif kind is EventKind.BUY:
+            self.buys[self._box_of(who)] = {k: event.args[k] for k in ("channel", "event", "pin")}
+        elif kind is EventKind.UPLOAD_REPORT:
+            self.reports[self._box_of(who)] = str(event.args["mode"])
+        elif kind is EventKind.SHARE_CARD:
+            self._box_of(who)
+            self.clones.update({box: who for box in event.args["boxes"]})
+        elif kind in (EventKind.MESSAGE, EventKind.FINGERPRINT):
+            self._osd_event(session, event, who, at)
         else:
             self._card_event(session, event, who, at)
+
+    def _box_of(self, who: str) -> str:
+        """The box holding ``who``'s card (a box action needs the card in a box)."""
+        box = self.card_in.get(who)
+        if box is None:
+            raise ScenarioError(f"{self.scenario.source}: {who!r}'s card is in no box")
+        return box
+
+    @staticmethod
+    def _service_id(session: Session, number: int) -> int:
+        sid = session.execute(select(Channel.service_id)
+                              .where(Channel.number == number)).scalar()
+        if sid is None:
+            raise ScenarioError(f"no channel {number} in the lineup")
+        return int(sid)
+
+    def _osd_event(self, session: Session, event: Event, who: str, at: datetime) -> None:
+        """An on-screen message or fingerprint order by EMM to the card, its group or all."""
+        args = event.args
+        address = str(args["address"])
+        if address == "global":
+            target = OsdTarget()
+        else:
+            serial = self.serials.get(who)
+            if serial is None:
+                raise ScenarioError(f"{self.scenario.source}: {event.kind.value}: "
+                                    f"subscriber {who!r} has no card")
+            card = session.get(Card, serial)
+            assert card is not None
+            target = (OsdTarget(serial=serial) if address == "unique" else
+                      OsdTarget(shared_address=card.shared_address,
+                                positions=(card.member_position,)))
+        command: OsdMail | Fingerprint
+        if event.kind is EventKind.MESSAGE:
+            command = OsdMail(message_id=int(args["id"]), priority=int(args["priority"]),
+                              start_s=0, duration_s=int(args["duration_s"]),
+                              text=str(args["text"]))
+        else:
+            command = Fingerprint(kind=FingerprintKind[str(args["kind"]).upper()], start_s=0,
+                                  duration_s=int(args["duration_s"]), x_pct=int(args["x"]),
+                                  y_pct=int(args["y"]))
+        self.card_emms.append(self.emms.commands(target, [command], at))
 
     def _verified(self, session: Session, who: str, at: datetime) -> str | None:
         """The subscriber confirms the SMS code when the operator asks for it (Uzonline)."""
@@ -263,6 +334,23 @@ class _World:
             accounts.unlink_card(session, serial=serial, at=at)
         elif event.kind is EventKind.MOVE_CARD:
             self.card_in[who] = event.args["to"] or None
+        elif event.kind is EventKind.BLOCK:
+            block_card(session, serial=serial, at=at)
+        elif event.kind is EventKind.BOOK:
+            # billed and queued as `cas ppv book` does (the live carousel airs that EMM);
+            # the kit's stream carries the same right, numbered after the kit's own EMMs
+            booking = book_event(session, self.keys, serial=serial,
+                                 event_id=int(event.args["event"]), now_s=to_s(at))
+            ev = get_event(session, booking.event_id)
+            self.card_emms.append(self.emms.commands(OsdTarget(serial=serial), [PpvEventRight(
+                event_id=ev.event_id, channel_id=ev.service_id, start_s=ev.start_s,
+                end_s=ev.end_s)], at))
+        elif event.kind is EventKind.TOP_UP:
+            tokens, limit = int(event.args["tokens"]), int(event.args["credit_limit"])
+            top_up(session, self.keys, serial=serial, tokens=tokens, credit_limit_tokens=limit,
+                   now_s=to_s(at))
+            self.card_emms.append(self.emms.commands(OsdTarget(serial=serial), [PurseCredit(
+                tokens=tokens, credit_limit_tokens=limit)], at))
 
     # --- streams ------------------------------------------------------------------------
     def stream_event(self, event: Event) -> None:
@@ -284,7 +372,7 @@ class _World:
             self.other_card = True
 
     def _emms(self, session: Session, at: datetime) -> list[bytes]:
-        fresh = self.emms.full_refresh(session, at)
+        fresh = [*self.card_emms, *self.emms.full_refresh(session, at)]
         for index in self.send_keys:
             fresh.append(self.emms.ecm_key(index, at))
         if self.emm_mode == "drop":
@@ -309,6 +397,7 @@ class _World:
             channels = all_access_criteria(session)
             rows = [(ch.service_id, ch.name, crit) for ch, crit in channels]
             numbers = {ch.service_id: ch.number for ch, _crit in channels}
+            ppv = events_by_service(session)
         clear = self.out / "streams" / ".clear.ts"
         if not clear.exists():
             make_test_stream([TestService(service_id=sid, name=nm) for sid, nm, _ in rows],
@@ -318,7 +407,7 @@ class _World:
                                ecm_key_index=self.ecm_key_index)
         services = channel_ecms_for(self.keys, {sid: c for sid, _n, c in rows},
                                     settings=settings, start_s=to_s(at) + offset_s,
-                                    rng=self.rng)
+                                    rng=self.rng, ppv_events=ppv)
         ecm_pids = {sid: FIRST_ECM_PID + i for i, (sid, _n, _c) in enumerate(rows)}
         config = ScrambleConfig(algorithm=Algorithm.CSA2, crypto_period_ms=CRYPTO_PERIOD_MS,
                                 ecm_repetition_ms=100, emm_bitrate_bps=400_000,
@@ -334,7 +423,21 @@ class _World:
         self.lost_ecm = set()
         self.send_keys = []
         self.other_card = False
+        self.card_emms = []
         return rel
+
+    def box_actions(self, box: str) -> dict[str, Any]:
+        """This step's box actions of ``box`` for the timeline (none: nothing added), then
+        forgotten: they are the step's only."""
+        out: dict[str, Any] = {}
+        if box in self.buys:
+            out["buy"] = self.buys.pop(box)
+        if box in self.reports:
+            out["report"] = self.reports.pop(box)
+        if box in self.clones:
+            out["card"] = self.clones.pop(box)
+            out["clone"] = True
+        return out
 
     def channels(self) -> list[dict[str, Any]]:
         with self.store.reader() as session:
@@ -372,9 +475,13 @@ def build_kit(scenario: Scenario, out: Path,
                     "events": [{"do": e.kind.value, **({"who": e.who} if e.who else {}),
                                 **dict(e.args)} for e in step.events],
                     "boxes": {s.key: {"card": holders.get(s.key),
-                                      "pin": world.pins.get(s.key)}
+                                      "pin": world.pins.get(s.key),
+                                      **world.box_actions(s.key)}
                               for s in scenario.subscribers},
                 })
+                checks = _checks(step, steps[-1]["boxes"], world.serials)
+                if checks:
+                    steps[-1]["checks"] = checks
             channels = world.channels()
         finally:
             store.dispose()
@@ -399,6 +506,47 @@ def build_kit(scenario: Scenario, out: Path,
     _write_readme(out, scenario, len(steps))
     files = sum(1 for p in out.rglob("*") if p.is_file())
     return BuildResult(out=out, steps=len(steps), boxes=len(scenario.subscribers), files=files)
+
+
+def _checks(step: Step, boxes: Mapping[str, Any],
+            serials: Mapping[str, int]) -> dict[str, dict[str, Any]]:
+    """Per box, each check of the step with what a correct box must show (``expected``)."""
+    out: dict[str, dict[str, Any]] = {}
+    for box, table in step.checks.items():
+        checks: dict[str, Any] = {}
+        if "messages" in table:
+            ids = [int(m) for m in table["messages"]]
+            checks["messages"] = {"expected": message_ids_text(ids)}
+        if "fingerprint" in table:
+            kind = str(table["fingerprint"])
+            card = boxes[box].get("card")
+            checks["fingerprint"] = {"expected": fingerprint_text(
+                kind, serials[card] if card and kind != "none" else None)}
+        if "report" in table:
+            value = table["report"]
+            checks["report"] = {"expected": value if isinstance(value, str)
+                                else billed_text(int(value))}
+        if "sharing" in table:
+            checks["sharing"] = {"expected": sharing_text(bool(table["sharing"])),
+                                 "tuners": int(table.get("tuners", 2))}
+        out[box] = checks
+    return out
+
+
+def message_ids_text(ids: Sequence[int]) -> str:
+    return ",".join(str(i) for i in ids) or "none"
+
+
+def fingerprint_text(kind: str, serial: int | None) -> str:
+    return "none" if kind == "none" or serial is None else f"{kind} {serial:010d}"
+
+
+def billed_text(major: int) -> str:
+    return f"billed {major}"
+
+
+def sharing_text(flagged: bool) -> str:
+    return "flagged" if flagged else "not flagged"
 
 
 def _copy_local_files(scenario: Scenario, out: Path) -> None:

@@ -19,14 +19,18 @@ from cas.access import NO_MATURITY_LIMIT, CardRights, CardStatus, Entitlement
 from cas.billing.state import iter_card_states
 from cas.billing.txn import current_profile
 from cas.crypto import OperatorKeys
+from cas.formats.emm import EmmCommand
 from cas.headend.emmgen import CardTarget, build_batch, ecm_key_rotation_emm
 from cas.headend.emmrun import card_targets
+from cas.headend.osd import OsdTarget, osd_emm
 from cas.store.models import Package
 from cas.store.repo import to_s
 
 #: The card of the ``other-card-emm`` event: registered nowhere, in no box of any kit (the
 #: kit's own cards are numbered from ``cas.kit.build.FIRST_SERIAL``, one per subscriber).
 OTHER_CARD_SERIAL = 2_256_889_999
+#: How long a kit's command EMM (a purse top-up, a message) stays valid: the timeline's days.
+CARD_EMM_VALIDITY_S = 30 * 86400
 
 
 def tamper(section: bytes) -> bytes:
@@ -49,6 +53,21 @@ class KitEmms:
         emm = ecm_key_rotation_emm(self.keys, index, seq=self.global_next, at=at, rng=self.rng)
         self.global_next += 1
         return emm
+
+    def commands(self, target: OsdTarget, commands: list[EmmCommand], at: datetime) -> bytes:
+        """One EMM carrying ``commands`` (pay-per-view, on-screen messages, fingerprints) to
+        one card, a group or every card, numbered after this kit's EMMs to that address."""
+        if target.serial is not None:
+            seq = self.unique_next.get(target.serial, 1)
+            self.unique_next[target.serial] = seq + 1
+        elif target.shared_address is not None:
+            seq = self.shared_next.get(target.shared_address, 1)
+            self.shared_next[target.shared_address] = seq + 1
+        else:
+            seq = self.global_next
+            self.global_next += 1
+        return osd_emm(self.keys, target, commands, seq=seq, at=at, validity_s=CARD_EMM_VALIDITY_S,
+                       rng=self.rng)
 
     def full_refresh(self, session: Session, at: datetime) -> list[bytes]:
         states = list(iter_card_states(session, at))

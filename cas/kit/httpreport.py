@@ -23,9 +23,10 @@ import threading
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
+from typing import Any
 from urllib.parse import quote, unquote
 
-from cas.formats.boxreport import Seen, parse_report
+from cas.formats.boxreport import Seen, parse_events, parse_report
 
 MAX_BODY = 1 << 20
 PATH_PREFIX = "/kit/"
@@ -39,6 +40,8 @@ class ReportServer:
         self._lock = threading.Lock()
         self._open: dict[str, dict[int, Seen]] = {}
         self._posts: dict[str, int] = {}
+        #: the event lines (purchase, message shown, fingerprint shown) posted per URL
+        self._events: dict[str, list[dict[str, Any]]] = {}
         server = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -103,12 +106,20 @@ class ReportServer:
         with self._lock:
             self._open[unquote(key)] = {}
             self._posts[unquote(key)] = 0
+            self._events[unquote(key)] = []
         return self.base_url + key
+
+    def events(self, step: int, box: str) -> list[dict[str, Any]]:
+        """The event lines posted to (step, box); call before :meth:`take`."""
+        key = unquote(self.path_of(step, box))
+        with self._lock:
+            return list(self._events.get(key, []))
 
     def take(self, step: int, box: str) -> tuple[dict[int, Seen], int]:
         """Close the URL of (step, box): the verdicts posted there and how many POSTs."""
         key = unquote(self.path_of(step, box))
         with self._lock:
+            self._events.pop(key, None)
             return self._open.pop(key, {}), self._posts.pop(key, 0)
 
     def peek(self, step: int, box: str) -> dict[int, Seen]:
@@ -126,6 +137,7 @@ class ReportServer:
                 return HTTPStatus.BAD_REQUEST, "no channel line in the body"
             self._open[key].update(seen)
             self._posts[key] += 1
+            self._events[key].extend(parse_events(text))
         return HTTPStatus.NO_CONTENT, ""
 
     def close(self) -> None:

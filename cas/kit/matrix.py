@@ -27,8 +27,12 @@ def expected_matrix(scenario: Scenario, channels: Sequence[Mapping[str, Any]],
                 str(ch["number"]): {"state": state_of(exp.reason(ch["number"])),
                                     "reason": exp.reason(ch["number"]).value}
                 for ch in channels}
-        out_steps.append({"index": built["index"], "name": step.name, "title": step.title,
-                          "at": built["at"], "boxes": boxes})
+        row: dict[str, Any] = {"index": built["index"], "name": step.name,
+                               "title": step.title, "at": built["at"], "boxes": boxes}
+        if built.get("checks"):
+            # per box, the checks besides the channels (docs/kit.md, "Checks")
+            row["checks"] = built["checks"]
+        out_steps.append(row)
     return {"kit": scenario.name, "channels": list(channels), "steps": out_steps}
 
 
@@ -44,6 +48,9 @@ def render_table(matrix: Mapping[str, Any]) -> str:
         for box, row in step["boxes"].items():
             cells = [row[n]["reason"] for n in numbers]
             lines.append(box.ljust(box_w) + " ".join(c.ljust(width) for c in cells).rstrip())
+        for box, checks in step.get("checks", {}).items():
+            for name, check in checks.items():
+                lines.append(f"{box.ljust(box_w)}{name}: {check['expected']}")
         lines.append("")
     return "\n".join(lines)
 

@@ -35,7 +35,8 @@ def junit_xml(result: RunResult) -> bytes:
                               hostname=socket.gethostname())
         for c in cases:
             case = ET.SubElement(suite, "testcase", classname=f"{result.kit}.{name}",
-                                 name=f"{c.box} ch {c.channel}", time="0")
+                                 name=f"{c.box} {c.check}" if c.check else f"{c.box} ch {c.channel}",
+                                 time="0")
             if c.skipped:
                 ET.SubElement(case, "skipped", message=c.skipped).text = c.skipped
             if not c.ok:
@@ -62,8 +63,9 @@ def _row(c: CaseResult, *, with_step: bool) -> str:
     cls = "skip" if c.skipped else "pass" if c.ok else "fail"
     step = f"<td>{c.step} {html.escape(c.step_name)}</td>" if with_step else ""
     return (f'<tr class="{cls}">{step}<td>{html.escape(c.box)}</td>'
-            f"<td>{c.channel} {html.escape(c.channel_name)}</td>"
-            f"<td>{html.escape(c.expected)}</td><td>{html.escape(c.seen)}</td>"
+            + (f"<td>{html.escape(c.check)}</td>" if c.check else
+               f"<td>{c.channel} {html.escape(c.channel_name)}</td>")
+            + f"<td>{html.escape(c.expected)}</td><td>{html.escape(c.seen)}</td>"
             f"<td>{html.escape(c.skipped or c.message)}</td><td>{_verdict(c)}</td></tr>")
 
 

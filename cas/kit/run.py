@@ -27,9 +27,17 @@ from pathlib import Path
 from typing import Any
 
 from cas.errors import ConfigError, UsageError
-from cas.formats.boxreport import Seen, parse_report
+from cas.formats.boxreport import Seen, parse_events, parse_report
 from cas.kit.build import KIT_FORMAT
+from cas.kit.checks import (
+    HeadEnd,
+    clone_card,
+    seen_fingerprint,
+    seen_messages,
+    sharing_verdict,
+)
 from cas.kit.httpreport import ReportServer
+from cas.kit.scenario import load_scenario
 
 #: ``--box stub``: our own set-top-box stub speaking the kit protocol.
 STUB = "stub"
@@ -58,13 +66,21 @@ class CaseResult:
     message: str
     #: why this check was not made (live mode: an event it cannot play); "" = graded
     skipped: str = ""
+    #: a check besides the channels (``messages``, ``fingerprint``, ``report``, ``sharing``;
+    #: ``channel`` is then 0); "" = a channel's verdict
+    check: str = ""
 
     @property
     def ok(self) -> bool:
         return bool(self.skipped) or self.expected == self.seen
 
+    @property
+    def what(self) -> str:
+        """``channel N`` or the check's name."""
+        return self.check or f"channel {self.channel}"
+
     def failure_text(self) -> str:
-        return (f"step {self.step} '{self.step_name}', box {self.box}, channel {self.channel}: "
+        return (f"step {self.step} '{self.step_name}', box {self.box}, {self.what}: "
                 f"expected {self.expected}, seen {self.seen}")
 
 
@@ -96,7 +112,8 @@ class RunResult:
                             for c in self.skipped],
                 "failures": [{"step": c.step, "step_name": c.step_name, "box": c.box,
                               "channel": c.channel, "expected": c.expected, "seen": c.seen,
-                              "message": c.message} for c in self.failures]}
+                              "message": c.message, **({"check": c.check} if c.check else {})}
+                             for c in self.failures]}
 
 
 def _load(path: Path, what: str) -> Any:
@@ -128,10 +145,44 @@ def box_env(kit: Path, timeline: Mapping[str, Any], work: Path, step: Mapping[st
     return env
 
 
+def action_env(work: Path, timeline: Mapping[str, Any], step: Mapping[str, Any],
+               box: str) -> dict[str, str]:
+    """File mode: the box actions of the step (docs/kit.md, "Box actions") and the card's
+    ECM log on a step with a sharing check."""
+    env: dict[str, str] = {}
+    inside = step["boxes"][box]
+    buy = inside.get("buy")
+    if buy:
+        env.update({"KIT_BUY_CHANNEL": str(buy["channel"]), "KIT_BUY_EVENT": str(buy["event"]),
+                    "KIT_BUY_PIN": str(buy["pin"])})
+    if inside.get("report"):
+        env["KIT_PPV_REPORT"] = str(_report_path(work, step, box))
+    card = inside.get("card")
+    if card and inside.get("clone"):
+        image = work / timeline["cards"][card]["image"]
+        env["KIT_CARD_IMAGE"] = str(clone_card(
+            image, work / "clones" / f"{step['index']:02d}-{box}" / image.name))
+    if card and any("sharing" in c for c in step.get("checks", {}).values()):
+        env["KIT_CARD_ECM_LOG"] = str(_ecm_log(work, step, card))
+    return env
+
+
+def _report_path(work: Path, step: Mapping[str, Any], box: str) -> Path:
+    return work / "reports" / f"{step['index']:02d}-{box}.bin"
+
+
+def _ecm_log(work: Path, step: Mapping[str, Any], card: str) -> Path:
+    return work / "ecm-logs" / f"{step['index']:02d}-{card}.jsonl"
+
+
+Events = list[dict[str, Any]]
+
+
 def _play(command: Sequence[str], stream: Path, env: Mapping[str, str],
-          posted: Callable[[], dict[int, Seen]] | None = None) -> tuple[dict[int, Seen], str]:
-    """Run the box on one stream; its verdicts and, when it failed, why.  ``posted``: the
-    HTTP form, the verdicts come from the endpoint (its stdout is not read)."""
+          posted: Callable[[], tuple[dict[int, Seen], Events]] | None = None,
+          ) -> tuple[dict[int, Seen], str, Events]:
+    """Run the box on one stream; its verdicts, when it failed why, and its event lines.
+    ``posted``: the HTTP form, the lines come from the endpoint (its stdout is not read)."""
     try:
         done = subprocess.run([*command, str(stream)], env=dict(env), capture_output=True,
                               text=True, timeout=BOX_TIMEOUT_S, check=False)
@@ -140,13 +191,14 @@ def _play(command: Sequence[str], stream: Path, env: Mapping[str, str],
     except subprocess.TimeoutExpired:
         if posted is not None:
             posted()
-        return {}, f"the box did not finish within {BOX_TIMEOUT_S:.0f} s"
-    seen = parse_report(done.stdout) if posted is None else posted()
+        return {}, f"the box did not finish within {BOX_TIMEOUT_S:.0f} s", []
+    seen, events = ((parse_report(done.stdout), parse_events(done.stdout)) if posted is None
+                    else posted())
     problem = ""
     if done.returncode != 0 and not seen:
         last = (done.stderr.strip().splitlines() or [""])[-1]
         problem = f"the box exited {done.returncode}: {last}"
-    return seen, problem
+    return seen, problem, events
 
 
 class ReportVia(StrEnum):
@@ -156,8 +208,9 @@ class ReportVia(StrEnum):
     HTTP = "http"  # POSTs to KIT_REPORT_URL, an endpoint the runner opens on 127.0.0.1
 
 
-def _take(server: ReportServer, step: int, box: str) -> dict[int, Seen]:
-    return server.take(step, box)[0]
+def _take(server: ReportServer, step: int, box: str) -> tuple[dict[int, Seen], Events]:
+    events = server.events(step, box)
+    return server.take(step, box)[0], events
 
 
 def open_kit(kit: Path, box: str) -> tuple[dict[str, Any], dict[str, Any], list[str]]:
@@ -185,17 +238,38 @@ def run_kit(kit: Path, box: str, *, report: ReportVia = ReportVia.STDOUT,
     with tempfile.TemporaryDirectory(prefix="cas-kit-run-") as tmp, ExitStack() as stack:
         server = (stack.enter_context(ReportServer()) if report is ReportVia.HTTP else None)
         work = Path(tmp)
-        (work / "nvram").mkdir()
+        for sub in ("nvram", "reports", "ecm-logs"):
+            (work / sub).mkdir()
         shutil.copytree(kit / "cards", work / "cards")
-        for step, exp in zip(timeline["steps"], expected["steps"], strict=True):
+        headend: HeadEnd | None = None
+        if any(b.get("report") for st in timeline["steps"] for b in st["boxes"].values()):
+            say("the head-end's store from the kit's scenario (purchase reports)")
+            scenario = load_scenario(kit / "scenario.toml")
+            (work / "headend").mkdir()
+            headend = HeadEnd(kit, scenario, work / "headend")
+            stack.callback(headend.close)
+        for number, (step, exp) in enumerate(zip(timeline["steps"], expected["steps"],
+                                                  strict=True)):
             say(f"step {step['index']}: {step['name']}")
+            if headend is not None:
+                headend.step(scenario.steps[number])
+            uploads: dict[str, str] = {}
+            shown: dict[str, Events] = {}
             for box_key, channels in exp["boxes"].items():
-                env = box_env(kit, timeline, work, step, box_key)
-                posted: Callable[[], dict[int, Seen]] | None = None
+                env = {**box_env(kit, timeline, work, step, box_key),
+                       **action_env(work, timeline, step, box_key)}
+                posted: Callable[[], tuple[dict[int, Seen], Events]] | None = None
                 if server is not None:
                     env["KIT_REPORT_URL"] = server.expect(step["index"], box_key)
                     posted = partial(_take, server, step["index"], box_key)
-                seen, problem = _play(command, kit / step["stream"], env, posted)
+                seen, problem, shown[box_key] = _play(command, kit / step["stream"], env,
+                                                      posted)
+                mode = step["boxes"][box_key].get("report")
+                if mode and headend is not None:
+                    path = _report_path(work, step, box_key)
+                    fresh = path.read_bytes() if path.exists() else None
+                    uploads[box_key] = headend.upload(step["boxes"][box_key]["card"], mode,
+                                                      fresh)
                 for number, want in channels.items():
                     got = seen.get(int(number))
                     result.cases.append(CaseResult(
@@ -204,5 +278,29 @@ def run_kit(kit: Path, box: str, *, report: ReportVia = ReportVia.STDOUT,
                         expected=want["reason"],
                         seen=got.reason if got is not None else "NOT_REPORTED",
                         message=got.message if got is not None else problem))
+            for box_key, checks in exp.get("checks", {}).items():
+                for name, check in checks.items():
+                    seen_text, note = _check(name, check, work, step, box_key,
+                                             shown.get(box_key, []), uploads)
+                    result.cases.append(CaseResult(
+                        step=step["index"], step_name=step["name"], step_title=step["title"],
+                        box=box_key, channel=0, channel_name=name, check=name,
+                        expected=str(check["expected"]), seen=seen_text, message=note))
     result.duration_s = time.monotonic() - t0
     return result
+
+
+def _check(name: str, check: Mapping[str, Any], work: Path, step: Mapping[str, Any],
+           box: str, events: Events, uploads: Mapping[str, str]) -> tuple[str, str]:
+    """What the box (or the head-end, for its report and its card's ECM log) showed for one
+    check, and a note for the report."""
+    if name == "messages":
+        return seen_messages(events), ""
+    if name == "fingerprint":
+        return seen_fingerprint(events), ""
+    if name == "report":
+        return uploads.get(box, "no report"), ""
+    card = step["boxes"][box].get("card")
+    if not card:
+        return "no card", ""
+    return sharing_verdict(_ecm_log(work, step, card), int(check.get("tuners", 2)))

@@ -14,7 +14,9 @@ The rules, in the order :func:`parse_scenario` checks them:
 4. every ``[[step]]`` has a unique ``name``; its events are of a known kind with the fields
    that kind needs, naming known subscribers;
 5. ``[step.expect.BOX]`` names a known box, its channels are numbers (or ``default``) and its
-   values are :class:`cas.reasons.Reason` names.
+   values are :class:`cas.reasons.Reason` names;
+6. ``[step.check.BOX]`` (optional) names a known box and only the checks of :data:`CHECKS`
+   (on-screen messages, fingerprint, purchase report billed, card sharing), each of its type.
 """
 
 from __future__ import annotations
@@ -63,6 +65,18 @@ class EventKind(StrEnum):
     ECM_KEY = "ecm-key"          # index: ECMs are sealed with this ECM key from now on
     SEND_ECM_KEY = "send-ecm-key"  # index: this step's stream delivers that key (global EMM)
     OTHER_CARD_EMM = "other-card-emm"  # a unique EMM for a card in no box of the kit
+    # pay-per-view (docs/ppv.md)
+    PPV_EVENT = "ppv-event"      # event, channel, start_s, duration_s, price: in the catalogue
+    BOOK = "book"                # event: pre-booked, billed, its right sent by EMM
+    TOP_UP = "top-up"            # tokens, credit_limit: a purse top-up EMM
+    BUY = "buy"                  # channel, event, pin: the viewer buys on the box (box action)
+    UPLOAD_REPORT = "upload-report"  # mode: the box's purchase report to the head-end (box action)
+    # on-screen messages, fingerprints (docs/osd.md)
+    MESSAGE = "message"          # address, id, priority, duration_s, text
+    FINGERPRINT = "fingerprint"  # address, kind (overt/covert), duration_s
+    # card sharing (docs/sharing.md)
+    SHARE_CARD = "share-card"    # boxes: clones of the card answer in those boxes too
+    BLOCK = "block"              # the card is blocked (sharing found), sent by EMM
 
 
 #: Fields each event kind needs (besides ``do``, and ``who`` except for the clock and the stream).
@@ -88,12 +102,49 @@ _NEEDS: dict[EventKind, dict[str, type]] = {
     EventKind.ECM_KEY: {"index": int},
     EventKind.SEND_ECM_KEY: {"index": int},
     EventKind.OTHER_CARD_EMM: {},
+    EventKind.PPV_EVENT: {"event": int, "channel": int, "start_s": int, "duration_s": int,
+                          "price": int},
+    EventKind.BOOK: {"event": int},
+    EventKind.TOP_UP: {"tokens": int, "credit_limit": int},
+    EventKind.BUY: {"channel": int, "event": int, "pin": str},
+    EventKind.UPLOAD_REPORT: {},
+    EventKind.MESSAGE: {"address": str, "id": int, "priority": int, "duration_s": int,
+                        "text": str},
+    EventKind.FINGERPRINT: {"address": str, "kind": str, "duration_s": int},
+    EventKind.SHARE_CARD: {"boxes": list},
+    EventKind.BLOCK: {},
 }
+#: Optional fields and their defaults.
+_OPTIONAL: dict[EventKind, dict[str, tuple[type, Any]]] = {
+    EventKind.PPV_EVENT: {"impulse": (bool, True)},
+    EventKind.UPLOAD_REPORT: {"mode": (str, "fresh")},
+    EventKind.FINGERPRINT: {"x": (int, 90), "y": (int, 90)},
+}
+#: What the runner makes the box do (file mode), rather than the head-end or the stream.
+BOX_ACTIONS = frozenset({EventKind.BUY, EventKind.UPLOAD_REPORT, EventKind.SHARE_CARD})
+#: How a purchase report reaches the head-end: as the box read it, the last one again, or
+#: with one byte changed on the way.
+REPORT_MODES = ("fresh", "replayed", "forged")
+#: Addresses of an on-screen message or fingerprint EMM: the box's card, its group, everyone.
+ADDRESSES = ("unique", "shared", "global")
+FINGERPRINT_KINDS = ("overt", "covert")
+#: ``[step.check.BOX]`` keys and the TOML types they take (docs/kit.md, "Checks").
+CHECKS: dict[str, tuple[type, ...]] = {
+    "messages": (list,),      # message ids the box showed (and acknowledged), in order
+    "fingerprint": (str,),    # "overt", "covert" (with the card's serial) or "none"
+    "report": (int, str),     # the head-end billed this (major units), or refused it (code)
+    "sharing": (bool,),       # cas diag sharing flags the box's card on this step's ECM log
+    "tuners": (int,),         # the tuner count for "sharing" (default 2)
+}
+REPORT_REFUSALS = ("PPV_REPORT_REPLAYED", "PPV_REPORT_FORGED")
+
 #: Events of the stream or the clock, not of one subscriber.
 STREAM_EVENTS = frozenset({EventKind.DROP_EMM, EventKind.REPLAY_EMM, EventKind.TAMPER_EMM,
                            EventKind.LOSE_ECM, EventKind.ECM_KEY, EventKind.SEND_ECM_KEY,
                            EventKind.OTHER_CARD_EMM})
-_NO_WHO = {EventKind.ADVANCE, *STREAM_EVENTS}
+_NO_WHO = {EventKind.ADVANCE, EventKind.PPV_EVENT, *STREAM_EVENTS}
+#: ``who`` is needed unless the address is global.
+_WHO_UNLESS_GLOBAL = {EventKind.MESSAGE, EventKind.FINGERPRINT}
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -133,6 +184,12 @@ class Step:
     expect: Mapping[str, Expectation]
     #: The stream clock against the simulation clock: ECMs are stamped at now + this.
     stream_offset_s: int = 0
+    #: Per box, the checks besides the channels (``[step.check.BOX]``, :data:`CHECKS`).
+    checks: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+
+    @property
+    def box_actions(self) -> bool:
+        return any(e.kind in BOX_ACTIONS for e in self.events)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -309,7 +366,7 @@ def _steps(where: _Where, items: Any, boxes: set[str]) -> tuple[Step, ...]:
     out: list[Step] = []
     for i, item in enumerate(items):
         name, at = _entry(where, item, "step", i, "name",
-                          {"name", "title", "events", "expect", "stream_offset_s"},
+                          {"name", "title", "events", "expect", "stream_offset_s", "check"},
                           {s.name for s in out})
         events = tuple(_event(where, e, f"step[{i}].events[{j}]", boxes, at,
                               earlier={s.name for s in out})
@@ -328,9 +385,11 @@ def _steps(where: _Where, items: Any, boxes: set[str]) -> tuple[Step, ...]:
         if missing:
             raise where.error(f"step[{i}].expect", f"no expectation for box {missing[0]!r}",
                               after=at)
+        checks = _checks(where, _get(where, item, f"step[{i}].check", dict, default={},
+                                     after=at), f"step[{i}].check", boxes, at)
         out.append(Step(name=name, title=_get(where, item, f"step[{i}].title", str,
                                               default=name, after=at),
-                        events=events, expect=expect,
+                        events=events, expect=expect, checks=checks,
                         stream_offset_s=_get(where, item, f"step[{i}].stream_offset_s", int,
                                              default=0, after=at)))
     return tuple(out)
@@ -356,6 +415,40 @@ def _expectation(where: _Where, table: Mapping[str, Any], key: str, at: int) -> 
     return Expectation(default=default, channels=channels)
 
 
+def _checks(where: _Where, raw: Mapping[str, Any], key: str, boxes: set[str],
+            at: int) -> dict[str, dict[str, Any]]:
+    out: dict[str, dict[str, Any]] = {}
+    for box, table in raw.items():
+        here = f"{key}.{box}"
+        if box not in boxes:
+            raise where.error(here, f"no subscriber {box!r}", after=at)
+        if not isinstance(table, dict):
+            raise where.error(here, "expected a table of checks", after=at)
+        for name, value in table.items():
+            if name not in CHECKS:
+                raise where.error(f"{here}.{name}", f"unknown check (use {', '.join(CHECKS)})",
+                                  after=at)
+            kinds = CHECKS[name]
+            if not isinstance(value, kinds) or (isinstance(value, bool) and bool not in kinds):
+                wanted = " or ".join(k.__name__ for k in kinds)
+                raise where.error(f"{here}.{name}",
+                                  f"expected {wanted}, got {type(value).__name__}", after=at)
+        messages = table.get("messages", [])
+        if not all(isinstance(m, int) and not isinstance(m, bool) and 1 <= m <= 0xFFFF
+                   for m in messages):
+            raise where.error(f"{here}.messages", "a list of message ids (1..65535)", after=at)
+        if table.get("fingerprint", "none") not in (*FINGERPRINT_KINDS, "none"):
+            raise where.error(f"{here}.fingerprint", "overt, covert or none", after=at)
+        report = table.get("report", 0)
+        if isinstance(report, str) and report not in REPORT_REFUSALS:
+            raise where.error(f"{here}.report", "major units billed, or "
+                              + " / ".join(REPORT_REFUSALS), after=at)
+        if "tuners" in table and ("sharing" not in table or not 1 <= table["tuners"] <= 64):
+            raise where.error(f"{here}.tuners", "1..64, with a sharing check", after=at)
+        out[box] = dict(table)
+    return out
+
+
 def _event(where: _Where, raw: Any, key: str, boxes: set[str], at: int, *,
            earlier: set[str]) -> Event:
     if not isinstance(raw, dict):
@@ -367,13 +460,17 @@ def _event(where: _Where, raw: Any, key: str, boxes: set[str], at: int, *,
                                        f"({', '.join(k.value for k in EventKind)})",
                           after=at) from None
     who: str | None = None
-    if kind not in _NO_WHO:
+    needs = _NEEDS[kind]
+    optional = _OPTIONAL.get(kind, {})
+    args = {name: _get(where, raw, f"{key}.{name}", t, after=at) for name, t in needs.items()}
+    args.update({name: _get(where, raw, f"{key}.{name}", t, after=at) if name in raw else d
+                 for name, (t, d) in optional.items()})
+    if kind not in _NO_WHO and not (kind in _WHO_UNLESS_GLOBAL and args["address"] == "global"):
         who = _get(where, raw, f"{key}.who", str, after=at)
         if who not in boxes:
             raise where.error(f"{key}.who", f"no subscriber {who!r}", after=at)
-    needs = _NEEDS[kind]
-    args = {name: _get(where, raw, f"{key}.{name}", t, after=at) for name, t in needs.items()}
-    extra = set(raw) - set(needs) - {"do"} - ({"who"} if who is not None else set())
+    extra = (set(raw) - set(needs) - set(optional) - {"do"}
+             - ({"who"} if who is not None else set()))
     if extra:
         raise where.error(f"{key}.{sorted(extra)[0]}", f"unknown field for {kind.value!r}",
                           after=at)
@@ -386,4 +483,44 @@ def _event(where: _Where, raw: Any, key: str, boxes: set[str], at: int, *,
         raise where.error(f"{key}.step", f"no earlier step {args['step']!r}", after=at)
     if kind is EventKind.MOVE_CARD and args["to"] and args["to"] not in boxes:
         raise where.error(f"{key}.to", f"no box {args['to']!r}", after=at)
+    _check_new_event(where, kind, args, key, boxes, at, who)
     return Event(kind=kind, who=who, args=args)
+
+
+def _check_new_event(where: _Where, kind: EventKind, args: Mapping[str, Any], key: str,
+                     boxes: set[str], at: int, who: str | None) -> None:
+    """The ranges of the pay-per-view, on-screen and sharing events."""
+    def bad(name: str, problem: str) -> ScenarioError:
+        return where.error(f"{key}.{name}", problem, after=at)
+
+    if "event" in args and not 1 <= args["event"] <= 0xFFFFFFFF:
+        raise bad("event", "an event id is 1..4294967295")
+    if kind is EventKind.PPV_EVENT:
+        if not 1 <= args["price"] <= 0xFFFF:
+            raise bad("price", "a price is 1..65535 tokens")
+        if args["duration_s"] < 1:
+            raise bad("duration_s", "an event lasts at least 1 s")
+    if kind is EventKind.TOP_UP and not (0 <= args["tokens"] <= 0xFFFFFFFF
+                                         and 0 <= args["credit_limit"] <= 0xFFFFFFFF):
+        raise bad("tokens", "tokens and credit limit are 0..4294967295")
+    if kind is EventKind.BUY and not (len(args["pin"]) == 4 and args["pin"].isdigit()):
+        raise bad("pin", "a PIN is 4 digits")
+    if kind is EventKind.UPLOAD_REPORT and args["mode"] not in REPORT_MODES:
+        raise bad("mode", " / ".join(REPORT_MODES))
+    if kind in _WHO_UNLESS_GLOBAL and args["address"] not in ADDRESSES:
+        raise bad("address", " / ".join(ADDRESSES))
+    if kind is EventKind.MESSAGE and not (1 <= args["id"] <= 0xFFFF
+                                          and 0 <= args["priority"] <= 0xFF
+                                          and 1 <= args["duration_s"] <= 0xFFFF
+                                          and 0 < len(args["text"].encode()) <= 246):
+        raise bad("id", "id 1..65535, priority 0..255, duration_s 1..65535, "
+                        "text 1..246 bytes of UTF-8")
+    if kind is EventKind.FINGERPRINT:
+        if args["kind"] not in FINGERPRINT_KINDS:
+            raise bad("kind", " / ".join(FINGERPRINT_KINDS))
+        if not (1 <= args["duration_s"] <= 0xFFFF and 0 <= args["x"] <= 100
+                and 0 <= args["y"] <= 100):
+            raise bad("duration_s", "duration_s 1..65535, x and y 0..100 %")
+    if kind is EventKind.SHARE_CARD and (not args["boxes"] or not all(
+            isinstance(b, str) and b in boxes and b != who for b in args["boxes"])):
+        raise bad("boxes", "a list of other subscribers' boxes")

@@ -39,3 +39,27 @@ def test_a_whole_stb_json_report_is_read_too() -> None:
 def test_nothing_reported() -> None:
     assert parse_report("") == {}
     assert parse_report("error: no such file\n") == {}
+
+
+def test_event_lines_are_read_beside_the_channel_lines() -> None:
+    from cas.formats.boxreport import (
+        fingerprint_line,
+        message_line,
+        parse_events,
+        purchase_line,
+        shown_fingerprints,
+        shown_messages,
+    )
+
+    out = "\n".join([channel_line(24, "OPEN", ""), purchase_line(24, 7001, "OPEN", 50),
+                     message_line(2, 5, "Сервис"), '{"event": "osd_shown", "message_id": 9}',
+                     message_line(1, 1, "low"), fingerprint_line("covert", 2256884701),
+                     "{broken"])
+    events = parse_events(out)
+    assert [e["event"] for e in events] == ["purchase", "message_shown", "message_shown",
+                                            "fingerprint_shown"]
+    assert events[0] == {"event": "purchase", "channel": 24, "event_id": 7001,
+                         "reason": "OPEN", "purse_tokens": 50}
+    assert shown_messages(events) == [2, 1]
+    assert shown_fingerprints(events) == [("covert", "2256884701")]
+    assert sorted(parse_report(out)) == [24]

@@ -135,3 +135,48 @@ def test_other_card_emm_is_a_stream_event_without_fields(tmp_path: Path) -> None
     bad = text.replace('{do = "other-card-emm"}', '{do = "other-card-emm", who = "a"}')
     assert _error(bad, tmp_path) == (
         "17: step[0].events[2].who: unknown field for 'other-card-emm'")
+
+
+PPV = GOOD.replace('  {do = "subscribe", who = "a", package = "start"},\n',
+                   '  {do = "subscribe", who = "a", package = "start"},\n'
+                   '  {do = "ppv-event", event = 7, channel = 24, start_s = -60, '
+                   'duration_s = 600, price = 150},\n'
+                   '  {do = "buy", who = "a", channel = 24, event = 7, pin = "0000"},\n'
+                   '  {do = "upload-report", who = "a"},\n'
+                   '  {do = "message", address = "global", id = 2, priority = 5, '
+                   'duration_s = 10, text = "hi"},\n') + """[step.check.a]
+report = 150
+messages = [2]
+"""
+
+
+def test_pay_per_view_and_message_events_and_checks_read(tmp_path: Path) -> None:
+    step = parse_scenario(PPV, Path("s.toml")).steps[0]
+    kinds = [e.kind for e in step.events]
+    assert kinds[2:] == [EventKind.PPV_EVENT, EventKind.BUY, EventKind.UPLOAD_REPORT,
+                         EventKind.MESSAGE]
+    assert step.events[2].who is None and step.events[2].args["impulse"] is True
+    assert step.events[4].args == {"mode": "fresh"}
+    assert step.events[5].who is None  # a global message names no subscriber
+    assert step.box_actions
+    assert step.checks == {"a": {"report": 150, "messages": [2]}}
+
+
+@pytest.mark.parametrize(("old", "new", "error"), [
+    ('pin = "0000"', 'pin = "00"', "18: step[0].events[3].pin: a PIN is 4 digits"),
+    ('{do = "upload-report", who = "a"}', '{do = "upload-report", who = "a", mode = "x"}',
+     "19: step[0].events[4].mode: fresh / replayed / forged"),
+    ('address = "global"', 'address = "unique"', "12: step[0].events[5].who: missing"),
+    ("price = 150", "price = 0", "17: step[0].events[2].price: a price is 1..65535 tokens"),
+    ("report = 150", 'report = "PAID"',
+     "27: step[0].check.a.report: major units billed, or PPV_REPORT_REPLAYED / "
+     "PPV_REPORT_FORGED"),
+    ("messages = [2]", "sharing = 1", "28: step[0].check.a.sharing: expected bool, got int"),
+    ("messages = [2]", "colour = 1",
+     "28: step[0].check.a.colour: unknown check (use messages, fingerprint, report, "
+     "sharing, tuners)"),
+])
+def test_bad_new_events_and_checks_are_one_line(old: str, new: str, error: str,
+                                                tmp_path: Path) -> None:
+    assert old in PPV
+    assert _error(PPV.replace(old, new), tmp_path) == error
