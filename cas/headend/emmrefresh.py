@@ -79,6 +79,10 @@ class RefreshPlan:
     shared_min: int
     out_dir: str
     items: int
+    #: the sequence epoch: every card's first refresh EMM carries ``unique_base``, every
+    #: group's first shared one ``shared_base`` (cas.store.emmseq)
+    unique_base: int = 1
+    shared_base: int = 1
     finished: bool = False
     output: str = ""
 
@@ -172,6 +176,8 @@ def start_refresh(store: Store, *, run: str, at: datetime, out_dir: str,
     """Make the plan of ``run`` (or return the existing one: joining is idempotent)."""
     from sqlalchemy import func, select, text
 
+    from cas.headend.emmfast import SHARED_STRIDE, UNIQUE_STRIDE
+    from cas.store.emmseq import SHARED, UNIQUE, reserve_epoch
     from cas.store.models import Card
     from cas.store.repo import get_setting, set_setting
 
@@ -194,9 +200,14 @@ def start_refresh(store: Store, *, run: str, at: datetime, out_dir: str,
             select(Card.shared_address, func.count()).group_by(Card.shared_address)
             .order_by(Card.shared_address))]
         items = cut_items(counts, max(chunk, 1))
+        # The epoch: numbers above every one handed out so far, reserved for this run (the
+        # floor rises above them, so no other EMM can take them).
+        unique_base = reserve_epoch(s, UNIQUE, UNIQUE_STRIDE)
+        shared_base = reserve_epoch(s, SHARED, SHARED_STRIDE)
         plan = RefreshPlan(run=run, at_s=int(at.timestamp()), validity_s=settings.validity_s,
                            shared_min=settings.shared_min_members,
-                           out_dir=os.path.abspath(out_dir), items=len(items))
+                           out_dir=os.path.abspath(out_dir), items=len(items),
+                           unique_base=unique_base, shared_base=shared_base)
         set_setting(s, _plan_key(run), plan.to_json())
         for n, (lo, hi) in enumerate(items):
             set_setting(s, _item_key(run, n), json.dumps({"lo": lo, "hi": hi, "state": "todo"},
@@ -287,7 +298,8 @@ def _do_item(s: Session, keys: OperatorKeys, plan: RefreshPlan, n: int,
     if s.get_bind().dialect.name == "postgresql":
         from cas.headend.emmfast import book_item, build_item
 
-        emms = build_item(s, keys, lo=lo, hi=hi, at_s=plan.at_s, settings=plan.settings)
+        emms = build_item(s, keys, lo=lo, hi=hi, at_s=plan.at_s, settings=plan.settings,
+                          unique_base=plan.unique_base, shared_base=plan.shared_base)
         _write_atomic(_item_file(plan.out_dir, n), emms.data)
         if _PAUSE_S:
             time.sleep(_PAUSE_S)
@@ -300,12 +312,10 @@ def _do_item(s: Session, keys: OperatorKeys, plan: RefreshPlan, n: int,
 def _do_item_reference(s: Session, keys: OperatorKeys, plan: RefreshPlan, n: int, lo: int,
                        hi: int) -> dict[str, int]:
     """An item through the reference generator (card states folded in Python): SQLite, where
-    a refresh runs in one process."""
-    from sqlalchemy import select
-
+    a refresh runs in one process.  Numbered from the run's epoch like the fast path."""
     from cas.billing.state import iter_card_states
-    from cas.headend.emmrun import _SHARED, _UNIQUE
-    from cas.store.models import EmmSequence
+    from cas.headend.emmfast import UNIQUE_STRIDE
+    from cas.store.emmseq import UNIQUE
 
     at = datetime.fromtimestamp(plan.at_s, tz=UTC)
     states = list(iter_card_states(s, at, shared_range=(lo, hi)))
@@ -313,33 +323,49 @@ def _do_item_reference(s: Session, keys: OperatorKeys, plan: RefreshPlan, n: int
     rows: list[tuple[str, int, int, int | None]] = []
     unique_count = shared_count = 0
     if states:
-        serials = [st.serial for st in states]
-        unique_next = {int(a): int(x) for a, x in s.execute(
-            select(EmmSequence.address, EmmSequence.next_seq).where(
-                EmmSequence.address_kind == _UNIQUE, EmmSequence.address >= min(serials),
-                EmmSequence.address <= max(serials)))}
-        shared_next = {int(a): int(x) for a, x in s.execute(
-            select(EmmSequence.address, EmmSequence.next_seq).where(
-                EmmSequence.address_kind == _SHARED, EmmSequence.address >= lo,
-                EmmSequence.address <= hi))}
         targets = card_targets(s, keys, states)
-        res = build_batch(keys, targets, at_s=plan.at_s,
-                          unique_seq=lambda a: unique_next.get(a, 1),
-                          shared_seq=lambda g: shared_next.get(g, 1), settings=plan.settings)
-        data = b"".join(res.sections)
-        unique_count, shared_count = res.unique_count, res.shared_count
-        versions = {st.serial: st.rights_version for st in states}
-        rows = [(_UNIQUE, a, x, versions[a]) for a, x in res.unique_next.items()]
-        # Members served by a shared EMM are up to date too: record their rights version.
-        rows += [(_UNIQUE, a, unique_next.get(a, 1), versions[a])
-                 for a in versions.keys() - res.unique_next.keys()]
-        rows += [(_SHARED, g, x, None) for g, x in res.shared_next.items()]
+        res = build_batch(keys, targets, at_s=plan.at_s, unique_seq=lambda _a: plan.unique_base,
+                          shared_seq=lambda _g: plan.shared_base, settings=plan.settings)
+        sections, capped = _cap_unique(res.sections, plan.unique_base, UNIQUE_STRIDE)
+        data = b"".join(sections)
+        unique_count = res.unique_count - (len(res.sections) - len(sections))
+        shared_count = res.shared_count
+        sent = _sent_versions(s, [st.serial for st in states])
+        rows = [(UNIQUE, st.serial, 1, st.rights_version) for st in states
+                if st.rights_version > sent.get(st.serial, 0) and st.serial not in capped]
     _write_atomic(_item_file(plan.out_dir, n), data)
     if _PAUSE_S:
         time.sleep(_PAUSE_S)
-    _book_sequences(s, rows)
+    _book_sent(s, rows)
     return {"cards": len(states), "unique_emms": unique_count, "shared_emms": shared_count,
             "bytes": len(data)}
+
+
+def _cap_unique(sections: list[bytes], base: int, stride: int) -> tuple[list[bytes], set[int]]:
+    """``sections`` without the unique EMMs numbered beyond the epoch's stride, and the cards
+    that lost some (the fast path cuts the same lists: cas.headend.emmfast)."""
+    from cas.formats.emm import EmmAddressType
+
+    tid = int(EmmAddressType.UNIQUE)
+    keep: list[bytes] = []
+    capped: set[int] = set()
+    for sec in sections:
+        if sec[0] == tid and (int.from_bytes(sec[7:11], "big") - base) % (1 << 32) >= stride:
+            capped.add(int.from_bytes(sec[3:7], "big"))
+            continue
+        keep.append(sec)
+    return keep, capped
+
+
+def _sent_versions(s: Session, serials: list[int]) -> dict[int, int]:
+    from sqlalchemy import select
+
+    from cas.store.models import EmmSequence
+
+    return {int(a): int(v) for a, v in s.execute(
+        select(EmmSequence.address, EmmSequence.sent_rights_version).where(
+            EmmSequence.address_kind == "unique", EmmSequence.address >= min(serials),
+            EmmSequence.address <= max(serials)))}
 
 
 def _write_atomic(path: Path, data: bytes) -> None:
@@ -351,30 +377,26 @@ def _write_atomic(path: Path, data: bytes) -> None:
     os.replace(part, path)
 
 
-def _book_sequences(s: Session, rows: list[tuple[str, int, int, int | None]]) -> None:
-    """Set next_seq (and sent_rights_version for unique rows): COPY + one upsert on
-    PostgreSQL, the emmrun upsert elsewhere."""
+def _book_sent(s: Session, rows: list[tuple[str, int, int, int | None]]) -> None:
+    """Record the rights version sent to the cards whose rights changed (the reference
+    path); their sequence rows keep their numbers (the epoch numbers the refresh)."""
     if not rows:
         return
-    conn = s.connection()
-    if conn.dialect.name != "postgresql":
-        from cas.headend.emmrun import _upsert
+    from sqlalchemy import func
+    from sqlalchemy.dialects.postgresql import insert as pg_insert
+    from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-        _upsert(s, rows)
-        return
-    raw: Any = conn.connection.dbapi_connection
-    with raw.cursor() as cur:
-        cur.execute("CREATE TEMP TABLE IF NOT EXISTS cas_emm_seq_in (k varchar(8), a bigint, "
-                    "n bigint, v bigint) ON COMMIT DELETE ROWS")
-        with cur.copy("COPY cas_emm_seq_in (k, a, n, v) FROM STDIN") as copy:
-            for row in rows:
-                copy.write_row(row)
-        cur.execute(
-            "INSERT INTO emm_sequences (address_kind, address, next_seq, sent_rights_version) "
-            "SELECT k, a, n, coalesce(v, 0) FROM cas_emm_seq_in "
-            "ON CONFLICT (address_kind, address) DO UPDATE SET next_seq = EXCLUDED.next_seq, "
-            "sent_rights_version = CASE WHEN EXCLUDED.address_kind = 'unique' "
-            "THEN EXCLUDED.sent_rights_version ELSE emm_sequences.sent_rights_version END")
+    from cas.store.models import EmmSequence
+
+    dialect = s.get_bind().dialect.name
+    stmt = (pg_insert if dialect == "postgresql" else sqlite_insert)(EmmSequence)
+    greatest = func.greatest if dialect == "postgresql" else func.max
+    s.execute(stmt.on_conflict_do_update(
+        index_elements=[EmmSequence.address_kind, EmmSequence.address],
+        set_={"sent_rights_version": greatest(EmmSequence.sent_rights_version,
+                                              stmt.excluded.sent_rights_version)}),
+        [{"address_kind": k, "address": a, "next_seq": x, "sent_rights_version": v}
+         for k, a, x, v in rows])
 
 
 def finish_refresh(store: Store, run: str, out: str) -> RefreshReport:
