@@ -46,8 +46,9 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from cas.access import CardRights, CardStatus
 from cas.crypto import Key, OperatorKeys, Rng, derive_cuks_concat
-from cas.formats.emm import SEQ_MODULUS, EmmAddressType
+from cas.formats.emm import SEQ_MODULUS, EmmAddressType, EmmTag
 from cas.headend.emmgen import (
+    ADD_TLV,
     HEAD_LEN,
     MAX_UNIQUE_PLAINTEXT,
     NONCE_SIZE,
@@ -72,35 +73,36 @@ UNIQUE_STRIDE = 16
 #: Shared EMMs one group may get from one refresh: 256 members, at least 2 per shared EMM.
 SHARED_STRIDE = 128
 
-_CARDS_COPY = """
-COPY (SELECT c.serial, c.shared_address, c.member_position, c.account_id, c.status,
-             c.region, c.maturity_limit, c.paired_chip_id, c.rights_version,
-             q.sent_rights_version
-      FROM cards c
-      LEFT JOIN emm_sequences q ON q.address_kind = 'unique' AND q.address = c.serial
-      WHERE c.shared_address BETWEEN {lo:d} AND {hi:d}
-      ORDER BY c.shared_address, c.member_position) TO STDOUT (FORMAT binary)
+_CARDS_SQL = """
+SELECT serial, shared_address, member_position, account_id, status, region, maturity_limit,
+       paired_chip_id, rights_version
+FROM cards WHERE shared_address BETWEEN %(lo)s AND %(hi)s
+ORDER BY shared_address, member_position
 """
-_CARD_TYPES = ["int8", "int4", "int4", "int8", "text", "int4", "int4", "int8", "int8", "int8"]
 
-# Window states (cas.billing.vocab.WINDOW_STATES) as iter_card_states reads them.
-_ACCOUNTS_SQL = rf"""
-SELECT a.id, a.suspended_from_s, a.suspended_until_s, a.blocked_since_s, e.adds
-FROM accounts a
-LEFT JOIN LATERAL (
-    SELECT string_agg('\x010a'::bytea || substring(int4send(w.package_id) from 3)
-                      || substring(int8send(w.start_s) from 5)
-                      || substring(int8send(w.end_s) from 5),
-                      '\x'::bytea ORDER BY w.package_id, w.start_s, w.end_s) AS adds
-    FROM (SELECT s.package_id, s.start_s,
-                 least(s.paid_until_s, {WIRE_TIME_MAX_S}) AS end_s
-          FROM subscriptions s
-          WHERE s.account_id = a.id
-            AND s.status IN ('active', 'blocked', 'expired')
-            AND s.paid_until_s IS NOT NULL AND s.start_s IS NOT NULL) w
-    WHERE w.end_s > w.start_s
-) e ON true
-WHERE a.id = ANY(%(ids)s)
+# The rights version last sent to each card: a range of serials when the item's serials are
+# dense (cards are registered in runs), else by list.
+_SENT_RANGE_SQL = """
+SELECT address, sent_rights_version FROM emm_sequences
+WHERE address_kind = 'unique' AND address BETWEEN %(lo)s AND %(hi)s
+"""
+_SENT_LIST_SQL = """
+SELECT address, sent_rights_version FROM emm_sequences
+WHERE address_kind = 'unique' AND address = ANY(%(ids)s)
+"""
+
+# The item's accounts that are or were suspended or blocked (the others are active), and
+# the windows of its accounts, by id range when the ids are dense, else by list.  Window
+# states: cas.billing.vocab.WINDOW_STATES as iter_card_states reads them.
+_ACCOUNTS_SQL = """
+SELECT id, suspended_from_s, suspended_until_s, blocked_since_s FROM accounts
+WHERE {where} AND (suspended_from_s IS NOT NULL OR blocked_since_s IS NOT NULL)
+"""
+_WINDOWS_SQL = """
+SELECT account_id, package_id, start_s, paid_until_s FROM subscriptions
+WHERE {where} AND status IN ('active', 'blocked', 'expired')
+  AND paid_until_s IS NOT NULL AND start_s IS NOT NULL
+ORDER BY account_id, package_id, start_s, paid_until_s
 """
 
 # An item is a small slice of the base, read through indexes.  Left to itself the planner
@@ -120,6 +122,8 @@ SET sent_rights_version = greatest(emm_sequences.sent_rights_version,
                                    EXCLUDED.sent_rights_version)
 """
 
+_ADD = ADD_TLV
+_ADD_TAG = int(EmmTag.ADD_ENTITLEMENT)
 _KILLED = int(CardStatus.KILLED)
 _INACTIVE = int(CardStatus.INACTIVE)
 _SUSPENDED = int(CardStatus.SUSPENDED)
@@ -147,34 +151,67 @@ def _raw(session: Session) -> Any:
     return session.connection().connection.dbapi_connection
 
 
+def _dense(ids: list[int]) -> bool:
+    """A sorted id list whose range holds few other ids: read it as a range."""
+    return ids[-1] - ids[0] < 4 * len(ids)
+
+
 def read_cards(session: Session, lo: int, hi: int) -> list[tuple[Any, ...]]:
-    """The item's card rows (one binary COPY), in group and position order."""
-    rows: list[tuple[Any, ...]] = []
+    """The item's card rows, in group and position order (binary rows, C parsers)."""
     with _raw(session).cursor() as cur:
         cur.execute(_PLANNER_SQL)
-        with cur.copy(_CARDS_COPY.format(lo=int(lo), hi=int(hi))) as copy:
-            copy.set_types(_CARD_TYPES)
-            rows.extend(copy.rows())
-    return rows
+        cur.execute(_CARDS_SQL, {"lo": lo, "hi": hi}, binary=True)
+        return cur.fetchall()
+
+
+def read_sent(session: Session, serials: list[int]) -> dict[int, int]:
+    """serial -> the rights version last sent, for the cards of ``serials`` (sorted) that
+    have a row."""
+    if not serials:
+        return {}
+    with _raw(session).cursor() as cur:
+        if _dense(serials):
+            cur.execute(_SENT_RANGE_SQL, {"lo": serials[0], "hi": serials[-1]}, binary=True)
+        else:
+            cur.execute(_SENT_LIST_SQL, {"ids": serials}, binary=True)
+        return dict(cur.fetchall())
 
 
 def read_accounts(session: Session, ids: list[int],
                   at_s: int) -> dict[int, tuple[int, bytes]]:
-    """account id -> (its status code at ``at_s``, its packed ADD_ENTITLEMENT list)."""
-    out: dict[int, tuple[int, bytes]] = {}
+    """account id -> (its status code at ``at_s``, its packed ADD_ENTITLEMENT list), for
+    the accounts ``ids`` (sorted)."""
     if not ids:
-        return out
+        return {}
+    if _dense(ids):
+        where, params = "{col} BETWEEN %(lo)s AND %(hi)s", {"lo": ids[0], "hi": ids[-1]}
+    else:
+        where, params = "{col} = ANY(%(ids)s)", {"ids": ids}
+    pack = _ADD.pack
+    adds: dict[int, list[bytes]] = {}
+    codes: dict[int, int] = {}
     with _raw(session).cursor() as cur:
-        cur.execute(_ACCOUNTS_SQL, {"ids": ids}, binary=True)
-        for aid, s_from, s_until, blocked, adds in cur.fetchall():
+        cur.execute(_ACCOUNTS_SQL.format(where=where.format(col="id")), params, binary=True)
+        for aid, s_from, s_until, blocked in cur.fetchall():
             if s_from is not None and s_from <= at_s and (s_until is None or at_s < s_until):
-                code = _SUSPENDED
+                codes[aid] = _SUSPENDED
             elif blocked is not None and blocked <= at_s:
-                code = _BLOCKED
-            else:
-                code = _ACTIVE
-            out[aid] = (code, adds or b"")
-    return out
+                codes[aid] = _BLOCKED
+        cur.execute(_WINDOWS_SQL.format(where=where.format(col="account_id")), params,
+                    binary=True)
+        for aid, package, start, until in cur.fetchall():
+            end = until if until < WIRE_TIME_MAX_S else WIRE_TIME_MAX_S
+            if end > start:
+                tlv = pack(_ADD_TAG, 10, package, start, end)
+                got = adds.get(aid)
+                if got is None:
+                    adds[aid] = [tlv]
+                else:
+                    got.append(tlv)
+    active = _ACTIVE
+    join = b"".join
+    return {aid: (codes.get(aid, active), join(adds[aid]) if aid in adds else b"")
+            for aid in ids}
 
 
 def build_item(session: Session, keys: OperatorKeys, *, lo: int, hi: int, at_s: int,
@@ -189,6 +226,7 @@ def build_item(session: Session, keys: OperatorKeys, *, lo: int, hi: int, at_s: 
         return ItemEmms(data=b"", cards=0, unique_emms=0, shared_emms=0, sent_serials=[],
                         sent_versions=[], unique_span=0, shared_span=0)
     serials = [r[0] for r in rows]
+    sent_before = read_sent(session, sorted(serials))
     accounts = read_accounts(session, sorted({r[3] for r in rows if r[3] is not None}), at_s)
     cuks = derive_cuks_concat(keys, serials)
     heads: dict[tuple[int, int, int], bytes] = {}
@@ -199,8 +237,8 @@ def build_item(session: Session, keys: OperatorKeys, *, lo: int, hi: int, at_s: 
     rare: list[int] = []
     no_account = (_INACTIVE, b"")
     limit = MAX_UNIQUE_PLAINTEXT
-    for i, (serial, _g, _p, acc, status, region, maturity, chip, version, sent) in enumerate(
-            rows):
+    sent_get = sent_before.get
+    for i, (serial, _g, _p, acc, status, region, maturity, chip, version) in enumerate(rows):
         code, adds = accounts.get(acc, no_account) if acc is not None else no_account
         if status == "killed" or status == "blocked":  # blocked: card sharing
             code = _KILLED
@@ -213,6 +251,7 @@ def build_item(session: Session, keys: OperatorKeys, *, lo: int, hi: int, at_s: 
         append_plain(plain)
         if chip is not None or len(plain) > limit:
             rare.append(i)
+        sent = sent_get(serial)
         if sent is None or version > sent:
             sent_serials.append(serial)
             sent_versions.append(version)

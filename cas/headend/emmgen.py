@@ -115,6 +115,7 @@ if tuple(t.size - 2 for t in (_ADD, _STATUS, _REGION, _MATURITY, _PAIR, _ECM_KEY
 #: For hot loops outside this module (the refresh's PostgreSQL path): the unique EMM's AAD
 #: layout, and its section-length field without the plaintext.
 UNIQUE_AAD = _UNIQUE_AAD
+ADD_TLV = _ADD
 UNIQUE_LENGTH_BASE = _SECTION_FLAGS | (_UNIQUE_HEADER_LEN + TAG_SIZE)
 HEAD_LEN = len(_CLEAR) + _STATUS.size + _REGION.size + _MATURITY.size
 
