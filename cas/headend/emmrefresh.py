@@ -16,18 +16,20 @@ A worker, in ONE transaction per item:
 
 1. claims a ``todo`` item with ``SELECT … FOR UPDATE SKIP LOCKED`` (two workers never get
    the same item; the row lock is held until the transaction ends);
-2. reads the item's cards with their commands and sequence numbers and builds the EMMs
-   (on PostgreSQL one query, :mod:`cas.headend.emmfast`; elsewhere the card states and
-   :func:`~cas.headend.emmgen.build_batch`);
+2. reads the item's cards and builds their EMMs, numbered from the run's sequence epoch
+   (taken with the plan: :mod:`cas.store.emmseq`) — on PostgreSQL plain range reads,
+   :mod:`cas.headend.emmfast`; elsewhere the card states and
+   :func:`~cas.headend.emmgen.build_batch`;
 3. writes them to ``<out-dir>/item-NNNNN.sections`` (a partial file, fsync, atomic rename);
-4. advances ``emm_sequences`` for the item's cards and groups and marks the item ``done``;
+4. books the rights version sent to the cards whose rights changed since their last EMM (no
+   sequence number per card) and marks the item ``done``;
 5. commits.
 
 A worker killed anywhere before 5 has committed nothing: its connection drops, PostgreSQL
 rolls the transaction back and releases the row lock, and another worker (which keeps polling
-while ``todo`` items remain) claims the item and rebuilds it with the SAME sequence numbers,
-replacing any file the dead worker left.  So every card's EMM is in exactly one item file,
-sequence numbers are allocated once per card, and none is skipped.  When every item is
+while ``todo`` items remain) claims the item and rebuilds it with the SAME sequence numbers
+(the epoch), replacing any file the dead worker left.  So every card's EMM is in exactly one
+item file, and the epoch's numbers are used by nothing else.  When every item is
 done, :func:`finish_refresh` joins the item files in item order into the output and marks
 the run finished; finishing a finished run changes nothing.
 
@@ -80,9 +82,10 @@ class RefreshPlan:
     out_dir: str
     items: int
     #: the sequence epoch: every card's first refresh EMM carries ``unique_base``, every
-    #: group's first shared one ``shared_base`` (cas.store.emmseq)
-    unique_base: int = 1
-    shared_base: int = 1
+    #: group's first shared one ``shared_base`` (cas.store.emmseq); 0 in a plan made before
+    #: epochs, which is not resumed
+    unique_base: int = 0
+    shared_base: int = 0
     finished: bool = False
     output: str = ""
 
@@ -258,6 +261,9 @@ def refresh_worker(store: Store, keys: OperatorKeys, run: str, *,
     plan = load_plan(store, run)
     if plan.finished:
         return WorkerReport(items=0, cards=0, unique_emms=0, shared_emms=0)
+    if plan.unique_base < 1 or plan.shared_base < 1:
+        raise UsageError(f"EMM refresh {run!r} was planned without a sequence epoch (an "
+                         "older version): start it again under a new --run name")
     skip_locked = store.dialect == "postgresql"
     items = cards = unique = shared = 0
     while True:

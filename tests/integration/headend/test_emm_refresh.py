@@ -249,3 +249,26 @@ def test_sqlite_refuses_several_processes_and_runs_one(tmp_path: Path) -> None:
     _, err = proc.communicate(timeout=60)
     assert proc.returncode != 0
     assert err.strip().count("\n") == 0 and "needs PostgreSQL" in err
+
+
+def test_a_plan_without_an_epoch_is_not_resumed(tmp_path: Path) -> None:
+    """A run planned before sequence epochs existed would number from 1 again: refused in
+    one line, nothing written."""
+    import json
+
+    from cas.errors import UsageError
+    from cas.store.repo import set_setting
+
+    store = _base(f"sqlite:///{tmp_path / 'cas.sqlite'}", 300)
+    keys, _ = _keys(tmp_path)
+    plan = start_refresh(store, run="old", at=T0, out_dir=str(tmp_path / "items"),
+                         settings=NO_SHARED)
+    assert plan.unique_base == 1 and plan.shared_base == 1
+    old = {k: v for k, v in json.loads(plan.to_json()).items()
+           if k not in ("unique_base", "shared_base")}
+    with store.transaction() as s:
+        set_setting(s, "emm.refresh.old", json.dumps(old))
+    with pytest.raises(UsageError, match="without a sequence epoch"):
+        refresh_worker(store, keys, "old")
+    assert not list((tmp_path / "items").glob("item-*"))
+    store.dispose()

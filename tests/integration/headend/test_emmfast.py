@@ -178,3 +178,33 @@ def test_an_empty_range_gives_nothing(postgres_url: str) -> None:
                            settings=EmmSettings(), unique_base=1, shared_base=1)
     assert empty.data == b"" and empty.cards == 0 and empty.sent_serials == []
     store.dispose()
+
+
+@pytest.mark.postgres
+def test_the_one_loop_item_is_byte_identical_to_the_reference(postgres_url: str) -> None:
+    """The common item (no paired card, every card's rights in one EMM, shared EMMs off) is
+    sealed in build_item's own loop: the same bytes as build_batch."""
+    keys = _keys()
+    store = open_store(db_url=postgres_url)
+    with store.transaction() as s:
+        use_profile(s, "tvplus", clock_start=T0)
+        populate(s, cards=2000, at=T0)
+        serial = s.execute(select(Card.serial).where(Card.account_id.is_not(None))
+                           .order_by(Card.serial)).scalars().first()
+        s.execute(update(Card).where(Card.serial == serial).values(status="blocked"))
+    with store.reader() as s:
+        states = list(iter_card_states(s, T0, shared_range=ALL))
+        targets = card_targets(s, keys, states)
+        ref = build_batch(keys, targets, at_s=AT_S, unique_seq=lambda _a: 77,
+                          shared_seq=lambda _g: 1, settings=EmmSettings(shared_min_members=0),
+                          rng=random.Random(5).randbytes)
+        fast = build_item(s, keys, lo=ALL[0], hi=ALL[1], at_s=AT_S,
+                          settings=EmmSettings(shared_min_members=0), unique_base=77,
+                          shared_base=1, rng=random.Random(5).randbytes)
+    # The one-loop path's conditions hold, and the sample has every card status.
+    assert all(t.pairing is None for t in targets)
+    assert max(len(st.rights.entitlements) for st in states) <= 16
+    assert {st.rights.status for st in states} == set(CardStatus)
+    assert fast.data == b"".join(ref.sections) and fast.unique_emms == len(states) == 2000
+    assert fast.sent_serials == [st.serial for st in states]  # nothing sent before
+    store.dispose()
