@@ -159,7 +159,8 @@ def read_cards(session: Session, lo: int, hi: int) -> list[tuple[Any, ...]]:
     with _raw(session).cursor() as cur:
         cur.execute(_PLANNER_SQL)
         cur.execute(_CARDS_SQL, {"lo": lo, "hi": hi}, binary=True)
-        return cur.fetchall()
+        rows: list[tuple[Any, ...]] = cur.fetchall()
+    return rows
 
 
 def read_sent(session: Session, serials: list[int]) -> dict[int, int]:
@@ -182,6 +183,7 @@ def read_accounts(session: Session, ids: list[int],
     of ``ids`` is active without windows."""
     if not ids:
         return {}
+    params: dict[str, object]
     if _dense(ids):
         where, params = "{col} BETWEEN %(lo)s AND %(hi)s", {"lo": ids[0], "hi": ids[-1]}
     else:
