@@ -114,7 +114,9 @@ _PLANNER_SQL = ("SELECT set_config('enable_hashjoin', 'off', true), "
 
 _BOOK_SENT_SQL = """
 INSERT INTO emm_sequences (address_kind, address, next_seq, sent_rights_version)
-SELECT 'unique', t.a, 1, t.v FROM unnest(%(a)s::int8[], %(v)s::int8[]) AS t(a, v)
+SELECT 'unique', t.a, 1, t.v
+FROM unnest(string_to_array(%(a)s, ',')::int8[], string_to_array(%(v)s, ',')::int8[])
+     AS t(a, v)
 ON CONFLICT (address_kind, address) DO UPDATE
 SET sent_rights_version = greatest(emm_sequences.sent_rights_version,
                                    EXCLUDED.sent_rights_version)
@@ -369,4 +371,6 @@ def book_item(session: Session, item: ItemEmms) -> None:
     EMM: one statement, inside the item's transaction.  No sequence number is written."""
     if item.sent_serials:
         with _raw(session).cursor() as cur:
-            cur.execute(_BOOK_SENT_SQL, {"a": item.sent_serials, "v": item.sent_versions})
+            # Comma-separated text: psycopg's list dumper costs the worker ~1.5 µs per card.
+            cur.execute(_BOOK_SENT_SQL, {"a": ",".join(map(str, item.sent_serials)),
+                                         "v": ",".join(map(str, item.sent_versions))})
