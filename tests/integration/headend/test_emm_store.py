@@ -179,3 +179,30 @@ def test_epoch_refresh_then_incremental_then_refresh_all_reach_the_cards(
     with base.store.reader() as s:
         want = card_state_at(s, changed, T0 + timedelta(minutes=30)).rights
     assert card.entitlements() == want.entitlements and card.status().region == 55
+
+
+def test_the_live_carousel_numbers_above_a_refresh_epoch(base_factory: Callable[..., Base],
+                                                         tmp_path: Path) -> None:
+    """The live head-end's outbox (cas.live.outbox) reads the card's next number above the
+    epoch's floor: the card takes the refresh's EMM, then the carousel's."""
+    from cas.headend.emmfast import UNIQUE_STRIDE
+    from cas.headend.emmrefresh import emm_refresh
+    from cas.live.outbox import generate_for_cards
+    from cas.store.models import EmmOutbox
+
+    base = base_factory(cards=4)
+    out = tmp_path / "r.sections"
+    emm_refresh(base.store, base.keys, run="live", at=T0, out=str(out),
+                settings=EmmSettings(shared_min_members=0))
+    serial = base.serials[1]
+    with base.store.transaction() as s:
+        set_card_region(s, serial=serial, region=9, at=T0 + timedelta(minutes=1))
+    gen = generate_for_cards(base.store, base.keys, [serial], at=T0 + timedelta(minutes=2))
+    assert len(gen.ids) == 1
+    with base.store.reader() as s:
+        payload = s.get(EmmOutbox, gen.ids[0]).payload  # type: ignore[union-attr]
+    live = list(iter_sections(payload))
+    assert [parse_emm(sec).header.seq for sec in live] == [1 + UNIQUE_STRIDE]
+    card = make_card(base.keys, base.slots[serial])
+    assert feed(card, list(iter_sections(out.read_bytes()))) == 1
+    assert feed(card, live) == 1 and card.status().region == 9
