@@ -272,3 +272,36 @@ def test_a_plan_without_an_epoch_is_not_resumed(tmp_path: Path) -> None:
         refresh_worker(store, keys, "old")
     assert not list((tmp_path / "items").glob("item-*"))
     store.dispose()
+
+
+def test_sqlite_cuts_a_card_to_the_stride_and_leaves_it_pending(tmp_path: Path) -> None:
+    """The reference path (SQLite) cuts a card needing more EMMs than the epoch's stride
+    like the PostgreSQL path: the first UNIQUE_STRIDE, its sent version not booked."""
+    from cas.store.models import Package, Subscription
+
+    store = _base(f"sqlite:///{tmp_path / 'cas.sqlite'}", 300)
+    keys, _ = _keys(tmp_path)
+    at_s = int(T0.timestamp())
+    with store.transaction() as s:
+        serial, acc = next(iter(s.execute(select(Card.serial, Card.account_id).where(
+            Card.account_id.is_not(None), Card.status == "active",
+            Card.paired_chip_id.is_(None)).order_by(Card.serial))))
+        packages = [int(p) for p in s.execute(select(Package.id)).scalars()]
+        s.add_all(Subscription(account_id=acc, package_id=packages[i % len(packages)],
+                               status="active", start_s=at_s - i, paid_until_s=at_s + 9 + i,
+                               created_at_s=at_s)
+                  for i in range(12 + (UNIQUE_STRIDE - 1) * 17 + 5))
+        on_acc = {int(x) for x in s.execute(select(Card.serial).where(
+            Card.account_id == acc)).scalars()}
+    assert serial in on_acc
+    out = tmp_path / "cut.sections"
+    rep = emm_refresh(store, keys, run="cut", at=T0, out=str(out), settings=NO_SHARED)
+    per_card: dict[int, list[int]] = {}
+    for s_, q in _unique(out):
+        per_card.setdefault(s_, []).append(q)
+    assert all(per_card[c] == list(range(1, 1 + UNIQUE_STRIDE)) for c in on_acc)
+    assert all(qs == [1] for c, qs in per_card.items() if c not in on_acc)
+    assert rep.cards == len(per_card) == 300
+    sent = _sent(store)
+    assert not on_acc & sent.keys() and len(sent) == 300 - len(on_acc)
+    store.dispose()
