@@ -19,8 +19,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from sqlalchemy import insert, select
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from cas.access import CardRights, EventRight
@@ -48,7 +46,6 @@ from cas.store.models import (
     Card,
     Channel,
     EmmOutbox,
-    EmmSequence,
     PpvBooking,
     PpvEvent,
     PpvPurchase,
@@ -168,14 +165,11 @@ def with_ppv(session: Session, serial: int, rights: CardRights) -> CardRights:
 
 # --- EMMs ---------------------------------------------------------------------------------------
 def _take_unique_seq(session: Session, serial: int) -> int:
-    """The next unique EMM sequence number of ``serial``, taken atomically."""
-    dialect = session.get_bind().dialect.name
-    ins = (pg_insert if dialect == "postgresql" else sqlite_insert)(EmmSequence).values(
-        address_kind="unique", address=serial, next_seq=2, sent_rights_version=0)
-    taken = session.execute(ins.on_conflict_do_update(
-        index_elements=[EmmSequence.address_kind, EmmSequence.address],
-        set_={"next_seq": EmmSequence.next_seq + 1}).returning(EmmSequence.next_seq))
-    return int(taken.scalar_one()) - 1
+    """The next unique EMM sequence number of ``serial``, taken atomically (above the
+    floor of the last full refresh: :mod:`cas.store.emmseq`)."""
+    from cas.store.emmseq import take_seq
+
+    return take_seq(session, "unique", serial)
 
 
 def queue_card_emm(session: Session, keys: OperatorKeys, serial: int,

@@ -161,6 +161,16 @@ def _box_dict(session: Session, box: Box | None) -> dict[str, Any] | None:
             "account": acc.account_number if acc else None}
 
 
+def _issued_seq(session: Session, seq: EmmSequence | None) -> int:
+    """The last unique EMM number the head-end used for the card: its own row's, or the
+    epoch base of the last full refresh when that is newer (a refresh numbers its EMMs from
+    the epoch without a row per card: :mod:`cas.store.emmseq`)."""
+    from cas.store.emmseq import last_epoch
+
+    own = seq.next_seq - 1 if seq is not None else 0
+    return max(own, last_epoch(session, "unique"))
+
+
 def collect(session: Session, serial: int, at: datetime, *, chip_id: int | None,
             service_ids: Iterable[int], pin_ok: bool = False) -> HeadendFacts:
     """Everything the head-end knows about card ``serial`` at ``at`` (read only)."""
@@ -220,6 +230,6 @@ def collect(session: Session, serial: int, at: datetime, *, chip_id: int | None,
         rights_version=card.rights_version,
         sent_rights_version=seq.sent_rights_version if seq is not None else 0,
         rights_changed_at_s=card.rights_changed_at_s,
-        emm_issued_seq=(seq.next_seq - 1) if seq is not None else 0,
+        emm_issued_seq=_issued_seq(session, seq),
         rights_changes=changes, subscriptions=tuple(subs), ledger=tuple(ledger),
         channels=channels)

@@ -112,6 +112,13 @@ if tuple(t.size - 2 for t in (_ADD, _STATUS, _REGION, _MATURITY, _PAIR, _ECM_KEY
 ):  # fmt: skip
     raise TypeError("EMM command value sizes changed: update the TLV lengths in emmgen")
 
+#: For hot loops outside this module (the refresh's PostgreSQL path): the unique EMM's AAD
+#: layout, and its section-length field without the plaintext.
+UNIQUE_AAD = _UNIQUE_AAD
+ADD_TLV = _ADD
+UNIQUE_LENGTH_BASE = _SECTION_FLAGS | (_UNIQUE_HEADER_LEN + TAG_SIZE)
+HEAD_LEN = len(_CLEAR) + _STATUS.size + _REGION.size + _MATURITY.size
+
 MAX_UNIQUE_PLAINTEXT = max_emm_plaintext(EmmAddressType.UNIQUE)
 MAX_SHARED_PLAINTEXT = max_emm_plaintext(EmmAddressType.SHARED)
 MAX_GLOBAL_PLAINTEXT = max_emm_plaintext(EmmAddressType.GLOBAL)

@@ -306,22 +306,17 @@ def _do_window(store: Store, rs: Session, keys: OperatorKeys, window: list[Any],
                settings: EmmSettings, workers: int, chunk: int,
                progress: Callable[[int], None] | None) -> None:
     """EMMs for one window of card states, chunk by chunk, each chunk committed atomically."""
-    from sqlalchemy import select
-
-    from cas.store.models import EmmSequence
+    from cas.store.emmseq import next_seq_range
     from cas.store.repo import set_setting
 
+    # Next numbers: the card's (group's) row, at least the floor of the last full refresh.
     lo_serial = min(st.serial for st in window)
     hi_serial = max(st.serial for st in window)
-    unique_next = {int(a): int(n) for a, n in rs.execute(
-        select(EmmSequence.address, EmmSequence.next_seq).where(
-            EmmSequence.address_kind == _UNIQUE, EmmSequence.address >= lo_serial,
-            EmmSequence.address <= hi_serial))}
+    u_floor, u_rows = next_seq_range(rs, _UNIQUE, lo_serial, hi_serial)
+    unique_next = {st.serial: u_rows.get(st.serial, u_floor) for st in window}
     groups = sorted({st.shared_address for st in window})
-    shared_next = {int(a): int(n) for a, n in rs.execute(
-        select(EmmSequence.address, EmmSequence.next_seq).where(
-            EmmSequence.address_kind == _SHARED, EmmSequence.address >= groups[0],
-            EmmSequence.address <= groups[-1]))}
+    s_floor, s_rows = next_seq_range(rs, _SHARED, groups[0], groups[-1])
+    shared_next = {g: s_rows.get(g, s_floor) for g in groups}
     cards = card_targets(rs, keys, window)
     versions = {st.serial: st.rights_version for st in window}
     for (lo, hi), res in generate_parallel(keys, cards, at_s=state.at_s,

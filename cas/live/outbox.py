@@ -189,15 +189,19 @@ def _pairings(session: Session, keys: OperatorKeys, chip_ids: Iterable[int]) -> 
 
 
 def _sequences(session: Session, serials: Sequence[int]) -> dict[int, tuple[int, int]]:
-    """serial -> (next_seq, sent_rights_version) for the cards that have a row."""
-    out: dict[int, tuple[int, int]] = {}
+    """serial -> (next_seq, sent_rights_version) for every card of ``serials`` (the next
+    number is at least the floor of the last full refresh, :mod:`cas.store.emmseq`)."""
+    from cas.store.emmseq import floor
+
+    f = floor(session, _UNIQUE_SEQ)
+    out: dict[int, tuple[int, int]] = dict.fromkeys(serials, (f, 0))
     for part in _chunks(serials):
         for address, nxt, sent in session.execute(
                 select(EmmSequence.address, EmmSequence.next_seq,
                        EmmSequence.sent_rights_version)
                 .where(EmmSequence.address_kind == _UNIQUE_SEQ,
                        EmmSequence.address.in_(list(part)))):
-            out[int(address)] = (int(nxt), int(sent))
+            out[int(address)] = (max(int(nxt), f), int(sent))
     return out
 
 
@@ -274,14 +278,10 @@ def generate_for_cards(store: Store, keys: OperatorKeys, serials: Collection[int
 
 def _take_seq(s: Session, kind: str, address: int) -> int:
     """The next sequence number of (``kind``, ``address``), taken atomically (two
-    `cas headend osd` at once get two numbers)."""
-    dialect = s.get_bind().dialect.name
-    ins = (pg_insert if dialect == "postgresql" else sqlite_insert)(EmmSequence).values(
-        address_kind=kind, address=address, next_seq=2, sent_rights_version=0)
-    taken = s.execute(ins.on_conflict_do_update(
-        index_elements=[EmmSequence.address_kind, EmmSequence.address],
-        set_={"next_seq": EmmSequence.next_seq + 1}).returning(EmmSequence.next_seq))
-    return int(taken.scalar_one()) - 1
+    `cas headend osd` at once get two numbers; above a full refresh's floor)."""
+    from cas.store.emmseq import take_seq
+
+    return take_seq(s, kind, address)
 
 
 def take_sequence(store: Store, kind: str, address: int) -> int:

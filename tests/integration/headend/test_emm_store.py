@@ -136,3 +136,73 @@ def test_global_osd_and_ts_output(base_factory: Callable[..., Base], tmp_path: P
     card = make_card(base.keys, base.slots[base.serials[0]])
     feed(card, sections)
     assert card.osd_message() == "Привет"
+
+
+def test_epoch_refresh_then_incremental_then_refresh_all_reach_the_cards(
+        base_factory: Callable[..., Base], tmp_path: Path) -> None:
+    """The work-item refresh numbers every card from its epoch and writes no number per
+    card; an incremental EMM after it is numbered above the epoch's floor, and the next
+    refresh above that: the card takes all three, in that order."""
+    from cas.headend.emmfast import UNIQUE_STRIDE
+    from cas.headend.emmrefresh import emm_refresh
+
+    base = base_factory(cards=6)
+    one = EmmSettings(shared_min_members=0)
+    first = tmp_path / "r1.sections"
+    emm_refresh(base.store, base.keys, run="e1", at=T0, out=str(first), settings=one)
+    assert {parse_emm(s).header.seq for s in iter_sections(first.read_bytes())} == {1}
+    # Every card's rights version is booked as sent: nothing is pending for the feed.
+    nothing = tmp_path / "none.sections"
+    rep = emm_run(base.store, base.keys, mode="incremental", at=T0 + timedelta(minutes=5),
+                  out=str(nothing), workers=1)
+    assert rep.cards == 0
+    changed = base.serials[0]
+    with base.store.transaction() as s:
+        set_card_region(s, serial=changed, region=55, at=T0 + timedelta(minutes=10))
+    inc = tmp_path / "inc.sections"
+    emm_run(base.store, base.keys, mode="incremental", at=T0 + timedelta(minutes=20),
+            out=str(inc), workers=1)
+    inc_seqs = [parse_emm(s).header.seq for s in iter_sections(inc.read_bytes())]
+    assert inc_seqs == [1 + UNIQUE_STRIDE]  # above the epoch's floor
+    second = tmp_path / "r2.sections"
+    emm_refresh(base.store, base.keys, run="e2", at=T0 + timedelta(minutes=30),
+                out=str(second), settings=one)
+    assert {parse_emm(s).header.seq for s in iter_sections(second.read_bytes())} == {
+        2 + UNIQUE_STRIDE}  # above the incremental EMM
+    card = make_card(base.keys, base.slots[changed])
+    r1 = list(iter_sections(first.read_bytes()))
+    assert feed(card, r1) == 1
+    assert feed(card, list(iter_sections(inc.read_bytes()))) == 1
+    assert card.status().region == 55
+    assert feed(card, list(iter_sections(second.read_bytes()))) == 1
+    assert feed(card, r1) == 0  # an old refresh replayed is refused
+    with base.store.reader() as s:
+        want = card_state_at(s, changed, T0 + timedelta(minutes=30)).rights
+    assert card.entitlements() == want.entitlements and card.status().region == 55
+
+
+def test_the_live_carousel_numbers_above_a_refresh_epoch(base_factory: Callable[..., Base],
+                                                         tmp_path: Path) -> None:
+    """The live head-end's outbox (cas.live.outbox) reads the card's next number above the
+    epoch's floor: the card takes the refresh's EMM, then the carousel's."""
+    from cas.headend.emmfast import UNIQUE_STRIDE
+    from cas.headend.emmrefresh import emm_refresh
+    from cas.live.outbox import generate_for_cards
+    from cas.store.models import EmmOutbox
+
+    base = base_factory(cards=4)
+    out = tmp_path / "r.sections"
+    emm_refresh(base.store, base.keys, run="live", at=T0, out=str(out),
+                settings=EmmSettings(shared_min_members=0))
+    serial = base.serials[1]
+    with base.store.transaction() as s:
+        set_card_region(s, serial=serial, region=9, at=T0 + timedelta(minutes=1))
+    gen = generate_for_cards(base.store, base.keys, [serial], at=T0 + timedelta(minutes=2))
+    assert len(gen.ids) == 1
+    with base.store.reader() as s:
+        payload = s.get(EmmOutbox, gen.ids[0]).payload  # type: ignore[union-attr]
+    live = list(iter_sections(payload))
+    assert [parse_emm(sec).header.seq for sec in live] == [1 + UNIQUE_STRIDE]
+    card = make_card(base.keys, base.slots[serial])
+    assert feed(card, list(iter_sections(out.read_bytes()))) == 1
+    assert feed(card, live) == 1 and card.status().region == 9
