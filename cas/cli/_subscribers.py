@@ -146,7 +146,9 @@ def table(title: str | None, columns: Sequence[str], rows: Sequence[Sequence[Any
 
 
 def day(value: datetime | None) -> str:
-    return f"{value:%Y-%m-%d}" if value is not None else "-"
+    from cas.cli.formats import day as localised_day
+
+    return localised_day(value)
 
 
 def when(value: datetime | None) -> str:

@@ -477,6 +477,7 @@ def promo_list(app: Application) -> None:
 def statement_cmd(app: Application, ref: str, since: str | None, until_text: str | None) -> None:
     """The payment statement: every balance change, with opening and closing balances."""
     from cas.billing.service import statement
+    from cas.billing.statement import ledger_text
 
     with reader(app) as s:
         m = _money(s)
@@ -485,11 +486,17 @@ def statement_cmd(app: Application, ref: str, since: str | None, until_text: str
                        until=parse_when(until_text) if until_text else None)
 
     def render() -> None:
-        app.print(f"account {st.account_number}: opening {m(st.opening_balance_minor)}")
-        app.print(table(None, ["time", "kind", "amount", "balance", "ref", "description"],
-                        [[when(x.at), x.kind, m(x.amount_minor), m(x.balance_after_minor),
-                          x.ref, x.description] for x in st.lines]))
-        app.print(f"closing {m(st.closing_balance_minor)}")
+        t = app.t
+        app.print(t("statement.opening", account=st.account_number,
+                    amount=m(st.opening_balance_minor)))
+        app.print(table(None, [t(f"statement.col.{c}") for c in ("time", "kind", "amount",
+                                                                 "balance", "ref",
+                                                                 "description")],
+                        [[when(x.at), x.kind if t.lang == "en" else t.word("ticket.ledger_kind", x.kind),
+                          m(x.amount_minor),
+                          m(x.balance_after_minor), x.ref, ledger_text(x.description, t)]
+                         for x in st.lines]))
+        app.print(t("statement.closing", amount=m(st.closing_balance_minor)))
 
     show(app, st, render)
 
