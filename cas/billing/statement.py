@@ -82,7 +82,8 @@ def statement(session: Session, *, account_number: str, since: datetime | None =
                                 description=r.description) for r in rows)
     closing = opening + sum(line.amount_minor for line in lines)
     if until_s is None and closing != acc.balance_minor:
-        raise StoreError(f"ledger of account {acc.account_number} does not add up to its balance")
+        raise StoreError(f"ledger of account {acc.account_number} does not add up to its balance").with_id(
+            "billing.ledger_account_does_not", account_number=acc.account_number)
     return Statement(account_number=acc.account_number, currency=profile.currency,
                      opening_balance_minor=opening, closing_balance_minor=closing, lines=lines)
 

@@ -107,7 +107,8 @@ def create_cmd(app: Application, surname: str, name: str, patronymic: str | None
             holder = " ".join(x for x in (surname, name, patronymic) if x)
             raise BillingError(
                 f"{holder} already holds account {', '.join(same)}: use it, or give --again "
-                "to open another account for the same holder", code="SAME_HOLDER")
+                "to open another account for the same holder", code="SAME_HOLDER").with_id(
+                "cli.already_holds_account_give", holder=holder, same=", ".join(same))
         v = create_account(s, surname=surname, name=name, patronymic=patronymic, phone=phone,
                            email=email, kind=kind, contract_number=contract,
                            credit_limit_minor=limit, region=region, at=now(s))

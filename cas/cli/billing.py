@@ -374,7 +374,7 @@ def suspend_cmd(app: Application, ref: str, until_text: str | None, days: int | 
     from cas.billing.service import suspend
 
     if until_text and days is not None:
-        raise UsageError("give --until or --days, not both")
+        raise UsageError("give --until or --days, not both").with_id("cli.give_until_days_not")
     with transaction(app) as s:
         m = _money(s)
         at = now(s)
@@ -561,7 +561,7 @@ def clock_advance(app: Application, days: int | None, hours: int | None,
     from cas.billing.clock import advance_clock
 
     if to_text and (days is not None or hours is not None):
-        raise UsageError("give --to or --days/--hours, not both")
+        raise UsageError("give --to or --days/--hours, not both").with_id("cli.give_days_hours_not")
     with transaction(app) as s:
         rep = advance_clock(s, to=parse_when(to_text) if to_text else None, days=days,
                             hours=hours)

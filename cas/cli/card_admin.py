@@ -206,7 +206,7 @@ def kill_cmd(app: Application, serial: str, yes: bool) -> None:
     from cas.billing.accounts import kill_card
 
     if not yes:
-        raise UsageError("killing a card is final: add --yes")
+        raise UsageError("killing a card is final: add --yes").with_id("cli.killing_card_final_add")
     number = parse_serial(serial)
     with transaction(app) as s:
         kill_card(s, serial=number, at=now(s))

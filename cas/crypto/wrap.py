@@ -48,15 +48,18 @@ def _slot(cw: bytes) -> bytes:
     if len(cw) == CISSA_CW_LEN:
         if not any(cw[8:]):
             # Would unwrap as an 8-byte CW; generate_cw never produces such a CW.
-            raise CryptoError("a 16-byte control word must not end in 8 zero bytes")
+            raise CryptoError("a 16-byte control word must not end in 8 zero bytes").with_id(
+                "crypto.byte_control_word_not")
         return bytes(cw)
-    raise CryptoError(f"control word length must be 8 or 16, not {len(cw)}")
+    raise CryptoError(f"control word length must be 8 or 16, not {len(cw)}").with_id(
+        "crypto.control_word_length_not", n=len(cw))
 
 
 def wrap_cws(cwpk: Key, cw_even: bytes, cw_odd: bytes) -> bytes:
     """The card's answer to an ECM: both CWs wrapped under the CW pairing key (40 bytes)."""
     if len(cw_even) != len(cw_odd):
-        raise CryptoError("even and odd control words must have the same length")
+        raise CryptoError("even and odd control words must have the same length").with_id(
+            "crypto.even_odd_control_words")
     return aes_key_wrap(cwpk.raw(), _slot(cw_even) + _slot(cw_odd))
 
 

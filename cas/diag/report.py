@@ -99,7 +99,8 @@ def _write_atomic(path: Path, text: str) -> None:
             handle.write(text)
         os.replace(tmp, path)
     except OSError as exc:
-        raise UsageError(f"cannot write {path}: {exc.strerror}") from exc
+        raise UsageError(f"cannot write {path}: {exc.strerror}").with_id(
+            "diag.cannot_write", path=path, strerror=exc.strerror) from exc
 
 
 # --- HTML -------------------------------------------------------------------------------------------

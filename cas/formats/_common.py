@@ -128,28 +128,32 @@ def key_summary(data: bytes) -> dict[str, Any]:
 def check_range(value: int, bits: int, path: str) -> None:
     """Raise FormatError unless ``0 <= value < 2**bits`` (used by builders)."""
     if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value < (1 << bits):
-        raise FormatError(f"value {value!r} does not fit in u{bits}", path=path)
+        raise FormatError(f"value {value!r} does not fit in u{bits}", path=path).with_id(
+            "formats.value_does_not_fit", field=path, value=f"{value!r}", bits=bits)
 
 
 def check_bits(path: str, value: int, bits: int) -> None:
     """Raise FormatError unless ``0 <= value < 2**bits`` (field checks of the PSI and TS value
     types; worded in bits, where :func:`check_range` says ``u<bits>``)."""
     if not isinstance(value, int) or not 0 <= value < (1 << bits):
-        raise FormatError(f"{value!r} does not fit in {bits} bits", path=path)
+        raise FormatError(f"{value!r} does not fit in {bits} bits", path=path).with_id(
+            "formats.does_not_fit_bits", field=path, value=f"{value!r}", bits=bits)
 
 
 def check_len(value: bytes, length: int, path: str) -> None:
     """Raise FormatError unless ``value`` is bytes of exactly ``length``."""
     if not isinstance(value, bytes | bytearray) or len(value) != length:
         got = len(value) if isinstance(value, bytes | bytearray) else type(value).__name__
-        raise FormatError(f"expected {length} bytes, got {got}", path=path)
+        raise FormatError(f"expected {length} bytes, got {got}", path=path).with_id(
+            "formats.expected_bytes", field=path, length=length, got=got)
 
 
 def decode_padded_ascii(raw: bytes, path: str) -> str:
     """Fixed-width ASCII text, right-padded with NUL.  Canonical: printable ASCII, then only NULs."""
     text, _, pad = raw.partition(b"\x00")
     if pad.strip(b"\x00") or any(not 0x20 <= b <= 0x7E for b in text):
-        raise FormatError("not printable ASCII padded with NUL", path=path)
+        raise FormatError("not printable ASCII padded with NUL", path=path).with_id(
+            "formats.not_printable_ascii_padded", field=path)
     return text.decode("ascii")
 
 
@@ -157,7 +161,8 @@ def encode_padded_ascii(text: str, width: int, path: str) -> bytes:
     """Inverse of :func:`decode_padded_ascii`; FormatError if too long or not printable ASCII."""
     raw = text.encode("ascii", "replace")
     if len(raw) > width or any(not 0x20 <= b <= 0x7E for b in raw) or not text.isascii():
-        raise FormatError(f"must be printable ASCII of at most {width} characters", path=path)
+        raise FormatError(f"must be printable ASCII of at most {width} characters", path=path).with_id(
+            "formats.printable_ascii_most_characters", field=path, width=width)
     return raw.ljust(width, b"\x00")
 
 
@@ -177,7 +182,9 @@ def build_ca_section(table_id: int, payload: bytes, root: str) -> bytes:
         raise FormatError(
             f"section_length {len(payload)} > {MAX_CA_SECTION_LENGTH} (section over 256 bytes)",
             path=f"{root}.section_length",
-        )
+        ).with_id(
+            "formats.section_length_section_over", field=f"{root}.section_length", n=len(payload),
+            max_ca_section_length=MAX_CA_SECTION_LENGTH)
     n = len(payload)
     return bytes((table_id, (_CA_FLAGS << 4) | (n >> 8), n & 0xFF)) + payload
 
@@ -192,7 +199,10 @@ def ca_section_clear(table_id: int, clear: bytes, body_length: int, root: str,
             f"section_length {len(clear) + body_length} > {MAX_CA_SECTION_LENGTH} (section over "
             f"256 bytes; at most {budget})",
             path=f"{root}.section_length",
-        )
+        ).with_id(
+            "formats.section_length_section_over_2", field=f"{root}.section_length",
+            value=len(clear) + body_length, max_ca_section_length=MAX_CA_SECTION_LENGTH,
+            budget=budget)
     return build_ca_section(table_id, clear + bytes(body_length), root)[
         : CA_SECTION_HEADER_SIZE + len(clear)
     ]
@@ -206,28 +216,34 @@ def parse_ca_section(data: bytes, root: str, *, strict_flags: bool = True) -> tu
     section_syntax_indicator = 0 is required (EMMs of other table ids).
     """
     if len(data) < CA_SECTION_HEADER_SIZE:
-        raise FormatError(f"a section has at least 3 bytes, got {len(data)}", path=root)
+        raise FormatError(f"a section has at least 3 bytes, got {len(data)}", path=root).with_id(
+            "formats.section_least_bytes", field=root, n=len(data))
     table_id = data[0]
     flags = data[1] >> 4
     if flags & 0x8:
         raise FormatError(
             "section_syntax_indicator is 1 (long section), ECM/EMM use short sections",
             path=f"{root}.section_syntax_indicator",
-        )
+        ).with_id("formats.section_syntax_indicator_long", field=f"{root}.section_syntax_indicator")
     if strict_flags and flags != _CA_FLAGS:
         raise FormatError(
             f"flag bits {flags:04b}, expected 0111", path=f"{root}.private_indicator"
-        )
+        ).with_id(
+            "formats.flag_bits_expected", field=f"{root}.private_indicator", flags=f"{flags:04b}")
     length = ((data[1] & 0x0F) << 8) | data[2]
     if length > MAX_CA_SECTION_LENGTH:
         raise FormatError(
             f"section_length {length} > {MAX_CA_SECTION_LENGTH}", path=f"{root}.section_length"
-        )
+        ).with_id(
+            "formats.section_length", field=f"{root}.section_length", length=length,
+            max_ca_section_length=MAX_CA_SECTION_LENGTH)
     if length != len(data) - CA_SECTION_HEADER_SIZE:
         raise FormatError(
             f"section_length {length} but {len(data) - CA_SECTION_HEADER_SIZE} bytes follow",
             path=f"{root}.section_length",
-        )
+        ).with_id(
+            "formats.section_length_but_bytes", field=f"{root}.section_length", length=length,
+            value=len(data) - CA_SECTION_HEADER_SIZE)
     return table_id, bytes(data[CA_SECTION_HEADER_SIZE:])
 
 

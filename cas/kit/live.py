@@ -207,7 +207,8 @@ class LiveBox:
                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                     start_new_session=True)
         except FileNotFoundError:
-            raise UsageError(f"box command not found: {command[0]}") from None
+            raise UsageError(f"box command not found: {command[0]}").with_id(
+                "kit.box_command_not_found", command=command[0]) from None
         box = cls(key=key, proc=proc, port=port, card=card, pin=pin, server=server,
                   states={}, stderr_tail=[])
         threading.Thread(target=box._read_stdout, daemon=True).start()
@@ -342,7 +343,8 @@ def _rebuild_world(kit: Path, scenario: Scenario, data_dir: Path,
             and (scratch / batch).read_bytes() != (kit / batch).read_bytes()):
         store.dispose()
         raise ConfigError(f"{kit}: the cards do not match the kit's scenario.toml "
-                          "(rebuild the kit with this cas kit build)")
+                          "(rebuild the kit with this cas kit build)").with_id(
+            "kit.cards_do_not_match", kit=kit)
     return world, store, keys
 
 

@@ -201,9 +201,11 @@ def load_scenario(path: Path) -> Scenario:
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
-        raise ScenarioError(f"{path}: cannot read: {exc.strerror}") from exc
+        raise ScenarioError(f"{path}: cannot read: {exc.strerror}").with_id(
+            "kit.cannot_read_2", path=path, strerror=exc.strerror) from exc
     except UnicodeDecodeError:
-        raise ScenarioError(f"{path}:1: not UTF-8 text") from None
+        raise ScenarioError(f"{path}:1: not UTF-8 text").with_id(
+            "kit.not_utf_text", path=path) from None
     return parse_scenario(text, path)
 
 
@@ -213,11 +215,13 @@ def parse_scenario(text: str, path: Path) -> Scenario:
     except tomllib.TOMLDecodeError as exc:
         m = re.search(r"line (\d+)", str(exc))
         line = m.group(1) if m else "1"
-        raise ScenarioError(f"{path}:{line}: not valid TOML: {str(exc).split(' (at')[0]}") from None
+        raise ScenarioError(f"{path}:{line}: not valid TOML: {str(exc).split(' (at')[0]}").with_id(
+            "kit.not_valid_toml", path=path, line=line, value=str(exc).split(" (at")[0]) from None
     where = _Where(path, text)
     kit = doc.get("kit")
     if not isinstance(kit, dict):
-        raise ScenarioError(f"{path}:1: kit: the [kit] table is missing")
+        raise ScenarioError(f"{path}:1: kit: the [kit] table is missing").with_id(
+            "kit.kit_kit_table_missing", path=path)
     unknown = set(doc) - {"kit", "subscriber", "step"}
     if unknown:
         key = sorted(unknown)[0]
@@ -256,7 +260,8 @@ def _get(where: _Where, table: Mapping[str, Any], key: str, kind: type, *,
     if leaf not in table:
         if default is not None:
             return default
-        raise ScenarioError(f"{where.path}:{after + 1}: {key}: missing")
+        raise ScenarioError(f"{where.path}:{after + 1}: {key}: missing").with_id(
+            "kit.missing", path=where.path, value=after + 1, key=key)
     value = table[leaf]
     ok = isinstance(value, kind) and not (kind is int and isinstance(value, bool))
     if not ok:
@@ -284,7 +289,8 @@ def _entry(where: _Where, item: Any, table: str, i: int, id_key: str, allowed: s
 
 def _subscribers(where: _Where, items: Any) -> tuple[SubscriberSpec, ...]:
     if not isinstance(items, list) or not items:
-        raise ScenarioError(f"{where.path}:1: subscriber: give at least one [[subscriber]]")
+        raise ScenarioError(f"{where.path}:1: subscriber: give at least one [[subscriber]]").with_id(
+            "kit.subscriber_give_least_one", path=where.path)
     out: list[SubscriberSpec] = []
     for i, item in enumerate(items):
         key, at = _entry(where, item, "subscriber", i, "key",
@@ -305,7 +311,8 @@ def _subscribers(where: _Where, items: Any) -> tuple[SubscriberSpec, ...]:
 
 def _steps(where: _Where, items: Any, boxes: set[str]) -> tuple[Step, ...]:
     if not isinstance(items, list) or not items:
-        raise ScenarioError(f"{where.path}:1: step: give at least one [[step]]")
+        raise ScenarioError(f"{where.path}:1: step: give at least one [[step]]").with_id(
+            "kit.step_give_least_one", path=where.path)
     out: list[Step] = []
     for i, item in enumerate(items):
         name, at = _entry(where, item, "step", i, "name",

@@ -166,7 +166,8 @@ class _Table:
         self.file = file
         self.name = name
         if not isinstance(data, dict):
-            raise ConfigError(f"{file}: [{name}]: expected a table")
+            raise ConfigError(f"{file}: [{name}]: expected a table").with_id(
+                "live.expected_table", file=file, name=name)
         self.data: dict[str, Any] = dict(data)
         self.used: set[str] = set()
 
@@ -332,7 +333,8 @@ def parse_source(t: _Table, key: str, text: str, base: Path) -> SourceSpec:
 
 def _services(file: str, raw: object, base: Path) -> tuple[ServiceConfig, ...]:
     if not isinstance(raw, list) or not raw:
-        raise ConfigError(f"{file}: [[service]]: at least one service is required")
+        raise ConfigError(f"{file}: [[service]]: at least one service is required").with_id(
+            "live.service_least_one_service", file=file)
     out: list[ServiceConfig] = []
     seen: dict[int, int] = {}
     for i, item in enumerate(raw, 1):
@@ -393,7 +395,8 @@ def parse_config(data: Mapping[str, object], *, file: str, base: Path) -> LiveCo
     for key in data:
         if key not in _SECTIONS:
             raise ConfigError(f"{file}: [{key}]: unknown section "
-                              f"(expected {', '.join(_SECTIONS)})")
+                              f"(expected {', '.join(_SECTIONS)})").with_id(
+                "live.unknown_section_expected", file=file, key=key, sections=", ".join(_SECTIONS))
     h = _Table(file, "headend", data.get("headend", {}))
     headend = HeadendConfig(
         data_dir=h.path_("data_dir", base), db_url=h.str_("db_url", "") or None,
@@ -404,7 +407,8 @@ def parse_config(data: Mapping[str, object], *, file: str, base: Path) -> LiveCo
         provider=h.str_("provider", "cas-sim"))
     h.done()
     if "output" not in data:
-        raise ConfigError(f"{file}: [output]: required (url = \"udp://HOST:PORT\", ...)")
+        raise ConfigError(f"{file}: [output]: required (url = \"udp://HOST:PORT\", ...)").with_id(
+            "live.output_required_url_udp", file=file)
     o = _Table(file, "output", data["output"])
     output = _output(o, base)
     o.done()
@@ -418,7 +422,8 @@ def parse_config(data: Mapping[str, object], *, file: str, base: Path) -> LiveCo
     taken = {svc.ecm_pid: svc.index for svc in services if svc.ecm_pid is not None}
     if emm.pid in taken:
         raise ConfigError(f"{file}: [emm].pid: {emm.pid:#x} is also the ECM PID of "
-                          f"[service.{taken[emm.pid]}]")
+                          f"[service.{taken[emm.pid]}]").with_id(
+            "live.emm_pid_also_ecm", file=file, pid=f"{emm.pid:#x}", taken=taken[emm.pid])
     p = _Table(file, "ops", data.get("ops", {}))
     ops = _ops(p)
     p.done()
@@ -432,9 +437,11 @@ def load_config(path: Path) -> LiveConfig:
     try:
         raw = path.read_bytes()
     except OSError as exc:
-        raise ConfigError(f"{path}: cannot read: {exc.strerror or exc}") from None
+        raise ConfigError(f"{path}: cannot read: {exc.strerror or exc}").with_id(
+            "live.cannot_read", path=path, value=exc.strerror or exc) from None
     try:
         data = tomllib.loads(raw.decode("utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{name}: not valid TOML: {exc}") from None
+        raise ConfigError(f"{name}: not valid TOML: {exc}").with_id(
+            "live.not_valid_toml", name=name, exc=exc) from None
     return parse_config(data, file=name, base=path.resolve().parent)

@@ -291,7 +291,7 @@ def parse_card_record(data: bytes) -> CardRecord:
     if len(data) != CARD_RECORD_SIZE:
         raise FormatError(
             f"a card record is {CARD_RECORD_SIZE} bytes, got {len(data)}", path="card_record"
-        )
+        ).with_id("formats.card_record_card_record", card_record_size=CARD_RECORD_SIZE, n=len(data))
     return next(iter_records(bytes(data), 0, 1, "card_record"))
 
 

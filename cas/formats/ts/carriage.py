@@ -51,11 +51,13 @@ class Packetizer:
                 raise FormatError(
                     f"section_length implies {total} bytes, got {len(section)}",
                     path=f"packetizer.sections[{i}]",
-                )
+                ).with_id(
+                    "formats.section_length_implies_bytes", field=f"packetizer.sections[{i}]",
+                    total=total, n=len(section))
             if section[0] == 0xFF:
                 raise FormatError(
                     "table_id 0xFF is reserved for stuffing", path=f"packetizer.sections[{i}]"
-                )
+                ).with_id("formats.table_id_xff_reserved", field=f"packetizer.sections[{i}]")
             starts.append(len(data))
             data += section
         packets: list[bytes] = []

@@ -1,0 +1,168 @@
+"""Our typed errors in the reader's language (``CasError.with_id``, README "Errors").
+
+A ratchet, read from the source (no import, no run): every ``raise X(...)`` of a
+:class:`~cas.errors.CasError` subclass in ``cas/`` and ``firmware_stub/`` names its message in
+the catalogue (``raise X(...).with_id("id", ...)``), except the sites listed in
+``untranslated_errors.txt`` next to this file.  The list may only shrink: a new site without
+an id fails, and so does a listed site that got its id but is still listed.  Sites are
+counted per function (``path::function::Error count``), so lines moving do not matter.
+
+And every id the code names is in both catalogues, with the placeholders the raise gives.
+"""
+
+from __future__ import annotations
+
+import ast
+import string
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+
+from cas.i18n.catalog import catalogue
+
+ROOT = Path(__file__).resolve().parents[2]
+PACKAGES = ("cas", "firmware_stub")
+ALLOW_LIST = Path(__file__).with_name("untranslated_errors.txt")
+
+Site = tuple[str, str, str]  # (path, function, error class)
+
+
+def _name(node: ast.expr) -> str | None:
+    if isinstance(node, ast.Attribute):
+        return node.attr
+    return node.id if isinstance(node, ast.Name) else None
+
+
+def error_classes(trees: dict[str, ast.Module]) -> set[str]:
+    """The names of ``CasError`` and every class that derives from it, by its bases' names."""
+    bases: dict[str, set[str]] = {}
+    for tree in trees.values():
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ClassDef):
+                bases.setdefault(node.name, set()).update(
+                    n for b in node.bases if (n := _name(b)) is not None)
+    ours = {"CasError"}
+    grown = True
+    while grown:
+        grown = False
+        for name, parents in bases.items():
+            if name not in ours and parents & ours:
+                ours.add(name)
+                grown = True
+    return ours
+
+
+def _raises(tree: ast.Module) -> Iterator[tuple[str, ast.Raise]]:
+    """Every ``raise`` with the qualified name of the function it is in."""
+
+    def walk(node: ast.AST, scope: str) -> Iterator[tuple[str, ast.Raise]]:
+        for child in ast.iter_child_nodes(node):
+            if isinstance(child, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+                yield from walk(child, f"{scope}.{child.name}" if scope else child.name)
+            else:
+                if isinstance(child, ast.Raise):
+                    yield scope or "<module>", child
+                yield from walk(child, scope)
+
+    yield from walk(tree, "")
+
+
+def _with_id(call: ast.Call) -> ast.Call | None:
+    """The ``.with_id(...)`` call of ``raise X(...).with_id(...)``, if that is the shape."""
+    if isinstance(call.func, ast.Attribute) and call.func.attr == "with_id":
+        return call
+    return None
+
+
+def scan(trees: dict[str, ast.Module]) -> tuple[Counter[Site], list[tuple[str, ast.Call]]]:
+    """Untranslated sites (counted per function) and the ``with_id`` calls, by file."""
+    ours = error_classes(trees)
+    missing: Counter[Site] = Counter()
+    named: list[tuple[str, ast.Call]] = []
+    for path, tree in trees.items():
+        for scope, node in _raises(tree):
+            if not isinstance(node.exc, ast.Call):
+                continue  # `raise`, `raise exc`: raised where it was made
+            if (call := _with_id(node.exc)) is not None:
+                named.append((path, call))
+            elif (name := _name(node.exc.func)) in ours:
+                missing[(path, scope, name or "")] += 1
+    return missing, named
+
+
+def _sources() -> dict[str, ast.Module]:
+    return {str(p.relative_to(ROOT)): ast.parse(p.read_text("utf-8"), str(p))
+            for pkg in PACKAGES for p in sorted((ROOT / pkg).rglob("*.py"))}
+
+
+def read_allow_list(text: str) -> Counter[Site]:
+    """``path::function::Error count  # why`` per line; blank lines and comments skipped."""
+    out: Counter[Site] = Counter()
+    for line in text.splitlines():
+        line = line.split("#", 1)[0].strip()
+        if not line:
+            continue
+        site, count = line.rsplit(None, 1)
+        path, scope, name = site.split("::")
+        out[(path, scope, name)] = int(count)
+    return out
+
+
+def format_allow_list(sites: Counter[Site]) -> str:
+    return "".join(f"{p}::{s}::{n} {c}\n" for (p, s, n), c in sorted(sites.items()))
+
+
+def test_every_error_names_its_message_or_is_listed() -> None:
+    missing, _named = scan(_sources())
+    allowed = read_allow_list(ALLOW_LIST.read_text("utf-8"))
+    new = {f"{'::'.join(k)}: {c} without .with_id (listed: {allowed.get(k, 0)})"
+           for k, c in missing.items() if c > allowed.get(k, 0)}
+    fixed = {f"{'::'.join(k)}: listed {c}, now {missing.get(k, 0)}: shorten the list"
+             for k, c in allowed.items() if missing.get(k, 0) < c}
+    assert not new, ("errors a user can meet need a catalogue message "
+                     "(raise X(...).with_id('id', ...)):\n" + "\n".join(sorted(new)))
+    assert not fixed, f"{ALLOW_LIST.name} lists translated sites:\n" + "\n".join(sorted(fixed))
+
+
+def test_the_ratchet_sees_a_new_site_and_a_fixed_one() -> None:
+    code = '''
+from cas.errors import CasError
+class UsageError(CasError): ...
+class Mine(UsageError): ...
+def f(x):
+    if x:
+        raise Mine(f"bad {x}")
+    raise UsageError("named").with_id("named")
+def g():
+    raise ValueError("not ours")
+'''
+    missing, named = scan({"m.py": ast.parse(code)})
+    assert missing == Counter({("m.py", "f", "Mine"): 1})
+    assert [c.args[0].value for _p, c in named if isinstance(c.args[0], ast.Constant)] == [
+        "named"]
+    assert read_allow_list(format_allow_list(missing) + "# a comment\n") == missing
+
+
+def _fields(entry: str | dict[str, str]) -> set[str]:
+    texts = [entry] if isinstance(entry, str) else list(entry.values())
+    return {f for t in texts for _, f, _, _ in string.Formatter().parse(t) if f}
+
+
+def test_every_named_message_is_in_the_catalogues_with_its_placeholders() -> None:
+    _missing, named = scan(_sources())
+    en, ru = catalogue("en"), catalogue("ru")
+    problems: list[str] = []
+    for path, call in named:
+        if not call.args or not isinstance(call.args[0], ast.Constant):
+            continue  # an id chosen at run time: the completeness test covers the catalogue
+        key = f"errors.{call.args[0].value}"
+        where = f"{path}:{call.lineno} {key}"
+        if key not in en or key not in ru:
+            problems.append(f"{where}: not in both catalogues")
+            continue
+        given = {k.arg for k in call.keywords if k.arg is not None}
+        spread = any(k.arg is None for k in call.keywords)  # **params
+        lacking = _fields(en[key]) - given
+        if lacking and not spread:
+            problems.append(f"{where}: the raise does not give {sorted(lacking)}")
+    assert not problems, "\n".join(problems)
