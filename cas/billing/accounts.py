@@ -77,7 +77,8 @@ def _name(value: str | None, what: str, *, required: bool) -> str | None:
         return None
     refusal = control_refusal(str(value), what)
     if refusal is not None:
-        raise ValidationError(refusal, code="BAD_NAME")
+        raise ValidationError(refusal, code="BAD_NAME").with_id(
+            refusal.message_id, **refusal.params)
     text = " ".join(str(value).split())
     if len(text) > 128:
         raise ValidationError(f"{what} is too long", code="BAD_NAME").with_id(

@@ -359,11 +359,13 @@ def _check_ref(ref: str | int, what: str) -> None:
     if isinstance(ref, str):
         refusal = control_refusal(ref, what)
         if refusal is not None:
-            raise ValidationError(refusal, code="BAD_TEXT")
+            raise ValidationError(refusal, code="BAD_TEXT").with_id(
+                refusal.message_id, **refusal.params)
         number = ref[4:] if ref.lower().startswith("sid:") else ref
         refusal = foreign_number_refusal(number, what)
         if refusal is not None:
-            raise ValidationError(refusal, code="BAD_NUMBER")
+            raise ValidationError(refusal, code="BAD_NUMBER").with_id(
+                refusal.message_id, **refusal.params)
 
 
 def get_package(session: Session, ref: str | int) -> Package:

@@ -39,10 +39,12 @@ def find_account(session: Session, *, by: PayerKind | str, ref: str | int) -> Ac
     text = str(ref).strip()
     refusal = control_refusal(text, "a payer's reference")
     if refusal is not None:
-        raise ValidationError(refusal, code="BAD_TEXT")
+        raise ValidationError(refusal, code="BAD_TEXT").with_id(
+            refusal.message_id, **refusal.params)
     refusal = foreign_number_refusal(text, f"{by} number")
     if refusal is not None:
-        raise ValidationError(refusal, code="BAD_SERIAL" if by == PayerKind.CARD else "BAD_NUMBER")
+        raise ValidationError(refusal, code="BAD_SERIAL" if by == PayerKind.CARD else "BAD_NUMBER").with_id(
+            refusal.message_id, **refusal.params)
     if by == PayerKind.CARD:
         serial = card_serial(text)
         card = session.get(Card, serial)

@@ -186,7 +186,8 @@ def adjust_balance(session: Session, *, account_number: str, amount_minor: int, 
             "adjustment_reason")
     refusal = control_refusal(reason, "the reason", multiline=True)
     if refusal is not None:
-        raise ValidationError(refusal, code="BAD_TEXT")
+        raise ValidationError(refusal, code="BAD_TEXT").with_id(
+            refusal.message_id, **refusal.params)
     profile, acc = prepare_account(session, account_by_number(session, account_number).id, at_s)
     post(session, acc, amount_minor, at_s=at_s, kind=LedgerKind.ADJUSTMENT,
          description=reason.strip())

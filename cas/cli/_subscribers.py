@@ -98,7 +98,7 @@ def refuse_foreign_number(text: str | None, what: str) -> None:
     if text is not None:
         refusal = foreign_number_refusal(text, what)
         if refusal is not None:
-            raise UsageError(refusal)
+            raise UsageError(refusal).with_id(refusal.message_id, **refusal.params)
 
 
 def parse_chip_id(text: str) -> int:

@@ -65,7 +65,8 @@ def _check_csrf(v: Visit, token: str | None) -> Visit:
             "web.form_security_token_missing")
     refusal = getattr(v.request.state, "form_refusal", None)
     if refusal is not None:
-        raise ValidationError(refusal, code="BAD_TEXT")
+        raise ValidationError(refusal, code="BAD_TEXT").with_id(
+            refusal.message_id, **refusal.params)
     return v
 
 
