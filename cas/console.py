@@ -226,9 +226,8 @@ def error_text(error: str | BaseException, t: Translator) -> str:
     if isinstance(error, str) and (text := click_text(error, t)) is not None:
         return text
     if isinstance(error, CasError) and error.message_id is not None:
-        key = f"errors.{error.message_id}"
-        text = t(key, **error.message_params)
-        if text != key:
+        text = t.error(error.message_id, error.message_params)
+        if text is not None:
             return text
     if isinstance(error, OSError) and error.filename is not None:
         # The operating system's refusals, by kind; the file name as given.

@@ -189,6 +189,18 @@ class Translator:
         key = f"{group}.{value}"
         return self(key) if key in self._own or key in self._fallback else value
 
+    def error(self, message_id: str, params: dict[str, Any]) -> str | None:
+        """An error's line (``errors.<message_id>``, :meth:`cas.errors.CasError.with_id`) in
+        this language, or ``None`` when the catalogue lacks it.  A parameter that is one of
+        the fixed nouns the raisers pass as text ("surname", "card number": ``errors.what``)
+        is put in the language too."""
+        key = f"errors.{message_id}"
+        if key not in self._own and key not in self._fallback:
+            return None
+        words = {k: (self(f"errors.what.{v}") if isinstance(v, str)
+                     and f"errors.what.{v}" in self._own else v) for k, v in params.items()}
+        return self(key, **words)
+
     def number(self, value: int) -> str:
         """An integer with the language's grouping: ``2,659`` / ``2 659`` (CLDR)."""
         from cas import locale

@@ -115,9 +115,8 @@ def _in_russian(exc: BaseException) -> str | None:
     """The error's line from the Russian catalogue, or ``None`` when it names no message."""
     if not isinstance(exc, CasError) or exc.message_id is None:
         return None
-    key = f"errors.{exc.message_id}"
-    text = Translator("ru")(key, **exc.message_params)
-    return None if text == key else text.splitlines()[0][:500]
+    text = Translator("ru").error(exc.message_id, exc.message_params)
+    return None if text is None else text.splitlines()[0][:500]
 
 
 def classify(exc: BaseException) -> ErrorAnswer:

@@ -70,6 +70,10 @@ def test_our_errors_on_the_common_paths_in_russian(tmp_path: Path) -> None:
     cases = [
         ((*db, "clock", "set", "1st of March"), 2, "неверная дата '1st of March'"),
         ((*db, "account", "show", "999"), 6, "по номеру '999' ничего не найдено"),
+        ((*db, "account", "show", "１０"), 2,
+         "номер лицевого счёта, договора или карты '１０': пишите числа цифрами ASCII 0-9"),
+        ((*db, "account", "create", "--surname", " ", "--name", "Ivan"), 7,
+         "фамилия: обязательное значение"),
         ((*db, "card", "kill", "2256884759"), 2, "уничтожение карты необратимо: добавьте --yes"),
         (("decode", "--as", "ecm", "80"), 3, "ecm: в секции не меньше 3 байт, получено 1"),
         (("kit", "build", "nosuch", "-o", str(tmp_path / "kit")), 2,
