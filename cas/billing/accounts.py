@@ -58,6 +58,7 @@ from cas.billing.verification import (
     start_verification,
 )
 from cas.errors import ValidationError
+from cas.i18n import Msg
 from cas.store.errors import RecordConflict
 from cas.store.models import Account, Box, Card
 from cas.store.repo import from_s, next_counter, to_s
@@ -146,7 +147,7 @@ def create_account(session: Session, *, surname: str, name: str, at: datetime,
         raise ValidationError(f"{profile.name} accounts are {' or '.join(profile.account_kinds)}",
                               code="BAD_ACCOUNT_KIND").with_id(
             "billing.accounts", name=profile.name,
-            account_kinds=" or ".join(profile.account_kinds))
+            account_kinds=[Msg(f"ticket.account_kind.{k}") for k in profile.account_kinds])
     phone_v = normalise_phone(phone) if phone else None
     if email is not None and email != "" and not _EMAIL.match(email):
         raise ValidationError(f"e-mail {email!r} is not an address", code="BAD_EMAIL").with_id(

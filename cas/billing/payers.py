@@ -119,7 +119,10 @@ def resolve_reference(session: Session, ref: str | int, *,
                              for by, acc in found)
         raise ValidationError(f"{text!r} is {named}: use the account number, or pay by card "
                               "or by contract explicitly", code="AMBIGUOUS_REFERENCE").with_id(
-            "billing.account_number_pay_card", text=f"{text!r}", named=named)
+            "billing.account_number_pay_card", text=f"{text!r}",
+            named=[Msg("errors.billing.payer_of_account", {"by": Msg(f"ticket.payer.{by}"),
+                       "ref": _ref_text(by, text), "account": acc.account_number})
+                   for by, acc in found])
     return found[0]
 
 
