@@ -4,6 +4,7 @@ confirmation before connecting a package, statement, notifications, password cha
 
 from __future__ import annotations
 
+import html
 import re
 import time
 from pathlib import Path
@@ -227,3 +228,18 @@ def test_payments_page_in_russian(portal_env: PortalEnv) -> None:
     assert re.search(r"\d\d\.\d\d\.20\d\d", visible)  # the day, Russian style
     english = p.get("/uzonline/payments", params={"lang": "en"}).text
     assert f"payment by card {serial:010d} (online)" in english and ": period 1" in english
+
+
+def test_a_refusal_without_a_portal_text_is_russian_on_a_russian_page(
+        portal_env: PortalEnv) -> None:
+    """A domain refusal the portal's catalog has no text for shows the error's own Russian
+    line (the command lines' catalogue), not English."""
+    m1 = portal_env.seeded["mts"].accounts["m1"]
+    p = portal_env.client()
+    p.login("mts", m1.account_number, m1.password)
+    p.get("/mts/packages", params={"lang": "ru"})
+    p.post("/mts/packages/subscribe", {"package": "nosuch"}, token_from="/mts/packages")
+    assert html.unescape(_flash(p.last.text)) == "пакет 'nosuch' не найден"
+    p.get("/mts/packages", params={"lang": "en"})
+    p.post("/mts/packages/subscribe", {"package": "nosuch"}, token_from="/mts/packages")
+    assert html.unescape(_flash(p.last.text)) == "unknown package 'nosuch'"
