@@ -57,8 +57,8 @@ def aead_open(key: Key | bytes, nonce: bytes, sealed: bytes, aad: bytes) -> byte
     The error says nothing about what failed (wrong key, tag, AAD, nonce or truncation).
     """
     if len(nonce) != NONCE_LEN or len(sealed) < TAG_LEN:
-        raise AuthenticationError(_AUTH_FAILED)
+        raise AuthenticationError(_AUTH_FAILED).with_id("crypto.authentication_failed")
     try:
         return _cipher(key).decrypt(nonce, sealed, aad)
     except InvalidTag:
-        raise AuthenticationError(_AUTH_FAILED) from None
+        raise AuthenticationError(_AUTH_FAILED).with_id("crypto.authentication_failed") from None

@@ -35,11 +35,11 @@ def wrap_key(kek: Key, key: Key) -> bytes:
 def unwrap_key(kek: Key, wrapped: bytes, *, label: str) -> Key:
     """RFC 3394 §2.2.2 unwrap; :class:`AuthenticationError` if the integrity check fails."""
     if len(wrapped) != WRAPPED_KEY_LEN:
-        raise AuthenticationError(_UNWRAP_FAILED)
+        raise AuthenticationError(_UNWRAP_FAILED).with_id("crypto.unwrap_failed")
     try:
         return Key(aes_key_unwrap(kek.raw(), bytes(wrapped)), label=label)
     except InvalidUnwrap:
-        raise AuthenticationError(_UNWRAP_FAILED) from None
+        raise AuthenticationError(_UNWRAP_FAILED).with_id("crypto.unwrap_failed") from None
 
 
 def _slot(cw: bytes) -> bytes:
@@ -66,11 +66,11 @@ def wrap_cws(cwpk: Key, cw_even: bytes, cw_odd: bytes) -> bytes:
 def unwrap_cws(cwpk: Key, blob: bytes) -> tuple[bytes, bytes]:
     """Inverse of :func:`wrap_cws`; :class:`AuthenticationError` on the wrong pairing key."""
     if len(blob) != WRAPPED_CWS_LEN:
-        raise AuthenticationError(_UNWRAP_FAILED)
+        raise AuthenticationError(_UNWRAP_FAILED).with_id("crypto.unwrap_failed")
     try:
         plain = aes_key_unwrap(cwpk.raw(), bytes(blob))
     except InvalidUnwrap:
-        raise AuthenticationError(_UNWRAP_FAILED) from None
+        raise AuthenticationError(_UNWRAP_FAILED).with_id("crypto.unwrap_failed") from None
     even, odd = plain[:16], plain[16:]
     if not any(even[8:]) and not any(odd[8:]):
         return even[:8], odd[:8]

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol, runtime_checkable
 
+from cas.errors import CasError
 from cas.i18n.catalog import LANGUAGES, Entry, catalogue, plural_category
 
 DEFAULT_LANGUAGE = "en"
@@ -181,6 +182,10 @@ class Translator:
             return ", ".join(str(self.value(v)) for v in value)
         if isinstance(value, Localised):
             return value.in_language(self)
+        if isinstance(value, CasError):  # a wrapped error's own line (formats.within)
+            named = (self.error(value.message_id, value.message_params)
+                     if value.message_id is not None and self.lang != DEFAULT_LANGUAGE else None)
+            return named if named is not None else str(value)
         return value
 
     def word(self, group: str, value: str) -> str:

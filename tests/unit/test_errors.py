@@ -68,8 +68,9 @@ def _raises(tree: ast.Module) -> Iterator[tuple[str, ast.Raise]]:
 
 
 def _with_id(call: ast.Call) -> ast.Call | None:
-    """The ``.with_id(...)`` call of ``raise X(...).with_id(...)``, if that is the shape."""
-    if isinstance(call.func, ast.Attribute) and call.func.attr == "with_id":
+    """The ``.with_id(...)`` call of ``raise X(...).with_id(...)`` (or ``.with_message_of(exc)``,
+    a wrapper saying the wrapped error's message), if that is the shape."""
+    if isinstance(call.func, ast.Attribute) and call.func.attr in ("with_id", "with_message_of"):
         return call
     return None
 
@@ -153,7 +154,8 @@ def test_every_named_message_is_in_the_catalogues_with_its_placeholders() -> Non
     en, ru = catalogue("en"), catalogue("ru")
     problems: list[str] = []
     for path, call in named:
-        if not call.args or not isinstance(call.args[0], ast.Constant):
+        said_by_id = isinstance(call.func, ast.Attribute) and call.func.attr == "with_id"
+        if not said_by_id or not call.args or not isinstance(call.args[0], ast.Constant):
             continue  # an id chosen at run time: the completeness test covers the catalogue
         key = f"errors.{call.args[0].value}"
         where = f"{path}:{call.lineno} {key}"
@@ -166,3 +168,23 @@ def test_every_named_message_is_in_the_catalogues_with_its_placeholders() -> Non
         if lacking and not spread:
             problems.append(f"{where}: the raise does not give {sorted(lacking)}")
     assert not problems, "\n".join(problems)
+
+
+def test_a_wrapping_error_says_the_wrapped_ones_message() -> None:
+    """``with_message_of``: a wrapper carrying the wrapped error's line says it in Russian too;
+    ``formats.within``: a field path in front of a wrapped error's own line."""
+    from cas.errors import FormatError, ProtocolError
+    from cas.i18n import Translator
+
+    ru = Translator("ru")
+    inner = FormatError("ecm: empty section").with_id("formats.ecm_empty_section")
+    wrapped = ProtocolError(str(inner)).with_message_of(inner)
+    assert wrapped.message_id is not None
+    assert ru.error(wrapped.message_id, wrapped.message_params) == "ecm: пустая секция"
+    assert ProtocolError("peer text").with_message_of(ValueError("x")).message_id is None
+    outer = FormatError(str(inner), path="pmt.section_length").with_id(
+        "formats.within", field="pmt.section_length", inner=inner)
+    assert str(outer) == "pmt.section_length: ecm: empty section"
+    assert outer.message_id is not None
+    assert ru.error(outer.message_id, outer.message_params) == (
+        "pmt.section_length: ecm: пустая секция")

@@ -302,7 +302,8 @@ def _build_long(section: LongSection, table: str) -> bytes:
     try:
         return build_section(section, max_section_length=MAX_PSI_SECTION_LENGTH)
     except FormatError as exc:
-        raise FormatError(str(exc), path=f"{table}.section_length") from exc
+        raise FormatError(str(exc), path=f"{table}.section_length").with_id(
+            "formats.within", field=f"{table}.section_length", inner=exc) from exc
 
 
 def parse_pat(data: bytes) -> Pat:

@@ -46,7 +46,8 @@ class Packetizer:
             try:
                 total = section_total_length(section)
             except FormatError as exc:
-                raise FormatError(str(exc), path=f"packetizer.sections[{i}]") from exc
+                raise FormatError(str(exc), path=f"packetizer.sections[{i}]").with_id(
+                    "formats.within", field=f"packetizer.sections[{i}]", inner=exc) from exc
             if total != len(section):
                 raise FormatError(
                     f"section_length implies {total} bytes, got {len(section)}",

@@ -244,7 +244,7 @@ class Connection:
         except SimulcryptFormatError as exc:
             raise PeerProtocolError(str(exc), error_status=exc.error_status,
                                     parameter_type=exc.parameter_type,
-                                    channel_id=self._channel.channel_id) from exc
+                                    channel_id=self._channel.channel_id).with_message_of(exc) from exc
         peer_version = message.protocol_version
         if self._version is None:
             if peer_version in self.spec.versions:

@@ -264,7 +264,7 @@ class Event:
                 str(exc), error_status=exc.error_status, message_type=cls.MESSAGE_TYPE,
                 channel_id=kwargs.get(cls._CHANNEL_FIELD) if cls._CHANNEL_FIELD else None,
                 stream_id=kwargs.get(cls._STREAM_FIELD) if cls._STREAM_FIELD else None,
-                stream_level=not cls.KIND.is_channel_level) from exc
+                stream_level=not cls.KIND.is_channel_level).with_message_of(exc) from exc
         except TypeError as exc:
             # A mandatory field absent although the syntax check passed: only possible for
             # V1 messages decoded into a V2-only event shape.
@@ -355,7 +355,8 @@ def decode_event(message: Message, events: Mapping[int, type[Event]], spec: Inte
             str(exc), error_status=exc.error_status, channel_id=channel_id,
             stream_id=stream_id, parameter_type=exc.parameter_type,
             message_type=message.message_type,
-            stream_level=cls is not None and not cls.KIND.is_channel_level) from exc
+            stream_level=cls is not None and not cls.KIND.is_channel_level).with_message_of(
+                exc) from exc
     assert cls is not None  # check_message rejected unknown message types
     return cls.from_message(message, grouped,
                             message.protocol_version if version is None else version)
