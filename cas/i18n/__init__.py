@@ -12,6 +12,7 @@ The language: ``--lang`` if given, else ``CAS_LANG``, else the locale (``LC_ALL`
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -198,13 +199,20 @@ class Translator:
         """An error's line (``errors.<message_id>``, :meth:`cas.errors.CasError.with_id`) in
         this language, or ``None`` when the catalogue lacks it.  A parameter that is one of
         the fixed nouns the raisers pass as text ("surname", "card number": ``errors.what``)
-        is put in the language too."""
+        or the operating system's reason as it words it (``exc.strerror``, "Permission
+        denied": ``errors.os_reason``) is put in the language too."""
         key = f"errors.{message_id}"
         if key not in self._own and key not in self._fallback:
             return None
-        words = {k: (self(f"errors.what.{v}") if isinstance(v, str)
-                     and f"errors.what.{v}" in self._own else v) for k, v in params.items()}
-        return self(key, **words)
+        return self(key, **{k: self._word_param(v) for k, v in params.items()})
+
+    def _word_param(self, value: Any) -> Any:
+        if not isinstance(value, str):
+            return value
+        if f"errors.what.{value}" in self._own:
+            return self(f"errors.what.{value}")
+        reason = _strerror_names().get(value)
+        return self(f"errors.os_reason.{reason}") if reason else value
 
     def number(self, value: int) -> str:
         """An integer with the language's grouping: ``2,659`` / ``2 659`` (CLDR)."""
@@ -237,6 +245,14 @@ def _reason_text(key: str, lang: str) -> str | None:
 
 #: The operating system's reasons a command line meets, by errno name (``errors.os_reason``).
 _OS_REASONS = ("ENOENT", "EACCES", "EISDIR", "ENOTDIR", "EEXIST", "ENOSPC", "EROFS")
+
+
+@functools.cache
+def _strerror_names() -> dict[str, str]:
+    """The system's wording of the reasons in the catalogue -> their errno names."""
+    import errno
+
+    return {os.strerror(getattr(errno, name)): name for name in _OS_REASONS}
 
 
 def os_reason(exc: OSError) -> Msg | str:

@@ -213,3 +213,16 @@ def test_an_error_line_puts_the_nouns_it_was_given_in_the_language() -> None:
         "номер карты '１０': пишите числа цифрами ASCII 0-9")
     assert ru.error("billing.required", {"what": "Viasat"}) == "Viasat: обязательное значение"
     assert ru.error("billing.no_such_message", {}) is None
+
+
+def test_an_error_line_puts_the_systems_reason_in_the_language() -> None:
+    """A raiser that passes ``exc.strerror`` (the system's English) gets it in Russian."""
+    import errno
+    import os
+
+    ru = Translator("ru")
+    line = ru.error("diag.cannot_write", {"path": "/x/ticket.html",
+                                          "strerror": os.strerror(errno.EACCES)})
+    assert line == "не удаётся записать /x/ticket.html: нет доступа"
+    assert ru.error("diag.cannot_write", {"path": "/x", "strerror": "Exotic failure"}) == (
+        "не удаётся записать /x: Exotic failure")
