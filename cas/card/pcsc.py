@@ -205,7 +205,7 @@ class PcscTransport(ObservableTransport):
             self._pci: Any = scard.SCARD_PCI_T1
             self.protocol = int(protocol)
             return name
-        raise last if last is not None else NoCardError("no card")
+        raise last if last is not None else NoCardError("no card").with_id("card.no_card")
 
     def _read_atr(self) -> bytes:
         rc, _reader, _state, _protocol, atr = scard.SCardStatus(self._hcard)

@@ -76,7 +76,8 @@ def _missing(engine: Engine, why: str) -> StoreMissing:
         url = engine.url.render_as_string(hide_password=True)
         where, check = f"the database {url} ({why})", "--db-url/CAS_DB_URL"
     return StoreMissing(f"no cas-sim store in {where}: check {check}, or set one up with "
-                        "'cas keys init' and 'cas operator use PROFILE'")
+                        "'cas keys init' and 'cas operator use PROFILE'").with_id(
+        "store.no_store", where=where, check=check)
 
 
 def _has_schema(engine: Engine) -> bool:

@@ -1,8 +1,9 @@
 """Our typed errors in the reader's language (``CasError.with_id``, README "Errors").
 
 A ratchet, read from the source (no import, no run): every ``raise X(...)`` of a
-:class:`~cas.errors.CasError` subclass in ``cas/`` and ``firmware_stub/`` names its message in
-the catalogue (``raise X(...).with_id("id", ...)``), except the sites listed in
+:class:`~cas.errors.CasError` subclass in ``cas/`` and ``firmware_stub/`` — and every one a
+helper makes and returns — names its message in the catalogue
+(``raise X(...).with_id("id", ...)``), except the sites listed in
 ``untranslated_errors.txt`` next to this file.  The list may only shrink: a new site without
 an id fails, and so does a listed site that got its id but is still listed.  Sites are
 counted per function (``path::function::Error count``), so lines moving do not matter.
@@ -52,17 +53,33 @@ def error_classes(trees: dict[str, ast.Module]) -> set[str]:
     return ours
 
 
-def _raises(tree: ast.Module) -> Iterator[tuple[str, ast.Raise]]:
-    """Every ``raise`` with the qualified name of the function it is in."""
+def self_named(trees: dict[str, ast.Module]) -> set[str]:
+    """Error classes whose ``__init__`` names their message (``self.with_id(...)``): making
+    one is naming it."""
+    out: set[str] = set()
+    for tree in trees.values():
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ClassDef):
+                for item in node.body:
+                    if isinstance(item, ast.FunctionDef) and item.name == "__init__" and any(
+                            isinstance(c, ast.Call) and isinstance(c.func, ast.Attribute)
+                            and c.func.attr == "with_id" and isinstance(c.func.value, ast.Name)
+                            and c.func.value.id == "self" for c in ast.walk(item)):
+                        out.add(node.name)
+    return out
 
-    def walk(node: ast.AST, scope: str) -> Iterator[tuple[str, ast.Raise]]:
+
+def _calls(tree: ast.Module) -> Iterator[tuple[str, ast.Call, ast.AST | None]]:
+    """Every call with the qualified name of the function it is in and its parent node."""
+
+    def walk(node: ast.AST, scope: str) -> Iterator[tuple[str, ast.Call, ast.AST | None]]:
         for child in ast.iter_child_nodes(node):
             if isinstance(child, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
                 yield from walk(child, f"{scope}.{child.name}" if scope else child.name)
-            else:
-                if isinstance(child, ast.Raise):
-                    yield scope or "<module>", child
-                yield from walk(child, scope)
+                continue
+            if isinstance(child, ast.Call):
+                yield scope or "<module>", child, node
+            yield from walk(child, scope)
 
     yield from walk(tree, "")
 
@@ -76,17 +93,19 @@ def _with_id(call: ast.Call) -> ast.Call | None:
 
 
 def scan(trees: dict[str, ast.Module]) -> tuple[Counter[Site], list[tuple[str, ast.Call]]]:
-    """Untranslated sites (counted per function) and the ``with_id`` calls, by file."""
-    ours = error_classes(trees)
+    """Our errors made without a message id, counted per function — raised on the spot or
+    made by a helper that returns them (``return ConfigError(...)``) — and the ``with_id``
+    calls, by file."""
+    ours = error_classes(trees) - self_named(trees)
     missing: Counter[Site] = Counter()
     named: list[tuple[str, ast.Call]] = []
     for path, tree in trees.items():
-        for scope, node in _raises(tree):
-            if not isinstance(node.exc, ast.Call):
-                continue  # `raise`, `raise exc`: raised where it was made
-            if (call := _with_id(node.exc)) is not None:
-                named.append((path, call))
-            elif (name := _name(node.exc.func)) in ours:
+        for scope, call, parent in _calls(tree):
+            if (said := _with_id(call)) is not None:
+                named.append((path, said))
+            elif (name := _name(call.func)) in ours and not (
+                    isinstance(parent, ast.Attribute) and parent.attr in ("with_id",
+                                                                         "with_message_of")):
                 missing[(path, scope, name or "")] += 1
     return missing, named
 
@@ -136,11 +155,16 @@ def f(x):
     raise UsageError("named").with_id("named")
 def g():
     raise ValueError("not ours")
+class T:
+    def fail(self, key):
+        return Mine(f"{key}: bad")
+    def ok(self, key):
+        return Mine(f"{key}: bad").with_id("t.bad", key=key)
 '''
     missing, named = scan({"m.py": ast.parse(code)})
-    assert missing == Counter({("m.py", "f", "Mine"): 1})
+    assert missing == Counter({("m.py", "f", "Mine"): 1, ("m.py", "T.fail", "Mine"): 1})
     assert [c.args[0].value for _p, c in named if isinstance(c.args[0], ast.Constant)] == [
-        "named"]
+        "named", "t.bad"]
     assert read_allow_list(format_allow_list(missing) + "# a comment\n") == missing
 
 

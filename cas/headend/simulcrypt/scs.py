@@ -284,7 +284,8 @@ class ScsClient(ClientEndpoint):
         self._closed = True
         await self._close_transport()
         self._waiters.fail_all(SimulcryptTimeout("connection closed",
-                                                 error_status=EcmgScsError.UNKNOWN_ERROR))
+                                                 error_status=EcmgScsError.UNKNOWN_ERROR).with_id(
+            "headend.connection_closed"))
 
     async def _request(self, event: Event, scope: int | None, kinds: tuple[type[Event], ...],
                        *, cp_number: int | None = None) -> Event:
@@ -307,7 +308,8 @@ class ScsClient(ClientEndpoint):
     def _connection_lost(self) -> None:
         self._closed = True
         self._waiters.fail_all(SimulcryptTimeout(
-            "the ECMG closed the connection", error_status=EcmgScsError.UNKNOWN_ERROR))
+            "the ECMG closed the connection", error_status=EcmgScsError.UNKNOWN_ERROR).with_id(
+            "headend.ecmg_closed_connection"))
 
     def _status_for_test(self, event: Event) -> Event | None:
         return _echo(event, self.channel_status, self.stream_statuses)
