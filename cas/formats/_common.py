@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import mmap
+import re
 import struct
 import zlib
 from collections.abc import Callable
@@ -21,6 +22,7 @@ from typing import Any, TypeVar
 import construct as cs
 
 from cas.errors import ChecksumError, FormatError
+from cas.i18n import Msg
 
 T = TypeVar("T")
 
@@ -65,14 +67,39 @@ def _message(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
+#: construct's messages we have words for (``errors.formats.detail``): a read past the end,
+#: a constant that does not match.
+_TRUNCATED = re.compile(r"stream read less than specified amount, expected (\d+), found (\d+)")
+_CONST = re.compile(r"parsing expected (.+) but parsed (.+)")
+
+
+def _detail_words(exc: BaseException) -> Msg | None:
+    """What construct said, as a catalogue message, or ``None`` when we have no words."""
+    if isinstance(exc, cs.ValidationError):
+        return Msg("errors.formats.detail.failed_validation")
+    if isinstance(exc, cs.StringError):
+        return Msg("errors.formats.detail.bad_text")
+    text = _message(exc)
+    if m := _TRUNCATED.fullmatch(text):
+        return Msg("errors.formats.detail.truncated", {"expected": m[1], "found": m[2]})
+    if m := _CONST.fullmatch(text):
+        return Msg("errors.formats.detail.constant", {"expected": m[1], "found": m[2]})
+    return None
+
+
 def wrap_error(exc: BaseException, root: str, *, action: str = "parse") -> FormatError:
     """Build the FormatError (or ChecksumError) to raise ``from exc``."""
     if isinstance(exc, FormatError):
         return exc
     path = _construct_path(exc, root)
     if isinstance(exc, cs.ChecksumError):
-        return ChecksumError("integrity check failed", path=path)
-    return FormatError(f"cannot {action}: {_message(exc)}", path=path)
+        return ChecksumError("integrity check failed", path=path).with_id(
+            "formats.integrity_failed", field=path)
+    error = FormatError(f"cannot {action}: {_message(exc)}", path=path)
+    words = _detail_words(exc)
+    return error if words is None else error.with_id(
+        "formats.cannot_action", field=path, action=Msg(f"errors.formats.action.{action}"),
+        detail=words)
 
 
 def parse_struct(schema: cs.Construct, data: bytes, root: str) -> Any:

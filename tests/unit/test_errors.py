@@ -212,3 +212,24 @@ def test_a_wrapping_error_says_the_wrapped_ones_message() -> None:
     assert outer.message_id is not None
     assert ru.error(outer.message_id, outer.message_params) == (
         "pmt.section_length: ecm: пустая секция")
+
+
+def test_constructs_failures_we_have_words_for_are_said_in_russian() -> None:
+    """A truncated record and a wrong magic from construct, through ``wrap_error``."""
+    import construct as cs
+
+    from cas.formats._common import wrap_error
+    from cas.i18n import Translator
+
+    ru = Translator("ru")
+    for schema, data, russian in (
+            (cs.Struct("serial" / cs.Int32ub), b"ab",
+             "rec.serial: не удаётся разобрать: данные кончаются раньше: ожидалось байт: 4, есть 2"),
+            (cs.Struct("magic" / cs.Const(b"AB")), b"XY",
+             "rec.magic: не удаётся разобрать: ожидалось b'AB', прочитано b'XY'")):
+        try:
+            schema.parse(data)
+        except cs.ConstructError as exc:
+            error = wrap_error(exc, "rec")
+        assert error.message_id is not None
+        assert ru.error(error.message_id, error.message_params) == russian

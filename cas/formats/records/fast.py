@@ -138,7 +138,8 @@ def _record_error(t: tuple[Any, ...], b: Any) -> FormatError:
         return _fail("entitlement_count", "object failed validation")
     if b[_ENT_OFFSET + _ENT.size * count : _CRC_OFFSET] != _ZERO_ENTS[_ENT.size * count :]:
         return _fail("entitlements", "object failed validation")
-    return ChecksumError("integrity check failed", path="card_record.crc32")
+    return ChecksumError("integrity check failed", path="card_record.crc32").with_id(
+        "formats.integrity_failed", field="card_record.crc32")
 
 
 def _at_index(exc: FormatError, root: str, i: int) -> FormatError:
