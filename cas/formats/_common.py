@@ -71,6 +71,32 @@ def _message(exc: BaseException) -> str:
 #: a constant that does not match.
 _TRUNCATED = re.compile(r"stream read less than specified amount, expected (\d+), found (\d+)")
 _CONST = re.compile(r"parsing expected (.+) but parsed (.+)")
+#: The fast parsers' own words for the same failures (records.fast, chipid).
+_PHRASES = {"object failed validation": "failed_validation",
+            "not valid text in its encoding": "bad_text",
+            "stream read less than specified amount": "ends_early", "check failed": "check_failed"}
+_EXPECTED = re.compile(r"expected (.+)")
+_VERSION = re.compile(r"unsupported version (\d+)")
+
+
+def detail_words(text: str) -> Msg | None:
+    """A fast parser's detail (``"object failed validation"``, ``"expected b'CREC'"``) as a
+    catalogue message, or ``None`` when we have no words for it."""
+    if text in _PHRASES:
+        return Msg(f"errors.formats.detail.{_PHRASES[text]}")
+    if m := _VERSION.fullmatch(text):
+        return Msg("errors.formats.detail.unsupported_version", {"version": m[1]})
+    if m := _EXPECTED.fullmatch(text):
+        return Msg("errors.formats.detail.expected", {"expected": m[1]})
+    return None
+
+
+def field_error(message: str, path: str) -> FormatError:
+    """``path: message`` from a fast parser, its message named when we have words for it."""
+    error = FormatError(message, path=path)
+    words = detail_words(message)
+    return error if words is None else error.with_id("formats.field_detail", field=path,
+                                                     detail=words)
 
 
 def _detail_words(exc: BaseException) -> Msg | None:

@@ -25,6 +25,7 @@ from cas.formats._common import (
     check_len,
     check_range,
     encode_padded_ascii,
+    field_error,
     key_summary,
     parse_struct,
     slots_builder,
@@ -122,7 +123,7 @@ def parse_chip_id_record_declarative(data: bytes) -> ChipIdRecord:
 
 
 def _fail(name: str, message: str) -> FormatError:
-    return FormatError(message, path=f"chip_id_record.body.{name}")
+    return field_error(message, f"chip_id_record.body.{name}")
 
 
 def _text(raw: bytes, name: str) -> str:

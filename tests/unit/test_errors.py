@@ -233,3 +233,19 @@ def test_constructs_failures_we_have_words_for_are_said_in_russian() -> None:
             error = wrap_error(exc, "rec")
         assert error.message_id is not None
         assert ru.error(error.message_id, error.message_params) == russian
+
+
+def test_a_fast_parsers_details_are_said_in_russian() -> None:
+    from cas.formats._common import field_error
+    from cas.i18n import Translator
+
+    ru = Translator("ru")
+    for detail, russian in (("object failed validation", "значение не прошло проверку"),
+                            ("expected b'CREC'", "ожидалось b'CREC'"),
+                            ("unsupported version 9", "неподдерживаемая версия 9")):
+        error = field_error(detail, "card_record.body.magic")
+        assert str(error) == f"card_record.body.magic: {detail}"
+        assert error.message_id is not None
+        assert ru.error(error.message_id, error.message_params) == (
+            f"card_record.body.magic: {russian}")
+    assert field_error("something else", "x").message_id is None  # marked untranslated

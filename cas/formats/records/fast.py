@@ -16,7 +16,7 @@ from typing import Any
 
 from cas.access import CardStatus, Entitlement
 from cas.errors import ChecksumError, FormatError
-from cas.formats._common import CRC_CHUNK_RECORDS, bulk_crc_ok, slots_builder
+from cas.formats._common import CRC_CHUNK_RECORDS, bulk_crc_ok, field_error, slots_builder
 from cas.formats.layout import check_order, struct_layout
 from cas.formats.records.declaration import (
     CARD_RECORD,
@@ -93,7 +93,7 @@ _RECORD_B = slots_builder(CardRecord)
 
 
 def _fail(field_name: str, message: str) -> FormatError:
-    return FormatError(message, path=f"card_record.body.{field_name}")
+    return field_error(message, f"card_record.body.{field_name}")
 
 
 # Entitlements are immutable and cards share them (same package, same billing period), so the
