@@ -164,6 +164,58 @@ def _json_requested() -> bool:
     return "--json" in sys.argv[1:]
 
 
+_NAME = r"(?P<name>'[^']*')"
+#: click's own usage messages (click 8, English), read back into catalogue messages
+#: (``errors.click.*``): click words them through gettext, which this project does not set up.
+_CLICK_TEXT: tuple[tuple[re.Pattern[str], str], ...] = tuple(
+    (re.compile(pattern), key) for pattern, key in (
+        (rf"Missing option {_NAME}\.", "missing_option"),
+        (rf"Missing argument {_NAME}\.", "missing_argument"),
+        (rf"Missing parameter:? {_NAME}\.?", "missing_parameter"),
+        (r"Missing command\.", "missing_command"),
+        (rf"No such option:? {_NAME}\.? Did you mean (?P<hint>'[^']*')\?", "no_such_option_hint"),
+        (rf"No such option:? {_NAME}\.? \(Did you mean one of: (?P<hint>.+)\?\)",
+         "no_such_option_hint"),
+        (rf"No such option:? {_NAME}\.?", "no_such_option"),
+        (rf"No such command {_NAME}\.", "no_such_command"),
+        (r"Got unexpected extra arguments? \((?P<args>.*)\)", "extra_arguments"),
+        (rf"Option {_NAME} requires an argument\.", "needs_argument"),
+        (rf"Option {_NAME} requires (?P<n>\d+) arguments\.", "needs_arguments"),
+        (rf"Option {_NAME} does not take a value\.", "takes_no_value"),
+        (rf"Invalid value for {_NAME}: (?P<value>'.*') is not (?:one of )?(?P<choices>'.*')\.",
+         "not_a_choice"),
+        (rf"Invalid value for {_NAME}: (?P<value>.+) is not in the range (?P<range>.+)\.",
+         "out_of_range"),
+        (rf"Invalid value for {_NAME}: (?P<value>'.*') is not an integer in ASCII digits 0-9",
+         "not_an_integer"),
+        (rf"Invalid value for {_NAME}: (?P<value>'.*') is not a valid integer\.",
+         "not_an_integer"),
+        (rf"Invalid value for {_NAME}: (?P<value>'.*') is not a valid float\.", "not_a_number"),
+        (rf"Invalid value for {_NAME}: (?:File|Directory|Path) (?P<path>'.*') does not exist\.",
+         "path_missing"),
+        (rf"Invalid value for {_NAME}: (?:File|Directory|Path) (?P<path>'.*') is a file\.",
+         "path_is_file"),
+        (rf"Invalid value for {_NAME}: (?:File|Directory|Path) (?P<path>'.*') is a directory\.",
+         "path_is_directory"),
+        (rf"Invalid value for {_NAME}: (?:File|Directory|Path) (?P<path>'.*') is not readable\.",
+         "path_unreadable"),
+        (rf"Invalid value for {_NAME}: (?:File|Directory|Path) (?P<path>'.*') is not writable\.",
+         "path_unwritable"),
+    ))
+
+
+def click_text(message: str, t: Translator) -> str | None:
+    """One of click's usage messages in ``t``'s language, or ``None`` if it is not one we
+    know (it is then shown as untranslated)."""
+    for pattern, key in _CLICK_TEXT:
+        if m := pattern.fullmatch(message.strip()):
+            params: dict[str, Any] = dict(m.groupdict())
+            if "n" in params:
+                params["n"] = int(params["n"])
+            return t(f"errors.click.{key}", **params)
+    return None
+
+
 def error_text(error: str | BaseException, t: Translator) -> str:
     """An error's one line in ``t``'s language: English as raised; another language from
     the catalogue when the error names its message (:meth:`CasError.with_id`), else the
@@ -171,10 +223,11 @@ def error_text(error: str | BaseException, t: Translator) -> str:
     english = str(error)
     if t.lang == DEFAULT_LANGUAGE:
         return english
+    if isinstance(error, str) and (text := click_text(error, t)) is not None:
+        return text
     if isinstance(error, CasError) and error.message_id is not None:
-        key = f"errors.{error.message_id}"
-        text = t(key, **error.message_params)
-        if text != key:
+        text = t.error(error.message_id, error.message_params)
+        if text is not None:
             return text
     if isinstance(error, OSError) and error.filename is not None:
         # The operating system's refusals, by kind; the file name as given.

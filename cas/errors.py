@@ -31,6 +31,14 @@ class CasError(Exception):
         self.message_params = params
         return self
 
+    def with_message_of(self, other: BaseException, /) -> Self:
+        """Say ``other``'s catalogue message, when it names one: for an error that wraps
+        another and carries its line (``raise PeerError(str(exc)) ... from exc``)."""
+        if isinstance(other, CasError) and other.message_id is not None:
+            self.message_id = other.message_id
+            self.message_params = other.message_params
+        return self
+
 
 # --- usage / configuration ------------------------------------------------------------------
 class UsageError(CasError):

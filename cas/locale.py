@@ -69,10 +69,12 @@ def _currency_country(currency: str) -> str:
 def minor_to_decimal(minor: int, minor_per_major: int) -> Decimal:
     """``251000, 100`` -> ``Decimal("2510.00")``: exact, with as many places as minor units."""
     if isinstance(minor, bool) or not isinstance(minor, int):
-        raise UsageError(f"money must be an integer of minor units, got {minor!r}")
+        raise UsageError(f"money must be an integer of minor units, got {minor!r}").with_id(
+            "locale.money_integer_minor_units", minor=f"{minor!r}")
     digits = len(str(minor_per_major)) - 1
     if minor_per_major <= 0 or minor_per_major != 10**digits:
-        raise UsageError(f"minor_per_major must be a power of ten, got {minor_per_major}")
+        raise UsageError(f"minor_per_major must be a power of ten, got {minor_per_major}").with_id(
+            "locale.minor_per_major_power", minor_per_major=minor_per_major)
     return Decimal(minor).scaleb(-digits)
 
 
@@ -101,13 +103,15 @@ def format_money(minor: int, currency: str, lang: str, *, minor_per_major: int |
 def format_number(value: int | Decimal, lang: str, *, country: str | None = None) -> str:
     """``2510`` -> ``"2 510"`` (ru) / ``"2,510"`` (en).  Floats are refused: use Decimal."""
     if isinstance(value, float):
-        raise UsageError("numbers are formatted from int or Decimal, never float")
+        raise UsageError("numbers are formatted from int or Decimal, never float").with_id(
+            "locale.numbers_formatted_int_decimal")
     return babel_numbers.format_decimal(value, locale=babel_locale(lang, country))
 
 
 def _utc(value: datetime) -> datetime:
     if value.tzinfo is None:
-        raise UsageError("times must be timezone-aware (UTC)")
+        raise UsageError("times must be timezone-aware (UTC)").with_id(
+            "locale.times_timezone_aware_utc")
     return value.astimezone(UTC)
 
 
@@ -149,5 +153,6 @@ def plural(n: int, forms: Mapping[str, str], lang: str) -> str:
     category = plural_category(n, lang)
     text = forms.get(category) or forms.get("other") or forms.get("many")
     if text is None:
-        raise UsageError(f"plural forms {sorted(forms)} lack {category!r} and 'other'")
+        raise UsageError(f"plural forms {sorted(forms)} lack {category!r} and 'other'").with_id(
+            "locale.plural_forms_lack_other", forms=sorted(forms), category=f"{category!r}")
     return text.replace("{n}", format_number(n, lang))

@@ -52,7 +52,8 @@ __all__ = [
 
 def _with_nonce(header: EmmHeader | EcmHeader, nonce: bytes) -> EmmHeader | EcmHeader:
     if not isinstance(nonce, bytes) or len(nonce) != 12:
-        raise FormatError("nonce must be 12 bytes", path="nonce")
+        raise FormatError("nonce must be 12 bytes", path="nonce").with_id(
+            "messages.nonce_nonce_bytes")
     return dataclasses.replace(header, nonce=nonce)
 
 

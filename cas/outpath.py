@@ -35,15 +35,18 @@ def check_output_file(path: str | os.PathLike[str], what: str) -> None:
     except FileNotFoundError:
         st = None
     except OSError as exc:  # e.g. a parent that is a file (ENOTDIR)
-        raise UsageError(f"{what} {p}: cannot write there ({exc.strerror or exc})") from exc
+        raise UsageError(f"{what} {p}: cannot write there ({exc.strerror or exc})").with_id(
+            "outpath.cannot_write_there", what=what, p=p, value=exc.strerror or exc) from exc
     if st is not None and stat.S_ISDIR(st.st_mode):
-        raise UsageError(f"{what} {p}: is a directory; give a file name")
+        raise UsageError(f"{what} {p}: is a directory; give a file name").with_id(
+            "outpath.directory_give_file_name", what=what, p=p)
     if st is not None and not stat.S_ISREG(st.st_mode):
         return  # a device or a pipe (/dev/stdout, a FIFO): opening it could block or eat data
     try:
         fd = os.open(p, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o666)
     except OSError as exc:
-        raise UsageError(f"{what} {p}: cannot write there ({exc.strerror or exc})") from exc
+        raise UsageError(f"{what} {p}: cannot write there ({exc.strerror or exc})").with_id(
+            "outpath.cannot_write_there", what=what, p=p, value=exc.strerror or exc) from exc
     os.close(fd)
     if st is None:
         p.unlink(missing_ok=True)
@@ -63,16 +66,20 @@ def check_output_dir(path: str | os.PathLike[str], what: str) -> None:
             break
         except FileNotFoundError:
             if probe.parent == probe:
-                raise UsageError(f"{what} {p}: no such place") from None
+                raise UsageError(f"{what} {p}: no such place").with_id(
+                    "outpath.no_such_place", what=what, p=p) from None
             probe = probe.parent
         except OSError as exc:
-            raise UsageError(f"{what} {p}: cannot write there ({exc.strerror or exc})") from exc
+            raise UsageError(f"{what} {p}: cannot write there ({exc.strerror or exc})").with_id(
+                "outpath.cannot_write_there", what=what, p=p, value=exc.strerror or exc) from exc
     if not stat.S_ISDIR(st.st_mode):
         what_is = "is a file" if probe == p else f"{probe} is not a directory"
-        raise UsageError(f"{what} {p}: {what_is}")
+        raise UsageError(f"{what} {p}: {what_is}").with_id(
+            "outpath.error", what=what, p=p, what_is=what_is)
     try:
         fd, name = tempfile.mkstemp(prefix=".cas-write-check-", dir=probe)
     except OSError as exc:
-        raise UsageError(f"{what} {p}: cannot write there ({exc.strerror or exc})") from exc
+        raise UsageError(f"{what} {p}: cannot write there ({exc.strerror or exc})").with_id(
+            "outpath.cannot_write_there", what=what, p=p, value=exc.strerror or exc) from exc
     os.close(fd)
     os.unlink(name)

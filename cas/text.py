@@ -46,19 +46,35 @@ def parse_digits(text: object, *, max_value: int | None = None) -> int | None:
     return value
 
 
+class Refusal(str):
+    """A refusal's one English line that also names its message in the command lines'
+    catalogue (``errors.<message_id>``), so a raiser can pass both on:
+    ``raise UsageError(r).with_id(r.message_id, **r.params)``."""
+
+    message_id: str
+    params: dict[str, object]
+
+    def __new__(cls, line: str, message_id: str, /, **params: object) -> Refusal:
+        self = super().__new__(cls, line)
+        self.message_id = message_id
+        self.params = params
+        return self
+
+
 def control_character(text: str, *, multiline: bool = False) -> str | None:
     """The first control character in ``text`` as ``U+XXXX``, or ``None`` when it has none."""
     m = (_CONTROL_MULTILINE if multiline else _CONTROL).search(text)
     return f"U+{ord(m.group()):04X}" if m else None
 
 
-def control_refusal(text: str, what: str, *, multiline: bool = False) -> str | None:
+def control_refusal(text: str, what: str, *, multiline: bool = False) -> Refusal | None:
     """A one-line message saying why ``text`` is refused as ``what``, or ``None`` if it is
     acceptable (the message never echoes the text: it may hold anything)."""
     found = control_character(text, multiline=multiline)
     if found is None:
         return None
-    return f"{what} must not contain control characters (found {found})"
+    return Refusal(f"{what} must not contain control characters (found {found})",
+                   "text.control_characters", what=what, found=found)
 
 
 def is_foreign_number(text: str) -> bool:
@@ -70,12 +86,13 @@ def is_foreign_number(text: str) -> bool:
             and all(c.isdigit() or c in "+-.," for c in t))
 
 
-def foreign_number_refusal(text: str, what: str) -> str | None:
+def foreign_number_refusal(text: str, what: str) -> Refusal | None:
     """A one-line message refusing ``text`` as ``what`` when it is a number in other digits
     (:func:`is_foreign_number`), else ``None``."""
     if not is_foreign_number(text):
         return None
-    return f"{what} {text.strip()!r}: write numbers with the ASCII digits 0-9"
+    return Refusal(f"{what} {text.strip()!r}: write numbers with the ASCII digits 0-9",
+                   "text.foreign_number", what=what, text=repr(text.strip()))
 
 
 def parse_int_auto(text: str) -> int | None:

@@ -42,11 +42,12 @@ def _text(seconds: int) -> str:
 
 def _seconds(at: datetime | int, what: str) -> int:
     if isinstance(at, bool):
-        raise TimeRangeError(f"{what}: not a time")
+        raise TimeRangeError(f"{what}: not a time").with_id("wiretime.not_time", what=what)
     if isinstance(at, int):
         return at
     if at.tzinfo is None or at.utcoffset() is None:
-        raise TimeRangeError(f"{what}: times must be timezone-aware (UTC)")
+        raise TimeRangeError(f"{what}: times must be timezone-aware (UTC)").with_id(
+            "wiretime.times_timezone_aware_utc", what=what)
     # The wire keeps whole seconds; floor, so 1969-12-31 23:59:59.5 is still before 1970.
     return math.floor(at.timestamp())
 
@@ -59,13 +60,15 @@ def wire_time_s(at: datetime | int, what: str, *, latest_s: int = WIRE_TIME_MAX_
     seconds = _seconds(at, what)
     if seconds < WIRE_TIME_MIN_S:
         raise TimeRangeError(f"{what}: {_describe(at)} is before 1970-01-01 00:00:00 UTC, "
-                             "the start of the wire's time (u32 seconds since 1970)")
+                             "the start of the wire's time (u32 seconds since 1970)").with_id(
+            "wiretime.before_utc_start_wire", what=what, at=_describe(at))
     if seconds > latest_s:
         limit = ("the end of the wire's time (u32 seconds since 1970)"
                  if latest_s == WIRE_TIME_MAX_S else
                  "the latest the simulation clock may be (a year before the end of the "
                  "wire's u32 time, for what is derived from it)")
-        raise TimeRangeError(f"{what}: {_describe(at)} is after {_text(latest_s)}, {limit}")
+        raise TimeRangeError(f"{what}: {_describe(at)} is after {_text(latest_s)}, {limit}").with_id(
+            "wiretime.after", what=what, at=_describe(at), latest_s=_text(latest_s), limit=limit)
     return seconds
 
 
@@ -77,9 +80,12 @@ def clock_time_s(at: datetime | int, what: str = "clock") -> int:
 def wire_duration_s(value: int, what: str, *, minimum_s: int = 0) -> int:
     """A duration in seconds, ``minimum_s`` <= value <= :data:`MAX_DURATION_S`."""
     if isinstance(value, bool) or not isinstance(value, int):
-        raise TimeRangeError(f"{what}: a whole number of seconds")
+        raise TimeRangeError(f"{what}: a whole number of seconds").with_id(
+            "wiretime.whole_number_seconds", what=what)
     if not minimum_s <= value <= MAX_DURATION_S:
-        raise TimeRangeError(f"{what}: {value} s is outside {minimum_s}..{MAX_DURATION_S} s")
+        raise TimeRangeError(f"{what}: {value} s is outside {minimum_s}..{MAX_DURATION_S} s").with_id(
+            "wiretime.outside", what=what, value=value, minimum_s=minimum_s,
+            max_duration_s=MAX_DURATION_S)
     return value
 
 
@@ -91,7 +97,9 @@ def wire_end_s(start: datetime | int, duration_s: int, what: str) -> int:
     if end_s > WIRE_TIME_MAX_S:
         raise TimeRangeError(f"{what}: {_text(start_s)} + {duration_s} s is after "
                              f"{_text(WIRE_TIME_MAX_S)}, the end of the wire's time "
-                             "(u32 seconds since 1970)")
+                             "(u32 seconds since 1970)").with_id(
+            "wiretime.after_end_wire_time", what=what, start_s=_text(start_s),
+            duration_s=duration_s, wire_time_max_s=_text(WIRE_TIME_MAX_S))
     return end_s
 
 

@@ -228,7 +228,8 @@ class Box:
         except KeyError:
             status = None
         if status is None and not run.packets_out:
-            raise TuneError(f"channel {channel} is not in this stream's lineup")
+            raise TuneError(f"channel {channel} is not in this stream's lineup").with_id(
+                "box.channel_not_stream_lineup", channel=channel)
         elapsed = (run.t_first_clear - run.t_first_ecm
                    if run.t_first_clear is not None and run.t_first_ecm is not None else None)
         return WatchResult(channel=channel, status=status, packets_out=run.packets_out,

@@ -288,16 +288,16 @@ class _Unusable:
     """A card that is physically there but cannot be talked to (the slot shows E05)."""
 
     def info(self) -> CardInfo:
-        raise CardError("card unusable")
+        raise CardError("card unusable").with_id("box.card_unusable")
 
     def pairing(self) -> PairingInfo | None:
-        raise CardError("card unusable")
+        raise CardError("card unusable").with_id("box.card_unusable")
 
     def process_emm(self, section: bytes) -> object:
-        raise CardError("card unusable")
+        raise CardError("card unusable").with_id("box.card_unusable")
 
     def process_ecm(self, section: bytes) -> bytes:
-        raise CardError("card unusable")
+        raise CardError("card unusable").with_id("box.card_unusable")
 
     def verify_pin(self, pin: str) -> object:
-        raise CardError("card unusable")
+        raise CardError("card unusable").with_id("box.card_unusable")

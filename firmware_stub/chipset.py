@@ -55,13 +55,16 @@ def load_chip_record(path: Path, chip_id: int | None = None) -> ChipIdRecord:
         record = parse_chip_id_record(data)
         if chip_id is not None and record.chip_id != chip_id:
             raise ConfigError(f"{path} is the record of chip {record.chip_id:08X}, "
-                              f"not {chip_id:08X}")
+                              f"not {chip_id:08X}").with_id(
+                "box.record_chip_not", path=path, chip_id=f"{record.chip_id:08X}",
+                chip_id2=f"{chip_id:08X}")
         return record
     records = list(iter_chip_id_records(data))
     if chip_id is None:
         if len(records) != 1:
             raise ConfigError(f"{path} holds {len(records)} Chip ID records: "
-                              "say which chip with --chip-id")
+                              "say which chip with --chip-id").with_id(
+                "box.holds_chip_id_records", path=path, n=len(records))
         return records[0]
     for record in records:
         if record.chip_id == chip_id:
@@ -88,7 +91,8 @@ def load_key_file(path: Path, *, what: str, label: str) -> Key:
         except (UnicodeDecodeError, ValueError):
             raw = None
     if raw is None or len(raw) != VENDOR_KEY_LEN:
-        raise ChipsetError(f"{path} is not a {what} (32 hex digits or 16 bytes)")
+        raise ChipsetError(f"{path} is not a {what} (32 hex digits or 16 bytes)").with_id(
+            "box.not_hex_digits_bytes", path=path, what=what)
     return Key(raw, label=label)
 
 
@@ -127,7 +131,7 @@ class Chipset:
         except AuthenticationError as exc:
             raise ChipsetError(
                 f"Chip ID record {record.chip_id:08X} does not open with this vendor key"
-            ) from exc
+            ).with_id("box.chip_id_record_does", chip_id=f"{record.chip_id:08X}") from exc
         return cls(chip_id=record.chip_id, csk=csk)
 
     @property

@@ -443,7 +443,8 @@ class Demux:
     def _long(self, section: bytes) -> tuple[LongSection, ...] | None:
         parsed = parse_section(section)  # CRC check before the table is trusted at all
         if not isinstance(parsed, LongSection):
-            raise FormatError("PSI section without section_syntax_indicator")
+            raise FormatError("PSI section without section_syntax_indicator").with_id(
+                "box.psi_section_without_section")
         return self._assembler.feed(parsed)
 
     def _table(self, pid: int, table_id: int, section: bytes) -> bool:
@@ -502,7 +503,8 @@ class Demux:
             pmt = parse_pmt(section)
             if pmt.program_number not in self._pmt_pids[pid]:
                 raise FormatError(f"PMT for program {pmt.program_number} on PID {pid}, "
-                                  "which the PAT gives to another program")
+                                  "which the PAT gives to another program").with_id(
+                    "box.pmt_program_pid_which", program_number=pmt.program_number, pid=pid)
             if not pmt.current_next_indicator or self.pmts.get(pmt.program_number) == pmt:
                 return False
             self.pmts[pmt.program_number] = pmt

@@ -66,7 +66,8 @@ class KeySlot:
 
     def __init__(self, mode: int) -> None:
         if not supported(mode):
-            raise CryptoError(f"scrambling {scrambling_name(mode)} is not supported")
+            raise CryptoError(f"scrambling {scrambling_name(mode)} is not supported").with_id(
+                "box.scrambling_not_supported", mode=scrambling_name(mode))
         self.mode = mode
         self._cipher: Csa2 | Cissa = Cissa() if mode == SCRAMBLING_CISSA else Csa2()
         self._cws: tuple[bytes, bytes] | None = None
@@ -85,7 +86,9 @@ class KeySlot:
         want = cw_length(self.mode)
         if len(cw_even) != want or len(cw_odd) != want:
             raise CryptoError(f"{scrambling_name(self.mode)} needs {want}-byte control words, "
-                              f"the card returned {len(cw_even)} bytes")
+                              f"the card returned {len(cw_even)} bytes").with_id(
+                "box.needs_byte_control_words", mode=scrambling_name(self.mode), want=want,
+                n=len(cw_even))
         cws = (bytes(cw_even), bytes(cw_odd))
         if self.mode != SCRAMBLING_CISSA:   # DVB-CSA2: the receiver's CW reduction
             cws = (reduce_cw(cws[0]), reduce_cw(cws[1]))
@@ -108,5 +111,6 @@ class KeySlot:
         """Descramble the scrambled packets of ``buf`` (whole TS packets) in place; only
         those on ``pids`` when given."""
         if not self.cws_installed:
-            raise CryptoError("no control words installed")
+            raise CryptoError("no control words installed").with_id(
+                "box.no_control_words_installed")
         return self._cipher.descramble(buf, pids=pids)

@@ -63,7 +63,8 @@ def filter_graph(shows: list[FingerprintShow], width: int, height: int) -> str:
 def _exe(name: str) -> str:
     exe = shutil.which(name)
     if exe is None:
-        raise ConfigError(f"{name} not found: install Debian's ffmpeg (scripts/setup.sh does)")
+        raise ConfigError(f"{name} not found: install Debian's ffmpeg (scripts/setup.sh does)").with_id(
+            "box.not_found_install_debian", name=name)
     return exe
 
 
@@ -71,10 +72,12 @@ def _run(cmd: list[str]) -> bytes:
     try:
         proc = subprocess.run(cmd, capture_output=True, check=False, timeout=600)
     except (OSError, subprocess.TimeoutExpired) as exc:
-        raise StreamError(f"cannot run {cmd[0]}: {exc}") from exc
+        raise StreamError(f"cannot run {cmd[0]}: {exc}").with_id(
+            "box.cannot_run", cmd=cmd[0], exc=exc) from exc
     if proc.returncode != 0:
         last = (proc.stderr.decode("utf-8", "replace").strip().splitlines() or ["?"])[-1]
-        raise StreamError(f"{Path(cmd[0]).name} failed (exit {proc.returncode}): {last}")
+        raise StreamError(f"{Path(cmd[0]).name} failed (exit {proc.returncode}): {last}").with_id(
+            "box.failed_exit", name=Path(cmd[0]).name, returncode=proc.returncode, last=last)
     return proc.stdout
 
 
@@ -86,7 +89,8 @@ def video_size(path: Path) -> tuple[int, int]:
         w, h = out.decode().strip().splitlines()[0].split("x")[:2]
         return int(w), int(h)
     except (ValueError, IndexError):
-        raise StreamError(f"{path}: no video stream to draw a fingerprint on") from None
+        raise StreamError(f"{path}: no video stream to draw a fingerprint on").with_id(
+            "box.no_video_stream_draw", path=path) from None
 
 
 def burn_in(path: Path, shows: list[FingerprintShow]) -> None:

@@ -116,9 +116,10 @@ class Nvram:
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> Nvram:
         if data.get("format") != FORMAT_NAME:
-            raise NvramError("not a cas-sim STB NVRAM file")
+            raise NvramError("not a cas-sim STB NVRAM file").with_id("box.not_cas_sim_stb")
         if data.get("version") != FORMAT_VERSION:
-            raise NvramError(f"unsupported NVRAM version {data.get('version')!r}")
+            raise NvramError(f"unsupported NVRAM version {data.get('version')!r}").with_id(
+                "box.unsupported_nvram_version", value=f"{data.get('version')!r}")
         try:
             counters = {str(k): int(v) for k, v in dict(data.get("counters") or {}).items()}
             last_channel = data.get("last_channel")
@@ -133,7 +134,8 @@ class Nvram:
                          if data.get("pairing") else None),
             )
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
-            raise NvramError(f"NVRAM file is damaged: {exc}") from exc
+            raise NvramError(f"NVRAM file is damaged: {exc}").with_id(
+                "box.nvram_file_damaged", exc=exc) from exc
 
 
 def load_nvram(path: Path, *, chip_id: int) -> Nvram:
@@ -147,17 +149,22 @@ def load_nvram(path: Path, *, chip_id: int) -> Nvram:
     except FileNotFoundError:
         return Nvram(chip_id=chip_id)
     except OSError as exc:
-        raise NvramError(f"cannot read NVRAM file {path}: {exc.strerror}") from exc
+        raise NvramError(f"cannot read NVRAM file {path}: {exc.strerror}").with_id(
+            "box.cannot_read_nvram_file", path=path, strerror=exc.strerror) from exc
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise NvramError(f"NVRAM file {path} is not JSON: {exc.msg}") from exc
+        raise NvramError(f"NVRAM file {path} is not JSON: {exc.msg}").with_id(
+            "box.nvram_file_not_json", path=path, msg=exc.msg) from exc
     if not isinstance(data, dict):
-        raise NvramError(f"NVRAM file {path} is not a JSON object")
+        raise NvramError(f"NVRAM file {path} is not a JSON object").with_id(
+            "box.nvram_file_not_json_2", path=path)
     nvram = Nvram.from_json(data)
     if nvram.chip_id != chip_id:
         raise NvramError(f"NVRAM file {path} belongs to chip {nvram.chip_id:08X}, "
-                         f"not to this box's chip {chip_id:08X}")
+                         f"not to this box's chip {chip_id:08X}").with_id(
+            "box.nvram_file_belongs_chip", path=path, chip_id=f"{nvram.chip_id:08X}",
+            chip_id2=f"{chip_id:08X}")
     return nvram
 
 
@@ -184,4 +191,5 @@ def save_nvram(path: Path, nvram: Nvram) -> None:
         finally:
             os.close(dir_fd)
     except OSError as exc:
-        raise NvramError(f"cannot write NVRAM file {path}: {exc.strerror}") from exc
+        raise NvramError(f"cannot write NVRAM file {path}: {exc.strerror}").with_id(
+            "box.cannot_write_nvram_file", path=path, strerror=exc.strerror) from exc

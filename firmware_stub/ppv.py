@@ -122,9 +122,9 @@ class _Listener:
 
 def ppv_card(card: object) -> PpvCard:
     if card is None:
-        raise CardError("no card in the slot")
+        raise CardError("no card in the slot").with_id("box.no_card_slot")
     if not isinstance(card, PpvCard):
-        raise CardError("this card cannot do pay-per-view")
+        raise CardError("this card cannot do pay-per-view").with_id("box.card_cannot_do_pay")
     return card
 
 
@@ -150,7 +150,8 @@ def buy(card: object, source: Source, *, channel: int, event_id: int, pin: str,
     if listener.last_refusal is not None:
         return listener.last_refusal
     if not any(channel in (s.service_id, s.channel) for s in demux.services()):
-        raise TuneError(f"channel {channel} is not in this stream's lineup")
+        raise TuneError(f"channel {channel} is not in this stream's lineup").with_id(
+            "box.channel_not_stream_lineup", channel=channel)
     return BuyResult(channel=channel, event_id=event_id, reason=Reason.NO_ECM,
                      detail="no ECM of this channel in the stream")
 
@@ -162,7 +163,8 @@ def _open(source: Source) -> io.BufferedIOBase | io.BytesIO:
         try:
             return source.open("rb")
         except OSError as exc:
-            raise StreamError(f"cannot read {source}: {exc.strerror}") from exc
+            raise StreamError(f"cannot read {source}: {exc.strerror}").with_id(
+                "box.cannot_read", source=source, strerror=exc.strerror) from exc
     return source  # type: ignore[return-value]
 
 

@@ -141,7 +141,8 @@ class Run:
                 with source.open("rb") as handle:
                     self._consume_stream(handle)
             except OSError as exc:
-                raise StreamError(f"cannot read {source}: {exc.strerror}") from exc
+                raise StreamError(f"cannot read {source}: {exc.strerror}").with_id(
+                    "box.cannot_read", source=source, strerror=exc.strerror) from exc
         else:
             self._consume_stream(source)
 

@@ -78,9 +78,11 @@ def _ipv4(text: str, what: str, url: str) -> str:
     try:
         socket.inet_aton(text)
     except OSError:
-        raise UsageError(f"{url}: {what} {text!r} is not an IPv4 address") from None
+        raise UsageError(f"{url}: {what} {text!r} is not an IPv4 address").with_id(
+            "box.not_ipv4_address", url=url, what=what, text=f"{text!r}") from None
     if text.count(".") != 3:
-        raise UsageError(f"{url}: {what} {text!r} is not an IPv4 address")
+        raise UsageError(f"{url}: {what} {text!r} is not an IPv4 address").with_id(
+            "box.not_ipv4_address", url=url, what=what, text=f"{text!r}")
     return text
 
 
@@ -98,12 +100,14 @@ def parse_input(text: str, *, interface: str | None = None) -> InputSpec:
         return InputSpec(kind=InputKind.FILE, text=text, path=path)
     scheme = scheme.lower()
     if scheme not in ("udp", "rtp"):
-        raise UsageError(f"{text}: unsupported input (use udp://, rtp://, - or a file)")
+        raise UsageError(f"{text}: unsupported input (use udp://, rtp://, - or a file)").with_id(
+            "box.unsupported_input_udp_rtp", text=text)
     parts = urlsplit(text)
     query = parse_qs(parts.query, keep_blank_values=True)
     unknown = sorted(set(query) - {"interface", "localaddr"})
     if unknown:
-        raise UsageError(f"{text}: unknown option {unknown[0]!r} (interface=ADDR)")
+        raise UsageError(f"{text}: unknown option {unknown[0]!r} (interface=ADDR)").with_id(
+            "box.unknown_option_interface_addr", text=text, unknown=f"{unknown[0]!r}")
     for key in ("interface", "localaddr"):
         if key in query:
             interface = query[key][-1]
@@ -114,13 +118,16 @@ def parse_input(text: str, *, interface: str | None = None) -> InputSpec:
         source = source_text or None
     host, colon, port_text = netloc.rpartition(":")
     if not colon:
-        raise UsageError(f"{text}: no port (e.g. {scheme}://@239.1.1.1:1234)")
+        raise UsageError(f"{text}: no port (e.g. {scheme}://@239.1.1.1:1234)").with_id(
+            "box.no_port_e_g", text=text, scheme=scheme)
     try:
         port = int(port_text)
     except ValueError:
-        raise UsageError(f"{text}: port {port_text!r} is not a number") from None
+        raise UsageError(f"{text}: port {port_text!r} is not a number").with_id(
+            "box.port_not_number", text=text, port_text=f"{port_text!r}") from None
     if not 0 <= port <= 65_535:
-        raise UsageError(f"{text}: port {port} is out of range")
+        raise UsageError(f"{text}: port {port} is out of range").with_id(
+            "box.port_out_range", text=text, port=port)
     group = None
     if host:
         _ipv4(host, "address", text)
@@ -129,7 +136,8 @@ def parse_input(text: str, *, interface: str | None = None) -> InputSpec:
     if source is not None:
         _ipv4(source, "source", text)
         if group is None:
-            raise UsageError(f"{text}: a source@ address needs a multicast group")
+            raise UsageError(f"{text}: a source@ address needs a multicast group").with_id(
+                "box.source_address_needs_multicast", text=text)
     if interface is not None:
         _ipv4(interface, "interface", text)
     return InputSpec(kind=InputKind(scheme), text=text, host=host or "0.0.0.0", port=port,
@@ -236,7 +244,8 @@ class UdpInput:
                 self._join(sock, spec)
         except OSError as exc:
             sock.close()
-            raise StreamError(f"cannot listen on {spec.text}: {exc.strerror or exc}") from exc
+            raise StreamError(f"cannot listen on {spec.text}: {exc.strerror or exc}").with_id(
+                "box.cannot_listen", text=spec.text, value=exc.strerror or exc) from exc
         sock.setblocking(False)
         self._sock = sock
         port = sock.getsockname()[1]
@@ -280,7 +289,8 @@ class UdpInput:
             except BlockingIOError:
                 break
             except OSError as exc:
-                raise StreamError(f"{self._url}: {exc.strerror or exc}") from exc
+                raise StreamError(f"{self._url}: {exc.strerror or exc}").with_id(
+                    "box.error", url=self._url, value=exc.strerror or exc) from exc
             out += self._unwrap.payload(datagram)
         return bytes(out)
 
@@ -315,7 +325,8 @@ class PipeInput:
         try:
             data = os.read(self._fd, READ_SIZE)
         except OSError as exc:
-            raise StreamError(f"cannot read {self.url}: {exc.strerror or exc}") from exc
+            raise StreamError(f"cannot read {self.url}: {exc.strerror or exc}").with_id(
+                "box.cannot_read_2", url=self.url, value=exc.strerror or exc) from exc
         if not data:
             self._eof = True
         self.stats.bytes += len(data)
@@ -336,7 +347,8 @@ def open_input(spec: InputSpec) -> LiveInput:
     try:
         handle = spec.path.open("rb", buffering=0)
     except OSError as exc:
-        raise StreamError(f"cannot read {spec.path}: {exc.strerror}") from exc
+        raise StreamError(f"cannot read {spec.path}: {exc.strerror}").with_id(
+            "box.cannot_read_3", path=spec.path, strerror=exc.strerror) from exc
     return PipeInput(handle, url=str(spec.path), owned=True)  # type: ignore[arg-type]
 
 

@@ -58,6 +58,7 @@ from cas.billing.verification import (
     start_verification,
 )
 from cas.errors import ValidationError
+from cas.i18n import Msg
 from cas.store.errors import RecordConflict
 from cas.store.models import Account, Box, Card
 from cas.store.repo import from_s, next_counter, to_s
@@ -72,14 +73,17 @@ _CONTRACT = re.compile(r"^[A-Za-z0-9\-/]{4,32}$")
 def _name(value: str | None, what: str, *, required: bool) -> str | None:
     if value is None or not str(value).strip():
         if required:
-            raise ValidationError(f"{what} is required", code="BAD_NAME")
+            raise ValidationError(f"{what} is required", code="BAD_NAME").with_id(
+                "billing.required", what=what)
         return None
     refusal = control_refusal(str(value), what)
     if refusal is not None:
-        raise ValidationError(refusal, code="BAD_NAME")
+        raise ValidationError(refusal, code="BAD_NAME").with_id(
+            refusal.message_id, **refusal.params)
     text = " ".join(str(value).split())
     if len(text) > 128:
-        raise ValidationError(f"{what} is too long", code="BAD_NAME")
+        raise ValidationError(f"{what} is too long", code="BAD_NAME").with_id(
+            "billing.too_long", what=what)
     return text
 
 
@@ -141,29 +145,37 @@ def create_account(session: Session, *, surname: str, name: str, at: datetime,
     kind = kind or profile.default_account_kind
     if kind not in profile.account_kinds:
         raise ValidationError(f"{profile.name} accounts are {' or '.join(profile.account_kinds)}",
-                              code="BAD_ACCOUNT_KIND")
+                              code="BAD_ACCOUNT_KIND").with_id(
+            "billing.accounts", name=profile.name,
+            account_kinds=[Msg(f"ticket.account_kind.{k}") for k in profile.account_kinds])
     phone_v = normalise_phone(phone) if phone else None
     if email is not None and email != "" and not _EMAIL.match(email):
-        raise ValidationError(f"e-mail {email!r} is not an address", code="BAD_EMAIL")
+        raise ValidationError(f"e-mail {email!r} is not an address", code="BAD_EMAIL").with_id(
+            "billing.e_mail_not_address", email=f"{email!r}")
     if region is not None and (isinstance(region, bool) or not 0 <= region <= 0xFFFF):
-        raise ValidationError("region must be a u16", code="BAD_REGION")
+        raise ValidationError("region must be a u16", code="BAD_REGION").with_id(
+            "billing.region_u16")
     if credit_limit_minor is not None:
         if kind != "postpaid" and credit_limit_minor:
             raise ValidationError("only postpaid accounts have a credit limit",
-                                  code="BAD_CREDIT_LIMIT")
+                                  code="BAD_CREDIT_LIMIT").with_id(
+                "billing.only_postpaid_accounts_credit")
         if isinstance(credit_limit_minor, bool) or not isinstance(credit_limit_minor, int) \
                 or credit_limit_minor < 0:
             raise ValidationError("credit limit must be a non-negative integer",
-                                  code="BAD_CREDIT_LIMIT")
+                                  code="BAD_CREDIT_LIMIT").with_id(
+                "billing.credit_limit_non_negative")
     if contract_number is not None:
         contract_number = contract_number.strip()
         if not _CONTRACT.match(contract_number):
             raise ValidationError("contract number: 4-32 letters, digits, - or /",
-                                  code="BAD_CONTRACT")
+                                  code="BAD_CONTRACT").with_id(
+                "billing.contract_number_letters_digits")
         if session.execute(select(Account.id).where(
                 Account.contract_number == contract_number)).first():
             raise RecordConflict(f"contract {contract_number} already exists",
-                                 code="DUPLICATE_CONTRACT")
+                                 code="DUPLICATE_CONTRACT").with_id(
+                "billing.contract_already_exists", contract_number=contract_number)
     else:
         while True:
             contract_number = f"{next_counter(session, 'contract'):0{profile.contract_number_digits}d}"
@@ -173,7 +185,8 @@ def create_account(session: Session, *, surname: str, name: str, at: datetime,
     seq = next_counter(session, "account")
     body = f"{seq:0{profile.account_number_digits - 1}d}"
     if len(body) >= profile.account_number_digits:
-        raise RecordConflict("account numbers exhausted", code="NUMBERS_EXHAUSTED")
+        raise RecordConflict("account numbers exhausted", code="NUMBERS_EXHAUSTED").with_id(
+            "billing.account_numbers_exhausted")
     acc = Account(
         account_number=body + luhn_digit(body), contract_number=contract_number,
         surname=surname_v, name=name_v, patronymic=_name(patronymic, "patronymic", required=False),
@@ -229,7 +242,8 @@ def update_account(session: Session, *, account_number: str, at: datetime,
         acc.phone = normalise_phone(phone) if phone else None
     if email is not None:
         if email and not _EMAIL.match(email):
-            raise ValidationError(f"e-mail {email!r} is not an address", code="BAD_EMAIL")
+            raise ValidationError(f"e-mail {email!r} is not an address", code="BAD_EMAIL").with_id(
+                "billing.e_mail_not_address", email=f"{email!r}")
         acc.email = email or None
     if surname is not None:
         acc.surname = _name(surname, "surname", required=True) or acc.surname

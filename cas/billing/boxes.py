@@ -57,7 +57,8 @@ def import_boxes(session: Session, records: Iterable[ChipRecordLike], *, at: dat
     for rec in records:
         if rec.chip_id in seen:
             raise RecordConflict(f"Chip ID {rec.chip_id:08X} appears twice in the batch",
-                                 code="DUPLICATE_CHIP_ID")
+                                 code="DUPLICATE_CHIP_ID").with_id(
+                "billing.chip_id_appears_twice", chip_id=f"{rec.chip_id:08X}")
         seen.add(rec.chip_id)
         existing = session.get(Box, rec.chip_id)
         manufactured = f"{from_s(rec.manufactured_s):%Y-%m-%d}" if rec.manufactured_s else ""
@@ -65,7 +66,8 @@ def import_boxes(session: Session, records: Iterable[ChipRecordLike], *, at: dat
             if existing.wrapped_csk != bytes(rec.wrapped_csk) or existing.vendor != rec.vendor \
                     or existing.model != rec.model:
                 raise RecordConflict(f"Chip ID {rec.chip_id:08X} is already known with "
-                                     "different data", code="CHIP_ID_CONFLICT")
+                                     "different data", code="CHIP_ID_CONFLICT").with_id(
+                    "billing.chip_id_already_known", chip_id=f"{rec.chip_id:08X}")
             unchanged += 1
             continue
         session.add(Box(chip_id=rec.chip_id, vendor=rec.vendor, model=rec.model,
@@ -88,7 +90,8 @@ def link_box(session: Session, *, chip_id: int, account_number: str, at: datetim
             "unknown_box", chip=f"{chip_id:08X}")
     if box.account_id is not None and box.account_id != acc.id:
         raise RecordConflict(f"box {chip_id:08X} belongs to another account",
-                             code="BOX_LINKED_ELSEWHERE")
+                             code="BOX_LINKED_ELSEWHERE").with_id(
+            "billing.box_belongs_another_account", chip_id=f"{chip_id:08X}")
     box.account_id = acc.id
     session.flush()
 

@@ -27,13 +27,16 @@ def link_card(session: Session, *, serial: int, account_number: str, at: datetim
     acc = lock_account(session, account_by_number(session, account_number).id)
     card = get_card(session, serial, lock=True)
     if card.status == "killed":
-        raise BillingError(f"card {serial:010d} is killed", code="CARD_KILLED")
+        raise BillingError(f"card {serial:010d} is killed", code="CARD_KILLED").with_id(
+            "billing.card_killed", serial=f"{serial:010d}")
     if card.account_id is not None:
         if card.account_id == acc.id:
             raise RecordConflict(f"card {serial:010d} is already on this account",
-                                 code="CARD_ALREADY_LINKED")
+                                 code="CARD_ALREADY_LINKED").with_id(
+                "billing.card_already_account", serial=f"{serial:010d}")
         raise RecordConflict(f"card {serial:010d} belongs to another account",
-                             code="CARD_LINKED_ELSEWHERE")
+                             code="CARD_LINKED_ELSEWHERE").with_id(
+            "billing.card_belongs_another_account", serial=f"{serial:010d}")
     card.account_id = acc.id
     card.region = acc.region
     session.flush()
@@ -45,7 +48,8 @@ def unlink_card(session: Session, *, serial: int, at: datetime) -> None:
     at_s = to_s(at)
     card = get_card(session, serial, lock=True)
     if card.account_id is None:
-        raise RecordConflict(f"card {serial:010d} is not linked", code="CARD_NOT_LINKED")
+        raise RecordConflict(f"card {serial:010d} is not linked", code="CARD_NOT_LINKED").with_id(
+            "billing.card_not_linked", serial=f"{serial:010d}")
     card.account_id = None
     card.paired_chip_id = None
     session.flush()
@@ -63,13 +67,16 @@ def pair_card(session: Session, *, serial: int, chip_id: int, at: datetime) -> N
         raise RecordNotFound(f"unknown box {chip_id:08X}", code="UNKNOWN_BOX").with_id(
             "unknown_box", chip=f"{chip_id:08X}")
     if card.account_id is None:
-        raise BillingError(f"card {serial:010d} is not linked to an account", code="CARD_NOT_LINKED")
+        raise BillingError(f"card {serial:010d} is not linked to an account", code="CARD_NOT_LINKED").with_id(
+            "billing.card_not_linked_account", serial=f"{serial:010d}")
     if box.account_id is not None and box.account_id != card.account_id:
         raise RecordConflict(f"box {chip_id:08X} belongs to another account",
-                             code="BOX_LINKED_ELSEWHERE")
+                             code="BOX_LINKED_ELSEWHERE").with_id(
+            "billing.box_belongs_another_account", chip_id=f"{chip_id:08X}")
     if card.paired_chip_id == chip_id:
         raise RecordConflict(f"card {serial:010d} is already paired with {chip_id:08X}",
-                             code="ALREADY_PAIRED")
+                             code="ALREADY_PAIRED").with_id(
+            "billing.card_already_paired", serial=f"{serial:010d}", chip_id=f"{chip_id:08X}")
     previous = session.execute(select(Card).where(Card.paired_chip_id == chip_id)).scalar()
     touched = [serial]
     if previous is not None:
@@ -101,7 +108,8 @@ def set_card_region(session: Session, *, serial: int, region: int, at: datetime)
     """Where the card is installed (TV+ seed: the service works only inside the country)."""
     at_s = to_s(at)
     if isinstance(region, bool) or not isinstance(region, int) or not 0 <= region <= 0xFFFF:
-        raise ValidationError("region must be a u16", code="BAD_REGION")
+        raise ValidationError("region must be a u16", code="BAD_REGION").with_id(
+            "billing.region_u16")
     card = get_card(session, serial, lock=True)
     if card.region != region:
         card.region = region
@@ -115,7 +123,8 @@ def kill_card(session: Session, *, serial: int, at: datetime) -> None:
     at_s = to_s(at)
     card = get_card(session, serial, lock=True)
     if card.status == "killed":
-        raise RecordConflict(f"card {serial:010d} is already killed", code="CARD_KILLED")
+        raise RecordConflict(f"card {serial:010d} is already killed", code="CARD_KILLED").with_id(
+            "billing.card_already_killed", serial=f"{serial:010d}")
     card.status = "killed"
     session.flush()
     record_rights_change(session, [serial], at_s, "kill")

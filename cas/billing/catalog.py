@@ -110,16 +110,19 @@ def _int(item: dict[str, Any], key: str, where: str, *, lo: int, hi: int,
          default: int | None = None) -> int:
     value = item.get(key, default)
     if value is None:
-        raise ConfigError(f"{where}: missing {key!r}")
+        raise ConfigError(f"{where}: missing {key!r}").with_id(
+            "billing.missing", where=where, key=f"{key!r}")
     if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
-        raise ConfigError(f"{where}: {key!r} must be an integer {lo}..{hi}, got {value!r}")
+        raise ConfigError(f"{where}: {key!r} must be an integer {lo}..{hi}, got {value!r}").with_id(
+            "billing.integer", where=where, key=f"{key!r}", lo=lo, hi=hi, value=f"{value!r}")
     return value
 
 
 def _str(item: dict[str, Any], key: str, where: str) -> str:
     value = item.get(key)
     if not isinstance(value, str) or not value.strip():
-        raise ConfigError(f"{where}: {key!r} must be a non-empty string")
+        raise ConfigError(f"{where}: {key!r} must be a non-empty string").with_id(
+            "billing.non_empty_string", where=where, key=f"{key!r}")
     return value.strip()
 
 
@@ -128,12 +131,14 @@ def _unique(items: Sequence[Any], attrs: tuple[str, ...], source: str, what: str
     for attr in attrs:
         values = [getattr(item, attr) for item in items]
         if len(set(values)) != len(values):
-            raise ConfigError(f"{source}: two {what} share a {attr}")
+            raise ConfigError(f"{source}: two {what} share a {attr}").with_id(
+                "billing.two_share", source=source, what=what, attr=attr)
 
 
 def _channel_numbers(raw: Any, where: str) -> tuple[int, ...]:
     if not isinstance(raw, list):
-        raise ConfigError(f"{where}: 'channels' must be a list")
+        raise ConfigError(f"{where}: 'channels' must be a list").with_id(
+            "billing.channels_list", where=where)
     out: list[int] = []
     for item in raw:
         if isinstance(item, int) and not isinstance(item, bool):
@@ -143,14 +148,18 @@ def _channel_numbers(raw: Any, where: str) -> tuple[int, ...]:
             try:
                 lo, hi = int(lo_s), int(hi_s)
             except ValueError as exc:
-                raise ConfigError(f"{where}: bad channel range {item!r}") from exc
+                raise ConfigError(f"{where}: bad channel range {item!r}").with_id(
+                    "billing.bad_channel_range", where=where, item=f"{item!r}") from exc
             if lo > hi:
-                raise ConfigError(f"{where}: bad channel range {item!r}")
+                raise ConfigError(f"{where}: bad channel range {item!r}").with_id(
+                    "billing.bad_channel_range", where=where, item=f"{item!r}")
             out.extend(range(lo, hi + 1))
         else:
-            raise ConfigError(f"{where}: bad channel reference {item!r}")
+            raise ConfigError(f"{where}: bad channel reference {item!r}").with_id(
+                "billing.bad_channel_reference", where=where, item=f"{item!r}")
     if len(set(out)) != len(out):
-        raise ConfigError(f"{where}: a channel is listed twice")
+        raise ConfigError(f"{where}: a channel is listed twice").with_id(
+            "billing.channel_listed_twice", where=where)
     return tuple(out)
 
 
@@ -164,9 +173,11 @@ def _end_of_day_s(value: Any, where: str) -> int:
         try:
             day = date.fromisoformat(value)
         except ValueError as exc:
-            raise ConfigError(f"{where}: bad date {value!r}") from exc
+            raise ConfigError(f"{where}: bad date {value!r}").with_id(
+                "billing.bad_date", where=where, value=f"{value!r}") from exc
     else:
-        raise ConfigError(f"{where}: bad date {value!r}")
+        raise ConfigError(f"{where}: bad date {value!r}").with_id(
+            "billing.bad_date", where=where, value=f"{value!r}")
     return int((datetime(day.year, day.month, day.day, tzinfo=UTC) + timedelta(days=1)).timestamp())
 
 
@@ -175,19 +186,21 @@ def parse_lineup(text: str, *, minor_per_major: int, source: str = "<lineup>") -
     try:
         doc = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{source}: not valid TOML: {exc}") from exc
+        raise ConfigError(f"{source}: not valid TOML: {exc}").with_id(
+            "billing.not_valid_toml", source=source, exc=exc) from exc
     head = doc.get("lineup", {})
     name = head.get("name", source) if isinstance(head, dict) else source
     channels: list[ChannelSpec] = []
     for i, item in enumerate(doc.get("channels", [])):
         where = f"{source}: channels[{i}]"
         if not isinstance(item, dict):
-            raise ConfigError(f"{where}: must be a table")
+            raise ConfigError(f"{where}: must be a table").with_id("billing.table", where=where)
         regions = item.get("regions", [])
         if not isinstance(regions, list) or any(
                 isinstance(r, bool) or not isinstance(r, int) or not 0 <= r <= 0xFFFF
                 for r in regions):
-            raise ConfigError(f"{where}: regions must be a list of u16 region codes")
+            raise ConfigError(f"{where}: regions must be a list of u16 region codes").with_id(
+                "billing.regions_list_u16_region", where=where)
         channels.append(ChannelSpec(
             number=_int(item, "number", where, lo=1, hi=9999),
             name=_str(item, "name", where),
@@ -195,7 +208,8 @@ def parse_lineup(text: str, *, minor_per_major: int, source: str = "<lineup>") -
             maturity_rating=_int(item, "maturity", where, lo=0, hi=0xFF, default=0),
             regions=tuple(sorted(set(regions)))))
     if not channels:
-        raise ConfigError(f"{source}: a lineup needs at least one channel")
+        raise ConfigError(f"{source}: a lineup needs at least one channel").with_id(
+            "billing.lineup_needs_least_one", source=source)
     _unique(channels, ("number", "service_id"), source, "channels")
     known = {c.number for c in channels}
 
@@ -203,19 +217,22 @@ def parse_lineup(text: str, *, minor_per_major: int, source: str = "<lineup>") -
     for i, item in enumerate(doc.get("packages", [])):
         where = f"{source}: packages[{i}]"
         if not isinstance(item, dict):
-            raise ConfigError(f"{where}: must be a table")
+            raise ConfigError(f"{where}: must be a table").with_id("billing.table", where=where)
         kind = _str(item, "kind", where)
         if kind not in PACKAGE_KINDS:
-            raise ConfigError(f"{where}: kind must be one of {PACKAGE_KINDS}")
+            raise ConfigError(f"{where}: kind must be one of {PACKAGE_KINDS}").with_id(
+                "billing.kind_one", where=where, package_kinds=PACKAGE_KINDS)
         numbers = _channel_numbers(item.get("channels", []), where)
         unknown = sorted(set(numbers) - known)
         if unknown:
-            raise ConfigError(f"{where}: unknown channel numbers {unknown}")
+            raise ConfigError(f"{where}: unknown channel numbers {unknown}").with_id(
+                "billing.unknown_channel_numbers", where=where, unknown=unknown)
         tiers: list[PriceTier] = []
         for j, tier in enumerate(item.get("tiers", [])):
             twhere = f"{where}.tiers[{j}]"
             if not isinstance(tier, dict):
-                raise ConfigError(f"{twhere}: must be a table")
+                raise ConfigError(f"{twhere}: must be a table").with_id(
+                    "billing.table_2", twhere=twhere)
             tiers.append(PriceTier(
                 from_period=_int(tier, "from_month", twhere, lo=2, hi=10_000),
                 price_minor=config_amount(tier.get("price"), minor_per_major, f"{twhere}.price")))
@@ -233,7 +250,8 @@ def parse_lineup(text: str, *, minor_per_major: int, source: str = "<lineup>") -
             channel_numbers=numbers,
             tiers=tuple(sorted(tiers, key=lambda t: t.from_period))))
     if not packages:
-        raise ConfigError(f"{source}: a lineup needs at least one package")
+        raise ConfigError(f"{source}: a lineup needs at least one package").with_id(
+            "billing.lineup_needs_least_one_2", source=source)
     _unique(packages, ("id", "code"), source, "packages")
     codes = {p.code for p in packages}
 
@@ -241,10 +259,11 @@ def parse_lineup(text: str, *, minor_per_major: int, source: str = "<lineup>") -
     for i, item in enumerate(doc.get("promos", [])):
         where = f"{source}: promos[{i}]"
         if not isinstance(item, dict):
-            raise ConfigError(f"{where}: must be a table")
+            raise ConfigError(f"{where}: must be a table").with_id("billing.table", where=where)
         package_code = _str(item, "package", where)
         if package_code not in codes:
-            raise ConfigError(f"{where}: unknown package {package_code!r}")
+            raise ConfigError(f"{where}: unknown package {package_code!r}").with_id(
+                "billing.unknown_package", where=where, package_code=f"{package_code!r}")
         max_uses = item.get("max_uses")
         promos.append(PromoSpec(
             code=_str(item, "code", where).upper(),
@@ -261,7 +280,8 @@ def shipped_lineup_text(name: str) -> str:
     root = resources.files("cas.billing.lineups")
     entry = root / name
     if not entry.is_file():
-        raise ConfigError(f"no shipped lineup {name!r}")
+        raise ConfigError(f"no shipped lineup {name!r}").with_id(
+            "billing.no_shipped_lineup", name=f"{name!r}")
     return entry.read_text("utf-8")
 
 
@@ -334,15 +354,18 @@ def _check_ref(ref: str | int, what: str) -> None:
     characters (numbers in it are read as ASCII digits only, :mod:`cas.text`)."""
     if isinstance(ref, bool) or not isinstance(ref, int | str):
         raise ValidationError(f"{what} is named by a number or a name, not {ref!r}",
-                              code="BAD_TEXT")
+                              code="BAD_TEXT").with_id(
+            "billing.named_number_name_not", what=what, ref=f"{ref!r}")
     if isinstance(ref, str):
         refusal = control_refusal(ref, what)
         if refusal is not None:
-            raise ValidationError(refusal, code="BAD_TEXT")
+            raise ValidationError(refusal, code="BAD_TEXT").with_id(
+                refusal.message_id, **refusal.params)
         number = ref[4:] if ref.lower().startswith("sid:") else ref
         refusal = foreign_number_refusal(number, what)
         if refusal is not None:
-            raise ValidationError(refusal, code="BAD_NUMBER")
+            raise ValidationError(refusal, code="BAD_NUMBER").with_id(
+                refusal.message_id, **refusal.params)
 
 
 def get_package(session: Session, ref: str | int) -> Package:

@@ -43,7 +43,8 @@ def set_clock(session: Session, at: datetime) -> datetime:
     current = get_setting(session, CLOCK_KEY)
     if current is not None and at_s < int(current):
         raise ValidationError(f"the clock is at {from_s(int(current)):%Y-%m-%d %H:%M:%S} UTC and "
-                              "never goes back", code="CLOCK_BACKWARDS")
+                              "never goes back", code="CLOCK_BACKWARDS").with_id(
+            "billing.clock_utc_never_goes", current=f"{from_s(int(current)):%Y-%m-%d %H:%M:%S}")
     set_setting(session, CLOCK_KEY, str(at_s))
     return from_s(at_s)
 
@@ -69,17 +70,19 @@ def advance_clock(session: Session, *, to: datetime | None = None, days: int | N
     start = clock_now(session)
     if to is None:
         if days is None and hours is None:
-            raise ValidationError("advance by --days/--hours or --to a date", code="BAD_CLOCK")
+            raise ValidationError("advance by --days/--hours or --to a date", code="BAD_CLOCK").with_id(
+                "billing.advance_days_hours_date")
         for v in (days, hours):
             if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 0):
                 raise ValidationError("days and hours must be non-negative integers",
-                                      code="BAD_CLOCK")
+                                      code="BAD_CLOCK").with_id("billing.days_hours_non_negative")
         to = start + timedelta(days=days or 0, hours=hours or 0)
     to_s(to)
     target_s = clock_time_s(to, "clock")
     if target_s < to_s(start):
         raise ValidationError(f"the clock is at {start:%Y-%m-%d %H:%M:%S} UTC and never goes back",
-                              code="CLOCK_BACKWARDS")
+                              code="CLOCK_BACKWARDS").with_id(
+            "billing.clock_utc_never_goes_2", start=f"{start:%Y-%m-%d %H:%M:%S}")
     profile = current_profile(session)
     horizon_s = target_s + profile.reminder_days * DAY_S
     due_accounts = set(session.execute(

@@ -67,7 +67,8 @@ def device_login(session: Session, *, account_number: str, device_id: str, at: d
     """A device logs in to the account; devices beyond the limit are logged out."""
     at_s = to_s(at)
     if not isinstance(device_id, str) or not _DEVICE.match(device_id):
-        raise ValidationError("device id: 1-64 of A-Z a-z 0-9 . _ : -", code="BAD_DEVICE")
+        raise ValidationError("device id: 1-64 of A-Z a-z 0-9 . _ : -", code="BAD_DEVICE").with_id(
+            "billing.device_id_z_z")
     profile = current_profile(session)
     acc = lock_account(session, account_by_number(session, account_number).id)
     dev = session.execute(select(Device).where(Device.account_id == acc.id,
@@ -93,7 +94,8 @@ def device_logout(session: Session, *, account_number: str, device_id: str, at: 
     dev = session.execute(select(Device).where(Device.account_id == acc.id,
                                                Device.device_id == device_id)).scalar()
     if dev is None or dev.logged_out_at_s is not None:
-        raise RecordNotFound(f"device {device_id!r} is not logged in", code="UNKNOWN_DEVICE")
+        raise RecordNotFound(f"device {device_id!r} is not logged in", code="UNKNOWN_DEVICE").with_id(
+            "billing.device_not_logged", device_id=f"{device_id!r}")
     dev.logged_out_at_s = at_s
     dev.logout_reason = "logout"
 
@@ -114,7 +116,8 @@ def set_extra_screens(session: Session, *, account_number: str, extra: int,
     profile = current_profile(session)
     acc = lock_account(session, account_by_number(session, account_number).id)
     if isinstance(extra, bool) or not isinstance(extra, int) or extra < 0:
-        raise ValidationError("extra screens must be a non-negative integer", code="BAD_SCREENS")
+        raise ValidationError("extra screens must be a non-negative integer", code="BAD_SCREENS").with_id(
+            "billing.extra_screens_non_negative")
     base = base_of(open_subscriptions(session, acc))
     tariff = base[1].max_screens \
         if base and base[0].status == SubscriptionStatus.ACTIVE and base[1].max_screens \
@@ -122,7 +125,9 @@ def set_extra_screens(session: Session, *, account_number: str, extra: int,
     if tariff + extra > profile.max_screens_total:
         raise ValidationError(
             f"at most {profile.max_screens_total} screens in total (tariff {tariff})",
-            code="SCREEN_LIMIT")
+            code="SCREEN_LIMIT").with_id(
+            "billing.most_screens_total_tariff", max_screens_total=profile.max_screens_total,
+            tariff=tariff)
     acc.extra_screens = extra
     session.flush()
     enforce_device_limit(session, profile, acc, at_s)

@@ -38,7 +38,8 @@ class CardEmmQueue:
 def card_emm_queue(session: Session, serial: int, *, limit: int = 50) -> CardEmmQueue:
     card = session.get(Card, serial)
     if card is None:
-        raise RecordNotFound(f"unknown card {serial:010d}", code="UNKNOWN_CARD")
+        raise RecordNotFound(f"unknown card {serial:010d}", code="UNKNOWN_CARD").with_id(
+            "billing.unknown_card", serial=f"{serial:010d}")
     seq = session.get(EmmSequence, ("unique", serial))
     sent = seq.sent_rights_version if seq is not None else 0
     pending = card.rights_version > sent

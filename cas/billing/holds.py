@@ -45,7 +45,8 @@ def suspend(session: Session, *, account_number: str, at: datetime,
     days = (until_s - at_s) / DAY_S
     if not rules.min_days <= days <= rules.max_days:
         raise ValidationError(
-            f"a suspension lasts {rules.min_days} to {rules.max_days} days", code="BAD_SUSPENSION")
+            f"a suspension lasts {rules.min_days} to {rules.max_days} days", code="BAD_SUSPENSION").with_id(
+            "billing.suspension_lasts_days", min_days=rules.min_days, max_days=rules.max_days)
     acc.suspended_from_s = at_s
     acc.suspended_until_s = until_s
     notify(session, acc, at_s, "suspended",
@@ -60,7 +61,8 @@ def resume(session: Session, *, account_number: str, at: datetime) -> BalanceVie
     at_s = to_s(at)
     profile, acc = prepare_account(session, account_by_number(session, account_number).id, at_s)
     if acc.suspended_from_s is None:
-        raise RecordConflict("the service is not suspended", code="NOT_SUSPENDED")
+        raise RecordConflict("the service is not suspended", code="NOT_SUSPENDED").with_id(
+            "billing.service_not_suspended")
     resume_at(session, profile, acc, at_s)
     return balance_view(session, acc)
 
@@ -76,12 +78,15 @@ def promise(session: Session, *, account_number: str, at: datetime,
     profile, acc = prepare_account(session, account_by_number(session, account_number).id, at_s)
     rules = profile.promised_payment
     if rules is None:
-        raise BillingError(f"{profile.name} has no promised payment", code="PROMISE_UNSUPPORTED")
+        raise BillingError(f"{profile.name} has no promised payment", code="PROMISE_UNSUPPORTED").with_id(
+            "billing.no_promised_payment", name=profile.name)
     if session.execute(select(PromisedPayment.id).where(
             PromisedPayment.account_id == acc.id, PromisedPayment.status == "open")).first():
-        raise RecordConflict("a promised payment is already open", code="PROMISE_OPEN")
+        raise RecordConflict("a promised payment is already open", code="PROMISE_OPEN").with_id(
+            "billing.promised_payment_already_open")
     if is_suspended(acc, at_s):
-        raise BillingError("the service is suspended", code="SUSPENDED")
+        raise BillingError("the service is suspended", code="SUSPENDED").with_id(
+            "billing.service_suspended")
     if amount_minor is None:
         need = 0
         for sub, pkg in open_subscriptions(session, acc):
@@ -92,11 +97,13 @@ def promise(session: Session, *, account_number: str, at: datetime,
         amount_minor = min(amount_minor, rules.max_minor)
         if amount_minor == 0:
             raise BillingError("the balance already covers the packages; nothing to promise",
-                               code="PROMISE_NOT_NEEDED")
+                               code="PROMISE_NOT_NEEDED").with_id(
+                "billing.balance_already_covers_packages")
     check_amount(amount_minor)
     if amount_minor > rules.max_minor:
         raise ValidationError(f"a promised payment is at most {profile.money(rules.max_minor)}",
-                              code="PROMISE_TOO_LARGE")
+                              code="PROMISE_TOO_LARGE").with_id(
+            "billing.promised_payment_most", max_minor=profile.money(rules.max_minor))
     row = PromisedPayment(account_id=acc.id, amount_minor=amount_minor, granted_at_s=at_s,
                           due_at_s=at_s + rules.days * DAY_S, status="open")
     session.add(row)

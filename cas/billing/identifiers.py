@@ -31,10 +31,11 @@ def luhn_valid(number: str) -> bool:
 def normalise_phone(phone: str) -> str:
     if control_character(str(phone)) is not None:
         raise ValidationError("a phone number must not contain control characters",
-                              code="BAD_PHONE")
+                              code="BAD_PHONE").with_id("billing.phone_number_not_contain")
     text = re.sub(r"[\s()\-]", "", str(phone))
     if not _PHONE.match(text):
-        raise ValidationError(f"phone {phone!r} is not a phone number", code="BAD_PHONE")
+        raise ValidationError(f"phone {phone!r} is not a phone number", code="BAD_PHONE").with_id(
+            "billing.phone_not_phone_number", phone=f"{phone!r}")
     return text
 
 

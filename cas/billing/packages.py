@@ -153,7 +153,11 @@ def _check_switch_lock(profile: OperatorProfile, acc: Account, at_s: int) -> Non
             raise BillingError(
                 f"the package was switched on {from_s(acc.last_switch_at_s):%Y-%m-%d}; the next "
                 f"switch is possible from {from_s(free_s):%Y-%m-%d %H:%M} UTC "
-                f"({profile.switch_lock_days}-day rule)", code="SWITCH_LOCKED")
+                f"({profile.switch_lock_days}-day rule)", code="SWITCH_LOCKED").with_id(
+                "billing.package_switched_next_switch",
+                last_switch_at_s=f"{from_s(acc.last_switch_at_s):%Y-%m-%d}",
+                free_s=f"{from_s(free_s):%Y-%m-%d %H:%M}",
+                switch_lock_days=profile.switch_lock_days)
 
 
 def do_switch(session: Session, profile: OperatorProfile, acc: Account, new_pkg: Package,
@@ -253,7 +257,8 @@ def subscribe(session: Session, *, account_number: str, package: str, at: dateti
     for sub, p in open_subscriptions(session, acc):
         if p.id == pkg.id:
             return subscription_view(session, sub, p, at_s)
-    raise RecordNotFound("subscription vanished", code="UNKNOWN_SUBSCRIPTION")  # pragma: no cover
+    raise RecordNotFound("subscription vanished", code="UNKNOWN_SUBSCRIPTION").with_id(
+        "billing.subscription_vanished")  # pragma: no cover
 
 
 @atomic
@@ -274,7 +279,10 @@ def extend(session: Session, *, account_number: str, package: str, at: datetime,
         if not renew(session, acc, sub, pkg, at_s):
             raise BillingError(
                 f"extending {pkg.name} needs {profile.money(next_price(session, sub, pkg))}; "
-                f"balance {profile.money(acc.balance_minor)}", code="INSUFFICIENT_FUNDS")
+                f"balance {profile.money(acc.balance_minor)}", code="INSUFFICIENT_FUNDS").with_id(
+                "billing.extending_needs_balance", name=pkg.name,
+                session=profile.money(next_price(session, sub, pkg)),
+                balance_minor=profile.money(acc.balance_minor))
     touch_rights(session, acc, at_s, "extend")
     return subscription_view(session, sub, pkg, at_s)
 
@@ -293,7 +301,8 @@ def set_renewal(session: Session, *, account_number: str, on: bool, at: datetime
     targets = [(s, p) for s, p in open_subscriptions(session, acc)
                if package is None or p.code == package or str(p.id) == str(package)]
     if not targets:
-        raise RecordNotFound("no such subscription on this account", code="UNKNOWN_SUBSCRIPTION")
+        raise RecordNotFound("no such subscription on this account", code="UNKNOWN_SUBSCRIPTION").with_id(
+            "billing.no_such_subscription_account")
     for sub, _pkg in targets:
         sub.auto_renew = bool(on)
         if not on and sub.status == SubscriptionStatus.BLOCKED:

@@ -29,7 +29,8 @@ def card_serial(ref: str | int) -> int:
     if not serial:
         shown = text if control_character(text) is None else "(with control characters)"
         raise ValidationError(f"card number {shown!r} is not a card number (1 to 4294967295 "
-                              "in ASCII digits)", code="BAD_SERIAL")
+                              "in ASCII digits)", code="BAD_SERIAL").with_id(
+            "billing.card_number_not_card", shown=f"{shown!r}")
     return serial
 
 
@@ -38,10 +39,12 @@ def find_account(session: Session, *, by: PayerKind | str, ref: str | int) -> Ac
     text = str(ref).strip()
     refusal = control_refusal(text, "a payer's reference")
     if refusal is not None:
-        raise ValidationError(refusal, code="BAD_TEXT")
+        raise ValidationError(refusal, code="BAD_TEXT").with_id(
+            refusal.message_id, **refusal.params)
     refusal = foreign_number_refusal(text, f"{by} number")
     if refusal is not None:
-        raise ValidationError(refusal, code="BAD_SERIAL" if by == PayerKind.CARD else "BAD_NUMBER")
+        raise ValidationError(refusal, code="BAD_SERIAL" if by == PayerKind.CARD else "BAD_NUMBER").with_id(
+            refusal.message_id, **refusal.params)
     if by == PayerKind.CARD:
         serial = card_serial(text)
         card = session.get(Card, serial)
@@ -64,7 +67,8 @@ def find_account(session: Session, *, by: PayerKind | str, ref: str | int) -> Ac
             raise RecordNotFound(f"unknown account {text!r}", code="UNKNOWN_ACCOUNT").with_id(
                 "unknown_account", ref=text)
     else:
-        raise ValidationError(f"pay by card, contract or account, not {by!r}", code="BAD_PAYER")
+        raise ValidationError(f"pay by card, contract or account, not {by!r}", code="BAD_PAYER").with_id(
+            "billing.pay_card_contract_account", by=f"{by!r}")
     assert acc is not None
     return acc
 
@@ -114,7 +118,11 @@ def resolve_reference(session: Session, ref: str | int, *,
         named = " and ".join(f"{by} {_ref_text(by, text)} of account {acc.account_number}"
                              for by, acc in found)
         raise ValidationError(f"{text!r} is {named}: use the account number, or pay by card "
-                              "or by contract explicitly", code="AMBIGUOUS_REFERENCE")
+                              "or by contract explicitly", code="AMBIGUOUS_REFERENCE").with_id(
+            "billing.account_number_pay_card", text=f"{text!r}",
+            named=[Msg("errors.billing.payer_of_account", {"by": Msg(f"ticket.payer.{by}"),
+                       "ref": _ref_text(by, text), "account": acc.account_number})
+                   for by, acc in found])
     return found[0]
 
 

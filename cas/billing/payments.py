@@ -72,7 +72,7 @@ def pay(session: Session, *, by: PayerKind | str, ref: str | int, amount_minor: 
     check_amount(amount_minor)
     if not isinstance(payment_id, str) or not _PAYMENT_ID.match(payment_id):
         raise ValidationError("payment id must be 1-64 characters of A-Z a-z 0-9 . _ : -",
-                              code="BAD_PAYMENT_ID")
+                              code="BAD_PAYMENT_ID").with_id("billing.payment_id_characters_z")
     if method not in PAYMENT_METHODS:
         raise ValidationError(f"unknown payment method {method!r}", code="BAD_METHOD").with_id(
             "bad_method", method=method)
@@ -84,7 +84,8 @@ def pay(session: Session, *, by: PayerKind | str, ref: str | int, amount_minor: 
     if method == "payment_card":
         if not profile.payment_card_denominations_minor:
             raise ValidationError(f"{profile.name} has no payment cards",
-                                  code="PAYMENT_CARDS_UNSUPPORTED")
+                                  code="PAYMENT_CARDS_UNSUPPORTED").with_id(
+                "billing.no_payment_cards", name=profile.name)
         if amount_minor not in profile.payment_card_denominations_minor:
             allowed = ", ".join(profile.money(d) for d in profile.payment_card_denominations_minor)
             raise ValidationError(f"payment cards come in {allowed}",
@@ -152,7 +153,8 @@ def parse_sms(text: str, keyword: str) -> tuple[str, str]:
     m = _SMS.match(text) if isinstance(text, str) else None
     if m is None or m.group(1).lower() != keyword.lower():
         raise ValidationError(
-            f"SMS must read '{keyword} <card-or-contract-number> <amount>'", code="BAD_SMS")
+            f"SMS must read '{keyword} <card-or-contract-number> <amount>'", code="BAD_SMS").with_id(
+            "billing.sms_read_card_contract", keyword=keyword)
     return m.group(2), m.group(3)
 
 
@@ -160,7 +162,8 @@ def pay_by_sms(session: Session, *, text: str, payment_id: str, at: datetime) ->
     """NTV Plus SMS payment: ``ntvplus <card-or-contract-number> <amount>`` (seed 001)."""
     profile = current_profile(session)
     if profile.sms_keyword is None:
-        raise BillingError(f"{profile.name} takes no SMS payments", code="SMS_UNSUPPORTED")
+        raise BillingError(f"{profile.name} takes no SMS payments", code="SMS_UNSUPPORTED").with_id(
+            "billing.takes_no_sms_payments", name=profile.name)
     ref, amount_text = parse_sms(text, profile.sms_keyword)
     amount_minor = parse_amount(amount_text, profile.minor_per_major)
     # Booked as what the payer wrote (card or contract number), so the statement says so.
@@ -176,14 +179,15 @@ def adjust_balance(session: Session, *, account_number: str, amount_minor: int, 
     at_s = to_s(at)
     if isinstance(amount_minor, bool) or not isinstance(amount_minor, int) or amount_minor == 0:
         raise ValidationError("adjustment must be a non-zero integer of minor units",
-                              code="BAD_AMOUNT")
+                              code="BAD_AMOUNT").with_id("billing.adjustment_non_zero_integer")
     check_amount(abs(amount_minor))
     if not reason.strip():
         raise ValidationError("an adjustment needs a reason", code="BAD_REASON").with_id(
             "adjustment_reason")
     refusal = control_refusal(reason, "the reason", multiline=True)
     if refusal is not None:
-        raise ValidationError(refusal, code="BAD_TEXT")
+        raise ValidationError(refusal, code="BAD_TEXT").with_id(
+            refusal.message_id, **refusal.params)
     profile, acc = prepare_account(session, account_by_number(session, account_number).id, at_s)
     post(session, acc, amount_minor, at_s=at_s, kind=LedgerKind.ADJUSTMENT,
          description=reason.strip())

@@ -86,21 +86,27 @@ def add_event(session: Session, *, event_id: int, service_id: int, start_s: int,
               price_tokens: int, title: str = "", impulse: bool = True,
               now_s: int) -> PpvEvent:
     if not 1 <= event_id <= 0xFFFFFFFF:
-        raise ValidationError("an event id is 1..4294967295", code="BAD_EVENT_ID")
+        raise ValidationError("an event id is 1..4294967295", code="BAD_EVENT_ID").with_id(
+            "billing.event_id")
     if not 0 < price_tokens <= MAX_PRICE_TOKENS:
-        raise ValidationError(f"price is 1..{MAX_PRICE_TOKENS} tokens", code="BAD_PRICE")
+        raise ValidationError(f"price is 1..{MAX_PRICE_TOKENS} tokens", code="BAD_PRICE").with_id(
+            "billing.price_tokens", max_price_tokens=MAX_PRICE_TOKENS)
     if not 0 <= start_s < end_s <= 0xFFFFFFFF:
-        raise ValidationError("an event ends after it starts", code="BAD_EVENT_TIME")
+        raise ValidationError("an event ends after it starts", code="BAD_EVENT_TIME").with_id(
+            "billing.event_ends_after_starts")
     if session.get(Channel, service_id) is None:
-        raise RecordNotFound(f"no channel with service id {service_id}", code="UNKNOWN_CHANNEL")
+        raise RecordNotFound(f"no channel with service id {service_id}", code="UNKNOWN_CHANNEL").with_id(
+            "billing.no_channel_service_id", service_id=service_id)
     if session.get(PpvEvent, event_id) is not None:
-        raise RecordConflict(f"PPV event {event_id} exists", code="PPV_EVENT_EXISTS")
+        raise RecordConflict(f"PPV event {event_id} exists", code="PPV_EVENT_EXISTS").with_id(
+            "billing.ppv_event_exists", event_id=event_id)
     overlap = session.execute(select(PpvEvent.event_id).where(
         PpvEvent.service_id == service_id, PpvEvent.start_s < end_s,
         PpvEvent.end_s > start_s)).scalar()
     if overlap is not None:
         raise RecordConflict(f"channel {service_id} already carries PPV event {overlap} then",
-                             code="PPV_EVENT_OVERLAP")
+                             code="PPV_EVENT_OVERLAP").with_id(
+            "billing.channel_already_carries_ppv", service_id=service_id, overlap=overlap)
     row = PpvEvent(event_id=event_id, service_id=service_id, title=title[:128],
                    start_s=start_s, end_s=end_s, price_tokens=price_tokens, impulse=impulse,
                    created_at_s=now_s)
@@ -117,7 +123,8 @@ def list_events(session: Session) -> list[PpvEvent]:
 def get_event(session: Session, event_id: int) -> PpvEvent:
     row = session.get(PpvEvent, event_id)
     if row is None:
-        raise RecordNotFound(f"unknown PPV event {event_id}", code="UNKNOWN_PPV_EVENT")
+        raise RecordNotFound(f"unknown PPV event {event_id}", code="UNKNOWN_PPV_EVENT").with_id(
+            "billing.unknown_ppv_event", event_id=event_id)
     return row
 
 
@@ -193,7 +200,8 @@ def queue_card_emm(session: Session, keys: OperatorKeys, serial: int,
 def _card(session: Session, serial: int) -> Card:
     card = session.get(Card, serial)
     if card is None:
-        raise RecordNotFound(f"unknown card {serial:010d}", code="UNKNOWN_CARD")
+        raise RecordNotFound(f"unknown card {serial:010d}", code="UNKNOWN_CARD").with_id(
+            "billing.unknown_card", serial=f"{serial:010d}")
     return card
 
 
@@ -211,21 +219,24 @@ def book_event(session: Session, keys: OperatorKeys, *, serial: int, event_id: i
     """Pre-book ``event_id`` for the card: bill its account now, send the right by EMM."""
     card = _card(session, serial)
     if card.account_id is None:
-        raise BillingError(f"card {serial:010d} is on no account", code="CARD_NOT_LINKED")
+        raise BillingError(f"card {serial:010d} is on no account", code="CARD_NOT_LINKED").with_id(
+            "billing.card_no_account", serial=f"{serial:010d}")
     event = get_event(session, event_id)
     if now_s >= event.end_s:
-        raise BillingError(f"PPV event {event_id} has ended", code="PPV_EVENT_ENDED")
+        raise BillingError(f"PPV event {event_id} has ended", code="PPV_EVENT_ENDED").with_id(
+            "billing.ppv_event_ended", event_id=event_id)
     if session.execute(select(PpvBooking.id).where(
             PpvBooking.card_serial == serial, PpvBooking.event_id == event_id)).first():
         raise RecordConflict(f"card {serial:010d} has already booked event {event_id}",
-                             code="PPV_ALREADY_BOOKED")
+                             code="PPV_ALREADY_BOOKED").with_id(
+            "billing.card_already_booked_event", serial=f"{serial:010d}", event_id=event_id)
     acc = lock_account(session, card.account_id)
     amount = price_minor(session, event.price_tokens)
     from cas.billing.ledger import can_afford
 
     if not can_afford(acc, amount):
         raise BillingError("not enough money on the account for this event",
-                           code="INSUFFICIENT_FUNDS")
+                           code="INSUFFICIENT_FUNDS").with_id("billing.not_enough_money_account")
     post(session, acc, -amount, at_s=now_s, kind=LedgerKind.CHARGE,
          ref=f"ppv-book:{serial}:{event_id}", description=f"PPV event {event_id} {event.title}")
     session.add(PpvBooking(card_serial=serial, event_id=event_id, account_id=acc.id,
@@ -242,7 +253,8 @@ def top_up(session: Session, keys: OperatorKeys, *, serial: int, tokens: int,
     """Queue a purse top-up EMM (tokens are credit, billed per reported purchase)."""
     _card(session, serial)
     if not 0 <= tokens <= 0xFFFFFFFF or not 0 <= credit_limit_tokens <= 0xFFFFFFFF:
-        raise ValidationError("tokens and credit limit are 0..4294967295", code="BAD_TOKENS")
+        raise ValidationError("tokens and credit limit are 0..4294967295", code="BAD_TOKENS").with_id(
+            "billing.tokens_credit_limit")
     return queue_card_emm(session, keys, serial, [PurseCredit(
         tokens=tokens, credit_limit_tokens=credit_limit_tokens)], at_s=now_s, cause="ppv-topup")
 
@@ -257,7 +269,8 @@ def verify_report(keys: OperatorKeys, data: bytes) -> PurchaseReport:
                           report_nonce(report.report_counter), report_clear_bytes(report),
                           report.tag)
     except (FormatError, AuthenticationError):
-        raise ReportForgedError("purchase report refused: not authentic") from None
+        raise ReportForgedError("purchase report refused: not authentic").with_id(
+            "billing.purchase_report_refused_not") from None
     return report
 
 
@@ -288,7 +301,9 @@ def import_report(session: Session, keys: OperatorKeys, data: bytes, *, now_s: i
     if state is not None and report.report_counter <= state.last_report_counter:
         raise ReportReplayedError(
             f"purchase report {report.report_counter} of card {serial:010d} refused: "
-            f"reports up to {state.last_report_counter} are already imported")
+            f"reports up to {state.last_report_counter} are already imported").with_id(
+            "billing.purchase_report_card_refused", report_counter=report.report_counter,
+            serial=f"{serial:010d}", last_report_counter=state.last_report_counter)
     billed: list[int] = []
     already: list[int] = []
     total = 0

@@ -97,7 +97,8 @@ class OperatorProfile:
 def _table(doc: dict[str, Any], name: str, where: str) -> dict[str, Any]:
     value = doc.get(name, {})
     if not isinstance(value, dict):
-        raise ConfigError(f"{where}: [{name}] must be a table")
+        raise ConfigError(f"{where}: [{name}] must be a table").with_id(
+            "billing.table_3", where=where, name=name)
     return value
 
 
@@ -105,14 +106,17 @@ def _get(table: dict[str, Any], key: str, kind: type | tuple[type, ...], where: 
          default: Any = ...) -> Any:
     if key not in table:
         if default is ...:
-            raise ConfigError(f"{where}: missing {key!r}")
+            raise ConfigError(f"{where}: missing {key!r}").with_id(
+                "billing.missing", where=where, key=f"{key!r}")
         return default
     value = table[key]
     if isinstance(value, bool) and kind is not bool and bool not in (
             kind if isinstance(kind, tuple) else (kind,)):
-        raise ConfigError(f"{where}: {key!r} has the wrong type")
+        raise ConfigError(f"{where}: {key!r} has the wrong type").with_id(
+            "billing.wrong_type", where=where, key=f"{key!r}")
     if not isinstance(value, kind):
-        raise ConfigError(f"{where}: {key!r} has the wrong type ({type(value).__name__})")
+        raise ConfigError(f"{where}: {key!r} has the wrong type ({type(value).__name__})").with_id(
+            "billing.wrong_type_2", where=where, key=f"{key!r}", name__=type(value).__name__)
     return value
 
 
@@ -122,9 +126,12 @@ def _check_locale(locale: str, country: str, source: str) -> None:
     try:
         parsed = Locale.parse(locale)
     except (ValueError, TypeError, UnknownLocaleError) as exc:
-        raise ConfigError(f"{source}: operator.locale {locale!r} is not a CLDR locale") from exc
+        raise ConfigError(f"{source}: operator.locale {locale!r} is not a CLDR locale").with_id(
+            "billing.operator_locale_not_cldr", source=source, locale=f"{locale!r}") from exc
     if parsed.territory is not None and parsed.territory != country:
-        raise ConfigError(f"{source}: operator.locale {locale!r} is not of country {country!r}")
+        raise ConfigError(f"{source}: operator.locale {locale!r} is not of country {country!r}").with_id(
+            "billing.operator_locale_not_country", source=source, locale=f"{locale!r}",
+            country=f"{country!r}")
 
 
 def parse_profile(text: str, *, source: str = "<profile>") -> OperatorProfile:
@@ -132,7 +139,8 @@ def parse_profile(text: str, *, source: str = "<profile>") -> OperatorProfile:
     try:
         doc = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{source}: not valid TOML: {exc}") from exc
+        raise ConfigError(f"{source}: not valid TOML: {exc}").with_id(
+            "billing.not_valid_toml", source=source, exc=exc) from exc
     op = _table(doc, "operator", source)
     money = _table(doc, "money", source)
     accounts = _table(doc, "accounts", source)
@@ -147,23 +155,28 @@ def parse_profile(text: str, *, source: str = "<profile>") -> OperatorProfile:
 
     mpm = _get(money, "minor_per_major", int, source)
     if mpm < 1:
-        raise ConfigError(f"{source}: minor_per_major must be positive")
+        raise ConfigError(f"{source}: minor_per_major must be positive").with_id(
+            "billing.minor_per_major_positive", source=source)
     minor_digits(mpm)
 
     kinds = tuple(_get(accounts, "kinds", list, source, ["prepaid"]))
     if not kinds or any(k not in ACCOUNT_KINDS for k in kinds):
-        raise ConfigError(f"{source}: accounts.kinds must be a non-empty subset of {ACCOUNT_KINDS}")
+        raise ConfigError(f"{source}: accounts.kinds must be a non-empty subset of {ACCOUNT_KINDS}").with_id(
+            "billing.accounts_kinds_non_empty", source=source, account_kinds=ACCOUNT_KINDS)
     default_kind = _get(accounts, "default_kind", str, source, kinds[0])
     if default_kind not in kinds:
-        raise ConfigError(f"{source}: accounts.default_kind must be one of accounts.kinds")
+        raise ConfigError(f"{source}: accounts.default_kind must be one of accounts.kinds").with_id(
+            "billing.accounts_default_kind_one", source=source)
     by = tuple(_get(payments, "by", list, source, list(PAYMENT_BY)))
     if not by or any(b not in PAYMENT_BY for b in by):
-        raise ConfigError(f"{source}: payments.by must be a non-empty subset of {PAYMENT_BY}")
+        raise ConfigError(f"{source}: payments.by must be a non-empty subset of {PAYMENT_BY}").with_id(
+            "billing.payments_non_empty_subset", source=source, payment_by=PAYMENT_BY)
     denoms = tuple(sorted(config_amount(d, mpm, f"{source}: payment_card_denominations")
                           for d in _get(payments, "payment_card_denominations", list, source, [])))
     sms = _get(payments, "sms_keyword", str, source, "") or None
     if sms is not None and (not sms.isalnum() or " " in sms):
-        raise ConfigError(f"{source}: payments.sms_keyword must be one word")
+        raise ConfigError(f"{source}: payments.sms_keyword must be one word").with_id(
+            "billing.payments_sms_keyword_one", source=source)
 
     promised_rules = None
     if _get(promised, "enabled", bool, source, False):
@@ -172,13 +185,15 @@ def parse_profile(text: str, *, source: str = "<profile>") -> OperatorProfile:
             max_minor=config_amount(_get(promised, "max", (int, str), source), mpm,
                                     f"{source}: promised_payment.max"))
         if promised_rules.days < 1 or promised_rules.max_minor < 1:
-            raise ConfigError(f"{source}: promised payment days and max must be positive")
+            raise ConfigError(f"{source}: promised payment days and max must be positive").with_id(
+                "billing.promised_payment_days_max", source=source)
     suspension_rules = None
     if _get(suspension, "enabled", bool, source, False):
         suspension_rules = SuspensionRules(min_days=_get(suspension, "min_days", int, source, 1),
                                            max_days=_get(suspension, "max_days", int, source, 90))
         if not 0 <= suspension_rules.min_days <= suspension_rules.max_days:
-            raise ConfigError(f"{source}: suspension needs 0 <= min_days <= max_days")
+            raise ConfigError(f"{source}: suspension needs 0 <= min_days <= max_days").with_id(
+                "billing.suspension_needs_min_days", source=source)
 
     country = _get(op, "country", str, source)
     locale = _get(op, "locale", str, source, f"ru_{country}")
@@ -222,17 +237,23 @@ def parse_profile(text: str, *, source: str = "<profile>") -> OperatorProfile:
         kids_maturity_limit=_get(profiles, "kids_maturity_limit", int, source, 12),
     )
     if not 0 <= profile.home_region <= 0xFFFF:
-        raise ConfigError(f"{source}: home_region must be a u16")
+        raise ConfigError(f"{source}: home_region must be a u16").with_id(
+            "billing.home_region_u16", source=source)
     if not 6 <= profile.account_number_digits <= 20 or not 4 <= profile.contract_number_digits <= 20:
-        raise ConfigError(f"{source}: account/contract number digits out of range")
+        raise ConfigError(f"{source}: account/contract number digits out of range").with_id(
+            "billing.account_contract_number_digits", source=source)
     if profile.switch_lock_days < 0 or profile.reminder_days < 0:
-        raise ConfigError(f"{source}: day counts must not be negative")
+        raise ConfigError(f"{source}: day counts must not be negative").with_id(
+            "billing.day_counts_not_negative", source=source)
     if not 1 <= profile.default_screens <= profile.max_screens_total:
-        raise ConfigError(f"{source}: need 1 <= default_screens <= max_screens_total")
+        raise ConfigError(f"{source}: need 1 <= default_screens <= max_screens_total").with_id(
+            "billing.need_default_screens_max", source=source)
     if not 0 <= profile.kids_maturity_limit <= 0xFF:
-        raise ConfigError(f"{source}: kids_maturity_limit must be a u8")
+        raise ConfigError(f"{source}: kids_maturity_limit must be a u8").with_id(
+            "billing.kids_maturity_limit_u8", source=source)
     if not 4 <= profile.verification_code_digits <= 10:
-        raise ConfigError(f"{source}: verification code_digits must be 4..10")
+        raise ConfigError(f"{source}: verification code_digits must be 4..10").with_id(
+            "billing.verification_code_digits", source=source)
     return profile
 
 
@@ -251,4 +272,6 @@ def load_profile(name_or_path: str | Path) -> OperatorProfile:
     if path.suffix == ".toml" and path.is_file():
         return parse_profile(path.read_text("utf-8"), source=str(path))
     raise ConfigError(
-        f"unknown operator profile {str(name_or_path)!r} (shipped: {', '.join(shipped_profiles())})")
+        f"unknown operator profile {str(name_or_path)!r} (shipped: {', '.join(shipped_profiles())})").with_id(
+        "billing.unknown_operator_profile_shipped", name_or_path=f"{str(name_or_path)!r}",
+        shipped_profiles=", ".join(shipped_profiles()))

@@ -33,7 +33,8 @@ def redeem_promo(session: Session, *, account_number: str, code: str, at: dateti
     at_s = to_s(at)
     profile, acc = prepare_account(session, account_by_number(session, account_number).id, at_s)
     if not profile.promo_enabled:
-        raise BillingError(f"{profile.name} has no promo codes", code="PROMO_UNSUPPORTED")
+        raise BillingError(f"{profile.name} has no promo codes", code="PROMO_UNSUPPORTED").with_id(
+            "billing.no_promo_codes", name=profile.name)
     if profile.promo_requires_verification:
         require_verified(session, token=verification, account_id=acc.id, at_s=at_s)
     key = str(code).strip().upper()
@@ -42,22 +43,26 @@ def redeem_promo(session: Session, *, account_number: str, code: str, at: dateti
         raise RecordNotFound(f"unknown promo code {code!r}", code="UNKNOWN_PROMO").with_id(
             "unknown_promo", ref=code)
     if promo_row.valid_until_s is not None and at_s >= promo_row.valid_until_s:
-        raise BillingError("this promo code has expired", code="PROMO_EXPIRED")
+        raise BillingError("this promo code has expired", code="PROMO_EXPIRED").with_id(
+            "billing.promo_code_expired")
     if session.execute(select(PromoRedemption.id).where(
             PromoRedemption.code == key, PromoRedemption.account_id == acc.id)).first():
         # A rule refusal (exit 7, like every rule), not a store conflict.
-        raise BillingError("this account already used this promo code", code="PROMO_USED")
+        raise BillingError("this account already used this promo code", code="PROMO_USED").with_id(
+            "billing.account_already_used_promo")
     pkg = session.get(Package, promo_row.package_id)
     assert pkg is not None
     subs = open_subscriptions(session, acc)
     base = base_of(subs)
     if pkg.kind == "addon" and (base is None or base[0].status != SubscriptionStatus.ACTIVE):
         raise BillingError(f"{pkg.name} is an add-on: it needs a base package first",
-                           code="ADDON_NEEDS_BASE")
+                           code="ADDON_NEEDS_BASE").with_id(
+            "billing.add_needs_base_package", name=pkg.name)
     if pkg.kind == "base" and base is not None and base[0].status == SubscriptionStatus.ACTIVE \
             and base[1].id != pkg.id:
         raise RecordConflict(f"the account already has the base package {base[1].name}",
-                             code="HAS_BASE_PACKAGE")
+                             code="HAS_BASE_PACKAGE").with_id(
+            "billing.account_already_base_package", name=base[1].name)
     bumped = session.execute(  # type: ignore[attr-defined]  # CursorResult.rowcount
         update(PromoCode).where(PromoCode.code == key,
                                 (PromoCode.max_uses.is_(None))
@@ -65,7 +70,8 @@ def redeem_promo(session: Session, *, account_number: str, code: str, at: dateti
         .values(used_count=PromoCode.used_count + 1)
         .execution_options(synchronize_session=False)).rowcount
     if not bumped:
-        raise BillingError("this promo code has been used up", code="PROMO_EXHAUSTED")
+        raise BillingError("this promo code has been used up", code="PROMO_EXHAUSTED").with_id(
+            "billing.promo_code_been_used")
     session.add(PromoRedemption(code=key, account_id=acc.id, at_s=at_s))
     days_s = promo_row.days * DAY_S
     sub = next((s for s, p in subs if p.id == pkg.id), None)

@@ -100,11 +100,13 @@ def pay_own_card(session: Session, *, account_id: int, card: str, amount: str,
     profile = current_profile(session)
     serial_text = card.strip()
     if own_card_serial(session, account_id, serial_text) is None:
-        raise ValidationError("unknown card", code="CARD_NOT_YOURS")
+        raise ValidationError("unknown card", code="CARD_NOT_YOURS").with_id(
+            "billing.unknown_card_2")
     if profile.payment_card_denominations_minor:
         amount_minor = parse_amount(denomination or "0", profile.minor_per_major)
         if not _VOUCHER.fullmatch(voucher.strip()):
-            raise ValidationError("payment card number: 6-20 digits", code="BAD_VOUCHER")
+            raise ValidationError("payment card number: 6-20 digits", code="BAD_VOUCHER").with_id(
+                "billing.payment_card_number_digits")
         payment_id, method = f"pcard-{voucher.strip()}", "payment_card"
     else:
         amount_minor = parse_amount(amount or "0", profile.minor_per_major)
@@ -120,7 +122,8 @@ def parse_day(text: str) -> datetime:
     try:
         day = datetime.strptime(text.strip(), "%Y-%m-%d")
     except ValueError as exc:
-        raise ValidationError("a date looks like 2026-03-01", code="BAD_DATE") from exc
+        raise ValidationError("a date looks like 2026-03-01", code="BAD_DATE").with_id(
+            "billing.date_looks_like") from exc
     return day.replace(tzinfo=UTC)
 
 

@@ -7,8 +7,10 @@ Reads only; nothing here writes or commits.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
+from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -16,6 +18,7 @@ from sqlalchemy.orm import Session
 from cas.billing.money import format_amount
 from cas.billing.txn import account_by_number, current_profile
 from cas.errors import StoreError
+from cas.i18n import Translator
 from cas.store.models import Account, LedgerEntry, PromisedPayment
 from cas.store.repo import from_s, to_s
 
@@ -79,7 +82,8 @@ def statement(session: Session, *, account_number: str, since: datetime | None =
                                 description=r.description) for r in rows)
     closing = opening + sum(line.amount_minor for line in lines)
     if until_s is None and closing != acc.balance_minor:
-        raise StoreError(f"ledger of account {acc.account_number} does not add up to its balance")
+        raise StoreError(f"ledger of account {acc.account_number} does not add up to its balance").with_id(
+            "billing.ledger_account_does_not", account_number=acc.account_number)
     return Statement(account_number=acc.account_number, currency=profile.currency,
                      opening_balance_minor=opening, closing_balance_minor=closing, lines=lines)
 
@@ -112,5 +116,49 @@ def money_text(session: Session, amount_minor: int) -> str:
     return format_amount(amount_minor, profile.minor_per_major, profile.currency)
 
 
-__all__ = ["BalanceView", "Statement", "StatementLine", "balance", "balance_view",
-           "money_text", "statement"]
+__all__ = [
+    "BalanceView",
+    "Statement",
+    "StatementLine",
+    "balance",
+    "balance_view",
+    "ledger_text",
+    "money_text",
+    "statement",
+]
+
+
+# --- the ledger's descriptions for people -----------------------------------------------------
+#: The ledger descriptions the billing rules write (cas/billing), as catalogue messages;
+#: anything else (an operator's adjustment reason) is shown as it was typed.
+_LEDGER_TEXT: tuple[tuple[re.Pattern[str], str], ...] = (
+    (re.compile(r"payment by (?P<by>card|contract|account) (?P<ref>\S+) \((?P<method>\w+)\)"),
+     "ticket.ledger_desc.payment"),
+    (re.compile(r"(?P<package>.+): (?P<n>\d+) unused days"), "ticket.ledger_desc.unused"),
+    (re.compile(r"(?P<package>.+): period (?P<n>\d+)"), "ticket.ledger_desc.period"),
+    (re.compile(r"promised payment, due (?P<day>\d{4}-\d\d-\d\d)"),
+     "ticket.ledger_desc.promised"),
+    (re.compile(r"promised payment repaid"), "ticket.ledger_desc.promise_repaid"),
+    (re.compile(r"promised payment not repaid in time"), "ticket.ledger_desc.promise_lapsed"),
+    (re.compile(r"PPV event (?P<event>\d+) bought on card (?P<card>\d+)"),
+     "statement.desc.ppv_bought"),
+    (re.compile(r"PPV event (?P<event>\d+) (?P<title>.*)"), "statement.desc.ppv_booked"),
+)
+
+
+def ledger_text(description: str, t: Translator) -> str:
+    """A ledger row's description in ``t``'s language (the store keeps the English one, so
+    the statement, the portal's payments page and the support ticket all read it here)."""
+    for pattern, key in _LEDGER_TEXT:
+        if m := pattern.fullmatch(description):
+            params: dict[str, Any] = dict(m.groupdict())
+            if "by" in params:
+                params["by"] = t.word("ticket.payer", params["by"])
+                params["method"] = t.word("ticket.method", params["method"])
+            if "n" in params:
+                params["n"] = int(params["n"])
+            if "day" in params:
+                day = datetime.strptime(params["day"], "%Y-%m-%d").replace(tzinfo=UTC)
+                params["day"] = t.date(int(day.timestamp()))
+            return t(key, **params)
+    return description

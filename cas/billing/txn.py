@@ -42,7 +42,8 @@ def atomic(fn: Callable[Concatenate[Session, P], R]) -> Callable[Concatenate[Ses
         except IntegrityError as exc:
             text = str(exc.orig).strip().splitlines()[0] if exc.orig is not None else str(exc)
             code = "DUPLICATE_PAYMENT" if "payment_id" in text else "CONFLICT"
-            raise RecordConflict(f"conflicting change: {text}", code=code) from exc
+            raise RecordConflict(f"conflicting change: {text}", code=code).with_id(
+                "billing.conflicting_change", text=text) from exc
 
     return wrapper
 
@@ -63,7 +64,8 @@ def current_profile(session: Session) -> OperatorProfile:
         return cached
     text = get_setting(session, PROFILE_TOML_KEY)
     if text is None:
-        raise ConfigError("this store has no operator profile yet: run `cas operator use NAME`")
+        raise ConfigError("this store has no operator profile yet: run `cas operator use NAME`").with_id(
+            "billing.store_no_operator_profile")
     profile = _parse_cached(text)
     session.info[_PROFILE_INFO] = profile
     return profile
@@ -86,7 +88,8 @@ def lock_account(session: Session, account_id: int) -> Account:
         .execution_options(populate_existing=True)
     ).scalar_one_or_none()
     if acc is None:
-        raise RecordNotFound("unknown account", code="UNKNOWN_ACCOUNT")
+        raise RecordNotFound("unknown account", code="UNKNOWN_ACCOUNT").with_id(
+            "billing.unknown_account")
     return acc
 
 

@@ -62,12 +62,14 @@ def _live_session(session: Session, token: str | None, at_s: int) -> Verificatio
         raise BillingError(
             "this needs the phone number confirmed by SMS code, and no verification was "
             "given: start a verification session, confirm the code, then give its token",
-            code="VERIFICATION_REQUIRED")
+            code="VERIFICATION_REQUIRED").with_id("billing.needs_phone_number_confirmed")
     row = session.get(VerificationSession, token, with_for_update=True)
     if row is None:
-        raise BillingError("no such verification session", code="VERIFICATION_REQUIRED")
+        raise BillingError("no such verification session", code="VERIFICATION_REQUIRED").with_id(
+            "billing.no_such_verification_session")
     if row.ended_at_s is not None or at_s >= row.expires_at_s:
-        raise BillingError("the verification session has ended", code="VERIFICATION_EXPIRED")
+        raise BillingError("the verification session has ended", code="VERIFICATION_EXPIRED").with_id(
+            "billing.verification_session_ended")
     return row
 
 
@@ -108,7 +110,8 @@ def end_verification(session: Session, *, token: str, at: datetime) -> None:
     at_s = to_s(at)
     row = session.get(VerificationSession, token)
     if row is None:
-        raise RecordNotFound("no such verification session", code="UNKNOWN_SESSION")
+        raise RecordNotFound("no such verification session", code="UNKNOWN_SESSION").with_id(
+            "billing.no_such_verification_session")
     if row.ended_at_s is None:
         row.ended_at_s = at_s
 
@@ -117,7 +120,7 @@ def require_verified(session: Session, *, token: str | None, account_id: int, at
     row = _live_session(session, token, at_s)
     if row.account_id != account_id or row.verified_at_s is None:
         raise BillingError("confirm the phone number with the SMS code first",
-                           code="VERIFICATION_REQUIRED")
+                           code="VERIFICATION_REQUIRED").with_id("billing.confirm_phone_number_sms")
 
 
 __all__ = ["VerificationChallenge", "VerificationResult", "confirm_verification",

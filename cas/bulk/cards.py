@@ -99,7 +99,8 @@ class _Groups:
         if self.top > MAX_SHARED_ADDRESS:
             from cas.store.errors import RecordConflict
 
-            raise RecordConflict("no shared address left", code="GROUPS_EXHAUSTED")
+            raise RecordConflict("no shared address left", code="GROUPS_EXHAUSTED").with_id(
+                "bulk.no_shared_address_left")
         address = self.top
         self.known.add(address)
         self.next[address] = 0

@@ -49,7 +49,8 @@ def export_file(store: Store, path: Path, kind: str, *, fmt: Format,
                 advance: Callable[[int], None] = lambda n: None) -> int:
     """Write every row of ``kind`` to ``path``; the number of rows written."""
     if kind not in KINDS:
-        raise UsageError(f"unknown kind {kind!r}: one of {', '.join(KINDS)}")
+        raise UsageError(f"unknown kind {kind!r}: one of {', '.join(KINDS)}").with_id(
+            "bulk.unknown_kind_one", kind=f"{kind!r}", kinds=", ".join(KINDS))
     names = _NAMES[kind]
 
     def rows() -> Iterator[dict[str, Value]]:
@@ -66,4 +67,5 @@ def export_file(store: Store, path: Path, kind: str, *, fmt: Format,
         with path.open("w", encoding="utf-8", newline="") as handle:
             return write_rows(handle, kind, fmt, rows())  # type: ignore[arg-type]
     except OSError as exc:
-        raise UsageError(f"cannot write {path}: {exc.strerror or exc}") from exc
+        raise UsageError(f"cannot write {path}: {exc.strerror or exc}").with_id(
+            "bulk.cannot_write", path=path, value=exc.strerror or exc) from exc

@@ -341,9 +341,11 @@ def import_file(store: Store, path: Path, kind: str, *, fmt: Format, mode: Mode 
     ``mode="all"`` raises :class:`BulkRowsRefused` (nothing written) if any row is bad.
     """
     if kind not in KINDS:
-        raise UsageError(f"unknown kind {kind!r}: one of {', '.join(KINDS)}")
+        raise UsageError(f"unknown kind {kind!r}: one of {', '.join(KINDS)}").with_id(
+            "bulk.unknown_kind_one", kind=f"{kind!r}", kinds=", ".join(KINDS))
     if mode not in ("all", "skip"):
-        raise UsageError(f"unknown error mode {mode!r}: all or skip")
+        raise UsageError(f"unknown error mode {mode!r}: all or skip").with_id(
+            "bulk.unknown_error_mode_all", mode=f"{mode!r}")
     report = ImportReport(kind=kind, file=path.name)
     handler = HANDLERS[kind]
     try:
@@ -359,9 +361,11 @@ def import_file(store: Store, path: Path, kind: str, *, fmt: Format, mode: Mode 
             if report.bad and mode == "all":
                 raise BulkRowsRefused(_sorted(report))
     except SQLAlchemyError as exc:
-        raise StoreError(f"bulk import failed: {str(exc).splitlines()[0]}") from exc
+        raise StoreError(f"bulk import failed: {str(exc).splitlines()[0]}").with_id(
+            "bulk.bulk_import_failed", splitlines=str(exc).splitlines()[0]) from exc
     except _driver_errors() as exc:
-        raise StoreError(f"bulk import failed: {str(exc).splitlines()[0]}") from exc
+        raise StoreError(f"bulk import failed: {str(exc).splitlines()[0]}").with_id(
+            "bulk.bulk_import_failed", splitlines=str(exc).splitlines()[0]) from exc
     return _sorted(report)
 
 

@@ -47,9 +47,11 @@ def register_cards(store: Store, cards: Sequence[NewCard],
                     slots.append(outcome.slot)
             registrar.finish()
     except SQLAlchemyError as exc:
-        raise StoreError(f"card registration failed: {str(exc).splitlines()[0]}") from exc
+        raise StoreError(f"card registration failed: {str(exc).splitlines()[0]}").with_id(
+            "bulk.card_registration_failed", splitlines=str(exc).splitlines()[0]) from exc
     except _driver_errors() as exc:
-        raise StoreError(f"card registration failed: {str(exc).splitlines()[0]}") from exc
+        raise StoreError(f"card registration failed: {str(exc).splitlines()[0]}").with_id(
+            "bulk.card_registration_failed", splitlines=str(exc).splitlines()[0]) from exc
     return slots
 
 

@@ -195,14 +195,15 @@ def guess_format(path: Path, given: str | None) -> Format:
     if given in ("csv", "jsonl"):
         return given  # type: ignore[return-value]
     if given is not None:
-        raise UsageError(f"unknown bulk format {given!r}: use csv or jsonl")
+        raise UsageError(f"unknown bulk format {given!r}: use csv or jsonl").with_id(
+            "bulk.unknown_bulk_format_csv", given=f"{given!r}")
     suffix = path.suffix.lower()
     if suffix == ".csv":
         return "csv"
     if suffix in (".jsonl", ".ndjson", ".json"):
         return "jsonl"
     raise UsageError(f"cannot tell the format of {path.name}: name it .csv or .jsonl, "
-                     "or give --format")
+                     "or give --format").with_id("bulk.cannot_tell_format_name", name=path.name)
 
 
 def _raw_rows(text: io.TextIOBase, fmt: Format, columns: tuple[Column, ...],
@@ -218,7 +219,9 @@ def _raw_rows(text: io.TextIOBase, fmt: Format, columns: tuple[Column, ...],
         unknown = [h for h in header if h not in known]
         if unknown:
             raise UsageError(f"{name}:1: unknown column(s) {', '.join(unknown)}; "
-                             f"the columns are {', '.join(c.name for c in columns)}")
+                             f"the columns are {', '.join(c.name for c in columns)}").with_id(
+                "bulk.unknown_column_columns", name=name, unknown=", ".join(unknown),
+                value=", ".join(c.name for c in columns))
         for fields in reader:
             line = reader.line_num
             if not fields:
@@ -268,7 +271,8 @@ def read_rows(path: Path, kind: str, fmt: Format) -> Iterator[Row | RowError]:
     try:
         handle = path.open("r", encoding="utf-8", newline="")
     except OSError as exc:
-        raise UsageError(f"cannot read {path}: {exc.strerror or exc}") from exc
+        raise UsageError(f"cannot read {path}: {exc.strerror or exc}").with_id(
+            "bulk.cannot_read", path=path, value=exc.strerror or exc) from exc
     with handle:
         try:
             for line, raw in _raw_rows(handle, fmt, columns, path.name):  # type: ignore[arg-type]
@@ -280,9 +284,11 @@ def read_rows(path: Path, kind: str, fmt: Format) -> Iterator[Row | RowError]:
                 except BadValue as exc:
                     yield RowError(path.name, line, str(exc))
         except UnicodeDecodeError:
-            raise UsageError(f"{path.name}: not UTF-8 text") from None
+            raise UsageError(f"{path.name}: not UTF-8 text").with_id(
+                "bulk.not_utf_text", name=path.name) from None
         except csv.Error as exc:
-            raise UsageError(f"{path.name}: bad CSV: {exc}") from None
+            raise UsageError(f"{path.name}: bad CSV: {exc}").with_id(
+                "bulk.bad_csv", name=path.name, exc=exc) from None
 
 
 def write_rows(handle: io.TextIOBase, kind: str, fmt: Format,

@@ -87,14 +87,16 @@ class DecodedAtr:
 def decode_atr(atr: bytes) -> DecodedAtr:
     """Decode any ATR (ISO/IEC 7816-3 §8.2); :class:`FormatError` if it is malformed."""
     if len(atr) < 2 or len(atr) > 33:
-        raise FormatError(f"an ATR is 2..33 bytes, got {len(atr)}", path="atr")
+        raise FormatError(f"an ATR is 2..33 bytes, got {len(atr)}", path="atr").with_id(
+            "card.atr_atr_bytes", n=len(atr))
     ts = atr[0]
     if ts == 0x3B:
         convention = "direct"
     elif ts == 0x3F:
         convention = "inverse"
     else:
-        raise FormatError(f"TS must be 3B or 3F, got {ts:02X}", path="atr.ts")
+        raise FormatError(f"TS must be 3B or 3F, got {ts:02X}", path="atr.ts").with_id(
+            "card.atr_ts_ts_b", ts=f"{ts:02X}")
     t0 = atr[1]
     k = t0 & 0x0F
     pos = 2
@@ -106,7 +108,8 @@ def decode_atr(atr: bytes) -> DecodedAtr:
         for bit, name in ((1, "TA"), (2, "TB"), (4, "TC"), (8, "TD")):
             if y & bit:
                 if pos >= len(atr):
-                    raise FormatError(f"truncated at {name}{level}", path="atr")
+                    raise FormatError(f"truncated at {name}{level}", path="atr").with_id(
+                        "card.atr_truncated", name=name, level=level)
                 interface[f"{name}{level}"] = atr[pos]
                 pos += 1
         td = interface.get(f"TD{level}")
@@ -119,19 +122,22 @@ def decode_atr(atr: bytes) -> DecodedAtr:
         protocols.append(0)
     if pos + k > len(atr):
         raise FormatError(f"T0 announces {k} historical bytes, only {len(atr) - pos} left",
-                          path="atr.historical")
+                          path="atr.historical").with_id(
+            "card.atr_historical_t0_announces", k=k, value=len(atr) - pos)
     hist = atr[pos : pos + k]
     pos += k
     tck_ok: bool | None = None
     if any(p != 0 for p in protocols):
         if pos != len(atr) - 1:
-            raise FormatError("TCK missing or trailing bytes", path="atr.tck")
+            raise FormatError("TCK missing or trailing bytes", path="atr.tck").with_id(
+                "card.atr_tck_tck_missing")
         x = 0
         for b in atr[1:]:
             x ^= b
         tck_ok = x == 0
     elif pos != len(atr):
-        raise FormatError("trailing bytes after the historical bytes", path="atr")
+        raise FormatError("trailing bytes after the historical bytes", path="atr").with_id(
+            "card.atr_trailing_bytes_after")
     fi = di = None
     if "TA1" in interface:
         fi = _FI.get(interface["TA1"] >> 4)

@@ -64,13 +64,14 @@ def build_apdu(cla: int, ins: int, p1: int, p2: int, data: bytes = b"",
                le: int | None = None) -> bytes:
     """A short command APDU (``le`` 1..256, 256 encoded as 00; None = absent)."""
     if len(data) > 255:
-        raise UsageError(f"command data of {len(data)} bytes needs an extended APDU")
+        raise UsageError(f"command data of {len(data)} bytes needs an extended APDU").with_id(
+            "card.command_data_bytes_needs", n=len(data))
     out = bytes((cla, ins, p1, p2))
     if data:
         out += bytes((len(data),)) + data
     if le is not None:
         if not 1 <= le <= 256:
-            raise UsageError(f"Le {le} out of range 1..256")
+            raise UsageError(f"Le {le} out of range 1..256").with_id("card.le_out_range", le=le)
         out += bytes((le & 0xFF,))
     return out
 
@@ -78,7 +79,8 @@ def build_apdu(cla: int, ins: int, p1: int, p2: int, data: bytes = b"",
 def _pin_bytes(pin: str | bytes) -> bytes:
     raw = pin.encode("ascii", "replace") if isinstance(pin, str) else bytes(pin)
     if len(raw) != PIN_LENGTH or not raw.isdigit():
-        raise UsageError(f"a PIN is {PIN_LENGTH} digits")
+        raise UsageError(f"a PIN is {PIN_LENGTH} digits").with_id(
+            "card.pin_digits", pin_length=PIN_LENGTH)
     return raw
 
 
@@ -98,25 +100,30 @@ class CardClient:
         """Send ``apdu``; follow 61xx / 6Cxx; return the whole answer and the final SW."""
         rapdu = self.transport.transmit(apdu)
         if len(rapdu) < 2:
-            raise CardTransportError(f"card answered {len(rapdu)} bytes, not even a status word")
+            raise CardTransportError(f"card answered {len(rapdu)} bytes, not even a status word").with_id(
+                "card.card_answered_bytes_not", n=len(rapdu))
         sw = (rapdu[-2] << 8) | rapdu[-1]
         if sw >> 8 == 0x6C:  # wrong Le: repeat with the exact length
             if len(apdu) < 5:
-                raise CardError(f"card asked for Le={sw & 0xFF} on a command without Le")
+                raise CardError(f"card asked for Le={sw & 0xFF} on a command without Le").with_id(
+                    "card.card_asked_le_command", value=sw & 255)
             rapdu = self.transport.transmit(apdu[:-1] + bytes((sw & 0xFF,)))
             if len(rapdu) < 2:
-                raise CardError("card answered without a status word")
+                raise CardError("card answered without a status word").with_id(
+                    "card.card_answered_without_status")
             sw = (rapdu[-2] << 8) | rapdu[-1]
         data = bytearray(rapdu[:-2])
         rounds = 0
         while sw >> 8 == 0x61:
             rounds += 1
             if rounds > _MAX_CHAIN:
-                raise CardError("card keeps answering 61xx: response chaining never ends")
+                raise CardError("card keeps answering 61xx: response chaining never ends").with_id(
+                    "card.card_keeps_answering_xx")
             rapdu = self.transport.transmit(
                 bytes((CLA_ISO, Ins.GET_RESPONSE, 0, 0, sw & 0xFF)))
             if len(rapdu) < 2:
-                raise CardError("card answered without a status word")
+                raise CardError("card answered without a status word").with_id(
+                    "card.card_answered_without_status")
             sw = (rapdu[-2] << 8) | rapdu[-1]
             data += rapdu[:-2]
         return Response(data=bytes(data), sw=sw)
@@ -139,7 +146,8 @@ class CardClient:
     def serial(self) -> int:
         data = self.get_data(DataTag.SERIAL)
         if len(data) != 4:
-            raise FormatError(f"serial is 4 bytes, got {len(data)}", path="serial")
+            raise FormatError(f"serial is 4 bytes, got {len(data)}", path="serial").with_id(
+                "card.serial_serial_bytes", n=len(data))
         return int.from_bytes(data, "big")
 
     def info(self) -> CardInfo:
@@ -164,7 +172,8 @@ class CardClient:
         try:
             return self.get_data(DataTag.OSD_MESSAGE).decode("utf-8")
         except UnicodeDecodeError as exc:
-            raise FormatError("OSD message is not UTF-8", path="osd_message") from exc
+            raise FormatError("OSD message is not UTF-8", path="osd_message").with_id(
+                "card.osd_message_osd_message") from exc
 
     def _optional_data(self, tag: int) -> bytes | None:
         resp = self.exchange(build_apdu(CLA_PROPRIETARY, Ins.GET_DATA, GET_DATA_P1, tag, le=256))
@@ -242,10 +251,10 @@ class CardClient:
         PPV_NOT_ON_AIR, PPV_EVENT_ENDED, ...), :class:`WrongPinError`, :class:`PinBlockedError`.
         """
         if not 0 <= event_id <= 0xFFFFFFFF:
-            raise UsageError("an event id is a u32")
+            raise UsageError("an event id is a u32").with_id("card.event_id_u32")
         data = build_buy_data(_pin_bytes(pin), event_id, ecm_section)
         if len(data) > 255:
-            raise UsageError("ECM too long for PPV BUY")
+            raise UsageError("ECM too long for PPV BUY").with_id("card.ecm_too_long_ppv")
         return parse_purse_info(self.send(
             build_apdu(CLA_PROPRIETARY, Ins.PPV_BUY, 0, 0, data, le=256), command="PPV BUY"))
 

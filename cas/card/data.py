@@ -68,16 +68,19 @@ def build_card_info(info: CardInfo) -> bytes:
 def parse_card_info(data: bytes) -> CardInfo:
     if len(data) < _INFO.size:
         raise FormatError(f"card info is at least {_INFO.size} bytes, got {len(data)}",
-                          path="card_info")
+                          path="card_info").with_id(
+            "card.card_info_card_info", size=_INFO.size, n=len(data))
     t = _INFO.unpack_from(data)
     n_keys = t[-1]
     if len(data) != _INFO.size + n_keys:
         raise FormatError(f"card info announces {n_keys} ECM key indexes, has "
-                          f"{len(data) - _INFO.size}", path="card_info.ecm_key_indexes")
+                          f"{len(data) - _INFO.size}", path="card_info.ecm_key_indexes").with_id(
+            "card.card_info_ecm_key", n_keys=n_keys, value=len(data) - _INFO.size)
     try:
         status = CardStatus(t[7])
     except ValueError:
-        raise FormatError(f"unknown card status {t[7]}", path="card_info.status") from None
+        raise FormatError(f"unknown card status {t[7]}", path="card_info.status").with_id(
+            "card.card_info_status_unknown", t=t[7]) from None
     return CardInfo(
         serial=t[0], shared_address=t[1] >> 8, member_position=t[1] & 0xFF,
         ca_system_id=t[2], operator_id=t[3], card_os_version=t[4], personalised_s=t[5],
@@ -107,12 +110,14 @@ def build_status(s: CardStatusInfo) -> bytes:
 
 def parse_status(data: bytes) -> CardStatusInfo:
     if len(data) != _STATUS.size:
-        raise FormatError(f"status is {_STATUS.size} bytes, got {len(data)}", path="status")
+        raise FormatError(f"status is {_STATUS.size} bytes, got {len(data)}", path="status").with_id(
+            "card.status_status_bytes", size=_STATUS.size, n=len(data))
     st, region, maturity, paired = _STATUS.unpack(data)
     try:
         status = CardStatus(st)
     except ValueError:
-        raise FormatError(f"unknown card status {st}", path="status.status") from None
+        raise FormatError(f"unknown card status {st}", path="status.status").with_id(
+            "card.status_status_unknown_card", st=st) from None
     return CardStatusInfo(status=status, region=region, maturity_limit=maturity,
                           paired=bool(paired))
 
@@ -140,7 +145,8 @@ def build_counters(c: Counters) -> bytes:
 def parse_counters(data: bytes) -> Counters:
     if len(data) != _COUNTERS.size:
         raise FormatError(f"counters are {_COUNTERS.size} bytes, got {len(data)}",
-                          path="counters")
+                          path="counters").with_id(
+            "card.counters_counters_bytes", size=_COUNTERS.size, n=len(data))
     t = _COUNTERS.unpack(data)
     return Counters(emm_seq_unique=t[0], emm_seq_shared=t[1], emm_seq_global=t[2],
                     last_ecm_s=t[3], pin_retries_left=t[4], pin_retries_max=t[5])
@@ -164,7 +170,8 @@ def build_pairing(p: PairingInfo) -> bytes:
 def parse_pairing(data: bytes) -> PairingInfo:
     if len(data) != 4 + _CHIP_BLOB_LEN:
         raise FormatError(f"pairing info is {4 + _CHIP_BLOB_LEN} bytes, got {len(data)}",
-                          path="pairing")
+                          path="pairing").with_id(
+            "card.pairing_pairing_info_bytes", value=4 + _CHIP_BLOB_LEN, n=len(data))
     return PairingInfo(chip_id=int.from_bytes(data[:4], "big"), chip_blob=bytes(data[4:]))
 
 
@@ -181,11 +188,13 @@ def build_entitlements(entitlements: tuple[Entitlement, ...]) -> bytes:
 
 def parse_entitlements(data: bytes) -> tuple[Entitlement, ...]:
     if not data:
-        raise FormatError("empty entitlement table", path="entitlements")
+        raise FormatError("empty entitlement table", path="entitlements").with_id(
+            "card.entitlements_empty_entitlement_table")
     count = data[0]
     if len(data) != 1 + count * _ENTITLEMENT.size:
         raise FormatError(f"entitlement table announces {count} entries, has "
-                          f"{len(data) - 1} bytes", path="entitlements")
+                          f"{len(data) - 1} bytes", path="entitlements").with_id(
+            "card.entitlements_entitlement_table_announces", count=count, value=len(data) - 1)
     return tuple(
         Entitlement(package_id=p, start_s=s, end_s=e)
         for p, s, e in _ENTITLEMENT.iter_unpack(data[1:])

@@ -21,7 +21,8 @@ class EcmLog:
         try:
             self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         except OSError as exc:
-            raise UsageError(f"cannot open the ECM log {path}: {exc.strerror or exc}") from None
+            raise UsageError(f"cannot open the ECM log {path}: {exc.strerror or exc}").with_id(
+                "card.cannot_open_ecm_log", path=path, value=exc.strerror or exc) from None
         self.path = path
 
     def __call__(self, time_s: int, card: int, channel: int) -> None:

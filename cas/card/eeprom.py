@@ -72,9 +72,11 @@ def load_card_image(path: str | os.PathLike[str]) -> tuple[CardRecord, CardState
     try:
         data = p.read_bytes()
     except FileNotFoundError:
-        raise EepromError(f"card image {p} not found") from None
+        raise EepromError(f"card image {p} not found").with_id(
+            "card.card_image_not_found", p=p) from None
     except OSError as exc:
-        raise EepromError(f"cannot read card image {p}: {exc.strerror}") from None
+        raise EepromError(f"cannot read card image {p}: {exc.strerror}").with_id(
+            "card.cannot_read_card_image", p=p, strerror=exc.strerror) from None
     try:
         return parse_image(data)
     except FormatError as exc:
@@ -107,7 +109,8 @@ def write_image_atomic(path: str | os.PathLike[str], data: bytes, *, sync: bool 
     except OSError as exc:
         with contextlib.suppress(OSError):
             tmp.unlink()
-        raise EepromError(f"cannot write card image {p}: {exc.strerror}") from None
+        raise EepromError(f"cannot write card image {p}: {exc.strerror}").with_id(
+            "card.cannot_write_card_image", p=p, strerror=exc.strerror) from None
 
 
 class Eeprom:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from cas.card.sw import SW, SW_REASON, SW_VERIFY_FAILED, sw_name
 from cas.errors import StatusWordError
+from cas.i18n import Msg
 from cas.reasons import Reason, message
 from cas.words import tries_left
 
@@ -19,6 +20,7 @@ class WrongPinError(StatusWordError):
     def __init__(self, sw: int, data: bytes = b"") -> None:
         self.tries_left = sw & 0x0F
         super().__init__(sw, data, f"wrong PIN: {tries_left(self.tries_left)} ({sw:04X})")
+        self.with_id("card.wrong_pin", n=self.tries_left, sw=f"{sw:04X}")
 
 
 class PinBlockedError(StatusWordError):
@@ -27,6 +29,7 @@ class PinBlockedError(StatusWordError):
     def __init__(self, sw: int = SW.PIN_BLOCKED, data: bytes = b"") -> None:
         self.reason = Reason.PIN_BLOCKED
         super().__init__(sw, data, f"PIN blocked ({sw:04X})")
+        self.with_id("card.pin_blocked", sw=f"{sw:04X}")
 
 
 class AccessDeniedError(StatusWordError):
@@ -35,6 +38,8 @@ class AccessDeniedError(StatusWordError):
     def __init__(self, sw: int, data: bytes = b"") -> None:
         self.reason = SW_REASON.get(sw, Reason.CARD_ERROR)
         super().__init__(sw, data, f"access denied: {sw_name(sw)}: {message(self.reason)}")
+        self.with_id("card.access_denied", sw=sw_name(sw),
+                     reason=Msg(f"reason.{self.reason.name}.message"))
 
 
 class MessageRefusedError(StatusWordError):
@@ -44,6 +49,7 @@ class MessageRefusedError(StatusWordError):
     def __init__(self, sw: int, data: bytes = b"", *, command: str = "message") -> None:
         self.reason = SW_REASON.get(sw, Reason.CARD_ERROR)
         super().__init__(sw, data, f"card refused the {command}: {sw_name(sw)}")
+        self.with_id("card.message_refused", command=command, sw=sw_name(sw))
 
 
 class CardCommandError(StatusWordError):
@@ -51,6 +57,7 @@ class CardCommandError(StatusWordError):
 
     def __init__(self, sw: int, data: bytes = b"", *, command: str = "command") -> None:
         super().__init__(sw, data, f"card refused {command}: {sw_name(sw)}")
+        self.with_id("card.command_refused", command=command, sw=sw_name(sw))
 
 
 _MESSAGE_REFUSALS = frozenset({SW.EMM_REPLAYED, SW.EMM_NOT_ADDRESSED, SW.EMM_EXPIRED,

@@ -97,7 +97,8 @@ def build_mail_answer(mail: OsdMail | Fingerprint) -> bytes:
 
 def _parse(tag: EmmTag, data: bytes) -> EmmCommand:
     if len(data) > 255:
-        raise FormatError(f"{len(data)} bytes > 255", path=f"{tag.name.lower()}")
+        raise FormatError(f"{len(data)} bytes > 255", path=f"{tag.name.lower()}").with_id(
+            "card.bytes", field=f"{tag.name.lower()}", n=len(data))
     return parse_emm_commands(bytes((tag, len(data))) + data)[0]
 
 

@@ -70,11 +70,14 @@ def _check(rc: Any, what: str) -> None:
     if code == _SUCCESS:
         return
     if code in _NO_CARD_CODES:
-        raise PcscNoCardError(f"{what}: {_message(code)}", code=code)
+        raise PcscNoCardError(f"{what}: {_message(code)}", code=code).with_id(
+            "card.error", what=what, code=_message(code))
     if code in _NO_SERVICE_CODES:
         raise PcscError(f"{what}: PC/SC service (pcscd) not available: {_message(code)}",
-                        code=code)
-    raise PcscError(f"{what}: {_message(code)}", code=code)
+                        code=code).with_id(
+            "card.pc_sc_service_pcscd", what=what, code=_message(code))
+    raise PcscError(f"{what}: {_message(code)}", code=code).with_id(
+        "card.error", what=what, code=_message(code))
 
 
 class PcscContext:
@@ -202,7 +205,7 @@ class PcscTransport(ObservableTransport):
             self._pci: Any = scard.SCARD_PCI_T1
             self.protocol = int(protocol)
             return name
-        raise last if last is not None else NoCardError("no card")
+        raise last if last is not None else NoCardError("no card").with_id("card.no_card")
 
     def _read_atr(self) -> bytes:
         rc, _reader, _state, _protocol, atr = scard.SCardStatus(self._hcard)
@@ -225,7 +228,8 @@ class PcscTransport(ObservableTransport):
         if len(data) < 2:
             # vpcd reports a vanished virtual card as an empty answer, not as an error
             raise CardTransportError(f"no answer from the card in {self.reader!r} "
-                                     "(card removed?)")
+                                     "(card removed?)").with_id(
+                "card.no_answer_card_card", reader=f"{self.reader!r}")
         return data
 
     def reconnect(self, *, reset: bool = True) -> None:

@@ -70,9 +70,10 @@ def personalise_card(keys: OperatorKeys, slot: CardSlot, *, now_s: int,
                      card_os_version: int = DEFAULT_CARD_OS_VERSION) -> CardRecord:
     """The factory record of one card (see module docstring)."""
     if not (len(pin) == 4 and is_ascii_digits(pin)):
-        raise UsageError("the PIN must be 4 digits")
+        raise UsageError("the PIN must be 4 digits").with_id("card.pin_digits_2")
     if not 0 <= slot.member_position < GROUP_SIZE:
-        raise UsageError(f"member position {slot.member_position} out of range 0..255")
+        raise UsageError(f"member position {slot.member_position} out of range 0..255").with_id(
+            "card.member_position_out_range", member_position=slot.member_position)
     cuk = keys.cuk(slot.serial)
     return CardRecord(
         serial=slot.serial,
@@ -103,7 +104,8 @@ def check_record_keys(record: CardRecord, rom_key: Key) -> None:
         unwrap_key(rom_key, record.wrapped_cuk, label="cuk")
     except AuthenticationError as exc:
         raise CardError(f"card {record.serial:010d} was personalised under another "
-                        "transport key") from exc
+                        "transport key").with_id(
+            "card.card_personalised_under_another", serial=f"{record.serial:010d}") from exc
 
 
 def image_path(directory: Path, serial: int) -> Path:
@@ -121,7 +123,8 @@ def write_images(records: Iterable[CardRecord], directory: Path, *,
         existing = [p for p in paths if p.exists()]
         if existing:
             raise UsageError(f"{len(existing)} card image(s) already exist, e.g. {existing[0]} "
-                             "(use --force to overwrite)")
+                             "(use --force to overwrite)").with_id(
+                "card.card_image_already_exist", n=len(existing), existing=existing[0])
     for record, path in zip(records, paths, strict=True):
         write_image_atomic(path, build_card_record(record))
     return paths

@@ -78,7 +78,8 @@ class PpvFile:
         except FileNotFoundError:  # a card personalised before PPV: an empty file
             return PpvState()
         except OSError as exc:
-            raise EepromError(f"cannot read PPV file {self.path}: {exc.strerror}") from None
+            raise EepromError(f"cannot read PPV file {self.path}: {exc.strerror}").with_id(
+                "card.cannot_read_ppv_file", path=self.path, strerror=exc.strerror) from None
         try:
             return parse_ppv_file(data)
         except FormatError as exc:
@@ -223,7 +224,8 @@ class PurseInfo:
 def parse_purse_info(data: bytes) -> PurseInfo:
     if len(data) != PURSE_INFO.size:
         raise FormatError(f"purse info is {PURSE_INFO.size} bytes, got {len(data)}",
-                          path="purse")
+                          path="purse").with_id(
+            "card.purse_purse_info_bytes", size=PURSE_INFO.size, n=len(data))
     purse, limit, counter, purchases, rights, seq = PURSE_INFO.unpack(data)
     return PurseInfo(purse_tokens=purse, credit_limit_tokens=limit, report_counter=counter,
                      purchases=purchases, rights=rights, next_purchase_seq=seq)

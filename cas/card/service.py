@@ -34,7 +34,8 @@ def lock_image(path: Path, stack: ExitStack) -> None:
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
-        raise ImageInUseError(f"card image {path} is already being served") from None
+        raise ImageInUseError(f"card image {path} is already being served").with_id(
+            "card.card_image_already_being", path=path) from None
 
 
 def open_applets(images: Sequence[Path], rom_key: Key, stack: ExitStack, *,

@@ -67,9 +67,11 @@ def parse_endpoint(text: str, *, default_port: int = DEFAULT_VPCD_PORT) -> tuple
     try:
         port = int(port_text) if port_text else default_port
     except ValueError as exc:
-        raise UsageError(f"bad vpcd endpoint {text!r}: port must be a number") from exc
+        raise UsageError(f"bad vpcd endpoint {text!r}: port must be a number").with_id(
+            "card.bad_vpcd_endpoint_port", text=f"{text!r}") from exc
     if not 0 < port < 0x10000:
-        raise UsageError(f"bad vpcd endpoint {text!r}: port out of range")
+        raise UsageError(f"bad vpcd endpoint {text!r}: port out of range").with_id(
+            "card.bad_vpcd_endpoint_port_2", text=f"{text!r}")
     return host, port
 
 

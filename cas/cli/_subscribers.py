@@ -72,12 +72,14 @@ def parse_when(text: str) -> datetime:
         else:
             moment = datetime.fromisoformat(text.strip())
     except ValueError as exc:
-        raise UsageError(f"bad date {text!r}: use YYYY-MM-DD or an ISO date-time") from exc
+        raise UsageError(f"bad date {text!r}: use YYYY-MM-DD or an ISO date-time").with_id(
+            "cli.bad_date_yyyy_mm", text=f"{text!r}") from exc
     moment = moment if moment.tzinfo else moment.replace(tzinfo=UTC)
     try:
         wire_time_s(moment, f"date {text.strip()!r}")
     except OverflowError as exc:  # datetime's own range (year 1 / 9999 with an offset)
-        raise TimeRangeError(f"date {text.strip()!r}: out of range") from exc
+        raise TimeRangeError(f"date {text.strip()!r}: out of range").with_id(
+            "cli.date_out_range", strip=f"{text.strip()!r}") from exc
     return moment
 
 
@@ -85,7 +87,8 @@ def parse_serial(text: str) -> int:
     """A card number: ASCII digits, 1 to 4294967295 (u32)."""
     serial = parse_digits(text.strip(), max_value=0xFFFF_FFFF)
     if not serial:
-        raise UsageError(f"card number {text!r}: 1 to 4294967295 in ASCII digits 0-9")
+        raise UsageError(f"card number {text!r}: 1 to 4294967295 in ASCII digits 0-9").with_id(
+            "cli.card_number_ascii_digits", text=f"{text!r}")
     return serial
 
 
@@ -95,13 +98,14 @@ def refuse_foreign_number(text: str | None, what: str) -> None:
     if text is not None:
         refusal = foreign_number_refusal(text, what)
         if refusal is not None:
-            raise UsageError(refusal)
+            raise UsageError(refusal).with_id(refusal.message_id, **refusal.params)
 
 
 def parse_chip_id(text: str) -> int:
     t = text.strip().lower().removeprefix("0x")
     if not re.fullmatch(r"[0-9a-f]{1,8}", t):
-        raise UsageError(f"Chip ID {text!r}: up to 8 hex digits")
+        raise UsageError(f"Chip ID {text!r}: up to 8 hex digits").with_id(
+            "cli.chip_id_up_hex", text=f"{text!r}")
     return int(t, 16)
 
 
@@ -146,7 +150,9 @@ def table(title: str | None, columns: Sequence[str], rows: Sequence[Sequence[Any
 
 
 def day(value: datetime | None) -> str:
-    return f"{value:%Y-%m-%d}" if value is not None else "-"
+    from cas.cli.formats import day as localised_day
+
+    return localised_day(value)
 
 
 def when(value: datetime | None) -> str:
@@ -163,7 +169,8 @@ def require_one(**options: Any) -> tuple[str, Any]:
     given = [(k, v) for k, v in options.items() if v is not None]
     if len(given) != 1:
         names = ", ".join(f"--{k}" for k in options)
-        raise UsageError(f"give exactly one of {names}")
+        raise UsageError(f"give exactly one of {names}").with_id(
+            "cli.give_exactly_one", names=names)
     return given[0]
 
 

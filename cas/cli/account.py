@@ -45,26 +45,31 @@ def _money(session: Any) -> Any:
 
 
 def _render_account(app: Application, m: Any, v: AccountView, subs: list[Any]) -> None:
+    t = app.t
     holder = " ".join(x for x in (v.surname, v.name, v.patronymic) if x)
     pairs: list[tuple[str, Any]] = [
         ("account", v.account_number), ("contract", v.contract_number), ("holder", holder),
-        ("phone", v.phone or "-"), ("e-mail", v.email or "-"), ("kind", v.kind),
+        ("phone", v.phone or "-"), ("email", v.email or "-"),
+        ("kind", t.word("ticket.account_kind", v.kind)),
         ("balance", m(v.balance_minor)), ("region", v.region), ("screens", v.screens_limit),
         ("cards", ", ".join(f"{c:010d}" for c in v.cards) or "-"),
         ("boxes", ", ".join(f"{c:08X}" for c in v.boxes) or "-"),
         ("opened", day(v.created_at)),
     ]
     if v.kind == "postpaid":
-        pairs.append(("credit limit", m(v.credit_limit_minor)))
+        pairs.append(("credit_limit", m(v.credit_limit_minor)))
     if v.blocked_since:
-        pairs.append(("financial block since", when(v.blocked_since)))
+        pairs.append(("blocked_since", when(v.blocked_since)))
     if v.suspended_from:
-        pairs.append(("suspended", f"{when(v.suspended_from)} until {when(v.suspended_until)}"))
-    echo_kv(app, pairs)
+        pairs.append(("suspended", t("subscriber.suspended_range", start=when(v.suspended_from),
+                                     end=when(v.suspended_until))))
+    echo_kv(app, [(t(f"subscriber.label.{k}"), x) for k, x in pairs])
     if subs:
-        app.print(table("Subscriptions", ["code", "status", "renewal", "activated", "ends",
-                                          "days left"],
-                        [[x.package_code, x.status, "on" if x.auto_renew else "off",
+        app.print(table(t("subscriber.subscriptions"),
+                        [t(f"subscriber.col.{c}") for c in ("code", "status", "renewal",
+                                                            "activated", "ends", "days_left")],
+                        [[x.package_code, t.word("ticket.sub_status", x.status),
+                          t("subscriber.on") if x.auto_renew else t("subscriber.off"),
                           day(x.activated_at), day(x.end), x.days_left] for x in subs]))
 
 
@@ -102,7 +107,8 @@ def create_cmd(app: Application, surname: str, name: str, patronymic: str | None
             holder = " ".join(x for x in (surname, name, patronymic) if x)
             raise BillingError(
                 f"{holder} already holds account {', '.join(same)}: use it, or give --again "
-                "to open another account for the same holder", code="SAME_HOLDER")
+                "to open another account for the same holder", code="SAME_HOLDER").with_id(
+                "cli.already_holds_account_give", holder=holder, same=", ".join(same))
         v = create_account(s, surname=surname, name=name, patronymic=patronymic, phone=phone,
                            email=email, kind=kind, contract_number=contract,
                            credit_limit_minor=limit, region=region, at=now(s))

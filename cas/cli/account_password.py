@@ -51,7 +51,8 @@ def password_cmd(app: Application, ref: str, password_stdin: bool, reset: bool) 
     from cas.web.security import check_password_policy
 
     if reset and password_stdin:
-        raise UsageError("--reset and --password-stdin exclude each other")
+        raise UsageError("--reset and --password-stdin exclude each other").with_id(
+            "cli.reset_password_stdin_exclude")
     if reset:
         password = one_time_password()
     elif password_stdin:
@@ -60,10 +61,11 @@ def password_cmd(app: Application, ref: str, password_stdin: bool, reset: bool) 
         password = password.removesuffix("\r")
     else:
         if not sys.stdin.isatty():
-            raise UsageError("no terminal to prompt on: give --password-stdin or --reset")
+            raise UsageError("no terminal to prompt on: give --password-stdin or --reset").with_id(
+                "cli.no_terminal_prompt_give")
         password = getpass.getpass(app.t("account.password_prompt") + ": ")
         if getpass.getpass(app.t("account.password_repeat") + ": ") != password:
-            raise UsageError("the two passwords differ")
+            raise UsageError("the two passwords differ").with_id("cli.two_passwords_differ")
     check_password_policy(password)
     with transaction(app) as s:
         number = account_number_of(s, ref)

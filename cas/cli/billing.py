@@ -374,7 +374,7 @@ def suspend_cmd(app: Application, ref: str, until_text: str | None, days: int | 
     from cas.billing.service import suspend
 
     if until_text and days is not None:
-        raise UsageError("give --until or --days, not both")
+        raise UsageError("give --until or --days, not both").with_id("cli.give_until_days_not")
     with transaction(app) as s:
         m = _money(s)
         at = now(s)
@@ -477,6 +477,7 @@ def promo_list(app: Application) -> None:
 def statement_cmd(app: Application, ref: str, since: str | None, until_text: str | None) -> None:
     """The payment statement: every balance change, with opening and closing balances."""
     from cas.billing.service import statement
+    from cas.billing.statement import ledger_text
 
     with reader(app) as s:
         m = _money(s)
@@ -485,11 +486,17 @@ def statement_cmd(app: Application, ref: str, since: str | None, until_text: str
                        until=parse_when(until_text) if until_text else None)
 
     def render() -> None:
-        app.print(f"account {st.account_number}: opening {m(st.opening_balance_minor)}")
-        app.print(table(None, ["time", "kind", "amount", "balance", "ref", "description"],
-                        [[when(x.at), x.kind, m(x.amount_minor), m(x.balance_after_minor),
-                          x.ref, x.description] for x in st.lines]))
-        app.print(f"closing {m(st.closing_balance_minor)}")
+        t = app.t
+        app.print(t("statement.opening", account=st.account_number,
+                    amount=m(st.opening_balance_minor)))
+        app.print(table(None, [t(f"statement.col.{c}") for c in ("time", "kind", "amount",
+                                                                 "balance", "ref",
+                                                                 "description")],
+                        [[when(x.at), x.kind if t.lang == "en" else t.word("ticket.ledger_kind", x.kind),
+                          m(x.amount_minor),
+                          m(x.balance_after_minor), x.ref, ledger_text(x.description, t)]
+                         for x in st.lines]))
+        app.print(t("statement.closing", amount=m(st.closing_balance_minor)))
 
     show(app, st, render)
 
@@ -554,7 +561,7 @@ def clock_advance(app: Application, days: int | None, hours: int | None,
     from cas.billing.clock import advance_clock
 
     if to_text and (days is not None or hours is not None):
-        raise UsageError("give --to or --days/--hours, not both")
+        raise UsageError("give --to or --days/--hours, not both").with_id("cli.give_days_hours_not")
     with transaction(app) as s:
         rep = advance_clock(s, to=parse_when(to_text) if to_text else None, days=days,
                             hours=hours)

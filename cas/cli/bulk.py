@@ -39,7 +39,8 @@ def _write_errors(path: Path, errors: Sequence[object]) -> None:
             for e in errors:
                 writer.writerow([e.file, e.line, e.reason])  # type: ignore[attr-defined]
     except OSError as exc:
-        raise UsageError(f"cannot write {path}: {exc.strerror or exc}") from exc
+        raise UsageError(f"cannot write {path}: {exc.strerror or exc}").with_id(
+            "cli.cannot_write", path=path, value=exc.strerror or exc) from exc
 
 
 @click.command("import")
@@ -120,7 +121,8 @@ def export_cmd(app: Application, kind: str, path: Path, fmt: str | None, force: 
 
     file_format = guess_format(path, fmt)
     if path.exists() and not force:
-        raise UsageError(f"{path} already exists (use --force to overwrite)")
+        raise UsageError(f"{path} already exists (use --force to overwrite)").with_id(
+            "cli.already_exists_force_overwrite", path=path)
     check_output_file(path, "PATH")
     store = open_app_store(app)
     try:

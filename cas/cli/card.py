@@ -149,7 +149,7 @@ def personalise_cmd(app: Application, count: int | None, start_serial: int | Non
                     sharing_policy: str, tuners: int) -> None:
     """Create cards: EEPROM images, a personalisation batch, and head-end registration."""
     if (count is None) == (batch_in is None):
-        raise UsageError("give either --count N or --batch FILE")
+        raise UsageError("give either --count N or --batch FILE").with_id("cli.give_either_count_n")
     state = CardState(sharing=SharingSettings(policy=SharingPolicy[sharing_policy.upper()],
                                               tuners=tuners))
     # Cards are registered with the store before their images are written: check first.
@@ -174,7 +174,8 @@ def personalise_cmd(app: Application, count: int | None, start_serial: int | Non
         first = start_serial if start_serial is not None else (
             _next_free_serial(app) if register else DEFAULT_FIRST_SERIAL)
         if first + count - 1 > 0xFFFFFFFF:
-            raise UsageError("serials would run past 4294967295")
+            raise UsageError("serials would run past 4294967295").with_id(
+                "cli.serials_would_run_past")
         serials = list(range(first, first + count))
         _refuse_existing(records_serials=serials, out_dir=out_dir, force=force)
         slots = (_store_slots(app, serials, region=region, maturity_limit=maturity_limit)
@@ -223,7 +224,8 @@ def _refuse_existing(*, records_serials: list[int], out_dir: Path, force: bool) 
     for serial in records_serials:
         path = image_path(out_dir, serial)
         if path.exists():
-            raise UsageError(f"card image {path} already exists (use --force to overwrite)")
+            raise UsageError(f"card image {path} already exists (use --force to overwrite)").with_id(
+                "cli.card_image_already_exists", path=path)
 
 
 # --- serve -------------------------------------------------------------------------------------

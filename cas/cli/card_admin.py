@@ -133,17 +133,21 @@ def show_cmd(app: Application, serial: str, at_text: str | None) -> None:
                          for e in rights.entitlements]}}
 
     def render() -> None:
-        echo_kv(app, [
+        t = app.t
+        echo_kv(app, [(t(f"subscriber.label.{k}"), x) for k, x in [
             ("card", f"{v.serial:010d}"), ("group", f"{v.shared_address} / {v.member_position}"),
-            ("account", v.account_number or "-"), ("card status", v.status),
-            ("rights status", rights.status.name), ("region", rights.region),
-            ("maturity limit", rights.maturity_limit),
-            ("paired box", f"{v.paired_chip_id:08X}" if v.paired_chip_id is not None else "-"),
-            ("rights version", v.rights_version), ("registered", day(v.registered_at)),
-            ("as of", when(at))])
-        app.print(table("Entitlements", ["package", "start", "end", "valid now"],
+            ("account", v.account_number or "-"),
+            ("card_status", t.word("subscriber.card_status", v.status)),
+            ("rights_status", t.word("subscriber.rights_status", rights.status.name)),
+            ("region", rights.region), ("maturity_limit", rights.maturity_limit),
+            ("paired_box", f"{v.paired_chip_id:08X}" if v.paired_chip_id is not None else "-"),
+            ("rights_version", v.rights_version), ("registered", day(v.registered_at)),
+            ("as_of", when(at))]])
+        app.print(table(t("subscriber.entitlements"),
+                        [t(f"subscriber.col.{c}") for c in ("package", "start", "end",
+                                                            "valid_now")],
                         [[e["package_id"], when(e["start"]), when(e["end"]),
-                          "yes" if e["valid"] else "no"]
+                          t("subscriber.yes") if e["valid"] else t("subscriber.no")]
                          for e in data["rights"]["entitlements"]]))
 
     show(app, data, render)
@@ -203,7 +207,7 @@ def kill_cmd(app: Application, serial: str, yes: bool) -> None:
     from cas.billing.accounts import kill_card
 
     if not yes:
-        raise UsageError("killing a card is final: add --yes")
+        raise UsageError("killing a card is final: add --yes").with_id("cli.killing_card_final_add")
     number = parse_serial(serial)
     with transaction(app) as s:
         kill_card(s, serial=number, at=now(s))

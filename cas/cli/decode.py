@@ -44,15 +44,17 @@ def read_input(source: str | None) -> bytes:
     """Hex text, a file path, or stdin (hex text or raw bytes)."""
     if source is not None and source != "-":
         if not source.strip():
-            raise UsageError("empty argument: give hex bytes, a file, or '-' for stdin")
+            raise UsageError("empty argument: give hex bytes, a file, or '-' for stdin").with_id(
+                "cli.empty_argument_give_hex")
         path = Path(source)
         if _is_existing(path):
             if path.is_dir():
-                raise UsageError(f"{source} is a directory")
+                raise UsageError(f"{source} is a directory").with_id("cli.directory", source=source)
             try:
                 return path.read_bytes()
             except OSError as exc:
-                raise UsageError(f"cannot read {source}: {exc.strerror or exc}") from None
+                raise UsageError(f"cannot read {source}: {exc.strerror or exc}").with_id(
+                    "cli.cannot_read", source=source, value=exc.strerror or exc) from None
         return _from_hex(source)
     raw = sys.stdin.buffer.read()
     try:
@@ -77,20 +79,20 @@ def _from_hex(text: str) -> bytes:
     if cleaned.lower().startswith("0x"):
         cleaned = cleaned[2:]
     if not cleaned:
-        raise UsageError("no input bytes")
+        raise UsageError("no input bytes").with_id("cli.no_input_bytes")
     try:
         return binascii.unhexlify(cleaned)
     except (binascii.Error, ValueError):
         raise UsageError(
             f"{text[:40]!r} is neither an existing file nor hex bytes"
-        ) from None
+        ).with_id("cli.neither_existing_file_nor", text=f"{text[:40]!r}") from None
 
 
 # --- detection ----------------------------------------------------------------------------
 def detect(data: bytes) -> str:
     """Best guess of what ``data`` is (see KINDS).  FormatError if nothing fits."""
     if not data:
-        raise FormatError("empty input")
+        raise FormatError("empty input").with_id("cli.empty_input")
     head = data[:4]
     if head == ppv.REPORT_MAGIC:
         return "ppv-report"
@@ -133,7 +135,8 @@ def detect(data: bytes) -> str:
     if len(data) == 2 and _known_status_word((data[0] << 8) | data[1]):
         return "response-apdu"
     # Any two bytes or more "parse" as data + SW1 SW2: that is no evidence, so no guess.
-    raise FormatError(f"cannot tell what these {len(data)} bytes are; use --as KIND")
+    raise FormatError(f"cannot tell what these {len(data)} bytes are; use --as KIND").with_id(
+        "cli.cannot_tell_what_these", n=len(data))
 
 
 def _known_status_word(sw: int) -> bool:
@@ -239,7 +242,7 @@ class Decoder:
         sections = split_sections(data)
         if sections is None:
             raise FormatError("not back-to-back sections (their lengths do not add up to the "
-                              "input)", path="sections")
+                              "input)", path="sections").with_id("cli.sections_not_back_back")
         counts: Counter[str] = Counter()
         shown: list[dict[str, Any]] = []
         offset = 0
@@ -254,7 +257,8 @@ class Decoder:
                                   "error": str(exc)})
             offset += len(section)
         if all("error" in one for one in shown):
-            raise FormatError("cannot tell: none of the sections decodes", path="sections")
+            raise FormatError("cannot tell: none of the sections decodes", path="sections").with_id(
+                "cli.sections_cannot_tell_none")
         return {"count": len(sections), "counts": dict(counts),
                 "shown": len(shown), "sections": shown}
 
@@ -332,7 +336,7 @@ class Decoder:
                 self._ts_section(pid, section, tables, seen_tables, ca_sections, ca_counts,
                                  psi_pids, reassemblers)
         if packets == 0:
-            raise FormatError("no TS packets found", path="ts")
+            raise FormatError("no TS packets found", path="ts").with_id("cli.ts_no_ts_packets")
         return {
             "packets": packets,
             "pids": [
@@ -427,7 +431,8 @@ def decode_cmd(app: Application, source: str | None, kind: str | None,
     except CasError:
         raise
     except Exception as exc:  # a parser bug must still be one line, never a traceback
-        raise FormatError(f"cannot decode as {chosen}: {exc.__class__.__name__}") from exc
+        raise FormatError(f"cannot decode as {chosen}: {exc.__class__.__name__}").with_id(
+            "cli.cannot_decode", chosen=chosen, name__=exc.__class__.__name__) from exc
     app.output(result, lambda: app.console.print(_tree(chosen, result)))
 
 

@@ -54,12 +54,13 @@ def register(cli: click.Group) -> None:
         if channels:
             missing = sorted(set(channels) - set(criteria))
             if missing:
-                raise UsageError(f"channel(s) {missing} not in the lineup")
+                raise UsageError(f"channel(s) {missing} not in the lineup").with_id(
+                    "cli.channel_not_lineup", missing=missing)
             chosen = [criteria[c] for c in channels]
         else:
             chosen = list(criteria.values())
         if not chosen:
-            raise UsageError("no channels")
+            raise UsageError("no channels").with_id("cli.no_channels")
         cp_ms = round(crypto_period_s * 1000)
         settings = EcmSettings(crypto_period_ms=cp_ms - cp_ms % 100,
                                cw_length=8 if algo == "csa2" else 16,

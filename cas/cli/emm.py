@@ -105,16 +105,18 @@ def register(cli: click.Group) -> None:
         from cas.cli._subscribers import now, open_app_store, parse_when
 
         if mode is None:
-            raise UsageError("choose --full, --incremental or --global-only")
+            raise UsageError("choose --full, --incremental or --global-only").with_id(
+                "cli.choose_full_incremental_global")
         if shared_min == 1:
-            raise UsageError("--shared-min is 0 (off) or at least 2")
+            raise UsageError("--shared-min is 0 (off) or at least 2").with_id(
+                "cli.shared_min_off_least")
         fmt = out_format
         if fmt == "auto":
             fmt = "ts" if out.endswith(".ts") else "sections"
         keys = load_operator_keys(keys_path, data_dir=app.data_dir)
         commands = [ecm_key_update_command(i, keys.ecm_key(i)) for i in ecm_key]
         if osd_id is not None and not osd:
-            raise UsageError("--osd-id goes with --osd TEXT")
+            raise UsageError("--osd-id goes with --osd TEXT").with_id("cli.osd_id_goes_osd")
         if osd and osd_id is not None:
             commands.append(command_bytes([osd_mail(osd_id, osd, priority=osd_priority,
                                                     duration_s=osd_duration_s)]))

@@ -53,7 +53,8 @@ def register(cli: click.Group) -> None:
 
         check_run_name(run)
         if shared_min == 1:
-            raise UsageError("--shared-min is 0 (off) or at least 2")
+            raise UsageError("--shared-min is 0 (off) or at least 2").with_id(
+                "cli.shared_min_off_least")
         keys = load_operator_keys(keys_path, data_dir=app.data_dir)
         store = open_app_store(app)
         try:

@@ -40,7 +40,8 @@ def _write_secret(path: Path, key: Key, force: bool) -> None:
     try:
         fd = os.open(path, flags, 0o600)
     except FileExistsError:
-        raise UsageError(f"{path} exists (use --force to overwrite)") from None
+        raise UsageError(f"{path} exists (use --force to overwrite)").with_id(
+            "cli.exists_force_overwrite", path=path) from None
     with os.fdopen(fd, "w", encoding="ascii") as handle:
         handle.write(key.raw().hex() + "\n")
     os.chmod(path, 0o600)
@@ -64,7 +65,7 @@ def manufacture_cmd(app: Application, count: int, start_chip_id: int, vendor: st
                     out_dir: Path) -> None:
     """Play the chipset vendor: make COUNT chips (Chip ID records, fresh CSKs)."""
     if start_chip_id + count - 1 > 0xFFFF_FFFF:
-        raise UsageError("chip ids would run past FFFFFFFF")
+        raise UsageError("chip ids would run past FFFFFFFF").with_id("cli.chip_ids_would_run")
     check_output_dir(out_dir, "--out")
     keys = load_operator_keys(keys_path, data_dir=app.data_dir)
     vendor_key = keys.chipset_vendor_key(vendor_id)
@@ -100,7 +101,8 @@ def export_cmd(app: Application, vendor_key_path: Path | None, vendor_id: int,
                rom_key_path: Path | None, keys_path: Path | None, force: bool) -> None:
     """Hand device-side secrets to the devices (files with mode 0600, never printed)."""
     if vendor_key_path is None and rom_key_path is None:
-        raise UsageError("nothing to export: give --vendor-key FILE and/or --rom-key FILE")
+        raise UsageError("nothing to export: give --vendor-key FILE and/or --rom-key FILE").with_id(
+            "cli.nothing_export_give_vendor")
     keys = load_operator_keys(keys_path, data_dir=app.data_dir)
     written: dict[str, str] = {}
     if vendor_key_path is not None:

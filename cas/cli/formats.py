@@ -16,7 +16,7 @@ import click
 
 from cas.billing.profile import OperatorProfile
 from cas.i18n import DEFAULT_LANGUAGE, resolve_language
-from cas.locale import check_lang, format_datetime
+from cas.locale import check_lang, format_date, format_datetime
 
 
 def reader_lang() -> str | None:
@@ -46,3 +46,13 @@ def when(value: datetime | None) -> str:
         return f"{value:%Y-%m-%d %H:%M}"
     return format_datetime(value if value.tzinfo is not None else value.replace(tzinfo=UTC),
                            lang)
+
+
+def day(value: datetime | None) -> str:
+    """A day: ``01.11.2026`` (ru), plain ``2026-11-01`` without a language, ``-`` for none."""
+    if value is None:
+        return "-"
+    lang = reader_lang()
+    if lang is None:
+        return f"{value:%Y-%m-%d}"
+    return format_date(value if value.tzinfo is not None else value.replace(tzinfo=UTC), lang)

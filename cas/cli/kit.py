@@ -70,7 +70,7 @@ def run_cmd(app: Application, kit: Path, box: str, out: Path, report: str, live:
     from cas.kit.run import ReportVia, run_kit
 
     if settle_s is not None and not live:
-        raise UsageError("--settle is for --live")
+        raise UsageError("--settle is for --live").with_id("cli.settle_live")
 
     def say(msg: str) -> None:
         app.print(f"[dim]· {msg}[/dim]")

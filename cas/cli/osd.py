@@ -55,9 +55,10 @@ def emm_target(serial: str | None, group_address: int | None, members: tuple[int
 
     chosen = sum((serial is not None, group_address is not None, to_all))
     if chosen != 1:
-        raise UsageError("choose one of --card, --group or --all")
+        raise UsageError("choose one of --card, --group or --all").with_id(
+            "cli.choose_one_card_group")
     if members and group_address is None:
-        raise UsageError("--member goes with --group")
+        raise UsageError("--member goes with --group").with_id("cli.member_goes_group")
     if serial is not None:
         return OsdTarget(serial=parse_serial(serial))
     if group_address is not None:
@@ -73,7 +74,8 @@ def send_emm(app: Application, what: str, target: OsdTarget, commands: Sequence[
 
     if out is None and target.kind != "global":
         raise UsageError("a message to --card or --group goes to a file: give --out FILE "
-                         "(the live carousel airs unique EMMs only as complete rights)")
+                         "(the live carousel airs unique EMMs only as complete rights)").with_id(
+            "cli.message_card_group_goes")
     if out is not None:
         check_output_file(out, "--out")
     keys = load_operator_keys(keys_path, data_dir=app.data_dir)
@@ -96,7 +98,8 @@ def send_emm(app: Application, what: str, target: OsdTarget, commands: Sequence[
     try:
         out.write_bytes(data)
     except OSError as exc:
-        raise UsageError(f"cannot write {out}: {exc.strerror}") from None
+        raise UsageError(f"cannot write {out}: {exc.strerror}").with_id(
+            "cli.cannot_write_2", out=out, strerror=exc.strerror) from None
     app.output({"written": str(out), "what": what, "address": target.kind, "seq": seq,
                 "bytes": len(data)},
                lambda: app.print(f"{what} EMM ({target.kind}, seq {seq}) → {out}",

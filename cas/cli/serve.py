@@ -151,7 +151,9 @@ def apikey_create(app: Application, operator: str, label: str, db_url: str | Non
         with store.transaction() as s:
             profile = current_profile(s)
             if profile.key != operator:
-                raise UsageError(f"this store runs operator {profile.key!r}, not {operator!r}")
+                raise UsageError(f"this store runs operator {profile.key!r}, not {operator!r}").with_id(
+                    "cli.store_runs_operator_not", key=f"{profile.key!r}",
+                    operator=f"{operator!r}")
             minted = create_api_key(s, operator=operator, label=label, wall_s=int(time.time()))
     finally:
         store.dispose()

@@ -54,7 +54,8 @@ def _host_port(text: str) -> tuple[str, int]:
     host, sep, port_text = text.rpartition(":")
     port = parse_digits(port_text, max_value=65535) if sep else None
     if port is None:
-        raise UsageError(f"expected HOST:PORT (port 0-65535 in ASCII digits), got {text!r}")
+        raise UsageError(f"expected HOST:PORT (port 0-65535 in ASCII digits), got {text!r}").with_id(
+            "cli.expected_host_port_port", text=f"{text!r}")
     return host or "127.0.0.1", port
 
 
@@ -143,7 +144,8 @@ def ecmg_serve(app: Application, host: str, port: int, keys_path: Path | None,
 
     _logging(verbose, app)
     if shed_after_ms is not None and shed_after_ms > max_comp_time_ms:
-        raise UsageError("--shed-after-ms cannot exceed --max-comp-time-ms")
+        raise UsageError("--shed-after-ms cannot exceed --max-comp-time-ms").with_id(
+            "cli.shed_after_ms_cannot")
     keys = load_operator_keys(keys_path, data_dir=app.data_dir)
     resolve = None
     if lineup is not None:
@@ -196,12 +198,14 @@ def ecmg_access_criteria(app: Application, service_id: int, lineup: str | None,
         raw = ac.encode_reference(service_id)
     else:
         if lineup is None:
-            raise UsageError("the full form needs --lineup (or use --reference)")
+            raise UsageError("the full form needs --lineup (or use --reference)").with_id(
+                "cli.full_form_needs_lineup")
         from cas.billing.catalog import load_lineup
 
         found = ac.lineup_resolver(load_lineup(lineup, minor_per_major=100))(service_id)
         if found is None:
-            raise UsageError(f"service_id {service_id} is not in lineup {lineup}")
+            raise UsageError(f"service_id {service_id} is not in lineup {lineup}").with_id(
+                "cli.service_id_not_lineup", service_id=service_id, lineup=lineup)
         raw = ac.encode_full(found)
     app.output({"service_id": service_id, "access_criteria": raw.hex()},
                lambda: app.print(raw.hex()))
@@ -303,7 +307,8 @@ def mux_serve(app: Application, host: str, port: int, output: Path, pid: int,
 
     _logging(verbose, app)
     if not 0 <= pid < 0x1FFF:
-        raise UsageError(f"PID 0x{pid:X} outside 0x0000..0x1FFE")
+        raise UsageError(f"PID 0x{pid:X} outside 0x0000..0x1FFE").with_id(
+            "cli.pid_x_outside_x0000", pid=f"{pid:X}")
     sink = TsFileSink.open(output, pid=pid)
     config = MuxConfig(max_bandwidth_kbps=max_bandwidth_kbps,
                        client_ids=frozenset(client_ids) if client_ids else None, udp=not no_udp,
@@ -367,11 +372,13 @@ def scs_test(app: Application, ecmg_addr: str, channel_id: int, super_cas_id: in
         try:
             criteria = bytes.fromhex(ac_hex)
         except ValueError as exc:
-            raise UsageError("--access-criteria is not hex") from exc
+            raise UsageError("--access-criteria is not hex").with_id(
+                "cli.access_criteria_not_hex") from exc
     elif service_id is not None:
         criteria = ac.encode_reference(service_id)
     else:
-        raise UsageError("give --access-criteria HEX or --service-id N")
+        raise UsageError("give --access-criteria HEX or --service-id N").with_id(
+            "cli.give_access_criteria_hex")
     keys: Any = None
     if keys_path is not None:
         from cas.crypto import load_operator_keys

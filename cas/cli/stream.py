@@ -104,7 +104,7 @@ def register(cli: click.Group) -> None:
         check_output_file(out, "-o")  # ffmpeg runs first; the file is written at the end
         _, names = lineup_criteria(app, lineup)
         if not names:
-            raise UsageError("the lineup has no channels")
+            raise UsageError("the lineup has no channels").with_id("cli.lineup_no_channels")
         services = [TestService(service_id=sid, name=name, provider=provider)
                     for sid, name in list(names.items())[:max_channels]]
         make(services, out, TestStreamOptions(duration_s=duration_s,
@@ -175,7 +175,8 @@ def register(cli: click.Group) -> None:
         too_big = sorted(n for n in numbers.values() if n > 1023)
         if too_big:
             raise UsageError(f"channel number(s) {too_big} do not fit a logical_channel_descriptor "
-                             "(at most 1023); use --no-lcn")
+                             "(at most 1023); use --no-lcn").with_id(
+                "cli.channel_number_do_not", too_big=too_big)
         settings = EcmSettings(crypto_period_ms=cp_ms, repetition_ms=ecm_repetition_ms,
                                cw_length=algorithm.cw_length, ecm_key_index=ecm_key_index)
         services = channel_ecms_for(keys, criteria, settings=settings,

@@ -83,15 +83,18 @@ class Regions:
 def writable_view(buf: bytearray | memoryview) -> memoryview:
     mv = memoryview(buf)
     if mv.readonly:
-        raise CryptoError("scrambling works in place: pass a bytearray or writable memoryview")
+        raise CryptoError("scrambling works in place: pass a bytearray or writable memoryview").with_id(
+            "crypto.scrambling_works_place_pass")
     if mv.ndim != 1 or mv.itemsize != 1 or not mv.c_contiguous:
         mv = mv.cast("B")
     if len(mv) % TS_PACKET_LEN:
-        raise FormatError(f"buffer length {len(mv)} is not a multiple of {TS_PACKET_LEN}")
+        raise FormatError(f"buffer length {len(mv)} is not a multiple of {TS_PACKET_LEN}").with_id(
+            "crypto.buffer_length_not_multiple", n=len(mv), ts_packet_len=TS_PACKET_LEN)
     sync = bytes(mv[0::TS_PACKET_LEN])
     if sync.count(SYNC_BYTE) != len(sync):
         bad = next(i for i, b in enumerate(sync) if b != SYNC_BYTE)
-        raise FormatError(f"TS packet {bad} has no sync byte 0x47", path="ts_packet.sync_byte")
+        raise FormatError(f"TS packet {bad} has no sync byte 0x47", path="ts_packet.sync_byte").with_id(
+            "crypto.ts_packet_sync_byte", bad=bad)
     return mv
 
 
@@ -101,7 +104,8 @@ def _pid_mask(mv: memoryview, pids: Collection[int]) -> bytes:
     mask = 0
     for pid in set(pids):
         if not 0 <= pid <= 0x1FFF:
-            raise FormatError(f"PID {pid} out of range 0..0x1FFF")
+            raise FormatError(f"PID {pid} out of range 0..0x1FFF").with_id(
+                "crypto.pid_out_range_x1fff", pid=pid)
         hi = bytes(int(b & 0x1F == pid >> 8) for b in range(256))
         lo = bytes(int(b == pid & 0xFF) for b in range(256))
         mask |= int.from_bytes(b1.translate(hi), "little") & int.from_bytes(b2.translate(lo), "little")
@@ -111,15 +115,18 @@ def _pid_mask(mv: memoryview, pids: Collection[int]) -> bytes:
 def _parity_masks(parity: Parities, n: int) -> tuple[bytes, bytes]:
     if isinstance(parity, int):
         if parity not in (0, 1):
-            raise CryptoError("parity must be 0 (even) or 1 (odd)")
+            raise CryptoError("parity must be 0 (even) or 1 (odd)").with_id(
+                "crypto.parity_even_odd")
         ones, zeros = b"\x01" * n, bytes(n)
         return (ones, zeros) if parity == 0 else (zeros, ones)
     try:
         per_packet = bytes(parity)
     except (TypeError, ValueError) as exc:
-        raise CryptoError("per-packet parity must be bytes of 0 (even), 1 (odd), 0xFF (clear)") from exc
+        raise CryptoError("per-packet parity must be bytes of 0 (even), 1 (odd), 0xFF (clear)").with_id(
+            "crypto.per_packet_parity_bytes") from exc
     if len(per_packet) != n:
-        raise CryptoError(f"{len(per_packet)} parity values for {n} packets")
+        raise CryptoError(f"{len(per_packet)} parity values for {n} packets").with_id(
+            "crypto.parity_values_packets", n=len(per_packet), n2=n)
     return per_packet.translate(_IS_VALUE[0]), per_packet.translate(_IS_VALUE[1])
 
 
@@ -134,7 +141,8 @@ def _af_payload(mv: memoryview, index: int) -> tuple[int, int]:
 def _require(regions: tuple[Regions, Regions], have_key: tuple[bool, bool]) -> None:
     for p in (0, 1):
         if len(regions[p]) and not have_key[p]:
-            raise CryptoError(f"no {'odd' if p else 'even'} control word set")
+            raise CryptoError(f"no {'odd' if p else 'even'} control word set").with_id(
+                "crypto.no_control_word_set", value='odd' if p else 'even')
 
 
 def plan_scramble(mv: memoryview, parity: Parities, pids: Collection[int] | None,

@@ -26,7 +26,8 @@ def _cipher(key: Key | bytes) -> AESGCM:
         return key._aesgcm()  # cached per Key object
     # Raw bytes: the bulk EMM path, keys from derive_cuks().
     if len(key) != KEY_LEN:
-        raise CryptoError(f"AES-128-GCM key must be {KEY_LEN} bytes, got {len(key)}")
+        raise CryptoError(f"AES-128-GCM key must be {KEY_LEN} bytes, got {len(key)}").with_id(
+            "crypto.aes_gcm_key_bytes", key_len=KEY_LEN, n=len(key))
     return AESGCM(key)
 
 
@@ -34,7 +35,8 @@ def new_nonce(rng: Rng = os.urandom) -> bytes:
     """A fresh random 96-bit nonce."""
     nonce = rng(NONCE_LEN)
     if len(nonce) != NONCE_LEN:
-        raise CryptoError("rng returned the wrong number of bytes")
+        raise CryptoError("rng returned the wrong number of bytes").with_id(
+            "crypto.rng_returned_wrong_number")
     return nonce
 
 
@@ -44,7 +46,8 @@ def aead_seal(key: Key | bytes, nonce: bytes, plaintext: bytes, aad: bytes) -> b
     ``key`` is a :class:`Key`, or raw 16 bytes on the bulk EMM path.
     """
     if len(nonce) != NONCE_LEN:
-        raise CryptoError(f"AES-GCM nonce must be {NONCE_LEN} bytes, got {len(nonce)}")
+        raise CryptoError(f"AES-GCM nonce must be {NONCE_LEN} bytes, got {len(nonce)}").with_id(
+            "crypto.aes_gcm_nonce_bytes", nonce_len=NONCE_LEN, n=len(nonce))
     return _cipher(key).encrypt(nonce, plaintext, aad)
 
 
@@ -54,8 +57,8 @@ def aead_open(key: Key | bytes, nonce: bytes, sealed: bytes, aad: bytes) -> byte
     The error says nothing about what failed (wrong key, tag, AAD, nonce or truncation).
     """
     if len(nonce) != NONCE_LEN or len(sealed) < TAG_LEN:
-        raise AuthenticationError(_AUTH_FAILED)
+        raise AuthenticationError(_AUTH_FAILED).with_id("crypto.authentication_failed")
     try:
         return _cipher(key).decrypt(nonce, sealed, aad)
     except InvalidTag:
-        raise AuthenticationError(_AUTH_FAILED) from None
+        raise AuthenticationError(_AUTH_FAILED).with_id("crypto.authentication_failed") from None

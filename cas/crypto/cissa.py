@@ -48,7 +48,8 @@ _IV_INT = int.from_bytes(IV, "big")
 
 def _check_cw(cw: bytes) -> bytes:
     if len(cw) != CISSA_CW_LEN:
-        raise CryptoError(f"a CISSA control word is {CISSA_CW_LEN} bytes, got {len(cw)}")
+        raise CryptoError(f"a CISSA control word is {CISSA_CW_LEN} bytes, got {len(cw)}").with_id(
+            "crypto.cissa_control_word_bytes", cissa_cw_len=CISSA_CW_LEN, n=len(cw))
     return bytes(cw)
 
 
@@ -86,7 +87,8 @@ class Cissa:
 
     def set_cw(self, parity: int, cw: bytes) -> None:
         if parity not in (0, 1):
-            raise CryptoError("parity must be 0 (even) or 1 (odd)")
+            raise CryptoError("parity must be 0 (even) or 1 (odd)").with_id(
+                "crypto.parity_even_odd")
         self._cws[parity] = _check_cw(cw)
 
     def _have(self) -> tuple[bool, bool]:
@@ -95,7 +97,8 @@ class Cissa:
     def _cw(self, parity: int) -> bytes:
         cw = self._cws[parity]
         if cw is None:
-            raise CryptoError(f"no {'odd' if parity else 'even'} control word set")
+            raise CryptoError(f"no {'odd' if parity else 'even'} control word set").with_id(
+                "crypto.no_control_word_set", value='odd' if parity else 'even')
         return cw
 
     @staticmethod

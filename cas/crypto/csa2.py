@@ -54,7 +54,8 @@ def load_library() -> Any:
             except OSError as exc:
                 raise CryptoError(
                     f"DVB-CSA2 needs {LIBRARY} (Debian/Ubuntu package libdvbcsa1, "
-                    f"installed by scripts/setup.sh): {exc}") from None
+                    f"installed by scripts/setup.sh): {exc}").with_id(
+                    "crypto.dvb_csa2_needs_debian", library=LIBRARY, exc=exc) from None
             vp, uint = ctypes.c_void_p, ctypes.c_uint
             lib.dvbcsa_key_alloc.restype = vp
             lib.dvbcsa_key_alloc.argtypes = []
@@ -95,7 +96,8 @@ _LEN_SHIFT = 0 if sys.byteorder == "little" else 8 * (_PTR_SIZE - ctypes.sizeof(
 
 def _check_cw(cw: bytes) -> bytes:
     if len(cw) != CSA2_CW_LEN:
-        raise CryptoError(f"a CSA2 control word is {CSA2_CW_LEN} bytes, got {len(cw)}")
+        raise CryptoError(f"a CSA2 control word is {CSA2_CW_LEN} bytes, got {len(cw)}").with_id(
+            "crypto.csa2_control_word_bytes", csa2_cw_len=CSA2_CW_LEN, n=len(cw))
     return bytes(cw)
 
 
@@ -110,7 +112,8 @@ class _KeyPair:
         self.single = lib.dvbcsa_key_alloc()
         self.bs = lib.dvbcsa_bs_key_alloc()
         if not self.single or not self.bs:
-            raise CryptoError("libdvbcsa could not allocate a key context")
+            raise CryptoError("libdvbcsa could not allocate a key context").with_id(
+                "crypto.libdvbcsa_could_not_allocate")
         weakref.finalize(self, _free, lib, self.single, self.bs)
         lib.dvbcsa_key_set(cw, self.single)
         lib.dvbcsa_bs_key_set(cw, self.bs)
@@ -145,7 +148,8 @@ class Csa2:
     def set_cw(self, parity: int, cw: bytes) -> None:
         """Install the CW for ``parity`` (0 even, 1 odd)."""
         if parity not in (0, 1):
-            raise CryptoError("parity must be 0 (even) or 1 (odd)")
+            raise CryptoError("parity must be 0 (even) or 1 (odd)").with_id(
+                "crypto.parity_even_odd")
         cw = _check_cw(cw)
         current = self._keys[parity]
         if current is None or current.cw != cw:  # key setup is costly: skip when unchanged
@@ -157,7 +161,8 @@ class Csa2:
     def _key(self, parity: int) -> _KeyPair:
         key = self._keys[parity]
         if key is None:
-            raise CryptoError(f"no {'odd' if parity else 'even'} control word set")
+            raise CryptoError(f"no {'odd' if parity else 'even'} control word set").with_id(
+                "crypto.no_control_word_set", value='odd' if parity else 'even')
         return key
 
     # --- one payload ---------------------------------------------------------------------------
@@ -173,9 +178,11 @@ class Csa2:
         key = self._key(parity)
         mv = memoryview(payload)
         if mv.readonly:
-            raise CryptoError("payload must be writable (bytearray)")
+            raise CryptoError("payload must be writable (bytearray)").with_id(
+                "crypto.payload_writable_bytearray")
         if len(mv) > MAX_PAYLOAD_LEN:
-            raise CryptoError(f"a TS payload is at most {MAX_PAYLOAD_LEN} bytes")
+            raise CryptoError(f"a TS payload is at most {MAX_PAYLOAD_LEN} bytes").with_id(
+                "crypto.ts_payload_most_bytes", max_payload_len=MAX_PAYLOAD_LEN)
         if len(mv) == 0:
             return
         holder = (ctypes.c_char * len(mv)).from_buffer(mv)

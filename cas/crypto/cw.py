@@ -37,7 +37,8 @@ class Parity(IntEnum):
 def reduce_cw(cw: bytes) -> bytes:
     """Return the 8-byte CW with its checksum bytes 3 and 7 set."""
     if len(cw) != CSA2_CW_LEN:
-        raise CryptoError(f"a CSA2 control word is {CSA2_CW_LEN} bytes, got {len(cw)}")
+        raise CryptoError(f"a CSA2 control word is {CSA2_CW_LEN} bytes, got {len(cw)}").with_id(
+            "crypto.csa2_control_word_bytes", csa2_cw_len=CSA2_CW_LEN, n=len(cw))
     b = bytearray(cw)
     b[3] = (b[0] + b[1] + b[2]) & 0xFF
     b[7] = (b[4] + b[5] + b[6]) & 0xFF
@@ -61,14 +62,17 @@ def generate_cw(rng: Rng = os.urandom, length: int = CSA2_CW_LEN) -> bytes:
     if length == CSA2_CW_LEN:
         r = rng(6)
         if len(r) != 6:
-            raise CryptoError("rng returned the wrong number of bytes")
+            raise CryptoError("rng returned the wrong number of bytes").with_id(
+                "crypto.rng_returned_wrong_number")
         return reduce_cw(r[0:3] + b"\x00" + r[3:6] + b"\x00")
     if length == CISSA_CW_LEN:
         for _ in range(8):
             cw = rng(CISSA_CW_LEN)
             if len(cw) != CISSA_CW_LEN:
-                raise CryptoError("rng returned the wrong number of bytes")
+                raise CryptoError("rng returned the wrong number of bytes").with_id(
+                    "crypto.rng_returned_wrong_number")
             if any(cw[8:]):
                 return cw
-        raise CryptoError("rng keeps returning zeros")
-    raise CryptoError(f"control word length must be 8 (CSA2) or 16 (CISSA), not {length}")
+        raise CryptoError("rng keeps returning zeros").with_id("crypto.rng_keeps_returning_zeros")
+    raise CryptoError(f"control word length must be 8 (CSA2) or 16 (CISSA), not {length}").with_id(
+        "crypto.control_word_length_csa2", length=length)

@@ -82,10 +82,12 @@ class Key:
 
     def __init__(self, raw: bytes, *, label: str = "key") -> None:
         if not isinstance(raw, bytes | bytearray | memoryview):
-            raise CryptoError(f"{label}: key material must be bytes")
+            raise CryptoError(f"{label}: key material must be bytes").with_id(
+                "crypto.key_material_bytes", label=label)
         raw = bytes(raw)
         if len(raw) != KEY_LEN:
-            raise CryptoError(f"{label}: key must be {KEY_LEN} bytes, got {len(raw)}")
+            raise CryptoError(f"{label}: key must be {KEY_LEN} bytes, got {len(raw)}").with_id(
+                "crypto.key_bytes", label=label, key_len=KEY_LEN, n=len(raw))
         self._raw = raw
         self._label = label
         self._aead: AESGCM | None = None
@@ -134,7 +136,8 @@ class Key:
         return hash(hashlib.sha256(b"cas-sim key hash" + self._raw).digest()[:8])
 
     def __reduce_ex__(self, protocol: object) -> NoReturn:
-        raise CryptoError(f"{self._label}: keys cannot be pickled")
+        raise CryptoError(f"{self._label}: keys cannot be pickled").with_id(
+            "crypto.keys_cannot_pickled", label=self._label)
 
     def __copy__(self) -> Key:
         return self
@@ -145,7 +148,8 @@ class Key:
 
 def _check_u32(value: int, what: str, limit: int = 0xFFFFFFFF) -> int:
     if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= limit:
-        raise CryptoError(f"{what} out of range 0..{limit:#x}")
+        raise CryptoError(f"{what} out of range 0..{limit:#x}").with_id(
+            "crypto.out_range", what=what, limit=f"{limit:#x}")
     return value
 
 
@@ -190,7 +194,8 @@ def derive_cuks_concat(omk: Key | OperatorKeys, serials: Sequence[int]) -> bytes
     try:
         ser = array("I", serials)  # unsigned int: 4 bytes on every platform we run on
     except (OverflowError, TypeError) as exc:
-        raise CryptoError("card serial out of range 0..0xffffffff") from exc
+        raise CryptoError("card serial out of range 0..0xffffffff").with_id(
+            "crypto.card_serial_out_range") from exc
     if sys.byteorder == "little":
         ser.byteswap()
     ser_bytes = ser.tobytes()
@@ -212,11 +217,13 @@ def derive_cuks(omk: Key | OperatorKeys, serials: Sequence[int]) -> list[bytes]:
 
 def _parse_hex_key(text: object, what: str) -> Key:
     if not isinstance(text, str):
-        raise CryptoError(f"{what}: expected a hex string")
+        raise CryptoError(f"{what}: expected a hex string").with_id(
+            "crypto.expected_hex_string", what=what)
     try:
         raw = bytes.fromhex(text.strip())
     except ValueError:
-        raise CryptoError(f"{what}: not valid hex") from None
+        raise CryptoError(f"{what}: not valid hex").with_id(
+            "crypto.not_valid_hex", what=what) from None
     return Key(raw, label=what)
 
 
@@ -227,7 +234,8 @@ def _parse_vendor_id(text: str) -> int:
         value = int(text, 0)
     except ValueError:
         raise CryptoError(f"chipset vendor id {text!r} is not a number (ASCII digits, or "
-                          "hex with 0x)") from None
+                          "hex with 0x)").with_id(
+            "crypto.chipset_vendor_id_not", text=f"{text!r}") from None
     return _check_u32(value, "chipset vendor id", 0xFFFF)
 
 
@@ -256,7 +264,8 @@ class OperatorKeys:
     __str__ = __repr__
 
     def __reduce_ex__(self, protocol: object) -> NoReturn:
-        raise CryptoError("operator keys cannot be pickled")
+        raise CryptoError("operator keys cannot be pickled").with_id(
+            "crypto.operator_keys_cannot_pickled")
 
     # --- construction ------------------------------------------------------------------------
     @classmethod
@@ -274,27 +283,33 @@ class OperatorKeys:
         env = os.environ if environ is None else environ
         value = env.get(ENV_OPERATOR_KEY)
         if not value:
-            raise CryptoError(f"{ENV_OPERATOR_KEY} is not set")
+            raise CryptoError(f"{ENV_OPERATOR_KEY} is not set").with_id(
+                "crypto.not_set", env_operator_key=ENV_OPERATOR_KEY)
         vendors: dict[int, Key] = {}
         for item in filter(None, (p.strip() for p in env.get(ENV_CHIPSET_VENDOR_KEYS, "").split(","))):
             vid, sep, hexkey = item.partition("=")
             if not sep:
-                raise CryptoError(f"{ENV_CHIPSET_VENDOR_KEYS}: expected id=hex items")
+                raise CryptoError(f"{ENV_CHIPSET_VENDOR_KEYS}: expected id=hex items").with_id(
+                    "crypto.expected_id_hex_items",
+                    env_chipset_vendor_keys=ENV_CHIPSET_VENDOR_KEYS)
             vendors[_parse_vendor_id(vid)] = _parse_hex_key(hexkey, "chipset vendor key")
         return cls(_parse_hex_key(value, ENV_OPERATOR_KEY), vendor_keys=vendors)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> OperatorKeys:
         if data.get("format") != KEY_FILE_FORMAT:
-            raise CryptoError(f"operator key file: unsupported format {data.get('format')!r}")
+            raise CryptoError(f"operator key file: unsupported format {data.get('format')!r}").with_id(
+                "crypto.operator_key_file_unsupported", value=f"{data.get('format')!r}")
         vendors_raw = data.get("chipset_vendor_keys", {})
         if not isinstance(vendors_raw, Mapping):
-            raise CryptoError("operator key file: chipset_vendor_keys must be a table")
+            raise CryptoError("operator key file: chipset_vendor_keys must be a table").with_id(
+                "crypto.operator_key_file_chipset")
         vendors = {_parse_vendor_id(str(k)): _parse_hex_key(v, "chipset vendor key")
                    for k, v in vendors_raw.items()}
         created = data.get("created_s")
         if created is not None and not isinstance(created, int):
-            raise CryptoError("operator key file: created_s must be an integer")
+            raise CryptoError("operator key file: created_s must be an integer").with_id(
+                "crypto.operator_key_file_created")
         return cls(_parse_hex_key(data.get("omk"), "omk"), vendor_keys=vendors,
                    created_s=created)
 
@@ -319,7 +334,8 @@ class OperatorKeys:
             raise CryptoError(f"operator key file {p} not found (run `cas keys init`)").with_id(
                 "operator_keys_missing", path=str(p)) from None
         except (OSError, UnicodeError) as exc:
-            raise CryptoError(f"cannot read operator key file {p}: {exc.__class__.__name__}") from None
+            raise CryptoError(f"cannot read operator key file {p}: {exc.__class__.__name__}").with_id(
+                "crypto.cannot_read_operator_key", p=p, name__=exc.__class__.__name__) from None
         try:
             data = json.loads(text) if text.lstrip().startswith("{") else tomllib.loads(text)
         except (ValueError, tomllib.TOMLDecodeError):
@@ -327,7 +343,8 @@ class OperatorKeys:
             raise CryptoError(f"operator key file {p} is not valid TOML/JSON").with_id(
                 "operator_keys_invalid", path=str(p)) from None
         if not isinstance(data, dict):
-            raise CryptoError(f"operator key file {p} is not a table")
+            raise CryptoError(f"operator key file {p} is not a table").with_id(
+                "crypto.operator_key_file_not", p=p)
         return cls.from_dict(data)
 
     def save(self, path: str | os.PathLike[str], *, force: bool = False) -> Path:
@@ -346,7 +363,8 @@ class OperatorKeys:
             raise CryptoError(f"{p} already exists (use --force to overwrite)").with_id(
                 "exists_use_force", path=str(p)) from None
         except OSError as exc:
-            raise CryptoError(f"cannot write {p}: {exc.strerror}") from None
+            raise CryptoError(f"cannot write {p}: {exc.strerror}").with_id(
+                "crypto.cannot_write", p=p, strerror=exc.strerror) from None
         try:
             os.fchmod(fd, stat.S_IRUSR | stat.S_IWUSR)  # also when --force reused an old file
             os.write(fd, body.encode("utf-8"))

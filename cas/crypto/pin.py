@@ -23,7 +23,8 @@ def _pin_bytes(pin: str | bytes) -> bytes:
         try:
             return pin.encode("ascii")
         except UnicodeEncodeError:
-            raise CryptoError("PIN must be ASCII digits") from None
+            raise CryptoError("PIN must be ASCII digits").with_id(
+                "crypto.pin_ascii_digits") from None
     return bytes(pin)
 
 

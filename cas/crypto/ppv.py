@@ -28,4 +28,5 @@ def verify_report_tag(key: Key, nonce: bytes, clear: bytes, tag: bytes) -> None:
     try:
         aead_open(key, nonce, bytes(tag), clear)
     except AuthenticationError:
-        raise AuthenticationError("purchase report does not authenticate") from None
+        raise AuthenticationError("purchase report does not authenticate").with_id(
+            "crypto.purchase_report_does_not") from None

@@ -35,11 +35,11 @@ def wrap_key(kek: Key, key: Key) -> bytes:
 def unwrap_key(kek: Key, wrapped: bytes, *, label: str) -> Key:
     """RFC 3394 §2.2.2 unwrap; :class:`AuthenticationError` if the integrity check fails."""
     if len(wrapped) != WRAPPED_KEY_LEN:
-        raise AuthenticationError(_UNWRAP_FAILED)
+        raise AuthenticationError(_UNWRAP_FAILED).with_id("crypto.unwrap_failed")
     try:
         return Key(aes_key_unwrap(kek.raw(), bytes(wrapped)), label=label)
     except InvalidUnwrap:
-        raise AuthenticationError(_UNWRAP_FAILED) from None
+        raise AuthenticationError(_UNWRAP_FAILED).with_id("crypto.unwrap_failed") from None
 
 
 def _slot(cw: bytes) -> bytes:
@@ -48,26 +48,29 @@ def _slot(cw: bytes) -> bytes:
     if len(cw) == CISSA_CW_LEN:
         if not any(cw[8:]):
             # Would unwrap as an 8-byte CW; generate_cw never produces such a CW.
-            raise CryptoError("a 16-byte control word must not end in 8 zero bytes")
+            raise CryptoError("a 16-byte control word must not end in 8 zero bytes").with_id(
+                "crypto.byte_control_word_not")
         return bytes(cw)
-    raise CryptoError(f"control word length must be 8 or 16, not {len(cw)}")
+    raise CryptoError(f"control word length must be 8 or 16, not {len(cw)}").with_id(
+        "crypto.control_word_length_not", n=len(cw))
 
 
 def wrap_cws(cwpk: Key, cw_even: bytes, cw_odd: bytes) -> bytes:
     """The card's answer to an ECM: both CWs wrapped under the CW pairing key (40 bytes)."""
     if len(cw_even) != len(cw_odd):
-        raise CryptoError("even and odd control words must have the same length")
+        raise CryptoError("even and odd control words must have the same length").with_id(
+            "crypto.even_odd_control_words")
     return aes_key_wrap(cwpk.raw(), _slot(cw_even) + _slot(cw_odd))
 
 
 def unwrap_cws(cwpk: Key, blob: bytes) -> tuple[bytes, bytes]:
     """Inverse of :func:`wrap_cws`; :class:`AuthenticationError` on the wrong pairing key."""
     if len(blob) != WRAPPED_CWS_LEN:
-        raise AuthenticationError(_UNWRAP_FAILED)
+        raise AuthenticationError(_UNWRAP_FAILED).with_id("crypto.unwrap_failed")
     try:
         plain = aes_key_unwrap(cwpk.raw(), bytes(blob))
     except InvalidUnwrap:
-        raise AuthenticationError(_UNWRAP_FAILED) from None
+        raise AuthenticationError(_UNWRAP_FAILED).with_id("crypto.unwrap_failed") from None
     even, odd = plain[:16], plain[16:]
     if not any(even[8:]) and not any(odd[8:]):
         return even[:8], odd[:8]

@@ -209,10 +209,12 @@ def prepare_dir(data_dir: Path) -> None:
     """An empty demo dir: refuse to wipe a directory the demo did not make."""
     if data_dir.exists():
         if not data_dir.is_dir():
-            raise UsageError(f"{data_dir} is not a directory")
+            raise UsageError(f"{data_dir} is not a directory").with_id(
+                "demo.not_directory", data_dir=data_dir)
         if any(data_dir.iterdir()) and not (data_dir / MARKER).exists():
             raise UsageError(f"{data_dir} is not empty and not a cas-sim demo directory; "
-                             "give another --data-dir")
+                             "give another --data-dir").with_id(
+                "demo.not_empty_not_cas", data_dir=data_dir)
         shutil.rmtree(data_dir)
     data_dir.mkdir(parents=True)
     (data_dir / MARKER).write_text("made by `cas demo`; deleted and rebuilt by every run\n")

@@ -62,9 +62,10 @@ def read_frames(clip: Path, *, ffmpeg: str = "ffmpeg") -> list[bytes]:
     """The clip's video as grey ``ANALYSIS_W`` x ``ANALYSIS_H`` frames."""
     exe = shutil.which(ffmpeg)
     if exe is None:
-        raise ConfigError(f"{ffmpeg} not found: install Debian's ffmpeg (scripts/setup.sh does)")
+        raise ConfigError(f"{ffmpeg} not found: install Debian's ffmpeg (scripts/setup.sh does)").with_id(
+            "diag.not_found_install_debian", ffmpeg=ffmpeg)
     if not clip.is_file():
-        raise StreamError(f"{clip}: no such file")
+        raise StreamError(f"{clip}: no such file").with_id("diag.no_such_file", clip=clip)
     cmd = [exe, "-hide_banner", "-loglevel", "error", "-nostdin", "-i", str(clip),
            "-map", "0:v:0", "-an", "-frames:v", str(MAX_FRAMES),
            "-vf", f"scale={ANALYSIS_W}:{ANALYSIS_H}:flags=area,format=gray",
@@ -72,10 +73,12 @@ def read_frames(clip: Path, *, ffmpeg: str = "ffmpeg") -> list[bytes]:
     try:
         proc = subprocess.run(cmd, capture_output=True, check=False, timeout=300)
     except (OSError, subprocess.TimeoutExpired) as exc:
-        raise StreamError(f"cannot run {ffmpeg}: {exc}") from exc
+        raise StreamError(f"cannot run {ffmpeg}: {exc}").with_id(
+            "diag.cannot_run", ffmpeg=ffmpeg, exc=exc) from exc
     if proc.returncode != 0:
         last = (proc.stderr.decode("utf-8", "replace").strip().splitlines() or ["?"])[-1]
-        raise StreamError(f"{clip}: ffmpeg cannot decode its video: {last}")
+        raise StreamError(f"{clip}: ffmpeg cannot decode its video: {last}").with_id(
+            "diag.ffmpeg_cannot_decode_video", clip=clip, last=last)
     size = ANALYSIS_W * ANALYSIS_H
     data = proc.stdout
     return [data[i:i + size] for i in range(0, len(data) - size + 1, size)]
@@ -131,7 +134,8 @@ def read_fingerprint(clip: Path, *, ffmpeg: str = "ffmpeg") -> FingerprintReadin
     frames = read_frames(clip, ffmpeg=ffmpeg)
     if len(frames) < 4 * FLICKER_FRAMES:
         raise FingerprintNotFoundError(f"{clip}: {len(frames)} video frames, too few to read "
-                                       "a fingerprint")
+                                       "a fingerprint").with_id(
+            "diag.video_frames_too_few", clip=clip, n=len(frames))
     best: FingerprintReading | None = None
     for corner in Corner:
         pattern, share = _dominant_pattern(_cell_means(frames, corner))
@@ -148,5 +152,6 @@ def read_fingerprint(clip: Path, *, ffmpeg: str = "ffmpeg") -> FingerprintReadin
             if best is None or reading.share > best.share:
                 best = reading
     if best is None:
-        raise FingerprintNotFoundError(f"{clip}: no fingerprint found in {len(frames)} frames")
+        raise FingerprintNotFoundError(f"{clip}: no fingerprint found in {len(frames)} frames").with_id(
+            "diag.no_fingerprint_found_frames", clip=clip, n=len(frames))
     return best

@@ -45,5 +45,6 @@ def probe_live(source: LiveInput, *, duration_s: float | None, stop: threading.E
     if pending:
         probe.feed(bytes(pending))
     if probe.size_bytes == 0:
-        raise StreamError(f"{source.url}: nothing received in {clock() - start:.1f} s")
+        raise StreamError(f"{source.url}: nothing received in {clock() - start:.1f} s").with_id(
+            "diag.nothing_received", url=source.url, value=f"{clock() - start:.1f}")
     return probe.finish(), source.stats

@@ -18,13 +18,13 @@ from __future__ import annotations
 import html
 import json
 import os
-import re
 import tempfile
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from cas.billing.statement import ledger_text
 from cas.diag.render import moment_text, state_word, time_base_text
 from cas.diag.visit import VisitReport
 from cas.errors import UsageError
@@ -99,7 +99,8 @@ def _write_atomic(path: Path, text: str) -> None:
             handle.write(text)
         os.replace(tmp, path)
     except OSError as exc:
-        raise UsageError(f"cannot write {path}: {exc.strerror}") from exc
+        raise UsageError(f"cannot write {path}: {exc.strerror}").with_id(
+            "diag.cannot_write", path=path, strerror=exc.strerror) from exc
 
 
 # --- HTML -------------------------------------------------------------------------------------------
@@ -113,37 +114,6 @@ text-align:left;vertical-align:top}th{background:#f3f3f3}
 .fix{color:#155e9c}.dim{color:#777}ol li{margin:.3em 0}pre{background:#f7f7f7;padding:1em;
 overflow:auto;font-size:12px}
 """
-
-
-#: The ledger descriptions the billing rules write (cas/billing), as catalogue messages;
-#: anything else (an operator's adjustment reason) is shown as it was typed.
-_LEDGER_TEXT: tuple[tuple[re.Pattern[str], str], ...] = (
-    (re.compile(r"payment by (?P<by>card|contract|account) (?P<ref>\S+) \((?P<method>\w+)\)"),
-     "ticket.ledger_desc.payment"),
-    (re.compile(r"(?P<package>.+): period (?P<n>\d+)"), "ticket.ledger_desc.period"),
-    (re.compile(r"(?P<package>.+): (?P<n>\d+) unused days"), "ticket.ledger_desc.unused"),
-    (re.compile(r"promised payment, due (?P<day>\d{4}-\d\d-\d\d)"),
-     "ticket.ledger_desc.promised"),
-    (re.compile(r"promised payment repaid"), "ticket.ledger_desc.promise_repaid"),
-    (re.compile(r"promised payment not repaid in time"), "ticket.ledger_desc.promise_lapsed"),
-)
-
-
-def ledger_text(description: str, t: Translator) -> str:
-    """A ledger row's description in ``t``'s language (the store keeps the English one)."""
-    for pattern, key in _LEDGER_TEXT:
-        if m := pattern.fullmatch(description):
-            params: dict[str, Any] = dict(m.groupdict())
-            if "by" in params:
-                params["by"] = t.word("ticket.payer", params["by"])
-                params["method"] = t.word("ticket.method", params["method"])
-            if "n" in params:
-                params["n"] = int(params["n"])
-            if "day" in params:
-                day = datetime.strptime(params["day"], "%Y-%m-%d").replace(tzinfo=UTC)
-                params["day"] = t.date(int(day.timestamp()))
-            return t(key, **params)
-    return description
 
 
 def _e(value: Any) -> str:

@@ -117,7 +117,8 @@ def flagged_cards(findings: Sequence[CardFinding]) -> list[int]:
 def _int_field(obj: dict[str, Any], key: str, where: str) -> int:
     value = obj.get(key)
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise FormatError(f"{key!r} must be a non-negative integer", path=where)
+        raise FormatError(f"{key!r} must be a non-negative integer", path=where).with_id(
+            "diag.non_negative_integer", field=where, key=f"{key!r}")
     return value
 
 
@@ -125,18 +126,21 @@ def _time_field(obj: dict[str, Any], where: str) -> float:
     if "time_s" in obj:
         value = obj["time_s"]
         if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
-            raise FormatError("'time_s' must be non-negative Unix seconds", path=where)
+            raise FormatError("'time_s' must be non-negative Unix seconds", path=where).with_id(
+                "diag.time_non_negative_unix", field=where)
         return float(value)
     text = obj.get("time")
     if not isinstance(text, str):
         raise FormatError("'time' (ISO 8601 with UTC offset) or 'time_s' is required",
-                          path=where)
+                          path=where).with_id("diag.time_iso_utc_offset", field=where)
     try:
         at = datetime.fromisoformat(text)
     except ValueError:
-        raise FormatError(f"'time' {text[:40]!r} is not ISO 8601", path=where) from None
+        raise FormatError(f"'time' {text[:40]!r} is not ISO 8601", path=where).with_id(
+            "diag.time_not_iso", field=where, text=f"{text[:40]!r}") from None
     if at.tzinfo is None:
-        raise FormatError(f"'time' {text[:40]!r} has no UTC offset", path=where)
+        raise FormatError(f"'time' {text[:40]!r} has no UTC offset", path=where).with_id(
+            "diag.time_no_utc_offset", field=where, text=f"{text[:40]!r}")
     return at.timestamp()
 
 
@@ -151,9 +155,11 @@ def parse_log(lines: Iterable[str], name: str = "log") -> list[EcmObservation]:
         try:
             obj = json.loads(line)
         except json.JSONDecodeError as exc:
-            raise FormatError(f"not JSON ({exc.msg})", path=where) from None
+            raise FormatError(f"not JSON ({exc.msg})", path=where).with_id(
+                "diag.not_json", field=where, msg=exc.msg) from None
         if not isinstance(obj, dict):
-            raise FormatError("a line must be a JSON object", path=where)
+            raise FormatError("a line must be a JSON object", path=where).with_id(
+                "diag.line_json_object", field=where)
         out.append(EcmObservation(time_s=_time_field(obj, where),
                                   card=_int_field(obj, "card", where),
                                   channel=_int_field(obj, "channel", where)))
@@ -165,7 +171,8 @@ def read_log(path: Path) -> list[EcmObservation]:
         with path.open(encoding="utf-8") as f:
             return parse_log(f, path.name)
     except UnicodeDecodeError:
-        raise FormatError("not UTF-8 text", path=path.name) from None
+        raise FormatError("not UTF-8 text", path=path.name).with_id(
+            "diag.not_utf_text", field=path.name) from None
     except OSError as exc:
         raise UsageError(f"cannot read {path}: {exc.strerror or exc}").with_id(
             "sharing_log_unreadable", path=str(path)) from None

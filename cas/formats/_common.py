@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import mmap
+import re
 import struct
 import zlib
 from collections.abc import Callable
@@ -21,6 +22,7 @@ from typing import Any, TypeVar
 import construct as cs
 
 from cas.errors import ChecksumError, FormatError
+from cas.i18n import Msg
 
 T = TypeVar("T")
 
@@ -65,14 +67,65 @@ def _message(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
+#: construct's messages we have words for (``errors.formats.detail``): a read past the end,
+#: a constant that does not match.
+_TRUNCATED = re.compile(r"stream read less than specified amount, expected (\d+), found (\d+)")
+_CONST = re.compile(r"parsing expected (.+) but parsed (.+)")
+#: The fast parsers' own words for the same failures (records.fast, chipid).
+_PHRASES = {"object failed validation": "failed_validation",
+            "not valid text in its encoding": "bad_text",
+            "stream read less than specified amount": "ends_early", "check failed": "check_failed"}
+_EXPECTED = re.compile(r"expected (.+)")
+_VERSION = re.compile(r"unsupported version (\d+)")
+
+
+def detail_words(text: str) -> Msg | None:
+    """A fast parser's detail (``"object failed validation"``, ``"expected b'CREC'"``) as a
+    catalogue message, or ``None`` when we have no words for it."""
+    if text in _PHRASES:
+        return Msg(f"errors.formats.detail.{_PHRASES[text]}")
+    if m := _VERSION.fullmatch(text):
+        return Msg("errors.formats.detail.unsupported_version", {"version": m[1]})
+    if m := _EXPECTED.fullmatch(text):
+        return Msg("errors.formats.detail.expected", {"expected": m[1]})
+    return None
+
+
+def field_error(message: str, path: str) -> FormatError:
+    """``path: message`` from a fast parser, its message named when we have words for it."""
+    error = FormatError(message, path=path)
+    words = detail_words(message)
+    return error if words is None else error.with_id("formats.field_detail", field=path,
+                                                     detail=words)
+
+
+def _detail_words(exc: BaseException) -> Msg | None:
+    """What construct said, as a catalogue message, or ``None`` when we have no words."""
+    if isinstance(exc, cs.ValidationError):
+        return Msg("errors.formats.detail.failed_validation")
+    if isinstance(exc, cs.StringError):
+        return Msg("errors.formats.detail.bad_text")
+    text = _message(exc)
+    if m := _TRUNCATED.fullmatch(text):
+        return Msg("errors.formats.detail.truncated", {"expected": m[1], "found": m[2]})
+    if m := _CONST.fullmatch(text):
+        return Msg("errors.formats.detail.constant", {"expected": m[1], "found": m[2]})
+    return None
+
+
 def wrap_error(exc: BaseException, root: str, *, action: str = "parse") -> FormatError:
     """Build the FormatError (or ChecksumError) to raise ``from exc``."""
     if isinstance(exc, FormatError):
         return exc
     path = _construct_path(exc, root)
     if isinstance(exc, cs.ChecksumError):
-        return ChecksumError("integrity check failed", path=path)
-    return FormatError(f"cannot {action}: {_message(exc)}", path=path)
+        return ChecksumError("integrity check failed", path=path).with_id(
+            "formats.integrity_failed", field=path)
+    error = FormatError(f"cannot {action}: {_message(exc)}", path=path)
+    words = _detail_words(exc)
+    return error if words is None else error.with_id(
+        "formats.cannot_action", field=path, action=Msg(f"errors.formats.action.{action}"),
+        detail=words)
 
 
 def parse_struct(schema: cs.Construct, data: bytes, root: str) -> Any:
@@ -128,28 +181,32 @@ def key_summary(data: bytes) -> dict[str, Any]:
 def check_range(value: int, bits: int, path: str) -> None:
     """Raise FormatError unless ``0 <= value < 2**bits`` (used by builders)."""
     if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value < (1 << bits):
-        raise FormatError(f"value {value!r} does not fit in u{bits}", path=path)
+        raise FormatError(f"value {value!r} does not fit in u{bits}", path=path).with_id(
+            "formats.value_does_not_fit", field=path, value=f"{value!r}", bits=bits)
 
 
 def check_bits(path: str, value: int, bits: int) -> None:
     """Raise FormatError unless ``0 <= value < 2**bits`` (field checks of the PSI and TS value
     types; worded in bits, where :func:`check_range` says ``u<bits>``)."""
     if not isinstance(value, int) or not 0 <= value < (1 << bits):
-        raise FormatError(f"{value!r} does not fit in {bits} bits", path=path)
+        raise FormatError(f"{value!r} does not fit in {bits} bits", path=path).with_id(
+            "formats.does_not_fit_bits", field=path, value=f"{value!r}", bits=bits)
 
 
 def check_len(value: bytes, length: int, path: str) -> None:
     """Raise FormatError unless ``value`` is bytes of exactly ``length``."""
     if not isinstance(value, bytes | bytearray) or len(value) != length:
         got = len(value) if isinstance(value, bytes | bytearray) else type(value).__name__
-        raise FormatError(f"expected {length} bytes, got {got}", path=path)
+        raise FormatError(f"expected {length} bytes, got {got}", path=path).with_id(
+            "formats.expected_bytes", field=path, length=length, got=got)
 
 
 def decode_padded_ascii(raw: bytes, path: str) -> str:
     """Fixed-width ASCII text, right-padded with NUL.  Canonical: printable ASCII, then only NULs."""
     text, _, pad = raw.partition(b"\x00")
     if pad.strip(b"\x00") or any(not 0x20 <= b <= 0x7E for b in text):
-        raise FormatError("not printable ASCII padded with NUL", path=path)
+        raise FormatError("not printable ASCII padded with NUL", path=path).with_id(
+            "formats.not_printable_ascii_padded", field=path)
     return text.decode("ascii")
 
 
@@ -157,7 +214,8 @@ def encode_padded_ascii(text: str, width: int, path: str) -> bytes:
     """Inverse of :func:`decode_padded_ascii`; FormatError if too long or not printable ASCII."""
     raw = text.encode("ascii", "replace")
     if len(raw) > width or any(not 0x20 <= b <= 0x7E for b in raw) or not text.isascii():
-        raise FormatError(f"must be printable ASCII of at most {width} characters", path=path)
+        raise FormatError(f"must be printable ASCII of at most {width} characters", path=path).with_id(
+            "formats.printable_ascii_most_characters", field=path, width=width)
     return raw.ljust(width, b"\x00")
 
 
@@ -177,7 +235,9 @@ def build_ca_section(table_id: int, payload: bytes, root: str) -> bytes:
         raise FormatError(
             f"section_length {len(payload)} > {MAX_CA_SECTION_LENGTH} (section over 256 bytes)",
             path=f"{root}.section_length",
-        )
+        ).with_id(
+            "formats.section_length_section_over", field=f"{root}.section_length", n=len(payload),
+            max_ca_section_length=MAX_CA_SECTION_LENGTH)
     n = len(payload)
     return bytes((table_id, (_CA_FLAGS << 4) | (n >> 8), n & 0xFF)) + payload
 
@@ -192,7 +252,10 @@ def ca_section_clear(table_id: int, clear: bytes, body_length: int, root: str,
             f"section_length {len(clear) + body_length} > {MAX_CA_SECTION_LENGTH} (section over "
             f"256 bytes; at most {budget})",
             path=f"{root}.section_length",
-        )
+        ).with_id(
+            "formats.section_length_section_over_2", field=f"{root}.section_length",
+            value=len(clear) + body_length, max_ca_section_length=MAX_CA_SECTION_LENGTH,
+            budget=budget)
     return build_ca_section(table_id, clear + bytes(body_length), root)[
         : CA_SECTION_HEADER_SIZE + len(clear)
     ]
@@ -206,28 +269,34 @@ def parse_ca_section(data: bytes, root: str, *, strict_flags: bool = True) -> tu
     section_syntax_indicator = 0 is required (EMMs of other table ids).
     """
     if len(data) < CA_SECTION_HEADER_SIZE:
-        raise FormatError(f"a section has at least 3 bytes, got {len(data)}", path=root)
+        raise FormatError(f"a section has at least 3 bytes, got {len(data)}", path=root).with_id(
+            "formats.section_least_bytes", field=root, n=len(data))
     table_id = data[0]
     flags = data[1] >> 4
     if flags & 0x8:
         raise FormatError(
             "section_syntax_indicator is 1 (long section), ECM/EMM use short sections",
             path=f"{root}.section_syntax_indicator",
-        )
+        ).with_id("formats.section_syntax_indicator_long", field=f"{root}.section_syntax_indicator")
     if strict_flags and flags != _CA_FLAGS:
         raise FormatError(
             f"flag bits {flags:04b}, expected 0111", path=f"{root}.private_indicator"
-        )
+        ).with_id(
+            "formats.flag_bits_expected", field=f"{root}.private_indicator", flags=f"{flags:04b}")
     length = ((data[1] & 0x0F) << 8) | data[2]
     if length > MAX_CA_SECTION_LENGTH:
         raise FormatError(
             f"section_length {length} > {MAX_CA_SECTION_LENGTH}", path=f"{root}.section_length"
-        )
+        ).with_id(
+            "formats.section_length", field=f"{root}.section_length", length=length,
+            max_ca_section_length=MAX_CA_SECTION_LENGTH)
     if length != len(data) - CA_SECTION_HEADER_SIZE:
         raise FormatError(
             f"section_length {length} but {len(data) - CA_SECTION_HEADER_SIZE} bytes follow",
             path=f"{root}.section_length",
-        )
+        ).with_id(
+            "formats.section_length_but_bytes", field=f"{root}.section_length", length=length,
+            value=len(data) - CA_SECTION_HEADER_SIZE)
     return table_id, bytes(data[CA_SECTION_HEADER_SIZE:])
 
 

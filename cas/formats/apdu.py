@@ -24,6 +24,7 @@ from typing import Any
 
 from cas.errors import FormatError
 from cas.formats._common import check_range
+from cas.i18n import Msg
 from cas.reasons import Reason
 from cas.words import count, tries_left
 
@@ -244,8 +245,10 @@ class CommandApdu:
         return ApduCase(n | (3 if self.le is None else 4))
 
 
-def _fail(message: str, path: str = "command_apdu") -> FormatError:
-    return FormatError(message, path=path)
+def _fail(message: str, path: str = "command_apdu", *, words: Msg) -> FormatError:
+    """``path: message``; ``words`` is ``message`` as a catalogue message."""
+    return FormatError(message, path=path).with_id("formats.apdu_field", field=path,
+                                                   problem=words)
 
 
 def parse_command_apdu(data: bytes) -> CommandApdu:
@@ -253,12 +256,15 @@ def parse_command_apdu(data: bytes) -> CommandApdu:
     data = bytes(data)
     n = len(data)
     if n < 4:
-        raise _fail(f"a command APDU has at least 4 bytes, got {n}")
+        raise _fail(f"a command APDU has at least 4 bytes, got {n}",
+            words=Msg("errors.formats.apdu.command_apdu_least_bytes", {"n": n}))
     cla, ins, p1, p2 = data[0], data[1], data[2], data[3]
     if cla == 0xFF:
-        raise _fail("CLA FF is invalid (reserved for PPS)", "command_apdu.cla")
+        raise _fail("CLA FF is invalid (reserved for PPS)", "command_apdu.cla",
+            words=Msg("errors.formats.apdu.cla_ff_invalid_reserved"))
     if ins >> 4 in (0x6, 0x9):
-        raise _fail(f"INS {ins:02X} is invalid (6x/9x)", "command_apdu.ins")
+        raise _fail(f"INS {ins:02X} is invalid (6x/9x)", "command_apdu.ins",
+            words=Msg("errors.formats.apdu.ins_invalid_x_x", {"ins": f"{ins:02X}"}))
     head: dict[str, Any] = dict(cla=cla, ins=ins, p1=p1, p2=p2)
     if n == 4:
         return CommandApdu(**head)
@@ -270,21 +276,25 @@ def parse_command_apdu(data: bytes) -> CommandApdu:
             return CommandApdu(**head, data=data[5:])
         if n == 6 + b4:
             return CommandApdu(**head, data=data[5:-1], le=data[-1] or 256)
-        raise _fail(f"Lc={b4} does not match the APDU length {n}", "command_apdu.lc")
+        raise _fail(f"Lc={b4} does not match the APDU length {n}", "command_apdu.lc",
+            words=Msg("errors.formats.apdu.lc_does_not_match", {"b4": b4, "n": n}))
     # b4 == 0 and n >= 6: extended length
     if n == 6:
-        raise _fail("6-byte APDU with a 00 length byte is not a valid case", "command_apdu.lc")
+        raise _fail("6-byte APDU with a 00 length byte is not a valid case", "command_apdu.lc",
+            words=Msg("errors.formats.apdu.byte_apdu_length_byte"))
     ext = (data[5] << 8) | data[6]
     if n == 7:  # case 2E
         return CommandApdu(**head, le=ext or 65536, extended=True)
     if ext == 0:
-        raise _fail("extended Lc must not be 0", "command_apdu.lc")
+        raise _fail("extended Lc must not be 0", "command_apdu.lc",
+            words=Msg("errors.formats.apdu.extended_lc_not"))
     if n == 7 + ext:
         return CommandApdu(**head, data=data[7:], extended=True)
     if n == 9 + ext:
         le = (data[-2] << 8) | data[-1]
         return CommandApdu(**head, data=data[7:-2], le=le or 65536, extended=True)
-    raise _fail(f"extended Lc={ext} does not match the APDU length {n}", "command_apdu.lc")
+    raise _fail(f"extended Lc={ext} does not match the APDU length {n}", "command_apdu.lc",
+        words=Msg("errors.formats.apdu.extended_lc_does_not", {"ext": ext, "n": n}))
 
 
 def build_command_apdu(apdu: CommandApdu) -> bytes:
@@ -293,21 +303,26 @@ def build_command_apdu(apdu: CommandApdu) -> bytes:
     for name in ("cla", "ins", "p1", "p2"):
         check_range(getattr(apdu, name), 8, f"{p}.{name}")
     if apdu.cla == 0xFF:
-        raise _fail("CLA FF is invalid (reserved for PPS)", f"{p}.cla")
+        raise _fail("CLA FF is invalid (reserved for PPS)", f"{p}.cla",
+            words=Msg("errors.formats.apdu.cla_ff_invalid_reserved"))
     if apdu.ins >> 4 in (0x6, 0x9):
-        raise _fail(f"INS {apdu.ins:02X} is invalid (6x/9x)", f"{p}.ins")
+        raise _fail(f"INS {apdu.ins:02X} is invalid (6x/9x)", f"{p}.ins",
+            words=Msg("errors.formats.apdu.ins_invalid_x_x", {"ins": f"{apdu.ins:02X}"}))
     if not isinstance(apdu.data, bytes | bytearray):
-        raise _fail("data must be bytes", f"{p}.data")
+        raise _fail("data must be bytes", f"{p}.data", words=Msg("errors.formats.apdu.data_bytes"))
     out = bytearray((apdu.cla, apdu.ins, apdu.p1, apdu.p2))
     lc = len(apdu.data)
     le = apdu.le
     if apdu.extended:
         if not lc and le is None:
-            raise _fail("case 1 has no length fields: use extended=False", f"{p}.extended")
+            raise _fail("case 1 has no length fields: use extended=False", f"{p}.extended",
+                words=Msg("errors.formats.apdu.case_no_length_fields"))
         if lc > EXTENDED_MAX_LC:
-            raise _fail(f"Lc {lc} > {EXTENDED_MAX_LC}", f"{p}.data")
+            raise _fail(f"Lc {lc} > {EXTENDED_MAX_LC}", f"{p}.data",
+                words=Msg("errors.formats.apdu.lc", {"lc": lc, "extended_max_lc": EXTENDED_MAX_LC}))
         if le is not None and not 1 <= le <= EXTENDED_MAX_LE:
-            raise _fail(f"extended Le must be 1..{EXTENDED_MAX_LE}", f"{p}.le")
+            raise _fail(f"extended Le must be 1..{EXTENDED_MAX_LE}", f"{p}.le",
+                words=Msg("errors.formats.apdu.extended_le", {"extended_max_le": EXTENDED_MAX_LE}))
         if lc:
             out += bytes((0, lc >> 8, lc & 0xFF)) + apdu.data
             if le is not None:
@@ -316,9 +331,12 @@ def build_command_apdu(apdu: CommandApdu) -> bytes:
             out += bytes((0,)) + (le & 0xFFFF).to_bytes(2, "big")
         return bytes(out)
     if lc > SHORT_MAX_LC:
-        raise _fail(f"Lc {lc} > {SHORT_MAX_LC} needs extended length", f"{p}.data")
+        raise _fail(f"Lc {lc} > {SHORT_MAX_LC} needs extended length", f"{p}.data",
+            words=Msg("errors.formats.apdu.lc_needs_extended_length",
+                      {"lc": lc, "short_max_lc": SHORT_MAX_LC}))
     if le is not None and not 1 <= le <= SHORT_MAX_LE:
-        raise _fail(f"short Le must be 1..{SHORT_MAX_LE}", f"{p}.le")
+        raise _fail(f"short Le must be 1..{SHORT_MAX_LE}", f"{p}.le",
+            words=Msg("errors.formats.apdu.short_le", {"short_max_le": SHORT_MAX_LE}))
     if lc:
         out += bytes((lc,)) + apdu.data
     if le is not None:
@@ -351,10 +369,12 @@ def parse_response_apdu(data: bytes) -> ResponseApdu:
     """Split ``data SW1 SW2``.  SW1 must be 6x or 9x (ISO/IEC 7816-4 §5.6)."""
     data = bytes(data)
     if len(data) < 2:
-        raise _fail(f"a response APDU has at least 2 bytes, got {len(data)}", "response_apdu")
+        raise _fail(f"a response APDU has at least 2 bytes, got {len(data)}", "response_apdu",
+            words=Msg("errors.formats.apdu.response_apdu_least_bytes", {"data": len(data)}))
     sw = (data[-2] << 8) | data[-1]
     if sw >> 12 not in (0x6, 0x9) or sw >> 8 == 0x60:
-        raise _fail(f"SW1 {sw >> 8:02X} is not a status byte", "response_apdu.sw1")
+        raise _fail(f"SW1 {sw >> 8:02X} is not a status byte", "response_apdu.sw1",
+            words=Msg("errors.formats.apdu.sw1_not_status_byte", {"sw": f"{sw >> 8:02X}"}))
     return ResponseApdu(data=data[:-2], sw=sw)
 
 
@@ -362,9 +382,11 @@ def build_response_apdu(resp: ResponseApdu) -> bytes:
     """Encode ``data SW1 SW2``."""
     check_range(resp.sw, 16, "response_apdu.sw")
     if resp.sw >> 12 not in (0x6, 0x9) or resp.sw >> 8 == 0x60:
-        raise _fail(f"SW1 {resp.sw >> 8:02X} is not a status byte", "response_apdu.sw1")
+        raise _fail(f"SW1 {resp.sw >> 8:02X} is not a status byte", "response_apdu.sw1",
+            words=Msg("errors.formats.apdu.sw1_not_status_byte", {"sw": f"{resp.sw >> 8:02X}"}))
     if not isinstance(resp.data, bytes | bytearray) or len(resp.data) > EXTENDED_MAX_LE:
-        raise _fail("data must be bytes of at most 65536", "response_apdu.data")
+        raise _fail("data must be bytes of at most 65536", "response_apdu.data",
+            words=Msg("errors.formats.apdu.data_bytes_most"))
     return bytes(resp.data) + resp.sw.to_bytes(2, "big")
 
 

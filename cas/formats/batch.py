@@ -58,26 +58,35 @@ def parse_batch_header(
 ) -> BatchHeader:
     """Parse and check a batch header plus the overall length and the SHA-256 trailer."""
     if len(data) < BATCH_HEADER_SIZE + BATCH_DIGEST_SIZE:
-        raise FormatError(f"too short for a batch file ({len(data)} bytes)", path=root)
+        raise FormatError(f"too short for a batch file ({len(data)} bytes)", path=root).with_id(
+            "formats.too_short_batch_file", field=root, n=len(data))
     c = parse_struct(BATCH_HEADER, bytes(data[:BATCH_HEADER_SIZE]), f"{root}.header")
     if c.magic != magic:
-        raise FormatError(f"expected magic {magic!r}, got {c.magic!r}", path=f"{root}.header.magic")
+        raise FormatError(f"expected magic {magic!r}, got {c.magic!r}", path=f"{root}.header.magic").with_id(
+            "formats.expected_magic", field=f"{root}.header.magic", magic=f"{magic!r}",
+            magic2=f"{c.magic!r}")
     if c.record_version != record_version or c.record_size != record_size:
         raise FormatError(
             f"record format {c.record_version}/{c.record_size} bytes not supported "
             f"(expected {record_version}/{record_size})",
             path=f"{root}.header.record_size",
-        )
+        ).with_id(
+            "formats.record_format_bytes_not", field=f"{root}.header.record_size",
+            record_version=c.record_version, record_size=c.record_size,
+            record_version2=record_version, record_size2=record_size)
     issuer = decode_padded_ascii(c.issuer, f"{root}.header.issuer")
     expected = BATCH_HEADER_SIZE + c.count * record_size + BATCH_DIGEST_SIZE
     if len(data) != expected:
         raise FormatError(
             f"header says {c.count} records = {expected} bytes, file has {len(data)}",
             path=f"{root}.header.count",
-        )
+        ).with_id(
+            "formats.header_says_records_bytes", field=f"{root}.header.count", count=c.count,
+            expected=expected, n=len(data))
     body = memoryview(data)[: expected - BATCH_DIGEST_SIZE]
     if hashlib.sha256(body).digest() != bytes(data[expected - BATCH_DIGEST_SIZE : expected]):
-        raise ChecksumError("SHA-256 does not match", path=f"{root}.sha256")
+        raise ChecksumError("SHA-256 does not match", path=f"{root}.sha256").with_id(
+            "formats.sha_does_not_match", field=f"{root}.sha256")
     return BatchHeader(
         magic=c.magic,
         record_version=c.record_version,

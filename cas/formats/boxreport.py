@@ -173,7 +173,8 @@ def post_report(url: str, lines: Sequence[str], *, timeout_s: float = 30.0) -> N
     """POST report lines to the runner's endpoint (``KIT_REPORT_URL``); one request, the
     lines as the body (``application/x-ndjson``), 204 expected."""
     if not url.startswith(("http://", "https://")):
-        raise ReportPostError(f"--report-url: {url!r} is not an http:// URL")
+        raise ReportPostError(f"--report-url: {url!r} is not an http:// URL").with_id(
+            "formats.report_url_not_http", url=f"{url!r}")
     body = "".join(line + "\n" for line in lines).encode("utf-8")
     request = urllib.request.Request(url, data=body, method="POST",
                                      headers={"Content-Type": NDJSON})
@@ -182,9 +183,12 @@ def post_report(url: str, lines: Sequence[str], *, timeout_s: float = 30.0) -> N
             status = answer.status
     except urllib.error.HTTPError as exc:
         why = exc.read().decode("utf-8", "replace").strip().splitlines() or [exc.reason]
-        raise ReportPostError(f"the report endpoint answered {exc.code}: {why[0]}") from None
+        raise ReportPostError(f"the report endpoint answered {exc.code}: {why[0]}").with_id(
+            "formats.report_endpoint_answered", code=exc.code, why=why[0]) from None
     except (urllib.error.URLError, OSError) as exc:
         reason = getattr(exc, "reason", exc)
-        raise ReportPostError(f"cannot POST the report to {url}: {reason}") from None
+        raise ReportPostError(f"cannot POST the report to {url}: {reason}").with_id(
+            "formats.cannot_post_report", url=url, reason=reason) from None
     if status not in (200, 201, 202, 204):
-        raise ReportPostError(f"the report endpoint answered {status}")
+        raise ReportPostError(f"the report endpoint answered {status}").with_id(
+            "formats.report_endpoint_answered_2", status=status)

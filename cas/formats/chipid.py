@@ -25,6 +25,7 @@ from cas.formats._common import (
     check_len,
     check_range,
     encode_padded_ascii,
+    field_error,
     key_summary,
     parse_struct,
     slots_builder,
@@ -122,7 +123,7 @@ def parse_chip_id_record_declarative(data: bytes) -> ChipIdRecord:
 
 
 def _fail(name: str, message: str) -> FormatError:
-    return FormatError(message, path=f"chip_id_record.body.{name}")
+    return field_error(message, f"chip_id_record.body.{name}")
 
 
 def _text(raw: bytes, name: str) -> str:
@@ -158,7 +159,8 @@ def _record_error(b: bytes) -> FormatError | None:
             raise _fail("format_version", f"unsupported version {version}")
         text = (_text(vendor, "vendor"), _text(model, "model"))
         if _crc32(b[:_BODY_SIZE]) != crc:
-            raise ChecksumError("integrity check failed", path="chip_id_record.crc32")
+            raise ChecksumError("integrity check failed", path="chip_id_record.crc32").with_id(
+                "formats.chip_id_record_crc32")
     except FormatError as exc:
         return exc
     if len(_NAMES) >= _NAMES_MAX:
@@ -226,13 +228,15 @@ def parse_chip_id_record(data: bytes) -> ChipIdRecord:
         raise FormatError(
             f"a Chip ID record is {CHIP_ID_RECORD_SIZE} bytes, got {len(data)}",
             path="chip_id_record",
-        )
+        ).with_id(
+            "formats.chip_id_record_chip", chip_id_record_size=CHIP_ID_RECORD_SIZE, n=len(data))
     return next(_iter_records(bytes(data), 0, 1, "chip_id_record"))
 
 
 def _validate(r: ChipIdRecord) -> tuple[bytes, bytes]:
     if not isinstance(r, ChipIdRecord):
-        raise FormatError(f"expected ChipIdRecord, got {type(r).__name__}", path="chip_id_record")
+        raise FormatError(f"expected ChipIdRecord, got {type(r).__name__}", path="chip_id_record").with_id(
+            "formats.chip_id_record_expected", name__=type(r).__name__)
     p = "chip_id_record"
     check_range(r.chip_id, 32, f"{p}.chip_id")
     check_range(r.firmware_version, 32, f"{p}.firmware_version")

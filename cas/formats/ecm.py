@@ -162,7 +162,8 @@ def _ppv_from(value: bytes, path: str) -> PpvEvent:
 
 def _ppv_value(event: PpvEvent, path: str) -> bytes:
     if not isinstance(event, PpvEvent):
-        raise FormatError(f"expected PpvEvent, got {type(event).__name__}", path=path)
+        raise FormatError(f"expected PpvEvent, got {type(event).__name__}", path=path).with_id(
+            "formats.expected_ppvevent", field=path, name__=type(event).__name__)
     for name, bits in (("event_id", 32), ("start_s", 32), ("end_s", 32), ("price_tokens", 16)):
         check_range(getattr(event, name), bits, f"{path}.{name}")
     return build_struct(PPV_EVENT_EXTENSION, dict(
@@ -199,14 +200,17 @@ def build_ecm_body(body: EcmBody) -> bytes:
     """Encode an ECM body (plaintext)."""
     p = "ecm.body"
     if not isinstance(body, EcmBody):
-        raise FormatError(f"expected EcmBody, got {type(body).__name__}", path=p)
+        raise FormatError(f"expected EcmBody, got {type(body).__name__}", path=p).with_id(
+            "formats.expected_ecmbody", field=p, name__=type(body).__name__)
     if not isinstance(body.cw_even, bytes) or len(body.cw_even) not in CW_LENGTHS:
-        raise FormatError("cw_even must be 8 or 16 bytes", path=f"{p}.cw_even")
+        raise FormatError("cw_even must be 8 or 16 bytes", path=f"{p}.cw_even").with_id(
+            "formats.cw_even_bytes", field=f"{p}.cw_even")
     check_len(body.cw_odd, len(body.cw_even), f"{p}.cw_odd")
     for name in ("package_ids", "regions"):
         values = getattr(body, name)
         if len(values) > 255:
-            raise FormatError("at most 255 entries", path=f"{p}.{name}")
+            raise FormatError("at most 255 entries", path=f"{p}.{name}").with_id(
+                "formats.most_entries", field=f"{p}.{name}")
         for i, v in enumerate(values):
             check_range(v, 16, f"{p}.{name}[{i}]")
     check_range(body.crypto_period, 32, f"{p}.crypto_period")
@@ -218,9 +222,11 @@ def build_ecm_body(body: EcmBody) -> bytes:
     for i, ext in enumerate(body.extensions):
         check_range(ext.tag, 8, f"{p}.extensions[{i}].tag")
         if ext.tag == EXT_PPV_EVENT:
-            raise FormatError("tag 0x01 is the ppv_event field", path=f"{p}.extensions[{i}]")
+            raise FormatError("tag 0x01 is the ppv_event field", path=f"{p}.extensions[{i}]").with_id(
+                "formats.tag_x01_ppv_event", field=f"{p}.extensions[{i}]")
         if len(ext.value) > 255:
-            raise FormatError("at most 255 bytes", path=f"{p}.extensions[{i}].value")
+            raise FormatError("at most 255 bytes", path=f"{p}.extensions[{i}].value").with_id(
+                "formats.most_bytes", field=f"{p}.extensions[{i}].value")
         extensions.append(dict(tag=ext.tag, value=bytes(ext.value)))
     return build_struct(
         ECM_BODY,
@@ -240,15 +246,18 @@ def build_ecm_body(body: EcmBody) -> bytes:
 def ecm_clear_bytes(header: EcmHeader, body_length: int) -> bytes:
     """Section header + clear header for a body of ``body_length`` bytes: the AEAD's AAD."""
     if not isinstance(header, EcmHeader):
-        raise FormatError(f"expected EcmHeader, got {type(header).__name__}", path="ecm.header")
+        raise FormatError(f"expected EcmHeader, got {type(header).__name__}", path="ecm.header").with_id(
+            "formats.ecm_header_expected_ecmheader", name__=type(header).__name__)
     if header.table_id not in (ECM_TABLE_EVEN, ECM_TABLE_ODD):
-        raise FormatError(f"table_id {header.table_id!r} is not 0x80/0x81", path="ecm.table_id")
+        raise FormatError(f"table_id {header.table_id!r} is not 0x80/0x81", path="ecm.table_id").with_id(
+            "formats.ecm_table_id_table", table_id=f"{header.table_id!r}")
     check_range(header.channel_id, 16, "ecm.channel_id")
     check_range(header.ecm_key_index, 8, "ecm.ecm_key_index")
     check_range(header.timestamp_s, 32, "ecm.timestamp_s")
     check_len(header.nonce, NONCE_SIZE, "ecm.nonce")
     if body_length < TAG_SIZE:
-        raise FormatError(f"sealed body shorter than the {TAG_SIZE}-byte tag", path="ecm.body")
+        raise FormatError(f"sealed body shorter than the {TAG_SIZE}-byte tag", path="ecm.body").with_id(
+            "formats.ecm_body_sealed_body", tag_size=TAG_SIZE)
     clear = build_struct(
         ECM_HEADER,
         dict(
@@ -266,7 +275,8 @@ def ecm_clear_bytes(header: EcmHeader, body_length: int) -> bytes:
 def build_ecm(ecm: Ecm) -> bytes:
     """Section bytes of an ECM (header + already sealed body)."""
     if not isinstance(ecm.body, bytes | bytearray):
-        raise FormatError("body must be bytes", path="ecm.body")
+        raise FormatError("body must be bytes", path="ecm.body").with_id(
+            "formats.ecm_body_body_bytes")
     return ecm_clear_bytes(ecm.header, len(ecm.body)) + bytes(ecm.body)
 
 
@@ -274,16 +284,17 @@ def parse_ecm(data: bytes) -> Ecm:
     """Parse an ECM section (table id 0x80/0x81); anything else is a FormatError."""
     data = bytes(data)
     if not data:
-        raise FormatError("empty section", path="ecm")
+        raise FormatError("empty section", path="ecm").with_id("formats.ecm_empty_section")
     if data[0] not in (ECM_TABLE_EVEN, ECM_TABLE_ODD):
-        raise FormatError(f"table_id {data[0]:#04x} is not an ECM (0x80/0x81)", path="ecm.table_id")
+        raise FormatError(f"table_id {data[0]:#04x} is not an ECM (0x80/0x81)", path="ecm.table_id").with_id(
+            "formats.ecm_table_id_table_2", data=f"{data[0]:#04x}")
     table_id, payload = parse_ca_section(data, "ecm")
     if len(payload) < ECM_HEADER_SIZE + TAG_SIZE:
         raise FormatError(
             f"{len(payload)} bytes after the section header, need at least "
             f"{ECM_HEADER_SIZE + TAG_SIZE}",
             path="ecm.body",
-        )
+        ).with_id("formats.ecm_body_bytes_after", n=len(payload), value=ECM_HEADER_SIZE + TAG_SIZE)
     c = parse_struct(ECM_HEADER, payload[:ECM_HEADER_SIZE], "ecm")
     header = EcmHeader(
         table_id=table_id,

@@ -428,11 +428,14 @@ def parse_emm_commands(data: bytes) -> list[EmmCommand]:
     while pos < len(data):
         path = f"emm.commands[{len(out)}]"
         if pos + 2 > len(data):
-            raise FormatError("truncated TLV header", path=path)
+            raise FormatError("truncated TLV header", path=path).with_id(
+                "formats.truncated_tlv_header", field=path)
         tag, length = data[pos], data[pos + 1]
         value = data[pos + 2 : pos + 2 + length]
         if len(value) != length:
-            raise FormatError(f"length {length} but {len(value)} bytes left", path=f"{path}.length")
+            raise FormatError(f"length {length} but {len(value)} bytes left", path=f"{path}.length").with_id(
+                "formats.length_but_bytes_left", field=f"{path}.length", length=length,
+                n=len(value))
         pos += 2 + length
         schema = COMMAND_VALUES.get(tag)
         if schema is None:
@@ -454,30 +457,38 @@ def _command_value(cmd: EmmCommand, path: str) -> tuple[int, bytes]:
     if isinstance(cmd, UnknownCommand):
         check_range(cmd.tag, 8, f"{path}.tag")
         if cmd.tag in _CLASSES:
-            raise FormatError(f"tag {cmd.tag:#04x} is a known command", path=f"{path}.tag")
+            raise FormatError(f"tag {cmd.tag:#04x} is a known command", path=f"{path}.tag").with_id(
+                "formats.tag_known_command", field=f"{path}.tag", tag=f"{cmd.tag:#04x}")
         if not isinstance(cmd.value, bytes | bytearray):
-            raise FormatError("value must be bytes", path=f"{path}.value")
+            raise FormatError("value must be bytes", path=f"{path}.value").with_id(
+                "formats.value_bytes", field=f"{path}.value")
         return cmd.tag, bytes(cmd.value)
     tag = _TAGS.get(type(cmd))
     if tag is None:
-        raise FormatError(f"not an EMM command: {type(cmd).__name__}", path=path)
+        raise FormatError(f"not an EMM command: {type(cmd).__name__}", path=path).with_id(
+            "formats.not_emm_command", field=path, name__=type(cmd).__name__)
     values = {name: getattr(cmd, name) for name in _FIELDS[tag]}
     if tag == EmmTag.SET_STATUS and values["status"] not in _VALID_STATUS:
-        raise FormatError(f"unknown card status {values['status']!r}", path=f"{path}.status")
+        raise FormatError(f"unknown card status {values['status']!r}", path=f"{path}.status").with_id(
+            "formats.unknown_card_status", field=f"{path}.status", values=f"{values['status']!r}")
     for name in ("pin_hash", "cwpk", "key", "chip_blob"):
         if name in values:  # Bytes(n) would pad/complain less clearly
             check_len(values[name], 24 if name == "chip_blob" else 16, f"{path}.{name}")
     if tag in (EmmTag.OSD_MESSAGE, EmmTag.OSD_MAIL) and not isinstance(values["text"], str):
-        raise FormatError("text must be str", path=f"{path}.text")
+        raise FormatError("text must be str", path=f"{path}.text").with_id(
+            "formats.text_str", field=f"{path}.text")
     if tag == EmmTag.SET_STATUS:
         values["status"] = int(values["status"])
     if tag == EmmTag.FINGERPRINT:
         if values["kind"] not in _VALID_FP_KIND:
-            raise FormatError(f"unknown fingerprint kind {values['kind']!r}", path=f"{path}.kind")
+            raise FormatError(f"unknown fingerprint kind {values['kind']!r}", path=f"{path}.kind").with_id(
+                "formats.unknown_fingerprint_kind", field=f"{path}.kind",
+                values=f"{values['kind']!r}")
         values["kind"] = int(values["kind"])
         for name in ("x_pct", "y_pct"):
             if not 0 <= values[name] <= 100:
-                raise FormatError(f"{values[name]} is not 0..100", path=f"{path}.{name}")
+                raise FormatError(f"{values[name]} is not 0..100", path=f"{path}.{name}").with_id(
+                    "formats.not", field=f"{path}.{name}", values=values[name])
     if tag == EmmTag.SET_SHARING:
         if values["policy"] not in _VALID_SHARING_POLICY:
             raise FormatError(f"unknown sharing policy {values['policy']!r}", path=f"{path}.policy")
@@ -496,7 +507,7 @@ def build_emm_commands(commands: Any) -> bytes:
         if len(value) > 255:
             raise FormatError(
                 f"value of {len(value)} bytes > 255", path=f"emm.commands[{i}].length"
-            )
+            ).with_id("formats.value_bytes_2", field=f"emm.commands[{i}].length", n=len(value))
         out += bytes((tag, len(value))) + value
     return bytes(out)
 
@@ -538,21 +549,24 @@ def _header_fields(header: EmmHeader) -> dict[str, Any]:
         check_len(a.members, MEMBER_BITMAP_SIZE, "emm.members")
         out.update(shared_address=a.shared_address, members=a.members)
     elif not isinstance(a, GlobalAddress):
-        raise FormatError(f"not an EMM address: {type(a).__name__}", path="emm.address")
+        raise FormatError(f"not an EMM address: {type(a).__name__}", path="emm.address").with_id(
+            "formats.emm_address_not_emm", name__=type(a).__name__)
     return out
 
 
 def emm_clear_bytes(header: EmmHeader, body_length: int) -> bytes:
     """Section header + clear header for a body of ``body_length`` bytes: the AEAD's AAD."""
     if not isinstance(header, EmmHeader):
-        raise FormatError(f"expected EmmHeader, got {type(header).__name__}", path="emm.header")
+        raise FormatError(f"expected EmmHeader, got {type(header).__name__}", path="emm.header").with_id(
+            "formats.emm_header_expected_emmheader", name__=type(header).__name__)
     check_range(header.seq, 32, "emm.seq")
     check_range(header.not_after_s, 32, "emm.not_after_s")
     check_len(header.nonce, NONCE_SIZE, "emm.nonce")
     fields = _header_fields(header)
     clear = build_struct(EMM_HEADERS[header.address.address_type], fields, "emm")
     if body_length < TAG_SIZE:
-        raise FormatError(f"sealed body shorter than the {TAG_SIZE}-byte tag", path="emm.body")
+        raise FormatError(f"sealed body shorter than the {TAG_SIZE}-byte tag", path="emm.body").with_id(
+            "formats.emm_body_sealed_body", tag_size=TAG_SIZE)
     return ca_section_clear(header.table_id, clear, body_length, "emm",
                             f"{max_emm_plaintext(header.address.address_type)} bytes of commands")
 
@@ -560,7 +574,8 @@ def emm_clear_bytes(header: EmmHeader, body_length: int) -> bytes:
 def build_emm(emm: Emm) -> bytes:
     """Section bytes of an EMM (header + already sealed body)."""
     if not isinstance(emm.body, bytes | bytearray):
-        raise FormatError("body must be bytes", path="emm.body")
+        raise FormatError("body must be bytes", path="emm.body").with_id(
+            "formats.emm_body_body_bytes")
     return emm_clear_bytes(emm.header, len(emm.body)) + bytes(emm.body)
 
 
@@ -573,10 +588,11 @@ def parse_emm_section(data: bytes) -> Emm | ForeignEmm:
     """Parse any EMM section (table id 0x82–0x8F).  Other table ids: FormatError."""
     data = bytes(data)
     if not data:
-        raise FormatError("empty section", path="emm")
+        raise FormatError("empty section", path="emm").with_id("formats.emm_empty_section")
     table_id = data[0]
     if table_id not in EMM_TABLE_IDS:
-        raise FormatError(f"table_id {table_id:#04x} is not an EMM (0x82-0x8F)", path="emm.table_id")
+        raise FormatError(f"table_id {table_id:#04x} is not an EMM (0x82-0x8F)", path="emm.table_id").with_id(
+            "formats.emm_table_id_table", table_id=f"{table_id:#04x}")
     if table_id not in EmmAddressType._value2member_map_:
         parse_ca_section(data, "emm", strict_flags=False)
         return ForeignEmm(table_id=table_id, section=data)
@@ -588,7 +604,7 @@ def parse_emm_section(data: bytes) -> Emm | ForeignEmm:
         raise FormatError(
             f"{len(payload)} bytes after the section header, need at least {size + TAG_SIZE}",
             path="emm.body",
-        )
+        ).with_id("formats.emm_body_bytes_after", n=len(payload), value=size + TAG_SIZE)
     c = parse_struct(schema, payload[:size], "emm")
     address: EmmAddress
     if address_type is EmmAddressType.UNIQUE:
@@ -607,7 +623,7 @@ def parse_emm(data: bytes) -> Emm:
     if isinstance(emm, ForeignEmm):
         raise FormatError(
             f"EMM table_id {emm.table_id:#04x} is not used by this CAS", path="emm.table_id"
-        )
+        ).with_id("formats.emm_table_id_emm", table_id=f"{emm.table_id:#04x}")
     return emm
 
 

@@ -100,7 +100,8 @@ def _hamming_decode(bits: list[int]) -> tuple[int, bool]:
 def encode_serial(serial: int) -> list[int]:
     """The 70 cell bits for ``serial`` (cell order: row by row, left to right)."""
     if not 0 <= serial <= 0xFFFFFFFF:
-        raise FormatError(f"serial {serial} does not fit 32 bits", path="fingerprint.serial")
+        raise FormatError(f"serial {serial} does not fit 32 bits", path="fingerprint.serial").with_id(
+            "formats.fingerprint_serial_serial_does", serial=serial)
     raw = serial.to_bytes(4, "big")
     payload = int.from_bytes(raw + bytes((crc8(raw),)), "big")
     codewords = [_hamming_encode((payload >> (36 - 4 * i)) & 0xF) for i in range(10)]
@@ -118,7 +119,8 @@ class Decoded:
 def decode_bits(bits: list[int]) -> Decoded | None:
     """The serial in 70 cell bits, or ``None`` when the CRC does not hold after correction."""
     if len(bits) != CELLS:
-        raise FormatError(f"{len(bits)} bits, need {CELLS}", path="fingerprint.bits")
+        raise FormatError(f"{len(bits)} bits, need {CELLS}", path="fingerprint.bits").with_id(
+            "formats.fingerprint_bits_bits_need", n=len(bits), cells=CELLS)
     payload = 0
     corrected = 0
     for i in range(GRID_COLS):

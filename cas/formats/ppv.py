@@ -148,7 +148,8 @@ def _purchase_dict(p: Purchase, path: str) -> dict[str, int]:
 
 def _check_i32(value: int, path: str) -> None:
     if not isinstance(value, int) or not -(1 << 31) <= value < (1 << 31):
-        raise FormatError("out of range for a signed 32-bit value", path=path)
+        raise FormatError("out of range for a signed 32-bit value", path=path).with_id(
+            "formats.out_range_signed_bit", field=path)
 
 
 def build_ppv_file(state: PpvState) -> bytes:
@@ -158,9 +159,12 @@ def build_ppv_file(state: PpvState) -> bytes:
                        ("next_purchase_seq", 32), ("last_emm_kind", 8), ("last_emm_seq", 32)):
         check_range(getattr(state, name), bits, f"{p}.{name}")
     if len(state.rights) > PPV_RIGHT_SLOTS:
-        raise FormatError(f"at most {PPV_RIGHT_SLOTS} event rights", path=f"{p}.rights")
+        raise FormatError(f"at most {PPV_RIGHT_SLOTS} event rights", path=f"{p}.rights").with_id(
+            "formats.most_event_rights", field=f"{p}.rights", ppv_right_slots=PPV_RIGHT_SLOTS)
     if len(state.purchases) > PPV_PURCHASE_SLOTS:
-        raise FormatError(f"at most {PPV_PURCHASE_SLOTS} purchases", path=f"{p}.purchases")
+        raise FormatError(f"at most {PPV_PURCHASE_SLOTS} purchases", path=f"{p}.purchases").with_id(
+            "formats.most_purchases", field=f"{p}.purchases",
+            ppv_purchase_slots=PPV_PURCHASE_SLOTS)
     rights = []
     for i, r in enumerate(state.rights):
         for name, bits in (("event_id", 32), ("channel_id", 16), ("start_s", 32), ("end_s", 32)):
@@ -196,7 +200,9 @@ def report_clear_bytes(report: PurchaseReport) -> bytes:
     check_range(report.credit_limit_tokens, 32, f"{p}.credit_limit_tokens")
     _check_i32(report.purse_tokens, f"{p}.purse_tokens")
     if len(report.purchases) > PPV_PURCHASE_SLOTS:
-        raise FormatError(f"at most {PPV_PURCHASE_SLOTS} purchases", path=f"{p}.purchases")
+        raise FormatError(f"at most {PPV_PURCHASE_SLOTS} purchases", path=f"{p}.purchases").with_id(
+            "formats.most_purchases", field=f"{p}.purchases",
+            ppv_purchase_slots=PPV_PURCHASE_SLOTS)
     return build_struct(REPORT_BODY, dict(
         serial=report.serial, report_counter=report.report_counter,
         purse_tokens=report.purse_tokens, credit_limit_tokens=report.credit_limit_tokens,
@@ -206,7 +212,8 @@ def report_clear_bytes(report: PurchaseReport) -> bytes:
 
 def build_report(report: PurchaseReport) -> bytes:
     if len(report.tag) != REPORT_TAG_SIZE:
-        raise FormatError(f"tag must be {REPORT_TAG_SIZE} bytes", path="ppv_report.tag")
+        raise FormatError(f"tag must be {REPORT_TAG_SIZE} bytes", path="ppv_report.tag").with_id(
+            "formats.ppv_report_tag_tag", report_tag_size=REPORT_TAG_SIZE)
     return report_clear_bytes(report) + bytes(report.tag)
 
 
@@ -214,7 +221,8 @@ def parse_report(data: bytes) -> PurchaseReport:
     """Parse a purchase report (its tag is checked by :func:`cas.card.ppv.verify_report`)."""
     data = bytes(data)
     if len(data) < REPORT_TAG_SIZE:
-        raise FormatError("shorter than its tag", path="ppv_report")
+        raise FormatError("shorter than its tag", path="ppv_report").with_id(
+            "formats.ppv_report_shorter_tag")
     c = parse_struct(REPORT_BODY, data[:-REPORT_TAG_SIZE], "ppv_report")
     return PurchaseReport(serial=c.serial, report_counter=c.report_counter,
                           purse_tokens=c.purse_tokens, credit_limit_tokens=c.credit_limit_tokens,

@@ -61,7 +61,8 @@ MAX_PRIVATE_SECTION_LENGTH = 4093
 
 def _check_range(path: str, value: int, bits: int) -> None:
     if not 0 <= value < (1 << bits):
-        raise FormatError(f"{value} does not fit in {bits} bits", path=path)
+        raise FormatError(f"{value} does not fit in {bits} bits", path=path).with_id(
+            "formats.does_not_fit_bits", field=path, value=value, bits=bits)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -102,7 +103,9 @@ class LongSection:
                 f"section_number {self.section_number} > last_section_number "
                 f"{self.last_section_number}",
                 path="section.section_number",
-            )
+            ).with_id(
+                "formats.section_section_number_section", section_number=self.section_number,
+                last_section_number=self.last_section_number)
 
 
 Section = ShortSection | LongSection
@@ -114,7 +117,9 @@ def section_total_length(data: bytes | bytearray | memoryview) -> int:
         raise FormatError(
             f"need {SHORT_HEADER_SIZE} bytes for a section header, got {len(data)}",
             path="section.section_length",
-        )
+        ).with_id(
+            "formats.section_section_length_need", short_header_size=SHORT_HEADER_SIZE,
+            n=len(data))
     return SHORT_HEADER_SIZE + (((data[1] & 0x0F) << 8) | data[2])
 
 
@@ -136,12 +141,16 @@ def parse_section(
         raise FormatError(
             f"section_length {section_length} exceeds the limit {max_section_length}",
             path="section.section_length",
-        )
+        ).with_id(
+            "formats.section_section_length_section_2", section_length=section_length,
+            max_section_length=max_section_length)
     if len(data) != total:
         raise FormatError(
             f"section_length {section_length} implies {total} bytes, got {len(data)}",
             path="section.section_length",
-        )
+        ).with_id(
+            "formats.section_section_length_section_3", section_length=section_length, total=total,
+            n=len(data))
     table_id = data[0]
     ssi = bool(data[1] & 0x80)
     private_indicator = bool(data[1] & 0x40)
@@ -153,19 +162,23 @@ def parse_section(
         raise FormatError(
             f"section_length {section_length} too short for a long section (min 9)",
             path="section.section_length",
-        )
+        ).with_id("formats.section_section_length_section_4", section_length=section_length)
     if check_crc and crc32_mpeg2(data) != 0:
         stored = int.from_bytes(data[-4:], "big")
         raise ChecksumError(
             f"CRC_32 {stored:08X} does not match {crc32_mpeg2(data[:-4]):08X}",
             path="section.CRC_32",
-        )
+        ).with_id(
+            "formats.section_crc_crc_does", stored=f"{stored:08X}",
+            data=f"{crc32_mpeg2(data[:-4]):08X}")
     section_number, last_section_number = data[6], data[7]
     if section_number > last_section_number:
         raise FormatError(
             f"section_number {section_number} > last_section_number {last_section_number}",
             path="section.section_number",
-        )
+        ).with_id(
+            "formats.section_section_number_section", section_number=section_number,
+            last_section_number=last_section_number)
     return LongSection(
         table_id=table_id,
         private_indicator=private_indicator,
@@ -189,7 +202,9 @@ def build_section(
                 f"payload of {section_length} bytes exceeds section_length limit "
                 f"{max_section_length}",
                 path="section.section_length",
-            )
+            ).with_id(
+                "formats.section_section_length_payload", section_length=section_length,
+                max_section_length=max_section_length)
         b1 = 0x30 | (0x40 if section.private_indicator else 0) | (section_length >> 8)
         return bytes((section.table_id, b1, section_length & 0xFF)) + section.payload
     section_length = LONG_HEADER_SIZE - SHORT_HEADER_SIZE + len(section.payload) + CRC_SIZE
@@ -198,7 +213,9 @@ def build_section(
             f"payload of {len(section.payload)} bytes gives section_length {section_length}, "
             f"over the limit {max_section_length}",
             path="section.section_length",
-        )
+        ).with_id(
+            "formats.section_section_length_payload_2", n=len(section.payload),
+            section_length=section_length, max_section_length=max_section_length)
     b1 = 0xB0 | (0x40 if section.private_indicator else 0) | (section_length >> 8)
     head = bytes(
         (
@@ -229,7 +246,9 @@ def iter_sections(data: bytes | bytearray | memoryview) -> Iterator[bytes]:
             raise FormatError(
                 f"section at offset {pos} needs {total} bytes, {len(data) - pos} left",
                 path="section.section_length",
-            )
+            ).with_id(
+                "formats.section_section_length_section_5", pos=pos, total=total,
+                value=len(data) - pos)
         yield data[pos : pos + total]
         pos += total
 

@@ -53,13 +53,17 @@ class EcmSettings:
     def __post_init__(self) -> None:
         if self.crypto_period_ms < 100 or self.crypto_period_ms % 100:
             # SimulCrypt carries CP durations in units of 100 ms (TS 103 197 CP_duration).
-            raise UsageError("crypto-period must be a positive multiple of 100 ms")
+            raise UsageError("crypto-period must be a positive multiple of 100 ms").with_id(
+                "headend.crypto_period_positive_multiple")
         if not 0 < self.repetition_ms <= self.crypto_period_ms:
-            raise UsageError("ECM repetition must be positive and at most the crypto-period")
+            raise UsageError("ECM repetition must be positive and at most the crypto-period").with_id(
+                "headend.ecm_repetition_positive_most")
         if self.cw_length not in (CSA2_CW_LEN, CISSA_CW_LEN):
-            raise UsageError("control words are 8 (CSA2) or 16 (CISSA) bytes")
+            raise UsageError("control words are 8 (CSA2) or 16 (CISSA) bytes").with_id(
+                "headend.control_words_csa2_cissa")
         if not 0 <= self.ecm_key_index <= 0xFF:
-            raise UsageError("ECM key index is a byte (0..255)")
+            raise UsageError("ECM key index is a byte (0..255)").with_id(
+                "headend.ecm_key_index_byte")
 
 
 def cw_slots(cp: int, current: bytes, following: bytes) -> tuple[bytes, bytes]:
@@ -96,7 +100,8 @@ class CwSchedule:
 
     def cw(self, cp: int) -> bytes:
         if cp < 0:
-            raise UsageError("crypto-period numbers start at 0")
+            raise UsageError("crypto-period numbers start at 0").with_id(
+                "headend.crypto_period_numbers_start")
         found = self._cws.get(cp)
         if found is None:
             found = self._cws[cp] = generate_cw(self._rng, self._length)
@@ -118,7 +123,8 @@ class EcmGenerator:
     def __init__(self, keys: OperatorKeys, *, ecm_key_index: int = 0,
                  rng: Rng = os.urandom) -> None:
         if not 0 <= ecm_key_index <= 0xFF:
-            raise UsageError("ECM key index is a byte (0..255)")
+            raise UsageError("ECM key index is a byte (0..255)").with_id(
+                "headend.ecm_key_index_byte")
         self._key = keys.ecm_key(ecm_key_index)
         self.ecm_key_index = ecm_key_index
         self._rng = rng
@@ -215,7 +221,7 @@ def generate_ecms(keys: OperatorKeys, criteria: Iterable[AccessCriteria], *,
     """ECMs for every channel over ``periods`` crypto-periods, period by period (test benches)."""
     settings = settings or EcmSettings()
     if periods <= 0:
-        raise UsageError("need at least one crypto-period")
+        raise UsageError("need at least one crypto-period").with_id("headend.need_least_one_crypto")
     gen = EcmGenerator(keys, ecm_key_index=settings.ecm_key_index, rng=rng)
     start_s = int(clock().timestamp()) - first_cp * settings.crypto_period_ms // 1000
     channels = [ChannelEcms(gen, c, settings=settings, start_s=start_s, rng=rng)
@@ -234,7 +240,8 @@ def criteria_from_lineup(lineup: object) -> dict[int, AccessCriteria]:
     from cas.billing.catalog import Lineup
 
     if not isinstance(lineup, Lineup):
-        raise UsageError("expected a cas.billing.catalog.Lineup")
+        raise UsageError("expected a cas.billing.catalog.Lineup").with_id(
+            "headend.expected_cas_billing_catalog")
     packages_of: dict[int, list[int]] = {}
     for pkg in lineup.packages:
         for number in pkg.channel_numbers:

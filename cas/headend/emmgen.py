@@ -190,7 +190,8 @@ def ecm_key_update_command(index: int, key: Key) -> bytes:
 def osd_command(text: str) -> bytes:
     raw = text.encode("utf-8")
     if len(raw) > 255:
-        raise UsageError("an on-screen message is at most 255 bytes of UTF-8")
+        raise UsageError("an on-screen message is at most 255 bytes of UTF-8").with_id(
+            "headend.screen_message_most_bytes")
     return bytes((EmmTag.OSD_MESSAGE, len(raw))) + raw
 
 
@@ -222,7 +223,7 @@ def seal_shared(group_key: Key, shared_address: int, members: bytes, seq: int,
                 not_after_s: int, nonce: bytes, plaintext: bytes) -> bytes:
     """A shared EMM section (table_id 0x83) for the members in the bitmap."""
     if len(members) != MEMBER_BITMAP_SIZE:
-        raise UsageError("member bitmap is 32 bytes")
+        raise UsageError("member bitmap is 32 bytes").with_id("headend.member_bitmap_bytes")
     aad = _SHARED_AAD.pack(EmmAddressType.SHARED,
                            _SECTION_FLAGS | (_SHARED_HEADER_LEN + len(plaintext) + TAG_SIZE),
                            shared_address.to_bytes(3, "big"), members, seq % SEQ_MODULUS,
@@ -234,7 +235,8 @@ def seal_global(global_key: Key, seq: int, not_after_s: int, nonce: bytes,
                 plaintext: bytes) -> bytes:
     """A global EMM section (table_id 0x84): every card."""
     if len(plaintext) > MAX_GLOBAL_PLAINTEXT:
-        raise UsageError(f"global EMM commands exceed {MAX_GLOBAL_PLAINTEXT} bytes")
+        raise UsageError(f"global EMM commands exceed {MAX_GLOBAL_PLAINTEXT} bytes").with_id(
+            "headend.global_emm_commands_exceed", max_global_plaintext=MAX_GLOBAL_PLAINTEXT)
     aad = _GLOBAL_AAD.pack(EmmAddressType.GLOBAL,
                            _SECTION_FLAGS | (_GLOBAL_HEADER_LEN + len(plaintext) + TAG_SIZE),
                            seq % SEQ_MODULUS, not_after_s, nonce)
@@ -261,7 +263,8 @@ class EmmSettings:
     def __post_init__(self) -> None:
         wire_duration_s(self.validity_s, "EMM validity", minimum_s=1)
         if self.shared_min_members < 0 or self.shared_min_members == 1:
-            raise UsageError("shared EMMs need at least 2 members (0 turns them off)")
+            raise UsageError("shared EMMs need at least 2 members (0 turns them off)").with_id(
+                "headend.shared_emms_need_least")
 
 
 @dataclass(slots=True)
@@ -527,7 +530,8 @@ def unique_job(cards: Iterable[CardTarget], next_seq: Callable[[int], int]) -> U
     for c in cards:
         pl = rights_plaintexts(c.rights)
         if len(pl) != 1 or c.pairing is not None:
-            raise UsageError(f"card {c.serial:010d} needs the general path (build_batch)")
+            raise UsageError(f"card {c.serial:010d} needs the general path (build_batch)").with_id(
+                "headend.card_needs_general_path", serial=f"{c.serial:010d}")
         serials.append(c.serial)
         seqs.append(next_seq(c.serial))
         plains.append(pl[0])
@@ -540,7 +544,8 @@ def global_emm(keys: OperatorKeys, *, seq: int, at: datetime, commands: Sequence
                validity_s: int = DEFAULT_EMM_VALIDITY_S, rng: Rng = os.urandom) -> bytes:
     """One global EMM carrying the given command TLVs (ECM key update, OSD message)."""
     if not commands:
-        raise UsageError("a global EMM needs at least one command")
+        raise UsageError("a global EMM needs at least one command").with_id(
+            "headend.global_emm_needs_least")
     return seal_global(keys.global_key(), seq,
                        wire_end_s(at, validity_s, "EMM expiry (time + validity)"),
                        rng(NONCE_SIZE), b"".join(commands))

@@ -128,7 +128,8 @@ class RefreshReport:
 
 def check_run_name(run: str) -> str:
     if not _RUN_NAME.match(run):
-        raise UsageError("a refresh run name is 1-32 letters, digits or '-'")
+        raise UsageError("a refresh run name is 1-32 letters, digits or '-'").with_id(
+            "headend.refresh_run_name_letters")
     return run
 
 
@@ -136,7 +137,8 @@ def require_multi_process(store: Store) -> None:
     """One line for SQLite: several processes need PostgreSQL's row locks."""
     if store.dialect != "postgresql":
         raise RefreshRefused("a refresh over several processes needs PostgreSQL (SKIP LOCKED "
-                             "work items); on SQLite run 'cas emm refresh --workers 1'")
+                             "work items); on SQLite run 'cas emm refresh --workers 1'").with_id(
+            "headend.refresh_over_several_processes")
 
 
 def _plan_key(run: str) -> str:
@@ -198,7 +200,9 @@ def start_refresh(store: Store, *, run: str, at: datetime, out_dir: str,
             os.makedirs(out_dir, exist_ok=True)
         except OSError as exc:
             raise UsageError(f"cannot make the refresh directory {out_dir}: "
-                             f"{exc.strerror or exc}") from exc
+                             f"{exc.strerror or exc}").with_id(
+                "headend.cannot_make_refresh_directory", out_dir=out_dir,
+                value=exc.strerror or exc) from exc
         counts = [(int(a), int(c)) for a, c in s.execute(
             select(Card.shared_address, func.count()).group_by(Card.shared_address)
             .order_by(Card.shared_address))]
@@ -225,7 +229,8 @@ def load_plan(store: Store, run: str) -> RefreshPlan:
     with store.reader() as s:
         raw = get_setting(s, _plan_key(run))
     if raw is None:
-        raise UsageError(f"no EMM refresh run {run!r}: start it with 'cas emm refresh'")
+        raise UsageError(f"no EMM refresh run {run!r}: start it with 'cas emm refresh'").with_id(
+            "headend.no_emm_refresh_run", run=f"{run!r}")
     return RefreshPlan.from_json(raw)
 
 
@@ -439,7 +444,9 @@ def finish_refresh(store: Store, run: str, out: str) -> RefreshReport:
         left = sum(1 for i in items if i["state"] != "done")
         if left:
             raise UsageError(f"EMM refresh {run!r}: {left} of {plan.items} items not done "
-                             f"yet (start 'cas emm worker --run {run}')")
+                             f"yet (start 'cas emm worker --run {run}')").with_id(
+                "headend.emm_refresh_items_not", run=f"{run!r}", left=left, items=plan.items,
+                run2=run)
         check_output_file(out, "EMM output")
         part = out + ".emm-partial"
         with open(part, "wb") as fh:

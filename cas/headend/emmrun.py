@@ -131,13 +131,16 @@ def emm_run(store: Store, keys: OperatorKeys, *, mode: str, at: datetime,
     from cas.store.repo import get_setting, set_setting
 
     if not isinstance(store, Store):
-        raise UsageError("emm_run needs a cas.store Store")
+        raise UsageError("emm_run needs a cas.store Store").with_id("headend.emm_run_needs_cas")
     if mode not in ("full", "incremental", "global"):
-        raise UsageError(f"unknown EMM run mode {mode!r}")
+        raise UsageError(f"unknown EMM run mode {mode!r}").with_id(
+            "headend.unknown_emm_run_mode", mode=f"{mode!r}")
     if out_format not in ("sections", "ts"):
-        raise UsageError("output format is 'sections' or 'ts'")
+        raise UsageError("output format is 'sections' or 'ts'").with_id(
+            "headend.output_format_sections_ts")
     if mode == "global" and not global_commands:
-        raise UsageError("a global run needs at least one global command")
+        raise UsageError("a global run needs at least one global command").with_id(
+            "headend.global_run_needs_least")
     # Every EMM of the run expires at at + validity (u32 not_after_s): refuse a run the wire
     # cannot carry before the partial file or a sequence number exists (cas/wiretime.py).
     wire_end_s(at, settings.validity_s, "EMM expiry (--at or the clock, + --validity-s)")
@@ -155,7 +158,8 @@ def emm_run(store: Store, keys: OperatorKeys, *, mode: str, at: datetime,
             state = RunState.from_json(raw)
             if state.mode != mode:
                 raise UsageError(f"an unfinished {state.mode} EMM run is pending: run "
-                                 f"'cas emm generate --{state.mode}' to finish it first")
+                                 f"'cas emm generate --{state.mode}' to finish it first").with_id(
+                    "headend.unfinished_emm_run_pending", mode=state.mode)
         else:
             tmp = _tmp_path(out)
             state = RunState(mode=mode, at_s=int(at.timestamp()), tmp_path=tmp)

@@ -45,16 +45,21 @@ def osd_mail(message_id: int, text: str, *, priority: int = 0, duration_s: int =
     """A mailbox message, its limits checked (UsageError): id 1..65535, priority 0..255,
     duration 1..65535 s, at most 246 bytes of UTF-8."""
     if not 1 <= message_id <= 0xFFFF:
-        raise UsageError(f"message id {message_id} outside 1..65535")
+        raise UsageError(f"message id {message_id} outside 1..65535").with_id(
+            "headend.message_id_outside", message_id=message_id)
     if not 0 <= priority <= MAX_PRIORITY:
-        raise UsageError(f"priority {priority} outside 0..{MAX_PRIORITY}")
+        raise UsageError(f"priority {priority} outside 0..{MAX_PRIORITY}").with_id(
+            "headend.priority_outside", priority=priority, max_priority=MAX_PRIORITY)
     if not 1 <= duration_s <= MAX_DISPLAY_S:
-        raise UsageError(f"display time {duration_s} s outside 1..{MAX_DISPLAY_S}")
+        raise UsageError(f"display time {duration_s} s outside 1..{MAX_DISPLAY_S}").with_id(
+            "headend.display_time_outside", duration_s=duration_s, max_display_s=MAX_DISPLAY_S)
     if not text:
-        raise UsageError("an on-screen message needs a text")
+        raise UsageError("an on-screen message needs a text").with_id(
+            "headend.screen_message_needs_text")
     if len(text.encode("utf-8")) > OSD_MAIL_MAX_TEXT_BYTES:
         raise UsageError(f"an on-screen message is at most {OSD_MAIL_MAX_TEXT_BYTES} bytes of "
-                         "UTF-8")
+                         "UTF-8").with_id(
+            "headend.screen_message_most_bytes_2", osd_mail_max_text_bytes=OSD_MAIL_MAX_TEXT_BYTES)
     start_s = wire_time_s(start, "message start") if start is not None else 0
     return OsdMail(message_id=message_id, priority=priority, start_s=start_s,
                    duration_s=duration_s, text=text)
@@ -64,10 +69,12 @@ def fingerprint_order(kind: FingerprintKind, *, duration_s: int = 10, x_pct: int
                       y_pct: int = 90, start: datetime | None = None) -> Fingerprint:
     """A fingerprint order, its limits checked (UsageError)."""
     if not 1 <= duration_s <= MAX_DISPLAY_S:
-        raise UsageError(f"display time {duration_s} s outside 1..{MAX_DISPLAY_S}")
+        raise UsageError(f"display time {duration_s} s outside 1..{MAX_DISPLAY_S}").with_id(
+            "headend.display_time_outside", duration_s=duration_s, max_display_s=MAX_DISPLAY_S)
     for name, v in (("x", x_pct), ("y", y_pct)):
         if not 0 <= v <= 100:
-            raise UsageError(f"fingerprint {name} position {v} % outside 0..100")
+            raise UsageError(f"fingerprint {name} position {v} % outside 0..100").with_id(
+                "headend.fingerprint_position_outside", name=name, v=v)
     start_s = wire_time_s(start, "fingerprint start") if start is not None else 0
     return Fingerprint(kind=kind, start_s=start_s, duration_s=duration_s, x_pct=x_pct,
                        y_pct=y_pct)
@@ -118,7 +125,8 @@ def osd_emm(keys: OperatorKeys, target: OsdTarget, commands: Sequence[EmmCommand
             seq: int, at: datetime, validity_s: int, rng: Rng = os.urandom) -> bytes:
     """One sealed EMM section carrying ``commands`` to ``target``."""
     if not commands:
-        raise UsageError("an OSD EMM needs at least one command")
+        raise UsageError("an OSD EMM needs at least one command").with_id(
+            "headend.osd_emm_needs_least")
     header = EmmHeader(address=target.emm_address(), seq=seq,
                        not_after_s=wire_end_s(at, validity_s, "EMM expiry (time + validity)"))
     return seal_emm(target.key(keys), header, list(commands), rng(NONCE_SIZE))

@@ -46,9 +46,10 @@ class TestService:
 
     def __post_init__(self) -> None:
         if not 1 <= self.service_id <= 0xFFFF:
-            raise UsageError(f"service id {self.service_id} outside 1..65535")
+            raise UsageError(f"service id {self.service_id} outside 1..65535").with_id(
+                "headend.service_id_outside_2", service_id=self.service_id)
         if not self.name:
-            raise UsageError("a service needs a name")
+            raise UsageError("a service needs a name").with_id("headend.service_needs_name")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -85,12 +86,13 @@ def ffmpeg_command(services: Sequence[TestService], out: Path, options: TestStre
     ``start_pid`` / ``pmt_start_pid``: the first PIDs ffmpeg gives the elementary streams (two
     per service) and the PMTs (one per service)."""
     if not services:
-        raise UsageError("a test stream needs at least one service")
+        raise UsageError("a test stream needs at least one service").with_id(
+            "headend.test_stream_needs_least")
     ids = [s.service_id for s in services]
     if len(set(ids)) != len(ids):
-        raise UsageError("service ids must be unique")
+        raise UsageError("service ids must be unique").with_id("headend.service_ids_unique")
     if options.duration_s <= 0:
-        raise UsageError("duration must be positive")
+        raise UsageError("duration must be positive").with_id("headend.duration_positive")
     dur = f"{options.duration_s:g}"
     cmd = [ffmpeg, "-hide_banner", "-loglevel", "error", "-nostdin", "-y"]
     for i, _svc in enumerate(services):
@@ -140,7 +142,8 @@ def sdt_groups(services: Sequence[TestService]) -> list[list[TestService]]:
     for svc in services:
         size = _sdt_entry_size(svc)
         if size > _SDT_ROOM:
-            raise UsageError(f"the name of service {svc.service_id} is too long for an SDT")
+            raise UsageError(f"the name of service {svc.service_id} is too long for an SDT").with_id(
+                "headend.name_service_too_long", service_id=svc.service_id)
         if used + size > _SDT_ROOM:
             groups.append([])
             used = 0
@@ -155,7 +158,8 @@ def make_test_stream(services: Sequence[TestService], out: Path,
     options = options or TestStreamOptions()
     exe = shutil.which(ffmpeg)
     if exe is None:
-        raise ConfigError(f"{ffmpeg} not found: install Debian's ffmpeg (scripts/setup.sh does)")
+        raise ConfigError(f"{ffmpeg} not found: install Debian's ffmpeg (scripts/setup.sh does)").with_id(
+            "headend.not_found_install_debian", ffmpeg=ffmpeg)
     ffmpeg_command(services, out, options, ffmpeg=exe)  # the argument checks, before any run
     groups = sdt_groups(services)
     tmp = out.with_name(out.name + ".part")
@@ -196,11 +200,13 @@ def _run_ffmpeg(cmd: list[str], tmp: Path, ffmpeg: str) -> None:
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
     except OSError as exc:
-        raise StreamError(f"cannot run {ffmpeg}: {exc}") from exc
+        raise StreamError(f"cannot run {ffmpeg}: {exc}").with_id(
+            "headend.cannot_run", ffmpeg=ffmpeg, exc=exc) from exc
     if proc.returncode != 0:
         tmp.unlink(missing_ok=True)
         last = (proc.stderr.strip().splitlines() or ["(no message)"])[-1]
-        raise StreamError(f"ffmpeg failed (exit {proc.returncode}): {last}")
+        raise StreamError(f"ffmpeg failed (exit {proc.returncode}): {last}").with_id(
+            "headend.ffmpeg_failed_exit", returncode=proc.returncode, last=last)
 
 
 def _pid(packet: bytes) -> int:
@@ -218,7 +224,8 @@ def _first_section(data: bytes, pid: int) -> bytes:
         payload = pkt[start + 1 + pkt[start]:]
         if len(payload) >= 3 and len(payload) >= section_total_length(payload):
             return payload[: section_total_length(payload)]
-    raise StreamError(f"ffmpeg wrote no section on PID {pid:#06x}")
+    raise StreamError(f"ffmpeg wrote no section on PID {pid:#06x}").with_id(
+        "headend.ffmpeg_wrote_no_section", pid=f"{pid:#06x}")
 
 
 def _merge(parts: list[bytes], services: Sequence[TestService],
@@ -237,7 +244,8 @@ def _merge(parts: list[bytes], services: Sequence[TestService],
                 for s in services)))
         sdt_sections = [psi.build_sdt(section) for section in sdt]
     except FormatError as exc:
-        raise StreamError(f"cannot merge the test stream's groups: {exc}") from exc
+        raise StreamError(f"cannot merge the test stream's groups: {exc}").with_id(
+            "headend.cannot_merge_test_stream", exc=exc) from exc
     pat_pk, sdt_pk = ts.Packetizer(psi.PAT_PID), ts.Packetizer(psi.SDT_PID)
 
     def packets(n: int, data: bytes) -> Iterator[tuple[float, int, bytes]]:

@@ -12,12 +12,14 @@ The language: ``--lang`` if given, else ``CAS_LANG``, else the locale (``LC_ALL`
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol, runtime_checkable
 
+from cas.errors import CasError
 from cas.i18n.catalog import LANGUAGES, Entry, catalogue, plural_category
 
 DEFAULT_LANGUAGE = "en"
@@ -181,6 +183,10 @@ class Translator:
             return ", ".join(str(self.value(v)) for v in value)
         if isinstance(value, Localised):
             return value.in_language(self)
+        if isinstance(value, CasError):  # a wrapped error's own line (formats.within)
+            named = (self.error(value.message_id, value.message_params)
+                     if value.message_id is not None and self.lang != DEFAULT_LANGUAGE else None)
+            return named if named is not None else str(value)
         return value
 
     def word(self, group: str, value: str) -> str:
@@ -188,6 +194,25 @@ class Translator:
         a value the catalogue does not list is shown as it came."""
         key = f"{group}.{value}"
         return self(key) if key in self._own or key in self._fallback else value
+
+    def error(self, message_id: str, params: dict[str, Any]) -> str | None:
+        """An error's line (``errors.<message_id>``, :meth:`cas.errors.CasError.with_id`) in
+        this language, or ``None`` when the catalogue lacks it.  A parameter that is one of
+        the fixed nouns the raisers pass as text ("surname", "card number": ``errors.what``)
+        or the operating system's reason as it words it (``exc.strerror``, "Permission
+        denied": ``errors.os_reason``) is put in the language too."""
+        key = f"errors.{message_id}"
+        if key not in self._own and key not in self._fallback:
+            return None
+        return self(key, **{k: self._word_param(v) for k, v in params.items()})
+
+    def _word_param(self, value: Any) -> Any:
+        if not isinstance(value, str):
+            return value
+        if f"errors.what.{value}" in self._own:
+            return self(f"errors.what.{value}")
+        reason = _strerror_names().get(value)
+        return self(f"errors.os_reason.{reason}") if reason else value
 
     def number(self, value: int) -> str:
         """An integer with the language's grouping: ``2,659`` / ``2 659`` (CLDR)."""
@@ -220,6 +245,14 @@ def _reason_text(key: str, lang: str) -> str | None:
 
 #: The operating system's reasons a command line meets, by errno name (``errors.os_reason``).
 _OS_REASONS = ("ENOENT", "EACCES", "EISDIR", "ENOTDIR", "EEXIST", "ENOSPC", "EROFS")
+
+
+@functools.cache
+def _strerror_names() -> dict[str, str]:
+    """The system's wording of the reasons in the catalogue -> their errno names."""
+    import errno
+
+    return {os.strerror(getattr(errno, name)): name for name in _OS_REASONS}
 
 
 def os_reason(exc: OSError) -> Msg | str:

@@ -87,9 +87,10 @@ def prepare_out(out: Path) -> None:
     """An empty kit dir: refuse to wipe a directory that is not a kit."""
     if out.exists():
         if not out.is_dir():
-            raise UsageError(f"{out} is not a directory")
+            raise UsageError(f"{out} is not a directory").with_id("kit.not_directory", out=out)
         if any(out.iterdir()) and not (out / MARKER).exists():
-            raise UsageError(f"{out} is not empty and not a cas-sim kit; give another -o")
+            raise UsageError(f"{out} is not empty and not a cas-sim kit; give another -o").with_id(
+                "kit.not_empty_not_cas", out=out)
         shutil.rmtree(out)
     out.mkdir(parents=True)
     (out / MARKER).write_text("made by `cas kit build`; rebuilt by every build\n")
@@ -102,7 +103,8 @@ def _source(scenario: Scenario, value: str, package: str) -> str | Path:
     local = scenario.source.parent / value
     if "/" in value or value.endswith(".toml"):
         if not local.is_file():
-            raise ScenarioError(f"{scenario.source}: kit.{package}: no file {local}")
+            raise ScenarioError(f"{scenario.source}: kit.{package}: no file {local}").with_id(
+                "kit.kit_no_file", source=scenario.source, package=package, local=local)
         return local
     return value
 
@@ -323,7 +325,9 @@ class _World:
         serial = self.serials.get(who)
         if serial is None:
             raise ScenarioError(f"{self.scenario.source}: {event.kind.value}: "
-                                f"subscriber {who!r} has no card")
+                                f"subscriber {who!r} has no card").with_id(
+                "kit.subscriber_no_card", source=self.scenario.source, value=event.kind.value,
+                who=f"{who!r}")
         if event.kind is EventKind.REGION:
             accounts.set_card_region(session, serial=serial, region=event.args["region"], at=at)
         elif event.kind is EventKind.KIDS:

@@ -23,4 +23,5 @@ def find_scenario(name_or_path: str) -> Path:
             return p
     names = ", ".join(p.stem for p in shipped_scenarios())
     raise UsageError(f"no scenario file {name_or_path!r} and no shipped scenario of that name "
-                     f"({names})")
+                     f"({names})").with_id(
+        "kit.no_scenario_file_no", name_or_path=f"{name_or_path!r}", names=names)

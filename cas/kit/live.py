@@ -204,7 +204,8 @@ class LiveBox:
                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                     start_new_session=True)
         except FileNotFoundError:
-            raise UsageError(f"box command not found: {command[0]}") from None
+            raise UsageError(f"box command not found: {command[0]}").with_id(
+                "kit.box_command_not_found", command=command[0]) from None
         box = cls(key=key, proc=proc, port=port, card=card, pin=pin, server=server,
                   states={}, stderr_tail=[])
         threading.Thread(target=box._read_stdout, daemon=True).start()

@@ -120,9 +120,11 @@ def _load(path: Path, what: str) -> Any:
     try:
         return json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise UsageError(f"{path.parent} is not a kit: no {path.name} ({what})") from None
+        raise UsageError(f"{path.parent} is not a kit: no {path.name} ({what})").with_id(
+            "kit.not_kit_no", parent=path.parent, name=path.name, what=what) from None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ConfigError(f"{path}: cannot read the {what}: {exc}") from None
+        raise ConfigError(f"{path}: cannot read the {what}: {exc}").with_id(
+            "kit.cannot_read", path=path, what=what, exc=exc) from None
 
 
 def box_env(kit: Path, timeline: Mapping[str, Any], work: Path, step: Mapping[str, Any],
@@ -187,7 +189,8 @@ def _play(command: Sequence[str], stream: Path, env: Mapping[str, str],
         done = subprocess.run([*command, str(stream)], env=dict(env), capture_output=True,
                               text=True, timeout=BOX_TIMEOUT_S, check=False)
     except FileNotFoundError:
-        raise UsageError(f"box command not found: {command[0]}") from None
+        raise UsageError(f"box command not found: {command[0]}").with_id(
+            "kit.box_command_not_found", command=command[0]) from None
     except subprocess.TimeoutExpired:
         if posted is not None:
             posted()
@@ -218,11 +221,13 @@ def open_kit(kit: Path, box: str) -> tuple[dict[str, Any], dict[str, Any], list[
     timeline = _load(kit / "timeline.json", "timeline")
     if not isinstance(timeline, dict) or timeline.get("format") != KIT_FORMAT:
         raise ConfigError(f"{kit / 'timeline.json'}: not a kit of format {KIT_FORMAT} "
-                          "(rebuild it with this cas kit build)")
+                          "(rebuild it with this cas kit build)").with_id(
+            "kit.not_kit_format_rebuild", value=kit / "timeline.json", kit_format=KIT_FORMAT)
     expected = _load(kit / "expected.json", "expected matrix")
     command = stub_command() if box == STUB else shlex.split(box)
     if not command:
-        raise UsageError("--box is empty: give a command, or 'stub'")
+        raise UsageError("--box is empty: give a command, or 'stub'").with_id(
+            "kit.box_empty_give_command")
     return timeline, expected, command
 
 

@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from cas.errors import ConfigError
+from cas.i18n import Msg
 from cas.reasons import Reason
 
 _SLUG = re.compile(r"^[a-z0-9][a-z0-9-]{0,47}$")
@@ -249,18 +250,22 @@ class _Where:
                     return i + 1
         return 1
 
-    def error(self, key: str, problem: str, *, after: int = 0) -> ScenarioError:
+    def error(self, key: str, problem: str, words: Msg, *, after: int = 0) -> ScenarioError:
+        """``path:line: key: problem``; ``words`` is ``problem`` as a catalogue message."""
         line = self.line_of(key, after=after)
-        return ScenarioError(f"{self.path}:{line}: {key}: {problem}")
+        return ScenarioError(f"{self.path}:{line}: {key}: {problem}").with_id(
+            "kit.scenario_field", path=self.path, line=line, key=key, problem=words)
 
 
 def load_scenario(path: Path) -> Scenario:
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
-        raise ScenarioError(f"{path}: cannot read: {exc.strerror}") from exc
+        raise ScenarioError(f"{path}: cannot read: {exc.strerror}").with_id(
+            "kit.cannot_read_2", path=path, strerror=exc.strerror) from exc
     except UnicodeDecodeError:
-        raise ScenarioError(f"{path}:1: not UTF-8 text") from None
+        raise ScenarioError(f"{path}:1: not UTF-8 text").with_id(
+            "kit.not_utf_text", path=path) from None
     return parse_scenario(text, path)
 
 
@@ -270,25 +275,30 @@ def parse_scenario(text: str, path: Path) -> Scenario:
     except tomllib.TOMLDecodeError as exc:
         m = re.search(r"line (\d+)", str(exc))
         line = m.group(1) if m else "1"
-        raise ScenarioError(f"{path}:{line}: not valid TOML: {str(exc).split(' (at')[0]}") from None
+        raise ScenarioError(f"{path}:{line}: not valid TOML: {str(exc).split(' (at')[0]}").with_id(
+            "kit.not_valid_toml", path=path, line=line, value=str(exc).split(" (at")[0]) from None
     where = _Where(path, text)
     kit = doc.get("kit")
     if not isinstance(kit, dict):
-        raise ScenarioError(f"{path}:1: kit: the [kit] table is missing")
+        raise ScenarioError(f"{path}:1: kit: the [kit] table is missing").with_id(
+            "kit.kit_kit_table_missing", path=path)
     unknown = set(doc) - {"kit", "subscriber", "step"}
     if unknown:
         key = sorted(unknown)[0]
-        raise where.error(key, "unknown table (use kit, subscriber, step)")
+        raise where.error(key, "unknown table (use kit, subscriber, step)",
+            Msg("errors.kit.problem.unknown_table_use_kit"))
     kit_line = _table_line(where, "[kit]")
     name = _get(where, kit, "kit.name", str, after=kit_line)
     if not _SLUG.match(name):
-        raise where.error("kit.name", "use lower-case letters, digits and '-'", after=kit_line)
+        raise where.error("kit.name", "use lower-case letters, digits and '-'",
+            Msg("errors.kit.problem.use_lower_case_letters"), after=kit_line)
     seed = _get(where, kit, "kit.seed", int, after=kit_line)
     profile = _get(where, kit, "kit.profile", str, default="demo", after=kit_line)
     lineup = _get(where, kit, "kit.lineup", str, default="", after=kit_line) or None
     start = _get(where, kit, "kit.start", datetime, default=DEFAULT_START, after=kit_line)
     if start.tzinfo is None or start.utcoffset() != UTC.utcoffset(None):
-        raise where.error("kit.start", "give a UTC date-time ending in Z", after=kit_line)
+        raise where.error("kit.start", "give a UTC date-time ending in Z",
+            Msg("errors.kit.problem.give_utc_date_time"), after=kit_line)
     covers = tuple(_get(where, kit, "kit.covers", list, default=[], after=kit_line))
     subscribers = _subscribers(where, doc.get("subscriber", []))
     keys = {s.key for s in subscribers}
@@ -313,11 +323,14 @@ def _get(where: _Where, table: Mapping[str, Any], key: str, kind: type, *,
     if leaf not in table:
         if default is not None:
             return default
-        raise ScenarioError(f"{where.path}:{after + 1}: {key}: missing")
+        raise ScenarioError(f"{where.path}:{after + 1}: {key}: missing").with_id(
+            "kit.missing", path=where.path, value=after + 1, key=key)
     value = table[leaf]
     ok = isinstance(value, kind) and not (kind is int and isinstance(value, bool))
     if not ok:
         raise where.error(key, f"expected {kind.__name__}, got {type(value).__name__}",
+                          Msg("errors.kit.problem.expected_got",
+                              {"name__": kind.__name__, "name__2": type(value).__name__}),
                           after=after)
     return value
 
@@ -330,18 +343,22 @@ def _entry(where: _Where, item: Any, table: str, i: int, id_key: str, allowed: s
     ident = _get(where, item, f"{table}[{i}].{id_key}", str, after=at)
     if not _SLUG.match(ident):
         raise where.error(f"{table}[{i}].{id_key}", "use lower-case letters, digits and '-'",
+            Msg("errors.kit.problem.use_lower_case_letters"),
                           after=at)
     if ident in taken:
-        raise where.error(f"{table}[{i}].{id_key}", f"{ident!r} is used twice", after=at)
+        raise where.error(f"{table}[{i}].{id_key}", f"{ident!r} is used twice",
+            Msg("errors.kit.problem.used_twice", {"ident": f"{ident!r}"}), after=at)
     extra = set(item) - allowed
     if extra:
-        raise where.error(f"{table}[{i}].{sorted(extra)[0]}", "unknown key", after=at)
+        raise where.error(f"{table}[{i}].{sorted(extra)[0]}", "unknown key",
+            Msg("errors.kit.problem.unknown_key"), after=at)
     return ident, at
 
 
 def _subscribers(where: _Where, items: Any) -> tuple[SubscriberSpec, ...]:
     if not isinstance(items, list) or not items:
-        raise ScenarioError(f"{where.path}:1: subscriber: give at least one [[subscriber]]")
+        raise ScenarioError(f"{where.path}:1: subscriber: give at least one [[subscriber]]").with_id(
+            "kit.subscriber_give_least_one", path=where.path)
     out: list[SubscriberSpec] = []
     for i, item in enumerate(items):
         key, at = _entry(where, item, "subscriber", i, "key",
@@ -356,13 +373,15 @@ def _subscribers(where: _Where, items: Any) -> tuple[SubscriberSpec, ...]:
     for i, s in enumerate(out):
         if s.box is not None and s.box not in keys:
             raise where.error(f"subscriber[{i}].box", f"no subscriber {s.box!r}",
+                Msg("errors.kit.problem.no_subscriber", {"box": f"{s.box!r}"}),
                               after=where.header_line("subscriber", i) - 1)
     return tuple(out)
 
 
 def _steps(where: _Where, items: Any, boxes: set[str]) -> tuple[Step, ...]:
     if not isinstance(items, list) or not items:
-        raise ScenarioError(f"{where.path}:1: step: give at least one [[step]]")
+        raise ScenarioError(f"{where.path}:1: step: give at least one [[step]]").with_id(
+            "kit.step_give_least_one", path=where.path)
     out: list[Step] = []
     for i, item in enumerate(items):
         name, at = _entry(where, item, "step", i, "name",
@@ -377,13 +396,16 @@ def _steps(where: _Where, items: Any, boxes: set[str]) -> tuple[Step, ...]:
         for box, table in expect_raw.items():
             key = f"step[{i}].expect.{box}"
             if box not in boxes:
-                raise where.error(key, f"no subscriber {box!r}", after=at)
+                raise where.error(key, f"no subscriber {box!r}",
+                    Msg("errors.kit.problem.no_subscriber", {"box": f"{box!r}"}), after=at)
             if not isinstance(table, dict):
-                raise where.error(key, "expected a table of channel = REASON", after=at)
+                raise where.error(key, "expected a table of channel = REASON",
+                    Msg("errors.kit.problem.expected_table_channel_reason"), after=at)
             expect[box] = _expectation(where, table, key, at)
         missing = sorted(boxes - set(expect))
         if missing:
             raise where.error(f"step[{i}].expect", f"no expectation for box {missing[0]!r}",
+                Msg("errors.kit.problem.no_expectation_box", {"missing": f"{missing[0]!r}"}),
                               after=at)
         checks = _checks(where, _get(where, item, f"step[{i}].check", dict, default={},
                                      after=at), f"step[{i}].check", boxes, at)
@@ -400,7 +422,10 @@ def _reason(where: _Where, value: Any, key: str, at: int) -> Reason:
         return Reason(value)
     except ValueError:
         raise where.error(key, f"{value!r} is not a reason code "
-                               f"({', '.join(r.value for r in Reason)})", after=at) from None
+                               f"({', '.join(r.value for r in Reason)})",
+                          Msg("errors.kit.problem.not_reason_code",
+                              {"value": f"{value!r}", "value2": ", ".join(r.value for r in Reason)}),
+                          after=at) from None
 
 
 def _expectation(where: _Where, table: Mapping[str, Any], key: str, at: int) -> Expectation:
@@ -410,7 +435,8 @@ def _expectation(where: _Where, table: Mapping[str, Any], key: str, at: int) -> 
         if ch == "default":
             continue
         if not ch.isascii() or not ch.isdigit():
-            raise where.error(f"{key}.{ch}", "a channel is a number (or 'default')", after=at)
+            raise where.error(f"{key}.{ch}", "a channel is a number (or 'default')",
+                Msg("errors.kit.problem.channel_number_default"), after=at)
         channels[int(ch)] = _reason(where, value, f"{key}.{ch}", at)
     return Expectation(default=default, channels=channels)
 
@@ -452,12 +478,16 @@ def _checks(where: _Where, raw: Mapping[str, Any], key: str, boxes: set[str],
 def _event(where: _Where, raw: Any, key: str, boxes: set[str], at: int, *,
            earlier: set[str]) -> Event:
     if not isinstance(raw, dict):
-        raise where.error(key, "an event is an inline table {do = ..., ...}", after=at)
+        raise where.error(key, "an event is an inline table {do = ..., ...}",
+            Msg("errors.kit.problem.event_inline_table"), after=at)
     try:
         kind = EventKind(str(raw.get("do")))
     except ValueError:
         raise where.error(f"{key}.do", f"{raw.get('do')!r} is not an event "
                                        f"({', '.join(k.value for k in EventKind)})",
+                          Msg("errors.kit.problem.not_event",
+                              {"value": f"{raw.get('do')!r}",
+                               "value2": ", ".join(k.value for k in EventKind)}),
                           after=at) from None
     who: str | None = None
     needs = _NEEDS[kind]
@@ -468,21 +498,27 @@ def _event(where: _Where, raw: Any, key: str, boxes: set[str], at: int, *,
     if kind not in _NO_WHO and not (kind in _WHO_UNLESS_GLOBAL and args["address"] == "global"):
         who = _get(where, raw, f"{key}.who", str, after=at)
         if who not in boxes:
-            raise where.error(f"{key}.who", f"no subscriber {who!r}", after=at)
+            raise where.error(f"{key}.who", f"no subscriber {who!r}",
+                Msg("errors.kit.problem.no_subscriber_2", {"who": f"{who!r}"}), after=at)
     extra = (set(raw) - set(needs) - set(optional) - {"do"}
              - ({"who"} if who is not None else set()))
     if extra:
         raise where.error(f"{key}.{sorted(extra)[0]}", f"unknown field for {kind.value!r}",
+            Msg("errors.kit.problem.unknown_field", {"value": f"{kind.value!r}"}),
                           after=at)
     if kind is EventKind.LOSE_ECM and not all(
             isinstance(c, int) and not isinstance(c, bool) for c in args["channels"]):
-        raise where.error(f"{key}.channels", "a list of channel numbers", after=at)
+        raise where.error(f"{key}.channels", "a list of channel numbers",
+            Msg("errors.kit.problem.list_channel_numbers"), after=at)
     if kind in (EventKind.ECM_KEY, EventKind.SEND_ECM_KEY) and not 0 <= args["index"] <= 0xFF:
-        raise where.error(f"{key}.index", "an ECM key index is 0..255", after=at)
+        raise where.error(f"{key}.index", "an ECM key index is 0..255",
+            Msg("errors.kit.problem.ecm_key_index"), after=at)
     if kind is EventKind.REPLAY_EMM and args["step"] not in earlier:
-        raise where.error(f"{key}.step", f"no earlier step {args['step']!r}", after=at)
+        raise where.error(f"{key}.step", f"no earlier step {args['step']!r}",
+            Msg("errors.kit.problem.no_earlier_step", {"args": f"{args['step']!r}"}), after=at)
     if kind is EventKind.MOVE_CARD and args["to"] and args["to"] not in boxes:
-        raise where.error(f"{key}.to", f"no box {args['to']!r}", after=at)
+        raise where.error(f"{key}.to", f"no box {args['to']!r}",
+            Msg("errors.kit.problem.no_box", {"args": f"{args['to']!r}"}), after=at)
     _check_new_event(where, kind, args, key, boxes, at, who)
     return Event(kind=kind, who=who, args=args)
 

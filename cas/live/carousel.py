@@ -75,15 +75,20 @@ class CarouselSettings:
 
     def __post_init__(self) -> None:
         if self.repeat_count < 1:
-            raise UsageError("emm.repeat_count must be at least 1")
+            raise UsageError("emm.repeat_count must be at least 1").with_id(
+                "live.emm_repeat_count_least")
         if self.repeat_window_s < 0:
-            raise UsageError("emm.repeat_window_s must not be negative")
+            raise UsageError("emm.repeat_window_s must not be negative").with_id(
+                "live.emm_repeat_window_not")
         if self.cycle_bitrate_bps < 0:
-            raise UsageError("emm.cycle_bitrate_bps must not be negative (0 turns it off)")
+            raise UsageError("emm.cycle_bitrate_bps must not be negative (0 turns it off)").with_id(
+                "live.emm_cycle_bitrate_bps")
         if self.poll_interval_s <= 0:
-            raise UsageError("emm.poll_interval_s must be positive")
+            raise UsageError("emm.poll_interval_s must be positive").with_id(
+                "live.emm_poll_interval_positive")
         if self.validity_s <= 0:
-            raise UsageError("emm.validity_s must be positive")
+            raise UsageError("emm.validity_s must be positive").with_id(
+                "live.emm_validity_positive")
 
     @property
     def repeat_interval_s(self) -> float:
@@ -166,7 +171,7 @@ class EmmCarousel:
         """Committed rights changes -> stored EMMs -> queued in memory.  Blocking; call it in a
         thread.  Returns how many EMMs were newly queued for airing."""
         if self._closed:
-            raise UsageError("the EMM carousel is closed")
+            raise UsageError("the EMM carousel is closed").with_id("live.emm_carousel_closed")
         with self._poll_lock:
             started = time.monotonic()
             at = self.now()

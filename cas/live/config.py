@@ -20,6 +20,7 @@ from urllib.parse import urlsplit
 import cas
 from cas.errors import ConfigError
 from cas.headend.scrambler import Algorithm
+from cas.i18n import Msg
 
 #: Output URL schemes.
 DEFAULT_PACKETS_PER_DATAGRAM = 7
@@ -259,12 +260,15 @@ class _Table:
         self.file = file
         self.name = name
         if not isinstance(data, dict):
-            raise ConfigError(f"{file}: [{name}]: expected a table")
+            raise ConfigError(f"{file}: [{name}]: expected a table").with_id(
+                "live.expected_table", file=file, name=name)
         self.data: dict[str, Any] = dict(data)
         self.used: set[str] = set()
 
-    def fail(self, key: str, message: str) -> ConfigError:
-        return ConfigError(f"{self.file}: [{self.name}].{key}: {message}")
+    def fail(self, key: str, message: str, problem: Msg) -> ConfigError:
+        """``[name].key: message``; ``problem`` is ``message`` as a catalogue message."""
+        return ConfigError(f"{self.file}: [{self.name}].{key}: {message}").with_id(
+            "live.config_field", file=self.file, name=self.name, key=key, problem=problem)
 
     def _get(self, key: str) -> Any:
         self.used.add(key)
@@ -278,22 +282,25 @@ class _Table:
         value = self._get(key)
         if value is None:
             if required or default is None:
-                raise self.fail(key, "required")
+                raise self.fail(key, "required", Msg("errors.live.problem.required"))
             return default
         if not isinstance(value, str):
-            raise self.fail(key, f"expected a string, got {type(value).__name__}")
+            raise self.fail(key, f"expected a string, got {type(value).__name__}",
+                Msg("errors.live.problem.expected_string_got", {"name__": type(value).__name__}))
         return value
 
     def int_(self, key: str, default: int | None, lo: int, hi: int) -> int:
         value = self._get(key)
         if value is None:
             if default is None:
-                raise self.fail(key, "required")
+                raise self.fail(key, "required", Msg("errors.live.problem.required"))
             return default
         if isinstance(value, bool) or not isinstance(value, int):
-            raise self.fail(key, f"expected an integer, got {value!r}")
+            raise self.fail(key, f"expected an integer, got {value!r}",
+                Msg("errors.live.problem.expected_integer_got", {"value": f"{value!r}"}))
         if not lo <= value <= hi:
-            raise self.fail(key, f"{value} outside {lo}..{hi}")
+            raise self.fail(key, f"{value} outside {lo}..{hi}",
+                Msg("errors.live.problem.outside", {"value": value, "lo": lo, "hi": hi}))
         return value
 
     def opt_int(self, key: str, lo: int, hi: int) -> int | None:
@@ -304,9 +311,12 @@ class _Table:
         if value is None:
             return default
         if isinstance(value, bool) or not isinstance(value, int | float):
-            raise self.fail(key, f"expected a number, got {value!r}")
+            raise self.fail(key, f"expected a number, got {value!r}",
+                Msg("errors.live.problem.expected_number_got", {"value": f"{value!r}"}))
         if not lo <= float(value) <= hi:
-            raise self.fail(key, f"{value} outside {lo:g}..{hi:g}")
+            raise self.fail(key, f"{value} outside {lo:g}..{hi:g}",
+                Msg("errors.live.problem.outside",
+                    {"value": value, "lo": f"{lo:g}", "hi": f"{hi:g}"}))
         return float(value)
 
     def bool_(self, key: str, default: bool) -> bool:
@@ -314,7 +324,8 @@ class _Table:
         if value is None:
             return default
         if not isinstance(value, bool):
-            raise self.fail(key, f"expected true or false, got {value!r}")
+            raise self.fail(key, f"expected true or false, got {value!r}",
+                Msg("errors.live.problem.expected_true_false_got", {"value": f"{value!r}"}))
         return value
 
     def enum_(self, key: str, kind: type[Any], default: Any) -> Any:
@@ -323,7 +334,9 @@ class _Table:
             return kind(text)
         except ValueError:
             choices = ", ".join(repr(m.value) for m in kind)
-            raise self.fail(key, f"{text!r} is not one of {choices}") from None
+            raise self.fail(key, f"{text!r} is not one of {choices}",
+                Msg("errors.live.problem.not_one",
+                    {"text": f"{text!r}", "choices": choices})) from None
 
     def path_(self, key: str, base: Path) -> Path | None:
         text = self.str_(key, "")
@@ -335,13 +348,14 @@ class _Table:
     def done(self) -> None:
         unknown = sorted(set(self.data) - self.used)
         if unknown:
-            raise self.fail(unknown[0], "unknown key")
+            raise self.fail(unknown[0], "unknown key", Msg("errors.live.problem.unknown_key"))
 
 
 def _host_port(table: _Table, key: str, text: str) -> tuple[str, int]:
     host, sep, port = text.rpartition(":")
     if not sep or not host or not port.isdigit() or not 0 < int(port) <= 0xFFFF:
-        raise table.fail(key, f"{text!r}: expected HOST:PORT")
+        raise table.fail(key, f"{text!r}: expected HOST:PORT",
+            Msg("errors.live.problem.expected_host_port", {"text": f"{text!r}"}))
     return host, int(port)
 
 
@@ -359,19 +373,23 @@ def _output(t: _Table, base: Path) -> OutputConfig:
     if parts.scheme == "file":
         # file:///abs/x.ts (absolute) or file://x.ts (relative to the config file)
         if not parts.netloc + parts.path:
-            raise t.fail("url", f"{url!r}: no path")
+            raise t.fail("url", f"{url!r}: no path",
+                Msg("errors.live.problem.no_path", {"url": f"{url!r}"}))
         p = Path(parts.netloc + parts.path)
         return OutputConfig(kind=OutputKind.FILE, url=url, path=p if p.is_absolute() else base / p,
                             packets_per_datagram=ppd, wake_interval_us=wake_us)
     if parts.scheme not in ("udp", "rtp"):
         raise t.fail("url", f"{url!r}: expected udp://HOST:PORT, rtp://HOST:PORT, "
-                     "file:///PATH or -")
+                     "file:///PATH or -",
+                     Msg("errors.live.problem.expected_udp_host_port", {"url": f"{url!r}"}))
     try:
         host, port = parts.hostname, parts.port
     except ValueError:
         host, port = None, None
     if not host or not port:
-        raise t.fail("url", f"{url!r}: expected {parts.scheme}://HOST:PORT")
+        raise t.fail("url", f"{url!r}: expected {parts.scheme}://HOST:PORT",
+            Msg("errors.live.problem.expected_host_port_2",
+                {"url": f"{url!r}", "scheme": parts.scheme}))
     return OutputConfig(kind=OutputKind(parts.scheme), url=url, host=host, port=port, ttl=ttl,
                         interface=interface, packets_per_datagram=ppd,
                         wake_interval_us=wake_us)
@@ -383,16 +401,19 @@ def _scrambling(t: _Table, base: Path, ca_system_id: int) -> ScramblingConfig:
     cp_ms = round(cp_s * 1000)
     if cp_ms % 100:
         # SimulCrypt carries CP durations in 100 ms units (TS 103 197 CP_duration).
-        raise t.fail("crypto_period_s", f"{cp_s:g} is not a multiple of 0.1 s")
+        raise t.fail("crypto_period_s", f"{cp_s:g} is not a multiple of 0.1 s",
+            Msg("errors.live.problem.not_multiple_s", {"cp_s": f"{cp_s:g}"}))
     rep_ms = t.int_("ecm_repetition_ms", 100, 10, 60_000)
     if rep_ms > cp_ms:
-        raise t.fail("ecm_repetition_ms", f"{rep_ms} ms is longer than the crypto-period")
+        raise t.fail("ecm_repetition_ms", f"{rep_ms} ms is longer than the crypto-period",
+            Msg("errors.live.problem.ms_longer_than_crypto", {"rep_ms": rep_ms}))
     source = t.enum_("ecm_source", EcmSource, EcmSource.INTERNAL)
     ecmg = t.str_("ecmg", "")
     host, port = "", 0
     if source is EcmSource.SIMULCRYPT:
         if not ecmg:
-            raise t.fail("ecmg", "required with ecm_source = \"simulcrypt\" (HOST:PORT)")
+            raise t.fail("ecmg", "required with ecm_source = \"simulcrypt\" (HOST:PORT)",
+                Msg("errors.live.problem.required_ecm_source_simulcrypt"))
         host, port = _host_port(t, "ecmg", ecmg)
     # Super_CAS_id = CA_system_ID (16 bits) + CA_subsystem_ID (TS 103 197 §4.2.5)
     super_cas_id = t.int_("super_cas_id", (ca_system_id << 16) | 0x0001, 0, 0xFFFF_FFFF)
@@ -407,36 +428,44 @@ def parse_source(t: _Table, key: str, text: str, base: Path) -> SourceSpec:
     """``loop:PATH.ts`` | ``lavfi:GRAPH`` | ``udp://HOST:PORT`` (``udp://@GROUP:PORT``)."""
     kind, sep, rest = text.partition(":")
     if not sep:
-        raise t.fail(key, f"{text!r}: expected loop:PATH, lavfi:GRAPH or udp://HOST:PORT")
+        raise t.fail(key, f"{text!r}: expected loop:PATH, lavfi:GRAPH or udp://HOST:PORT",
+            Msg("errors.live.problem.expected_loop_path_lavfi", {"text": f"{text!r}"}))
     if kind == "loop":
         if not rest:
-            raise t.fail(key, "loop: needs a file path")
+            raise t.fail(key, "loop: needs a file path",
+                Msg("errors.live.problem.loop_needs_file_path"))
         p = Path(rest).expanduser()
         p = p if p.is_absolute() else base / p
         if not p.is_file():
-            raise t.fail(key, f"{p}: no such file")
+            raise t.fail(key, f"{p}: no such file",
+                Msg("errors.live.problem.no_such_file", {"p": p}))
         return SourceSpec(kind=SourceKind.LOOP, text=text, path=p)
     if kind == "lavfi":
         if not rest:
-            raise t.fail(key, "lavfi: needs a filter graph, e.g. lavfi:testsrc")
+            raise t.fail(key, "lavfi: needs a filter graph, e.g. lavfi:testsrc",
+                Msg("errors.live.problem.lavfi_needs_filter_graph"))
         return SourceSpec(kind=SourceKind.LAVFI, text=text, graph=rest)
     if kind == "udp":
         hostport = rest.removeprefix("//").lstrip("@")
         host, port = _host_port(t, key, hostport)
         return SourceSpec(kind=SourceKind.UDP, text=text, host=host, port=port)
-    raise t.fail(key, f"unknown source kind {kind!r} (loop, lavfi, udp)")
+    raise t.fail(key, f"unknown source kind {kind!r} (loop, lavfi, udp)",
+        Msg("errors.live.problem.unknown_source_kind_loop", {"kind": f"{kind!r}"}))
 
 
 def _services(file: str, raw: object, base: Path) -> tuple[ServiceConfig, ...]:
     if not isinstance(raw, list) or not raw:
-        raise ConfigError(f"{file}: [[service]]: at least one service is required")
+        raise ConfigError(f"{file}: [[service]]: at least one service is required").with_id(
+            "live.service_least_one_service", file=file)
     out: list[ServiceConfig] = []
     seen: dict[int, int] = {}
     for i, item in enumerate(raw, 1):
         t = _Table(file, f"service.{i}", item)
         channel = t.int_("channel", None, 1, 0xFFFF)
         if channel in seen:
-            raise t.fail("channel", f"channel {channel} is already [service.{seen[channel]}]")
+            raise t.fail("channel", f"channel {channel} is already [service.{seen[channel]}]",
+                Msg("errors.live.problem.channel_already_service",
+                    {"channel": channel, "seen": seen[channel]}))
         seen[channel] = i
         source = parse_source(t, "source", t.str_("source", required=True), base)
         scrambled = t.bool_("scrambled", True)
@@ -454,7 +483,8 @@ def _emm(t: _Table) -> EmmConfig:
     host, port = "", 0
     if mux:
         if not mux.startswith("emmg://"):
-            raise t.fail("mux", f"{mux!r}: expected emmg://HOST:PORT or \"\"")
+            raise t.fail("mux", f"{mux!r}: expected emmg://HOST:PORT or \"\"",
+                Msg("errors.live.problem.expected_emmg_host_port", {"mux": f"{mux!r}"}))
         host, port = _host_port(t, "mux", mux.removeprefix("emmg://"))
     return EmmConfig(
         pid=pid,
@@ -476,7 +506,9 @@ def _ops(t: _Table) -> OpsConfig:
         host, sep, port_text = listen.rpartition(":")
         if not sep or not host or not port_text.isdigit() or int(port_text) > 0xFFFF:
             raise t.fail("listen", f"{listen!r}: expected HOST:PORT (port 0: any free port) "
-                         "or \"\" for none")
+                         "or \"\" for none",
+                         Msg("errors.live.problem.expected_host_port_port",
+                             {"listen": f"{listen!r}"}))
         port = int(port_text)
     log = t.enum_("log", LogFormat, LogFormat.JSON)
     return OpsConfig(listen_host=host, listen_port=port if listen else -1, log=log)
@@ -664,7 +696,8 @@ def parse_config(data: Mapping[str, object], *, file: str, base: Path) -> LiveCo
     for key in data:
         if key not in _SECTIONS:
             raise ConfigError(f"{file}: [{key}]: unknown section "
-                              f"(expected {', '.join(_SECTIONS)})")
+                              f"(expected {', '.join(_SECTIONS)})").with_id(
+                "live.unknown_section_expected", file=file, key=key, sections=", ".join(_SECTIONS))
     h = _Table(file, "headend", data.get("headend", {}))
     headend = HeadendConfig(
         data_dir=h.path_("data_dir", base), db_url=h.str_("db_url", "") or None,
@@ -675,7 +708,8 @@ def parse_config(data: Mapping[str, object], *, file: str, base: Path) -> LiveCo
         provider=h.str_("provider", "cas-sim"))
     h.done()
     if "output" not in data:
-        raise ConfigError(f"{file}: [output]: required (url = \"udp://HOST:PORT\", ...)")
+        raise ConfigError(f"{file}: [output]: required (url = \"udp://HOST:PORT\", ...)").with_id(
+            "live.output_required_url_udp", file=file)
     o = _Table(file, "output", data["output"])
     output = _output(o, base)
     o.done()
@@ -689,7 +723,8 @@ def parse_config(data: Mapping[str, object], *, file: str, base: Path) -> LiveCo
     taken = {svc.ecm_pid: svc.index for svc in services if svc.ecm_pid is not None}
     if emm.pid in taken:
         raise ConfigError(f"{file}: [emm].pid: {emm.pid:#x} is also the ECM PID of "
-                          f"[service.{taken[emm.pid]}]")
+                          f"[service.{taken[emm.pid]}]").with_id(
+            "live.emm_pid_also_ecm", file=file, pid=f"{emm.pid:#x}", taken=taken[emm.pid])
     p = _Table(file, "ops", data.get("ops", {}))
     ops = _ops(p)
     p.done()
@@ -717,9 +752,11 @@ def load_config(path: Path) -> LiveConfig:
     try:
         raw = path.read_bytes()
     except OSError as exc:
-        raise ConfigError(f"{path}: cannot read: {exc.strerror or exc}") from None
+        raise ConfigError(f"{path}: cannot read: {exc.strerror or exc}").with_id(
+            "live.cannot_read", path=path, value=exc.strerror or exc) from None
     try:
         data = tomllib.loads(raw.decode("utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{name}: not valid TOML: {exc}") from None
+        raise ConfigError(f"{name}: not valid TOML: {exc}").with_id(
+            "live.not_valid_toml", name=name, exc=exc) from None
     return parse_config(data, file=name, base=path.resolve().parent)

@@ -80,16 +80,19 @@ HELP: dict[str, str] = {
 def _full_name(name: str) -> str:
     full = name if name.startswith(PREFIX) else PREFIX + name
     if not _NAME_RE.match(full):
-        raise UsageError(f"invalid metric name {name!r}")
+        raise UsageError(f"invalid metric name {name!r}").with_id(
+            "live.invalid_metric_name", name=f"{name!r}")
     return full
 
 
 def _label_key(labels: dict[str, str]) -> tuple[tuple[str, str], ...]:
     for label, value in labels.items():
         if not _LABEL_RE.match(label) or label.startswith("__") or label == "quantile":
-            raise UsageError(f"invalid metric label {label!r}")
+            raise UsageError(f"invalid metric label {label!r}").with_id(
+                "live.invalid_metric_label", label=f"{label!r}")
         if not isinstance(value, str):
-            raise UsageError(f"metric label {label!r} must be a string")
+            raise UsageError(f"metric label {label!r} must be a string").with_id(
+                "live.metric_label_string", label=f"{label!r}")
     return tuple(sorted(labels.items()))
 
 
@@ -157,13 +160,15 @@ class LiveMetrics:
         if family is None:
             family = self._families[full] = _Family(kind)
         elif family.kind is not kind:
-            raise UsageError(f"metric {full} is a {family.kind.value}, not a {kind.value}")
+            raise UsageError(f"metric {full} is a {family.kind.value}, not a {kind.value}").with_id(
+                "live.metric_not", full=full, value=family.kind.value, value2=kind.value)
         return family
 
     def inc(self, name: str, value: float = 1.0, **labels: str) -> None:
         """Add ``value`` (>= 0) to a counter."""
         if not value >= 0:
-            raise UsageError(f"counter {name} cannot go down (inc by {value})")
+            raise UsageError(f"counter {name} cannot go down (inc by {value})").with_id(
+                "live.counter_cannot_go_down", name=name, value=value)
         full, key = _full_name(name), _label_key(labels)
         with self._lock:
             family = self._family(full, MetricKind.COUNTER)

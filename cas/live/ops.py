@@ -116,7 +116,8 @@ async def serve_ops(host: str, port: int, metrics: LiveMetrics,
     try:
         server = await asyncio.start_server(on_client, host, port, limit=MAX_REQUEST_HEAD)
     except OSError as exc:
-        raise UsageError(f"ops.listen: cannot listen on {host}:{port}: {exc.strerror or exc}") \
+        raise UsageError(f"ops.listen: cannot listen on {host}:{port}: {exc.strerror or exc}").with_id(
+            "live.ops_listen_cannot_listen", host=host, port=port, value=exc.strerror or exc) \
             from exc
     bound = server.sockets[0].getsockname()
     log.info("ops endpoint listening",

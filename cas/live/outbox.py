@@ -110,7 +110,8 @@ def not_after_of(section: bytes) -> int:
     table_id = section[0]
     offset = {0x82: 11, 0x83: 42, 0x84: 7}.get(table_id)
     if offset is None:
-        raise UsageError(f"not an EMM section (table_id 0x{table_id:02X})")
+        raise UsageError(f"not an EMM section (table_id 0x{table_id:02X})").with_id(
+            "live.not_emm_section_table", table_id=f"{table_id:02X}")
     return int.from_bytes(section[offset : offset + 4], "big")
 
 
@@ -289,7 +290,8 @@ def take_sequence(store: Store, kind: str, address: int) -> int:
     (``shared``, shared address) or all cards (``global``, 0) for an EMM sent outside the
     carousel (``cas osd send --out``), so the carousel's next EMM of that address follows it."""
     if kind not in (_UNIQUE_SEQ, "shared", _GLOBAL_SEQ):
-        raise UsageError(f"unknown EMM address kind {kind!r}")
+        raise UsageError(f"unknown EMM address kind {kind!r}").with_id(
+            "live.unknown_emm_address_kind", kind=f"{kind!r}")
     with store.transaction() as s:
         return _take_seq(s, kind, address)
 
@@ -300,7 +302,8 @@ def queue_global_emm(store: Store, keys: OperatorKeys, commands: Sequence[bytes]
     """Seal one global EMM carrying ``commands`` with the next global sequence number and
     queue it in the outbox (one transaction).  Returns the outbox id."""
     if not commands:
-        raise UsageError("a global EMM needs at least one command")
+        raise UsageError("a global EMM needs at least one command").with_id(
+            "live.global_emm_needs_least")
     validity = validity_s if validity_s is not None else EmmSettings().validity_s
     with store.transaction() as s:
         seq = _take_seq(s, _GLOBAL_SEQ, 0)

@@ -62,7 +62,8 @@ class UdpOutput:
         try:
             addr = socket.gethostbyname(host)
         except OSError as exc:
-            raise ConfigError(f"[output].url: cannot resolve {host!r}: {exc}") from None
+            raise ConfigError(f"[output].url: cannot resolve {host!r}: {exc}").with_id(
+                "live.output_url_cannot_resolve", host=f"{host!r}", exc=exc) from None
         self.address = (addr, port)
         first = int(addr.split(".", 1)[0])
         self.multicast = 224 <= first <= 239
@@ -81,7 +82,8 @@ class UdpOutput:
             self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4 * 1024 * 1024)
         except OSError as exc:
             self._sock.close()
-            raise ConfigError(f"[output].interface: {interface!r}: {exc.strerror or exc}") from None
+            raise ConfigError(f"[output].interface: {interface!r}: {exc.strerror or exc}").with_id(
+                "live.output_interface", interface=f"{interface!r}", value=exc.strerror or exc) from None
         self._rtp = RtpHeader() if rtp else None
         self.errors = 0
 
@@ -129,7 +131,8 @@ def open_output(cfg: OutputConfig) -> Output:
         try:
             fh = cfg.path.open("wb")
         except OSError as exc:
-            raise ConfigError(f"[output].url: {cfg.path}: {exc.strerror or exc}") from None
+            raise ConfigError(f"[output].url: {cfg.path}: {exc.strerror or exc}").with_id(
+                "live.output_url", path=cfg.path, value=exc.strerror or exc) from None
         return StreamOutput(fh, flush_each=False, owned=True)
     return UdpOutput(cfg.host, cfg.port, ttl=cfg.ttl, interface=cfg.interface,
                      rtp=cfg.kind is OutputKind.RTP)

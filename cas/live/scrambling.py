@@ -147,7 +147,8 @@ class CryptoSchedule:
         try:
             return fut.result(timeout=max(5.0, 2 * self.crypto_period_s))
         except TimeoutError as exc:
-            raise StreamError(f"no ECM for crypto-period {cp} in time") from exc
+            raise StreamError(f"no ECM for crypto-period {cp} in time").with_id(
+                "live.no_ecm_crypto_period", cp=cp) from exc
 
     def ecm(self, cp: int, service_id: int) -> bytes:
         """The ECM section of ``service_id`` to air now in period ``cp``: the prepared one, or,

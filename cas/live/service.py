@@ -200,7 +200,8 @@ class HeadendService:
 
         cfg = self.cfg
         if self.db_url is None and self.data_dir is None:
-            raise ConfigError("[headend].data_dir: required (or --data-dir / CAS_DATA_DIR)")
+            raise ConfigError("[headend].data_dir: required (or --data-dir / CAS_DATA_DIR)").with_id(
+                "live.headend_data_dir_required")
         # Keys first: a wrong data dir must not get a new empty store.
         self.keys = keys = load_operator_keys(cfg.headend.keys, data_dir=self.data_dir)
         self.store = store = open_store(db_url=self.db_url,
@@ -215,7 +216,9 @@ class HeadendService:
             channel = self.channels.get(svc_cfg.channel)
             if channel is None:
                 raise ConfigError(f"{cfg_name(cfg)}: [service.{svc_cfg.index}].channel: "
-                                  f"channel {svc_cfg.channel} is not in the store's catalogue")
+                                  f"channel {svc_cfg.channel} is not in the store's catalogue").with_id(
+                    "live.service_channel_channel_not", cfg=cfg_name(cfg), index=svc_cfg.index,
+                    channel=svc_cfg.channel)
             source = self._source(svc_cfg, channel, k)
             ecm_pid = svc_cfg.ecm_pid
             if svc_cfg.scrambled and ecm_pid is None:
@@ -235,7 +238,8 @@ class HeadendService:
             layouts.append(layout)
         ids = [lay.service_id for lay in layouts]
         if len(set(ids)) != len(ids):
-            raise ConfigError(f"{cfg_name(cfg)}: [[service]]: two services have one service id")
+            raise ConfigError(f"{cfg_name(cfg)}: [[service]]: two services have one service id").with_id(
+                "live.service_two_services_one", cfg=cfg_name(cfg))
         self.crypto = self._crypto(store, keys)
         inserters = self._ca_system_ecms()
         if cfg.scrambling.cw_log is not None and not check:
@@ -658,7 +662,8 @@ def plan_layout(program: ProgramInfo, *, index: int, channel: int, service_id: i
     streams = []
     for j, st in enumerate(program.streams):
         if j >= 0x0F:
-            raise StreamError(f"service {service_id}: more than 15 elementary streams")
+            raise StreamError(f"service {service_id}: more than 15 elementary streams").with_id(
+                "live.service_more_elementary_streams", service_id=service_id)
         pid_map[st.elementary_pid] = base + j
         streams.append(psi_formats.PmtStream(stream_type=st.stream_type,
                                              elementary_pid=base + j,

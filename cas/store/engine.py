@@ -51,7 +51,8 @@ def resolve_url(*, db_url: str | None, data_dir: Path | None) -> str:
             return "postgresql+psycopg://" + db_url[len("postgres://"):]
         return db_url
     if data_dir is None:
-        raise ConfigError("no database: give --db-url / CAS_DB_URL or a data directory")
+        raise ConfigError("no database: give --db-url / CAS_DB_URL or a data directory").with_id(
+            "store.no_database_give_db")
     return f"sqlite:///{data_dir / SQLITE_FILE}"
 
 
@@ -75,7 +76,8 @@ def _missing(engine: Engine, why: str) -> StoreMissing:
         url = engine.url.render_as_string(hide_password=True)
         where, check = f"the database {url} ({why})", "--db-url/CAS_DB_URL"
     return StoreMissing(f"no cas-sim store in {where}: check {check}, or set one up with "
-                        "'cas keys init' and 'cas operator use PROFILE'")
+                        "'cas keys init' and 'cas operator use PROFILE'").with_id(
+        "store.no_store", where=where, check=check)
 
 
 def _has_schema(engine: Engine) -> bool:
@@ -113,7 +115,8 @@ def make_engine(url: str, *, echo: bool = False) -> Engine:
     try:
         parsed = make_url(url)
     except ArgumentError as exc:
-        raise ConfigError(f"bad database URL: {exc}") from exc
+        raise ConfigError(f"bad database URL: {exc}").with_id(
+            "store.bad_database_url", exc=exc) from exc
     kwargs: dict[str, Any] = {"echo": echo, "future": True}
     if parsed.get_backend_name() == "sqlite":
         kwargs["connect_args"] = {"timeout": 30, "check_same_thread": False}
@@ -124,7 +127,8 @@ def make_engine(url: str, *, echo: bool = False) -> Engine:
     try:
         engine = create_engine(parsed, **kwargs)
     except (ArgumentError, ImportError) as exc:
-        raise ConfigError(f"cannot use database URL {parsed!r}: {exc}") from exc
+        raise ConfigError(f"cannot use database URL {parsed!r}: {exc}").with_id(
+            "store.cannot_database_url", parsed=f"{parsed!r}", exc=exc) from exc
     if parsed.get_backend_name() == "sqlite":
         _sqlite_events(engine)
     return engine
@@ -192,7 +196,8 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
                 conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _MIGRATION_LOCK_ID})
             command.upgrade(_alembic_config(conn), revision)
     except SQLAlchemyError as exc:
-        raise StoreError(f"cannot migrate the store: {_one_line(exc)}") from exc
+        raise StoreError(f"cannot migrate the store: {_one_line(exc)}").with_id(
+            "store.cannot_migrate_store", exc=_one_line(exc)) from exc
 
 
 def current_revision(engine: Engine) -> str | None:
@@ -231,7 +236,9 @@ class Store:
                 except OSError as exc:
                     engine.dispose()
                     raise StoreError(f"cannot make the data dir {sqlite_file.parent}: "
-                                     f"{exc.strerror or exc}") from exc
+                                     f"{exc.strerror or exc}").with_id(
+                        "store.cannot_make_data_dir", parent=sqlite_file.parent,
+                        value=exc.strerror or exc) from exc
             elif not sqlite_file.is_file():
                 # Checked before connecting: connecting would create the file.
                 engine.dispose()
@@ -244,7 +251,8 @@ class Store:
                 raise _missing(engine, "no cas-sim tables")
         except SQLAlchemyError as exc:
             engine.dispose()
-            raise StoreError(f"cannot open the store: {_one_line(exc)}") from exc
+            raise StoreError(f"cannot open the store: {_one_line(exc)}").with_id(
+                "store.cannot_open_store", exc=_one_line(exc)) from exc
         if migrate:
             upgrade(engine)
         return cls(engine)
@@ -269,7 +277,8 @@ class Store:
             with session.begin():
                 yield session
         except SQLAlchemyError as exc:
-            raise StoreError(f"database error: {_one_line(exc)}") from exc
+            raise StoreError(f"database error: {_one_line(exc)}").with_id(
+                "store.database_error", exc=_one_line(exc)) from exc
         finally:
             session.close()
 
@@ -280,7 +289,8 @@ class Store:
         try:
             yield session
         except SQLAlchemyError as exc:
-            raise StoreError(f"database error: {_one_line(exc)}") from exc
+            raise StoreError(f"database error: {_one_line(exc)}").with_id(
+                "store.database_error", exc=_one_line(exc)) from exc
         finally:
             session.rollback()
             session.close()

@@ -156,7 +156,8 @@ class Account(Base):
         # contract is signed" — once set, the ORM refuses to change it.
         current = self.__dict__.get("account_number")
         if current is not None and current != value:
-            raise ConflictError("the account number is assigned once and cannot be changed")
+            raise ConflictError("the account number is assigned once and cannot be changed").with_id(
+                "store.account_number_assigned_once")
         return value
 
 

@@ -30,7 +30,8 @@ FIRST_SHARED_ADDRESS = 1
 def to_s(at: datetime) -> int:
     """Seconds since the epoch for a timezone-aware ``datetime`` (naive ones are refused)."""
     if at.tzinfo is None or at.utcoffset() is None:
-        raise ValidationError("times must be timezone-aware (UTC)", code="NAIVE_TIME")
+        raise ValidationError("times must be timezone-aware (UTC)", code="NAIVE_TIME").with_id(
+            "store.times_timezone_aware_utc")
     return int(at.timestamp())
 
 
@@ -78,7 +79,8 @@ class CardSlot:
 def _check_serial(serial: int) -> None:
     if isinstance(serial, bool) or not isinstance(serial, int) or not 0 < serial <= MAX_SERIAL:
         raise ValidationError(f"card serial must be 1..{MAX_SERIAL}, got {serial!r}",
-                              code="BAD_SERIAL")
+                              code="BAD_SERIAL").with_id(
+            "store.card_serial", max_serial=MAX_SERIAL, serial=f"{serial!r}")
 
 
 def _allocate_slot(session: Session) -> tuple[int, int]:
@@ -102,7 +104,8 @@ def _allocate_slot(session: Session) -> tuple[int, int]:
     top = session.execute(select(func.max(CardGroup.shared_address))).scalar_one_or_none()
     address = max(top or 0, FIRST_SHARED_ADDRESS - 1) + 1
     if address > MAX_SHARED_ADDRESS:
-        raise RecordConflict("no shared address left", code="GROUPS_EXHAUSTED")
+        raise RecordConflict("no shared address left", code="GROUPS_EXHAUSTED").with_id(
+            "store.no_shared_address_left")
     session.add(CardGroup(shared_address=address, next_position=1))
     session.flush()
     return address, 0
@@ -132,18 +135,20 @@ def register_card(
                 member_position is not None and member_position != existing.member_position):
             raise RecordConflict(
                 f"card {serial:010d} is already registered at group "
-                f"{existing.shared_address}/{existing.member_position}", code="CARD_SLOT_CONFLICT")
+                f"{existing.shared_address}/{existing.member_position}", code="CARD_SLOT_CONFLICT").with_id(
+                "store.card_already_registered_group", serial=f"{serial:010d}",
+                shared_address=existing.shared_address, member_position=existing.member_position)
         return CardSlot(serial=serial, shared_address=existing.shared_address,
                         member_position=existing.member_position)
     if (shared_address is None) != (member_position is None):
         raise ValidationError("give both shared address and member position, or neither",
-                              code="BAD_SLOT")
+                              code="BAD_SLOT").with_id("store.give_both_shared_address")
     if shared_address is None or member_position is None:
         shared_address, member_position = _allocate_slot(session)
     else:
         if not 0 <= shared_address <= MAX_SHARED_ADDRESS or not 0 <= member_position < GROUP_SIZE:
             raise ValidationError("shared address must be u24 and member position u8",
-                                  code="BAD_SLOT")
+                                  code="BAD_SLOT").with_id("store.shared_address_u24_member")
         clash = session.execute(
             select(Card.serial).where(Card.shared_address == shared_address,
                                       Card.member_position == member_position)
@@ -151,7 +156,9 @@ def register_card(
         if clash is not None:
             raise RecordConflict(
                 f"group slot {shared_address}/{member_position} is taken by card {clash[0]:010d}",
-                code="CARD_SLOT_CONFLICT")
+                code="CARD_SLOT_CONFLICT").with_id(
+                "store.group_slot_taken_card", shared_address=shared_address,
+                member_position=member_position, clash=f"{clash[0]:010d}")
         group = session.get(CardGroup, shared_address, with_for_update=True)
         if group is None:
             session.add(CardGroup(shared_address=shared_address,

@@ -42,9 +42,11 @@ def change_portal_password(session: Session, *, account_id: int, account_number:
     and the new one typed twice alike."""
     stored = password_hash_of(session, account_id)
     if stored is not None and not verify_password(stored, current[:256]):
-        raise ValidationError("the current password is wrong", code="WRONG_PASSWORD")
+        raise ValidationError("the current password is wrong", code="WRONG_PASSWORD").with_id(
+            "web.current_password_wrong")
     if new != repeat:
-        raise ValidationError("the two new passwords differ", code="PASSWORD_MISMATCH")
+        raise ValidationError("the two new passwords differ", code="PASSWORD_MISMATCH").with_id(
+            "web.two_new_passwords_differ")
     set_portal_password(session, account_number=account_number, password=new, wall_s=wall_s)
 
 
@@ -77,7 +79,9 @@ def list_api_keys(session: Session) -> list[ApiKeyView]:
 def revoke_api_key(session: Session, *, key_id: str, wall_s: int) -> None:
     row = session.execute(select(WebApiKey).where(WebApiKey.key_id == key_id)).scalar()
     if row is None:
-        raise RecordNotFound(f"unknown API key {key_id!r}", code="UNKNOWN_API_KEY")
+        raise RecordNotFound(f"unknown API key {key_id!r}", code="UNKNOWN_API_KEY").with_id(
+            "web.unknown_api_key", key_id=f"{key_id!r}")
     if row.revoked_at_s is not None:
-        raise RecordConflict(f"API key {key_id} is already revoked", code="ALREADY_REVOKED")
+        raise RecordConflict(f"API key {key_id} is already revoked", code="ALREADY_REVOKED").with_id(
+            "web.api_key_already_revoked", key_id=key_id)
     row.revoked_at_s = wall_s

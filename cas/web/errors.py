@@ -21,6 +21,7 @@ from cas.errors import (
     UsageError,
     ValidationError,
 )
+from cas.i18n import Translator
 
 # Categories (stable): the HTTP status each one is answered with.
 CATEGORY_STATUS: dict[str, int] = {
@@ -99,16 +100,30 @@ class ErrorAnswer:
     category: str
     message: str
     headers: dict[str, str]
+    #: The message in Russian, when the error names its catalogue message (``with_id``).
+    message_ru: str | None = None
 
     def body(self) -> dict[str, object]:
-        return {"error": {"code": self.code, "category": self.category,
-                          "message": self.message}}
+        error: dict[str, object] = {"code": self.code, "category": self.category,
+                                    "message": self.message}
+        if self.message_ru is not None:
+            error["message_ru"] = self.message_ru
+        return {"error": error}
+
+
+def _in_russian(exc: BaseException) -> str | None:
+    """The error's line from the Russian catalogue, or ``None`` when it names no message."""
+    if not isinstance(exc, CasError) or exc.message_id is None:
+        return None
+    text = Translator("ru").error(exc.message_id, exc.message_params)
+    return None if text is None else text.splitlines()[0][:500]
 
 
 def classify(exc: BaseException) -> ErrorAnswer:
     """Our typed error -> status, code, category (first match wins: most specific first)."""
     code = getattr(exc, "code", None)
     message = str(exc) or type(exc).__name__
+    message_ru = _in_russian(exc)
     if isinstance(exc, WebError):
         category, headers = exc.category, exc.headers
     elif isinstance(exc, ValidationError):
@@ -130,10 +145,11 @@ def classify(exc: BaseException) -> ErrorAnswer:
     elif isinstance(exc, StoreError):
         # Database messages may name tables and values: say only that the store failed.
         category, headers = "UNAVAILABLE", {}
-        code, message = "STORE_UNAVAILABLE", "the subscriber store failed; try again"
+        code, message, message_ru = ("STORE_UNAVAILABLE",
+                                     "the subscriber store failed; try again", None)
     else:
         category, headers = "INTERNAL_ERROR", {}
-        code, message = "INTERNAL_ERROR", "internal error"
+        code, message, message_ru = "INTERNAL_ERROR", "internal error", None
     return ErrorAnswer(status=CATEGORY_STATUS[category], code=str(code or category),
                        category=category, message=message.splitlines()[0][:500],
-                       headers=dict(headers))
+                       headers=dict(headers), message_ru=message_ru)

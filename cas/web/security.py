@@ -43,10 +43,11 @@ PASSWORD_MAX = 128
 def check_password_policy(password: str) -> None:
     if not isinstance(password, str) or not PASSWORD_MIN <= len(password) <= PASSWORD_MAX:
         raise ValidationError(f"a password has {PASSWORD_MIN} to {PASSWORD_MAX} characters",
-                              code="BAD_PASSWORD")
+                              code="BAD_PASSWORD").with_id(
+            "web.password_characters", password_min=PASSWORD_MIN, password_max=PASSWORD_MAX)
     if password.strip() != password or not password.strip():
         raise ValidationError("a password must not start or end with spaces",
-                              code="BAD_PASSWORD")
+                              code="BAD_PASSWORD").with_id("web.password_not_start_end")
 
 
 def hash_password(password: str) -> str:
@@ -89,7 +90,8 @@ def sha256_hex(text: str) -> str:
 
 def mint_api_key(operator: str) -> MintedKey:
     if not re.fullmatch(r"[a-z0-9_-]{1,32}", operator):
-        raise ValidationError("operator key: 1-32 of a-z 0-9 _ -", code="BAD_OPERATOR")
+        raise ValidationError("operator key: 1-32 of a-z 0-9 _ -", code="BAD_OPERATOR").with_id(
+            "web.operator_key_z")
     key_id = secrets.token_hex(8)
     secret = secrets.token_hex(32)
     return MintedKey(operator=operator, key_id=key_id, full=f"cas.{operator}.{key_id}.{secret}",

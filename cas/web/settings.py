@@ -60,7 +60,8 @@ def parse_trusted_proxies(text: str) -> tuple[IPNetwork, ...]:
             nets.append(ipaddress.ip_network(item, strict=False))
         except ValueError as exc:
             raise UsageError(f"trusted proxy {item!r} is not an IP address or network "
-                             "(e.g. 127.0.0.1 or 10.0.0.0/8)") from exc
+                             "(e.g. 127.0.0.1 or 10.0.0.0/8)").with_id(
+                "web.trusted_proxy_not_ip", item=f"{item!r}") from exc
     return tuple(nets)
 
 
@@ -102,9 +103,11 @@ class WebSettings:
 
     def __post_init__(self) -> None:
         if len(self.secret_key) < SECRET_MIN_BYTES:
-            raise ConfigError(f"the web secret must be at least {SECRET_MIN_BYTES} bytes")
+            raise ConfigError(f"the web secret must be at least {SECRET_MIN_BYTES} bytes").with_id(
+                "web.web_secret_least_bytes", secret_min_bytes=SECRET_MIN_BYTES)
         if isinstance(self.max_body_bytes, bool) or not 0 < self.max_body_bytes <= MAX_BODY_LIMIT:
-            raise UsageError(f"the body limit must be 1 to {MAX_BODY_LIMIT} bytes")
+            raise UsageError(f"the body limit must be 1 to {MAX_BODY_LIMIT} bytes").with_id(
+                "web.body_limit_bytes", max_body_limit=MAX_BODY_LIMIT)
 
     def is_trusted_proxy(self, address: str) -> bool:
         ip = parse_ip(address)
@@ -123,16 +126,19 @@ def load_secret(path: Path | None) -> bytes:
         try:
             raw = bytes.fromhex(env.strip())
         except ValueError as exc:
-            raise ConfigError(f"${SECRET_ENV} must be hex") from exc
+            raise ConfigError(f"${SECRET_ENV} must be hex").with_id(
+                "web.hex", secret_env=SECRET_ENV) from exc
         if len(raw) < SECRET_MIN_BYTES:
-            raise ConfigError(f"${SECRET_ENV} must hold at least {SECRET_MIN_BYTES} bytes")
+            raise ConfigError(f"${SECRET_ENV} must hold at least {SECRET_MIN_BYTES} bytes").with_id(
+                "web.hold_least_bytes", secret_env=SECRET_ENV, secret_min_bytes=SECRET_MIN_BYTES)
         return raw
     if path is None:
         return secrets.token_bytes(SECRET_MIN_BYTES)
     if path.exists():
         raw = path.read_bytes()
         if len(raw) < SECRET_MIN_BYTES:
-            raise ConfigError(f"{path}: the web secret is shorter than {SECRET_MIN_BYTES} bytes")
+            raise ConfigError(f"{path}: the web secret is shorter than {SECRET_MIN_BYTES} bytes").with_id(
+                "web.web_secret_shorter_bytes", path=path, secret_min_bytes=SECRET_MIN_BYTES)
         return raw
     path.parent.mkdir(parents=True, exist_ok=True)
     raw = secrets.token_bytes(SECRET_MIN_BYTES)
@@ -219,7 +225,8 @@ class Tenants:
         self._by_key: dict[str, Tenant] = {}
         for t in tenants:
             if t.key in self._by_key:
-                raise UsageError(f"two stores run the same operator profile {t.key!r}")
+                raise UsageError(f"two stores run the same operator profile {t.key!r}").with_id(
+                    "web.two_stores_run_same", key=f"{t.key!r}")
             self._by_key[t.key] = t
 
     def get(self, key: str) -> Tenant | None:

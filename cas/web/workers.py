@@ -52,7 +52,8 @@ def _address(host: str, port: int) -> tuple[socket.AddressFamily, tuple[Any, ...
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM,
                                    flags=socket.AI_PASSIVE)
     except socket.gaierror as exc:
-        raise UsageError(f"cannot listen on {host}: {exc.strerror}") from exc
+        raise UsageError(f"cannot listen on {host}: {exc.strerror}").with_id(
+            "web.cannot_listen", host=host, strerror=exc.strerror) from exc
     family, _type, _proto, _name, sockaddr = infos[0]
     return family, sockaddr
 
@@ -66,7 +67,9 @@ def _reuseport_socket(family: socket.AddressFamily, sockaddr: tuple[Any, ...]) -
     except OSError as exc:
         sock.close()
         raise UsageError(f"cannot listen on {sockaddr[0]} port {sockaddr[1]}: "
-                         f"{exc.strerror or exc}") from exc
+                         f"{exc.strerror or exc}").with_id(
+            "web.cannot_listen_port", sockaddr=sockaddr[0], sockaddr2=sockaddr[1],
+            value=exc.strerror or exc) from exc
     return sock
 
 
@@ -79,7 +82,8 @@ def serve_workers(run_worker: Callable[[socket.socket], None], *, host: str, por
     if workers < 2:
         raise ValueError("serve_workers is for two or more workers")
     if not hasattr(socket, "SO_REUSEPORT") or not hasattr(os, "fork"):
-        raise UsageError("--workers needs a system with fork() and SO_REUSEPORT (Linux, BSD)")
+        raise UsageError("--workers needs a system with fork() and SO_REUSEPORT (Linux, BSD)").with_id(
+            "web.workers_needs_system_fork")
     family, sockaddr = _address(host, port)
     holder = _reuseport_socket(family, sockaddr)
     sockaddr = holder.getsockname()
@@ -144,7 +148,7 @@ def serve_workers(run_worker: Callable[[socket.socket], None], *, host: str, por
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     if failed is not None:
-        raise ServeError(f"{failed}: see its log above")
+        raise ServeError(f"{failed}: see its log above").with_id("web.see_log_above", failed=failed)
 
 
 def _stop_all(children: dict[int, tuple[int, float]]) -> None:

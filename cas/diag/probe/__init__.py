@@ -71,7 +71,8 @@ def probe_stream(handle: BinaryIO, *, source: str = "<stream>",
         try:
             data = handle.read(size)
         except OSError as exc:
-            raise StreamError(f"cannot read {source}: {exc.strerror or exc}") from exc
+            raise StreamError(f"cannot read {source}: {exc.strerror or exc}").with_id(
+                "diag.cannot_read", source=source, value=exc.strerror or exc) from exc
         if not data:
             break
         probe.feed(data)

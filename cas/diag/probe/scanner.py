@@ -77,7 +77,8 @@ class StreamProbe(ScanState):
                  nominal_bitrate_bps: int | None = None, thresholds: Thresholds | None = None,
                  source: str = "<stream>") -> None:
         if nominal_bitrate_bps is not None and nominal_bitrate_bps <= 0:
-            raise UsageError("the nominal bitrate must be positive")
+            raise UsageError("the nominal bitrate must be positive").with_id(
+                "diag.nominal_bitrate_positive")
         super().__init__(ca_system_id=ca_system_id, nominal_bitrate_bps=nominal_bitrate_bps,
                          thresholds=thresholds or Thresholds(), source=source)
         self._carry = b""

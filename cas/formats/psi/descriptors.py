@@ -28,9 +28,11 @@ from cas.formats._common import check_bits
 
 def check_bytes(path: str, value: bytes, max_len: int) -> None:
     if not isinstance(value, bytes):
-        raise FormatError(f"expected bytes, got {type(value).__name__}", path=path)
+        raise FormatError(f"expected bytes, got {type(value).__name__}", path=path).with_id(
+            "formats.expected_bytes_2", field=path, name__=type(value).__name__)
     if len(value) > max_len:
-        raise FormatError(f"{len(value)} bytes, at most {max_len} fit", path=path)
+        raise FormatError(f"{len(value)} bytes, at most {max_len} fit", path=path).with_id(
+            "formats.bytes_most_fit", field=path, n=len(value), max_len=max_len)
 
 
 # --- descriptors -------------------------------------------------------------------------------
@@ -201,7 +203,8 @@ def decode_dvb_text(data: bytes) -> str:
 def descriptor_from_raw(tag: int, data: bytes, path: str) -> Descriptor:
     if tag == CaDescriptor.TAG:
         if len(data) < 4:
-            raise FormatError(f"descriptor_length {len(data)} < 4", path=f"{path}.CA_descriptor")
+            raise FormatError(f"descriptor_length {len(data)} < 4", path=f"{path}.CA_descriptor").with_id(
+                "formats.descriptor_length", field=f"{path}.CA_descriptor", n=len(data))
         return CaDescriptor(
             ca_system_id=(data[0] << 8) | data[1],
             ca_pid=((data[2] & 0x1F) << 8) | data[3],
@@ -211,19 +214,23 @@ def descriptor_from_raw(tag: int, data: bytes, path: str) -> Descriptor:
         if len(data) != 1:
             raise FormatError(
                 f"descriptor_length {len(data)} != 1", path=f"{path}.scrambling_descriptor"
-            )
+            ).with_id(
+                "formats.descriptor_length_2", field=f"{path}.scrambling_descriptor", n=len(data))
         return ScramblingDescriptor(scrambling_mode=data[0])
     if tag == ServiceDescriptor.TAG:
         spath = f"{path}.service_descriptor"
         if len(data) < 2 or len(data) < 3 + data[1]:
-            raise FormatError("truncated service_provider_name", path=spath)
+            raise FormatError("truncated service_provider_name", path=spath).with_id(
+                "formats.truncated_service_provider_name", field=spath)
         plen = data[1]
         nlen = data[2 + plen]
         if len(data) != 3 + plen + nlen:
             raise FormatError(
                 f"descriptor_length {len(data)} != {3 + plen + nlen} implied by name lengths",
                 path=spath,
-            )
+            ).with_id(
+                "formats.descriptor_length_implied_name", field=spath, n=len(data),
+                value=3 + plen + nlen)
         return ServiceDescriptor(
             service_type=data[0],
             service_provider_name=data[2 : 2 + plen],
@@ -258,7 +265,8 @@ def descriptor_to_raw(d: Descriptor) -> tuple[int, bytes]:
         return ServiceDescriptor.TAG, body
     if isinstance(d, RawDescriptor):
         return d.tag, d.data
-    raise FormatError(f"not a descriptor: {type(d).__name__}", path="descriptor")
+    raise FormatError(f"not a descriptor: {type(d).__name__}", path="descriptor").with_id(
+        "formats.descriptor_not_descriptor", name__=type(d).__name__)
 
 
 DESCRIPTOR = Struct("descriptor_tag" / Int8ub, "data" / Prefixed(Int8ub, GreedyBytes))
@@ -321,4 +329,5 @@ def check_descriptors(path: str, descriptors: tuple[Any, ...]) -> None:
         if not isinstance(
             d, CaDescriptor | ScramblingDescriptor | ServiceDescriptor | RawDescriptor
         ):
-            raise FormatError(f"not a descriptor: {type(d).__name__}", path=f"{path}[{i}]")
+            raise FormatError(f"not a descriptor: {type(d).__name__}", path=f"{path}[{i}]").with_id(
+                "formats.not_descriptor", field=f"{path}[{i}]", name__=type(d).__name__)

@@ -141,7 +141,7 @@ class _MultiSection(_TableVersion):
         if self.section_number > self.last_section_number:
             raise FormatError(
                 "section_number > last_section_number", path=f"{table}.section_number"
-            )
+            ).with_id("formats.section_number_last_section", field=f"{table}.section_number")
 
     def _section(
         self, *, table_id: int, table_id_extension: int, payload: bytes,
@@ -185,7 +185,8 @@ class Pat(_MultiSection):
         check_bits("pat.transport_stream_id", self.transport_stream_id, 16)
         for i, p in enumerate(self.programs):
             if not isinstance(p, PatProgram):
-                raise FormatError("expected PatProgram", path=f"pat.programs[{i}]")
+                raise FormatError("expected PatProgram", path=f"pat.programs[{i}]").with_id(
+                    "formats.expected_patprogram", field=f"pat.programs[{i}]")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -235,7 +236,8 @@ class Pmt(_TableVersion):
         check_descriptors("pmt.program_info", self.descriptors)
         for i, s in enumerate(self.streams):
             if not isinstance(s, PmtStream):
-                raise FormatError("expected PmtStream", path=f"pmt.streams[{i}]")
+                raise FormatError("expected PmtStream", path=f"pmt.streams[{i}]").with_id(
+                    "formats.expected_pmtstream", field=f"pmt.streams[{i}]")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -273,21 +275,26 @@ class Sdt(_MultiSection):
         check_bits("sdt.original_network_id", self.original_network_id, 16)
         for i, s in enumerate(self.services):
             if not isinstance(s, SdtService):
-                raise FormatError("expected SdtService", path=f"sdt.services[{i}]")
+                raise FormatError("expected SdtService", path=f"sdt.services[{i}]").with_id(
+                    "formats.expected_sdtservice", field=f"sdt.services[{i}]")
 
 
 def _parse_long(data: bytes, table: str, table_ids: tuple[int, ...]) -> LongSection:
     data = bytes(data)
     if not data:
-        raise FormatError("empty section", path=f"{table}.table_id")
+        raise FormatError("empty section", path=f"{table}.table_id").with_id(
+            "formats.empty_section", field=f"{table}.table_id")
     if data[0] not in table_ids:
         raise FormatError(
             f"table_id 0x{data[0]:02X} is not {'/'.join(f'0x{t:02X}' for t in table_ids)}",
             path=f"{table}.table_id",
-        )
+        ).with_id(
+            "formats.table_id_x_not", field=f"{table}.table_id", data=f"{data[0]:02X}",
+            value='/'.join(f'0x{t:02X}' for t in table_ids))
     section = parse_section(data, max_section_length=MAX_PSI_SECTION_LENGTH)
     if not isinstance(section, LongSection):
-        raise FormatError("section_syntax_indicator is 0", path=f"{table}.section_syntax_indicator")
+        raise FormatError("section_syntax_indicator is 0", path=f"{table}.section_syntax_indicator").with_id(
+            "formats.section_syntax_indicator", field=f"{table}.section_syntax_indicator")
     return section
 
 
@@ -295,7 +302,8 @@ def _build_long(section: LongSection, table: str) -> bytes:
     try:
         return build_section(section, max_section_length=MAX_PSI_SECTION_LENGTH)
     except FormatError as exc:
-        raise FormatError(str(exc), path=f"{table}.section_length") from exc
+        raise FormatError(str(exc), path=f"{table}.section_length").with_id(
+            "formats.within", field=f"{table}.section_length", inner=exc) from exc
 
 
 def parse_pat(data: bytes) -> Pat:
@@ -355,7 +363,7 @@ def parse_pmt(data: bytes) -> Pmt:
         raise FormatError(
             "a PMT is a single section (section_number = last_section_number = 0)",
             path="pmt.section_number",
-        )
+        ).with_id("formats.pmt_section_number_pmt")
     body = run_construct("pmt", lambda: PMT_BODY.parse(s.payload))
     return Pmt(
         program_number=s.table_id_extension,
@@ -431,7 +439,8 @@ def build_sdt(sdt: Sdt) -> bytes:
     for i, sv in enumerate(sdt.services):
         loop = build_descriptors(sv.descriptors)
         if len(loop) > 0x0FFF:
-            raise FormatError("descriptor loop too long", path=f"sdt.services[{i}].descriptors")
+            raise FormatError("descriptor loop too long", path=f"sdt.services[{i}].descriptors").with_id(
+                "formats.descriptor_loop_too_long", field=f"sdt.services[{i}].descriptors")
         services.append(
             {
                 "service_id": sv.service_id,
@@ -485,14 +494,17 @@ def split_sdt(sdt: Sdt) -> tuple[Sdt, ...]:
         size = _sdt_service_size(sv)
         if size > room:
             raise FormatError(f"service {sv.service_id} does not fit an SDT section "
-                              f"({size} bytes)", path=f"sdt.services[{i}]")
+                              f"({size} bytes)", path=f"sdt.services[{i}]").with_id(
+                "formats.service_does_not_fit", field=f"sdt.services[{i}]",
+                service_id=sv.service_id, size=size)
         if used + size > room:
             groups.append([])
             used = 0
         groups[-1].append(sv)
         used += size
     if len(groups) > 256:
-        raise FormatError("the SDT needs more than 256 sections", path="sdt.services")
+        raise FormatError("the SDT needs more than 256 sections", path="sdt.services").with_id(
+            "formats.sdt_services_sdt_needs")
     last = len(groups) - 1
     return tuple(replace(sdt, services=tuple(g), section_number=n, last_section_number=last)
                  for n, g in enumerate(groups))
@@ -502,12 +514,13 @@ def parse_psi(data: bytes) -> Pat | Cat | Pmt | Sdt:
     """Parse a PAT, CAT, PMT or SDT section, chosen by its table_id."""
     data = bytes(data)
     if not data:
-        raise FormatError("empty section", path="section.table_id")
+        raise FormatError("empty section", path="section.table_id").with_id(
+            "formats.section_table_id_empty")
     parser = _PARSERS.get(data[0])
     if parser is None:
         raise FormatError(
             f"table_id 0x{data[0]:02X} is not a PSI table we parse", path="section.table_id"
-        )
+        ).with_id("formats.section_table_id_table_2", data=f"{data[0]:02X}")
     return parser(data)
 
 

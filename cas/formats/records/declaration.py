@@ -237,7 +237,8 @@ def build_card_record_declarative(record: CardRecord) -> bytes:
 def validate(r: CardRecord) -> None:
     """Range and length checks before building (struct would silently pad/truncate bytes)."""
     if not isinstance(r, CardRecord):
-        raise FormatError(f"expected CardRecord, got {type(r).__name__}", path="card_record")
+        raise FormatError(f"expected CardRecord, got {type(r).__name__}", path="card_record").with_id(
+            "formats.card_record_expected_cardrecord", name__=type(r).__name__)
     p = "card_record"
     for name, bits in (
         ("serial", 32), ("shared_address", 24), ("member_position", 8), ("ca_system_id", 16),
@@ -251,11 +252,14 @@ def validate(r: CardRecord) -> None:
         check_len(getattr(r, name), WRAPPED_KEY_SIZE, f"{p}.{name}")
     check_len(r.pin_hash, PIN_HASH_SIZE, f"{p}.pin_hash")
     if r.status not in VALID_STATUS:
-        raise FormatError(f"unknown card status {r.status!r}", path=f"{p}.status")
+        raise FormatError(f"unknown card status {r.status!r}", path=f"{p}.status").with_id(
+            "formats.unknown_card_status_2", field=f"{p}.status", status=f"{r.status!r}")
     if r.pin_retries_left > r.pin_retries_max:
-        raise FormatError("pin_retries_left exceeds pin_retries_max", path=f"{p}.pin_retries_left")
+        raise FormatError("pin_retries_left exceeds pin_retries_max", path=f"{p}.pin_retries_left").with_id(
+            "formats.pin_retries_left_exceeds", field=f"{p}.pin_retries_left")
     if len(r.ecm_keys) > ECM_KEY_SLOTS:
-        raise FormatError(f"at most {ECM_KEY_SLOTS} ECM keys", path=f"{p}.ecm_keys")
+        raise FormatError(f"at most {ECM_KEY_SLOTS} ECM keys", path=f"{p}.ecm_keys").with_id(
+            "formats.most_ecm_keys", field=f"{p}.ecm_keys", ecm_key_slots=ECM_KEY_SLOTS)
     for i, s in enumerate(r.ecm_keys):
         check_range(s.index, 8, f"{p}.ecm_keys[{i}].index")
         check_len(s.wrapped_key, WRAPPED_KEY_SIZE, f"{p}.ecm_keys[{i}].wrapped_key")
@@ -264,17 +268,22 @@ def validate(r: CardRecord) -> None:
         check_len(r.pairing.wrapped_cwpk, WRAPPED_KEY_SIZE, f"{p}.pairing.wrapped_cwpk")
         check_len(r.pairing.chip_blob, CHIP_BLOB_SIZE, f"{p}.pairing.chip_blob")
     if not isinstance(r.last_osd_message, str):
-        raise FormatError("must be text", path=f"{p}.last_osd_message")
+        raise FormatError("must be text", path=f"{p}.last_osd_message").with_id(
+            "formats.text", field=f"{p}.last_osd_message")
     try:
         osd = r.last_osd_message.encode("utf-8")
     except UnicodeEncodeError as exc:  # lone surrogates
-        raise FormatError("not encodable as UTF-8", path=f"{p}.last_osd_message") from exc
+        raise FormatError("not encodable as UTF-8", path=f"{p}.last_osd_message").with_id(
+            "formats.not_encodable_utf", field=f"{p}.last_osd_message") from exc
     if len(osd) > OSD_MAX_BYTES:
         raise FormatError(
             f"at most {OSD_MAX_BYTES} bytes of UTF-8", path=f"{p}.last_osd_message"
-        )
+        ).with_id(
+            "formats.most_bytes_utf", field=f"{p}.last_osd_message", osd_max_bytes=OSD_MAX_BYTES)
     if len(r.entitlements) > ENTITLEMENT_SLOTS:
-        raise FormatError(f"at most {ENTITLEMENT_SLOTS} entitlements", path=f"{p}.entitlements")
+        raise FormatError(f"at most {ENTITLEMENT_SLOTS} entitlements", path=f"{p}.entitlements").with_id(
+            "formats.most_entitlements", field=f"{p}.entitlements",
+            entitlement_slots=ENTITLEMENT_SLOTS)
     for i, e in enumerate(r.entitlements):
         check_range(e.package_id, 16, f"{p}.entitlements[{i}].package_id")
         check_range(e.start_s, 32, f"{p}.entitlements[{i}].start_s")

@@ -16,7 +16,7 @@ from typing import Any
 
 from cas.access import CardStatus, Entitlement
 from cas.errors import ChecksumError, FormatError
-from cas.formats._common import CRC_CHUNK_RECORDS, bulk_crc_ok, slots_builder
+from cas.formats._common import CRC_CHUNK_RECORDS, bulk_crc_ok, field_error, slots_builder
 from cas.formats.layout import check_order, struct_layout
 from cas.formats.records.declaration import (
     CARD_RECORD,
@@ -93,7 +93,7 @@ _RECORD_B = slots_builder(CardRecord)
 
 
 def _fail(field_name: str, message: str) -> FormatError:
-    return FormatError(message, path=f"card_record.body.{field_name}")
+    return field_error(message, f"card_record.body.{field_name}")
 
 
 # Entitlements are immutable and cards share them (same package, same billing period), so the
@@ -138,7 +138,8 @@ def _record_error(t: tuple[Any, ...], b: Any) -> FormatError:
         return _fail("entitlement_count", "object failed validation")
     if b[_ENT_OFFSET + _ENT.size * count : _CRC_OFFSET] != _ZERO_ENTS[_ENT.size * count :]:
         return _fail("entitlements", "object failed validation")
-    return ChecksumError("integrity check failed", path="card_record.crc32")
+    return ChecksumError("integrity check failed", path="card_record.crc32").with_id(
+        "formats.integrity_failed", field="card_record.crc32")
 
 
 def _at_index(exc: FormatError, root: str, i: int) -> FormatError:
@@ -291,7 +292,7 @@ def parse_card_record(data: bytes) -> CardRecord:
     if len(data) != CARD_RECORD_SIZE:
         raise FormatError(
             f"a card record is {CARD_RECORD_SIZE} bytes, got {len(data)}", path="card_record"
-        )
+        ).with_id("formats.card_record_card_record", card_record_size=CARD_RECORD_SIZE, n=len(data))
     return next(iter_records(bytes(data), 0, 1, "card_record"))
 
 

@@ -140,7 +140,8 @@ def frame_length(header: bytes | bytearray | memoryview) -> int:
     """Total frame size announced by a 5-byte header (header included)."""
     if len(header) < HEADER_SIZE:
         raise SimulcryptFormatError("truncated SimulCrypt header", path="header",
-                                    error_status=EcmgScsError.INV_MESSAGE)
+                                    error_status=EcmgScsError.INV_MESSAGE).with_id(
+            "formats.header_truncated_simulcrypt_header")
     return HEADER_SIZE + int.from_bytes(header[3:5], "big")
 
 
@@ -154,12 +155,15 @@ def parse_message(data: bytes | bytearray | memoryview) -> Message:
     size = len(data)
     if size < HEADER_SIZE:
         raise SimulcryptFormatError(f"frame of {size} bytes is shorter than the 5-byte header",
-                                    path="header", error_status=EcmgScsError.INV_MESSAGE)
+                                    path="header", error_status=EcmgScsError.INV_MESSAGE).with_id(
+            "formats.header_frame_bytes_shorter", size=size)
     version, message_type, message_length = _HEADER.unpack_from(data)
     if size != HEADER_SIZE + message_length:
         raise SimulcryptFormatError(
             f"message_length {message_length} disagrees with the {size - HEADER_SIZE} bytes "
-            "after the header", path="message_length", error_status=EcmgScsError.INV_MESSAGE)
+            "after the header", path="message_length", error_status=EcmgScsError.INV_MESSAGE).with_id(
+            "formats.message_length_message_length", message_length=message_length,
+            value=size - HEADER_SIZE)
     params: list[Parameter] = []
     pos = HEADER_SIZE
     index = 0
@@ -167,7 +171,8 @@ def parse_message(data: bytes | bytearray | memoryview) -> Message:
         if pos + 4 > size:
             raise SimulcryptFormatError(
                 "truncated parameter header", path=f"parameters[{index}]",
-                error_status=EcmgScsError.INV_MESSAGE)
+                error_status=EcmgScsError.INV_MESSAGE).with_id(
+                "formats.truncated_parameter_header", field=f"parameters[{index}]")
         ptype, plen = _TL.unpack_from(data, pos)
         pos += 4
         end = pos + plen
@@ -175,7 +180,9 @@ def parse_message(data: bytes | bytearray | memoryview) -> Message:
             raise SimulcryptFormatError(
                 f"parameter_length {plen} runs {end - size} bytes past the end of the message",
                 path=f"parameters[{index}].parameter_length", parameter_type=ptype,
-                error_status=EcmgScsError.INV_MESSAGE)
+                error_status=EcmgScsError.INV_MESSAGE).with_id(
+                "formats.parameter_length_runs_bytes",
+                field=f"parameters[{index}].parameter_length", plen=plen, value=end - size)
         params.append(_trusted(Parameter, type=ptype, value=data[pos:end]))
         pos = end
         index += 1
@@ -194,7 +201,8 @@ def build_message(message: Message) -> bytes:
     if length > MAX_MESSAGE_LENGTH:
         raise SimulcryptFormatError(
             f"{length} bytes of parameters do not fit the u16 message_length",
-            path="message_length", error_status=EcmgScsError.MESSAGE_TOO_LONG)
+            path="message_length", error_status=EcmgScsError.MESSAGE_TOO_LONG).with_id(
+            "formats.message_length_bytes_parameters", length=length)
     parts[0] = _HEADER.pack(message.protocol_version, message.message_type, length)
     return b"".join(parts)
 
@@ -205,11 +213,14 @@ def parse_message_declarative(data: bytes) -> Message:
         parsed = SIMULCRYPT_MESSAGE.parse(data)
         if len(data) != HEADER_SIZE + sum(4 + len(p.value) for p in parsed.parameters.tlv):
             raise SimulcryptFormatError("trailing bytes after the message", path="message_length",
-                                        error_status=EcmgScsError.INV_MESSAGE)
+                                        error_status=EcmgScsError.INV_MESSAGE).with_id(
+                "formats.message_length_trailing_bytes")
     except ConstructError as exc:
         raise SimulcryptFormatError(f"not a SimulCrypt message: {exc.__class__.__name__}",
                                     path=getattr(exc, "path", None) or "message",
-                                    error_status=EcmgScsError.INV_MESSAGE) from exc
+                                    error_status=EcmgScsError.INV_MESSAGE).with_id(
+            "formats.not_simulcrypt_message", field=getattr(exc, 'path', None) or 'message',
+            name__=exc.__class__.__name__) from exc
     return Message(
         protocol_version=parsed.protocol_version, message_type=parsed.message_type,
         parameters=tuple(Parameter(type=p.parameter_type, value=bytes(p.value))
@@ -224,6 +235,7 @@ def iter_frames(data: bytes) -> Iterable[Message]:
         if end > len(data):
             raise SimulcryptFormatError("truncated frame at the end of the data",
                                         path=f"offset {pos}",
-                                        error_status=EcmgScsError.INV_MESSAGE)
+                                        error_status=EcmgScsError.INV_MESSAGE).with_id(
+                "formats.truncated_frame_end_data", field=f"offset {pos}")
         yield parse_message(data[pos:end])
         pos = end

@@ -168,12 +168,15 @@ def check_message(message: Message, spec: InterfaceSpec, *,
         raise SimulcryptFormatError(
             f"protocol_version {v} is not supported "
             f"(supported: {sorted(spec.versions)})", path="protocol_version",
-            error_status=spec.status(ErrorKind.INV_PROTO_VERSION))
+            error_status=spec.status(ErrorKind.INV_PROTO_VERSION)).with_id(
+            "formats.protocol_version_protocol_version", v=v, versions=sorted(spec.versions))
     mspec = spec.messages.get(message.message_type)
     if mspec is None:
         raise SimulcryptFormatError(
             f"unknown {spec.interface.value} message_type 0x{message.message_type:04X}",
-            path="message_type", error_status=spec.status(ErrorKind.INV_MESSAGE_TYPE))
+            path="message_type", error_status=spec.status(ErrorKind.INV_MESSAGE_TYPE)).with_id(
+            "formats.message_type_unknown_message", value=spec.interface.value,
+            message_type=f"{message.message_type:04X}")
     rules = _rules(spec, mspec, v)
     grouped: dict[int, list[bytes]] = {}
     for index, p in enumerate(message.parameters):
@@ -185,14 +188,18 @@ def check_message(message: Message, spec: InterfaceSpec, *,
             raise SimulcryptFormatError(
                 f"parameter_type 0x{p.type:04X} is not part of {mspec.name} (version {v})",
                 path=f"parameters[{index}]", parameter_type=p.type,
-                error_status=spec.status(ErrorKind.INV_PARAM_TYPE))
+                error_status=spec.status(ErrorKind.INV_PARAM_TYPE)).with_id(
+                "formats.parameter_type_x_not", field=f"parameters[{index}]", type=f"{p.type:04X}",
+                name=mspec.name, v=v)
         lo, hi, name = allowed
         if not lo <= len(p.value) <= hi:
             expected = f"{lo}" if lo == hi else f"{lo}..{hi}"
             raise SimulcryptFormatError(
                 f"{name} has {len(p.value)} byte(s), expected {expected}",
                 path=f"parameters[{index}].{name}", parameter_type=p.type,
-                error_status=spec.status(ErrorKind.INV_PARAM_LENGTH))
+                error_status=spec.status(ErrorKind.INV_PARAM_LENGTH)).with_id(
+                "formats.byte_expected", field=f"parameters[{index}].{name}", name=name,
+                n=len(p.value), expected=expected)
         values = grouped.get(p.type)
         if values is None:
             grouped[p.type] = [p.value]
@@ -203,10 +210,14 @@ def check_message(message: Message, spec: InterfaceSpec, *,
         if count < lo:
             raise SimulcryptFormatError(
                 f"{mspec.name} lacks its mandatory {name}", path=f"{mspec.name}.{name}",
-                parameter_type=ptype, error_status=spec.status(ErrorKind.MISSING_PARAM))
+                parameter_type=ptype, error_status=spec.status(ErrorKind.MISSING_PARAM)).with_id(
+                "formats.lacks_mandatory", field=f"{mspec.name}.{name}", name=mspec.name,
+                name2=name)
         if count > hi:
             raise SimulcryptFormatError(
                 f"{mspec.name} carries {name} {count} times (at most {hi})",
                 path=f"{mspec.name}.{name}", parameter_type=ptype,
-                error_status=spec.status(ErrorKind.INV_MESSAGE))
+                error_status=spec.status(ErrorKind.INV_MESSAGE)).with_id(
+                "formats.carries_times_most", field=f"{mspec.name}.{name}", name=mspec.name,
+                name2=name, count=count, hi=hi)
     return grouped

@@ -46,16 +46,19 @@ class Packetizer:
             try:
                 total = section_total_length(section)
             except FormatError as exc:
-                raise FormatError(str(exc), path=f"packetizer.sections[{i}]") from exc
+                raise FormatError(str(exc), path=f"packetizer.sections[{i}]").with_id(
+                    "formats.within", field=f"packetizer.sections[{i}]", inner=exc) from exc
             if total != len(section):
                 raise FormatError(
                     f"section_length implies {total} bytes, got {len(section)}",
                     path=f"packetizer.sections[{i}]",
-                )
+                ).with_id(
+                    "formats.section_length_implies_bytes", field=f"packetizer.sections[{i}]",
+                    total=total, n=len(section))
             if section[0] == 0xFF:
                 raise FormatError(
                     "table_id 0xFF is reserved for stuffing", path=f"packetizer.sections[{i}]"
-                )
+                ).with_id("formats.table_id_xff_reserved", field=f"packetizer.sections[{i}]")
             starts.append(len(data))
             data += section
         packets: list[bytes] = []

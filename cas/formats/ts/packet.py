@@ -120,11 +120,15 @@ class AdaptationField:
             raise FormatError(
                 f"{self.splice_countdown} is not in -128..127",
                 path="adaptation_field.splice_countdown",
-            )
+            ).with_id(
+                "formats.adaptation_field_splice_countdown",
+                splice_countdown=self.splice_countdown)
         if self.transport_private_data is not None and len(self.transport_private_data) > 181:
-            raise FormatError("too long", path="adaptation_field.transport_private_data_length")
+            raise FormatError("too long", path="adaptation_field.transport_private_data_length").with_id(
+                "formats.adaptation_field_transport_private")
         if self.extension is not None and len(self.extension) > 181:
-            raise FormatError("too long", path="adaptation_field.adaptation_field_extension")
+            raise FormatError("too long", path="adaptation_field.adaptation_field_extension").with_id(
+                "formats.adaptation_field_adaptation_field")
 
     @property
     def is_empty(self) -> bool:
@@ -202,7 +206,8 @@ class TsPacket:
         check_bits("ts_packet.transport_scrambling_control", self.transport_scrambling_control, 2)
         check_bits("ts_packet.continuity_counter", self.continuity_counter, 4)
         if not isinstance(self.payload, bytes):
-            raise FormatError("payload must be bytes", path="ts_packet.payload")
+            raise FormatError("payload must be bytes", path="ts_packet.payload").with_id(
+                "formats.ts_packet_payload_payload")
         n = len(self.payload)
         if self.adaptation_field is None:
             if n != PAYLOAD_SIZE:
@@ -210,7 +215,7 @@ class TsPacket:
                     f"payload of {n} bytes without an adaptation field (needs {PAYLOAD_SIZE}"
                     "; pass adaptation_field=AdaptationField() to stuff)",
                     path="ts_packet.payload",
-                )
+                ).with_id("formats.ts_packet_payload_payload_2", n=n, payload_size=PAYLOAD_SIZE)
         else:
             # adaptation_field_length = 183 - payload length (183: AF only, 0: one byte).
             space = PAYLOAD_SIZE - 1 - n
@@ -220,7 +225,9 @@ class TsPacket:
                     f"adaptation field ({af_len} bytes) and payload ({n} bytes) exceed "
                     f"{PAYLOAD_SIZE} bytes",
                     path="ts_packet.adaptation_field",
-                )
+                ).with_id(
+                    "formats.ts_packet_adaptation_field", af_len=af_len, n=n,
+                    payload_size=PAYLOAD_SIZE)
 
     @property
     def adaptation_field_control(self) -> int:
@@ -260,17 +267,20 @@ def _parse_adaptation_field(pkt: bytes, length: int) -> AdaptationField:
     private = extension = None
     if flags & 0x10:
         if pos + 6 > end:
-            raise FormatError("PCR runs past the adaptation field", path="adaptation_field.PCR")
+            raise FormatError("PCR runs past the adaptation field", path="adaptation_field.PCR").with_id(
+                "formats.adaptation_field_pcr_pcr")
         pcr = _decode_pcr(pkt, pos)
         pos += 6
     if flags & 0x08:
         if pos + 6 > end:
-            raise FormatError("OPCR runs past the adaptation field", path="adaptation_field.OPCR")
+            raise FormatError("OPCR runs past the adaptation field", path="adaptation_field.OPCR").with_id(
+                "formats.adaptation_field_opcr_opcr")
         opcr = _decode_pcr(pkt, pos)
         pos += 6
     if flags & 0x04:
         if pos + 1 > end:
-            raise FormatError("missing splice_countdown", path="adaptation_field.splice_countdown")
+            raise FormatError("missing splice_countdown", path="adaptation_field.splice_countdown").with_id(
+                "formats.adaptation_field_splice_countdown_2")
         splice = pkt[pos] - 256 if pkt[pos] & 0x80 else pkt[pos]
         pos += 1
     if flags & 0x02:
@@ -278,7 +288,7 @@ def _parse_adaptation_field(pkt: bytes, length: int) -> AdaptationField:
             raise FormatError(
                 "transport_private_data runs past the adaptation field",
                 path="adaptation_field.transport_private_data_length",
-            )
+            ).with_id("formats.adaptation_field_transport_private_2")
         private = pkt[pos + 1 : pos + 1 + pkt[pos]]
         pos += 1 + pkt[pos]
     if flags & 0x01:
@@ -286,7 +296,7 @@ def _parse_adaptation_field(pkt: bytes, length: int) -> AdaptationField:
             raise FormatError(
                 "adaptation_field_extension runs past the adaptation field",
                 path="adaptation_field.adaptation_field_extension_length",
-            )
+            ).with_id("formats.adaptation_field_adaptation_field_2")
         extension = pkt[pos + 1 : pos + 1 + pkt[pos]]
         pos += 1 + pkt[pos]
     # The rest is stuffing (0xFF by the standard; not checked, a decoder must skip it).
@@ -307,16 +317,18 @@ def parse_packet(data: bytes | bytearray | memoryview) -> TsPacket:
     adaptation_field_control 00, or an adaptation field that does not fit."""
     pkt = bytes(data)
     if len(pkt) != PACKET_SIZE:
-        raise FormatError(f"{len(pkt)} bytes, a TS packet has 188", path="ts_packet")
+        raise FormatError(f"{len(pkt)} bytes, a TS packet has 188", path="ts_packet").with_id(
+            "formats.ts_packet_bytes_ts", n=len(pkt))
     if pkt[0] != SYNC_BYTE:
-        raise FormatError(f"sync_byte 0x{pkt[0]:02X} is not 0x47", path="ts_packet.sync_byte")
+        raise FormatError(f"sync_byte 0x{pkt[0]:02X} is not 0x47", path="ts_packet.sync_byte").with_id(
+            "formats.ts_packet_sync_byte", pkt=f"{pkt[0]:02X}")
     afc = (pkt[3] >> 4) & 0x03
     af: AdaptationField | None = None
     start = 4
     if afc == 0:
         raise FormatError(
             "adaptation_field_control 00 is reserved", path="ts_packet.adaptation_field_control"
-        )
+        ).with_id("formats.ts_packet_adaptation_field_2")
     if afc & 0x02:
         length = pkt[4]
         limit = 183 if afc == 0b10 else 182
@@ -324,7 +336,7 @@ def parse_packet(data: bytes | bytearray | memoryview) -> TsPacket:
             raise FormatError(
                 f"adaptation_field_length {length} invalid with adaptation_field_control {afc:02b}",
                 path="ts_packet.adaptation_field.adaptation_field_length",
-            )
+            ).with_id("formats.ts_packet_adaptation_field_3", length=length, afc=f"{afc:02b}")
         af = _parse_adaptation_field(pkt, length)
         start = 5 + length
     return TsPacket(
@@ -414,13 +426,15 @@ def iter_packets(data: bytes | bytearray | memoryview, *, strict: bool = False) 
             pos += PACKET_SIZE
             continue
         if strict:
-            raise FormatError(f"no sync byte at offset {pos}", path="ts.sync_byte")
+            raise FormatError(f"no sync byte at offset {pos}", path="ts.sync_byte").with_id(
+                "formats.ts_sync_byte_no", pos=pos)
         nxt = buf.find(b"\x47", pos + 1)
         if nxt < 0:
             return
         pos = nxt
     if strict and pos != n:
-        raise FormatError(f"{n - pos} bytes left after the last whole packet", path="ts")
+        raise FormatError(f"{n - pos} bytes left after the last whole packet", path="ts").with_id(
+            "formats.ts_bytes_left_after", value=n - pos)
 
 
 # --- describe ----------------------------------------------------------------------------------

@@ -56,27 +56,34 @@ class ScrambleConfig:
 
     def __post_init__(self) -> None:
         if self.crypto_period_ms <= 0 or self.ecm_repetition_ms <= 0:
-            raise UsageError("crypto-period and ECM repetition must be positive")
+            raise UsageError("crypto-period and ECM repetition must be positive").with_id(
+                "headend.crypto_period_ecm_repetition")
         if self.ecm_repetition_ms > self.crypto_period_ms:
-            raise UsageError("ECM repetition period longer than the crypto-period")
+            raise UsageError("ECM repetition period longer than the crypto-period").with_id(
+                "headend.ecm_repetition_period_longer")
         if not 0 < self.ca_system_id <= 0xFFFF:
-            raise UsageError(f"CA_system_ID {self.ca_system_id:#x} outside 0x0001..0xFFFF")
+            raise UsageError(f"CA_system_ID {self.ca_system_id:#x} outside 0x0001..0xFFFF").with_id(
+                "headend.ca_system_id_outside", ca_system_id=f"{self.ca_system_id:#x}")
         if self.emm_pid is not None and not 0x20 <= self.emm_pid < NULL_PID:
-            raise UsageError(f"EMM PID {self.emm_pid:#x} outside 0x0020..0x1FFE")
+            raise UsageError(f"EMM PID {self.emm_pid:#x} outside 0x0020..0x1FFE").with_id(
+                "headend.emm_pid_outside_x0020", emm_pid=f"{self.emm_pid:#x}")
         for pid in self.ecm_pids.values():
             if not 0x20 <= pid < NULL_PID:
-                raise UsageError(f"ECM PID {pid:#x} outside 0x0020..0x1FFE")
+                raise UsageError(f"ECM PID {pid:#x} outside 0x0020..0x1FFE").with_id(
+                    "headend.ecm_pid_outside_x0020", pid=f"{pid:#x}")
         if self.emm_bitrate_bps <= 0 or self.nominal_bitrate_bps <= 0:
-            raise UsageError("bitrates must be positive")
+            raise UsageError("bitrates must be positive").with_id("headend.bitrates_positive")
         if self.chunk_packets <= 0:
-            raise UsageError("chunk size must be positive")
+            raise UsageError("chunk size must be positive").with_id("headend.chunk_size_positive")
         for sid, number in self.channel_numbers.items():
             if not 0 <= sid <= 0xFFFF:
-                raise UsageError(f"service_id {sid} outside 0..65535")
+                raise UsageError(f"service_id {sid} outside 0..65535").with_id(
+                    "headend.service_id_outside", sid=sid)
             # logical_channel_number is 10 bits; 0 means "no number" to EACEM receivers.
             if not 1 <= number <= 1023:
                 raise UsageError(f"channel number {number} of service {sid} outside 1..1023 "
-                                 "(the logical_channel_descriptor has 10 bits)")
+                                 "(the logical_channel_descriptor has 10 bits)").with_id(
+                    "headend.channel_number_service_outside", number=number, sid=sid)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

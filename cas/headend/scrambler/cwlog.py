@@ -45,8 +45,10 @@ def read_cw_log(lines: Iterable[str]) -> list[dict[str, object]]:
         try:
             obj = json.loads(line)
         except json.JSONDecodeError as exc:
-            raise FormatError(f"line {n}: not JSON", path="cw_log") from exc
+            raise FormatError(f"line {n}: not JSON", path="cw_log").with_id(
+                "headend.cw_log_line_not", n=n) from exc
         if not isinstance(obj, dict):
-            raise FormatError(f"line {n}: not an object", path="cw_log")
+            raise FormatError(f"line {n}: not an object", path="cw_log").with_id(
+                "headend.cw_log_line_not_2", n=n)
         out.append(obj)
     return out

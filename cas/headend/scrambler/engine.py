@@ -111,7 +111,8 @@ class _Headers:
         self.n = len(view) // PACKET_SIZE
         if bytes(view[0::PACKET_SIZE]).count(SYNC_BYTE) != self.n:
             bad = next(i for i, b in enumerate(bytes(view[0::PACKET_SIZE])) if b != SYNC_BYTE)
-            raise StreamError(f"lost TS sync at packet {bad} of a chunk (expected 0x47)")
+            raise StreamError(f"lost TS sync at packet {bad} of a chunk (expected 0x47)").with_id(
+                "headend.lost_ts_sync_packet", bad=bad)
         self.b1 = bytes(view[1::PACKET_SIZE])
         self.b2 = bytes(view[2::PACKET_SIZE])
         self.b3 = bytes(view[3::PACKET_SIZE])
@@ -164,12 +165,14 @@ class Scrambler:
         scan = prescan(head)
         unknown = sorted(set(scan.pat) - set(self.services))
         if unknown:
-            raise UsageError(f"service(s) {unknown} in the stream have no channel in the lineup")
+            raise UsageError(f"service(s) {unknown} in the stream have no channel in the lineup").with_id(
+                "headend.service_stream_no_channel", unknown=unknown)
         services, used = self._allocate(scan)
         cfg = self.config
         emm_pid = cfg.emm_pid if cfg.emm_pid is not None else _free_pid(used)
         if emm_pid in scan.pids:
-            raise UsageError(f"EMM PID {emm_pid:#x} is already used in the input")
+            raise UsageError(f"EMM PID {emm_pid:#x} is already used in the input").with_id(
+                "headend.emm_pid_already_used", emm_pid=f"{emm_pid:#x}")
         state = _RunState(self, scan, services, emm_pid)
         for chunk in read_chunks(head, src, cfg.chunk_packets):
             state.process(bytearray(chunk), dst)
@@ -199,7 +202,8 @@ class Scrambler:
                     nxt += 1
                 ecm_pid = nxt
             elif ecm_pid in used or ecm_pid in taken:
-                raise UsageError(f"ECM PID {ecm_pid:#x} for service {number} is already in use")
+                raise UsageError(f"ECM PID {ecm_pid:#x} for service {number} is already in use").with_id(
+                    "headend.ecm_pid_service_already", ecm_pid=f"{ecm_pid:#x}", number=number)
             taken.add(ecm_pid)
             es = tuple(st.elementary_pid for st in pmt.streams
                        if st.elementary_pid not in (PAT_PID, CAT_PID, NULL_PID))
@@ -213,7 +217,7 @@ def _free_pid(used: set[int]) -> int:
     while pid in used:
         pid += 1
     if pid >= NULL_PID:
-        raise UsageError("no free PID left for the EMM stream")
+        raise UsageError("no free PID left for the EMM stream").with_id("headend.no_free_pid_left")
     return pid
 
 
@@ -353,7 +357,8 @@ class _RunState:
         if any(hdr.flag(_IS_SCRAMBLED)):
             es = hdr.pid_mask(p for s in self.services for p in s.es_pids)
             if any(_and(es, hdr.flag(_IS_SCRAMBLED))):
-                raise StreamError("the input already has scrambled packets")
+                raise StreamError("the input already has scrambled packets").with_id(
+                    "headend.input_already_scrambled_packets")
         wanted = hdr.pid_mask(self.psi_pids)
         if self.time_pid >= 0:
             wanted = _or(wanted, _and(hdr.pid_mask((self.time_pid,)), hdr.flag(_HAS_AF)))

@@ -84,7 +84,8 @@ def rewrite_sdt(section: bytes, channel_numbers: Mapping[int, int], *,
     out = rewrite_sdt_table([section], channel_numbers, scrambled=scrambled)
     if len(out) != 1:
         raise FormatError(f"the rewritten SDT needs {len(out)} sections",
-                          path="sdt.section_length")
+                          path="sdt.section_length").with_id(
+            "headend.sdt_section_length_rewritten", n=len(out))
     return out[0]
 
 

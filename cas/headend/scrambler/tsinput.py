@@ -92,7 +92,8 @@ def prescan(data: bytes) -> Prescan:
     for off in range(0, len(data) - PACKET_SIZE + 1, PACKET_SIZE):
         pkt = data[off : off + PACKET_SIZE]
         if pkt[0] != SYNC_BYTE:
-            raise StreamError(f"lost TS sync at byte {off} (expected 0x47)")
+            raise StreamError(f"lost TS sync at byte {off} (expected 0x47)").with_id(
+                "headend.lost_ts_sync_byte", off=off)
         pid = ((pkt[1] & 0x1F) << 8) | pkt[2]
         info.pids.add(pid)
         if pid in pcr_pids and pkt[3] & 0x20 and pkt[4] >= 7 and pkt[5] & 0x10:
@@ -115,14 +116,17 @@ def prescan(data: bytes) -> Prescan:
                         info.pmts[pmt.program_number] = sec
                         pcr_pids.add(pmt.pcr_pid)
             except FormatError as exc:
-                raise StreamError(f"bad PSI section on PID {pid:#06x}: {exc}") from exc
+                raise StreamError(f"bad PSI section on PID {pid:#06x}: {exc}").with_id(
+                    "headend.bad_psi_section_pid", pid=f"{pid:#06x}", exc=exc) from exc
         if info.pat and len(info.pmts) == len(info.pat) and (info.has_pcr or off > 4_000_000):
             break
     if not info.pat:
-        raise StreamError("no PAT found at the start of the stream")
+        raise StreamError("no PAT found at the start of the stream").with_id(
+            "headend.no_pat_found_start")
     missing = sorted(set(info.pat) - set(info.pmts))
     if missing:
-        raise StreamError(f"no PMT found for program(s) {missing}")
+        raise StreamError(f"no PMT found for program(s) {missing}").with_id(
+            "headend.no_pmt_found_program", missing=missing)
     return info
 
 
@@ -130,9 +134,10 @@ def read_packets(src: IO[bytes], limit: int) -> bytes:
     """Up to ``limit`` bytes (a whole number of packets) from the start of ``src``."""
     data = src.read(limit - limit % PACKET_SIZE)
     if not data:
-        raise StreamError("empty input stream")
+        raise StreamError("empty input stream").with_id("headend.empty_input_stream")
     if data[0] != SYNC_BYTE:
-        raise StreamError("input does not start with a TS sync byte (0x47)")
+        raise StreamError("input does not start with a TS sync byte (0x47)").with_id(
+            "headend.input_does_not_start")
     return data
 
 
@@ -150,4 +155,5 @@ def read_chunks(head: bytes, src: IO[bytes], chunk_packets: int) -> Iterable[byt
         if not data:
             break
     if carry:
-        raise StreamError(f"input ends with a partial packet of {len(carry)} bytes")
+        raise StreamError(f"input ends with a partial packet of {len(carry)} bytes").with_id(
+            "headend.input_ends_partial_packet", n=len(carry))

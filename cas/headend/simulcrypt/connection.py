@@ -131,7 +131,8 @@ class Connection:
         if version is not None and version not in self.spec.versions:
             raise LocalProtocolError(
                 f"{self.spec.interface.value} version {version} is not supported",
-                error_status=self.spec.status(ErrorKind.INV_PROTO_VERSION))
+                error_status=self.spec.status(ErrorKind.INV_PROTO_VERSION)).with_id(
+                "headend.version_not_supported", value=self.spec.interface.value, version=version)
         self._version = version
         self._reply_version: int | None = None
         if max_message_length is None:
@@ -190,7 +191,8 @@ class Connection:
             return
         if self._eof:
             raise LocalProtocolError("data received after end of stream",
-                                     error_status=self.spec.status(ErrorKind.UNKNOWN_ERROR))
+                                     error_status=self.spec.status(ErrorKind.UNKNOWN_ERROR)).with_id(
+                "headend.data_received_after_end")
         self._buffer += data
 
     @property
@@ -222,7 +224,9 @@ class Connection:
                 f"message of {length - HEADER_SIZE} bytes exceeds our limit of "
                 f"{self.max_message_length}", message_type=(buf[1] << 8) | buf[2],
                 error_status=self.spec.status(ErrorKind.MESSAGE_TOO_LONG),
-                channel_id=self._channel.channel_id)
+                channel_id=self._channel.channel_id).with_id(
+                "headend.message_bytes_exceeds_our", value=length - HEADER_SIZE,
+                max_message_length=self.max_message_length)
         if len(buf) < length:
             return self._closed(True) if self._eof else NEED_DATA
         frame = bytes(buf[:length])
@@ -240,7 +244,7 @@ class Connection:
         except SimulcryptFormatError as exc:
             raise PeerProtocolError(str(exc), error_status=exc.error_status,
                                     parameter_type=exc.parameter_type,
-                                    channel_id=self._channel.channel_id) from exc
+                                    channel_id=self._channel.channel_id).with_message_of(exc) from exc
         peer_version = message.protocol_version
         if self._version is None:
             if peer_version in self.spec.versions:
@@ -254,7 +258,9 @@ class Connection:
                 f"{self._version if self._version is not None else 'one of ' + str(sorted(self.spec.versions))})",
                 error_status=self.spec.status(ErrorKind.INV_PROTO_VERSION),
                 message_type=message.message_type,
-                channel_id=channel_id if channel_id is not None else self._channel.channel_id)
+                channel_id=channel_id if channel_id is not None else self._channel.channel_id).with_id(
+                "headend.protocol_version_connection_speaks", peer_version=peer_version,
+                value=self._version if self._version is not None else "one of " + str(sorted(self.spec.versions)))
         event = decode_event(message, self._events, self.spec)
         self._apply(self.their_side, event)
         return event
@@ -265,7 +271,8 @@ class Connection:
         if event.SPEC is not self.spec:
             raise LocalProtocolError(
                 f"{type(event).__name__} belongs to {event.SPEC.interface.value}",
-                error_status=self.spec.status(ErrorKind.INV_MESSAGE_TYPE))
+                error_status=self.spec.status(ErrorKind.INV_MESSAGE_TYPE)).with_id(
+                "headend.belongs", name__=type(event).__name__, value=event.SPEC.interface.value)
         version = self._send_version()
         syntax = version if version in self.spec.versions else DEFAULT_VERSION
         message = event.to_message(version, syntax=syntax)

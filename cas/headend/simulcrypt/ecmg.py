@@ -471,7 +471,8 @@ def sealed_ecm_builder(keys: OperatorKeys, *, ecm_key_index: int = 0,
         current, following = request.cw_for(cp), request.cw_for(cp + 1)
         if current is None or following is None:
             raise LocalProtocolError("CW_provision lacks CW(CP) or CW(CP+1)",
-                                     error_status=Err.NOT_ENOUGH_CW)
+                                     error_status=Err.NOT_ENOUGH_CW).with_id(
+                "headend.cw_provision_lacks_cw")
         even, odd = cw_slots(cp, current, following)
         return generator.ecm(criteria, cp=cp, cw_even=even, cw_odd=odd,
                              timestamp_s=int(request.at.timestamp()))

@@ -260,7 +260,9 @@ class EmmgClient:
                     if limit is not None and failures >= limit:
                         raise ProtocolError(
                             f"mux {c.host}:{c.port} unreachable after {failures} attempts: "
-                            f"{why}", error_status=EmmgMuxError.UNKNOWN_ERROR) from exc
+                            f"{why}", error_status=EmmgMuxError.UNKNOWN_ERROR).with_id(
+                            "headend.mux_unreachable_after_attempts", host=c.host, port=c.port,
+                            failures=failures, why=why) from exc
                     log.warning("mux %s:%d: %s (attempt %d of %s); retrying in %.1f s%s",
                                 c.host, c.port, why, failures, limit or "unlimited", delay,
                                 f", {resent} unconfirmed EMMs will be resent" if resent else "")
@@ -560,13 +562,15 @@ def iter_datagrams_file(path: Path, *, section_tspkt_flag: int = 0,
     try:
         data = path.read_bytes()
     except OSError as exc:
-        raise FormatError(f"cannot read {path}: {exc.strerror}", path=str(path)) from exc
+        raise FormatError(f"cannot read {path}: {exc.strerror}", path=str(path)).with_id(
+            "headend.cannot_read", field=str(path), path=path, strerror=exc.strerror) from exc
     is_ts = len(data) >= ts.PACKET_SIZE and len(data) % ts.PACKET_SIZE == 0 and all(
         data[i] == 0x47 for i in range(0, min(len(data), 50 * ts.PACKET_SIZE), ts.PACKET_SIZE))
     if not is_ts:
         if section_tspkt_flag:
             raise FormatError("TS packets requested but the file holds sections",
-                              path=str(path))
+                              path=str(path)).with_id(
+                "headend.ts_packets_requested_but", field=str(path))
         yield from iter_sections(data)
         return
     packets = [data[i:i + ts.PACKET_SIZE] for i in range(0, len(data), ts.PACKET_SIZE)]

@@ -235,7 +235,8 @@ class ServerEndpoint(ABC, Generic[S]):
     def port(self) -> int:
         if self._server is None or not self._server.sockets:
             raise LocalProtocolError(f"the {self.NAME} is not listening",
-                                     error_status=self.SPEC.status(ErrorKind.UNKNOWN_ERROR))
+                                     error_status=self.SPEC.status(ErrorKind.UNKNOWN_ERROR)).with_id(
+                "headend.not_listening", name=self.NAME)
         return int(self._server.sockets[0].getsockname()[1])
 
     async def start(self) -> Self:

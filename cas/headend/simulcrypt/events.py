@@ -94,7 +94,8 @@ class CpCw:
     def __post_init__(self) -> None:
         if not 0 <= self.cp_number <= 0xFFFF:
             raise LocalProtocolError(f"CP_number {self.cp_number} is not a u16",
-                                     error_status=EcmgScsError.INV_PARAM_VALUE)
+                                     error_status=EcmgScsError.INV_PARAM_VALUE).with_id(
+                "headend.cp_number_not_u16", cp_number=self.cp_number)
 
     def to_bytes(self) -> bytes:
         return self.cp_number.to_bytes(2, "big") + self.cw
@@ -137,13 +138,17 @@ class Event:
                 if not isinstance(v, int) or not lo <= v <= hi:
                     raise LocalProtocolError(
                         f"{self.KIND.value}: {pname}={v!r} is outside {lo}..{hi}",
-                        error_status=self.SPEC.status(ErrorKind.INV_PARAM_VALUE))
+                        error_status=self.SPEC.status(ErrorKind.INV_PARAM_VALUE)).with_id(
+                        "headend.outside", value=self.KIND.value, pname=pname, v=f"{v!r}", lo=lo,
+                        hi=hi)
         for p in self.extra:
             if p.type < USER_DEFINED_MIN:
                 raise LocalProtocolError(
                     f"extra parameter 0x{p.type:04X} is not user defined "
                     f"(0x{USER_DEFINED_MIN:04X}-0xFFFF)",
-                    error_status=self.SPEC.status(ErrorKind.INV_PARAM_TYPE))
+                    error_status=self.SPEC.status(ErrorKind.INV_PARAM_TYPE)).with_id(
+                    "headend.extra_parameter_x_not", type=f"{p.type:04X}",
+                    user_defined_min=f"{USER_DEFINED_MIN:04X}")
         self._validate()
 
     def _validate(self) -> None:
@@ -214,13 +219,17 @@ class Event:
                 raise LocalProtocolError(
                     f"{self.KIND.value} in version {version} needs {lo}..{hi} {pspec.name}, "
                     f"got {len(values)}", error_status=self.SPEC.status(
-                        ErrorKind.MISSING_PARAM if len(values) < lo else ErrorKind.INV_MESSAGE))
+                        ErrorKind.MISSING_PARAM if len(values) < lo else ErrorKind.INV_MESSAGE)).with_id(
+                    "headend.version_needs", value=self.KIND.value, version=version, lo=lo, hi=hi,
+                    name=pspec.name, n=len(values))
             for v in values:
                 raw = v.to_bytes() if isinstance(v, CpCw) else pspec.encode(v, 2)
                 if not plo <= len(raw) <= phi:
                     raise LocalProtocolError(
                         f"{pspec.name} of {len(raw)} bytes is not allowed in version {version}",
-                        error_status=self.SPEC.status(ErrorKind.INV_PARAM_LENGTH))
+                        error_status=self.SPEC.status(ErrorKind.INV_PARAM_LENGTH)).with_id(
+                        "headend.bytes_not_allowed_version", name=pspec.name, n=len(raw),
+                        version=version)
                 params.append(Parameter(type=ptype, value=raw))
         params.extend(self.extra)
         return Message(protocol_version=version, message_type=self.MESSAGE_TYPE,
@@ -255,13 +264,14 @@ class Event:
                 str(exc), error_status=exc.error_status, message_type=cls.MESSAGE_TYPE,
                 channel_id=kwargs.get(cls._CHANNEL_FIELD) if cls._CHANNEL_FIELD else None,
                 stream_id=kwargs.get(cls._STREAM_FIELD) if cls._STREAM_FIELD else None,
-                stream_level=not cls.KIND.is_channel_level) from exc
+                stream_level=not cls.KIND.is_channel_level).with_message_of(exc) from exc
         except TypeError as exc:
             # A mandatory field absent although the syntax check passed: only possible for
             # V1 messages decoded into a V2-only event shape.
             raise PeerProtocolError(
                 f"{cls.KIND.value}: {exc}", message_type=cls.MESSAGE_TYPE,
-                error_status=spec.status(ErrorKind.MISSING_PARAM)) from exc
+                error_status=spec.status(ErrorKind.MISSING_PARAM)).with_id(
+                "headend.error", value=cls.KIND.value, exc=exc) from exc
 
     def replace(self, **changes: Any) -> Event:
         return dataclasses.replace(self, **changes)
@@ -345,7 +355,8 @@ def decode_event(message: Message, events: Mapping[int, type[Event]], spec: Inte
             str(exc), error_status=exc.error_status, channel_id=channel_id,
             stream_id=stream_id, parameter_type=exc.parameter_type,
             message_type=message.message_type,
-            stream_level=cls is not None and not cls.KIND.is_channel_level) from exc
+            stream_level=cls is not None and not cls.KIND.is_channel_level).with_message_of(
+                exc) from exc
     assert cls is not None  # check_message rejected unknown message types
     return cls.from_message(message, grouped,
                             message.protocol_version if version is None else version)

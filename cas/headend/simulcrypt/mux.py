@@ -389,10 +389,12 @@ def check_datagram(datagram: bytes, ts_packets: bool) -> None:
     if ts_packets:
         if len(datagram) % ts.PACKET_SIZE or any(
                 datagram[i] != 0x47 for i in range(0, len(datagram), ts.PACKET_SIZE)):
-            raise FormatError("not whole TS packets", path="datagram")
+            raise FormatError("not whole TS packets", path="datagram").with_id(
+                "headend.datagram_not_whole_ts")
         return
     if section_total_length(datagram) != len(datagram) or datagram[0] == 0xFF:
-        raise FormatError(f"not one section ({len(datagram)} bytes)", path="datagram")
+        raise FormatError(f"not one section ({len(datagram)} bytes)", path="datagram").with_id(
+            "headend.datagram_not_one_section", n=len(datagram))
 
 
 class _UdpProtocol(asyncio.DatagramProtocol):

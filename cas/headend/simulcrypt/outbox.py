@@ -54,7 +54,9 @@ class Outbox:
                 skipped += 1
             if skipped < self.acked:
                 raise ConfigError(f"{state_path}: {self.acked} EMMs acknowledged but the "
-                                  f"source holds only {skipped}")
+                                  f"source holds only {skipped}").with_id(
+                    "headend.emms_acknowledged_but_source", state_path=state_path,
+                    acked=self.acked, skipped=skipped)
 
     # --- filling ---------------------------------------------------------------------------
     def put(self, datagram: bytes) -> int:
@@ -147,9 +149,11 @@ class Outbox:
             data = json.loads(path.read_text("utf-8"))
             acked = int(data["acked"])
         except (OSError, ValueError, KeyError, TypeError) as exc:
-            raise ConfigError(f"{path}: not an EMMG outbox state file") from exc
+            raise ConfigError(f"{path}: not an EMMG outbox state file").with_id(
+                "headend.not_emmg_outbox_state", path=path) from exc
         if acked < 0:
-            raise ConfigError(f"{path}: negative position")
+            raise ConfigError(f"{path}: negative position").with_id(
+                "headend.negative_position", path=path)
         return acked
 
     def _save_state(self, path: Path) -> None:

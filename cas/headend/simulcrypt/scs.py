@@ -104,13 +104,15 @@ def section_from_datagram(datagram: bytes, ts_packets: bool) -> bytes:
         return datagram
     if len(datagram) % ts.PACKET_SIZE:
         raise FormatError(f"ECM_datagram of {len(datagram)} bytes is not whole TS packets",
-                          path="ECM_datagram")
+                          path="ECM_datagram").with_id(
+            "headend.ecm_datagram_ecm_datagram", n=len(datagram))
     pid = ((datagram[1] & 0x1F) << 8) | datagram[2] if datagram else 0
     sections = ts.SectionReassembler(pid, check_crc=False).feed_many(
         datagram[i:i + ts.PACKET_SIZE] for i in range(0, len(datagram), ts.PACKET_SIZE))
     if len(sections) != 1:
         raise FormatError(f"ECM_datagram holds {len(sections)} sections, expected 1",
-                          path="ECM_datagram")
+                          path="ECM_datagram").with_id(
+            "headend.ecm_datagram_ecm_datagram_2", n=len(sections))
     return sections[0]
 
 
@@ -187,10 +189,12 @@ class ScsClient(ClientEndpoint):
             reader, writer = await open_connection(host, port, timeout_s=timeout_s)
         except TimeoutError as exc:
             raise SimulcryptTimeout(f"no connection to ECMG {host}:{port} in {timeout_s}s",
-                                    error_status=EcmgScsError.UNKNOWN_ERROR) from exc
+                                    error_status=EcmgScsError.UNKNOWN_ERROR).with_id(
+                "headend.no_connection_ecmg", host=host, port=port, timeout_s=timeout_s) from exc
         except OSError as exc:
             raise PeerUnavailable(f"cannot connect to ECMG {host}:{port}: {exc.strerror or exc}",
-                                  error_status=EcmgScsError.UNKNOWN_ERROR) from exc
+                                  error_status=EcmgScsError.UNKNOWN_ERROR).with_id(
+                "headend.cannot_connect_ecmg", host=host, port=port, value=exc.strerror or exc) from exc
         client = cls(reader, writer, channel_id=channel_id, super_cas_id=super_cas_id,
                      version=version, timeout_s=timeout_s)
         client._start_reading()
@@ -281,12 +285,14 @@ class ScsClient(ClientEndpoint):
         self._closed = True
         await self._close_transport()
         self._waiters.fail_all(SimulcryptTimeout("connection closed",
-                                                 error_status=EcmgScsError.UNKNOWN_ERROR))
+                                                 error_status=EcmgScsError.UNKNOWN_ERROR).with_id(
+            "headend.connection_closed"))
 
     async def _request(self, event: Event, scope: int | None, kinds: tuple[type[Event], ...],
                        *, cp_number: int | None = None) -> Event:
         if self._closed:
-            raise SimulcryptTimeout("connection closed", error_status=EcmgScsError.UNKNOWN_ERROR)
+            raise SimulcryptTimeout("connection closed", error_status=EcmgScsError.UNKNOWN_ERROR).with_id(
+                "headend.connection_closed")
         future: asyncio.Future[Event] = asyncio.get_running_loop().create_future()
         data = self.conn.send(event)
         self._waiters.add(scope, _Pending(kinds=kinds, cp_number=cp_number, future=future))
@@ -296,13 +302,15 @@ class ScsClient(ClientEndpoint):
             return await asyncio.wait_for(future, self.timeout_s)
         except TimeoutError as exc:
             raise SimulcryptTimeout(f"no answer to {event.KIND.value} in {self.timeout_s}s",
-                                    error_status=EcmgScsError.UNKNOWN_ERROR) from exc
+                                    error_status=EcmgScsError.UNKNOWN_ERROR).with_id(
+                "headend.no_answer", value=event.KIND.value, timeout_s=self.timeout_s) from exc
 
     # --- incoming ----------------------------------------------------------------------------------
     def _connection_lost(self) -> None:
         self._closed = True
         self._waiters.fail_all(SimulcryptTimeout(
-            "the ECMG closed the connection", error_status=EcmgScsError.UNKNOWN_ERROR))
+            "the ECMG closed the connection", error_status=EcmgScsError.UNKNOWN_ERROR).with_id(
+            "headend.ecmg_closed_connection"))
 
     def _status_for_test(self, event: Event) -> Event | None:
         return _echo(event, self.channel_status, self.stream_statuses)
@@ -349,7 +357,8 @@ class BlockingScsClient:
             self._sock = socket.create_connection((host, port), timeout=timeout_s)
         except OSError as exc:
             raise PeerUnavailable(f"cannot connect to ECMG {host}:{port}: {exc.strerror or exc}",
-                                  error_status=EcmgScsError.UNKNOWN_ERROR) from exc
+                                  error_status=EcmgScsError.UNKNOWN_ERROR).with_id(
+                "headend.cannot_connect_ecmg", host=host, port=port, value=exc.strerror or exc) from exc
         self._sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         status = self._request(ChannelSetup(ecm_channel_id=channel_id, super_cas_id=super_cas_id),
                                ChannelStatus)
@@ -425,18 +434,21 @@ class BlockingScsClient:
                     continue
             if isinstance(answer, ConnectionClosed):
                 raise SimulcryptTimeout("the ECMG closed the connection",
-                                        error_status=EcmgScsError.UNKNOWN_ERROR)
+                                        error_status=EcmgScsError.UNKNOWN_ERROR).with_id(
+                    "headend.ecmg_closed_connection")
             if answer is NEED_DATA:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     raise SimulcryptTimeout(f"no answer to {event.KIND.value}",
-                                            error_status=EcmgScsError.UNKNOWN_ERROR)
+                                            error_status=EcmgScsError.UNKNOWN_ERROR).with_id(
+                        "headend.no_answer_2", value=event.KIND.value)
                 self._sock.settimeout(remaining)
                 try:
                     data = self._sock.recv(65536)
                 except TimeoutError as exc:
                     raise SimulcryptTimeout(f"no answer to {event.KIND.value}",
-                                            error_status=EcmgScsError.UNKNOWN_ERROR) from exc
+                                            error_status=EcmgScsError.UNKNOWN_ERROR).with_id(
+                        "headend.no_answer_2", value=event.KIND.value) from exc
                 self.conn.receive_data(data)
             # anything else (an unsolicited status) is skipped
 

@@ -26,7 +26,8 @@ class FfmpegSource(LiveSource):
         super().__init__(f"lavfi:{graph}", latency_s=latency_s)
         exe = shutil.which(ffmpeg)
         if exe is None:
-            raise ConfigError("lavfi sources need ffmpeg (Debian package ffmpeg)")
+            raise ConfigError("lavfi sources need ffmpeg (Debian package ffmpeg)").with_id(
+                "live.lavfi_sources_need_ffmpeg")
         self.argv = ffmpeg_argv(exe, graph, service_id=service_id, name=name,
                                 video_bitrate_kbps=video_bitrate_kbps)
         self.restarts = 0

@@ -147,7 +147,9 @@ class LiveSource:
             left = deadline - time.monotonic()
             if left <= 0 or self.ended:
                 raise StreamError(f"{self.name}: no PAT and PMT within "
-                                  f"{self.probe_timeout_s:g} s")
+                                  f"{self.probe_timeout_s:g} s").with_id(
+                    "live.no_pat_pmt_within", name=self.name,
+                    probe_timeout_s=f"{self.probe_timeout_s:g}")
             for pkt in self._packets(True, min(left, 0.5)):
                 self._held.append(pkt)
                 if self._probe.feed(pkt) is not None:
@@ -167,7 +169,8 @@ class LiveSource:
     def read(self, until_s: float, now_s: float) -> Block:
         timer = self._timer
         if timer is None:
-            raise StreamError(f"{self.name}: read before set_pid_map")
+            raise StreamError(f"{self.name}: read before set_pid_map").with_id(
+                "live.read_before_set_pid", name=self.name)
         packets = self._held + self._packets(False)
         self._held = []
         mapping = self._map

@@ -64,7 +64,8 @@ _CC_TABLES = [bytes((b & 0xF0) | ((b + d) & 0x0F) for b in range(256)) for d in 
 
 def _probe_bytes(data: bytes, name: str, program_number: int | None) -> ProgramInfo:
     if not data or data[0] != SYNC_BYTE:
-        raise StreamError(f"{name}: does not start with a TS sync byte (0x47)")
+        raise StreamError(f"{name}: does not start with a TS sync byte (0x47)").with_id(
+            "live.does_not_start_ts", name=name)
     probe = ProgramProbe(program_number)
     limit = min(len(data), PROBE_LIMIT_BYTES)
     for off in range(0, limit - PACKET_SIZE + 1, PACKET_SIZE):
@@ -72,7 +73,8 @@ def _probe_bytes(data: bytes, name: str, program_number: int | None) -> ProgramI
         if found is not None:
             return found
     which = "the program" if program_number is None else f"program {program_number}"
-    raise StreamError(f"{name}: no PAT and PMT of {which} in its first {limit // 1024} KiB")
+    raise StreamError(f"{name}: no PAT and PMT of {which} in its first {limit // 1024} KiB").with_id(
+        "live.no_pat_pmt_first", name=name, which=which, value=limit // 1024)
 
 
 class FileLoop:
@@ -83,7 +85,8 @@ class FileLoop:
         try:
             raw = path.read_bytes()
         except OSError as exc:
-            raise ConfigError(f"{path}: cannot read: {exc.strerror or exc}") from None
+            raise ConfigError(f"{path}: cannot read: {exc.strerror or exc}").with_id(
+                "live.cannot_read", path=path, value=exc.strerror or exc) from None
         if len(raw) % PACKET_SIZE:
             raw = raw[: len(raw) - len(raw) % PACKET_SIZE]
         self._name = path.name
@@ -199,7 +202,8 @@ def _prepare(raw: bytes, program: ProgramInfo, pid_map: dict[int, int], name: st
     keep = set(program.pids)
     missing = keep - set(pid_map)
     if missing:
-        raise StreamError(f"{name}: no output PID for PID(s) {sorted(missing)}")
+        raise StreamError(f"{name}: no output PID for PID(s) {sorted(missing)}").with_id(
+            "live.no_output_pid_pid", name=name, missing=sorted(missing))
     pcr_pid_out = pid_map[program.pcr_pid]
     # 1. the program's packets, renumbered; where the PCRs are
     pkts: list[bytearray] = []
@@ -208,12 +212,14 @@ def _prepare(raw: bytes, program: ProgramInfo, pid_map: dict[int, int], name: st
     prev = -1
     for off in range(0, len(raw), PACKET_SIZE):
         if raw[off] != SYNC_BYTE:
-            raise StreamError(f"{name}: lost TS sync at byte {off}")
+            raise StreamError(f"{name}: lost TS sync at byte {off}").with_id(
+                "live.lost_ts_sync_byte", name=name, off=off)
         pid = ((raw[off + 1] & 0x1F) << 8) | raw[off + 2]
         if pid not in keep:
             continue
         if raw[off + 3] & 0xC0:
-            raise StreamError(f"{name}: PID {pid:#x} is already scrambled")
+            raise StreamError(f"{name}: PID {pid:#x} is already scrambled").with_id(
+                "live.pid_already_scrambled", name=name, pid=f"{pid:#x}")
         out_pid = pid_map[pid]
         pkt = bytearray(raw[off : off + PACKET_SIZE])
         pkt[1] = (pkt[1] & 0xE0) | (out_pid >> 8)
@@ -229,11 +235,13 @@ def _prepare(raw: bytes, program: ProgramInfo, pid_map: dict[int, int], name: st
     n = len(pkts)
     if len(pcr_at) < 2:
         raise StreamError(f"{name}: needs at least two PCRs on PID {program.pcr_pid:#x} "
-                          "to be paced")
+                          "to be paced").with_id(
+            "live.needs_least_two_pcrs", name=name, pcr_pid=f"{program.pcr_pid:#x}")
     # 2. the loop's duration D and every packet's time
     (i0, p0), (i1, p1) = pcr_at[0], pcr_at[-1]
     if p1 <= p0 or i1 <= i0:
-        raise StreamError(f"{name}: its PCRs do not increase")
+        raise StreamError(f"{name}: its PCRs do not increase").with_id(
+            "live.pcrs_do_not_increase", name=name)
     per_packet = (p1 - p0) / (i1 - i0)
     by_rate = (p1 - p0) + per_packet * (n - i1 + i0)
     media = _media_duration(pkts)

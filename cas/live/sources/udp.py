@@ -32,7 +32,8 @@ class UdpSource(LiveSource):
                 self._sock.setsockopt(socket.IPPROTO_IP, socket.IP_ADD_MEMBERSHIP, mreq)
         except OSError as exc:
             self._sock.close()
-            raise ConfigError(f"udp://{host}:{port}: {exc.strerror or exc}") from None
+            raise ConfigError(f"udp://{host}:{port}: {exc.strerror or exc}").with_id(
+                "live.udp", host=host, port=port, value=exc.strerror or exc) from None
         self._sock.settimeout(0.2)
         self._thread = threading.Thread(target=self._pump, name=f"udp-in-{port}", daemon=True)
         self._thread.start()

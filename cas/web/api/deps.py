@@ -100,11 +100,12 @@ def api_context(request: Request,
     id known in that operator's store, not revoked, and the secret's digest equal."""
     state = web_state(request)
     if not api_key:
-        raise Unauthenticated("an X-API-Key header is required", code="API_KEY_REQUIRED")
+        raise Unauthenticated("an X-API-Key header is required", code="API_KEY_REQUIRED").with_id(
+            "web.x_api_key_header")
     presented = parse_api_key(api_key)
     tenant = state.tenants.get(presented.operator) if presented is not None else None
     if presented is None or tenant is None:
-        raise Unauthenticated("invalid API key")
+        raise Unauthenticated("invalid API key").with_id("web.invalid_api_key")
     now_s = state.settings.now_s()
     with tenant.store.read_engine.connect() as conn:
         row = conn.execute(_KEY_ROW, {"key_id": presented.key_id}).first()
@@ -112,7 +113,7 @@ def api_context(request: Request,
           and row.revoked_at_s is None
           and same_digest(row.secret_sha256, presented.secret_sha256))
     if not ok:
-        raise Unauthenticated("invalid API key")
+        raise Unauthenticated("invalid API key").with_id("web.invalid_api_key")
     assert row is not None
     if row.last_used_at_s is None or now_s - row.last_used_at_s >= _LAST_USED_EVERY_S:
         with tenant.transaction() as s:

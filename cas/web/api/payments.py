@@ -39,7 +39,8 @@ def _replay(ctx: ApiContext, idem_key: str, digest: str, session: Session) -> Re
         return None
     if row.request_sha256 != digest:
         raise WebError("this Idempotency-Key was used with a different request",
-                       code="IDEMPOTENCY_KEY_REUSED", category="CONFLICT")
+                       code="IDEMPOTENCY_KEY_REUSED", category="CONFLICT").with_id(
+            "web.idempotency_key_used_different")
     return Response(content=row.response_body, status_code=row.status_code,
                     media_type="application/json", headers={"Idempotent-Replayed": "true"})
 
@@ -58,7 +59,7 @@ def create_payment(
         idempotency_key.encode()).hexdigest()[:32]
     if not re.match(_PAYMENT_ID, payment_id):
         raise ValidationError("payment id must be 1-64 characters of A-Z a-z 0-9 . _ : -",
-                              code="BAD_PAYMENT_ID")
+                              code="BAD_PAYMENT_ID").with_id("web.payment_id_characters_z")
 
     def run(s: Session, at: datetime) -> str:
         result = service.pay(s, by=body.by, ref=body.ref, amount_minor=body.amount_minor,

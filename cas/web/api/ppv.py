@@ -48,7 +48,8 @@ def _keys() -> OperatorKeys:
     try:
         return load_operator_keys()
     except CryptoError as exc:
-        raise ConfigError(f"PPV reports need the operator keys: {exc}") from None
+        raise ConfigError(f"PPV reports need the operator keys: {exc}").with_id(
+            "web.ppv_reports_need_operator", exc=exc) from None
 
 
 @router.post("/ppv/reports", response_model=PpvReportOut, status_code=201, tags=["ppv"])

@@ -80,7 +80,8 @@ def renewal(ctx: Ctx, account_number: AccountPath, body: RenewalIn) -> list[Subs
 def suspend(ctx: Ctx, account_number: AccountPath, body: SuspendIn) -> BalanceOut:
     """Temporary suspension (holiday, NTV Plus): cards suspended, paid days kept."""
     if body.until_s is not None and not 0 <= body.until_s <= MAX_TIME_S:
-        raise ValidationError("until_s must be a u32 time", code="BAD_SUSPENSION")
+        raise ValidationError("until_s must be a u32 time", code="BAD_SUSPENSION").with_id(
+            "web.until_u32_time")
     until = datetime.fromtimestamp(body.until_s, UTC) if body.until_s is not None else None
     return ctx.write("suspension.start", account_number,
                      lambda s, at: BalanceOut.of(service.suspend(

@@ -16,6 +16,8 @@ from cas.billing import service
 from cas.billing.clock import clock_now
 from cas.billing.records import current_profile
 from cas.billing.selfcare import parse_day
+from cas.billing.statement import ledger_text
+from cas.i18n import Translator
 from cas.web.portal.actions import run_action
 from cas.web.portal.deps import CheckedVisit, LoggedIn, PortalVisit
 from cas.web.portal.pages import render
@@ -52,7 +54,11 @@ def payments_page(v: PortalVisit, user: LoggedIn) -> Response:
     with v.tenant.store.reader() as s:
         profile = current_profile(s)
         stmt = service.statement(s, account_number=user.account_number)
-    return render(v, "payments.html", statement=stmt, money=profile.money_in(v.t.lang))
+    # The store keeps the billing rules' English descriptions; the statement's own reading
+    # of them (shared with `cas statement` and the support ticket) puts them in the language.
+    words = Translator(v.t.lang)
+    return render(v, "payments.html", statement=stmt, money=profile.money_in(v.t.lang),
+                  describe=lambda text: ledger_text(text, words))
 
 
 @router.post("/{op}/renewal", response_class=HTMLResponse)

@@ -61,10 +61,12 @@ PortalVisit = Annotated[Visit, Depends(_visit)]
 def _check_csrf(v: Visit, token: str | None) -> Visit:
     cookie = v.request.cookies.get(CSRF_COOKIE)
     if not v.state.signer.csrf_ok(cookie, token):
-        raise Forbidden("the form's security token is missing or wrong; reload the page")
+        raise Forbidden("the form's security token is missing or wrong; reload the page").with_id(
+            "web.form_security_token_missing")
     refusal = getattr(v.request.state, "form_refusal", None)
     if refusal is not None:
-        raise ValidationError(refusal, code="BAD_TEXT")
+        raise ValidationError(refusal, code="BAD_TEXT").with_id(
+            refusal.message_id, **refusal.params)
     return v
 
 

@@ -87,9 +87,12 @@ def error_page(request: Request, status: int, code: str, message: str) -> HTMLRe
 
 def error_text(v: Visit, exc: CasError) -> str:
     """A refusal in the subscriber's language: a catalog text for the code when there is
-    one (``err.SWITCH_LOCKED`` explains the 30-day rule), else the domain's message."""
+    one (``err.SWITCH_LOCKED`` explains the 30-day rule), else the domain's message (its
+    Russian line from the command lines' catalogue on a Russian page)."""
     answer = classify(exc)  # hides database and internal details
     key = f"err.{answer.code}"
     if v.t.has(key):
         return v.t(key)
+    if v.t.lang == "ru" and answer.message_ru is not None:
+        return answer.message_ru
     return answer.message

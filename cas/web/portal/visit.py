@@ -98,7 +98,8 @@ def open_visit(request: Request, op: str) -> Visit:
     state = web_state(request)
     tenant = state.tenants.get(op)
     if tenant is None:
-        raise WebError(f"no operator {op!r} here", code="NOT_FOUND", category="NOT_FOUND")
+        raise WebError(f"no operator {op!r} here", code="NOT_FOUND", category="NOT_FOUND").with_id(
+            "web.no_operator_here", op=f"{op!r}")
     query_lang = request.query_params.get("lang")
     csrf = request.cookies.get(CSRF_COOKIE)
     is_new = not csrf or not re.fullmatch(r"[A-Za-z0-9_\-]{20,64}", csrf)

@@ -190,8 +190,11 @@ def test_entitlements_why_and_emm_queue(web_env: WebEnv) -> None:
         assert_error(c.get(f"/api/v1/cards/{acc.card}/why", headers=h), 422, "INVALID_REQUEST")
         assert_error(c.get(f"/api/v1/cards/{acc.card}/why", headers=h,
                            params={"channel": "1", "at_s": 2**40}), 422, "INVALID_REQUEST")
-        assert_error(c.get("/api/v1/cards/4199999999/entitlements", headers=h), 404,
-                     "UNKNOWN_CARD")
+        unknown = assert_error(c.get("/api/v1/cards/4199999999/entitlements", headers=h), 404,
+                               "UNKNOWN_CARD")
+        # The same line from the Russian catalogue beside the English one (docs/web.md).
+        assert unknown["message"] == "unknown card 4199999999"
+        assert unknown["message_ru"] == "карта 4199999999 не найдена"
 
 
 def test_verification_endpoints_bad_input(web_env: WebEnv) -> None:

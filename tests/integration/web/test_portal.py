@@ -4,6 +4,7 @@ confirmation before connecting a package, statement, notifications, password cha
 
 from __future__ import annotations
 
+import html
 import re
 import time
 from pathlib import Path
@@ -198,3 +199,47 @@ def test_unaffordable_packages_and_extension_say_why(portal_env: PortalEnv) -> N
                                reason="test", at=clock_now(s))
     assert 'data-testid="extend-short-basic"' not in p.get("/mts/account").text
     assert 'data-testid="short-sport"' not in p.get("/mts/packages").text
+
+
+def test_payments_page_in_russian(portal_env: PortalEnv) -> None:
+    """The payment history in Russian: operation kinds and the billing rules' descriptions
+    (a payment by card, a package period) from the catalogue, money and days per locale."""
+    number, _phone = _uzonline_account(portal_env, "uz password 3")
+    with portal_env.store("uzonline").transaction() as s:
+        at = clock_now(s)
+        serial = acc_mod.get_account(s, number).cards[0]
+        service.pay(s, by="card", ref=serial, amount_minor=251_000, payment_id=f"ru-{number}",
+                    at=at, method="online")
+    p = portal_env.client()
+    p.login("uzonline", number, "uz password 3")
+    p.post("/uzonline/verify/send", {}, token_from="/uzonline/verify")
+    with portal_env.store("uzonline").reader() as s:
+        code = last_sms_code(s, number)
+    p.post("/uzonline/verify", {"code": code}, token_from="/uzonline/verify")
+    p.post("/uzonline/packages/subscribe", {"package": "ivi"}, token_from="/uzonline/packages")
+    page = p.get("/uzonline/payments", params={"lang": "ru"}).text
+    table = page.split('data-testid="statement"')[1].split("</table>")[0]
+    visible = " ".join(re.sub(r"<[^>]+>", " ", table).split())
+    assert english_in(visible, allow=["ivi"]) == [], visible
+    assert f"оплата по номеру (карта) {serial:010d} (онлайн)" in visible
+    assert "списание за пакет" in visible and "платёж" in visible
+    assert re.search(r": период 1", visible)
+    assert "2\u00a0510,00\u00a0UZS" in table and "-10\u00a0000,00\u00a0UZS" in table
+    assert re.search(r"\d\d\.\d\d\.20\d\d", visible)  # the day, Russian style
+    english = p.get("/uzonline/payments", params={"lang": "en"}).text
+    assert f"payment by card {serial:010d} (online)" in english and ": period 1" in english
+
+
+def test_a_refusal_without_a_portal_text_is_russian_on_a_russian_page(
+        portal_env: PortalEnv) -> None:
+    """A domain refusal the portal's catalog has no text for shows the error's own Russian
+    line (the command lines' catalogue), not English."""
+    m1 = portal_env.seeded["mts"].accounts["m1"]
+    p = portal_env.client()
+    p.login("mts", m1.account_number, m1.password)
+    p.get("/mts/packages", params={"lang": "ru"})
+    p.post("/mts/packages/subscribe", {"package": "nosuch"}, token_from="/mts/packages")
+    assert html.unescape(_flash(p.last.text)) == "пакет 'nosuch' не найден"
+    p.get("/mts/packages", params={"lang": "en"})
+    p.post("/mts/packages/subscribe", {"package": "nosuch"}, token_from="/mts/packages")
+    assert html.unescape(_flash(p.last.text)) == "unknown package 'nosuch'"

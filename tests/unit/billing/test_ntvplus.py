@@ -9,8 +9,10 @@ import pytest
 from cas.access import CardStatus
 from cas.billing import accounts, service
 from cas.errors import BillingError, ValidationError
+from cas.i18n import Translator
 from cas.reasons import Reason
 from cas.store.errors import RecordConflict, RecordNotFound
+from tests.fixtures.lang import english_in
 from tests.unit.billing.helpers import DAY, Bench
 
 RUB = 100
@@ -88,6 +90,12 @@ def test_a_number_that_is_a_contract_and_a_card_of_another_account_is_refused(nt
     msg = str(exc.value)
     assert f"contract 2256884759 of account {holder}" in msg
     assert f"card 2256884759 of account {card_owner}" in msg
+    # The same refusal in Russian names both, in Russian (README, "Errors").
+    assert exc.value.message_id is not None
+    ru = Translator("ru").error(exc.value.message_id, exc.value.message_params)
+    assert ru is not None and english_in(ru) == [], ru
+    assert f"договор 2256884759 (лицевой счёт {holder})" in ru
+    assert f"карта 2256884759 (лицевой счёт {card_owner})" in ru
     assert ntv.snapshot() == before
     ntv.pay("2256884759", 100 * RUB, by="contract")
     ntv.pay("2256884759", 200 * RUB, by="card")

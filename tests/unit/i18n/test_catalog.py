@@ -201,3 +201,28 @@ def test_the_latin_run_heuristic_finds_english_the_catalogue_does_not_know() -> 
     assert english_in("ошибка: карта не найдена") == []
     assert english_in("Causes, most likely first") == ["Causes, most likely first",
                                                        "Causes most likely first"]
+
+
+def test_an_error_line_puts_the_nouns_it_was_given_in_the_language() -> None:
+    """``Translator.error``: the line of an error's message id, its ``{what}`` noun from
+    ``errors.what`` when the raiser passed one of those, anything else as given."""
+    ru, en = Translator("ru"), Translator("en")
+    assert ru.error("billing.required", {"what": "surname"}) == "фамилия: обязательное значение"
+    assert en.error("billing.required", {"what": "surname"}) == "surname is required"
+    assert ru.error("text.foreign_number", {"what": "card number", "text": "'１０'"}) == (
+        "номер карты '１０': пишите числа цифрами ASCII 0-9")
+    assert ru.error("billing.required", {"what": "Viasat"}) == "Viasat: обязательное значение"
+    assert ru.error("billing.no_such_message", {}) is None
+
+
+def test_an_error_line_puts_the_systems_reason_in_the_language() -> None:
+    """A raiser that passes ``exc.strerror`` (the system's English) gets it in Russian."""
+    import errno
+    import os
+
+    ru = Translator("ru")
+    line = ru.error("diag.cannot_write", {"path": "/x/ticket.html",
+                                          "strerror": os.strerror(errno.EACCES)})
+    assert line == "не удаётся записать /x/ticket.html: нет доступа"
+    assert ru.error("diag.cannot_write", {"path": "/x", "strerror": "Exotic failure"}) == (
+        "не удаётся записать /x: Exotic failure")

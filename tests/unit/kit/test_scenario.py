@@ -180,3 +180,22 @@ def test_bad_new_events_and_checks_are_one_line(old: str, new: str, error: str,
                                                 tmp_path: Path) -> None:
     assert old in PPV
     assert _error(PPV.replace(old, new), tmp_path) == error
+
+
+def test_a_scenario_error_in_russian(tmp_path: Path) -> None:
+    """The same line and key, the problem in Russian (README, "Errors")."""
+    from cas.i18n import Translator
+
+    path = tmp_path / "s.toml"
+    path.write_text(GOOD.replace('who = "a", package', 'who = "z", package'))
+    with pytest.raises(ScenarioError) as exc:
+        load_scenario(path)
+    assert exc.value.message_id is not None
+    ru = Translator("ru").error(exc.value.message_id, exc.value.message_params)
+    assert ru == f"{path}:16: step[0].events[1].who: нет абонента 'z'"
+    path.write_text(GOOD.replace('amount = 4980', 'amount = "4980"'))
+    with pytest.raises(ScenarioError) as exc:
+        load_scenario(path)
+    assert exc.value.message_id is not None
+    assert Translator("ru").error(exc.value.message_id, exc.value.message_params) == (
+        f"{path}:15: step[0].events[0].amount: ожидается int, получено str")

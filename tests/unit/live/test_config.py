@@ -205,3 +205,17 @@ def test_not_toml(tmp_path: Path) -> None:
 def test_missing_file(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="cannot read"):
         load_config(tmp_path / "nope.toml")
+
+
+def test_a_config_error_in_russian(tmp_path: Path) -> None:
+    """The same file, table and key, the problem in Russian (README, "Errors")."""
+    from cas.i18n import Translator
+
+    (tmp_path / "clear.ts").write_bytes(b"\x47" + bytes(187))
+    path = tmp_path / "headend.toml"
+    path.write_text(FULL.replace('url = "udp://', 'url = 5\nx_url = "udp://'), encoding="utf-8")
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    assert info.value.message_id is not None
+    ru = Translator("ru").error(info.value.message_id, info.value.message_params)
+    assert ru is not None and ru.endswith("[output].url: ожидается строка, получено int"), ru

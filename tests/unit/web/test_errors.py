@@ -67,3 +67,17 @@ def test_messages_are_one_line() -> None:
 def test_every_category_has_a_status_and_every_code_a_category() -> None:
     assert all(cat in CATEGORY_STATUS for cat, _ in WEB_CODES.values())
     assert issubclass(Unauthenticated, CasError)
+
+
+def test_an_error_that_names_its_message_answers_in_russian_too() -> None:
+    """``message_ru`` beside ``message`` when the error names its catalogue message; absent
+    when it does not, and never for the store's or an internal error (their text is hidden)."""
+    named = RecordNotFound("unknown card 0000000099", code="UNKNOWN_CARD").with_id(
+        "unknown_card", card="0000000099")
+    assert classify(named).body() == {"error": {
+        "code": "UNKNOWN_CARD", "category": "NOT_FOUND", "message": "unknown card 0000000099",
+        "message_ru": "карта 0000000099 не найдена"}}
+    hidden = StoreError("SELECT secret").with_id("billing.unknown_account")
+    for unnamed in (RecordNotFound("gone"), hidden):
+        error = classify(unnamed).body()["error"]
+        assert isinstance(error, dict) and "message_ru" not in error
