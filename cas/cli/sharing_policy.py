@@ -13,8 +13,8 @@ import click
 
 from cas.cli.app import Application, pass_app
 from cas.cli.osd import emm_target, send_emm
-from cas.formats.emm import ClearSharing, EmmCommand, SetSharing
 from cas.headend.emmgen import DEFAULT_EMM_VALIDITY_S
+from cas.headend.osd import sharing_commands
 from cas.sharing import DEFAULT_RATE_TOLERANCE, DEFAULT_TUNERS, DEFAULT_WINDOW_S, SharingPolicy
 from cas.wiretime import MAX_DURATION_S
 
@@ -53,9 +53,8 @@ def sharing_policy_cmd(app: Application, policy: str, tuners: int, rate_toleranc
     """Set what cards do when they answer ECMs for more than one box: OFF, FLAG (record the
     flag, GET DATA 30) or REFUSE (E60 beyond one box's channels and requests)."""
     target = emm_target(serial, group_address, members, to_all)
-    commands: list[EmmCommand] = [SetSharing(policy=_POLICIES[policy], tuners=tuners,
-                                             rate_tolerance=rate_tolerance, window_s=window_s)]
-    if clear_flag:
-        commands.append(ClearSharing())
+    commands = sharing_commands(_POLICIES[policy], tuners=tuners,
+                                rate_tolerance=rate_tolerance, window_s=window_s,
+                                clear=clear_flag)
     send_emm(app, "sharing-policy", target, commands, out=out, keys_path=keys_path,
              validity_s=validity_s)

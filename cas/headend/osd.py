@@ -18,6 +18,7 @@ from cas.crypto.keys import Rng
 from cas.errors import UsageError
 from cas.formats.emm import (
     NONCE_SIZE,
+    ClearSharing,
     EmmAddress,
     EmmCommand,
     EmmHeader,
@@ -25,11 +26,13 @@ from cas.formats.emm import (
     FingerprintKind,
     GlobalAddress,
     OsdMail,
+    SetSharing,
     SharedAddress,
     UniqueAddress,
     build_emm_commands,
 )
 from cas.messages import seal_emm
+from cas.sharing import DEFAULT_RATE_TOLERANCE, DEFAULT_TUNERS, DEFAULT_WINDOW_S, SharingPolicy
 from cas.wiretime import wire_end_s, wire_time_s
 
 #: Text of one mailbox message: the TLV value is at most 255 bytes, 9 of them the header.
@@ -78,6 +81,24 @@ def fingerprint_order(kind: FingerprintKind, *, duration_s: int = 10, x_pct: int
     start_s = wire_time_s(start, "fingerprint start") if start is not None else 0
     return Fingerprint(kind=kind, start_s=start_s, duration_s=duration_s, x_pct=x_pct,
                        y_pct=y_pct)
+
+
+def sharing_commands(policy: SharingPolicy, *, tuners: int = DEFAULT_TUNERS,
+                     rate_tolerance: int = DEFAULT_RATE_TOLERANCE,
+                     window_s: int = int(DEFAULT_WINDOW_S),
+                     clear: bool = False) -> list[EmmCommand]:
+    """The commands of ``cas card sharing-policy`` (docs/sharing.md, "On the card"):
+    ``SET_SHARING``, then ``CLEAR_SHARING`` when ``clear``; the limits checked (UsageError)
+    against their u8 fields: tuners 1..255, rate tolerance 0..255, window 1..255 s."""
+    for name, value, low in (("tuners", tuners, 1), ("rate tolerance", rate_tolerance, 0),
+                             ("window", window_s, 1)):
+        if not low <= value <= 0xFF:
+            raise UsageError(f"sharing {name} {value} outside {low}..255")
+    commands: list[EmmCommand] = [SetSharing(policy=policy, tuners=tuners,
+                                             rate_tolerance=rate_tolerance, window_s=window_s)]
+    if clear:
+        commands.append(ClearSharing())
+    return commands
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

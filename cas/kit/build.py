@@ -49,7 +49,15 @@ from cas.headend.scrambler import Algorithm, ScrambleConfig, Scrambler, payload_
 from cas.headend.teststream import TestService, TestStreamOptions, make_test_stream
 from cas.kit.emms import KitEmms, tamper
 from cas.kit.matrix import write_matrix
-from cas.kit.scenario import STREAM_EVENTS, Event, EventKind, Scenario, ScenarioError, Step
+from cas.kit.scenario import (
+    STREAM_EVENTS,
+    Event,
+    EventKind,
+    Scenario,
+    ScenarioError,
+    Step,
+    sharing_event_commands,
+)
 from cas.store.engine import Store, open_store
 from cas.store.models import Card, Channel
 from cas.store.repo import register_card, to_s
@@ -340,6 +348,11 @@ class _World:
             self.card_in[who] = event.args["to"] or None
         elif event.kind is EventKind.BLOCK:
             block_card(session, serial=serial, at=at)
+        elif event.kind is EventKind.SHARING_POLICY:
+            # the EMM `cas card sharing-policy … --card SERIAL` makes, numbered after the
+            # kit's own EMMs to the card
+            self.card_emms.append(self.emms.commands(
+                OsdTarget(serial=serial), sharing_event_commands(event.args), at))
         elif event.kind is EventKind.BOOK:
             # billed and queued as `cas ppv book` does (the live carousel airs that EMM);
             # the kit's stream carries the same right, numbered after the kit's own EMMs

@@ -319,16 +319,17 @@ class _Headend:
 
 #: Events live mode does not play (docs/kit.md, "Live mode"): the box actions need the box
 #: to stop and act on its card; the kit's messages and fingerprints go to one card or a
-#: group slot, which the live carousel airs only as a card's complete rights; a booking's
-#: and a top-up's one-shot EMM did not reach the card through the carousel in our runs.
+#: group slot, and its sharing policies to one card, which the live carousel airs only as a
+#: card's complete rights; a booking's and a top-up's one-shot EMM did not reach the card
+#: through the carousel in our runs.
 #: (A PPV event is played: the head-end is restarted, it reads the catalogue at its start.)
 FILE_MODE_ONLY = frozenset({EventKind.BOOK, EventKind.TOP_UP, EventKind.BUY,
                             EventKind.UPLOAD_REPORT, EventKind.MESSAGE, EventKind.FINGERPRINT,
-                            EventKind.SHARE_CARD})
+                            EventKind.SHARE_CARD, EventKind.SHARING_POLICY})
 FILE_MODE_ONLY_REASON = (
     "live mode: box actions (buy, upload-report, share-card), PPV bookings and top-ups, "
-    "on-screen messages and fingerprints are played in file mode only; so is every later "
-    "step (the cards' state depends on them)")
+    "on-screen messages, fingerprints and sharing policies are played in file mode only; "
+    "so is every later step (the cards' state depends on them)")
 
 
 CHECKS_SKIP_REASON = ("live mode: the checks besides the channels (messages, fingerprint, "

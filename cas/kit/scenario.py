@@ -30,9 +30,12 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from cas.errors import ConfigError
+from cas.errors import ConfigError, UsageError
+from cas.formats.emm import EmmCommand
+from cas.headend.osd import sharing_commands
 from cas.i18n import Msg
 from cas.reasons import Reason
+from cas.sharing import DEFAULT_RATE_TOLERANCE, DEFAULT_TUNERS, DEFAULT_WINDOW_S, SharingPolicy
 
 _SLUG = re.compile(r"^[a-z0-9][a-z0-9-]{0,47}$")
 DEFAULT_START = datetime(2026, 11, 1, 9, 0, tzinfo=UTC)
@@ -78,6 +81,7 @@ class EventKind(StrEnum):
     # card sharing (docs/sharing.md)
     SHARE_CARD = "share-card"    # boxes: clones of the card answer in those boxes too
     BLOCK = "block"              # the card is blocked (sharing found), sent by EMM
+    SHARING_POLICY = "sharing-policy"  # policy, tuners, window_s: the card's own check, by EMM
 
 
 #: Fields each event kind needs (besides ``do``, and ``who`` except for the clock and the stream).
@@ -114,12 +118,18 @@ _NEEDS: dict[EventKind, dict[str, type]] = {
     EventKind.FINGERPRINT: {"address": str, "kind": str, "duration_s": int},
     EventKind.SHARE_CARD: {"boxes": list},
     EventKind.BLOCK: {},
+    EventKind.SHARING_POLICY: {"policy": str},
 }
 #: Optional fields and their defaults.
 _OPTIONAL: dict[EventKind, dict[str, tuple[type, Any]]] = {
     EventKind.PPV_EVENT: {"impulse": (bool, True)},
     EventKind.UPLOAD_REPORT: {"mode": (str, "fresh")},
     EventKind.FINGERPRINT: {"x": (int, 90), "y": (int, 90)},
+    # the defaults of `cas card sharing-policy`
+    EventKind.SHARING_POLICY: {"tuners": (int, DEFAULT_TUNERS),
+                               "rate_tolerance": (int, DEFAULT_RATE_TOLERANCE),
+                               "window_s": (int, int(DEFAULT_WINDOW_S)),
+                               "clear": (bool, False)},
 }
 #: What the runner makes the box do (file mode), rather than the head-end or the stream.
 BOX_ACTIONS = frozenset({EventKind.BUY, EventKind.UPLOAD_REPORT, EventKind.SHARE_CARD})
@@ -129,6 +139,8 @@ REPORT_MODES = ("fresh", "replayed", "forged")
 #: Addresses of an on-screen message or fingerprint EMM: the box's card, its group, everyone.
 ADDRESSES = ("unique", "shared", "global")
 FINGERPRINT_KINDS = ("overt", "covert")
+#: The card's sharing policies (``sharing-policy`` event), as ``cas card sharing-policy`` names them.
+SHARING_POLICIES = {p.name.lower(): p for p in SharingPolicy}
 #: ``[step.check.BOX]`` keys and the TOML types they take (docs/kit.md, "Checks").
 CHECKS: dict[str, tuple[type, ...]] = {
     "messages": (list,),      # message ids the box showed (and acknowledged), in order
@@ -557,6 +569,22 @@ def _check_new_event(where: _Where, kind: EventKind, args: Mapping[str, Any], ke
         if not (1 <= args["duration_s"] <= 0xFFFF and 0 <= args["x"] <= 100
                 and 0 <= args["y"] <= 100):
             raise bad("duration_s", "duration_s 1..65535, x and y 0..100 %")
+    if kind is EventKind.SHARING_POLICY:
+        if args["policy"] not in SHARING_POLICIES:
+            raise bad("policy", " / ".join(SHARING_POLICIES))
+        try:
+            sharing_event_commands(args)
+        except UsageError as exc:
+            # the message names the limit (tuners, rate tolerance or window)
+            raise where.error(key, str(exc), after=at) from None
     if kind is EventKind.SHARE_CARD and (not args["boxes"] or not all(
             isinstance(b, str) and b in boxes and b != who for b in args["boxes"])):
         raise bad("boxes", "a list of other subscribers' boxes")
+
+
+def sharing_event_commands(args: Mapping[str, Any]) -> list[EmmCommand]:
+    """The EMM commands of a ``sharing-policy`` event: those of ``cas card sharing-policy
+    POLICY --tuners … --rate-tolerance … --window-s … [--clear]``."""
+    return sharing_commands(SHARING_POLICIES[str(args["policy"])], tuners=int(args["tuners"]),
+                            rate_tolerance=int(args["rate_tolerance"]),
+                            window_s=int(args["window_s"]), clear=bool(args["clear"]))

@@ -1,7 +1,8 @@
 """The kit's pay-per-view box actions and its checks besides the channels catch a box that
 does not do its part: one that never shows on-screen messages or fingerprints
-(``--fault ignore-osd``), one that never offers the purchase, and one that never reads the
-card's purchase report; the HTTP report form carries the event lines too."""
+(``--fault ignore-osd``), a card that forgets its acknowledged messages between steps, one
+that never offers the purchase, and one that never reads the card's purchase report; the
+HTTP report form carries the event lines too."""
 
 from __future__ import annotations
 
@@ -65,6 +66,26 @@ def test_a_box_that_never_shows_messages_fails_the_message_and_fingerprint_check
     junit = (tmp_path / "junit.xml").read_text()
     assert "step 1 'messages', box viewer, messages: expected 2,1, seen none" in junit
     assert 'name="viewer messages"' in junit
+
+
+def test_a_card_that_forgets_between_steps_shows_an_acknowledged_message_again(
+        osd_kit: Path, tmp_path: Path) -> None:
+    """The card's mailbox and acknowledged ids live in its image (docs/osd.md), which the
+    kit keeps from step to step: "shown once" spans steps.  A lab whose card reader
+    emulator presents the kit's first image at every step (the card's memory lost) shows
+    message 4, acknowledged in step 2, again in step 3 — and only that fails."""
+    adapter = tmp_path / "fresh-card-box.sh"
+    adapter.write_text(
+        "#!/bin/sh\n"
+        f'cp "{osd_kit}/cards/$(basename "$KIT_CARD_IMAGE")" "$KIT_CARD_IMAGE.fresh"\n'
+        f'KIT_CARD_IMAGE="$KIT_CARD_IMAGE.fresh" exec {BOX} "$@"\n')
+    adapter.chmod(0o755)
+    code, failures = _grade(osd_kit, tmp_path / "res", str(adapter))
+    assert code == int(Exit.MISMATCH)
+    assert _where(failures) == {
+        ("fingerprints", "viewer", "messages", "none", "4"),
+        ("fingerprints", "neighbour", "messages", "none", "4"),
+    }
 
 
 def test_the_http_form_carries_the_event_lines(osd_kit: Path, tmp_path: Path) -> None:

@@ -9,9 +9,17 @@ import pytest
 from click.testing import CliRunner
 
 from cas.cli.main import cli
+from cas.formats.emm import ClearSharing, SetSharing
 from cas.kit.library import shipped_scenarios
-from cas.kit.scenario import EventKind, ScenarioError, load_scenario, parse_scenario
+from cas.kit.scenario import (
+    EventKind,
+    ScenarioError,
+    load_scenario,
+    parse_scenario,
+    sharing_event_commands,
+)
 from cas.reasons import Reason
+from cas.sharing import SharingPolicy
 
 GOOD = """\
 [kit]
@@ -199,3 +207,36 @@ def test_a_scenario_error_in_russian(tmp_path: Path) -> None:
     assert exc.value.message_id is not None
     assert Translator("ru").error(exc.value.message_id, exc.value.message_params) == (
         f"{path}:15: step[0].events[0].amount: ожидается int, получено str")
+
+
+SHARING = GOOD.replace('  {do = "subscribe", who = "a", package = "start"},\n',
+                       '  {do = "subscribe", who = "a", package = "start"},\n'
+                       '  {do = "sharing-policy", who = "a", policy = "refuse", tuners = 1},\n')
+
+
+def test_sharing_policy_event_reads_with_the_cli_defaults() -> None:
+    event = parse_scenario(SHARING, Path("s.toml")).steps[0].events[2]
+    assert event.kind is EventKind.SHARING_POLICY and event.who == "a"
+    # the defaults of `cas card sharing-policy`
+    assert event.args == {"policy": "refuse", "tuners": 1, "rate_tolerance": 1,
+                          "window_s": 10, "clear": False}
+    assert sharing_event_commands(event.args) == [
+        SetSharing(policy=SharingPolicy.REFUSE, tuners=1, rate_tolerance=1, window_s=10)]
+    clear = parse_scenario(SHARING.replace("tuners = 1}", "tuners = 1, clear = true}"),
+                           Path("s.toml")).steps[0].events[2]
+    assert sharing_event_commands(clear.args)[-1] == ClearSharing()
+
+
+@pytest.mark.parametrize(("old", "new", "error"), [
+    ('policy = "refuse"', 'policy = "deny"',
+     "17: step[0].events[2].policy: off / flag / refuse"),
+    ("tuners = 1", "tuners = 0",
+     "17: step[0].events[2]: sharing tuners 0 outside 1..255"),
+    ("tuners = 1", "tuners = 1, window_s = 300",
+     "17: step[0].events[2]: sharing window 300 outside 1..255"),
+    ('who = "a", policy', "policy", "12: step[0].events[2].who: missing"),
+])
+def test_bad_sharing_policy_event_is_one_line(old: str, new: str, error: str,
+                                              tmp_path: Path) -> None:
+    assert old in SHARING
+    assert _error(SHARING.replace(old, new), tmp_path) == error
