@@ -560,7 +560,8 @@ def _ca_systems(file: str, raw: object, *, own_id: int, services: int
         base = t.int_("ecm_pid_base", FIRST_CA_SYSTEM_ECM_PID + CA_SYSTEM_ECM_PID_STEP * (i - 1),
                       0x20, 0x1FFE)
         if base + services - 1 > 0x1FFE:
-            raise t.fail("ecm_pid_base", f"{base:#x} + {services} services goes past 0x1FFE",
+            noun = "service" if services == 1 else "services"
+            raise t.fail("ecm_pid_base", f"{base:#x} + {services} {noun} goes past 0x1FFE",
                          Msg("errors.live.problem.ecm_pids_past_end",
                              {"base": f"{base:#x}", "n": services}))
         private = _hex(t, "private_data")
