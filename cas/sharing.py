@@ -51,11 +51,15 @@ class SharingLimits:
 
     def __post_init__(self) -> None:
         if self.tuners < 1:
-            raise UsageError(f"tuners must be at least 1, not {self.tuners}")
+            raise UsageError(f"tuners must be at least 1, not {self.tuners}").with_id(
+                "diag.tuners_least_not", tuners=self.tuners)
         if not self.window_s > 0:
-            raise UsageError(f"window must be positive, not {self.window_s}")
+            raise UsageError(f"window must be positive, not {self.window_s}").with_id(
+                "diag.window_positive_not", window_s=self.window_s)
         if self.rate_tolerance < 0:
-            raise UsageError(f"rate tolerance must not be negative, not {self.rate_tolerance}")
+            raise UsageError(f"rate tolerance must not be negative, not {self.rate_tolerance}"
+                             ).with_id("diag.rate_tolerance_not_negative",
+                                       rate_tolerance=self.rate_tolerance)
 
     @property
     def max_requests(self) -> int:

@@ -155,9 +155,12 @@ def unblock_card(session: Session, *, serial: int, at: datetime) -> None:
     at_s = to_s(at)
     card = get_card(session, serial, lock=True)
     if card.status == "killed":
-        raise BillingError(f"card {serial:010d} is killed for good", code="CARD_KILLED")
+        raise BillingError(f"card {serial:010d} is killed for good", code="CARD_KILLED").with_id(
+            "billing.card_killed_for_good", serial=f"{serial:010d}")
     if card.status != "blocked":
-        raise RecordConflict(f"card {serial:010d} is not blocked", code="CARD_NOT_BLOCKED")
+        raise RecordConflict(f"card {serial:010d} is not blocked",
+                             code="CARD_NOT_BLOCKED").with_id(
+            "billing.card_not_blocked", serial=f"{serial:010d}")
     card.status = "active"
     session.flush()
     record_rights_change(session, [serial], at_s, "unblock")

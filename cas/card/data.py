@@ -242,12 +242,14 @@ def build_sharing_info(i: SharingInfo) -> bytes:
 def parse_sharing_info(data: bytes) -> SharingInfo:
     if len(data) != _SHARING.size:
         raise FormatError(f"sharing info is {_SHARING.size} bytes, got {len(data)}",
-                          path="sharing")
+                          path="sharing").with_id(
+            "card.sharing_info_bytes", size=_SHARING.size, n=len(data))
     t = _SHARING.unpack(data)
     try:
         policy = SharingPolicy(t[0])
     except ValueError:
-        raise FormatError(f"unknown sharing policy {t[0]}", path="sharing.policy") from None
+        raise FormatError(f"unknown sharing policy {t[0]}", path="sharing.policy").with_id(
+            "card.sharing_policy_unknown", policy=t[0]) from None
     return SharingInfo(policy=policy, tuners=t[1], rate_tolerance=t[2], window_s=t[3],
                        rules=tuple(r for r, bit in _RULE_BITS.items() if t[5] & bit),
                        flag_window_s=t[6], flag_services=t[7], flag_requests=t[8],

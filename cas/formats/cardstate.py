@@ -137,14 +137,16 @@ def _value(command: OsdMail | Fingerprint, path: str) -> bytes:
     try:
         return build_emm_commands([command])[2:]
     except FormatError as exc:
-        raise FormatError(str(exc.args[0]) if exc.args else "bad value", path=path) from exc
+        raise FormatError(str(exc), path=path).with_id(
+            "formats.within", field=path, inner=exc) from exc
 
 
 def _command(tag: EmmTag, value: bytes, path: str) -> OsdMail | Fingerprint:
     try:
         cmd = parse_emm_commands(bytes((tag, len(value))) + value)[0]
     except FormatError as exc:
-        raise FormatError("not a valid command value", path=path) from exc
+        raise FormatError("not a valid command value", path=path).with_id(
+            "formats.not_valid_command_value", field=path) from exc
     assert isinstance(cmd, OsdMail | Fingerprint)
     return cmd
 
@@ -155,11 +157,14 @@ def build_card_state(state: CardState) -> bytes:
     for name in ("tuners", "rate_tolerance", "window_s"):
         check_range(getattr(s, name), 8, f"{p}.{name}")
     if len(state.ecms) > ECM_RECORD_SLOTS:
-        raise FormatError(f"at most {ECM_RECORD_SLOTS} ECMs", path=f"{p}.ecms")
+        raise FormatError(f"at most {ECM_RECORD_SLOTS} ECMs", path=f"{p}.ecms").with_id(
+            "formats.most_ecm_records", field=f"{p}.ecms", ecm_record_slots=ECM_RECORD_SLOTS)
     if len(state.mails) > MAILBOX_SLOTS:
-        raise FormatError(f"at most {MAILBOX_SLOTS} messages", path=f"{p}.mails")
+        raise FormatError(f"at most {MAILBOX_SLOTS} messages", path=f"{p}.mails").with_id(
+            "formats.most_mails", field=f"{p}.mails", mailbox_slots=MAILBOX_SLOTS)
     if len(state.acked) > ACKED_MEMORY:
-        raise FormatError(f"at most {ACKED_MEMORY} acknowledged ids", path=f"{p}.acked")
+        raise FormatError(f"at most {ACKED_MEMORY} acknowledged ids", path=f"{p}.acked").with_id(
+            "formats.most_acked", field=f"{p}.acked", acked_memory=ACKED_MEMORY)
     if flag is not None:
         check_range(flag.window_s, 32, f"{p}.flag_window_s")
         check_range(flag.services, 8, f"{p}.flag_services")
@@ -193,7 +198,9 @@ def parse_card_state(data: bytes) -> CardState:
     data = bytes(data)
     if data[:4] == CARD_STATE_MAGIC and len(data) > 4 and data[4] != CARD_STATE_VERSION:
         raise FormatError(f"version {data[4]} is not supported (this card OS reads version "
-                          f"{CARD_STATE_VERSION})", path="card_state.version")
+                          f"{CARD_STATE_VERSION})", path="card_state.version").with_id(
+            "formats.card_state_version", field="card_state.version", version=data[4],
+            supported=CARD_STATE_VERSION)
     c = parse_struct(CARD_STATE, data, "card_state").body.value
     flag = None
     if c.flagged:

@@ -491,11 +491,16 @@ def _command_value(cmd: EmmCommand, path: str) -> tuple[int, bytes]:
                     "formats.not", field=f"{path}.{name}", values=values[name])
     if tag == EmmTag.SET_SHARING:
         if values["policy"] not in _VALID_SHARING_POLICY:
-            raise FormatError(f"unknown sharing policy {values['policy']!r}", path=f"{path}.policy")
+            raise FormatError(f"unknown sharing policy {values['policy']!r}",
+                              path=f"{path}.policy").with_id(
+                "formats.unknown_sharing_policy", field=f"{path}.policy",
+                values=f"{values['policy']!r}")
         values["policy"] = int(values["policy"])
         for name, low in (("tuners", 1), ("rate_tolerance", 0), ("window_s", 1)):
             if not low <= values[name] <= 0xFF:
-                raise FormatError(f"{values[name]} is not {low}..255", path=f"{path}.{name}")
+                raise FormatError(f"{values[name]} is not {low}..255",
+                                  path=f"{path}.{name}").with_id(
+                    "formats.not_u8_from", field=f"{path}.{name}", value=values[name], low=low)
     return tag, build_struct(COMMAND_VALUES[tag], values, f"{path}.{EmmTag(tag).name.lower()}")
 
 

@@ -268,7 +268,8 @@ def refresh_worker(store: Store, keys: OperatorKeys, run: str, *,
         return WorkerReport(items=0, cards=0, unique_emms=0, shared_emms=0)
     if plan.unique_base < 1 or plan.shared_base < 1:
         raise UsageError(f"EMM refresh {run!r} was planned without a sequence epoch (an "
-                         "older version): start it again under a new --run name")
+                         "older version): start it again under a new --run name").with_id(
+            "headend.refresh_without_epoch", run=f"{run!r}")
     skip_locked = store.dialect == "postgresql"
     items = cards = unique = shared = 0
     while True:

@@ -90,10 +90,15 @@ def sharing_commands(policy: SharingPolicy, *, tuners: int = DEFAULT_TUNERS,
     """The commands of ``cas card sharing-policy`` (docs/sharing.md, "On the card"):
     ``SET_SHARING``, then ``CLEAR_SHARING`` when ``clear``; the limits checked (UsageError)
     against their u8 fields: tuners 1..255, rate tolerance 0..255, window 1..255 s."""
-    for name, value, low in (("tuners", tuners, 1), ("rate tolerance", rate_tolerance, 0),
-                             ("window", window_s, 1)):
-        if not low <= value <= 0xFF:
-            raise UsageError(f"sharing {name} {value} outside {low}..255")
+    if not 1 <= tuners <= 0xFF:
+        raise UsageError(f"sharing tuners {tuners} outside 1..255").with_id(
+            "headend.sharing_tuners_outside", value=tuners)
+    if not 0 <= rate_tolerance <= 0xFF:
+        raise UsageError(f"sharing rate tolerance {rate_tolerance} outside 0..255").with_id(
+            "headend.sharing_rate_tolerance_outside", value=rate_tolerance)
+    if not 1 <= window_s <= 0xFF:
+        raise UsageError(f"sharing window {window_s} outside 1..255").with_id(
+            "headend.sharing_window_outside", value=window_s)
     commands: list[EmmCommand] = [SetSharing(policy=policy, tuners=tuners,
                                              rate_tolerance=rate_tolerance, window_s=window_s)]
     if clear:

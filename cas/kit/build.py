@@ -280,7 +280,8 @@ class _World:
         """The box holding ``who``'s card (a box action needs the card in a box)."""
         box = self.card_in.get(who)
         if box is None:
-            raise ScenarioError(f"{self.scenario.source}: {who!r}'s card is in no box")
+            raise ScenarioError(f"{self.scenario.source}: {who!r}'s card is in no box").with_id(
+                "kit.card_in_no_box", source=self.scenario.source, who=f"{who!r}")
         return box
 
     @staticmethod
@@ -288,7 +289,8 @@ class _World:
         sid = session.execute(select(Channel.service_id)
                               .where(Channel.number == number)).scalar()
         if sid is None:
-            raise ScenarioError(f"no channel {number} in the lineup")
+            raise ScenarioError(f"no channel {number} in the lineup").with_id(
+                "kit.no_channel_in_lineup", number=number)
         return int(sid)
 
     def _osd_event(self, session: Session, event: Event, who: str, at: datetime) -> None:
@@ -301,7 +303,9 @@ class _World:
             serial = self.serials.get(who)
             if serial is None:
                 raise ScenarioError(f"{self.scenario.source}: {event.kind.value}: "
-                                    f"subscriber {who!r} has no card")
+                                    f"subscriber {who!r} has no card").with_id(
+                    "kit.subscriber_no_card", source=self.scenario.source,
+                    value=event.kind.value, who=f"{who!r}")
             card = session.get(Card, serial)
             assert card is not None
             target = (OsdTarget(serial=serial) if address == "unique" else

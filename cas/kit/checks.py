@@ -61,7 +61,8 @@ def rebuild_world(kit: Path, scenario: Scenario, data_dir: Path,
             and (scratch / batch).read_bytes() != (kit / batch).read_bytes()):
         store.dispose()
         raise ConfigError(f"{kit}: the cards do not match the kit's scenario.toml "
-                          "(rebuild the kit with this cas kit build)")
+                          "(rebuild the kit with this cas kit build)").with_id(
+            "kit.cards_do_not_match", kit=kit)
     return world, store, keys
 
 

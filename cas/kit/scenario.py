@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import re
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -459,30 +459,45 @@ def _checks(where: _Where, raw: Mapping[str, Any], key: str, boxes: set[str],
     for box, table in raw.items():
         here = f"{key}.{box}"
         if box not in boxes:
-            raise where.error(here, f"no subscriber {box!r}", after=at)
+            raise where.error(here, f"no subscriber {box!r}",
+                              Msg("errors.kit.problem.no_subscriber", {"box": f"{box!r}"}),
+                              after=at)
         if not isinstance(table, dict):
-            raise where.error(here, "expected a table of checks", after=at)
+            raise where.error(here, "expected a table of checks",
+                              Msg("errors.kit.problem.expected_table_checks"), after=at)
         for name, value in table.items():
             if name not in CHECKS:
                 raise where.error(f"{here}.{name}", f"unknown check (use {', '.join(CHECKS)})",
-                                  after=at)
+                                  Msg("errors.kit.problem.unknown_check",
+                                      {"checks": ", ".join(CHECKS)}), after=at)
             kinds = CHECKS[name]
             if not isinstance(value, kinds) or (isinstance(value, bool) and bool not in kinds):
-                wanted = " or ".join(k.__name__ for k in kinds)
-                raise where.error(f"{here}.{name}",
-                                  f"expected {wanted}, got {type(value).__name__}", after=at)
+                names = [k.__name__ for k in kinds]
+                got = type(value).__name__
+                raise where.error(
+                    f"{here}.{name}", f"expected {' or '.join(names)}, got {got}",
+                    Msg("errors.kit.problem.expected_got", {"name__": names[0], "name__2": got})
+                    if len(names) == 1 else
+                    Msg("errors.kit.problem.expected_either_got",
+                        {"first": names[0], "second": " / ".join(names[1:]), "got": got}),
+                    after=at)
         messages = table.get("messages", [])
         if not all(isinstance(m, int) and not isinstance(m, bool) and 1 <= m <= 0xFFFF
                    for m in messages):
-            raise where.error(f"{here}.messages", "a list of message ids (1..65535)", after=at)
+            raise where.error(f"{here}.messages", "a list of message ids (1..65535)",
+                              Msg("errors.kit.problem.list_message_ids"), after=at)
         if table.get("fingerprint", "none") not in (*FINGERPRINT_KINDS, "none"):
-            raise where.error(f"{here}.fingerprint", "overt, covert or none", after=at)
+            raise where.error(f"{here}.fingerprint", "overt, covert or none",
+                              Msg("errors.kit.problem.fingerprint_check"), after=at)
         report = table.get("report", 0)
         if isinstance(report, str) and report not in REPORT_REFUSALS:
             raise where.error(f"{here}.report", "major units billed, or "
-                              + " / ".join(REPORT_REFUSALS), after=at)
+                              + " / ".join(REPORT_REFUSALS),
+                              Msg("errors.kit.problem.report_check",
+                                  {"refusals": " / ".join(REPORT_REFUSALS)}), after=at)
         if "tuners" in table and ("sharing" not in table or not 1 <= table["tuners"] <= 64):
-            raise where.error(f"{here}.tuners", "1..64, with a sharing check", after=at)
+            raise where.error(f"{here}.tuners", "1..64, with a sharing check",
+                              Msg("errors.kit.problem.tuners_check"), after=at)
         out[box] = dict(table)
     return out
 
@@ -538,48 +553,58 @@ def _event(where: _Where, raw: Any, key: str, boxes: set[str], at: int, *,
 def _check_new_event(where: _Where, kind: EventKind, args: Mapping[str, Any], key: str,
                      boxes: set[str], at: int, who: str | None) -> None:
     """The ranges of the pay-per-view, on-screen and sharing events."""
-    def bad(name: str, problem: str) -> ScenarioError:
-        return where.error(f"{key}.{name}", problem, after=at)
+    def bad(name: str, problem: str, words: Msg) -> ScenarioError:
+        return where.error(f"{key}.{name}", problem, words, after=at)
+
+    def one_of(name: str, choices: Iterable[str]) -> ScenarioError:
+        listed = " / ".join(choices)
+        return bad(name, listed, Msg("errors.kit.problem.one_of", {"choices": listed}))
 
     if "event" in args and not 1 <= args["event"] <= 0xFFFFFFFF:
-        raise bad("event", "an event id is 1..4294967295")
+        raise bad("event", "an event id is 1..4294967295",
+                  Msg("errors.kit.problem.event_id_range"))
     if kind is EventKind.PPV_EVENT:
         if not 1 <= args["price"] <= 0xFFFF:
-            raise bad("price", "a price is 1..65535 tokens")
+            raise bad("price", "a price is 1..65535 tokens", Msg("errors.kit.problem.price_range"))
         if args["duration_s"] < 1:
-            raise bad("duration_s", "an event lasts at least 1 s")
+            raise bad("duration_s", "an event lasts at least 1 s",
+                      Msg("errors.kit.problem.event_duration"))
     if kind is EventKind.TOP_UP and not (0 <= args["tokens"] <= 0xFFFFFFFF
                                          and 0 <= args["credit_limit"] <= 0xFFFFFFFF):
-        raise bad("tokens", "tokens and credit limit are 0..4294967295")
+        raise bad("tokens", "tokens and credit limit are 0..4294967295",
+                  Msg("errors.kit.problem.tokens_range"))
     if kind is EventKind.BUY and not (len(args["pin"]) == 4 and args["pin"].isdigit()):
-        raise bad("pin", "a PIN is 4 digits")
+        raise bad("pin", "a PIN is 4 digits", Msg("errors.kit.problem.pin_digits"))
     if kind is EventKind.UPLOAD_REPORT and args["mode"] not in REPORT_MODES:
-        raise bad("mode", " / ".join(REPORT_MODES))
+        raise one_of("mode", REPORT_MODES)
     if kind in _WHO_UNLESS_GLOBAL and args["address"] not in ADDRESSES:
-        raise bad("address", " / ".join(ADDRESSES))
+        raise one_of("address", ADDRESSES)
     if kind is EventKind.MESSAGE and not (1 <= args["id"] <= 0xFFFF
                                           and 0 <= args["priority"] <= 0xFF
                                           and 1 <= args["duration_s"] <= 0xFFFF
                                           and 0 < len(args["text"].encode()) <= 246):
         raise bad("id", "id 1..65535, priority 0..255, duration_s 1..65535, "
-                        "text 1..246 bytes of UTF-8")
+                        "text 1..246 bytes of UTF-8", Msg("errors.kit.problem.message_ranges"))
     if kind is EventKind.FINGERPRINT:
         if args["kind"] not in FINGERPRINT_KINDS:
-            raise bad("kind", " / ".join(FINGERPRINT_KINDS))
+            raise one_of("kind", FINGERPRINT_KINDS)
         if not (1 <= args["duration_s"] <= 0xFFFF and 0 <= args["x"] <= 100
                 and 0 <= args["y"] <= 100):
-            raise bad("duration_s", "duration_s 1..65535, x and y 0..100 %")
+            raise bad("duration_s", "duration_s 1..65535, x and y 0..100 %",
+                      Msg("errors.kit.problem.fingerprint_ranges"))
     if kind is EventKind.SHARING_POLICY:
         if args["policy"] not in SHARING_POLICIES:
-            raise bad("policy", " / ".join(SHARING_POLICIES))
+            raise one_of("policy", SHARING_POLICIES)
         try:
             sharing_event_commands(args)
         except UsageError as exc:
             # the message names the limit (tuners, rate tolerance or window)
-            raise where.error(key, str(exc), after=at) from None
+            raise where.error(key, str(exc), Msg("errors.kit.problem.sharing_limit",
+                                                 {"limit": exc}), after=at) from None
     if kind is EventKind.SHARE_CARD and (not args["boxes"] or not all(
             isinstance(b, str) and b in boxes and b != who for b in args["boxes"])):
-        raise bad("boxes", "a list of other subscribers' boxes")
+        raise bad("boxes", "a list of other subscribers' boxes",
+                  Msg("errors.kit.problem.other_boxes"))
 
 
 def sharing_event_commands(args: Mapping[str, Any]) -> list[EmmCommand]:

@@ -108,19 +108,25 @@ class EcmTiming:
     def check(self, crypto_period_s: float) -> None:
         """:class:`StreamError` when the head-end cannot keep these values at this period."""
         if self.cw_per_msg < 1:
-            raise StreamError(f"CW_per_msg {self.cw_per_msg}: at least one CW per message")
+            raise StreamError(f"CW_per_msg {self.cw_per_msg}: at least one CW per message"
+                              ).with_id("live.cw_per_msg_least_one", cw_per_msg=self.cw_per_msg)
         if self.lead_cw < 0 or self.lead_cw > self.cw_per_msg + 2:
             raise StreamError(f"lead_CW {self.lead_cw} with CW_per_msg {self.cw_per_msg}: "
-                              "the head-end draws CWs at most three periods ahead")
+                              "the head-end draws CWs at most three periods ahead").with_id(
+                "live.lead_cw_too_far", lead_cw=self.lead_cw, cw_per_msg=self.cw_per_msg)
+        start_ms = f"{self.delay_start_s * 1000:.0f}"
         if abs(self.delay_start_s) >= crypto_period_s:
-            raise StreamError(f"delay_start {self.delay_start_s * 1000:.0f} ms is not shorter "
-                              f"than the crypto-period ({crypto_period_s:g} s)")
+            raise StreamError(f"delay_start {start_ms} ms is not shorter "
+                              f"than the crypto-period ({crypto_period_s:g} s)").with_id(
+                "live.delay_start_not_shorter", start_ms=start_ms, cp_s=f"{crypto_period_s:g}")
         if self.crypto_window(0.0, crypto_period_s)[1] <= self.crypto_window(0.0,
                                                                              crypto_period_s)[0]:
-            raise StreamError(f"delay_start {self.delay_start_s * 1000:.0f} ms and delay_stop "
-                              f"{self.delay_stop_s * 1000:.0f} ms leave ECM(n) no time on air")
+            stop_ms = f"{self.delay_stop_s * 1000:.0f}"
+            raise StreamError(f"delay_start {start_ms} ms and delay_stop "
+                              f"{stop_ms} ms leave ECM(n) no time on air").with_id(
+                "live.delays_leave_no_time", start_ms=start_ms, stop_ms=stop_ms)
         if self.repetition_s <= 0:
-            raise StreamError("ECM_rep_period 0")
+            raise StreamError("ECM_rep_period 0").with_id("live.ecm_rep_period_zero")
 
     def provision_cps(self, cp: int) -> tuple[int, ...]:
         """The crypto-periods whose CWs go in the CW_provision for period ``cp``."""
@@ -389,7 +395,8 @@ class CaSystemEcmg:
                    max_comp_time_ms=round(self.timing.max_comp_time_s * 1000))
             if self._late_in_a_row >= MAX_LATE_IN_A_ROW:
                 raise StreamError(f"{self._late_in_a_row} answers in a row later than "
-                                  "max_comp_time")
+                                  "max_comp_time").with_id(
+                    "live.ecmg_late_in_a_row", n=self._late_in_a_row)
         else:
             self._late_in_a_row = 0
         section: bytes = client.section_of(response)

@@ -38,6 +38,7 @@ from typing import TYPE_CHECKING, Any
 from cas.access import AccessCriteria
 from cas.errors import CasError, ConfigError, StreamError
 from cas.formats import psi as psi_formats
+from cas.i18n import Msg
 from cas.live.config import EcmSource, LiveConfig, LogFormat, ServiceConfig, SourceKind
 from cas.live.ecmgs import ca_system_pids, start_ca_systems, with_ca_systems
 from cas.live.metrics import LiveMetrics
@@ -368,17 +369,23 @@ class HeadendService:
             return None
         from cas.live.muxin import MuxInputs
 
-        used: dict[int, str] = {}
+        used: dict[int, tuple[str, Msg]] = {}
         for lay in layouts:
-            used[lay.pmt_pid] = f"the PMT PID of service {lay.service_id}"
+            sid = {"service_id": lay.service_id}
+            used[lay.pmt_pid] = (f"the PMT PID of service {lay.service_id}",
+                                 Msg("errors.live.problem.pmt_pid_of_service_id", sid))
             for pid in (*lay.es_pids, lay.pcr_pid):
-                used[pid] = f"a PID of service {lay.service_id}"
+                used[pid] = (f"a PID of service {lay.service_id}",
+                             Msg("errors.live.problem.a_pid_of_service_id", sid))
             if lay.ecm_pid is not None:
-                used[lay.ecm_pid] = f"the ECM PID of service {lay.service_id}"
+                used[lay.ecm_pid] = (f"the ECM PID of service {lay.service_id}",
+                                     Msg("errors.live.problem.ecm_pid_of_service_id", sid))
         for c in mux.clients:
             if c.pid in used and not c.own:
                 raise ConfigError(f"{cfg_name(self.cfg)}: [mux.client.{c.index}].pid: "
-                                  f"{c.pid:#x} is {used[c.pid]}")
+                                  f"{c.pid:#x} is {used[c.pid][0]}").with_id(
+                    "live.mux_client_pid_is", file=cfg_name(self.cfg), index=c.index,
+                    pid=f"{c.pid:#x}", used=used[c.pid][1])
         return MuxInputs(mux, self.metrics)
 
     def _mux_cat_descriptors(self) -> tuple[psi_formats.CaDescriptor, ...]:
@@ -401,7 +408,9 @@ class HeadendService:
                 await server.close()  # TCP may listen while UDP could not
             raise ConfigError(f"{cfg_name(self.cfg)}: [mux].listen: cannot listen on "
                               f"{server.host}:{server.requested_port}: "
-                              f"{exc.strerror or exc}") from None
+                              f"{exc.strerror or exc}").with_id(
+                "live.mux_listen_cannot_listen", file=cfg_name(self.cfg), host=server.host,
+                port=server.requested_port, value=exc.strerror or exc) from None
         self.mux_port = server.port
         event("mux listening", host=server.host, port=server.port,
               udp=self.mux_inputs.config.udp,

@@ -129,7 +129,8 @@ def reserve_epoch(session: Session, kind: str, stride: int) -> int:
     base = max(int(top or 1), floor(session, kind))
     if base + stride > _CARD_WINDOW:
         raise UsageError(f"the {kind} EMM sequence epoch would pass {_CARD_WINDOW}, beyond "
-                         "what a card that never had an EMM accepts (docs/scale.md)")
+                         "what a card that never had an EMM accepts (docs/scale.md)").with_id(
+            "store.emm_epoch_past_window", kind=kind, window=_CARD_WINDOW)
     set_floor(session, kind, base + stride)
     _put(session, EPOCH_KIND[kind], base, raise_only=False)
     return base

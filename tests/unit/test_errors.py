@@ -7,6 +7,8 @@ helper makes and returns — names its message in the catalogue
 ``untranslated_errors.txt`` next to this file.  The list may only shrink: a new site without
 an id fails, and so does a listed site that got its id but is still listed.  Sites are
 counted per function (``path::function::Error count``), so lines moving do not matter.
+A class that only shares an error's name (SimulCrypt's ``stream_error`` message
+``StreamError``) is told apart by the import it comes through.
 
 And every id the code names is in both catalogues, with the placeholders the raise gives.
 """
@@ -92,20 +94,77 @@ def _with_id(call: ast.Call) -> ast.Call | None:
     return None
 
 
+def _module_file(module: str, trees: dict[str, ast.Module]) -> str | None:
+    """The file of a dotted module name among ``trees`` (``a/b.py`` or ``a/b/__init__.py``)."""
+    base = module.replace(".", "/")
+    return next((f for f in (f"{base}.py", f"{base}/__init__.py") if f in trees), None)
+
+
+def _bindings(path: str, tree: ast.Module, trees: dict[str, ast.Module]
+              ) -> dict[str, tuple[str, str | None]]:
+    """The names a file's top-level ``from … import`` statements bind: name -> (the file
+    imported from, the class name there; ``None`` when the name is a module itself)."""
+    package = path.rsplit("/", 1)[0].replace("/", ".")
+    out: dict[str, tuple[str, str | None]] = {}
+    for node in tree.body:
+        if not isinstance(node, ast.ImportFrom):
+            continue
+        base = package.rsplit(".", node.level - 1)[0] if node.level > 1 else package
+        module = (f"{base}.{node.module}" if node.module else base) if node.level else (
+            node.module or "")
+        source = _module_file(module, trees)
+        for alias in node.names:
+            local = alias.asname or alias.name
+            if (sub := _module_file(f"{module}.{alias.name}", trees)) is not None:
+                out[local] = (sub, None)
+            elif source is not None:
+                out[local] = (source, alias.name)
+    return out
+
+
+def _defined_as_ours(source: ast.Module, name: str, ours: set[str]) -> bool | None:
+    """Whether the class ``name`` defined at the top of ``source`` derives from our errors;
+    ``None`` when the file does not define it (a re-export: judged by name)."""
+    for node in source.body:
+        if isinstance(node, ast.ClassDef) and node.name == name:
+            return bool({n for b in node.bases if (n := _name(b)) is not None} & ours)
+    return None
+
+
+def _is_ours(func: ast.expr, ours: set[str], imported: dict[str, tuple[str, str | None]],
+             trees: dict[str, ast.Module]) -> bool:
+    """A call of a class named like one of our errors is ours unless the import it comes
+    through names another class of that name (SimulCrypt's ``stream_error`` message is
+    ``StreamError`` too)."""
+    target: tuple[str, str] | None = None
+    if isinstance(func, ast.Name) and (bound := imported.get(func.id)) and bound[1] is not None:
+        target = (bound[0], bound[1])
+    elif isinstance(func, ast.Attribute) and isinstance(func.value, ast.Name) and (
+            bound := imported.get(func.value.id)) and bound[1] is None:
+        target = (bound[0], func.attr)
+    if target is None:
+        return True
+    verdict = _defined_as_ours(trees[target[0]], target[1], ours)
+    return True if verdict is None else verdict
+
+
 def scan(trees: dict[str, ast.Module]) -> tuple[Counter[Site], list[tuple[str, ast.Call]]]:
     """Our errors made without a message id, counted per function — raised on the spot or
     made by a helper that returns them (``return ConfigError(...)``) — and the ``with_id``
     calls, by file."""
-    ours = error_classes(trees) - self_named(trees)
+    all_ours = error_classes(trees)
+    ours = all_ours - self_named(trees)
     missing: Counter[Site] = Counter()
     named: list[tuple[str, ast.Call]] = []
     for path, tree in trees.items():
+        imported = _bindings(path, tree, trees)
         for scope, call, parent in _calls(tree):
             if (said := _with_id(call)) is not None:
                 named.append((path, said))
             elif (name := _name(call.func)) in ours and not (
                     isinstance(parent, ast.Attribute) and parent.attr in ("with_id",
-                                                                         "with_message_of")):
+                                                                         "with_message_of")
+            ) and _is_ours(call.func, all_ours, imported, trees):
                 missing[(path, scope, name or "")] += 1
     return missing, named
 
@@ -166,6 +225,25 @@ class T:
     assert [c.args[0].value for _p, c in named if isinstance(c.args[0], ast.Constant)] == [
         "named", "t.bad"]
     assert read_allow_list(format_allow_list(missing) + "# a comment\n") == missing
+
+
+def test_the_ratchet_tells_a_message_named_like_an_error_apart_by_its_import() -> None:
+    """SimulCrypt's ``stream_error`` message is called ``StreamError`` too: made through its
+    own module's import it is no error of ours; our ``StreamError`` still counts."""
+    trees = {
+        "cas/errors.py": ast.parse("class CasError(Exception): ...\n"
+                                   "class StreamError(CasError): ...\n"),
+        "cas/proto/msgs.py": ast.parse("class _Event: ...\nclass StreamError(_Event): ...\n"),
+        "cas/proto/__init__.py": ast.parse(""),
+        "cas/a.py": ast.parse("from cas.proto.msgs import StreamError\n"
+                              "def answer():\n    return StreamError()\n"),
+        "cas/proto/b.py": ast.parse("from . import msgs\nfrom .msgs import StreamError as SE\n"
+                                    "def answer():\n    return msgs.StreamError(), SE()\n"),
+        "cas/c.py": ast.parse("from cas.errors import StreamError\n"
+                              "def check():\n    raise StreamError('late')\n"),
+    }
+    missing, _named = scan(trees)
+    assert missing == Counter({("cas/c.py", "check", "StreamError"): 1})
 
 
 def _fields(entry: str | dict[str, str]) -> set[str]:

@@ -12,6 +12,7 @@ from cas.cli.main import cli
 from cas.formats.emm import ClearSharing, SetSharing
 from cas.kit.library import shipped_scenarios
 from cas.kit.scenario import (
+    CHECKS,
     EventKind,
     ScenarioError,
     load_scenario,
@@ -170,7 +171,7 @@ def test_pay_per_view_and_message_events_and_checks_read(tmp_path: Path) -> None
     assert step.checks == {"a": {"report": 150, "messages": [2]}}
 
 
-@pytest.mark.parametrize(("old", "new", "error"), [
+PPV_MISTAKES = [
     ('pin = "0000"', 'pin = "00"', "18: step[0].events[3].pin: a PIN is 4 digits"),
     ('{do = "upload-report", who = "a"}', '{do = "upload-report", who = "a", mode = "x"}',
      "19: step[0].events[4].mode: fresh / replayed / forged"),
@@ -183,7 +184,23 @@ def test_pay_per_view_and_message_events_and_checks_read(tmp_path: Path) -> None
     ("messages = [2]", "colour = 1",
      "28: step[0].check.a.colour: unknown check (use messages, fingerprint, report, "
      "sharing, tuners)"),
-])
+    ("report = 150", "report = 1.5",
+     "27: step[0].check.a.report: expected int or str, got float"),
+    ("messages = [2]", "messages = [0]",
+     "28: step[0].check.a.messages: a list of message ids (1..65535)"),
+    ("messages = [2]", "tuners = 2",
+     "28: step[0].check.a.tuners: 1..64, with a sharing check"),
+    ("event = 7, channel = 24, start_s", "event = 0, channel = 24, start_s",
+     "17: step[0].events[2].event: an event id is 1..4294967295"),
+    ("duration_s = 600", "duration_s = 0",
+     "17: step[0].events[2].duration_s: an event lasts at least 1 s"),
+    ("priority = 5", "priority = 500",
+     "20: step[0].events[5].id: id 1..65535, priority 0..255, duration_s 1..65535, "
+     "text 1..246 bytes of UTF-8"),
+]
+
+
+@pytest.mark.parametrize(("old", "new", "error"), PPV_MISTAKES)
 def test_bad_new_events_and_checks_are_one_line(old: str, new: str, error: str,
                                                 tmp_path: Path) -> None:
     assert old in PPV
@@ -227,7 +244,7 @@ def test_sharing_policy_event_reads_with_the_cli_defaults() -> None:
     assert sharing_event_commands(clear.args)[-1] == ClearSharing()
 
 
-@pytest.mark.parametrize(("old", "new", "error"), [
+SHARING_MISTAKES = [
     ('policy = "refuse"', 'policy = "deny"',
      "17: step[0].events[2].policy: off / flag / refuse"),
     ("tuners = 1", "tuners = 0",
@@ -235,8 +252,40 @@ def test_sharing_policy_event_reads_with_the_cli_defaults() -> None:
     ("tuners = 1", "tuners = 1, window_s = 300",
      "17: step[0].events[2]: sharing window 300 outside 1..255"),
     ('who = "a", policy', "policy", "12: step[0].events[2].who: missing"),
-])
+]
+
+
+@pytest.mark.parametrize(("old", "new", "error"), SHARING_MISTAKES)
 def test_bad_sharing_policy_event_is_one_line(old: str, new: str, error: str,
                                               tmp_path: Path) -> None:
     assert old in SHARING
     assert _error(SHARING.replace(old, new), tmp_path) == error
+
+
+@pytest.mark.parametrize(("text", "old", "new", "russian"), [
+    *((PPV, old, new, None) for old, new, _error in PPV_MISTAKES),
+    *((SHARING, old, new, None) for old, new, _error in SHARING_MISTAKES),
+    (PPV, "price = 150", "price = 0", "17: step[0].events[2].price: цена — от 1 до 65535 жетонов"),
+    (SHARING, "tuners = 1", "tuners = 0",
+     "17: step[0].events[2]: число тюнеров для кардшаринга 0 вне 1..255"),
+])
+def test_bad_new_events_and_checks_are_said_in_russian(text: str, old: str, new: str,
+                                                       russian: str | None,
+                                                       tmp_path: Path) -> None:
+    """The pay-per-view, message and sharing events' mistakes name their catalogue message:
+    English as raised, Russian with no English sentence left (README, "Errors")."""
+    from cas.i18n import Translator
+    from tests.fixtures.lang import english_in
+
+    path = tmp_path / "s.toml"
+    path.write_text(text.replace(old, new))
+    with pytest.raises(ScenarioError) as exc:
+        load_scenario(path)
+    error = exc.value
+    assert error.message_id is not None, str(error)
+    assert Translator("en").error(error.message_id, error.message_params) == str(error)
+    ru = Translator("ru").error(error.message_id, error.message_params)
+    # the check keys are TOML names, not English
+    assert ru is not None and english_in(ru, allow=list(CHECKS)) == [], ru
+    if russian is not None:
+        assert ru == f"{path}:{russian}"

@@ -83,7 +83,7 @@ def test_access_criteria_as_hex(tmp_path: Path) -> None:
 ONE = BASE + '[[ca_system]]\nca_system_id = 0x4AD0\necmg = "127.0.0.1:2100"\n'
 
 
-@pytest.mark.parametrize("text,message", [
+MISTAKES = [
     (BASE + "[[ca_system]]\necmg = \"h:1\"\n", "[ca_system.1].ca_system_id: required"),
     (BASE + "[[ca_system]]\nca_system_id = 0x4AD0\n", "[ca_system.1].ecmg: required"),
     (BASE + '[[ca_system]]\nca_system_id = 0xDEAD\necmg = "h:1"\n',
@@ -107,6 +107,25 @@ ONE = BASE + '[[ca_system]]\nca_system_id = 0x4AD0\necmg = "127.0.0.1:2100"\n'
      "[ca_system.1].reconnect_max_s: 1 is below"),
     (ONE + "ecm_pid = 0x100\n", "[ca_system.1].ecm_pid: unknown key"),
     (BASE + "[ca_system]\nca_system_id = 1\n", "[[ca_system]]: expected an array of tables"),
-])
+]
+
+
+@pytest.mark.parametrize("text,message", MISTAKES)
 def test_mistakes_are_one_line(tmp_path: Path, text: str, message: str) -> None:
     assert message in _error(tmp_path, text)
+
+
+@pytest.mark.parametrize("text", [text for text, _message in MISTAKES])
+def test_mistakes_are_said_in_russian(tmp_path: Path, text: str) -> None:
+    """Each mistake names its catalogue message: English as raised, Russian with no English
+    sentence left (README, "Errors")."""
+    from cas.i18n import Translator
+    from tests.fixtures.lang import english_in
+
+    with pytest.raises(ConfigError) as info:
+        _load(tmp_path, text)
+    exc = info.value
+    assert exc.message_id is not None, str(exc)
+    assert Translator("en").error(exc.message_id, exc.message_params) == str(exc)
+    ru = Translator("ru").error(exc.message_id, exc.message_params)
+    assert ru is not None and english_in(ru) == [], ru

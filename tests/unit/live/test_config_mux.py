@@ -82,7 +82,7 @@ CLIENT = "[mux]\nlisten = \"127.0.0.1:4567\"\n[[mux.client]]\nclient_id = 0x4ADB
          "pid = 0x0C40\nmax_bandwidth_kbps = 100\n"
 
 
-@pytest.mark.parametrize(("extra", "expected"), [
+MISTAKES = [
     ("[mux]\n", "[mux].listen: required"),
     ("[mux]\nlisten = \"4567\"\n[[mux.client]]\n", "[mux].listen: '4567': expected HOST:PORT"),
     ("[mux]\nlisten = \"127.0.0.1:1\"\n", "[mux].client: at least one [[mux.client]]"),
@@ -108,9 +108,30 @@ CLIENT = "[mux]\nlisten = \"127.0.0.1:4567\"\n[[mux.client]]\nclient_id = 0x4ADB
     (CLIENT.replace("[mux]\n", "[mux]\nown_emm = true\n") + "[emm]\nmux = \"emmg://h:1\"\n",
      "[mux].own_emm: and [emm].mux both set"),
     (CLIENT.replace("[mux]\n", "[mux]\nqueue_s = 0\n"), "[mux].queue_s: 0 outside"),
-])
+    ("ecm_pid = 0x0C40\n" + CLIENT, "[mux.client.1].pid: 0xc40 is also the ECM PID of "
+                                    "[service.1]"),
+]
+
+
+@pytest.mark.parametrize(("extra", "expected"), MISTAKES)
 def test_errors_name_the_key(extra: str, expected: str) -> None:
     assert expected in _error(BASE + extra)
+
+
+@pytest.mark.parametrize("extra", [extra for extra, _expected in MISTAKES])
+def test_errors_are_said_in_russian(extra: str) -> None:
+    """Each mistake names its catalogue message: English as raised, Russian with no English
+    sentence left (README, "Errors")."""
+    from cas.i18n import Translator
+    from tests.fixtures.lang import english_in
+
+    with pytest.raises(ConfigError) as info:
+        _parse(BASE + extra)
+    exc = info.value
+    assert exc.message_id is not None, str(exc)
+    assert Translator("en").error(exc.message_id, exc.message_params) == str(exc)
+    ru = Translator("ru").error(exc.message_id, exc.message_params)
+    assert ru is not None and english_in(ru) == [], ru
 
 
 def test_client_pid_clashing_with_an_ecm_pid() -> None:
