@@ -59,6 +59,8 @@ class _Groups:
 
     def _load(self, addresses: Sequence[int]) -> None:
         fresh = [a for a in addresses if a not in self.next and a not in self.known]
+        if not fresh:
+            return
         for address, (nxt,) in lookup(self.conn, "card_groups", "shared_address", fresh,
                                       ("next_position",)).items():
             self.next[int(address)] = int(nxt)
@@ -81,7 +83,8 @@ class _Groups:
     def allocate(self) -> tuple[int, int]:
         while self.open:
             address = self.open[-1]
-            self._load([address])
+            if address not in self.next:
+                self._load([address])
             position = self.next[address]
             taken = self.taken_in(address)
             while position < GROUP_SIZE and position in taken:

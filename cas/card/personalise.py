@@ -134,13 +134,14 @@ def write_batch(records: Sequence[CardRecord], path: Path, *, now_s: int,
     return _write_batch_file(data, path)
 
 
-def write_batch_records(records: list[bytes], path: Path, *, now_s: int,
+def write_batch_records(chunks: list[bytes], count: int, path: Path, *, now_s: int,
                         issuer: str = DEFAULT_ISSUER) -> Path:
-    """:func:`write_batch` from records already built (``build_card_record`` bytes)."""
+    """:func:`write_batch` from records already built: ``chunks`` of ``build_card_record``
+    bytes joined, ``count`` records in all."""
     from cas.formats.records.card_batch import CARD_BATCH
 
-    return _write_batch_file(CARD_BATCH.build(created_s=now_s, issuer=issuer, records=records),
-                             path)
+    return _write_batch_file(CARD_BATCH.build(created_s=now_s, issuer=issuer, records=chunks,
+                                              count=count), path)
 
 
 def _write_batch_file(data: bytes, path: Path) -> Path:

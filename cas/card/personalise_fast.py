@@ -31,6 +31,7 @@ import zlib
 from array import array
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
@@ -108,6 +109,17 @@ def _dbl(block: bytes) -> int:
     value = int.from_bytes(block, "big")
     k1 = (value << 1) & ((1 << 128) - 1)
     return k1 ^ 0x87 if value >> 127 else k1
+
+
+class SlotLike(Protocol):
+    """A card's slot as the store or the factory has it (serial, group, position)."""
+
+    @property
+    def serial(self) -> int: ...
+    @property
+    def shared_address(self) -> int: ...
+    @property
+    def member_position(self) -> int: ...
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -277,11 +289,14 @@ class Personaliser:
             self._pool = multiprocessing.get_context("fork").Pool(workers)
             _JOB = None
 
-    def submit(self, slots: Sequence[CardSlot]) -> None:
+    def submit(self, slots: Sequence[SlotLike]) -> None:
         for start in range(0, len(slots), CHUNK):
             part = slots[start:start + CHUNK]
             if self._pool is None:
-                self._pending.append(personalise_records(self._keys, part, self._factory))
+                self._pending.append(personalise_records(
+                    self._keys, [CardSlot(serial=s.serial, shared_address=s.shared_address,
+                                          member_position=s.member_position) for s in part],
+                    self._factory))
                 self.advance(len(part))
             else:
                 self._pending.append(self._pool.apply_async(

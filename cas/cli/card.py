@@ -26,7 +26,6 @@ from cas.card.applet import Applet
 from cas.card.personalise import (
     DEFAULT_FIRST_SERIAL,
     DEFAULT_PIN,
-    CardSlot,
     check_record_keys,
     default_slot,
     image_path,
@@ -42,7 +41,7 @@ from cas.formats.records import CardRecord, parse_card_batch
 from cas.outpath import check_output_dir, check_output_file
 
 if TYPE_CHECKING:
-    from cas.card.personalise_fast import Factory
+    from cas.card.personalise_fast import Factory, SlotLike
 
 _KEYS_HELP = ("Operator key file (default: $CAS_OPERATOR_KEY, then "
               "<data-dir>/operator-keys.toml).")
@@ -58,17 +57,13 @@ def register(cli: click.Group) -> None:
 # --- personalise -------------------------------------------------------------------------------
 def _store_slots(app: Application, serials: list[int], *, region: int, maturity_limit: int,
                  advance: Callable[[int], None],
-                 allocated: Callable[[list[CardSlot]], None]) -> None:
+                 allocated: Callable[[list[SlotLike]], None]) -> None:
     """Register new cards with the head-end (bulk fast path); the store allocates their
     group slots and hands each chunk's slots to ``allocated`` as soon as it has them."""
     from cas.bulk.cards import NewCard
 
-    def to_cards(slots: list[Any]) -> None:
-        allocated([CardSlot(serial=s.serial, shared_address=s.shared_address,
-                            member_position=s.member_position) for s in slots])
-
     _register(app, [NewCard(serial=s, region=region, maturity_limit=maturity_limit)
-                    for s in serials], advance, to_cards)
+                    for s in serials], advance, allocated)
 
 
 def _store_register_records(app: Application, records: list[CardRecord]) -> None:
@@ -175,8 +170,7 @@ def personalise_cmd(app: Application, count: int | None, start_serial: int | Non
         paths: list[Path] | None = (_write_images(app, records, out_dir, overwrite=force)
                                     if images else None)
         batch_path = None
-        slots = [CardSlot(serial=r.serial, shared_address=r.shared_address,
-                          member_position=r.member_position) for r in records]
+        slots: list[SlotLike] = list(records)
     else:
         assert count is not None
         first = start_serial if start_serial is not None else (
@@ -222,7 +216,7 @@ def personalise_cmd(app: Application, count: int | None, start_serial: int | Non
 def _personalise_new(app: Application, keys: OperatorKeys, serials: list[int],
                      factory: Factory, *, register: bool, images: bool, workers: int,
                      out_dir: Path, batch_out: Path
-                     ) -> tuple[list[CardSlot], list[Path] | None, Path]:
+                     ) -> tuple[list[SlotLike], list[Path] | None, Path]:
     """New cards: registered (slots allocated by the store) while worker processes
     personalise each chunk as soon as its slots are known; then the images and the batch.
     Every phase has its progress bar."""
@@ -231,9 +225,9 @@ def _personalise_new(app: Application, keys: OperatorKeys, serials: list[int],
 
     factory.record(keys, default_slot(serials[0]))  # bad options fail before anything is done
     count = len(serials)
-    slots: list[CardSlot] = []
+    slots: list[SlotLike] = []
 
-    def allocated(chunk: list[CardSlot]) -> None:
+    def allocated(chunk: list[SlotLike]) -> None:
         slots.extend(chunk)
         personaliser.submit(chunk)
 
@@ -247,14 +241,16 @@ def _personalise_new(app: Application, keys: OperatorKeys, serials: list[int],
                              maturity_limit=factory.maturity_limit, advance=bars[0],
                              allocated=allocated)
             else:
-                allocated([default_slot(s) for s in serials])
-            records = [r for chunk in personaliser.results() for r in split_records(chunk)]
+                allocated([default_slot(s) for s in serials])  # type: ignore[misc]
+            chunks = list(personaliser.results())
     paths = None
     if images:
         with app.progress("writing card images", total=count) as advance:
-            paths = write_image_bytes(serials, records, out_dir, advance=advance)
+            paths = write_image_bytes(
+                serials, [r for chunk in chunks for r in split_records(chunk)], out_dir,
+                advance=advance)
     with app.progress("writing the batch file", total=1) as advance:
-        batch_path = write_batch_records(records, batch_out, now_s=factory.now_s)
+        batch_path = write_batch_records(chunks, count, batch_out, now_s=factory.now_s)
         advance(1)
     return slots, paths, batch_path
 
