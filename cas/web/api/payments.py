@@ -45,7 +45,7 @@ def _replay(ctx: ApiContext, idem_key: str, digest: str, session: Session) -> Re
 
 
 @router.post("/payments", response_model=PaymentOut, status_code=201, tags=["payments"])
-async def create_payment(
+def create_payment(
     ctx: Ctx, body: PaymentIn, request: Request,
     idempotency_key: Annotated[str, Header(alias="Idempotency-Key", pattern=_IDEMPOTENCY_KEY,
                                            description="Same key + same body: the first "
