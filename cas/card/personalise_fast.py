@@ -25,6 +25,7 @@ import hashlib
 import hmac
 import multiprocessing
 import os
+import signal
 import struct
 import sys
 import zlib
@@ -263,6 +264,12 @@ def _work(slots: list[tuple[int, int, int]]) -> bytes:
         factory)
 
 
+def _ignore_sigint() -> None:
+    # Ctrl-C reaches the whole process group: the parent stops the workers (and reports in
+    # one line); a worker must not print a traceback of its own.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 def default_workers() -> int:
     """One worker process per core this process may run on."""
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (
@@ -286,7 +293,8 @@ class Personaliser:
         if workers > 1 and "fork" in multiprocessing.get_all_start_methods() \
                 and sys.platform != "win32":
             _JOB = (keys, factory)
-            self._pool = multiprocessing.get_context("fork").Pool(workers)
+            self._pool = multiprocessing.get_context("fork").Pool(
+                workers, initializer=_ignore_sigint)
             _JOB = None
 
     def submit(self, slots: Sequence[SlotLike]) -> None:
