@@ -97,9 +97,18 @@ class Application:
     @contextmanager
     def progress(self, description: str, total: int | None) -> Iterator[Callable[[int], None]]:
         """A progress bar with rate and ETA (stderr, hidden for --json/--quiet or non-tty)."""
+        with self.progress_bars((description, total)) as (advance,):
+            yield advance
+
+    @contextmanager
+    def progress_bars(self, *bars: tuple[str, int | None]
+                      ) -> Iterator[tuple[Callable[[int], None], ...]]:
+        """Several progress bars shown together (phases that run at the same time), one
+        ``advance`` each; like :meth:`progress` otherwise.  ``advance`` may be called from
+        another thread."""
         show = not self.json_mode and not self.quiet and self.err_console.is_terminal
         if not show:
-            yield lambda n: None
+            yield tuple((lambda n: None) for _ in bars)
             return
         # Imported here: rich.progress (and the rich.table it pulls in) is a tenth of the
         # start-up of a command that never shows a bar.
@@ -119,8 +128,8 @@ class Application:
             TimeRemainingColumn(),
         )
         with Progress(*columns, console=self.err_console, transient=True) as bar:
-            task = bar.add_task(description, total=total)
-            yield lambda n: bar.advance(task, n)
+            tasks = [bar.add_task(description, total=total) for description, total in bars]
+            yield tuple(_advancer(bar, task) for task in tasks)
 
     # --- data dir ---------------------------------------------------------------------------
     def ensure_data_dir(self) -> Path:
@@ -469,3 +478,7 @@ def ascii_numbers(command: click.Command) -> None:
     if isinstance(command, click.Group):
         for sub in command.commands.values():
             ascii_numbers(sub)
+
+
+def _advancer(bar: Any, task: Any) -> Callable[[int], None]:
+    return lambda n: bar.advance(task, n)

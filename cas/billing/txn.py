@@ -62,13 +62,18 @@ def current_profile(session: Session) -> OperatorProfile:
     cached = session.info.get(_PROFILE_INFO)
     if isinstance(cached, OperatorProfile):
         return cached
-    text = get_setting(session, PROFILE_TOML_KEY)
-    if text is None:
-        raise ConfigError("this store has no operator profile yet: run `cas operator use NAME`").with_id(
-            "billing.store_no_operator_profile")
-    profile = _parse_cached(text)
+    profile = profile_of_text(get_setting(session, PROFILE_TOML_KEY))
     session.info[_PROFILE_INFO] = profile
     return profile
+
+
+def profile_of_text(text: str | None) -> OperatorProfile:
+    """The profile from the text of its ``settings`` row (read by the caller, e.g. in the
+    same statement as other data); parsed once per process and text."""
+    if text is None:
+        raise ConfigError("this store has no operator profile yet: run `cas operator use NAME`"
+                          ).with_id("billing.store_no_operator_profile")
+    return _parse_cached(text)
 
 
 _PROFILE_INFO = "cas.billing.profile"

@@ -59,6 +59,8 @@ class _Groups:
 
     def _load(self, addresses: Sequence[int]) -> None:
         fresh = [a for a in addresses if a not in self.next and a not in self.known]
+        if not fresh:
+            return
         for address, (nxt,) in lookup(self.conn, "card_groups", "shared_address", fresh,
                                       ("next_position",)).items():
             self.next[int(address)] = int(nxt)
@@ -81,7 +83,8 @@ class _Groups:
     def allocate(self) -> tuple[int, int]:
         while self.open:
             address = self.open[-1]
-            self._load([address])
+            if address not in self.next:
+                self._load([address])
             position = self.next[address]
             taken = self.taken_in(address)
             while position < GROUP_SIZE and position in taken:
@@ -139,8 +142,11 @@ class Registrar:
         self.groups = _Groups(conn)
 
     def register(self, cards: Sequence[NewCard],
-                 advance: Callable[[int], None] | None = None) -> list[Outcome]:
-        """Register one chunk; one :class:`Outcome` per card, in order."""
+                 advance: Callable[[int], None] | None = None,
+                 allocated: Callable[[list[Outcome]], None] | None = None) -> list[Outcome]:
+        """Register one chunk; one :class:`Outcome` per card, in order.  ``allocated`` is
+        called with the outcomes once the slots are known, before the rows are written (so
+        a caller can start on the cards while the database takes them)."""
         existing = lookup(self.conn, "cards", "serial", [c.serial for c in cards],
                           ("shared_address", "member_position"))
         given = [(c.shared_address, c.member_position) for c in cards
@@ -187,6 +193,8 @@ class Registrar:
             changes.append((card.serial, card.registered_at_s, "register"))
             out.append(Outcome(CardSlot(serial=card.serial, shared_address=address,
                                         member_position=position), True))
+        if allocated is not None:
+            allocated(out)
         if advance is not None:
             advance(len(cards) - len(new_rows))
         step = 50_000

@@ -10,6 +10,8 @@ from sqlalchemy.engine import Connection
 
 #: Rows per key look-up (``IN (…)``): well under SQLite's limit of bound parameters.
 LOOKUP_CHUNK = 2000
+#: Keys per look-up on PostgreSQL, where they travel as one array.
+PG_LOOKUP_CHUNK = 50_000
 
 
 def insert_rows(conn: Connection, table: str, columns: Sequence[str],
@@ -52,14 +54,20 @@ def lookup(conn: Connection, table: str, key: str, wanted: Iterable[Any],
     keys = list(dict.fromkeys(k for k in wanted if k is not None))
     out: dict[Any, tuple[Any, ...]] = {}
     raw: Any = conn.connection.driver_connection
-    mark = "%s" if conn.dialect.name == "postgresql" else "?"
+    postgres = conn.dialect.name == "postgresql"
     cols = ", ".join((key, *columns))
     cur = raw.cursor()
     try:
-        for start in range(0, len(keys), LOOKUP_CHUNK):
-            part = keys[start:start + LOOKUP_CHUNK]
-            cur.execute(f"SELECT {cols} FROM {table} WHERE {key} IN "
-                        f"({', '.join(mark for _ in part)})", part)
+        # PostgreSQL: one array parameter (``= ANY(%s)``) instead of thousands of bound
+        # values, which the server would parse and plan one by one.
+        step = PG_LOOKUP_CHUNK if postgres else LOOKUP_CHUNK
+        for start in range(0, len(keys), step):
+            part = keys[start:start + step]
+            if postgres:
+                cur.execute(f"SELECT {cols} FROM {table} WHERE {key} = ANY(%s)", (part,))
+            else:
+                cur.execute(f"SELECT {cols} FROM {table} WHERE {key} IN "
+                            f"({', '.join('?' for _ in part)})", part)
             for found in cur.fetchall():
                 out[found[0]] = tuple(found[1:])
     finally:

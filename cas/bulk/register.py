@@ -9,7 +9,7 @@ from pathlib import Path
 
 from sqlalchemy.exc import SQLAlchemyError
 
-from cas.bulk.cards import NewCard, Registrar
+from cas.bulk.cards import NewCard, Outcome, Registrar
 from cas.bulk.load import _clock_s, _driver_errors
 from cas.errors import StoreError
 from cas.formats.cardstate import CardState
@@ -23,13 +23,29 @@ CHUNK = 50_000
 
 
 def register_cards(store: Store, cards: Sequence[NewCard],
-                   advance: Callable[[int], None] = lambda n: None) -> list[CardSlot]:
+                   advance: Callable[[int], None] = lambda n: None,
+                   allocated: Callable[[list[CardSlot]], None] | None = None) -> list[CardSlot]:
     """Register ``cards`` (``registered_at_s`` 0 means the head-end clock); their slots.
 
     A serial already registered keeps its slot (a re-run changes nothing); a slot that
     clashes is a :class:`~cas.store.errors.RecordConflict` and nothing is registered.
+    ``allocated`` gets each chunk's slots as soon as they are allocated, while the chunk's
+    rows are still being written (``cas card personalise`` personalises them meanwhile);
+    if the transaction then fails, the error is raised here as usual.
     """
     slots: list[CardSlot] = []
+
+    def check(outcomes: list[Outcome]) -> None:
+        chunk: list[CardSlot] = []
+        for outcome in outcomes:
+            if outcome.reason is not None or outcome.slot is None:
+                raise RecordConflict(outcome.reason or "card not registered",
+                                     code="CARD_SLOT_CONFLICT")
+            chunk.append(outcome.slot)
+        slots.extend(chunk)
+        if allocated is not None:
+            allocated(chunk)
+
     try:
         with store.engine.begin() as conn:
             at_s = _clock_s(conn)
@@ -40,11 +56,7 @@ def register_cards(store: Store, cards: Sequence[NewCard],
                     member_position=c.member_position, status=c.status, region=c.region,
                     maturity_limit=c.maturity_limit, registered_at_s=at_s)
                     for c in cards[start:start + CHUNK]]
-                for outcome in registrar.register(part, advance):
-                    if outcome.reason is not None or outcome.slot is None:
-                        raise RecordConflict(outcome.reason or "card not registered",
-                                             code="CARD_SLOT_CONFLICT")
-                    slots.append(outcome.slot)
+                registrar.register(part, advance, check)
             registrar.finish()
     except SQLAlchemyError as exc:
         raise StoreError(f"card registration failed: {str(exc).splitlines()[0]}").with_id(
@@ -58,23 +70,33 @@ def register_cards(store: Store, cards: Sequence[NewCard],
 def write_images_fast(records: Sequence[CardRecord], directory: Path, *,
                       advance: Callable[[int], None] = lambda n: None,
                       state: CardState | None = None) -> list[Path]:
-    """One EEPROM image per card, each replaced atomically (temp file and rename), with one
-    flush to disk at the end instead of two ``fsync`` per card (a million cards would spend
-    hours in them).  The caller has checked that no image is overwritten by mistake.
-    ``state``: the card state area every image starts with (default: none, the default
-    state — docs/formats.md §2.2)."""
-    from cas.card.eeprom import build_image, write_image_atomic
-    from cas.card.personalise import image_path
+    """One EEPROM image per card (see :func:`write_image_bytes`).  ``state``: the card state
+    area every image starts with (default: none, the default state — docs/formats.md §2.2)."""
+    from cas.card.eeprom import build_image
     from cas.formats.cardstate import DEFAULT_CARD_STATE
+
+    return write_image_bytes([r.serial for r in records],
+                             [build_image(r, state or DEFAULT_CARD_STATE) for r in records],
+                             directory, advance=advance)
+
+
+def write_image_bytes(serials: Sequence[int], images: Sequence[bytes], directory: Path, *,
+                      advance: Callable[[int], None] = lambda n: None) -> list[Path]:
+    """One EEPROM image per card, ``images[i]`` for card ``serials[i]``, each replaced
+    atomically (temp file and rename), with one flush to disk at the end instead of two
+    ``fsync`` per card (a million cards would spend hours in them).  The caller has checked
+    that no image is overwritten by mistake."""
+    from cas.card.eeprom import write_image_atomic
+    from cas.card.personalise import image_path
 
     directory.mkdir(parents=True, exist_ok=True)
     paths = []
-    for n, record in enumerate(records, start=1):
-        path = image_path(directory, record.serial)
-        write_image_atomic(path, build_image(record, state or DEFAULT_CARD_STATE), sync=False)
+    for n, (serial, image) in enumerate(zip(serials, images, strict=True), start=1):
+        path = image_path(directory, serial)
+        write_image_atomic(path, image, sync=False)
         paths.append(path)
         if n % 1000 == 0:
             advance(1000)
-    advance(len(records) % 1000)
+    advance(len(images) % 1000)
     os.sync()
     return paths

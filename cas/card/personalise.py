@@ -43,6 +43,7 @@ CARD_VALIDITY_S = 10 * 365 * 86400
 DEFAULT_FIRST_SERIAL = 1_000_000_001
 GROUP_SIZE = 256
 IMAGE_SUFFIX = ".img"
+DEFAULT_ISSUER = "cas-sim card factory"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -131,8 +132,22 @@ def write_images(records: Iterable[CardRecord], directory: Path, *,
 
 
 def write_batch(records: Sequence[CardRecord], path: Path, *, now_s: int,
-                issuer: str = "cas-sim card factory") -> Path:
+                issuer: str = DEFAULT_ISSUER) -> Path:
     data = build_card_batch(CardBatch(created_s=now_s, issuer=issuer, records=tuple(records)))
+    return _write_batch_file(data, path)
+
+
+def write_batch_records(chunks: list[bytes], count: int, path: Path, *, now_s: int,
+                        issuer: str = DEFAULT_ISSUER) -> Path:
+    """:func:`write_batch` from records already built: ``chunks`` of ``build_card_record``
+    bytes joined, ``count`` records in all."""
+    from cas.formats.records.card_batch import CARD_BATCH
+
+    return _write_batch_file(CARD_BATCH.build(created_s=now_s, issuer=issuer, records=chunks,
+                                              count=count), path)
+
+
+def _write_batch_file(data: bytes, path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     write_image_atomic(path, data)
     os.chmod(path, 0o600)  # wrapped keys: not for everyone's eyes

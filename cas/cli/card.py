@@ -13,9 +13,10 @@ from __future__ import annotations
 import signal
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 from rich.table import Table
@@ -25,23 +26,24 @@ from cas.card.applet import Applet
 from cas.card.personalise import (
     DEFAULT_FIRST_SERIAL,
     DEFAULT_PIN,
-    CardSlot,
     check_record_keys,
     default_slot,
     image_path,
-    personalise_card,
-    write_batch,
+    write_batch_records,
 )
 from cas.card.service import serve_images
 from cas.card.vpcd import DEFAULT_VPCD_PORT, parse_endpoint
 from cas.cli.app import Application, pass_app
 from cas.cli.common import group
-from cas.crypto import load_operator_keys
+from cas.crypto import OperatorKeys, load_operator_keys
 from cas.errors import UsageError
 from cas.formats.cardstate import CardState, SharingSettings
 from cas.formats.records import CardRecord, parse_card_batch
 from cas.outpath import check_output_dir, check_output_file
 from cas.sharing import DEFAULT_TUNERS, SharingPolicy
+
+if TYPE_CHECKING:
+    from cas.card.personalise_fast import Factory, SlotLike
 
 _KEYS_HELP = ("Operator key file (default: $CAS_OPERATOR_KEY, then "
               "<data-dir>/operator-keys.toml).")
@@ -50,41 +52,42 @@ _KEYS_HELP = ("Operator key file (default: $CAS_OPERATOR_KEY, then "
 def register(cli: click.Group) -> None:
     card = group(cli, "card", "Smart cards: personalise, serve over PC/SC (vpcd).")
     card.add_command(personalise_cmd)
+    card.add_command(image_cmd)
     card.add_command(serve_cmd)
 
 
 # --- personalise -------------------------------------------------------------------------------
-def _store_slots(app: Application, serials: list[int], *, region: int,
-                 maturity_limit: int) -> list[CardSlot]:
+def _store_slots(app: Application, serials: list[int], *, region: int, maturity_limit: int,
+                 advance: Callable[[int], None],
+                 allocated: Callable[[list[SlotLike]], None]) -> None:
     """Register new cards with the head-end (bulk fast path); the store allocates their
-    group slots."""
+    group slots and hands each chunk's slots to ``allocated`` as soon as it has them."""
     from cas.bulk.cards import NewCard
 
-    return _register(app, [NewCard(serial=s, region=region, maturity_limit=maturity_limit)
-                           for s in serials])
+    _register(app, [NewCard(serial=s, region=region, maturity_limit=maturity_limit)
+                    for s in serials], advance, allocated)
 
 
 def _store_register_records(app: Application, records: list[CardRecord]) -> None:
     """Register cards personalised elsewhere (a factory batch) at their own slots."""
     from cas.bulk.cards import NewCard
 
-    _register(app, [NewCard(serial=r.serial, shared_address=r.shared_address,
-                            member_position=r.member_position, region=r.region,
-                            maturity_limit=r.maturity_limit) for r in records])
+    with app.progress("registering", total=len(records)) as advance:
+        _register(app, [NewCard(serial=r.serial, shared_address=r.shared_address,
+                                member_position=r.member_position, region=r.region,
+                                maturity_limit=r.maturity_limit) for r in records], advance)
 
 
-def _register(app: Application, cards: list[Any]) -> list[CardSlot]:
+def _register(app: Application, cards: list[Any], advance: Callable[[int], None],
+              allocated: Callable[[list[Any]], None] | None = None) -> None:
     from cas.bulk.register import register_cards
     from cas.cli._subscribers import open_app_store
 
     store = open_app_store(app)
     try:
-        with app.progress("registering", total=len(cards)) as advance:
-            slots = register_cards(store, cards, advance)
+        register_cards(store, cards, advance, allocated)
     finally:
         store.dispose()
-    return [CardSlot(serial=s.serial, shared_address=s.shared_address,
-                     member_position=s.member_position) for s in slots]
 
 
 def _write_images(app: Application, records: list[CardRecord], out_dir: Path,
@@ -134,6 +137,12 @@ def _next_free_serial(app: Application) -> int:
               help=_KEYS_HELP)
 @click.option("--register/--no-register", default=True, show_default=True,
               help="Register the cards with the head-end store.")
+@click.option("--images/--no-images", default=True, show_default=True,
+              help="Write one EEPROM image file per card. Without them, `cas card image "
+                   "--batch FILE --serial S` writes a card's image from the batch file when "
+                   "it is needed.")
+@click.option("--workers", type=click.IntRange(0, 64), default=0, show_default=True,
+              help="Processes that personalise with --count (0: one per core).")
 @click.option("--force", is_flag=True, help="Overwrite existing card images.")
 @click.option("--sharing-policy", type=click.Choice([p.name.lower() for p in SharingPolicy]),
               default=SharingPolicy.FLAG.name.lower(), show_default=True,
@@ -145,8 +154,8 @@ def _next_free_serial(app: Application) -> int:
 def personalise_cmd(app: Application, count: int | None, start_serial: int | None,
                     batch_in: Path | None, out_dir: Path, batch_out: Path | None, pin: str,
                     region: int, maturity_limit: int, ecm_key_indexes: tuple[int, ...],
-                    ecm_key_epoch: int, keys_path: Path | None, register: bool, force: bool,
-                    sharing_policy: str, tuners: int) -> None:
+                    ecm_key_epoch: int, keys_path: Path | None, register: bool, images: bool,
+                    workers: int, force: bool, sharing_policy: str, tuners: int) -> None:
     """Create cards: EEPROM images, a personalisation batch, and head-end registration."""
     if (count is None) == (batch_in is None):
         raise UsageError("give either --count N or --batch FILE").with_id("cli.give_either_count_n")
@@ -163,12 +172,15 @@ def personalise_cmd(app: Application, count: int | None, start_serial: int | Non
         rom_key = keys.transport_key()
         for r in records:
             check_record_keys(r, rom_key)
-        _refuse_existing(records_serials=[r.serial for r in records], out_dir=out_dir,
-                         force=force)
+        if images:
+            _refuse_existing(records_serials=[r.serial for r in records], out_dir=out_dir,
+                             force=force)
         if register:
             _store_register_records(app, records)
-        paths = _write_images(app, records, out_dir, overwrite=force, state=state)
+        paths: list[Path] | None = (_write_images(app, records, out_dir, overwrite=force,
+                                                  state=state) if images else None)
         batch_path = None
+        slots: list[SlotLike] = list(records)
     else:
         assert count is not None
         first = start_serial if start_serial is not None else (
@@ -177,26 +189,20 @@ def personalise_cmd(app: Application, count: int | None, start_serial: int | Non
             raise UsageError("serials would run past 4294967295").with_id(
                 "cli.serials_would_run_past")
         serials = list(range(first, first + count))
-        _refuse_existing(records_serials=serials, out_dir=out_dir, force=force)
-        slots = (_store_slots(app, serials, region=region, maturity_limit=maturity_limit)
-                 if register else [default_slot(s) for s in serials])
-        records = []
-        with app.progress("personalising", total=count) as advance:
-            for slot in slots:
-                records.append(personalise_card(
-                    keys, slot, now_s=now_s, pin=pin, region=region,
-                    maturity_limit=maturity_limit, ecm_key_indexes=ecm_key_indexes or (0,),
-                    ecm_key_epoch=ecm_key_epoch))
-                advance(1)
-        paths = _write_images(app, records, out_dir, overwrite=force, state=state)
-        with app.progress("writing the batch file", total=1) as advance:
-            batch_path = write_batch(
-                records, batch_out or out_dir / f"batch-{first:010d}-{count}.casb", now_s=now_s)
-            advance(1)
-    cards: list[dict[str, str | int]] = [
-        {"serial": f"{r.serial:010d}", "shared_address": r.shared_address,
-         "member_position": r.member_position, "image": str(p)}
-        for r, p in zip(records, paths, strict=True)
+        if images:
+            _refuse_existing(records_serials=serials, out_dir=out_dir, force=force)
+        from cas.card.personalise_fast import Factory
+
+        slots, paths, batch_path = _personalise_new(
+            app, keys, serials, Factory(
+                now_s=now_s, pin=pin, region=region, maturity_limit=maturity_limit,
+                ecm_key_indexes=ecm_key_indexes or (0,), ecm_key_epoch=ecm_key_epoch),
+            register=register, images=images, workers=workers, out_dir=out_dir, state=state,
+            batch_out=batch_out or out_dir / f"batch-{first:010d}-{count}.casb")
+    cards: list[dict[str, str | int | None]] = [
+        {"serial": f"{s.serial:010d}", "shared_address": s.shared_address,
+         "member_position": s.member_position, "image": str(paths[i]) if paths else None}
+        for i, s in enumerate(slots)
     ]
     data = {"cards": cards, "batch": str(batch_path) if batch_path else None,
             "registered": register}
@@ -207,7 +213,7 @@ def personalise_cmd(app: Application, count: int | None, start_serial: int | Non
             table.add_column(col)
         for c in cards[:50]:
             table.add_row(str(c["serial"]), str(c["shared_address"]),
-                          str(c["member_position"]), str(c["image"]))
+                          str(c["member_position"]), str(c["image"] or "-"))
         app.print(table)
         if len(cards) > 50:
             app.print(f"... and {len(cards) - 50} more")
@@ -218,6 +224,50 @@ def personalise_cmd(app: Application, count: int | None, start_serial: int | Non
     app.output(data, render)
 
 
+def _personalise_new(app: Application, keys: OperatorKeys, serials: list[int],
+                     factory: Factory, *, register: bool, images: bool, workers: int,
+                     out_dir: Path, batch_out: Path, state: CardState
+                     ) -> tuple[list[SlotLike], list[Path] | None, Path]:
+    """New cards: registered (slots allocated by the store) while worker processes
+    personalise each chunk as soon as its slots are known; then the images and the batch.
+    Every phase has its progress bar."""
+    from cas.bulk.register import write_image_bytes
+    from cas.card.personalise_fast import Personaliser, default_workers, split_records
+    from cas.formats.cardstate import DEFAULT_CARD_STATE, build_card_state
+
+    factory.record(keys, default_slot(serials[0]))  # bad options fail before anything is done
+    count = len(serials)
+    slots: list[SlotLike] = []
+
+    def allocated(chunk: list[SlotLike]) -> None:
+        slots.extend(chunk)
+        personaliser.submit(chunk)
+
+    # The worker processes are forked before any database connection or progress display.
+    with Personaliser(keys, factory, workers=workers or default_workers()) as personaliser:
+        phases = ([("registering", count)] if register else []) + [("personalising", count)]
+        with app.progress_bars(*phases) as bars:
+            personaliser.advance = bars[-1]
+            if register:
+                _store_slots(app, serials, region=factory.region,
+                             maturity_limit=factory.maturity_limit, advance=bars[0],
+                             allocated=allocated)
+            else:
+                allocated([default_slot(s) for s in serials])  # type: ignore[misc]
+            chunks = list(personaliser.results())
+    paths = None
+    if images:
+        with app.progress("writing card images", total=count) as advance:
+            tail = b"" if state == DEFAULT_CARD_STATE else build_card_state(state)
+            paths = write_image_bytes(
+                serials, [r + tail for chunk in chunks for r in split_records(chunk)], out_dir,
+                advance=advance)
+    with app.progress("writing the batch file", total=1) as advance:
+        batch_path = write_batch_records(chunks, count, batch_out, now_s=factory.now_s)
+        advance(1)
+    return slots, paths, batch_path
+
+
 def _refuse_existing(*, records_serials: list[int], out_dir: Path, force: bool) -> None:
     if force:
         return
@@ -226,6 +276,48 @@ def _refuse_existing(*, records_serials: list[int], out_dir: Path, force: bool) 
         if path.exists():
             raise UsageError(f"card image {path} already exists (use --force to overwrite)").with_id(
                 "cli.card_image_already_exists", path=path)
+
+
+@click.command("image")
+@click.option("--batch", "batch_in", required=True,
+              type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="The personalisation batch the cards are in.")
+@click.option("--serial", "serials", type=click.IntRange(1, 0xFFFFFFFF), multiple=True,
+              required=True, help="Card serial; repeat for several cards.")
+@click.option("--out", "out_dir", required=True,
+              type=click.Path(file_okay=False, path_type=Path),
+              help="Directory for the EEPROM images (<serial>.img).")
+@click.option("--force", is_flag=True, help="Overwrite existing card images.")
+@pass_app
+def image_cmd(app: Application, batch_in: Path, serials: tuple[int, ...], out_dir: Path,
+              force: bool) -> None:
+    """Write the EEPROM image of cards from their personalisation batch (on request)."""
+    import mmap
+
+    from cas.bulk.register import write_image_bytes
+    from cas.formats.records.card_batch import find_card_records
+
+    check_output_dir(out_dir, "--out")
+    if batch_in.stat().st_size == 0:
+        found = find_card_records(b"", serials)  # refused: no header
+    else:
+        with batch_in.open("rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as m:
+            found = find_card_records(m, serials)
+    missing = [s for s in serials if s not in found]
+    if missing:
+        raise UsageError(f"card {missing[0]:010d} is not in {batch_in}").with_id(
+            "cli.card_not_in_batch", serial=f"{missing[0]:010d}", path=batch_in)
+    wanted = list(dict.fromkeys(serials))
+    _refuse_existing(records_serials=wanted, out_dir=out_dir, force=force)
+    paths = write_image_bytes(wanted, [found[s] for s in wanted], out_dir)
+    data_out = {"images": [{"serial": f"{s:010d}", "image": str(p)}
+                           for s, p in zip(wanted, paths, strict=True)]}
+
+    def render() -> None:
+        for s, p in zip(wanted, paths, strict=True):
+            app.print(f"card {s:010d}: {p}")
+
+    app.output(data_out, render)
 
 
 # --- serve -------------------------------------------------------------------------------------

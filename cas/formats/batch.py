@@ -99,18 +99,23 @@ def parse_batch_header(
 
 def build_batch(
     *, magic: bytes, record_version: int, record_size: int, created_s: int, issuer: str,
-    records: list[bytes], root: str,
+    records: list[bytes], root: str, count: int | None = None,
 ) -> bytes:  # fmt: skip
-    """Assemble header + records + SHA-256."""
+    """Assemble header + records + SHA-256.  With ``count``, ``records`` are runs of
+    records already joined (``count`` records in all), e.g. one ``bytes`` per chunk."""
+    if count is None:
+        count = len(records)
+    elif sum(len(r) for r in records) != count * record_size:
+        raise ValueError(f"{root}: {count} records of {record_size} bytes expected")
     check_range(created_s, 32, f"{root}.created_s")
-    check_range(len(records), 32, f"{root}.count")
+    check_range(count, 32, f"{root}.count")
     head = build_struct(
         BATCH_HEADER,
         dict(
             magic=magic,
             record_version=record_version,
             record_size=record_size,
-            count=len(records),
+            count=count,
             created_s=created_s,
             issuer=encode_padded_ascii(issuer, ISSUER_SIZE, f"{root}.issuer"),
         ),
@@ -143,8 +148,9 @@ class BatchKind:
             root=self.root,
         )
 
-    def build(self, *, created_s: int, issuer: str, records: list[bytes]) -> bytes:
-        """Header + already built records + SHA-256."""
+    def build(self, *, created_s: int, issuer: str, records: list[bytes],
+              count: int | None = None) -> bytes:
+        """Header + already built records + SHA-256 (``count``: see :func:`build_batch`)."""
         return build_batch(
             magic=self.magic,
             record_version=self.record_version,
@@ -153,4 +159,5 @@ class BatchKind:
             issuer=issuer,
             records=records,
             root=self.root,
+            count=count,
         )

@@ -3,7 +3,9 @@ record per card, in the shared batch container of :mod:`cas.formats.batch`."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import sys
+from array import array
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -67,3 +69,34 @@ def build_card_batch(batch: CardBatch) -> bytes:
         issuer=batch.issuer,
         records=[build_card_record(r) for r in batch.records],
     )
+
+
+def find_card_records(data: Any, serials: Iterable[int]) -> dict[int, bytes]:
+    """The records of the cards ``serials`` in a personalisation batch, by serial (a serial
+    not in the batch is left out).  The header and SHA-256 are checked, and each record
+    returned is checked as :func:`parse_card_record` checks it.  The serials of the whole
+    batch are read as one strided column, so finding a card in a million takes a fraction
+    of a second."""
+    from cas.formats.records.fast import _RECORD_LAYOUT, parse_card_record
+
+    header = read_card_batch_header(data)
+    view = as_sliceable(data)
+    size = CARD_RECORD_SIZE
+    start = BATCH_HEADER_SIZE + _RECORD_LAYOUT.offset("body.serial")
+    end = BATCH_HEADER_SIZE + header.count * size
+    column = bytearray(4 * header.count)
+    for b in range(4):
+        column[b::4] = view[start + b:end:size]
+    words = array("I")
+    words.frombytes(bytes(column))
+    if sys.byteorder == "little":
+        words.byteswap()
+    index = {serial: n for n, serial in enumerate(words)}
+    found: dict[int, bytes] = {}
+    for serial in serials:
+        n = index.get(serial)
+        if n is not None:
+            record = bytes(view[BATCH_HEADER_SIZE + n * size:BATCH_HEADER_SIZE + (n + 1) * size])
+            parse_card_record(record)
+            found[serial] = record
+    return found

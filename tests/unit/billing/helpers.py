@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 from cas.access import CardRights
 from cas.billing import accounts, clock, service, state
 from cas.billing.setup import use_profile
+from cas.billing.statement import balance_fast
 from cas.cli.main import cli
 from cas.reasons import Reason
 from cas.store.engine import Store
@@ -86,7 +87,11 @@ class Bench:
 
     def balance_view(self, account: str) -> service.BalanceView:
         with self.store.reader() as s:
-            return service.balance(s, account_number=account)
+            view = service.balance(s, account_number=account)
+        # The operator API's one-statement read must say the same in every scenario.
+        with self.store.read_engine.connect() as conn:
+            assert balance_fast(conn, account_number=account) == view
+        return view
 
     def statement(self, account: str) -> service.Statement:
         with self.store.reader() as s:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -180,3 +181,16 @@ def test_ledger_always_reproduces_the_balance(store: Store, ops: list[tuple[str,
 
 
 _BENCHES: dict[int, tuple[Store, Bench]] = {}
+
+
+def test_the_one_statement_balance_read_equals_the_orm_one(mts: Bench) -> None:
+    from cas.billing.statement import balance_fast
+    from cas.store.errors import RecordNotFound
+
+    acc = mts.account()
+    mts.pay(acc, 12_345)
+    assert mts.balance_view(acc).balance_minor == 12_345  # balance_view compares both reads
+    with mts.store.read_engine.connect() as conn:
+        for bad in ("999999999", "12a", " "):
+            with pytest.raises(RecordNotFound, match="unknown account"):
+                balance_fast(conn, account_number=bad)

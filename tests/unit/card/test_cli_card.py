@@ -139,3 +139,32 @@ def test_sharing_policy_emm_reaches_a_card(tmp_path: Path, store_dir: Path) -> N
     assert (state.sharing.policy, state.sharing.tuners) == (SharingPolicy.REFUSE, 4)
     bad = invoke(store_dir, "card", "sharing-policy", "refuse", "--card", "1000000001")
     assert bad.exit_code == 2 and "--out" in bad.output
+
+
+def test_personalise_without_images_then_an_image_on_request(store_dir: Path) -> None:
+    data_dir = store_dir
+    out = data_dir / "cards"
+    result = invoke(data_dir, "--json", "card", "personalise", "-n", "5", "--no-images",
+                    "--workers", "2", "--out", str(out))
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.output)
+    assert [c["image"] for c in doc["cards"]] == [None] * 5
+    assert not list(out.glob("*.img"))
+    batch = parse_card_batch(Path(doc["batch"]).read_bytes())
+    wanted = batch.records[3]
+    got = invoke(data_dir, "--json", "card", "image", "--batch", doc["batch"],
+                 "--serial", str(wanted.serial), "--out", str(out))
+    assert got.exit_code == 0, got.output
+    path = json.loads(got.output)["images"][0]["image"]
+    assert load_image(path) == wanted
+    again = invoke(data_dir, "card", "image", "--batch", doc["batch"],
+                   "--serial", str(wanted.serial), "--out", str(out))
+    assert again.exit_code == 2 and "already exists" in again.output
+    missing = invoke(data_dir, "card", "image", "--batch", doc["batch"], "--serial", "42",
+                     "--out", str(out))
+    assert missing.exit_code == 2 and "card 0000000042 is not in" in missing.output
+    empty = data_dir / "empty.casb"
+    empty.write_bytes(b"")
+    bad = invoke(data_dir, "card", "image", "--batch", str(empty), "--serial", "42",
+                 "--out", str(out))
+    assert bad.exit_code != 0 and "Traceback" not in bad.output
