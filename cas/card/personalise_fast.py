@@ -173,7 +173,9 @@ def personalise_records(keys: OperatorKeys, slots: Sequence[CardSlot],
     template = build_card_record(factory.record(keys, slots[0]))
     for slot in slots:
         if not 0 <= slot.member_position < 256:
-            raise UsageError(f"member position {slot.member_position} out of range 0..255")
+            raise UsageError(f"member position {slot.member_position} out of range 0..255"
+                             ).with_id("card.member_position_out_range",
+                                       member_position=slot.member_position)
     n = len(slots)
     cuks = derive_cuks_concat(keys, [s.serial for s in slots])
     wrapped_cuks = wrap16_many(_ecb(keys.transport_key().raw()), cuks)
