@@ -75,6 +75,9 @@ class ErrorBody(_Out):
     code: str = Field(description="Stable machine-readable code (docs/web.md).")
     category: str = Field(description="Coarse class: NOT_FOUND, CONFLICT, INVALID_INPUT, ...")
     message: str
+    message_ru: str | None = Field(
+        default=None, description="The message in Russian, when the error names its catalogue "
+                                  "message (docs/web.md); absent otherwise.")
 
 
 class ErrorOut(_Out):
