@@ -322,18 +322,22 @@ class _Headend:
 
 
 #: Events live mode does not play (docs/kit.md, "Live mode"): the box actions need the box
-#: to stop and act on its card; the live carousel has no group (shared) EMMs, so a message
-#: or fingerprint to a group slot is played in file mode only (:func:`file_mode_only`).
-#: Bookings, top-ups, messages and fingerprints to one card or to all, and sharing policies
-#: are queued in the head-end's outbox and aired by its carousel.
+#: to stop and act on its card; a sharing policy's refusals depend on how many channels the
+#: box decodes within the card's window, and the live box decodes every channel of the
+#: multiplex at once (the card counts it as more receivers than the file-mode scan); the live
+#: carousel has no group (shared) EMMs, so a message or fingerprint to a group slot is played
+#: in file mode only (:func:`file_mode_only`).  Bookings, top-ups, and messages and
+#: fingerprints to one card or to all are queued in the head-end's outbox and aired by its
+#: carousel.
 #: (A PPV event is played: the head-end is restarted, it reads the catalogue at its start.)
-FILE_MODE_ONLY = frozenset({EventKind.BUY, EventKind.UPLOAD_REPORT, EventKind.SHARE_CARD})
+FILE_MODE_ONLY = frozenset({EventKind.BUY, EventKind.UPLOAD_REPORT, EventKind.SHARE_CARD,
+                            EventKind.SHARING_POLICY})
 #: ... and these when addressed to a group (``address = "shared"``)
 _GROUP_ADDRESSED = frozenset({EventKind.MESSAGE, EventKind.FINGERPRINT})
 FILE_MODE_ONLY_REASON = (
-    "live mode: box actions (buy, upload-report, share-card) and messages and fingerprints "
-    "to a group are played in file mode only; so is every later step (the cards' state "
-    "depends on them)")
+    "live mode: box actions (buy, upload-report, share-card), sharing policies, and messages "
+    "and fingerprints to a group are played in file mode only; so is every later step (the "
+    "cards' state depends on them)")
 
 
 def file_mode_only(event: Event) -> bool:
@@ -481,9 +485,9 @@ def run_live(kit: Path, timeline: Mapping[str, Any], expected: Mapping[str, Any]
 
 def _queue_commands(store: Store, keys: OperatorKeys,
                     emms: Sequence[tuple[OsdTarget, list[EmmCommand]]]) -> None:
-    """The step's messages, fingerprints and sharing policies, queued for the head-end's
-    carousel as ``cas osd send`` and ``cas card sharing-policy`` queue them (a group's are
-    file-mode only: never here)."""
+    """The step's messages, fingerprints (and sharing policies: their steps are not graded
+    live, but their events still run), queued for the head-end's carousel; a group's are
+    file-mode only and not queued."""
     for target, commands in emms:
         with store.reader() as session:
             at = clock_now(session)
