@@ -42,7 +42,14 @@ from cas.card.personalise import CardSlot, image_path, personalise_card, write_b
 from cas.crypto import Key, OperatorKeys, wrap_key
 from cas.errors import UsageError
 from cas.formats.chipid import ChipBatch, ChipIdRecord, build_chip_batch
-from cas.formats.emm import Fingerprint, FingerprintKind, OsdMail, PpvEventRight, PurseCredit
+from cas.formats.emm import (
+    EmmCommand,
+    Fingerprint,
+    FingerprintKind,
+    OsdMail,
+    PpvEventRight,
+    PurseCredit,
+)
 from cas.headend.ecmgen import EcmSettings, channel_ecms_for
 from cas.headend.osd import OsdTarget
 from cas.headend.scrambler import Algorithm, ScrambleConfig, Scrambler, payload_cipher
@@ -163,6 +170,10 @@ class _World:
         #: this step's command EMMs (PPV rights, purse top-ups, messages, fingerprints), aired
         #: before the rights refresh so that their sequence numbers come first
         self.card_emms: list[bytes] = []
+        #: this step's messages, fingerprints and sharing policies as (target, commands):
+        #: what live mode queues in the head-end's outbox (bookings and top-ups queue their
+        #: own EMMs there)
+        self.command_emms: list[tuple[OsdTarget, list[EmmCommand]]] = []
         #: this step's box actions, per box: a purchase, a report upload, a cloned card
         self.buys: dict[str, dict[str, Any]] = {}
         self.reports: dict[str, str] = {}
@@ -321,6 +332,7 @@ class _World:
                                   duration_s=int(args["duration_s"]), x_pct=int(args["x"]),
                                   y_pct=int(args["y"]))
         self.card_emms.append(self.emms.commands(target, [command], at))
+        self.command_emms.append((target, [command]))
 
     def _verified(self, session: Session, who: str, at: datetime) -> str | None:
         """The subscriber confirms the SMS code when the operator asks for it (Uzonline)."""
@@ -355,8 +367,9 @@ class _World:
         elif event.kind is EventKind.SHARING_POLICY:
             # the EMM `cas card sharing-policy … --card SERIAL` makes, numbered after the
             # kit's own EMMs to the card
-            self.card_emms.append(self.emms.commands(
-                OsdTarget(serial=serial), sharing_event_commands(event.args), at))
+            commands = sharing_event_commands(event.args)
+            self.card_emms.append(self.emms.commands(OsdTarget(serial=serial), commands, at))
+            self.command_emms.append((OsdTarget(serial=serial), commands))
         elif event.kind is EventKind.BOOK:
             # billed and queued as `cas ppv book` does (the live carousel airs that EMM);
             # the kit's stream carries the same right, numbered after the kit's own EMMs
@@ -445,6 +458,7 @@ class _World:
         self.send_keys = []
         self.other_card = False
         self.card_emms = []
+        self.command_emms = []
         return rel
 
     def box_actions(self, box: str) -> dict[str, Any]:

@@ -47,18 +47,22 @@ from pathlib import Path
 from typing import Any
 
 from cas.billing.clock import clock_now
+from cas.crypto import OperatorKeys
 from cas.errors import ConfigError, UsageError
 from cas.formats.boxreport import Seen, parse_line
+from cas.formats.emm import EmmCommand
 from cas.formats.ts.carriage import Packetizer, SectionReassembler
 from cas.headend.emmgen import ecm_key_update_command
+from cas.headend.osd import OsdTarget, command_bytes
 from cas.headend.teststream import TestService, TestStreamOptions, make_test_stream
 from cas.kit.build import _Rng
 from cas.kit.checks import rebuild_world
-from cas.kit.emms import KitEmms, tamper
+from cas.kit.emms import CARD_EMM_VALIDITY_S, KitEmms, tamper
 from cas.kit.httpreport import ReportServer
 from cas.kit.run import CaseResult, ReportVia, RunResult, box_env, open_kit
-from cas.kit.scenario import EventKind, Scenario, Step, load_scenario
-from cas.live.outbox import queue_global_emm
+from cas.kit.scenario import Event, EventKind, Scenario, Step, load_scenario
+from cas.live.outbox import queue_card_emm, queue_global_emm
+from cas.store.engine import Store
 
 #: The head-end's crypto-period in live mode (a compressed timeline: seconds, not minutes).
 CRYPTO_PERIOD_S = 1.0
@@ -318,18 +322,28 @@ class _Headend:
 
 
 #: Events live mode does not play (docs/kit.md, "Live mode"): the box actions need the box
-#: to stop and act on its card; the kit's messages and fingerprints go to one card or a
-#: group slot, and its sharing policies to one card, which the live carousel airs only as a
-#: card's complete rights; a booking's and a top-up's one-shot EMM did not reach the card
-#: through the carousel in our runs.
+#: to stop and act on its card; a sharing policy's refusals depend on how many channels the
+#: box decodes within the card's window, and the live box decodes every channel of the
+#: multiplex at once (the card counts it as more receivers than the file-mode scan); the live
+#: carousel has no group (shared) EMMs, so a message or fingerprint to a group slot is played
+#: in file mode only (:func:`file_mode_only`).  Bookings, top-ups, and messages and
+#: fingerprints to one card or to all are queued in the head-end's outbox and aired by its
+#: carousel.
 #: (A PPV event is played: the head-end is restarted, it reads the catalogue at its start.)
-FILE_MODE_ONLY = frozenset({EventKind.BOOK, EventKind.TOP_UP, EventKind.BUY,
-                            EventKind.UPLOAD_REPORT, EventKind.MESSAGE, EventKind.FINGERPRINT,
-                            EventKind.SHARE_CARD, EventKind.SHARING_POLICY})
+FILE_MODE_ONLY = frozenset({EventKind.BUY, EventKind.UPLOAD_REPORT, EventKind.SHARE_CARD,
+                            EventKind.SHARING_POLICY})
+#: ... and these when addressed to a group (``address = "shared"``)
+_GROUP_ADDRESSED = frozenset({EventKind.MESSAGE, EventKind.FINGERPRINT})
 FILE_MODE_ONLY_REASON = (
-    "live mode: box actions (buy, upload-report, share-card), PPV bookings and top-ups, "
-    "on-screen messages, fingerprints and sharing policies are played in file mode only; "
-    "so is every later step (the cards' state depends on them)")
+    "live mode: box actions (buy, upload-report, share-card), sharing policies, and messages "
+    "and fingerprints to a group are played in file mode only; so is every later step (the "
+    "cards' state depends on them)")
+
+
+def file_mode_only(event: Event) -> bool:
+    """Live mode cannot play ``event`` (:data:`FILE_MODE_ONLY`)."""
+    return event.kind in FILE_MODE_ONLY or (
+        event.kind in _GROUP_ADDRESSED and event.args.get("address") == "shared")
 
 
 CHECKS_SKIP_REASON = ("live mode: the checks besides the channels (messages, fingerprint, "
@@ -339,7 +353,7 @@ CHECKS_SKIP_REASON = ("live mode: the checks besides the channels (messages, fin
 def file_mode_from(scenario: Scenario) -> int:
     """The index of the first step live mode cannot play (len(steps): none)."""
     for i, step in enumerate(scenario.steps):
-        if any(e.kind in FILE_MODE_ONLY for e in step.events):
+        if any(file_mode_only(e) for e in step.events):
             return i
     return len(scenario.steps)
 
@@ -427,6 +441,8 @@ def run_live(kit: Path, timeline: Mapping[str, Any], expected: Mapping[str, Any]
                 for j, event in enumerate(spec.events):
                     if event.kind not in _STREAM_KINDS:
                         world.apply(session, event, f"{spec.name}-{j}")
+            _queue_commands(store, keys, world.command_emms)
+            world.command_emms = []
             if any(e.kind is EventKind.PPV_EVENT for e in spec.events):
                 headend.start(ecm_key_index, relay)  # it reads the PPV catalogue at its start
             for index in send_keys:
@@ -465,6 +481,23 @@ def run_live(kit: Path, timeline: Mapping[str, Any], expected: Mapping[str, Any]
                            seen="", message="", skipped=CHECKS_SKIP_REASON)
                 for box_key, checks in exp.get("checks", {}).items()
                 for name, check in checks.items())
+
+
+def _queue_commands(store: Store, keys: OperatorKeys,
+                    emms: Sequence[tuple[OsdTarget, list[EmmCommand]]]) -> None:
+    """The step's messages, fingerprints (and sharing policies: their steps are not graded
+    live, but their events still run), queued for the head-end's carousel; a group's are
+    file-mode only and not queued."""
+    for target, commands in emms:
+        with store.reader() as session:
+            at = clock_now(session)
+        if target.serial is not None:
+            with store.transaction() as session:
+                queue_card_emm(session, keys, target.serial, commands, at=at,
+                               cause="kit command", validity_s=CARD_EMM_VALIDITY_S)
+        elif target.shared_address is None:
+            queue_global_emm(store, keys, [command_bytes(commands)], at=at,
+                             cause="kit command", validity_s=CARD_EMM_VALIDITY_S)
 
 
 _STREAM_KINDS = frozenset({EventKind.DROP_EMM, EventKind.REPLAY_EMM, EventKind.TAMPER_EMM,

@@ -177,7 +177,7 @@ class EmmCarousel:
             at = self.now()
             self._record_finished()
             removed = self._generate_changes(at, started)
-            new = self._load_queued(removed)
+            new = self._load_queued(removed, int(at.timestamp()))
             self._top_up_cycle(at)
             self._publish_gauges()
             if self._metrics is not None:
@@ -251,12 +251,20 @@ class EmmCarousel:
             self._gaps.clear()
             self._next_full_scan = mono
 
-    def _load_queued(self, removed: set[int]) -> int:
+    def _load_queued(self, removed: set[int], at_s: int) -> int:
         with self._store.reader() as s:
             queued = outbox.queued_ids(s)
             with self._lock:
                 known = set(self._st.airings) | set(self._st.finished)
             rows = outbox.load_rows(s, [i for i in queued if i not in known])
+            # A card's rights EMM goes out after its command EMMs numbered below it (a box
+            # that missed their airings gets them first; the card refuses what it has).
+            rights = [e.card_serial for e in rows
+                      if e.kind is EmmKind.UNIQUE and e.card_serial is not None]
+            commands = outbox.card_commands(s, rights, at_s) if rights else {}
+        rows = [outbox.with_commands(e, commands[e.card_serial])
+                if e.kind is EmmKind.UNIQUE and e.card_serial in commands else e
+                for e in rows]
         mono = time.monotonic()
         self._drop(removed)
         with self._lock:
@@ -290,16 +298,19 @@ class EmmCarousel:
             pages += 1
             with self._store.reader() as s:
                 serials = outbox.cycle_cards(s, self._cycle_after, CYCLE_PAGE)
+                commands: dict[int, list[OutboxEmm]] = {}
                 if not serials:
                     globals_ = outbox.live_globals(s, at_s)
                     latest: dict[int, OutboxEmm] = {}
                 else:
                     globals_ = []
                     latest = outbox.latest_unique(s, serials)
+                    commands = outbox.card_commands(s, serials, at_s)
             if not serials:
                 self._cycle_after = 0
                 batch = globals_
                 outbox.prune_globals(self._store, at_s)
+                outbox.prune_commands(self._store, at_s)
             else:
                 self._cycle_after = serials[-1]
                 # A card with no EMM yet, or whose latest expires within half the validity,
@@ -316,7 +327,10 @@ class EmmCarousel:
                             self._metrics.inc("emm_generated_total", len(gen.ids), kind="cycle")
                         with self._store.reader() as s:
                             latest.update(outbox.latest_unique(s, stale))
-                batch = [latest[x] for x in serials if x in latest]
+                # each card's rights and still-valid command EMMs, in sequence order
+                groups = (outbox.card_group(latest.get(x), commands.get(x, ()))
+                          for x in serials)
+                batch = [g for g in groups if g is not None]
             with self._lock:
                 self._st.cycle.extend(batch)
                 self._st.cycle_bytes += sum(e.size for e in batch)
@@ -410,7 +424,7 @@ class EmmCarousel:
         outbox.queue_global_emm(self._store, self._keys, commands, at=self.now(),
                                 cause="global", validity_s=self.settings.validity_s)
         with self._poll_lock:
-            self._load_queued(set())
+            self._load_queued(set(), int(self.now().timestamp()))
 
     def queue_osd(self, text: str) -> None:
         self.queue_global([osd_command(text)])

@@ -15,14 +15,20 @@ An EMM is generated once, with its sequence number, and stored before it is aire
   rollover), from the head-end or from another process (``cas headend osd``).
 * :func:`mark_aired` moves rows whose repeats are done from ``queued`` to ``sent``.
 
-Rows (``emm_outbox``): ``kind`` is ``unique`` or ``global``; ``status`` is ``queued`` (repeats
-to air; re-aired in full after a restart) or ``sent`` (kept as the card's latest EMM for the
-background cycle); ``payload`` is one or more complete sections back to back.
+Rows (``emm_outbox``): ``kind`` is ``unique`` (a card's complete rights), ``global``, or a
+command kind (``ppv``, ``command``: a one-shot EMM to one card, queued by
+:func:`queue_card_emm` or :func:`cas.billing.ppv.queue_card_emm`); ``status`` is ``queued``
+(repeats to air; re-aired in full after a restart) or ``sent`` (kept as the card's latest EMM,
+or a command EMM until it expires, for the background cycle); ``payload`` is one or more
+complete sections back to back.
 
-The live carousel sends unique EMMs only (no shared ones): with one kind per card, the
-latest row of a card is always its complete current state, and a repeat of an older EMM
-aired after a newer one is refused by the card's sequence check (9811) instead of
-overwriting newer rights.
+The live carousel sends unique EMMs only (no shared ones).  A card's rights rows replace one
+another (the latest is always its complete current state); its command rows are never
+replaced: they share the card's one sequence counter, so the carousel airs a card's still
+valid command EMMs together with its rights EMM, in sequence-number order
+(:func:`card_commands`).  A card that missed a command EMM's own airings (its box was off or
+starting) gets it before the newer rights EMM that would otherwise make the card refuse it as
+old (9811); a card that already applied it refuses the repeat, so nothing is applied twice.
 
 What changed is found two ways (:func:`journal_since`, :func:`stale_serials`): the
 ``rights_changes`` journal by id (cheap, every poll), and a comparison of
@@ -35,7 +41,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Collection, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from enum import StrEnum
 
@@ -47,6 +53,7 @@ from sqlalchemy.orm import Session
 from cas.billing.state import CardState, iter_card_states
 from cas.crypto import Key, OperatorKeys
 from cas.errors import UsageError
+from cas.formats.emm import EmmCommand, wire_seq
 from cas.formats.sections import iter_sections
 from cas.headend.emmgen import (
     NONCE_SIZE,
@@ -73,6 +80,16 @@ class EmmKind(StrEnum):
     #: a unique EMM with pay-per-view commands (docs/ppv.md): one-shot, so a later rights
     #: EMM of the card does not replace it
     PPV = "ppv"
+    #: a unique EMM with other one-shot commands (an on-screen message, a fingerprint, a
+    #: sharing policy: :func:`queue_card_emm`)
+    COMMAND = "command"
+
+
+#: The kinds of one card's one-shot command EMMs: kept until they expire and aired with the
+#: card's rights EMM, in sequence-number order.
+COMMAND_KINDS = frozenset({EmmKind.PPV, EmmKind.COMMAND})
+#: At most this many of a card's command EMMs (the newest) go with its rights EMM.
+MAX_COMMANDS_PER_CARD = 16
 
 
 class OutboxStatus(StrEnum):
@@ -95,6 +112,11 @@ class OutboxEmm:
     def size(self) -> int:
         return sum(len(s) for s in self.sections)
 
+    @property
+    def seq(self) -> int:
+        """The sequence number of the first section (0 for an empty row)."""
+        return seq_of(self.sections[0]) if self.sections else 0
+
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Generated:
@@ -113,6 +135,36 @@ def not_after_of(section: bytes) -> int:
         raise UsageError(f"not an EMM section (table_id 0x{table_id:02X})").with_id(
             "live.not_emm_section_table", table_id=f"{table_id:02X}")
     return int.from_bytes(section[offset : offset + 4], "big")
+
+
+def seq_of(section: bytes) -> int:
+    """``seq`` from a unique or global EMM section's clear header (docs/formats.md §5)."""
+    table_id = section[0]
+    offset = {0x82: 7, 0x84: 3}.get(table_id)
+    if offset is None:
+        raise UsageError(f"not an EMM section (table_id 0x{table_id:02X})").with_id(
+            "live.not_emm_section_table", table_id=f"{table_id:02X}")
+    return int.from_bytes(section[offset : offset + 4], "big")
+
+
+def with_commands(emm: OutboxEmm, commands: Sequence[OutboxEmm]) -> OutboxEmm:
+    """``emm`` (a card's rights row) with the card's command EMMs numbered below it aired
+    first, in sequence order: a card that missed them gets them before the rights EMM that
+    would make it refuse them as old."""
+    before = [c for c in commands if c.seq < emm.seq and c.id != emm.id]
+    if not before:
+        return emm
+    return replace(emm, sections=tuple(s for c in before for s in c.sections) + emm.sections)
+
+
+def card_group(rights: OutboxEmm | None, commands: Sequence[OutboxEmm]) -> OutboxEmm | None:
+    """A card's rights row and command rows as one EMM for the background cycle: every
+    section in sequence-number order (a card applies them all, oldest first)."""
+    rows = sorted([*([rights] if rights is not None else []), *commands], key=lambda e: e.seq)
+    if not rows:
+        return None
+    head = rights if rights is not None else rows[-1]
+    return replace(head, sections=tuple(s for e in rows for s in e.sections))
 
 
 def _row(row_id: int, kind: str, serial: int | None, created_at_s: int,
@@ -196,12 +248,28 @@ def _sequences(session: Session, serials: Sequence[int]) -> dict[int, tuple[int,
 
     f = floor(session, _UNIQUE_SEQ)
     out: dict[int, tuple[int, int]] = dict.fromkeys(serials, (f, 0))
+    locking = session.get_bind().dialect.name == "postgresql"
     for part in _chunks(serials):
-        for address, nxt, sent in session.execute(
+        if locking:
+            # Read and lock the cards' counters until the commit (a row made for a card
+            # that has none): a booking or a message queued meanwhile (take_seq) waits for
+            # the numbers this transaction writes instead of taking one of them too.  SQLite
+            # needs no lock: its write transactions run one at a time (BEGIN IMMEDIATE).
+            stmt = pg_insert(EmmSequence).values(
+                [{"address_kind": _UNIQUE_SEQ, "address": a, "next_seq": f,
+                  "sent_rights_version": 0} for a in part])
+            rows = session.execute(stmt.on_conflict_do_update(
+                index_elements=[EmmSequence.address_kind, EmmSequence.address],
+                set_={"next_seq": EmmSequence.next_seq})
+                .returning(EmmSequence.address, EmmSequence.next_seq,
+                           EmmSequence.sent_rights_version)).all()
+        else:
+            rows = session.execute(
                 select(EmmSequence.address, EmmSequence.next_seq,
                        EmmSequence.sent_rights_version)
                 .where(EmmSequence.address_kind == _UNIQUE_SEQ,
-                       EmmSequence.address.in_(list(part)))):
+                       EmmSequence.address.in_(list(part)))).all()
+        for address, nxt, sent in rows:
             out[int(address)] = (max(int(nxt), f), int(sent))
     return out
 
@@ -296,6 +364,29 @@ def take_sequence(store: Store, kind: str, address: int) -> int:
         return _take_seq(s, kind, address)
 
 
+def queue_card_emm(session: Session, keys: OperatorKeys, serial: int,
+                   commands: Sequence[EmmCommand], *, at: datetime, cause: str,
+                   validity_s: int | None = None) -> bytes:
+    """Seal one unique EMM carrying ``commands`` (an on-screen message, a fingerprint, a
+    sharing policy…) for ``serial`` with the card's next sequence number and queue it in the
+    outbox as a ``command`` row, in the caller's transaction; returns the section.  The
+    carousel airs it ``repeat_count`` times, then with the card's rights in the background
+    cycle until it expires (module doc)."""
+    from cas.headend.osd import OsdTarget, osd_emm
+
+    validity = validity_s if validity_s is not None else EmmSettings().validity_s
+    if not commands:  # refused before a sequence number is taken
+        osd_emm(keys, OsdTarget(serial=serial), commands, seq=0, at=at, validity_s=validity)
+    seq = _take_seq(session, _UNIQUE_SEQ, serial)
+    section = osd_emm(keys, OsdTarget(serial=serial), commands, seq=wire_seq(seq), at=at,
+                      validity_s=validity)
+    session.execute(insert(EmmOutbox), [{
+        "card_serial": serial, "shared_address": None, "kind": EmmKind.COMMAND.value,
+        "created_at_s": int(time.time()), "payload": section,
+        "status": OutboxStatus.QUEUED.value, "cause": cause[:32], "sent_at_s": None}])
+    return section
+
+
 def queue_global_emm(store: Store, keys: OperatorKeys, commands: Sequence[bytes], *,
                      at: datetime, cause: str = "global",
                      validity_s: int | None = None) -> int:
@@ -370,6 +461,41 @@ def latest_unique(session: Session, serials: Sequence[int]) -> dict[int, OutboxE
             if serial is not None:
                 out[int(serial)] = _row(row_id, kind, serial, created, payload)
     return out
+
+
+def card_commands(session: Session, serials: Sequence[int],
+                  at_s: int) -> dict[int, list[OutboxEmm]]:
+    """Each card's command EMMs still valid at ``at_s`` (queued or aired), in sequence order,
+    the newest :data:`MAX_COMMANDS_PER_CARD` at most."""
+    out: dict[int, list[OutboxEmm]] = {}
+    kinds = sorted(k.value for k in COMMAND_KINDS)
+    for part in _chunks(sorted(set(serials))):
+        for row_id, kind, serial, created, payload in session.execute(
+                select(EmmOutbox.id, EmmOutbox.kind, EmmOutbox.card_serial,
+                       EmmOutbox.created_at_s, EmmOutbox.payload)
+                .where(EmmOutbox.card_serial.in_(list(part)), EmmOutbox.kind.in_(kinds))
+                .order_by(EmmOutbox.id)):
+            emm = _row(row_id, kind, serial, created, payload)
+            if serial is not None and emm.sections and emm.not_after_s >= at_s:
+                out.setdefault(int(serial), []).append(emm)
+    return {serial: sorted(rows, key=lambda e: e.seq)[-MAX_COMMANDS_PER_CARD:]
+            for serial, rows in out.items()}
+
+
+def prune_commands(store: Store, at_s: int) -> int:
+    """Delete aired command EMMs that expired before ``at_s``."""
+    kinds = sorted(k.value for k in COMMAND_KINDS)
+    with store.reader() as s:
+        rows = s.execute(select(EmmOutbox.id, EmmOutbox.kind, EmmOutbox.card_serial,
+                                EmmOutbox.created_at_s, EmmOutbox.payload)
+                         .where(EmmOutbox.kind.in_(kinds),
+                                EmmOutbox.status == OutboxStatus.SENT.value)).all()
+        expired = [e.id for e in (_row(*r) for r in rows) if e.not_after_s < at_s]
+    for part in _chunks(expired):
+        with store.transaction() as s:
+            s.execute(delete(EmmOutbox).where(EmmOutbox.id.in_(list(part)),
+                                              EmmOutbox.status == OutboxStatus.SENT.value))
+    return len(expired)
 
 
 def live_globals(session: Session, at_s: int) -> list[OutboxEmm]:

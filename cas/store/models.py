@@ -364,7 +364,7 @@ class EmmOutbox(Base):
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     card_serial: Mapped[int | None] = mapped_column(BigInteger, nullable=True, index=True)
     shared_address: Mapped[int | None] = mapped_column(Integer, nullable=True)
-    kind: Mapped[str] = mapped_column(String(16))  # unique | shared | global | pair | ppv
+    kind: Mapped[str] = mapped_column(String(16))  # unique | shared | global | pair | ppv | command
     created_at_s: Mapped[int] = mapped_column(BigInteger)
     payload: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
     status: Mapped[str] = mapped_column(String(8), default="queued")  # queued | sent | failed

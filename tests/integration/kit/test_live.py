@@ -133,3 +133,58 @@ def test_live_refuses_a_kit_whose_cards_do_not_match_its_scenario(small_kit: Pat
     assert result.output.strip().splitlines()[-1] == (
         f"error: {kit}: the cards do not match the kit's scenario.toml "
         "(rebuild the kit with this cas kit build)")
+
+
+#: A booking in the first step: its EMM is queued before the box starts, so the box never
+#: sees the booking's own airings, only the carousel's background cycle (which carried a
+#: card's rights EMM alone: the booked channel stayed PPV_NOT_PURCHASED).  The second step's
+#: top-up, message and fingerprint to the card are queued in the outbox too.
+BOOKING = """\
+[kit]
+name = "live-booking"
+seed = 77
+profile = "demo"
+
+[[subscriber]]
+key = "booker"
+
+[[step]]
+name = "booked"
+events = [
+  {do = "pay", who = "booker", amount = 2640},
+  {do = "subscribe", who = "booker", package = "start"},
+  {do = "ppv-event", event = 7001, channel = 24, start_s = -600, duration_s = 3600, price = 150},
+  {do = "book", who = "booker", event = 7001},
+]
+[step.expect.booker]
+default = "CHANNEL_NOT_IN_PACKAGE"
+1 = "OPEN"
+2 = "OPEN"
+24 = "OPEN"
+
+[[step]]
+name = "commands"
+events = [
+  {do = "top-up", who = "booker", tokens = 200, credit_limit = 0},
+  {do = "message", who = "booker", address = "unique", id = 1, priority = 1, duration_s = 10, text = "Enjoy the match"},
+  {do = "fingerprint", who = "booker", address = "unique", kind = "overt", duration_s = 30},
+  {do = "kids", who = "booker", on = true},
+]
+[step.expect.booker]
+default = "CHANNEL_NOT_IN_PACKAGE"
+1 = "OPEN"
+2 = "OPEN"
+24 = "OPEN"
+"""
+
+
+def test_a_booking_made_before_the_box_starts_opens_the_event_live(tmp_path: Path) -> None:
+    """The booking's EMM is aired before the box listens; the carousel's cycle carries it
+    with the card's rights, in sequence order, so the event opens; the next step's command
+    EMMs are played live too (not skipped as file-mode only)."""
+    (tmp_path / "booking.toml").write_text(BOOKING)
+    kit = _build(str(tmp_path / "booking.toml"), tmp_path / "kit")
+    code, data = _run_live(kit, tmp_path / "res", "--settle", "30")
+    assert code == 0, data["failures"][:5]
+    assert data["ok"] and data["skipped"] == []
+    assert data["cases"] == 2 * 5

@@ -8,15 +8,26 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from sqlalchemy import update
+from sqlalchemy import select, update
 
 from cas.errors import UsageError
+from cas.formats.emm import OsdMail, parse_emm
 from cas.headend.emmgen import global_emm, osd_command
 from cas.live import carousel as carousel_mod
 from cas.live.carousel import CarouselSettings, EmmCarousel
-from cas.live.outbox import not_after_of
-from cas.store.models import Card, RightsChange
-from tests.integration.live.test_carousel import T0, make_base, make_keys, unique_serials
+from cas.live.outbox import card_commands, not_after_of, queue_card_emm, seq_of
+from cas.store.models import Card, EmmOutbox, RightsChange
+from tests.fixtures.cards import Base
+from tests.integration.live.test_carousel import (
+    BIG,
+    T0,
+    make_base,
+    make_card,
+    make_keys,
+    offer,
+    pay_and_subscribe,
+    unique_serials,
+)
 
 NO_CYCLE = CarouselSettings(repeat_count=1, repeat_window_s=0.0, cycle_bitrate_bps=0)
 
@@ -87,3 +98,128 @@ def test_closed_carousel_refuses_to_poll(tmp_path: Path) -> None:
     carousel.close()
     with pytest.raises(UsageError):
         carousel.poll()
+
+
+# --- command EMMs (bookings, top-ups, messages) with the card's rights --------------------------
+
+CYCLE = CarouselSettings(repeat_count=1, repeat_window_s=0.0, cycle_bitrate_bps=800_000)
+
+
+def _mail(text: str) -> OsdMail:
+    return OsdMail(message_id=1, priority=1, start_s=0, duration_s=10, text=text)
+
+
+def _queue(base: Base, serial: int, text: str, *, validity_s: int | None = None) -> int:
+    with base.store.transaction() as s:
+        section = queue_card_emm(s, base.keys, serial,
+                                 [_mail(text)], at=T0, cause="test", validity_s=validity_s)
+    return seq_of(section)
+
+
+def _seqs(sections: list[bytes], serial: int) -> list[int]:
+    return [parse_emm(s).header.seq for s in sections
+            if s[0] == 0x82 and int.from_bytes(s[3:7], "big") == serial]
+
+
+def _cycle_round(carousel: EmmCarousel, start_s: float) -> list[bytes]:
+    """Polls and takes until the background cycle has come round the whole base once."""
+    out: list[bytes] = []
+    t = start_s
+    for _ in range(8):
+        carousel.poll()
+        t += 1.0
+        out += carousel.take(t, BIG)
+    return out
+
+
+def test_seq_is_read_from_the_clear_header() -> None:
+    keys = make_keys()
+    section = global_emm(keys, seq=77, at=T0, commands=[osd_command("hi")], validity_s=100)
+    assert seq_of(section) == parse_emm(section).header.seq == 77
+    with pytest.raises(UsageError):
+        seq_of(b"\x83" + bytes(60))
+
+
+def test_a_command_emm_missed_by_the_box_comes_round_before_the_rights(tmp_path: Path) -> None:
+    """A box that was off while a card's command EMM was aired gets it from the cycle, with
+    the card's rights, in sequence order: the card applies both; a box that got both
+    refuses the cycle's copies."""
+    keys = make_keys()
+    base = make_base(f"sqlite:///{tmp_path / 'cas.sqlite'}", keys, cards=2)
+    serial = base.serials[0]
+    carousel = EmmCarousel(base.store, keys, CYCLE, clock=lambda: T0)
+    carousel.poll()
+    first = carousel.take(0.0, BIG)  # the cards' rights, aired once
+    cmd_seq = _queue(base, serial, "invoice")
+    carousel.poll()
+    aired = carousel.take(0.5, BIG)  # the command's own airing first (repeat_count=1)
+    assert _seqs(aired, serial)[0] == cmd_seq
+    cycled = _cycle_round(carousel, 1.0)
+    rights_seq = _seqs(first, serial)[0]
+    assert rights_seq < cmd_seq
+    assert _seqs(cycled, serial)[:2] == [rights_seq, cmd_seq]
+    off = make_card(keys, base.slots[serial])  # its box was off until now
+    assert offer(off, cycled)[0] == 2
+    on = make_card(keys, base.slots[serial])  # its box saw everything
+    assert offer(on, first + aired)[0] == 2
+    assert offer(on, cycled)[0] == 0
+    # the other card's cycle entry is its rights alone
+    assert len(_seqs(cycled, base.serials[1])) >= 1
+    assert set(_seqs(cycled, base.serials[1])) == set(_seqs(first, base.serials[1]))
+    carousel.close()
+
+
+def test_a_new_rights_emm_is_aired_after_the_cards_older_command_emms(tmp_path: Path) -> None:
+    """A rights change after a command EMM takes a higher number; its airing carries the
+    command EMM first, so a box that missed the command's airing does not make the card
+    refuse it as old once the rights EMM is applied."""
+    keys = make_keys()
+    base = make_base(f"sqlite:///{tmp_path / 'cas.sqlite'}", keys, cards=1)
+    serial = base.serials[0]
+    carousel = EmmCarousel(base.store, keys, NO_CYCLE, clock=lambda: T0)
+    carousel.poll()
+    first = carousel.take(0.0, BIG)
+    cmd_seq = _queue(base, serial, "invoice")
+    carousel.poll()
+    carousel.take(0.5, BIG)  # aired to nobody
+    pay_and_subscribe(base, serial, at=T0, payment_id="after-the-message")
+    carousel.poll()
+    fresh = carousel.take(1.0, BIG)
+    seqs = _seqs(fresh, serial)
+    assert len(seqs) == 2 and seqs[0] == cmd_seq and seqs[1] > cmd_seq
+    card = make_card(keys, base.slots[serial])
+    assert offer(card, first + fresh) == (3, 0)
+    carousel.close()
+
+
+def test_expired_command_emms_leave_the_cycle_and_are_pruned(tmp_path: Path) -> None:
+    keys = make_keys()
+    base = make_base(f"sqlite:///{tmp_path / 'cas.sqlite'}", keys, cards=1)
+    serial = base.serials[0]
+    clock = [T0]
+    carousel = EmmCarousel(base.store, keys, CYCLE, clock=lambda: clock[0])
+    carousel.poll()
+    carousel.take(0.0, BIG)
+    short = _queue(base, serial, "soon gone", validity_s=60)
+    long = _queue(base, serial, "stays")
+    carousel.poll()
+    carousel.take(0.5, BIG)
+    assert short in _seqs(_cycle_round(carousel, 1.0), serial)
+    clock[0] = T0 + timedelta(minutes=2)
+    cycled = _seqs(_cycle_round(carousel, 20.0), serial)
+    assert short not in cycled and long in cycled
+    with base.store.reader() as s:
+        assert [e.seq for e in card_commands(s, [serial], int(clock[0].timestamp()))[serial]] \
+            == [long]
+        kinds = s.execute(select(EmmOutbox.kind)).scalars().all()
+    assert sorted(kinds) == ["command", "unique"]  # the expired one pruned at the wrap
+    carousel.close()
+
+
+def test_a_command_emm_needs_commands_and_takes_no_number_otherwise(tmp_path: Path) -> None:
+    keys = make_keys()
+    base = make_base(f"sqlite:///{tmp_path / 'cas.sqlite'}", keys, cards=1)
+    serial = base.serials[0]
+    with pytest.raises(UsageError), base.store.transaction() as s:
+        queue_card_emm(s, keys, serial, [], at=T0, cause="test")
+    assert _queue(base, serial, "first") == 1
