@@ -92,6 +92,9 @@ class ScramblingConfig:
     ecm_source: EcmSource = EcmSource.INTERNAL
     ecmg_host: str = ""
     ecmg_port: int = 0
+    #: ``backup_ecmg``: takes over when ``ecmg`` fails (``ecm_source = "simulcrypt"`` only).
+    backup_host: str = ""
+    backup_port: int = 0
     super_cas_id: int = 0
     ecm_key_index: int = 0
     #: JSON lines: which CW scrambled which crypto-period (test benches; holds CWs in clear).
@@ -415,12 +418,23 @@ def _scrambling(t: _Table, base: Path, ca_system_id: int) -> ScramblingConfig:
             raise t.fail("ecmg", "required with ecm_source = \"simulcrypt\" (HOST:PORT)",
                 Msg("errors.live.problem.required_ecm_source_simulcrypt"))
         host, port = _host_port(t, "ecmg", ecmg)
+    backup = t.str_("backup_ecmg", "")
+    b_host, b_port = "", 0
+    if backup:
+        if source is not EcmSource.SIMULCRYPT:
+            raise t.fail("backup_ecmg", "needs ecm_source = \"simulcrypt\"",
+                Msg("errors.live.problem.backup_needs_simulcrypt"))
+        b_host, b_port = _host_port(t, "backup_ecmg", backup)
+        if (b_host, b_port) == (host, port):
+            raise t.fail("backup_ecmg", "is the same address as ecmg",
+                         Msg("errors.live.problem.same_address_as_ecmg"))
     # Super_CAS_id = CA_system_ID (16 bits) + CA_subsystem_ID (TS 103 197 §4.2.5)
     super_cas_id = t.int_("super_cas_id", (ca_system_id << 16) | 0x0001, 0, 0xFFFF_FFFF)
     index = t.int_("ecm_key_index", 0, 0, 255)
     cw_log = t.path_("cw_log", base)
     return ScramblingConfig(algorithm=algorithm, crypto_period_ms=cp_ms, ecm_repetition_ms=rep_ms,
                             ecm_source=source, ecmg_host=host, ecmg_port=port,
+                            backup_host=b_host, backup_port=b_port,
                             super_cas_id=super_cas_id, ecm_key_index=index, cw_log=cw_log)
 
 

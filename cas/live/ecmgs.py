@@ -1,4 +1,5 @@
-"""Other CA systems' ECMGs on the live head-end (``[[ca_system]]``, docs/simulcrypt.md §9).
+"""Other CA systems' ECMGs on the live head-end (``[[ca_system]]``, docs/simulcrypt.md §9),
+and our own when its ECMs come from an ECMG (``ecm_source = "simulcrypt"``).
 
 SimulCrypt (ETSI TS 103 197): one control word per crypto-period, shared by every CA system on
 the service.  The head-end draws the CWs (each service's CW schedule, the one that scrambles);
@@ -550,6 +551,34 @@ def build_ca_systems(cfg: LiveConfig, scrambled: Sequence[tuple[int, AccessCrite
         inserters.append(EcmInserter(worker, crypto_period_s=crypto.crypto_period_s,
                                      first_cp=crypto.first_cp, metrics=metrics))
     return workers, inserters
+
+
+def own_ca_system(cfg: LiveConfig) -> CaSystemConfig:
+    """Our own CA system as a ``[[ca_system]]`` when its ECMs come from an ECMG
+    (``[scrambling] ecm_source = "simulcrypt"``): the same worker, metrics, back-off and
+    backup as the other CA systems', under our CA_system_ID."""
+    sc = cfg.scrambling
+    return CaSystemConfig(index=0, ca_system_id=cfg.headend.ca_system_id,
+                          ecmg_host=sc.ecmg_host, ecmg_port=sc.ecmg_port,
+                          backup_host=sc.backup_host, backup_port=sc.backup_port,
+                          super_cas_id=sc.super_cas_id, access_criteria=AcMode.FULL)
+
+
+def build_own_ecmg(cfg: LiveConfig, scrambled: Sequence[tuple[int, int, AccessCriteria]],
+                   crypto: CryptoSchedule, metrics: LiveMetrics | None
+                   ) -> tuple[CaSystemEcmg, EcmInserter]:
+    """Our ECMG's worker and inserter: one ECM stream per scrambled service
+    (``(service_id, our ECM PID, criteria)`` in service order) on our own ECM PIDs."""
+    ours = own_ca_system(cfg)
+    streams = [EcmStream(service_id=sid, stream_id=k + 1, ecm_id=k + 1, ecm_pid=pid,
+                         access_criteria=ca_access_criteria(ours, criteria))
+               for k, (sid, pid, criteria) in enumerate(scrambled)]
+    worker = CaSystemEcmg(ours, streams, cw_of=lambda sid, cp: crypto.services[sid].cw(cp),
+                          crypto_period_s=crypto.crypto_period_s,
+                          default_repetition_s=cfg.scrambling.ecm_repetition_ms / 1000,
+                          metrics=metrics)
+    return worker, EcmInserter(worker, crypto_period_s=crypto.crypto_period_s,
+                               first_cp=crypto.first_cp, metrics=metrics)
 
 
 def start_ca_systems(workers: Sequence[CaSystemEcmg], first_cp: int) -> None:

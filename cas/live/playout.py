@@ -116,8 +116,11 @@ class Multiplexer:
         self.emm_bytes_per_s = emm_max_bitrate_bps / 8
         self._emm_credit = 0.0
         self._emm_pk = ts.Packetizer(emm_pid)
+        # our ECMs from an ECMG (HeadendCws) go out through its worker, with the ca_systems
         self._ecm_pk = {s.service_id: ts.Packetizer(s.layout.ecm_pid)
-                        for s in self.services if s.layout.scrambled and s.layout.ecm_pid}
+                        for s in self.services if s.layout.scrambled and s.layout.ecm_pid
+                        and crypto is not None
+                        and getattr(crypto.services.get(s.service_id), "has_ecms", True)}
         self._next_ecm_s = 0.0
         self._cw_log = cw_log
         self._on_period = on_period

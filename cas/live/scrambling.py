@@ -11,6 +11,10 @@ ECMG over SimulCrypt (:class:`cas.headend.simulcrypt.scs.EcmgServiceCrypto`).
 Fetching a period's CWs and ECMs may take a database read or an ECMG round trip, so
 :class:`CryptoSchedule` asks for period ``cp + 1`` on a worker thread as soon as ``cp``
 starts; the playout thread only waits if the worker is a whole period late.
+
+With ``ecm_source = "simulcrypt"`` the schedule holds :class:`HeadendCws` (CWs only): our own
+ECMs then come from our ECMG through the same worker as the other CA systems'
+(:mod:`cas.live.ecmgs`), so a failing ECMG stops our ECMs, never the scrambling.
 """
 
 from __future__ import annotations
@@ -31,7 +35,7 @@ from cas.errors import StreamError
 from cas.headend.ecmgen import CwSchedule, EcmGenerator, criteria_at
 from cas.headend.scrambler import Algorithm, PayloadCipher, ServiceCrypto, payload_cipher
 
-__all__ = ["Algorithm", "CryptoSchedule", "CwLog", "InternalEcms", "PeriodKeys",
+__all__ = ["Algorithm", "CryptoSchedule", "CwLog", "HeadendCws", "InternalEcms", "PeriodKeys",
            "new_cipher"]
 
 
@@ -89,6 +93,34 @@ class InternalEcms:
                 for old in [c for c in self._ecms if c < cp - 1]:
                     del self._ecms[old]
             return found[1]
+
+
+class HeadendCws:
+    """The CWs of one channel drawn by the head-end, without ECMs (``ServiceCrypto``): the
+    ECMs are an ECMG's, aired by its worker (:class:`cas.live.ecmgs.CaSystemEcmg`), so the
+    payload stays scrambled whether or not the ECMG answers.  Thread-safe."""
+
+    #: no ECM here: the playout does not air one for this channel
+    has_ecms = False
+
+    def __init__(self, channel_id: int, *, cw_length: int, rng: Rng = os.urandom) -> None:
+        self._channel_id = channel_id
+        self.schedule = CwSchedule(cw_length=cw_length, rng=rng, keep=8)
+        self._lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return f"HeadendCws(channel_id={self._channel_id})"
+
+    @property
+    def channel_id(self) -> int:
+        return self._channel_id
+
+    def cw(self, cp: int) -> bytes:
+        with self._lock:
+            return self.schedule.cw(cp)
+
+    def ecm_section(self, cp: int) -> bytes:
+        return b""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

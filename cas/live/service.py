@@ -52,7 +52,6 @@ from cas.live.sources import FfmpegSource, FileLoop, ProgramInfo, Source, UdpSou
 if TYPE_CHECKING:
     from cas.crypto import OperatorKeys
     from cas.headend.scrambler import ServiceCrypto
-    from cas.headend.simulcrypt.scs import BlockingScsClient
     from cas.live.carousel import EmmCarousel
     from cas.live.ecmgs import CaSystemEcmg, EcmInserter
     from cas.live.muxin import LiveMuxServer, MuxInputs
@@ -172,7 +171,6 @@ class HeadendService:
         self.crypto: CryptoSchedule | None = None
         self.cw_log: CwLog | None = None
         self.pacer: Pacer | None = None
-        self._scs: BlockingScsClient | None = None
         self.ca_ecmgs: list[CaSystemEcmg] = []
         self._clock: StoreClock | None = None
         self._request_stop: Callable[[], None] | None = None
@@ -296,7 +294,6 @@ class HeadendService:
         cw_length = sc.algorithm.cw_length
         crypto: dict[int, ServiceCrypto] = {}
         by_sid = {c.service_id: c for c in self.channels.values()}
-        on_fetch: Callable[[int, float], None] | None = None
         if sc.ecm_source is EcmSource.INTERNAL:
             from cas.headend.ecmgen import EcmGenerator
 
@@ -316,37 +313,34 @@ class HeadendService:
                                                     timestamp_s=self._clock,
                                                     ppv_events=events.get(s.service_id, ()))
         else:
-            from cas.headend.ecmgen import CwSchedule
-            from cas.headend.simulcrypt import access_criteria as ac
-            from cas.headend.simulcrypt.scs import BlockingScsClient, EcmgServiceCrypto
+            from cas.live.scrambling import HeadendCws
 
-            self._scs = BlockingScsClient(sc.ecmg_host, sc.ecmg_port, channel_id=1,
-                                          super_cas_id=sc.super_cas_id)
-            for n, s in enumerate(scrambled, 1):
-                # the head-end draws the CWs; every CA system's ECMG gets the same ones
-                crypto[s.service_id] = EcmgServiceCrypto(
-                    self._scs, channel_id=s.service_id, stream_id=n, ecm_id=n,
-                    access_criteria=ac.encode_full(by_sid[s.service_id].criteria),
-                    cw_length=cw_length, nominal_cp_duration_100ms=sc.crypto_period_ms // 100,
-                    cws=CwSchedule(cw_length=cw_length, keep=8).cw)
-            metrics = self.metrics
+            # The head-end draws the CWs; our ECMG (and every other CA system's) gets the same
+            # ones through its worker (cas.live.ecmgs), which never stops the scrambling.
+            for s in scrambled:
+                crypto[s.service_id] = HeadendCws(s.service_id, cw_length=cw_length)
 
-            def on_fetch(sid: int, seconds: float) -> None:
-                metrics.observe("ecmg_round_trip_seconds", seconds, service=str(sid))
-
-        return CryptoSchedule(crypto, crypto_period_s=cp_s, first_cp=first_cp,
-                              on_fetch=on_fetch)
+        return CryptoSchedule(crypto, crypto_period_s=cp_s, first_cp=first_cp)
 
     def _ca_system_ecms(self) -> list[EcmInserter]:
         """``[[ca_system]]``: each CA system's ECMG worker and its ECMs in the multiplex."""
-        from cas.live.ecmgs import build_ca_systems
+        from cas.live.ecmgs import build_ca_systems, build_own_ecmg
 
-        if self.crypto is None or not self.cfg.ca_systems:
+        if self.crypto is None:
             return []
         by_sid = {c.service_id: c.criteria for c in self.channels.values()}
+        scrambled = [s for s in self.services if s.layout.scrambled]
         self.ca_ecmgs, inserters = build_ca_systems(
-            self.cfg, [(s.service_id, by_sid[s.service_id]) for s in self.services
-                       if s.layout.scrambled], self.crypto, self.metrics)
+            self.cfg, [(s.service_id, by_sid[s.service_id]) for s in scrambled], self.crypto,
+            self.metrics)
+        if self.cfg.scrambling.ecm_source is EcmSource.SIMULCRYPT:
+            # our own ECMG: the same worker as the other CA systems' (failures, back-off,
+            # backup_ecmg), its ECMs on our ECM PIDs
+            own, inserter = build_own_ecmg(
+                self.cfg, [(s.service_id, s.layout.ecm_pid or 0, by_sid[s.service_id])
+                           for s in scrambled], self.crypto, self.metrics)
+            self.ca_ecmgs.insert(0, own)
+            inserters.insert(0, inserter)
         return inserters
 
     def _carousel(self, store: Store, keys: OperatorKeys) -> EmmCarousel:
@@ -638,10 +632,6 @@ class HeadendService:
         if self._clock is not None:
             self._clock.close()
             self._clock = None
-        if self._scs is not None:
-            with contextlib.suppress(Exception):
-                self._scs.close()
-            self._scs = None
         if self.output is not None:
             with contextlib.suppress(OSError):
                 self.output.close()

@@ -219,3 +219,38 @@ def test_a_config_error_in_russian(tmp_path: Path) -> None:
     assert info.value.message_id is not None
     ru = Translator("ru").error(info.value.message_id, info.value.message_params)
     assert ru is not None and ru.endswith("[output].url: ожидается строка, получено int"), ru
+
+
+def test_backup_ecmg_of_our_own_ca_system(tmp_path: Path) -> None:
+    """``[scrambling] backup_ecmg``: our ECMG's backup, as a ``[[ca_system]]`` has one."""
+    cfg = _load(tmp_path, FULL.replace('ecmg = "127.0.0.1:2000"\n',
+                                       'ecmg = "127.0.0.1:2000"\nbackup_ecmg = "10.0.0.2:2001"\n'))
+    assert (cfg.scrambling.backup_host, cfg.scrambling.backup_port) == ("10.0.0.2", 2001)
+    assert _load(tmp_path, FULL).scrambling.backup_host == ""
+
+
+@pytest.mark.parametrize("scrambling,expected", [
+    ('backup_ecmg = "127.0.0.1:2001"',
+     '[scrambling].backup_ecmg: needs ecm_source = "simulcrypt"'),
+    ('ecm_source = "simulcrypt"\necmg = "127.0.0.1:2000"\nbackup_ecmg = "127.0.0.1:2000"',
+     "[scrambling].backup_ecmg: is the same address as ecmg"),
+    ('ecm_source = "simulcrypt"\necmg = "127.0.0.1:2000"\nbackup_ecmg = "nowhere"',
+     "[scrambling].backup_ecmg: "),
+])
+def test_backup_ecmg_errors(tmp_path: Path, scrambling: str, expected: str) -> None:
+    text = MINIMAL.replace("[output]", f"[scrambling]\n{scrambling}\n[output]", 1)
+    assert expected in _error(tmp_path, text)
+
+
+def test_backup_ecmg_error_in_russian(tmp_path: Path) -> None:
+    from cas.i18n import Translator
+
+    (tmp_path / "clear.ts").write_bytes(b"\x47" + bytes(187))
+    path = tmp_path / "headend.toml"
+    path.write_text(MINIMAL.replace("[output]", '[scrambling]\nbackup_ecmg = "h:1"\n[output]', 1),
+                    encoding="utf-8")
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    assert info.value.message_id is not None
+    ru = Translator("ru").error(info.value.message_id, info.value.message_params)
+    assert ru is not None and ru.endswith('ecm_source = "simulcrypt"') and "требует" in ru, ru
