@@ -17,7 +17,7 @@ from cas.headend.ecmgen import EcmGenerator
 from cas.headend.scrambler import Algorithm
 from cas.live.playout import LiveService, Multiplexer, merge
 from cas.live.psi import MuxSettings, PsiSchedule, ServiceLayout, build_tables
-from cas.live.scrambling import CryptoSchedule, InternalEcms, new_cipher
+from cas.live.scrambling import CryptoSchedule, HeadendCws, InternalEcms, new_cipher
 from cas.live.sources import Block, FileLoop
 from cas.messages import open_ecm
 from tests.unit.headend.helpers import cissa_decrypt_payload, csa2_decrypt_payload, sections_on
@@ -249,3 +249,38 @@ def test_real_time_loop_sends_the_multiplex_in_order_and_stops_between_datagrams
     out = b"".join(sent)
     assert b"".join(made).startswith(out)
     assert cc_errors(packets(out)) == 0
+
+
+def test_headend_cws_scramble_without_ecms_of_the_playout(tmp_path: Path) -> None:
+    """``ecm_source = "simulcrypt"``: the schedule holds the head-end's CWs only; the payload
+    is scrambled with them, and the playout airs no ECM of its own on our ECM PID (our ECMG's
+    worker does, cas.live.ecmgs), so an ECMG outage never leaves the service in clear."""
+    mux, _, _, _, clear = _rig(tmp_path)
+    assert mux.crypto is not None
+    mux.crypto.close()
+    r = random.Random(7)
+    cws = HeadendCws(1001, cw_length=8, rng=lambda n: r.randbytes(n))
+    assert cws.cw(FIRST_CP) == cws.cw(FIRST_CP) and cws.ecm_section(FIRST_CP) == b""
+    assert cws.cw(FIRST_CP).hex() not in repr(cws)
+    crypto = CryptoSchedule({1001: cws}, crypto_period_s=CP_S, first_cp=FIRST_CP)
+    mux = Multiplexer(mux.services, psi=mux.psi, crypto=crypto, ecm_repetition_s=REP_S,
+                      emm_pid=EMM_PID)
+    try:
+        out = _run(mux, 1.2)
+    finally:
+        crypto.close()
+    pkts = packets(bytes(out.data))
+    assert not [p for p in pkts if pid_of(p) == ECM_PID]
+    video = [(i, p) for i, p in enumerate(pkts) if pid_of(p) == 0x100 and p[3] & 0x10]
+    assert len(video) > 100
+    clear_video = [p for p in packets(clear) if pid_of(p) == VIDEO_PID]
+    checked = 0
+    for k, (i, p) in enumerate(video):
+        cp = FIRST_CP + int(out.times[i] // CP_S)
+        assert p[3] >> 6 == 0b10 | (cp & 1)
+        orig = clear_video[k % len(clear_video)]
+        if not p[1] & 0x40:  # a PES start's PTS/DTS moved on with the loop
+            assert csa2_decrypt_payload(cws.cw(cp), p[payload_start(p):]) == \
+                orig[payload_start(orig):]
+            checked += 1
+    assert checked > 100
