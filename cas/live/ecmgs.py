@@ -38,7 +38,8 @@ from cas.formats import psi as psi_formats
 from cas.formats import ts
 from cas.headend.simulcrypt.ecmgscs import ChannelStatus
 from cas.headend.simulcrypt.events import CpCw
-from cas.live.config import AcMode, CaSystemConfig, LiveConfig
+from cas.live.config import LiveConfig
+from cas.live.config_simulcrypt import AcMode, CaSystemConfig
 from cas.live.metrics import LiveMetrics
 from cas.live.psi import ServiceLayout
 from cas.live.sources import PACKET_SIZE, Block

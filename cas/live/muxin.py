@@ -61,7 +61,7 @@ from cas.headend.simulcrypt.emmgmux import (
 from cas.headend.simulcrypt.events import Event, error_information_for
 from cas.headend.simulcrypt.mux import MuxConfig, MuxRegistry, MuxServer, MuxSession, _MuxStream
 from cas.headend.simulcrypt.session import is_refusal
-from cas.live.config import MuxClientConfig, MuxDataType, MuxListenConfig
+from cas.live.config_simulcrypt import MuxClientConfig, MuxDataType, MuxListenConfig
 from cas.live.metrics import LiveMetrics
 from cas.live.sources import PACKET_SIZE, Block
 

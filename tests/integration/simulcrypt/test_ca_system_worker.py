@@ -17,7 +17,7 @@ from cas.headend.ecmgen import CwSchedule
 from cas.headend.simulcrypt import access_criteria as ac
 from cas.headend.simulcrypt.ecmg import EcmgConfig, EcmgServer, sealed_ecm_builder
 from cas.live import ecmgs
-from cas.live.config import CaSystemConfig
+from cas.live.config_simulcrypt import CaSystemConfig
 from cas.live.ecmgs import CaSystemEcmg, EcmInserter, EcmStream
 from cas.live.metrics import LiveMetrics
 from cas.messages import open_ecm

@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from cas.errors import ConfigError
-from cas.live.config import AcMode, LiveConfig, load_config
+from cas.live.config import LiveConfig, load_config
+from cas.live.config_simulcrypt import AcMode
 
 BASE = """
 [output]

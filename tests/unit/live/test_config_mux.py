@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from cas.errors import ConfigError
-from cas.live.config import LiveConfig, MuxDataType, parse_config
+from cas.live.config import LiveConfig, parse_config
+from cas.live.config_simulcrypt import MuxDataType
 
 BASE = """
 [output]

@@ -10,7 +10,7 @@ import pytest
 
 from cas.errors import StreamError
 from cas.headend.simulcrypt.ecmgscs import ChannelStatus
-from cas.live.config import CaSystemConfig
+from cas.live.config_simulcrypt import CaSystemConfig
 from cas.live.ecmgs import CaSystemEcmg, EcmInserter, EcmStream, EcmTiming, insertions
 from cas.live.metrics import LiveMetrics
 from tests.unit.headend.helpers import sections_on

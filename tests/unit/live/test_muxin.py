@@ -15,7 +15,7 @@ from cas.headend.simulcrypt import Connection, Role
 from cas.headend.simulcrypt import emmgmux as M
 from cas.headend.simulcrypt.events import Event
 from cas.headend.simulcrypt.mux import MuxRegistry
-from cas.live.config import MuxClientConfig, MuxDataType, MuxListenConfig
+from cas.live.config_simulcrypt import MuxClientConfig, MuxDataType, MuxListenConfig
 from cas.live.metrics import LiveMetrics
 from cas.live.muxin import (
     PAYLOAD_SIZE,
