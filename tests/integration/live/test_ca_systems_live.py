@@ -110,6 +110,11 @@ class Tee:
 def _ecmg(world: World, keys: Path, port: int, name: str) -> Proc:
     proc = start([CAS, "ecmg", "serve", "--keys", str(keys), "--ca-system-id", hex(OTHER_ID),
                   "--port", str(port), "--rep-period-ms", str(OTHER_REP_MS)], world, name)
+    return listening(proc, port)
+
+
+def listening(proc: Proc, port: int) -> Proc:
+    """``proc`` once it accepts connections on ``port`` (an ECMG just started)."""
     deadline = time.monotonic() + WAIT_S
     while time.monotonic() < deadline:
         with socket.socket() as probe:

@@ -15,7 +15,6 @@ Shown:
 from __future__ import annotations
 
 import signal
-import socket
 import time
 from pathlib import Path
 
@@ -36,6 +35,7 @@ from tests.integration.live.test_ca_systems_live import (
     _ecmg,
     _metrics,
     _wait_log,
+    listening,
     world,
 )
 from tests.integration.live.world import (
@@ -59,14 +59,7 @@ OURS = "0xDEAD"
 def _our_ecmg(world: World, port: int, name: str) -> Proc:
     proc = start([CAS, "ecmg", "serve", "--keys", str(default_key_path(world.data_dir)),
                   "--port", str(port)], world, name)
-    deadline = time.monotonic() + WAIT_S
-    while time.monotonic() < deadline:
-        with socket.socket() as probe:
-            if probe.connect_ex(("127.0.0.1", port)) == 0:
-                return proc
-        assert proc.alive(), proc.tail()
-        time.sleep(0.1)
-    raise AssertionError(f"ECMG on {port} did not listen: {proc.tail()}")
+    return listening(proc, port)
 
 
 def _ours(name: str) -> str:
