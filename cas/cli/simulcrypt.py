@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import signal
 import statistics
 import time
 from collections.abc import Awaitable, Callable
@@ -79,7 +80,7 @@ IDLE_TIMEOUT_OPTION = click.option(
 
 
 def _run(coro_factory: Callable[[], Awaitable[T]]) -> T | None:
-    """Run a coroutine; Ctrl-C ends it quietly."""
+    """Run a short-lived coroutine (``cas scs test``); Ctrl-C ends it quietly."""
     async def main() -> T:
         return await coro_factory()
 
@@ -87,6 +88,56 @@ def _run(coro_factory: Callable[[], Awaitable[T]]) -> T | None:
         return asyncio.run(main())
     except KeyboardInterrupt:
         return None
+
+
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+"""What stops a long-running SimulCrypt command cleanly (as ``cas headend run``)."""
+
+
+def _run_until_signal(body: Callable[[asyncio.Event], Awaitable[T]]) -> tuple[T, str | None]:
+    """Run ``body(stop)``; SIGTERM and SIGINT set ``stop`` instead of killing the process.
+
+    The body then ends on its own terms (stops listening, closes its connections, closes a
+    stream it set up), so the command exits 0 with its summary and never a traceback.
+    Returns the body's result and the name of the signal that stopped it (None: it ended by
+    itself).  The logs are flushed before returning.
+    """
+    caught: list[str] = []
+
+    async def main() -> T:
+        loop = asyncio.get_running_loop()
+        stop = asyncio.Event()
+
+        def on_signal(sig: signal.Signals) -> None:
+            caught.append(sig.name)
+            stop.set()
+
+        for sig in STOP_SIGNALS:
+            loop.add_signal_handler(sig, on_signal, sig)
+        try:
+            return await body(stop)
+        finally:
+            for sig in STOP_SIGNALS:
+                loop.remove_signal_handler(sig)
+
+    try:
+        result = asyncio.run(main())
+    finally:
+        for handler in logging.getLogger().handlers:
+            handler.flush()
+    return result, caught[0] if caught else None
+
+
+async def _until_stopped(stop: asyncio.Event, duration_s: float | None) -> None:
+    """Wait for a stop signal, or ``duration_s`` when given."""
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(stop.wait(), duration_s)
+
+
+def _say_stopped(app: Application, what: str, signal_name: str | None) -> None:
+    """The one line a signal-stopped command prints (stderr: stdout keeps --json clean)."""
+    if signal_name is not None and not app.quiet:
+        app.err_console.print(f"{what} stopped ({signal_name})", markup=False, highlight=False)
 
 
 def register(cli: click.Group) -> None:
@@ -161,16 +212,14 @@ def ecmg_serve(app: Application, host: str, port: int, keys_path: Path | None,
     server = EcmgServer(sealed_ecm_builder(keys, ecm_key_index=ecm_key_index, resolve=resolve),
                         config, host=host, port=port)
 
-    async def serve() -> None:
-        async with server:
+    async def serve(stop: asyncio.Event) -> None:
+        async with server:       # leaving it: stop listening, close every connection
             app.print(f"ECMG listening on {host}:{server.port} (CA_system_ID 0x{ca_system_id:04X},"
-                      f" {'TS packets' if ts_packets else 'sections'}); Ctrl-C to stop")
-            if duration_s is None:
-                await asyncio.Event().wait()
-            else:
-                await asyncio.sleep(duration_s)
+                      f" {'TS packets' if ts_packets else 'sections'}); Ctrl-C or SIGTERM to stop")
+            await _until_stopped(stop, duration_s)
 
-    _run(serve)
+    _, stopped_by = _run_until_signal(serve)
+    _say_stopped(app, "ECMG", stopped_by)
     reg = server.registry
     compute = reg.compute_summary()
     summary = {"connections": server.connections, "ecms": reg.ecms_sent,
@@ -229,7 +278,8 @@ def ecmg_access_criteria(app: Application, service_id: int, lineup: str | None,
 @click.option("--udp-port", type=int, help="The mux's UDP port (default: the TCP port).")
 @click.option("--rounds", type=click.IntRange(1), default=1, show_default=True,
               help="Times to send the file.")
-@click.option("--loop", is_flag=True, help="Send the file over and over until Ctrl-C.")
+@click.option("--loop", is_flag=True, help="Send the file over and over until Ctrl-C or "
+              "SIGTERM (then the stream and the channel are closed).")
 @click.option("--state", "state_path", type=click.Path(dir_okay=False, path_type=Path),
               help="Outbox state file: a restarted run skips what the mux confirmed.")
 @click.option("--protocol-version", type=click.IntRange(1, 5), default=2, show_default=True)
@@ -266,7 +316,18 @@ def emmg_run(app: Application, mux_addr: str, client_id: int, data_id: int, chan
     client = EmmgClient(config, outbox)
     app.print(f"EMMG → {host}:{port} client_id 0x{client_id:08X} data_id {data_id}, "
               f"{bandwidth_kbps} kbit/s{' (UDP data)' if udp else ''}")
-    _run(client.run)
+
+    async def feed(stop: asyncio.Event) -> None:
+        running = asyncio.create_task(client.run())
+        stopping = asyncio.create_task(stop.wait())
+        await asyncio.wait({running, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        if not running.done():
+            client.stop(close_stream=True)    # a signal: close the stream and the channel
+        stopping.cancel()
+        await running
+
+    _, stopped_by = _run_until_signal(feed)
+    _say_stopped(app, "EMMG", stopped_by)
     # "acked": what the mux confirmed.  Over UDP nothing can be confirmed: the datagrams
     # handed to the network are counted as udp_unconfirmed instead.
     stats = client.stats.as_dict() | {"acked": outbox.acked if not udp else 0}
@@ -315,19 +376,17 @@ def mux_serve(app: Application, host: str, port: int, output: Path, pid: int,
                        idle_timeout_s=_idle_timeout(idle_timeout_s))
     server = MuxServer(sink, config, host=host, port=port)
 
-    async def serve() -> None:
-        async with server:
+    async def serve(stop: asyncio.Event) -> None:
+        async with server:       # leaving it: stop listening, close every connection
             app.print(f"mux listening on {host}:{server.port}, writing {output} "
-                      f"(PID 0x{pid:04X}); Ctrl-C to stop")
-            if duration_s is None:
-                await asyncio.Event().wait()
-            else:
-                await asyncio.sleep(duration_s)
+                      f"(PID 0x{pid:04X}); Ctrl-C or SIGTERM to stop")
+            await _until_stopped(stop, duration_s)
 
     try:
-        _run(serve)
+        _, stopped_by = _run_until_signal(serve)
     finally:
         sink.close()
+    _say_stopped(app, "mux", stopped_by)
     reg = server.registry
     summary = {"connections": server.connections, "datagrams": reg.datagrams,
                "udp_datagrams": reg.udp_datagrams, "packets": sink.packets,

@@ -230,9 +230,13 @@ class EmmgClient:
         self.stats = EmmgStats()
         self._stop = asyncio.Event()
         self._established = False    # the current connection got through setup
+        self._close_on_stop = False
 
-    def stop(self) -> None:
-        """Ask :meth:`run` to end after the current step (without closing the stream)."""
+    def stop(self, *, close_stream: bool = False) -> None:
+        """Ask :meth:`run` to end after the current step; with ``close_stream`` an
+        established connection then closes its stream and channel (stream_close_request,
+        channel_close) as at the end of its input, otherwise it is left as it is."""
+        self._close_on_stop = close_stream
         self._stop.set()
 
     async def run(self) -> EmmgStats:
@@ -360,7 +364,13 @@ class _Session(ClientEndpoint):
             with contextlib.suppress(CasError, _Disconnected, OSError, TimeoutError):
                 await self._close_stream_and_channel()
             raise
-        if not c.close_when_done or self.client._stop.is_set():
+        if self.client._stop.is_set():
+            if self.client._close_on_stop:
+                with contextlib.suppress(CasError, _Disconnected, OSError, TimeoutError):
+                    await self._udp_end_wait()
+                    await self._close_stream_and_channel()
+            return False
+        if not c.close_when_done:
             return False
         await self._udp_end_wait()
         await self._close_stream_and_channel()
