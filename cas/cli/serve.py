@@ -8,11 +8,15 @@ one process can serve several operators (each store runs one operator profile).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
+import signal
 import socket
 import time
+from collections.abc import Iterator
 from pathlib import Path
+from types import FrameType
 
 import click
 
@@ -104,8 +108,12 @@ def _run_command(part: str) -> click.Command:
             if workers == 1:
                 web = create_app(tenants, settings, parts=parts)
                 app.print(f"serving {'+'.join(parts)} for {names} on http://{host}:{port}/")
-                uvicorn.run(web, host=host, port=port, log_level=log_level, access_log=False,
-                            proxy_headers=False)
+                with _signal_stops_cleanly() as caught:
+                    uvicorn.run(web, host=host, port=port, log_level=log_level,
+                                access_log=False, proxy_headers=False)
+                if caught:
+                    app.err_console.print(f"stopped ({caught[0]})", markup=False,
+                                          highlight=False)
                 return
             from cas.web.workers import serve_workers
 
@@ -130,6 +138,28 @@ def _run_command(part: str) -> click.Command:
                 s.dispose()
 
     return run
+
+
+@contextlib.contextmanager
+def _signal_stops_cleanly() -> Iterator[list[str]]:
+    """SIGTERM / SIGINT end a one-process server with exit 0.
+
+    uvicorn shuts down gracefully on either signal, then raises it again to the handler it
+    found when it started: with the default handler SIGTERM would then kill the process
+    (exit -15) after its clean stop, and SIGINT become a KeyboardInterrupt.  While this is
+    active, that handler only notes the signal's name in the list it yields.
+    """
+    caught: list[str] = []
+
+    def note(signum: int, frame: FrameType | None) -> None:
+        caught.append(signal.Signals(signum).name)
+
+    previous = {sig: signal.signal(sig, note) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield caught
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def _one_store(app: Application, db_url: str | None) -> Store:

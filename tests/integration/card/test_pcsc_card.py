@@ -342,3 +342,21 @@ def test_personalise_from_a_factory_batch(workspace: CardWorkspace, tmp_path: Pa
     again = run_cas(["card", "personalise", "--batch", str(batch), "--out",
                      str(tmp_path / "field")], workspace.env, check=False)
     assert again.returncode == 2 and "already exists" in again.stderr
+
+
+def test_card_serve_stops_on_sigterm_with_the_card_in_use(
+        pcscd: PcscService, workspace: CardWorkspace, card_server: StartServer) -> None:
+    """SIGTERM: `cas card serve` ends its vpcd connection (the card leaves the reader),
+    says so in one line and exits 0, never with a traceback."""
+    (image,) = workspace.personalise(1, START)
+    server = card_server([image], workspace.env)
+    transport, client = _client(pcscd.slots[0].reader)
+    try:
+        client.select()
+        assert server.stop() == 0
+        with pytest.raises((CardTransportError, StatusWordError)):
+            client.select()                  # the card is gone with its server
+    finally:
+        transport.close()
+    log = server.log.read_text(errors="replace")
+    assert log.rstrip().endswith("stopped") and "Traceback" not in log
