@@ -1,12 +1,13 @@
 """``cas osd send`` and ``cas osd fingerprint``: on-screen messages and fingerprint orders.
 
-Thin: options → :mod:`cas.headend.osd` (the commands and the sealed EMM).  To every card
-(``--all``) without ``--out`` the global EMM is queued in the store's EMM outbox, which a
-running ``cas headend run`` airs at its next poll (as ``cas headend osd`` does); with
-``--out FILE`` (``.ts``: a TS with the CAT, else sections) it is written for a playout or
-``stb``.  One card (``--card``) or a group (``--group``) always goes to a file: the live
-carousel airs unique EMMs only as a card's complete rights.  The sequence number is taken
-from the store either way, so the card accepts the carousel's next EMM too.
+Thin: options → :mod:`cas.headend.osd` (the commands and the sealed EMM).  Without ``--out``
+the EMM is queued in the store's EMM outbox, which a running ``cas headend run`` airs at its
+next poll: to every card (``--all``) a global EMM (as ``cas headend osd``), to one card
+(``--card``) a command EMM (:func:`cas.live.outbox.queue_card_emm`, as the kit's live mode
+and PPV).  With ``--out FILE`` (``.ts``: a TS with the CAT, else sections) it is written for
+a playout or ``stb``.  A group (``--group``) always goes to a file: the live carousel has no
+group EMMs.  The sequence number is taken from the store either way, so the card accepts the
+carousel's next EMM too.
 """
 
 from __future__ import annotations
@@ -14,17 +15,22 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from cas.cli.app import Application, pass_app
 from cas.cli.common import group
-from cas.errors import UsageError
+from cas.errors import NotFoundError, UsageError
 from cas.formats.emm import EmmCommand, FingerprintKind
 from cas.headend.emmgen import DEFAULT_EMM_VALIDITY_S, sections_to_ts
 from cas.headend.osd import OsdTarget, command_bytes, fingerprint_order, osd_emm, osd_mail
 from cas.outpath import check_output_file
 from cas.wiretime import MAX_DURATION_S
+
+if TYPE_CHECKING:
+    from cas.crypto import OperatorKeys
+    from cas.store.engine import Store
 
 _KEYS_HELP = "Operator key file (default: $CAS_OPERATOR_KEY, then the data dir)."
 
@@ -37,7 +43,7 @@ def target_options(f: click.decorators.FC) -> click.decorators.FC:
                      help=_KEYS_HELP)(f)
     f = click.option("--out", "-o", "out", type=click.Path(path_type=Path, dir_okay=False),
                      help="Write the EMM here (FILE.ts: a TS with the CAT; else the section). "
-                          "Without it, --all is queued for the running head-end.")(f)
+                          "Without it, --card and --all are queued for the running head-end.")(f)
     f = click.option("--start", "start_text",
                      help="Show from this time (default: as soon as it arrives).")(f)
     f = click.option("--all", "to_all", is_flag=True, help="Every card (global EMM).")(f)
@@ -70,12 +76,10 @@ def send_emm(app: Application, what: str, target: OsdTarget, commands: Sequence[
           out: Path | None, keys_path: Path | None, validity_s: int) -> None:
     from cas.cli._subscribers import now, open_app_store
     from cas.crypto import load_operator_keys
-    from cas.live.outbox import queue_global_emm, take_sequence
 
-    if out is None and target.kind != "global":
-        raise UsageError("a message to --card or --group goes to a file: give --out FILE "
-                         "(the live carousel airs unique EMMs only as complete rights)").with_id(
-            "cli.message_card_group_goes")
+    if out is None and target.kind == "shared":
+        raise UsageError("a message to --group goes to a file: give --out FILE (the live "
+                         "carousel has no group EMMs)").with_id("cli.message_group_goes_file")
     if out is not None:
         check_output_file(out, "--out")
     keys = load_operator_keys(keys_path, data_dir=app.data_dir)
@@ -84,12 +88,10 @@ def send_emm(app: Application, what: str, target: OsdTarget, commands: Sequence[
         with store.reader() as s:
             at = now(s)
         if out is None:
-            outbox_id = queue_global_emm(store, keys, [command_bytes(commands)], at=at,
-                                         cause=what, validity_s=validity_s)
-            app.output({"queued": what, "outbox_id": outbox_id, "at": at.isoformat()},
-                       lambda: app.print(f"{what} EMM queued (outbox id {outbox_id}); a "
-                                         "running head-end airs it at its next poll"))
+            _queue(app, store, keys, what, target, commands, at=at, validity_s=validity_s)
             return
+        from cas.live.outbox import take_sequence
+
         seq = take_sequence(store, target.kind, target.address)
     finally:
         store.dispose()
@@ -104,6 +106,37 @@ def send_emm(app: Application, what: str, target: OsdTarget, commands: Sequence[
                 "bytes": len(data)},
                lambda: app.print(f"{what} EMM ({target.kind}, seq {seq}) → {out}",
                                  markup=False))
+
+
+def _queue(app: Application, store: Store, keys: OperatorKeys, what: str, target: OsdTarget,
+           commands: Sequence[EmmCommand], *, at: datetime, validity_s: int) -> None:
+    """Queue the EMM in the store's outbox for a running ``cas headend run`` to air at its
+    next poll: to every card a global EMM (as ``cas headend osd``), to one card a command
+    EMM with the card's next sequence number (as the kit's live mode and PPV do), which the
+    carousel airs ``repeat_count`` times and then with the card's rights until it expires."""
+    from cas.live.outbox import queue_card_emm, queue_global_emm, seq_of
+    from cas.store.models import Card
+
+    if target.serial is None:
+        outbox_id = queue_global_emm(store, keys, [command_bytes(commands)], at=at, cause=what,
+                                     validity_s=validity_s)
+        app.output({"queued": what, "address": "global", "outbox_id": outbox_id,
+                    "at": at.isoformat()},
+                   lambda: app.print(f"{what} EMM to every card queued (outbox id {outbox_id});"
+                                     " a running head-end airs it at its next poll"))
+        return
+    serial = target.serial
+    with store.transaction() as s:
+        if s.get(Card, serial) is None:
+            raise NotFoundError(f"unknown card {serial:010d}").with_id(
+                "unknown_card", card=f"{serial:010d}")
+        section = queue_card_emm(s, keys, serial, commands, at=at, cause=what,
+                                 validity_s=validity_s)
+    seq = seq_of(section)
+    app.output({"queued": what, "address": "unique", "card": serial, "seq": seq,
+                "at": at.isoformat()},
+               lambda: app.print(f"{what} EMM to card {serial:010d} queued (seq {seq}); a "
+                                 "running head-end airs it at its next poll"))
 
 
 def _when(text: str | None) -> datetime | None:
