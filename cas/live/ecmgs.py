@@ -217,6 +217,8 @@ class CaSystemEcmg:
         self._last_up: str = ""
         self.failures = 0
         self.switches = 0
+        self.failbacks = 0
+        self._which = 0  # index in _addresses() of the ECMG in use (0: primary, 1: backup)
         self._late_in_a_row = 0
         self._served = 0  # ECMs received on the current connection
         self._down = False  # an outage already reported
@@ -260,7 +262,8 @@ class CaSystemEcmg:
     def health(self) -> dict[str, object]:
         """This CA system in the head-end's ``/health``."""
         return {"ca_system_id": self.label, "up": self.up, "ecmg": self.active,
-                "failures": self.failures, "switches": self.switches}
+                "failures": self.failures, "switches": self.switches,
+                "failbacks": self.failbacks}
 
     def close(self) -> None:
         self._stop.set()
@@ -277,43 +280,47 @@ class CaSystemEcmg:
 
     def _run(self) -> None:
         """Connect, serve, and after a failure: the other ECMG at once if there is one and the
-        last connection served ECMs; else a back-off that doubles while nothing is served."""
+        last connection served ECMs; else a back-off that doubles while nothing is served.
+        While the backup serves, the primary is tried again in the background and taken back
+        at a crypto-period boundary once it answers (:meth:`_serve`)."""
         addresses = self._addresses()
-        which = 0
+        self._which = 0
         backoff = self.cfg.reconnect_min_s
         while not self._stop.is_set():
-            host, port = addresses[which]
+            host, port = addresses[self._which]
             self._served = 0
             try:
-                client = self._open(host, port)
+                client, timing = self._connect(host, port)
             except (CasError, OSError) as exc:
                 self._failed(f"{host}:{port}", "connect", exc)
             except Exception as exc:  # a bug: one line, and the worker goes on
                 log.exception("internal error in the ECMG worker of %s", self.label)
                 self._failed(f"{host}:{port}", "internal", exc)
             else:
+                self._adopt(f"{host}:{port}", timing)
                 try:
-                    self._serve(client)
+                    self._serve(client)      # closes the client it ends with
                 except (CasError, OSError) as exc:
-                    self._failed(f"{host}:{port}", "error", exc)
+                    self._failed(self.active, "error", exc)
                 except Exception as exc:
                     log.exception("internal error in the ECMG worker of %s", self.label)
-                    self._failed(f"{host}:{port}", "internal", exc)
-                finally:
-                    self._close_client(client)
+                    self._failed(self.active, "internal", exc)
             if self._stop.is_set():
                 break
             if self._served:
                 backoff = self.cfg.reconnect_min_s
             if len(addresses) > 1:
-                which = 1 - which
+                self._which = 1 - self._which
                 if self._served:
                     continue  # the backup (or the primary again) right away
             self._stop.wait(backoff)
             backoff = min(backoff * 2, self.cfg.reconnect_max_s)
         self._gauge(0)
 
-    def _open(self, host: str, port: int) -> BlockingScsClient:
+    def _connect(self, host: str, port: int) -> tuple[BlockingScsClient, EcmTiming]:
+        """A connection to the ECMG at ``host:port`` with its channel and every stream set up,
+        and the timing its channel_status asks for.  Changes nothing of the worker's state:
+        the fail-back probe calls it from its own thread."""
         from cas.headend.simulcrypt.scs import BlockingScsClient
 
         timeout = max(1.0, min(5.0, self.crypto_period_s))
@@ -331,13 +338,22 @@ class CaSystemEcmg:
         except BaseException:
             self._close_client(client)
             raise
+        return client, timing
+
+    def _adopt(self, address: str, timing: EcmTiming, *, failback: bool = False) -> None:
+        """The ECMG at ``address`` is now the one in use: its timing, the state, the log."""
         self.timing = timing
-        address = f"{host}:{port}"
         if self._last_up and self._last_up != address:
             self.switches += 1
             self._inc("ecmg_switches_total")
-            _event("ECMG switched", logging.WARNING, ca_system_id=self.label,
-                   previous=self._last_up, ecmg=address)
+            if failback:
+                self.failbacks += 1
+                self._inc("ecmg_failbacks_total")
+                _event("ECMG failed back", ca_system_id=self.label, previous=self._last_up,
+                       ecmg=address)
+            else:
+                _event("ECMG switched", logging.WARNING, ca_system_id=self.label,
+                       previous=self._last_up, ecmg=address)
         self._last_up = address
         self.active = address
         self.up = True
@@ -351,33 +367,63 @@ class CaSystemEcmg:
                cw_per_msg=timing.cw_per_msg,
                max_comp_time_ms=round(timing.max_comp_time_s * 1000),
                streams=len(self.streams))
-        return client
 
     def _serve(self, client: BlockingScsClient) -> None:
+        """Provision ``cp`` and ``cp + 1`` of every stream as the multiplex moves on; closes
+        the client it ends with.
+
+        On the backup, a :class:`_PrimaryProbe` tries the primary meanwhile.  Once the primary
+        has answered channel_setup and every stream_setup, the switch is made when the
+        multiplex asks for a new period: ECM(cp) and ECM(cp + 1) are already in hand from the
+        backup, so the primary's first ECM is the one of cp + 2, provisioned a whole period
+        ahead like every other: no period goes without its ECM and the air never waits.
+        """
+        probe = _PrimaryProbe(self) if self._which == 1 else None
         last_request = time.monotonic()
-        while not self._stop.is_set():
-            self._wake.wait(POLL_S)
-            self._wake.clear()
-            if time.monotonic() - last_request > KEEPALIVE_S:
-                client.test_channel()
-                last_request = time.monotonic()
-            cp = self._wanted
-            if cp < 0:
-                continue
-            for n in (cp, cp + 1):
-                for s in self.streams:
-                    if self._stop.is_set():
-                        return
-                    with self._lock:
-                        if (s.service_id, n) in self._ready:
-                            continue
-                    section = self._provision(client, s, n)
+        on_air = self._wanted
+        try:
+            while not self._stop.is_set():
+                self._wake.wait(POLL_S)
+                self._wake.clear()
+                cp = self._wanted
+                if probe is not None and cp > on_air:
+                    standby = probe.take()
+                    if standby is not None:
+                        client = self._fail_back(client, *standby)
+                        probe = None
+                        last_request = time.monotonic()
+                on_air = cp
+                if time.monotonic() - last_request > KEEPALIVE_S:
+                    client.test_channel()
                     last_request = time.monotonic()
-                    with self._lock:
-                        if n >= self._wanted:  # too late for its window otherwise
-                            self._ready[(s.service_id, n)] = section
-                        for key in [k for k in self._ready if k[1] < self._wanted - 1]:
-                            del self._ready[key]
+                if cp < 0:
+                    continue
+                for n in (cp, cp + 1):
+                    for s in self.streams:
+                        if self._stop.is_set():
+                            return
+                        with self._lock:
+                            if (s.service_id, n) in self._ready:
+                                continue
+                        section = self._provision(client, s, n)
+                        last_request = time.monotonic()
+                        with self._lock:
+                            if n >= self._wanted:  # too late for its window otherwise
+                                self._ready[(s.service_id, n)] = section
+                            for key in [k for k in self._ready if k[1] < self._wanted - 1]:
+                                del self._ready[key]
+        finally:
+            if probe is not None:
+                probe.cancel()
+            self._close_client(client)
+
+    def _fail_back(self, backup: BlockingScsClient, primary: BlockingScsClient,
+                   timing: EcmTiming) -> BlockingScsClient:
+        """Leave the backup (channel_close) for the primary, which the probe has set up."""
+        self._close_client(backup)
+        self._which = 0
+        self._adopt(f"{self.cfg.ecmg_host}:{self.cfg.ecmg_port}", timing, failback=True)
+        return primary
 
     def _provision(self, client: BlockingScsClient, s: EcmStream, cp: int) -> bytes:
         cws = [CpCw(cp_number=n & 0xFFFF, cw=self._cw_of(s.service_id, n))
@@ -436,6 +482,61 @@ class CaSystemEcmg:
     def _inc(self, name: str) -> None:
         if self.metrics is not None:
             self.metrics.inc(name, ca_system_id=self.label)
+
+
+class _PrimaryProbe:
+    """While a CA system's backup ECMG serves: the primary tried again on a thread of its own,
+    with the worker's back-off (``reconnect_min_s`` doubling up to ``reconnect_max_s``), so a
+    primary that hangs on connect never delays the backup's ECMs.  A primary that answers
+    channel_setup and every stream_setup is held, set up and idle, until the worker takes it
+    (:meth:`take`) at the next period boundary.  The attempts that fail are DEBUG lines: the
+    outage was reported once already."""
+
+    def __init__(self, worker: CaSystemEcmg) -> None:
+        self._worker = worker
+        self._done = threading.Event()
+        self._lock = threading.Lock()
+        self._standby: tuple[BlockingScsClient, EcmTiming] | None = None
+        self._thread = threading.Thread(target=self._run, name=f"ecmg-{worker.label}-probe",
+                                        daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        w = self._worker
+        host, port = w.cfg.ecmg_host, w.cfg.ecmg_port
+        backoff = w.cfg.reconnect_min_s
+        while not self._done.wait(backoff):
+            try:
+                standby = w._connect(host, port)
+            except Exception as exc:  # CasError, OSError, or a bug: the backup goes on
+                log.debug("primary ECMG %s:%d of %s still unavailable: %s", host, port,
+                          w.label, exc)
+                backoff = min(backoff * 2, w.cfg.reconnect_max_s)
+                continue
+            with self._lock:
+                if self._done.is_set():  # the worker left the backup meanwhile
+                    w._close_client(standby[0])
+                    return
+                self._standby = standby
+            _event("primary ECMG back", ca_system_id=w.label, ecmg=f"{host}:{port}",
+                   using=w.active)
+            return
+
+    def take(self) -> tuple[BlockingScsClient, EcmTiming] | None:
+        """The primary, set up, once it is back (the probe is then over); else None."""
+        with self._lock:
+            standby, self._standby = self._standby, None
+            if standby is not None:
+                self._done.set()
+            return standby
+
+    def cancel(self) -> None:
+        """The worker leaves the backup: stop trying, close a primary held in standby."""
+        with self._lock:
+            self._done.set()
+            standby, self._standby = self._standby, None
+        if standby is not None:
+            self._worker._close_client(standby[0])
 
 
 # --- the multiplex's side --------------------------------------------------------------------

@@ -64,6 +64,8 @@ HELP: dict[str, str] = {
     "ecmg_failures_total": "A [[ca_system]]'s ECMG failed: refused or lost connection, error "
                            "message, answers late three times in a row.",
     "ecmg_switches_total": "A [[ca_system]] moved to its other ECMG (primary <-> backup).",
+    "ecmg_failbacks_total": "A [[ca_system]] went back from its backup ECMG to the primary, "
+                            "which answered again (also counted in ecmg_switches_total).",
     "ecmg_late_total": "CW_provisions a [[ca_system]]'s ECMG answered later than max_comp_time.",
     "ecmg_missed_ecms_total": "ECMs of a [[ca_system]] not ready when their broadcast was due "
                               "(nothing aired for that period).",

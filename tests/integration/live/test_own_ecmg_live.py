@@ -14,6 +14,7 @@ Shown:
 
 from __future__ import annotations
 
+import re
 import signal
 import time
 from pathlib import Path
@@ -133,6 +134,70 @@ def test_our_ecmg_fails_then_the_backup_takes_over(world: World, tmp_path: Path)
         m = _metrics(ops_port)
         assert m[_ours("ecmg_up")] == 1 and m[_ours("ecmg_switches_total")] >= 1
         report = box.stop(signal.SIGINT)
+    finally:
+        box.kill()
+        tee.close()
+        for p in reversed(procs):
+            p.stop()
+    assert {c["channel"]: c["state"] for c in report["channels"]}[CHANNEL] == "OPEN"
+
+
+def test_our_ecmg_back_after_the_backup_takes_over_again(world: World, tmp_path: Path) -> None:
+    """Fail-back: our primary ECMG killed, the backup serves; the primary restarted on the same
+    port is found (back-off), set up beside the backup and taken back at a crypto-period
+    boundary — ECMs from the primary again, none missed, the box OPEN throughout."""
+    primary_port, backup_port = free_tcp_port(), free_tcp_port()
+    procs: list[Proc] = []
+    box = StbProcess.start("scan", "udp://127.0.0.1:0", world.box, cwd=world.root)
+    tee = Tee(port_of(box.started()))
+    try:
+        primary = _our_ecmg(world, primary_port, "our-ecmg-primary.log")
+        procs.append(primary)
+        procs.append(_our_ecmg(world, backup_port, "our-ecmg-backup.log"))
+        config = headend_config(world, tee.port, crypto_period_s=CP_S)
+        config.write_text(config.read_text().replace(
+            "[scrambling]\n", f'[scrambling]\necm_source = "simulcrypt"\n'
+            f'ecmg = "127.0.0.1:{primary_port}"\nbackup_ecmg = "127.0.0.1:{backup_port}"\n'))
+        headend = start_headend(world, config)
+        procs.append(headend)
+        started = _wait_log(headend, lambda e: e.get("event") == "head-end started")
+        ops_port = int(str(started["ops_port"]))
+        try:
+            box.channel_event(CHANNEL, state="OPEN", timeout_s=FIRST_STATE_S)
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}\nhead-end: {headend.tail()}") from None
+
+        primary.kill9()
+        switched = _wait_log(headend, lambda e: e.get("event") == "ECMG switched")
+        assert switched["ecmg"] == f"127.0.0.1:{backup_port}"
+        time.sleep(2 * CP_S)                    # the backup serves whole periods
+        last = box.channel_events(CHANNEL)[-1]
+        if last["state"] != "OPEN":             # a period lost to the kill, then open again
+            box.channel_event(CHANNEL, state="OPEN", after=last, timeout_s=WAIT_S)
+        missed = _metrics(ops_port).get(_ours("ecmg_missed_ecms_total"), 0.0)
+        events_before = len(box.channel_events(CHANNEL))
+
+        # the primary back on its port: taken back at a period boundary
+        primary = _our_ecmg(world, primary_port, "our-ecmg-primary-again.log")
+        procs.append(primary)
+        back = _wait_log(headend, lambda e: e.get("event") == "ECMG failed back")
+        assert (back["ecmg"], back["previous"]) == (f"127.0.0.1:{primary_port}",
+                                                     f"127.0.0.1:{backup_port}")
+        mark = tee.mark()
+        time.sleep(3 * CP_S)
+        assert len(list(sections_on(tee.since(mark), OUR_PID))) >= 3 * CP_S / 0.1 * 0.8
+        m = _metrics(ops_port)
+        assert m[_ours("ecmg_failbacks_total")] == 1 and m[_ours("ecmg_up")] == 1
+        assert m.get(_ours("ecmg_missed_ecms_total"), 0.0) == missed   # no period without its ECM
+        health = httpx.get(f"http://127.0.0.1:{ops_port}/health", timeout=10).json()
+        ours = next(c for c in health["ca_systems"] if c["ca_system_id"] == OURS)
+        assert ours["ecmg"] == f"127.0.0.1:{primary_port}" and ours["failbacks"] == 1
+        # the box stayed OPEN: no channel change since the fail-back began
+        assert box.channel_events(CHANNEL)[events_before:] == []
+        report = box.stop(signal.SIGINT)
+        assert primary.stop() == 0              # SIGTERM: its summary counts our ECMs
+        served = re.search(r"served \d+ connection\(s\), (\d+) ECM\(s\)", primary.tail())
+        assert served is not None and int(served[1]) >= 3, primary.tail()
     finally:
         box.kill()
         tee.close()

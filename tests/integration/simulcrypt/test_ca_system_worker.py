@@ -1,7 +1,8 @@
 """A ``[[ca_system]]``'s worker (:class:`cas.live.ecmgs.CaSystemEcmg`) against real ECMGs on
 127.0.0.1: it follows the ECMG's channel_status (CWs per CW_provision, repetition, delays), its
-ECMs carry the head-end's CWs, a failed ECMG is reported and the backup takes over, and the
-channel is kept open across long idle spells."""
+ECMs carry the head-end's CWs, a failed ECMG is reported and the backup takes over, the
+primary takes over again once it is back, and the channel is kept open across long idle
+spells."""
 
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ from cas.live.config_simulcrypt import CaSystemConfig
 from cas.live.ecmgs import CaSystemEcmg, EcmInserter, EcmStream
 from cas.live.metrics import LiveMetrics
 from cas.messages import open_ecm
+from tests.fixtures.net import free_tcp_port
 from tests.unit.headend.helpers import sections_on
 
 from .conftest import ThreadedServer
@@ -120,6 +122,67 @@ def test_failure_then_backup_then_nothing(keys: OperatorKeys) -> None:
         assert worker.ready(1001, 11) is None
     finally:
         worker.close()
+
+
+def test_the_primary_back_takes_over_from_the_backup_at_a_period_boundary(
+        keys: OperatorKeys) -> None:
+    """Primary down → backup; the primary restarted on the same port is tried in the
+    background and taken back when the multiplex moves to a new period, with every period's
+    ECM on air across the switch (the multiplex played in real time, 0.1 s windows)."""
+    primary_port = free_tcp_port()
+
+    def primary_server() -> ThreadedServer:
+        return ThreadedServer(lambda: EcmgServer(sealed_ecm_builder(keys),
+                                                 EcmgConfig(ca_system_id=OTHER),
+                                                 port=primary_port))
+
+    primary, backup = primary_server(), _server(keys)
+    metrics = LiveMetrics()
+    worker, _ = _worker(primary_port, backup=backup.port, metrics=metrics)
+    label = 'ca_system_id="0x4AD0"'
+    try:
+        worker.start()
+        assert worker.wait_ready(7, time.monotonic() + WAIT_S)
+        primary.stop()
+        worker.want(8)
+        _until(lambda: worker.switches == 1 and worker.up, "the backup took over")
+        assert worker.active == f"127.0.0.1:{backup.port}"
+        assert worker.wait_ready(9, time.monotonic() + WAIT_S)
+        inserter = EcmInserter(worker, crypto_period_s=1.0, first_cp=8, metrics=metrics)
+        start = time.monotonic()
+        played = 0.0
+
+        def play_until(done: Callable[[], bool], what: str) -> None:
+            nonlocal played
+            deadline = time.monotonic() + WAIT_S
+            while not done():
+                assert time.monotonic() < deadline, f"not within {WAIT_S} s: {what}"
+                time.sleep(max(0.0, start + played - time.monotonic()))
+                inserter.window(played, played + 0.1)
+                played += 0.1
+
+        play_until(lambda: played >= 2.0, "two periods from the backup")
+        primary = primary_server()               # back, on the same port
+        play_until(lambda: worker.failbacks == 1, "the fail-back")
+        assert worker.active == f"127.0.0.1:{primary_port}" and worker.up
+        switched_at = played
+        play_until(lambda: played >= switched_at + 3.0, "three periods from the primary")
+        assert inserter.missed == 0                # no period without its ECM
+        assert primary.server.registry.ecms_sent >= 3 * 2   # two streams a period
+        assert worker.failures == 1 and worker.switches == 2
+        text = metrics.render_prometheus()
+        assert f"cas_live_ecmg_failbacks_total{{{label}}} 1" in text
+        assert f"cas_live_ecmg_switches_total{{{label}}} 2" in text
+        assert f"cas_live_ecmg_up{{{label}}} 1" in text
+        assert worker.health()["failbacks"] == 1
+        # the backup's channel was closed: it serves nothing more
+        sent = backup.server.registry.ecms_sent
+        play_until(lambda: played >= switched_at + 5.0, "two more periods")
+        assert backup.server.registry.ecms_sent == sent and inserter.missed == 0
+    finally:
+        worker.close()
+        primary.stop()
+        backup.stop()
 
 
 def test_a_long_idle_channel_is_kept_open(keys: OperatorKeys,
