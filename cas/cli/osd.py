@@ -3,8 +3,8 @@
 Thin: options → :mod:`cas.headend.osd` (the commands and the sealed EMM).  Without ``--out``
 the EMM is queued in the store's EMM outbox, which a running ``cas headend run`` airs at its
 next poll: to every card (``--all``) a global EMM (as ``cas headend osd``), to one card
-(``--card``) a command EMM (:func:`cas.live.outbox.queue_card_emm`, as the kit's live mode
-and PPV).  With ``--out FILE`` (``.ts``: a TS with the CAT, else sections) it is written for
+(``--card``) a command EMM (:func:`cas.live.outbox.queue_card_emm`, as the kit's live mode;
+PPV bookings are command EMMs too).  With ``--out FILE`` (``.ts``: a TS with the CAT, else sections) it is written for
 a playout or ``stb``.  A group (``--group``) always goes to a file: the live carousel has no
 group EMMs.  The sequence number is taken from the store either way, so the card accepts the
 carousel's next EMM too.
@@ -112,7 +112,7 @@ def _queue(app: Application, store: Store, keys: OperatorKeys, what: str, target
            commands: Sequence[EmmCommand], *, at: datetime, validity_s: int) -> None:
     """Queue the EMM in the store's outbox for a running ``cas headend run`` to air at its
     next poll: to every card a global EMM (as ``cas headend osd``), to one card a command
-    EMM with the card's next sequence number (as the kit's live mode and PPV do), which the
+    EMM with the card's next sequence number (as the kit's live mode does), which the
     carousel airs ``repeat_count`` times and then with the card's rights until it expires."""
     from cas.live.outbox import queue_card_emm, queue_global_emm, seq_of
     from cas.store.models import Card
