@@ -19,8 +19,10 @@ ACK OSD               80  60  00 00      message id (u16) shown; 6A88 if not hel
 ====================  =================  ==========================================
 
 Besides its record the card keeps a state area in its EEPROM (:mod:`cas.formats.cardstate`):
-the OSD mailbox (:mod:`cas.card.osd`) and its sharing check (:mod:`cas.card.sharing`: the
-last ECMs answered, the flag, GET DATA 30, refusal ``9840`` under the ``REFUSE`` policy).
+the OSD mailbox (:mod:`cas.card.osd`), its sharing check (:mod:`cas.card.sharing`: the
+last ECMs answered, the flag, GET DATA 30, refusal ``9840`` under the ``REFUSE`` policy) and
+the late-EMM window below each EMM counter (:mod:`cas.card.emm_window`: a command EMM whose
+datagram was lost is applied once when it comes round again).
 
 Length rules (ISO/IEC 7816-4 §5.1 and §5.3.4): a command that is not one of the four cases
 (short or extended) is ``6700``.  An answer of Na bytes against Ne expected: Na <= Ne is
