@@ -24,6 +24,7 @@ from cas.formats.cardstate import (
     SharingFlag,
     SharingSettings,
     build_card_state,
+    describe_card_state,
     parse_card_state,
 )
 from cas.formats.emm import EmmAddressType, Fingerprint, FingerprintKind, OsdMail
@@ -53,6 +54,9 @@ STATE = CardState(
 def test_round_trip() -> None:
     assert parse_card_state(build_card_state(STATE)) == STATE
     assert parse_card_state(build_card_state(DEFAULT_CARD_STATE)) == DEFAULT_CARD_STATE
+    assert describe_card_state(STATE)["emm_windows"] == [
+        {"kind": "UNIQUE", "top_seq": 2**32 - 1, "marks": [3, 0, 0x1F]},
+        {"kind": "GLOBAL", "top_seq": 7, "marks": [1] * (EMM_LATE_WINDOW + 1)}]
 
 
 def test_an_image_is_the_record_then_the_state_unless_it_is_the_default(tmp_path: Path) -> None:
