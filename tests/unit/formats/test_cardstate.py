@@ -9,6 +9,8 @@ import zlib
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from cas.card.eeprom import build_image, load_card_image, load_image, parse_image
 from cas.errors import ChecksumError, FormatError
@@ -24,6 +26,7 @@ from cas.formats.cardstate import (
     SharingFlag,
     SharingSettings,
     build_card_state,
+    build_card_state_declared,
     describe_card_state,
     parse_card_state,
 )
@@ -152,3 +155,51 @@ def test_a_window_of_no_address_type_or_with_a_bad_mark_does_not_parse() -> None
     for offset, value in ((-8, 0x85), (-1, 0x20)):  # no address type; a mark beyond the bits
         with pytest.raises(FormatError):
             parse_card_state(with_byte(offset, value))
+
+
+# --- the struct fast path builds exactly what the declaration builds ---------------------------
+
+_MAILS = (STATE.mails[0], OsdMail(message_id=9, priority=0, start_s=1, duration_s=2, text=""))
+_FINGERPRINTS = (None, STATE.fingerprint)
+
+
+@st.composite
+def states(draw: st.DrawFn) -> CardState:
+    """Card states, valid or not in the ways the declaration's validators check (a policy,
+    tuners or window of 0, a window of no address type, a mark beyond the known bits)."""
+    flag = draw(st.none() | st.builds(
+        SharingFlag, rules=st.sampled_from([(SharingRule.SERVICES,), (SharingRule.RATE,),
+                                            (SharingRule.SERVICES, SharingRule.RATE)]),
+        window_s=st.integers(0, 2**32 - 1), services=st.integers(0, 255),
+        requests=st.integers(0, 255), trips=st.integers(0, 2**16 - 1)))
+    kinds = draw(st.lists(st.sampled_from([*EmmAddressType, 0x85]), max_size=3, unique=True))
+    windows = tuple(
+        EmmWindow(kind=k, top_seq=draw(st.integers(0, 2**32 - 1)),  # type: ignore[arg-type]
+                  marks=tuple(draw(st.lists(st.integers(0, 0x20), max_size=EMM_LATE_WINDOW + 1))))
+        for k in kinds)
+    return CardState(
+        sharing=SharingSettings(policy=draw(st.sampled_from(list(SharingPolicy))),
+                                tuners=draw(st.integers(0, 255)),
+                                rate_tolerance=draw(st.integers(0, 255)),
+                                window_s=draw(st.integers(0, 255))),
+        flag=flag,
+        ecms=tuple(draw(st.lists(st.builds(EcmSeen, channel_id=st.integers(0, 2**16 - 1),
+                                           time_s=st.integers(0, 2**32 - 1)),
+                                 max_size=ECM_RECORD_SLOTS))),
+        mails=tuple(draw(st.lists(st.sampled_from(_MAILS), max_size=2, unique=True))),
+        acked=tuple(draw(st.lists(st.integers(0, 2**16 - 1), max_size=64))),
+        fingerprint=draw(st.sampled_from(_FINGERPRINTS)),
+        emm_windows=windows)
+
+
+@given(states())
+@settings(max_examples=300, deadline=None)
+def test_the_fast_build_equals_the_declaration(state: CardState) -> None:
+    try:
+        declared = build_card_state_declared(state)
+    except FormatError:
+        with pytest.raises(FormatError):
+            build_card_state(state)
+        return
+    assert build_card_state(state) == declared
+    assert parse_card_state(declared) == state
