@@ -19,8 +19,10 @@ ACK OSD               80  60  00 00      message id (u16) shown; 6A88 if not hel
 ====================  =================  ==========================================
 
 Besides its record the card keeps a state area in its EEPROM (:mod:`cas.formats.cardstate`):
-the OSD mailbox (:mod:`cas.card.osd`) and its sharing check (:mod:`cas.card.sharing`: the
-last ECMs answered, the flag, GET DATA 30, refusal ``9840`` under the ``REFUSE`` policy).
+the OSD mailbox (:mod:`cas.card.osd`), its sharing check (:mod:`cas.card.sharing`: the
+last ECMs answered, the flag, GET DATA 30, refusal ``9840`` under the ``REFUSE`` policy) and
+the late-EMM window below each EMM counter (:mod:`cas.card.emm_window`: a command EMM whose
+datagram was lost is applied once when it comes round again).
 
 Length rules (ISO/IEC 7816-4 §5.1 and §5.3.4): a command that is not one of the four cases
 (short or extended) is ``6700``.  An answer of Na bytes against Ne expected: Na <= Ne is
@@ -64,6 +66,17 @@ from cas.card.data import (
 )
 from cas.card.eeprom import Eeprom
 from cas.card.emm_apply import apply_emm_commands
+from cas.card.emm_window import (
+    advance,
+    is_late_command_emm,
+    late_position,
+    mark_late,
+    marks_of,
+    superseded,
+    window_for,
+    with_window,
+    without_superseded,
+)
 from cas.card.fastecm import parse_ecm_body_fast, parse_ecm_fast
 from cas.card.osd import accept_osd, ack_mail, build_mail_answer, next_mail
 from cas.card.ppv import (
@@ -89,9 +102,15 @@ from cas.formats.apdu import (
     Ins,
     sw_for_reason,
 )
-from cas.formats.cardstate import CardState
+from cas.formats.cardstate import CardState, EmmMark
 from cas.formats.ecm import EcmBody, EcmHeader
-from cas.formats.emm import SharedAddress, UniqueAddress, parse_emm, seq_is_newer
+from cas.formats.emm import (
+    EmmAddressType,
+    SharedAddress,
+    UniqueAddress,
+    parse_emm,
+    seq_is_newer,
+)
 from cas.formats.records import CardRecord
 from cas.messages import open_emm_section
 from cas.reasons import Reason
@@ -587,9 +606,11 @@ class Applet:
     # --- PROCESS EMM ------------------------------------------------------------------------
     def _process_emm(self, cmd: Command) -> bytes:
         """Addressed to us (9812) → authentic under the key of its address type (6982) →
-        newer than the last applied for that type, by at most ``SEQ_WINDOW`` modulo 2^32
-        (9811) → not expired by the card's clock
-        (9813) → every command applied in one EEPROM write, or none (6A80/6A84)."""
+        newer than the last applied for that type, by at most ``SEQ_WINDOW`` modulo 2^32, or
+        a late command EMM: in that type's window, not yet applied, no rights-state command
+        (:mod:`cas.card.emm_window`; else 9811) → not expired by the card's clock
+        (9813) → every command applied, and its number marked in the window, in one EEPROM
+        write, or none (6A80/6A84)."""
         section, emm = _section_of(cmd, parse_emm)
         rec = self.record
         header = emm.header
@@ -614,13 +635,25 @@ class Applet:
             raise Refusal(SW.SECURITY_NOT_SATISFIED) from None
         except FormatError:  # authentic, but the commands do not parse
             raise Refusal(SW.WRONG_DATA) from None
-        if not seq_is_newer(header.seq, last_seq):  # replayed, reordered or too far ahead
-            raise Refusal(SW.EMM_REPLAYED)
+        window = window_for(self.eeprom.state, EmmAddressType(header.table_id), last_seq)
+        behind: int | None = None  # how far a late EMM is behind the counter
+        if not seq_is_newer(header.seq, last_seq):  # behind the counter, or too far ahead
+            behind = late_position(window, header.seq)
+            if behind is None or not is_late_command_emm(commands):
+                # replayed, applied, older than the window, or it would roll rights back
+                raise Refusal(SW.EMM_REPLAYED)
         now_s = max(self.clock_s, rec.last_ecm_s)
         if header.not_after_s < now_s:
             raise Refusal(SW.EMM_EXPIRED)
+        mark = marks_of(commands)
+        skip = EmmMark(0)
+        if behind is not None:  # settings newer EMMs set are theirs (emm_window rule 3)
+            skip = superseded(window, behind)
+            commands = without_superseded(commands, skip, self.ppv.state.credit_limit_tokens)
         ppv_commands, commands = split_commands(commands)
         new, pairing = apply_emm_commands(rec, commands, now_s, self._keys.cuk)
+        if EmmMark.OSD_TEXT in skip:  # a late OSD_MAIL: the mailbox keeps it, not the text
+            new = dataclasses.replace(new, last_osd_message=rec.last_osd_message)
         ppv = self.ppv.state
         if ppv_commands and (ppv.last_emm_kind, ppv.last_emm_seq) != (header.table_id, header.seq):
             # the PPV file first, marked with this EMM: if the record write below is lost,
@@ -628,10 +661,15 @@ class Applet:
             self.ppv.commit(dataclasses.replace(
                 apply_ppv_commands(ppv, ppv_commands, now_s),
                 last_emm_kind=header.table_id, last_emm_seq=header.seq))
-        seq_update: dict[str, int] = {seq_field: header.seq,
-                                      "last_ecm_s": max(new.last_ecm_s, self.clock_s)}
+        seq_update: dict[str, int] = {"last_ecm_s": max(new.last_ecm_s, self.clock_s)}
+        if behind is None:
+            seq_update[seq_field] = header.seq
+            window = advance(window, header.seq, mark)
+        else:
+            window = mark_late(window, behind, mark)
         new = dataclasses.replace(new, **seq_update)  # type: ignore[arg-type]
         state = apply_sharing_commands(accept_osd(self.eeprom.state, commands), commands)
+        state = with_window(state, window)
         if rec.status == CardStatus.KILLED and new.status != CardStatus.KILLED:
             # the operator took the card back (cas card unblock): its sharing record and
             # flag belong to the time before

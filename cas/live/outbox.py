@@ -29,6 +29,9 @@ valid command EMMs together with its rights EMM, in sequence-number order
 (:func:`card_commands`).  A card that missed a command EMM's own airings (its box was off or
 starting) gets it before the newer rights EMM that would otherwise make the card refuse it as
 old (9811); a card that already applied it refuses the repeat, so nothing is applied twice.
+A card that applied the rights EMM but lost the command EMM aired just before it takes the
+command EMM late from the next cycle: its window below the counter knows the number as not
+applied (docs/card.md §4, "Late command EMMs").
 
 What changed is found two ways (:func:`journal_since`, :func:`stale_serials`): the
 ``rights_changes`` journal by id (cheap, every poll), and a comparison of

@@ -223,3 +223,34 @@ def test_a_command_emm_needs_commands_and_takes_no_number_otherwise(tmp_path: Pa
     with pytest.raises(UsageError), base.store.transaction() as s:
         queue_card_emm(s, keys, serial, [], at=T0, cause="test")
     assert _queue(base, serial, "first") == 1
+
+
+def test_a_command_emm_lost_inside_its_group_is_applied_from_the_next_cycle(
+        tmp_path: Path) -> None:
+    """The datagram carrying a card's command EMM is lost while the newer rights EMM aired
+    with it gets through: the card applies the rights, then the command EMM when the cycle
+    brings it round (its late-EMM window, docs/card.md), once."""
+    keys = make_keys()
+    base = make_base(f"sqlite:///{tmp_path / 'cas.sqlite'}", keys, cards=1)
+    serial = base.serials[0]
+    carousel = EmmCarousel(base.store, keys, CYCLE, clock=lambda: T0)
+    carousel.poll()
+    card = make_card(keys, base.slots[serial])
+    assert offer(card, carousel.take(0.0, BIG)) == (1, 0)
+    cmd_seq = _queue(base, serial, "invoice")
+    carousel.poll()
+    carousel.take(0.5, BIG)  # its own airing: the box was zapping
+    pay_and_subscribe(base, serial, at=T0, payment_id="lost-inside-the-group")
+    carousel.poll()
+    aired = carousel.take(1.0, BIG)  # the command EMM, then the new rights EMM
+    assert _seqs(aired, serial)[:2] == [cmd_seq, cmd_seq + 1]
+    # every copy of the command EMM in this airing is lost, the rights get through
+    assert offer(card, [s for s in aired if _seqs([s], serial) != [cmd_seq]])[0] == 1
+    assert card.counters().emm_seq_unique == cmd_seq + 1 and card.osd_mail() is None
+    cycled = _cycle_round(carousel, 2.0)
+    assert cmd_seq in _seqs(cycled, serial)
+    assert offer(card, cycled)[0] == 1
+    mail = card.osd_mail()
+    assert mail is not None and mail.text == "invoice"
+    assert offer(card, _cycle_round(carousel, 20.0))[0] == 0  # applied once
+    carousel.close()
