@@ -30,7 +30,7 @@ import struct
 import sys
 import zlib
 from array import array
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -166,29 +166,45 @@ def personalise_records(keys: OperatorKeys, slots: Sequence[CardSlot],
                         factory: Factory) -> bytes:
     """The card records of ``slots``, concatenated (``CARD_RECORD_SIZE`` bytes each), equal
     to ``build_card_record(factory.record(keys, slot))`` for each slot."""
-    if not slots:
+    return personalise_columns(keys, [s.serial for s in slots],
+                               [s.shared_address for s in slots],
+                               [s.member_position for s in slots], factory)
+
+
+def personalise_run(keys: OperatorKeys, serial: int, count: int, slot: int,
+                    factory: Factory) -> bytes:
+    """:func:`personalise_records` of ``count`` cards with serials from ``serial`` at the
+    consecutive slots from the linear slot number ``slot`` (``shared_address * 256 +
+    member_position``; :class:`cas.bulk.cards.SlotRun`)."""
+    linear = range(slot, slot + count)
+    return personalise_columns(keys, range(serial, serial + count), [s >> 8 for s in linear],
+                               [s & 0xFF for s in linear], factory)
+
+
+def personalise_columns(keys: OperatorKeys, serials: Sequence[int], addresses: Sequence[int],
+                        positions: Sequence[int], factory: Factory) -> bytes:
+    """:func:`personalise_records` with the slots given as three columns (card ``i`` is
+    serial ``serials[i]`` at group ``addresses[i]``, position ``positions[i]``)."""
+    n = len(serials)
+    if not n:
         return b""
     # The reference path checks the options and builds the template: a card whose own
     # fields are overwritten below.
-    template = build_card_record(factory.record(keys, slots[0]))
-    for slot in slots:
-        if not 0 <= slot.member_position < 256:
-            raise UsageError(f"member position {slot.member_position} out of range 0..255"
-                             ).with_id("card.member_position_out_range",
-                                       member_position=slot.member_position)
-    n = len(slots)
-    cuks = derive_cuks_concat(keys, [s.serial for s in slots])
+    template = build_card_record(factory.record(keys, CardSlot(
+        serial=serials[0], shared_address=addresses[0], member_position=positions[0])))
+    if min(positions) < 0 or max(positions) > 255:
+        bad = next(p for p in positions if not 0 <= p < 256)
+        raise UsageError(f"member position {bad} out of range 0..255").with_id(
+            "card.member_position_out_range", member_position=bad)
+    cuks = derive_cuks_concat(keys, serials)
     wrapped_cuks = wrap16_many(_ecb(keys.transport_key().raw()), cuks)
     # Under each card's CUK: its group key, the global key, the ECM keys (k keys a card),
     # wrapped by one cipher object per card, one AES call per card and step.
-    group_keys: dict[int, bytes] = {}
-    for slot in slots:
-        if slot.shared_address not in group_keys:
-            group_keys[slot.shared_address] = keys.group_key(slot.shared_address).raw()
+    group_keys = {a: keys.group_key(a).raw() for a in dict.fromkeys(addresses)}
     shared = b"".join([keys.global_key().raw()] + [
         keys.ecm_key(i, epoch=factory.ecm_key_epoch).raw() for i in factory.ecm_key_indexes])
     k = 1 + len(shared) // 16
-    inner = b"".join([group_keys[s.shared_address] + shared for s in slots])
+    inner = b"".join([group_keys[a] + shared for a in addresses])
     encrypts = [_ecb(cuks[i:i + 16]) for i in range(0, 16 * n, 16)]
     wrapped = _wrap16_each(encrypts, inner, k)
     # PIN keys: AES_CUK(M xor K1), K1 = dbl(AES_CUK(0)).
@@ -202,8 +218,9 @@ def personalise_records(keys: OperatorKeys, slots: Sequence[CardSlot],
                  sha256).digest()[:16]
         for enc in encrypts])
     out = bytearray(template * n)
-    _put(out, _OFF_SERIAL, 4, _be32([s.serial for s in slots]))
-    _put(out, _OFF_SLOT, 4, _be32([(s.shared_address << 8) | s.member_position for s in slots]))
+    _put(out, _OFF_SERIAL, 4, _be32(serials))
+    _put(out, _OFF_SLOT, 4, _be32([(a << 8) | p for a, p in zip(addresses, positions,
+                                                                 strict=True)]))
     _put(out, _OFF_CUK, 24, wrapped_cuks)
     step = 24 * k
     _put(out, _OFF_GROUP, 24, b"".join([wrapped[i:i + 24] for i in range(0, len(wrapped), step)]))
@@ -266,6 +283,12 @@ def _work(slots: list[tuple[int, int, int]]) -> bytes:
         factory)
 
 
+def _work_run(serial: int, count: int, slot: int) -> bytes:
+    assert _JOB is not None
+    keys, factory = _JOB
+    return personalise_run(keys, serial, count, slot, factory)
+
+
 def _ignore_sigint() -> None:
     # Ctrl-C reaches the whole process group: the parent stops the workers (and reports in
     # one line); a worker must not print a traceback of its own.
@@ -312,6 +335,23 @@ class Personaliser:
                 self._pending.append(self._pool.apply_async(
                     _work, ([(s.serial, s.shared_address, s.member_position) for s in part],),
                     callback=self._done))
+
+    def submit_runs(self, runs: Iterable[tuple[int, int, int] | tuple[int, int, int, bool]]
+                    ) -> None:
+        """Like :meth:`submit`, for runs of cards ``(serial, count, slot, …)``: ``count``
+        consecutive serials at consecutive linear slots (:class:`cas.bulk.cards.SlotRun`).
+        A task is three numbers, whatever its number of cards."""
+        for run in runs:
+            serial, count, slot = run[0], run[1], run[2]
+            for start in range(0, count, CHUNK):
+                n = min(CHUNK, count - start)
+                if self._pool is None:
+                    self._pending.append(personalise_run(
+                        self._keys, serial + start, n, slot + start, self._factory))
+                    self.advance(n)
+                else:
+                    self._pending.append(self._pool.apply_async(
+                        _work_run, (serial + start, n, slot + start), callback=self._done))
 
     def _done(self, data: bytes) -> None:
         # In the pool's result thread, as each chunk comes back.
