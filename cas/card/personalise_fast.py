@@ -21,7 +21,6 @@ keys are inherited, never pickled) and hands back each chunk's records as one ``
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import multiprocessing
 import os
@@ -72,8 +71,11 @@ _CRC = struct.Struct(">I")
 CHUNK = 20_000
 
 
+_ECB = modes.ECB()
+
+
 def _ecb(key: bytes) -> Callable[[bytes], bytes]:
-    return Cipher(algorithms.AES(key), modes.ECB()).encryptor().update
+    return Cipher(algorithms.AES(key), _ECB).encryptor().update
 
 
 def _interleave(*parts: array[int]) -> array[int]:
@@ -155,11 +157,14 @@ def _be32(values: Sequence[int]) -> bytes:
     return words.tobytes()
 
 
-def _put(out: bytearray, offset: int, width: int, column: bytes) -> None:
-    """Write field ``column[n*width:(n+1)*width]`` into record ``n`` at ``offset``, for every
-    record at once: one strided copy per byte of the field."""
+def _put(out: bytearray, offset: int, width: int, column: bytes, start: int = 0,
+         stride: int = 0) -> None:
+    """Write field ``column[start + n*stride:][:width]`` (``stride`` defaults to ``width``)
+    into record ``n`` at ``offset``, for every record at once: one strided copy per byte of
+    the field."""
+    stride = stride or width
     for b in range(width):
-        out[offset + b::CARD_RECORD_SIZE] = column[b::width]
+        out[offset + b::CARD_RECORD_SIZE] = column[start + b::stride]
 
 
 def personalise_records(keys: OperatorKeys, slots: Sequence[CardSlot],
@@ -211,25 +216,20 @@ def personalise_columns(keys: OperatorKeys, serials: Sequence[int], addresses: S
     zero = bytes(16)
     pin_block = int.from_bytes(_PIN_BLOCK, "big")
     pin = factory.pin.encode("ascii")
-    sha256 = hashlib.sha256
-    hmac_new = hmac.new
+    hmac_digest = hmac.digest
     pin_hashes = b"".join([
-        hmac_new(enc((pin_block ^ _dbl(enc(zero))).to_bytes(16, "big")), pin,
-                 sha256).digest()[:16]
+        hmac_digest(enc((pin_block ^ _dbl(enc(zero))).to_bytes(16, "big")), pin,
+                    "sha256")[:16]
         for enc in encrypts])
     out = bytearray(template * n)
     _put(out, _OFF_SERIAL, 4, _be32(serials))
     _put(out, _OFF_SLOT, 4, _be32([(a << 8) | p for a, p in zip(addresses, positions,
                                                                  strict=True)]))
     _put(out, _OFF_CUK, 24, wrapped_cuks)
-    step = 24 * k
-    _put(out, _OFF_GROUP, 24, b"".join([wrapped[i:i + 24] for i in range(0, len(wrapped), step)]))
-    _put(out, _OFF_GLOBAL, 24,
-         b"".join([wrapped[i + 24:i + 48] for i in range(0, len(wrapped), step)]))
-    for e, offset in enumerate(_OFF_ECM[:len(factory.ecm_key_indexes)]):
-        lo = 48 + 24 * e
-        _put(out, offset, 24,
-             b"".join([wrapped[i + lo:i + lo + 24] for i in range(0, len(wrapped), step)]))
+    # ``wrapped`` holds k wrapped keys a card: group key, global key, the ECM keys.
+    for e, offset in enumerate((_OFF_GROUP, _OFF_GLOBAL,
+                                *_OFF_ECM[:len(factory.ecm_key_indexes)])):
+        _put(out, offset, 24, wrapped, 24 * e, 24 * k)
     _put(out, _OFF_PIN, 16, pin_hashes)
     view = memoryview(out)
     crc32 = zlib.crc32
@@ -251,7 +251,7 @@ def _wrap16_each(encrypts: Sequence[Callable[[bytes], bytes]], keys: bytes, k: i
     width = 16 * k
     for j in range(6):
         for i in range(2):
-            blocks = _interleave(a, r[i]).tobytes()
+            blocks = memoryview(_interleave(a, r[i]).tobytes())
             out = array("Q")
             out.frombytes(b"".join([
                 enc(blocks[c:c + width])
