@@ -74,7 +74,7 @@ CHUNK = 20_000
 _ECB = modes.ECB()
 
 
-def _ecb(key: bytes) -> Callable[[bytes], bytes]:
+def _ecb(key: bytes) -> Callable[[bytes | memoryview], bytes]:
     return Cipher(algorithms.AES(key), _ECB).encryptor().update
 
 
@@ -240,7 +240,8 @@ def personalise_columns(keys: OperatorKeys, serials: Sequence[int], addresses: S
     return bytes(out)
 
 
-def _wrap16_each(encrypts: Sequence[Callable[[bytes], bytes]], keys: bytes, k: int) -> bytes:
+def _wrap16_each(encrypts: Sequence[Callable[[bytes | memoryview], bytes]], keys: bytes,
+                 k: int) -> bytes:
     """RFC 3394 wrap of ``k`` 16-byte keys per KEK: ``keys`` holds ``k`` keys for each of
     ``encrypts`` in turn; 24 bytes per key out, in the same order.  Like :func:`wrap16_many`
     with one AES call per KEK and step."""

@@ -26,10 +26,10 @@ from cas.card.applet import Applet
 from cas.card.personalise import (
     DEFAULT_FIRST_SERIAL,
     DEFAULT_PIN,
+    BatchFileWriter,
     check_record_keys,
     default_slot,
     image_path,
-    write_batch_records,
 )
 from cas.card.service import serve_images
 from cas.card.vpcd import DEFAULT_VPCD_PORT, parse_endpoint
@@ -239,8 +239,12 @@ def _personalise_new(app: Application, keys: OperatorKeys, serials: range,
         runs.extend(part)
         personaliser.submit_runs(part)
 
+    chunks: list[bytes] = []
     # The worker processes are forked before any database connection or progress display.
-    with Personaliser(keys, factory, workers=workers or default_workers()) as personaliser:
+    # The batch file is written (to a temp file beside it) as the chunks come back, while
+    # the workers go on; it is put in place at the end.
+    with Personaliser(keys, factory, workers=workers or default_workers()) as personaliser, \
+            BatchFileWriter(batch_out, count, now_s=factory.now_s) as batch:
         phases = ([("registering", count)] if register else []) + [("personalising", count)]
         with app.progress_bars(*phases) as bars:
             personaliser.advance = bars[-1]
@@ -250,17 +254,20 @@ def _personalise_new(app: Application, keys: OperatorKeys, serials: range,
                                   allocated=allocated)
             else:  # default slots: serial s at group s >> 8, position s & 0xFF
                 allocated([SlotRun(serials[0], count, serials[0])])
-            chunks = list(personaliser.results())
-    paths = None
-    if images:
-        with app.progress("writing card images", total=count) as advance:
-            tail = b"" if state == DEFAULT_CARD_STATE else build_card_state(state)
-            paths = write_image_bytes(
-                serials, [r + tail for chunk in chunks for r in split_records(chunk)], out_dir,
-                advance=advance)
-    with app.progress("writing the batch file", total=1) as advance:
-        batch_path = write_batch_records(chunks, count, batch_out, now_s=factory.now_s)
-        advance(1)
+            for chunk in personaliser.results():
+                batch.write(chunk)
+                if images:
+                    chunks.append(chunk)
+        paths = None
+        if images:
+            with app.progress("writing card images", total=count) as advance:
+                tail = b"" if state == DEFAULT_CARD_STATE else build_card_state(state)
+                paths = write_image_bytes(
+                    serials, [r + tail for chunk in chunks for r in split_records(chunk)],
+                    out_dir, advance=advance)
+        with app.progress("writing the batch file", total=1) as advance:
+            batch_path = batch.commit()
+            advance(1)
     return RunSlots(runs), paths, batch_path
 
 
