@@ -227,7 +227,7 @@ def personalise_columns(keys: OperatorKeys, serials: Sequence[int], addresses: S
         sha256((key := enc((pin_block ^ _dbl(enc(zero))).to_bytes(16, "big")) + pad
                 ).translate(_OPAD) + sha256(key.translate(_IPAD) + pin).digest()).digest()[:16]
         for enc in encrypts])
-    out = bytearray(template * n)
+    out = bytearray(template) * n
     _put(out, _OFF_SERIAL, 4, _be32(serials))
     _put(out, _OFF_SLOT, 4, _be32([(a << 8) | p for a, p in zip(addresses, positions,
                                                                  strict=True)]))
