@@ -167,12 +167,15 @@ class BatchFileWriter:
         self._written = 0
         head = CARD_BATCH.header(created_s=now_s, issuer=issuer, count=count)
         self._sha = hashlib.sha256(head)
-        path.parent.mkdir(parents=True, exist_ok=True)
         self._tmp = path.parent / f".{path.name}.tmp"
         self._fd: int | None = None
         self._committed = False
-        self._io(lambda: setattr(self, "_fd", os.open(
-            self._tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)))
+
+        def create() -> None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self._fd = os.open(self._tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+
+        self._io(create)
         self._put(head)
 
     def write(self, records: bytes) -> None:

@@ -10,6 +10,7 @@ import pytest
 
 from cas.card.personalise import BatchFileWriter, default_slot, write_batch_records
 from cas.card.personalise_fast import Factory, personalise_records
+from cas.errors import CardError
 from cas.formats.records import parse_card_batch
 
 from .helpers import KEYS
@@ -50,3 +51,9 @@ def test_a_batch_not_committed_leaves_nothing(tmp_path: Path) -> None:
         with pytest.raises(ValueError, match="more records"):
             batch.write(chunks[0] + chunks[0])
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_batch_that_cannot_be_written_is_a_one_line_card_error(tmp_path: Path) -> None:
+    (tmp_path / "file").write_bytes(b"")
+    with pytest.raises(CardError, match="cannot write the batch file"):
+        BatchFileWriter(tmp_path / "file" / "b.casb", 25, now_s=7)
