@@ -75,6 +75,19 @@ def lookup(conn: Connection, table: str, key: str, wanted: Iterable[Any],
     return out
 
 
+def execute(conn: Connection, sql: str, params: Sequence[Any] = ()) -> None:
+    """Run one statement that returns no rows (``?`` placeholders; ``%s`` on PostgreSQL,
+    where a ``%`` of the statement is doubled)."""
+    raw: Any = conn.connection.driver_connection
+    if conn.dialect.name == "postgresql":
+        sql = sql.replace("%", "%%").replace("?", "%s")
+    cur = raw.cursor()
+    try:
+        cur.execute(sql, params)
+    finally:
+        cur.close()
+
+
 def query(conn: Connection, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
     raw: Any = conn.connection.driver_connection
     if conn.dialect.name == "postgresql":

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from sqlalchemy.exc import SQLAlchemyError
 
-from cas.bulk.cards import NewCard, Outcome, Registrar
+from cas.bulk.cards import NewCard, Outcome, Registrar, SlotRun
 from cas.bulk.load import _clock_s, _driver_errors
 from cas.errors import StoreError
 from cas.formats.cardstate import CardState
@@ -65,6 +65,34 @@ def register_cards(store: Store, cards: Sequence[NewCard],
         raise StoreError(f"card registration failed: {str(exc).splitlines()[0]}").with_id(
             "bulk.card_registration_failed", splitlines=str(exc).splitlines()[0]) from exc
     return slots
+
+
+def register_serials(store: Store, first: int, count: int, *, region: int = 0,
+                     maturity_limit: int = 0xFF, status: str = "active",
+                     advance: Callable[[int], None] = lambda n: None,
+                     allocated: Callable[[list[SlotRun]], None] | None = None
+                     ) -> list[SlotRun]:
+    """Register the ``count`` cards with serials from ``first`` (``cas card personalise
+    --count N``) at the head-end clock: the same cards, slots and rows as
+    :func:`register_cards` with ``NewCard(serial, region=…, maturity_limit=…)`` for each
+    serial, in one transaction, without a Python object per card (see
+    :meth:`Registrar.register_range`).  Their slots as runs; ``allocated`` gets them before
+    the rows are written."""
+    try:
+        with store.engine.begin() as conn:
+            registrar = Registrar(conn)
+            runs = registrar.register_range(
+                first, count, status=status, region=region, maturity_limit=maturity_limit,
+                registered_at_s=_clock_s(conn), advance=advance, allocated=allocated,
+                chunk=CHUNK)
+            registrar.finish()
+    except SQLAlchemyError as exc:
+        raise StoreError(f"card registration failed: {str(exc).splitlines()[0]}").with_id(
+            "bulk.card_registration_failed", splitlines=str(exc).splitlines()[0]) from exc
+    except _driver_errors() as exc:
+        raise StoreError(f"card registration failed: {str(exc).splitlines()[0]}").with_id(
+            "bulk.card_registration_failed", splitlines=str(exc).splitlines()[0]) from exc
+    return runs
 
 
 def write_images_fast(records: Sequence[CardRecord], directory: Path, *,

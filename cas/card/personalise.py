@@ -15,8 +15,9 @@ personalise`` also writes one EEPROM image per card.
 
 from __future__ import annotations
 
+import contextlib
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -145,6 +146,103 @@ def write_batch_records(chunks: list[bytes], count: int, path: Path, *, now_s: i
 
     return _write_batch_file(CARD_BATCH.build(created_s=now_s, issuer=issuer, records=chunks,
                                               count=count), path)
+
+
+class BatchFileWriter:
+    """A personalisation batch written as its records come (``cas card personalise
+    --count N``: each chunk as a worker hands it back, while the others still work): the
+    header (``count`` records) first, the SHA-256 at the end.  The file is built beside
+    ``path`` (``.NAME.tmp``, mode 0600) and only :meth:`commit` puts it in place (fsync,
+    rename, fsync of the directory), as :func:`write_batch_records` does; on an error,
+    or a leaving the ``with`` block without :meth:`commit`, the partial file is removed."""
+
+    def __init__(self, path: Path, count: int, *, now_s: int,
+                 issuer: str = DEFAULT_ISSUER) -> None:
+        import hashlib
+
+        from cas.formats.records.card_batch import CARD_BATCH
+
+        self.path = path
+        self._size = count * CARD_BATCH.record_size
+        self._written = 0
+        head = CARD_BATCH.header(created_s=now_s, issuer=issuer, count=count)
+        self._sha = hashlib.sha256(head)
+        self._tmp = path.parent / f".{path.name}.tmp"
+        self._fd: int | None = None
+        self._committed = False
+
+        def create() -> None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self._fd = os.open(self._tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+
+        self._io(create)
+        self._put(head)
+
+    def write(self, records: bytes) -> None:
+        """Append records (built by :func:`build_card_record`, in the batch's order)."""
+        if self._written + len(records) > self._size:
+            raise ValueError("more records than the batch header says")
+        self._written += len(records)
+        self._sha.update(records)
+        self._put(records)
+
+    def commit(self) -> Path:
+        if self._written != self._size:
+            raise ValueError("fewer records than the batch header says")
+        self._put(self._sha.digest())
+        fd, self._fd = self._fd, None
+        assert fd is not None
+
+        def finish() -> None:
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            os.chmod(self._tmp, 0o600)
+            os.replace(self._tmp, self.path)
+            dfd = os.open(self.path.parent, os.O_RDONLY | os.O_DIRECTORY)
+            try:
+                os.fsync(dfd)
+            finally:
+                os.close(dfd)
+
+        self._io(finish)
+        self._committed = True
+        return self.path
+
+    def abort(self) -> None:
+        """Drop the partial file (nothing once :meth:`commit` has put it in place)."""
+        if self._fd is not None:
+            fd, self._fd = self._fd, None
+            with contextlib.suppress(OSError):
+                os.close(fd)
+        if not self._committed:
+            with contextlib.suppress(OSError):
+                self._tmp.unlink(missing_ok=True)
+
+    def _put(self, data: bytes) -> None:
+        def put() -> None:
+            assert self._fd is not None
+            view = memoryview(data)
+            while view:
+                view = view[os.write(self._fd, view):]
+
+        self._io(put)
+
+    def _io(self, step: Callable[[], object]) -> None:
+        try:
+            step()
+        except OSError as exc:
+            self.abort()
+            raise CardError(f"cannot write the batch file {self.path}: {exc.strerror}"
+                            ).with_id("card.cannot_write_batch_file", path=self.path,
+                                      strerror=exc.strerror) from None
+
+    def __enter__(self) -> BatchFileWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.abort()
 
 
 def _write_batch_file(data: bytes, path: Path) -> Path:

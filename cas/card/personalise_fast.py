@@ -22,7 +22,6 @@ keys are inherited, never pickled) and hands back each chunk's records as one ``
 from __future__ import annotations
 
 import hashlib
-import hmac
 import multiprocessing
 import os
 import signal
@@ -30,7 +29,7 @@ import struct
 import sys
 import zlib
 from array import array
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -56,6 +55,9 @@ _IV_WORD = b"\xa6" * 8  # RFC 3394 §2.2.3.1 default initial value
 #: only touches the last byte of the big-endian 64-bit A.
 _XOR_TABLES = [bytes(b ^ t for b in range(256)) for t in range(13)]
 _PIN_BLOCK = _fixed_input(Purpose.PIN, 0)
+#: HMAC's key pads (RFC 2104 §2) as translation tables: ``key.translate(_IPAD)`` is key xor ipad.
+_IPAD = bytes(b ^ 0x36 for b in range(256))
+_OPAD = bytes(b ^ 0x5C for b in range(256))
 
 _OFF_SERIAL = _RECORD_LAYOUT.offset("body.serial")
 _OFF_SLOT = _RECORD_LAYOUT.offset("body.shared_address+member_position")
@@ -72,8 +74,11 @@ _CRC = struct.Struct(">I")
 CHUNK = 20_000
 
 
-def _ecb(key: bytes) -> Callable[[bytes], bytes]:
-    return Cipher(algorithms.AES(key), modes.ECB()).encryptor().update
+_ECB = modes.ECB()
+
+
+def _ecb(key: bytes) -> Callable[[bytes | memoryview], bytes]:
+    return Cipher(algorithms.AES(key), _ECB).encryptor().update
 
 
 def _interleave(*parts: array[int]) -> array[int]:
@@ -155,64 +160,82 @@ def _be32(values: Sequence[int]) -> bytes:
     return words.tobytes()
 
 
-def _put(out: bytearray, offset: int, width: int, column: bytes) -> None:
-    """Write field ``column[n*width:(n+1)*width]`` into record ``n`` at ``offset``, for every
-    record at once: one strided copy per byte of the field."""
+def _put(out: bytearray, offset: int, width: int, column: bytes, start: int = 0,
+         stride: int = 0) -> None:
+    """Write field ``column[start + n*stride:][:width]`` (``stride`` defaults to ``width``)
+    into record ``n`` at ``offset``, for every record at once: one strided copy per byte of
+    the field."""
+    stride = stride or width
     for b in range(width):
-        out[offset + b::CARD_RECORD_SIZE] = column[b::width]
+        out[offset + b::CARD_RECORD_SIZE] = column[start + b::stride]
 
 
 def personalise_records(keys: OperatorKeys, slots: Sequence[CardSlot],
                         factory: Factory) -> bytes:
     """The card records of ``slots``, concatenated (``CARD_RECORD_SIZE`` bytes each), equal
     to ``build_card_record(factory.record(keys, slot))`` for each slot."""
-    if not slots:
+    return personalise_columns(keys, [s.serial for s in slots],
+                               [s.shared_address for s in slots],
+                               [s.member_position for s in slots], factory)
+
+
+def personalise_run(keys: OperatorKeys, serial: int, count: int, slot: int,
+                    factory: Factory) -> bytes:
+    """:func:`personalise_records` of ``count`` cards with serials from ``serial`` at the
+    consecutive slots from the linear slot number ``slot`` (``shared_address * 256 +
+    member_position``; :class:`cas.bulk.cards.SlotRun`)."""
+    linear = range(slot, slot + count)
+    return personalise_columns(keys, range(serial, serial + count), [s >> 8 for s in linear],
+                               [s & 0xFF for s in linear], factory)
+
+
+def personalise_columns(keys: OperatorKeys, serials: Sequence[int], addresses: Sequence[int],
+                        positions: Sequence[int], factory: Factory) -> bytes:
+    """:func:`personalise_records` with the slots given as three columns (card ``i`` is
+    serial ``serials[i]`` at group ``addresses[i]``, position ``positions[i]``)."""
+    n = len(serials)
+    if not n:
         return b""
     # The reference path checks the options and builds the template: a card whose own
     # fields are overwritten below.
-    template = build_card_record(factory.record(keys, slots[0]))
-    for slot in slots:
-        if not 0 <= slot.member_position < 256:
-            raise UsageError(f"member position {slot.member_position} out of range 0..255"
-                             ).with_id("card.member_position_out_range",
-                                       member_position=slot.member_position)
-    n = len(slots)
-    cuks = derive_cuks_concat(keys, [s.serial for s in slots])
+    template = build_card_record(factory.record(keys, CardSlot(
+        serial=serials[0], shared_address=addresses[0], member_position=positions[0])))
+    if min(positions) < 0 or max(positions) > 255:
+        bad = next(p for p in positions if not 0 <= p < 256)
+        raise UsageError(f"member position {bad} out of range 0..255").with_id(
+            "card.member_position_out_range", member_position=bad)
+    cuks = derive_cuks_concat(keys, serials)
     wrapped_cuks = wrap16_many(_ecb(keys.transport_key().raw()), cuks)
     # Under each card's CUK: its group key, the global key, the ECM keys (k keys a card),
     # wrapped by one cipher object per card, one AES call per card and step.
-    group_keys: dict[int, bytes] = {}
-    for slot in slots:
-        if slot.shared_address not in group_keys:
-            group_keys[slot.shared_address] = keys.group_key(slot.shared_address).raw()
+    group_keys = {a: keys.group_key(a).raw() for a in dict.fromkeys(addresses)}
     shared = b"".join([keys.global_key().raw()] + [
         keys.ecm_key(i, epoch=factory.ecm_key_epoch).raw() for i in factory.ecm_key_indexes])
     k = 1 + len(shared) // 16
-    inner = b"".join([group_keys[s.shared_address] + shared for s in slots])
+    inner = b"".join([group_keys[a] + shared for a in addresses])
     encrypts = [_ecb(cuks[i:i + 16]) for i in range(0, 16 * n, 16)]
     wrapped = _wrap16_each(encrypts, inner, k)
     # PIN keys: AES_CUK(M xor K1), K1 = dbl(AES_CUK(0)).
     zero = bytes(16)
     pin_block = int.from_bytes(_PIN_BLOCK, "big")
     pin = factory.pin.encode("ascii")
+    # PIN hash: HMAC-SHA256(PIN key, PIN)[:16] (RFC 2104, the 16-byte key zero-padded to
+    # SHA-256's 64-byte block), two hashlib calls a card, about half the cost of hmac.digest here.
     sha256 = hashlib.sha256
-    hmac_new = hmac.new
+    pad = bytes(64 - 16)
     pin_hashes = b"".join([
-        hmac_new(enc((pin_block ^ _dbl(enc(zero))).to_bytes(16, "big")), pin,
-                 sha256).digest()[:16]
+        sha256((key := enc((pin_block ^ _dbl(enc(zero))).to_bytes(16, "big")) + pad
+                ).translate(_OPAD) + sha256(key.translate(_IPAD) + pin).digest()).digest()[:16]
         for enc in encrypts])
-    out = bytearray(template * n)
-    _put(out, _OFF_SERIAL, 4, _be32([s.serial for s in slots]))
-    _put(out, _OFF_SLOT, 4, _be32([(s.shared_address << 8) | s.member_position for s in slots]))
+    out = bytearray(template) * n
+    _put(out, _OFF_SERIAL, 4, _be32(serials))
+    _put(out, _OFF_SLOT, 4, _be32([(a << 8) | p for a, p in zip(addresses, positions,
+                                                                 strict=True)]))
     _put(out, _OFF_CUK, 24, wrapped_cuks)
-    step = 24 * k
-    _put(out, _OFF_GROUP, 24, b"".join([wrapped[i:i + 24] for i in range(0, len(wrapped), step)]))
-    _put(out, _OFF_GLOBAL, 24,
-         b"".join([wrapped[i + 24:i + 48] for i in range(0, len(wrapped), step)]))
-    for e, offset in enumerate(_OFF_ECM[:len(factory.ecm_key_indexes)]):
-        lo = 48 + 24 * e
-        _put(out, offset, 24,
-             b"".join([wrapped[i + lo:i + lo + 24] for i in range(0, len(wrapped), step)]))
+    # ``wrapped`` holds k wrapped keys a card: group key, global key, the ECM keys.
+    for e, offset in enumerate((_OFF_GROUP, _OFF_GLOBAL,
+                                *_OFF_ECM[:len(factory.ecm_key_indexes)])):
+        _put(out, offset, 24, wrapped, 24 * e, 24 * k)
     _put(out, _OFF_PIN, 16, pin_hashes)
     view = memoryview(out)
     crc32 = zlib.crc32
@@ -223,7 +246,8 @@ def personalise_records(keys: OperatorKeys, slots: Sequence[CardSlot],
     return bytes(out)
 
 
-def _wrap16_each(encrypts: Sequence[Callable[[bytes], bytes]], keys: bytes, k: int) -> bytes:
+def _wrap16_each(encrypts: Sequence[Callable[[bytes | memoryview], bytes]], keys: bytes,
+                 k: int) -> bytes:
     """RFC 3394 wrap of ``k`` 16-byte keys per KEK: ``keys`` holds ``k`` keys for each of
     ``encrypts`` in turn; 24 bytes per key out, in the same order.  Like :func:`wrap16_many`
     with one AES call per KEK and step."""
@@ -234,7 +258,7 @@ def _wrap16_each(encrypts: Sequence[Callable[[bytes], bytes]], keys: bytes, k: i
     width = 16 * k
     for j in range(6):
         for i in range(2):
-            blocks = _interleave(a, r[i]).tobytes()
+            blocks = memoryview(_interleave(a, r[i]).tobytes())
             out = array("Q")
             out.frombytes(b"".join([
                 enc(blocks[c:c + width])
@@ -264,6 +288,12 @@ def _work(slots: list[tuple[int, int, int]]) -> bytes:
     return personalise_records(
         keys, [CardSlot(serial=s, shared_address=a, member_position=p) for s, a, p in slots],
         factory)
+
+
+def _work_run(serial: int, count: int, slot: int) -> bytes:
+    assert _JOB is not None
+    keys, factory = _JOB
+    return personalise_run(keys, serial, count, slot, factory)
 
 
 def _ignore_sigint() -> None:
@@ -312,6 +342,23 @@ class Personaliser:
                 self._pending.append(self._pool.apply_async(
                     _work, ([(s.serial, s.shared_address, s.member_position) for s in part],),
                     callback=self._done))
+
+    def submit_runs(self, runs: Iterable[tuple[int, int, int] | tuple[int, int, int, bool]]
+                    ) -> None:
+        """Like :meth:`submit`, for runs of cards ``(serial, count, slot, …)``: ``count``
+        consecutive serials at consecutive linear slots (:class:`cas.bulk.cards.SlotRun`).
+        A task is three numbers, whatever its number of cards."""
+        for run in runs:
+            serial, count, slot = run[0], run[1], run[2]
+            for start in range(0, count, CHUNK):
+                n = min(CHUNK, count - start)
+                if self._pool is None:
+                    self._pending.append(personalise_run(
+                        self._keys, serial + start, n, slot + start, self._factory))
+                    self.advance(n)
+                else:
+                    self._pending.append(self._pool.apply_async(
+                        _work_run, (serial + start, n, slot + start), callback=self._done))
 
     def _done(self, data: bytes) -> None:
         # In the pool's result thread, as each chunk comes back.

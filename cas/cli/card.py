@@ -13,7 +13,7 @@ from __future__ import annotations
 import signal
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Any
@@ -26,10 +26,10 @@ from cas.card.applet import Applet
 from cas.card.personalise import (
     DEFAULT_FIRST_SERIAL,
     DEFAULT_PIN,
+    BatchFileWriter,
     check_record_keys,
     default_slot,
     image_path,
-    write_batch_records,
 )
 from cas.card.service import serve_images
 from cas.card.vpcd import DEFAULT_VPCD_PORT, parse_endpoint
@@ -57,17 +57,6 @@ def register(cli: click.Group) -> None:
 
 
 # --- personalise -------------------------------------------------------------------------------
-def _store_slots(app: Application, serials: list[int], *, region: int, maturity_limit: int,
-                 advance: Callable[[int], None],
-                 allocated: Callable[[list[SlotLike]], None]) -> None:
-    """Register new cards with the head-end (bulk fast path); the store allocates their
-    group slots and hands each chunk's slots to ``allocated`` as soon as it has them."""
-    from cas.bulk.cards import NewCard
-
-    _register(app, [NewCard(serial=s, region=region, maturity_limit=maturity_limit)
-                    for s in serials], advance, allocated)
-
-
 def _store_register_records(app: Application, records: list[CardRecord]) -> None:
     """Register cards personalised elsewhere (a factory batch) at their own slots."""
     from cas.bulk.cards import NewCard
@@ -180,7 +169,7 @@ def personalise_cmd(app: Application, count: int | None, start_serial: int | Non
         paths: list[Path] | None = (_write_images(app, records, out_dir, overwrite=force,
                                                   state=state) if images else None)
         batch_path = None
-        slots: list[SlotLike] = list(records)
+        slots: Sequence[SlotLike] = records
     else:
         assert count is not None
         first = start_serial if start_serial is not None else (
@@ -188,7 +177,7 @@ def personalise_cmd(app: Application, count: int | None, start_serial: int | Non
         if first + count - 1 > 0xFFFFFFFF:
             raise UsageError("serials would run past 4294967295").with_id(
                 "cli.serials_would_run_past")
-        serials = list(range(first, first + count))
+        serials = range(first, first + count)
         if images:
             _refuse_existing(records_serials=serials, out_dir=out_dir, force=force)
         from cas.card.personalise_fast import Factory
@@ -199,76 +188,104 @@ def personalise_cmd(app: Application, count: int | None, start_serial: int | Non
                 ecm_key_indexes=ecm_key_indexes or (0,), ecm_key_epoch=ecm_key_epoch),
             register=register, images=images, workers=workers, out_dir=out_dir, state=state,
             batch_out=batch_out or out_dir / f"batch-{first:010d}-{count}.casb")
-    cards: list[dict[str, str | int | None]] = [
-        {"serial": f"{s.serial:010d}", "shared_address": s.shared_address,
-         "member_position": s.member_position, "image": str(paths[i]) if paths else None}
-        for i, s in enumerate(slots)
-    ]
-    data = {"cards": cards, "batch": str(batch_path) if batch_path else None,
-            "registered": register}
+
+    def cards(upto: int | None = None) -> list[dict[str, str | int | None]]:
+        # Built only for what is shown: --json lists every card, the table the first 50.
+        return [{"serial": f"{s.serial:010d}", "shared_address": s.shared_address,
+                 "member_position": s.member_position,
+                 "image": str(paths[i]) if paths else None}
+                for i, s in enumerate(slots[:upto] if upto is not None else slots)]
 
     def render() -> None:
-        table = Table(title=f"{len(cards)} card(s) personalised")
+        table = Table(title=f"{len(slots)} card(s) personalised")
         for col in ("serial", "group", "position", "image"):
             table.add_column(col)
-        for c in cards[:50]:
+        for c in cards(50):
             table.add_row(str(c["serial"]), str(c["shared_address"]),
                           str(c["member_position"]), str(c["image"] or "-"))
         app.print(table)
-        if len(cards) > 50:
-            app.print(f"... and {len(cards) - 50} more")
+        if len(slots) > 50:
+            app.print(f"... and {len(slots) - 50} more")
         if batch_path:
             app.print(f"batch file: {batch_path}")
         app.print("registered with the head-end" if register else "not registered (--no-register)")
 
-    app.output(data, render)
+    if app.json_mode:
+        app.output({"cards": cards(), "batch": str(batch_path) if batch_path else None,
+                    "registered": register}, render)
+    else:
+        render()
 
 
-def _personalise_new(app: Application, keys: OperatorKeys, serials: list[int],
+def _personalise_new(app: Application, keys: OperatorKeys, serials: range,
                      factory: Factory, *, register: bool, images: bool, workers: int,
                      out_dir: Path, batch_out: Path, state: CardState
-                     ) -> tuple[list[SlotLike], list[Path] | None, Path]:
-    """New cards: registered (slots allocated by the store) while worker processes
-    personalise each chunk as soon as its slots are known; then the images and the batch.
-    Every phase has its progress bar."""
+                     ) -> tuple[Sequence[SlotLike], list[Path] | None, Path]:
+    """New cards: registered (slots allocated by the store, as runs of consecutive slots)
+    while worker processes personalise each run as soon as its slots are known; then the
+    images and the batch.  Every phase has its progress bar.  Nothing is done card by card
+    in this process: a run goes to a worker as three numbers, the rows are generated by
+    the database (:meth:`cas.bulk.cards.Registrar.register_range`)."""
+    from cas.bulk.cards import RunSlots, SlotRun
     from cas.bulk.register import write_image_bytes
     from cas.card.personalise_fast import Personaliser, default_workers, split_records
     from cas.formats.cardstate import DEFAULT_CARD_STATE, build_card_state
 
     factory.record(keys, default_slot(serials[0]))  # bad options fail before anything is done
     count = len(serials)
-    slots: list[SlotLike] = []
+    runs: list[SlotRun] = []
 
-    def allocated(chunk: list[SlotLike]) -> None:
-        slots.extend(chunk)
-        personaliser.submit(chunk)
+    def allocated(part: list[SlotRun]) -> None:
+        runs.extend(part)
+        personaliser.submit_runs(part)
 
+    chunks: list[bytes] = []
     # The worker processes are forked before any database connection or progress display.
-    with Personaliser(keys, factory, workers=workers or default_workers()) as personaliser:
+    # The batch file is written (to a temp file beside it) as the chunks come back, while
+    # the workers go on; it is put in place at the end.
+    with Personaliser(keys, factory, workers=workers or default_workers()) as personaliser, \
+            BatchFileWriter(batch_out, count, now_s=factory.now_s) as batch:
         phases = ([("registering", count)] if register else []) + [("personalising", count)]
         with app.progress_bars(*phases) as bars:
             personaliser.advance = bars[-1]
             if register:
-                _store_slots(app, serials, region=factory.region,
-                             maturity_limit=factory.maturity_limit, advance=bars[0],
-                             allocated=allocated)
-            else:
-                allocated([default_slot(s) for s in serials])  # type: ignore[misc]
-            chunks = list(personaliser.results())
-    paths = None
-    if images:
-        with app.progress("writing card images", total=count) as advance:
-            tail = b"" if state == DEFAULT_CARD_STATE else build_card_state(state)
-            paths = write_image_bytes(
-                serials, [r + tail for chunk in chunks for r in split_records(chunk)], out_dir,
-                advance=advance)
-    with app.progress("writing the batch file", total=1) as advance:
-        batch_path = write_batch_records(chunks, count, batch_out, now_s=factory.now_s)
-        advance(1)
-    return slots, paths, batch_path
+                _register_serials(app, serials, region=factory.region,
+                                  maturity_limit=factory.maturity_limit, advance=bars[0],
+                                  allocated=allocated)
+            else:  # default slots: serial s at group s >> 8, position s & 0xFF
+                allocated([SlotRun(serials[0], count, serials[0])])
+            for chunk in personaliser.results():
+                batch.write(chunk)
+                if images:
+                    chunks.append(chunk)
+        paths = None
+        if images:
+            with app.progress("writing card images", total=count) as advance:
+                tail = b"" if state == DEFAULT_CARD_STATE else build_card_state(state)
+                paths = write_image_bytes(
+                    serials, [r + tail for chunk in chunks for r in split_records(chunk)],
+                    out_dir, advance=advance)
+        with app.progress("writing the batch file", total=1) as advance:
+            batch_path = batch.commit()
+            advance(1)
+    return RunSlots(runs), paths, batch_path
 
 
-def _refuse_existing(*, records_serials: list[int], out_dir: Path, force: bool) -> None:
+def _register_serials(app: Application, serials: range, *, region: int, maturity_limit: int,
+                      advance: Callable[[int], None],
+                      allocated: Callable[[list[Any]], None]) -> None:
+    from cas.bulk.register import register_serials
+    from cas.cli._subscribers import open_app_store
+
+    store = open_app_store(app)
+    try:
+        register_serials(store, serials[0], len(serials), region=region,
+                         maturity_limit=maturity_limit, advance=advance, allocated=allocated)
+    finally:
+        store.dispose()
+
+
+def _refuse_existing(*, records_serials: Sequence[int], out_dir: Path, force: bool) -> None:
     if force:
         return
     for serial in records_serials:

@@ -107,9 +107,24 @@ def build_batch(
         count = len(records)
     elif sum(len(r) for r in records) != count * record_size:
         raise ValueError(f"{root}: {count} records of {record_size} bytes expected")
+    head = build_batch_header(magic=magic, record_version=record_version,
+                              record_size=record_size, created_s=created_s, issuer=issuer,
+                              count=count, root=root)
+    h = hashlib.sha256(head)
+    for rec in records:
+        h.update(rec)
+    return b"".join([head, *records, h.digest()])
+
+
+def build_batch_header(
+    *, magic: bytes, record_version: int, record_size: int, created_s: int, issuer: str,
+    count: int, root: str,
+) -> bytes:  # fmt: skip
+    """The header of a batch of ``count`` records (:func:`build_batch` without the records
+    and the SHA-256, for a writer that streams them)."""
     check_range(created_s, 32, f"{root}.created_s")
     check_range(count, 32, f"{root}.count")
-    head = build_struct(
+    return build_struct(
         BATCH_HEADER,
         dict(
             magic=magic,
@@ -121,10 +136,6 @@ def build_batch(
         ),
         f"{root}.header",
     )
-    h = hashlib.sha256(head)
-    for rec in records:
-        h.update(rec)
-    return b"".join([head, *records, h.digest()])
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -147,6 +158,12 @@ class BatchKind:
             record_size=self.record_size,
             root=self.root,
         )
+
+    def header(self, *, created_s: int, issuer: str, count: int) -> bytes:
+        """The header of a batch of ``count`` records (:func:`build_batch_header`)."""
+        return build_batch_header(magic=self.magic, record_version=self.record_version,
+                                  record_size=self.record_size, created_s=created_s,
+                                  issuer=issuer, count=count, root=self.root)
 
     def build(self, *, created_s: int, issuer: str, records: list[bytes],
               count: int | None = None) -> bytes:

@@ -15,6 +15,7 @@ from cas.card.personalise_fast import (
     Factory,
     Personaliser,
     personalise_records,
+    personalise_run,
     split_records,
     wrap16_many,
 )
@@ -73,3 +74,32 @@ def test_worker_processes_give_the_same_records_in_order(workers: int) -> None:
     for n in (0, 19_999, 20_000, 29_999, 30_000, 44_999):
         assert records[n] == build_card_record(factory.record(KEYS, slots[n]))
     assert records == split_records(personalise_records(KEYS, slots, factory))
+
+
+def test_a_run_gives_the_records_of_its_slots() -> None:
+    # 600 cards from serial 7000 at the slots from group 3, position 250: the run crosses
+    # two groups.
+    factory = Factory(now_s=1_790_000_000, ecm_key_indexes=(2, 9), region=4)
+    slots = [CardSlot(serial=7000 + i, shared_address=(3 * 256 + 250 + i) >> 8,
+                      member_position=(3 * 256 + 250 + i) & 0xFF) for i in range(600)]
+    assert slots[6].shared_address == 4 and slots[6].member_position == 0
+    fast = personalise_run(KEYS, 7000, 600, 3 * 256 + 250, factory)
+    assert fast == personalise_records(KEYS, slots, factory)
+    assert split_records(fast)[5] == build_card_record(factory.record(KEYS, slots[5]))
+    assert personalise_run(KEYS, 1, 0, 0, factory) == b""
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_runs_through_the_workers_give_the_records_of_their_slots(workers: int) -> None:
+    factory = Factory(now_s=1_790_000_000)
+    # (serial, count, first linear slot, new): a run longer than a task, a short one.
+    runs = [(9_000, 25_000, 256, True), (40_000, 300, 70_000, False)]
+    slots = [CardSlot(serial=s + i, shared_address=(slot + i) >> 8,
+                      member_position=(slot + i) & 0xFF)
+             for s, n, slot, _ in runs for i in range(n)]
+    done: list[int] = []
+    with Personaliser(KEYS, factory, workers=workers, advance=done.append) as personaliser:
+        personaliser.submit_runs(runs)
+        records = b"".join(personaliser.results())
+    assert sum(done) == len(slots)
+    assert records == personalise_records(KEYS, slots, factory)
