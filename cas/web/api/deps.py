@@ -75,9 +75,11 @@ class ApiContext:
             return fn(s, _request_clock(s))
 
     def read_core(self, fn: Callable[[Connection], T]) -> T:
-        """``fn(connection)`` with SQLAlchemy Core on a read connection: for hot paths that
-        need neither the ORM nor the store clock (e.g. the balance read)."""
-        with self.tenant.store.read_engine.connect() as conn:
+        """``fn(connection)`` with SQLAlchemy Core on a read connection, for hot paths that
+        need neither the ORM nor the store clock and read with ONE statement (e.g. the
+        balance): on PostgreSQL the connection is in autocommit
+        (:attr:`cas.store.engine.Store.statement_engine`)."""
+        with self.tenant.store.statement_engine.connect() as conn:
             return fn(conn)
 
     def write(self, action: str, target: str | Callable[[T], str],
@@ -118,7 +120,7 @@ async def api_context(request: Request, api_key: Annotated[str | None, Security(
     if presented is None or tenant is None:
         raise Unauthenticated("invalid API key").with_id("web.invalid_api_key")
     now_s = state.settings.now_s()
-    with tenant.store.read_engine.connect() as conn:
+    with tenant.store.statement_engine.connect() as conn:
         row = conn.execute(_KEY_ROW, {"key_id": presented.key_id}).first()
     ok = (row is not None and row.operator == presented.operator
           and row.revoked_at_s is None
