@@ -45,6 +45,7 @@ from cas.billing.payments import PAYMENT_METHODS, PaymentResult, pay
 from cas.billing.profile import OperatorProfile
 from cas.billing.txn import DAY_S, PROFILE_TOML_KEY, profile_of_text
 from cas.billing.vocab import OPEN_STATES, LedgerKind, PayerKind, SubscriptionStatus
+from cas.store.fastsql import HotStatement
 from cas.store.models import (
     Account,
     Card,
@@ -91,18 +92,30 @@ def _locking_statement(by: str) -> Select[Any]:
     return stmt.outerjoin(Subscription, subs).with_for_update(of=Account.__table__)
 
 
-_LOCK = {kind: _locking_statement(kind) for kind in PayerKind}
-_BALANCE = (update(Account).where(Account.id == bindparam("account_id"))
-            .values(balance_minor=Account.balance_minor + bindparam("amount", type_=Account.balance_minor.type))
-            .returning(Account.balance_minor))
+_LOCK = {kind: HotStatement(_locking_statement(kind),
+                             ("serial",) if kind == PayerKind.CARD else ("text",))
+         for kind in PayerKind}
+_BALANCE = HotStatement(
+    update(Account).where(Account.id == bindparam("account_id"))
+    .values(balance_minor=Account.balance_minor + bindparam("amount",
+                                                            type_=Account.balance_minor.type))
+    .returning(Account.balance_minor), ("account_id", "amount"))
+_PAYMENT_COLUMNS = ("payment_id", "account_id", "at_s", "amount_minor", "method", "by_kind",
+                    "ref", "package_code")
 
 
-def _insert_payment(dialect: str) -> Any:
+def _insert_payment(dialect: str) -> HotStatement:
     ins = postgresql.insert(Payment) if dialect == "postgresql" else sqlite.insert(Payment)
-    return ins.on_conflict_do_nothing(index_elements=["payment_id"]).returning(Payment.id)
+    stmt = (ins.values({c: bindparam(c) for c in _PAYMENT_COLUMNS})
+            .on_conflict_do_nothing(index_elements=["payment_id"]).returning(Payment.id))
+    return HotStatement(stmt, _PAYMENT_COLUMNS)
 
 
 _INSERT_PAYMENT = {"postgresql": _insert_payment("postgresql"), "sqlite": _insert_payment("sqlite")}
+_LEDGER_COLUMNS = ("account_id", "at_s", "amount_minor", "balance_after_minor", "kind", "ref",
+                   "description")
+_INSERT_LEDGER = HotStatement(
+    insert(LedgerEntry).values({c: bindparam(c) for c in _LEDGER_COLUMNS}), _LEDGER_COLUMNS)
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,7 +142,7 @@ def _read_locked(conn: Connection, by: str, ref: str, at: datetime | None) -> _L
         params = {"text": text}
     else:
         return None
-    rows = conn.execute(_LOCK[PayerKind(by)], params).all()
+    rows = _LOCK[PayerKind(by)].run(conn, params)
     if not rows or rows[0][8] is None:
         return None
     first = rows[0]
@@ -196,16 +209,17 @@ def pay_fast(session: Session, *, by: PayerKind | str, ref: str | int, amount_mi
                      at=at, method=method, package=package)
     at_s = locked.at_s
     dialect = conn.dialect.name
-    inserted = conn.execute(_INSERT_PAYMENT[dialect if dialect in _INSERT_PAYMENT else "sqlite"], {
+    inserted = _INSERT_PAYMENT[dialect if dialect in _INSERT_PAYMENT else "sqlite"].first(conn, {
         "payment_id": payment_id, "account_id": locked.account_id, "at_s": at_s,
         "amount_minor": amount_minor, "method": method, "by_kind": str(by), "ref": ref_text,
-        "package_code": None}).first()
+        "package_code": None})
     if inserted is None:  # the payment id is taken: pay() refuses it (DUPLICATE_PAYMENT)
         return _full(session, by=by, ref=ref, amount_minor=amount_minor, payment_id=payment_id,
                      at=from_s(at_s), method=method, package=package)
-    balance = int(conn.execute(_BALANCE, {"account_id": locked.account_id,
-                                          "amount": amount_minor}).scalar_one())
-    conn.execute(insert(LedgerEntry), {
+    row = _BALANCE.first(conn, {"account_id": locked.account_id, "amount": amount_minor})
+    assert row is not None  # the row is locked: it is there
+    balance = int(row[0])
+    _INSERT_LEDGER.run(conn, {
         "account_id": locked.account_id, "at_s": at_s, "amount_minor": amount_minor,
         "balance_after_minor": balance, "kind": str(LedgerKind.PAYMENT), "ref": payment_id,
         "description": f"payment by {by} {ref} ({method})"[:256]})

@@ -13,10 +13,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import insert, select
+from sqlalchemy import bindparam, insert, select
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
+from cas.store.fastsql import HotStatement
 from cas.store.repo import to_s
 from cas.web.models import WebAuditEntry
 
@@ -50,14 +51,17 @@ def record(session: Session, actor: Actor, action: str, target: str, *, wall_s: 
                                         detail=detail)))
 
 
-_INSERT = insert(WebAuditEntry)
+_AUDIT_COLUMNS = ("at_s", "sim_at_s", "actor_kind", "actor", "client_ip", "action", "target",
+                  "detail")
+_INSERT = HotStatement(insert(WebAuditEntry).values({c: bindparam(c) for c in _AUDIT_COLUMNS}),
+                       _AUDIT_COLUMNS)
 
 
 def record_core(conn: Connection, actor: Actor, action: str, target: str, *, wall_s: int,
                 sim_at: datetime, detail: Mapping[str, Any] | None = None) -> None:
     """:func:`record` as one Core ``INSERT`` on the transaction's connection (the payment's
     hot path, which writes no ORM objects)."""
-    conn.execute(_INSERT, _values(actor, action, target, wall_s=wall_s, sim_at=sim_at,
+    _INSERT.run(conn, _values(actor, action, target, wall_s=wall_s, sim_at=sim_at,
                                   detail=detail))
 
 

@@ -9,12 +9,14 @@ import re
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Path, Request, Response
+from sqlalchemy import bindparam
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from cas.billing.payments_fast import pay_fast
 from cas.billing.records import get_payment as billing_get_payment
 from cas.errors import CasError, ValidationError
+from cas.store.fastsql import HotStatement
 from cas.web import audit
 from cas.web.api.deps import ApiContext, Ctx
 from cas.web.errors import WebError
@@ -78,11 +80,17 @@ def create_payment(
     return Response(content=text, status_code=201, media_type="application/json")
 
 
-def _insert_idempotency(dialect: str) -> Any:
+_IDEMPOTENCY_COLUMNS = ("api_key_id", "idem_key", "request_sha256", "status_code",
+                        "response_body", "created_at_s")
+
+
+def _insert_idempotency(dialect: str) -> HotStatement:
     ins = postgresql.insert(WebIdempotency) if dialect == "postgresql" else sqlite.insert(
         WebIdempotency)
-    return ins.on_conflict_do_nothing(index_elements=["api_key_id", "idem_key"]).returning(
-        WebIdempotency.status_code)
+    stmt = (ins.values({c: bindparam(c) for c in _IDEMPOTENCY_COLUMNS})
+            .on_conflict_do_nothing(index_elements=["api_key_id", "idem_key"])
+            .returning(WebIdempotency.status_code))
+    return HotStatement(stmt, _IDEMPOTENCY_COLUMNS)
 
 
 _INSERT_IDEMPOTENCY = {d: _insert_idempotency(d) for d in ("postgresql", "sqlite")}
@@ -102,10 +110,9 @@ def _book(ctx: ApiContext, s: Session, body: PaymentIn, payment_id: str, idempot
     text = PaymentOut.of(result).model_dump_json()
     conn = s.connection()
     dialect = conn.dialect.name
-    recorded = conn.execute(
-        _INSERT_IDEMPOTENCY[dialect if dialect in _INSERT_IDEMPOTENCY else "sqlite"],
-        {"api_key_id": ctx.key_id, "idem_key": idempotency_key, "request_sha256": digest,
-         "status_code": 201, "response_body": text, "created_at_s": ctx.wall_s}).first()
+    recorded = _INSERT_IDEMPOTENCY[dialect if dialect in _INSERT_IDEMPOTENCY else "sqlite"].first(
+        conn, {"api_key_id": ctx.key_id, "idem_key": idempotency_key, "request_sha256": digest,
+               "status_code": 201, "response_body": text, "created_at_s": ctx.wall_s})
     if recorded is None:
         raise WebError("this Idempotency-Key was used with a different request",
                        code="IDEMPOTENCY_KEY_REUSED", category="CONFLICT").with_id(
