@@ -104,7 +104,9 @@ def load_average() -> str:
 
 
 def cpu_s(pid: int) -> float:
-    """User + system CPU seconds of a process and its children still running (/proc)."""
+    """User + system CPU seconds of a process and its children: those still running, and
+    those that ended and were waited for (PostgreSQL backends come and go as the server's
+    pool opens and closes overflow connections)."""
     total = 0.0
     for stat in glob.glob("/proc/[0-9]*/stat"):
         try:
@@ -113,7 +115,9 @@ def cpu_s(pid: int) -> float:
             continue
         fields = text.rsplit(")", 1)[1].split()
         this = int(Path(stat).parent.name)
-        if this == pid or int(fields[1]) == pid:
+        if this == pid:
+            total += sum(int(f) for f in fields[11:15]) / os.sysconf("SC_CLK_TCK")
+        elif int(fields[1]) == pid:
             total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
     return total
 
