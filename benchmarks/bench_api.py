@@ -21,7 +21,9 @@ Baselines in the same run and on the same server: on PostgreSQL ``pgbench`` TPC-
 default script) and select-only (``-S``) with as many clients, on a scale-1 database of their
 own; on SQLite, bare ``sqlite3`` transactions of the same shape as a payment's writes
 (``BEGIN IMMEDIATE``, an UPDATE, two INSERTs, COMMIT) and primary-key selects, on a file in
-WAL mode.  The load average is printed with every line: the machine is shared.
+WAL mode.  The load average is printed with every line: the machine is shared.  Each line
+also gives the CPU per request of the server (parent and workers) and, on the throwaway
+PostgreSQL cluster, of PostgreSQL (postmaster and backends).
 
 PostgreSQL: ``--pg-url URL`` (an empty database; pgbench needs ``--pg-bindir`` and a server
 it may create a database on), or by default a throwaway cluster (``tests/fixtures/postgres.py``)
