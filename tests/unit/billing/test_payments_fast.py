@@ -15,9 +15,10 @@ from sqlalchemy import select
 
 from cas.billing import clock, payments_fast, service
 from cas.billing.payments_fast import pay_fast
+from cas.billing.txn import PROFILE_TOML_KEY
 from cas.errors import CasError
 from cas.store.engine import Store
-from cas.store.models import Package
+from cas.store.models import Package, Setting
 from tests.fixtures.postgres import PostgresServer
 from tests.unit.billing.helpers import DAY, Bench
 
@@ -186,3 +187,26 @@ def test_fast_and_orm_payments_leave_the_same_rows(two_stores: tuple[Store, Stor
     # The plain payments above (no rule can act) took the fast way; the rest fell back.
     assert t.payments - fast_calls[0] >= 8
     assert fast_calls[0] >= 6
+
+
+def test_a_changed_profile_is_used_by_the_next_payment(store: Store) -> None:
+    """The profile's text comes with the locking statement (parsed once per text): a store
+    whose operator changes its rules pays by them on the next payment, without a restart."""
+    b = Bench(store, "atvplus")
+    acc = b.account()
+    card = b.card(acc)
+
+    def pay_by_card(pid: str) -> Any:
+        with b.tx() as s:
+            return pay_fast(s, by="card", ref=f"{card:010d}", amount_minor=100, payment_id=pid)
+
+    assert pay_by_card("before")[0].balance_minor == 100
+    with b.tx() as s:
+        row = s.get(Setting, PROFILE_TOML_KEY)
+        assert row is not None
+        assert 'by = ["card", "contract", "account"]' in row.value
+        row.value = row.value.replace('by = ["card", "contract", "account"]', 'by = ["account"]')
+    with pytest.raises(CasError) as refused:
+        pay_by_card("after")
+    assert getattr(refused.value, "code", None) == "BAD_PAYER"
+    assert b.balance(acc) == 100
