@@ -2,9 +2,9 @@
 
 The operator API's payment and balance paths run the same handful of statements thousands of
 times a second.  Through :meth:`sqlalchemy.engine.Connection.execute` each costs the client
-~150–300 µs of CPU on PostgreSQL (cache look-up, parameter construction, execution context,
-result wrapping) against ~35–50 µs for the driver's own ``cursor.execute`` of the same SQL
-(measured in ``benchmarks/api.md``).  :class:`HotStatement` keeps the Core statement as the
+~100–280 µs of CPU on PostgreSQL (cache look-up, parameter construction, execution context,
+result wrapping) against ~25–50 µs for the driver's own ``cursor.execute`` of the same SQL
+(measured in ``benchmarks/api.md``; the range is two runs at different machine load).  :class:`HotStatement` keeps the Core statement as the
 single source of the SQL, compiles it once per dialect (constants and ``IN`` lists expanded),
 and runs it on the DBAPI cursor of a SQLAlchemy connection, inside the transaction SQLAlchemy
 began (or in the driver's autocommit, on :attr:`cas.store.engine.Store.statement_engine`).
