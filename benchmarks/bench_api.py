@@ -21,7 +21,9 @@ Baselines in the same run and on the same server: on PostgreSQL ``pgbench`` TPC-
 default script) and select-only (``-S``) with as many clients, on a scale-1 database of their
 own; on SQLite, bare ``sqlite3`` transactions of the same shape as a payment's writes
 (``BEGIN IMMEDIATE``, an UPDATE, two INSERTs, COMMIT) and primary-key selects, on a file in
-WAL mode.  The load average is printed with every line: the machine is shared.
+WAL mode.  The load average is printed with every line: the machine is shared.  Each line
+also gives the CPU per request of the server (parent and workers) and, on the throwaway
+PostgreSQL cluster, of PostgreSQL (postmaster and backends).
 
 PostgreSQL: ``--pg-url URL`` (an empty database; pgbench needs ``--pg-bindir`` and a server
 it may create a database on), or by default a throwaway cluster (``tests/fixtures/postgres.py``)
@@ -104,7 +106,9 @@ def load_average() -> str:
 
 
 def cpu_s(pid: int) -> float:
-    """User + system CPU seconds of a process and its children still running (/proc)."""
+    """User + system CPU seconds of a process and its children: those still running, and
+    those that ended and were waited for (PostgreSQL backends come and go as the server's
+    pool opens and closes overflow connections)."""
     total = 0.0
     for stat in glob.glob("/proc/[0-9]*/stat"):
         try:
@@ -113,7 +117,9 @@ def cpu_s(pid: int) -> float:
             continue
         fields = text.rsplit(")", 1)[1].split()
         this = int(Path(stat).parent.name)
-        if this == pid or int(fields[1]) == pid:
+        if this == pid:
+            total += sum(int(f) for f in fields[11:15]) / os.sysconf("SC_CLK_TCK")
+        elif int(fields[1]) == pid:
             total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
     return total
 
@@ -331,7 +337,10 @@ def sqlite_baseline(path: Path, duration_s: float) -> dict[str, float]:
 
 
 # --- one database -----------------------------------------------------------------------------
-def run_backend(name: str, url: str, args: argparse.Namespace, workdir: Path) -> dict[str, object]:
+def run_backend(name: str, url: str, args: argparse.Namespace, workdir: Path,
+                db_pid: int | None = None) -> dict[str, object]:
+    """``db_pid``: the PostgreSQL postmaster, whose CPU (with its backends) is counted per
+    request beside the server's."""
     seeded = seed(url, args.accounts)
     out: dict[str, object] = {"database": name, "server_workers": args.server_workers,
                               "clients": args.clients}
@@ -341,12 +350,15 @@ def run_backend(name: str, url: str, args: argparse.Namespace, workdir: Path) ->
             for paced in (False, True):
                 rate = max(1.0, round(saturated["per_s"] / 2)) if paced else None
                 cpu0 = cpu_s(pid)
+                db0 = cpu_s(db_pid) if db_pid is not None else 0.0
                 spec = LoadSpec(port=port, key=seeded.key, kind=kind, cards=seeded.cards,
                                 accounts=seeded.accounts, clients=args.clients * (4 if paced else 1),
                                 duration_s=args.duration_s, warmup_s=args.warmup_s,
                                 tag=f"{name}-{kind}-{paced}-{os.urandom(4).hex()}", rate=rate)
                 res = run_load(spec)
                 res["server_cpu_ms"] = (cpu_s(pid) - cpu0) * 1000 / max(res["requests"], 1)
+                if db_pid is not None:
+                    res["db_cpu_ms"] = (cpu_s(db_pid) - db0) * 1000 / max(res["requests"], 1)
                 res["load_average"] = load_average()  # type: ignore[assignment]
                 if rate is not None:
                     res["offered_per_s"] = rate
@@ -358,6 +370,7 @@ def run_backend(name: str, url: str, args: argparse.Namespace, workdir: Path) ->
                       f"{res['per_s']:7.0f}/s  p50 {res['p50_ms']:6.1f} ms  "
                       f"p99 {res['p99_ms']:6.1f} ms  max {res['max_ms']:6.1f} ms  "
                       f"server CPU {res['server_cpu_ms']:.2f} ms/req  "
+                      + (f"PostgreSQL CPU {res['db_cpu_ms']:.2f} ms/req  " if db_pid else "") +
                       f"load {res['load_average']}", flush=True)
     return out
 
@@ -369,6 +382,7 @@ class Pg:
     dsn_args: list[str]
     as_user: str | None
     create_db: str  # a database name pgbench may initialise
+    postmaster_pid: int | None = None
 
 
 @contextmanager
@@ -391,10 +405,18 @@ def throwaway_postgres() -> Iterator[Pg]:
         bench_db = pg.create_database("pgbench")
         yield Pg(url=url, bindir=pg.bindir,
                  dsn_args=["-h", "127.0.0.1", "-p", str(pg.port), "-U", "postgres"],
-                 as_user=as_user, create_db=bench_db.rsplit("/", 1)[1])
+                 as_user=as_user, create_db=bench_db.rsplit("/", 1)[1],
+                 postmaster_pid=_postmaster_pid(pg.datadir))
     finally:
         pg.stop()
         shutil.rmtree(root, ignore_errors=True)
+
+
+def _postmaster_pid(datadir: Path) -> int | None:
+    try:
+        return int((datadir / "postmaster.pid").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
 
 
 def pg_baseline(pg: Pg, args: argparse.Namespace) -> dict[str, float]:
@@ -431,7 +453,7 @@ def main() -> None:
         if not args.no_pg:
             with throwaway_postgres() as pg:
                 base = pg_baseline(pg, args)
-                res = run_backend("postgresql", pg.url, args, work)
+                res = run_backend("postgresql", pg.url, args, work, db_pid=pg.postmaster_pid)
                 res["baseline"] = base
                 results.append(res)
         if not args.no_sqlite:

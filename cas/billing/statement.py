@@ -21,6 +21,7 @@ from cas.billing.txn import PROFILE_TOML_KEY, account_by_number, current_profile
 from cas.errors import StoreError
 from cas.i18n import Translator
 from cas.store.errors import RecordNotFound
+from cas.store.fastsql import HotStatement
 from cas.store.models import Account, LedgerEntry, PromisedPayment, Setting
 from cas.store.repo import from_s, to_s
 from cas.text import is_ascii_digits
@@ -128,11 +129,15 @@ _BALANCE = (
 )
 
 
+_BALANCE_HOT = HotStatement(_BALANCE, ("number",))
+
+
 def balance_fast(conn: Connection, *, account_number: str) -> BalanceView:
-    """:func:`balance` with SQLAlchemy Core in one round trip (the operator API's hot path):
-    the same view and the same refusals."""
+    """:func:`balance` in one round trip, the Core statement run on the driver's cursor
+    (:class:`cas.store.fastsql.HotStatement`; the operator API's hot path): the same view
+    and the same refusals."""
     text = str(account_number).strip()
-    row = conn.execute(_BALANCE, {"number": text}).first() if is_ascii_digits(text) else None
+    row = _BALANCE_HOT.first(conn, {"number": text}) if is_ascii_digits(text) else None
     if row is None:
         raise RecordNotFound(f"unknown account {account_number!r}", code="UNKNOWN_ACCOUNT").with_id(
             "unknown_account", ref=account_number)

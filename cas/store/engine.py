@@ -257,6 +257,13 @@ class Store:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self.read_engine = engine.execution_options(**{READ_ONLY_OPTION: True})
+        #: For a read that is one statement (the API key check, the balance): on PostgreSQL
+        #: in autocommit, so the statement is the only round trip (no BEGIN before it, no
+        #: ROLLBACK when the connection goes back to the pool); one statement sees one
+        #: snapshot either way.  On SQLite the same as :attr:`read_engine`.
+        self.statement_engine = (
+            self.read_engine.execution_options(isolation_level="AUTOCOMMIT")
+            if engine.dialect.name == "postgresql" else self.read_engine)
         self._factory = sessionmaker(bind=engine, expire_on_commit=False)
         self._read_factory = sessionmaker(bind=self.read_engine, expire_on_commit=False)
 

@@ -13,9 +13,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, insert, select
+from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
+from cas.store.fastsql import HotStatement
 from cas.store.repo import to_s
 from cas.web.models import WebAuditEntry
 
@@ -34,13 +36,33 @@ class Actor:
     client_ip: str = ""
 
 
+def _values(actor: Actor, action: str, target: str, *, wall_s: int, sim_at: datetime,
+            detail: Mapping[str, Any] | None) -> dict[str, Any]:
+    clean = {k: v for k, v in (detail or {}).items() if k not in _SECRET_KEYS}
+    return {"at_s": wall_s, "sim_at_s": to_s(sim_at), "actor_kind": actor.kind,
+            "actor": actor.name[:64], "client_ip": actor.client_ip[:64], "action": action[:48],
+            "target": str(target)[:64],
+            "detail": json.dumps(clean, sort_keys=True, default=str, ensure_ascii=False)}
+
+
 def record(session: Session, actor: Actor, action: str, target: str, *, wall_s: int,
            sim_at: datetime, detail: Mapping[str, Any] | None = None) -> None:
-    clean = {k: v for k, v in (detail or {}).items() if k not in _SECRET_KEYS}
-    session.add(WebAuditEntry(
-        at_s=wall_s, sim_at_s=to_s(sim_at), actor_kind=actor.kind, actor=actor.name[:64],
-        client_ip=actor.client_ip[:64], action=action[:48], target=str(target)[:64],
-        detail=json.dumps(clean, sort_keys=True, default=str, ensure_ascii=False)))
+    session.add(WebAuditEntry(**_values(actor, action, target, wall_s=wall_s, sim_at=sim_at,
+                                        detail=detail)))
+
+
+_AUDIT_COLUMNS = ("at_s", "sim_at_s", "actor_kind", "actor", "client_ip", "action", "target",
+                  "detail")
+_INSERT = HotStatement(insert(WebAuditEntry).values({c: bindparam(c) for c in _AUDIT_COLUMNS}),
+                       _AUDIT_COLUMNS)
+
+
+def record_core(conn: Connection, actor: Actor, action: str, target: str, *, wall_s: int,
+                sim_at: datetime, detail: Mapping[str, Any] | None = None) -> None:
+    """:func:`record` as one Core ``INSERT`` on the transaction's connection (the payment's
+    hot path, which writes no ORM objects)."""
+    _INSERT.run(conn, _values(actor, action, target, wall_s=wall_s, sim_at=sim_at,
+                                  detail=detail))
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

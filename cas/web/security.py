@@ -10,7 +10,8 @@ cookies and rate-limit counters.
 * CSRF: a random per-browser value in an HttpOnly cookie; forms carry
   HMAC-SHA256(secret, value) (a signed double-submit token), checked on every POST.
 * Rate limits: fixed windows counted in the store (``web_throttle``), so they hold across
-  worker processes and restarts; one upsert per counted attempt.
+  worker processes and restarts; one ``INSERT … ON CONFLICT DO UPDATE … RETURNING`` per
+  counted attempt.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from dataclasses import dataclass
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 from itsdangerous import BadSignature, Signer
-from sqlalchemy import Table, case, select
+from sqlalchemy import Table, case
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -184,9 +185,8 @@ def throttle_count(session: Session, key: str, rule: RateLimit, now_s: int) -> i
         set_={"count": case((expired, 1), else_=table.c.count + 1),
               "window_start_s": case((expired, now_s), else_=table.c.window_start_s)},
     )
-    session.execute(stmt)
-    return int(session.execute(select(WebThrottle.count).where(WebThrottle.key == key))
-               .scalar_one())
+    # One round trip: the count the upsert left is returned by it (PostgreSQL; SQLite 3.35+).
+    return int(session.execute(stmt.returning(table.c.count)).scalar_one())
 
 
 def throttle_reset(session: Session, key: str) -> None:

@@ -23,6 +23,7 @@ from sqlalchemy.orm import Session
 
 from cas.billing.clock import CLOCK_KEY, clock_now
 from cas.billing.txn import PROFILE_TOML_KEY
+from cas.store.fastsql import HotStatement
 from cas.store.models import Setting
 from cas.web import audit
 from cas.web.errors import Unauthenticated
@@ -49,9 +50,12 @@ _LAST_USED_EVERY_S = 60
 #: one statement into the session's identity map, where :func:`clock_now` and
 #: :func:`cas.billing.txn.current_profile` find them without another round trip.
 _REQUEST_SETTINGS = select(Setting).where(Setting.key.in_([CLOCK_KEY, PROFILE_TOML_KEY]))
-#: The key check reads four columns with SQLAlchemy Core: no ORM session, no identity map.
-_KEY_ROW = select(WebApiKey.operator, WebApiKey.secret_sha256, WebApiKey.revoked_at_s,
-                  WebApiKey.last_used_at_s).where(WebApiKey.key_id == bindparam("key_id"))
+#: The key check reads four columns: a Core statement run on the driver's cursor (no ORM
+#: session, no SQLAlchemy result), on an autocommit connection on PostgreSQL.
+_KEY_ROW = HotStatement(
+    select(WebApiKey.operator, WebApiKey.secret_sha256, WebApiKey.revoked_at_s,
+           WebApiKey.last_used_at_s).where(WebApiKey.key_id == bindparam("key_id")),
+    ("key_id",))
 
 
 def _request_clock(session: Session) -> datetime:
@@ -75,9 +79,11 @@ class ApiContext:
             return fn(s, _request_clock(s))
 
     def read_core(self, fn: Callable[[Connection], T]) -> T:
-        """``fn(connection)`` with SQLAlchemy Core on a read connection: for hot paths that
-        need neither the ORM nor the store clock (e.g. the balance read)."""
-        with self.tenant.store.read_engine.connect() as conn:
+        """``fn(connection)`` with SQLAlchemy Core on a read connection, for hot paths that
+        need neither the ORM nor the store clock and read with ONE statement (e.g. the
+        balance): on PostgreSQL the connection is in autocommit
+        (:attr:`cas.store.engine.Store.statement_engine`)."""
+        with self.tenant.store.statement_engine.connect() as conn:
             return fn(conn)
 
     def write(self, action: str, target: str | Callable[[T], str],
@@ -118,15 +124,15 @@ async def api_context(request: Request, api_key: Annotated[str | None, Security(
     if presented is None or tenant is None:
         raise Unauthenticated("invalid API key").with_id("web.invalid_api_key")
     now_s = state.settings.now_s()
-    with tenant.store.read_engine.connect() as conn:
-        row = conn.execute(_KEY_ROW, {"key_id": presented.key_id}).first()
-    ok = (row is not None and row.operator == presented.operator
-          and row.revoked_at_s is None
-          and same_digest(row.secret_sha256, presented.secret_sha256))
-    if not ok:
+    with tenant.store.statement_engine.connect() as conn:
+        row = _KEY_ROW.first(conn, {"key_id": presented.key_id})
+    if row is None:
         raise Unauthenticated("invalid API key").with_id("web.invalid_api_key")
-    assert row is not None
-    if row.last_used_at_s is None or now_s - row.last_used_at_s >= _LAST_USED_EVERY_S:
+    operator, secret_sha256, revoked_at_s, last_used_at_s = row
+    if not (operator == presented.operator and revoked_at_s is None
+            and same_digest(secret_sha256, presented.secret_sha256)):
+        raise Unauthenticated("invalid API key").with_id("web.invalid_api_key")
+    if last_used_at_s is None or now_s - last_used_at_s >= _LAST_USED_EVERY_S:
         with tenant.transaction() as s:
             s.execute(update(WebApiKey).where(WebApiKey.key_id == presented.key_id)
                       .values(last_used_at_s=now_s))
