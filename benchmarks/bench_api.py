@@ -3,6 +3,7 @@ saturated rate, on PostgreSQL and SQLite, with same-run baselines.
 
     .venv/bin/python benchmarks/bench_api.py                      # both databases, 2 workers
     .venv/bin/python benchmarks/bench_api.py --no-pg --duration-s 5 --server-workers 1
+    .venv/bin/python benchmarks/bench_api.py --only balance --no-baseline   # reads only
 
 For each database: a fresh store with the ATV+ profile and ``--accounts`` accounts with a card
 each, an API key, and ``cas serve api --workers N`` (the real CLI, ``--server-workers``) on
@@ -345,7 +346,7 @@ def run_backend(name: str, url: str, args: argparse.Namespace, workdir: Path,
     out: dict[str, object] = {"database": name, "server_workers": args.server_workers,
                               "clients": args.clients}
     with server(url, workdir / f"data-{name}", args.server_workers) as (port, pid):
-        for kind in ("payment", "balance"):
+        for kind in args.kinds:
             saturated: dict[str, float] = {}
             for paced in (False, True):
                 rate = max(1.0, round(saturated["per_s"] / 2)) if paced else None
@@ -445,24 +446,30 @@ def main() -> None:
     ap.add_argument("--no-pg", action="store_true")
     ap.add_argument("--no-sqlite", action="store_true")
     ap.add_argument("--json", type=Path, help="write the results here")
+    ap.add_argument("--only", dest="kinds", action="append", choices=("payment", "balance"),
+                    help="run only these scenarios (repeatable; default: both)")
+    ap.add_argument("--no-baseline", action="store_true",
+                    help="skip pgbench and bare sqlite3 (the same-run baselines)")
     args = ap.parse_args()
+    args.kinds = tuple(args.kinds or ("payment", "balance"))
     results: list[dict[str, object]] = []
     work = Path(tempfile.mkdtemp(prefix="cas-bench-api-"))
     print(f"load average at start: {load_average()}  cores: {os.cpu_count()}", flush=True)
     try:
         if not args.no_pg:
             with throwaway_postgres() as pg:
-                base = pg_baseline(pg, args)
+                base = {} if args.no_baseline else pg_baseline(pg, args)
                 res = run_backend("postgresql", pg.url, args, work, db_pid=pg.postmaster_pid)
                 res["baseline"] = base
                 results.append(res)
         if not args.no_sqlite:
             res = run_backend("sqlite", f"sqlite:///{work / 'cas.sqlite'}", args, work)
-            base_sqlite = sqlite_baseline(work / "bare.sqlite", args.duration_s)
-            print(f"sqlite     bare sqlite3: {base_sqlite['write_tx_per_s']:.0f} payment-shaped "
-                  f"write tx/s, {base_sqlite['select_tx_per_s']:.0f} pk selects/s  "
-                  f"load {load_average()}", flush=True)
-            res["baseline"] = base_sqlite
+            if not args.no_baseline:
+                base_sqlite = sqlite_baseline(work / "bare.sqlite", args.duration_s)
+                print(f"sqlite     bare sqlite3: {base_sqlite['write_tx_per_s']:.0f} "
+                      f"payment-shaped write tx/s, {base_sqlite['select_tx_per_s']:.0f} pk "
+                      f"selects/s  load {load_average()}", flush=True)
+                res["baseline"] = base_sqlite
             results.append(res)
     finally:
         shutil.rmtree(work, ignore_errors=True)
