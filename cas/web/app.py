@@ -26,6 +26,7 @@ from cas.text import SINGLE_LINE_PATTERN
 from cas.web import api, portal
 from cas.web.apidocs import add_api_docs
 from cas.web.errors import ErrorAnswer, classify
+from cas.web.fastlane import FastLane
 from cas.web.limits import BodyLimit
 from cas.web.security import CookieSigner
 from cas.web.settings import Tenant, Tenants, WebSettings
@@ -112,9 +113,11 @@ class SecurityHeaders:
 
 
 def create_app(tenants: Sequence[Tenant], settings: WebSettings,
-               parts: Sequence[str] = PARTS) -> FastAPI:
+               parts: Sequence[str] = PARTS, *, fast_lane: bool = True) -> FastAPI:
     """The app serving ``tenants`` (one store per operator); ``parts`` picks API, portal or
-    both."""
+    both.  ``fast_lane``: the balance read's happy path answered in front of FastAPI
+    (:mod:`cas.web.fastlane`, with the API only); off, every request goes through FastAPI
+    (the tests compare the two)."""
     unknown = set(parts) - set(PARTS)
     if unknown or not parts:
         raise ValueError(f"parts must be some of {PARTS}")
@@ -136,7 +139,10 @@ def create_app(tenants: Sequence[Tenant], settings: WebSettings,
     app.state.parts = tuple(parts)
     # Added before the headers middleware, so inside it: a 413 gets X-Request-Id too.
     app.add_middleware(BodyLimit, limit_bytes=settings.max_body_bytes)
-
+    # Inside the headers middleware (its answers get the same request id and headers),
+    # outside everything FastAPI does per request.
+    if fast_lane and "api" in parts:
+        app.add_middleware(FastLane, state=app.state.web)
     app.add_middleware(SecurityHeaders, worker_pid=settings.worker_pid)
 
     @app.exception_handler(CasError)
