@@ -74,8 +74,11 @@ def pair(request: pytest.FixtureRequest,
         st.dispose()
 
 
+Headers = dict[str, str] | list[tuple[str, str]]
+
+
 def _answer(client: TestClient, method: str, path: str,
-            headers: dict[str, str]) -> tuple[int, list[tuple[str, str]], bytes]:
+            headers: Headers) -> tuple[int, list[tuple[str, str]], bytes]:
     resp = client.request(method, path, headers=headers, follow_redirects=False)
     kept = [(k, v) for k, v in resp.headers.multi_items()
             if k.lower() not in ("date", "x-request-id")]
@@ -83,7 +86,7 @@ def _answer(client: TestClient, method: str, path: str,
     return resp.status_code, kept, resp.content
 
 
-def _cases(pair: Pair) -> dict[str, tuple[str, str, dict[str, str]]]:
+def _cases(pair: Pair) -> dict[str, tuple[str, str, Headers]]:
     key = pair.keys["atvplus"]
     a1 = f"/api/v1/accounts/{pair.accounts['a1']}/balance"
     n1 = f"/api/v1/accounts/{pair.accounts['n1']}/balance"
@@ -94,6 +97,7 @@ def _cases(pair: Pair) -> dict[str, tuple[str, str, dict[str, str]]]:
         "missing key": ("GET", a1, {}),
         "missing key, other language": ("GET", a1, {"Accept-Language": "ru"}),
         "empty key": ("GET", a1, {"X-API-Key": ""}),
+        "two keys": ("GET", a1, [("X-API-Key", key), ("X-API-Key", "nope")]),
         "malformed key": ("GET", a1, {"X-API-Key": "nope"}),
         "unknown key id": ("GET", a1, {"X-API-Key": "cas.atvplus.0123456789abcdef." + "0" * 64}),
         "wrong secret": ("GET", a1, {"X-API-Key": key[:-1] + ("0" if key[-1] != "0" else "1")}),
@@ -116,7 +120,7 @@ def _cases(pair: Pair) -> dict[str, tuple[str, str, dict[str, str]]]:
 
 
 CASES = ("happy", "happy, suspended", "happy, other language", "missing key",
-         "missing key, other language", "empty key", "malformed key", "unknown key id",
+         "missing key, other language", "empty key", "two keys", "malformed key", "unknown key id",
          "wrong secret", "revoked key", "operator not served",
          "unknown account", "unknown account, other language", "number too short",
          "not a number", "trailing slash", "query string", "HEAD", "POST", "DELETE",
@@ -124,7 +128,7 @@ CASES = ("happy", "happy, suspended", "happy, other language", "missing key",
 
 
 #: Answered 200 by FastAPI, not by the lane (requests it does not recognise as its own).
-FASTAPI_OK = ("query string", "a body announced", "another route")
+FASTAPI_OK = ("query string", "a body announced", "another route", "two keys")
 
 
 @pytest.mark.parametrize("case", CASES)
