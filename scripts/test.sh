@@ -17,11 +17,11 @@ echo "== lint-imports (layer contract, docs/architecture.md)"
 # slow tests mostly wait (sockets, crypto-periods, a box's dwell), so a third worker on two
 # cores keeps both busy; each worker runs its own pcscd + vpcd, PostgreSQL and Chromium.
 # --dist loadfile keeps a test file on one worker (its module fixtures are built once); the
-# files are handed out longest first (tests/conftest.py).
+# files are handed out longest first (tests/fixtures/order.py), not by their number of tests.
 workers="${CAS_TEST_WORKERS:-$(( $(nproc) + 1 ))}"
 echo "== pytest ($workers workers)"
 set +e
-.venv/bin/python -m pytest -n "$workers" --dist loadfile "$@"
+.venv/bin/python -m pytest -n "$workers" --dist loadfile --no-loadscope-reorder "$@"
 rc=$?
 set -e
 if [ "$rc" -eq 5 ]; then
