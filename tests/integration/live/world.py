@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -37,6 +36,8 @@ from cas.store.engine import Store, open_store
 from cas.store.repo import register_card, to_s
 from cas.web.domain import create_api_key, set_portal_password
 from firmware_stub.chipset import save_vendor_key
+from tests.fixtures.net import free_tcp_port
+from tests.fixtures.net import free_udp_port as free_udp_port  # the live tests take it from here
 from tests.integration.live.boxproc import BoxFiles
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -201,12 +202,6 @@ def start_headend(world: World, config: Path, log_name: str = "headend.log") -> 
     return start([CAS, *world.cas_args(), "headend", "run", str(config)], world, log_name)
 
 
-def free_tcp_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def start_web(world: World, timeout_s: float = 60.0) -> tuple[Proc, str]:
     """``cas serve all`` on 127.0.0.1 (API + portal); returns it and its base URL."""
     port = free_tcp_port()
@@ -227,11 +222,5 @@ def start_web(world: World, timeout_s: float = 60.0) -> tuple[Proc, str]:
             time.sleep(0.1)
     web.stop()
     raise AssertionError(f"cas serve did not answer: {web.tail()}")
-
-
-def free_udp_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 

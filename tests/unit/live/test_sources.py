@@ -13,6 +13,7 @@ import pytest
 
 from cas.errors import StreamError
 from cas.live import sources as src
+from tests.fixtures.net import free_udp_port
 from tests.unit.live.tsgen import (
     AUDIO_PID,
     PACKET,
@@ -213,9 +214,7 @@ def test_strip_rtp() -> None:
 
 def test_udp_source_on_a_real_socket() -> None:
     spts = make_spts(seconds=0.5)
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_udp_port()
     source = src.UdpSource("127.0.0.1", port, latency_s=0.05)
     try:
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as tx:
@@ -297,9 +296,7 @@ def test_ffmpeg_is_started_again_when_it_exits() -> None:
 
 def test_udp_source_counts_what_was_lost_on_the_way_in() -> None:
     spts = make_spts(seconds=0.5)
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_udp_port()
     source = src.UdpSource("127.0.0.1", port, latency_s=0.05)
     try:
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as tx:
