@@ -58,13 +58,20 @@ def register_cards(store: Store, cards: Sequence[NewCard],
                     for c in cards[start:start + CHUNK]]
                 registrar.register(part, advance, check)
             registrar.finish()
-    except SQLAlchemyError as exc:
-        raise StoreError(f"card registration failed: {str(exc).splitlines()[0]}").with_id(
-            "bulk.card_registration_failed", splitlines=str(exc).splitlines()[0]) from exc
-    except _driver_errors() as exc:
-        raise StoreError(f"card registration failed: {str(exc).splitlines()[0]}").with_id(
-            "bulk.card_registration_failed", splitlines=str(exc).splitlines()[0]) from exc
+    except _db_errors() as exc:
+        raise _registration_failed(exc) from exc
     return slots
+
+
+def _db_errors() -> tuple[type[Exception], ...]:
+    return (SQLAlchemyError, *_driver_errors())
+
+
+def _registration_failed(exc: Exception) -> StoreError:
+    """The one-line error of a registration the database refused (its first line only)."""
+    first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    return StoreError(f"card registration failed: {first}").with_id(
+        "bulk.card_registration_failed", splitlines=first)
 
 
 def register_serials(store: Store, first: int, count: int, *, region: int = 0,
@@ -86,12 +93,8 @@ def register_serials(store: Store, first: int, count: int, *, region: int = 0,
                 registered_at_s=_clock_s(conn), advance=advance, allocated=allocated,
                 chunk=CHUNK)
             registrar.finish()
-    except SQLAlchemyError as exc:
-        raise StoreError(f"card registration failed: {str(exc).splitlines()[0]}").with_id(
-            "bulk.card_registration_failed", splitlines=str(exc).splitlines()[0]) from exc
-    except _driver_errors() as exc:
-        raise StoreError(f"card registration failed: {str(exc).splitlines()[0]}").with_id(
-            "bulk.card_registration_failed", splitlines=str(exc).splitlines()[0]) from exc
+    except _db_errors() as exc:
+        raise _registration_failed(exc) from exc
     return runs
 
 
